@@ -1,0 +1,2 @@
+"""CLI commands (placeholder until implemented)."""
+from . import app  # noqa: F401

@@ -1,0 +1,563 @@
+"""Target networks: specs, the paper's weight law, and conversion to/from ``torch.nn``.
+
+THEORY.md §1.1 (FCN), §1.2 (activations, hypothesis H-act), §1.3 (weight law), §1.7 (conv layers, pooling).
+
+A network is a chain of weight layers (``Linear`` or ``Conv2d``), each followed by an activation and optional
+pooling; the last layer is linear (L_l = 1). Per layer i the spec records the matrix view
+M_i in R^{d_i x d_{i-1}} (for a conv kernel, mat(W) in R^{c_out x c_in k_h k_w}) and from it
+n_i = d_i + d_{i-1}, m_i = max(d_i, d_{i-1}), N_i = d_i d_{i-1}, the half-width a_i of the uniform law and
+the conv amplification r_i (Lemma C).
+
+Biases: the a-priori theorems are bias-free (§1.1), so specs have no biases. ``from_torch`` reads biases and
+returns them separately: all-zero biases are dropped; non-zero biases are kept and used by the per-network
+certificate (Lemma A's general form, which only needs a bound on ||h_i||), while the a-priori bounds refuse them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ProbPruneError, UnsupportedLayerError, check_positive, check_widths
+
+
+# --------------------------------------------------------------------------------------------- activations
+@dataclass(frozen=True)
+class Activation:
+    """A coordinate-wise activation: its Lipschitz constant and the facts the bounds need (§1.2)."""
+
+    name: str
+    lipschitz: float
+    value_at_zero: float = 0.0
+    positively_homogeneous: bool = True
+    slope: float | None = None  # leaky ReLU negative slope
+
+    @property
+    def zero_at_zero(self) -> bool:
+        return self.value_at_zero == 0.0
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        if self.name == "identity":
+            return x
+        if self.name == "relu":
+            return np.maximum(x, 0.0)
+        if self.name == "leaky_relu":
+            return np.where(x >= 0, x, self.slope * x)
+        if self.name == "tanh":
+            return np.tanh(x)
+        if self.name == "hardtanh":
+            return np.clip(x, -1.0, 1.0)
+        if self.name == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-x))
+        raise ProbPruneError(f"unknown activation {self.name!r}")
+
+    def torch_module(self):
+        import torch.nn as nn
+
+        return {
+            "identity": nn.Identity,
+            "relu": nn.ReLU,
+            "tanh": nn.Tanh,
+            "hardtanh": nn.Hardtanh,
+            "sigmoid": nn.Sigmoid,
+        }.get(self.name, None)() if self.name != "leaky_relu" else nn.LeakyReLU(self.slope)
+
+
+def activation(name: str, slope: float = 0.01) -> Activation:
+    """Activation by name: identity, relu, leaky_relu (slope a: L = max(1, |a|)), tanh, hardtanh, sigmoid."""
+    name = name.lower().replace("-", "_")
+    if name in ("identity", "linear", "none"):
+        return Activation("identity", 1.0)
+    if name == "relu":
+        return Activation("relu", 1.0)
+    if name in ("leaky_relu", "leakyrelu"):
+        return Activation("leaky_relu", max(1.0, abs(slope)), slope=float(slope))
+    if name == "tanh":
+        return Activation("tanh", 1.0, positively_homogeneous=False)
+    if name == "hardtanh":
+        return Activation("hardtanh", 1.0, positively_homogeneous=False)
+    if name == "sigmoid":
+        return Activation("sigmoid", 0.25, value_at_zero=0.5, positively_homogeneous=False)
+    raise ProbPruneError(
+        f"unknown activation {name!r}; supported: identity, relu, leaky_relu, tanh, hardtanh, sigmoid"
+    )
+
+
+# --------------------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Pool:
+    """Max or average pooling after an activation (§1.7): Lipschitz factor folded into L_i."""
+
+    kind: str  # "max" | "avg"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+
+    @property
+    def lipschitz(self) -> float:
+        w = self.kernel[0] * self.kernel[1]
+        r_p = math.ceil(self.kernel[0] / self.stride[0]) * math.ceil(self.kernel[1] / self.stride[1])
+        if self.kind == "max":
+            return math.sqrt(r_p)  # = 1 when non-overlapping
+        return math.sqrt(r_p / w)  # = 1/sqrt(w) when non-overlapping
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        return ((h - self.kernel[0]) // self.stride[0] + 1, (w - self.kernel[1]) // self.stride[1] + 1)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One weight layer in its matrix view. ``kind`` is "linear" or "conv".
+
+    d_out x d_in is the matrix M_i (for conv: c_out x c_in*k_h*k_w). ``half_width`` is a_i of U[-a_i, a_i]
+    (for the Gaussian law it is read as the standard deviation s_i). ``lip`` is L_i of the activation and
+    pooling that follow the layer (1 for the output layer).
+    """
+
+    name: str
+    kind: str
+    d_out: int
+    d_in: int
+    half_width: float
+    act: Activation
+    lip: float
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    in_shape: tuple[int, ...] | None = None  # (C, H, W) for conv inputs
+    out_shape: tuple[int, ...] | None = None  # (C, H, W) after conv (before pooling)
+    pool: Pool | None = None
+
+    @property
+    def n(self) -> int:
+        return self.d_out + self.d_in
+
+    @property
+    def m(self) -> int:
+        return max(self.d_out, self.d_in)
+
+    @property
+    def N(self) -> int:
+        return self.d_out * self.d_in
+
+    @property
+    def r(self) -> int:
+        """Lemma C's patch multiplicity: ceil(k_h/s_h) ceil(k_w/s_w); k_h k_w for dilation > 1; 1 for linear."""
+        if self.kind != "conv":
+            return 1
+        kh, kw = self.kernel
+        if self.dilation != (1, 1):
+            return kh * kw
+        return math.ceil(kh / self.stride[0]) * math.ceil(kw / self.stride[1])
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.kind == "conv":
+            c_in = self.d_in // (self.kernel[0] * self.kernel[1])
+            return (self.d_out, c_in, *self.kernel)
+        return (self.d_out, self.d_in)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-accumulates of the dense layer (one input)."""
+        if self.kind == "conv":
+            return self.N * self.out_shape[1] * self.out_shape[2]
+        return self.N
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A bias-free target network: a chain of weight layers with activations (§1.1, §1.7)."""
+
+    layers: tuple[LayerSpec, ...]
+    input_shape: tuple[int, ...]
+    K: float | None = None  # the paper's constant, when a_i = K / sqrt(m_i)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def Lip(self) -> float:
+        """Lambda = prod_i L_i (L_l = 1 for the linear output layer)."""
+        return float(np.prod([L.lip for L in self.layers]))
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.layers[0].d_in,) + tuple(L.d_out for L in self.layers)
+
+    @property
+    def n_weights(self) -> int:
+        return sum(L.N for L in self.layers)
+
+    @property
+    def is_fcn(self) -> bool:
+        return all(L.kind == "linear" for L in self.layers)
+
+    @property
+    def zero_at_zero(self) -> bool:
+        return all(L.act.zero_at_zero for L in self.layers[:-1])
+
+    @property
+    def positively_homogeneous(self) -> bool:
+        return all(L.act.positively_homogeneous for L in self.layers[:-1])
+
+    def with_half_widths(self, a: Sequence[float]) -> "NetSpec":
+        if len(a) != self.depth:
+            raise ProbPruneError(f"need {self.depth} half-widths, got {len(a)}")
+        return replace(self, layers=tuple(replace(L, half_width=float(x)) for L, x in zip(self.layers, a)), K=None)
+
+    def paper_hypotheses(self) -> list[str]:
+        """Violations of the paper's stated FCN hypotheses (§1.1, §2.2); empty when all hold."""
+        out = []
+        w = self.widths
+        if not self.is_fcn:
+            out.append("Theorem 1 is for fully-connected networks only")
+        else:
+            for i in range(1, len(w) - 1):
+                if not (w[i] > w[0] and w[i] > w[-1]):
+                    out.append(f"hidden width d_{i}={w[i]} must exceed d_0={w[0]} and d_l={w[-1]}")
+        if not self.zero_at_zero:
+            out.append("an activation has sigma(0) != 0 (H-act)")
+        return out
+
+    def describe(self) -> str:
+        return "-".join(str(x) for x in self.widths) if self.is_fcn else f"CNN{self.input_shape}->{self.widths[-1]}"
+
+
+def paper_half_width(K: float, m: int) -> float:
+    """The paper's law U[-K/sqrt(m_i), K/sqrt(m_i)] with m_i = max(d_i, d_{i-1}) [PAPER-R, §1.3]."""
+    return K / math.sqrt(m)
+
+
+def fcn_spec(
+    widths: Sequence[int],
+    activation_name: str = "relu",
+    K: float = 1.0,
+    half_widths: Sequence[float] | None = None,
+    slope: float = 0.01,
+) -> NetSpec:
+    """FCN spec d_0-d_1-...-d_l (§1.1) with the paper's law a_i = K/sqrt(m_i) unless ``half_widths`` is given."""
+    w = check_widths(widths)
+    K = check_positive(K, "K")
+    act = activation(activation_name, slope)
+    ident = activation("identity")
+    layers = []
+    for i in range(1, len(w)):
+        last = i == len(w) - 1
+        m = max(w[i], w[i - 1])
+        a = paper_half_width(K, m) if half_widths is None else check_positive(half_widths[i - 1], "half_width")
+        layers.append(
+            LayerSpec(
+                name=f"{2 * (i - 1)}.weight",
+                kind="linear",
+                d_out=w[i],
+                d_in=w[i - 1],
+                half_width=a,
+                act=ident if last else act,
+                lip=1.0 if last else act.lipschitz,
+            )
+        )
+    if half_widths is not None and len(half_widths) != len(layers):
+        raise ProbPruneError(f"need {len(layers)} half-widths, got {len(half_widths)}")
+    return NetSpec(tuple(layers), input_shape=(w[0],), K=None if half_widths is not None else K)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """User-facing description of one conv layer for :func:`cnn_spec`."""
+
+    c_out: int
+    kernel: int | tuple[int, int] = 3
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    pool: tuple[str, int, int] | None = None  # ("max"|"avg", kernel, stride)
+
+
+def _pair(x) -> tuple[int, int]:
+    return (int(x), int(x)) if np.isscalar(x) else (int(x[0]), int(x[1]))
+
+
+def cnn_spec(
+    input_shape: Sequence[int],
+    convs: Sequence[ConvLayer],
+    fc_widths: Sequence[int],
+    activation_name: str = "relu",
+    K: float = 1.0,
+) -> NetSpec:
+    """CNN spec: conv layers (§1.7) then a flatten and FC layers; the kernel law is U[+-K/sqrt(m)]."""
+    if len(input_shape) != 3:
+        raise ProbPruneError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+    K = check_positive(K, "K")
+    act = activation(activation_name)
+    ident = activation("identity")
+    c, h, w = (int(v) for v in input_shape)
+    layers = []
+    idx = 0
+    total = len(convs) + len(fc_widths)
+    for j, cl in enumerate(convs):
+        kh, kw = _pair(cl.kernel)
+        sh, sw = _pair(cl.stride)
+        ph, pw = _pair(cl.padding)
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if ho < 1 or wo < 1:
+            raise ProbPruneError(f"conv layer {j}: kernel {kh}x{kw} does not fit input {h}x{w}")
+        pool = None
+        if cl.pool is not None:
+            pool = Pool(cl.pool[0], _pair(cl.pool[1]), _pair(cl.pool[2]))
+        last = j == total - 1
+        d_in = c * kh * kw
+        layers.append(
+            LayerSpec(
+                name=f"{idx}.weight",
+                kind="conv",
+                d_out=cl.c_out,
+                d_in=d_in,
+                half_width=paper_half_width(K, max(cl.c_out, d_in)),
+                act=ident if last else act,
+                lip=(1.0 if last else act.lipschitz) * (pool.lipschitz if pool else 1.0),
+                kernel=(kh, kw),
+                stride=(sh, sw),
+                padding=(ph, pw),
+                in_shape=(c, h, w),
+                out_shape=(cl.c_out, ho, wo),
+                pool=pool,
+            )
+        )
+        idx += 2 + (pool is not None)
+        c, h, w = cl.c_out, ho, wo
+        if pool is not None:
+            h, w = pool.out_hw(h, w)
+    idx += 1  # Flatten
+    d = c * h * w
+    for j, dout in enumerate(fc_widths):
+        last = len(convs) + j == total - 1
+        layers.append(
+            LayerSpec(
+                name=f"{idx}.weight",
+                kind="linear",
+                d_out=int(dout),
+                d_in=d,
+                half_width=paper_half_width(K, max(int(dout), d)),
+                act=ident if last else act,
+                lip=1.0 if last else act.lipschitz,
+            )
+        )
+        idx += 2
+        d = int(dout)
+    return NetSpec(tuple(layers), input_shape=tuple(int(v) for v in input_shape), K=K)
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def sample_weights(
+    spec: NetSpec, seed: int | np.random.Generator, law: str = "uniform", n: int | None = None
+) -> list[np.ndarray]:
+    """Draw weights from the paper's law (§1.3): i.i.d. U[-a_i, a_i] per layer, or the Gaussian analogue
+    N(0, s_i^2) with s_i = a_i (§3.12). With ``n`` a leading batch axis of n independent networks is added.
+    Returns float64 arrays in each layer's ``weight_shape``."""
+    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
+    out = []
+    for L in spec.layers:
+        shape = L.weight_shape if n is None else (n, *L.weight_shape)
+        if law == "uniform":
+            out.append(rng.uniform(-L.half_width, L.half_width, size=shape))
+        elif law == "gaussian":
+            out.append(rng.normal(0.0, L.half_width, size=shape))
+        else:
+            raise ProbPruneError(f"unknown weight law {law!r}; use 'uniform' or 'gaussian'")
+    return out
+
+
+def as_matrix(w: np.ndarray) -> np.ndarray:
+    """mat(W): the row-major reshape of a conv kernel to c_out x (c_in k_h k_w) (§1.7); matrices unchanged."""
+    w = np.asarray(w)
+    return w.reshape(w.shape[0], -1) if w.ndim != 2 else w
+
+
+# --------------------------------------------------------------------------------------------- torch bridge
+def to_torch(spec: NetSpec, weights: Sequence[np.ndarray] | None = None, dtype=None):
+    """An ``nn.Sequential`` (bias-free Linear/Conv2d, activations, pooling, Flatten) realising the spec.
+    Parameter names match ``LayerSpec.name`` (e.g. ``"0.weight"``)."""
+    import torch
+    import torch.nn as nn
+
+    dtype = dtype or torch.float64
+    mods: list[nn.Module] = []
+    flattened = spec.layers[0].kind == "linear"
+    for i, L in enumerate(spec.layers):
+        if L.kind == "linear" and not flattened:
+            mods.append(nn.Flatten())
+            flattened = True
+        if L.kind == "conv":
+            c_in = L.weight_shape[1]
+            mod = nn.Conv2d(c_in, L.d_out, L.kernel, stride=L.stride, padding=L.padding, dilation=L.dilation, bias=False)
+        else:
+            mod = nn.Linear(L.d_in, L.d_out, bias=False)
+        mod = mod.to(dtype)
+        if weights is not None:
+            with torch.no_grad():
+                mod.weight.copy_(torch.as_tensor(np.asarray(weights[i]).reshape(L.weight_shape), dtype=dtype))
+        mods.append(mod)
+        if i < spec.depth - 1:
+            mods.append(L.act.torch_module())
+            if L.pool is not None:
+                P = nn.MaxPool2d if L.pool.kind == "max" else nn.AvgPool2d
+                mods.append(P(L.pool.kernel, L.pool.stride))
+    return nn.Sequential(*mods)
+
+
+@dataclass(frozen=True)
+class ParsedModel:
+    """What :func:`from_torch` reads off a user's model."""
+
+    spec: NetSpec
+    weights: list[np.ndarray]
+    biases: list[np.ndarray | None]
+    names: list[str] = field(default_factory=list)  # FQN of each weight parameter, as in state_dict
+
+    @property
+    def has_bias(self) -> bool:
+        return any(b is not None for b in self.biases)
+
+
+_ACT_TYPES = {"ReLU": "relu", "Tanh": "tanh", "Hardtanh": "hardtanh", "Identity": "identity", "Sigmoid": "sigmoid"}
+
+
+def _leaf_modules(model):
+    import torch.nn as nn
+
+    for name, mod in model.named_modules():
+        if len(list(mod.children())) == 0:
+            yield name, mod
+        elif not isinstance(mod, (nn.Sequential,)) and name != "" and type(mod).forward is not nn.Module.forward:
+            # a container with its own forward (a custom block): we cannot know what it computes
+            if not isinstance(mod, (nn.ModuleList, nn.ModuleDict)):
+                raise UnsupportedLayerError(
+                    f"unsupported layer {name!r} ({type(mod).__name__}): only Sequential chains of Linear, Conv2d, "
+                    "ReLU, LeakyReLU, Tanh, Hardtanh, Sigmoid, Identity, Dropout, MaxPool2d, AvgPool2d, Flatten"
+                )
+
+
+def from_torch(model, input_shape: Sequence[int] | None = None) -> ParsedModel:
+    """Read a ``torch.nn`` model that is a chain (Sequential, possibly nested, or a module whose children run in
+    registration order) of Linear / Conv2d / ReLU / LeakyReLU / Tanh / Hardtanh / Sigmoid / Identity / Dropout
+    (identity at evaluation) / MaxPool2d / AvgPool2d / Flatten. Anything else raises
+    :class:`UnsupportedLayerError` naming the layer. ``input_shape`` (C, H, W) is required for conv nets.
+
+    Caveat: for a non-Sequential module we cannot see ``forward``; we assume it applies the children in
+    registration order, as LeNet-style models do, and say so in the certificate's assumptions."""
+    import torch.nn as nn
+
+    layers: list[LayerSpec] = []
+    weights, biases, names = [], [], []
+    shape = tuple(int(v) for v in input_shape) if input_shape is not None else None
+    pending_act: Activation | None = None
+
+    def close_previous(act: Activation | None, pool: Pool | None):
+        if not layers:
+            if act is not None or pool is not None:
+                raise UnsupportedLayerError("the model must start with a Linear or Conv2d layer")
+            return
+        L = layers[-1]
+        a = act or L.act
+        lip = a.lipschitz * (pool.lipschitz if pool else 1.0)
+        layers[-1] = replace(L, act=a, lip=lip, pool=pool or L.pool)
+
+    for name, mod in _leaf_modules(model):
+        if isinstance(mod, nn.Linear):
+            if pending_act is not None:
+                close_previous(pending_act, None)
+            pending_act = None
+            d_in = mod.in_features
+            if shape is not None and int(np.prod(shape)) != d_in:
+                raise ProbPruneError(f"layer {name!r} expects {d_in} inputs but receives shape {shape}")
+            w = mod.weight.detach().cpu().double().numpy()
+            layers.append(
+                LayerSpec(f"{name}.weight", "linear", mod.out_features, d_in, float(np.abs(w).max(initial=0.0)),
+                          activation("identity"), 1.0)
+            )
+            weights.append(w)
+            b = None if mod.bias is None else mod.bias.detach().cpu().double().numpy()
+            biases.append(None if b is None or not np.any(b) else b)
+            names.append(f"{name}.weight")
+            shape = (mod.out_features,)
+        elif isinstance(mod, nn.Conv2d):
+            if pending_act is not None:
+                close_previous(pending_act, None)
+            pending_act = None
+            if mod.groups != 1:
+                raise UnsupportedLayerError(f"layer {name!r}: Conv2d with groups={mod.groups} is not supported")
+            if isinstance(mod.padding, str) or mod.padding_mode != "zeros":
+                raise UnsupportedLayerError(f"layer {name!r}: only explicit zero padding is supported")
+            if shape is None or len(shape) != 3:
+                raise ProbPruneError(f"layer {name!r} is a Conv2d: pass input_shape=(C, H, W)")
+            c, h, wd = shape
+            if c != mod.in_channels:
+                raise ProbPruneError(f"layer {name!r} expects {mod.in_channels} channels, gets {c}")
+            kh, kw = mod.kernel_size
+            sh, sw = mod.stride
+            ph, pw = mod.padding
+            dh, dw = mod.dilation
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            w = mod.weight.detach().cpu().double().numpy()
+            layers.append(
+                LayerSpec(f"{name}.weight", "conv", mod.out_channels, c * kh * kw, float(np.abs(w).max(initial=0.0)),
+                          activation("identity"), 1.0, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
+                          dilation=(dh, dw), in_shape=(c, h, wd), out_shape=(mod.out_channels, ho, wo))
+            )
+            weights.append(w)
+            b = None if mod.bias is None else mod.bias.detach().cpu().double().numpy()
+            biases.append(None if b is None or not np.any(b) else b)
+            names.append(f"{name}.weight")
+            shape = (mod.out_channels, ho, wo)
+        elif type(mod).__name__ in _ACT_TYPES or isinstance(mod, nn.LeakyReLU):
+            if not layers:
+                raise UnsupportedLayerError(f"layer {name!r}: the model must start with a Linear or Conv2d layer")
+            if isinstance(mod, nn.Hardtanh) and (mod.min_val, mod.max_val) != (-1.0, 1.0):
+                raise UnsupportedLayerError(f"layer {name!r}: Hardtanh with bounds other than [-1, 1]")
+            a = activation("leaky_relu", mod.negative_slope) if isinstance(mod, nn.LeakyReLU) else activation(
+                _ACT_TYPES[type(mod).__name__])
+            if pending_act is not None and a.name != "identity":
+                if pending_act.name != "identity":
+                    raise UnsupportedLayerError(f"layer {name!r}: two activations in a row are not supported")
+            if a.name != "identity" or pending_act is None:
+                pending_act = a
+        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            if shape is None or len(shape) != 3:
+                raise UnsupportedLayerError(f"layer {name!r}: pooling needs a (C, H, W) feature map")
+            if isinstance(mod, nn.MaxPool2d) and (mod.dilation not in (1, (1, 1)) or mod.ceil_mode):
+                raise UnsupportedLayerError(f"layer {name!r}: MaxPool2d with dilation or ceil_mode")
+            if getattr(mod, "padding", 0) not in (0, (0, 0)):
+                raise UnsupportedLayerError(f"layer {name!r}: pooling with padding is not supported")
+            stride = mod.stride if mod.stride is not None else mod.kernel_size
+            pool = Pool("max" if isinstance(mod, nn.MaxPool2d) else "avg", _pair(mod.kernel_size), _pair(stride))
+            close_previous(pending_act, pool)
+            pending_act = None
+            h2, w2 = pool.out_hw(shape[1], shape[2])
+            shape = (shape[0], h2, w2)
+        elif isinstance(mod, (nn.Flatten, nn.Dropout)):
+            if isinstance(mod, nn.Flatten) and shape is not None:
+                shape = (int(np.prod(shape)),)
+        else:
+            raise UnsupportedLayerError(
+                f"unsupported layer {name!r} ({type(mod).__name__}): supported are Linear, Conv2d, ReLU, LeakyReLU, "
+                "Tanh, Hardtanh, Sigmoid, Identity, Dropout, MaxPool2d, AvgPool2d, Flatten"
+            )
+    if not layers:
+        raise UnsupportedLayerError("the model has no Linear or Conv2d layer")
+    if pending_act is not None:
+        if pending_act.name != "identity":
+            raise UnsupportedLayerError("the output layer must be linear (an activation follows the last weight layer)")
+    # the output layer is linear: L_l = 1
+    layers[-1] = replace(layers[-1], act=activation("identity"), lip=1.0 if layers[-1].pool is None else layers[-1].lip)
+    for nm, w in zip(names, weights):
+        if not np.all(np.isfinite(w)):
+            raise ProbPruneError(f"parameter {nm!r} contains NaN/inf weights")
+    for nm, b in zip(names, biases):
+        if b is not None and not np.all(np.isfinite(b)):
+            raise ProbPruneError(f"bias of {nm!r} contains NaN/inf values")
+    in_shape = tuple(input_shape) if input_shape is not None else (layers[0].d_in,)
+    return ParsedModel(NetSpec(tuple(layers), input_shape=in_shape), weights, biases, names)
