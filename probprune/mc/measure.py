@@ -1,0 +1,294 @@
+"""Batched error measurement for Monte Carlo trials (THEORY.md §6; §1.4 error metric; §3.11 Cert-D).
+
+All functions take *stacked* weights: one float64 torch tensor per layer of shape ``(n, *weight_shape)`` holding
+``n`` independent trials, and evaluate every trial in one batched computation (``torch.bmm`` for linear layers,
+grouped ``conv2d`` for conv layers), never a Python loop over trials.
+
+* :func:`exact_linear_error` — err = ||W_l...W_1 - What_l...What_1|| for identity-activation FCNs (§6, exact).
+* :func:`pgd_lower_bound` — multi-start projected gradient ascent of ||F(x) - Fhat(x)||^2 on the unit sphere
+  (positively homogeneous nets) or over the ball with projection x / max(1, ||x||) (other activations) (§6). Starts:
+  >= 64 Gaussian directions, +-e_j, and the top right singular vector of the linear part (activations replaced by
+  the identity; FCNs only). A lower bound on err by construction: every value is F evaluated at a feasible x.
+* :func:`operator_norms_upper` and :func:`cert_d` — the Cert-D upper bound (§3.11) with float64 SVD spectral norms
+  times (1 + 1e-9) (``torch.linalg.matrix_norm(ord=2)``), sqrt(r_i) x mat-norm for conv layers (Lemma C). Never
+  power iteration.
+* :func:`average_error` — mean and max of ||F(x) - Fhat(x)|| over real inputs scaled into the unit ball.
+
+Provenance: protocol [D] (THEORY §6); Lemma A / Cert-D [D] (§3.1, §3.11).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ProbPruneError
+from ..networks import NetSpec
+
+SVD_SAFETY = 1.0 + 1e-9  # multiply float64 SVD norms by this to get an upper bound (§3.11)
+
+
+def _act(name: str, slope: float | None):
+    if name == "identity":
+        return lambda z: z
+    if name == "relu":
+        return torch.relu
+    if name == "leaky_relu":
+        return lambda z: F.leaky_relu(z, slope)
+    if name == "tanh":
+        return torch.tanh
+    if name == "hardtanh":
+        return F.hardtanh
+    if name == "sigmoid":
+        return torch.sigmoid
+    raise ProbPruneError(f"unknown activation {name!r}")
+
+
+def is_linear_fcn(spec: NetSpec) -> bool:
+    """True when the network is an FCN whose hidden activations are all the identity (exact error available)."""
+    return spec.is_fcn and all(L.act.name == "identity" for L in spec.layers[:-1])
+
+
+def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False) -> torch.Tensor:
+    """F(x) for n stacked networks at once.
+
+    ``weights[i]`` has shape (n, *weight_shape); ``x`` has shape (n, S, *input_shape) (S inputs per network) or
+    (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``linear=True`` replaces
+    every activation by the identity and skips pooling (the "linear part" used for the SVD start)."""
+    n = weights[0].shape[0]
+    ishape = tuple(spec.input_shape)
+    if x.dim() == len(ishape) + 1:
+        x = x.unsqueeze(0).expand(n, *x.shape)
+    S = x.shape[1]
+    h = x
+    conv_layout = False  # when True h is (S, n*C, H, W)
+    for i, L in enumerate(spec.layers):
+        W = weights[i]
+        if L.kind == "conv":
+            if not conv_layout:
+                h = h.reshape(n, S, *L.in_shape).transpose(0, 1).reshape(S, n * L.in_shape[0], *L.in_shape[1:])
+                conv_layout = True
+            Wg = W.reshape(n * W.shape[1], *W.shape[2:])
+            h = F.conv2d(h, Wg, stride=L.stride, padding=L.padding, dilation=L.dilation, groups=n)
+        else:
+            if conv_layout:
+                h = h.reshape(S, n, -1).transpose(0, 1)
+                conv_layout = False
+            elif h.dim() > 3:
+                h = h.reshape(n, S, -1)
+            h = torch.bmm(h, W.transpose(1, 2))
+        if i < spec.depth - 1 and not linear:
+            h = _act(L.act.name, L.act.slope)(h)
+            if L.pool is not None:
+                pool = F.max_pool2d if L.pool.kind == "max" else F.avg_pool2d
+                h = pool(h, L.pool.kernel, L.pool.stride)
+    if conv_layout:
+        h = h.reshape(S, n, -1).transpose(0, 1)
+    return h
+
+
+def _matrices(spec: NetSpec, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [W.reshape(W.shape[0], L.d_out, L.d_in) for W, L in zip(weights, spec.layers)]
+
+
+def product(mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """W_l ... W_1 for stacked matrices (n, d_i, d_{i-1}), multiplied in the cheaper association order."""
+    P = mats[0]
+    for M in mats[1:]:
+        P = torch.bmm(M, P)
+    return P
+
+
+def exact_linear_error(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Exact sup_{||x||<=1} ||F(x) - Fhat(x)|| = ||prod W - prod What|| (spectral norm, float64 SVD) for linear
+    FCNs (§6). Returns shape (n,)."""
+    if not is_linear_fcn(spec):
+        raise ProbPruneError("the exact error is only available for FCNs with identity activations")
+    D = product(_matrices(spec, W)) - product(_matrices(spec, What))
+    return torch.linalg.matrix_norm(D, ord=2)
+
+
+def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Upper bounds on the operator norm of every layer, shape (n, depth): float64 SVD spectral norm of mat(W_i)
+    times (1 + 1e-9), times sqrt(r_i) for conv layers (Lemma C, §3.5). Never power iteration (§3.11)."""
+    cols = []
+    for W, L in zip(weights, spec.layers):
+        M = W.reshape(W.shape[0], L.d_out, L.d_in)
+        s = torch.linalg.matrix_norm(M, ord=2) * SVD_SAFETY
+        if L.kind == "conv":
+            s = s * math.sqrt(L.r)
+        cols.append(s)
+    return torch.stack(cols, dim=-1)
+
+
+def lemma_a_batched(norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray, lips: Sequence[float]) -> np.ndarray:
+    """Lip * min(A-fwd, A-bwd) (§3.1) for arrays with last axis = layer; uses ``probprune.bounds.lemma_a`` when
+    available (one formula for the whole package), else the same formula here."""
+    try:
+        from ..bounds import lemma_a  # type: ignore
+    except ImportError:  # pragma: no cover - bounds module not yet present
+        lemma_a = None
+    if lemma_a is not None:
+        return np.asarray(lemma_a(norm_W, norm_What, norm_E, np.asarray(lips, dtype=float)), dtype=float)
+    w, wh, e = (np.asarray(a, dtype=float) for a in (norm_W, norm_What, norm_E))
+    lip = float(np.prod(lips))
+    l = w.shape[-1]
+    fwd = np.zeros(w.shape[:-1])
+    bwd = np.zeros(w.shape[:-1])
+    for i in range(l):
+        fwd = fwd + e[..., i] * np.prod(w[..., :i], axis=-1) * np.prod(wh[..., i + 1:], axis=-1)
+        bwd = bwd + e[..., i] * np.prod(wh[..., :i], axis=-1) * np.prod(w[..., i + 1:], axis=-1)
+    return lip * np.minimum(fwd, bwd)
+
+
+def cert_d(spec: NetSpec, norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray) -> np.ndarray:
+    """Cert-D (§3.11): the per-network upper bound Lambda * min(A-fwd, A-bwd) from upper bounds on the layer norms.
+    Requires (H-act) (sigma(0) = 0)."""
+    if not spec.zero_at_zero:
+        raise ProbPruneError("Cert-D in this form needs sigma(0) = 0 (H-act); use a zero-at-zero activation")
+    return lemma_a_batched(norm_W, norm_What, norm_E, [L.lip for L in spec.layers])
+
+
+# ------------------------------------------------------------------------------------------------ PGD lower bound
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    nrm = x.flatten(2).norm(dim=-1).clamp_min(1e-300)
+    return x / nrm.reshape(*nrm.shape, *([1] * (x.dim() - 2)))
+
+
+def _proj_ball(x: torch.Tensor) -> torch.Tensor:
+    nrm = x.flatten(2).norm(dim=-1).clamp_min(1.0)
+    return x / nrm.reshape(*nrm.shape, *([1] * (x.dim() - 2)))
+
+
+def top_right_singular_vectors(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Top right singular vector of the difference of the linear parts (activations -> identity), (n, d_0); FCN only."""
+    D = product(_matrices(spec, W)) - product(_matrices(spec, What))
+    _, _, Vh = torch.linalg.svd(D, full_matrices=False)
+    return Vh[:, 0, :]
+
+
+def pgd_starts(spec: NetSpec, W, What, n_random: int, generators: Sequence[torch.Generator] | None,
+               basis: bool = True, svd_start: bool = True) -> torch.Tensor:
+    """Starting points (n, S, *input_shape): n_random Gaussian directions per trial (one seeded generator per trial,
+    so a trial's starts do not depend on how trials are batched), +-e_j for every input coordinate, and +-the top
+    right singular vector of the linear part (FCNs)."""
+    n = W[0].shape[0]
+    d0 = int(np.prod(spec.input_shape))
+    parts = []
+    if n_random > 0:
+        if generators is None:
+            raise ProbPruneError("random PGD starts need one torch.Generator per trial")
+        parts.append(torch.stack([torch.randn(n_random, d0, generator=g, dtype=torch.float64) for g in generators]))
+    if basis:
+        eye = torch.eye(d0, dtype=torch.float64)
+        parts.append(torch.cat([eye, -eye]).unsqueeze(0).expand(n, 2 * d0, d0))
+    if svd_start and spec.is_fcn:
+        v = top_right_singular_vectors(spec, W, What)
+        parts.append(torch.stack([v, -v], dim=1))
+    if not parts:
+        raise ProbPruneError("PGD needs at least one start")
+    x = torch.cat(parts, dim=1)
+    x = _unit(x)
+    return x.reshape(n, x.shape[1], *spec.input_shape)
+
+
+def pgd_lower_bound(
+    spec: NetSpec,
+    W: Sequence[torch.Tensor],
+    What: Sequence[torch.Tensor],
+    n_random: int = 64,
+    iters: int = 60,
+    step: float = 0.5,
+    generators: Sequence[torch.Generator] | None = None,
+    basis: bool = True,
+    svd_start: bool = True,
+    max_batch_elems: int = 40_000_000,
+) -> torch.Tensor:
+    """Lower bound on err = sup_{||x||<=1} ||F(x) - Fhat(x)|| for n stacked trials, shape (n,) (§6).
+
+    Positively homogeneous nets: ascent on the unit sphere; the first half of the iterations are fixed-point steps
+    x <- normalize(grad f(x)) (on a linear region grad f = 2 (A - Ahat)^T (A - Ahat) x, so this is the region's power
+    step), the second half are projected normalized-gradient steps x <- normalize(x + eta_t grad f/||grad f||) with
+    eta_t decaying linearly from ``step``. Other activations: the same normalized-gradient steps with the ball
+    projection x / max(1, ||x||) (no fixed-point phase). The result is the largest ||F(x) - Fhat(x)|| seen at any
+    evaluated feasible x, divided by max(1, ||x||) on homogeneous nets so that float rounding of ||x|| cannot inflate it.
+    Trials are processed in sub-batches so that n_sub * S * max_width <= ``max_batch_elems``."""
+    n = W[0].shape[0]
+    homog = spec.positively_homogeneous
+    x0 = pgd_starts(spec, W, What, n_random, generators, basis=basis, svd_start=svd_start)
+    S = x0.shape[1]
+    widest = max(max(int(np.prod(L.out_shape)) if L.out_shape else L.d_out for L in spec.layers),
+                 int(np.prod(spec.input_shape)))
+    sub = max(1, int(max_batch_elems // max(1, S * widest)))
+    out = []
+    for a in range(0, n, sub):
+        b = min(n, a + sub)
+        out.append(_pgd_block(spec, [w[a:b] for w in W], [w[a:b] for w in What], x0[a:b], iters, step, homog))
+    return torch.cat(out)
+
+
+def _pgd_block(spec, W, What, x, iters, step, homog):
+    best = torch.zeros(x.shape[0], dtype=torch.float64)
+    feasible = _proj_ball if not homog else _unit
+    x = feasible(x)
+    fp_iters = iters // 2 if homog else 0
+    for t in range(iters + 1):
+        x = x.detach().requires_grad_(t < iters)
+        with torch.set_grad_enabled(t < iters):
+            diff = batched_forward(spec, W, x) - batched_forward(spec, What, x)
+            f = (diff * diff).sum(-1)  # (n, S)
+        val = f.detach().sqrt()
+        nrm = x.detach().flatten(2).norm(dim=-1).clamp_min(1.0)
+        if homog:
+            val = val / nrm  # F(cx) = cF(x): value at x / max(1, ||x||)
+        else:
+            val = torch.where(nrm <= 1.0 + 1e-12, val, torch.zeros_like(val))
+        best = torch.maximum(best, val.max(dim=1).values)
+        if t == iters:
+            break
+        (g,) = torch.autograd.grad(f.sum(), x)
+        g = g.detach()
+        gn = g.flatten(2).norm(dim=-1)
+        gn = gn.reshape(*gn.shape, *([1] * (g.dim() - 2)))
+        xd = x.detach()
+        ok = gn > 0
+        if t < fp_iters:
+            x = torch.where(ok, g / gn.clamp_min(1e-300), xd)
+        else:
+            eta = step * (1.0 - (t - fp_iters) / max(1, iters - fp_iters)) + 1e-3
+            x = xd + eta * torch.where(ok, g / gn.clamp_min(1e-300), torch.zeros_like(g))
+        x = feasible(x)
+    return best
+
+
+# ------------------------------------------------------------------------------------------------ average case
+def scale_into_ball(X: torch.Tensor) -> torch.Tensor:
+    """Scale a data matrix (N, *shape) by one common factor so that every input has ||x|| <= 1 (the largest norm
+    becomes 1). One common factor keeps the data's geometry (relative norms and directions)."""
+    X = torch.as_tensor(X, dtype=torch.float64)
+    m = X.flatten(1).norm(dim=1).max()
+    if not torch.isfinite(m) or m <= 0:
+        raise ProbPruneError("the dataset has no non-zero finite input to scale into the ball")
+    return X / m
+
+
+def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int = 40_000_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and max over the inputs X (already in the ball, shape (N, *input_shape)) of ||F(x) - Fhat(x)||, per
+    trial: two tensors of shape (n,)."""
+    n = W[0].shape[0]
+    N = X.shape[0]
+    widest = max(max(int(np.prod(L.out_shape)) if L.out_shape else L.d_out for L in spec.layers),
+                 int(np.prod(spec.input_shape)))
+    sub = max(1, int(max_batch_elems // max(1, N * widest)))
+    means, maxs = [], []
+    with torch.no_grad():
+        for a in range(0, n, sub):
+            b = min(n, a + sub)
+            d = batched_forward(spec, [w[a:b] for w in W], X) - batched_forward(spec, [w[a:b] for w in What], X)
+            e = d.norm(dim=-1)
+            means.append(e.mean(dim=1))
+            maxs.append(e.max(dim=1).values)
+    return torch.cat(means), torch.cat(maxs)

@@ -1,0 +1,343 @@
+"""Monte Carlo trials: draw target networks, prune them, measure the error, compare with the bound (THEORY §6).
+
+A *group* is (network architecture, activation, weight law); a *unit* (one resumable chunk) is a block of
+``batch_size`` consecutive trial indices of one group under one base seed. Inside a unit all networks are stacked
+and every measurement is batched (:mod:`probprune.mc.measure`); the unit loops only over methods x fractions x
+deltas. Every random draw comes from ``np.random.SeedSequence(seed, spawn_key=(group key, trial, stream))``:
+
+* stream 0: the target weights (depends on architecture and law only, so every method / fraction / activation sees
+  the same networks: common random numbers);
+* stream 1: one uniform score u per weight for the random masks (prune where u < p: masks nested in p; exact-k
+  prunes the k smallest u);
+* stream 2: the PGD Gaussian starts.
+
+So a trial's row depends only on (config, seed, trial index), never on batching or on which worker ran it.
+
+Pruning (THEORY §1.5, §1.6): ``magnitude`` threshold form |w| < q a_i (Gaussian law: |w| < c s_i, 2 Phi(c) - 1 = q);
+``random`` R-Bern; ``random_rescaled`` R-Bern with kept weights / (1 - p); ``magnitude_exact`` the floor(q N_i)
+smallest |w| per layer (ties by flat index; no a-priori bound, THEORY §7.6); ``random_exact`` exactly floor(p N_i)
+uniformly random entries (bound: ``bounds.exact_k_bound``, uniform law).
+
+Per-trial verdict against the bound b (relative tolerance 1e-9, §6): ``satisfied`` (UB <= b), ``violated``
+(LB > b), ``undecided``; ``no_bound`` where no a-priori bound applies. LB <= UB (1 + 1e-9) is asserted; a failure is
+a bug and raises :class:`MeasurementBug`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import HypothesisError, ProbPruneError
+from ..networks import ConvLayer, NetSpec, cnn_spec, fcn_spec
+from .config import MCConfig
+
+TOL = 1e-9
+
+
+class MeasurementBug(AssertionError):
+    """LB > UB (1 + 1e-9): the lower and upper bounds on the error contradict each other (a bug, §6)."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """One architecture of the sweep (FCN width list or CNN description)."""
+
+    label: str
+    kind: str  # "fcn" | "cnn"
+    widths: tuple[int, ...] | None = None
+    cnn_json: str | None = None
+    width: int | None = None  # hidden width for grid networks
+    depth: int = 0
+
+    def spec(self, activation: str, K: float) -> NetSpec:
+        if self.kind == "fcn":
+            return fcn_spec(self.widths, activation, K)
+        d = json.loads(self.cnn_json)
+        convs = []
+        for c in d.get("convs", []):
+            if not isinstance(c, dict):
+                raise ProbPruneError("each conv of a cnns entry is a mapping (c_out, kernel, stride, padding, pool)")
+            extra = set(c) - {"c_out", "kernel", "stride", "padding", "pool"}
+            if extra:
+                raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a conv layer description")
+            pool = tuple(c["pool"]) if c.get("pool") else None
+            convs.append(ConvLayer(int(c["c_out"]), c.get("kernel", 3), c.get("stride", 1), c.get("padding", 0), pool))
+        return cnn_spec(d["input_shape"], convs, [int(v) for v in d["fc"]], activation, K)
+
+
+def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
+    """The networks of the sweep, in a fixed order: grid (widths x depths), then ``archs``, then ``cnns``."""
+    out = []
+    d0 = cfg.input_dim or input_dim
+    for w in cfg.widths:
+        for l in cfg.depths:
+            ws = (d0 or w,) + (w,) * (l - 1) + (cfg.output_dim or w,)
+            out.append(Network("fcn:" + "-".join(map(str, ws)), "fcn", ws, None, w, l))
+    for a in cfg.archs:
+        out.append(Network("fcn:" + "-".join(map(str, a)), "fcn", tuple(a), None, None, len(a) - 1))
+    for c in cfg.cnns:
+        js = json.dumps(c, sort_keys=True, separators=(",", ":"))
+        out.append(Network("cnn:" + js, "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
+    return out
+
+
+@dataclass(frozen=True)
+class Group:
+    index: int
+    network: Network
+    activation: str
+    law: str
+
+
+def groups(cfg: MCConfig) -> list[Group]:
+    """All (network, activation, law) combinations, indexed in a fixed order."""
+    d0 = dataset_dim(cfg.dataset) if cfg.dataset else None
+    out = []
+    for net in networks(cfg, d0):
+        for act in cfg.activations:
+            for law in cfg.laws:
+                out.append(Group(len(out), net, act, law))
+    return out
+
+
+def dataset_dim(name: str) -> int:
+    return {"mnist5k": 784, "digits": 64, "mnist1d": 40}[name]
+
+
+def _key(*parts: Any) -> tuple[int, int]:
+    h = hashlib.md5("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little"), int.from_bytes(h[4:8], "little")
+
+
+def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Generator:
+    """The generator of one trial's stream (0 weights, 1 mask scores, 2 PGD starts)."""
+    k = _key(group.network.label, group.law)
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(*k, int(trial), int(stream))))
+
+
+# ------------------------------------------------------------------------------------------------ bounds
+def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: str):
+    """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies."""
+    from .. import bounds
+
+    try:
+        if method in ("magnitude", "random", "random_rescaled"):
+            return bounds.apriori_bound(spec, fraction, delta, method, law), ""
+        if method == "random_exact":
+            if law != "uniform":
+                return None, "no exact-k bound for the Gaussian law"
+            return bounds.exact_k_bound(spec, fraction, delta), ""
+        return None, "no a-priori bound for exact-k magnitude pruning (THEORY §7.6)"
+    except HypothesisError as e:
+        return None, str(e).splitlines()[0]
+
+
+def check_bounds(cfg: MCConfig) -> list[str]:
+    """Compute every bound of the sweep once (raises on bad settings before any trial runs); returns notes on the
+    settings without an a-priori bound."""
+    notes = []
+    for g in groups(cfg):
+        spec = g.network.spec(g.activation, cfg.K)
+        if cfg.dataset and int(np.prod(spec.input_shape)) != dataset_dim(cfg.dataset):
+            raise ProbPruneError(
+                f"network {g.network.label} takes {int(np.prod(spec.input_shape))} inputs but dataset "
+                f"{cfg.dataset} has {dataset_dim(cfg.dataset)} features")
+        for m in cfg.methods:
+            for q in cfg.fractions:
+                for d in cfg.deltas:
+                    res, why = bound_for(spec, m, q, d, g.law)
+                    if res is None:
+                        notes.append(f"{g.network.label} {g.activation} {g.law} {m}: {why}")
+    return sorted(set(notes))
+
+
+# ------------------------------------------------------------------------------------------------ pruning
+def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str):
+    """Pruned weights for stacked target weights ``W`` (torch, (n, ...)) and mask scores ``U`` (uniform, same shapes).
+    Returns (What list, realised pruned fraction (n,) over all weights)."""
+    import torch
+    from scipy.stats import norm
+
+    What, pruned = [], None
+    for L, w, u in zip(spec.layers, W, U):
+        n = w.shape[0]
+        if method == "magnitude":
+            if law == "uniform":
+                tau = fraction * L.half_width
+            else:
+                tau = float(norm.ppf((1.0 + fraction) / 2.0)) * L.half_width if fraction < 1 else math.inf
+            P = w.abs() < tau
+        elif method in ("random", "random_rescaled"):
+            P = u < fraction
+        elif method in ("magnitude_exact", "random_exact"):
+            k = int(math.floor(fraction * L.N))
+            score = (w.abs() if method == "magnitude_exact" else u).reshape(n, -1)
+            order = torch.argsort(score, dim=1, stable=True)[:, :k]
+            P = torch.zeros(n, L.N, dtype=torch.bool)
+            P.scatter_(1, order, True)
+            P = P.reshape(w.shape)
+        else:
+            raise ProbPruneError(f"unknown method {method!r}")
+        wh = torch.where(P, torch.zeros_like(w), w)
+        if method == "random_rescaled":
+            wh = wh / (1.0 - fraction)
+        What.append(wh)
+        c = P.reshape(n, -1).sum(dim=1).double()
+        pruned = c if pruned is None else pruned + c
+    return What, (pruned / spec.n_weights).numpy()
+
+
+# ------------------------------------------------------------------------------------------------ data
+@lru_cache(maxsize=4)
+def _dataset_inputs(name: str, n: int, images: bool, shape: tuple[int, ...]):
+    from ..data import load_dataset
+    from .measure import scale_into_ball
+
+    ds = load_dataset(name, seed=0, images=images)
+    X = ds.X_test[:n].double().reshape(-1, *shape)
+    return scale_into_ball(X)
+
+
+# ------------------------------------------------------------------------------------------------ one unit
+def unit_trials(cfg: MCConfig, block: int) -> range:
+    t0 = block * cfg.batch_size
+    return range(t0, min(cfg.n_trials, t0 + cfg.batch_size))
+
+
+def n_blocks(cfg: MCConfig) -> int:
+    return math.ceil(cfg.n_trials / cfg.batch_size)
+
+
+COLUMNS = [
+    "seed", "group", "network", "kind", "depth", "width", "n_weights", "activation", "law", "K", "method", "fraction",
+    "delta", "trial", "realized_fraction", "bound", "err_lb", "err_ub", "lb_method", "cert", "avg_err", "avg_err_max",
+    "rel_E", "max_W_over_B", "max_E_over_eta", "verdict", "looseness_lb", "looseness_ub",
+]
+
+
+def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.DataFrame:
+    """Run one chunk: ``batch_size`` networks of one group, all methods x fractions x deltas; one row per
+    (trial, method, fraction, delta), columns :data:`COLUMNS`."""
+    import torch
+
+    from . import measure as M
+    from ..certificates import _offsets, lemma_a_general
+
+    torch.set_num_threads(cfg.torch_threads)
+    g = groups(cfg)[group_index]
+    spec = g.network.spec(g.activation, cfg.K)
+    trials = unit_trials(cfg, block)
+    n = len(trials)
+    # ---- draws (per trial, so rows do not depend on batching)
+    per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
+    W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
+    del per_trial
+    needs_u = any(m.startswith("random") for m in cfg.methods)
+    if needs_u:
+        per_u = []
+        for t in trials:
+            r = trial_rng(seed, g, t, 1)
+            per_u.append([r.random(L.weight_shape) for L in spec.layers])
+        U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(spec.depth)]
+        del per_u
+    else:
+        U = [None] * spec.depth
+    linear = M.is_linear_fcn(spec)
+    gens = None
+    if not linear:
+        gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
+    X = None
+    if cfg.dataset:
+        images = spec.layers[0].kind == "conv"
+        X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, tuple(spec.input_shape))
+    normW = M.operator_norms_upper(spec, W).numpy()
+    lips = np.array([L.lip for L in spec.layers])
+    zero0 = spec.zero_at_zero
+    bn, ao = _offsets(spec, None)
+
+    base = {
+        "seed": int(seed), "group": g.index, "network": g.network.label, "kind": g.network.kind,
+        "depth": spec.depth, "width": g.network.width if g.network.width is not None else -1,
+        "n_weights": spec.n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
+    }
+    frames = []
+    for method in cfg.methods:
+        for q in cfg.fractions:
+            What, realized = prune_batched(spec, W, U, method, q, g.law)
+            E = [a - b for a, b in zip(W, What)]
+            if cfg.certificate or linear:
+                normWh = M.operator_norms_upper(spec, What).numpy()
+                normE = M.operator_norms_upper(spec, E).numpy()
+                if zero0:
+                    cert = M.lemma_a_batched(normW, normWh, normE, lips)
+                else:
+                    cert = np.array([min(lemma_a_general(normW[k], normWh[k], normE[k], lips, bn, ao))
+                                     for k in range(n)])
+            else:
+                normE = np.stack([torch.linalg.matrix_norm(e.reshape(n, L.d_out, L.d_in), ord=2).numpy()
+                                  * (math.sqrt(L.r) if L.kind == "conv" else 1.0)
+                                  for e, L in zip(E, spec.layers)], axis=-1)
+                cert = np.full(n, np.inf)
+            if linear:
+                lb = M.exact_linear_error(spec, W, What).numpy()
+                ub = lb * (1.0 + TOL)
+                lb_method = "exact"
+                if np.any(lb > cert * (1.0 + TOL)):
+                    k = int(np.argmax(lb / cert))
+                    raise MeasurementBug(f"exact error {lb[k]!r} exceeds Cert-D {cert[k]!r} (trial {trials[k]})")
+            else:
+                lb = M.pgd_lower_bound(spec, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
+                                       step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis).numpy()
+                ub = cert
+                lb_method = "pgd"
+            bad = lb > ub * (1.0 + TOL)
+            if np.any(bad):
+                k = int(np.argmax(bad))
+                raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
+            if X is not None:
+                avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X))
+            else:
+                avg = avg_max = np.full(n, np.nan)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel_E = np.mean(np.where(normW > 0, normE / normW, 0.0), axis=-1)
+            for delta in cfg.deltas:
+                res, _ = bound_for(spec, method, q, delta, g.law)
+                if res is None:
+                    b = math.nan
+                    wb = eb = np.full(n, np.nan)
+                    verdict = np.array(["no_bound"] * n, dtype=object)
+                else:
+                    b = float(res.eps)
+                    B = np.asarray(res.B, float)
+                    eta = np.asarray(res.eta, float)
+                    wb = np.max(normW / B, axis=-1)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        r = np.where(eta > 0, normE / np.where(eta > 0, eta, 1.0), 0.0)
+                    eb = np.max(r, axis=-1)
+                    thr = b * (1.0 + TOL)
+                    verdict = np.where(ub <= thr, "satisfied", np.where(lb > thr, "violated", "undecided"))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    loose_lb = b / lb
+                    loose_ub = b / ub
+                frames.append(pd.DataFrame({
+                    **{k: [v] * n for k, v in base.items()},
+                    "method": method, "fraction": float(q), "delta": float(delta), "trial": list(trials),
+                    "realized_fraction": realized, "bound": b, "err_lb": lb, "err_ub": ub, "lb_method": lb_method,
+                    "cert": cert, "avg_err": avg, "avg_err_max": avg_max, "rel_E": rel_E, "max_W_over_B": wb,
+                    "max_E_over_eta": eb, "verdict": verdict, "looseness_lb": loose_lb, "looseness_ub": loose_ub,
+                }))
+    df = pd.concat(frames, ignore_index=True)[COLUMNS]
+    return df.sort_values(["trial", "method", "fraction", "delta"], kind="stable", ignore_index=True)
+
+
+def _draw_weights(spec: NetSpec, law: str, rng: np.random.Generator) -> list[np.ndarray]:
+    from ..networks import sample_weights
+
+    return sample_weights(spec, rng, law)
