@@ -1,2 +1,203 @@
-"""CLI commands (placeholder until implemented)."""
-from . import app  # noqa: F401
+"""``probprune mc``: Monte Carlo validation of the bounds (THEORY.md §6).
+
+    probprune mc plan CONFIG            validate a sweep, show its hash, chunks and trial counts
+    probprune mc run CONFIG             run or resume it (results/mc/<hash>/), then print the report
+    probprune mc report RUN_DIR         violation rates with Clopper-Pearson limits, verdicts, looseness, fits
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app
+from .common import emit
+
+mc_app = typer.Typer(help="Monte Carlo validation: measured error of pruned random networks vs the bounds.",
+                     no_args_is_help=True)
+app.add_typer(mc_app, name="mc")
+
+
+def _load(config: Path, sets: Optional[List[str]], n_trials: Optional[int], batch_size: Optional[int]):
+    from ..mc.config import load_config, parse_override
+
+    ov = dict(parse_override(s) for s in (sets or []))
+    if n_trials is not None:
+        ov["n_trials"] = n_trials
+    if batch_size is not None:
+        ov["batch_size"] = batch_size
+    return load_config(config, ov)
+
+
+def _fmt(x, nd=3):
+    try:
+        import math
+
+        x = float(x)
+        if math.isnan(x):
+            return "-"
+        if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4):
+            return f"{x:.{nd}g}"
+        return f"{x:.{nd}f}" if abs(x) < 10 else f"{x:.{max(nd - 2, 1)}f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _net(label: str) -> str:
+    return label.replace("fcn:", "") if label.startswith("fcn:") else label[:40]
+
+
+def _report_data(run_dir: Path, alpha: Optional[float]) -> dict:
+    from ..mc.report import report
+    from ..mc.runner import load_run
+
+    cfg, df, complete = load_run(run_dir)
+    rep = report(df, alpha if alpha is not None else cfg.alpha)
+    s = rep["configurations"]
+    return {
+        "run_dir": str(run_dir),
+        "config_hash": cfg.hash,
+        "complete": complete,
+        "n_rows": int(len(df)),
+        "alpha": alpha if alpha is not None else cfg.alpha,
+        "verdict_counts": rep["verdict_counts"],
+        "refuted": rep["refuted"].to_dict(orient="records"),
+        "configurations": s.to_dict(orient="records"),
+        "fraction_fits": rep["fraction_fits"].to_dict(orient="records"),
+        "width_fits": rep["width_fits"].to_dict(orient="records"),
+    }
+
+
+def _render_report(d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    import sys
+
+    con = Console(width=None if sys.stdout.isatty() else 220)
+    err = Console(stderr=True)
+    status = "complete" if d["complete"] else "INCOMPLETE (resume with `probprune mc run` on the same config)"
+    con.print(f"[bold]Monte Carlo run[/bold] {d['run_dir']}  ({d['n_rows']} rows, {status}); "
+              f"one-sided Clopper-Pearson at alpha = {d['alpha']}")
+    t = Table(title="violation rate vs delta per configuration (THEORY §6)", show_lines=False)
+    for c in ("network", "act", "law", "method", "q", "delta", "T", "bound", "mean err", "LB kind", "V_c", "V_u",
+              "CP low(V_c)", "CP up(V_u)", "verdict", "bound/LB med [q10,q90]", "bound/UB med"):
+        t.add_column(c, justify="right" if c not in ("network", "act", "law", "method", "verdict", "LB kind") else "left")
+    for r in d["configurations"]:
+        v = r["verdict"]
+        style = {"refuted": "bold white on red", "consistent": "green", "inconclusive": "yellow"}.get(v, "dim")
+        t.add_row(_net(r["network"]), r["activation"], r["law"], r["method"], _fmt(r["fraction"]),
+                  _fmt(r["delta"]), str(r["T"]), _fmt(r["bound"]), _fmt(r["mean_lb"], 4), r["lb_method"],
+                  str(r["V_c"]), str(r["V_u"]), _fmt(r["rate_lower"], 4), _fmt(r["rate_upper"], 4),
+                  f"[{style}]{v}[/{style}]",
+                  f"{_fmt(r['loose_lb_median'])} [{_fmt(r['loose_lb_q10'])},{_fmt(r['loose_lb_q90'])}]",
+                  _fmt(r["loose_ub_median"]))
+    con.print(t)
+    if d["fraction_fits"]:
+        f = Table(title="error ~ fraction^k (log-log least squares; theory first order: 3/2 magnitude, 1/2 random)")
+        for c in ("network", "act", "law", "method", "fractions", "k (error)", "se", "r2", "theory", "k (bound)"):
+            f.add_column(c)
+        for r in d["fraction_fits"]:
+            f.add_row(_net(r["network"]), r["activation"], r["law"], r["method"],
+                      ",".join(_fmt(x, 2) for x in r["fractions"]), _fmt(r["err_exponent"]),
+                      _fmt(r["err_exponent_se"]), _fmt(r["err_r2"], 4), _fmt(r["theory"], 2),
+                      _fmt(r.get("bound_exponent", float("nan"))))
+        con.print(f)
+    if d["width_fits"]:
+        w = Table(title="growth with hidden width: mean error ~ width^k and bound ~ width^k")
+        for c in ("depth", "act", "law", "method", "q", "widths", "mean error", "k (error)", "bound", "k (bound)"):
+            w.add_column(c)
+        for r in d["width_fits"]:
+            w.add_row(str(r["depth"]), r["activation"], r["law"], r["method"], _fmt(r["fraction"]),
+                      ",".join(map(str, r["widths"])), ",".join(_fmt(x, 4) for x in r["mean_err"]),
+                      _fmt(r["err_exponent"]), ",".join(_fmt(x) for x in r.get("bound", [])),
+                      _fmt(r.get("bound_exponent", float("nan"))))
+        con.print(w)
+    counts = ", ".join(f"{k}: {v}" for k, v in d["verdict_counts"].items())
+    con.print(f"verdicts: {counts}")
+    if d["refuted"]:
+        err.print("[bold white on red]" + "!" * 78 + "[/]")
+        err.print(f"[bold white on red] BOUND REFUTED in {len(d['refuted'])} configuration(s): the certified "
+                  "violation rate exceeds delta beyond its Clopper-Pearson interval [/]")
+        for r in d["refuted"]:
+            err.print(f"[bold red]  {r['network']} {r['activation']} {r['law']} {r['method']} q={r['fraction']} "
+                      f"delta={r['delta']}: V_c={r['V_c']}/{r['T']}, CP lower {r['rate_lower']:.4f} > delta[/]")
+        err.print("[bold white on red]" + "!" * 78 + "[/]")
+
+
+@mc_app.command("plan")
+def plan_cmd(
+    config: Path = typer.Argument(..., help="sweep config (.yaml/.yml/.toml)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key: key=value (YAML value)"),
+    n_trials: Optional[int] = typer.Option(None, help="override n_trials"),
+    batch_size: Optional[int] = typer.Option(None, help="override batch_size (networks per chunk)"),
+    out: Path = typer.Option(Path("results/mc"), help="root folder of run folders"),
+    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Validate a sweep and show its hash, run folder, chunks and notes, without running anything."""
+    from ..mc.runner import plan, run_dir_for
+    from ..mc.trials import check_bounds, groups
+
+    cfg = _load(config, set_, n_trials, batch_size)
+    notes = check_bounds(cfg)
+    units = plan(cfg)
+    n_nets = sum(u.n_networks for u in units)
+    g = groups(cfg)
+    rows_per_net = len(cfg.methods) * len(cfg.fractions) * len(cfg.deltas)
+    d = {"hash": cfg.hash, "run_dir": str(run_dir_for(cfg, out)), "groups": len(g), "chunks": len(units),
+         "networks": n_nets, "rows": n_nets * rows_per_net, "notes": notes, "config": cfg.to_dict()}
+
+    def render(d):
+        typer.echo(f"config hash {d['hash']} -> {d['run_dir']}")
+        typer.echo(f"{d['groups']} network groups, {d['chunks']} chunks, {d['networks']} networks, {d['rows']} rows")
+        for n in d["notes"]:
+            typer.echo(f"note: {n}")
+
+    emit(d, json_, render)
+
+
+@mc_app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="sweep config (.yaml/.yml/.toml)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key: key=value (YAML value)"),
+    n_trials: Optional[int] = typer.Option(None, help="override n_trials"),
+    batch_size: Optional[int] = typer.Option(None, help="override batch_size (networks per chunk)"),
+    workers: int = typer.Option(2, help="local worker processes (1 = run in this process)"),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"),
+    out: Path = typer.Option(Path("results/mc"), help="root folder of run folders"),
+    max_chunks: Optional[int] = typer.Option(None, help="stop after this many chunks (resume later)"),
+    progress: bool = typer.Option(True, help="progress bar on stderr"),
+    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Run (or resume) a Monte Carlo sweep; finished chunks are saved as they finish. Prints the report."""
+    from ..mc.runner import run
+
+    cfg = _load(config, set_, n_trials, batch_size)
+    if workers < 1:
+        from ..errors import ProbPruneError
+
+        raise ProbPruneError(f"workers must be >= 1, got {workers}")
+    res = run(cfg, out_root=out, workers=workers, scheduler=scheduler, progress=progress and not json_,
+              max_chunks=max_chunks)
+    d = {"run": res.as_dict()}
+    d.update(_report_data(res.run_dir, None))
+
+    def render(d):
+        r = d["run"]
+        typer.echo(f"run folder {r['run_dir']}: {r['chunks_ran']} chunk(s) run now, {r['chunks_done_before']} "
+                   f"resumed, {r['chunks']} total, {r['seconds']} s")
+        _render_report(d)
+
+    emit(d, json_, render)
+
+
+@mc_app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="a run folder results/mc/<hash>"),
+    alpha: Optional[float] = typer.Option(None, help="confidence level of the one-sided CP limits (default: config)"),
+    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Violation rates with one-sided Clopper-Pearson limits, verdicts, looseness and scaling fits of a run."""
+    d = _report_data(run_dir, alpha)
+    emit(d, json_, _render_report)

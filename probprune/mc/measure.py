@@ -209,10 +209,11 @@ def pgd_lower_bound(
 ) -> torch.Tensor:
     """Lower bound on err = sup_{||x||<=1} ||F(x) - Fhat(x)|| for n stacked trials, shape (n,) (§6).
 
-    Positively homogeneous nets: ascent on the unit sphere; the first half of the iterations are fixed-point steps
-    x <- normalize(grad f(x)) (on a linear region grad f = 2 (A - Ahat)^T (A - Ahat) x, so this is the region's power
-    step), the second half are projected normalized-gradient steps x <- normalize(x + eta_t grad f/||grad f||) with
-    eta_t decaying linearly from ``step``. Other activations: the same normalized-gradient steps with the ball
+    Positively homogeneous nets: ascent on the unit sphere with two chains per start: a local chain of projected
+    normalized-gradient steps x <- normalize(x + eta_t grad f/||grad f||) (eta_t decaying geometrically from ``step``
+    to 1e-4 ``step``), and a fixed-point chain whose first half are steps x <- normalize(grad f(x)) (on a linear region
+    grad f = 2 (A - Ahat)^T (A - Ahat) x, so this is the region's power step, §6) and whose second half are local
+    steps. Other activations: the same normalized-gradient steps with the ball
     projection x / max(1, ||x||) (no fixed-point phase). The result is the largest ||F(x) - Fhat(x)|| seen at any
     evaluated feasible x, divided by max(1, ||x||) on homogeneous nets so that float rounding of ||x|| cannot inflate it.
     Trials are processed in sub-batches so that n_sub * S * max_width <= ``max_batch_elems``."""
@@ -234,7 +235,16 @@ def _pgd_block(spec, W, What, x, iters, step, homog):
     best = torch.zeros(x.shape[0], dtype=torch.float64)
     feasible = _proj_ball if not homog else _unit
     x = feasible(x)
+    S = x.shape[1]
     fp_iters = iters // 2 if homog else 0
+    if homog:
+        # two chains per start: a local chain (normalized-gradient steps only) and a fixed-point chain (power steps on
+        # the current linear region, then local steps); the fixed-point step is non-local and can jump away from a
+        # narrow maximum that the local chain keeps.
+        x = torch.cat([x, x], dim=1)
+    fp_chain = torch.zeros(x.shape[1], dtype=torch.bool)
+    fp_chain[S:] = homog
+    fp_chain = fp_chain.reshape(1, -1, *([1] * (x.dim() - 2)))
     for t in range(iters + 1):
         x = x.detach().requires_grad_(t < iters)
         with torch.set_grad_enabled(t < iters):
@@ -255,12 +265,15 @@ def _pgd_block(spec, W, What, x, iters, step, homog):
         gn = gn.reshape(*gn.shape, *([1] * (g.dim() - 2)))
         xd = x.detach()
         ok = gn > 0
-        if t < fp_iters:
-            x = torch.where(ok, g / gn.clamp_min(1e-300), xd)
-        else:
-            eta = step * (1.0 - (t - fp_iters) / max(1, iters - fp_iters)) + 1e-3
-            x = xd + eta * torch.where(ok, g / gn.clamp_min(1e-300), torch.zeros_like(g))
-        x = feasible(x)
+        u = torch.where(ok, g / gn.clamp_min(1e-300), torch.zeros_like(g))
+        # local chains: geometric step decay step -> step*1e-4 over all iterations;
+        # fixed-point chains: power steps for fp_iters, then the same decay over the remaining iterations
+        eta_loc = step * (1e-4) ** (t / max(1, iters - 1))
+        tt = max(0, t - fp_iters)
+        eta_fp = step * (1e-4) ** (tt / max(1, iters - fp_iters - 1))
+        x_loc = xd + eta_loc * u
+        x_fp = torch.where(ok, u, xd) if t < fp_iters else xd + eta_fp * u
+        x = feasible(torch.where(fp_chain, x_fp, x_loc))
     return best
 
 
