@@ -20,13 +20,22 @@ SAFETY = 1e-9
 
 
 def spectral_norm_upper(M) -> float:
-    """||M||_2 from a float64 SVD times (1 + 1e-9): an upper bound up to floating error far below the factor."""
+    """An upper bound on ||M||_2 in float64: sqrt of the largest eigenvalue of the smaller Gram matrix (LAPACK
+    syevr, one eigenvalue), padded by a rounding allowance k·2^-52·||M||_F^2 for the Gram product and eigen-solver
+    (k = inner dimension + 10), then multiplied by (1 + 1e-9). Several times faster than a full SVD and still a
+    certified upper bound. Power iteration is never used here."""
+    from scipy.linalg import eigh
+
     M = check_finite_array(M, "matrix")
     if M.size == 0:
         return 0.0
     M = as_matrix(M)
-    s = np.linalg.svd(M, compute_uv=False)
-    return float(s[0]) * (1.0 + SAFETY) if s.size else 0.0
+    G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M
+    n = G.shape[0]
+    lam = float(eigh(G, eigvals_only=True, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
+    fro2 = float(np.einsum("ij,ij->", M, M))
+    slack = (max(M.shape) + 10) * np.finfo(float).eps * fro2
+    return math.sqrt(max(lam, 0.0) + slack) * (1.0 + SAFETY)
 
 
 def spectral_norm_upper_batched(M) -> np.ndarray:

