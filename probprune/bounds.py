@@ -9,7 +9,7 @@ These are NOT the paper's theorems: Qian & Klabjan state only shapes with unspec
 is :func:`paper_width_condition`, with user-supplied constants.
 
 Vectorisation: ``fractions`` may be a scalar (same fraction in every layer), a per-layer sequence, or an array whose
-last axis is the layer axis; every per-layer quantity in the result has that shape and ``eps`` has the leading shape.
+last axis is the layer axis (length depth, or 1 for the same fraction in every layer); every per-layer quantity in the result has that shape and ``eps`` has the leading shape.
 """
 from __future__ import annotations
 
@@ -235,12 +235,10 @@ def broadcast_fractions(spec: NetSpec, fractions, upper_open: bool = False) -> t
     scalar = q.ndim == 0
     if scalar:
         q = np.full(spec.depth, float(q))
+    elif q.shape[-1] == 1:  # (..., 1): the same fraction in every layer, batched
+        q = np.repeat(q, spec.depth, axis=-1)
     elif q.shape[-1] != spec.depth:
-        if q.ndim == 1:
-            # a 1-D array of scalars: one uniform fraction per entry
-            q = np.repeat(q[:, None], spec.depth, axis=1)
-        else:
-            raise ProbPruneError(f"fractions need a last axis of length {spec.depth} (one per layer), got {q.shape}")
+        raise ProbPruneError(f"fractions need one value per layer ({spec.depth}), got shape {q.shape}")
     return q, scalar
 
 
