@@ -242,7 +242,12 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
     popA = _popcount(np.arange(A.shape[1]))
     popB = _popcount(np.arange(B.shape[1]))
     idxA = [np.flatnonzero(popA == p) for p in range(n1 + 1)]
-    sortedB = [_sorted_b(B, np.flatnonzero(popB == q)) for q in range(n2 + 1)]
+    sortedB: dict = {}  # q -> sorted B_q, built lazily (most targets stop at small k)
+
+    def get_b(q):
+        if q not in sortedB:
+            sortedB[q] = _sorted_b(B, np.flatnonzero(popB == q))
+        return sortedB[q]
     m = Z.shape[1]
     found = np.zeros((R, m), dtype=bool)
     bits = np.zeros((R, m), dtype=np.int64)
@@ -257,7 +262,7 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
         for p in range(max(0, k - n2), min(k, n1) + 1):
             q = k - p
             Ap = A[np.ix_(rows, idxA[p])]
-            Bs, Bo = sortedB[q]
+            Bs, Bo = get_b(q)
             err, ja, ib = _closest_rows(Ap, Bs.index_select(0, rows_t), Bo.index_select(0, rows_t), Zr)
             better = err < best
             best = np.where(better, err, best)

@@ -1,0 +1,518 @@
+"""The Pensia et al. subset-sum construction for bias-free ReLU FCNs (THEORY.md §4.2) and its convolutional version
+following da Cunha et al. 2022 (§4.3), with the error composition of §4.4.
+
+Given a target f(x) = W_l s(... s(W_1 x)) (ReLU s, no biases), build a random network g of depth 2l with i.i.d.
+U[-1, 1] entries and prune it so that each pair of layers computes W_i up to a small error:
+
+* block i (d_{i-1} -> d_i): M_{2i-1} in R^{n_i x d_{i-1}} (n_i = units_per_input * d_{i-1}), ReLU, then M_{2i} in
+  R^{d_i x n_i}, then the target's ReLU (and pooling) except after the last block;
+* mask of M_{2i-1} is block-diagonal: hidden unit (j, k) keeps only its weight u_{j,k} from input j (shared by all
+  outputs, §4.2 step 3);
+* for output a and input j the candidates are the products c_k = v_{a,(j,k)} |u_{j,k}| over the units with u > 0,
+  and a subset with |W_i[a, j] - sum c_k| <= eps'_i is found with the exact solver (§4.2 step 4; identity
+  s(u y) = u s(y) for u > 0);
+* first block only: inputs are signed, so the units with u < 0 (s(u x) = |u| s(-x)) approximate -W_1[a, j]:
+  x = s(x) - s(-x) (§4.2 steps 1, 5);
+* per-entry tolerance [D] (§4.2 step 6): eps'_i = eps_i / sqrt(c_i d_i d_{i-1}) with c_1 = 2, c_i = 1 otherwise,
+  eps_i = eps / (2l) (§4.4); for conv layers (matrix view d_{i-1} = c_{i-1} k^2) the extra Lemma C factor gives
+  eps'_i = eps_i / sqrt(c_i r_i d_i d_{i-1}) [D, extension here];
+* CNN (da Cunha et al. [RC]): a conv layer becomes a 1x1 conv c_{i-1} -> units_per_input * c_{i-1} (channel-block
+  diagonal) then a k x k conv (the target's stride/padding) whose kernel entries are subset sums, entry by entry.
+
+Every entry whose subset misses its tolerance is a **failure** and is reported (layer, index, target, achieved,
+error); nothing is dropped silently. The result is an ordinary ``nn.Sequential`` (pruned weights are zeros; the
+masks, keyed by state_dict name, come with it) plus a :class:`ConstructionReport`.
+
+Error composition [D] (generalises §4.4 to ||W_i|| > 1 and pooling with Lipschitz factor L_i): with
+eps_i := ||g_i - W_i|| on admissible inputs (layer 1: the operator norm of [E+, E-] acting on [s(x); s(-x)], whose
+norm is ||x||), P_0 = 1, e_0 = 0:
+    e_i <= L_i (||W_i|| e_{i-1} + eps_i (P_{i-1} + e_{i-1})),  P_i = L_i ||W_i|| P_{i-1},
+and sup_{||x||<=1} ||f(x) - g(x)|| <= e_l. With ||W_i|| <= 1, L_i = 1 this is e_l <= prod(1 + eps_i) - 1 (§4.4).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import ProbPruneError, UnsupportedLayerError, check_delta, check_positive
+from ..networks import LayerSpec, ParsedModel, from_torch
+from ..norms import layer_operator_norm_upper, spectral_norm_upper
+from .solver import solve
+
+
+@dataclass(frozen=True)
+class ConstructionConfig:
+    """Parameters of the construction.
+
+    eps: target sup error on the unit ball (split as eps_i = eps / (2l), §4.4); delta: failure probability in the
+    width formula; C, log_base: width constant (units per input n' = ceil(C log(d_{i-1} d_i l / min(eps, delta))),
+    Pensia Thm 1 [RC], no published C); units_per_input: override n' directly; tolerance: "theorem" (eps'_i of
+    §4.2 step 6) or "per-weight" (eps' = eps for every entry, as in Pensia et al.'s experiment 1 [CODE]);
+    signs: "random" (faithful: all entries U[-1, 1], 2n' units per input in every block, only the right-signed
+    units are candidates) or "assigned" (|u| with signs set: block 1 gets n' positive + n' negative units, later
+    blocks n' positive units); mode: solver objective, "sparsest" (fewest kept weights within eps') or "closest";
+    max_candidates: cap on candidates per entry (the solver is exact up to 48); seed: all draws."""
+
+    eps: float = 0.1
+    delta: float = 0.05
+    C: float = 3.0
+    log_base: str | float = "e"
+    units_per_input: int | None = None
+    tolerance: str = "theorem"
+    signs: str = "random"
+    mode: str = "sparsest"
+    max_candidates: int = 40
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_positive(self.eps, "eps")
+        check_delta(self.delta)
+        check_positive(self.C, "C")
+        if self.tolerance not in ("theorem", "per-weight"):
+            raise ProbPruneError(f"tolerance must be 'theorem' or 'per-weight', got {self.tolerance!r}")
+        if self.signs not in ("random", "assigned"):
+            raise ProbPruneError(f"signs must be 'random' or 'assigned', got {self.signs!r}")
+        if self.mode not in ("sparsest", "closest"):
+            raise ProbPruneError(f"mode must be 'sparsest' or 'closest', got {self.mode!r}")
+        if self.units_per_input is not None and int(self.units_per_input) < 1:
+            raise ProbPruneError(f"units_per_input must be >= 1, got {self.units_per_input}")
+        if not (1 <= int(self.max_candidates) <= 48):
+            raise ProbPruneError(f"max_candidates must be in [1, 48], got {self.max_candidates}")
+
+
+@dataclass
+class LayerReport:
+    """One target layer's block: sizes, tolerance, per-entry errors and failures, realized error norm."""
+
+    name: str
+    kind: str
+    d_in: int
+    d_out: int
+    units_per_input: int
+    hidden: int
+    tol: float
+    entries: int
+    failures: int
+    max_error: float
+    mean_error: float
+    mean_terms: float
+    mean_candidates: float
+    min_candidates: int
+    norm_W: float
+    norm_E: float
+    fro_E: float
+    lip: float
+    params_random: int
+    params_kept: int
+    seconds: float
+    errors: dict = field(default_factory=dict, repr=False)  # branch -> per-entry |error| array (W's shape)
+    failure_list: list = field(default_factory=list, repr=False)
+
+    def row(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("errors", "failure_list")}
+
+
+@dataclass
+class ConstructionReport:
+    """What the construction did and what it guarantees / measured."""
+
+    config: ConstructionConfig
+    layers: list[LayerReport]
+    target_params: int
+    params_before: int
+    params_after: int
+    failures: int
+    success: bool
+    bound_realized: float  # §4.4 recursion with the realized ||E_i|| (always valid, [D])
+    bound_tolerance: float | None  # the same recursion with the tolerances eps_i (valid when success)
+    hypotheses: list[str]
+    seconds: float
+    assumptions: tuple[str, ...] = ()
+    measured: dict = field(default_factory=dict)
+
+    @property
+    def failure_list(self) -> list[dict]:
+        return [f for L in self.layers for f in L.failure_list]
+
+    def as_dict(self, max_failures: int = 100) -> dict:
+        c = self.config
+        return {
+            "config": dict(c.__dict__),
+            "target_params": self.target_params,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "kept_over_target": self.params_after / max(self.target_params, 1),
+            "failures": self.failures,
+            "success": self.success,
+            "bound_realized": self.bound_realized,
+            "bound_tolerance": self.bound_tolerance,
+            "hypotheses_violated": self.hypotheses,
+            "seconds": self.seconds,
+            "layers": [L.row() for L in self.layers],
+            "failure_list": self.failure_list[:max_failures],
+            "measured": self.measured,
+            "assumptions": list(self.assumptions),
+            "statement": "Pensia et al. construction (THEORY §4.2) [RC]; tolerances and composition (§4.2 step 6, "
+                         "§4.4) [D]",
+        }
+
+
+@dataclass
+class Construction:
+    """The pruned network (``model``, an ordinary ``nn.Sequential``), its masks keyed by state_dict name, the
+    approximated target matrices ``W_hat`` (per target layer: {"+": ..., "-": ...}) and the report."""
+
+    model: object
+    masks: dict
+    W_hat: list
+    report: ConstructionReport
+    target: ParsedModel
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def parse_target(model, input_shape=None) -> ParsedModel:
+    """Read and check a target: Linear/Conv2d chain, ReLU hidden activations, linear output, no biases (§4.2)."""
+    parsed = model if isinstance(model, ParsedModel) else from_torch(model, input_shape)
+    if parsed.has_bias:
+        bad = [n for n, b in zip(parsed.names, parsed.biases) if b is not None]
+        raise UnsupportedLayerError(
+            f"the subset-sum construction is bias-free (THEORY §4.2); layer(s) {', '.join(bad)} have non-zero biases"
+        )
+    for L in parsed.spec.layers[:-1]:
+        if L.act.name != "relu":
+            raise UnsupportedLayerError(
+                f"layer {L.name!r} is followed by {L.act.name}; the construction needs ReLU (s(ux) = u s(x), §4.2)"
+            )
+    seen_linear = False
+    for L in parsed.spec.layers:
+        if L.kind == "linear":
+            seen_linear = True
+        elif seen_linear:
+            raise UnsupportedLayerError(f"layer {L.name!r}: conv layers after linear layers are not supported")
+        if L.kind == "conv" and L.dilation != (1, 1):
+            raise UnsupportedLayerError(f"layer {L.name!r}: dilated convolutions are not supported")
+    for nm, W in zip(parsed.names, parsed.weights):
+        m = float(np.abs(W).max(initial=0.0))
+        if m > 1.0:
+            raise ProbPruneError(
+                f"target weight {nm!r} has an entry of magnitude {m:.4g} > 1: outside the coverable range [-1, 1] "
+                "of the U[-1, 1] construction (§4.2 assumes ||W_i|| <= 1); rescale the target"
+            )
+    return parsed
+
+
+def units_per_input(L: LayerSpec, depth: int, cfg: ConstructionConfig) -> int:
+    """n' = ceil(C log(d_{i-1} d_i l / min(eps, delta))) (Pensia Thm 1 per input [RC]; matrix view for conv)."""
+    if cfg.units_per_input is not None:
+        return int(cfg.units_per_input)
+    x = L.d_in * L.d_out * depth / min(cfg.eps, cfg.delta)
+    lg = math.log(x) if cfg.log_base in ("e", None) else math.log(x, float(cfg.log_base))
+    return max(1, int(math.ceil(cfg.C * lg)))
+
+
+def entry_tolerance(L: LayerSpec, i: int, depth: int, cfg: ConstructionConfig) -> float:
+    """eps'_i: "theorem": eps/(2l) / sqrt(c_i r_i d_i d_{i-1}) (c_1 = 2, r_i = 1 for linear) [D]; "per-weight": eps."""
+    if cfg.tolerance == "per-weight":
+        return float(cfg.eps)
+    eps_i = cfg.eps / (2 * depth)
+    c_i = 2 if i == 0 else 1
+    return eps_i / math.sqrt(c_i * L.r * L.d_in * L.d_out)
+
+
+def _draw_first(rng, n_in: int, nu: int, first: bool, signs: str) -> np.ndarray:
+    """Dense random M_{2i-1} (n_in*nu, n_in), U[-1, 1]; with signs='assigned' the block-diagonal entries get set
+    signs (first block: nu/2 positive then negative; later blocks: positive)."""
+    M = rng.uniform(-1.0, 1.0, size=(n_in * nu, n_in))
+    if signs == "assigned":
+        j = np.repeat(np.arange(n_in), nu)
+        k = np.tile(np.arange(nu), n_in)
+        sgn = np.where(k < (nu + 1) // 2, 1.0, -1.0) if first else np.ones_like(k, dtype=float)
+        M[j * nu + k, j] = sgn * np.abs(M[j * nu + k, j])
+    return M
+
+
+def _solve_branch(T, Vr, u, sign, tol, cfg, progress):
+    """Subset sums for one branch. T (d_out, n_in, P) targets; Vr (d_out, n_in, nu, P) second-layer weights;
+    u (n_in, nu) block-diagonal first-layer weights; sign +1 (units u > 0) or -1 (units u < 0).
+    Returns achieved (d_out, n_in, P), error, success, keep mask (d_out, n_in, nu, P), n_terms, n_candidates."""
+    d_out, n_in, P = T.shape
+    nu = u.shape[1]
+    achieved = np.zeros(T.shape)
+    success = np.zeros(T.shape, dtype=bool)
+    n_terms = np.zeros(T.shape, dtype=np.int64)
+    keep = np.zeros(Vr.shape, dtype=bool)
+    cand = [np.flatnonzero(np.sign(u[j]) == sign)[: cfg.max_candidates] for j in range(n_in)]
+    ncand = np.array([c.size for c in cand])
+    zero = ncand == 0
+    if np.any(zero):  # no candidate at all: the entry is approximated by 0
+        success[:, zero, :] = np.abs(T[:, zero, :]) <= tol
+    # bucket inputs by candidate count (padding with zero coefficients up to the bucket's max, at most +2): far
+    # fewer solver calls. A zero coefficient never enters a sparsest subset (the subset without it is as close
+    # and was tried first); in closest mode it may, and padded slots are dropped from the mask (sum unchanged).
+    for js in _buckets(ncand, width=2):
+        nc = int(ncand[js].max())
+        K = np.full((js.size, nc), -1, dtype=np.int64)
+        for g, j in enumerate(js):
+            K[g, : ncand[j]] = cand[j]
+        real = K >= 0
+        Ks = np.where(real, K, 0)
+        absu = np.where(real, np.abs(u[js[:, None], Ks]), 0.0)  # (G, nc)
+        coefs = Vr[:, js[:, None], Ks, :] * absu[None, :, :, None]  # (d_out, G, nc, P)
+        coefs = np.moveaxis(coefs, 2, 3).reshape(-1, nc)  # rows (a, g, p)
+        tg = T[:, js, :].reshape(-1)
+        res = solve(coefs, tg, eps=tol, mode=cfg.mode, on_uncoverable="report")
+        achieved[:, js, :] = res.achieved.reshape(d_out, js.size, P)
+        success[:, js, :] = res.success.reshape(d_out, js.size, P)
+        sub = res.subset.reshape(d_out, js.size, P, nc) & real[None, :, None, :]
+        n_terms[:, js, :] = sub.sum(axis=-1)
+        a, g, p, c = np.nonzero(sub)
+        keep[a, js[g], K[g, c], p] = True
+        if progress is not None:
+            progress(int(tg.size))
+    return achieved, np.abs(T - achieved), success, keep, n_terms, ncand
+
+
+def _buckets(ncand: np.ndarray, width: int = 2):
+    """Group indices with candidate counts >= 1 into runs whose counts differ by at most ``width``."""
+    vals = np.unique(ncand[ncand > 0])
+    groups, cur = [], []
+    for v in vals:
+        if cur and v - cur[0] > width:
+            groups.append(cur)
+            cur = []
+        cur.append(v)
+    if cur:
+        groups.append(cur)
+    return [np.flatnonzero(np.isin(ncand, g)) for g in groups]
+
+
+# --------------------------------------------------------------------------------------------- main entry
+def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dtype=None, progress=None,
+              **overrides) -> Construction:
+    """Build the random network and prune it to approximate ``model`` (THEORY §4.2; CNN: da Cunha et al.).
+
+    ``model``: a bias-free ReLU ``nn.Module`` that :func:`probprune.networks.from_torch` accepts (or its
+    ParsedModel); ``input_shape`` (C, H, W) for conv nets. ``cfg`` or keyword overrides of
+    :class:`ConstructionConfig`. ``dtype``: torch dtype of the returned model (default float64).
+    Returns a :class:`Construction`."""
+    import torch
+    import torch.nn as nn
+
+    cfg = replace(cfg or ConstructionConfig(), **overrides)
+    cfg.validate()
+    dtype = dtype or torch.float64
+    t_start = time.perf_counter()
+    parsed = parse_target(model, input_shape)
+    spec = parsed.spec
+    depth = spec.depth
+    rng = np.random.default_rng(cfg.seed)
+
+    mods: list = []
+    masks: dict = {}
+    W_hat: list = []
+    reports: list[LayerReport] = []
+    flattened = len(spec.input_shape) == 1
+    E_norms, W_norms, lips = [], [], []
+    for i, (L, W) in enumerate(zip(spec.layers, parsed.weights)):
+        t0 = time.perf_counter()
+        first = i == 0
+        n_prime = units_per_input(L, depth, cfg)
+        nu = 2 * n_prime if (cfg.signs == "random" or first) else n_prime
+        tol = entry_tolerance(L, i, depth, cfg)
+        if L.kind == "conv":
+            c_out, c_in, kh, kw = L.weight_shape
+            P = kh * kw
+            n_in = c_in
+        else:
+            c_out, n_in, P = L.d_out, L.d_in, 1
+        T = np.asarray(W, float).reshape(c_out, n_in, P)
+        M1 = _draw_first(rng, n_in, nu, first, cfg.signs)
+        u = M1[np.arange(n_in * nu), np.repeat(np.arange(n_in), nu)].reshape(n_in, nu)
+        V = rng.uniform(-1.0, 1.0, size=(c_out, n_in * nu, P))
+        Vr = V.reshape(c_out, n_in, nu, P)
+        branches = [(+1, T, "+")] + ([(-1, -T, "-")] if first else [])
+        keep2 = np.zeros(Vr.shape, dtype=bool)
+        what, errs, fails, terms, cands = {}, {}, [], [], []
+        n_failures = 0
+        for sign, target, key in branches:
+            ach, err, ok, keep, nt, nc = _solve_branch(target, Vr, u, sign, tol, cfg, progress)
+            keep2 |= keep
+            what[key] = ach.reshape(W.shape)
+            errs[key] = err.reshape(W.shape)
+            terms.append(nt.ravel())
+            cands.append(nc)
+            for idx in np.argwhere(~ok)[:1000]:
+                a, j, p = (int(v) for v in idx)
+                full = (a, j) if L.kind == "linear" else (a, j, p // kw, p % kw)
+                fails.append({"layer": L.name, "branch": key, "index": full, "target": float(target[a, j, p]),
+                              "achieved": float(ach[a, j, p]), "error": float(err[a, j, p]), "tol": tol})
+            n_fail_branch = int(np.count_nonzero(~ok))
+            n_failures += n_fail_branch
+            if n_fail_branch > 1000:
+                fails.append({"layer": L.name, "branch": key, "more_failures_not_listed": n_fail_branch - 1000})
+        used = keep2.any(axis=(0, 3)).reshape(-1)  # (n_in*nu,) hidden units used by some output
+        mask1 = np.zeros(M1.shape, dtype=bool)
+        h = np.flatnonzero(used)
+        mask1[h, h // nu] = True
+        mask2 = keep2.reshape(c_out, n_in * nu, P)
+        # realized error operator: layer 1 acts on [s(x); s(-x)] with [E+, E-]; others with E+ on s(.) >= 0
+        E = [what["+"] - W] + ([what["-"] + W] if first else [])
+        Ecat = np.concatenate([e.reshape(c_out, n_in, *W.shape[2:]) for e in E], axis=1)
+        if L.kind == "conv":
+            Lcat = replace(L, d_in=L.d_in * len(E), in_shape=(n_in * len(E), *L.in_shape[1:]))
+            norm_E = layer_operator_norm_upper(Lcat, Ecat)
+        else:
+            norm_E = spectral_norm_upper(Ecat)
+        norm_W = layer_operator_norm_upper(L, W)
+        E_norms.append(norm_E)
+        W_norms.append(norm_W)
+        lips.append(L.lip)
+        W_hat.append(what)
+        # torch modules of the block
+        if L.kind == "linear":
+            if not flattened:
+                mods.append(nn.Flatten())
+                flattened = True
+            l1 = nn.Linear(n_in, n_in * nu, bias=False)
+            l2 = nn.Linear(n_in * nu, c_out, bias=False)
+            w1 = M1 * mask1
+            w2 = (V * mask2).reshape(c_out, n_in * nu)
+        else:
+            l1 = nn.Conv2d(n_in, n_in * nu, 1, bias=False)
+            l2 = nn.Conv2d(n_in * nu, c_out, L.kernel, stride=L.stride, padding=L.padding, bias=False)
+            w1 = (M1 * mask1).reshape(n_in * nu, n_in, 1, 1)
+            w2 = (V * mask2).reshape(c_out, n_in * nu, kh, kw)
+        l1, l2 = l1.to(dtype), l2.to(dtype)
+        with torch.no_grad():
+            l1.weight.copy_(torch.as_tensor(w1))
+            l2.weight.copy_(torch.as_tensor(w2))
+        i1 = len(mods)
+        mods += [l1, nn.ReLU(), l2]
+        masks[f"{i1}.weight"] = torch.as_tensor(mask1.reshape(w1.shape))
+        masks[f"{i1 + 2}.weight"] = torch.as_tensor(mask2.reshape(w2.shape))
+        if i < depth - 1:
+            mods.append(nn.ReLU())
+            if L.pool is not None:
+                Pm = nn.MaxPool2d if L.pool.kind == "max" else nn.AvgPool2d
+                mods.append(Pm(L.pool.kernel, L.pool.stride))
+        all_err = np.concatenate([e.ravel() for e in errs.values()])
+        all_terms = np.concatenate(terms)
+        all_c = np.concatenate(cands)
+        reports.append(LayerReport(
+            name=L.name, kind=L.kind, d_in=L.d_in, d_out=L.d_out, units_per_input=nu, hidden=n_in * nu, tol=tol,
+            entries=int(all_err.size), failures=n_failures, max_error=float(all_err.max()),
+            mean_error=float(all_err.mean()), mean_terms=float(all_terms.mean()),
+            mean_candidates=float(all_c.mean()), min_candidates=int(all_c.min()), norm_W=norm_W, norm_E=norm_E,
+            fro_E=float(np.sqrt(sum((e ** 2).sum() for e in E))), lip=float(L.lip),
+            params_random=int(M1.size + V.size), params_kept=int(mask1.sum() + mask2.sum()),
+            seconds=time.perf_counter() - t0, errors=errs, failure_list=fails,
+        ))
+    net = nn.Sequential(*mods).eval()
+    failures = sum(r.failures for r in reports)
+    bound_real = compose_bound(W_norms, E_norms, lips)
+    eps_i = [cfg.eps / (2 * depth)] * depth
+    bound_tol = compose_bound(W_norms, eps_i, lips) if (failures == 0 and cfg.tolerance == "theorem") else None
+    hyp = []
+    for L, nw in zip(spec.layers, W_norms):
+        if nw > 1.0 + 1e-9:
+            hyp.append(f"||{L.name}|| = {nw:.4g} > 1 (Pensia's class has ||W_i|| <= 1; bounds use the general recursion)")
+        if L.lip > 1.0 + 1e-12:
+            hyp.append(f"{L.name}: Lipschitz factor {L.lip:.4g} > 1 after pooling")
+    rep = ConstructionReport(
+        config=cfg, layers=reports, target_params=int(sum(np.size(w) for w in parsed.weights)),
+        params_before=int(sum(r.params_random for r in reports)),
+        params_after=int(sum(r.params_kept for r in reports)),
+        failures=failures, success=failures == 0, bound_realized=bound_real, bound_tolerance=bound_tol,
+        hypotheses=hyp, seconds=time.perf_counter() - t_start,
+        assumptions=(
+            "random network entries i.i.d. U[-1, 1] (signs " + cfg.signs + ")",
+            "units per input: 2n' in every block (signs=random) or n'+n' in block 1 and n' later (signs=assigned)",
+            "per-entry tolerance: " + ("eps'_i = eps/(2l)/sqrt(c_i r_i d_i d_{i-1}), c_1 = 2" if cfg.tolerance ==
+                                       "theorem" else "eps' = eps for every entry (Pensia Exp. 1 style)"),
+            "bound_realized: §4.4 recursion with realized operator norms of the block errors (valid always) [D]",
+            "bound_tolerance: the same recursion with eps_i = eps/(2l) (valid when every entry succeeded)",
+            "inputs in the unit ball; by positive homogeneity ||f(x) - g(x)|| <= bound * ||x|| for every x",
+        ),
+    )
+    return Construction(net, masks, W_hat, rep, parsed)
+
+
+def compose_bound(norm_W, norm_E, lips) -> float:
+    """§4.4 recursion [D]: e_i = L_i (||W_i|| e_{i-1} + eps_i (P_{i-1} + e_{i-1})), P_i = L_i ||W_i|| P_{i-1}."""
+    e, P = 0.0, 1.0
+    for w, x, L in zip(norm_W, norm_E, lips):
+        e = L * (w * e + x * (P + e))
+        P = L * w * P
+    return float(e)
+
+
+# --------------------------------------------------------------------------------------------- measurement
+def sup_error_lower_bound(f, g, input_shape, n_starts: int = 64, iters: int = 200, step: float = 0.05,
+                          seed: int = 0, dtype=None) -> float:
+    """Lower bound on sup_{||x|| <= 1} ||f(x) - g(x)|| by multi-start projected gradient ascent on the unit sphere
+    (THEORY §6; f, g positively homogeneous). Starts: Gaussian directions, +-e_j when d <= 256."""
+    import torch
+
+    dtype = dtype or next(f.parameters()).dtype
+    gen = torch.Generator().manual_seed(int(seed))
+    shape = tuple(int(v) for v in input_shape)
+    d = int(np.prod(shape))
+    X = torch.randn((n_starts, d), generator=gen, dtype=dtype)
+    if d <= 256:
+        eye = torch.eye(d, dtype=dtype)
+        X = torch.cat([X, eye, -eye])
+    X = X / X.norm(dim=1, keepdim=True)
+    best = 0.0
+
+    def obj(x):
+        xs = x.reshape(-1, *shape)
+        return ((f(xs) - g(xs)) ** 2).sum(dim=1)
+
+    for _ in range(iters):
+        X = X.detach().requires_grad_(True)
+        val = obj(X)
+        best = max(best, float(val.detach().max().sqrt()))
+        (grad,) = torch.autograd.grad(val.sum(), X)
+        with torch.no_grad():
+            gn = grad.norm(dim=1, keepdim=True).clamp_min(1e-300)
+            X = X + step * grad / gn
+            X = X / X.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        best = max(best, float(obj(X).max().sqrt()))
+    return best
+
+
+def evaluate_on_data(f, g, X, y=None, batch: int = 1024) -> dict:
+    """Outputs of target f and constructed g on real inputs X: accuracies (if y), max/mean ||f - g||, and the
+    max of ||f(x) - g(x)|| / ||x|| (comparable with the ball bound by homogeneity)."""
+    import copy
+
+    import torch
+
+    dt = next(g.parameters()).dtype
+    f = copy.deepcopy(f).to(dt).eval()
+    dev, rel, agree = [], [], 0
+    acc_f = acc_g = 0
+    with torch.no_grad():
+        for i in range(0, len(X), batch):
+            x = torch.as_tensor(X[i: i + batch]).to(dt)
+            a, b = f(x), g(x)
+            dd = (a - b).reshape(len(x), -1).norm(dim=1)
+            dev.append(dd)
+            rel.append(dd / x.reshape(len(x), -1).norm(dim=1).clamp_min(1e-300))
+            agree += int((a.argmax(1) == b.argmax(1)).sum())
+            if y is not None:
+                yy = torch.as_tensor(y[i: i + batch])
+                acc_f += int((a.argmax(1) == yy).sum())
+                acc_g += int((b.argmax(1) == yy).sum())
+    dev = torch.cat(dev)
+    rel = torch.cat(rel)
+    out = {"n": int(len(X)), "max_output_dev": float(dev.max()), "mean_output_dev": float(dev.mean()),
+           "max_dev_over_norm": float(rel.max()), "prediction_agreement": agree / len(X)}
+    if y is not None:
+        out["acc_target"] = acc_f / len(X)
+        out["acc_constructed"] = acc_g / len(X)
+    return out
