@@ -1,0 +1,144 @@
+"""One entry point, ``prune(model, method, sparsity, ...)``: scores -> densities -> mask -> (optional) apply, with
+a :class:`~.report.PruneReport` (THEORY.md §5).
+
+Methods: ``magnitude`` (|w|; ``scope="layer"`` or ``"global"``; ``sampling="threshold"`` prunes |w| < ``threshold``),
+``random`` (densities by ``scheme`` uniform | er | erk | snip_ratio, positions by ``sampling`` exact | bernoulli),
+``snip`` (|w g| at the current weights on one batch, global top-k), ``grad`` (|w g| on trained weights; layer or
+global), ``structured`` (neuron/filter L1 or L2 norms; see :mod:`.structured`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..errors import ProbPruneError, check_fraction
+from . import densities as D
+from .masks import apply_mask, maskable_parameters, validate_mask
+from .report import PruneReport, sparsity_report
+from .sampling import ROUNDING, global_topk_mask, layerwise_topk_mask, random_mask, threshold_mask
+from .scores import grad_magnitude_scores, magnitude_scores, snip_scores
+from .structured import structured_mask
+
+METHODS = ("magnitude", "random", "snip", "grad", "structured")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    mask: dict
+    report: PruneReport
+    allocation: object | None = None
+
+
+def prune(
+    model,
+    method: str,
+    sparsity: float | None,
+    *,
+    scope: str = "layer",
+    scheme: str = "uniform",
+    sampling: str = "exact",
+    rounding: str = "floor",
+    seed: int = 0,
+    X=None,
+    y=None,
+    norm: str = "l1",
+    threshold: float | None = None,
+    exclude_first: bool = False,
+    exclude_last: bool = False,
+    erk_power_scale: float = 1.0,
+    custom_densities: Mapping[str, float] | None = None,
+    custom_in_budget: bool = False,
+    prev_mask: Mapping | None = None,
+    apply: bool = True,
+    input_shape=None,
+) -> PruneResult:
+    """Compute a mask for ``model`` and (when ``apply``) zero the pruned weights in place. ``sparsity`` is the
+    requested fraction of the maskable weights to prune, in [0, 1). ``X, y``: one batch for snip / grad /
+    snip_ratio. ``prev_mask``: earlier mask to respect (pruned entries stay pruned). Returns mask + report."""
+    method = str(method).lower().replace("-", "_")
+    if method not in METHODS:
+        raise ProbPruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
+    if rounding not in ROUNDING:
+        raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
+    if scope not in ("layer", "global"):
+        raise ProbPruneError(f"unknown scope {scope!r}; use 'layer' or 'global'")
+    if sampling not in ("exact", "bernoulli", "threshold"):
+        raise ProbPruneError(f"unknown sampling {sampling!r}; use exact, bernoulli or threshold")
+    if sampling == "threshold":
+        if method != "magnitude" or threshold is None:
+            raise ProbPruneError("sampling='threshold' is for magnitude pruning and needs threshold=tau")
+    else:
+        if sparsity is None:
+            raise ProbPruneError("sparsity is required")
+        sparsity = float(check_fraction(sparsity, "sparsity", upper_open=True))
+    if sampling == "bernoulli" and method != "random":
+        raise ProbPruneError("sampling='bernoulli' applies to method='random' only")
+    if prev_mask is not None:
+        prev_mask = validate_mask(model, prev_mask)
+    kw = dict(exclude_first=exclude_first, exclude_last=exclude_last)
+    params = maskable_parameters(model, **kw)
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
+    alloc = None
+    requested = sparsity
+
+    def need_batch():
+        if X is None or y is None:
+            raise ProbPruneError(f"method {method!r} needs a batch of data (X, y)")
+
+    if method == "magnitude":
+        sc = magnitude_scores(model, names=list(shapes))
+        if sampling == "threshold":
+            mask = threshold_mask(sc, float(threshold), prev_mask)
+            requested = None
+        elif scope == "layer":
+            mask = layerwise_topk_mask(sc, sparsity, prev_mask, rounding)
+        else:
+            mask = global_topk_mask(sc, sparsity, prev_mask, rounding)
+    elif method in ("snip", "grad"):
+        need_batch()
+        if method == "snip":
+            sc = snip_scores(model, X, y, names=list(shapes), mask=prev_mask)
+            scope_m = "global"
+        else:
+            sc = grad_magnitude_scores(model, X, y, names=list(shapes), mask=prev_mask)
+            scope_m = scope
+        mask = (global_topk_mask(sc, sparsity, prev_mask, rounding) if scope_m == "global"
+                else layerwise_topk_mask(sc, sparsity, prev_mask, rounding))
+    elif method == "random":
+        sch = scheme.lower().replace("-", "_")
+        if sch == "snip_ratio":
+            need_batch()
+            alloc = D.snip_ratio_densities(model, X, y, sparsity, seed=seed, names=list(shapes))
+        elif sch in ("er", "erk"):
+            alloc = D.allocate(sch, shapes, sparsity, custom=custom_densities, custom_in_budget=custom_in_budget,
+                               **({"erk_power_scale": erk_power_scale} if sch == "erk" else {}))
+        else:
+            alloc = D.allocate(sch, shapes, sparsity)
+        mask = random_mask(shapes, alloc.densities, seed, sampling=sampling, rounding=rounding)
+        if prev_mask is not None:
+            mask = {k: v & prev_mask[k] if k in prev_mask else v for k, v in mask.items()}
+        requested = {k: 1.0 - d for k, d in alloc.densities.items()}
+    else:  # structured
+        res = structured_mask(model, sparsity, norm=norm, scope=scope, exclude_first=exclude_first, rounding=rounding)
+        mask = res.mask
+        if prev_mask is not None:
+            mask = {k: v & prev_mask[k] if k in prev_mask else v for k, v in mask.items()}
+        alloc = res
+        requested = None
+    if apply:
+        apply_mask(model, mask)
+    rep = sparsity_report(
+        model, mask, requested=requested if not isinstance(requested, float) else requested,
+        method=method + ("" if method in ("random", "structured") else f"/{scope}"),
+        sampling=sampling if method in ("random", "magnitude") else "exact",
+        rounding=rounding, scheme=scheme if method == "random" else None,
+        seeds={"mask": seed} if method == "random" else {}, input_shape=input_shape,
+        maskable_set="weights of Linear/Conv layers" + (", first excluded" if exclude_first else "")
+        + (", last excluded" if exclude_last else ""),
+        extra={"requested_overall": sparsity, "norm": norm} if method == "structured" else
+        {"requested_overall": sparsity},
+    )
+    if method == "structured":
+        rep.extra["explicitly_masked"] = alloc.total_masked
+        rep.extra["removed_units"] = {k: len(v) for k, v in alloc.removed_units.items()}
+    return PruneResult(mask, rep, alloc)

@@ -1,0 +1,149 @@
+"""From scores or densities to 0/1 masks (THEORY.md §5): exact top-k by score (layer-wise or global), threshold,
+and random masks with an explicit sampling mode.
+
+Rounding rule (recorded in every report): the number of pruned entries is ``floor(s * N)`` by default
+(``rounding="floor"``; RigL's rule). ``"round"`` is round-half-to-even (torch.nn.utils.prune), ``"ceil"`` rounds up.
+Ties in score are broken by flat index (stable sort: among equal scores the lower index is pruned first), so the
+pruned count is exact and every kept score is >= every pruned score.
+
+Sampling modes for random masks: ``"exact"`` (``floor((1 - d) N)`` zeros at positions of a seeded permutation, i.e.
+top-k of i.i.d. uniform scores), ``"bernoulli"`` (each entry kept independently with probability d; realised
+density has sd sqrt(d(1-d)/N)). ``"threshold"`` applies to score-based pruning (prune score < tau; count random).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from ..errors import ProbPruneError, check_fraction
+
+ROUNDING = ("floor", "round", "ceil")
+SAMPLING = ("exact", "bernoulli", "threshold")
+
+
+def pruned_count(sparsity: float, n: int, rounding: str = "floor") -> int:
+    """Number of entries to prune out of ``n`` for a requested sparsity, under the named rounding rule."""
+    s = float(check_fraction(sparsity, "sparsity"))
+    x = s * n
+    if rounding == "floor":
+        k = math.floor(x + 1e-9 * max(1.0, x))  # guard against 0.3*10 = 2.9999999999999996
+    elif rounding == "round":
+        k = round(x)
+    elif rounding == "ceil":
+        k = math.ceil(x - 1e-9 * max(1.0, x))
+    else:
+        raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
+    return int(min(max(k, 0), n))
+
+
+def _prev_pruned(prev_mask, name, shape):
+    import torch
+
+    if prev_mask is None or name not in prev_mask:
+        return torch.zeros(shape, dtype=torch.bool)
+    pm = prev_mask[name]
+    if tuple(pm.shape) != tuple(shape):
+        raise ProbPruneError(f"previous mask for {name!r} has shape {tuple(pm.shape)}, scores have {tuple(shape)}")
+    return ~pm.bool()
+
+
+def _bottom_k_mask(flat_scores, k: int, forced_pruned):
+    """Keep-mask (flat) pruning ``k`` entries: all ``forced_pruned`` first, then the lowest scores, ties by index."""
+    import torch
+
+    n = flat_scores.numel()
+    s = flat_scores.double().clone()
+    s[forced_pruned] = -math.inf
+    order = torch.sort(s, stable=True).indices
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[order[:k]] = False
+    return keep
+
+
+def layerwise_topk_mask(scores: Mapping, sparsity, prev_mask: Mapping | None = None,
+                        rounding: str = "floor") -> dict:
+    """Per tensor, prune the ``pruned_count(s_l, N_l)`` lowest-scoring entries. ``sparsity`` is a number or a dict
+    FQN -> fraction of the **whole** tensor to prune. With ``prev_mask`` the previously pruned entries stay pruned
+    (they count towards the target); asking for less than what is already pruned raises."""
+    out = {}
+    for name, sc in scores.items():
+        s = sparsity[name] if isinstance(sparsity, Mapping) else sparsity
+        n = sc.numel()
+        k = pruned_count(s, n, rounding)
+        forced = _prev_pruned(prev_mask, name, sc.shape).reshape(-1)
+        if int(forced.sum()) > k:
+            raise ProbPruneError(f"{name!r}: requested sparsity {float(s):.4g} is below the {int(forced.sum())}/{n} "
+                                 "entries already pruned by the previous mask")
+        out[name] = _bottom_k_mask(sc.reshape(-1), k, forced).reshape(sc.shape)
+    return out
+
+
+def layerwise_count_mask(scores: Mapping, counts: Mapping[str, int], prev_mask: Mapping | None = None) -> dict:
+    """Per tensor, prune exactly ``counts[name]`` entries **in addition to** those pruned by ``prev_mask`` (IMP)."""
+    out = {}
+    for name, sc in scores.items():
+        forced = _prev_pruned(prev_mask, name, sc.shape).reshape(-1)
+        k = int(forced.sum()) + int(counts.get(name, 0))
+        if k > sc.numel():
+            raise ProbPruneError(f"{name!r}: cannot prune {k} of {sc.numel()} entries")
+        out[name] = _bottom_k_mask(sc.reshape(-1), k, forced).reshape(sc.shape)
+    return out
+
+
+def global_topk_mask(scores: Mapping, sparsity: float | None = None, prev_mask: Mapping | None = None,
+                     rounding: str = "floor", extra_count: int | None = None) -> dict:
+    """Concatenate the scores of all tensors (in dict order) and prune the ``pruned_count(s, sum N)`` lowest.
+    With ``extra_count`` instead of ``sparsity``: prune that many entries beyond those pruned by ``prev_mask``."""
+    import torch
+
+    names = list(scores)
+    flats = [scores[n].reshape(-1) for n in names]
+    forced = torch.cat([_prev_pruned(prev_mask, n, scores[n].shape).reshape(-1) for n in names])
+    allsc = torch.cat([f.double() for f in flats])
+    total = allsc.numel()
+    if extra_count is not None:
+        k = int(forced.sum()) + int(extra_count)
+        if k > total:
+            raise ProbPruneError(f"cannot prune {k} of {total} entries")
+    else:
+        if sparsity is None:
+            raise ProbPruneError("global_topk_mask needs sparsity or extra_count")
+        k = pruned_count(sparsity, total, rounding)
+        if int(forced.sum()) > k:
+            raise ProbPruneError(f"requested sparsity {float(sparsity):.4g} is below the fraction already pruned "
+                                 f"({int(forced.sum())}/{total})")
+    keep = _bottom_k_mask(allsc, k, forced)
+    out, i = {}, 0
+    for n, f in zip(names, flats):
+        out[n] = keep[i: i + f.numel()].reshape(scores[n].shape)
+        i += f.numel()
+    return out
+
+
+def threshold_mask(scores: Mapping, tau: float, prev_mask: Mapping | None = None) -> dict:
+    """Prune every entry with score < ``tau`` (``sampling="threshold"``; the count is whatever falls below)."""
+    out = {}
+    for name, sc in scores.items():
+        forced = _prev_pruned(prev_mask, name, sc.shape)
+        out[name] = (sc >= tau) & ~forced
+    return out
+
+
+def random_mask(shapes: Mapping[str, tuple], densities: Mapping[str, float] | float, seed: int,
+                sampling: str = "exact", rounding: str = "floor") -> dict:
+    """Random mask with per-tensor keep densities. ``"exact"``: ``pruned_count(1 - d, N)`` zeros at the positions of
+    a seeded permutation (top-k of i.i.d. uniform scores from one generator). ``"bernoulli"``: keep each entry
+    independently with probability d."""
+    import torch
+
+    from .scores import random_scores
+
+    if sampling not in ("exact", "bernoulli"):
+        raise ProbPruneError(f"unknown sampling {sampling!r} for random masks; use 'exact' or 'bernoulli'")
+    dens = {k: (densities[k] if isinstance(densities, Mapping) else densities) for k in shapes}
+    for k, d in dens.items():
+        check_fraction(d, f"density of {k}")
+    u = random_scores(shapes, seed)
+    if sampling == "bernoulli":
+        return {k: u[k] < float(dens[k]) for k in shapes}
+    return layerwise_topk_mask(u, {k: 1.0 - float(d) for k, d in dens.items()}, rounding=rounding)
