@@ -1,0 +1,171 @@
+"""proofs_check inside the test suite: the whole registry passes, every [D] statement of THEORY.md has a check, and
+the code-to-proof bridge catches a perturbed constant in an implemented bound (mutation tests)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import proofs_check
+from proofs_check import D_STATEMENTS, run_all
+from proofs_check.__main__ import main
+from proofs_check.runner import load_checks
+
+THEORY = Path(__file__).resolve().parents[1] / "docs" / "THEORY.md"
+
+
+@pytest.fixture(scope="module")
+def full_report():
+    return run_all()
+
+
+def test_every_check_passes(full_report):
+    bad = [(r.id, r.status, r.detail) for r in full_report.results if r.status not in ("PASS",)]
+    assert not bad, bad
+    assert full_report.ok
+
+
+def test_every_d_statement_is_covered(full_report):
+    assert not full_report.missing
+    assert len(full_report.coverage) == len(D_STATEMENTS)
+    assert all(c["status"] == "PASS" for c in full_report.coverage)
+    # both kinds and all three methods are in use
+    s = full_report.summary()
+    assert s["by_kind"]["bridge"] >= 10 and s["by_kind"]["derivation"] >= 30
+    assert set(s["by_method"]) == {"symbolic", "numeric", "symbolic+numeric"}
+
+
+def test_registry_metadata_is_consistent():
+    checks = load_checks()
+    ids = {s.id for s in D_STATEMENTS}
+    for c in checks:
+        assert set(c.covers) <= ids, (c.id, c.covers)
+        assert re.fullmatch(r"§\d+(\.\d+)?", c.ref), c.ref
+    assert len({c.id for c in checks}) == len(checks)
+
+
+def _section_of_each_line(text: str):
+    sec = "preamble"
+    for line in text.splitlines():
+        m = re.match(r"^#{2,3} (\d+(?:\.\d+)?)[ .]", line)
+        if m:
+            sec = m.group(1)
+        yield sec, line
+
+
+def test_statement_list_tracks_theory_md():
+    """Every section of THEORY.md that carries a [D] label (all of §3) has at least one listed statement, and every
+    listed reference exists in THEORY.md. Fails when THEORY.md gains a [D] section the list does not know."""
+    text = THEORY.read_text(encoding="utf-8")
+    sections = {sec for sec, _ in _section_of_each_line(text)}
+    listed = {s.ref.lstrip("§") for s in D_STATEMENTS}
+    assert listed <= sections, listed - sections
+    labelled = {sec for sec, line in _section_of_each_line(text) if "[D]" in line}
+    labelled |= {sec for sec in sections if sec.startswith("3.")}  # "## 3. Derived explicit bounds [D]"
+    # sections that only *mention* [D] (the legend, the weight-law notes pointing to §3) are not statements
+    labelled -= {"preamble", "1.3", "3"}
+    assert labelled <= listed, f"[D] sections without a listed statement: {sorted(labelled - listed)}"
+
+
+# ------------------------------------------------------------------------------------------------ mutation tests
+def _status(check_id: str) -> str:
+    rep = run_all(select=check_id)
+    (r,) = [x for x in rep.results if x.id == check_id]
+    return r.status
+
+
+def test_mutation_beta_constant_fails_bridge(monkeypatch):
+    import probprune.bounds as bounds
+
+    assert _status("bridge-beta") == "PASS"
+
+    def beta_typo(s2, R, lam):  # 2 s2 lam -> 2.0001 s2 lam
+        s2, R, lam = (np.asarray(x, float) for x in (s2, R, lam))
+        h = R * lam / 3.0
+        return h + np.sqrt(h * h + 2.0001 * s2 * lam)
+
+    monkeypatch.setattr(bounds, "beta", beta_typo)
+    assert _status("bridge-beta") == "FAIL"
+    assert _status("bridge-apriori") == "FAIL"  # apriori_bound looks beta up at call time
+    assert _status("bridge-eta-B") == "FAIL"
+    # the pure derivation does not depend on the code
+    assert _status("bernstein-solve") == "PASS"
+
+
+def test_mutation_rr_closed_form_fails_bridge(monkeypatch):
+    import probprune.budget as budget
+
+    orig = budget.equal_share_closed_form
+
+    def typo(t, a, m, lam, method):
+        if method == "random":  # 2 a lam/3 -> 2 a lam/3.01 in the jump and the formula
+            t, a, m, lam = (np.asarray(x, float) for x in (t, a, m, lam))
+            p = t * (3.01 * t - 2 * a * lam) / (2 * m * a * a * lam)
+            return np.clip(np.where(t <= 2 * a * lam / 3.01, 0.0, p), 0.0, 1.0)
+        return orig(t, a, m, lam, method)
+
+    monkeypatch.setattr(budget, "equal_share_closed_form", typo)
+    assert _status("bridge-budget-closed-form") == "FAIL"
+
+
+def test_mutation_gaussian_g_fails_bridge(monkeypatch):
+    import probprune.bounds as bounds
+    from scipy import stats
+
+    monkeypatch.setattr(bounds, "gaussian_g",
+                        lambda c: 2 * stats.norm.cdf(c) - 1 - 1.999 * np.asarray(c) * stats.norm.pdf(c))
+    assert _status("bridge-gaussian") == "FAIL"
+
+
+def test_mutation_product_form_fails_bridge(monkeypatch):
+    import probprune.bounds as bounds
+
+    monkeypatch.setattr(bounds, "product_form",
+                        lambda B, eta, Lip=1.0: Lip * np.prod(B, -1) * np.sum(np.asarray(eta) / B, -1))  # first order
+    assert _status("bridge-product-form") == "FAIL"
+
+
+def test_missing_implementation_is_reported(monkeypatch):
+    import probprune.bounds as bounds
+
+    monkeypatch.delattr(bounds, "beta")
+    rep = run_all(select="bridge-beta")
+    (r,) = rep.results
+    assert r.status == "FAIL" and "missing implementation" in r.detail
+
+
+def test_missing_statement_makes_the_run_fail(monkeypatch):
+    from proofs_check import runner
+    from proofs_check.statements import DStatement
+
+    fake = DStatement("no-such-check", "§3.1", "a statement nobody checks")
+    monkeypatch.setattr(runner, "D_STATEMENTS", (*D_STATEMENTS, fake))
+    rep = runner.run_all(select="norm-increase")
+    assert "no-such-check" in rep.missing
+    assert rep.partial and rep.ok  # a filtered run does not count coverage gaps
+    rep.partial = False
+    assert not rep.ok
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_json_and_exit_codes(capsys, monkeypatch):
+    assert main(["--json", "--select", "norm-increase"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["checks"] == 1 and out["checks"][0]["status"] == "PASS"
+    assert out["checks"][0]["ref"] == "§3.1" and out["checks"][0]["method"] == "symbolic"
+
+    import probprune.bounds as bounds
+
+    monkeypatch.setattr(bounds, "beta", lambda s2, R, lam: 1.01 * (np.asarray(R) * lam / 3
+                                                                   + np.sqrt((np.asarray(R) * lam / 3) ** 2
+                                                                             + 2 * np.asarray(s2) * lam)))
+    assert main(["--select", "bridge-beta"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_package_api():
+    assert callable(proofs_check.run_all)
+    assert len(proofs_check.D_IDS) == len(set(proofs_check.D_IDS)) >= 30
