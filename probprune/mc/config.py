@@ -18,7 +18,16 @@ from typing import Any, Mapping
 
 from ..errors import ProbPruneError
 
-METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
+#: methods of :func:`probprune.pruning.prune` usable in trials (data-free ones), with their keyword arguments
+LIB_METHODS = {
+    "lib_magnitude_layer": {"method": "magnitude", "scope": "layer"},
+    "lib_magnitude_global": {"method": "magnitude", "scope": "global"},
+    "lib_random_uniform": {"method": "random", "scheme": "uniform", "sampling": "exact"},
+    "lib_random_er": {"method": "random", "scheme": "er", "sampling": "exact"},
+    "lib_random_erk": {"method": "random", "scheme": "erk", "sampling": "exact"},
+    "lib_structured_l1": {"method": "structured", "norm": "l1"},
+}
+METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact", *LIB_METHODS)
 #: methods with an a-priori bound in ``probprune.bounds.apriori_bound`` (THEORY §3.4)
 BOUND_METHODS = ("magnitude", "random", "random_rescaled")
 LAWS = ("uniform", "gaussian")
@@ -183,6 +192,8 @@ def validate(c: MCConfig) -> None:
     for q in c.fractions:
         if not (0.0 <= q <= 1.0):
             raise ProbPruneError(f"fractions must be in [0, 1], got {q}")
+    if any(m.startswith("lib_") for m in c.methods) and any(q >= 1.0 for q in c.fractions):
+        raise ProbPruneError("probprune.pruning methods (lib_*) need fractions < 1")
     if "random_rescaled" in c.methods and any(q >= 1.0 for q in c.fractions):
         raise ProbPruneError("random_rescaled needs fractions < 1 (kept weights are divided by 1 - p)")
     for d in c.deltas:

@@ -218,7 +218,7 @@ def read_chunks(run_dir: str | Path, units: Iterable[Unit] | None = None) -> pd.
     if not chunks.is_dir():
         raise FileNotFoundError(f"not a Monte Carlo run folder (no chunks/): {run_dir}")
     files = [chunks / f"{u.name}.csv" for u in units] if units is not None else sorted(chunks.glob("s*_g*_b*.csv"))
-    frames = [pd.read_csv(f, float_precision="round_trip") for f in files if f.exists()]
+    frames = [pd.read_csv(f) for f in files if f.exists()]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)

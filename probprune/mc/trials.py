@@ -9,14 +9,16 @@ deltas. Every random draw comes from ``np.random.SeedSequence(seed, spawn_key=(g
   the same networks: common random numbers);
 * stream 1: one uniform score u per weight for the random masks (prune where u < p: masks nested in p; exact-k
   prunes the k smallest u);
-* stream 2: the PGD Gaussian starts.
+* stream 2: the PGD Gaussian starts;
+* stream 3: the mask seed passed to ``probprune.pruning.prune`` for ``lib_*`` methods.
 
 So a trial's row depends only on (config, seed, trial index), never on batching or on which worker ran it.
 
 Pruning (THEORY §1.5, §1.6): ``magnitude`` threshold form |w| < q a_i (Gaussian law: |w| < c s_i, 2 Phi(c) - 1 = q);
 ``random`` R-Bern; ``random_rescaled`` R-Bern with kept weights / (1 - p); ``magnitude_exact`` the floor(q N_i)
 smallest |w| per layer (ties by flat index; no a-priori bound, THEORY §7.6); ``random_exact`` exactly floor(p N_i)
-uniformly random entries (bound: ``bounds.exact_k_bound``, uniform law).
+uniformly random entries (bound: ``bounds.exact_k_bound``, uniform law); ``lib_*`` any data-free method of
+:func:`probprune.pruning.prune` (magnitude layer/global, random uniform/ER/ERK, structured L1; Cert-D only).
 
 Per-trial verdict against the bound b (relative tolerance 1e-9, §6): ``satisfied`` (UB <= b), ``violated``
 (LB > b), ``undecided``; ``no_bound`` where no a-priori bound applies. LB <= UB (1 + 1e-9) is asserted; a failure is
@@ -134,6 +136,8 @@ def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: st
             if law != "uniform":
                 return None, "no exact-k bound for the Gaussian law"
             return bounds.exact_k_bound(spec, fraction, delta), ""
+        if method.startswith("lib_"):
+            return None, f"no a-priori bound for probprune.pruning method {method[4:]} (Cert-D only)"
         return None, "no a-priori bound for exact-k magnitude pruning (THEORY §7.6)"
     except HypothesisError as e:
         return None, str(e).splitlines()[0]
@@ -159,11 +163,16 @@ def check_bounds(cfg: MCConfig) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ pruning
-def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str):
+def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str, lib_seeds=None):
     """Pruned weights for stacked target weights ``W`` (torch, (n, ...)) and mask scores ``U`` (uniform, same shapes).
+    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (a per-trial loop; the
+    measurement stays batched) with the mask seed ``lib_seeds[k]``.
     Returns (What list, realised pruned fraction (n,) over all weights)."""
     import torch
     from scipy.stats import norm
+
+    if method.startswith("lib_"):
+        return _prune_lib(spec, W, method, fraction, lib_seeds)
 
     What, pruned = [], None
     for L, w, u in zip(spec.layers, W, U):
@@ -191,6 +200,30 @@ def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str):
         What.append(wh)
         c = P.reshape(n, -1).sum(dim=1).double()
         pruned = c if pruned is None else pruned + c
+    return What, (pruned / spec.n_weights).numpy()
+
+
+def _prune_lib(spec: NetSpec, W, method: str, fraction: float, seeds):
+    import torch
+
+    from ..networks import to_torch
+    from ..pruning import prune
+    from .config import LIB_METHODS
+
+    kw = dict(LIB_METHODS[method])
+    name = kw.pop("method")
+    n = W[0].shape[0]
+    masks = [[] for _ in spec.layers]
+    for k in range(n):
+        model = to_torch(spec, [w[k].numpy() for w in W])
+        res = prune(model, name, fraction, seed=int(seeds[k]) if seeds is not None else 0, apply=False, **kw)
+        for i, L in enumerate(spec.layers):
+            masks[i].append(torch.as_tensor(np.asarray(res.mask[L.name]), dtype=torch.bool).reshape(L.weight_shape))
+    What, pruned = [], 0
+    for w, m in zip(W, masks):
+        keep = torch.stack(m)
+        What.append(torch.where(keep, w, torch.zeros_like(w)))
+        pruned = pruned + (~keep).reshape(n, -1).sum(dim=1).double()
     return What, (pruned / spec.n_weights).numpy()
 
 
@@ -249,6 +282,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         del per_u
     else:
         U = [None] * spec.depth
+    lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
     linear = M.is_linear_fcn(spec)
     gens = None
     if not linear:
@@ -270,7 +304,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     frames = []
     for method in cfg.methods:
         for q in cfg.fractions:
-            What, realized = prune_batched(spec, W, U, method, q, g.law)
+            What, realized = prune_batched(spec, W, U, method, q, g.law, lib_seeds)
             E = [a - b for a, b in zip(W, What)]
             if cfg.certificate or linear:
                 normWh = M.operator_norms_upper(spec, What).numpy()
