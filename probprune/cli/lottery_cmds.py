@@ -1,2 +1,283 @@
-"""CLI commands (placeholder until implemented)."""
-from . import app  # noqa: F401
+"""``probprune lottery ...``: subset-sum lottery tickets (THEORY §4, issue 5).
+
+* ``lottery subset-sum solve``: exact MITM (or MILP / brute force) subset sums for given or random instances;
+* ``lottery subset-sum coverage``: Monte Carlo estimate of Lueker's coverage probability, n_min and C_hat;
+* ``lottery subset-sum per-target``: per-target success rate and mean subset size;
+* ``lottery widths``: required widths (Pensia, Malach, Orseau, counting lower bound) side by side;
+* ``lottery construct --model PATH --eps E``: the Pensia construction for a saved bias-free ReLU model.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+from .common import emit, parse_float_list, parse_int_list
+from ..errors import ProbPruneError
+
+console = Console()
+lottery = typer.Typer(help="Subset-sum lottery tickets: solver, Lueker coverage, widths, Pensia construction.",
+                      no_args_is_help=True)
+subset_sum = typer.Typer(help="Subset-sum solver and Lueker coverage estimates (THEORY §4.1, §4.6).",
+                         no_args_is_help=True)
+app.add_typer(lottery, name="lottery")
+lottery.add_typer(subset_sum, name="subset-sum")
+
+
+def _parse_ns(s: str) -> list[int]:
+    """'5:40' (inclusive range), '5:40:5' (with step) or '5,10,15'."""
+    s = s.replace(" ", "")
+    if ":" in s:
+        parts = s.split(":")
+        try:
+            a, b = int(parts[0]), int(parts[1])
+            step = int(parts[2]) if len(parts) > 2 else 1
+        except ValueError:
+            raise ProbPruneError(f"--n must look like 5:40, 5:40:5 or 5,10,15; got {s!r}") from None
+        if step < 1 or b < a:
+            raise ProbPruneError(f"--n range {s!r} is empty")
+        return list(range(a, b + 1, step))
+    return parse_int_list(s, "--n")
+
+
+# --------------------------------------------------------------------------------------------- solve
+@subset_sum.command("solve")
+def solve_cmd(
+    coeffs: Optional[str] = typer.Option(None, help="comma-separated coefficients (else drawn: --n, --law)"),
+    targets: Optional[str] = typer.Option(None, help="comma-separated targets (else --n-targets drawn U[-1/2, 1/2])"),
+    n: int = typer.Option(21, "--n", help="number of random coefficients when --coeffs is not given"),
+    law: str = typer.Option("uniform", help="law of random coefficients: uniform (U[-1,1]) | product (v|u|)"),
+    n_targets: int = typer.Option(5, help="number of random targets when --targets is not given"),
+    eps: Optional[float] = typer.Option(None, help="tolerance (required for --mode sparsest)"),
+    mode: str = typer.Option("closest", help="closest (min |error|) | sparsest (fewest terms with |error| <= eps)"),
+    method: str = typer.Option("mitm", help="mitm (exact, default) | milp (scipy/HiGHS) | brute (n <= 16)"),
+    seed: int = typer.Option(0, help="seed for random coefficients/targets"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Solve subset-sum instances: approximate each target by a subset sum of the coefficients."""
+    from ..subsetsum.lueker import sample_summands
+    from ..subsetsum.milp import solve_milp
+    from ..subsetsum.solver import brute_force, solve
+
+    import torch  # noqa: F401  (imported before the clock starts: the solver's searches run in torch)
+
+    rng = np.random.default_rng(seed)
+    if n < 1:
+        raise ProbPruneError(f"--n must be >= 1, got {n}")
+    c = np.array(parse_float_list(coeffs, "--coeffs")) if coeffs else sample_summands(law, n, rng)
+    z = np.array(parse_float_list(targets, "--targets")) if targets else rng.uniform(-0.5, 0.5, n_targets)
+    fn = {"mitm": solve, "milp": solve_milp, "brute": brute_force}.get(method)
+    if fn is None:
+        raise ProbPruneError(f"--method must be mitm, milp or brute, got {method!r}")
+    t0 = time.perf_counter()
+    res = fn(c, z, eps=eps, mode=mode)
+    secs = time.perf_counter() - t0
+    data = {
+        **res.summary(), "seconds": secs, "coefficients": c.tolist(),
+        "rows": [{"target": float(z[i]), "achieved": float(res.achieved[i]), "error": float(res.error[i]),
+                  "success": bool(res.success[i]), "n_terms": int(res.n_terms[i]),
+                  "subset": np.flatnonzero(res.subset[i]).tolist()} for i in range(z.size)],
+    }
+
+    def render(d):
+        t = Table(title=f"subset sum ({d['method']}, {d['mode']}, n={d['n']}, eps={d['eps']})")
+        for col in ("target", "achieved", "error", "ok", "terms", "subset (indices)"):
+            t.add_column(col, justify="right" if col != "subset (indices)" else "left")
+        for r in d["rows"]:
+            t.add_row(f"{r['target']:.6g}", f"{r['achieved']:.6g}", f"{r['error']:.3e}", "yes" if r["success"]
+                      else "NO", str(r["n_terms"]), ",".join(map(str, r["subset"])))
+        console.print(t)
+        console.print(f"  {d['successes']}/{d['targets']} within eps; max error {d['max_error']:.3e}; "
+                      f"{d['seconds']:.3f} s")
+
+    emit(data, as_json, render)
+
+
+# --------------------------------------------------------------------------------------------- coverage
+@subset_sum.command("coverage")
+def coverage_cmd(
+    n: str = typer.Option("5:40", "--n", help="values of n: 5:40, 5:40:5 or 5,10,20"),
+    eps: float = typer.Option(0.01, help="cover radius eps"),
+    law: str = typer.Option("uniform", help="uniform (U[-1,1]) | product (v|u|, u,v ~ U[-1,1])"),
+    trials: int = typer.Option(1000, help="independent draws"),
+    seed: int = typer.Option(0),
+    gamma: float = typer.Option(0.95, help="n_min: smallest n with one-sided CP lower bound >= gamma"),
+    confidence: float = typer.Option(0.95, help="Clopper-Pearson confidence"),
+    half_range: float = typer.Option(1.0, help="cover [-r, r]: 1 (Pensia/Lueker) or 0.5 (da Cunha et al.)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """P(every z in [-r, r] is within eps of a subset sum of n samples) by the exact interval recursion (§4.1)."""
+    from tqdm import tqdm
+
+    from ..subsetsum.lueker import estimate_coverage
+
+    ns = _parse_ns(n)
+    with tqdm(total=trials, file=sys.stderr, disable=as_json or trials < 200, desc="draws") as bar:
+        res = estimate_coverage(ns, eps, law, trials, seed, confidence, gamma, half_range, progress=bar.update)
+    data = res.as_dict()
+
+    def render(d):
+        t = Table(title=f"Lueker coverage, law={d['law']}, eps={d['eps']}, [-{d['half_range']:g}, "
+                        f"{d['half_range']:g}], {d['trials']} draws")
+        for col in ("n", "P(cover all z)", f"{d['confidence']:.0%} CI", "lower (1-sided)", "per-target P"):
+            t.add_column(col, justify="right")
+        for r in d["rows"]:
+            t.add_row(str(r["n"]), f"{r['p_hat']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
+                      f"{r['lower_1s']:.4f}", f"{r['per_target_p']:.4f}")
+        console.print(t)
+        if d["n_min"] is None:
+            console.print(f"  n_min(gamma={d['gamma']}) > {d['rows'][-1]['n']}: raise --n")
+        else:
+            console.print(f"  n_min(gamma={d['gamma']}) = {d['n_min']};  C_hat = n_min/ln(1/eps) = "
+                          f"{d['C_hat_ln']:.3f}  (= {d['C_hat_log2']:.3f} with log2)")
+
+    emit(data, as_json, render)
+
+
+@subset_sum.command("per-target")
+def per_target_cmd(
+    n: int = typer.Option(15, "--n", help="number of summands"),
+    eps: float = typer.Option(0.01),
+    law: str = typer.Option("uniform", help="uniform | product"),
+    trials: int = typer.Option(10000),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Per-target success rate (one z ~ U[-1,1] per draw) and mean smallest-subset size (exact sparsest solver)."""
+    from ..subsetsum.lueker import per_target_stats
+
+    d = per_target_stats(n, eps, law, trials, seed).as_dict()
+
+    def render(d):
+        console.print(f"law={d['law']} n={d['n']} eps={d['eps']} trials={d['trials']}: success {d['success']:.4f} "
+                      f"[{d['ci_low']:.4f}, {d['ci_high']:.4f}], mean smallest subset {d['mean_subset_size']:.3f}")
+
+    emit(d, as_json, render)
+
+
+# --------------------------------------------------------------------------------------------- widths
+@lottery.command("widths")
+def widths_cmd(
+    d: str = typer.Option("10,100,1000", help="layer widths d (square layers d -> d)"),
+    depth: str = typer.Option("2", help="depths l"),
+    eps: str = typer.Option("0.01", help="target errors"),
+    delta: float = typer.Option(0.05),
+    C: float = typer.Option(1.0, "--C", help="constant in every formula (none is published)"),
+    log_base: str = typer.Option("e", help="e | 2 | 10"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Required hidden width per block: Pensia [RC], Malach [RC], Orseau [RC] and the counting lower bound [D]."""
+    from ..subsetsum.widths import compare_widths
+
+    ds, ls, es = parse_int_list(d, "--d"), parse_int_list(depth, "--depth"), parse_float_list(eps, "--eps")
+    base = "e" if log_base == "e" else float(log_base)
+    rows = []
+    for dd in ds:
+        for ll in ls:
+            for ee in es:
+                rows += compare_widths(dd, ll, ee, delta, C, base)
+    data = {"delta": delta, "C": C, "log_base": log_base, "rows": rows}
+
+    def render(dd):
+        t = Table(title=f"required width of one block (C={C}, log base {log_base}, delta={delta})")
+        for col in ("d", "l", "eps", "formula", "width", "provenance"):
+            t.add_column(col, justify="right")
+        for r in dd["rows"]:
+            t.add_row(str(r["d"]), str(r["l"]), f"{r['eps']:g}", r["formula"], f"{r['width']:.4g}", r["provenance"])
+        console.print(t, markup=False)
+
+    emit(data, as_json, render)
+
+
+# --------------------------------------------------------------------------------------------- construct
+@lottery.command("construct")
+def construct_cmd(
+    model: str = typer.Option(..., help="saved bias-free ReLU torch model (module or state dict)"),
+    eps: float = typer.Option(..., help="target sup error on the unit ball (tolerance 'theorem') or per weight"),
+    arch: Optional[str] = typer.Option(None, help="architecture for a state dict (mlp:500, lenet5, ...)"),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
+    delta: float = typer.Option(0.05, help="failure probability in the width formula"),
+    C: float = typer.Option(3.0, "--C", help="width constant: n' = ceil(C ln(d_in d_out l / min(eps, delta)))"),
+    units_per_input: Optional[int] = typer.Option(None, help="override n' (units per input and sign)"),
+    tolerance: str = typer.Option("theorem", help="theorem (eps'_i of §4.2 step 6) | per-weight (eps per entry)"),
+    signs: str = typer.Option("random", help="random (faithful U[-1,1]) | assigned"),
+    mode: str = typer.Option("sparsest", help="sparsest (fewest kept weights) | closest"),
+    seed: int = typer.Option(0),
+    data: Optional[str] = typer.Option("auto", help="dataset to compare outputs/accuracy: auto | mnist5k | digits | "
+                                                    "mnist1d | none"),
+    sup: bool = typer.Option(True, help="measure the sup error on the unit ball by PGD (small inputs only)"),
+    out: Optional[str] = typer.Option(None, help="save the pruned network (torch.save of the module) here"),
+    allow_failures: bool = typer.Option(False, help="exit 0 even if some weights miss their tolerance"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Pensia et al. construction: prune a random network of twice the depth to approximate MODEL (THEORY §4.2)."""
+    import torch
+    from tqdm import tqdm
+
+    from ..modelio import INPUT_DIM_TO_DATASET, load_model
+    from ..subsetsum.construction import construct, evaluate_on_data, sup_error_lower_bound
+
+    shape = tuple(parse_int_list(input_shape, "--input-shape")) if input_shape else None
+    target = load_model(model, arch=arch, input_shape=shape).double().eval()
+    with tqdm(file=sys.stderr, disable=as_json, desc="entries solved", unit="w") as bar:
+        c = construct(target, eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
+                      signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update)
+    rep = c.report
+    in_shape = c.target.spec.input_shape
+    d0 = int(np.prod(in_shape))
+    if sup and d0 <= 1024 and rep.params_before <= 5_000_000:
+        rep.measured["sup_error_lower_bound"] = sup_error_lower_bound(target, c.model, in_shape, iters=100, seed=seed)
+    ds_name = INPUT_DIM_TO_DATASET.get(d0) if data == "auto" else (None if data in (None, "none") else data)
+    if ds_name is not None:
+        from ..data import load_dataset
+
+        ds = load_dataset(ds_name, seed=0, images=len(in_shape) == 3)
+        if tuple(ds.input_shape) == tuple(in_shape):
+            rep.measured["test_data"] = {"dataset": ds_name, **evaluate_on_data(target, c.model, ds.X_test, ds.y_test)}
+    if out:
+        torch.save(c.model, out)
+        rep.measured["saved_to"] = out
+    d = rep.as_dict()
+
+    def render(d):
+        t = Table(title=f"Pensia construction (eps={eps}, tolerance={tolerance}, signs={signs}, mode={mode})")
+        for col in ("layer", "kind", "d_in->d_out", "units/input", "tol eps'", "entries", "failures", "max err",
+                    "mean terms", "||E||", "||W||", "kept / random"):
+            t.add_column(col, justify="right")
+        for L in d["layers"]:
+            t.add_row(L["name"], L["kind"], f"{L['d_in']}->{L['d_out']}", str(L["units_per_input"]),
+                      f"{L['tol']:.3e}", f"{L['entries']:,}", str(L["failures"]), f"{L['max_error']:.3e}",
+                      f"{L['mean_terms']:.2f}", f"{L['norm_E']:.3e}", f"{L['norm_W']:.3f}",
+                      f"{L['params_kept']:,} / {L['params_random']:,}")
+        console.print(t)
+        console.print(f"  params: random network {d['params_before']:,} -> kept {d['params_after']:,} "
+                      f"({d['kept_over_target']:.2f}x the target's {d['target_params']:,}); {d['seconds']:.1f} s")
+        console.print(f"  composed bound (realized ||E_i||): sup_(||x||<=1) ||f - g|| <= {d['bound_realized']:.4e}")
+        if d["bound_tolerance"] is not None:
+            console.print(f"  composed bound from the tolerances: {d['bound_tolerance']:.4e} (eps = {eps})")
+        m = d["measured"]
+        if "sup_error_lower_bound" in m:
+            console.print(f"  measured sup error on the unit ball (PGD lower bound): {m['sup_error_lower_bound']:.4e}")
+        if "test_data" in m:
+            td = m["test_data"]
+            console.print(f"  {td['dataset']} test: target acc {td['acc_target']:.4f}, constructed acc "
+                          f"{td['acc_constructed']:.4f}, max ||f-g|| {td['max_output_dev']:.3e}, "
+                          f"max ||f-g||/||x|| {td['max_dev_over_norm']:.3e}")
+        for h in d["hypotheses_violated"]:
+            console.print(f"  note: {h}", markup=False)
+        if d["failures"]:
+            console.print(f"  FAILURES: {d['failures']} entries missed their tolerance (first listed):", style="red")
+            for f in d["failure_list"][:10]:
+                console.print(f"    {f}", markup=False)
+
+    emit(d, as_json, render)
+    if rep.failures and not allow_failures:
+        typer.echo(f"error: {rep.failures} weight(s) missed their tolerance (listed above); raise --C or "
+                   "--units-per-input, or pass --allow-failures", err=True)
+        raise typer.Exit(1)
