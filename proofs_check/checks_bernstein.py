@@ -5,7 +5,7 @@ import numpy as np
 import sympy as sp
 
 from . import formulas as F
-from ._core import close, hypothesis_cases, register, require, sym_positive, sym_zero
+from ._core import close, register, require, sym_positive, sym_zero
 
 
 @register("beta-positive", "beta is positive and reduces to 2 R lam/3 at s2 = 0 and sqrt(2 s2 lam) at R = 0", "§3",

@@ -6,7 +6,7 @@ import sympy as sp
 from scipy import stats
 
 from . import formulas as F
-from ._core import close, register, require, sym_positive, sym_zero
+from ._core import register, require, sym_positive, sym_zero
 
 
 @register("gauss-moments", "w ~ N(0,s^2), tau = c s: P(|w|<tau) = 2Phi(c)-1, E (w 1{|w|<tau})^2 = s^2 g(c), mean 0",

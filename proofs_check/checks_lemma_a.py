@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ._core import ProofFailure, hypothesis_cases, register, require, sym_zero
+from ._core import hypothesis_cases, register, require, sym_zero
 
 MAX_L = 6
 
@@ -65,6 +65,9 @@ def prove_sum_recursions() -> None:
     y = _peel_sum(S_before(_n + 1))
     require(_same(y, S_before(_n) + _f(_n + 1) * sp.Product(_g(_j), (_j, 1, _n))),
             "recursion of S_before not verified")
+    P = sp.Product(1 + sp.IndexedBase("r")[_j], (_j, 1, _n + 1))
+    require(sp.simplify(_peel_product(P) - sp.Product(P.function, (_j, 1, _n)) * (1 + sp.IndexedBase("r")[_n + 1]))
+            == 0, "product peel")
     # guard the helpers: the definitions evaluate as expected for small N
     for N in range(1, 5):
         fv = sp.symbols(f"f1:{N + 1}")
@@ -86,7 +89,7 @@ def induction_product_identity(order: str) -> str:
     r1 = sp.Symbol("r1")
     require(sp.expand((1 + r1) - 1 - r1) == 0, "base case")
     # induction step: X = P_n = prod_{j<=n}(1+r_j), Y = S_n, rr = r_{n+1}; hypothesis Y = X - 1;
-    # P_{n+1} = X (1 + rr) (product recursion = the same lemma with f = 0 ... i.e. the definition)
+    # P_{n+1} = X (1 + rr) by the definition of the product (_peel_product, verified in prove_sum_recursions' guard)
     X, Y, rr = sp.symbols("X Y rr")
     if order == "after":
         S_next = (1 + rr) * Y + rr  # S_after(n+1) = g(n+1) S(n) + f(n+1)
