@@ -5,7 +5,7 @@ import numpy as np
 import sympy as sp
 
 from . import formulas as F
-from ._core import close, register, require, sym_positive, sym_zero
+from ._core import close, hypothesis_cases, register, require, sym_positive, sym_zero
 
 
 @register("beta-positive", "beta is positive and reduces to 2 R lam/3 at s2 = 0 and sqrt(2 s2 lam) at R = 0", "§3",
@@ -232,7 +232,17 @@ def _chk_rrp_ge_rr():
         rr = _beta_np(mm * pg * aa ** 2 / 3, aa, ll)
         rrp = _beta_np(mm * pg * aa ** 2 / (3 * (1 - pg)), aa * np.maximum(1, pg / (1 - pg)), ll)
         require(np.all(rrp >= rr), "RR' < RR somewhere on the grid")
-    return "symbolic dominance of s2 and R; numeric grid 3 x 4001"
+
+    def case(mm, aa, ll, pv):
+        rr = _beta_np(mm * pv * aa ** 2 / 3, aa, ll)
+        rrp = _beta_np(mm * pv * aa ** 2 / (3 * (1 - pv)), aa * max(1, pv / (1 - pv)), ll)
+        assert rrp >= rr * (1 - 1e-15), (rr, rrp)
+
+    from hypothesis import strategies as st
+
+    hypothesis_cases(case, st.integers(1, 10_000), st.floats(1e-4, 10), st.floats(0.01, 50), st.floats(1e-6, 1 - 1e-6),
+                     max_examples=200)
+    return "symbolic dominance of s2 and R; numeric grid 3 x 4001 + 200 hypothesis cases"
 
 
 @register("RR-mask", "RR-mask: for a fixed mask, v = D a^2/3 with D = max pruned entries per row/column", "§3.4",

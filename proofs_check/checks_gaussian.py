@@ -6,7 +6,7 @@ import sympy as sp
 from scipy import stats
 
 from . import formulas as F
-from ._core import register, require, sym_positive, sym_zero
+from ._core import hypothesis_cases, register, require, sym_positive, sym_zero
 
 
 @register("gauss-moments", "w ~ N(0,s^2), tau = c s: P(|w|<tau) = 2Phi(c)-1, E (w 1{|w|<tau})^2 = s^2 g(c), mean 0",
@@ -56,6 +56,13 @@ def _chk_gauss_trunc():
     ug = np.linspace(0, 40, 400001)
     tail = stats.norm.sf(ug)
     require(np.all(tail <= np.exp(-ug ** 2 / 2) / 2 * (1 + 1e-12) + 1e-300), "tail bound on the grid")
+
+    def case(uu_):
+        assert stats.norm.sf(uu_) <= np.exp(-uu_ ** 2 / 2) / 2 * (1 + 1e-12) + 1e-300
+
+    from hypothesis import strategies as st
+
+    hypothesis_cases(case, st.floats(0, 38), max_examples=200)
     # union over N entries: P(max|w| > s u) <= N 2 (1 - Phi(u)) <= N e^{-u^2/2} = delta'' at the stated u
     N, d2 = sp.symbols("N delta2", positive=True)
     uu = sp.sqrt(2 * sp.log(N / d2))
@@ -65,4 +72,5 @@ def _chk_gauss_trunc():
     sym_zero((2 * F.Phi(c) - 1) - F.gaussian_g(c) - 2 * c * F.phi(c), "(2Phi-1) - g = 2 c phi")
     ratio = (2 * stats.norm.cdf(ug[1:]) - 1 - 2 * ug[1:] * stats.norm.pdf(ug[1:])) / (2 * stats.norm.cdf(ug[1:]) - 1)
     require(np.all(ratio <= 1.0), "truncated variance exceeds s^2")
-    return "symbolic h(0), h(oo), h'; tail bound on 400001 points; union-bound u; variance ratio <= 1"
+    return ("symbolic h(0), h(oo), h'; tail bound on 400001 points + 200 hypothesis cases; union-bound u; "
+            "variance ratio <= 1")

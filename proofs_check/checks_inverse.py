@@ -59,7 +59,22 @@ def _chk_inverse_monotone():
         for eta in (_beta_np(mm * g ** 3 * aa ** 2 / 3, g * aa, ll), _beta_np(mm * g * aa ** 2 / 3, aa, ll),
                     _beta_np(mm * g * aa ** 2 / (3 * (1 - g)), aa * np.maximum(1, g / (1 - g)), ll)):
             require(np.all(np.diff(eta) > 0), "eta not strictly increasing on the grid")
-    return "derivatives provably > 0 (RR' piecewise); limits at 0; grid 2 x 3 x 20001"
+
+    def case(mm, aa, ll, p1, p2):
+        lo, hi = min(p1, p2), max(p1, p2)
+        if hi - lo < 1e-9:
+            return
+        for f in (lambda x: _beta_np(mm * x ** 3 * aa ** 2 / 3, x * aa, ll),
+                  lambda x: _beta_np(mm * x * aa ** 2 / 3, aa, ll),
+                  lambda x: _beta_np(mm * x * aa ** 2 / (3 * (1 - x)), aa * max(1, x / (1 - x)), ll)):
+            assert f(lo) < f(hi), (lo, hi)
+
+    from hypothesis import strategies as st
+
+    unit = st.floats(1e-6, 1 - 1e-6)
+    hypothesis_cases(case, st.integers(1, 10_000), st.floats(1e-4, 10), st.floats(0.01, 50), unit, unit,
+                     max_examples=200)
+    return "derivatives provably > 0 (RR' piecewise); limits at 0; grid 2 x 3 x 20001 + 200 hypothesis pairs"
 
 
 @register("inverse-rho", "equal share: eps_bound = Lip prod B ((1+rho)^l_p - 1) = eps  <=>  rho = (1+eps/(Lip prod B))^(1/l_p) - 1",
