@@ -1,0 +1,4 @@
+"""Import every experiment module once so that they register themselves."""
+from . import mc_figures  # noqa: F401
+from . import theory_figures  # noqa: F401
+from . import trained  # noqa: F401

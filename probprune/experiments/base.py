@@ -1,0 +1,209 @@
+"""Experiment registry and the shared machinery every figure uses (issue 7).
+
+An :class:`Experiment` couples a name, a frozen config dataclass (``small`` default instance: minutes on 2 CPU
+cores; ``full``: the paper's size) and a function ``func(cfg, ctx) -> summary``. :func:`run_experiment` makes the
+output folder ``<out>/<name>/`` (default ``results/figures/<name>/``, ``results/figures/full/<name>/`` for the full
+size), hands the function a :class:`Context` that writes tidy tables (CSV, one row per trial/point), seaborn figures
+(PNG + PDF) and progress lines on stderr, and saves ``summary.json`` (config, numbers, caption, timings).
+
+``summary["numbers"]`` maps LaTeX macro names (letters only) to already formatted strings; the paper quotes numbers
+only through these macros (``probprune.experiments.paper``). ``summary["caption"]`` is the result-dependent
+caption text, ``summary["theory_held"]`` a bool (or None when the figure makes no claim).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ProbPruneError
+
+DEFAULT_ROOT = Path("results") / "figures"
+SIZES = ("small", "full")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    figure: int
+    title: str
+    config_cls: type
+    func: Callable[[Any, "Context"], dict]
+    full: Any = None
+    description: str = ""
+
+    def config(self, size: str = "small"):
+        if size not in SIZES:
+            raise ProbPruneError(f"unknown size {size!r}; use 'small' or 'full'")
+        return self.config_cls() if size == "small" else (self.full or self.config_cls())
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    if exp.name in REGISTRY:
+        raise ProbPruneError(f"experiment {exp.name!r} registered twice")
+    REGISTRY[exp.name] = exp
+    return exp
+
+
+def get(name: str) -> Experiment:
+    from . import _load_all  # noqa: F401  (registers every experiment module)
+
+    if name not in REGISTRY:
+        raise ProbPruneError(f"unknown experiment {name!r}; available: {', '.join(names())}")
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    from . import _load_all  # noqa: F401
+
+    return [e.name for e in sorted(REGISTRY.values(), key=lambda e: e.figure)]
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}min"
+
+
+class Context:
+    """Output helpers for one experiment run."""
+
+    def __init__(self, name: str, out_dir: Path, quiet: bool = False):
+        self.name = name
+        self.out_dir = Path(out_dir)
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+        self.tables: list[str] = []
+        self.figures: list[str] = []
+
+    # progress ------------------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[{self.name} {_fmt_seconds(time.perf_counter() - self.t0)}] {msg}", file=sys.stderr, flush=True)
+
+    def bar(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=f"{self.name}: {desc}", file=sys.stderr, disable=self.quiet,
+                    dynamic_ncols=True, leave=False)
+
+    # outputs --------------------------------------------------------------------------------------------
+    def save_table(self, df, name: str = "data") -> Path:
+        p = self.out_dir / f"{name}.csv"
+        df.to_csv(p, index=False)
+        self.tables.append(p.name)
+        self.log(f"wrote {p} ({len(df)} rows)")
+        return p
+
+    def save_figure(self, fig, name: str = "figure") -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        out = []
+        for ext in ("png", "pdf"):
+            p = self.out_dir / f"{name}.{ext}"
+            kw = {"dpi": 150} if ext == "png" else {}
+            fig.savefig(p, bbox_inches="tight", **kw)
+            out.append(p)
+            self.figures.append(p.name)
+        plt.close(fig)
+        self.log(f"wrote {out[0]} and .pdf")
+        return out
+
+    def subdir(self, name: str) -> Path:
+        p = self.out_dir / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def setup_plotting() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.0)
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    size: str
+    out_dir: str
+    config: dict
+    tables: list
+    figures: list
+    summary: dict
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_out(size: str) -> Path:
+    return DEFAULT_ROOT if size == "small" else DEFAULT_ROOT / "full"
+
+
+def _jsonable(x):
+    from ..cli.common import _jsonable as j
+
+    return j(x)
+
+
+def run_experiment(name: str, size: str = "small", config=None, out: str | Path | None = None,
+                   quiet: bool = False) -> ExperimentResult:
+    """Run one registered experiment. ``config`` (an instance of the experiment's config class) overrides the
+    ``size`` preset (tests use tiny configs). Outputs go to ``<out or default>/<name>/``."""
+    exp = get(name)
+    cfg = config if config is not None else exp.config(size)
+    if not isinstance(cfg, exp.config_cls):
+        raise ProbPruneError(f"config for {name!r} must be a {exp.config_cls.__name__}")
+    root = Path(out) if out is not None else default_out(size)
+    out_dir = root / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setup_plotting()
+    ctx = Context(name, out_dir, quiet=quiet)
+    ctx.log(f"start ({size}{', custom config' if config is not None else ''}) -> {out_dir}")
+    t0 = time.perf_counter()
+    summary = exp.func(cfg, ctx) or {}
+    seconds = time.perf_counter() - t0
+    for k in summary.get("numbers", {}):
+        if not re.fullmatch(r"[A-Za-z]+", k):
+            raise ProbPruneError(f"number macro name {k!r} must be letters only")
+    cfg_dict = dataclasses.asdict(cfg)
+    res = ExperimentResult(name, size if config is None else "custom", str(out_dir), cfg_dict, ctx.tables,
+                           ctx.figures, summary, seconds)
+    meta = {**res.as_dict(), "figure": exp.figure, "title": exp.title}
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(meta), indent=2))
+    ctx.log(f"done in {_fmt_seconds(seconds)}")
+    return res
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    """Format a number for the paper: ``digits`` significant digits, no exponent for moderate values."""
+    import math
+
+    x = float(x)
+    if not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if 1e-3 <= ax < 1e5:
+        dec = max(0, digits - 1 - int(math.floor(math.log10(ax))))
+        return f"{x:.{dec}f}"
+    m, e = f"{x:.{digits - 1}e}".split("e")
+    return f"\\ensuremath{{{m}\\times 10^{{{int(e)}}}}}"
+
+
+def n_workers() -> int:
+    try:
+        return max(1, min(2, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover
+        return 2
