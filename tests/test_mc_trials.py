@@ -52,3 +52,14 @@ def test_rows_bracket_and_verdicts_consistent():
     g0 = groups(cfg)[0]
     a = trial_rng(0, g0, 5, 0).random(3)
     assert np.array_equal(a, trial_rng(0, g0, 5, 0).random(3)) and not np.array_equal(a, trial_rng(0, g0, 6, 0).random(3))
+
+
+def test_cnn_unit_with_dataset_average_error():
+    cfg = MCConfig(widths=(), depths=(), cnns=({"input_shape": [1, 8, 8], "convs": [{"c_out": 3, "kernel": 3,
+                   "padding": 1, "pool": ["max", 2, 2]}], "fc": [5]},), activations=("relu",), laws=("gaussian",),
+                   methods=("magnitude",), fractions=(0.3,), deltas=(0.1,), n_trials=3, batch_size=3, pgd_iters=8,
+                   dataset="digits", dataset_n=50)
+    df = evaluate_unit(cfg, 0, 0, 0)
+    assert df["network"].iloc[0] == "cnn:1x8x8-c3k3s1p1-max2s2-fc5"
+    assert (df["avg_err"] <= df["avg_err_max"]).all() and (df["avg_err_max"] <= df["err_ub"]).all()
+    assert (df["err_lb"] > 0).all() and (df["err_lb"] <= df["err_ub"] * (1 + 1e-9)).all()

@@ -192,12 +192,52 @@ def run_cmd(
     emit(d, json_, render)
 
 
+def _markdown(d: dict) -> str:
+    def table(header, rows):
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        return "\n".join(out)
+
+    lines = [f"Run `{d['run_dir']}` ({d['n_rows']} rows, {'complete' if d['complete'] else 'incomplete'}); "
+             f"one-sided Clopper-Pearson at alpha = {d['alpha']}.", ""]
+    rows = []
+    for r in d["configurations"]:
+        v = r["verdict"]
+        rows.append([_net(r["network"]), r["activation"], r["method"], _fmt(r["fraction"]), _fmt(r["delta"]), r["T"],
+                     _fmt(r["bound"]), _fmt(r["mean_lb"], 4), f"{r['V_c']}/{r['V_u']}",
+                     f"{_fmt(r['rate_lower'], 4)} / {_fmt(r['rate_upper'], 4)}",
+                     f"**{v.upper()}**" if v == "refuted" else v,
+                     f"{_fmt(r['loose_lb_median'])} [{_fmt(r['loose_lb_q10'])}, {_fmt(r['loose_lb_q90'])}]"])
+    lines.append(table(["network", "act", "method", "q", "delta", "T", "bound", "mean err", "V_c/V_u",
+                        "CP low / up", "verdict", "bound/err median [q10, q90]"], rows))
+    if d["fraction_fits"]:
+        lines += ["", table(["network", "act", "method", "fractions", "error exponent (se)", "theory", "bound exponent"],
+                            [[_net(r["network"]), r["activation"], r["method"],
+                              ", ".join(_fmt(x, 2) for x in r["fractions"]),
+                              f"{_fmt(r['err_exponent'])} ({_fmt(r['err_exponent_se'])})", _fmt(r["theory"], 2),
+                              _fmt(r.get("bound_exponent", float("nan")))] for r in d["fraction_fits"]])]
+    if d["width_fits"]:
+        lines += ["", table(["depth", "act", "method", "q", "widths", "mean error", "error exponent", "bound",
+                             "bound exponent"],
+                            [[r["depth"], r["activation"], r["method"], _fmt(r["fraction"]),
+                              ", ".join(map(str, r["widths"])), ", ".join(_fmt(x, 4) for x in r["mean_err"]),
+                              _fmt(r["err_exponent"]), ", ".join(_fmt(x) for x in r.get("bound", [])),
+                              _fmt(r.get("bound_exponent", float("nan")))] for r in d["width_fits"]])]
+    return "\n".join(lines)
+
+
 @mc_app.command("report")
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="a run folder results/mc/<hash>"),
     alpha: Optional[float] = typer.Option(None, help="confidence level of the one-sided CP limits (default: config)"),
+    markdown: bool = typer.Option(False, "--markdown", help="GitHub markdown tables (for docs)"),
     json_: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
     """Violation rates with one-sided Clopper-Pearson limits, verdicts, looseness and scaling fits of a run."""
     d = _report_data(run_dir, alpha)
+    if markdown and not json_:
+        typer.echo(_markdown(d))
+        if d["refuted"]:
+            _render_report({**d, "configurations": [], "fraction_fits": [], "width_fits": []})
+        return
     emit(d, json_, _render_report)

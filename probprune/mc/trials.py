@@ -86,8 +86,22 @@ def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
         out.append(Network("fcn:" + "-".join(map(str, a)), "fcn", tuple(a), None, None, len(a) - 1))
     for c in cfg.cnns:
         js = json.dumps(c, sort_keys=True, separators=(",", ":"))
-        out.append(Network("cnn:" + js, "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
+        out.append(Network(_cnn_label(c), "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
     return out
+
+
+def _cnn_label(c: dict) -> str:
+    """Compact unique label, e.g. ``cnn:1x8x8-c4k3s1p1-max2s2-fc10``."""
+    parts = ["cnn:" + "x".join(str(int(v)) for v in c["input_shape"])]
+    for cv in c.get("convs", []):
+        k, st, pd_ = (cv.get("kernel", 3), cv.get("stride", 1), cv.get("padding", 0))
+        fmt = lambda v: "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
+        parts.append(f"c{cv['c_out']}k{fmt(k)}s{fmt(st)}p{fmt(pd_)}")
+        if cv.get("pool"):
+            kind, pk, ps = cv["pool"]
+            parts.append(f"{kind}{fmt(pk)}s{fmt(ps)}")
+    parts.append("fc" + "-".join(str(int(v)) for v in c["fc"]))
+    return "-".join(parts)
 
 
 @dataclass(frozen=True)
