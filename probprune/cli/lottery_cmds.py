@@ -280,4 +280,4 @@ def construct_cmd(
     if rep.failures and not allow_failures:
         typer.echo(f"error: {rep.failures} weight(s) missed their tolerance (listed above); raise --C or "
                    "--units-per-input, or pass --allow-failures", err=True)
-        raise typer.Exit(1)
+        sys.exit(1)  # (typer.Exit's code is dropped by click with standalone_mode=False, so exit directly)

@@ -60,11 +60,13 @@ def cover_indices(x: np.ndarray, eps: float, half_range: float = 1.0, targets=No
     """Exact interval recursion for one draw ``x`` (n_max,).
 
     Returns (k_cover, k_hit): k_cover = the smallest k with [-r, r] inside U_k (n_max + 1 if never), and for each
-    target z in ``targets`` the smallest k with z in U_k (n_max + 1 if never)."""
+    target z in ``targets`` (each in [-r, r]) the smallest k with z in U_k (n_max + 1 if never)."""
     x = np.asarray(x, dtype=float)
     n = x.size
     r = float(half_range)
     tz = np.atleast_1d(np.asarray([] if targets is None else targets, dtype=float))
+    if np.any(np.abs(tz) > r):
+        raise ProbPruneError(f"targets must lie in [-{r:g}, {r:g}] (the recursion drops sums that cannot reach it)")
     k_hit = np.full(tz.size, n + 1, dtype=np.int64)
     # reach of the remaining summands after step k: [neg_rem[k], pos_rem[k]]
     pos_rem = np.r_[np.cumsum(np.maximum(x, 0)[::-1])[::-1], 0.0]
