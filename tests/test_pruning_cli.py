@@ -1,0 +1,65 @@
+"""CLI: probprune prune / probprune lth (issue 3)."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from probprune.cli import app, main
+from probprune.pruning import load_mask
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_prune_json_and_mask_file(tmp_path):
+    path = tmp_path / "m.pt"
+    r = CliRunner().invoke(app, ["prune", "--method", "random", "--scheme", "erk", "--sparsity", "0.8",
+                                 "--model", "mlp:32", "--dataset", "digits", "--epochs", "1",
+                                 "--save-mask", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    rep = d["report"]
+    assert abs(rep["realised_sparsity_maskable"] - 0.8) < 3 / rep["maskable_params"]
+    assert rep["scheme"] == "erk" and rep["rounding"] == "floor"
+    m = load_mask(path)
+    assert sum(int(v.sum()) for v in m.values()) == rep["maskable_kept"]
+
+
+def test_prune_human_output_structured_conv():
+    r = CliRunner().invoke(app, ["prune", "--method", "structured", "--sparsity", "0.5", "--model", "lenet5",
+                                 "--dataset", "digits", "--epochs", "0"])
+    assert r.exit_code == 0, r.output
+    assert "dead downstream" in r.output and "MACs per example" in r.output
+
+
+def test_lth_json(tmp_path):
+    out = tmp_path / "lth.csv"
+    r = CliRunner().invoke(app, ["lth", "--dataset", "digits", "--model", "mlp:32", "--levels", "2", "--epochs", "1",
+                                 "--controls", "uniform", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["masks_nested"] and [row["level"] for row in d["rows"]] == [0, 1, 2]
+    assert d["rows"][1]["remaining"] < 1.0 and "uniform_acc" in d["rows"][2]
+    assert out.read_text().startswith("level,")
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["prune", "--method", "obs", "--sparsity", "0.5", "--dataset", "digits"], "unknown pruning method"),
+    (["prune", "--method", "magnitude", "--sparsity", "1.0", "--dataset", "digits", "--epochs", "0"], "sparsity"),
+    (["prune", "--method", "random", "--scheme", "xyz", "--sparsity", "0.5", "--dataset", "digits", "--epochs", "0"],
+     "scheme"),
+    (["prune", "--method", "magnitude", "--sparsity", "0.5", "--dataset", "cifar10"], "unknown dataset"),
+    (["lth", "--dataset", "digits", "--retrain", "restart", "--levels", "1"], "retraining mode"),
+])
+def test_cli_errors(argv, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and msg in err and "Traceback" not in err

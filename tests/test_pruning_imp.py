@@ -1,0 +1,117 @@
+"""Iterative magnitude pruning: nesting, schedule arithmetic, rewinding, retraining modes, controls (issue 3)."""
+import math
+
+import pytest
+import torch
+
+from probprune.data import load_dataset
+from probprune.errors import ProbPruneError
+from probprune.models import lenet_300_100, mlp
+from probprune.pruning import full_mask, is_nested
+from probprune.pruning.imp import IMPConfig, expected_remaining, imp_prune, lth_rates, per_round_rate, run_imp
+from probprune.train import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", max_train=400)
+
+
+def test_per_round_rate():
+    f = per_round_rate(0.9, 3)
+    assert math.isclose((1 - f) ** 3, 0.1)
+    assert per_round_rate(0.5, 1) == 0.5
+    # the paper's literal "p^(1/n)" would overshoot: two rounds of 0.9^(1/2) prune 99.7%, not 90%
+    assert 1 - (1 - 0.9 ** 0.5) ** 2 > 0.99
+    with pytest.raises(ProbPruneError):
+        per_round_rate(1.0, 3)
+    with pytest.raises(ProbPruneError):
+        per_round_rate(0.5, 0)
+
+
+def test_lenet_schedule_from_layer_sizes():
+    """The layer-wise LTH schedule on LeNet-300-100 (no training needed: prune the init repeatedly)."""
+    m = lenet_300_100(seed=0)
+    rates = lth_rates(m)
+    assert rates == {"0.weight": 0.2, "2.weight": 0.2, "4.weight": 0.1}
+    sizes = {k: p.numel() for k, p in m.named_parameters() if k.endswith("weight")}
+    exp = expected_remaining(sizes, rates, 12)
+    masks = [full_mask(m)]
+    for L in range(12):
+        masks.append(imp_prune(m, masks[-1], "layerwise", rates))
+        assert is_nested(masks[-1], masks[-2])
+        kept = sum(int(v.sum()) for v in masks[-1].values())
+        assert kept / 266200 == exp[L + 1]  # exact, floor rounding per round
+        ideal = sum(n * (1 - rates[k]) ** (L + 1) for k, n in sizes.items()) / 266200
+        assert abs(kept / 266200 - ideal) < 1e-4
+    # reference value independent of the code: hidden 0.8^12, output 0.9^12
+    assert abs(exp[12] - (265200 * 0.8 ** 12 + 1000 * 0.9 ** 12) / 266200) < 1e-4
+
+
+def test_global_strategy_nested_and_output_excluded():
+    m = mlp((10, 20, 5), seed=0)
+    mk = full_mask(m)
+    for _ in range(4):
+        new = imp_prune(m, mk, "global", global_rate=0.3, exclude_output=True)
+        assert is_nested(new, mk)
+        assert bool(new["2.weight"].all())
+        rem = int(mk["0.weight"].sum())
+        assert int(new["0.weight"].sum()) == rem - math.floor(0.3 * rem)
+        mk = new
+    with pytest.raises(ProbPruneError):
+        imp_prune(m, mk, "random")
+
+
+def test_run_imp_rewind_with_controls(digits):
+    m = mlp((64, 32, 10), seed=0)
+    theta0 = {k: v.clone() for k, v in m.state_dict().items()}
+    cfg = IMPConfig(levels=2, controls=("reinit", "uniform", "erk"), train=TrainConfig(epochs=1, seed=0))
+    res = run_imp(m, digits, cfg)
+    assert res.nested() and len(res.rows) == 3 and len(res.masks) == 3
+    assert [r["level"] for r in res.rows] == [0, 1, 2]
+    assert res.rows[2]["remaining"] == pytest.approx(expected_remaining(res.sizes, res.rates, 2)[2])
+    for r in res.rows[1:]:
+        assert abs(r["uniform_remaining"] - r["remaining"]) < 2 / 2368 and 0 <= r["erk_acc"] <= 1
+    # the final model is the last ticket: pruned weights are zero
+    assert bool((m[0].weight[~res.masks[-1]["0.weight"]] == 0).all())
+    # weights were trained away from theta_0
+    assert not torch.equal(m[2].weight, theta0["2.weight"])
+
+
+def test_rewind_reproduces_level0_training_when_nothing_pruned(digits):
+    """Rewinding to step 0 with a zero pruning rate retrains the exact same network (same init, data order)."""
+    m = mlp((64, 16, 10), seed=1)
+    cfg = IMPConfig(levels=1, rates={"0.weight": 0.0, "2.weight": 0.0}, train=TrainConfig(epochs=1, seed=3))
+    res = run_imp(m, digits, cfg)
+    assert res.rows[1]["test_acc"] == res.rows[0]["test_acc"]
+    assert res.rows[1]["final_train_loss"] == res.rows[0]["final_train_loss"]
+
+
+@pytest.mark.parametrize("mode,k", [("finetune", 5), ("lr_rewind", 5), ("rewind", 7)])
+def test_retrain_modes(digits, mode, k):
+    m = mlp((64, 16, 10), seed=2)
+    cfg = IMPConfig(levels=2, retrain=mode, rewind_step=k,
+                    train=TrainConfig(epochs=1, seed=0, schedule="step", optimizer="sgd", lr=0.05))
+    res = run_imp(m, digits, cfg)
+    assert res.nested()
+    assert bool((m[0].weight[~res.masks[-1]["0.weight"]] == 0).all())
+
+
+@pytest.mark.parametrize("kw", [dict(strategy="random"), dict(retrain="restart"), dict(controls=("shuffle",)),
+                                dict(levels=-1), dict(global_rate=1.0), dict(rewind_step=-3)])
+def test_imp_config_errors(digits, kw):
+    with pytest.raises(ProbPruneError):
+        run_imp(mlp((64, 8, 10)), digits, IMPConfig(**kw))
+
+
+def test_rewind_step_beyond_training(digits):
+    with pytest.raises(ProbPruneError):
+        run_imp(mlp((64, 8, 10)), digits, IMPConfig(levels=1, rewind_step=10_000, train=TrainConfig(epochs=1)))
