@@ -2,6 +2,10 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# one BLAS/OpenMP thread per process: pytest -n 2 already uses both cores
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 PIP := $(BIN)/pip
 STAMP := $(VENV)/.installed
 

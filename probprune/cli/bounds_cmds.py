@@ -43,7 +43,7 @@ def _budget_table(d: dict, title: str) -> None:
     console.print(f"  best uniform allocation: fraction {d['uniform']['fraction']:.4%}, "
                   f"{d['uniform']['total_prunable']:,} weights  |  mode: {d['mode']}  |  {d['statement']}")
     for h in d.get("paper_hypotheses_violated", []):
-        console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it")
+        console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it", markup=False)
 
 
 def _train_demo(seed: int):
@@ -154,9 +154,9 @@ def bound(
         console.print(f"[bold]eps = {d['eps']:.6g}[/bold]: with probability >= {1 - d['delta']:g}, "
                       f"sup_(||x||<=1) ||F(x) - F_pruned(x)|| <= eps   (Lip = {d['Lip']:g})")
         for a in d["assumptions"]:
-            console.print(f"  assumes: {a}")
+            console.print(f"  assumes: {a}", markup=False)
         for h in d["paper_hypotheses_violated"]:
-            console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it")
+            console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it", markup=False)
 
     emit(d, as_json, render)
 
