@@ -74,3 +74,29 @@ def _chk_gauss_trunc():
     require(np.all(ratio <= 1.0), "truncated variance exceeds s^2")
     return ("symbolic h(0), h(oo), h'; tail bound on 400001 points + 200 hypothesis cases; union-bound u; "
             "variance ratio <= 1")
+
+
+@register("gauss-random-looseness", "Gaussian random bound by truncation holds and is 'about 4x loose' (eta/||E|| at "
+          "widths 300-500); uniform RR for comparison", "§3.12", "numeric", covers=["gauss-truncation"])
+def _chk_gauss_looseness():
+    b = sp.lambdify((F.s2, F.R, F.lam), F.beta(F.s2, F.R, F.lam), "numpy")
+    rng = np.random.default_rng(312)
+    gauss, unif = [], []
+    for d, p in ((500, 0.1), (500, 0.5), (300, 0.05), (300, 0.3)):
+        s = 1 / np.sqrt(d)
+        P = rng.random((d, d)) < p
+        de = 0.05 / 3  # W, E and truncation events of one layer
+        lam = np.log(2 * d / de)
+        u = np.sqrt(2 * np.log(d * d / de))
+        E = np.linalg.norm(rng.standard_normal((d, d)) * s * P, 2)
+        eta = b(d * p * s * s, s * u, lam)
+        require(eta >= E, f"Gaussian random eta {eta} < ||E|| {E}")
+        gauss.append(eta / E)
+        a = np.sqrt(3) * s  # same variance, uniform law
+        Eu = np.linalg.norm(rng.uniform(-a, a, (d, d)) * P, 2)
+        etau = b(d * p * a * a / 3, a, lam)
+        require(etau >= Eu, f"uniform RR eta {etau} < ||E|| {Eu}")
+        unif.append(etau / Eu)
+    require(2.0 <= min(gauss) and max(gauss) <= 8.0, f"Gaussian looseness {gauss} not 'about 4x'")
+    return (f"Gaussian eta/||E|| in [{min(gauss):.1f}, {max(gauss):.1f}]; uniform RR in "
+            f"[{min(unif):.1f}, {max(unif):.1f}]")
