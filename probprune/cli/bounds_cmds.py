@@ -281,3 +281,29 @@ def width(
             console.print(f"Theorem 1 shape with your constants: d >= {p['d_min']:.6g}  {p['terms']}  {p['provenance']}")
 
     emit(out, as_json, render)
+
+
+@app.command("train")
+def train_cmd(
+    out: str = typer.Option(..., help="where to save the trained model (state dict + architecture name)"),
+    model: str = typer.Option("lenet_300_100", help="lenet_300_100 | lenet5 | conv2 | mlp:W1,W2,..."),
+    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d (all offline)"),
+    epochs: int = typer.Option(2),
+    bias: bool = typer.Option(True, help="layers with biases (the certificate handles them)"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train a model on an offline dataset and save it, ready for `probprune certify --model` / `budget --model`."""
+    from ..data import load_dataset
+    from ..modelio import save_model
+    from ..models import build_model, is_conv_model
+    from ..train import evaluate, train
+
+    ds = load_dataset(dataset, seed=seed, images=is_conv_model(model))
+    mdl = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
+    train(mdl, ds, epochs=epochs, seed=seed, eval_each_epoch=False)
+    acc = float(evaluate(mdl, ds.X_test, ds.y_test))
+    save_model(mdl, out, arch=model, input_shape=tuple(ds.input_shape))
+    emit({"out": out, "model": model, "dataset": dataset, "epochs": epochs, "test_accuracy": acc, "seed": seed},
+         as_json, lambda d: console.print(f"saved {model} trained on {dataset} ({epochs} epochs, seed {seed}) to {out}: "
+                                          f"test accuracy {acc:.2%}"))
