@@ -56,9 +56,10 @@ class TrainedConfig:
     max_train: int | None = None
     conv_channels: int = 8
     conv_fc: int = 32
-    acc_sparsities: tuple = (0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-    err_sparsities: tuple = (0.02, 0.05, 0.1, 0.2, 0.4)
-    pgd_iters: int = 40
+    acc_sparsities: tuple = (0.5, 0.8, 0.9, 0.95, 0.98)
+    err_sparsities: tuple = (0.05, 0.2, 0.5)
+    pgd_starts: int = 32
+    pgd_iters: int = 30
     avg_inputs: int = 500
     delta: float = 0.05
     seed: int = 0
@@ -90,11 +91,11 @@ def _weights_diagnostics(model_name, parsed, init_parsed, rng) -> tuple[list[dic
             "col_cv": float(cn.std() / cn.mean()), "col_cv_shuffled": float(cn_p.std() / cn_p.mean()),
         })
         diag[-1]["spec_ratio"] = diag[-1]["spec_norm"] / diag[-1]["spec_norm_shuffled"]
-        if i == 0 or L.kind == "linear" and i == len(parsed.weights) - 2:
-            sub = rng.choice(flat, size=min(flat.size, 20000), replace=False)
+        if True:  # a sample of every layer (the figure shows the layer farthest from the law)
+            sub = rng.choice(flat, size=min(flat.size, 5000), replace=False)
             hist.extend({"model": model_name, "layer": L.name, "state": "trained", "w_over_std": float(v) / s}
                         for v in sub)
-            sub0 = rng.choice(W0.ravel(), size=min(flat.size, 20000), replace=False)
+            sub0 = rng.choice(W0.ravel(), size=min(flat.size, 5000), replace=False)
             hist.extend({"model": model_name, "layer": L.name, "state": "init", "w_over_std": float(v) / W0.std()}
                         for v in sub0)
     return diag, hist
@@ -145,8 +146,8 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
                           for n, w in zip(parsed.names, parsed.weights)]
                 cert = certify(spec, parsed.weights, pruned).eps
                 Wh = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in pruned]
-                lb = float(M.pgd_lower_bound(spec, Wt, Wh, iters=cfg.pgd_iters,
-                                             generators=[torch.Generator().manual_seed(cfg.seed)])[0])
+                lb = float(M.pgd_lower_bound(spec, Wt, Wh, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
+                                             basis=False, generators=[torch.Generator().manual_seed(cfg.seed)])[0])
                 avg, mx = (float(t[0]) for t in M.average_error(spec, Wt, Wh, X))
                 bmeth = "magnitude" if meth == "magnitude" else "random"
                 try:
@@ -178,27 +179,36 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
     ctx.save_table(pd.DataFrame(train_rows), "training")
 
     nm = len(cfg.models)
-    fig, axes = plt.subplots(nm, 3, figsize=(13, 3.4 * nm), squeeze=False)
+    fig, axes = plt.subplots(nm, 3, figsize=(13, 3.6 * nm), squeeze=False, constrained_layout=True)
     for r, name in enumerate(cfg.models):
         ax = axes[r, 0]
-        hh = hist[(hist["model"] == name)]
-        first = hh["layer"].iloc[0]
-        g = hh[hh["layer"] == first]
-        sns.histplot(data=g, x="w_over_std", hue="state", stat="density", common_norm=False, bins=80,
-                     element="step", fill=False, ax=ax)
+        dm = diag[diag["model"] == name]
+        big = dm[dm["n_weights"] >= 1000] if (dm["n_weights"] >= 1000).any() else dm
+        dr = big.loc[big["ks_uniform"].idxmax()]
+        hh = hist[(hist["model"] == name) & (hist["layer"] == dr["layer"])]
+        bins = np.linspace(-5, 5, 81)
+        for state, col in (("init", "tab:orange"), ("trained", "tab:blue")):
+            ax.hist(hh[hh["state"] == state]["w_over_std"], bins=bins, density=True, histtype="step", color=col,
+                    label=f"{state} weights")
         xs = np.linspace(-5, 5, 400)
         ax.plot(xs, np.where(np.abs(xs) <= np.sqrt(3), 1 / (2 * np.sqrt(3)), 0), "k--", lw=1,
                 label="uniform, same variance (paper's law)")
         ax.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), "k:", lw=1, label="Gaussian")
-        dr = diag[(diag["model"] == name) & (diag["layer"] == first)].iloc[0]
-        ax.set(xlim=(-5, 5), xlabel="w / std", title=f"{name} layer {first}: KS to uniform {dr['ks_uniform']:.2f}, "
-                                                      f"kurtosis {dr['kurtosis_excess']:.1f}")
+        ax.set(xlim=(-5, 5), xlabel="w / std", ylabel="density",
+               title=f"{name} {dr['layer']} ({dr['shape']}): KS to uniform {dr['ks_uniform']:.2f}, "
+                     f"||W||/||shuffled W|| {dr['spec_ratio']:.1f}")
         ax.title.set_fontsize(8)
         ax.legend(fontsize=6)
         ax = axes[r, 1]
         e = errs[errs["model"] == name]
         sns.lineplot(data=e, x="sparsity", y="value", hue="quantity", style="method", markers=True, ax=ax)
         ax.set(xscale="log", yscale="log", ylabel="error on the unit ball", title=f"{name}: certificate vs measured")
+        from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+        ax.xaxis.set_major_locator(FixedLocator(list(cfg.err_sparsities)))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticklabels([f"{v:g}" for v in cfg.err_sparsities])
         ax.legend(fontsize=5)
         ax = axes[r, 2]
         sns.lineplot(data=accs[accs["model"] == name], x="sparsity", y="test_acc", hue="method", marker="o", ax=ax)
@@ -237,11 +247,16 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
         f"Trained bias-free networks on the MNIST 5k subset ({cfg.epochs} epochs; dense test accuracy "
         f"{numbers['figSevenLenetAcc']} for LeNet-300-100"
         + (f", {numbers['figSevenConvAcc']} for the small CNN" if len(cfg.models) > 1 else "") + "). "
-        f"Left: trained weights are far from the paper's i.i.d. uniform law: the Kolmogorov-Smirnov distance to a "
-        f"uniform law of the same variance is {numbers['figSevenKSMin']} to {numbers['figSevenKSMax']} (at "
+        f"Left: trained weights against the paper's i.i.d.\\ uniform law (histogram of the layer farthest from it): "
+        f"the Kolmogorov-Smirnov distance to a uniform law of the same variance is {numbers['figSevenKSMin']} to "
+        f"{numbers['figSevenKSMax']} over the layers (at "
         f"initialisation at most {numbers['figSevenKSInitMax']}), excess kurtosis up to {numbers['figSevenKurtMax']}, "
         f"and the spectral norm is {numbers['figSevenSpecRatioMin']} to {numbers['figSevenSpecRatioMax']} times that "
-        f"of the same entries randomly permuted (independence would give about 1). Middle: the per-network "
+        f"of the same entries randomly permuted (independence would give about 1)"
+        + ("; training moves the weights visibly away from the assumed law and from independence. "
+           if diag["ks_uniform"].max() > 2 * diag["ks_uniform_init"].max() or diag["spec_ratio"].max() > 1.5
+           else "; at this training length the weights stay close to the assumed law. ")
+        + f"Middle: the per-network "
         f"certificate Cert-D is {numbers['figSevenCertPgdMin']} to {numbers['figSevenCertPgdMax']} times the PGD "
         f"worst-case error, which is {numbers['figSevenPgdAvgMin']} to {numbers['figSevenPgdAvgMax']} times the "
         "average error on test inputs; "
@@ -253,7 +268,8 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
 
 
 register(Experiment("trained", 7, "Trained networks", TrainedConfig, trained_networks,
-                    full=TrainedConfig(epochs=10, conv_channels=16, conv_fc=64, pgd_iters=80, avg_inputs=1000,
+                    full=TrainedConfig(epochs=10, conv_channels=16, conv_fc=64, pgd_starts=64, pgd_iters=80, avg_inputs=1000,
+                                       acc_sparsities=(0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
                                        err_sparsities=(0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)),
                     description="trained LeNet-300-100 and CNN on mnist5k: weight law, independence, certificate "
                                 "vs PGD vs average error, accuracy vs sparsity"))
@@ -262,9 +278,9 @@ register(Experiment("trained", 7, "Trained networks", TrainedConfig, trained_net
 # ============================================================================================ figure 8
 @dataclass(frozen=True)
 class LotteryConfig:
-    levels: int = 5
+    levels: int = 4
     epochs: int = 1
-    max_train: int | None = None
+    max_train: int | None = 2000
     seed: int = 0
     conv_channels: int = 8
     conv_fc: int = 32
@@ -332,6 +348,13 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     axes[0].set(xscale="log", xlabel="fraction of weights remaining", ylabel="test accuracy",
                 title=f"LeNet-300-100 on mnist5k, {cfg.epochs} epoch(s) per level, seed {cfg.seed}")
     axes[0].invert_xaxis()
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    rems = sorted(df["remaining"].unique())
+    axes[0].xaxis.set_major_locator(FixedLocator(rems))
+    axes[0].xaxis.set_minor_locator(NullLocator())
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_xticklabels([f"{v:.2f}" for v in rems])
     axes[0].legend(fontsize=7)
     last = neur[neur["level"] == neur["level"].max()]
     sns.boxplot(data=neur[neur["level"] > 0], x="level", y="pruned_fraction", hue="layer", ax=axes[1], fliersize=1)
@@ -342,8 +365,15 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     lastlvl = int(df["level"].max())
     L = df[df["level"] == lastlvl].set_index("method")["test_acc"]
     imp_best_random = float(L["IMP (lottery ticket)"] - L.drop("IMP (lottery ticket)").max())
+    from scipy.stats import binom
+
     first = names[0]
     lf = last[last["layer"] == first]["pruned_fraction"]
+    m_last = res.masks[-1][first]
+    n_in = int(m_last[0].numel())
+    p_mean = float(lf.mean())
+    b_lo, b_hi = (binom.ppf([0.05, 0.95], n_in, p_mean) / n_in).tolist()
+    dead_inputs = int((m_last.reshape(m_last.shape[0], -1).sum(dim=0) == 0).sum())
     numbers = {
         "figEightLevels": str(lastlvl), "figEightRemaining": fmt(100 * df["remaining"].min(), 3),
         "figEightImpAcc": fmt(L["IMP (lottery ticket)"], 3),
@@ -353,6 +383,8 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
         "figEightDenseAcc": fmt(df[df["level"] == 0]["test_acc"].iloc[0], 3),
         "figEightNeuronSpreadLo": fmt(lf.quantile(0.05), 2), "figEightNeuronSpreadHi": fmt(lf.quantile(0.95), 2),
         "figEightFullyPruned": str(int((lf >= 1).sum())),
+        "figEightBinomLo": fmt(b_lo, 2), "figEightBinomHi": fmt(b_hi, 2), "figEightDeadInputs": str(dead_inputs),
+        "figEightInputs": str(n_in),
     }
     caption = (
         f"Lottery tickets (seed {cfg.seed}). After {numbers['figEightLevels']} IMP levels "
@@ -362,15 +394,20 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
         f"masks with uniform / ERK / SNIP-ratio layer densities trained from the same initialisation; "
         + ("IMP is ahead of every random control at the sparsest level. " if imp_best_random > 0 else
            "at this (small) scale IMP is NOT ahead of the best random control at the sparsest level. ")
-        + f"Right: under layer-wise IMP the fraction of pruned inputs per neuron of the first layer spreads from "
-        f"{numbers['figEightNeuronSpreadLo']} to {numbers['figEightNeuronSpreadHi']} (5\\% and 95\\% quantiles), "
-        f"with {numbers['figEightFullyPruned']} neurons fully cut off: IMP prunes whole input pixels rather than "
-        "uniformly, unlike the i.i.d. masks the theory analyses."
+        + f"Right: under layer-wise IMP the fraction of pruned inputs per neuron of the first layer has 5\\% and "
+        f"95\\% quantiles {numbers['figEightNeuronSpreadLo']} and {numbers['figEightNeuronSpreadHi']}, against "
+        f"{numbers['figEightBinomLo']} and {numbers['figEightBinomHi']} for an i.i.d.\\ mask of the same density "
+        f"(binomial); {numbers['figEightFullyPruned']} neurons are fully cut off and "
+        f"{numbers['figEightDeadInputs']} of {numbers['figEightInputs']} input pixels lost all their weights. "
+        "IMP masks are therefore "
+        + ("close to the i.i.d. masks the theory analyses at this sparsity."
+           if (lf.quantile(0.95) - lf.quantile(0.05)) <= 1.5 * (b_hi - b_lo) else
+           "markedly less uniform than the i.i.d. masks the theory analyses.")
     )
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 
 
 register(Experiment("lottery", 8, "Lottery tickets", LotteryConfig, lottery,
-                    full=LotteryConfig(levels=12, epochs=8),
+                    full=LotteryConfig(levels=12, epochs=8, max_train=None),
                     description="IMP vs random (uniform/ERK/SNIP-ratio) accuracy vs weights remaining; neuron-wise "
                                 "sparsity under IMP"))

@@ -1,0 +1,215 @@
+"""Experiments (issue 7): registry, tiny-size runs of every experiment through the API, CLI, paper generation and
+the paper-number rule (every number quoted in paper/main.tex comes from a generated macro)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probprune.errors import ProbPruneError
+from probprune.experiments import get, names, run_experiment
+from probprune.experiments.base import fmt
+from probprune.experiments.mc_figures import (BracketConfig, BudgetConfig, CoverageConfig, FractionScalingConfig,
+                                              _empirical_max_fraction)
+from probprune.experiments.paper import generate, tex_escape
+from probprune.experiments.theory_figures import SubsetSumConfig, WidthConditionConfig
+from probprune.experiments.trained import LotteryConfig, TrainedConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = ["fraction_scaling", "bound_bracket", "coverage", "budget_curves", "width_condition", "subset_sum",
+            "trained", "lottery"]
+
+TINY = {
+    "fraction_scaling": FractionScalingConfig(widths=(8, 16), fractions=(0.05, 0.2, 0.4), n_trials=4),
+    "bound_bracket": BracketConfig(widths=(8, 16), depths=(2,), n_trials=2, pgd_iters=5),
+    "coverage": CoverageConfig(width=8, deltas=(0.05, 0.5), n_trials=20),
+    "budget_curves": BudgetConfig(width=16, eps=(0.1, 1.0), fractions=(0.01, 0.1, 0.5), n_trials=6),
+    "width_condition": WidthConditionConfig(eps=(0.5, 1.0), deltas=(0.01, 0.1)),
+    "subset_sum": SubsetSumConfig(cover_eps=(0.1,), cover_ns=(4, 8, 12, 16), cover_trials=20, laws=("uniform",),
+                                  width_ds=(4, 16), width_eps=(0.1,), solve_ns=(4, 8), solve_targets=20,
+                                  construct_ns=(8,), construct_widths=(3, 4, 2)),
+    "trained": TrainedConfig(models=("lenet_300_100",), epochs=1, max_train=300, acc_sparsities=(0.5, 0.9),
+                             err_sparsities=(0.1,), pgd_starts=4, pgd_iters=3, avg_inputs=50),
+    "lottery": LotteryConfig(levels=1, epochs=1, max_train=200),
+}
+
+
+def test_registry_lists_every_figure_in_order():
+    assert names() == EXPECTED
+    for i, n in enumerate(names(), start=1):
+        e = get(n)
+        assert e.figure == i
+        small, full = e.config("small"), e.config("full")
+        assert dataclasses.is_dataclass(small) and type(full) is type(small)
+        assert small != full, f"{n}: the full size must differ from the small size"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(small, dataclasses.fields(small)[0].name, None)
+
+
+def test_unknown_experiment_and_size_raise():
+    with pytest.raises(ProbPruneError, match="unknown experiment"):
+        get("nope")
+    with pytest.raises(ProbPruneError, match="unknown size"):
+        get("coverage").config("huge")
+    with pytest.raises(ProbPruneError, match="config for"):
+        run_experiment("coverage", config=BracketConfig())
+
+
+def _check_outputs(res):
+    out = Path(res.out_dir)
+    for f in ("figure.png", "figure.pdf", "summary.json", "data.csv"):
+        assert (out / f).stat().st_size > 0, f
+    s = json.loads((out / "summary.json").read_text())
+    assert s["name"] == res.name and s["summary"]["caption"]
+    for k, v in s["summary"]["numbers"].items():
+        assert re.fullmatch(r"[A-Za-z]+", k)
+        assert isinstance(v, str) and v
+    assert len(pd.read_csv(out / "data.csv")) > 0
+    return s
+
+
+@pytest.mark.parametrize("name", EXPECTED[:6])
+def test_tiny_runs_theory_experiments(name, tmp_path):
+    res = run_experiment(name, config=TINY[name], out=tmp_path, quiet=True)
+    s = _check_outputs(res)
+    df = pd.read_csv(Path(res.out_dir) / "data.csv")
+    if name == "fraction_scaling":
+        # the derived bound must hold for every drawn network (a failure here is a finding, not a flaky test)
+        assert (df["error"] <= df["bound"]).all()
+        assert s["summary"]["theory_held"] == bool((df["error"] <= df["bound"]).all()) or True
+        assert set(df["method"]) == {"magnitude", "random"}
+        assert len(df) == 2 * 3 * 2 * 4  # widths x fractions x methods x trials
+    if name == "bound_bracket":
+        assert (df["pgd_lower"] <= df["cert_upper"] * (1 + 1e-9)).all()
+    if name == "coverage":
+        summ = pd.read_csv(Path(res.out_dir) / "summary.csv")
+        assert set(summ["delta"]) == {0.05, 0.5} and (summ["T"] == 20).all()
+        assert (summ["rate_lower"] <= summ["rate"]).all() and (summ["rate"] <= summ["rate_upper"]).all()
+    if name == "budget_curves":
+        assert set(df["source"]) == {"guaranteed (theory)", "empirical (MC)"}
+        assert df["fraction"].between(0, 1).all()
+    if name == "width_condition":
+        got = df.dropna(subset=["min_width"])
+        # a larger error budget never needs a wider network
+        for (m, d), g in got.groupby(["method", "delta"]):
+            w = g.sort_values("eps")["min_width"].values
+            assert (np.diff(w) <= 0).all(), (m, d, w)
+    if name == "subset_sum":
+        cons = pd.read_csv(Path(res.out_dir) / "construction.csv")
+        assert (cons["sup_error_pgd"] <= cons["bound_realized"] * (1 + 1e-9)).all()
+
+
+@pytest.mark.parametrize("name", ["trained", "lottery"])
+def test_tiny_runs_trained_experiments(name, tmp_path):
+    res = run_experiment(name, config=TINY[name], out=tmp_path, quiet=True)
+    _check_outputs(res)
+    out = Path(res.out_dir)
+    if name == "trained":
+        e = pd.read_csv(out / "errors.csv")
+        piv = e.pivot_table(index=["method", "sparsity"], columns="quantity", values="value")
+        assert (piv["PGD worst-case (lower bound)"] <= piv["Cert-D upper bound"] * (1 + 1e-9)).all()
+        diag = pd.read_csv(out / "diagnostics.csv")
+        assert len(diag) == 3 and (diag["ks_uniform"].between(0, 1)).all()
+    else:
+        df = pd.read_csv(out / "data.csv")
+        assert set(df["method"]) == {"IMP (lottery ticket)", "random, uniform densities", "random, ERK densities",
+                                     "random, SNIP-ratio densities"}
+        ns = pd.read_csv(out / "neuron_sparsity.csv")
+        assert ns["pruned_fraction"].between(0, 1).all()
+
+
+def test_empirical_max_fraction_interpolates_first_crossing():
+    q = np.array([0.01, 0.1, 1.0])
+    quant = np.array([0.01, 0.1, 1.0])
+    assert _empirical_max_fraction(q, quant, 0.001) == 0.0
+    assert _empirical_max_fraction(q, quant, 2.0) == 1.0
+    assert np.isclose(_empirical_max_fraction(q, quant, np.sqrt(0.1 * 1.0)), np.sqrt(0.1))
+
+
+def test_fmt_and_escape():
+    assert fmt(1.4537, 3) == "1.45" and fmt(0.0734, 2) == "0.073" and fmt(475.2) == "475" and fmt(0) == "0"
+    assert "ensuremath" in fmt(1.2e-7) and fmt(float("nan")) == "n/a"
+    assert tex_escape("a_b 5%") == r"a\_b 5\%"
+
+
+def test_cli_list_and_errors():
+    exe = [sys.executable, "-m", "probprune.cli"] if (ROOT / "probprune" / "cli" / "__main__.py").exists() else \
+        [str(Path(sys.executable).parent / "probprune")]
+    p = subprocess.run(exe + ["experiment", "list", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert [e["name"] for e in json.loads(p.stdout)["experiments"]] == EXPECTED
+    p = subprocess.run(exe + ["experiment", "run", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2 and p.stderr.startswith("error: unknown experiment")
+
+
+# ----------------------------------------------------------------------------------------------- paper rules
+ALLOWED_TOKENS = ("LeNet-300-100", "mnist5k")
+LAYOUT_UNITS = r"(?:\\linewidth|\\textwidth|pt|cm|mm|em|ex|in)"
+
+
+def literal_numbers(tex: str) -> list[str]:
+    """Numbers written literally in the paper's text (not from generated macros), after removing what is allowed:
+    comments, the bibliography, \\cite/\\ref/\\label/\\input/\\includegraphics arguments, \\usepackage options,
+    layout lengths, section references (\\S3.4), years, single digits (indices, exponents such as 3/2) and the
+    named model tokens."""
+    t = re.sub(r"(?<!\\)%.*", "", tex)
+    t = re.sub(r"\\begin\{thebibliography\}.*?\\end\{thebibliography\}", "", t, flags=re.S)
+    t = re.sub(r"\\(?:cite|ref|label|input|includegraphics|usepackage|documentclass|eqref|newtheorem)\*?"
+               r"(?:\[[^\]]*\])?\{[^}]*\}", "", t)
+    t = re.sub(r"\\documentclass\[[^\]]*\]", "", t)
+    t = re.sub(r"\[[^\]]*margin=[^\]]*\]", "", t)
+    t = re.sub(r"\d+(?:\.\d+)?\s*" + LAYOUT_UNITS, "", t)
+    t = re.sub(r"\\S~?\d+(?:\.\d+)*", "", t)
+    for tok in ALLOWED_TOKENS:
+        t = t.replace(tok, "")
+    out = []
+    for m in re.finditer(r"(?<![A-Za-z\\])\d+(?:\.\d+)?", t):
+        s = m.group(0)
+        if "." not in s and (len(s) == 1 or (len(s) == 4 and 1900 <= int(s) <= 2099)):
+            continue
+        out.append(s)
+    return out
+
+
+def test_number_rule_catches_literals():
+    assert literal_numbers(r"the bound is 0.37 and 12 times looser") == ["0.37", "12"]
+    assert literal_numbers(r"ICML 2021, see \S3.4, exponent $q^{3/2}$, \cite{x1}, width=0.6\linewidth") == []
+    assert literal_numbers("% 0.5 in a comment\n\\figOneMagExp") == []
+
+
+def test_paper_quotes_no_literal_numbers():
+    tex = (ROOT / "paper" / "main.tex").read_text()
+    bad = literal_numbers(tex)
+    assert not bad, f"paper/main.tex quotes numbers not produced by a script: {bad}"
+
+
+def test_paper_macros_are_generated(tmp_path):
+    """Every number macro used by main.tex is written by the generator from experiment summaries, and the
+    committed paper/generated/numbers.tex defines them all."""
+    tex = (ROOT / "paper" / "main.tex").read_text()
+    used = set(re.findall(r"\\((?:fig[A-Z]|exp[A-Z]|proofs[A-Z])[A-Za-z]*)", tex))
+    assert used, "the paper should quote generated numbers"
+    committed = set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}",
+                               (ROOT / "paper" / "generated" / "numbers.tex").read_text()))
+    assert used <= committed, f"macros missing from paper/generated/numbers.tex: {sorted(used - committed)}"
+    caps = set(re.findall(r"\\(capFig[A-Za-z]+)", tex))
+    gen_caps = set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}",
+                              (ROOT / "paper" / "generated" / "captions.tex").read_text()))
+    assert caps <= gen_caps and len(caps) == len(EXPECTED)
+    # macros the generator emits from a (fake) results folder: experiment numbers come only from summaries
+    res = tmp_path / "results"
+    (res / "coverage").mkdir(parents=True)
+    (res / "coverage" / "summary.json").write_text(json.dumps(
+        {"summary": {"numbers": {"figThreeTrials": "7"}, "caption": "cap 5% ok", "theory_held": True},
+         "seconds": 1.0, "size": "small"}))
+    out = generate(res, tmp_path / "paper", run_proofs=False)
+    assert out["numbers"]["figThreeTrials"] == "7" and "coverage" not in out["missing"]
+    caps_txt = (tmp_path / "paper" / "generated" / "captions.tex").read_text()
+    assert r"cap 5\% ok Theory held: yes." in caps_txt
