@@ -178,8 +178,17 @@ def run_cmd(
         from ..errors import ProbPruneError
 
         raise ProbPruneError(f"workers must be >= 1, got {workers}")
-    res = run(cfg, out_root=out, workers=workers, scheduler=scheduler, progress=progress and not json_,
-              max_chunks=max_chunks)
+    try:
+        res = run(cfg, out_root=out, workers=workers, scheduler=scheduler, progress=progress and not json_,
+                  max_chunks=max_chunks)
+    except KeyboardInterrupt:
+        # typer turns KeyboardInterrupt into a *returned* exit code in non-standalone mode, which
+        # probprune.cli.main ignores; exit here so Ctrl-C gives status 130 and the resume hint.
+        import sys
+
+        typer.echo("interrupted: finished chunks are saved in "
+                   f"{out / cfg.hash}; run the same command again to resume", err=True)
+        sys.exit(130)
     d = {"run": res.as_dict()}
     d.update(_report_data(res.run_dir, None))
 
