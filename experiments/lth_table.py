@@ -73,7 +73,7 @@ def markdown(df: pd.DataFrame) -> str:
     for lv in a.index:
         lines.append(f"| {lv} | {100 * a.loc[lv, ('remaining', 'mean')]:.2f}% | {cell(lv, 'test_acc')} | "
                      f"{cell(lv, 'uniform_acc')} | {cell(lv, 'erk_acc')} | {cell(lv, 'reinit_acc')} |")
-    ep = sorted(df["epochs"].unique())
+    ep = ", ".join(str(int(e)) for e in sorted(df["epochs"].unique()))
     lines.append("")
     lines.append(f"Test accuracy (%) on the 1000-image test split, mean ± sd over {n} seed(s) "
                  f"({', '.join(str(s) for s in sorted(df['seed'].unique()))}); {ep} epochs per level; "
