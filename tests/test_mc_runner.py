@@ -187,3 +187,28 @@ def test_ctrl_c_then_resume(tmp_path):
     res = run(cfg, out_root=out, workers=1, progress=False)
     ref = run(cfg, out_root=tmp_path / "ref", workers=1, progress=False)
     pd.testing.assert_frame_equal(pd.read_csv(res.run_dir / "trials.csv"), pd.read_csv(ref.run_dir / "trials.csv"))
+
+
+def test_refuted_configuration_is_reported_loudly(tmp_path, capsys):
+    """A bound that is too small (here: rows rewritten with b = half the exact error, as a wrong bound would give)
+    must come out as 'refuted' with a banner on stderr, not as a quiet table entry."""
+    import shutil
+
+    cfg = MCConfig(widths=(8,), depths=(2,), methods=("magnitude",), fractions=(0.3,), deltas=(0.05,),
+                   n_trials=100, batch_size=100)
+    r = run(cfg, out_root=tmp_path / "ok", workers=1, progress=False)
+    bad = tmp_path / "bad" / cfg.hash
+    shutil.copytree(r.run_dir, bad)
+    for f in (bad / "chunks").glob("s*.csv"):
+        df = pd.read_csv(f)
+        df["bound"] = 0.5 * df["err_lb"].median()
+        df["verdict"] = ["violated" if lb > b else ("satisfied" if ub <= b else "undecided")
+                         for lb, ub, b in zip(df["err_lb"], df["err_ub"], df["bound"])]
+        df.to_csv(f, index=False)
+    with pytest.raises(SystemExit):
+        main(["mc", "report", str(bad)])
+    cap = capsys.readouterr()
+    assert "BOUND REFUTED" in cap.err and "refuted" in cap.out
+    with pytest.raises(SystemExit):
+        main(["mc", "report", str(r.run_dir)])
+    assert "BOUND REFUTED" not in capsys.readouterr().err
