@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..errors import ProbPruneError
 
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except (ProbPruneError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)
@@ -45,3 +45,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    # like a console script: always leave through SystemExit (a command may return an int exit code)
+    sys.exit(rv if isinstance(rv, int) else 0)
