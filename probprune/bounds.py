@@ -325,17 +325,21 @@ def random_mask_bound(spec: NetSpec, max_line_counts: Sequence[int], delta: floa
     if D.shape != (spec.depth,) or np.any(D < 0):
         raise ProbPruneError(f"max_line_counts must be {spec.depth} non-negative counts, got {max_line_counts!r}")
     notes = check_spec_for_apriori(spec)
-    pruned = D > 0
-    alloc = DeltaAllocation.equal_split(delta, pruned)
+    alloc = DeltaAllocation.equal_split(delta, D > 0)
+    notes.append("mask independent of W; bound conditional on the realised mask (RR-mask)")
+    return _line_count_bound(spec, D, alloc, "random_mask", D, "THEORY.md §3.4 RR-mask", notes)
+
+
+def _line_count_bound(spec, D, alloc, method, fractions, statement, notes) -> BoundResult:
+    """RR-mask's eta_i = sqrt(r_i) beta(D_i a_i^2/3, a_i, ln(n_i/delta_E)) composed by (A*)."""
     m, n, N, a, sr, *_ = _layer_arrays(spec)
     B = norm_bound(spec, alloc.delta_W)
+    pruned = D > 0
     with np.errstate(divide="ignore"):
         eta = np.where(pruned, sr * beta(D * a * a / 3.0, a, np.log(n / np.where(pruned, alloc.delta_E, 1.0))), 0.0)
     eps = float(product_form(B, eta, spec.Lip))
-    notes.append("mask independent of W; bound conditional on the realised mask (RR-mask)")
-    return BoundResult(eps, "random_mask", "uniform", delta, D, B, eta, spec.Lip, alloc,
-                       "THEORY.md §3.4 RR-mask", assumptions=tuple(notes),
-                       paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+    return BoundResult(eps, method, "uniform", alloc.delta, fractions, B, eta, spec.Lip, alloc, statement,
+                       assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
                        layer_names=tuple(L.name for L in spec.layers))
 
 
@@ -362,21 +366,13 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float) -> BoundResult:
     pruned = q > 0
     n_ev = spec.depth + 2 * int(pruned.sum())
     de = delta / n_ev
-    m, n, N, a, sr, *_ = _layer_arrays(spec)
     D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, int(math.floor(qi * L.N)), de) if qi > 0 else 0
                   for L, qi in zip(spec.layers, q)], float)
-    dW = np.full(spec.depth, de)
     dE = np.where(pruned, de, 0.0)
-    alloc = DeltaAllocation(delta, dW, dE, dE.copy(), np.asarray(n_ev))
-    B = norm_bound(spec, dW)
-    with np.errstate(divide="ignore"):
-        eta = np.where(D > 0, sr * beta(D * a * a / 3.0, a, np.log(n / np.where(pruned, dE, 1.0))), 0.0)
-    eps = float(product_form(B, eta, spec.Lip))
+    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
     notes.append("R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
-    return BoundResult(eps, "random_exact", "uniform", delta, q, B, eta, spec.Lip, alloc,
-                       "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]", assumptions=tuple(notes),
-                       paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
-                       layer_names=tuple(L.name for L in spec.layers))
+    return _line_count_bound(spec, D, alloc, "random_exact", q,
+                             "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]", notes)
 
 
 # --------------------------------------------------------------------------------------------- paper shape
