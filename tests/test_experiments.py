@@ -75,6 +75,11 @@ def _check_outputs(res):
     return s
 
 
+@pytest.fixture(autouse=True)
+def _one_worker(monkeypatch):
+    monkeypatch.setenv("PROBPRUNE_EXPERIMENT_WORKERS", "1")  # no process pool start-up in tiny runs
+
+
 @pytest.mark.parametrize("name", EXPECTED[:6])
 def test_tiny_runs_theory_experiments(name, tmp_path):
     res = run_experiment(name, config=TINY[name], out=tmp_path, quiet=True)
@@ -106,6 +111,26 @@ def test_tiny_runs_theory_experiments(name, tmp_path):
         assert (cons["sup_error_pgd"] <= cons["bound_realized"] * (1 + 1e-9)).all()
 
 
+def test_weight_diagnostics_detect_dependence():
+    """i.i.d. weights: spectral norm ~ that of a shuffled copy; a rank-one-plus-noise matrix (dependent entries):
+    much larger. KS distance to the uniform law small for uniform weights, large for a two-point law."""
+    from probprune.experiments.trained import _weights_diagnostics
+    from probprune.networks import ParsedModel, fcn_spec
+
+    rng = np.random.default_rng(0)
+    spec = fcn_spec([60, 50, 40], "relu")
+    iid = [rng.uniform(-1, 1, (50, 60)), rng.uniform(-1, 1, (40, 50))]
+    u, v = rng.normal(size=(50, 1)), rng.normal(size=(1, 60))
+    dep = [u @ v + 0.1 * rng.normal(size=(50, 60)), np.sign(rng.normal(size=(40, 50)))]
+    pm = lambda W: ParsedModel(spec, W, [None, None], ["0.weight", "2.weight"])  # noqa: E731
+    d_iid, _ = _weights_diagnostics("iid", pm(iid), pm(iid), rng)
+    d_dep, _ = _weights_diagnostics("dep", pm(dep), pm(iid), rng)
+    assert all(0.8 < r["spec_ratio"] < 1.25 for r in d_iid)
+    assert d_dep[0]["spec_ratio"] > 3
+    assert all(r["ks_uniform"] < 0.1 for r in d_iid) and d_dep[1]["ks_uniform"] > 0.3
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["trained", "lottery"])
 def test_tiny_runs_trained_experiments(name, tmp_path):
     res = run_experiment(name, config=TINY[name], out=tmp_path, quiet=True)

@@ -203,6 +203,13 @@ def fmt(x: float, digits: int = 2) -> str:
 
 
 def n_workers() -> int:
+    """Worker processes for Monte Carlo sweeps: $PROBPRUNE_EXPERIMENT_WORKERS, else min(2, available cores)."""
+    env = os.environ.get("PROBPRUNE_EXPERIMENT_WORKERS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ProbPruneError(f"PROBPRUNE_EXPERIMENT_WORKERS must be an integer, got {env!r}") from None
     try:
         return max(1, min(2, len(os.sched_getaffinity(0))))
     except AttributeError:  # pragma: no cover
