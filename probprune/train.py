@@ -35,6 +35,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "constant"
+    fused: bool = True  # torch's fused CPU Adam: ~2x faster, and avoids the slow sqrt(0) path on masked entries
 
     def steps_per_epoch(self, n_train: int) -> int:
         return math.ceil(n_train / self.batch_size)
@@ -142,6 +143,7 @@ def train(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     schedule: str = "constant",
+    fused: bool = True,
     start_step: int = 0,
     constant_lr: float | None = None,
     snapshot_steps=(),
@@ -162,7 +164,8 @@ def train(
 
     cfg = config or TrainConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), seed=int(seed),
                                 optimizer=str(optimizer), momentum=float(momentum),
-                                weight_decay=float(weight_decay), schedule=str(schedule))
+                                weight_decay=float(weight_decay), schedule=str(schedule),
+                                fused=bool(fused))
     _validate(cfg)
     n = len(dataset.y_train)
     if n == 0:
@@ -181,7 +184,14 @@ def train(
             p.mul_(m)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = None
+        if cfg.fused:
+            try:
+                opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+            except (RuntimeError, TypeError, ValueError):  # fused kernel unavailable for this build/device
+                opt = None
+        if opt is None:
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 

@@ -115,3 +115,20 @@ def test_resume_at_step_equals_uninterrupted_sgd():
     train(m2, d, epochs=2, seed=2, optimizer="sgd", momentum=0.0, lr=0.05, batch_size=50, start_step=7)
     for a, b in zip(m.parameters(), m2.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(optimizer="rmsprop"), dict(schedule="linear"), dict(lr=0.0), dict(batch_size=0),
+                                dict(epochs=-1), dict(start_step=10_000)])
+def test_train_bad_input(kw):
+    d = load_dataset("digits", max_train=100)
+    with pytest.raises(ProbPruneError):
+        train(mlp((64, 8, 10)), d, **{"epochs": 1, **kw})
+
+
+def test_fused_and_unfused_adam_agree_closely():
+    d = load_dataset("digits", max_train=200)
+    a, b = mlp((64, 16, 10), seed=0), mlp((64, 16, 10), seed=0)
+    train(a, d, epochs=1, fused=True)
+    train(b, d, epochs=1, fused=False)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-4)
