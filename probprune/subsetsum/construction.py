@@ -54,7 +54,10 @@ class ConstructionConfig:
     signs: "random" (faithful: all entries U[-1, 1], 2n' units per input in every block, only the right-signed
     units are candidates) or "assigned" (|u| with signs set: block 1 gets n' positive + n' negative units, later
     blocks n' positive units); mode: solver objective, "sparsest" (fewest kept weights within eps') or "closest";
-    max_candidates: cap on candidates per entry (the solver is exact up to 48); seed: all draws."""
+    max_candidates: cap on candidates per entry (the solver is exact up to 48); seed: all draws;
+    rescale: divide each W_i by s_i = max(1, ||W_i||) first, so the target is in Pensia's class (||W_i|| <= 1);
+    by positive homogeneity the construction then approximates f / prod(s_i) (same argmax predictions), which is
+    returned as ``Construction.effective_target`` and recorded as ``report.output_scale``."""
 
     eps: float = 0.1
     delta: float = 0.05
@@ -66,6 +69,7 @@ class ConstructionConfig:
     mode: str = "sparsest"
     max_candidates: int = 40
     seed: int = 0
+    rescale: bool = False
 
     def validate(self) -> None:
         check_positive(self.eps, "eps")
@@ -131,6 +135,7 @@ class ConstructionReport:
     hypotheses: list[str]
     seconds: float
     assumptions: tuple[str, ...] = ()
+    output_scale: float = 1.0  # g approximates f / output_scale (rescale=True), else 1
     measured: dict = field(default_factory=dict)
 
     @property
@@ -151,6 +156,7 @@ class ConstructionReport:
             "bound_tolerance": self.bound_tolerance,
             "hypotheses_violated": self.hypotheses,
             "seconds": self.seconds,
+            "output_scale": self.output_scale,
             "layers": [L.row() for L in self.layers],
             "failure_list": self.failure_list[:max_failures],
             "measured": self.measured,
@@ -170,6 +176,7 @@ class Construction:
     W_hat: list
     report: ConstructionReport
     target: ParsedModel
+    effective_target: object = None  # the torch target that ``model`` approximates (rescaled copy if rescale)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -305,6 +312,9 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
     cfg.validate()
     dtype = dtype or torch.float64
     t_start = time.perf_counter()
+    effective = model
+    if cfg.rescale:
+        model, effective, scales = _rescaled(model, input_shape)
     parsed = parse_target(model, input_shape)
     spec = parsed.spec
     depth = spec.depth
@@ -437,7 +447,28 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
             "inputs in the unit ball; by positive homogeneity ||f(x) - g(x)|| <= bound * ||x|| for every x",
         ),
     )
-    return Construction(net, masks, W_hat, rep, parsed)
+    if cfg.rescale:
+        rep.output_scale = float(np.prod(scales))
+    return Construction(net, masks, W_hat, rep, parsed, effective if not isinstance(effective, ParsedModel) else None)
+
+
+def _rescaled(model, input_shape):
+    """Copy of ``model`` with each weight layer divided by s_i = max(1, ||W_i||) (upper bound of the operator norm).
+    Returns (ParsedModel of the copy, the torch copy, scales)."""
+    import copy
+
+    import torch
+
+    if isinstance(model, ParsedModel):
+        raise ProbPruneError("rescale needs a torch module, not a ParsedModel")
+    parsed = from_torch(model, input_shape)
+    scales = [max(1.0, layer_operator_norm_upper(L, W)) for L, W in zip(parsed.spec.layers, parsed.weights)]
+    eff = copy.deepcopy(model).eval()
+    params = dict(eff.named_parameters())
+    with torch.no_grad():
+        for nm, sc in zip(parsed.names, scales):
+            params[nm].div_(sc)
+    return eff, eff, scales
 
 
 def compose_bound(norm_W, norm_E, lips) -> float:

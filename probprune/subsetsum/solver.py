@@ -23,6 +23,8 @@ Layout of inputs: ``coeffs`` is (n,) (one shared set) or (R, n) (one set per row
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -230,24 +232,30 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
 
     R, n = C.shape
     n1 = n // 2
-    A = half_sums(C[:, :n1])  # (R, 2^n1)
-    B = half_sums(C[:, n1:])  # (R, 2^n2)
     if mode == "closest":
+        A = half_sums(C[:, :n1])  # (R, 2^n1)
+        B = half_sums(C[:, n1:])  # (R, 2^n2)
         Bs, Bo = _sorted_b(B)
         _, ia, ib = _closest_rows(A, Bs, Bo, Z)
         return ia | (ib << n1), np.ones(Z.shape, dtype=bool)
 
-    # ---- sparsest: popcount groups, increasing total size k, early exit per target
+    # ---- sparsest: half-sums grouped by popcount, built lazily from index combinations (most targets stop at a
+    # small total size k, so only the small groups are ever enumerated); increasing k, early exit per target
     n2 = n - n1
-    popA = _popcount(np.arange(A.shape[1]))
-    popB = _popcount(np.arange(B.shape[1]))
-    idxA = [np.flatnonzero(popA == p) for p in range(n1 + 1)]
-    sortedB: dict = {}  # q -> sorted B_q, built lazily (most targets stop at small k)
+    CA, CB = C[:, :n1], C[:, n1:]
+    A_groups: dict = {}
+    B_groups: dict = {}
+
+    def get_a(p):
+        if p not in A_groups:
+            A_groups[p] = _group_sums(CA, p)
+        return A_groups[p]
 
     def get_b(q):
-        if q not in sortedB:
-            sortedB[q] = _sorted_b(B, np.flatnonzero(popB == q))
-        return sortedB[q]
+        if q not in B_groups:
+            B_groups[q] = _sorted_b(_group_sums(CB, q))
+        return B_groups[q]
+
     m = Z.shape[1]
     found = np.zeros((R, m), dtype=bool)
     bits = np.zeros((R, m), dtype=np.int64)
@@ -261,12 +269,12 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
         bbits = np.zeros((rows.size, m), dtype=np.int64)
         for p in range(max(0, k - n2), min(k, n1) + 1):
             q = k - p
-            Ap = A[np.ix_(rows, idxA[p])]
+            Ap = get_a(p)[rows]
             Bs, Bo = get_b(q)
             err, ja, ib = _closest_rows(Ap, Bs.index_select(0, rows_t), Bo.index_select(0, rows_t), Zr)
             better = err < best
             best = np.where(better, err, best)
-            bbits = np.where(better, idxA[p][ja] | (ib << n1), bbits)
+            bbits = np.where(better, _combos(n1, p)[1][ja] | (_combos(n2, q)[1][ib] << n1), bbits)
         ok = (best <= eps) & ~found[rows]
         sub_found = found[rows]
         sub_bits = bits[rows]
@@ -277,12 +285,30 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
     if not found.all():
         # failures: return the closest subset (and report success=False)
         rows = np.flatnonzero(~found.all(axis=1))
-        Bs, Bo = _sorted_b(B[rows])
-        _, ia, ib = _closest_rows(A[rows], Bs, Bo, Z[rows])
+        Bs, Bo = _sorted_b(half_sums(CB[rows]))
+        _, ia, ib = _closest_rows(half_sums(CA[rows]), Bs, Bo, Z[rows])
         cb = ia | (ib << n1)
         sub = bits[rows]
         bits[rows] = np.where(found[rows], sub, cb)
     return bits, found
+
+
+@functools.lru_cache(maxsize=256)
+def _combos(h: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """All q-subsets of range(h): index matrix (C(h, q), q) and their bit masks (C(h, q),)."""
+    combos = list(itertools.combinations(range(h), q))
+    idx = np.array(combos, dtype=np.int64).reshape(len(combos), q)
+    bits = (np.int64(1) << idx).sum(axis=1) if q else np.zeros(1, dtype=np.int64)
+    return idx, bits
+
+
+def _group_sums(Ch: np.ndarray, q: int) -> np.ndarray:
+    """Sums of all q-subsets of each row of Ch (R, h), in the order of ``_combos(h, q)``: (R, C(h, q))."""
+    idx, _ = _combos(Ch.shape[1], q)
+    out = np.zeros((Ch.shape[0], idx.shape[0]))
+    for t in range(q):
+        out += Ch[:, idx[:, t]]
+    return out
 
 
 def _finish(C, Z, bits, found, eps, mode, method, batched, squeeze, tol, extra=(), use_found=None):
