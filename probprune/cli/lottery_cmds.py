@@ -209,6 +209,8 @@ def construct_cmd(
     signs: str = typer.Option("random", help="random (faithful U[-1,1]) | assigned"),
     mode: str = typer.Option("sparsest", help="sparsest (fewest kept weights) | closest"),
     seed: int = typer.Option(0),
+    rescale: bool = typer.Option(False, help="divide each W_i by max(1, ||W_i||) first (approximates f / scale; "
+                                             "same predictions); needed when a weight exceeds 1"),
     data: Optional[str] = typer.Option("auto", help="dataset to compare outputs/accuracy: auto | mnist5k | digits | "
                                                     "mnist1d | none"),
     sup: bool = typer.Option(True, help="measure the sup error on the unit ball by PGD (small inputs only)"),
@@ -227,8 +229,9 @@ def construct_cmd(
     target = load_model(model, arch=arch, input_shape=shape).double().eval()
     with tqdm(file=sys.stderr, disable=as_json, desc="entries solved", unit="w") as bar:
         c = construct(target, eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
-                      signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update)
+                      signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update, rescale=rescale)
     rep = c.report
+    target = c.effective_target if c.effective_target is not None else target
     in_shape = c.target.spec.input_shape
     d0 = int(np.prod(in_shape))
     if sup and d0 <= 1024 and rep.params_before <= 5_000_000:
@@ -258,6 +261,8 @@ def construct_cmd(
         console.print(t)
         console.print(f"  params: random network {d['params_before']:,} -> kept {d['params_after']:,} "
                       f"({d['kept_over_target']:.2f}x the target's {d['target_params']:,}); {d['seconds']:.1f} s")
+        if d["output_scale"] != 1.0:
+            console.print(f"  rescaled target: g approximates f / {d['output_scale']:.4g} (same argmax predictions)")
         console.print(f"  composed bound (realized ||E_i||): sup_(||x||<=1) ||f - g|| <= {d['bound_realized']:.4e}")
         if d["bound_tolerance"] is not None:
             console.print(f"  composed bound from the tolerances: {d['bound_tolerance']:.4e} (eps = {eps})")
