@@ -63,3 +63,17 @@ def test_cli_errors(argv, msg, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and msg in err and "Traceback" not in err
+
+
+def test_prune_saved_model_round_trip(tmp_path):
+    path = tmp_path / "model.pt"
+    r = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16",
+                                 "--dataset", "digits", "--epochs", "1", "--save-model", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    acc = json.loads(r.stdout)["pruned_test_acc"]
+    r2 = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16",
+                                  "--model-file", str(path), "--dataset", "digits", "--epochs", "0", "--json"])
+    assert r2.exit_code == 0, r2.output
+    d = json.loads(r2.stdout)
+    # the saved model is already 50% magnitude-pruned: re-pruning at 50% per layer changes nothing
+    assert d["dense_test_acc"] == acc and d["pruned_test_acc"] == acc

@@ -10,10 +10,25 @@ from .common import emit
 from ..errors import ProbPruneError
 
 
-def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = True):
+def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = True, model_file: str | None = None):
+    import torch.nn as nn
+
     from ..data import load_dataset
     from ..models import build_model, is_conv_model
 
+    if model_file:
+        from ..modelio import load_model
+
+        net = load_model(model_file, arch=None if model == "lenet_300_100" else model)
+        conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
+        ds = load_dataset(dataset, seed=data_seed, images=conv)
+        first = next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+        need = first.in_features if isinstance(first, nn.Linear) else first.in_channels
+        have = ds.input_shape[0]
+        if need != have:
+            raise ProbPruneError(f"model in {model_file} expects {need} inputs/channels, dataset {dataset} gives "
+                                 f"{ds.input_shape}")
+        return ds, net
     ds = load_dataset(dataset, seed=data_seed, images=is_conv_model(model))
     net = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
     return ds, net
@@ -41,6 +56,9 @@ def prune_cmd(
     data_seed: int = typer.Option(0, help="train/test split seed"),
     batch_for_scores: int = typer.Option(256, help="batch size for snip / grad / snip_ratio scores"),
     save_mask: str = typer.Option(None, help="write the mask to this .pt file"),
+    model_file: str = typer.Option(None, help="prune this saved model (torch.save(model) or a state dict with "
+                                               "--model as its architecture) instead of a fresh one"),
+    save_model: str = typer.Option(None, help="write the pruned (fine-tuned) state dict to this file"),
     show_neurons: bool = typer.Option(False, help="print neuron-wise sparsity summaries"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
@@ -52,7 +70,7 @@ def prune_cmd(
 
     if epochs < 0 or finetune_epochs < 0:
         raise ProbPruneError("epochs must be >= 0")
-    ds, net = _setup(dataset, model, seed, data_seed)
+    ds, net = _setup(dataset, model, seed, data_seed, model_file=model_file)
     dense_acc = None
     if epochs:
         train(net, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, eval_each_epoch=False)
@@ -73,13 +91,17 @@ def prune_cmd(
     if not show_neurons:
         for v in rep["neuron_sparsity"].values():
             v.pop("values", None)
+    if save_model:
+        from ..modelio import save_model as _save_model
+
+        _save_model(net, save_model, arch=None if model_file else model, input_shape=list(ds.input_shape))
     if save_mask:
         _save(res.mask, save_mask, meta={"method": method, "sparsity": sparsity, "model": model, "dataset": dataset,
                                          "seed": seed, "scheme": scheme, "sampling": sampling})
     data = {"dataset": ds.describe(), "model": model, "method": method, "requested_sparsity": sparsity,
             "dense_test_acc": dense_acc, "pruned_test_acc": pruned_acc, "finetuned_test_acc": ft_acc,
             "train_epochs": epochs, "finetune_epochs": finetune_epochs, "seed": seed, "report": rep,
-            "mask_file": save_mask}
+            "mask_file": save_mask, "model_file": model_file, "saved_model": save_model}
 
     def render(d):
         from rich.console import Console
