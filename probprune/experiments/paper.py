@@ -31,7 +31,8 @@ def _macro(name: str) -> str:
 def tex_escape(s: str) -> str:
     """Escape LaTeX specials in plain text (ids, statements from proofs_check)."""
     rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "§": r"\S{}"}
+           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "§": r"\S{}",
+           "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
     return "".join(rep.get(c, c) for c in str(s))
 
 
@@ -102,11 +103,11 @@ def generate(results: str | Path = "results/figures", paper: str | Path = "paper
                        proofsSymbolic=str(sm["by_method"].get("symbolic", 0)),
                        proofsNumeric=str(sm["by_method"].get("numeric", 0)),
                        proofsBoth=str(sm["by_method"].get("symbolic+numeric", 0)))
-        lines = [r"\begin{longtable}{@{}p{0.2\linewidth}p{0.08\linewidth}p{0.13\linewidth}p{0.42\linewidth}l@{}}",
+        lines = [r"\begin{longtable}{@{}p{0.23\linewidth}p{0.05\linewidth}p{0.15\linewidth}>{\raggedright\arraybackslash}p{0.37\linewidth}l@{}}",
                  r"\toprule check & ref & method & statement & status\\ \midrule \endhead"]
         for c in pr["checks"]:
             st = c["status"] if c["status"] == "PASS" else f"\\textbf{{{c['status']}}}"
-            lines.append(f"\\texttt{{{tex_escape(c['id'])}}} & {tex_escape(c['ref'])} & {tex_escape(c['method'])} & "
+            lines.append(f"\\texttt{{\\footnotesize {tex_escape(c['id'])}}} & {tex_escape(c['ref'])} & {tex_escape(c['method']).replace('+', '+ ')} & "
                          f"{tex_escape(c['statement'])} & {st}\\\\")
         lines += [r"\bottomrule", r"\end{longtable}"]
         (gen / "proofs_table.tex").write_text("\n".join(lines) + "\n")

@@ -64,8 +64,11 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
         sns.lineplot(data=g, x="eps", y="min_width", hue="delta", marker="o", palette="flare", ax=ax)
         e = np.array(sorted(cfg.eps))
         if len(g):
-            ref = float(g["min_width"].max()) * (e / e.min()) ** (-1 / cfg.alpha)
-            ax.plot(e, ref, "k:", lw=1, label=f"slope -1/alpha = {-1 / cfg.alpha:g}")
+            e0 = float(g["eps"].max())  # anchor the reference slope at the largest eps, median delta
+            g0 = g[g["eps"] == e0].sort_values("delta")
+            w0 = float(g0["min_width"].iloc[len(g0) // 2])
+            e = e[e >= float(g["eps"].min())]
+            ax.plot(e, w0 * (e / e0) ** (-1 / cfg.alpha), "k:", lw=1, label=f"slope -1/alpha = {-1 / cfg.alpha:g}")
         ax.set(xscale="log", yscale="log", xlabel="eps", ylabel="smallest hidden width d",
                title=f"{m}: fraction {cfg.q0:g} (d/{cfg.d_ref})^-{(2 * cfg.alpha / 3) if m == 'magnitude' else 2 * cfg.alpha:.3g}")
         ax.legend(fontsize=7, title="delta")
