@@ -87,6 +87,7 @@ def approximate(model, ds, eps: float, n: int, variant: str, mode: str, seed: in
     max_err = 0.0
     errs = []
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for k in keys:
         W = sd[k].double().numpy()
         rows, cols = W.shape
@@ -107,6 +108,7 @@ def approximate(model, ds, eps: float, n: int, variant: str, mode: str, seed: in
         errs.append(e)
         max_err = max(max_err, float(e.max()))
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     approx.load_state_dict(asd)
     approx.eval()
     e = np.concatenate(errs)
@@ -115,7 +117,7 @@ def approximate(model, ds, eps: float, n: int, variant: str, mode: str, seed: in
         "coefficients_before": total, "coefficients_after": kept, "kept_over_target": kept / (total / n),
         "mean_subset_size": kept / (total / n), "failures": fails, "all_within_eps": fails == 0,
         "max_error": max_err, "mean_error": float(e.mean()), "median_error": float(np.median(e)),
-        "solve_seconds": seconds,
+        "solve_seconds": seconds, "solve_cpu_seconds": cpu,
         "approx_test_acc": evaluate(approx, ds.X_test, ds.y_test),
         "approx_train_acc": evaluate(approx, ds.X_train, ds.y_train),
         "max_logit_dev_test": _maxdev(approx, model, ds.X_test),
@@ -135,9 +137,11 @@ def gadget(model, ds, eps: float, n: int, seed: int, mode: str) -> dict:
     from probprune.subsetsum.construction import construct, evaluate_on_data
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     c = construct(model, eps=eps, tolerance="per-weight", units_per_input=n, signs="assigned", mode=mode,
                   seed=seed, dtype=torch.float32)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     r = c.report
     ev = evaluate_on_data(model, c.model, ds.X_test, ds.y_test)
     return {
@@ -146,7 +150,7 @@ def gadget(model, ds, eps: float, n: int, seed: int, mode: str) -> dict:
         "params_before": r.params_before, "params_after": r.params_after, "target_params": r.target_params,
         "kept_over_target": r.params_after / r.target_params, "failures": r.failures,
         "failures_by_layer": [L.failures for L in r.layers], "max_error": max(L.max_error for L in r.layers),
-        "seconds": seconds, "layers": [L.row() for L in r.layers],
+        "seconds": seconds, "cpu_seconds": cpu, "layers": [L.row() for L in r.layers],
         "bound_realized_unit_ball": r.bound_realized, "hypotheses_violated": r.hypotheses, **ev,
     }
 
@@ -169,6 +173,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     n = int(args.c * np.round(np.log2(1 / args.eps)))
     model, ds, acc_test, acc_train, t_train = train_target(args.epochs, args.seed)
+    from probprune.modelio import save_model
+
+    save_model(model, str(Path(args.out).with_name("pensia_target.pt")), arch="mlp:500", input_shape=(784,))
     W = [p.detach() for p in model.parameters()]
     print(f"target 784-500-10: test acc {acc_test:.4f}, train acc {acc_train:.4f}, "
           f"weights in [{min(float(w.min()) for w in W):.4f}, {max(float(w.max()) for w in W):.4f}]", flush=True)
@@ -176,7 +183,10 @@ def main(argv=None) -> int:
         "published": PUBLISHED,
         "setup": {"dataset": ds.describe(), "epochs": args.epochs, "seed": args.seed, "eps": args.eps, "c": args.c,
                   "n_coefficients": n, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-                  "cpu_count": os.cpu_count(), "torch": torch.__version__},
+                  "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                  "loadavg_at_start": list(os.getloadavg()),
+                  "timing_note": "wall seconds on a shared, heavily loaded 2-core machine; cpu seconds = process "
+                                 "CPU time summed over threads"},
         "target": {"test_acc": acc_test, "train_acc": acc_train, "weights": int(sum(w.numel() for w in W)),
                    "weight_range": [min(float(w.min()) for w in W), max(float(w.max()) for w in W)],
                    "spectral_norms": [float(torch.linalg.matrix_norm(w.double(), 2)) for w in W],
@@ -192,6 +202,7 @@ def main(argv=None) -> int:
         g = gadget(model, ds, args.eps, n, args.seed + 2, args.gadget_mode)
         print(json.dumps({k: v for k, v in g.items() if k != "layers"}), flush=True)
         out["gadget"] = g
+    out["setup"]["loadavg_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.out}")
