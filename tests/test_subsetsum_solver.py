@@ -52,7 +52,7 @@ def test_mitm_batched_rows_equal_brute_force():
     np.testing.assert_allclose(a.error, brute_force(C, Z[:, 0], mode="closest").error, atol=1e-12)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 10), eps=st.sampled_from([0.05, 0.01]))
 def test_mitm_equals_milp_optimum(seed, n, eps):
     rng = np.random.default_rng(seed)
@@ -62,7 +62,8 @@ def test_mitm_equals_milp_optimum(seed, n, eps):
     a = solve(c, z, mode="closest", on_uncoverable="report")
     m = solve_milp(c, z, mode="closest", on_uncoverable="report")
     assert np.all(a.error <= m.error + 1e-12)
-    assert np.all(m.error - a.error <= 2e-6)
+    # HiGHS: absolute gap 1e-6 plus integrality tolerance 1e-6 per variable (scaled by |c|), not settable via scipy
+    assert np.all(m.error - a.error <= 1e-6 * (2 + np.abs(c).sum()))
     # sparsest: same success pattern, same optimal number of terms, both within eps
     a = solve(c, z, eps=eps, mode="sparsest", on_uncoverable="report")
     m = solve_milp(c, z, eps=eps, mode="sparsest", on_uncoverable="report")
