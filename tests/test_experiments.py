@@ -238,3 +238,19 @@ def test_paper_macros_are_generated(tmp_path):
     assert out["numbers"]["figThreeTrials"] == "7" and "coverage" not in out["missing"]
     caps_txt = (tmp_path / "paper" / "generated" / "captions.tex").read_text()
     assert r"cap 5\% ok Theory held: yes." in caps_txt
+
+
+def test_generate_prefers_results_then_fallback(tmp_path):
+    """Full-size results first, small-size ones for the missing experiments; the table records each size."""
+    full, small = tmp_path / "full", tmp_path / "small"
+    for root, name, size, val in ((full, "coverage", "full", "2000"), (small, "coverage", "small", "200"),
+                                  (small, "lottery", "small", "4")):
+        (root / name).mkdir(parents=True)
+        key = "figThreeTrials" if name == "coverage" else "figEightLevels"
+        (root / name / "summary.json").write_text(json.dumps(
+            {"summary": {"numbers": {key: val}, "caption": "c", "theory_held": None}, "seconds": 1.0, "size": size}))
+    out = generate(full, tmp_path / "paper", run_proofs=False, fallback=small)
+    assert out["numbers"]["figThreeTrials"] == "2000" and out["numbers"]["figEightLevels"] == "4"
+    assert out["numbers"]["expSize"] == "full/small"
+    table = (tmp_path / "paper" / "generated" / "experiments_table.tex").read_text()
+    assert "coverage} & full" in table and "lottery} & small" in table

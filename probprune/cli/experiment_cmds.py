@@ -3,7 +3,7 @@
     probprune experiment list [--json]
     probprune experiment run NAME [--full] [--out DIR] [--json]
     probprune experiment run all  [--full] [--out DIR] [--json]
-    probprune experiment paper [--results DIR] [--paper DIR] [--json]   # write paper/generated/ from results
+    probprune experiment paper [--results DIR] [--fallback DIR] [--paper DIR] [--json]   # write paper/generated/
 """
 from __future__ import annotations
 
@@ -81,6 +81,8 @@ def run_cmd(
 @sub.command("paper")
 def paper_cmd(
     results: str = typer.Option("results/figures", "--results", help="results root the experiments wrote to"),
+    fallback: str = typer.Option(None, "--fallback", help="second results root for experiments missing from "
+                                 "--results (e.g. --results results/figures/full --fallback results/figures)"),
     paper: str = typer.Option("paper", "--paper", help="paper folder (writes PAPER/generated/)"),
     proofs: bool = typer.Option(True, "--proofs/--no-proofs", help="run `python -m proofs_check --json` too"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -88,7 +90,7 @@ def paper_cmd(
     """Write the paper's generated inputs (numbers.tex, captions, figures, proofs-check table) from the results."""
     from ..experiments.paper import generate
 
-    data = generate(results, paper, run_proofs=proofs)
+    data = generate(results, paper, run_proofs=proofs, fallback=fallback)
 
     def render(d):
         typer.echo(f"wrote {d['generated']}: {len(d['figures'])} figures, {d['n_numbers']} number macros, "
