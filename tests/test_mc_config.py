@@ -14,9 +14,11 @@ def test_unknown_key_negative_trials_empty_sweep(tmp_path):
     with pytest.raises(ProbPruneError, match="n_trials must be >= 1"):
         MCConfig(n_trials=-5)
     with pytest.raises(ProbPruneError, match="empty sweep"):
-        MCConfig(widths=(), depths=())
+        MCConfig(widths=(8,), depths=())
+    with pytest.raises(ProbPruneError, match="empty sweep: no networks"):
+        MCConfig()
     with pytest.raises(ProbPruneError, match="empty sweep: fractions"):
-        MCConfig(fractions=())
+        MCConfig(widths=(8,), depths=(2,), fractions=())
     with pytest.raises(ProbPruneError, match="unknown method"):
         MCConfig(methods=("magnitud",))
     with pytest.raises(ProbPruneError, match="fractions must be in"):

@@ -63,3 +63,27 @@ def test_cnn_unit_with_dataset_average_error():
     assert df["network"].iloc[0] == "cnn:1x8x8-c3k3s1p1-max2s2-fc5"
     assert (df["avg_err"] <= df["avg_err_max"]).all() and (df["avg_err_max"] <= df["err_ub"]).all()
     assert (df["err_lb"] > 0).all() and (df["err_lb"] <= df["err_ub"] * (1 + 1e-9)).all()
+
+
+def test_fixed_trained_network_with_biases_against_cert_r(tmp_path):
+    """A fixed torch model (biases, tanh): only the masks are random; random pruning is checked against Cert-R
+    (probability over the mask), magnitude gets the Cert-D bracket only; the file's md5 enters the config hash."""
+    import torch.nn as nn
+
+    from probprune.mc import run, load_run, summarize
+    from probprune.errors import ProbPruneError
+
+    torch.manual_seed(0)
+    path = tmp_path / "net.pt"
+    torch.save(nn.Sequential(nn.Linear(10, 24), nn.Tanh(), nn.Linear(24, 3)), path)
+    cfg = MCConfig(models=(str(path),), methods=("random", "magnitude_exact"), fractions=(0.2,), deltas=(0.1,),
+                   n_trials=20, batch_size=10, pgd_iters=10)
+    assert cfg.models[0]["md5"] and groups(cfg)[0].law == "fixed"
+    _, df, complete = load_run(run(cfg, out_root=tmp_path / "out", workers=1, progress=False).run_dir)
+    assert complete and (df["err_lb"] <= df["err_ub"] * (1 + 1e-9)).all() and (df["err_lb"] > 0).all()
+    s = summarize(df).set_index("method")
+    assert s.loc["magnitude_exact", "verdict"] == "no_bound" and s.loc["random", "verdict"] != "refuted"
+    assert df[df.method == "random"]["bound"].nunique() == 1  # Cert-R depends on the weights only
+    torch.save(nn.Sequential(nn.Linear(10, 24), nn.Tanh(), nn.Linear(24, 3)), path)  # the file changes
+    with pytest.raises(ProbPruneError, match="changed"):
+        MCConfig(**{**cfg.to_dict(), "n_trials": 20})

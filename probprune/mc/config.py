@@ -46,7 +46,10 @@ class MCConfig:
     Networks: the grid ``widths`` x ``depths`` of FCNs d_0-w-...-w-d_l with ``depth`` weight layers
     (d_0 = ``input_dim``, d_l = ``output_dim``; ``None`` means = w, or the dataset's dimension for d_0), plus
     explicit FCN width lists ``archs`` and CNNs ``cnns`` (dicts: input_shape, convs=[{c_out, kernel, stride,
-    padding, pool: [kind, k, s]}], fc=[...]). Weights: the paper's law a_i = K/sqrt(m_i) (uniform) or the Gaussian
+    padding, pool: [kind, k, s]}], fc=[...]), plus **fixed (e.g. trained) networks** ``models``: paths of whole
+    ``torch.save``d ``nn.Module`` chains (or mappings {path, input_shape} for conv nets). For a fixed network only
+    the masks are random: random methods are checked against Cert-R (THEORY §3.11, probability over the mask);
+    magnitude pruning of a fixed net is deterministic and gets the Cert-D bracket only. Weights: the paper's law a_i = K/sqrt(m_i) (uniform) or the Gaussian
     analogue with s_i = a_i (§1.3, §3.12). A trial's target weights depend only on (seed, network, law, trial
     index), so all methods, fractions and activations see the same target networks (common random numbers);
     random masks are nested across fractions (prune where u < p for one uniform draw u per weight).
@@ -58,12 +61,13 @@ class MCConfig:
     """
 
     name: str = "mc"
-    widths: tuple[int, ...] = (64,)
-    depths: tuple[int, ...] = (3,)
+    widths: tuple[int, ...] = ()
+    depths: tuple[int, ...] = ()
     input_dim: int | None = None
     output_dim: int | None = None
     archs: tuple[tuple[int, ...], ...] = ()
     cnns: tuple[Any, ...] = ()
+    models: tuple[Any, ...] = ()
     activations: tuple[str, ...] = ("identity",)
     laws: tuple[str, ...] = ("uniform",)
     K: float = 1.0
@@ -91,7 +95,13 @@ class MCConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Sorted-key JSON of all fields; fields added later (``models``) enter only when set, so that run folders
+        of older configs keep their names."""
+        d = self.to_dict()
+        for k in _HASH_OMIT_IF_EMPTY:
+            if not d.get(k):
+                d.pop(k, None)
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> str:
@@ -100,6 +110,9 @@ class MCConfig:
 
     def replace(self, **changes) -> "MCConfig":
         return from_dict({**self.to_dict(), **changes})
+
+
+_HASH_OMIT_IF_EMPTY = ("models",)
 
 
 def _tuple(v, name, conv):
@@ -128,6 +141,25 @@ def validate(c: MCConfig) -> None:
     object.__setattr__(c, "depths", _tuple(c.depths, "depths", _int))
     object.__setattr__(c, "archs", tuple(_tuple(a, "archs", _int) for a in (c.archs or ())))
     object.__setattr__(c, "cnns", tuple(c.cnns or ()))
+    models = []
+    for m in (c.models or ()):
+        if isinstance(m, (str, Path)):
+            m = {"path": str(m)}
+        if not isinstance(m, Mapping) or "path" not in m:
+            raise ProbPruneError("each entry of models is a path or a mapping with path (and input_shape for conv nets)")
+        extra = set(m) - {"path", "input_shape", "md5"}
+        if extra:
+            raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a models entry; allowed: path, input_shape, md5")
+        if not Path(m["path"]).is_file():
+            raise FileNotFoundError(f"model file not found: {m['path']}")
+        digest = hashlib.md5(Path(m["path"]).read_bytes()).hexdigest()
+        if m.get("md5") not in (None, digest):
+            raise ProbPruneError(f"model file {m['path']} changed (md5 {digest}, config says {m['md5']})")
+        entry = {"path": str(m["path"]), "md5": digest}  # the file's content enters the config hash
+        if m.get("input_shape") is not None:
+            entry["input_shape"] = [int(x) for x in m["input_shape"]]
+        models.append(entry)
+    object.__setattr__(c, "models", tuple(models))
     for nm in ("activations", "laws", "methods"):
         object.__setattr__(c, nm, _tuple(getattr(c, nm), nm, lambda s: str(s).lower().replace("-", "_")))
     object.__setattr__(c, "fractions", _tuple(c.fractions, "fractions", float))
@@ -215,8 +247,8 @@ def validate(c: MCConfig) -> None:
 
     # empty sweep dimensions
     n_grid = len(c.widths) * len(c.depths)
-    if n_grid + len(c.archs) + len(c.cnns) == 0:
-        raise ProbPruneError("empty sweep: no networks (widths x depths, archs and cnns are all empty)")
+    if n_grid + len(c.archs) + len(c.cnns) + len(c.models) == 0:
+        raise ProbPruneError("empty sweep: no networks (widths x depths, archs, cnns and models are all empty)")
     for nm in ("activations", "laws", "methods", "fractions", "deltas", "seeds"):
         if len(getattr(c, nm)) == 0:
             raise ProbPruneError(f"empty sweep: {nm} is empty")

@@ -52,12 +52,14 @@ def is_linear_fcn(spec: NetSpec) -> bool:
     return spec.is_fcn and all(L.act.name == "identity" for L in spec.layers[:-1])
 
 
-def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False) -> torch.Tensor:
+def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False,
+                    biases: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
     """F(x) for n stacked networks at once.
 
     ``weights[i]`` has shape (n, *weight_shape); ``x`` has shape (n, S, *input_shape) (S inputs per network) or
     (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``linear=True`` replaces
-    every activation by the identity and skips pooling (the "linear part" used for the SVD start)."""
+    every activation by the identity and skips pooling (the "linear part" used for the SVD start). ``biases``
+    (optional, one (d_out,) / (c_out,) tensor or None per layer) are shared by all n networks (fixed networks)."""
     n = weights[0].shape[0]
     ishape = tuple(spec.input_shape)
     if x.dim() == len(ishape) + 1:
@@ -73,6 +75,8 @@ def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Ten
                 conv_layout = True
             Wg = W.reshape(n * W.shape[1], *W.shape[2:])
             h = F.conv2d(h, Wg, stride=L.stride, padding=L.padding, dilation=L.dilation, groups=n)
+            if biases is not None and biases[i] is not None:
+                h = h + biases[i].repeat(n).reshape(1, -1, 1, 1)
         else:
             if conv_layout:
                 h = h.reshape(S, n, -1).transpose(0, 1)
@@ -80,6 +84,8 @@ def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Ten
             elif h.dim() > 3:
                 h = h.reshape(n, S, -1)
             h = torch.bmm(h, W.transpose(1, 2))
+            if biases is not None and biases[i] is not None:
+                h = h + biases[i]
         if i < spec.depth - 1 and not linear:
             h = _act(L.act.name, L.act.slope)(h)
             if L.pool is not None:
@@ -206,6 +212,7 @@ def pgd_lower_bound(
     basis: bool = True,
     svd_start: bool = True,
     max_batch_elems: int = 40_000_000,
+    biases: Sequence[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """Lower bound on err = sup_{||x||<=1} ||F(x) - Fhat(x)|| for n stacked trials, shape (n,) (§6).
 
@@ -216,9 +223,11 @@ def pgd_lower_bound(
     steps. Other activations: the same normalized-gradient steps with the ball
     projection x / max(1, ||x||) (no fixed-point phase). The result is the largest ||F(x) - Fhat(x)|| seen at any
     evaluated feasible x, divided by max(1, ||x||) on homogeneous nets so that float rounding of ||x|| cannot inflate it.
-    Trials are processed in sub-batches so that n_sub * S * max_width <= ``max_batch_elems``."""
+    Trials are processed in sub-batches so that n_sub * S * max_width <= ``max_batch_elems``. With non-zero
+    ``biases`` (fixed networks) the net is not positively homogeneous and the ball projection is used."""
     n = W[0].shape[0]
-    homog = spec.positively_homogeneous
+    has_bias = biases is not None and any(b is not None for b in biases)
+    homog = spec.positively_homogeneous and not has_bias
     x0 = pgd_starts(spec, W, What, n_random, generators, basis=basis, svd_start=svd_start)
     S = x0.shape[1]
     widest = max(max(int(np.prod(L.out_shape)) if L.out_shape else L.d_out for L in spec.layers),
@@ -227,11 +236,12 @@ def pgd_lower_bound(
     out = []
     for a in range(0, n, sub):
         b = min(n, a + sub)
-        out.append(_pgd_block(spec, [w[a:b] for w in W], [w[a:b] for w in What], x0[a:b], iters, step, homog))
+        out.append(_pgd_block(spec, [w[a:b] for w in W], [w[a:b] for w in What], x0[a:b], iters, step, homog,
+                              biases if has_bias else None))
     return torch.cat(out)
 
 
-def _pgd_block(spec, W, What, x, iters, step, homog):
+def _pgd_block(spec, W, What, x, iters, step, homog, biases=None):
     best = torch.zeros(x.shape[0], dtype=torch.float64)
     feasible = _proj_ball if not homog else _unit
     x = feasible(x)
@@ -248,7 +258,7 @@ def _pgd_block(spec, W, What, x, iters, step, homog):
     for t in range(iters + 1):
         x = x.detach().requires_grad_(t < iters)
         with torch.set_grad_enabled(t < iters):
-            diff = batched_forward(spec, W, x) - batched_forward(spec, What, x)
+            diff = batched_forward(spec, W, x, biases=biases) - batched_forward(spec, What, x, biases=biases)
             f = (diff * diff).sum(-1)  # (n, S)
         val = f.detach().sqrt()
         nrm = x.detach().flatten(2).norm(dim=-1).clamp_min(1.0)
@@ -288,7 +298,8 @@ def scale_into_ball(X: torch.Tensor) -> torch.Tensor:
     return X / m
 
 
-def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int = 40_000_000) -> tuple[torch.Tensor, torch.Tensor]:
+def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int = 40_000_000,
+                  biases=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and max over the inputs X (already in the ball, shape (N, *input_shape)) of ||F(x) - Fhat(x)||, per
     trial: two tensors of shape (n,)."""
     n = W[0].shape[0]
@@ -300,7 +311,8 @@ def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int 
     with torch.no_grad():
         for a in range(0, n, sub):
             b = min(n, a + sub)
-            d = batched_forward(spec, [w[a:b] for w in W], X) - batched_forward(spec, [w[a:b] for w in What], X)
+            d = (batched_forward(spec, [w[a:b] for w in W], X, biases=biases)
+                 - batched_forward(spec, [w[a:b] for w in What], X, biases=biases))
             e = d.norm(dim=-1)
             means.append(e.mean(dim=1))
             maxs.append(e.max(dim=1).values)

@@ -31,6 +31,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,12 @@ class Network:
     cnn_json: str | None = None
     width: int | None = None  # hidden width for grid networks
     depth: int = 0
+    model_path: str | None = None  # fixed networks: a torch.save'd nn.Module
+    model_input_shape: tuple[int, ...] | None = None
 
     def spec(self, activation: str, K: float) -> NetSpec:
+        if self.kind == "model":
+            return load_model(self.model_path, self.model_input_shape).spec
         if self.kind == "fcn":
             return fcn_spec(self.widths, activation, K)
         d = json.loads(self.cnn_json)
@@ -87,7 +92,36 @@ def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
     for c in cfg.cnns:
         js = json.dumps(c, sort_keys=True, separators=(",", ":"))
         out.append(Network(_cnn_label(c), "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
+    for m in getattr(cfg, "models", ()):
+        ishape = tuple(m["input_shape"]) if m.get("input_shape") else None
+        parsed = load_model(m["path"], ishape)
+        digest = _file_md5(m["path"])
+        label = f"model:{Path(m['path']).name}:{digest[:8]}"
+        out.append(Network(label, "model", None, None, None, parsed.spec.depth, m["path"], ishape))
     return out
+
+
+def _file_md5(path: str) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def load_model(path: str, input_shape: tuple[int, ...] | None = None):
+    """A fixed network from a file written by ``torch.save(model)`` (a whole ``nn.Module`` chain), read with
+    :func:`probprune.networks.from_torch` (weights, biases, spec). The file is trusted code (pickle)."""
+    import torch
+
+    from ..networks import from_torch
+
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # corrupt file, wrong format
+        raise ProbPruneError(f"cannot load a torch model from {path}: {str(e).splitlines()[0] if str(e) else e}") from None
+    if isinstance(model, dict):
+        raise ProbPruneError(f"{path} holds a state_dict; save the whole module with torch.save(model, path)")
+    return from_torch(model, input_shape)
 
 
 def _cnn_label(c: dict) -> str:
@@ -117,6 +151,9 @@ def groups(cfg: MCConfig) -> list[Group]:
     d0 = dataset_dim(cfg.dataset) if cfg.dataset else None
     out = []
     for net in networks(cfg, d0):
+        if net.kind == "model":  # fixed weights and activations: one group
+            out.append(Group(len(out), net, "model", "fixed"))
+            continue
         for act in cfg.activations:
             for law in cfg.laws:
                 out.append(Group(len(out), net, act, law))
@@ -139,10 +176,22 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 
 
 # ------------------------------------------------------------------------------------------------ bounds
-def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: str):
-    """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies."""
+_CERT_R_SAMPLING = {"random": "bernoulli", "random_rescaled": "rescaled", "random_exact": "exact"}
+
+
+def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: str, fixed=None):
+    """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies.
+    For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
+    probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none."""
     from .. import bounds
 
+    if law == "fixed":
+        from ..certificates import certify_random
+
+        if method not in _CERT_R_SAMPLING:
+            return None, f"{method} pruning of a fixed network is deterministic: Cert-D bracket only"
+        weights, biases = fixed
+        return certify_random(spec, weights, fraction, delta, sampling=_CERT_R_SAMPLING[method], biases=biases), ""
     try:
         if method in ("magnitude", "random", "random_rescaled"):
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
@@ -163,6 +212,10 @@ def check_bounds(cfg: MCConfig) -> list[str]:
     notes = []
     for g in groups(cfg):
         spec = g.network.spec(g.activation, cfg.K)
+        fixed = None
+        if g.network.kind == "model":
+            pm = load_model(g.network.model_path, g.network.model_input_shape)
+            fixed = (pm.weights, pm.biases)
         if cfg.dataset and int(np.prod(spec.input_shape)) != dataset_dim(cfg.dataset):
             raise ProbPruneError(
                 f"network {g.network.label} takes {int(np.prod(spec.input_shape))} inputs but dataset "
@@ -170,7 +223,7 @@ def check_bounds(cfg: MCConfig) -> list[str]:
         for m in cfg.methods:
             for q in cfg.fractions:
                 for d in cfg.deltas:
-                    res, why = bound_for(spec, m, q, d, g.law)
+                    res, why = bound_for(spec, m, q, d, g.law, fixed)
                     if res is None:
                         notes.append(f"{g.network.label} {g.activation} {g.law} {m}: {why}")
     return sorted(set(notes))
@@ -283,9 +336,18 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     trials = unit_trials(cfg, block)
     n = len(trials)
     # ---- draws (per trial, so rows do not depend on batching)
-    per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
-    W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
-    del per_trial
+    fixed = None
+    biases_t = None
+    if g.network.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
+        pm = load_model(g.network.model_path, g.network.model_input_shape)
+        fixed = (pm.weights, pm.biases)
+        W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
+        if pm.has_bias:
+            biases_t = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64)) for b in pm.biases]
+    else:
+        per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
+        W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
+        del per_trial
     needs_u = any(m.startswith("random") for m in cfg.methods)
     if needs_u:
         per_u = []
@@ -297,7 +359,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     else:
         U = [None] * spec.depth
     lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
-    linear = M.is_linear_fcn(spec)
+    linear = M.is_linear_fcn(spec) and biases_t is None
     gens = None
     if not linear:
         gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
@@ -307,8 +369,8 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, tuple(spec.input_shape))
     normW = M.operator_norms_upper(spec, W).numpy()
     lips = np.array([L.lip for L in spec.layers])
-    zero0 = spec.zero_at_zero
-    bn, ao = _offsets(spec, None)
+    zero0 = spec.zero_at_zero and biases_t is None
+    bn, ao = _offsets(spec, fixed[1] if fixed is not None else None)
 
     base = {
         "seed": int(seed), "group": g.index, "network": g.network.label, "kind": g.network.kind,
@@ -316,6 +378,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         "n_weights": spec.n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
     }
     frames = []
+    bound_cache: dict = {}
     for method in cfg.methods:
         for q in cfg.fractions:
             What, realized = prune_batched(spec, W, U, method, q, g.law, lib_seeds)
@@ -342,7 +405,8 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
                     raise MeasurementBug(f"exact error {lb[k]!r} exceeds Cert-D {cert[k]!r} (trial {trials[k]})")
             else:
                 lb = M.pgd_lower_bound(spec, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
-                                       step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis).numpy()
+                                       step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis,
+                                       biases=biases_t).numpy()
                 ub = cert
                 lb_method = "pgd"
             bad = lb > ub * (1.0 + TOL)
@@ -350,21 +414,26 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
                 k = int(np.argmax(bad))
                 raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
             if X is not None:
-                avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X))
+                avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X, biases=biases_t))
             else:
                 avg = avg_max = np.full(n, np.nan)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel_E = np.mean(np.where(normW > 0, normE / normW, 0.0), axis=-1)
             for delta in cfg.deltas:
-                res, _ = bound_for(spec, method, q, delta, g.law)
+                key = (method, q, delta)
+                if key not in bound_cache:
+                    bound_cache[key] = bound_for(spec, method, q, delta, g.law, fixed)[0]
+                res = bound_cache[key]
                 if res is None:
                     b = math.nan
                     wb = eb = np.full(n, np.nan)
                     verdict = np.array(["no_bound"] * n, dtype=object)
                 else:
                     b = float(res.eps)
-                    B = np.asarray(res.B, float)
-                    eta = np.asarray(res.eta, float)
+                    if fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
+                        B, eta = np.full(spec.depth, np.nan), np.asarray(res.norm_E, float)
+                    else:
+                        B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
                     wb = np.max(normW / B, axis=-1)
                     with np.errstate(divide="ignore", invalid="ignore"):
                         r = np.where(eta > 0, normE / np.where(eta > 0, eta, 1.0), 0.0)
