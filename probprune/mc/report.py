@@ -39,7 +39,11 @@ def summarize(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             V_u = int((g["verdict"] != "satisfied").sum())
             v = config_verdict(V_c, V_u, T, d["delta"], alpha)
             d.update(V_c=V_c, V_u=V_u, rate_lower=v.rate_lower, rate_upper=v.rate_upper, verdict=v.verdict)
-            d.update(W_exceed=float((g["max_W_over_B"] > 1).mean()), E_exceed=float((g["max_E_over_eta"] > 1).mean()))
+            def exceed(col):
+                v = g[col]
+                return float((v[v.notna()] > 1).mean()) if v.notna().any() else float("nan")
+
+            d.update(W_exceed=exceed("max_W_over_B"), E_exceed=exceed("max_E_over_eta"))
         lo = looseness_summary(g["looseness_lb"])
         lu = looseness_summary(g["looseness_ub"])
         d.update(loose_lb_median=lo.median, loose_lb_q10=lo.q10, loose_lb_q90=lo.q90,
