@@ -180,10 +180,12 @@ def _closest_rows(A, Bs, Bo, Z):
     ia = np.empty((R, m), dtype=np.int64)
     ib = np.empty((R, m), dtype=np.int64)
     # sorting A makes the queries z - a monotone along the last axis: cache-friendly binary searches
-    At = torch.from_numpy(np.ascontiguousarray(A))
     if m >= 32:
-        At, Aperm = torch.sort(At, dim=1)
+        perm = np.argsort(A, axis=1)
+        At = torch.from_numpy(np.take_along_axis(A, perm, axis=1))
+        Aperm = torch.from_numpy(perm.astype(np.int64))
     else:  # too few targets per row for the locality to pay for the sort
+        At = torch.from_numpy(np.ascontiguousarray(A))
         Aperm = torch.arange(nA, dtype=torch.int64).expand(R, nA)
     tchunk = max(1, min(m, _CHUNK // nA))
     rchunk = max(1, _CHUNK // (nA * tchunk))
@@ -197,18 +199,21 @@ def _closest_rows(A, Bs, Bo, Z):
             q = (z[:, :, None] - At[r0:r1, None, :]).reshape(rr, -1)  # (r, t*nA)
             bs = Bs[r0:r1]
             pos = torch.searchsorted(bs, q)  # in [1, K+1] thanks to the -inf sentinel
-            dhi = (torch.gather(bs, 1, pos) - q).reshape(rr, tt, nA)  # >= 0
-            dlo = (q - torch.gather(bs, 1, pos - 1)).reshape(rr, tt, nA)  # >= 0
-            pos = pos.reshape(rr, tt, nA)
-            d_hi, a_hi = dhi.min(dim=2)
-            d_lo, a_lo = dlo.min(dim=2)
+            dhi = (torch.gather(bs, 1, pos) - q).numpy().reshape(rr, tt, nA)  # >= 0
+            dlo = (q - torch.gather(bs, 1, pos - 1)).numpy().reshape(rr, tt, nA)  # >= 0
+            pos = pos.numpy().reshape(rr, tt, nA)
+            # reductions in numpy: torch's min(dim) has a ~ms fixed cost per call that dominates small batches
+            a_hi = dhi.argmin(axis=2)[..., None]
+            a_lo = dlo.argmin(axis=2)[..., None]
+            d_hi = np.take_along_axis(dhi, a_hi, 2)[..., 0]
+            d_lo = np.take_along_axis(dlo, a_lo, 2)[..., 0]
             use_lo = d_lo <= d_hi
-            a = torch.where(use_lo, a_lo, a_hi)
-            jb = torch.where(use_lo, torch.gather(pos, 2, a_lo[..., None])[..., 0] - 1,
-                             torch.gather(pos, 2, a_hi[..., None])[..., 0])
-            err[r0:r1, t0:t1] = torch.where(use_lo, d_lo, d_hi).numpy()
-            ia[r0:r1, t0:t1] = torch.gather(Aperm[r0:r1], 1, a).numpy()
-            ib[r0:r1, t0:t1] = torch.gather(Bo[r0:r1], 1, jb).numpy()
+            a = np.where(use_lo, a_lo[..., 0], a_hi[..., 0])
+            jb = np.where(use_lo, np.take_along_axis(pos, a_lo, 2)[..., 0] - 1,
+                          np.take_along_axis(pos, a_hi, 2)[..., 0])
+            err[r0:r1, t0:t1] = np.where(use_lo, d_lo, d_hi)
+            ia[r0:r1, t0:t1] = np.take_along_axis(Aperm[r0:r1].numpy(), a, 1)
+            ib[r0:r1, t0:t1] = np.take_along_axis(Bo[r0:r1].numpy(), jb, 1)
     return err, ia, ib
 
 
@@ -217,13 +222,16 @@ def _sorted_b(B, idx=None):
     column index) as torch tensors. Sentinel indices are 0 and never selected (their distance is inf)."""
     import torch
 
-    Bt = torch.from_numpy(np.ascontiguousarray(B if idx is None else B[:, idx]))
-    Bs, perm = torch.sort(Bt, dim=1, stable=True)
-    base = torch.arange(B.shape[1], dtype=torch.int64) if idx is None else torch.from_numpy(np.asarray(idx, np.int64))
-    R = Bt.shape[0]
-    inf = torch.full((R, 1), math.inf, dtype=Bs.dtype)
-    zero = torch.zeros((R, 1), dtype=torch.int64)
-    return torch.cat([-inf, Bs, inf], 1).contiguous(), torch.cat([zero, base[perm], zero], 1).contiguous()
+    Bv = np.asarray(B if idx is None else B[:, idx], dtype=float)
+    R, K = Bv.shape
+    perm = np.argsort(Bv, axis=1)  # numpy's quicksort: several times faster than torch.sort here; ties are harmless
+    base = np.arange(K, dtype=np.int64) if idx is None else np.asarray(idx, np.int64)
+    vals = np.empty((R, K + 2))
+    vals[:, 0], vals[:, -1] = -math.inf, math.inf
+    vals[:, 1:-1] = np.take_along_axis(Bv, perm, axis=1)
+    order = np.zeros((R, K + 2), dtype=np.int64)
+    order[:, 1:-1] = base[perm]
+    return torch.from_numpy(vals), torch.from_numpy(order)
 
 
 def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
