@@ -198,7 +198,7 @@ def _closest_rows(A, Bs, Bo, Z):
             z = torch.from_numpy(np.ascontiguousarray(Z[r0:r1, t0:t1]))
             q = (z[:, :, None] - At[r0:r1, None, :]).reshape(rr, -1)  # (r, t*nA)
             bs = Bs[r0:r1]
-            pos = torch.searchsorted(bs, q)  # in [1, K+1] thanks to the -inf sentinel
+            pos = _searchsorted(bs, q)  # in [1, K+1] thanks to the -inf sentinel
             dhi = (torch.gather(bs, 1, pos) - q).numpy().reshape(rr, tt, nA)  # >= 0
             dlo = (q - torch.gather(bs, 1, pos - 1)).numpy().reshape(rr, tt, nA)  # >= 0
             pos = pos.numpy().reshape(rr, tt, nA)
@@ -215,6 +215,21 @@ def _closest_rows(A, Bs, Bo, Z):
             ia[r0:r1, t0:t1] = np.take_along_axis(Aperm[r0:r1].numpy(), a, 1)
             ib[r0:r1, t0:t1] = np.take_along_axis(Bo[r0:r1].numpy(), jb, 1)
     return err, ia, ib
+
+
+def _searchsorted(bs, q):
+    """Batched ``torch.searchsorted``; small calls run on one thread (torch's parallel version costs ~10 ms of
+    thread wake-up per call on a busy machine, 1000x the work of a small batch)."""
+    import torch
+
+    if q.numel() >= (1 << 17):
+        return torch.searchsorted(bs, q)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.searchsorted(bs, q)
+    finally:
+        torch.set_num_threads(n)
 
 
 def _sorted_b(B, idx=None):
