@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     model, ds, acc_test, acc_train, t_train = train_target(args.epochs, args.seed)
     from probprune.modelio import save_model
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(model, str(Path(args.out).with_name("pensia_target.pt")), arch="mlp:500", input_shape=(784,))
     W = [p.detach() for p in model.parameters()]
     print(f"target 784-500-10: test acc {acc_test:.4f}, train acc {acc_train:.4f}, "
