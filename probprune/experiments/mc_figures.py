@@ -393,7 +393,7 @@ def budget_curves(cfg: BudgetConfig, ctx: Context) -> dict:
            if safe else "AT SOME eps THE GUARANTEED FRACTION EXCEEDS THE EMPIRICAL ONE; ")
         + f"the empirical/guaranteed ratio ranges from {numbers['figFourRatioMin']} to {numbers['figFourRatioMax']}"
         + (f". For random pruning the guarantee is empty at {zero_rand} of the {len(cfg.eps)} budgets: the Bernstein "
-           "bound on the pruned part has a jump, $\\eta_i(0^+) = 2a_i\\lambda/3$, that a small network cannot "
+           "bound on the pruned part has a jump, $\\eta_i(0^+) = 2a_i\\lambda/3$, that networks of this width cannot "
            "absorb (THEORY \\S3.9)." if zero_rand else ".")
     )
     return {"numbers": numbers, "caption": caption, "theory_held": safe}
