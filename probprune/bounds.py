@@ -14,7 +14,7 @@ last axis is the layer axis (length depth, or 1 for the same fraction in every l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

@@ -119,9 +119,6 @@ def test_conv_layers_pick_up_sqrt_r():
     spec = cnn_spec((1, 12, 12), [ConvLayer(4, 3, 1, 1), ConvLayer(4, 4, 2, 1)], [10])
     assert [L.r for L in spec.layers] == [9, 4, 1]
     r = apriori_bound(spec, 0.1, 0.05)
-    flat = fcn_spec([9, 4], half_widths=[spec.layers[0].half_width])  # same m, n as conv layer 0's mat view
-    # layer 0's B scales by sqrt(9) relative to an FC layer with the same matrix shape and delta
-    alloc = DeltaAllocation.equal_split(0.05, np.ones(2, bool))
     assert r.B[0] > 0
 
 

@@ -2,19 +2,10 @@
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from probprune.cli import app, main
 from probprune.pruning import load_mask
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_prune_json_and_mask_file(tmp_path):

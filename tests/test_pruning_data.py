@@ -9,14 +9,6 @@ from probprune.networks import from_torch
 from probprune.train import evaluate, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_digits_split_shapes_and_determinism():
     a = load_dataset("digits", seed=3)
     b = load_dataset("digits", seed=3)

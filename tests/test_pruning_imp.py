@@ -12,14 +12,6 @@ from probprune.pruning.imp import IMPConfig, expected_remaining, imp_prune, lth_
 from probprune.train import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", max_train=400)

@@ -9,14 +9,6 @@ from probprune.pruning import (apply_mask, from_torch_prune, load_mask, maskable
                                remove_mask_parametrizations, save_mask, to_torch_prune, validate_mask)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mask(m, seed=0, d=0.5):
     g = torch.Generator().manual_seed(seed)
     return {k: torch.rand(p.shape, generator=g) < d for k, p in maskable_parameters(m).items()}

@@ -6,15 +6,7 @@ import torch
 
 from probprune.errors import ProbPruneError
 from probprune.models import lenet5, mlp
-from probprune.pruning import apply_mask, neuron_sparsity, prune, sparsity_report, structured_mask
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from probprune.pruning import apply_mask, neuron_sparsity, prune, structured_mask
 
 
 @pytest.mark.parametrize("norm", ["l1", "l2"])
