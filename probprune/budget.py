@@ -21,7 +21,7 @@ count is Binomial(N_i, q_i).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -228,9 +228,6 @@ def max_prunable(
     N = np.array([L.N for L in spec.layers], float)
     hi = _max_q(method)
 
-    def bound_of(q):
-        return apriori_bound(spec, q, delta, method, law, allocation=_alloc_for(alloc, q)).eps
-
     # uniform: largest common q on the candidate layers
     def pred_uniform(qs):
         Q = np.where(cand[None, :], qs[:, None], 0.0)
@@ -257,7 +254,7 @@ def max_prunable(
         q = _spend_slack(spec, alloc, method, law, B, C, q, cand, N)
         if np.sum(q * N) < np.sum(q_uniform * N):  # the grid can only lose to the exact uniform optimum by rounding
             q = q_uniform
-    eps_ach = bound_of(q)
+    eps_ach = apriori_bound(spec, q, delta, method, law, allocation=alloc).eps
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
         raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
     res_eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
@@ -273,10 +270,6 @@ def max_prunable(
         "a-priori", f"THEORY.md §3.9 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law})",
         tuple(notes), tuple(spec.paper_hypotheses()),
     )
-
-
-def _alloc_for(alloc: DeltaAllocation, q) -> DeltaAllocation:
-    return alloc
 
 
 def _spend_slack(spec, alloc, method, law, B, C, q, cand, N, rounds: int = 3):
@@ -401,7 +394,7 @@ def certified_budget(
     Lip prod w (prod(1 + e_i/w_i) - 1) (valid since ||What_i|| <= ||W_i|| + ||E_i||), then the exact certificate
     (with biases, min of A-fwd/A-bwd) is evaluated and the allocation scaled down until it holds; ``uniform`` bisects
     a common fraction on the exact certificate. Grid resolution: ``grid`` fractions per layer."""
-    from .certificates import certify, certify_random
+    from .certificates import certify_random
 
     eps = float(check_eps(eps))
     if method not in ("magnitude", "random"):
@@ -436,7 +429,7 @@ def certified_budget(
             ks = [int(math.floor(qi * L.N)) for qi, L in zip(q, spec.layers)]
             wh, e = zip(*(layer_norms(i, k) for i, k in enumerate(ks)))
             return min(lemma_a_general(nW, wh, e, lips, bn, ao))
-        return certify_random(spec, W, np.asarray(q), delta, "bernoulli", parsed.biases, conv_method).eps
+        return certify_random(spec, W, np.asarray(q), delta, "bernoulli", parsed.biases, conv_method, norm_W=nW).eps
 
     def best_uniform() -> float:
         lo, hi = 0.0, 1.0
@@ -467,7 +460,8 @@ def certified_budget(
                 else:
                     qv = np.zeros(spec.depth)
                     qv[i] = f
-                    e[i, j] = certify_random(spec, W, qv, delta / cand.sum(), "bernoulli", None, conv_method).norm_E[i]
+                    e[i, j] = certify_random(spec, W, qv, delta / cand.sum(), "bernoulli", None, conv_method,
+                                             norm_W=nW).norm_E[i]
         e = np.maximum.accumulate(e, axis=1)  # monotone surrogate: the largest fraction whose error fits
         g = np.log1p(e / w[:, None])
         C = math.log1p(eps / (spec.Lip * float(np.prod(w))))

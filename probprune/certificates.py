@@ -14,14 +14,14 @@ For conv layers the bias map's norm is ||bias|| sqrt(H_out W_out).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .bounds import beta
 from .errors import ProbPruneError, check_delta, check_finite_array, check_fraction
-from .networks import LayerSpec, NetSpec, ParsedModel, as_matrix
+from .networks import NetSpec, ParsedModel, as_matrix
 from .norms import layer_operator_norm_upper, power_iteration_norm
 
 
@@ -185,11 +185,13 @@ def certify_random(
     sampling: str = "bernoulli",
     biases: Sequence[np.ndarray | None] | None = None,
     conv_method: str = "fft",
+    norm_W: Sequence[float] | None = None,
 ) -> CertificateResult:
     """Cert-R (THEORY §3.11 [D]): with probability >= 1 - delta over a random mask drawn AFTER the weights are fixed,
     err <= eps. sampling: "bernoulli" (R-Bern), "rescaled" (R-Bern-rescaled), "exact" (R-exact, k_i = p_i N_i, by
     Hoeffding's with/without-replacement domination). delta is split equally over the randomly pruned layers.
-    Plugged into A-fwd with exact ||W_j|| for j < i and the Cert-R bounds on ||What_j|| for j > i."""
+    Plugged into A-fwd with exact ||W_j|| for j < i and the Cert-R bounds on ||What_j|| for j > i.
+    ``norm_W``: operator-norm upper bounds of the layers already computed by the caller (reused, not recomputed)."""
     delta = check_delta(delta)
     p = check_fraction(p, "p", upper_open=(sampling == "rescaled"))
     p = np.full(spec.depth, float(p)) if p.ndim == 0 else p
@@ -202,7 +204,7 @@ def certify_random(
     nW, nWh, nE = np.zeros(spec.depth), np.zeros(spec.depth), np.zeros(spec.depth)
     for i, (L, W) in enumerate(zip(spec.layers, weights)):
         W = check_finite_array(W, f"weights of {L.name}")
-        w = layer_operator_norm_upper(L, W, conv_method)
+        w = float(norm_W[i]) if norm_W is not None else layer_operator_norm_upper(L, W, conv_method)
         nW[i] = w
         pi = float(p[i])
         if pi == 0:
