@@ -26,7 +26,12 @@ from .errors import ProbPruneError, UnsupportedLayerError, check_positive, check
 # --------------------------------------------------------------------------------------------- activations
 @dataclass(frozen=True)
 class Activation:
-    """A coordinate-wise activation: its Lipschitz constant and the facts the bounds need (§1.2)."""
+    """A coordinate-wise activation: its Lipschitz constant and the facts the bounds need (§1.2).
+
+    The one activation table of the package: ``numpy(x)``, ``torch(x)`` (a tensor function, batched) and
+    ``module()`` (a fresh ``nn.Module``) are the only dispatches on the name; ``ACTIVATIONS`` lists the names and
+    :func:`activation` resolves aliases. Everything else (Monte Carlo forward passes, reference models, to_torch)
+    calls these."""
 
     name: str
     lipschitz: float
@@ -39,50 +44,70 @@ class Activation:
         return self.value_at_zero == 0.0
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
-        if self.name == "identity":
-            return x
-        if self.name == "relu":
-            return np.maximum(x, 0.0)
-        if self.name == "leaky_relu":
-            return np.where(x >= 0, x, self.slope * x)
-        if self.name == "tanh":
-            return np.tanh(x)
-        if self.name == "hardtanh":
-            return np.clip(x, -1.0, 1.0)
-        if self.name == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-x))
-        raise ProbPruneError(f"unknown activation {self.name!r}")
+        return _ACT_IMPL[self.name][0](x, self.slope)
 
-    def torch_module(self):
-        import torch.nn as nn
+    def torch(self, x):
+        """sigma applied to a torch tensor (any shape, batched)."""
+        return _ACT_IMPL[self.name][1](x, self.slope)
 
-        return {
-            "identity": nn.Identity,
-            "relu": nn.ReLU,
-            "tanh": nn.Tanh,
-            "hardtanh": nn.Hardtanh,
-            "sigmoid": nn.Sigmoid,
-        }.get(self.name, None)() if self.name != "leaky_relu" else nn.LeakyReLU(self.slope)
+    def module(self):
+        """A fresh ``torch.nn`` module computing sigma."""
+        return _ACT_IMPL[self.name][2](self.slope)
+
+    def torch_module(self):  # kept name (to_torch and older callers)
+        return self.module()
+
+
+def _nn(cls_name: str, *args):
+    import torch.nn as nn
+
+    return getattr(nn, cls_name)(*args)
+
+
+def _tf(fn_name: str):
+    """torch.nn.functional.<fn_name>(x) (and (x, slope) for leaky_relu)."""
+
+    def f(x, slope=None):
+        import torch.nn.functional as F
+
+        return getattr(F, fn_name)(x, slope) if fn_name == "leaky_relu" else getattr(F, fn_name)(x)
+
+    return f
+
+
+#: name -> (numpy function, torch function, module factory); each takes the leaky-ReLU slope (ignored elsewhere)
+_ACT_IMPL = {
+    "identity": (lambda x, a: x, lambda x, a: x, lambda a: _nn("Identity")),
+    "relu": (lambda x, a: np.maximum(x, 0.0), _tf("relu"), lambda a: _nn("ReLU")),
+    "leaky_relu": (lambda x, a: np.where(x >= 0, x, a * x),
+                   _tf("leaky_relu"),
+                   lambda a: _nn("LeakyReLU", a)),
+    "tanh": (lambda x, a: np.tanh(x), _tf("tanh"), lambda a: _nn("Tanh")),
+    "hardtanh": (lambda x, a: np.clip(x, -1.0, 1.0), _tf("hardtanh"), lambda a: _nn("Hardtanh")),
+    "sigmoid": (lambda x, a: 1.0 / (1.0 + np.exp(-x)), _tf("sigmoid"), lambda a: _nn("Sigmoid")),
+}
+#: canonical activation names (the registry's "activation" kind); aliases in ``ACTIVATION_ALIASES``
+ACTIVATIONS: tuple[str, ...] = tuple(_ACT_IMPL)
+ACTIVATION_ALIASES = {"linear": "identity", "none": "identity", "leakyrelu": "leaky_relu"}
 
 
 def activation(name: str, slope: float = 0.01) -> Activation:
     """Activation by name: identity, relu, leaky_relu (slope a: L = max(1, |a|)), tanh, hardtanh, sigmoid."""
-    name = name.lower().replace("-", "_")
-    if name in ("identity", "linear", "none"):
+    key = str(name).lower().replace("-", "_")
+    key = ACTIVATION_ALIASES.get(key, key)
+    if key == "identity":
         return Activation("identity", 1.0)
-    if name == "relu":
+    if key == "relu":
         return Activation("relu", 1.0)
-    if name in ("leaky_relu", "leakyrelu"):
+    if key == "leaky_relu":
         return Activation("leaky_relu", max(1.0, abs(slope)), slope=float(slope))
-    if name == "tanh":
+    if key == "tanh":
         return Activation("tanh", 1.0, positively_homogeneous=False)
-    if name == "hardtanh":
+    if key == "hardtanh":
         return Activation("hardtanh", 1.0, positively_homogeneous=False)
-    if name == "sigmoid":
+    if key == "sigmoid":
         return Activation("sigmoid", 0.25, value_at_zero=0.5, positively_homogeneous=False)
-    raise ProbPruneError(
-        f"unknown activation {name!r}; supported: identity, relu, leaky_relu, tanh, hardtanh, sigmoid"
-    )
+    raise ProbPruneError(f"unknown activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
 
 
 # --------------------------------------------------------------------------------------------- layers

@@ -1,0 +1,235 @@
+"""Registries of the package's strategies: pruning methods, weight laws, bounds (open_lth-style).
+
+One spelling per strategy across API, CLI and JSON: every entry has one canonical name; accepted aliases are mapped
+to it once, by :func:`canonical`, which raises :class:`~probprune.errors.ProbPruneError` listing the choices for an
+unknown name. Modules validate names through this file instead of keeping their own tuples of strings.
+
+* ``METHODS``: pruning methods, each with the sampling model it implies (THEORY §1.5, §1.6, §5) and the
+  statements that cover it (a-priori theorem, per-network certificate).
+* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12).
+* ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
+  implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
+* ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.networks.ACTIVATIONS``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from .errors import ProbPruneError
+
+
+# --------------------------------------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class PruningMethod:
+    """A pruning method and the sampling model it implies.
+
+    ``family``: what ranks the weights (magnitude | random | snip | grad | structured). ``sampling``: how the
+    pruned set is drawn given the ranking: "threshold" (every |w| < tau_i = q_i a_i, count Binomial(N_i, q_i);
+    THEORY §1.5), "exact" (exactly k_i = floor(q_i N_i) entries; ties by flat index, see
+    :func:`probprune.pruning.sampling.exact_k_prune_mask`), "bernoulli" (each entry independently with probability
+    p_i, independent of W; §1.6 R-Bern). ``rescaled``: kept weights multiplied by 1/(1 - p_i) (§1.6).
+    ``apriori``: statement id of the a-priori theorem covering it under the paper's weight law (None: none).
+    ``certificate``: per-network certificate statement (Cert-D holds for every mask; Cert-R for masks drawn
+    independently of W). ``cert_r_sampling``: the ``sampling`` argument of
+    :func:`probprune.certificates.certify_random` for this method (None when Cert-R does not apply).
+    """
+
+    name: str
+    family: str
+    sampling: str
+    theory: str
+    description: str
+    rescaled: bool = False
+    apriori: str | None = None
+    certificate: str = "cert-D"
+    cert_r_sampling: str | None = None
+    needs_data: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def data_free(self) -> bool:
+        return not self.needs_data
+
+    @property
+    def is_random(self) -> bool:
+        """Mask drawn independently of the weights (Cert-R applies)."""
+        return self.cert_r_sampling is not None
+
+
+@dataclass(frozen=True)
+class WeightLaw:
+    """A weight law of the target network: U[-a_i, a_i] or N(0, s_i^2) with s_i = a_i (THEORY §1.3, §3.12)."""
+
+    name: str
+    theory: str
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A statement of docs/THEORY.md and the function implementing it (``target`` = "module:function")."""
+
+    name: str  # the statement id (proofs_check.statements)
+    theory: str
+    target: str
+    kind: str  # "a-priori" | "certificate" | "lemma" | "lottery"
+    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def function(self) -> Callable:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _table(*entries) -> Mapping:
+    return MappingProxyType({e.name: e for e in entries})
+
+
+METHODS: Mapping[str, PruningMethod] = _table(
+    PruningMethod("magnitude", "magnitude", "threshold", "THEORY §1.5, §3.4 Theorem RM",
+                  "prune every |w| < q_i a_i per layer (threshold form; count Binomial(N_i, q_i))",
+                  apriori="thm-RM-RR", aliases=("magnitude_threshold", "rm")),
+    PruningMethod("magnitude_exact", "magnitude", "exact", "THEORY §1.5 exact-k, §3.11 Cert-D",
+                  "prune the floor(q_i N_i) smallest |w| per layer (ties by flat index); no a-priori bound (§7)",
+                  aliases=("magnitude_topk", "exact_k_magnitude")),
+    PruningMethod("random", "random", "bernoulli", "THEORY §1.6 R-Bern, §3.4 Theorem RR",
+                  "prune each entry independently with probability p_i; kept weights unchanged",
+                  apriori="thm-RM-RR", certificate="cert-R-bern", cert_r_sampling="bernoulli",
+                  aliases=("random_bernoulli", "bernoulli", "r_bern", "rr")),
+    PruningMethod("random_rescaled", "random", "bernoulli", "THEORY §1.6 R-Bern-rescaled, §3.4 Theorem RR'",
+                  "R-Bern, then kept weights multiplied by 1/(1 - p_i) (inverted dropout)", rescaled=True,
+                  apriori="thm-RM-RR", certificate="cert-R-rescaled", cert_r_sampling="rescaled",
+                  aliases=("rescaled", "r_bern_rescaled", "random_bernoulli_rescaled")),
+    PruningMethod("random_exact", "random", "exact", "THEORY §1.6 R-exact, §3.11 Cert-R",
+                  "prune a uniformly random subset of exactly floor(p_i N_i) entries per layer",
+                  apriori="RR-mask", certificate="cert-R-exact", cert_r_sampling="exact",
+                  aliases=("r_exact", "exact_random")),
+    PruningMethod("snip", "snip", "exact", "THEORY §5 (SNIP |w dL/dw|), §3.11 Cert-D",
+                  "prune the lowest |w * dL/dw| on a data batch (exact count)", needs_data=True),
+    PruningMethod("grad", "grad", "exact", "THEORY §5 (gradient-magnitude scores), §3.11 Cert-D",
+                  "prune the lowest |dL/dw| scores on a data batch (exact count)", needs_data=True),
+    PruningMethod("structured", "structured", "exact", "THEORY §5 (structured neuron/channel pruning), §3.11 Cert-D",
+                  "remove whole neurons/channels by the l1/l2 norm of their weights"),
+)
+
+LAWS: Mapping[str, WeightLaw] = _table(
+    WeightLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
+    WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n")),
+)
+
+BOUNDS: Mapping[str, Bound] = _table(
+    Bound("thm-RM-RR", "THEORY §3.4, §3.6, §3.12", "probprune.bounds:apriori_bound", "a-priori",
+          "Theorems RM, RR, RR' (and RC for conv layers, Gaussian analogue): eps bound w.p. >= 1 - delta",
+          aliases=("apriori",)),
+    Bound("RR-mask", "THEORY §3.4 RR-mask", "probprune.bounds:exact_k_bound", "a-priori",
+          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",)),
+    Bound("cert-D", "THEORY §3.11 Cert-D", "probprune.certificates:certify", "certificate",
+          "deterministic per-network certificate Lip min(A-fwd, A-bwd) with certified operator norms",
+          aliases=("cert_d", "certd")),
+    Bound("cert-R-bern", "THEORY §3.11 Cert-R", "probprune.certificates:certify_random", "certificate",
+          "per-network certificate over an R-Bern mask (sampling='bernoulli')", aliases=("cert_r", "certr")),
+    Bound("cert-R-rescaled", "THEORY §3.11 Cert-R", "probprune.certificates:certify_random", "certificate",
+          "per-network certificate over an R-Bern-rescaled mask (sampling='rescaled')"),
+    Bound("cert-R-exact", "THEORY §3.11 Cert-R", "probprune.certificates:certify_random", "certificate",
+          "per-network certificate over an R-exact mask (sampling='exact')"),
+    Bound("lemmaA-general", "THEORY §3.1", "probprune.certificates:lemma_a_general", "lemma",
+          "Lemma A general form (biases, sigma(0) != 0): (A-fwd, A-bwd)"),
+    Bound("A-star", "THEORY §3.1 (A*)", "probprune.bounds:product_form", "lemma",
+          "Lip prod(B) (prod(1 + eta_i/B_i) - 1)"),
+    Bound("beta-def", "THEORY §3", "probprune.bounds:beta", "lemma",
+          "beta(s2, R, lam): the inverse of the matrix Bernstein tail"),
+    Bound("composition", "THEORY §4.4", "probprune.subsetsum.construction:compose_bound", "lottery",
+          "error composition of per-layer subset-sum approximations"),
+)
+
+_KINDS: dict[str, Mapping] = {"method": METHODS, "law": LAWS, "bound": BOUNDS}
+
+
+@dataclass(frozen=True)
+class ActivationName:
+    """An activation of the one table in ``probprune.networks`` (its numpy/torch/module dispatch lives there)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def activation(self):
+        from .networks import activation
+
+        return activation(self.name)
+
+
+def _activation_table() -> Mapping[str, ActivationName]:
+    from .networks import ACTIVATION_ALIASES, ACTIVATIONS  # the one activation table (networks.py)
+
+    return MappingProxyType({n: ActivationName(n, tuple(a for a, c in ACTIVATION_ALIASES.items() if c == n))
+                             for n in ACTIVATIONS})
+
+
+def _norm(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def table(kind: str) -> Mapping:
+    """The registry of ``kind``: "method", "law", "bound" or "activation"."""
+    if kind == "activation":
+        return _activation_table()
+    if kind not in _KINDS:
+        raise ProbPruneError(f"unknown registry kind {kind!r}; choices: {', '.join([*_KINDS, 'activation'])}")
+    return _KINDS[kind]
+
+
+def choices(kind: str) -> tuple[str, ...]:
+    """Canonical names of ``kind`` in registration order (for CLI Enum choices)."""
+    return tuple(table(kind))
+
+
+def canonical(kind: str, name: str) -> str:
+    """The canonical spelling of ``name`` in registry ``kind`` (aliases, case, '-'/'_' folded).
+
+    Raises ProbPruneError naming the kind and listing the canonical choices when ``name`` is unknown."""
+    tab = table(kind)
+    if name in tab:  # exact canonical spelling (bound ids keep their '-')
+        return name
+    key = _norm(name)
+    for canon, entry in tab.items():
+        if key == _norm(canon) or key in (_norm(a) for a in getattr(entry, "aliases", ())):
+            return canon
+    raise ProbPruneError(f"unknown {kind} {name!r}; choices: {', '.join(tab)}")
+
+
+def get(kind: str, name: str):
+    """The registry entry for ``name`` (any accepted spelling)."""
+    return table(kind)[canonical(kind, name)]
+
+
+def method(name: str) -> PruningMethod:
+    return get("method", name)
+
+
+def law(name: str) -> WeightLaw:
+    return get("law", name)
+
+
+def bound(name: str) -> Bound:
+    return get("bound", name)
+
+
+def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMethod:
+    """The registered method with this family, sampling model and rescaling (e.g. ("random", "exact") ->
+    random_exact); ProbPruneError when no method has that combination."""
+    for m in METHODS.values():
+        if (m.family, m.sampling, m.rescaled) == (family, sampling, bool(rescaled)):
+            return m
+    raise ProbPruneError(f"no registered pruning method with family={family!r}, sampling={sampling!r}"
+                         f"{', rescaled' if rescaled else ''}; methods: {', '.join(METHODS)}")
+
+
+__all__ = ["PruningMethod", "WeightLaw", "Bound", "ActivationName", "METHODS", "LAWS", "BOUNDS", "table", "choices", "canonical",
+           "get", "method", "law", "bound", "method_for"]
