@@ -25,26 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import attack
 from ..errors import ProbPruneError
 from ..networks import NetSpec
 
 SVD_SAFETY = 1.0 + 1e-9  # multiply float64 SVD norms by this to get an upper bound (§3.11)
-
-
-def _act(name: str, slope: float | None):
-    if name == "identity":
-        return lambda z: z
-    if name == "relu":
-        return torch.relu
-    if name == "leaky_relu":
-        return lambda z: F.leaky_relu(z, slope)
-    if name == "tanh":
-        return torch.tanh
-    if name == "hardtanh":
-        return F.hardtanh
-    if name == "sigmoid":
-        return torch.sigmoid
-    raise ProbPruneError(f"unknown activation {name!r}")
 
 
 def is_linear_fcn(spec: NetSpec) -> bool:
@@ -87,7 +72,7 @@ def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Ten
             if biases is not None and biases[i] is not None:
                 h = h + biases[i]
         if i < spec.depth - 1 and not linear:
-            h = _act(L.act.name, L.act.slope)(h)
+            h = L.act.torch(h)  # the one activation table (networks.Activation)
             if L.pool is not None:
                 pool = F.max_pool2d if L.pool.kind == "max" else F.avg_pool2d
                 h = pool(h, L.pool.kernel, L.pool.stride)
@@ -159,16 +144,6 @@ def cert_d(spec: NetSpec, norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.
 
 
 # ------------------------------------------------------------------------------------------------ PGD lower bound
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    nrm = x.flatten(2).norm(dim=-1).clamp_min(1e-300)
-    return x / nrm.reshape(*nrm.shape, *([1] * (x.dim() - 2)))
-
-
-def _proj_ball(x: torch.Tensor) -> torch.Tensor:
-    nrm = x.flatten(2).norm(dim=-1).clamp_min(1.0)
-    return x / nrm.reshape(*nrm.shape, *([1] * (x.dim() - 2)))
-
-
 def top_right_singular_vectors(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor]) -> torch.Tensor:
     """Top right singular vector of the difference of the linear parts (activations -> identity), (n, d_0); FCN only."""
     D = product(_matrices(spec, W)) - product(_matrices(spec, What))
@@ -182,22 +157,13 @@ def pgd_starts(spec: NetSpec, W, What, n_random: int, generators: Sequence[torch
     so a trial's starts do not depend on how trials are batched), +-e_j for every input coordinate, and +-the top
     right singular vector of the linear part (FCNs)."""
     n = W[0].shape[0]
-    d0 = int(np.prod(spec.input_shape))
-    parts = []
-    if n_random > 0:
-        if generators is None:
-            raise ProbPruneError("random PGD starts need one torch.Generator per trial")
-        parts.append(torch.stack([torch.randn(n_random, d0, generator=g, dtype=torch.float64) for g in generators]))
-    if basis:
-        eye = torch.eye(d0, dtype=torch.float64)
-        parts.append(torch.cat([eye, -eye]).unsqueeze(0).expand(n, 2 * d0, d0))
-    if svd_start and spec.is_fcn:
-        v = top_right_singular_vectors(spec, W, What)
-        parts.append(torch.stack([v, -v], dim=1))
-    if not parts:
-        raise ProbPruneError("PGD needs at least one start")
-    x = torch.cat(parts, dim=1)
-    x = _unit(x)
+    if n_random > 0 and generators is None:
+        raise ProbPruneError("random PGD starts need one torch.Generator per trial")
+    v = top_right_singular_vectors(spec, W, What) if (svd_start and spec.is_fcn) else None
+    x = torch.stack([attack.starts(spec.input_shape, n_random, generators[k] if n_random > 0 else None, basis,
+                                   None if v is None else torch.stack([v[k], -v[k]]))
+                     for k in range(n)])
+    x = attack.unit(x)
     return x.reshape(n, x.shape[1], *spec.input_shape)
 
 
@@ -242,49 +208,13 @@ def pgd_lower_bound(
 
 
 def _pgd_block(spec, W, What, x, iters, step, homog, biases=None):
-    best = torch.zeros(x.shape[0], dtype=torch.float64)
-    feasible = _proj_ball if not homog else _unit
-    x = feasible(x)
-    S = x.shape[1]
-    fp_iters = iters // 2 if homog else 0
-    if homog:
-        # two chains per start: a local chain (normalized-gradient steps only) and a fixed-point chain (power steps on
-        # the current linear region, then local steps); the fixed-point step is non-local and can jump away from a
-        # narrow maximum that the local chain keeps.
-        x = torch.cat([x, x], dim=1)
-    fp_chain = torch.zeros(x.shape[1], dtype=torch.bool)
-    fp_chain[S:] = homog
-    fp_chain = fp_chain.reshape(1, -1, *([1] * (x.dim() - 2)))
-    for t in range(iters + 1):
-        x = x.detach().requires_grad_(t < iters)
-        with torch.set_grad_enabled(t < iters):
-            diff = batched_forward(spec, W, x, biases=biases) - batched_forward(spec, What, x, biases=biases)
-            f = (diff * diff).sum(-1)  # (n, S)
-        val = f.detach().sqrt()
-        nrm = x.detach().flatten(2).norm(dim=-1).clamp_min(1.0)
-        if homog:
-            val = val / nrm  # F(cx) = cF(x): value at x / max(1, ||x||)
-        else:
-            val = torch.where(nrm <= 1.0 + 1e-12, val, torch.zeros_like(val))
-        best = torch.maximum(best, val.max(dim=1).values)
-        if t == iters:
-            break
-        (g,) = torch.autograd.grad(f.sum(), x)
-        g = g.detach()
-        gn = g.flatten(2).norm(dim=-1)
-        gn = gn.reshape(*gn.shape, *([1] * (g.dim() - 2)))
-        xd = x.detach()
-        ok = gn > 0
-        u = torch.where(ok, g / gn.clamp_min(1e-300), torch.zeros_like(g))
-        # local chains: geometric step decay step -> step*1e-4 over all iterations;
-        # fixed-point chains: power steps for fp_iters, then the same decay over the remaining iterations
-        eta_loc = step * (1e-4) ** (t / max(1, iters - 1))
-        tt = max(0, t - fp_iters)
-        eta_fp = step * (1e-4) ** (tt / max(1, iters - fp_iters - 1))
-        x_loc = xd + eta_loc * u
-        x_fp = torch.where(ok, u, xd) if t < fp_iters else xd + eta_fp * u
-        x = feasible(torch.where(fp_chain, x_fp, x_loc))
-    return best
+    """One sub-batch of trials through the package's one PGD (:func:`probprune.attack.pgd_ascent`)."""
+
+    def sq_diff(z):
+        diff = batched_forward(spec, W, z, biases=biases) - batched_forward(spec, What, z, biases=biases)
+        return (diff * diff).sum(-1)  # (n, S)
+
+    return attack.pgd_ascent(sq_diff, x, iters, step, homog)[0]
 
 
 # ------------------------------------------------------------------------------------------------ average case
