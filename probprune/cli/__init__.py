@@ -1,10 +1,15 @@
 """The ``probprune`` command line. Each command group lives in its own module and registers on ``app``.
 
-Errors: any :class:`~probprune.errors.ProbPruneError` (a ValueError), a missing file or a corrupt model file
-is printed as one line ``error: ...`` on stderr with exit code 2; never a traceback.
+Errors (docs/cli.md): every failure, usage errors included (no command, a missing or misspelt option, a bad value),
+prints exactly one line ``error: ...`` on stderr and exits with status 2; with ``--json`` a JSON error object
+``{"schema": "probprune.error/1", "error": ..., "command": ...}`` is printed on stdout as well. An unexpected
+exception prints ``error: internal error: <type>: <message>`` (exit 2); ``PROBPRUNE_DEBUG=1`` re-raises it with
+its traceback. Ctrl-C exits with status 130 and one line saying that finished work is kept.
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import typer
@@ -17,33 +22,106 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version_callback(value: bool):
+    if value:
+        from .. import __version__
+
+        typer.echo(f"probprune {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_callback,
+                                 help="print the version and exit"),
+):
+    """Explicit-constant pruning bounds, pruning methods, Monte Carlo checks and subset-sum lottery tickets."""
+
+
 # importing the command modules registers their commands on ``app``
 from . import bounds_cmds, prune_cmds, mc_cmds, lottery_cmds, experiment_cmds  # noqa: E402,F401
 
 
+def _click_exception_types() -> tuple[type, ...]:
+    """ClickException of click and of typer's vendored copy (whichever are installed)."""
+    types = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(mod, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    return isinstance(exc, _click_exception_types()) or any(
+        c.__name__ == "ClickException" and "click" in c.__module__ for c in type(exc).__mro__)
+
+
+def _one_line(s: str) -> str:
+    return " ".join(str(s).split())
+
+
+def _usage_message(exc) -> str:
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        ctx = getattr(exc, "ctx", None)
+        cmds = []
+        if ctx is not None and hasattr(ctx.command, "list_commands"):
+            cmds = [c for c in ctx.command.list_commands(ctx)]
+        where = ctx.command_path if ctx is not None else "probprune"
+        return f"missing command for `{where}`; one of: {', '.join(cmds)} (see `{where} --help`)"
+    msg = _one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and type(exc).__name__ != "FileError":
+        msg += f" (see `{ctx.command_path} --help`)"
+    return msg
+
+
+def _json_requested(argv: list[str]) -> bool:
+    args = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in args
+
+
+def _fail(msg: str, argv: list[str]) -> None:
+    msg = _one_line(msg) or "failed"
+    if _json_requested(argv):
+        cmd = " ".join(a for a in argv if not a.startswith("-"))[:200]
+        typer.echo(json.dumps({"schema": "probprune.error/1", "error": msg, "command": cmd}))
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and turn every failure into one ``error:`` line and exit status 2."""
     from ..errors import ProbPruneError
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rv = app(args=argv, standalone_mode=False)
-    except (ProbPruneError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        typer.echo(f"error: {msg}", err=True)
-        sys.exit(2)
+        rv = app(args=args, prog_name="probprune", standalone_mode=False)
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
+        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        _fail("aborted", args)
+    except ProbPruneError as exc:
+        _fail(str(exc) or type(exc).__name__, args)
+    except OSError as exc:  # missing/unwritable files, folders in the way, a full disk
+        if exc.strerror and exc.filename:
+            _fail(f"{exc.strerror}: {exc.filename}", args)
+        _fail(str(exc) or type(exc).__name__, args)
+    except Exception as exc:
+        if _is_click_exception(exc):
+            _fail(_usage_message(exc), args)
+        if os.environ.get("PROBPRUNE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {str(exc)[:300]} (set PROBPRUNE_DEBUG=1 for the traceback)",
+              args)
+    if rv == 130:  # typer turns a KeyboardInterrupt inside a command into a returned Exit(130)
+        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
     # like a console script: always leave through SystemExit (a command may return an int exit code)
     sys.exit(rv if isinstance(rv, int) else 0)

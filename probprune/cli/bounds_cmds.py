@@ -7,14 +7,15 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import app
-from .common import emit, parse_float_list, parse_int_list
+from .common import (Activation, BoundMethod, BudgetMethod, BudgetMode, CertMethod, ConvNorm, Dataset, LazyConsole,
+                     Law, atomic_write, check_finite, check_int, check_output_path, deprecated, emit, json_option,
+                     parse_float_list, parse_int_list, val)
 from ..errors import ProbPruneError, check_delta, check_eps, check_fraction
 
-console = Console()
+console = LazyConsole()
 
 DEFAULT_WIDTHS = "784,300,100,10"
 
@@ -26,7 +27,21 @@ def _spec(widths: str, activation: str, K: float):
 
 
 def _parse_shape(s: Optional[str]):
-    return None if not s else tuple(parse_int_list(s, "--input-shape"))
+    if not s:
+        return None
+    shape = tuple(parse_int_list(s, "--input-shape"))
+    if not shape or any(v < 1 for v in shape):
+        raise ProbPruneError(f"--input-shape must be positive integers C,H,W, got {s!r}")
+    return shape
+
+
+def _refuse_zero_layers(parsed, path: str) -> None:
+    """A weight layer that is all zero makes the network constant; the certified budget divides by the product of
+    the layer norms, so refuse with a message naming the layer instead of dividing by zero."""
+    for name, w in zip(parsed.names, parsed.weights):
+        if not np.any(np.asarray(w)):
+            raise ProbPruneError(f"weight layer {name!r} of {path} is all zero (the network is constant); "
+                                 "the certified budget needs non-zero layers")
 
 
 def _budget_table(d: dict, title: str) -> None:
@@ -65,33 +80,39 @@ def _train_demo(seed: int):
 def budget(
     eps: float = typer.Option(0.5, help="error budget: sup_{||x||<=1} ||F(x) - F_pruned(x)|| <= eps"),
     delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
-    method: str = typer.Option("magnitude", help="magnitude | random | random_rescaled"),
-    mode: str = typer.Option("optimal", help="optimal | uniform | equal_share (layer allocation)"),
+    method: BudgetMethod = typer.Option("magnitude", help="pruning method (with --model: magnitude or random)"),
+    mode: BudgetMode = typer.Option("optimal", help="layer allocation (with --model: optimal or uniform)"),
     widths: str = typer.Option(DEFAULT_WIDTHS, help="layer widths d_0,...,d_l of the target spec"),
     K: float = typer.Option(1.0, "--K", help="paper law: weights U[-K/sqrt(m_i), K/sqrt(m_i)]"),
-    activation: str = typer.Option("relu", help="relu | leaky_relu | tanh | hardtanh | identity"),
-    law: str = typer.Option("uniform", help="uniform (paper) | gaussian (N(0, (K/sqrt(m_i))^2))"),
+    activation: Activation = typer.Option("relu", help="activation of the target spec"),
+    law: Law = typer.Option("uniform", help="uniform (paper) | gaussian (N(0, (K/sqrt(m_i))^2))"),
     model: Optional[str] = typer.Option(None, help="a saved torch model or state dict: certified budget for it"),
     arch: Optional[str] = typer.Option(None, help="architecture for a state dict (lenet_300_100, mlp:300,100, ...)"),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
     trained_demo: bool = typer.Option(True, help="also certify a LeNet-300-100 trained on real MNIST (seconds)"),
     seed: int = typer.Option(0, help="seed for the demo network's training"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9)."""
     from ..budget import certified_budget, max_prunable
     from ..networks import from_torch
 
+    method, mode, activation, law = val(method), val(mode), val(activation), val(law)
     check_eps(eps)
     check_delta(delta)
+    check_finite(K, "--K", lo=0, lo_open=True)
+    if model is not None and (method == "random_rescaled" or mode == "equal_share"):
+        raise ProbPruneError("budget --model inverts a certificate: use --method magnitude|random and "
+                             "--mode optimal|uniform (random_rescaled and equal_share are for the a-priori spec)")
     out: dict
     if model is not None:
         from ..modelio import load_model
 
         mdl = load_model(model, arch, _parse_shape(input_shape))
         parsed = from_torch(mdl, _parse_shape(input_shape))
-        meth = "random" if method.startswith("random") else method
-        res = certified_budget(parsed, eps, meth, "optimal" if mode == "equal_share" else mode, delta=delta)
+        _refuse_zero_layers(parsed, model)
+        meth = method
+        res = certified_budget(parsed, eps, meth, mode, delta=delta)
         out = res.as_dict() | {"model": model}
         emit(out, as_json, lambda d: _budget_table(d, f"Certified budget for {model} ({meth}, Cert-{'D' if meth == 'magnitude' else 'R'})"))
         return
@@ -124,16 +145,18 @@ def budget(
 def bound(
     fraction: str = typer.Option(..., help="pruned fraction q (one value, or one per layer: 0.1,0.05,0)"),
     delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
-    method: str = typer.Option("magnitude", help="magnitude | random | random_rescaled | random_exact"),
+    method: BoundMethod = typer.Option("magnitude", help="pruning method"),
     widths: str = typer.Option(DEFAULT_WIDTHS, help="layer widths d_0,...,d_l"),
     K: float = typer.Option(1.0, "--K", help="paper law constant K"),
-    activation: str = typer.Option("relu"),
-    law: str = typer.Option("uniform", help="uniform | gaussian"),
-    as_json: bool = typer.Option(False, "--json"),
+    activation: Activation = typer.Option("relu", help="activation of the spec"),
+    law: Law = typer.Option("uniform", help="uniform | gaussian"),
+    as_json: bool = json_option(),
 ):
     """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12)."""
     from ..bounds import apriori_bound, exact_k_bound
 
+    method, activation, law = val(method), val(activation), val(law)
+    check_finite(K, "--K", lo=0, lo_open=True)
     spec = _spec(widths, activation, K)
     q = parse_float_list(fraction, "--fraction")
     q = q[0] if len(q) == 1 else q
@@ -164,15 +187,15 @@ def bound(
 @app.command()
 def certify(
     model: str = typer.Option(..., help="a saved torch model (or state dict with --arch)"),
-    method: str = typer.Option("magnitude", help="magnitude (layer-wise exact-k) | random (Bernoulli)"),
+    method: CertMethod = typer.Option("magnitude", help="magnitude (layer-wise exact-k) | random (Bernoulli)"),
     fraction: float = typer.Option(..., help="pruned fraction in every weight layer"),
     delta: float = typer.Option(0.05, help="for random: probability over the mask"),
     arch: Optional[str] = typer.Option(None),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
-    dataset: Optional[str] = typer.Option(None, help="real inputs for the measured error (default from input size)"),
+    dataset: Optional[Dataset] = typer.Option(None, help="real inputs for the measured error (default from input size)"),
     seed: int = typer.Option(0, help="mask seed (random)"),
-    conv_norm: str = typer.Option("fft", help="fft (exact periodic norm, Sedghi et al.) | kernel (Lemma C)"),
-    as_json: bool = typer.Option(False, "--json"),
+    conv_norm: ConvNorm = typer.Option("fft", help="fft (exact periodic norm, Sedghi et al.) | kernel (Lemma C)"),
+    as_json: bool = json_option(),
 ):
     """Certificate for one trained network and pruning (THEORY §3.11), with the measured error on real inputs."""
     import torch
@@ -183,7 +206,10 @@ def certify(
     from ..modelio import INPUT_DIM_TO_DATASET, load_model
     from ..networks import from_torch
 
+    method, dataset, conv_norm = val(method), val(dataset), val(conv_norm)
     check_fraction(fraction)
+    if method == "random":
+        check_delta(delta)
     if method not in ("magnitude", "random"):
         raise ProbPruneError(f"unknown method {method!r}; use magnitude or random")
     shape = _parse_shape(input_shape)
@@ -205,6 +231,9 @@ def certify(
     dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(spec.input_shape)))
     if dsname:
         ds = load_dataset(dsname, images=len(spec.input_shape) == 3)
+        if int(np.prod(ds.input_shape)) != int(np.prod(spec.input_shape)):
+            raise ProbPruneError(f"--dataset {dsname} gives inputs of shape {tuple(ds.input_shape)}, but {model} "
+                                 f"expects {tuple(spec.input_shape)}")
         X = ds.X_test.double()
         norms = X.flatten(1).norm(dim=1)
         X = X / norms.max()
@@ -252,16 +281,25 @@ def width(
     d0: int = typer.Option(784, help="input width"),
     dl: int = typer.Option(10, help="output width"),
     depth: int = typer.Option(3, help="number of weight layers l"),
-    method: str = typer.Option("magnitude"),
+    method: BudgetMethod = typer.Option("magnitude", help="pruning method"),
     K: float = typer.Option(1.0, "--K"),
     alpha: Optional[float] = typer.Option(None, help="paper shape: alpha in (0,1)"),
     C: Optional[str] = typer.Option(None, help="paper shape: C1,C2,C3,C4,C5 (unknown in the paper: yours)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_option(),
 ):
     """Smallest hidden width guaranteeing (eps, delta): our explicit bound, and Theorem 1's shape with your constants."""
     from ..bounds import paper_width_condition
     from ..budget import min_width
 
+    method = val(method)
+    check_eps(eps)
+    check_delta(delta)
+    check_fraction(fraction)
+    check_finite(gamma, "--gamma")
+    check_finite(K, "--K", lo=0, lo_open=True)
+    check_finite(alpha, "--alpha", lo=0, hi=1, lo_open=True, hi_open=True)
+    for v, nm in ((d_ref, "--d-ref"), (d0, "--d0"), (dl, "--dl"), (depth, "--depth")):
+        check_int(v, nm, 1)
     r = min_width(eps, delta, fraction, d0, dl, depth, method, K, gamma=gamma, d_ref=d_ref)
     out = {"eps": eps, "delta": delta, "method": method, "schedule": r.schedule, "min_width_explicit": r.width,
            "note": r.note, "provenance_explicit": "[D] THEORY.md §3.4 bound, scanned over width"}
@@ -285,25 +323,35 @@ def width(
 
 @app.command("train")
 def train_cmd(
-    out: str = typer.Option(..., help="where to save the trained model (state dict + architecture name)"),
-    model: str = typer.Option("lenet_300_100", help="lenet_300_100 | lenet5 | conv2 | mlp:W1,W2,..."),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d (all offline)"),
-    epochs: int = typer.Option(2),
+    out: str = typer.Option(..., help="model file to write (state dict + architecture name)"),
+    arch: str = typer.Option("lenet_300_100", help="built-in architecture: lenet_300_100 | lenet5 | conv2 | "
+                                                   "mlp:W1,W2,..."),
+    model: Optional[str] = typer.Option(None, hidden=True, help="deprecated spelling of --arch"),
+    dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
+    epochs: int = typer.Option(2, help="training epochs (>= 1)"),
     bias: bool = typer.Option(True, help="layers with biases (the certificate handles them)"),
     seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_option(),
 ):
     """Train a model on an offline dataset and save it, ready for `probprune certify --model` / `budget --model`."""
     from ..data import load_dataset
     from ..modelio import save_model
     from ..models import build_model, is_conv_model
+    from ..progress import progress_bar
     from ..train import evaluate, train
 
+    if model is not None:
+        deprecated("train --model NAME", "--arch NAME")
+        arch = model
+    model, dataset = arch, val(dataset)
+    check_int(epochs, "--epochs", 1)
+    check_output_path(out, "--out")
     ds = load_dataset(dataset, seed=seed, images=is_conv_model(model))
     mdl = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
-    train(mdl, ds, epochs=epochs, seed=seed, eval_each_epoch=False)
+    with progress_bar(epochs, f"train {model}", unit="epoch", enabled=not as_json) as bar:
+        train(mdl, ds, epochs=epochs, seed=seed, eval_each_epoch=False, callback=lambda row: bar.update(1))
     acc = float(evaluate(mdl, ds.X_test, ds.y_test))
-    save_model(mdl, out, arch=model, input_shape=tuple(ds.input_shape))
+    atomic_write(out, lambda tmp: save_model(mdl, tmp, arch=model, input_shape=tuple(ds.input_shape)))
     emit({"out": out, "model": model, "dataset": dataset, "epochs": epochs, "test_accuracy": acc, "seed": seed},
          as_json, lambda d: console.print(f"saved {model} trained on {dataset} ({epochs} epochs, seed {seed}) to {out}: "
                                           f"test accuracy {acc:.2%}"))

@@ -1,8 +1,21 @@
-"""Shared CLI helpers: JSON vs rich-table output, parsing of comma lists, loading models."""
+"""Shared CLI helpers: the option vocabulary (Enum choices), JSON vs rich-table output with one versioned schema
+style, output-path checks before work and atomic writes, comma-list parsing, deprecation notes.
+
+JSON output (docs/cli.md): every command prints one object ``{"schema": "probprune.<command path>/1", ...}``
+(e.g. ``probprune.budget/1``, ``probprune.mc.run/1``); non-finite floats are written as ``null`` and listed in a
+top-level ``"nonfinite": {"<json pointer>": "nan" | "inf" | "-inf"}`` (absent when there are none). Errors with
+``--json`` print ``{"schema": "probprune.error/1", "error": "...", "command": "..."}`` on stdout besides the
+one ``error:`` line on stderr.
+"""
 from __future__ import annotations
 
+import enum
 import json
 import math
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -10,32 +23,213 @@ import typer
 
 from ..errors import ProbPruneError
 
+SCHEMA_VERSION = 1
 
-def _jsonable(x: Any):
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+def _enum(name: str, values) -> type[enum.Enum]:
+    return enum.Enum(name, {v: v for v in values}, type=str)
+
+
+# (kept literal so that `probprune --help` does not import torch; tests/test_cli_vocabulary.py checks them against
+# the library's own tuples)
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "hardtanh", "identity", "sigmoid")
+Activation = _enum("Activation", ACTIVATIONS)
+Law = _enum("Law", ("uniform", "gaussian"))
+BudgetMethod = _enum("BudgetMethod", ("magnitude", "random", "random_rescaled"))
+BoundMethod = _enum("BoundMethod", ("magnitude", "random", "random_rescaled", "random_exact"))
+BudgetMode = _enum("BudgetMode", ("optimal", "uniform", "equal_share"))
+CertMethod = _enum("CertMethod", ("magnitude", "random"))
+ConvNorm = _enum("ConvNorm", ("fft", "kernel"))
+Dataset = _enum("Dataset", ("mnist5k", "digits", "mnist1d"))
+PruneMethod = _enum("PruneMethod", ("magnitude", "random", "snip", "grad", "structured"))
+Scope = _enum("Scope", ("layer", "global"))
+Scheme = _enum("Scheme", ("uniform", "er", "erk", "snip_ratio"))
+Sampling = _enum("Sampling", ("exact", "bernoulli", "threshold"))
+Rounding = _enum("Rounding", ("floor", "round", "ceil"))
+NeuronNorm = _enum("NeuronNorm", ("l1", "l2"))
+Strategy = _enum("Strategy", ("layerwise", "global"))
+Retrain = _enum("Retrain", ("rewind", "lr_rewind", "finetune"))
+Optimizer = _enum("Optimizer", ("adam", "sgd"))
+SumLaw = _enum("SumLaw", ("uniform", "product"))
+SumMode = _enum("SumMode", ("closest", "sparsest"))
+SumMethod = _enum("SumMethod", ("mitm", "milp", "brute"))
+LogBase = _enum("LogBase", ("e", "2", "10"))
+Tolerance = _enum("Tolerance", ("theorem", "per-weight"))
+Signs = _enum("Signs", ("random", "assigned"))
+DataChoice = _enum("DataChoice", ("auto", "mnist5k", "digits", "mnist1d", "none"))
+CONTROLS = ("uniform", "erk", "reinit")
+
+
+def val(x):
+    """The plain value of an Enum option (or ``x`` itself)."""
+    return x.value if isinstance(x, enum.Enum) else x
+
+
+def json_option(help: str = "machine-readable JSON on stdout (schema: docs/cli.md)"):
+    return typer.Option(False, "--json/--no-json", help=help, metavar="")
+
+
+def deprecated(old: str, new: str) -> None:
+    """One-line deprecation note on stderr for an old option spelling that still works."""
+    print(f"note: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_int(x: int, name: str, minimum: int = 1) -> int:
+    if x is None or int(x) < minimum:
+        raise ProbPruneError(f"{name} must be an integer >= {minimum}, got {x}")
+    return int(x)
+
+
+def check_finite(x: float | None, name: str, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> float | None:
+    """A finite float in [lo, hi] (open ends as asked); None passes through."""
+    if x is None:
+        return None
+    v = float(x)
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        rng = ""
+        if lo is not None or hi is not None:
+            rng = (f" in {'(' if lo_open else '['}{'-inf' if lo is None else f'{lo:g}'}, "
+                   f"{'inf' if hi is None else f'{hi:g}'}{')' if hi_open else ']'}")
+        raise ProbPruneError(f"{name} must be a finite number{rng}, got {x}")
+    return v
+
+
+def check_output_path(path: str | os.PathLike | None, name: str, kind: str = "file") -> Path | None:
+    """Check, before any work, that ``path`` can be written: a file (``kind="file"``) must not be an existing
+    folder, a folder (``kind="dir"``) must not be an existing file, and the nearest existing ancestor must be a
+    writable folder. Missing parent folders are created only when the output is written (:func:`atomic_write`),
+    so a failed command leaves nothing behind."""
+    if path is None or str(path) == "":
+        return None
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise ProbPruneError(f"{name} {p} is a folder; give a file path")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise ProbPruneError(f"{name} {p} is a file; give a folder")
+    anc = p.parent if kind == "file" else p
+    while not anc.exists():
+        if anc == anc.parent:
+            break
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ProbPruneError(f"{name} {p}: {anc} is not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ProbPruneError(f"{name} {p}: folder {anc} is not writable")
+    return p
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` writes a temporary file in the same folder, then ``os.replace``.
+    Missing parent folders are created (the one place the CLI creates output folders)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name}-", dir=p.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return atomic_write(path, w)
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+def _jsonable(x: Any, path: str = "", nonfinite: dict | None = None):
+    if isinstance(x, enum.Enum):
+        return x.value
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): _jsonable(v, f"{path}/{k}", nonfinite) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [_jsonable(v, f"{path}/{i}", nonfinite) for i, v in enumerate(x)]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return _jsonable(x.tolist(), path, nonfinite)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (np.floating, float)):
         v = float(x)
-        return v if math.isfinite(v) else None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
+        if math.isfinite(v):
+            return v
+        if nonfinite is not None:
+            nonfinite[path or "/"] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return None
+    if isinstance(x, Path):
+        return str(x)
     return x
 
 
+def command_schema(command_path: str | None = None) -> str:
+    """``probprune.<sub.command>/<version>`` for the running command (from the click context)."""
+    if command_path is None:
+        ctx = None
+        for mod in ("typer._click.globals", "click.globals"):
+            try:
+                ctx = __import__(mod, fromlist=["get_current_context"]).get_current_context(silent=True)
+            except ImportError:
+                continue
+            if ctx is not None:
+                break
+        command_path = ctx.command_path if ctx is not None else "probprune"
+    parts = command_path.split()[1:] or ["probprune"]
+    return f"probprune.{'.'.join(parts)}/{SCHEMA_VERSION}"
+
+
+def to_json(data: dict, schema: str) -> str:
+    nonfinite: dict = {}
+    body = _jsonable(data, "", nonfinite)
+    out = {"schema": schema, **{k: v for k, v in body.items() if k != "schema"}}
+    if nonfinite:
+        out["nonfinite"] = nonfinite
+    return json.dumps(out, indent=2, allow_nan=False)
+
+
 def emit(data: dict, as_json: bool, render: Callable[[dict], None]) -> None:
-    """Print ``data`` as JSON (machine use) or through ``render`` (rich tables for people)."""
+    """Print ``data`` as JSON (machine use; versioned schema, see module doc) or through ``render`` (rich tables)."""
     if as_json:
-        typer.echo(json.dumps(_jsonable(data), indent=2))
+        typer.echo(to_json(data, command_schema()))
     else:
         render(data)
 
 
+def make_console(stderr: bool = False):
+    """A rich Console that does not cut tables to 80 columns when the output is redirected."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=int(os.environ.get("PROBPRUNE_WIDTH", "400")), soft_wrap=True)
+
+
+class LazyConsole:
+    """Module-level ``console`` that builds its Console at first use (so redirections made later count)."""
+
+    def __getattr__(self, name):
+        return getattr(make_console(), name)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
 def parse_int_list(s: str, name: str) -> list[int]:
     try:
         return [int(v) for v in s.replace(" ", "").split(",") if v != ""]
@@ -43,8 +237,11 @@ def parse_int_list(s: str, name: str) -> list[int]:
         raise ProbPruneError(f"{name} must be a comma-separated list of integers, got {s!r}") from None
 
 
-def parse_float_list(s: str, name: str) -> list[float]:
+def parse_float_list(s: str, name: str, finite: bool = True) -> list[float]:
     try:
-        return [float(v) for v in s.replace(" ", "").split(",") if v != ""]
+        out = [float(v) for v in s.replace(" ", "").split(",") if v != ""]
     except ValueError:
         raise ProbPruneError(f"{name} must be a comma-separated list of numbers, got {s!r}") from None
+    if finite and not all(math.isfinite(v) for v in out):
+        raise ProbPruneError(f"{name} must be finite numbers, got {s!r}")
+    return out
