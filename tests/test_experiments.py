@@ -88,7 +88,17 @@ def test_tiny_runs_theory_experiments(name, tmp_path):
     if name == "fraction_scaling":
         # the derived bound must hold for every drawn network (a failure here is a finding, not a flaky test)
         assert (df["error"] <= df["bound"]).all()
-        assert s["summary"]["theory_held"] == bool((df["error"] <= df["bound"]).all()) or True
+        # the verdict follows the data: bound held in every trial AND the fitted slopes of the widest net within
+        # 0.2 of 3/2 and 1/2; the slopes are refitted here with numpy from the per-trial table
+        big = df[df["width"] == df["width"].max()]
+        slopes = {m: np.polyfit(np.log(g.groupby("fraction")["error"].mean().index),
+                                np.log(g.groupby("fraction")["error"].mean().values), 1)[0]
+                  for m, g in big.groupby("method")}
+        fits = pd.read_csv(Path(res.out_dir) / "fits.csv")
+        fb = fits[fits["width"] == fits["width"].max()].set_index("method")["exponent"]
+        assert np.isclose(slopes["magnitude"], fb["magnitude"]) and np.isclose(slopes["random"], fb["random"])
+        slopes_ok = abs(slopes["magnitude"] - 1.5) <= 0.2 and abs(slopes["random"] - 0.5) <= 0.2
+        assert s["summary"]["theory_held"] == (bool((df["error"] <= df["bound"]).all()) and slopes_ok)
         assert set(df["method"]) == {"magnitude", "random"}
         assert len(df) == 2 * 3 * 2 * 4  # widths x fractions x methods x trials
     if name == "bound_bracket":
@@ -117,17 +127,24 @@ def test_weight_diagnostics_detect_dependence():
     from probprune.experiments.trained import _weights_diagnostics
     from probprune.networks import ParsedModel, fcn_spec
 
-    rng = np.random.default_rng(0)
     spec = fcn_spec([60, 50, 40], "relu")
-    iid = [rng.uniform(-1, 1, (50, 60)), rng.uniform(-1, 1, (40, 50))]
-    u, v = rng.normal(size=(50, 1)), rng.normal(size=(1, 60))
-    dep = [u @ v + 0.1 * rng.normal(size=(50, 60)), np.sign(rng.normal(size=(40, 50)))]
     pm = lambda W: ParsedModel(spec, W, [None, None], ["0.weight", "2.weight"])  # noqa: E731
-    d_iid, _ = _weights_diagnostics("iid", pm(iid), pm(iid), rng)
-    d_dep, _ = _weights_diagnostics("dep", pm(dep), pm(iid), rng)
-    assert all(0.8 < r["spec_ratio"] < 1.25 for r in d_iid)
-    assert d_dep[0]["spec_ratio"] > 3
-    assert all(r["ks_uniform"] < 0.1 for r in d_iid) and d_dep[1]["ks_uniform"] > 0.3
+    for seed in range(5):  # thresholds hold for every seed, not one
+        rng = np.random.default_rng(seed)
+        iid = [rng.uniform(-1, 1, (50, 60)), rng.uniform(-1, 1, (40, 50))]
+        u, v = rng.normal(size=(50, 1)), rng.normal(size=(1, 60))
+        dep = [u @ v + 0.1 * rng.normal(size=(50, 60)), np.sign(rng.normal(size=(40, 50)))]
+        d_iid, _ = _weights_diagnostics("iid", pm(iid), pm(iid), rng)
+        d_dep, _ = _weights_diagnostics("dep", pm(dep), pm(iid), rng)
+        # shuffling an i.i.d. matrix leaves its law unchanged: the ratio is 1 up to the fluctuation of the largest
+        # singular value (Tracy-Widom scale n^(-2/3) relative, a few percent here); rank one + noise: ratio
+        # ~ ||u|| ||v|| / (||noise|| + ...) >> 1
+        assert all(0.8 < r["spec_ratio"] < 1.25 for r in d_iid), seed
+        assert d_dep[0]["spec_ratio"] > 3, seed
+        # KS with the scale fitted: the 0.1% critical value of the Lilliefors-type statistic for n >= 2000 is below
+        # 1.95/sqrt(n) = 0.045; the two-point law +-1 is at distance 0.5 - (sqrt3 - 1)/(2 sqrt3) = 0.29 from it
+        assert all(r["ks_uniform"] < 1.95 / np.sqrt(r["n_weights"]) for r in d_iid), seed
+        assert d_dep[1]["ks_uniform"] > 0.2, seed
 
 
 @pytest.mark.slow

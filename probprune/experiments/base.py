@@ -122,6 +122,31 @@ class Context:
         return p
 
 
+def legend_below(ax, ncol: int = 2, fontsize: float = 7, **kw) -> None:
+    """Put the axis legend below the plot (outside the data area; saved thanks to bbox_inches="tight").
+    Uses the axis' own handles unless ``handles`` is given."""
+    handles = kw.pop("handles", None)
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    else:
+        labels = [h.get_label() for h in handles]
+    if not handles:
+        return
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=ncol, fontsize=fontsize,
+              frameon=False, **kw)
+
+
+def distinct_colors(n: int) -> list:
+    """n clearly distinct colours (tab10, then tab20): no sequential palette whose ends are near-black or
+    near-white (issue 14: four of six delta lines of coverage.png were near-black)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i) for i in range(n)]
+
+
 def setup_plotting() -> None:
     import matplotlib
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, fmt, n_workers, register
+from .base import Context, Experiment, distinct_colors, fmt, legend_below, n_workers, register
+from .grammar import k_of_n, rate_at_most
 
 
 def _mc(ctx: Context, **kw) -> pd.DataFrame:
@@ -74,7 +75,7 @@ def fraction_scaling(cfg: FractionScalingConfig, ctx: Context) -> dict:
     ctx.save_table(fits, "fits")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    pal = dict(zip(sorted(agg["width"].unique()), sns.color_palette("viridis", agg["width"].nunique())))
+    pal = dict(zip(sorted(agg["width"].unique()), distinct_colors(agg["width"].nunique())))
     for ax, m in zip(axes, ("magnitude", "random")):
         g = df[df["method"] == m]
         sns.lineplot(data=g, x="fraction", y="error", hue="width", palette=pal, marker="o", errorbar=("pi", 90),
@@ -89,7 +90,7 @@ def fraction_scaling(cfg: FractionScalingConfig, ctx: Context) -> dict:
         handles = [Line2D([], [], color=pal[w], marker="o", label=f"w={w}: slope {fm.loc[w, 'exponent']:.2f}")
                    for w in sorted(pal)]
         handles.append(Line2D([], [], color="grey", ls="--", label=f"bound (δ={cfg.delta})"))
-        ax.legend(handles=handles, fontsize=7, loc="lower right")
+        legend_below(ax, handles=handles, ncol=2)
     fig.suptitle(f"Exact error of {cfg.depth}-layer {cfg.activation} FCNs, {cfg.n_trials} networks per point "
                  "(mean, 90% band); dashed: derived bound", fontsize=9)
     ctx.save_figure(fig)
@@ -166,7 +167,7 @@ def bound_bracket(cfg: BracketConfig, ctx: Context) -> dict:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     depths = sorted(agg["depth"].unique())
-    pal = dict(zip(depths, sns.color_palette("deep", len(depths))))
+    pal = dict(zip(depths, distinct_colors(len(depths))))
     for ax, m in zip(axes[:2], ("magnitude", "random")):
         for d in depths:
             g = agg[(agg["method"] == m) & (agg["depth"] == d)]
@@ -177,14 +178,14 @@ def bound_bracket(cfg: BracketConfig, ctx: Context) -> dict:
         ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel="sup error",
                title=f"{m}, fraction {cfg.fraction}")
         _width_ticks(ax, sorted(agg["width"].unique()))
-    axes[0].legend(fontsize=6)
+    legend_below(axes[0], ncol=len(depths))
     long = agg.melt(id_vars=["method", "depth", "width"], value_vars=["bound_over_lower", "cert_over_lower"],
                     var_name="ratio", value_name="looseness")
     sns.lineplot(data=long, x="width", y="looseness", hue="depth", style="ratio", markers=True, palette=pal,
                  ax=axes[2], errorbar=None)
     axes[2].set(xscale="log", yscale="log", title="median looseness (both methods)", xlabel="hidden width")
     _width_ticks(axes[2], sorted(agg["width"].unique()))
-    axes[2].legend(fontsize=6)
+    legend_below(axes[2], ncol=2)
     fig.suptitle(f"ReLU FCNs, {cfg.n_trials} networks per point, delta = {cfg.delta}", fontsize=9)
     ctx.save_figure(fig)
 
@@ -201,10 +202,13 @@ def bound_bracket(cfg: BracketConfig, ctx: Context) -> dict:
         f"The a-priori bound (triangles) against the bracket [PGD lower bound, Cert-D upper bound] that contains "
         f"the true worst-case error of each ReLU network ({cfg.n_trials} networks per point, pruned fraction "
         f"{fmt(cfg.fraction)}). "
-        + (f"No PGD lower bound exceeded the a-priori bound in {len(df)} pruned networks, so the bound held; "
-           if violated == 0 else f"{violated} PGD lower bounds exceeded the a-priori bound: a certified violation; ")
-        + (f"in {above_cert} of them Cert-D itself lies above the bound, so satisfaction is not certified there. "
-           if above_cert else "Cert-D lies below the bound in every network, so satisfaction is certified everywhere. ")
+        + (f"The PGD lower bound exceeded the a-priori bound in {k_of_n(0, len(df), 'pruned network')}; "
+           if violated == 0 else f"The PGD lower bound exceeded the a-priori bound in "
+           f"{k_of_n(violated, len(df), 'pruned network')}: a certified violation; ")
+        + (f"Cert-D lies above the bound in {k_of_n(above_cert, len(df), 'network')}, so there the bound is "
+           "bracketed but not certified. " if above_cert else
+           f"Cert-D lies below the bound in {k_of_n(len(df), len(df), 'network')}, so the bound is certified to "
+           "hold for every one of them. ")
         + f"The bound is {numbers['figTwoBoundLooseMin']} to {numbers['figTwoBoundLooseMax']} times the PGD lower bound, "
         f"the certificate {numbers['figTwoCertLooseMin']} to {numbers['figTwoCertLooseMax']} times; the a-priori "
         "bound grows with depth (products of Bernstein norm bounds), while the measured error does not."
@@ -260,9 +264,14 @@ def coverage(cfg: CoverageConfig, ctx: Context) -> dict:
                     fmt=mk, capsize=3, label=f"{m}: rate, one-sided CP {int(100 * (1 - cfg.alpha))}%")
         ax.plot(g["delta"] * off, g["W_exceed"], mk, mfc="none", alpha=0.6, label=f"{m}: rate ||W_i|| > B_i")
     ax.set(xscale="log", xlabel="delta", ylabel="violation rate", title=f"violation rate, T = {cfg.n_trials}")
-    ax.legend(fontsize=6)
+    legend_below(ax, ncol=1)
     for ax, m in zip(axes[1:], ("magnitude", "random")):
-        sns.ecdfplot(data=rows[rows["method"] == m], x="error_over_bound", hue="delta", palette="mako", ax=ax)
+        dl = sorted(rows["delta"].unique())
+        sns.ecdfplot(data=rows[rows["method"] == m], x="error_over_bound", hue="delta",
+                     palette=dict(zip(dl, distinct_colors(len(dl)))), ax=ax)
+        if ax.get_legend() is not None:
+            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(len(dl), 5), fontsize=7,
+                            frameon=False, title="delta")
         ax.axvline(1.0, color="k", ls="--", lw=1)
         ax.set(xscale="log", xlabel="measured error / a-priori bound", ylabel="fraction of networks (ECDF)",
                title=f"{m}: error / bound (violation if > 1)")
@@ -283,14 +292,14 @@ def coverage(cfg: CoverageConfig, ctx: Context) -> dict:
     caption = (
         f"Measured violation rate of the a-priori bound against $\\delta$ ({cfg.n_trials} networks per point, "
         f"one-sided Clopper-Pearson limits; the dashed diagonal is the guarantee). "
-        + (f"{viol} violations in {len(s)} configurations: the guarantee held everywhere; "
-           if refuted == 0 else f"{refuted} configurations are REFUTED; ")
-        + f"{consistent} of {len(s)} configurations are statistically consistent with the guarantee (upper limit "
-        "below $\\delta$)"
+        + (f"{k_of_n(viol, int(s['T'].sum()), 'trial').capitalize()} violated the bound and no configuration is "
+           "refuted; " if refuted == 0 else f"{k_of_n(refuted, len(s), 'configuration').capitalize()} REFUTED; ")
+        + f"{k_of_n(consistent, len(s), 'configuration')} are statistically consistent with the guarantee "
+        "(upper limit below $\\delta$)"
         + (", the others inconclusive because $T$ trials cannot certify a rate below the smallest $\\delta$ "
            "($T \\ge \\ln\\alpha/\\ln(1-\\delta)$ is needed). " if consistent + refuted < len(s) else ". ")
-        + f"The largest error/bound ratio is {numbers['figThreeMaxRatio']}; the weight-norm events "
-        f"$\\|W_i\\| \\le B_i$ failed at rate at most {numbers['figThreeWExceed']}"
+        + f"The largest error/bound ratio is {numbers['figThreeMaxRatio']}; "
+        + rate_at_most(float(s["W_exceed"].max()), "the weight-norm event $\\|W_i\\| \\le B_i$", lambda r: fmt(r, 2))
         + (": the bound's probability budget is spent very conservatively." if float(s["W_exceed"].max()) < min(cfg.deltas)
            else ".")
     )
@@ -365,7 +374,7 @@ def budget_curves(cfg: BudgetConfig, ctx: Context) -> dict:
     sns.lineplot(data=plot, x="eps", y="fraction", hue="method", style="source", markers=True, ax=ax)
     ax.set(xscale="log", yscale="log", xlabel="error budget eps", ylabel="max prunable fraction (all layers)",
            title=f"{cfg.depth}-layer linear FCN, width {cfg.width}, delta = {cfg.delta}")
-    ax.legend(fontsize=7)
+    legend_below(ax, ncol=2)
     ctx.save_figure(fig)
 
     piv = tab.pivot_table(index=["method", "eps"], columns="source", values="fraction").reset_index()

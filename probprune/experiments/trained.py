@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, fmt, register
+from .base import Context, Experiment, fmt, legend_below, register
 
 PRUNE_METHODS = (
     ("magnitude (layer)", "magnitude", {"scope": "layer"}),
@@ -146,8 +146,12 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
                           for n, w in zip(parsed.names, parsed.weights)]
                 cert = certify(spec, parsed.weights, pruned).eps
                 Wh = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in pruned]
-                lb = float(M.pgd_lower_bound(spec, Wt, Wh, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
-                                             basis=False, generators=[torch.Generator().manual_seed(cfg.seed)])[0])
+                v = M.top_right_singular_vectors(spec, Wt, Wh)[0] if spec.is_fcn else None
+                lb = pgd_sup_error(lambda x: M.batched_forward(spec, Wt, x)[0],
+                                   lambda x, Wh=Wh: M.batched_forward(spec, Wh, x)[0], spec.input_shape,
+                                   restarts=cfg.pgd_starts, steps=cfg.pgd_iters, seed=cfg.seed,
+                                   homogeneous=spec.positively_homogeneous,
+                                   extra_starts=None if v is None else torch.stack([v, -v])).value
                 avg, mx = (float(t[0]) for t in M.average_error(spec, Wt, Wh, X))
                 bmeth = "magnitude" if meth == "magnitude" else "random"
                 try:
@@ -198,7 +202,7 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
                title=f"{name} {dr['layer']} ({dr['shape']}): KS to uniform {dr['ks_uniform']:.2f}, "
                      f"||W||/||shuffled W|| {dr['spec_ratio']:.1f}")
         ax.title.set_fontsize(8)
-        ax.legend(fontsize=6)
+        legend_below(ax, ncol=1)
         ax = axes[r, 1]
         e = errs[errs["model"] == name]
         sns.lineplot(data=e, x="sparsity", y="value", hue="quantity", style="method", markers=True, ax=ax)
@@ -209,11 +213,11 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticklabels([f"{v:g}" for v in cfg.err_sparsities])
-        ax.legend(fontsize=5)
+        legend_below(ax, ncol=2, fontsize=6.5)
         ax = axes[r, 2]
         sns.lineplot(data=accs[accs["model"] == name], x="sparsity", y="test_acc", hue="method", marker="o", ax=ax)
         ax.set(title=f"{name}: one-shot pruning, no retraining", ylabel="test accuracy")
-        ax.legend(fontsize=6)
+        legend_below(ax, ncol=2)
     ctx.save_figure(fig)
 
     # numbers for the paper
@@ -355,11 +359,11 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     axes[0].xaxis.set_minor_locator(NullLocator())
     axes[0].xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xticklabels([f"{v:.2f}" for v in rems])
-    axes[0].legend(fontsize=7)
+    legend_below(axes[0], ncol=2)
     last = neur[neur["level"] == neur["level"].max()]
     sns.boxplot(data=neur[neur["level"] > 0], x="level", y="pruned_fraction", hue="layer", ax=axes[1], fliersize=1)
     axes[1].set(ylabel="pruned fraction of a neuron's inputs", title="neuron-wise sparsity under IMP")
-    axes[1].legend(fontsize=7)
+    legend_below(axes[1], ncol=3)
     ctx.save_figure(fig)
 
     lastlvl = int(df["level"].max())
