@@ -106,6 +106,7 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
     import seaborn as sns
     import torch
 
+    from ..attack import pgd_sup_error
     from ..bounds import apriori_bound
     from ..certificates import certify
     from ..mc import measure as M
