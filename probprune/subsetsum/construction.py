@@ -481,39 +481,17 @@ def compose_bound(norm_W, norm_E, lips) -> float:
 
 
 # --------------------------------------------------------------------------------------------- measurement
-def sup_error_lower_bound(f, g, input_shape, n_starts: int = 64, iters: int = 200, step: float = 0.05,
+def sup_error_lower_bound(f, g, input_shape, n_starts: int = 64, iters: int = 200, step: float = 0.5,
                           seed: int = 0, dtype=None) -> float:
-    """Lower bound on sup_{||x|| <= 1} ||f(x) - g(x)|| by multi-start projected gradient ascent on the unit sphere
-    (THEORY §6; f, g positively homogeneous). Starts: Gaussian directions, +-e_j when d <= 256."""
-    import torch
+    """Lower bound on sup_{||x|| <= 1} ||f(x) - g(x)|| by the package's one PGD attack
+    (:func:`probprune.attack.pgd_sup_error`, THEORY §6; f, g positively homogeneous, e.g. the bias-free ReLU target and
+    construction). Starts: ``n_starts`` seeded Gaussian directions, +-e_j when d <= 256."""
+    from ..attack import pgd_sup_error
 
     dtype = dtype or next(f.parameters()).dtype
-    gen = torch.Generator().manual_seed(int(seed))
-    shape = tuple(int(v) for v in input_shape)
-    d = int(np.prod(shape))
-    X = torch.randn((n_starts, d), generator=gen, dtype=dtype)
-    if d <= 256:
-        eye = torch.eye(d, dtype=dtype)
-        X = torch.cat([X, eye, -eye])
-    X = X / X.norm(dim=1, keepdim=True)
-    best = 0.0
-
-    def obj(x):
-        xs = x.reshape(-1, *shape)
-        return ((f(xs) - g(xs)) ** 2).sum(dim=1)
-
-    for _ in range(iters):
-        X = X.detach().requires_grad_(True)
-        val = obj(X)
-        best = max(best, float(val.detach().max().sqrt()))
-        (grad,) = torch.autograd.grad(val.sum(), X)
-        with torch.no_grad():
-            gn = grad.norm(dim=1, keepdim=True).clamp_min(1e-300)
-            X = X + step * grad / gn
-            X = X / X.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        best = max(best, float(obj(X).max().sqrt()))
-    return best
+    d = int(np.prod(tuple(int(v) for v in input_shape)))
+    return pgd_sup_error(f, g, input_shape, restarts=n_starts, steps=iters, seed=seed, step=step, basis=d <= 256,
+                         homogeneous=True, dtype=dtype).value
 
 
 def evaluate_on_data(f, g, X, y=None, batch: int = 1024) -> dict:
