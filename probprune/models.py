@@ -17,6 +17,7 @@ import contextlib
 from typing import Sequence
 
 from .errors import ProbPruneError, check_widths
+from .networks import activation as networks_activation
 
 MODELS = ("lenet_300_100", "lenet5", "conv2", "mlp")
 
@@ -33,26 +34,18 @@ def _seeded(seed: int | None):
         yield
 
 
-def _act(name: str):
-    import torch.nn as nn
-
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "hardtanh": nn.Hardtanh}
-    if name not in acts:
-        raise ProbPruneError(f"unknown activation {name!r}; use one of {', '.join(acts)}")
-    return acts[name]()
-
-
 def mlp(widths: Sequence[int], bias: bool = True, activation: str = "relu", seed: int | None = None):
     """Fully-connected ``Linear, act, Linear, act, ..., Linear`` with the given widths (input first)."""
     import torch.nn as nn
 
     w = check_widths(widths)
+    act = networks_activation(activation)  # the one activation table (probprune.networks)
     with _seeded(seed):
         mods: list = []
         for i in range(1, len(w)):
             mods.append(nn.Linear(w[i - 1], w[i], bias=bias))
             if i < len(w) - 1:
-                mods.append(_act(activation))
+                mods.append(act.module())
         return nn.Sequential(*mods)
 
 
