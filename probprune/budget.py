@@ -20,6 +20,7 @@ count is Binomial(N_i, q_i).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -245,15 +246,11 @@ def max_prunable(
         targets = np.where(cand, rho * B, 0.0)
         q = np.where(cand, invert_eta(spec, alloc, method, law, targets), 0.0)
     else:
-        shares = np.linspace(0.0, C, _GRID + 1)
-        targets = B[None, :] * np.expm1(shares)[:, None]  # (G+1, depth)
-        qgrid = invert_eta(spec, alloc, method, law, targets)
-        qgrid = np.where(cand[None, :], qgrid, 0.0)
-        k = _dp_allocate((N[None, :] * qgrid).T)
-        q = qgrid[k, np.arange(spec.depth)]
-        q = _spend_slack(spec, alloc, method, law, B, C, q, cand, N)
+        q, alloc, B = optimal_allocation(spec, eps, delta, method, law, cand)
         if np.sum(q * N) < np.sum(q_uniform * N):  # the grid can only lose to the exact uniform optimum by rounding
             q = q_uniform
+            alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
+            B = norm_bound(spec, alloc.delta_W, law)
     eps_ach = apriori_bound(spec, q, delta, method, law, allocation=alloc).eps
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
         raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
@@ -262,7 +259,8 @@ def max_prunable(
         LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N + 1e-9)), float(e), float(b))
         for L, qi, e, b in zip(spec.layers, q, res_eta, B)
     )
-    notes.append(f"delta split equally over {int(alloc.n_events)} events, fixed before inversion (§3.8-3.9)")
+    notes.append(f"delta split equally over {int(alloc.n_events)} events (the W events of every layer and the E events "
+                 f"of the {int(np.sum(alloc.delta_E > 0))} pruned layers), fixed before inversion (§3.8-3.9)")
     notes.append("max_prunable = floor(q_i N_i), the expected count; the realised count is Binomial(N_i, q_i)")
     return BudgetResult(
         eps, delta, method, mode, layers, float(eps_ach), q_uni,
@@ -270,6 +268,92 @@ def max_prunable(
         "a-priori", f"THEORY.md §3.9 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law})",
         tuple(notes), tuple(spec.paper_hypotheses()),
     )
+
+
+_FINE_GRID = 2048
+_MAX_SUBSET_ENUM = 6
+
+
+def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray,
+                      grid: int = _FINE_GRID, polish_rounds: int = 3):
+    """max sum_i N_i q_i s.t. sum_{i in S} ln(1 + eta_i(q_i)/B_i) <= C with the delta split over the events of S only
+    (THEORY §3.9, §10.5). Fine share DP (``grid`` shares) for the first layers, exact inversion (bisection to 1e-12) of
+    every share, the unused log-budget spent, then pairwise exchange: for every pair (i, j) the split of their joint
+    share is re-optimised on a fine 1-D grid with exact inversion. Returns (q, allocation, B, value)."""
+    truncation = law == "gaussian" and method != "magnitude"
+    alloc = DeltaAllocation.equal_split(delta, S, truncation=truncation)
+    B = norm_bound(spec, alloc.delta_W, law)
+    C = math.log1p(eps / (spec.Lip * float(np.prod(B))))
+    idx = np.flatnonzero(S)
+
+    def inv(shares: np.ndarray) -> np.ndarray:  # shares (..., depth) -> q (..., depth), exact per-layer inversion
+        t = np.where(S, B * np.expm1(np.maximum(shares, 0.0)), 0.0)
+        return np.where(S, invert_eta(spec, alloc, method, law, t), 0.0)
+
+    if len(idx) == 1:  # one pruned layer: the whole log-budget, inverted exactly
+        q = inv(np.where(S, C, 0.0))
+        return q, alloc, B, float(np.sum(q * N))
+    xs = np.linspace(0.0, C, grid + 1)
+    qgrid = inv(np.broadcast_to(xs[:, None], (grid + 1, spec.depth)))
+    k = _dp_allocate((N[None, :] * qgrid).T)
+    x = np.where(S, xs[k], 0.0)
+    # spend what the grid left: the whole remaining log-budget to the layer where it buys the most weights
+    for _ in range(polish_rounds + 1):
+        q = inv(x)
+        eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
+        x = np.where(S, np.log1p(eta / B), 0.0)  # the share actually used (<= the granted share)
+        slack = C - x.sum()
+        if slack > 1e-15:
+            tries = x[None, :] + slack * np.eye(spec.depth)
+            qt = inv(tries)
+            gain = np.where(S, (qt * N).sum(1), -np.inf)
+            j = int(np.argmax(gain))
+            x = tries[j]
+        if len(idx) < 2:
+            continue
+        for a in range(len(idx)):
+            for b in range(a + 1, len(idx)):
+                i, j = idx[a], idx[b]
+                tot = x[i] + x[j]
+                t = np.linspace(0.0, tot, grid + 1)
+                cand_x = np.broadcast_to(x, (grid + 1, spec.depth)).copy()
+                cand_x[:, i] = t
+                cand_x[:, j] = tot - t
+                val = (inv(cand_x) * N).sum(1)
+                x = cand_x[int(np.argmax(val))]
+    q = inv(x)
+    return q, alloc, B, float(np.sum(q * N))
+
+
+def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray):
+    """The ``optimal`` mode of :func:`max_prunable` (THEORY §3.9, §10.5 [D]): the best over the pruned sets S subset of the
+    candidate layers (all of them when there are at most 6 candidates; otherwise the candidates, then repeatedly the
+    layers the optimum actually prunes) of :func:`_solve_pruned_set`, whose delta split covers the E events of S only.
+    Returns (q, allocation, B)."""
+    cand = np.asarray(cand, bool)
+    N = np.array([L.N for L in spec.layers], float)
+    ci = np.flatnonzero(cand)
+    if len(ci) <= _MAX_SUBSET_ENUM:
+        subsets = []
+        for r in range(1, len(ci) + 1):
+            for comb in itertools.combinations(ci, r):
+                S = np.zeros(spec.depth, bool)
+                S[list(comb)] = True
+                subsets.append(S)
+        sols = [_solve_pruned_set(spec, eps, delta, method, law, S, N) for S in subsets]
+    else:
+        sols = [_solve_pruned_set(spec, eps, delta, method, law, cand, N)]
+        while True:
+            S = sols[-1][0] > 0
+            if not S.any() or np.array_equal(S, sols[-1][1].delta_E > 0):
+                break
+            sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N))
+    q, alloc, B, _ = max(sols, key=lambda s: s[3])
+    if not np.any(q > 0):  # nothing prunable: report the all-candidates split
+        truncation = law == "gaussian" and method != "magnitude"
+        alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
+        B = norm_bound(spec, alloc.delta_W, law)
+    return q, alloc, B
 
 
 def _spend_slack(spec, alloc, method, law, B, C, q, cand, N, rounds: int = 3):
