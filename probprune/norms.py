@@ -1,47 +1,198 @@
-"""Operator-norm upper bounds for certificates (THEORY §3.11, §3.5).
+"""Certified operator-norm upper bounds for certificates (THEORY §3.11, §3.5, §11).
 
-A certificate may only use *upper* bounds on spectral norms:
-- dense layers: full float64 SVD, multiplied by (1 + 1e-9) (``spectral_norm_upper``);
-- conv layers: either Lemma C's kernel-matrix bound sqrt(r)·||mat(W)|| (``conv_norm_kernel_bound``), or the exact
-  operator norm of the periodic extension via the FFT (Sedghi, Gupta & Long, ICLR 2019;
-  ``conv_norm_fft``) on a grid large enough that the zero-padded, strided operator is a restriction of it.
-Power iteration approaches the norm from below; ``power_iteration_norm`` is for display beside a certificate only.
+One implementation, in torch (float64, any device; the GPU when present), with numpy wrappers:
+
+- dense: ``matrix_norm_upper`` (batched over leading axes) / ``spectral_norm_upper`` (one matrix): each matrix is
+  scaled by a power of two 2^e >= its max-abs entry (exact, no rounding), the smaller Gram matrix is formed and its
+  largest eigenvalue computed (LAPACK, backward stable), a rounding allowance is added and the scale restored
+  (THEORY §11.1 [D]). Entries of size 1e-200 or 1e200 neither underflow nor overflow.
+- conv: ``conv_norm_fft_upper``: the operator norm of the periodic (circular) extension of the conv on the padded
+  grid, max over frequencies of the largest singular value of the c_out x c_in block K^(omega) (Sedghi, Gupta &
+  Long, ICLR 2019), computed with ``rfftn`` over the non-redundant half of the frequencies and a Gram eigenvalue per
+  block, with FFT and Gram rounding allowances. It upper-bounds the zero-padded conv with any stride, dilation
+  (dilated kernel), groups (max over groups) and 1-D or 2-D kernels (THEORY §11.2 [D]).
+- ``conv_norm_kernel_bound``: Lemma C (THEORY §3.5), sqrt(r) ||mat(W)||.
+
+Lower estimates (``matrix_norm_estimate``, ``power_iteration_norm``) approach the norm from below: they guide
+searches and are displayed beside certificates, never used in one.
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from .errors import ProbPruneError, check_finite_array
 from .networks import LayerSpec, as_matrix
 
-SAFETY = 1e-9
+SAFETY = 1e-9  # final relative pad: absorbs the rounding of fro2, sqrt and the allowance arithmetic (§11.1)
+EPS = float(np.finfo(float).eps)  # 2^-52 = 2u
+_BLOCK_ELEMS = 1 << 24  # batch chunk for Gram blocks (elements of the stacked Gram matrices)
+
+
+def default_device():
+    """The device certified norms run on: CUDA when torch sees one, else CPU (same code path)."""
+    import torch
+
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _pow2_scale(t):
+    """Per-batch power of two 2^e with max|t| <= 2^e < 2 max|t| (1 where max|t| = 0); dividing by it is exact."""
+    import torch
+
+    amax = t.abs().amax(dim=(-2, -1))
+    _, e = torch.frexp(amax.to(torch.float64))
+    s = torch.ldexp(torch.ones_like(amax, dtype=torch.float64), e)
+    return torch.where(amax > 0, s, torch.ones_like(s))
+
+
+def _gram_top_upper(M):
+    """Certified upper bound on ||M||_2^2 for a batch M (B, m, n) of scaled matrices (max-abs entry <= 1), real or
+    complex float64: lambda_max(fl(Gram)) + (k + m + n + 10) eps ||M||_F^2 + 4 (m + n) k 2^-1074 (THEORY §11.1)."""
+    import torch
+
+    B, m, n = M.shape
+    k = max(m, n)  # inner dimension of the smaller Gram
+    out = torch.empty(B, dtype=torch.float64, device=M.device)
+    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    for b0 in range(0, B, step):
+        Mb = M[b0:b0 + step]
+        G = Mb @ Mb.mH if m <= n else Mb.mH @ Mb
+        lam = torch.linalg.eigvalsh(G)[:, -1].clamp_min(0.0)
+        fro2 = (Mb.real ** 2).sum(dim=(-2, -1)) + ((Mb.imag ** 2).sum(dim=(-2, -1)) if Mb.is_complex() else 0.0)
+        out[b0:b0 + step] = lam + (k + m + n + 10) * EPS * fro2 + 4 * (m + n) * k * 2.0 ** -1074
+    return out
+
+
+def matrix_norm_upper(M):
+    """Certified upper bounds on the spectral norms of a batch of real matrices (torch tensor (..., m, n), any
+    device), float64; THEORY §11.1 [D]. Returns a float64 tensor of shape (...)."""
+    import torch
+
+    M = torch.as_tensor(M)
+    if M.dim() < 2:
+        raise ProbPruneError(f"matrix_norm_upper needs (..., m, n), got shape {tuple(M.shape)}")
+    M = M.to(torch.float64)
+    lead, (m, n) = M.shape[:-2], M.shape[-2:]
+    if m == 0 or n == 0 or M.numel() == 0:
+        return torch.zeros(lead, dtype=torch.float64, device=M.device)
+    if not bool(torch.isfinite(M).all()):
+        raise ProbPruneError("matrix has NaN or infinite entries")
+    Mb = M.reshape(-1, m, n)
+    s = _pow2_scale(Mb)
+    lam = _gram_top_upper(Mb / s[:, None, None])
+    return (torch.sqrt(lam) * s * (1.0 + SAFETY)).reshape(lead)
 
 
 def spectral_norm_upper(M) -> float:
-    """An upper bound on ||M||_2 in float64: sqrt of the largest eigenvalue of the smaller Gram matrix (LAPACK
-    syevr, one eigenvalue), padded by a rounding allowance k·2^-52·||M||_F^2 for the Gram product and eigen-solver
-    (k = inner dimension + 10), then multiplied by (1 + 1e-9). Several times faster than a full SVD and still a
-    certified upper bound. Power iteration is never used here."""
-    from scipy.linalg import eigh
+    """A certified upper bound on ||M||_2 of one matrix (THEORY §11.1 [D]): power-of-two scaling, Gram eigenvalue
+    with rounding allowance, x (1 + 1e-9). Power iteration is never used here."""
+    import torch
 
     M = check_finite_array(M, "matrix")
     if M.size == 0:
         return 0.0
     M = as_matrix(M)
-    G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M
-    n = G.shape[0]
-    lam = float(eigh(G, eigvals_only=True, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
-    fro2 = float(np.einsum("ij,ij->", M, M))
-    slack = (max(M.shape) + 10) * np.finfo(float).eps * fro2
-    return math.sqrt(max(lam, 0.0) + slack) * (1.0 + SAFETY)
+    return float(matrix_norm_upper(torch.from_numpy(np.ascontiguousarray(M)).to(default_device())).cpu())
 
 
 def spectral_norm_upper_batched(M) -> np.ndarray:
-    """Batched ``spectral_norm_upper`` over leading axes (float64 SVD, x (1 + 1e-9))."""
-    M = np.asarray(M, float)
-    return np.linalg.svd(M, compute_uv=False)[..., 0] * (1.0 + SAFETY)
+    """Batched ``spectral_norm_upper`` over leading axes (same guarantee, THEORY §11.1)."""
+    import torch
+
+    M = check_finite_array(M, "matrices")
+    return matrix_norm_upper(torch.from_numpy(np.ascontiguousarray(M)).to(default_device())).cpu().numpy()
+
+
+def _tuple(v, d: int, what: str) -> tuple[int, ...]:
+    t = (int(v),) * d if np.ndim(v) == 0 else tuple(int(x) for x in v)
+    if len(t) != d:
+        raise ProbPruneError(f"conv {what} must have {d} entries for a {d}-D kernel, got {v!r}")
+    return t
+
+
+def dilate_kernel(W, dilation: Sequence[int]):
+    """The dilated kernel: W with (dilation - 1) zeros between taps along each spatial axis (torch tensor)."""
+    import torch
+
+    d = tuple(dilation)
+    if all(x == 1 for x in d):
+        return W
+    ks = W.shape[2:]
+    eff = tuple(di * (k - 1) + 1 for di, k in zip(d, ks))
+    out = torch.zeros(W.shape[:2] + eff, dtype=W.dtype, device=W.device)
+    idx = (slice(None), slice(None)) + tuple(slice(None, None, di) for di in d)
+    out[idx] = W
+    return out
+
+
+def conv_fft_blocks(W, in_spatial: Sequence[int], padding=0, dilation=1, groups: int = 1, dtype=None):
+    """The frequency blocks K^(omega) of the periodic extension on the padded grid, non-redundant half only
+    (the ``rfftn`` frequencies; the other half are complex conjugates with the same singular values), as a tensor
+    (groups * n_freq, c_out/groups, c_in/groups), plus the grid. W: (c_out, c_in/groups, *k), 1-D or 2-D."""
+    import torch
+
+    W = torch.as_tensor(W)
+    if dtype is not None:
+        W = W.to(dtype)
+    d = W.dim() - 2
+    if d not in (1, 2):
+        raise ProbPruneError(f"conv kernel must be 3-D or 4-D (c_out, c_in/groups, *k), got shape {tuple(W.shape)}")
+    pad = _tuple(padding, d, "padding")
+    dil = _tuple(dilation, d, "dilation")
+    ins = _tuple(in_spatial, d, "input size")
+    if groups < 1 or W.shape[0] % groups:
+        raise ProbPruneError(f"groups={groups} must divide c_out={W.shape[0]}")
+    if any(p < 0 for p in pad) or any(x < 1 for x in dil):
+        raise ProbPruneError("conv norm: padding must be >= 0 and dilation >= 1 (zero padding only)")
+    Wd = dilate_kernel(W, dil)
+    grid = tuple(max(i + 2 * p, k) for i, p, k in zip(ins, pad, Wd.shape[2:]))
+    co, cig = W.shape[0], W.shape[1]
+    # direct DFT of the (small) kernel by one matrix product per axis: the same values as rfftn on the grid, and
+    # the output comes out in the (freq, c_out, c_in) layout the Gram products need
+    cplx = torch.complex128 if Wd.dtype == torch.float64 else torch.complex64
+    F = Wd.to(cplx)
+    for ax in range(d):
+        G_ax, k_ax = grid[ax], Wd.shape[2 + ax]
+        nf = G_ax // 2 + 1 if ax == d - 1 else G_ax
+        ang = (-2.0 * math.pi / G_ax) * torch.outer(torch.arange(k_ax, dtype=torch.float64, device=W.device),
+                                                     torch.arange(nf, dtype=torch.float64, device=W.device))
+        T = torch.polar(torch.ones_like(ang), ang).to(cplx)  # (k_ax, nf)
+        F = torch.tensordot(F, T, dims=([2], [0]))  # contracts the current first spatial axis, appends freq
+    # F: (c_out, c_in_g, *freq)
+    F = F.reshape(groups, co // groups, cig, -1).permute(0, 3, 1, 2).reshape(-1, co // groups, cig).contiguous()
+    return F, grid
+
+
+def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilation=1, groups: int = 1,
+                        device=None) -> float:
+    """Certified upper bound on the operator norm of a zero-padded conv (THEORY §11.2 [D]): the norm of its
+    periodic extension on the grid in + 2 padding (at least the dilated kernel size), max over groups and over
+    the rfft frequencies of the block's largest singular value, with rounding allowances. Valid for every stride
+    (the strided output is a restriction of the stride-1 output), dilation and groups; 1-D and 2-D kernels.
+    ``stride`` is accepted and checked but does not change the bound."""
+    import torch
+
+    W = check_finite_array(W, "conv kernel") if not isinstance(W, torch.Tensor) else W
+    W = torch.as_tensor(W, dtype=torch.float64).to(device or default_device())
+    _tuple(stride, max(1, W.dim() - 2), "stride")
+    if W.numel() == 0:
+        return 0.0
+    amax = float(W.abs().max())
+    if amax == 0:
+        return 0.0
+    _, e = math.frexp(amax)
+    s = math.ldexp(1.0, e)
+    Ws = W / s  # exact
+    F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
+    lam = _gram_top_upper(F)
+    fro_w = float(torch.linalg.vector_norm(Ws)) * (1 + 1e-12)
+    keff = dilate_kernel(Ws[:1, :1], _tuple(dilation, W.dim() - 2, "dilation")).shape[2:]
+    K = math.prod(keff)
+    dft_err = 8 * (K + 8 + 16 * max(keff)) * EPS * math.sqrt(K) * fro_w  # direct DFT sums of K taps (§11.2)
+    return (math.sqrt(float(lam.max())) + dft_err) * s * (1.0 + SAFETY)
 
 
 def conv_norm_kernel_bound(W, layer: LayerSpec) -> float:
@@ -50,26 +201,16 @@ def conv_norm_kernel_bound(W, layer: LayerSpec) -> float:
 
 
 def conv_norm_fft(W, layer: LayerSpec) -> float:
-    """Exact operator norm of the circular convolution with kernel W on a G_h x G_w grid (Sedghi et al. 2019),
-    G = input size + 2·padding, which upper-bounds the zero-padded strided conv: the padded input embeds in the
-    grid without wrap-around for every valid output position, and striding and the restriction to the real input
-    select a sub-block of the operator, whose norm cannot exceed the full one. Dilation 1 only."""
+    """``conv_norm_fft_upper`` for a conv :class:`LayerSpec` (groups 1, zero padding)."""
     W = check_finite_array(W, "conv kernel")
     if W.ndim != 4:
         raise ProbPruneError(f"conv kernel must be 4-D (c_out, c_in, k_h, k_w), got shape {W.shape}")
-    if layer.dilation != (1, 1):
-        return conv_norm_kernel_bound(W, layer)
-    _, h, w = layer.in_shape
-    gh, gw = h + 2 * layer.padding[0], w + 2 * layer.padding[1]
-    gh, gw = max(gh, W.shape[2]), max(gw, W.shape[3])
-    F = np.fft.fft2(W, s=(gh, gw), axes=(2, 3))  # (c_out, c_in, gh, gw)
-    F = np.transpose(F, (2, 3, 0, 1)).reshape(gh * gw, W.shape[0], W.shape[1])
-    s = np.linalg.svd(F, compute_uv=False)
-    return float(s[:, 0].max()) * (1.0 + SAFETY) if s.size else 0.0
+    return conv_norm_fft_upper(W, layer.in_shape[1:], layer.stride, layer.padding, layer.dilation)
 
 
 def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft") -> float:
-    """An upper bound on the operator norm of one weight layer (dense: SVD; conv: FFT or Lemma C)."""
+    """A certified upper bound on the operator norm of one weight layer (dense: §11.1; conv: min of the FFT bound
+    §11.2 and Lemma C §3.5, or Lemma C alone)."""
     W = np.asarray(W, float)
     if layer.kind == "linear":
         return spectral_norm_upper(W.reshape(layer.d_out, layer.d_in))
@@ -79,6 +220,35 @@ def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft") -> 
     if conv_method == "kernel":
         return conv_norm_kernel_bound(W, layer)
     raise ProbPruneError(f"unknown conv norm method {conv_method!r}; use 'fft' or 'kernel'")
+
+
+# --------------------------------------------------------------------------------------------- lower estimates
+def matrix_norm_estimate(M, v0=None, iters: int = 30, rtol: float = 1e-4):
+    """A LOWER estimate of ||M||_2 for a batch of (real or complex) matrices (torch (..., m, n)): power iteration
+    on M^H M from ``v0`` (warm start) or a fixed-seed random start, stopping when the estimate changes by < rtol.
+    Returns (estimate (...), last vector). ||M v|| / ||v|| <= ||M|| for every v: never use it in a certificate."""
+    import torch
+
+    M = torch.as_tensor(M)
+    lead, n = M.shape[:-2], M.shape[-1]
+    Mb = M.reshape(-1, *M.shape[-2:])
+    if v0 is None:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        v = torch.randn(Mb.shape[0], n, 1, generator=g, dtype=torch.float64).to(Mb.device, Mb.dtype)
+    else:
+        v = v0.reshape(Mb.shape[0], n, 1).to(Mb.dtype)
+    est = torch.zeros(Mb.shape[0], dtype=torch.float64, device=Mb.device)
+    for _ in range(iters):
+        vn = torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True)
+        v = v / torch.where(vn > 0, vn, torch.ones_like(vn))
+        y = Mb @ v
+        new = torch.linalg.vector_norm(y, dim=(1, 2)).to(torch.float64)
+        v = Mb.mH @ y
+        done = bool(((new - est).abs() <= rtol * new).all())
+        est = torch.maximum(est, new)
+        if done:
+            break
+    return est.reshape(lead), v
 
 
 def power_iteration_norm(layer: LayerSpec, W, iters: int = 100, seed: int = 0) -> float:

@@ -103,12 +103,15 @@ def exact_linear_error(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[
 
 
 def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Upper bounds on the operator norm of every layer, shape (n, depth): float64 SVD spectral norm of mat(W_i)
-    times (1 + 1e-9), times sqrt(r_i) for conv layers (Lemma C, §3.5). Never power iteration (§3.11)."""
+    """Upper bounds on the operator norm of every layer, shape (n, depth): the certified spectral norm of mat(W_i)
+    (``probprune.norms.matrix_norm_upper``, THEORY §11.1), times sqrt(r_i) for conv layers (Lemma C, §3.5). Never
+    power iteration (§3.11)."""
+    from ..norms import matrix_norm_upper  # the package's one certified norm (THEORY §11.1)
+
     cols = []
     for W, L in zip(weights, spec.layers):
         M = W.reshape(W.shape[0], L.d_out, L.d_in)
-        s = torch.linalg.matrix_norm(M, ord=2) * SVD_SAFETY
+        s = matrix_norm_upper(M).to(W.device)
         if L.kind == "conv":
             s = s * math.sqrt(L.r)
         cols.append(s)
