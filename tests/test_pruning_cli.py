@@ -10,8 +10,8 @@ from probprune.pruning import load_mask
 
 def test_prune_json_and_mask_file(tmp_path):
     path = tmp_path / "m.pt"
-    r = CliRunner().invoke(app, ["prune", "--method", "random", "--scheme", "erk", "--sparsity", "0.8",
-                                 "--model", "mlp:32", "--dataset", "digits", "--epochs", "1",
+    r = CliRunner().invoke(app, ["prune", "--method", "random", "--scheme", "erk", "--fraction", "0.8",
+                                 "--arch", "mlp:32", "--dataset", "digits", "--epochs", "1",
                                  "--save-mask", str(path), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
@@ -23,7 +23,7 @@ def test_prune_json_and_mask_file(tmp_path):
 
 
 def test_prune_human_output_structured_conv():
-    r = CliRunner().invoke(app, ["prune", "--method", "structured", "--sparsity", "0.5", "--model", "lenet5",
+    r = CliRunner().invoke(app, ["prune", "--method", "structured", "--fraction", "0.5", "--arch", "lenet5",
                                  "--dataset", "digits", "--epochs", "0"])
     assert r.exit_code == 0, r.output
     assert "dead downstream" in r.output and "MACs per example" in r.output
@@ -31,7 +31,7 @@ def test_prune_human_output_structured_conv():
 
 def test_lth_json(tmp_path):
     out = tmp_path / "lth.csv"
-    r = CliRunner().invoke(app, ["lth", "--dataset", "digits", "--model", "mlp:32", "--levels", "2", "--epochs", "1",
+    r = CliRunner().invoke(app, ["lth", "--dataset", "digits", "--arch", "mlp:32", "--levels", "2", "--epochs", "1",
                                  "--controls", "uniform", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
@@ -41,12 +41,12 @@ def test_lth_json(tmp_path):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["prune", "--method", "obs", "--sparsity", "0.5", "--dataset", "digits"], "unknown pruning method"),
-    (["prune", "--method", "magnitude", "--sparsity", "1.0", "--dataset", "digits", "--epochs", "0"], "sparsity"),
-    (["prune", "--method", "random", "--scheme", "xyz", "--sparsity", "0.5", "--dataset", "digits", "--epochs", "0"],
-     "scheme"),
-    (["prune", "--method", "magnitude", "--sparsity", "0.5", "--dataset", "cifar10"], "unknown dataset"),
-    (["lth", "--dataset", "digits", "--retrain", "restart", "--levels", "1"], "retraining mode"),
+    (["prune", "--method", "obs", "--fraction", "0.5", "--dataset", "digits"], "'obs' is not one of"),
+    (["prune", "--method", "magnitude", "--fraction", "1.0", "--dataset", "digits", "--epochs", "0"], "--fraction"),
+    (["prune", "--method", "random", "--scheme", "xyz", "--fraction", "0.5", "--dataset", "digits", "--epochs", "0"],
+     "--scheme"),
+    (["prune", "--method", "magnitude", "--fraction", "0.5", "--dataset", "cifar10"], "--dataset"),
+    (["lth", "--dataset", "digits", "--retrain", "restart", "--levels", "1"], "--retrain"),
 ])
 def test_cli_errors(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:
@@ -58,13 +58,35 @@ def test_cli_errors(argv, msg, capsys):
 
 def test_prune_saved_model_round_trip(tmp_path):
     path = tmp_path / "model.pt"
-    r = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16",
+    r = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--fraction", "0.5", "--arch", "mlp:16",
                                  "--dataset", "digits", "--epochs", "1", "--save-model", str(path), "--json"])
     assert r.exit_code == 0, r.output
     acc = json.loads(r.stdout)["pruned_test_acc"]
-    r2 = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16",
-                                  "--model-file", str(path), "--dataset", "digits", "--epochs", "0", "--json"])
+    r2 = CliRunner().invoke(app, ["prune", "--method", "magnitude", "--fraction", "0.5",
+                                  "--model", str(path), "--dataset", "digits", "--epochs", "0", "--json"])
     assert r2.exit_code == 0, r2.output
     d = json.loads(r2.stdout)
     # the saved model is already 50% magnitude-pruned: re-pruning at 50% per layer changes nothing
     assert d["dense_test_acc"] == acc and d["pruned_test_acc"] == acc
+
+
+def test_deprecated_spellings_still_work(capsys, tmp_path):
+    """Old scripts: prune --sparsity, --model NAME (architecture), --model-file PATH; lth --target-sparsity."""
+    path = tmp_path / "model.pt"
+    with pytest.raises(SystemExit) as e:
+        main(["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16", "--dataset", "digits",
+              "--epochs", "0", "--save-model", str(path), "--json"])
+    assert e.value.code == 0
+    cap = capsys.readouterr()
+    assert "--sparsity is deprecated" in cap.err and "--model NAME is deprecated" in cap.err
+    assert json.loads(cap.out)["fraction"] == 0.5
+    with pytest.raises(SystemExit) as e:
+        main(["prune", "--method", "magnitude", "--sparsity", "0.5", "--model", "mlp:16", "--model-file", str(path),
+              "--dataset", "digits", "--epochs", "0", "--json"])
+    assert e.value.code == 0 and "--model-file PATH is deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["lth", "--dataset", "digits", "--model", "mlp:8", "--levels", "1", "--epochs", "1",
+              "--target-sparsity", "0.5", "--json"])
+    cap = capsys.readouterr()
+    assert e.value.code == 0 and "--target-sparsity is deprecated" in cap.err
+    assert json.loads(cap.out)["fraction"] == 0.5

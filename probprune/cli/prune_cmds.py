@@ -1,16 +1,64 @@
 """CLI: ``probprune prune`` (one pruning method on a trained model) and ``probprune lth`` (IMP lottery tickets)."""
 from __future__ import annotations
 
-import sys
+import math
+import os
+from typing import Optional
 
 import typer
 
 from . import app
-from .common import emit
-from ..errors import ProbPruneError
+from .common import (CONTROLS, Dataset, NeuronNorm, Optimizer, PruneMethod, Retrain, Rounding, Sampling, Scheme,
+                     Scope, Strategy, atomic_write, atomic_write_text, check_finite, check_int, check_output_path,
+                     deprecated, emit, json_option, make_console, val)
+from ..errors import ProbPruneError, UnsupportedLayerError, check_fraction
+
+#: leaf modules a --model file may contain (weights are pruned in Linear/Conv2d; the rest are parameter-free)
+_SUPPORTED_PARAM_MODULES = ("Linear", "Conv2d")
+
+
+def _resolve_model(model: Optional[str], arch: Optional[str], model_file: Optional[str], cmd: str):
+    """(arch, model file) from the options. ``--model PATH`` is a file; ``--model NAME`` of a built-in architecture
+    (no such file) is the deprecated spelling of ``--arch NAME``; ``--model-file`` the deprecated one of ``--model``."""
+    from ..models import MODELS
+
+    if model_file is not None:
+        deprecated(f"{cmd} --model-file PATH", "--model PATH")
+        if model is not None and not os.path.exists(model) and model.split(":")[0] in MODELS:
+            deprecated(f"{cmd} --model NAME", "--arch NAME")
+            arch = arch or model
+        elif model is not None:
+            raise ProbPruneError("give the model file once: --model PATH (--model-file is its old spelling)")
+        model = model_file
+    if model is not None and not os.path.exists(model) and model.split(":")[0] in MODELS:
+        deprecated(f"{cmd} --model NAME", "--arch NAME")
+        return model, None
+    if model is not None and not os.path.isfile(model):
+        raise FileNotFoundError(f"model file not found: {model}") if not os.path.exists(model) else \
+            ProbPruneError(f"--model {model} is a folder, not a model file")
+    return arch, model
+
+
+def _check_loaded(net, path: str) -> None:
+    """Refuse what prune/lth cannot handle: parameters outside Linear/Conv2d layers (e.g. LSTM), no weight
+    layer at all, NaN/inf weights."""
+    import torch
+
+    for name, mod in net.named_modules():
+        own = list(mod.parameters(recurse=False))
+        if own and type(mod).__name__ not in _SUPPORTED_PARAM_MODULES:
+            raise UnsupportedLayerError(f"layer {name or '<root>'!r} of {path} is a {type(mod).__name__}: prune/lth "
+                                        "handle Linear and Conv2d layers (with parameter-free activations) only")
+    if not any(type(m).__name__ in _SUPPORTED_PARAM_MODULES for m in net.modules()):
+        raise UnsupportedLayerError(f"{path} has no Linear or Conv2d layer to prune")
+    for name, p in net.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise ProbPruneError(f"{path}: parameter {name!r} contains NaN/inf values")
 
 
 def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = True, model_file: str | None = None):
+    import numpy as np
+    import torch
     import torch.nn as nn
 
     from ..data import load_dataset
@@ -19,16 +67,27 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
     if model_file:
         from ..modelio import load_model
 
-        net = load_model(model_file, arch=None if model == "lenet_300_100" else model)
+        net = load_model(model_file, arch=model)
+        _check_loaded(net, model_file)
         conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         ds = load_dataset(dataset, seed=data_seed, images=conv)
         first = next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
         need = first.in_features if isinstance(first, nn.Linear) else first.in_channels
-        have = ds.input_shape[0]
+        have = int(np.prod(ds.input_shape)) if isinstance(first, nn.Linear) else ds.input_shape[0]
         if need != have:
             raise ProbPruneError(f"model in {model_file} expects {need} inputs/channels, dataset {dataset} gives "
-                                 f"{ds.input_shape}")
+                                 f"{tuple(ds.input_shape)}")
+        try:
+            with torch.no_grad():
+                out = net(ds.X_test[:2])
+        except Exception as exc:
+            raise ProbPruneError(f"model in {model_file} does not run on {dataset} inputs of shape "
+                                 f"{tuple(ds.input_shape)}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}") from None
+        if out.ndim != 2 or out.shape[1] != ds.n_classes:
+            raise ProbPruneError(f"model in {model_file} gives outputs of shape {tuple(out.shape[1:])}, dataset "
+                                 f"{dataset} has {ds.n_classes} classes")
         return ds, net
+    model = model or "lenet_300_100"
     ds = load_dataset(dataset, seed=data_seed, images=is_conv_model(model))
     net = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
     return ds, net
@@ -36,16 +95,21 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
 
 @app.command("prune")
 def prune_cmd(
-    method: str = typer.Option(..., help="magnitude | random | snip | grad | structured"),
-    sparsity: float = typer.Option(..., help="fraction of the maskable weights to prune, in [0, 1)"),
-    model: str = typer.Option("lenet_300_100", help="lenet_300_100 | lenet5 | conv2 | mlp:W1,W2,..."),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d"),
-    scope: str = typer.Option("layer", help="layer | global (magnitude, grad, structured)"),
-    scheme: str = typer.Option("uniform", help="random densities: uniform | er | erk | snip_ratio"),
-    sampling: str = typer.Option("exact", help="exact | bernoulli (random) | threshold (magnitude)"),
-    threshold: float = typer.Option(None, help="tau for --sampling threshold: prune |w| < tau"),
-    rounding: str = typer.Option("floor", help="pruned-count rounding: floor | round | ceil"),
-    norm: str = typer.Option("l1", help="structured: l1 | l2"),
+    method: PruneMethod = typer.Option(..., help="pruning method"),
+    fraction: Optional[float] = typer.Option(None, help="fraction of the maskable weights to prune, in [0, 1) "
+                                                        "(required unless --sampling threshold)"),
+    sparsity: Optional[float] = typer.Option(None, hidden=True, help="deprecated spelling of --fraction"),
+    arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
+                                                   "mlp:W1,W2,... (a fresh model; ignored with --model)"),
+    model: Optional[str] = typer.Option(None, help="prune this saved model file (torch.save(model), or a state dict "
+                                                   "from `probprune train`/`save_model`) instead of a fresh --arch"),
+    dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
+    scope: Scope = typer.Option("layer", help="layer | global (magnitude, grad, structured)"),
+    scheme: Scheme = typer.Option("uniform", help="random densities"),
+    sampling: Sampling = typer.Option("exact", help="exact | bernoulli (random) | threshold (magnitude)"),
+    threshold: float = typer.Option(None, help="tau >= 0 for --sampling threshold: prune |w| < tau"),
+    rounding: Rounding = typer.Option("floor", help="pruned-count rounding"),
+    norm: NeuronNorm = typer.Option("l1", help="structured: l1 | l2"),
     erk_power_scale: float = typer.Option(1.0, help="ERK exponent gamma"),
     exclude_first: bool = typer.Option(False, help="keep the first weight layer dense"),
     exclude_last: bool = typer.Option(False, help="keep the output layer dense"),
@@ -56,24 +120,55 @@ def prune_cmd(
     data_seed: int = typer.Option(0, help="train/test split seed"),
     batch_for_scores: int = typer.Option(256, help="batch size for snip / grad / snip_ratio scores"),
     save_mask: str = typer.Option(None, help="write the mask to this .pt file"),
-    model_file: str = typer.Option(None, help="prune this saved model (torch.save(model) or a state dict with "
-                                               "--model as its architecture) instead of a fresh one"),
+    model_file: Optional[str] = typer.Option(None, hidden=True, help="deprecated spelling of --model PATH"),
     save_model: str = typer.Option(None, help="write the pruned (fine-tuned) state dict to this file"),
     show_neurons: bool = typer.Option(False, help="print neuron-wise sparsity summaries"),
-    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+    json_out: bool = json_option(),
 ):
     """Train a model on an offline dataset, prune it with one method, and report accuracy and sparsity."""
     import torch
 
+    from ..progress import progress_bar
     from ..pruning import prune, save_mask as _save
     from ..train import evaluate, train
 
-    if epochs < 0 or finetune_epochs < 0:
-        raise ProbPruneError("epochs must be >= 0")
-    ds, net = _setup(dataset, model, seed, data_seed, model_file=model_file)
+    method, dataset, scope, scheme, sampling, rounding, norm = map(
+        val, (method, dataset, scope, scheme, sampling, rounding, norm))
+    if sparsity is not None:
+        deprecated("prune --sparsity", "--fraction")
+        if fraction is not None:
+            raise ProbPruneError("give the pruned fraction once: --fraction (--sparsity is its old spelling)")
+        fraction = sparsity
+    if sampling == "threshold":
+        if threshold is None:
+            raise ProbPruneError("--sampling threshold needs --threshold TAU")
+        check_finite(threshold, "--threshold", lo=0)
+    elif fraction is None:
+        raise ProbPruneError("missing option --fraction (the fraction of weights to prune, in [0, 1))")
+    if fraction is not None:
+        check_fraction(fraction, "--fraction", upper_open=True)
+    if threshold is not None and sampling != "threshold":
+        raise ProbPruneError("--threshold applies to --sampling threshold only")
+    check_int(epochs, "--epochs", 0)
+    check_int(finetune_epochs, "--finetune-epochs", 0)
+    check_int(batch_size, "--batch-size", 1)
+    check_int(batch_for_scores, "--batch-for-scores", 1)
+    check_finite(lr, "--lr", lo=0, lo_open=True)
+    check_finite(erk_power_scale, "--erk-power-scale")
+    check_output_path(save_mask, "--save-mask")
+    check_output_path(save_model, "--save-model")
+    arch, model_path = _resolve_model(model, arch, model_file, "prune")
+    model = arch
+    ds, net = _setup(dataset, arch, seed, data_seed, model_file=model_path)
+    model_file = model_path
+    model = arch or ("lenet_300_100" if model_path is None else None)
+    sparsity = fraction
     dense_acc = None
+    show = not json_out
     if epochs:
-        train(net, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, eval_each_epoch=False)
+        with progress_bar(epochs, "dense training", unit="epoch", enabled=show) as bar:
+            train(net, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, eval_each_epoch=False,
+                  callback=lambda row: bar.update(1))
     dense_acc = evaluate(net, ds.X_test, ds.y_test)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds.y_train), generator=g)[:batch_for_scores]
@@ -84,8 +179,9 @@ def prune_cmd(
     pruned_acc = evaluate(net, ds.X_test, ds.y_test)
     ft_acc = None
     if finetune_epochs:
-        train(net, ds, epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed + 1, masks=res.mask,
-              eval_each_epoch=False)
+        with progress_bar(finetune_epochs, "fine-tuning", unit="epoch", enabled=show) as bar:
+            train(net, ds, epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed + 1, masks=res.mask,
+                  eval_each_epoch=False, callback=lambda row: bar.update(1))
         ft_acc = evaluate(net, ds.X_test, ds.y_test)
     rep = res.report.to_dict()
     if not show_neurons:
@@ -94,20 +190,21 @@ def prune_cmd(
     if save_model:
         from ..modelio import save_model as _save_model
 
-        _save_model(net, save_model, arch=None if model_file else model, input_shape=list(ds.input_shape))
+        atomic_write(save_model, lambda tmp: _save_model(net, tmp, arch=model, input_shape=list(ds.input_shape)))
     if save_mask:
-        _save(res.mask, save_mask, meta={"method": method, "sparsity": sparsity, "model": model, "dataset": dataset,
-                                         "seed": seed, "scheme": scheme, "sampling": sampling})
-    data = {"dataset": ds.describe(), "model": model, "method": method, "requested_sparsity": sparsity,
+        meta = {"method": method, "sparsity": sparsity, "model": model_file or model, "dataset": dataset,
+                "seed": seed, "scheme": scheme, "sampling": sampling}
+        atomic_write(save_mask, lambda tmp: _save(res.mask, tmp, meta=meta))
+    data = {"dataset": ds.describe(), "model": model_file or model, "arch": model, "method": method,
+            "fraction": sparsity, "requested_sparsity": sparsity,
             "dense_test_acc": dense_acc, "pruned_test_acc": pruned_acc, "finetuned_test_acc": ft_acc,
             "train_epochs": epochs, "finetune_epochs": finetune_epochs, "seed": seed, "report": rep,
             "mask_file": save_mask, "model_file": model_file, "saved_model": save_model}
 
     def render(d):
-        from rich.console import Console
         from rich.table import Table
 
-        c = Console()
+        c = make_console()
         r = d["report"]
         c.print(f"[bold]{d['dataset']}[/bold]; model {d['model']}; method {r['method']}"
                 + (f", scheme {r['scheme']}" if r["scheme"] else "")
@@ -142,41 +239,67 @@ def prune_cmd(
 
 @app.command("lth")
 def lth_cmd(
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d"),
-    model: str = typer.Option("lenet_300_100", help="lenet_300_100 | lenet5 | conv2 | mlp:W1,W2,..."),
+    dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
+    arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
+                                                   "mlp:W1,W2,... (ignored with --model)"),
+    model: Optional[str] = typer.Option(None, help="start from this saved model file instead of a fresh --arch"),
     levels: int = typer.Option(5, help="number of pruning levels after the dense level 0"),
     epochs: int = typer.Option(5, help="training epochs per level"),
-    strategy: str = typer.Option("layerwise", help="layerwise (per-layer-group rates) | global"),
+    strategy: Strategy = typer.Option("layerwise", help="layerwise (per-layer-group rates) | global"),
     rate_hidden: float = typer.Option(0.2, help="per-level fraction of remaining hidden Linear weights pruned"),
     rate_output: float = typer.Option(0.1, help="per-level fraction of remaining output weights pruned"),
     rate_conv: float = typer.Option(0.1, help="per-level fraction of remaining conv weights pruned"),
     global_rate: float = typer.Option(0.2, help="global strategy: fraction of remaining weights per level"),
-    target_sparsity: float = typer.Option(None, help="reach this total sparsity in --levels rounds: every group "
-                                                     "prunes f = 1-(1-p)^(1/levels) per round"),
+    fraction: Optional[float] = typer.Option(None, help="reach this total pruned fraction p in --levels rounds: "
+                                                        "every group prunes f = 1-(1-p)^(1/levels) per round"),
+    target_sparsity: Optional[float] = typer.Option(None, hidden=True, help="deprecated spelling of --fraction"),
     exclude_output: bool = typer.Option(False, help="global strategy: never prune the output layer"),
     rewind_step: int = typer.Option(0, help="rewind to this training step (0 = initialisation)"),
-    retrain: str = typer.Option("rewind", help="rewind | lr_rewind | finetune"),
+    retrain: Retrain = typer.Option("rewind", help="retraining after each pruning round"),
     controls: str = typer.Option("", help="comma list of controls per level: uniform, erk, reinit"),
     lr: float = typer.Option(1.2e-3), batch_size: int = typer.Option(60),
-    optimizer: str = typer.Option("adam", help="adam | sgd"),
+    optimizer: Optimizer = typer.Option("adam", help="optimizer"),
     seed: int = typer.Option(0, help="seed for init, data order and control masks"),
     data_seed: int = typer.Option(0, help="train/test split seed"),
     out: str = typer.Option(None, help="write the per-level table to this CSV file"),
     save_masks: str = typer.Option(None, help="directory for level_<L>.pt mask files"),
-    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+    json_out: bool = json_option(),
 ):
     """Iterative magnitude pruning with rewinding (lottery tickets): test accuracy per level vs weights remaining."""
-    import os
-
     import pandas as pd
-    from tqdm import tqdm
 
+    from ..progress import progress_bar
     from ..pruning import save_mask as _save
     from ..pruning.imp import IMPConfig, lth_rates, per_round_rate, run_imp
     from ..train import TrainConfig
 
-    ds, net = _setup(dataset, model, seed, data_seed)
+    dataset, strategy, retrain, optimizer = map(val, (dataset, strategy, retrain, optimizer))
+    if target_sparsity is not None:
+        deprecated("lth --target-sparsity", "--fraction")
+        if fraction is not None:
+            raise ProbPruneError("give the pruned fraction once: --fraction (--target-sparsity is its old spelling)")
+        fraction = target_sparsity
+    target_sparsity = fraction
+    if fraction is not None:
+        check_fraction(fraction, "--fraction", upper_open=True)
+    check_int(levels, "--levels", 0)
+    check_int(epochs, "--epochs", 1)
+    check_int(batch_size, "--batch-size", 1)
+    check_int(rewind_step, "--rewind-step", 0)
+    check_finite(lr, "--lr", lo=0, lo_open=True)
+    for v, nm in ((rate_hidden, "--rate-hidden"), (rate_output, "--rate-output"), (rate_conv, "--rate-conv"),
+                  (global_rate, "--global-rate")):
+        check_fraction(v, nm, upper_open=True)
     ctr = tuple(c.strip() for c in controls.split(",") if c.strip())
+    bad = [c for c in ctr if c not in CONTROLS]
+    if bad:
+        raise ProbPruneError(f"unknown control {bad[0]!r} in --controls; use a comma list of {', '.join(CONTROLS)}")
+    check_output_path(out, "--out")
+    check_output_path(save_masks, "--save-masks", kind="dir")
+    arch, model_path = _resolve_model(model, arch, None, "lth")
+    ds, net = _setup(dataset, arch, seed, data_seed, model_file=model_path)
+    arch = arch or ("lenet_300_100" if model_path is None else None)
+    model = model_path or arch
     if target_sparsity is not None:
         f = per_round_rate(target_sparsity, max(levels, 1))
         rates = {k: f for k in lth_rates(net)}
@@ -188,32 +311,29 @@ def lth_cmd(
                     rewind_step=rewind_step, retrain=retrain, controls=ctr, init_seed=seed, mask_seed=seed,
                     train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer))
     cfg.validate()
-    bar = tqdm(total=levels + 1, desc="IMP levels", file=sys.stderr, disable=None, leave=False)
 
-    def prog(r):
-        bar.set_postfix(remaining=f"{100 * r['remaining']:.2f}%", acc=f"{r['test_acc']:.3f}")
-        bar.update(1)
+    with progress_bar(levels + 1, "IMP levels", unit="level", enabled=not json_out, interval=0) as bar:
+        def prog(r):
+            bar.set_postfix(remaining=f"{100 * r['remaining']:.2f}%", acc=f"{r['test_acc']:.3f}")
+            bar.update(1)
 
-    res = run_imp(net, ds, cfg, progress=prog)
-    bar.close()
+        res = run_imp(net, ds, cfg, progress=prog)
     df = pd.DataFrame(res.rows)
     if out:
-        d = os.path.dirname(out)
-        if d:
-            os.makedirs(d, exist_ok=True)
-        df.to_csv(out, index=False)
+        atomic_write_text(out, df.to_csv(index=False))
     if save_masks:
         for L, m in enumerate(res.masks):
-            _save(m, os.path.join(save_masks, f"level_{L}.pt"), meta={"level": L, "model": model, "seed": seed})
-    data = {"dataset": ds.describe(), "model": model, "strategy": strategy, "rates": res.rates,
+            atomic_write(os.path.join(save_masks, f"level_{L}.pt"),
+                         lambda tmp, m=m, L=L: _save(m, tmp, meta={"level": L, "model": model, "seed": seed}))
+    data = {"dataset": ds.describe(), "model": model, "arch": arch, "fraction": fraction, "strategy": strategy,
+            "rates": res.rates,
             "retrain": retrain, "rewind_step": rewind_step, "epochs": epochs, "seed": seed,
             "masks_nested": res.nested(), "rows": res.rows}
 
     def render(d):
-        from rich.console import Console
         from rich.table import Table
 
-        c = Console()
+        c = make_console()
         c.print(f"[bold]{d['dataset']}[/bold]; {d['model']}; IMP {d['strategy']}, retrain {d['retrain']} "
                 f"(rewind step {d['rewind_step']}), {d['epochs']} epochs/level, seed {d['seed']}")
         cols = ["level", "weights remaining", "test acc"] + [f"{c} acc" for c in ctr] + ["seconds"]
