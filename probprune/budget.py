@@ -451,10 +451,11 @@ def min_width(
 def magnitude_prune_count(W: np.ndarray, k: int) -> np.ndarray:
     """Layer-wise exact-k magnitude pruning of one tensor: zero the k smallest |w|, ties broken by flat index
     (THEORY §1.5 / §5). Returns the pruned weights."""
+    from .pruning.sampling import exact_k_prune_mask  # the one exact-k rule
+
     flat = np.asarray(W, float).ravel()
-    order = np.argsort(np.abs(flat), kind="stable")
     out = flat.copy()
-    out[order[:k]] = 0.0
+    out[exact_k_prune_mask(np.abs(flat), k)] = 0.0
     return out.reshape(np.shape(W))
 
 

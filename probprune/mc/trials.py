@@ -238,6 +238,8 @@ def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str, l
     import torch
     from scipy.stats import norm
 
+    from ..pruning.sampling import exact_k_prune_mask
+
     if method.startswith("lib_"):
         return _prune_lib(spec, W, method, fraction, lib_seeds)
 
@@ -255,10 +257,7 @@ def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str, l
         elif method in ("magnitude_exact", "random_exact"):
             k = int(math.floor(fraction * L.N))
             score = (w.abs() if method == "magnitude_exact" else u).reshape(n, -1)
-            order = torch.argsort(score, dim=1, stable=True)[:, :k]
-            P = torch.zeros(n, L.N, dtype=torch.bool)
-            P.scatter_(1, order, True)
-            P = P.reshape(w.shape)
+            P = exact_k_prune_mask(score, k).reshape(w.shape)  # the one exact-k rule (ties by flat index)
         else:
             raise ProbPruneError(f"unknown method {method!r}")
         wh = torch.where(P, torch.zeros_like(w), w)

@@ -47,17 +47,35 @@ def _prev_pruned(prev_mask, name, shape):
     return ~pm.bool()
 
 
-def _bottom_k_mask(flat_scores, k: int, forced_pruned):
-    """Keep-mask (flat) pruning ``k`` entries: all ``forced_pruned`` first, then the lowest scores, ties by index."""
+def exact_k_prune_mask(scores, k: int, forced_pruned=None):
+    """The package's one exact-k pruning rule (THEORY §1.5 exact-k, §1.6 R-exact, §5).
+
+    ``scores``: a torch tensor or numpy array of shape (..., N): one problem per row of the last axis (e.g. one flat
+    weight tensor, or n stacked trials). Returns the **prune** mask (bool, same shape/type family: True = pruned) with
+    exactly ``k`` entries pruned per row: first every ``forced_pruned`` entry (bool, same shape; e.g. pruned by a
+    previous IMP round), then the lowest scores. Ties are broken by flat index: a stable ascending sort, so among
+    equal scores the lower index is pruned first; hence every kept score is >= every pruned (non-forced) score.
+    Magnitude exact-k is ``exact_k_prune_mask(|W|, k)``; R-exact is the same on i.i.d. uniform scores."""
+    import numpy as np
     import torch
 
-    n = flat_scores.numel()
-    s = flat_scores.double().clone()
-    s[forced_pruned] = -math.inf
-    order = torch.sort(s, stable=True).indices
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[order[:k]] = False
-    return keep
+    as_numpy = not isinstance(scores, torch.Tensor)
+    s = torch.as_tensor(np.asarray(scores) if as_numpy else scores).to(torch.float64).clone()
+    n = s.shape[-1] if s.dim() else 1
+    k = int(k)
+    if not 0 <= k <= n:
+        raise ProbPruneError(f"exact-k pruning needs 0 <= k <= {n}, got k={k}")
+    if forced_pruned is not None:
+        s[torch.as_tensor(np.asarray(forced_pruned) if as_numpy else forced_pruned, dtype=torch.bool)] = -math.inf
+    order = torch.sort(s, dim=-1, stable=True).indices[..., :k]
+    pruned = torch.zeros(s.shape, dtype=torch.bool)
+    pruned.scatter_(-1, order, True)
+    return pruned.numpy() if as_numpy else pruned
+
+
+def _bottom_k_mask(flat_scores, k: int, forced_pruned):
+    """Keep-mask (flat) pruning ``k`` entries: :func:`exact_k_prune_mask` negated."""
+    return ~exact_k_prune_mask(flat_scores, k, forced_pruned)
 
 
 def layerwise_topk_mask(scores: Mapping, sparsity, prev_mask: Mapping | None = None,

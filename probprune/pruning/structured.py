@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ProbPruneError, check_fraction
 from .masks import maskable_parameters
-from .sampling import pruned_count
+from .sampling import exact_k_prune_mask, pruned_count
 
 NORMS = ("l1", "l2")
 
@@ -86,15 +86,14 @@ def structured_mask(model, sparsity: float, norm: str = "l1", scope: str = "laye
     if scope == "layer":
         for k in hidden:
             kk = pruned_count(s, sc[k].numel(), rounding)
-            order = torch.sort(sc[k].double(), stable=True).indices
-            removed[k] = sorted(int(i) for i in order[:kk])
+            removed[k] = torch.nonzero(exact_k_prune_mask(sc[k], kk)).flatten().tolist()
     else:
         allsc = torch.cat([sc[k].double() for k in hidden])
         kk = pruned_count(s, allsc.numel(), rounding)
-        order = torch.sort(allsc, stable=True).indices[:kk]
+        P = exact_k_prune_mask(allsc, kk)
         offs = np.cumsum([0] + [sc[k].numel() for k in hidden])
         for j, k in enumerate(hidden):
-            removed[k] = sorted(int(i) - int(offs[j]) for i in order if offs[j] <= int(i) < offs[j + 1])
+            removed[k] = torch.nonzero(P[offs[j]:offs[j + 1]]).flatten().tolist()
     params = dict(model.named_parameters())
     mask = {}
     for k in names:
