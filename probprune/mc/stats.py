@@ -1,6 +1,7 @@
 """Statistics for Monte Carlo validation of the bounds (THEORY.md §6 "Statistics", §3.10 scaling laws).
 
-* One-sided Clopper-Pearson limits, exactly as written in §6 (via ``scipy.stats.beta``).
+* One-sided Clopper-Pearson limits, exactly as written in §6 (scalar wrappers of the package's one
+  vectorised implementation, :mod:`probprune.stats`, on ``scipy.stats.beta``).
 * The per-configuration verdict: **refuted** if lower(V_c, T, alpha) > delta, **consistent** if
   upper(V_u, T, alpha) <= delta, otherwise **inconclusive** (§6) [D].
 * Looseness summaries (bound / empirical error; median and spread).
@@ -16,6 +17,7 @@ import numpy as np
 from scipy import stats as _st
 
 from ..errors import ProbPruneError, check_delta
+from ..stats import clopper_pearson_lower, clopper_pearson_upper
 
 VERDICTS = ("refuted", "consistent", "inconclusive")
 
@@ -42,7 +44,7 @@ def cp_lower(x: int, T: int, alpha: float = 0.05) -> float:
     ``0 if x == 0 else beta.ppf(alpha, x, T - x + 1)``."""
     x, T = _check_counts(x, T)
     alpha = _check_alpha(alpha)
-    return 0.0 if x == 0 else float(_st.beta.ppf(alpha, x, T - x + 1))
+    return float(clopper_pearson_lower(x, T, alpha))
 
 
 def cp_upper(x: int, T: int, alpha: float = 0.05) -> float:
@@ -50,7 +52,7 @@ def cp_upper(x: int, T: int, alpha: float = 0.05) -> float:
     For x = 0 this equals 1 - alpha**(1/T)."""
     x, T = _check_counts(x, T)
     alpha = _check_alpha(alpha)
-    return 1.0 if x == T else float(_st.beta.ppf(1.0 - alpha, x + 1, T - x))
+    return float(clopper_pearson_upper(x, T, alpha))
 
 
 def min_trials_for_consistency(delta: float, alpha: float = 0.05) -> int:

@@ -10,7 +10,7 @@ events for different n then share draws: each is still an unbiased estimate, the
 Intervals that cannot reach [-r, r] with any subset of the *remaining* summands of the draw are dropped,
 which is exact (such an interval never meets [-r, r] for any later prefix either).
 
-Estimates (§4.1 steps 2-3): P(A_n) with Clopper-Pearson intervals (scipy.stats.beta); n_min(eps, gamma) = the
+Estimates (§4.1 steps 2-3): P(A_n) with Clopper-Pearson intervals (probprune.stats, scipy.stats.beta); n_min(eps, gamma) = the
 smallest n whose one-sided lower confidence bound is >= gamma; the calibrated constant
 C_hat = n_min / log(1/eps), reported for the natural log and for log base 2. The **per-target** success rate
 (one fixed z ~ U[-r, r] per draw) is a different, much weaker quantity and is reported in separate columns.
@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import beta as beta_dist
 
 from ..errors import ProbPruneError, check_positive
+from ..stats import clopper_pearson_interval, clopper_pearson_lower
 
 LAWS = ("uniform", "product")
 
@@ -102,18 +102,15 @@ def cover_indices(x: np.ndarray, eps: float, half_range: float = 1.0, targets=No
 
 
 def clopper_pearson(x, T, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided Clopper-Pearson interval for x successes in T trials (scipy.stats.beta), THEORY §6."""
-    x = np.asarray(x, dtype=float)
-    a = 1.0 - confidence
-    lo = np.where(x > 0, beta_dist.ppf(a / 2, x, T - x + 1), 0.0)
-    hi = np.where(x < T, beta_dist.ppf(1 - a / 2, x + 1, T - x), 1.0)
-    return np.nan_to_num(lo), np.nan_to_num(hi, nan=1.0)
+    """Two-sided Clopper-Pearson interval for x successes in T trials, THEORY §6 (the package's one implementation,
+    :func:`probprune.stats.clopper_pearson_interval`)."""
+    return clopper_pearson_interval(x, T, confidence)
 
 
 def cp_lower_one_sided(x, T, alpha: float) -> np.ndarray:
-    """One-sided Clopper-Pearson lower bound, THEORY §6: 0 if x == 0 else beta.ppf(alpha, x, T - x + 1)."""
-    x = np.asarray(x, dtype=float)
-    return np.nan_to_num(np.where(x > 0, beta_dist.ppf(alpha, x, T - x + 1), 0.0))
+    """One-sided Clopper-Pearson lower bound, THEORY §6: 0 if x == 0 else beta.ppf(alpha, x, T - x + 1)
+    (:func:`probprune.stats.clopper_pearson_lower`)."""
+    return clopper_pearson_lower(x, T, alpha)
 
 
 @dataclass(frozen=True)
