@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .bounds import beta
-from .errors import ProbPruneError, check_delta, check_finite_array, check_fraction
+from .errors import ProbPruneError, UnsupportedLayerError, check_delta, check_finite_array, check_fraction
 from .networks import NetSpec, ParsedModel, as_matrix
 from .norms import layer_operator_norm_upper, power_iteration_norm
 
@@ -89,20 +89,12 @@ def lemma_a_general(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=Non
     """Lemma A, general form (THEORY §3.1), with bias terms: returns (A-fwd, A-bwd).
 
     A-fwd: Delta_i <= L_i (e_i b_{i-1} + what_i Delta_{i-1}), b_i = L_i (w_i b_{i-1} + beta_i) + o_i, b_0 = 1.
-    A-bwd: Delta_i <= L_i (w_i Delta_{i-1} + e_i bhat_{i-1}), bhat with what_i. L_l = 1 (linear output)."""
-    w, wh, e, L = (np.asarray(x, float) for x in (norm_W, norm_What, norm_E, lips))
-    l = len(w)
-    bn = np.zeros(l) if bias_norm is None else np.asarray(bias_norm, float)
-    ao = np.zeros(l) if act_off is None else np.asarray(act_off, float)
+    A-bwd: Delta_i <= L_i (w_i Delta_{i-1} + e_i bhat_{i-1}), bhat with what_i. L_l = 1 (linear output).
+    Computed by the one Lemma A implementation, :func:`probprune.graph.lemma.lemma_a_chain` (THEORY §8.2)."""
+    from .graph.lemma import lemma_a_chain
 
-    def run(first, second):
-        b, D = 1.0, 0.0
-        for i in range(l):
-            D = L[i] * (e[i] * b + second[i] * D)
-            b = L[i] * (first[i] * b + bn[i]) + ao[i]
-        return D
-
-    return float(run(w, wh)), float(run(wh, w))
+    r = lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm, act_off)
+    return float(r.Df), float(r.Db)
 
 
 def _layer_norms(spec: NetSpec, weights, pruned, conv_method: str):
@@ -118,6 +110,146 @@ def _layer_norms(spec: NetSpec, weights, pruned, conv_method: str):
     return np.array(nW), np.array(nWh), np.array(nE)
 
 
+# --------------------------------------------------------------------------------------------- graph weight norms
+def weight_layer_specs(op) -> list:
+    """The matrix/conv views of one graph weight node (``probprune.graph.ops.Affine``) as
+    :class:`~probprune.networks.LayerSpec` for the norm functions of :mod:`probprune.norms`: one per group (a grouped
+    conv is block diagonal after a permutation of channels, so its norm is the max over groups); Conv1d as Conv2d
+    with H = 1; 'same'/'valid' padding as explicit padding ceil(total/2) per side (the FFT grid then contains the
+    padded input, §3.11)."""
+    from .networks import LayerSpec, activation
+
+    ident = activation("identity")
+    W = op.weight
+    if op.layer == "linear":
+        return [LayerSpec(op.fqn, "linear", W.shape[0], W.shape[1], 1.0, ident, 1.0)]
+    nd = 1 if op.layer == "conv1d" else 2
+    k = tuple(W.shape[2:])
+    stride, dilation = tuple(op.stride), tuple(op.dilation)
+    if isinstance(op.padding, str):
+        pad = tuple(0 if op.padding == "valid" else -(-(d * (kk - 1)) // 2) for kk, d in zip(k, dilation))
+    else:
+        pad = tuple(op.padding)
+    in_shape, out_shape = tuple(op.in_shape), tuple(op.out_shape)
+    if nd == 1:
+        k, stride, dilation, pad = (1,) + k, (1,) + stride, (1,) + dilation, (0,) + pad
+        in_shape, out_shape = (in_shape[0], 1, in_shape[1]), (out_shape[0], 1, out_shape[1])
+    g = int(op.groups)
+    co, ci = W.shape[0] // g, W.shape[1]
+    return [LayerSpec(f"{op.fqn}[group {j}]" if g > 1 else op.fqn, "conv", co, ci * k[0] * k[1], 1.0, ident, 1.0,
+                      kernel=k, stride=stride, padding=pad, dilation=dilation, in_shape=(ci, *in_shape[1:]),
+                      out_shape=(co, *out_shape[1:])) for j in range(g)]
+
+
+def _scaled_norm(L, M: np.ndarray, conv_method: str) -> float:
+    """layer_operator_norm_upper of M computed on M / 2^k (2^k <= max|M| < 2^(k+1)) and multiplied back: exact
+    rescaling, so weights of 1e-200 or 1e200 neither underflow nor overflow the Gram matrix."""
+    amax = float(np.max(np.abs(M))) if M.size else 0.0
+    if amax == 0.0:
+        return 0.0
+    scale = 2.0 ** math.floor(math.log2(amax))
+    return float(layer_operator_norm_upper(L, M / scale, conv_method)) * scale
+
+
+def graph_weight_norm(op, W_eff: np.ndarray, conv_method: str = "fft") -> float:
+    """Certified upper bound on the operator norm of one graph weight node with effective weight ``W_eff``."""
+    specs = weight_layer_specs(op)
+    if len(specs) == 1:
+        return _scaled_norm(specs[0], W_eff.reshape(specs[0].weight_shape), conv_method)
+    co = W_eff.shape[0] // len(specs)
+    return max(_scaled_norm(L, W_eff[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method)
+               for j, L in enumerate(specs))
+
+
+def _following_lip(graph, name: str) -> float:
+    """Display only: product of the Lipschitz factors of the single-input ops that follow a weight node up to the next
+    weight node, addition or branch."""
+    from .graph import ops as O
+
+    cons = graph.consumers
+    L, cur = 1.0, name
+    while len(cons[cur]) == 1:
+        nxt = graph.node(cons[cur][0])
+        if isinstance(nxt.op, O.Act):
+            L *= nxt.op.act.lipschitz
+        elif isinstance(nxt.op, (O.Lipschitz,)):
+            L *= nxt.op.P
+        elif isinstance(nxt.op, O.ChannelAffine):
+            L *= float(np.max(np.abs(nxt.op.scale)))
+        elif not isinstance(nxt.op, O.ConstShift):
+            break
+        cur = nxt.name
+    return L
+
+
+def _finite_or_refuse(eps: float, nE, kind: str) -> float:
+    if not math.isfinite(eps):
+        raise ProbPruneError(f"{kind}: the certificate overflows float64 (operator norms up to "
+                             f"{float(np.max(nE)) if len(nE) else 0:.3g}); refusing rather than returning inf/NaN")
+    if eps < 1e-280 and np.any(np.asarray(nE) > 0):
+        raise ProbPruneError(f"{kind}: the certificate underflows float64 (tiny weights); rescale the model")
+    return eps
+
+
+def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration: bool = False,
+                  spec_lips: Sequence[float] | None = None) -> CertificateResult:
+    """Cert-D on a network graph (THEORY §8.2 [D], §3.11): a deterministic upper bound on
+    sup_{||x||<=1} ||F(x) - F_hat(x)||. ``pruned`` is the pruned graph (same structure, e.g. ``graph.with_masks``)
+    or a mask dict keyed by parameter FQN (True/1 = kept). Operator norms: certified upper bounds of the effective
+    (BatchNorm-folded) weights, scaled to avoid under/overflow; the recursion of §8.2 (node-wise min of the forward
+    and backward forms). ``A_fwd``/``A_bwd`` of the result are the pure forward/backward recursions."""
+    from .graph import ops as O
+    from .graph.lemma import lemma_a_graph
+
+    if not hasattr(pruned, "nodes"):
+        pruned = graph.with_masks(pruned)
+    if pruned.weight_names != graph.weight_names:
+        raise ProbPruneError("the pruned graph has different weight layers than the network")
+    ph = {n.op.fqn: n.op for n in pruned.weight_nodes}
+    norms, nW, nWh, nE, names, lips, pis = {}, [], [], [], [], [], []
+    for n in graph.weight_nodes:
+        op, oph = n.op, ph[n.op.fqn]
+        check_finite_array(op.weight, f"weights of {op.fqn}")
+        check_finite_array(oph.weight, f"pruned weights of {op.fqn}")
+        We, Whe = op.effective_weight(), oph.effective_weight()
+        w = graph_weight_norm(op, We, conv_method)
+        wh = graph_weight_norm(op, Whe, conv_method)
+        e = graph_weight_norm(op, We - Whe, conv_method) if np.any(op.weight != oph.weight) else 0.0
+        c = op.bias_map_norm()
+        norms[op.fqn] = (w, wh, e, c)
+        nW.append(w), nWh.append(wh), nE.append(e), names.append(op.fqn)
+        lips.append(_following_lip(graph, n.name))
+        if show_power_iteration:
+            pis.append(max(power_iteration_norm(L, We if len(weight_layer_specs(op)) == 1 else
+                                                We[j * (We.shape[0] // op.groups):(j + 1) * (We.shape[0] // op.groups)])
+                           for j, L in enumerate(weight_layer_specs(op))))
+    r = lemma_a_graph(graph, norms)
+    eps = _finite_or_refuse(float(r.D), nE, "Cert-D")
+    notes = ["deterministic: holds for this network and mask", "inputs in the unit l2 ball (Frobenius for images)",
+             "THEORY §8.2: Lemma A on the traced graph (node-wise min of the forward and backward forms)"]
+    kinds = {type(n.op).__name__ for n in graph.nodes}
+    if any(np.any(n.op.effective_bias() is not None) for n in graph.weight_nodes):
+        notes.append("biases kept unpruned; they enter only the activation-norm bounds (§8.1 S2)")
+    if any(isinstance(n.op, O.Act) and not n.op.act.zero_at_zero for n in graph.nodes):
+        notes.append("an activation has sigma(0) != 0: |sigma(0)| sqrt(dim) terms in the activation-norm bounds")
+    if "Add" in kinds:
+        notes.append("residual additions: bounds add (§8.1 S7)")
+    folded = [n.op.bn_fqn for n in graph.weight_nodes if n.op.folded]
+    if folded:
+        notes.append(f"BatchNorm (eval) folded into the preceding layer: {', '.join(folded)}; masks act on the layer's "
+                     "own weights")
+    if any(n.op.layer != "linear" for n in graph.weight_nodes):
+        notes.append("conv operator norms: " + ("FFT of the periodic extension (Sedghi et al.) and Lemma C, the smaller"
+                                                if conv_method == "fft" else "Lemma C kernel-matrix bound")
+                     + "; grouped convs: max over groups")
+    if not graph.is_chain:
+        notes.append("the network is a graph, not a chain: per-layer L_i are display only")
+    return CertificateResult(eps, "Cert-D", np.array(nW), np.array(nWh), np.array(nE),
+                             np.array(spec_lips if spec_lips is not None else lips), float(r.Df), float(r.Db),
+                             tuple(names), "THEORY.md §3.11 Cert-D via Lemma A on graphs (§8.2)",
+                             assumptions=tuple(notes), power_iteration_W=np.array(pis) if pis else None)
+
+
 def certify(
     spec: NetSpec,
     weights: Sequence[np.ndarray],
@@ -126,48 +258,44 @@ def certify(
     conv_method: str = "fft",
     show_power_iteration: bool = False,
 ) -> CertificateResult:
-    """Cert-D (THEORY §3.11 [D]): a deterministic upper bound on sup_{||x||<=1} ||F(x) - F_hat(x)|| for the given
-    weights and pruned weights, from upper bounds on the layers' operator norms and Lemma A (min of fwd/bwd)."""
+    """Cert-D (THEORY §3.11 [D]) for a chain given as a spec: a deterministic upper bound on
+    sup_{||x||<=1} ||F(x) - F_hat(x)||; evaluated on the chain's graph (:meth:`Graph.from_spec`, §8.3)."""
+    from .graph import Graph
+
     if len(weights) != spec.depth or len(pruned_weights) != spec.depth:
         raise ProbPruneError(f"need {spec.depth} weight and pruned-weight tensors")
     for L, W, Wh in zip(spec.layers, weights, pruned_weights):
         check_finite_array(W, f"weights of {L.name}")
         check_finite_array(Wh, f"pruned weights of {L.name}")
-    nW, nWh, nE = _layer_norms(spec, weights, pruned_weights, conv_method)
-    lips = np.array([L.lip for L in spec.layers])
-    bn, ao = _offsets(spec, biases)
-    fwd, bwd = lemma_a_general(nW, nWh, nE, lips, bn, ao)
-    notes = ["deterministic: holds for this network and mask", "inputs in the unit l2 ball (Frobenius for images)"]
-    if np.any(bn > 0):
-        notes.append("biases kept unpruned; they enter through the activation-norm recursion (Lemma A general form)")
-    if np.any(ao > 0):
-        notes.append("an activation has sigma(0) != 0: Lemma A's general form with |sigma(0)| sqrt(d_i) terms")
-    if any(L.kind == "conv" for L in spec.layers):
-        notes.append(f"conv operator norms: {'FFT of the periodic extension (Sedghi et al.) and Lemma C, the smaller' if conv_method == 'fft' else 'Lemma C kernel-matrix bound'}")
-    pi = None
-    if show_power_iteration:
-        pi = np.array([power_iteration_norm(L, W) for L, W in zip(spec.layers, weights)])
-    return CertificateResult(min(fwd, bwd), "Cert-D", nW, nWh, nE, lips, fwd, bwd,
-                             tuple(L.name for L in spec.layers), "THEORY.md §3.11 Cert-D (Lemma A, §3.1)",
-                             assumptions=tuple(notes), power_iteration_W=pi)
+        if np.asarray(W).size != L.N or np.asarray(Wh).size != L.N:
+            raise ProbPruneError(f"layer {L.name}: expected {L.N} weights, got {np.asarray(W).size} and "
+                                 f"{np.asarray(Wh).size}")
+    if biases is not None:
+        for L, b in zip(spec.layers, biases):
+            if b is not None:
+                check_finite_array(b, f"bias of {L.name}")
+    g = Graph.from_spec(spec, weights, biases)
+    gh = g.with_weights({L.name: np.asarray(Wh, float) for L, Wh in zip(spec.layers, pruned_weights)})
+    return certify_graph(g, gh, conv_method, show_power_iteration, spec_lips=[L.lip for L in spec.layers])
 
 
-def certify_parsed(parsed: ParsedModel, masks: Mapping[str, np.ndarray], **kw) -> CertificateResult:
-    """Cert-D for a model read by :func:`probprune.networks.from_torch` and a mask dict keyed by parameter FQN
-    (True/1 = kept). Parameters without a mask are unpruned."""
-    unknown = set(masks) - set(parsed.names)
+def certify_parsed(parsed, masks: Mapping[str, np.ndarray], **kw) -> CertificateResult:
+    """Cert-D for a model read by :func:`probprune.graph.from_torch` (a Graph) or
+    :func:`probprune.networks.from_torch` (a ParsedModel, which carries its graph) and a mask dict keyed by
+    parameter FQN (True/1 = kept). Parameters without a mask are unpruned."""
+    graph = parsed if hasattr(parsed, "nodes") else getattr(parsed, "graph", None)
+    if graph is None:
+        graph = _graph_of_parsed(parsed)
+    unknown = set(masks) - set(graph.weight_names)
     if unknown:
-        raise ProbPruneError(f"mask for unknown parameter(s): {sorted(unknown)}; model has {parsed.names}")
-    pruned = []
-    for nm, W in zip(parsed.names, parsed.weights):
-        if nm in masks:
-            m = np.asarray(masks[nm])
-            if m.shape != W.shape:
-                raise ProbPruneError(f"mask for {nm!r} has shape {m.shape}, parameter has shape {W.shape}")
-            pruned.append(W * m.astype(float))
-        else:
-            pruned.append(W)
-    return certify(parsed.spec, parsed.weights, pruned, parsed.biases, **kw)
+        raise ProbPruneError(f"mask for unknown parameter(s): {sorted(unknown)}; model has {list(graph.weight_names)}")
+    return certify_graph(graph, graph.with_masks(masks), **kw)
+
+
+def _graph_of_parsed(parsed):
+    from .graph import Graph
+
+    return Graph.from_spec(parsed.spec, parsed.weights, parsed.biases, parsed.names or None)
 
 
 def _cert_r_line_terms(W: np.ndarray):
@@ -175,6 +303,67 @@ def _cert_r_line_terms(W: np.ndarray):
     rho = math.sqrt(max(float((M * M).sum(axis=1).max()), float((M * M).sum(axis=0).max())))
     mu = float(np.abs(M).max())
     return rho, mu
+
+
+def _cert_r_layer(L, W: np.ndarray, w: float, pi: float, de: float, sampling: str) -> tuple[float, float]:
+    """Cert-R bounds (||What||, ||E||) of one layer (§3.11) with probability >= 1 - de over its mask, given the
+    certified ||W|| <= w; conv layers through Lemma C's sqrt(r) lift of the mat-level Bernstein bound."""
+    rho, mu = _cert_r_line_terms(W)
+    lam = math.log(L.n / de)
+    sr = math.sqrt(L.r)
+    if sampling == "bernoulli":
+        t = sr * float(beta(pi * (1 - pi) * rho**2, max(pi, 1 - pi) * mu, lam))
+        e, wh = pi * w + t, (1 - pi) * w + t
+    elif sampling == "rescaled":
+        t = sr * float(beta(pi * rho**2 / (1 - pi), mu * max(pi, 1 - pi) / (1 - pi), lam))
+        e, wh = t, w + t
+    else:
+        t = sr * float(beta(pi * rho**2, mu + w / L.N, lam))
+        e, wh = pi * w + t, (1 - pi) * w + t
+    if pi == 1.0 and sampling != "rescaled":
+        e, wh = w, 0.0  # everything pruned: deterministic
+    return wh, e
+
+
+def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", conv_method: str = "fft") -> CertificateResult:
+    """Cert-R (THEORY §3.11 [D]) on a network graph (§8.2): the per-layer Cert-R bounds on ||What|| and ||E|| (union
+    bound, delta split equally over the randomly pruned layers) in the forward form of the graph recursion (the
+    graph's A-fwd). ``p``: one fraction, or a dict FQN -> fraction (missing: 0). Grouped convs are refused."""
+    from .graph.lemma import lemma_a_graph
+
+    delta = check_delta(delta)
+    if sampling not in ("bernoulli", "rescaled", "exact"):
+        raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
+    nodes = graph.weight_nodes
+    if isinstance(p, Mapping):
+        unknown = set(p) - set(graph.weight_names)
+        if unknown:
+            raise ProbPruneError(f"fraction for unknown parameter(s): {sorted(unknown)}")
+        ps = np.array([float(p.get(n.op.fqn, 0.0)) for n in nodes])
+    else:
+        ps = np.full(len(nodes), float(p))
+    check_fraction(ps, "p", upper_open=(sampling == "rescaled"))
+    de = delta / max(int(np.sum(ps > 0)), 1)
+    norms, nW, nWh, nE = {}, [], [], []
+    for n, pi in zip(nodes, ps):
+        op = n.op
+        if op.groups != 1 and pi > 0:
+            raise UnsupportedLayerError(f"Cert-R for the grouped convolution {op.fqn!r} (groups={op.groups}) is not "
+                                        "supported; use Cert-D after drawing the mask")
+        We = op.effective_weight()
+        w = graph_weight_norm(op, We, conv_method)
+        L = weight_layer_specs(op)[0]
+        wh, e = (w, 0.0) if pi == 0 else _cert_r_layer(L, We.reshape(L.weight_shape), w, float(pi), de, sampling)
+        norms[op.fqn] = (w, wh, e, op.bias_map_norm())
+        nW.append(w), nWh.append(wh), nE.append(e)
+    r = lemma_a_graph(graph, norms)
+    eps = _finite_or_refuse(float(r.Df), nE, "Cert-R")
+    notes = [f"probability >= 1 - {delta} over the {sampling} mask only, conditional on these weights",
+             "graph A-fwd (§8.2) with exact ||W|| and the Cert-R bounds on ||What||, ||E|| (§3.11)"]
+    return CertificateResult(eps, "Cert-R", np.array(nW), np.array(nWh), np.array(nE),
+                             np.array([_following_lip(graph, n.name) for n in nodes]), eps, float("nan"),
+                             tuple(graph.weight_names), "THEORY.md §3.11 Cert-R on the graph (§8.2)", delta=delta,
+                             assumptions=tuple(notes))
 
 
 def certify_random(
@@ -210,20 +399,7 @@ def certify_random(
         if pi == 0:
             nWh[i], nE[i] = w, 0.0
             continue
-        rho, mu = _cert_r_line_terms(W)
-        lam = math.log(L.n / de)
-        sr = math.sqrt(L.r)  # mat-level Bernstein, lifted to the conv operator by Lemma C
-        if sampling == "bernoulli":
-            t = sr * float(beta(pi * (1 - pi) * rho**2, max(pi, 1 - pi) * mu, lam))
-            nE[i], nWh[i] = pi * w + t, (1 - pi) * w + t
-        elif sampling == "rescaled":
-            t = sr * float(beta(pi * rho**2 / (1 - pi), mu * max(pi, 1 - pi) / (1 - pi), lam))
-            nE[i], nWh[i] = t, w + t
-        else:
-            t = sr * float(beta(pi * rho**2, mu + w / L.N, lam))
-            nE[i], nWh[i] = pi * w + t, (1 - pi) * w + t
-        if pi == 1.0 and sampling != "rescaled":
-            nE[i], nWh[i] = w, 0.0  # everything pruned: deterministic
+        nWh[i], nE[i] = _cert_r_layer(L, W, w, pi, de, sampling)
     lips = np.array([L.lip for L in spec.layers])
     bn, ao = _offsets(spec, biases)
     fwd, _ = lemma_a_general(nW, nWh, nE, lips, bn, ao)

@@ -435,154 +435,100 @@ def to_torch(spec: NetSpec, weights: Sequence[np.ndarray] | None = None, dtype=N
 
 @dataclass(frozen=True)
 class ParsedModel:
-    """What :func:`from_torch` reads off a user's model."""
+    """What :func:`from_torch` reads off a user's model: the chain view (spec, weights, biases by layer) of its traced
+    graph, and the graph itself (``graph``, a :class:`probprune.graph.Graph`; THEORY §8)."""
 
     spec: NetSpec
     weights: list[np.ndarray]
     biases: list[np.ndarray | None]
     names: list[str] = field(default_factory=list)  # FQN of each weight parameter, as in state_dict
+    graph: object = field(default=None, repr=False, compare=False)
 
     @property
     def has_bias(self) -> bool:
         return any(b is not None for b in self.biases)
 
 
-_ACT_TYPES = {"ReLU": "relu", "Tanh": "tanh", "Hardtanh": "hardtanh", "Identity": "identity", "Sigmoid": "sigmoid"}
-
-
-def _leaf_modules(model):
-    import torch.nn as nn
-
-    for name, mod in model.named_modules():
-        if len(list(mod.children())) == 0:
-            yield name, mod
-        elif not isinstance(mod, (nn.Sequential,)) and name != "" and type(mod).forward is not nn.Module.forward:
-            # a container with its own forward (a custom block): we cannot know what it computes
-            if not isinstance(mod, (nn.ModuleList, nn.ModuleDict)):
-                raise UnsupportedLayerError(
-                    f"unsupported layer {name!r} ({type(mod).__name__}): only Sequential chains of Linear, Conv2d, "
-                    "ReLU, LeakyReLU, Tanh, Hardtanh, Sigmoid, Identity, Dropout, MaxPool2d, AvgPool2d, Flatten"
-                )
-
-
 def from_torch(model, input_shape: Sequence[int] | None = None) -> ParsedModel:
-    """Read a ``torch.nn`` model that is a chain (Sequential, possibly nested, or a module whose children run in
-    registration order) of Linear / Conv2d / ReLU / LeakyReLU / Tanh / Hardtanh / Sigmoid / Identity / Dropout
-    (identity at evaluation) / MaxPool2d / AvgPool2d / Flatten. Anything else raises
-    :class:`UnsupportedLayerError` naming the layer. ``input_shape`` (C, H, W) is required for conv nets.
+    """Read a ``torch.nn`` model through the one model reader, :func:`probprune.graph.from_torch` (``torch.fx``
+    tracing of ``forward``, refusal of unsupported operations naming them, verification that the graph reproduces
+    ``model(x)``), and return its chain view for the chain-based consumers (a-priori specs, budgets, Monte Carlo,
+    subset-sum). The chain view exists when the graph is weight layer -> [activation] -> [pooling] -> ... with
+    flattening anywhere and a linear last layer; anything else (residual additions, gains, BatchNorm, pooling before
+    the activation, two pools in a row, grouped or 1-d convolutions, pooling with padding/dilation/ceil_mode/
+    divisor_override) raises :class:`UnsupportedLayerError` naming the node: certify such models with
+    :func:`probprune.certificates.certify_parsed` / ``probprune certify``, which work on the graph itself.
+    ``input_shape`` (C, H, W) is required for conv nets."""
+    from .graph import from_torch as graph_from_torch
 
-    Caveat: for a non-Sequential module we cannot see ``forward``; we assume it applies the children in
-    registration order, as LeNet-style models do, and say so in the certificate's assumptions."""
-    import torch.nn as nn
+    return parsed_from_graph(graph_from_torch(model, input_shape))
 
+
+def parsed_from_graph(graph) -> ParsedModel:
+    """The chain view of a graph (see :func:`from_torch`); raises UnsupportedLayerError naming the first node that
+    does not fit a chain of weight layer -> activation -> pooling."""
+    import torch.nn.functional as F
+
+    from .graph import ops as O
+
+    def refuse(node, why):
+        raise UnsupportedLayerError(
+            f"node {node.name!r} ({node.op.where or node.kind}): {why}; this consumer needs a plain chain (weight layer "
+            "-> activation -> pooling); `probprune certify` / certificates.certify_parsed handle the graph")
+
+    if not graph.is_chain:
+        bad = next(n for n in graph.nodes if len(n.inputs) > 1 or len(graph.consumers[n.name]) > 1)
+        refuse(bad, "the network is not a chain (residual or branching connection)")
     layers: list[LayerSpec] = []
     weights, biases, names = [], [], []
-    shape = tuple(int(v) for v in input_shape) if input_shape is not None else None
-    pending_act: Activation | None = None
-
-    def close_previous(act: Activation | None, pool: Pool | None):
-        if not layers:
-            if act is not None or pool is not None:
-                raise UnsupportedLayerError("the model must start with a Linear or Conv2d layer")
-            return
-        L = layers[-1]
-        a = act or L.act
-        lip = a.lipschitz * (pool.lipschitz if pool else 1.0)
-        layers[-1] = replace(L, act=a, lip=lip, pool=pool or L.pool)
-
-    for name, mod in _leaf_modules(model):
-        if isinstance(mod, nn.Linear):
-            if pending_act is not None:
-                close_previous(pending_act, None)
-            pending_act = None
-            d_in = mod.in_features
-            if shape is not None and int(np.prod(shape)) != d_in:
-                raise ProbPruneError(f"layer {name!r} expects {d_in} inputs but receives shape {shape}")
-            w = mod.weight.detach().cpu().double().numpy()
-            layers.append(
-                LayerSpec(f"{name}.weight", "linear", mod.out_features, d_in, float(np.abs(w).max(initial=0.0)),
-                          activation("identity"), 1.0)
-            )
-            weights.append(w)
-            b = None if mod.bias is None else mod.bias.detach().cpu().double().numpy()
-            biases.append(None if b is None or not np.any(b) else b)
-            names.append(f"{name}.weight")
-            shape = (mod.out_features,)
-        elif isinstance(mod, nn.Conv2d):
-            if pending_act is not None:
-                close_previous(pending_act, None)
-            pending_act = None
-            if mod.groups != 1:
-                raise UnsupportedLayerError(f"layer {name!r}: Conv2d with groups={mod.groups} is not supported")
-            if isinstance(mod.padding, str) or mod.padding_mode != "zeros":
-                raise UnsupportedLayerError(f"layer {name!r}: only explicit zero padding is supported")
-            if shape is None or len(shape) != 3:
-                raise ProbPruneError(f"layer {name!r} is a Conv2d: pass input_shape=(C, H, W)")
-            c, h, wd = shape
-            if c != mod.in_channels:
-                raise ProbPruneError(f"layer {name!r} expects {mod.in_channels} channels, gets {c}")
-            kh, kw = mod.kernel_size
-            sh, sw = mod.stride
-            ph, pw = mod.padding
-            dh, dw = mod.dilation
-            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            w = mod.weight.detach().cpu().double().numpy()
-            layers.append(
-                LayerSpec(f"{name}.weight", "conv", mod.out_channels, c * kh * kw, float(np.abs(w).max(initial=0.0)),
-                          activation("identity"), 1.0, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
-                          dilation=(dh, dw), in_shape=(c, h, wd), out_shape=(mod.out_channels, ho, wo))
-            )
-            weights.append(w)
-            b = None if mod.bias is None else mod.bias.detach().cpu().double().numpy()
-            biases.append(None if b is None or not np.any(b) else b)
-            names.append(f"{name}.weight")
-            shape = (mod.out_channels, ho, wo)
-        elif type(mod).__name__ in _ACT_TYPES or isinstance(mod, nn.LeakyReLU):
-            if not layers:
-                raise UnsupportedLayerError(f"layer {name!r}: the model must start with a Linear or Conv2d layer")
-            if isinstance(mod, nn.Hardtanh) and (mod.min_val, mod.max_val) != (-1.0, 1.0):
-                raise UnsupportedLayerError(f"layer {name!r}: Hardtanh with bounds other than [-1, 1]")
-            a = activation("leaky_relu", mod.negative_slope) if isinstance(mod, nn.LeakyReLU) else activation(
-                _ACT_TYPES[type(mod).__name__])
-            if pending_act is not None and a.name != "identity":
-                if pending_act.name != "identity":
-                    raise UnsupportedLayerError(f"layer {name!r}: two activations in a row are not supported")
-            if a.name != "identity" or pending_act is None:
-                pending_act = a
-        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
-            if shape is None or len(shape) != 3:
-                raise UnsupportedLayerError(f"layer {name!r}: pooling needs a (C, H, W) feature map")
-            if isinstance(mod, nn.MaxPool2d) and (mod.dilation not in (1, (1, 1)) or mod.ceil_mode):
-                raise UnsupportedLayerError(f"layer {name!r}: MaxPool2d with dilation or ceil_mode")
-            if getattr(mod, "padding", 0) not in (0, (0, 0)):
-                raise UnsupportedLayerError(f"layer {name!r}: pooling with padding is not supported")
-            stride = mod.stride if mod.stride is not None else mod.kernel_size
-            pool = Pool("max" if isinstance(mod, nn.MaxPool2d) else "avg", _pair(mod.kernel_size), _pair(stride))
-            close_previous(pending_act, pool)
-            pending_act = None
-            h2, w2 = pool.out_hw(shape[1], shape[2])
-            shape = (shape[0], h2, w2)
-        elif isinstance(mod, (nn.Flatten, nn.Dropout)):
-            if isinstance(mod, nn.Flatten) and shape is not None:
-                shape = (int(np.prod(shape)),)
+    state = "start"  # start | layer | act | pool
+    for n in graph.nodes[1:]:
+        op = n.op
+        if isinstance(op, O.Reshape):
+            continue
+        if isinstance(op, O.Affine):
+            if op.folded:
+                refuse(n, f"BatchNorm {op.bn_fqn!r} folded into the layer")
+            if op.layer == "conv1d" or op.groups != 1:
+                refuse(n, f"{op.layer} with groups={op.groups}")
+            if isinstance(op.padding, str):
+                refuse(n, f"padding={op.padding!r}")
+            W = op.weight
+            b = op.bias if op.bias is not None and np.any(op.bias) else None
+            amax = float(np.abs(W).max(initial=0.0))
+            if op.layer == "linear":
+                L = LayerSpec(op.fqn, "linear", W.shape[0], W.shape[1], amax, activation("identity"), 1.0)
+            else:
+                kh, kw = W.shape[2:]
+                L = LayerSpec(op.fqn, "conv", W.shape[0], W.shape[1] * kh * kw, amax, activation("identity"), 1.0,
+                              kernel=(kh, kw), stride=tuple(op.stride), padding=tuple(op.padding),
+                              dilation=tuple(op.dilation), in_shape=tuple(op.in_shape), out_shape=tuple(op.out_shape))
+            layers.append(L)
+            weights.append(W)
+            biases.append(b)
+            names.append(op.fqn)
+            state = "layer"
+        elif isinstance(op, O.Act):
+            if state != "layer":
+                refuse(n, "an activation that does not directly follow a weight layer")
+            layers[-1] = replace(layers[-1], act=op.act, lip=op.act.lipschitz)
+            state = "act"
+        elif isinstance(op, (O.MaxPool, O.LinearPool)):
+            kw = dict(op.kwargs)
+            if state not in ("layer", "act") or op.fn not in (F.max_pool2d, F.avg_pool2d):
+                refuse(n, "pooling that is not a 2-d pool directly after a layer's activation")
+            k = _pair(kw["kernel_size"])
+            st = _pair(kw.get("stride") or kw["kernel_size"])
+            if _pair(kw.get("padding", 0)) != (0, 0) or _pair(kw.get("dilation", 1)) != (1, 1) or kw.get(
+                    "ceil_mode") or kw.get("divisor_override") is not None:
+                refuse(n, "pooling with padding, dilation, ceil_mode or divisor_override")
+            pool = Pool("max" if isinstance(op, O.MaxPool) else "avg", k, st)
+            layers[-1] = replace(layers[-1], pool=pool, lip=layers[-1].act.lipschitz * pool.lipschitz)
+            state = "pool"
         else:
-            raise UnsupportedLayerError(
-                f"unsupported layer {name!r} ({type(mod).__name__}): supported are Linear, Conv2d, ReLU, LeakyReLU, "
-                "Tanh, Hardtanh, Sigmoid, Identity, Dropout, MaxPool2d, AvgPool2d, Flatten"
-            )
+            refuse(n, f"operation {op.kind!r}")
     if not layers:
         raise UnsupportedLayerError("the model has no Linear or Conv2d layer")
-    if pending_act is not None:
-        if pending_act.name != "identity":
-            raise UnsupportedLayerError("the output layer must be linear (an activation follows the last weight layer)")
-    # the output layer is linear: L_l = 1
-    layers[-1] = replace(layers[-1], act=activation("identity"), lip=1.0 if layers[-1].pool is None else layers[-1].lip)
-    for nm, w in zip(names, weights):
-        if not np.all(np.isfinite(w)):
-            raise ProbPruneError(f"parameter {nm!r} contains NaN/inf weights")
-    for nm, b in zip(names, biases):
-        if b is not None and not np.all(np.isfinite(b)):
-            raise ProbPruneError(f"bias of {nm!r} contains NaN/inf values")
-    in_shape = tuple(input_shape) if input_shape is not None else (layers[0].d_in,)
-    return ParsedModel(NetSpec(tuple(layers), input_shape=in_shape), weights, biases, names)
+    if layers[-1].act.name != "identity":
+        raise UnsupportedLayerError("the output layer must be linear (an activation follows the last weight layer)")
+    return ParsedModel(NetSpec(tuple(layers), input_shape=tuple(graph.input_shape)), weights, biases, names, graph)

@@ -118,29 +118,19 @@ def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor]) -> torc
     return torch.stack(cols, dim=-1)
 
 
-def lemma_a_batched(norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray, lips: Sequence[float]) -> np.ndarray:
-    """Lip * min(A-fwd, A-bwd) (§3.1) for arrays with last axis = layer; uses ``probprune.bounds.lemma_a`` when
-    available (one formula for the whole package), else the same formula here."""
-    try:
-        from ..bounds import lemma_a  # type: ignore
-    except ImportError:  # pragma: no cover - bounds module not yet present
-        lemma_a = None
-    if lemma_a is not None:
-        return np.asarray(lemma_a(norm_W, norm_What, norm_E, np.asarray(lips, dtype=float)), dtype=float)
-    w, wh, e = (np.asarray(a, dtype=float) for a in (norm_W, norm_What, norm_E))
-    lip = float(np.prod(lips))
-    l = w.shape[-1]
-    fwd = np.zeros(w.shape[:-1])
-    bwd = np.zeros(w.shape[:-1])
-    for i in range(l):
-        fwd = fwd + e[..., i] * np.prod(w[..., :i], axis=-1) * np.prod(wh[..., i + 1:], axis=-1)
-        bwd = bwd + e[..., i] * np.prod(wh[..., :i], axis=-1) * np.prod(w[..., i + 1:], axis=-1)
-    return lip * np.minimum(fwd, bwd)
+def lemma_a_batched(norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray, lips: Sequence[float],
+                    bias_norm=None, act_off=None) -> np.ndarray:
+    """The Lemma A certificate for arrays with last axis = layer (leading axes = trials): the one implementation,
+    :func:`probprune.graph.lemma.lemma_a_chain` (THEORY §8.2; node-wise min of the forward and backward forms,
+    <= Lip min(A-fwd, A-bwd) of §3.1), so this column equals ``probprune certify`` for the same norms."""
+    from ..graph.lemma import lemma_a_chain
+
+    return np.asarray(lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm, act_off).D, dtype=float)
 
 
 def cert_d(spec: NetSpec, norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray) -> np.ndarray:
-    """Cert-D (§3.11): the per-network upper bound Lambda * min(A-fwd, A-bwd) from upper bounds on the layer norms.
-    Requires (H-act) (sigma(0) = 0)."""
+    """Cert-D (§3.11, §8.2): the per-network upper bound (Lemma A on the chain's graph, <= Lambda min(A-fwd, A-bwd))
+    from upper bounds on the layer norms. Requires (H-act) (sigma(0) = 0)."""
     if not spec.zero_at_zero:
         raise ProbPruneError("Cert-D in this form needs sigma(0) = 0 (H-act); use a zero-at-zero activation")
     return lemma_a_batched(norm_W, norm_What, norm_E, [L.lip for L in spec.layers])
