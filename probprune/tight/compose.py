@@ -1,0 +1,173 @@
+"""Norm-based certificates on exactly composed stages (THEORY.md §12.1-§12.2 [D]).
+
+* ``lemma_a_composed``: Lemma A (fwd and bwd, with bias terms) applied to the chain's stages, whose matrices are
+  the exact compositions of the linear operations between activations (§12.1), with the bias *difference* term
+  that composition creates (a bias followed by a pruned linear map) (Statement 12.1).
+* ``pair_bound``: sup over diagonal D in [0, I] of ||A D B|| <= t sqrt(lambda_max(B^T (2tI - A^T A)^{-1} B)) for any
+  t > ||A||^2 / 2 (Statement 12.2, an S-procedure certificate in the style of LipSDP with a scalar multiplier).
+* ``lemma_a_pairs``: the backward unrolling F - F_hat = sum_i M_L S_{L-1} ... M_{i+1} S_i (E_i shat_{i-1} + db_i)
+  with ReLU slopes S_j in [0, I], each partial product bounded by the best grouping of its factors into single
+  norms and pair bounds (Statement 12.3).
+Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding allowance, x (1 + 1e-9)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import ProbPruneError
+from ..norms import spectral_norm_upper
+from .lower import Chain
+
+PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
+
+
+@dataclass(frozen=True)
+class StageNorms:
+    """Per-stage certified norms of the chains F and F_hat (§12.1)."""
+
+    M: np.ndarray
+    Mhat: np.ndarray
+    E: np.ndarray
+    bias: np.ndarray
+    bias_hat: np.ndarray
+    bias_diff: np.ndarray
+    factor_product: np.ndarray  # product of the per-operation norms composed into the stage (nan if unknown)
+
+
+def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
+    if not F.same_structure(Fhat):
+        raise ProbPruneError("F and F_hat must be chains of the same structure")
+    nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
+    for s, sh in zip(F.stages, Fhat.stages):
+        nM.append(spectral_norm_upper(s.M))
+        nMh.append(spectral_norm_upper(sh.M))
+        D = s.M - sh.M
+        nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
+        bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
+        bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
+        bd.append(float(np.linalg.norm(s.b - sh.b)) * (1 + 1e-12))
+        fp.append(float(np.prod(s.factor_norms)) if s.factor_norms else float("nan"))
+    return StageNorms(*(np.array(v) for v in (nM, nMh, nE, bb, bbh, bd, fp)))
+
+
+def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None
+                     ) -> tuple[float, float]:
+    """Statement 12.1: (A-fwd, A-bwd) on the composed stages over ||x|| <= radius, ReLU (L = 1, sigma(0) = 0):
+    Delta_i <= ||E_i|| h_{i-1} + ||Mhat_i|| Delta_{i-1} + ||b_i - bhat_i||, h_i <= ||M_i|| h_{i-1} + ||b_i||
+    (fwd; bwd swaps the roles of M and Mhat), h_0 = radius, Delta_0 = 0."""
+    n = norms or stage_norms(F, Fhat)
+
+    def run(first, bfirst, second):
+        h, D = float(radius), 0.0
+        for i in range(len(first)):
+            D = n.E[i] * h + second[i] * D + n.bias_diff[i]
+            h = first[i] * h + bfirst[i]
+        return D
+
+    return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))
+
+
+def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
+    """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
+    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one)."""
+    from scipy.optimize import minimize_scalar
+
+    A = np.asarray(A, float)
+    B = np.asarray(B, float)
+    if A.shape[1] != B.shape[0]:
+        raise ProbPruneError(f"pair_bound: shapes {A.shape} and {B.shape} do not compose")
+    if not np.any(A) or not np.any(B):
+        return 0.0
+    G = A.T @ A
+    lam, V = np.linalg.eigh(G)
+    slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
+    lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
+    VB = V.T @ B
+    lmax = float(lam[-1])
+
+    def rho(logs):
+        t = lmax / 2 * (1 + math.exp(logs))
+        w = t * t / (2 * t - lam)
+        H = (VB * w[:, None]).T @ VB if VB.shape[1] <= VB.shape[0] else (VB * np.sqrt(w)[:, None]) @ (VB * np.sqrt(w)[:, None]).T
+        return float(np.linalg.eigvalsh(H)[-1])
+
+    res = minimize_scalar(rho, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-3})
+    val = min(float(res.fun), rho(0.0))
+    return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
+
+
+def _pair_cache(F: Chain, Fhat: Chain):
+    M = [s.M for s in F.stages]
+    E = [s.M - sh.M for s, sh in zip(F.stages, Fhat.stages)]
+
+    @lru_cache(maxsize=None)
+    def pb(kind_a, i, kind_b, j):
+        A = M[i] if kind_a == "M" else E[i]
+        Bm = M[j] if kind_b == "M" else E[j]
+        return pair_bound(A, Bm)
+
+    return pb
+
+
+def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> float:
+    """Best grouping of a product of factors (left to right, ReLU slopes between neighbours) into single norms and
+    adjacent pair bounds: f(k) = min(single_k f(k+1), pair_{k,k+1} f(k+2)) (Statement 12.3)."""
+    n = len(factors)
+    f = [1.0] * (n + 2)
+    for k in range(n - 1, -1, -1):
+        best = single[factors[k]] * f[k + 1]
+        if k + 1 < n:
+            best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
+        f[k] = best
+    return f[0]
+
+
+def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None,
+                  max_pair_dim: int = 4096) -> float:
+    """Statement 12.3: ||F(x) - F_hat(x)|| <= sum_i pi_i (||E_i|| beta_{i-1} + ||b_i - bhat_i||) with pi_i a bound
+    on sup_S ||M_L S M_{L-1} ... M_{i+1} S_i|| (pairs where they pay), and the E-term sharpened by pairing E_i
+    with M_{i+1}: sup ||M_{i+1} S E_i shat|| <= pair(M_{i+1}, E_i) beta_{i-1}. beta_i bounds ||shat_i||."""
+    n = norms or stage_norms(F, Fhat)
+    L = F.depth
+    dims_ok = all(s.M.shape[1] <= max_pair_dim and s.M.shape[0] <= max_pair_dim for s in F.stages)
+    pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
+    single = {("M", i): n.M[i] for i in range(L)}
+    single.update({("E", i): n.E[i] for i in range(L)})
+    beta = [float(radius)]
+    for i in range(L - 1):
+        beta.append(n.Mhat[i] * beta[-1] + n.bias_hat[i])
+    total = 0.0
+    for i in range(L):
+        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        if n.E[i] > 0:
+            total += chain_product_bound(prefix + [("E", i)], single, pb) * beta[i]
+        if n.bias_diff[i] > 0:
+            total += (chain_product_bound(prefix, single, pb) if prefix else 1.0) * n.bias_diff[i]
+    return float(total) * (1 + 1e-9)
+
+
+@dataclass(frozen=True)
+class ComposedResult:
+    """Norm-based certificates on the composed chain (§12.1-§12.3), with per-stage diagnostics."""
+
+    fwd: float
+    bwd: float
+    pairs: float
+    norms: StageNorms
+    stage_names: tuple[str, ...]
+    stage_ops: tuple[tuple[str, ...], ...]
+
+    @property
+    def eps(self) -> float:
+        return min(self.fwd, self.bwd, self.pairs)
+
+
+def certify_composed(F: Chain, Fhat: Chain, radius: float = 1.0, pairs: bool = True) -> ComposedResult:
+    n = stage_norms(F, Fhat)
+    fwd, bwd = lemma_a_composed(F, Fhat, radius, n)
+    pr = lemma_a_pairs(F, Fhat, radius, n) if pairs else math.inf
+    return ComposedResult(fwd, bwd, pr, n, tuple(s.name for s in F.stages), tuple(s.ops for s in F.stages))
