@@ -50,6 +50,41 @@ def load_model(path: str, arch: str | None = None, input_shape: Sequence[int] | 
     raise ProbPruneError(f"{path} holds a {type(obj).__name__}, not a torch module or state dict")
 
 
+def read_network(path: str, arch: str | None = None, input_shape: Sequence[int] | None = None, n_classes: int = 10):
+    """The one model reader for files: :func:`load_model` then :func:`probprune.graph.from_torch` (torch.fx tracing,
+    refusals naming the operation, forward verification). ``input_shape`` defaults to the one stored by
+    :func:`save_model` (``probprune train``) when present. Returns (module, graph)."""
+    if input_shape is None:
+        input_shape = stored_input_shape(path)
+    model = load_model(path, arch, input_shape, n_classes)
+    from .graph import from_torch
+
+    return model, from_torch(model, input_shape)
+
+
+def read_parsed(path: str, arch: str | None = None, input_shape: Sequence[int] | None = None, n_classes: int = 10):
+    """The chain view (:class:`probprune.networks.ParsedModel`, carrying its graph) of a model file, for chain-based
+    consumers (certified budgets, Monte Carlo); non-chains are refused naming the node."""
+    from .networks import parsed_from_graph
+
+    return parsed_from_graph(read_network(path, arch, input_shape, n_classes)[1])
+
+
+def stored_input_shape(path: str):
+    """The input shape saved next to a state dict by :func:`save_model`, or None."""
+    import torch
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return None
+    if isinstance(obj, dict) and obj.get("input_shape") is not None:
+        return tuple(int(v) for v in obj["input_shape"])
+    return None
+
+
 def save_model(model, path: str, arch: str | None = None, input_shape=None) -> None:
     """Save a state dict with its architecture name so :func:`load_model` needs no flags."""
     import torch

@@ -106,10 +106,9 @@ def budget(
                              "--mode optimal|uniform (random_rescaled and equal_share are for the a-priori spec)")
     out: dict
     if model is not None:
-        from ..modelio import load_model
+        from ..modelio import read_parsed
 
-        mdl = load_model(model, arch, _parse_shape(input_shape))
-        parsed = from_torch(mdl, _parse_shape(input_shape))
+        parsed = read_parsed(model, arch, _parse_shape(input_shape))
         _refuse_zero_layers(parsed, model)
         meth = method
         res = certified_budget(parsed, eps, meth, mode, delta=delta)
@@ -201,10 +200,9 @@ def certify(
     import torch
 
     from ..budget import magnitude_prune_count
-    from ..certificates import certify as cert_d, certify_random
+    from ..certificates import certify_graph, certify_random_graph
     from ..data import load_dataset
-    from ..modelio import INPUT_DIM_TO_DATASET, load_model
-    from ..networks import from_torch
+    from ..modelio import INPUT_DIM_TO_DATASET, load_model, read_network
 
     method, dataset, conv_norm = val(method), val(dataset), val(conv_norm)
     check_fraction(fraction)
@@ -213,35 +211,36 @@ def certify(
     if method not in ("magnitude", "random"):
         raise ProbPruneError(f"unknown method {method!r}; use magnitude or random")
     shape = _parse_shape(input_shape)
-    mdl = load_model(model, arch, shape)
-    parsed = from_torch(mdl, shape)
-    spec, W = parsed.spec, parsed.weights
+    mdl, graph = read_network(model, arch, shape)
+    W = graph.weights
     out: dict = {"model": model, "method": method, "fraction": fraction}
     if method == "magnitude":
-        Wh = [magnitude_prune_count(w, int(math.floor(fraction * L.N))) for w, L in zip(W, spec.layers)]
+        Wh = {k: magnitude_prune_count(w, int(math.floor(fraction * w.size))) for k, w in W.items()}
     else:
         d = check_delta(delta)
-        pre = certify_random(spec, W, fraction, d, "bernoulli", parsed.biases, conv_norm)
+        pre = certify_random_graph(graph, fraction, d, "bernoulli", conv_norm)
         out["cert_R_before_mask"] = pre.as_dict()
         rng = np.random.default_rng(seed)
-        Wh = [w * (rng.random(w.shape) >= fraction) for w in W]
-    cert = cert_d(spec, W, Wh, parsed.biases, conv_method=conv_norm, show_power_iteration=True)
+        Wh = {k: w * (rng.random(w.shape) >= fraction) for k, w in W.items()}
+    cert = certify_graph(graph, graph.with_weights(Wh), conv_method=conv_norm, show_power_iteration=True)
     out["certificate"] = cert.as_dict()
     # measured error on real inputs, scaled into the unit ball (x / max ||x||)
-    dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(spec.input_shape)))
+    dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
     if dsname:
-        ds = load_dataset(dsname, images=len(spec.input_shape) == 3)
-        if int(np.prod(ds.input_shape)) != int(np.prod(spec.input_shape)):
+        ds = load_dataset(dsname, images=len(graph.input_shape) == 3)
+        if int(np.prod(ds.input_shape)) != int(np.prod(graph.input_shape)):
             raise ProbPruneError(f"--dataset {dsname} gives inputs of shape {tuple(ds.input_shape)}, but {model} "
-                                 f"expects {tuple(spec.input_shape)}")
+                                 f"expects {tuple(graph.input_shape)}")
         X = ds.X_test.double()
         norms = X.flatten(1).norm(dim=1)
         X = X / norms.max()
-        pruned = load_model(model, arch, shape).double()
+        if tuple(X.shape[1:]) != tuple(graph.input_shape):
+            X = X.reshape(len(X), *graph.input_shape)
+        pruned = load_model(model, arch, graph.input_shape).double()
         with torch.no_grad():
             for (name, p) in pruned.named_parameters():
-                if name in parsed.names:
-                    p.copy_(torch.as_tensor(Wh[parsed.names.index(name)]).reshape(p.shape))
+                if name in Wh:
+                    p.copy_(torch.as_tensor(Wh[name]).reshape(p.shape))
             mdl = mdl.double()
             diff = (mdl(X) - pruned(X)).flatten(1).norm(dim=1)
         out["measured"] = {"dataset": dsname, "n_inputs": int(len(X)), "scaling": "x / max_i ||x_i|| (into the unit ball)",
