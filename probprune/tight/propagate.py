@@ -185,7 +185,7 @@ class CoupledPropagator:
         import torch
 
         B = self.B
-        R = (C_dz if C_dz is not None else C_zh).shape[0]
+        R = (C_dz if C_dz is not None else C_zh).shape[-2]
         Ld = None if C_dz is None else C_dz.expand(B, -1, -1)
         Lh = None if C_zh is None else C_zh.expand(B, -1, -1)
         const = torch.zeros(B, R, dtype=torch.float64)
@@ -246,7 +246,7 @@ class CoupledPropagator:
         """(lower, upper) of the specification rows at stage k, each (B, R)."""
         import torch
 
-        R = (C_dz if C_dz is not None else C_zh).shape[0]
+        R = (C_dz if C_dz is not None else C_zh).shape[-2]
         lo, up = [], []
         for a in range(0, R, self.chunk):
             sl = slice(a, a + self.chunk)
