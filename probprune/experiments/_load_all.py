@@ -3,3 +3,4 @@ from . import mc_figures  # noqa: F401
 from . import theory_figures  # noqa: F401
 from . import trained  # noqa: F401
 from . import repro_elcheairi  # noqa: F401
+from . import repro_imp  # noqa: F401
