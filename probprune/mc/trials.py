@@ -107,21 +107,13 @@ def _file_md5(path: str) -> str:
 
 @lru_cache(maxsize=8)
 def load_model(path: str, input_shape: tuple[int, ...] | None = None):
-    """A fixed network from a file written by ``torch.save(model)`` (a whole ``nn.Module`` chain), read with
-    :func:`probprune.networks.from_torch` (weights, biases, spec). The file is trusted code (pickle)."""
-    import torch
-
+    """A fixed network from a file: whatever the package's one loader :func:`probprune.modelio.load_model` reads
+    (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``), parsed
+    with :func:`probprune.networks.from_torch` (weights, biases, spec). The file is trusted code (pickle)."""
+    from ..modelio import load_model as load_module
     from ..networks import from_torch
 
-    try:
-        model = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # corrupt file, wrong format
-        raise ProbPruneError(f"cannot load a torch model from {path}: {str(e).splitlines()[0] if str(e) else e}") from None
-    if isinstance(model, dict):
-        raise ProbPruneError(f"{path} holds a state_dict; save the whole module with torch.save(model, path)")
-    return from_torch(model, input_shape)
+    return from_torch(load_module(path, input_shape=input_shape), input_shape)
 
 
 def _cnn_label(c: dict) -> str:
