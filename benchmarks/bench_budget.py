@@ -12,7 +12,11 @@ import statistics
 import sys
 import time
 
-from probprune.bounds import apriori_bound
+from probprune._threads import limit_threads
+
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+
+from probprune.bounds import apriori_bound  # noqa: E402
 from probprune.budget import max_prunable
 from probprune.networks import fcn_spec
 

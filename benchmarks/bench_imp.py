@@ -21,6 +21,10 @@ import statistics
 import sys
 import time
 
+from probprune._threads import limit_threads
+
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+
 
 def main(argv=None) -> dict:
     import torch

@@ -29,8 +29,12 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from probprune._threads import limit_threads
+
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import torch.nn as nn
 from torch.nn.utils import prune
 

@@ -24,7 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from probprune._threads import limit_threads
+
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -94,7 +94,10 @@ def _fail(msg: str, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn every failure into one ``error:`` line and exit status 2."""
+    from .._threads import limit_threads
     from ..errors import ProbPruneError
+
+    limit_threads()  # one BLAS/OpenMP/torch thread unless the user set OMP_NUM_THREADS etc. (probprune/_threads.py)
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
