@@ -149,30 +149,38 @@ def bound(
     K: float = typer.Option(1.0, "--K", help="paper law constant K"),
     activation: Activation = typer.Option("relu", help="activation of the spec"),
     law: Law = typer.Option("uniform", help="uniform | gaussian"),
+    statement: str = typer.Option("best", help="best (tightest valid: min of §3.4/§3.12 and §9 per term, §9.8 for "
+                                  "linear nets) | bernstein (§3.4/§3.12 only) | sharp (§9 only)"),
     as_json: bool = json_option(),
 ):
-    """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12)."""
-    from ..bounds import apriori_bound, exact_k_bound
+    """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12, §9)."""
+    from ..bounds import apriori_bound
 
     method, activation, law = val(method), val(activation), val(law)
     check_finite(K, "--K", lo=0, lo_open=True)
     spec = _spec(widths, activation, K)
     q = parse_float_list(fraction, "--fraction")
     q = q[0] if len(q) == 1 else q
-    if method == "random_exact":
-        res = exact_k_bound(spec, q, delta)
-    else:
-        res = apriori_bound(spec, q, delta, method, law)
+    # random_exact is routed by apriori_bound to exact_k_bound with the law (the Gaussian law gets §9.5, not the
+    # uniform-law RR-mask bound)
+    res = apriori_bound(spec, q, delta, method, law, statement=statement)
+    if not np.all(np.isfinite(np.asarray(res.eps, dtype=float))):
+        raise ProbPruneError(f"the bound is not finite in float64 for K={K:g} (the weight scale overflows the "
+                             "Bernstein terms); refusing rather than printing eps = null")
     d = res.as_dict() | {"widths": list(spec.widths), "K": K}
 
     def render(d):
         t = Table(title=f"{d['statement']}  (provenance {d['provenance']})")
-        for c in ("layer", "fraction", "B_i (||W_i|| <=)", "eta_i (||E_i|| <=)", "delta_W", "delta_E"):
+        for c in ("layer", "fraction", "B_i (||W_i|| <=)", "eta_i (||E_i|| <=)", "delta_W", "delta_E", "B from",
+                  "eta from"):
             t.add_column(c, justify="right")
         for L in d["layers"]:
             t.add_row(L["name"], f"{float(L['fraction']):.4g}", f"{float(L['B']):.5g}", f"{float(L['eta']):.5g}",
-                      f"{float(L['delta_W']):.3g}", f"{float(L['delta_E']):.3g}")
+                      f"{float(L['delta_W']):.3g}", f"{float(L['delta_E']):.3g}", str(L.get("B_statement", "")),
+                      str(L.get("eta_statement", "")))
         console.print(t)
+        if d.get("eps_statement"):
+            console.print(f"  eps from: {d['eps_statement']}", markup=False)
         console.print(f"[bold]eps = {d['eps']:.6g}[/bold]: with probability >= {1 - d['delta']:g}, "
                       f"sup_(||x||<=1) ||F(x) - F_pruned(x)|| <= eps   (Lip = {d['Lip']:g})")
         for a in d["assumptions"]:

@@ -181,8 +181,12 @@ def make_pool_node(name: str, kind: str, fn, kwargs: dict, inp: str, in_shape: t
     """A pooling node with its Lipschitz factor computed for ``in_shape`` (S4 for "avg", S5 for "max")."""
     import torch
 
-    with torch.no_grad():
-        out = tuple(fn(torch.zeros((1, *in_shape), dtype=torch.float64), **kwargs).shape[1:])
+    try:
+        with torch.no_grad():
+            out = tuple(fn(torch.zeros((1, *in_shape), dtype=torch.float64), **kwargs).shape[1:])
+    except RuntimeError as exc:
+        raise ProbPruneError(f"pooling {where} fails on input_shape {tuple(in_shape)}: "
+                             f"{str(exc).splitlines()[0][:160]}") from None
     if kind == "avg":
         P = O.schur_norm_linear_pool(fn, kwargs, in_shape)
         return Node(name, O.LinearPool(where=where, P=P, fn=fn, kwargs=tuple(kwargs.items())), (inp,), out)

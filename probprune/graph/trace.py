@@ -134,7 +134,11 @@ class _Builder:
     # ---------------------------------------------------------------- node creation
     def add(self, fxn, op: O.Op, inputs: Sequence[str]):
         vals = [self.val_of(u) for u in inputs]
-        out = op.forward(*vals)
+        try:
+            out = op.forward(*vals)
+        except RuntimeError as exc:
+            raise ProbPruneError(f"forward fails at node {fxn.name!r} ({op.where}) for input_shape "
+                                 f"{self.input_shape}: {str(exc).splitlines()[0][:160]}") from None
         n = Node(fxn.name, op, tuple(inputs), tuple(out.shape[1:]))
         self.nodes.append(n)
         self.name_of[fxn] = n.name
