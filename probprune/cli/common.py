@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import typer
 
 from ..errors import ProbPruneError
+from ..jsonio import jsonable
 
 SCHEMA_VERSION = 1
 
@@ -154,29 +154,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- JSON
-def _jsonable(x: Any, path: str = "", nonfinite: dict | None = None):
-    if isinstance(x, enum.Enum):
-        return x.value
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v, f"{path}/{k}", nonfinite) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v, f"{path}/{i}", nonfinite) for i, v in enumerate(x)]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist(), path, nonfinite)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        if math.isfinite(v):
-            return v
-        if nonfinite is not None:
-            nonfinite[path or "/"] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
+_jsonable = jsonable  # the library's converter (probprune/jsonio.py); library modules never import the CLI
 
 
 def command_schema(command_path: str | None = None) -> str:

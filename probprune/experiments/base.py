@@ -176,9 +176,9 @@ def default_out(size: str) -> Path:
 
 
 def _jsonable(x):
-    from ..cli.common import _jsonable as j
+    from ..jsonio import jsonable
 
-    return j(x)
+    return jsonable(x)
 
 
 def run_experiment(name: str, size: str = "small", config=None, out: str | Path | None = None,
