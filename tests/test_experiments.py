@@ -24,7 +24,8 @@ from probprune.experiments.trained import LotteryConfig, TrainedConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["fraction_scaling", "bound_bracket", "coverage", "budget_curves", "width_condition", "subset_sum",
-            "trained", "lottery", "elcheairi", "imp_variants", "random_width"]
+            "trained", "lottery", "elcheairi", "imp_variants", "random_width",
+            "edge_popup"]
 
 TINY = {
     "fraction_scaling": FractionScalingConfig(widths=(8, 16), fractions=(0.05, 0.2, 0.4), n_trials=4),
