@@ -223,7 +223,8 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
             pis.append(max(power_iteration_norm(L, We if len(weight_layer_specs(op)) == 1 else
                                                 We[j * (We.shape[0] // op.groups):(j + 1) * (We.shape[0] // op.groups)])
                            for j, L in enumerate(weight_layer_specs(op))))
-    r = lemma_a_graph(graph, norms)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+        r = lemma_a_graph(graph, norms)
     eps = _finite_or_refuse(float(r.D), nE, "Cert-D")
     notes = ["deterministic: holds for this network and mask", "inputs in the unit l2 ball (Frobenius for images)",
              "THEORY §8.2: Lemma A on the traced graph (node-wise min of the forward and backward forms)"]
@@ -356,7 +357,8 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
         wh, e = (w, 0.0) if pi == 0 else _cert_r_layer(L, We.reshape(L.weight_shape), w, float(pi), de, sampling)
         norms[op.fqn] = (w, wh, e, op.bias_map_norm())
         nW.append(w), nWh.append(wh), nE.append(e)
-    r = lemma_a_graph(graph, norms)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = lemma_a_graph(graph, norms)
     eps = _finite_or_refuse(float(r.Df), nE, "Cert-R")
     notes = [f"probability >= 1 - {delta} over the {sampling} mask only, conditional on these weights",
              "graph A-fwd (§8.2) with exact ||W|| and the Cert-R bounds on ||What||, ||E|| (§3.11)"]

@@ -36,7 +36,7 @@ def pgd_error(graph, pruned, restarts: int = 96, iters: int = 80, seed: int = 0)
         x = x.detach().requires_grad_(True)
         diff = graph.forward(x.reshape(-1, *shape)) - pruned.forward(x.reshape(-1, *shape))
         f = diff.reshape(len(x), -1).norm(dim=1)
-        best = max(best, float(f.max()))
+        best = max(best, float(f.detach().max()))
         if t == iters:
             break
         (gr,) = torch.autograd.grad((f * f).sum(), x)
