@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import registry as _registry
 from ..errors import ProbPruneError
 
 #: methods of :func:`probprune.pruning.prune` usable in trials (data-free ones), with their keyword arguments
@@ -27,11 +28,12 @@ LIB_METHODS = {
     "lib_random_erk": {"method": "random", "scheme": "erk", "sampling": "exact"},
     "lib_structured_l1": {"method": "structured", "norm": "l1"},
 }
-METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact", *LIB_METHODS)
+#: the registry's magnitude/random methods (each with its sampling model, probprune.registry), then the lib_* ones
+METHODS = (*(m.name for m in _registry.METHODS.values() if m.family in ("magnitude", "random")), *LIB_METHODS)
 #: methods with an a-priori bound in ``probprune.bounds.apriori_bound`` (THEORY §3.4)
-BOUND_METHODS = ("magnitude", "random", "random_rescaled")
-LAWS = ("uniform", "gaussian")
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "tanh", "hardtanh", "sigmoid")
+BOUND_METHODS = tuple(m.name for m in _registry.METHODS.values() if m.apriori == "thm-RM-RR")
+LAWS = _registry.choices("law")
+ACTIVATIONS = _registry.choices("activation")
 DATASETS = ("mnist5k", "digits", "mnist1d")
 
 
@@ -135,6 +137,18 @@ def _int(x):
     return int(x)
 
 
+def _canonical(kind: str, name) -> str:
+    """One spelling per strategy (probprune.registry): aliases become the canonical name before hashing; names the
+    registry does not know (lib_* methods, typos) are only case/dash-folded and checked below."""
+    folded = str(name).lower().replace("-", "_")
+    if kind == "method" and folded in LIB_METHODS:
+        return folded
+    try:
+        return _registry.canonical(kind, folded)
+    except ProbPruneError:
+        return folded
+
+
 def validate(c: MCConfig) -> None:
     """Raise ProbPruneError (one line) for anything that would fail later; called on construction."""
     object.__setattr__(c, "widths", _tuple(c.widths, "widths", _int))
@@ -160,8 +174,8 @@ def validate(c: MCConfig) -> None:
             entry["input_shape"] = [int(x) for x in m["input_shape"]]
         models.append(entry)
     object.__setattr__(c, "models", tuple(models))
-    for nm in ("activations", "laws", "methods"):
-        object.__setattr__(c, nm, _tuple(getattr(c, nm), nm, lambda s: str(s).lower().replace("-", "_")))
+    for nm, kind in (("activations", "activation"), ("laws", "law"), ("methods", "method")):
+        object.__setattr__(c, nm, _tuple(getattr(c, nm), nm, lambda s, kind=kind: _canonical(kind, s)))
     object.__setattr__(c, "fractions", _tuple(c.fractions, "fractions", float))
     object.__setattr__(c, "deltas", _tuple(c.deltas, "deltas", float))
     object.__setattr__(c, "seeds", _tuple(c.seeds, "seeds", _int))

@@ -168,26 +168,27 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 
 
 # ------------------------------------------------------------------------------------------------ bounds
-_CERT_R_SAMPLING = {"random": "bernoulli", "random_rescaled": "rescaled", "random_exact": "exact"}
-
-
 def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: str, fixed=None):
     """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies.
     For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
-    probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none."""
+    probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
+    Which statement covers which method is read from :data:`probprune.registry.METHODS` (``apriori``,
+    ``cert_r_sampling``); ``lib_*`` methods are not registry methods and have no bound."""
     from .. import bounds
+    from ..registry import METHODS as REGISTERED
 
+    entry = REGISTERED.get(method)
     if law == "fixed":
         from ..certificates import certify_random
 
-        if method not in _CERT_R_SAMPLING:
+        if entry is None or entry.cert_r_sampling is None:
             return None, f"{method} pruning of a fixed network is deterministic: Cert-D bracket only"
         weights, biases = fixed
-        return certify_random(spec, weights, fraction, delta, sampling=_CERT_R_SAMPLING[method], biases=biases), ""
+        return certify_random(spec, weights, fraction, delta, sampling=entry.cert_r_sampling, biases=biases), ""
     try:
-        if method in ("magnitude", "random", "random_rescaled"):
+        if entry is not None and entry.apriori == "thm-RM-RR":
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
-        if method == "random_exact":
+        if entry is not None and entry.apriori == "RR-mask":
             if law != "uniform":
                 return None, "no exact-k bound for the Gaussian law"
             return bounds.exact_k_bound(spec, fraction, delta), ""
