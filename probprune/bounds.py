@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from . import registry
 from .errors import HypothesisError, ProbPruneError, check_delta, check_fraction
 from .networks import NetSpec
 
@@ -274,6 +275,7 @@ def apriori_bound(
     random: R-Bern, each entry pruned independently with probability p_i, kept weights unchanged (§1.6).
     random_rescaled: R-Bern with kept weights multiplied by 1/(1 - p_i), p_i < 1.
     ``allocation`` overrides the default equal delta split (§3.8)."""
+    method, law = registry.normalize("method", method), registry.normalize("law", law)  # aliases -> one spelling
     if method not in METHODS:
         raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if law not in LAWS:
