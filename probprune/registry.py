@@ -204,6 +204,15 @@ def canonical(kind: str, name: str) -> str:
     raise ProbPruneError(f"unknown {kind} {name!r}; choices: {', '.join(tab)}")
 
 
+def normalize(kind: str, name):
+    """``canonical(kind, name)`` when the registry knows ``name``; otherwise ``name`` unchanged (so the caller's own
+    check reports it). For entry points that accept aliases but keep their own error messages."""
+    try:
+        return canonical(kind, name)
+    except (ProbPruneError, TypeError, AttributeError):
+        return name
+
+
 def get(kind: str, name: str):
     """The registry entry for ``name`` (any accepted spelling)."""
     return table(kind)[canonical(kind, name)]
@@ -232,4 +241,4 @@ def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMet
 
 
 __all__ = ["PruningMethod", "WeightLaw", "Bound", "ActivationName", "METHODS", "LAWS", "BOUNDS", "table", "choices", "canonical",
-           "get", "method", "law", "bound", "method_for"]
+           "normalize", "get", "method", "law", "bound", "method_for"]
