@@ -53,11 +53,106 @@ def _proofs(paper_gen: Path, run: bool) -> dict:
     return data
 
 
+EXPORT_MAX_BYTES = 400_000  # larger tables (e.g. histogram samples) stay in results/ and are listed as omitted
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the experiment config (sorted JSON), first 16 hex digits: names the exact run."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def export_summary(run_dir: Path, dest: Path, name: str, size: str) -> dict:
+    """Copy one experiment's auditable outputs into ``dest/name/``: ``summary.json`` with a ``provenance`` block
+    (the command, the config hash) and every CSV up to :data:`EXPORT_MAX_BYTES`. ``results/`` is git-ignored; the
+    export folder (``experiments/results/figures/``) is committed, so every figure's numbers can be audited."""
+    s = json.loads((run_dir / "summary.json").read_text())
+    out = dest / name
+    out.mkdir(parents=True, exist_ok=True)
+    copied, omitted = [], []
+    for f in sorted(run_dir.glob("*.csv")):
+        if f.stat().st_size <= EXPORT_MAX_BYTES:
+            shutil.copyfile(f, out / f.name)
+            copied.append(f.name)
+        else:
+            omitted.append(f"{f.name} ({f.stat().st_size} bytes)")
+    cmd = f"probprune experiment run {name}" + (" --full" if size == "full" else "")
+    s["provenance"] = {"command": cmd if size in ("small", "full") else f"{cmd} (custom config)",
+                       "config_hash": config_hash(s.get("config", {})), "size": size,
+                       "tables": copied, "tables_omitted": omitted}
+    (out / "summary.json").write_text(json.dumps(s, indent=1, sort_keys=True))
+    return s["provenance"]
+
+
+def _pm(x) -> str:
+    import numpy as np
+
+    x = np.asarray(x, float)
+    return f"{100 * x.mean():.1f} $\\pm$ {100 * x.std(ddof=1):.1f}" if len(x) > 1 else f"{100 * x.mean():.1f}"
+
+
+def lth_table(csv: Path, gen: Path, levels=(0, 3, 6, 9, 12, 14, 16, 18)) -> dict:
+    """The 3-seed lottery-ticket table (``python experiments/lth_table.py``) as ``generated/lth_table.tex``."""
+    import pandas as pd
+
+    df = pd.read_csv(csv)
+    seeds = sorted(df["seed"].unique())
+    lines = [r"\begin{tabular}{@{}rrllll@{}}",
+             r"\toprule level & remaining & IMP ticket & random, uniform & random, ERK & IMP mask, re-init\\ \midrule"]
+    for L in levels:
+        g = df[df["level"] == L]
+        if g.empty:
+            continue
+        cells = [_pm(g["test_acc"])] + (["", "", ""] if L == 0 else
+                                        [_pm(g["uniform_acc"]), _pm(g["erk_acc"]), _pm(g["reinit_acc"])])
+        lines.append(f"{L} & {100 * g['remaining'].mean():.2f}\\% & " + " & ".join(cells) + r"\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    (gen / "lth_table.tex").write_text("\n".join(lines) + "\n")
+    last = df[df["level"] == df["level"].max()]
+    return {"lthSeeds": str(len(seeds)), "lthLevels": str(int(df["level"].max())),
+            "lthEpochs": str(int(df["epochs"].iloc[0])) if "epochs" in df else "n/a",
+            "lthLastRemaining": f"{100 * last['remaining'].mean():.2f}",
+            "lthDenseAcc": f"{100 * df[df['level'] == 0]['test_acc'].mean():.1f}",
+            "lthLastAcc": f"{100 * last['test_acc'].mean():.1f}",
+            "lthLastUniform": f"{100 * last['uniform_acc'].mean():.1f}",
+            "lthLastErk": f"{100 * last['erk_acc'].mean():.1f}",
+            "lthLastReinit": f"{100 * last['reinit_acc'].mean():.1f}"}
+
+
+def pensia_table(js: Path, gen: Path) -> dict:
+    """Pensia et al. Exp. 1 (``python experiments/pensia_repro.py``) next to the published run, as
+    ``generated/pensia_table.tex``."""
+    d = json.loads(js.read_text())
+    pub = d["published"]
+    lines = [r"\begin{tabular}{@{}p{0.3\linewidth}rrrrl@{}}",
+             r"\toprule run & kept coeff. & kept/target & outside $\varepsilon$ & solve (s) & test acc.\\ \midrule",
+             f"published (Gurobi, 36 cores, full MNIST) & {pub['coefficients_after']:,} & {pub['kept_over_target']:.2f} "
+             f"& 0 & {pub['solve_seconds']:,} & not measured\\\\"]
+    label = {"row": "coefficients per row (their code)", "weight": "coefficients per weight"}
+    for r in d["runs"]:
+        lines.append(f"ours, {label.get(r['variant'], r['variant'])}, {r['mode']} & {r['coefficients_after']:,} & "
+                     f"{r['kept_over_target']:.2f} & {r['failures']} & {r['solve_seconds']:.0f} & "
+                     f"{r['approx_test_acc']:.3f}\\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    (gen / "pensia_table.tex").write_text("\n".join(lines) + "\n")
+    closest = [r for r in d["runs"] if r["variant"] == "row" and r["mode"] == "closest"]
+    c = closest[0] if closest else d["runs"][0]
+    return {"pensiaTargetAcc": f"{d['target']['test_acc']:.3f}", "pensiaPubSeconds": f"{pub['solve_seconds']:,}",
+            "pensiaOurSeconds": f"{c['solve_seconds']:.0f}", "pensiaOurAcc": f"{c['approx_test_acc']:.3f}",
+            "pensiaEpochs": str(d["setup"].get("epochs", "n/a")),
+            "pensiaCoefficients": str(d["setup"].get("n_coefficients", "n/a"))}
+
+
 def generate(results: str | Path = "results/figures", paper: str | Path = "paper", run_proofs: bool = True,
-             fallback: str | Path | None = None) -> dict:
+             fallback: str | Path | None = None, export: str | Path | None = "auto") -> dict:
     """``fallback``: a second results root used for experiments missing from ``results`` (e.g. full-size results
-    first, small-size ones for the rest); the experiments table records each figure's size."""
+    first, small-size ones for the rest); the experiments table records each figure's size. ``export``: where the
+    auditable summaries go (``"auto"``: ``<paper>/../experiments/results/figures``; None: not exported); the
+    committed LTH table and Pensia reproduction are read from ``<export>/..``."""
     results, paper = Path(results), Path(paper)
+    exp_root = (paper.resolve().parent / "experiments" / "results" / "figures") if export == "auto" else \
+        (Path(export) if export is not None else None)
     roots = [results] + ([Path(fallback)] if fallback is not None else [])
     gen = paper / "generated"
     (gen / "figures").mkdir(parents=True, exist_ok=True)
@@ -90,7 +185,9 @@ def generate(results: str | Path = "results/figures", paper: str | Path = "paper
             shutil.copyfile(src, gen / "figures" / f"{n}.pdf")
             figures.append(f"figures/{n}.pdf")
         total_s += float(s.get("seconds", 0.0))
-        rows.append((exp.figure, n, s.get("size", "?"), float(s.get("seconds", 0.0)), held))
+        prov = export_summary(f.parent, exp_root, n, s.get("size", "?")) if exp_root is not None else \
+            {"config_hash": config_hash(s.get("config", {}))}
+        rows.append((exp.figure, n, s.get("size", "?"), float(s.get("seconds", 0.0)), held, prov["config_hash"]))
     numbers["expTotalSeconds"] = f"{total_s:.0f}"
     numbers["expTotalMinutes"] = f"{total_s / 60:.1f}"
     sizes = sorted({r[2] for r in rows})
@@ -122,11 +219,18 @@ def generate(results: str | Path = "results/figures", paper: str | Path = "paper
             numbers[k] = "n/a"
         (gen / "proofs_table.tex").write_text("(proofs\\_check was not run.)\n")
 
+    if exp_root is not None:
+        committed = exp_root.parent
+        if (committed / "lth_mnist5k.csv").exists():
+            numbers.update(lth_table(committed / "lth_mnist5k.csv", gen))
+        if (committed / "pensia_repro.json").exists():
+            numbers.update(pensia_table(committed / "pensia_repro.json", gen))
     (gen / "summary.tex").write_text(_summary_paragraph(numbers, {r[1]: r[4] for r in rows}) + "\n")
-    t = [r"\begin{tabular}{@{}rllrl@{}}", r"\toprule fig. & experiment & size & seconds & theory held\\ \midrule"]
-    for fig, n, size, sec, held in sorted(rows):
+    t = [r"\begin{tabular}{@{}rllrll@{}}",
+         r"\toprule fig. & experiment & size & seconds & theory held & config hash\\ \midrule"]
+    for fig, n, size, sec, held, h in sorted(rows):
         held_s = {True: "yes", False: r"\textbf{no}", None: "--"}[held]
-        t.append(f"{fig} & \\texttt{{{tex_escape(n)}}} & {size} & {sec:.0f} & {held_s}\\\\")
+        t.append(f"{fig} & \\texttt{{{tex_escape(n)}}} & {size} & {sec:.0f} & {held_s} & \\texttt{{{h[:8]}}}\\\\")
     t += [r"\bottomrule", r"\end{tabular}"]
     (gen / "experiments_table.tex").write_text("\n".join(t) + "\n")
     nums = ["% generated by `probprune experiment paper` from " + " then ".join(map(str, roots)) + "; do not edit"]
