@@ -17,6 +17,7 @@ CHECK_MODULES = (
     "checks_gaussian",
     "checks_subsetsum",
     "checks_stats",
+    "checks_graph",
     "bridge",
 )
 

@@ -72,6 +72,17 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("contain-gauss", "§4.1", "N(0,1) contains 2 phi(1) U[-1,1], 2 phi(1) ~ 0.484"),
     DStatement("per-entry-tolerance", "§4.2", "eps'_i = eps_i/sqrt(c_i d_i d_{i-1}) gives ||What_i - W_i||_F <= eps_i; ||[s(x); s(-x)]|| = ||x||"),
     DStatement("composition", "§4.4", "e_l <= prod(1+eps_i) - 1; (1+eps/(2l))^l - 1 <= e^(eps/2) - 1 <= eps for eps <= 1"),
+    # §8 networks as graphs [D]
+    DStatement("graph-reproduce", "§8", "the traced graph reproduces the model's forward on seeded inputs, else refusal"),
+    DStatement("graph-affine", "§8.1", "S2: W h + c - (What hh + c) = W(h-hh) + E hh = What(h-hh) + E h; bias cancels"),
+    DStatement("graph-act", "§8.1", "S3: ||s(h)-s(hh)|| <= L||h-hh||, ||s(h)|| <= L||h|| + |s(0)| sqrt(dim)"),
+    DStatement("graph-schur", "§8.1", "S4: avg-type pools: ||A|| <= sqrt(||A1||_inf ||A^T1||_inf) (A >= 0)"),
+    DStatement("graph-maxpool", "§8.1", "S5: max pools: Lipschitz sqrt(c_max), c_max = max windows containing an input"),
+    DStatement("graph-bn", "§8.1", "S6: eval BatchNorm folding W' = diag(s)W, c' = s(c-mu)+beta; masks commute"),
+    DStatement("graph-add", "§8.1", "S7: additions add bounds (|a| for u + a v), gains scale by |c|, reshapes isometric"),
+    DStatement("graph-lemmaA", "§8.2", "Lemma A on graphs: the S1-S7 recursion bounds ||h_v||, ||hhat_v||, ||h_v - hhat_v||"),
+    DStatement("graph-nodewise-min", "§8.2", "node-wise min of the two S2 forms is <= min(D_f, D_b)"),
+    DStatement("graph-chain", "§8.3", "on chains D_f, D_b are §3.1's A-fwd, A-bwd (general form with biases)"),
     DStatement("counting-lower", "§4.5", "counting: N >= d^2 log2(1/(4 eps)); depth 2: w >= (d/2) log2(1/(4 eps))"),
 )
 
