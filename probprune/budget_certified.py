@@ -1,0 +1,658 @@
+"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3).
+
+The question: how many weights may magnitude pruning remove, per layer, so that the certificate (Cert-D: a
+deterministic upper bound on sup_{||x||<=1} ||F(x) - F_pruned(x)||) stays <= eps? (Or, for random pruning, the
+largest Bernoulli fractions with Cert-R <= eps with probability >= 1 - delta.)
+
+The search works on a simple interface so that any network representation can use it:
+
+* a list of :class:`WeightLayer` (name, weight tensor, a *certified* operator-norm function, optionally a cheap
+  norm *estimate*), and
+* a composition ``comp(norm_W, norm_What, norm_E) -> certificate`` (Lemma A on the chain, or on a graph), assumed
+  nondecreasing in every ||What_i|| and ||E_i|| (true for Lemma A: all coefficients are >= 0).
+
+Algorithm (THEORY §11.3): sort every layer's |w| once (exact-k magnitude pruning, ties by flat index); evaluate the
+per-layer curves k -> (||What_k||, ||E_k||) with the estimate on a grid of counts; allocate with a dynamic program
+over shares of the separable surrogate sum_i ln(1 + e_i/w_i) (valid since ||What_i|| <= ||W_i|| + ||E_i||, and with
+biases up to the factor c_max of §11.3), keep the allocation (over all budget levels) with the most weights whose
+composed certificate fits; refine every layer to the integer by bisection (slack spending) and exchange pairs of
+layers; then certify the candidate with the certified norms. The reported certificate is always computed from
+certified norms; if it exceeds eps (the estimates were low), the curves are recalibrated by the certified/estimated
+ratios at the candidate and the search repeats (at most ``rounds`` times; all-zero pruning, certificate 0, is the
+last resort). Estimates therefore only affect speed and optimality, never soundness.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ProbPruneError, check_delta, check_eps
+
+_SHARES = 1024  # share grid of the allocation DP
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One weight tensor of the network for the budget search.
+
+    ``norm_upper(T)``: a certified upper bound on the operator norm of the layer with weights T (same shape as
+    ``weight``; used for every reported certificate). ``estimator(T, state) -> (value, state)``: a cheap estimate
+    of the same norm, warm-started from ``state`` (None: use ``norm_upper``). ``prunable``: may the search prune it."""
+
+    name: str
+    weight: np.ndarray
+    norm_upper: Callable[[np.ndarray], float]
+    estimator: Callable | None = None
+    prunable: bool = True
+
+    @property
+    def N(self) -> int:
+        return int(np.size(self.weight))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Counts per layer (``k``), the certified norms at them and the certificate (<= eps), with the search log."""
+
+    k: np.ndarray
+    norm_W: np.ndarray
+    norm_What: np.ndarray
+    norm_E: np.ndarray
+    certificate: float
+    rounds: int
+    evaluations: int
+    timings: dict = field(default_factory=dict)
+    statement: str = "THEORY.md §11.3 certified budget search"
+
+
+def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """For entries added one by one (in the given order) to groups (rows or columns), the largest group sum of
+    ``vals2`` after each addition: out[j] = max_g sum_{t <= j, groups[t] = g} vals2[t]."""
+    idx = np.argsort(groups, kind="stable")
+    g = groups[idx]
+    cs = np.cumsum(vals2[idx])
+    first = np.ones(g.size, bool)
+    first[1:] = g[1:] != g[:-1]
+    base = np.maximum.accumulate(np.where(first, cs - vals2[idx], 0.0))
+    run = np.empty_like(cs)
+    run[idx] = cs - base
+    return np.maximum.accumulate(run)
+
+
+class _Curves:
+    """Per-layer magnitude-pruning curves k -> (||What_k||, ||E_k||), k = 0..N_i (THEORY §11.3).
+
+    Each layer is sorted once (exact-k magnitude pruning, ties by flat index). ``exact``: the curves are the
+    certified norms at every k (small nets). Otherwise a cheap *shape* for all k at once from prefix sums of the
+    sorted weights: ||E_k|| ~ max(||E_k||_F / sqrt(min(m, n)), largest row and column norm of mat(E_k)) and
+    ||What_k|| ~ u^T What_k v (u, v top singular vectors of mat(W)), all lower bounds for the matrix view, scaled by
+    a calibration ratio interpolated between measured points (k = 0 and k = N are exact for free: ||E_N|| =
+    ||What_0|| = ||W||; every probe the search makes adds a point). Only certified values enter a result."""
+
+    def __init__(self, layers: Sequence[WeightLayer], w: np.ndarray, exact: bool):
+        self.layers = list(layers)
+        self.w = np.asarray(w, float)
+        self.exact = exact
+        self.N = np.array([L.N for L in layers], dtype=np.int64)
+        self.flat = [np.asarray(L.weight, float).ravel() for L in layers]
+        self.order = [np.argsort(np.abs(f), kind="stable") for f in self.flat]
+        self.state_e: list = [None] * len(layers)
+        self.state_h: list = [None] * len(layers)
+        self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)
+        self._base: dict = {}
+        self._arr: dict = {}
+        self.evaluations = 0
+        self.certified_evaluations = 0
+
+    # -- tensors
+    def pruned(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self.flat[i]
+        E = np.zeros_like(f)
+        idx = self.order[i][:k]
+        E[idx] = f[idx]
+        shp = np.shape(self.layers[i].weight)
+        return (f - E).reshape(shp), E.reshape(shp)
+
+    def certified(self, i: int, k: int) -> tuple[float, float]:
+        L = self.layers[i]
+        if k == 0:
+            return float(self.w[i]), 0.0
+        Wh, E = self.pruned(i, k)
+        self.certified_evaluations += 1
+        return float(L.norm_upper(Wh)), float(L.norm_upper(E))
+
+    # -- curves
+    def base(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i in self._base:
+            return self._base[i]
+        N = int(self.N[i])
+        if self.exact:
+            c = [self.certified(i, k) for k in range(N + 1)]
+            out = (np.array([x[0] for x in c]), np.array([x[1] for x in c]))
+        else:
+            W = np.asarray(self.layers[i].weight, float)
+            M = W.reshape(W.shape[0], -1)
+            m, n = M.shape
+            o = self.order[i]
+            v = self.flat[i][o]
+            rows, cols = o // n, o % n
+            v2 = v * v
+            fro2 = np.cumsum(v2)
+            e2 = np.maximum(fro2 / min(m, n), np.maximum(_running_group_max(v2, rows), _running_group_max(v2, cols)))
+            E = np.concatenate([[0.0], np.sqrt(e2)])
+            u, vv = _top_singular_vectors(M)
+            H = np.concatenate([[0.0], np.cumsum(v * u[rows] * vv[cols])])
+            H = np.abs(float(u @ M @ vv) - H)
+            out = (H, E)
+        self._base[i] = out
+        return out
+
+    def arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(||What_k||, ||E_k||) for k = 0..N_i: exact, or the calibrated shape."""
+        if i in self._arr:
+            return self._arr[i]
+        Hb, Eb = self.base(i)
+        if self.exact:
+            out = (Hb, Eb)
+        else:
+            N = int(self.N[i])
+            w = float(self.w[i])
+            pts = dict(self.points[i])
+            ph = {0: w, **{k: p[0] for k, p in pts.items()}}
+            pe = {N: w, **{k: p[1] for k, p in pts.items() if k}}
+            out = (self._calibrated(Hb, ph), self._calibrated(Eb, pe))
+        self._arr[i] = out
+        return out
+
+    @staticmethod
+    def _calibrated(base: np.ndarray, pts: dict) -> np.ndarray:
+        ks = np.array(sorted(k for k in pts if base[k] > 0), dtype=np.int64)
+        if ks.size == 0:
+            return base
+        r = np.array([pts[k] / base[k] for k in ks])
+        return base * np.interp(np.arange(base.size), ks, r)
+
+    def probe(self, i: int, k: int) -> bool:
+        """Measure layer i at count k (estimate if the layer has one, else certified) and add the point; returns
+        whether the point is certified."""
+        if self.exact:
+            return True
+        if k in self.points[i]:
+            return self.points[i][k][2]
+        L = self.layers[i]
+        self.evaluations += 1
+        if L.estimator is None:
+            h, e = self.certified(i, k)
+            cert = True
+        else:
+            Wh, E = self.pruned(i, k)
+            h, self.state_h[i] = L.estimator(Wh, self.state_h[i])
+            e, self.state_e[i] = L.estimator(E, self.state_e[i]) if k else (0.0, None)
+            cert = False
+        self.set_point(i, k, float(h), float(e), cert)
+        return cert
+
+    def set_point(self, i: int, k: int, h: float, e: float, cert: bool) -> None:
+        self.points[i][k] = (h, e, cert)
+        self._arr.pop(i, None)
+
+    def value(self, i: int, k: int) -> tuple[float, float]:
+        H, E = self.arrays(i)
+        return float(H[k]), float(E[k])
+
+
+def _top_singular_vectors(M: np.ndarray, iters: int = 200):
+    """Top singular vector pair of M by power iteration (for the ||What_k|| shape only)."""
+    import torch
+
+    from .norms import matrix_norm_estimate
+
+    Mt = torch.from_numpy(np.ascontiguousarray(M))
+    _, v = matrix_norm_estimate(Mt, iters=iters, rtol=1e-8)
+    v = v.reshape(-1).numpy()
+    v = v / max(np.linalg.norm(v), 1e-300)
+    u = M @ v
+    u = u / max(np.linalg.norm(u), 1e-300)
+    return u, v
+
+
+def _dp_levels(val: np.ndarray) -> np.ndarray:
+    """Separable knapsack for every budget level at once. val[i, s] = weights of layer i with share s (nondecreasing
+    in s); returns alloc[b, i], the share of layer i in an allocation maximising sum_i val[i, s_i] subject to
+    sum_i s_i <= b, for every level b = 0..S (exact on the share grid)."""
+    l, S1 = val.shape
+    best = val[0].astype(float)
+    choice = np.zeros((l, S1), dtype=np.int64)
+    choice[0] = np.arange(S1)
+    b = np.arange(S1)
+    idx = b[:, None] - b[None, :]
+    ok = idx >= 0
+    idx = np.clip(idx, 0, None)
+    for i in range(1, l):
+        tot = np.where(ok, best[idx] + val[i][None, :], -np.inf)  # tot[b, s] = best[b - s] + val[i, s]
+        choice[i] = np.argmax(tot, axis=1)
+        best = tot[b, choice[i]]
+    alloc = np.zeros((S1, l), dtype=np.int64)
+    rem = b.copy()
+    for i in range(l - 1, 0, -1):
+        alloc[:, i] = choice[i][rem]
+        rem = rem - alloc[:, i]
+    alloc[:, 0] = rem
+    return alloc
+
+
+def _comp_batch(curves: _Curves, comp, K: np.ndarray) -> np.ndarray:
+    """comp at a batch of count vectors K (B, l) (or one (l,)) from the curves; shape (B,) (or a float)."""
+    Kb = np.atleast_2d(np.asarray(K, dtype=np.int64))
+    hv = np.empty(Kb.shape, float)
+    ev = np.empty(Kb.shape, float)
+    for i in range(Kb.shape[1]):
+        H, E = curves.arrays(i)
+        hv[:, i], ev[:, i] = H[Kb[:, i]], E[Kb[:, i]]
+    out = np.asarray(comp(curves.w, hv, ev), float).reshape(-1)
+    return out if np.ndim(K) == 2 else float(out[0])
+
+
+def _allocate(curves: _Curves, comp, eps: float, cand: np.ndarray, uniform: bool) -> np.ndarray:
+    """Integer counts with comp(curves) <= eps: uniform (bisection on a common fraction) or optimal (DP over shares
+    of the surrogate with exact per-layer inversion, best over budget levels, then refinement)."""
+    l = len(cand)
+    N = curves.N
+    if uniform:
+        fr = np.linspace(0.0, 1.0, 257)
+        lo, hi = 0.0, 1.0
+        while True:  # batched bisection: 257 fractions per call until the bracket is below a quarter weight
+            K = np.where(cand[None, :], np.floor(fr[:, None] * N[None, :]).astype(np.int64), 0)
+            ok = _comp_batch(curves, comp, K) <= eps
+            if not ok.any():
+                return np.zeros(l, np.int64)
+            j = int(np.flatnonzero(ok)[-1])  # the largest feasible fraction scanned (curves need not be monotone)
+            if j == len(fr) - 1 or (fr[j + 1] - fr[j]) * max(int(N.max()), 1) < 0.25:
+                return K[j]
+            fr = np.linspace(fr[j], fr[j + 1], 257)
+    w = curves.w
+    env = []
+    for i in range(l):
+        if not cand[i]:
+            env.append(np.zeros(1))
+            continue
+        E = curves.arrays(i)[1]
+        env.append(np.log1p(np.maximum.accumulate(E) / w[i]) if w[i] > 0 else np.where(E > 0, np.inf, 0.0))
+    gmax = sum(float(np.max(g[np.isfinite(g)])) for g in env)
+    best = np.zeros(l, np.int64)
+    if gmax > 0:
+        shares = np.linspace(0.0, gmax, _SHARES + 1)
+        kk = np.stack([np.clip(np.searchsorted(env[i], shares, side="right") - 1, 0, None) for i in range(l)])
+        alloc = _dp_levels(kk.astype(float))
+        ks = np.stack([kk[i][alloc[:, i]] for i in range(l)], axis=1)  # (S+1, l)
+        ok = _comp_batch(curves, comp, ks) <= eps
+        if ok.any():
+            tot = np.where(ok, ks.sum(axis=1), -1)
+            best = ks[int(np.argmax(tot))].copy()
+    uni = _allocate(curves, comp, eps, cand, True)
+    if uni.sum() > best.sum():
+        best = uni
+    return _refine(curves, comp, eps, cand, best)
+
+
+def _raise_layer(curves, comp, eps, cand, K: np.ndarray, i: int, pts: int = 128) -> np.ndarray:
+    """A large feasible count of layer i (others fixed): batched scan of offsets 1, 2, 4, ... up to N_i, then the
+    bracket after the largest feasible point split into ``pts`` parts until it is one weight wide."""
+    N = int(curves.N[i])
+    if not cand[i] or K[i] >= N:
+        return K
+    lo = int(K[i])
+    xs = np.unique(np.minimum(N, lo + (1 << np.arange(0, max(1, N - lo).bit_length() + 1))))
+    while True:
+        Kb = np.repeat(K[None, :], xs.size, axis=0)
+        Kb[:, i] = xs
+        ok = _comp_batch(curves, comp, Kb) <= eps
+        if ok[-1]:
+            lo = int(xs[-1])
+            break
+        if ok.any():
+            f = int(np.flatnonzero(ok)[-1])  # the largest feasible count scanned, bracketed by the next one
+            lo, hi = int(xs[f]), int(xs[f + 1])
+        else:
+            hi = int(xs[0])
+        if hi - lo <= 1:
+            break
+        xs = np.unique(np.linspace(lo + 1, hi - 1, min(pts, hi - lo - 1)).round().astype(np.int64))
+        xs = np.concatenate([xs, [hi]]) if xs[-1] != hi else xs
+    out = K.copy()
+    out[i] = min(lo, N)
+    return out
+
+
+def _refine(curves, comp, eps, cand, k, sweeps: int = 3) -> np.ndarray:
+    """Slack spending to the integer: raise each layer's count as far as the composed certificate allows (largest
+    layers first), then pairwise exchange (shrink a pruned layer j by 1/2, 1/8 or 1/64 of its count, re-raise the
+    others, keep if the total grows)."""
+    N = curves.N
+    k = k.copy()
+    order = [int(i) for i in np.argsort(-N, kind="stable") if cand[i]]
+    for _ in range(sweeps):
+        before = int(k.sum())
+        for i in order:
+            k = _raise_layer(curves, comp, eps, cand, k, i)
+        for j in order:
+            if k[j] == 0:
+                continue
+            for frac in (0.5, 0.125, 1 / 64):
+                K = k.copy()
+                K[j] = int(k[j] * (1 - frac))
+                for i in order:
+                    if i != j:
+                        K = _raise_layer(curves, comp, eps, cand, K, i)
+                K = _raise_layer(curves, comp, eps, cand, K, j)
+                if K.sum() > k.sum():
+                    k = K
+        if int(k.sum()) == before:
+            break
+    return k
+
+
+def search_certified_counts(
+    layers: Sequence[WeightLayer],
+    comp: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
+    eps: float,
+    norm_W: np.ndarray | None = None,
+    uniform: bool = False,
+    exact: bool = False,
+    rounds: int = 8,
+    curves: "_Curves | None" = None,
+    slack_tol: float = 1e-3,
+) -> SearchResult:
+    """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
+
+    ``layers``: the weight layers; ``comp``: the certificate from per-layer norm bounds (nondecreasing in the
+    pruned and error norms); ``norm_W``: certified norms of the unpruned layers (computed if None); ``uniform``:
+    one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
+    search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
+    ``slack_tol``: stop once the certificate is within this relative distance of eps."""
+    import time
+
+    eps = float(check_eps(eps))
+    t0 = time.perf_counter()
+    l = len(layers)
+    cand = np.array([L.prunable for L in layers], bool)
+    if curves is None:
+        w = np.array([float(L.norm_upper(np.asarray(L.weight, float))) for L in layers]) if norm_W is None \
+            else np.asarray(norm_W, float)
+        curves = _Curves(layers, w, exact)
+    w = curves.w
+    timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
+    best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
+    r = 0
+    for r in range(1, rounds + 1):
+        t1 = time.perf_counter()
+        k = _allocate(curves, comp, eps, cand, uniform)
+        t2 = time.perf_counter()
+        timings["search"] += t2 - t1
+        if k.sum() <= best[0].sum():
+            break
+        # probe the candidate (adds calibration points); go round again if the measured values do not fit
+        for i in range(l):
+            if k[i]:
+                curves.probe(i, int(k[i]))
+        t3 = time.perf_counter()
+        timings["probe"] += t3 - t2
+        if _comp_batch(curves, comp, k) > eps:
+            continue
+        hc, ec = w.copy(), np.zeros(l)
+        for i in range(l):
+            if k[i]:
+                if curves.exact or curves.points[i][int(k[i])][2]:  # already certified values
+                    hc[i], ec[i] = curves.value(i, int(k[i]))
+                else:
+                    hc[i], ec[i] = curves.certified(i, int(k[i]))
+                    curves.set_point(i, int(k[i]), hc[i], ec[i], True)
+        val = float(comp(w, hc, ec))
+        timings["certify"] += time.perf_counter() - t3
+        if val <= eps:
+            best = (k.copy(), hc, ec, val)
+            if val >= eps * (1 - slack_tol):
+                break  # tight enough; otherwise search again with the certified point added
+    k, hc, ec, val = best
+    timings["total"] = time.perf_counter() - t0
+    return SearchResult(k, w, hc, ec, val, r, curves.evaluations + curves.certified_evaluations, timings)
+
+
+class _CertRCurves(_Curves):
+    """Cert-R curves (THEORY §3.11): at fraction p = k/N_i the closed-form Cert-R bounds on ||What_i|| and ||E_i||
+    with probability delta_layer per pruned layer (``certificates._cert_r_layer``, Bernoulli masks). The shape for
+    all k is interpolated from a grid of fractions; probes are exact and are the certificate's own values."""
+
+    def __init__(self, layers, w, specs, delta_layer: float, n_grid: int = 32):
+        super().__init__(layers, w, exact=False)
+        self.specs, self.delta_layer, self.n_grid = specs, delta_layer, n_grid
+
+    def _exact(self, i: int, k: int) -> tuple[float, float]:
+        from .certificates import _cert_r_layer
+
+        if k == 0:
+            return float(self.w[i]), 0.0
+        L = self.specs[i]
+        We = self.layers[i].effective(np.asarray(self.layers[i].weight, float))
+        return _cert_r_layer(L, We.reshape(L.weight_shape), float(self.w[i]), k / self.N[i], self.delta_layer,
+                             "bernoulli")
+
+    def base(self, i: int):
+        if i not in self._base:
+            N = int(self.N[i])
+            ks = np.unique(np.round(np.linspace(0, 1, self.n_grid + 1) * N).astype(np.int64))
+            v = np.array([self._exact(i, int(k)) for k in ks])
+            kk = np.arange(N + 1)
+            self._base[i] = (np.interp(kk, ks, v[:, 0]), np.interp(kk, ks, v[:, 1]))
+        return self._base[i]
+
+    def certified(self, i: int, k: int) -> tuple[float, float]:
+        return self._exact(i, k)
+
+    def probe(self, i: int, k: int) -> bool:
+        if k not in self.points[i]:
+            self.evaluations += 1
+            self.set_point(i, k, *self._exact(i, k), True)
+        return True
+
+
+# --------------------------------------------------------------------------------------------- network adapter
+def _dense_estimator(T, state):
+    """Power-iteration estimate (a lower estimate) of ||T||_2 for a dense layer, warm-started."""
+    import torch
+
+    from .norms import matrix_norm_estimate
+
+    M = torch.from_numpy(np.ascontiguousarray(np.asarray(T, float).reshape(np.shape(T)[0], -1)))
+    est, v = matrix_norm_estimate(M, v0=state, iters=40, rtol=1e-5)
+    return float(est), v
+
+
+@dataclass(frozen=True)
+class BudgetProblem:
+    """A budget problem on a network graph (THEORY §8): the weight layers (raw weights, masks act on them; norms
+    of the effective, BatchNorm-folded weights), their certified norms, the Cert-D composition (Lemma A on the
+    graph, node-wise min: the certificate ``certify_graph`` reports), the Cert-R composition (the graph's A-fwd),
+    the candidate layers and their matrix/conv views (for Cert-R)."""
+
+    graph: object
+    layers: list
+    norm_W: np.ndarray
+    comp: Callable
+    comp_fwd: Callable
+    cand: np.ndarray
+    specs: list
+
+
+@dataclass(frozen=True)
+class _GraphLayer(WeightLayer):
+    op: object = None
+
+    def effective(self, T):
+        return self.op.effective_weight(np.asarray(T, float).reshape(self.op.weight.shape))
+
+
+def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str] | None = None) -> BudgetProblem:
+    """The :class:`BudgetProblem` of a :class:`probprune.graph.Graph` (a chain from ``Graph.from_spec`` or a traced
+    model with residual blocks and BatchNorm). ``prunable``: names (FQN) or indices of the weight layers to prune
+    (default all)."""
+    from .certificates import graph_weight_norm, weight_layer_specs
+    from .graph.lemma import lemma_a_graph
+
+    nodes = list(graph.weight_nodes)
+    names = [n.op.fqn for n in nodes]
+    cand = np.ones(len(nodes), bool)
+    if prunable is not None:
+        cand[:] = False
+        for q in prunable:
+            if isinstance(q, (int, np.integer)) and 0 <= q < len(nodes):
+                cand[q] = True
+            elif q in names:
+                cand[names.index(q)] = True
+            else:
+                raise ProbPruneError(f"unknown layer {q!r}; layers are {names}")
+        if not cand.any():
+            raise ProbPruneError("no prunable layer selected")
+    layers, specs = [], []
+    for n, c in zip(nodes, cand):
+        op = n.op
+
+        def nu(T, op=op):
+            return graph_weight_norm(op, op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)),
+                                     conv_method)
+
+        def est(T, state, op=op):  # dense layers: power iteration on the effective matrix, then certified
+            return _dense_estimator(op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)), state)
+
+        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, est if op.layer == "linear" else None,
+                                  bool(c), op))
+        specs.append(weight_layer_specs(op)[0])
+    nW = np.array([L.norm_upper(L.weight) for L in layers])
+    cmap = [op.bias_map_norm() for op in (n.op for n in nodes)]
+
+    def _run(w, wh, e):
+        wh, e = np.asarray(wh, float), np.asarray(e, float)
+        norms = {nm: (w[i], wh[..., i], e[..., i], cmap[i]) for i, nm in enumerate(names)}
+        return lemma_a_graph(graph, norms)
+
+    def comp(w, wh, e):
+        return _run(w, wh, e).D
+
+    def comp_fwd(w, wh, e):
+        return _run(w, wh, e).Df
+
+    return BudgetProblem(graph, layers, nW, comp, comp_fwd, cand, specs)
+
+
+def certified_budget(
+    model,
+    eps: float,
+    method: str = "magnitude",
+    mode: str = "optimal",
+    delta: float | None = None,
+    conv_method: str = "fft",
+    prunable: Sequence[int | str] | None = None,
+    rounds: int = 8,
+    exact_search: bool | None = None,
+    timings: dict | None = None,
+):
+    """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a
+    :class:`~probprune.networks.ParsedModel` (a chain) or a :class:`probprune.graph.Graph` (any traced model):
+
+    - magnitude: layer-wise exact-k magnitude pruning; the largest counts with Cert-D <= eps (deterministic; the
+      certificate of ``certify_graph`` from certified norms);
+    - random: Bernoulli keep/prune with probability p_i = k_i/N_i drawn after the weights; the largest p_i with
+      Cert-R <= eps with probability >= 1 - delta over the mask (delta split over the layers actually pruned).
+
+    ``mode``: "optimal" or "uniform" (one common fraction); the best uniform allocation is always reported beside
+    the optimal one. ``rounds``: search/probe/certify rounds; ``exact_search``: search on certified norms at every
+    count (default for nets with at most 4,000 weights); ``timings``: a dict that receives the per-step seconds."""
+    import time
+
+    from .budget import BudgetResult, LayerBudget
+    from .certificates import certify_random_graph
+
+    t0 = time.perf_counter()
+    eps = float(check_eps(eps))
+    if method not in ("magnitude", "random"):
+        raise ProbPruneError("certified budgets support method 'magnitude' (Cert-D) or 'random' (Cert-R)")
+    if method == "random":
+        delta = check_delta(delta)
+    if mode not in ("optimal", "uniform"):
+        raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
+    if hasattr(model, "weight_nodes"):
+        graph, has_bias = model, any(n.op.effective_bias() is not None for n in model.weight_nodes)
+    else:
+        from .graph import Graph
+
+        graph = Graph.from_spec(model.spec, model.weights, model.biases, model.names or None)
+        has_bias = model.has_bias
+    prob = graph_problem(graph, conv_method, prunable)
+    layers, nW, cand = prob.layers, prob.norm_W, prob.cand
+    N = np.array([L.N for L in layers])
+    if exact_search is None:
+        exact_search = int(N.sum()) <= 4000
+    t1 = time.perf_counter()
+    steps = {"build_and_norm_W": t1 - t0}
+
+    if method == "magnitude":
+        curves = _Curves(layers, nW, exact_search)
+        uni = search_certified_counts(layers, prob.comp, eps, uniform=True, rounds=rounds, curves=curves)
+        res = uni if mode == "uniform" else search_certified_counts(layers, prob.comp, eps, rounds=rounds,
+                                                                     curves=curves)
+        if res.k.sum() < uni.k.sum():
+            res = uni
+        k, k_uni, eps_ach = res.k, uni.k, res.certificate
+        for key in ("search", "probe", "certify"):
+            steps[key] = uni.timings[key] + (res.timings[key] if res is not uni else 0.0)
+        steps["curves"] = time.perf_counter() - t1 - sum(steps[x] for x in ("search", "probe", "certify"))
+    else:
+        names = [L.name for L in layers]
+
+        def cert_r(K):
+            return certify_random_graph(graph, {nm: kk / n for nm, kk, n in zip(names, K, N)}, delta, "bernoulli",
+                                        conv_method).eps
+
+        def best_r(uniform):
+            n_assumed, best = int(cand.sum()), np.zeros(len(layers), np.int64)
+            while n_assumed >= 1:
+                curves = _CertRCurves(layers, nW, prob.specs, delta / n_assumed)
+                K = search_certified_counts(layers, prob.comp_fwd, eps, uniform=uniform, rounds=rounds,
+                                            curves=curves).k
+                if K.sum() > best.sum():
+                    best = K  # certified below with the actual split (never larger than the assumed one)
+                n_pr = int(np.count_nonzero(K))
+                if n_pr >= n_assumed or n_pr == 0:
+                    break
+                n_assumed = n_pr  # fewer layers pruned: each gets a larger share of delta; search again
+            return best
+
+        k_uni = best_r(True)
+        k = k_uni if mode == "uniform" else best_r(False)
+        if k.sum() < k_uni.sum():
+            k = k_uni
+        t2 = time.perf_counter()
+        steps["search"] = t2 - t1
+        eps_ach = cert_r(k) if k.any() else 0.0
+        steps["certify"] = time.perf_counter() - t2
+    q = k / N
+    q_uni = float(np.max(np.where(cand, k_uni / N, 0.0)))
+    if eps_ach > eps:  # never report an allocation that violates the budget
+        raise RuntimeError(f"internal error: certified allocation {eps_ach} exceeds eps {eps}")
+    steps["total"] = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(steps)
+    out_layers = tuple(LayerBudget(L.name, L.N, float(qi), int(ki)) for L, qi, ki in zip(layers, q, k))
+    notes = ["a given network: no distributional assumption on the weights",
+             "Cert-D: deterministic, layer-wise exact-k magnitude pruning (ties by flat index); every reported "
+             "certificate uses certified operator norms (THEORY §11)" if method == "magnitude"
+             else f"Cert-R: probability >= 1 - {delta} over the Bernoulli mask, conditional on the weights; delta "
+                  "split over the layers actually pruned"]
+    if has_bias:
+        notes.append("biases are kept (not pruned) and enter the certificate through Lemma A's general form")
+    return BudgetResult(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
+                        int(k_uni.sum()), "certificate",
+                        "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9, search §11.3", tuple(notes))

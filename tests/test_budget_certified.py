@@ -1,0 +1,154 @@
+"""Certified budget search (THEORY §11.3): optimality against brute force on tiny nets, soundness of the reported
+certificate against ``certify_graph`` (recomputed independently from the pruned weights), graphs and refusals."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from probprune import budget_certified as bc
+from probprune.budget import certified_budget as reexported
+from probprune.certificates import certify_graph
+from probprune.errors import ProbPruneError
+from probprune.graph import Graph
+from probprune.graph import from_torch as graph_from_torch
+from probprune.networks import from_torch
+
+
+def _mlp(widths, seed, bias=True):
+    torch.manual_seed(seed)
+    mods = []
+    for i in range(len(widths) - 1):
+        mods.append(torch.nn.Linear(widths[i], widths[i + 1], bias=bias))
+        if i < len(widths) - 2:
+            mods.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*mods)
+
+
+def _graph(parsed):
+    return Graph.from_spec(parsed.spec, parsed.weights, parsed.biases, parsed.names or None)
+
+
+def _masks_for(layers, k):
+    out = {}
+    for L, kk in zip(layers, k):
+        flat = np.abs(np.asarray(L.weight, float).ravel())
+        order = np.argsort(flat, kind="stable")
+        m = np.ones(flat.size, bool)
+        m[order[:kk]] = False
+        out[L.name] = m.reshape(np.shape(L.weight))
+    return out
+
+
+def _brute_force(prob, eps):
+    """max sum k over all count vectors with comp(exact certified curves) <= eps."""
+    curves = bc._Curves(prob.layers, prob.norm_W, exact=True)
+    grids = [range(L.N + 1) if c else [0] for L, c in zip(prob.layers, prob.cand)]
+    K = np.array(list(itertools.product(*grids)), dtype=np.int64)
+    ok = bc._comp_batch(curves, prob.comp, K) <= eps
+    tot = np.where(ok, K.sum(axis=1), -1)
+    return int(tot.max()), K[int(np.argmax(tot))]
+
+
+@pytest.mark.parametrize("seed,eps,bias", [(0, 0.05, True), (1, 0.2, True), (2, 0.5, False), (3, 0.1, True)])
+def test_optimal_within_one_percent_of_brute_force(seed, eps, bias):
+    p = from_torch(_mlp([4, 5, 4, 3], seed, bias))
+    g = _graph(p)
+    prob = bc.graph_problem(g)
+    opt, _ = _brute_force(prob, eps)
+    r = bc.certified_budget(p, eps, exact_search=True)
+    assert r.total_prunable >= 0.99 * opt
+    assert r.total_prunable <= opt
+    # the reported certificate is the graph certificate of the pruned network, recomputed independently
+    k = [L.max_prunable for L in r.layers]
+    c = certify_graph(g, _masks_for(prob.layers, k))
+    assert c.eps <= eps
+    assert r.eps_achieved == pytest.approx(c.eps, rel=1e-9)
+
+
+def test_fast_search_is_sound_and_close_to_exact_search():
+    p = from_torch(_mlp([30, 20, 10], 5))
+    g = _graph(p)
+    prob = bc.graph_problem(g)
+    fast = bc.certified_budget(p, 0.3, exact_search=False)
+    exact = bc.certified_budget(p, 0.3, exact_search=True)
+    k = [L.max_prunable for L in fast.layers]
+    assert certify_graph(g, _masks_for(prob.layers, k)).eps <= 0.3
+    assert fast.total_prunable >= 0.97 * exact.total_prunable
+
+
+def test_uniform_mode_and_reexport():
+    p = from_torch(_mlp([6, 5, 3], 7))
+    r = reexported(p, 0.2, mode="uniform")
+    assert r.eps_achieved <= 0.2
+    assert r.total_prunable == r.uniform_total
+    fr = [L.fraction for L in r.layers]
+    assert max(fr) - min(fr) <= 1.0 / min(L.n_weights for L in r.layers)  # one common fraction, floored
+
+
+def test_random_method_cert_r_holds():
+    from probprune.certificates import certify_random_graph
+
+    p = from_torch(_mlp([20, 15, 5], 3))
+    r = bc.certified_budget(p, 2.0, "random", delta=0.1)
+    g = _graph(p)
+    ps = {L.name: L.fraction for L in r.layers}
+    assert certify_random_graph(g, ps, 0.1).eps <= 2.0 + 1e-12
+    assert r.eps_achieved <= 2.0
+
+
+def test_conv_and_residual_graph_budget_is_certified():
+    torch.manual_seed(0)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.c2 = torch.nn.Conv2d(4, 3, 3, padding=1, bias=False)
+            self.fc = torch.nn.Linear(3 * 6 * 6, 5)
+
+        def forward(self, x):
+            h = x + self.c2(torch.relu(self.bn(self.c1(x))))
+            return self.fc(torch.relu(h).flatten(1))
+
+    m = Block().eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.1, 0.1)
+        m.bn.running_var.uniform_(0.5, 1.5)
+    g = graph_from_torch(m, (3, 6, 6))
+    tim = {}
+    r = bc.certified_budget(g, 1.0, timings=tim)
+    prob = bc.graph_problem(g)
+    c = certify_graph(g, _masks_for(prob.layers, [L.max_prunable for L in r.layers]))
+    assert r.eps_achieved == pytest.approx(c.eps, rel=1e-9) and c.eps <= 1.0
+    assert r.total_prunable > 0
+    assert set(tim) >= {"build_and_norm_W", "search", "certify", "total"}
+
+
+def test_refusals():
+    p = from_torch(_mlp([4, 3, 2], 0))
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(p, 0.1, method="structured")
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(p, 0.1, mode="equal_share")
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(p, 0.1, prunable=["nope"])
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(p, -1.0)
+
+
+def test_running_group_max_matches_loop():
+    rng = np.random.default_rng(0)
+    v2 = rng.random(200)
+    g = rng.integers(0, 7, 200)
+    acc = np.zeros(7)
+    ref = []
+    m = 0.0
+    for a, b in zip(v2, g):
+        acc[b] += a
+        m = max(m, acc[b])
+        ref.append(m)
+    assert np.allclose(bc._running_group_max(v2, g), ref)
