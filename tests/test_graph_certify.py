@@ -212,7 +212,9 @@ def _cnn(position):
     return m
 
 
-@pytest.mark.parametrize("position", ["after-act", "before-act", "two", "avg"])
+@pytest.mark.parametrize("position", ["before-act", pytest.param("after-act", marks=pytest.mark.slow),
+                                      pytest.param("two", marks=pytest.mark.slow),
+                                      pytest.param("avg", marks=pytest.mark.slow)])
 def test_trained_cnns_with_every_pooling_position_vs_pgd(position):
     _seed(9)
     m = _train_briefly(_cnn(position), (1, 8, 8))

@@ -1,0 +1,87 @@
+"""`probprune certify --model` on models that are graphs (residual, BatchNorm, functional activations, pools in any
+position), `budget --model` refusing what its chain view cannot hold, `bound --K 1e200` refused (issue 10)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from probprune.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+class ResidualDigits(nn.Module):
+    """8x8 digits: conv -> BN -> ReLU -> MaxPool(3, stride 1) -> residual conv block with a gain -> global pool -> fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(3, stride=1, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.bn(self.stem(x))))
+        h = h + 0.5 * torch.relu(self.conv(h))
+        return self.fc(self.gap(h).flatten(1))
+
+
+@pytest.fixture
+def residual_file(tmp_path):
+    torch.manual_seed(0)
+    m = ResidualDigits().eval()
+    m.bn.running_var.uniform_(0.5, 2.0)
+    p = tmp_path / "res.pt"
+    torch.save(m, p)
+    return str(p)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_certify_a_residual_model_file(capsys, residual_file, method):
+    code, out, _ = run(capsys, "certify", "--model", residual_file, "--input-shape", "1,8,8", "--method", method,
+                       "--fraction", "0.2", "--json")
+    assert code == 0, out
+    d = json.loads(out)
+    c = d["certificate"]
+    assert c["eps"] > 0 and np.isfinite(c["eps"]) and [L["name"] for L in c["layers"]] == [
+        "stem.weight", "conv.weight", "fc.weight"]
+    assert d["measured"]["dataset"] == "digits" and d["measured"]["max_error"] <= c["eps"]
+    assert any("residual" in a for a in c["assumptions"]) and any("BatchNorm" in a for a in c["assumptions"])
+
+
+def test_budget_for_a_residual_model_is_refused_by_name(capsys, residual_file):
+    code, _, err = run(capsys, "budget", "--model", residual_file, "--input-shape", "1,8,8", "--eps", "1")
+    assert code == 2 and ("BatchNorm" in err or "not a chain" in err)
+
+
+class Rec(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(8, 8, batch_first=True)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def test_certify_refuses_an_lstm_model_naming_it(capsys, tmp_path):
+    p = tmp_path / "lstm.pt"
+    torch.save(Rec(), p)
+    code, _, err = run(capsys, "certify", "--model", str(p), "--input-shape", "8,8", "--fraction", "0.1")
+    assert code == 2 and "'rnn' (LSTM)" in err
+
+
+def test_bound_with_huge_K_is_refused_not_null(capsys):
+    code, out, err = run(capsys, "bound", "--K", "1e200", "--fraction", "0.05", "--json")
+    assert code == 2 and '"eps": null' not in out
