@@ -250,7 +250,8 @@ class ConstShift(Op):
 
 @dataclass(frozen=True)
 class Add(Op):
-    """u + v or u - v (residual connections): every bound is the sum (triangle inequality, S7)."""
+    """u + a v (residual connections ``+``, ``-``, ``torch.add(alpha=a)``): every bound is the sum with |a| on the
+    second term (triangle inequality, S7)."""
 
     kind: ClassVar[str] = "add"
     sign: float = 1.0
@@ -260,7 +261,8 @@ class Add(Op):
 
     def rule(self, ins, weight_norms=None):
         u, v = ins
-        return Bound(u.b + v.b, u.bh + v.bh, u.D + v.D, u.Df + v.Df, u.Db + v.Db)
+        a = abs(self.sign)
+        return Bound(u.b + a * v.b, u.bh + a * v.bh, u.D + a * v.D, u.Df + a * v.Df, u.Db + a * v.Db)
 
 
 @dataclass(frozen=True)
