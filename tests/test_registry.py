@@ -114,3 +114,21 @@ def test_declared_sampling_model_is_what_the_mc_engine_does():
             kept = ~P & (w != 0)
             scale = 1 / (1 - q) if m.rescaled else 1.0
             torch.testing.assert_close(wh[kept], w[kept] * scale, rtol=1e-15, atol=0)
+
+
+def test_prune_api_records_the_registry_name_and_accepts_it():
+    from probprune.models import mlp
+    from probprune.pruning import prune
+
+    m = mlp((6, 8, 3), seed=0)
+    cases = ((("magnitude", 0.3), {}, "magnitude_exact"), (("magnitude", None), {"sampling": "threshold", "threshold": 0.1},
+             "magnitude"), (("random", 0.3), {}, "random_exact"), (("random", 0.3), {"sampling": "bernoulli"}, "random"),
+             (("structured", 0.3), {}, "structured"))
+    for (meth, s), kw, expect in cases:
+        r = prune(m, meth, s, apply=False, **kw)
+        assert r.report.extra["registry_method"] == expect
+        if expect.endswith("_exact"):  # the registry name gives the same mask
+            r2 = prune(m, expect, s, apply=False)
+            assert all(torch.equal(r.mask[k], r2.mask[k]) for k in r.mask)
+    with pytest.raises(ProbPruneError, match="does not rescale"):
+        prune(m, "random_rescaled", 0.3, apply=False)

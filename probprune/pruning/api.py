@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from .. import registry
 from ..errors import ProbPruneError, check_fraction
 from . import densities as D
 from .masks import apply_mask, maskable_parameters, validate_mask
@@ -56,8 +57,15 @@ def prune(
     requested fraction of the maskable weights to prune, in [0, 1). ``X, y``: one batch for snip / grad /
     snip_ratio. ``prev_mask``: earlier mask to respect (pruned entries stay pruned). Returns mask + report."""
     method = str(method).lower().replace("-", "_")
+    if method not in METHODS and method in registry.METHODS:  # a registry name fixes family and sampling model
+        entry = registry.METHODS[method]
+        if entry.rescaled:
+            raise ProbPruneError(f"{method!r} rescales kept weights (a sampling model of the bounds and the MC "
+                                 "engine); prune() does not rescale: use method='random', sampling='bernoulli'")
+        method, sampling = entry.family, entry.sampling
     if method not in METHODS:
-        raise ProbPruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
+        raise ProbPruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)} "
+                             "(or magnitude_exact / random_exact)")
     if rounding not in ROUNDING:
         raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
     if scope not in ("layer", "global"):
@@ -138,6 +146,8 @@ def prune(
         extra={"requested_overall": sparsity, "norm": norm} if method == "structured" else
         {"requested_overall": sparsity},
     )
+    # the one spelling of what was done (probprune.registry): family + sampling model, e.g. random + exact = random_exact
+    rep.extra["registry_method"] = registry.method_for(method, rep.sampling).name
     if method == "structured":
         rep.extra["explicitly_masked"] = alloc.total_masked
         rep.extra["removed_units"] = {k: len(v) for k, v in alloc.removed_units.items()}
