@@ -18,6 +18,7 @@ CHECK_MODULES = (
     "checks_subsetsum",
     "checks_stats",
     "checks_graph",
+    "checks_tight",
     "bridge",
 )
 

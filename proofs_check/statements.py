@@ -84,6 +84,17 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("graph-nodewise-min", "§8.2", "node-wise min of the two S2 forms is <= min(D_f, D_b)"),
     DStatement("graph-chain", "§8.3", "on chains D_f, D_b are §3.1's A-fwd, A-bwd (general form with biases)"),
     DStatement("counting-lower", "§4.5", "counting: N >= d^2 log2(1/(4 eps)); depth 2: w >= (d/2) log2(1/(4 eps))"),
+    # §12 tighter certificates
+    DStatement("tight-min", "§12", "every §12 bound is an upper bound on sup_R ||F - F_hat||; the minimum of valid bounds is valid"),
+    DStatement("tight-lowering", "§12.1", "affine runs composed exactly; residual DAG as a chain with carried identity coordinates"),
+    DStatement("tight-lemmaA-composed", "§12.1", "Statement 12.1: Lemma A on composed stages with the bias-difference term"),
+    DStatement("tight-pair", "§12.2", "Statement 12.2: sup_{0<=D<=I} ||A D B||^2 <= t^2 lambda_max(B^T (2tI - A^T A)^{-1} B)"),
+    DStatement("tight-unroll", "§12.3", "Statement 12.3: F - F_hat = sum_i M_L S ... S_i (E_i shat + db_i), slopes in [0,1]; grouping bound"),
+    DStatement("tight-mixed", "§12.3", "Statement 12.8: sum_i min(Pi_i V_i, pi_i beta_{i-1} + Pi_i db_i)"),
+    DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
+    DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
+    DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),
+    DStatement("tight-stability", "§12.5", "Statement 12.7: positive margins of F and F_hat on R fix both predictions"),
 )
 
 D_IDS = tuple(s.id for s in D_STATEMENTS)
