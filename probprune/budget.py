@@ -210,9 +210,11 @@ def max_prunable(
     mode: str = "optimal",
     law: str = "uniform",
     prunable: Sequence[int | str] | None = None,
+    statement: str = "best",
 ) -> BudgetResult:
-    """Largest prunable fraction per layer such that the a-priori bound (THEORY §3.4/§3.6/§3.12) is <= eps with
-    probability >= 1 - delta (THEORY §3.9). ``prunable`` restricts pruning to some layers (names or indices)."""
+    """Largest prunable fraction per layer such that the a-priori bound (THEORY §3.4/§3.6/§3.12, and §9 through
+    :func:`probprune.bounds.apriori_bound`'s ``statement``, default its tightest valid one) is <= eps with
+    probability >= 1 - delta (THEORY §3.9, §10.5). ``prunable`` restricts pruning to some layers (names or indices)."""
     eps = float(check_eps(eps))
     delta = check_delta(delta)
     if method not in METHODS:
@@ -221,40 +223,25 @@ def max_prunable(
         raise ProbPruneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     notes = check_spec_for_apriori(spec)
     cand = _candidates(spec, prunable)
-    truncation = law == "gaussian" and method != "magnitude"
-    alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
-    B = norm_bound(spec, alloc.delta_W, law)
-    Lip = spec.Lip
-    C = math.log1p(eps / (Lip * float(np.prod(B))))
     N = np.array([L.N for L in spec.layers], float)
-    hi = _max_q(method)
-
-    # uniform: largest common q on the candidate layers
-    def pred_uniform(qs):
-        Q = np.where(cand[None, :], qs[:, None], 0.0)
-        eta = error_bound(spec, Q, np.broadcast_to(alloc.delta_E, Q.shape), method, law,
-                          delta_T=np.broadcast_to(alloc.delta_T, Q.shape))
-        return np.sum(np.log1p(eta / B), axis=-1) <= C
-
-    q_uni = float(_bisect_sup(lambda x: pred_uniform(np.atleast_1d(x)), (1,), hi=hi)[0])
+    T_c = _terms(spec, eps, delta, method, law, cand, statement)
+    q_uni = _uniform_sup(spec, eps, delta, method, law, cand, T_c.alloc, statement=statement)
     q_uniform = np.where(cand, q_uni, 0.0)
-
+    alloc = T_c.alloc
     if mode == "uniform":
         q = q_uniform
     elif mode == "equal_share":
-        rho = math.expm1(C / cand.sum())
-        targets = np.where(cand, rho * B, 0.0)
-        q = np.where(cand, invert_eta(spec, alloc, method, law, targets), 0.0)
+        x = np.where(cand, T_c.C / cand.sum(), 0.0)
+        q = _inv(T_c, x)
     else:
-        q, alloc, B = optimal_allocation(spec, eps, delta, method, law, cand)
-        if np.sum(q * N) < np.sum(q_uniform * N):  # the grid can only lose to the exact uniform optimum by rounding
-            q = q_uniform
-            alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
-            B = norm_bound(spec, alloc.delta_W, law)
-    eps_ach = apriori_bound(spec, q, delta, method, law, allocation=alloc).eps
+        q, alloc = optimal_allocation(spec, eps, delta, method, law, cand, statement)
+        if np.sum(q * N) < np.sum(q_uniform * N):  # the uniform optimum is exact; the optimal search is on tables
+            q, alloc = q_uniform, T_c.alloc
+    fin = _ab(statement, spec, q, delta, method, law, allocation=alloc)
+    eps_ach = float(fin.eps)
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
         raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
-    res_eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
+    res_eta, B = np.asarray(fin.eta, float), np.asarray(fin.B, float)
     layers = tuple(
         LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N + 1e-9)), float(e), float(b))
         for L, qi, e, b in zip(spec.layers, q, res_eta, B)
@@ -265,95 +252,194 @@ def max_prunable(
     return BudgetResult(
         eps, delta, method, mode, layers, float(eps_ach), q_uni,
         int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c)),
-        "a-priori", f"THEORY.md §3.9 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law})",
+        "a-priori", f"THEORY.md §3.9/§10.5 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law}; "
+        f"{fin.statement})",
         tuple(notes), tuple(spec.paper_hypotheses()),
     )
 
 
-_FINE_GRID = 2048
+_FINE_GRID = 1024
 _MAX_SUBSET_ENUM = 6
+_Q_TABLE = 4096
 
 
-def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray,
-                      grid: int = _FINE_GRID, polish_rounds: int = 3):
-    """max sum_i N_i q_i s.t. sum_{i in S} ln(1 + eta_i(q_i)/B_i) <= C with the delta split over the events of S only
-    (THEORY §3.9, §10.5). Fine share DP (``grid`` shares) for the first layers, exact inversion (bisection to 1e-12) of
-    every share, the unused log-budget spent, then pairwise exchange: for every pair (i, j) the split of their joint
-    share is re-optimised on a fine 1-D grid with exact inversion. Returns (q, allocation, B, value)."""
-    truncation = law == "gaussian" and method != "magnitude"
-    alloc = DeltaAllocation.equal_split(delta, S, truncation=truncation)
-    B = norm_bound(spec, alloc.delta_W, law)
+@dataclass(frozen=True)
+class _Terms:
+    """Tables of the a-priori bound's per-layer terms for one pruned set S (THEORY §3.9, §10.5): the default delta
+    split of :func:`probprune.bounds.apriori_bound` for a pruning supported on S, B_i, the log-share
+    g_i(q) = ln(1 + eta_i(q)/B_i) on a fine geometric table of q (running maximum, so that inverting it is sound even
+    if a term were not monotone), and the log-budget C = ln(1 + eps/(Lip prod B))."""
+
+    S: np.ndarray
+    alloc: DeltaAllocation
+    B: np.ndarray
+    qs: np.ndarray
+    g: np.ndarray
+    C: float
+
+
+def _ab(statement: str, *args, **kw):
+    """apriori_bound with the statement mode (passed only when not the default, for older bounds modules)."""
+    if statement != "best":
+        kw["statement"] = statement
+    return apriori_bound(*args, **kw)
+
+
+def _q_table(hi: float) -> np.ndarray:
+    return np.concatenate([[0.0], np.geomspace(1e-7, hi, _Q_TABLE)])
+
+
+def _default_alloc(spec: NetSpec, delta: float, method: str, law: str, S: np.ndarray, statement: str = "best") -> DeltaAllocation:
+    """The split apriori_bound uses by default for fractions supported on S (events of the pruned layers only)."""
+    return _ab(statement, spec, np.where(S, 0.5 * _max_q(method), 0.0), delta, method, law).allocation
+
+
+def _row(alloc: DeltaAllocation, k: int = 0) -> DeltaAllocation:
+    """Row k of a batched allocation (arrays (M, depth), n_events (M,))."""
+    def r(x):
+        x = np.asarray(x)
+        return x[k].copy() if x.ndim == 2 else x
+    ne = np.asarray(alloc.n_events)
+    return DeltaAllocation(alloc.delta, r(alloc.delta_W), r(alloc.delta_E), r(alloc.delta_T),
+                           ne[k] if ne.ndim else ne)
+
+
+def _terms(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, statement: str = "best") -> _Terms:
+    """One vectorised apriori_bound call on the table: eta_i depends only on q_i (and the split), B_i not on q."""
+    qs = _q_table(_max_q(method))
+    Q = np.where(S[None, :], qs[1:, None], 0.0)  # every row pruned exactly on S: apriori_bound's own default split
+    r = _ab(statement, spec, Q, delta, method, law)
+    alloc = _row(r.allocation)
+    if not all(np.allclose(_row(r.allocation, k).delta_E, alloc.delta_E) for k in (len(Q) // 2, len(Q) - 1)):
+        raise ProbPruneError("internal: the default delta split differs between fractions on the same pruned set")
+    Bs = np.asarray(r.B, float).reshape(-1, spec.depth)
+    B = Bs.max(axis=0)
+    if not np.allclose(Bs, B[None, :], rtol=1e-12, atol=0.0):
+        raise ProbPruneError("internal: the a-priori norm terms B_i depend on the fractions; the budget inversion "
+                             "needs them fixed by the delta split (§3.9)")
+    g = np.log1p(np.concatenate([np.zeros((1, spec.depth)), np.asarray(r.eta, float)]) / B)
+    g = np.maximum.accumulate(np.where(S[None, :], g, 0.0), axis=0)
     C = math.log1p(eps / (spec.Lip * float(np.prod(B))))
+    return _Terms(S, alloc, B, qs, g, C)
+
+
+def _inv(T: _Terms, x) -> np.ndarray:
+    """Per layer the largest table q with g_i(q) <= x_i (0 outside S); x has shape (..., depth)."""
+    x = np.asarray(x, float)
+    out = np.zeros(x.shape)
+    for i in np.flatnonzero(T.S):
+        idx = np.searchsorted(T.g[:, i], x[..., i] * (1 + 1e-15), side="right") - 1
+        out[..., i] = T.qs[np.clip(idx, 0, len(T.qs) - 1)]
+    return out
+
+
+def _used(T: _Terms, q: np.ndarray) -> np.ndarray:
+    """g_i(q_i) for table points q (exact table lookup)."""
+    out = np.zeros(q.shape)
+    for i in np.flatnonzero(T.S):
+        idx = np.searchsorted(T.qs, q[..., i], side="left")
+        out[..., i] = T.g[np.clip(idx, 0, len(T.qs) - 1), i]
+    return out
+
+
+def _uniform_sup(spec, eps, delta, method, law, cand, alloc, statement: str = "best", rounds: int = 5) -> float:
+    """The largest common fraction q on the candidate layers with apriori_bound <= eps (the full bound, including
+    any non-separable statement it takes the minimum with): table, then ``rounds`` refinements with 64 points
+    (bracket 0.4% x 64^-5 ~ 4e-12 relative)."""
+    qs = _q_table(_max_q(method))
+    for _ in range(rounds + 1):
+        Q = np.where(cand[None, :], qs[:, None], 0.0)
+        e = np.asarray(_ab(statement, spec, Q, delta, method, law, allocation=alloc).eps, float)
+        ok = np.flatnonzero(e <= eps)
+        j = int(ok.max()) if len(ok) else 0
+        lo = qs[j] if len(ok) else 0.0
+        if j + 1 >= len(qs):
+            return float(lo)
+        qs = np.linspace(lo, qs[j + 1], 65)
+    return float(lo)
+
+
+def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray, statement: str = "best",
+                      grid: int = _FINE_GRID, polish_rounds: int = 3):
+    """max sum_i N_i q_i s.t. sum_{i in S} g_i(q_i) <= C, delta split over the events of S only (THEORY §3.9, §10.5):
+    a share DP on ``grid`` shares with table inversion, the unused log-budget spent, pairwise exchange (the split of
+    every pair's joint share re-optimised on a fine 1-D grid), and a last refinement between table points with exact
+    evaluations (:func:`_refine`, for the winning set only). Returns (q, tables, value)."""
+    T = _terms(spec, eps, delta, method, law, S, statement)
     idx = np.flatnonzero(S)
-
-    def inv(shares: np.ndarray) -> np.ndarray:  # shares (..., depth) -> q (..., depth), exact per-layer inversion
-        t = np.where(S, B * np.expm1(np.maximum(shares, 0.0)), 0.0)
-        return np.where(S, invert_eta(spec, alloc, method, law, t), 0.0)
-
-    if len(idx) == 1:  # one pruned layer: the whole log-budget, inverted exactly
-        q = inv(np.where(S, C, 0.0))
-        return q, alloc, B, float(np.sum(q * N))
-    xs = np.linspace(0.0, C, grid + 1)
-    qgrid = inv(np.broadcast_to(xs[:, None], (grid + 1, spec.depth)))
-    k = _dp_allocate((N[None, :] * qgrid).T)
-    x = np.where(S, xs[k], 0.0)
-    # spend what the grid left: the whole remaining log-budget to the layer where it buys the most weights
-    for _ in range(polish_rounds + 1):
-        q = inv(x)
-        eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
-        x = np.where(S, np.log1p(eta / B), 0.0)  # the share actually used (<= the granted share)
-        slack = C - x.sum()
-        if slack > 1e-15:
-            tries = x[None, :] + slack * np.eye(spec.depth)
-            qt = inv(tries)
-            gain = np.where(S, (qt * N).sum(1), -np.inf)
-            j = int(np.argmax(gain))
-            x = tries[j]
-        if len(idx) < 2:
-            continue
-        for a in range(len(idx)):
-            for b in range(a + 1, len(idx)):
-                i, j = idx[a], idx[b]
-                tot = x[i] + x[j]
-                t = np.linspace(0.0, tot, grid + 1)
-                cand_x = np.broadcast_to(x, (grid + 1, spec.depth)).copy()
-                cand_x[:, i] = t
-                cand_x[:, j] = tot - t
-                val = (inv(cand_x) * N).sum(1)
-                x = cand_x[int(np.argmax(val))]
-    q = inv(x)
-    return q, alloc, B, float(np.sum(q * N))
+    if len(idx) == 1:
+        x = np.where(S, T.C, 0.0)
+    else:
+        xs = np.linspace(0.0, T.C, grid + 1)
+        qgrid = _inv(T, np.broadcast_to(xs[:, None], (grid + 1, spec.depth)))
+        k = _dp_allocate((N[None, :] * qgrid).T)
+        x = np.where(S, xs[k], 0.0)
+        for _ in range(polish_rounds):
+            x = np.where(S, _used(T, _inv(T, x)), 0.0)
+            slack = T.C - x.sum()
+            if slack > 0:
+                tries = x[None, :] + slack * np.eye(spec.depth)[idx]
+                x = tries[int(np.argmax((_inv(T, tries) * N).sum(1)))]
+            for a in range(len(idx)):
+                for b in range(a + 1, len(idx)):
+                    i, j = idx[a], idx[b]
+                    tot = x[i] + x[j]
+                    t = np.linspace(0.0, tot, grid + 1)
+                    cx = np.broadcast_to(x, (grid + 1, spec.depth)).copy()
+                    cx[:, i], cx[:, j] = t, tot - t
+                    x = cx[int(np.argmax((_inv(T, cx) * N).sum(1)))]
+    q = _inv(T, x)
+    return q, T, float(np.sum(q * N))
 
 
-def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray):
-    """The ``optimal`` mode of :func:`max_prunable` (THEORY §3.9, §10.5 [D]): the best over the pruned sets S subset of the
+def _refine(spec, delta, method, law, T: _Terms, q: np.ndarray, N: np.ndarray, statement: str = "best"):
+    """Refine between table points with exact evaluations: the remaining log-budget goes to the layer where it buys
+    the most weights (65 points between q_i and the next table point, one vectorised apriori_bound call)."""
+    idx = np.flatnonzero(T.S)
+    used = _used(T, q)
+    slack = T.C - used.sum()
+    if slack > 0:
+        nxt = np.array([T.qs[min(np.searchsorted(T.qs, q[i], side="right"), len(T.qs) - 1)] for i in range(spec.depth)])
+        R = np.where(T.S[None, :], q[None, :] + np.linspace(0.0, 1.0, 65)[:, None] * (nxt - q)[None, :], 0.0)
+        r = _ab(statement, spec, R, delta, method, law, allocation=T.alloc)
+        gR = np.log1p(np.asarray(r.eta, float) / T.B)
+        best, gain = None, 0.0
+        for i in idx:
+            ok = np.flatnonzero(gR[:, i] <= used[i] + slack)
+            if len(ok) and (R[ok.max(), i] - q[i]) * N[i] > gain:
+                best, gain = (i, R[ok.max(), i]), (R[ok.max(), i] - q[i]) * N[i]
+        if best is not None:
+            q = q.copy()
+            q[best[0]] = best[1]
+    return q
+
+
+def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray, statement: str = "best"):
+    """The ``optimal`` mode of :func:`max_prunable` (THEORY §3.9, §10.5 [D]): the best over the pruned sets S of the
     candidate layers (all of them when there are at most 6 candidates; otherwise the candidates, then repeatedly the
     layers the optimum actually prunes) of :func:`_solve_pruned_set`, whose delta split covers the E events of S only.
-    Returns (q, allocation, B)."""
+    Returns (q, allocation)."""
     cand = np.asarray(cand, bool)
     N = np.array([L.N for L in spec.layers], float)
     ci = np.flatnonzero(cand)
     if len(ci) <= _MAX_SUBSET_ENUM:
-        subsets = []
+        sols = []
         for r in range(1, len(ci) + 1):
             for comb in itertools.combinations(ci, r):
                 S = np.zeros(spec.depth, bool)
                 S[list(comb)] = True
-                subsets.append(S)
-        sols = [_solve_pruned_set(spec, eps, delta, method, law, S, N) for S in subsets]
+                sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
     else:
-        sols = [_solve_pruned_set(spec, eps, delta, method, law, cand, N)]
+        sols = [_solve_pruned_set(spec, eps, delta, method, law, cand, N, statement=statement)]
         while True:
             S = sols[-1][0] > 0
-            if not S.any() or np.array_equal(S, sols[-1][1].delta_E > 0):
+            if not S.any() or np.array_equal(S, sols[-1][1].S):
                 break
-            sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N))
-    q, alloc, B, _ = max(sols, key=lambda s: s[3])
+            sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
+    q, T, _ = max(sols, key=lambda s: s[2])
     if not np.any(q > 0):  # nothing prunable: report the all-candidates split
-        truncation = law == "gaussian" and method != "magnitude"
-        alloc = DeltaAllocation.equal_split(delta, cand, truncation=truncation)
-        B = norm_bound(spec, alloc.delta_W, law)
-    return q, alloc, B
+        return q, _default_alloc(spec, delta, method, law, cand, statement)
+    return _refine(spec, delta, method, law, T, q, N, statement), T.alloc
 
 
 def _spend_slack(spec, alloc, method, law, B, C, q, cand, N, rounds: int = 3):
