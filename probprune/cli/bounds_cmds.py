@@ -185,6 +185,11 @@ def bound(
     law: Law = typer.Option("uniform", help="uniform | gaussian"),
     statement: str = typer.Option("best", help="best (tightest valid: min of §3.4/§3.12 and §9 per term, §9.8 for "
                                   "linear nets) | bernstein (§3.4/§3.12 only) | sharp (§9 only)"),
+    calibrated: bool = typer.Option(False, "--calibrated", help="also the calibrated statement (THEORY §10.1): "
+                                    "simulate the known law, exact binomial order statistic"),
+    trials: int = typer.Option(300, help="draws for --calibrated"),
+    gamma: float = typer.Option(0.05, help="--calibrated: confidence 1 - gamma over the simulation"),
+    seed: int = typer.Option(0, help="--calibrated: seed of the draws"),
     as_json: bool = json_option(),
 ):
     """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12, §9)."""
@@ -202,6 +207,10 @@ def bound(
         raise ProbPruneError(f"the bound is not finite in float64 for K={K:g} (the weight scale overflows the "
                              "Bernstein terms); refusing rather than printing eps = null")
     d = res.as_dict() | {"widths": list(spec.widths), "K": K}
+    if calibrated:
+        from ..calibrated import calibrated_bound
+
+        d["calibrated"] = calibrated_bound(spec, q, delta, gamma, method, law, trials, seed).as_dict()
 
     def render(d):
         t = Table(title=f"{d['statement']}  (provenance {d['provenance']})")
@@ -221,6 +230,12 @@ def bound(
             console.print(f"  assumes: {a}", markup=False)
         for h in d["paper_hypotheses_violated"]:
             console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it", markup=False)
+        if "calibrated" in d:
+            c = d["calibrated"]
+            console.print(f"[bold]calibrated eps = {c['eps']:.6g}[/bold]: with confidence >= {1 - c['gamma']:g} over "
+                          f"{c['trials']} simulated networks, P(err > eps) <= {c['delta']:g} (THEORY §10.1; rank "
+                          f"{c['rank']} of {c['trials']}; per draw: {c['per_draw_kind']}; analytic / calibrated = "
+                          f"{d['eps'] / c['eps'] if c['eps'] > 0 else float('inf'):.3g})")
 
     emit(d, as_json, render)
 
