@@ -222,6 +222,16 @@ def test_trained_cnns_with_every_pooling_position_vs_pgd(position):
     assert lb <= c.eps * (1 + 1e-9), (position, lb, c.eps)
 
 
+def test_trained_1d_cnn_with_grouped_conv_vs_pgd():
+    _seed(14)
+    m = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(3, stride=1, padding=1),
+                      nn.Conv1d(4, 4, 3, stride=2, groups=2), nn.LeakyReLU(0.1), nn.AvgPool1d(2, ceil_mode=True),
+                      nn.Flatten(), nn.Linear(12, 3))
+    m = _train_briefly(m, (2, 12))
+    c, lb = _cert_and_truth(m, (2, 12), q=0.3)
+    assert lb <= c.eps * (1 + 1e-9) and lb > 0
+
+
 def test_trained_mlp_vs_pgd():
     _seed(10)
     m = _train_briefly(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 3)),
