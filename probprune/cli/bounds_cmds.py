@@ -251,9 +251,15 @@ def certify(
     dataset: Optional[Dataset] = typer.Option(None, help="real inputs for the measured error (default from input size)"),
     seed: int = typer.Option(0, help="mask seed (random)"),
     conv_norm: ConvNorm = typer.Option("fft", help="fft (exact periodic norm, Sedghi et al.) | kernel (Lemma C)"),
+    bound: str = typer.Option("auto", help="auto (tightest valid: min of all) | lemma-a (Cert-D, §3.11) | composed | "
+                              "pairs | mixed | propagate (THEORY §12)"),
+    radius: Optional[float] = typer.Option(None, help="per-input certified prediction stability on the --dataset "
+                                           "test inputs within this radius (0 = point check; THEORY §12.5)"),
+    radius_norm: str = typer.Option("l2", help="l2 | linf (for --radius)"),
+    n_inputs: int = typer.Option(200, help="test inputs for --radius"),
     as_json: bool = json_option(),
 ):
-    """Certificate for one trained network and pruning (THEORY §3.11), with the measured error on real inputs."""
+    """Certificate for one trained network and pruning (THEORY §3.11, §12), with the measured error on real inputs."""
     import torch
 
     from ..budget import magnitude_prune_count
@@ -281,6 +287,8 @@ def certify(
         Wh = {k: w * (rng.random(w.shape) >= fraction) for k, w in W.items()}
     cert = certify_graph(graph, graph.with_weights(Wh), conv_method=conv_norm, show_power_iteration=True)
     out["certificate"] = cert.as_dict()
+    out["certificate"]["bound"] = "lemma-a"
+    tight_ok = _tight_certify(out, model, arch, mdl, graph, Wh, bound, radius, radius_norm, n_inputs, dataset)
     # measured error on real inputs, scaled into the unit ball (x / max ||x||)
     dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
     if dsname:
@@ -314,7 +322,20 @@ def certify(
                       "" if p is None else f"{p:.5g}")
         console.print(t)
         console.print(f"[bold]certificate: sup_(||x||<=1) ||F(x) - F_pruned(x)|| <= {c['eps']:.6g}[/bold] "
-                      f"(A-fwd {c['A_fwd']:.5g}, A-bwd {c['A_bwd']:.5g}; deterministic)")
+                      f"({c.get('bound', 'lemma-a')}; Cert-D A-fwd {c['A_fwd']:.5g}, A-bwd {c['A_bwd']:.5g}; "
+                      "deterministic)")
+        if "tight" in d:
+            tt = d["tight"]
+            if "refused" in tt:
+                console.print(f"tight certificates (§12) not applied: {tt['refused']}")
+            else:
+                comps = ", ".join(f"{k} {v:.5g}" for k, v in tt["components"].items())
+                console.print(f"[bold]tight (§12, {tt['method']}): <= {tt['eps']:.6g}[/bold]  ({comps})")
+            if "stability" in tt:
+                st = tt["stability"]
+                console.print(f"certified prediction stability ({st['norm']} radius {st['radius']:g}, {st['n']} "
+                              f"{st['dataset']} test inputs): {st['fraction']:.1%} provably unchanged "
+                              f"(F alone certified constant: {st['F_robust']:.1%})")
         if "cert_R_before_mask" in d:
             r = d["cert_R_before_mask"]
             console.print(f"Cert-R before drawing the mask: <= {r['eps']:.6g} with probability >= {1 - r['delta']:g} over the mask")
@@ -325,6 +346,55 @@ def certify(
                           f"{c['eps'] / max(m['max_error'], 1e-300):.3g})")
 
     emit(out, as_json, render)
+
+
+def _tight_certify(out, model, arch, mdl, graph, Wh, bound, radius, radius_norm, n_inputs, dataset) -> bool:
+    """THEORY §12 certificates (probprune.tight) next to Cert-D; ``certificate.eps`` becomes the smaller bound."""
+    import torch
+
+    from ..modelio import INPUT_DIM_TO_DATASET, load_model
+    from ..tight.certify import METHODS, certify_chains
+    from ..tight.lower import lower_pair
+
+    if bound not in ("lemma-a",) + METHODS:
+        raise ProbPruneError(f"unknown --bound {bound!r}; use lemma-a, {', '.join(METHODS)}")
+    if bound == "lemma-a" and radius is None:
+        return False
+    pruned = load_model(model, arch, graph.input_shape)
+    with torch.no_grad():
+        for name, p in pruned.named_parameters():
+            if name in Wh:
+                p.copy_(torch.as_tensor(Wh[name]).reshape(p.shape))
+    try:
+        F, Fh = lower_pair(mdl, pruned, graph.input_shape)
+    except ProbPruneError as e:
+        if bound not in ("auto", "lemma-a"):
+            raise
+        out["tight"] = {"refused": str(e)}
+        return False
+    t: dict = {}
+    if bound != "lemma-a":
+        tc = certify_chains(F, Fh, bound, 1.0)
+        t = tc.as_dict()
+        if tc.eps < out["certificate"]["eps"] or bound != "auto":
+            out["certificate"]["lemma_a_eps"] = out["certificate"]["eps"]
+            out["certificate"]["eps"] = min(tc.eps, out["certificate"]["eps"]) if bound == "auto" else tc.eps
+            out["certificate"]["bound"] = f"tight:{tc.method}"
+    if radius is not None:
+        from ..data import load_dataset
+        from ..tight.stability import certified_stability
+
+        dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
+        if not dsname:
+            raise ProbPruneError("--radius needs --dataset (no default dataset for this input size)")
+        ds = load_dataset(dsname, images=len(graph.input_shape) == 3)
+        X = ds.X_test[: int(n_inputs)].double().numpy().reshape(-1, int(np.prod(graph.input_shape)))
+        st = certified_stability(F, Fh, X, float(radius), radius_norm)
+        t["stability"] = {"dataset": dsname, "n": int(len(X)), "radius": float(radius), "norm": radius_norm,
+                          "fraction": st.fraction, "F_robust": float(np.mean(st.F_robust)),
+                          "statement": st.statement}
+    out["tight"] = t
+    return True
 
 
 @app.command()

@@ -10,9 +10,10 @@ import numpy as np
 from ..errors import ProbPruneError
 from .compose import certify_composed
 from .lower import Chain, lower_pair
-from .propagate import Region, region_error_bound
+from .mixed import lemma_a_mixed
+from .propagate import CoupledPropagator, Region, region_error_bound
 
-METHODS = ("auto", "composed", "pairs", "propagate")
+METHODS = ("auto", "composed", "pairs", "mixed", "propagate")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,17 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                "product_of_op_norms": float(n.factor_product[i]),
                                "composition_gain": float(n.factor_product[i] / n.M[i]) if n.M[i] > 0 else float("nan"),
                                "bias_diff": float(n.bias_diff[i])})
+    prop = None
+    if method in ("auto", "mixed", "propagate"):
+        reg = Region(c[None, :], float(radius), "l2")
+        prop = CoupledPropagator(F, Fhat, reg)
+    if method in ("auto", "mixed"):
+        mx = lemma_a_mixed(F, Fhat, reg, prop)
+        comps["mixed"] = mx.eps
+        for i in range(min(len(stages), len(mx.terms))):
+            stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
     if method in ("auto", "propagate"):
-        r = region_error_bound(F, Fhat, Region(c[None, :], float(radius), "l2"))
+        r = region_error_bound(F, Fhat, reg, prop)
         comps["propagate"] = float(r.eps[0])
         comps["propagate_coordinate"] = float(r.coordinate[0])
         comps["propagate_affine"] = float(r.affine[0])
@@ -75,11 +85,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 stages[i].update({k: v for k, v in info.items()})
             else:
                 stages.append({"stage": F.stages[i].name, **info})
-    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "propagate") if k in comps]
+    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate") if k in comps]
     best = min(keys, key=lambda k: comps[k])
     return TightCertificate(
         eps=float(comps[best]), method=best, components=comps, radius=float(radius), stages=tuple(stages),
-        statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2-12.3, coupled propagation §12.3-12.4)",
+        statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2, unrolling and mixed bound §12.3, "
+                  "coupled propagation §12.4)",
         assumptions=("deterministic: holds for this network and mask",
                      f"inputs in the l2 ball of radius {radius} around {'the origin' if at_origin else 'the centre'}"
                      " (Frobenius for images)",

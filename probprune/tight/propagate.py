@@ -178,7 +178,26 @@ class CoupledPropagator:
             self.bounds.append(info)
 
     # -------------------------------------------------------------------------------------------- backward pass
-    def _backward_upper(self, k, C_dz, C_zh, mode):
+    def _relax_step(self, nd, nh, j, rel_h, const, mag):
+        """Replace the coefficients on (delta_j, shat_j) by coefficients on (dz_j, zhat_j) (upper bound)."""
+        Ld, Lh = None, None
+        if nd is not None:
+            r = self.rel_d[j]
+            p, q = nd.clamp(min=0), nd.clamp(max=0)
+            Ld = p * r.aU[:, None, :] + q * r.aL[:, None, :]
+            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
+            const += cc
+            mag += cc.abs()
+        if nh is not None:
+            r = rel_h[j]
+            p, q = nh.clamp(min=0), nh.clamp(max=0)
+            Lh = p * r.aU[:, None, :] + q * r.aL[:, None, :]
+            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
+            const += cc
+            mag += cc.abs()
+        return Ld, Lh
+
+    def _backward_upper(self, k, C_dz, C_zh, mode, start_act=False):
         """Upper linear bound, valid on the region, of C_dz . dz_k + C_zh . zhat_k (rows of C: specifications).
         mode "coupled"/"hat" uses the coupled chain; "F" runs C_zh on F alone. Returns (Lx (B,R,n0), const (B,R),
         mag (B,R)) with mag a magnitude for the floating-point allowance."""
@@ -193,6 +212,12 @@ class CoupledPropagator:
         Ms = self.M if mode == "F" else self.Mh
         bs = self.b if mode == "F" else self.bh
         rel_h = self.rel_F if mode == "F" else self.rel_h
+        if start_act:  # C are coefficients on the activation outputs (delta_k, shat_k) of stage k
+            if k >= self.F.depth - 1:
+                raise ProbPruneError("start_act needs a stage with an activation (not the output stage)")
+            Ld, Lh = self._relax_step(Ld, Lh, k, rel_h, const, mag)
+            if Ld is None and Lh is None:
+                return torch.zeros(B, R, self.F.n_in, dtype=torch.float64), const, mag
         for j in range(k, -1, -1):
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
@@ -213,21 +238,7 @@ class CoupledPropagator:
                 Lx = nh if nh is not None else torch.zeros(B, R, self.F.n_in, dtype=torch.float64)
                 return Lx, const, mag
             # activation of stage j-1 (upper bound: positive coefficient -> upper relaxation)
-            Ld, Lh = None, None
-            if nd is not None:
-                r = self.rel_d[j - 1]
-                p, q = nd.clamp(min=0), nd.clamp(max=0)
-                Ld = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-                cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-                const += cc
-                mag += cc.abs()
-            if nh is not None:
-                r = rel_h[j - 1]
-                p, q = nh.clamp(min=0), nh.clamp(max=0)
-                Lh = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-                cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-                const += cc
-                mag += cc.abs()
+            Ld, Lh = self._relax_step(nd, nh, j - 1, rel_h, const, mag)
             if Ld is None and Lh is None:
                 return torch.zeros(B, R, self.F.n_in, dtype=torch.float64), const, mag
         raise AssertionError("unreachable")
@@ -321,14 +332,21 @@ def region_error_bound(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropa
     n = F.n_out
     I = np.eye(n)
     Lx, const, mag = prop.output_linear_bounds(np.vstack([I, -I]))
+    return l2_sup_from_linear(prop, Lx, const, mag, n)
+
+
+def l2_sup_from_linear(prop: CoupledPropagator, Lx, const, mag, n: int) -> RegionErrorBound:
+    """Statement 12.6: from upper linear bounds of +v_k (rows 0..n-1) and -v_k (rows n..2n-1) on the region, an upper
+    bound on sup ||v||_2 (coordinate form and, for l2 balls, midpoint TRS-dual form)."""
+    region = prop.region
     up_all = prop._concretize(Lx, const, mag).numpy()
     Lx, const, mag = Lx.numpy(), const.numpy(), mag.numpy()
     up, lo = up_all[:, :n], -up_all[:, n:]
     coord = np.sqrt(np.sum(np.maximum(up, -lo) ** 2, axis=1)) * (1 + 1e-9)
-    aff = np.full(prop.B, np.inf)
+    aff = np.full(len(up), np.inf)
     if region.norm == "l2":
         r = region.radius
-        for bi in range(prop.B):
+        for bi in range(len(up)):
             AU, cU = Lx[bi, :n], const[bi, :n]
             AL, cL = -Lx[bi, n:], -const[bi, n:]
             x0 = region.centers[bi]

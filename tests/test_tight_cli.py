@@ -1,0 +1,54 @@
+"""`probprune certify --bound ... --radius ...` (THEORY §12): tight certificate next to Cert-D, stability."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from probprune.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture
+def mlp_file(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10))
+    p = tmp_path / "m.pt"
+    torch.save(m, p)
+    return str(p)
+
+
+def test_auto_bound_and_stability(capsys, mlp_file):
+    code, out, _ = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--radius", "0.1",
+                       "--n-inputs", "30", "--json")
+    assert code == 0
+    d = json.loads(out)
+    c = d["certificate"]
+    assert d["measured"]["max_error"] <= c["eps"]
+    assert c["eps"] <= c.get("lemma_a_eps", c["eps"])
+    assert c["eps"] == min(c.get("lemma_a_eps", c["eps"]), d["tight"]["eps"])
+    st = d["tight"]["stability"]
+    assert st["n"] == 30 and 0.0 <= st["fraction"] <= st["F_robust"] <= 1.0
+
+
+def test_explicit_bound_and_refusal(capsys, mlp_file, tmp_path):
+    code, out, _ = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "propagate", "--json")
+    assert code == 0 and json.loads(out)["certificate"]["bound"] == "tight:propagate"
+    code, _, err = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "sdp")
+    assert code == 2 and "--bound" in err
+    torch.manual_seed(0)
+    mp = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32, 10))
+    p = tmp_path / "mp.pt"
+    torch.save(mp, p)
+    code, out, _ = run(capsys, "certify", "--model", str(p), "--input-shape", "1,8,8", "--fraction", "0.3", "--json")
+    assert code == 0 and "MaxPool2d" in json.loads(out)["tight"]["refused"]  # auto falls back to Cert-D
+    code, _, err = run(capsys, "certify", "--model", str(p), "--input-shape", "1,8,8", "--fraction", "0.3",
+                       "--bound", "composed")
+    assert code == 2 and "MaxPool2d" in err
