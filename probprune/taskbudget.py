@@ -186,7 +186,7 @@ def certified_accuracy(parsed, pruned_weights, X, y, conv_method: str = "fft") -
 def eps_for_accuracy_drop(logits, y, radii, drop_points: float) -> tuple[float, int]:
     """The largest tolerance e such that certified accuracy >= accuracy - drop_points/100 when the error at x_i is
     <= e r_i (§10.4): with t_i = margin_i/(sqrt(2) r_i) on the correctly classified inputs and m = ceil(n (acc - A))
-    inputs needed, any e < t_(m) (m-th largest) works; returns (the float just below t_(m), m). e = inf when m <= 0."""
+    inputs needed, any e < t_(m) (m-th largest) works; returns (t_(m) (1 - 1e-9), m). e = inf when m <= 0."""
     y = np.asarray(y).astype(int)
     c, m = margins(logits)
     correct = c == y
@@ -198,7 +198,7 @@ def eps_for_accuracy_drop(logits, y, radii, drop_points: float) -> tuple[float, 
     with np.errstate(divide="ignore"):
         t = np.where(r > 0, m / (SQRT2 * np.where(r > 0, r, 1.0)), np.inf)
     t = np.sort(t[correct])[::-1]
-    return float(np.nextafter(t[need - 1], 0.0)), need
+    return float(t[need - 1] * (1.0 - 1e-9)), need  # strictly below t_(m), with room for the rounding of sqrt(2) e r
 
 
 @dataclass(frozen=True)

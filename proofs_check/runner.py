@@ -19,6 +19,7 @@ CHECK_MODULES = (
     "checks_stats",
     "checks_graph",
     "checks_tight",
+    "checks_calibrated",
     "bridge",
 )
 

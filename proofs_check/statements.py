@@ -84,6 +84,15 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("graph-nodewise-min", "§8.2", "node-wise min of the two S2 forms is <= min(D_f, D_b)"),
     DStatement("graph-chain", "§8.3", "on chains D_f, D_b are §3.1's A-fwd, A-bwd (general form with biases)"),
     DStatement("counting-lower", "§4.5", "counting: N >= d^2 log2(1/(4 eps)); depth 2: w >= (d/2) log2(1/(4 eps))"),
+    # §10 calibrated, relative and task-level statements [D]
+    DStatement("calib-overview", "§10", "§10 statements are labelled: calibrated (simulation) vs analytic; relative eps only chooses eps"),
+    DStatement("calib-order-stat", "§10.1", "Statement 10.1: rank k = min{k : binom.cdf(k-1,T,1-delta) >= 1-gamma}: P(err > U_(k)) <= delta w.c. 1-gamma"),
+    DStatement("calib-grid-union", "§10.2", "Statement 10.2: rank at gamma/|grid| holds for every grid point; a searched grid point is covered"),
+    DStatement("rel-scale", "§10.3", "Statement 10.3: ||F(x)|| <= b_l (activation-norm recursion); calibrated Lip prod||W_i|| bound for the law"),
+    DStatement("margin-sqrt2", "§10.4", "Statement 10.4a: prediction unchanged for all ||d|| <= e iff margin > sqrt(2) e (exact constant)"),
+    DStatement("ball-scaling", "§10.4", "Statement 10.4b: G(u) = F(su) via s W_1; homogeneous bias-free: err(x) <= (||x||/s) e_G"),
+    DStatement("acc-drop-eps", "§10.4", "Statement 10.4c: CA(e) >= acc - A iff e < t_(m)"),
+    DStatement("opt-inversion", "§10.5", "Statement 10.5: log-share form of the bound; split over the pruned set only; table running max is sound"),
     # §12 tighter certificates
     DStatement("tight-min", "§12", "every §12 bound is an upper bound on sup_R ||F - F_hat||; the minimum of valid bounds is valid"),
     DStatement("tight-lowering", "§12.1", "affine runs composed exactly; residual DAG as a chain with carried identity coordinates"),
