@@ -83,7 +83,8 @@ def matrix_norm_upper(M):
     Mb = M.reshape(-1, m, n)
     s = _pow2_scale(Mb)
     lam = _gram_top_upper(Mb / s[:, None, None])
-    return (torch.sqrt(lam) * s * (1.0 + SAFETY)).reshape(lead)
+    out = torch.sqrt(lam) * s * (1.0 + SAFETY)
+    return torch.where(Mb.abs().amax(dim=(-2, -1)) > 0, out, torch.zeros_like(out)).reshape(lead)  # 0 is exact
 
 
 def spectral_norm_upper(M) -> float:
@@ -193,6 +194,28 @@ def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilat
     K = math.prod(keff)
     dft_err = 8 * (K + 8 + 16 * max(keff)) * EPS * math.sqrt(K) * fro_w  # direct DFT sums of K taps (§11.2)
     return (math.sqrt(float(lam.max())) + dft_err) * s * (1.0 + SAFETY)
+
+
+def conv_norm_fft_estimate(W, in_spatial: Sequence[int], padding=0, dilation=1, groups: int = 1,
+                           device=None) -> float:
+    """An ESTIMATE (float32 / complex64, no allowance) of the periodic-extension norm that ``conv_norm_fft_upper``
+    bounds: same blocks, about 3x cheaper, relative error ~1e-6. For searches only, never in a certificate."""
+    import torch
+
+    W = torch.as_tensor(np.asarray(W) if not isinstance(W, torch.Tensor) else W).to(device or default_device())
+    amax = float(W.abs().max()) if W.numel() else 0.0
+    if amax == 0:
+        return 0.0
+    Ws = (W.to(torch.float64) / amax).to(torch.float32)
+    F, _ = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
+    B, m, n = F.shape
+    best = 0.0
+    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    for b0 in range(0, B, step):
+        Fb = F[b0:b0 + step]
+        G = Fb @ Fb.mH if m <= n else Fb.mH @ Fb
+        best = max(best, float(torch.linalg.eigvalsh(G)[:, -1].max()))
+    return math.sqrt(max(best, 0.0)) * amax
 
 
 def conv_norm_kernel_bound(W, layer: LayerSpec) -> float:

@@ -1,0 +1,127 @@
+"""Certified operator norms (THEORY §11.1-11.2): >= the exact norm (SVD of the explicit operator) for random
+matrices and convolutions with stride, padding, dilation, groups and 1-D kernels, at tiny and huge scales; equal
+(to rounding) to the full complex SVD over all frequencies; estimates below the certified values."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probprune import norms
+from probprune.errors import ProbPruneError
+from proofs_check.checks_conv import conv_operator
+
+
+def _exact(M):
+    return float(np.linalg.svd(np.asarray(M, float), compute_uv=False)[0])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), m=st.integers(1, 30), n=st.integers(1, 30),
+       scale=st.sampled_from([1e-300, 1e-200, 1e-20, 1.0, 1e20, 1e200, 1e300]))
+def test_dense_upper_bound_at_any_scale(seed, m, n, scale):
+    rng = np.random.default_rng(seed)
+    M0 = rng.standard_normal((m, n))
+    ex = _exact(M0) * scale  # SVD of the unscaled matrix, scaled back (exact up to rounding of one product)
+    ub = norms.spectral_norm_upper(M0 * scale)
+    assert ub >= ex * (1 - 1e-15)
+    assert ub <= ex * (1 + 1e-6)
+
+
+def test_dense_mixed_magnitudes_and_zero():
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((20, 15)) * np.logspace(-300, 0, 15)[None, :]
+    assert norms.spectral_norm_upper(M) >= _exact(M)
+    assert norms.spectral_norm_upper(np.zeros((3, 4))) == 0.0
+    with pytest.raises(ProbPruneError):
+        norms.spectral_norm_upper(np.array([[1.0, np.nan]]))
+
+
+def test_batched_torch_equals_numpy_and_upper():
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((5, 7, 9)) * np.array([1e-150, 1e-3, 1.0, 1e5, 1e150])[:, None, None]
+    b = norms.matrix_norm_upper(torch.from_numpy(M)).numpy()
+    for i in range(5):
+        assert b[i] == pytest.approx(norms.spectral_norm_upper(M[i]), rel=1e-14)
+        assert b[i] >= _exact(M[i] / np.abs(M[i]).max()) * np.abs(M[i]).max() * (1 - 1e-15)
+    assert np.allclose(norms.spectral_norm_upper_batched(M), b, rtol=1e-14)
+
+
+CONV_CASES = [  # (kernel, stride, padding, dilation, (H, W))
+    ((3, 3), (1, 1), (0, 0), (1, 1), (7, 6)),
+    ((3, 3), (2, 2), (1, 1), (1, 1), (7, 7)),
+    ((3, 3), (1, 1), (2, 2), (2, 2), (6, 5)),
+    ((5, 3), (3, 1), (0, 1), (1, 2), (9, 6)),
+    ((1, 1), (2, 2), (0, 0), (1, 1), (5, 5)),
+    ((4, 4), (2, 2), (3, 3), (1, 1), (4, 4)),
+]
+
+
+@pytest.mark.parametrize("k,s,p,d,hw", CONV_CASES)
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_conv_upper_bound_vs_explicit_operator(k, s, p, d, hw, scale):
+    rng = np.random.default_rng(hash((k, s, p, d)) % 1000)
+    W = rng.standard_normal((4, 3, *k))
+    T, _, _ = conv_operator(W, *hw, s, p, d)
+    ex = _exact(T) * scale
+    ub = norms.conv_norm_fft_upper(W * scale, hw, s, p, d)
+    assert ub >= ex * (1 - 1e-15)
+
+
+def test_conv_groups_is_max_over_groups_and_upper():
+    rng = np.random.default_rng(2)
+    g, co, ci = 3, 2, 2
+    W = rng.standard_normal((g * co, ci, 3, 3))
+    ub = norms.conv_norm_fft_upper(W, (5, 5), 1, 1, 1, groups=g)
+    per = [norms.conv_norm_fft_upper(W[j * co:(j + 1) * co], (5, 5), 1, 1, 1) for j in range(g)]
+    assert ub == pytest.approx(max(per), rel=1e-12)
+    ex = max(_exact(conv_operator(W[j * co:(j + 1) * co], 5, 5, (1, 1), (1, 1))[0]) for j in range(g))
+    assert ub >= ex
+    with pytest.raises(ProbPruneError):
+        norms.conv_norm_fft_upper(W, (5, 5), 1, 1, 1, groups=4)
+
+
+@pytest.mark.parametrize("k,s,p,d,L", [(3, 1, 1, 1, 9), (5, 2, 0, 1, 11), (3, 1, 2, 2, 8)])
+def test_conv1d_upper_bound(k, s, p, d, L):
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((3, 2, k))
+    T, _, _ = conv_operator(W[:, :, None, :], 1, L, (1, s), (0, p), (1, d))
+    assert norms.conv_norm_fft_upper(W, (L,), s, p, d) >= _exact(T)
+
+
+def test_rfft_half_equals_full_complex_svd():
+    """The previous implementation (fft2 over all frequencies + full complex SVD) gives the same value."""
+    rng = np.random.default_rng(4)
+    for co, ci, h in [(6, 5, 7), (8, 8, 6), (3, 7, 5)]:
+        W = rng.standard_normal((co, ci, 3, 3))
+        gh = gw = h + 2
+        F = np.fft.fft2(W, s=(gh, gw), axes=(2, 3))
+        F = np.transpose(F, (2, 3, 0, 1)).reshape(gh * gw, co, ci)
+        full = float(np.linalg.svd(F, compute_uv=False)[:, 0].max())
+        new = norms.conv_norm_fft_upper(W, (h, h), 1, 1)
+        assert new == pytest.approx(full, rel=1e-8)
+        assert new >= full
+
+
+def test_estimates_are_close_and_below():
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((16, 8, 3, 3))
+    ub = norms.conv_norm_fft_upper(W, (8, 8), 1, 1)
+    est = norms.conv_norm_fft_estimate(W, (8, 8), 1)
+    assert est == pytest.approx(ub, rel=1e-4)
+    M = rng.standard_normal((40, 30))
+    e, _ = norms.matrix_norm_estimate(torch.from_numpy(M), iters=500, rtol=1e-12)
+    assert float(e) <= _exact(M) * (1 + 1e-12)
+    assert float(e) == pytest.approx(_exact(M), rel=1e-4)
+
+
+def test_layer_operator_norm_upper_dilated_uses_fft():
+    from probprune.networks import LayerSpec, activation
+
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((4, 3, 3, 3))
+    L = LayerSpec("c", "conv", 4, 27, 1.0, activation("relu"), 1.0, kernel=(3, 3), padding=(2, 2), dilation=(2, 2),
+                  in_shape=(3, 6, 6), out_shape=(4, 6, 6))
+    ub = norms.layer_operator_norm_upper(L, W)
+    T, _, _ = conv_operator(W, 6, 6, (1, 1), (2, 2), (2, 2))
+    assert _exact(T) <= ub <= norms.conv_norm_kernel_bound(W, L)
