@@ -32,7 +32,7 @@ from .grammar import count, k_of_n
 
 @dataclass(frozen=True)
 class IMPVariantsConfig:
-    levels: int = 6
+    levels: int = 12
     epochs: int = 4
     seeds: tuple = (0, 1)
     max_train: int | None = 2000
