@@ -186,9 +186,22 @@ def _finite_or_refuse(eps: float, nE, kind: str) -> float:
     if not math.isfinite(eps):
         raise ProbPruneError(f"{kind}: the certificate overflows float64 (operator norms up to "
                              f"{float(np.max(nE)) if len(nE) else 0:.3g}); refusing rather than returning inf/NaN")
-    if eps < 1e-280 and np.any(np.asarray(nE) > 0):
-        raise ProbPruneError(f"{kind}: the certificate underflows float64 (tiny weights); rescale the model")
     return eps
+
+
+def _run_lemma(graph, norms: dict, kind: str):
+    """lemma_a_graph on float64 numpy scalars with underflow trapped: a product that underflows (weights ~1e-200 in
+    several layers) could make the certificate smaller than the truth, so it is refused; overflow gives inf, refused
+    by :func:`_finite_or_refuse`."""
+    from .graph.lemma import lemma_a_graph
+
+    norms = {k: tuple(np.float64(v) for v in t) for k, t in norms.items()}
+    try:
+        with np.errstate(under="raise", over="ignore", invalid="ignore"):
+            return lemma_a_graph(graph, norms)
+    except FloatingPointError:
+        raise ProbPruneError(f"{kind}: the certificate underflows float64 (weights too small); rescale the model "
+                             "(the error scales with the weights)") from None
 
 
 def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration: bool = False,
@@ -199,7 +212,6 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
     (BatchNorm-folded) weights, scaled to avoid under/overflow; the recursion of §8.2 (node-wise min of the forward
     and backward forms). ``A_fwd``/``A_bwd`` of the result are the pure forward/backward recursions."""
     from .graph import ops as O
-    from .graph.lemma import lemma_a_graph
 
     if not hasattr(pruned, "nodes"):
         pruned = graph.with_masks(pruned)
@@ -223,8 +235,7 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
             pis.append(max(power_iteration_norm(L, We if len(weight_layer_specs(op)) == 1 else
                                                 We[j * (We.shape[0] // op.groups):(j + 1) * (We.shape[0] // op.groups)])
                            for j, L in enumerate(weight_layer_specs(op))))
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
-        r = lemma_a_graph(graph, norms)
+    r = _run_lemma(graph, norms, "Cert-D")
     eps = _finite_or_refuse(float(r.D), nE, "Cert-D")
     notes = ["deterministic: holds for this network and mask", "inputs in the unit l2 ball (Frobenius for images)",
              "THEORY §8.2: Lemma A on the traced graph (node-wise min of the forward and backward forms)"]
@@ -330,8 +341,6 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
     """Cert-R (THEORY §3.11 [D]) on a network graph (§8.2): the per-layer Cert-R bounds on ||What|| and ||E|| (union
     bound, delta split equally over the randomly pruned layers) in the forward form of the graph recursion (the
     graph's A-fwd). ``p``: one fraction, or a dict FQN -> fraction (missing: 0). Grouped convs are refused."""
-    from .graph.lemma import lemma_a_graph
-
     delta = check_delta(delta)
     if sampling not in ("bernoulli", "rescaled", "exact"):
         raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
@@ -357,8 +366,7 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
         wh, e = (w, 0.0) if pi == 0 else _cert_r_layer(L, We.reshape(L.weight_shape), w, float(pi), de, sampling)
         norms[op.fqn] = (w, wh, e, op.bias_map_norm())
         nW.append(w), nWh.append(wh), nE.append(e)
-    with np.errstate(over="ignore", invalid="ignore"):
-        r = lemma_a_graph(graph, norms)
+    r = _run_lemma(graph, norms, "Cert-R")
     eps = _finite_or_refuse(float(r.Df), nE, "Cert-R")
     notes = [f"probability >= 1 - {delta} over the {sampling} mask only, conditional on these weights",
              "graph A-fwd (§8.2) with exact ||W|| and the Cert-R bounds on ||What||, ||E|| (§3.11)"]

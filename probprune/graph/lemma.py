@@ -5,7 +5,7 @@ Per node v, upper bounds over the input ball ||x|| <= 1: b_v >= sup ||h_v||, bh_
 D_v >= sup ||h_v - hhat_v||, propagated in topological order by each operation's ``rule`` (S1-S7 of §8.1):
 input b = bh = 1, D = 0; weight node D <= min(||W|| D_u + ||E|| bh_u, ||What|| D_u + ||E|| b_u),
 b <= ||W|| b_u + ||c||; activation D <= L D_u, b <= L b_u + |sigma(0)| sqrt(dim); Lipschitz maps multiply;
-additions add. The output's D is the certificate. On a chain the pure forward / backward recursions (Df, Db) are
+additions add. The output's D, times a float64 rounding allowance, is the certificate. On a chain the pure forward / backward recursions (Df, Db) are
 Lemma A's A-fwd / A-bwd (§3.1 general form; Proposition graph-chain).
 """
 from __future__ import annotations
@@ -18,6 +18,14 @@ import numpy as np
 from ..errors import ProbPruneError
 from . import ops as O
 from .ir import Graph
+
+
+def rounding_allowance(n_ops: int) -> float:
+    """Factor covering float64 rounding in the recursion: every D is a sum of products of at most ``n_ops``
+    non-negative factors, each operation adding a relative error <= 2^-53, so the computed value is at least the exact
+    one divided by (1 + 2^-53)^(2 n_ops) <= 1 + 4 n_ops 2^-52 (n_ops 2^-52 << 1); at least 2^-40 so that chain and
+    graph evaluations of the same network carry the same factor."""
+    return 1.0 + max(2.0 ** -40, 4.0 * n_ops * 2.0 ** -52)
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,8 @@ def lemma_a_graph(graph: Graph, weight_norms: Mapping[str, tuple]) -> GraphLemma
         else:
             states[n.name] = n.op.rule(ins)
     out = states[graph.output]
-    return GraphLemmaResult(out.D, out.Df, out.Db, out.b, out.bh, states)
+    r = rounding_allowance(2 * len(graph.nodes))
+    return GraphLemmaResult(out.D * r, out.Df * r, out.Db * r, out.b * r, out.bh * r, states)
 
 
 def lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=None) -> GraphLemmaResult:
@@ -66,4 +75,5 @@ def lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=None)
         s = O.affine_rule(s, (w[..., i], wh[..., i], e[..., i], bn[..., i]))
         s = O.Bound(L[..., i] * s.b + ao[..., i], L[..., i] * s.bh + ao[..., i], L[..., i] * s.D, L[..., i] * s.Df,
                     L[..., i] * s.Db)
-    return GraphLemmaResult(s.D, s.Df, s.Db, s.b, s.bh, {})
+    r = rounding_allowance(4 * l + 1)
+    return GraphLemmaResult(s.D * r, s.Df * r, s.Db * r, s.b * r, s.bh * r, {})
