@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Context, Experiment, distinct_colors, fmt, legend_below, register
-from .grammar import count
+from .grammar import count, join_list
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # torchvision Normalize of their code; mnist5k pixels are in [0, 1] as ToTensor
 
@@ -207,6 +207,7 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
             numbers[f"figTwelve{key}Hi"] = fmt(piv.loc[hi, kind], 3)
             if 0.5 in piv.index:
                 numbers[f"figTwelve{key}Half"] = fmt(piv.loc[0.5, kind], 3)
+    short = {"linear": "subset-sum structure, linear", "relu": "subset-sum structure, ReLU", "wide": "wide"}
     caption = (
         f"Pensia et al.'s Experiment 2 at small size: edge-popup trains only scores that select a subnetwork of a "
         f"random network. Target 784-{cfg.hidden}-10 (theirs: 784-500-10), the subset-sum structure with "
@@ -214,8 +215,9 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
         f"({numbers['figTwelveWideWeights']} weights), {count(cfg.epochs, 'epoch')}, "
         f"{count(cfg.runs, 'run')} per point on the MNIST 5k subset (theirs: full MNIST, best of 5 runs; dotted: their "
         f"fc2 curve read from the plot). At sparsity {numbers['figTwelveHiSparsity']} "
-        + ", ".join(f"{label[k]} reaches {numbers['figTwelve' + {'linear': 'Linear', 'relu': 'Relu', 'wide': 'Wide'}[k] + 'Hi']}"
-                    for k in cfg.kinds)
+        + "the accuracy is " + join_list(
+            f"{numbers['figTwelve' + {'linear': 'Linear', 'relu': 'Relu', 'wide': 'Wide'}[k] + 'Hi']} "
+            f"({short[k]})" for k in cfg.kinds)
         + ("; as in the paper the wide network wins at high sparsity." if wide_wins_hi else
            "; unlike the paper, the wide network does not win at the highest sparsity here.")
     )
