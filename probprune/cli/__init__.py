@@ -93,7 +93,25 @@ def _fail(msg: str, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and turn every failure into one ``error:`` line and exit status 2."""
+    """Console entry point: run the CLI and turn every failure into one ``error:`` line and exit status 2.
+
+    As the console script (``argv`` None), an interrupted command (status 130) leaves through ``os._exit`` after
+    flushing stdout/stderr: finished work is already on disk (atomic writes) and worker processes are stopped, and
+    the interpreter's teardown of torch and friends took 1-2 s on a loaded machine."""
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        if argv is None and exc.code == 130:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(130)
+        raise
+
+
+def _main(argv: list[str] | None) -> None:
     from .._threads import limit_threads
     from ..errors import ProbPruneError
 

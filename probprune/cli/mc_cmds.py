@@ -1,5 +1,7 @@
 """``probprune mc``: Monte Carlo validation of the bounds (THEORY.md §6).
 
+CONFIG is a .yaml/.yml/.toml file or the name of a shipped config (``mc_linear``, ``mc_relu``: probprune/configs).
+
     probprune mc plan CONFIG            validate a sweep, show its hash, chunks and trial counts
     probprune mc run CONFIG             run or resume it (results/mc/<hash>/), then print the report
     probprune mc report RUN_DIR         violation rates with Clopper-Pearson limits, verdicts, looseness, fits
@@ -12,7 +14,8 @@ from typing import List, Optional
 import typer
 
 from . import app
-from .common import emit
+from .common import check_int, check_output_path, emit, json_option, make_console
+from ..errors import ProbPruneError
 
 mc_app = typer.Typer(help="Monte Carlo validation: measured error of pruned random networks vs the bounds.",
                      no_args_is_help=True)
@@ -20,8 +23,14 @@ app.add_typer(mc_app, name="mc")
 
 
 def _load(config: Path, sets: Optional[List[str]], n_trials: Optional[int], batch_size: Optional[int]):
+    from ..configs import resolve
     from ..mc.config import load_config, parse_override
 
+    config = resolve(config)
+    if n_trials is not None:
+        check_int(n_trials, "--n-trials", 1)
+    if batch_size is not None:
+        check_int(batch_size, "--batch-size", 1)
     ov = dict(parse_override(s) for s in (sets or []))
     if n_trials is not None:
         ov["n_trials"] = n_trials
@@ -70,13 +79,10 @@ def _report_data(run_dir: Path, alpha: Optional[float]) -> dict:
 
 
 def _render_report(d: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    import sys
-
-    con = Console(width=None if sys.stdout.isatty() else 220)
-    err = Console(stderr=True)
+    con = make_console()
+    err = make_console(stderr=True)
     status = "complete" if d["complete"] else "INCOMPLETE (resume with `probprune mc run` on the same config)"
     con.print(f"[bold]Monte Carlo run[/bold] {d['run_dir']}  ({d['n_rows']} rows, {status}); "
               f"one-sided Clopper-Pearson at alpha = {d['alpha']}")
@@ -128,12 +134,13 @@ def _render_report(d: dict) -> None:
 
 @mc_app.command("plan")
 def plan_cmd(
-    config: Path = typer.Argument(..., help="sweep config (.yaml/.yml/.toml)"),
+    config: str = typer.Argument(..., help="sweep config: a .yaml/.yml/.toml file or a shipped name (mc_linear, "
+                                           "mc_relu)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key: key=value (YAML value)"),
     n_trials: Optional[int] = typer.Option(None, help="override n_trials"),
     batch_size: Optional[int] = typer.Option(None, help="override batch_size (networks per chunk)"),
     out: Path = typer.Option(Path("results/mc"), help="root folder of run folders"),
-    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+    json_: bool = json_option(),
 ):
     """Validate a sweep and show its hash, run folder, chunks and notes, without running anything."""
     from ..mc.runner import plan, run_dir_for
@@ -159,7 +166,8 @@ def plan_cmd(
 
 @mc_app.command("run")
 def run_cmd(
-    config: Path = typer.Argument(..., help="sweep config (.yaml/.yml/.toml)"),
+    config: str = typer.Argument(..., help="sweep config: a .yaml/.yml/.toml file or a shipped name (mc_linear, "
+                                           "mc_relu)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key: key=value (YAML value)"),
     n_trials: Optional[int] = typer.Option(None, help="override n_trials"),
     batch_size: Optional[int] = typer.Option(None, help="override batch_size (networks per chunk)"),
@@ -167,17 +175,17 @@ def run_cmd(
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"),
     out: Path = typer.Option(Path("results/mc"), help="root folder of run folders"),
     max_chunks: Optional[int] = typer.Option(None, help="stop after this many chunks (resume later)"),
-    progress: bool = typer.Option(True, help="progress bar on stderr"),
-    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+    progress: bool = typer.Option(True, help="progress on stderr (a bar on a terminal, plain lines otherwise)"),
+    json_: bool = json_option(),
 ):
     """Run (or resume) a Monte Carlo sweep; finished chunks are saved as they finish. Prints the report."""
     from ..mc.runner import run
 
+    check_int(workers, "--workers", 1)
+    if max_chunks is not None:
+        check_int(max_chunks, "--max-chunks", 0)
+    check_output_path(out, "--out", kind="dir")
     cfg = _load(config, set_, n_trials, batch_size)
-    if workers < 1:
-        from ..errors import ProbPruneError
-
-        raise ProbPruneError(f"workers must be >= 1, got {workers}")
     try:
         res = run(cfg, out_root=out, workers=workers, scheduler=scheduler, progress=progress and not json_,
                   max_chunks=max_chunks)
@@ -239,10 +247,17 @@ def _markdown(d: dict) -> str:
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="a run folder results/mc/<hash>"),
     alpha: Optional[float] = typer.Option(None, help="confidence level of the one-sided CP limits (default: config)"),
-    markdown: bool = typer.Option(False, "--markdown", help="GitHub markdown tables (for docs)"),
-    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+    markdown: bool = typer.Option(False, "--markdown/--no-markdown", help="GitHub markdown tables (for docs)"),
+    json_: bool = json_option(),
 ):
     """Violation rates with one-sided Clopper-Pearson limits, verdicts, looseness and scaling fits of a run."""
+    if alpha is not None:
+        from .common import check_finite
+
+        check_finite(alpha, "--alpha", lo=0, hi=1, lo_open=True, hi_open=True)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"not a Monte Carlo run folder: {run_dir}") if not run_dir.exists() else \
+            ProbPruneError(f"{run_dir} is a file, not a Monte Carlo run folder")
     d = _report_data(run_dir, alpha)
     if markdown and not json_:
         typer.echo(_markdown(d))

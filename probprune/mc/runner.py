@@ -8,6 +8,10 @@ Layout of a run folder ``<out_root>/<config hash>/``::
     chunks/s<seed>_g<group>_b<block>.csv   one finished chunk each (written to a temp file, then os.replace)
     trials.csv             all chunks concatenated in plan order, written when every chunk is done
 
+Ctrl-C (SIGINT): local workers ignore SIGINT (they are started with it ignored and their initializer ignores it
+again); the parent cancels pending chunks and terminates the workers at once, so the command exits within about a
+second keeping every finished chunk.
+
 Resume: a chunk whose CSV exists is skipped; a chunk that was running when the process died left at most a
 ``.tmp-*`` file, which is deleted and redone. So rows are never duplicated or lost. Every row depends only on
 (config, seed, trial index) (:mod:`probprune.mc.trials`), so the same config gives identical rows on any scheduler.
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,12 +135,11 @@ def run(
         todo = todo[: max(0, int(max_chunks))]
     bar = None
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
         total = sum(u.n_networks for u in units)
         done = total - sum(u.n_networks for u in units if not (chunks / f"{u.name}.csv").exists())
-        bar = tqdm(total=total, initial=done, unit="net", desc=f"mc {cfg.hash[:8]}", file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.1)
+        bar = progress_bar(total, f"mc {cfg.hash[:8]}", initial=done, unit="net")
 
     def finished(unit: Unit, df: pd.DataFrame):
         _write_chunk(chunks, unit, df)
@@ -165,24 +167,63 @@ def run(
     return RunResult(run_dir, len(units), n_before, n_ran, complete, time.perf_counter() - t_start)
 
 
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (it terminates the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate_pool(ex) -> None:
+    """Cancel pending chunks and stop the pool's worker processes now (terminate, then kill after 1 s)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            if p.is_alive():
+                p.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    deadline = time.monotonic() + 1.0
+    for p in procs:
+        try:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(0.5)
+        except (OSError, ValueError, AttributeError, AssertionError):
+            pass
+
+
 def _run_pool(cfg, todo, workers, finished, run_dir) -> int:
     import multiprocessing as mp
+    import signal
+    import threading
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     n = 0
-    ex = ProcessPoolExecutor(max_workers=int(workers), mp_context=mp.get_context("spawn"))
+    ex = ProcessPoolExecutor(max_workers=int(workers), mp_context=mp.get_context("spawn"), initializer=_ignore_sigint)
+    main_thread = threading.current_thread() is threading.main_thread()
     try:
-        futs = {ex.submit(_run_unit, (cfg, u)): u for u in todo}
+        # start the workers with SIGINT ignored (inherited through spawn), so that Ctrl-C reaching the whole process
+        # group never interrupts a worker halfway through its start-up; the parent handles it
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            futs = {ex.submit(_run_unit, (cfg, u)): u for u in todo}
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
         for f in as_completed(futs):
             finished(futs[f], f.result())
             n += 1
     except BrokenProcessPool:
+        _terminate_pool(ex)
         raise ProbPruneError(
             f"a worker process died; {n} chunk(s) finished in this session are saved in {run_dir}; "
             "run the same command again to resume") from None
     except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+        _terminate_pool(ex)
         raise
     ex.shutdown(wait=True)
     return n
@@ -205,6 +246,12 @@ def _run_dask(cfg, todo, scheduler, finished) -> int:
         for f in as_completed(futs):
             finished(by_key[f.key], f.result())
             n += 1
+    except BaseException:
+        try:
+            client.cancel(futs)
+        except Exception:  # pragma: no cover (best effort on the way out)
+            pass
+        raise
     finally:
         client.close()
     return n
