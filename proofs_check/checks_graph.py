@@ -30,7 +30,7 @@ def _jacobian(graph) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ S2, S6, S7 algebra
 @register("graph-affine-algebra", "S2/S6/S7: W h + c - (What hh + c) = W(h-hh) + E hh = What(h-hh) + E h; BN folding "
           "diag(s)(W h + c - mu) + beta = W' h + c'; masks commute with diag(s)", "§8.1", "symbolic+numeric",
-          covers=["graph-affine", "graph-bn", "graph-add"])
+          covers=["graph-affine", "graph-bn", "graph-add"])  # S7 includes concatenation (root-sum-of-squares)
 def _chk_affine():
     n = 3
     W = sp.Matrix(n, n, lambda i, j: sp.Symbol(f"w{i}{j}"))
@@ -62,7 +62,15 @@ def _chk_affine():
         a = rng.uniform(-3, 3)
         require(np.linalg.norm((x + a * y) - (u + a * v)) <= np.linalg.norm(x - u) + abs(a) * np.linalg.norm(y - v)
                 + 1e-12, "addition rule")
-    return "3x3 symbolic identities; 200 numeric additions"
+    # concatenation: ||[a; b]||^2 = ||a||^2 + ||b||^2, so differences and norms combine by root-sum-of-squares
+    for _ in range(200):
+        a, b, ah, bh = (rng.standard_normal(int(rng.integers(1, 9))) for _ in range(4))
+        bh = bh[: len(b)] if len(bh) >= len(b) else np.resize(bh, len(b))
+        ah = np.resize(ah, len(a))
+        lhs = np.linalg.norm(np.concatenate([a, b]) - np.concatenate([ah, bh]))
+        require(abs(lhs - np.hypot(np.linalg.norm(a - ah), np.linalg.norm(b - bh))) <= 1e-12 * max(1.0, lhs),
+                "concatenation rule")
+    return "3x3 symbolic identities; 200 numeric additions; 200 concatenations"
 
 
 # ------------------------------------------------------------------------------------------------ S3

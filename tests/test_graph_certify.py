@@ -184,6 +184,30 @@ def test_linear_conv_graphs_exact_grouped_1d_bn():
         assert truth <= c.eps * (1 + 1e-9)
 
 
+class _CatPermuteMean(nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.a = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.b = nn.Conv2d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(10, 3, bias=False)
+        self.act = act
+
+    def forward(self, x):
+        h = torch.cat([self.a(x), self.b(x)], dim=1)
+        h = F.relu(h) if self.act else h
+        h = h.permute(0, 2, 3, 1).transpose(1, 2).mean(dim=1).sum(1)
+        return self.fc(torch.cat([h, 0.5 * h], 1))
+
+
+def test_concat_permute_mean_sum_graphs():
+    _seed(15)
+    for s in range(3):
+        c, truth = _cert_and_truth(_CatPermuteMean(False), (2, 4, 4), seed=s, linear=True)
+        assert truth <= c.eps * (1 + 1e-9)
+    c, lb = _cert_and_truth(_CatPermuteMean(True), (2, 4, 4), seed=0)
+    assert 0 < lb <= c.eps * (1 + 1e-9)
+
+
 # ------------------------------------------------------------------------------------------- ReLU graphs: PGD
 def _train_briefly(m, shape, steps=30, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -207,7 +207,25 @@ class _InplaceAlias(nn.Module):
         return h + y
 
 
+class _BatchMix(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.l = nn.Linear(4, 4)
+        self.how = how
+
+    def forward(self, x):
+        h = self.l(x)
+        if self.how == "cat":
+            return torch.cat([h, h], 0)
+        if self.how == "mean":
+            return h.mean(0, keepdim=True)
+        return h.transpose(0, 1)
+
+
 @pytest.mark.parametrize("model, shape, needle", [
+    (_BatchMix("cat"), (4,), "concatenation along the batch axis"),
+    (_BatchMix("mean"), (4,), "reduction over the batch axis"),
+    (_BatchMix("t"), (4,), "moves the batch axis"),
     (_UsesCustom(), (4,), "custom autograd Function '_Custom'"),
     (_Branchy(), (4,), "data-dependent control flow"),
     (_LSTM(), (3, 4), "'lstm' (LSTM)"),
@@ -216,7 +234,7 @@ class _InplaceAlias(nn.Module):
     (nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2)), (4,), "'1' (GELU)"),
     (nn.Sequential(nn.Linear(4, 4), nn.Hardtanh(-2, 2), nn.Linear(4, 2)), (4,), "Hardtanh with bounds"),
     (nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")), (1, 4, 4), "padding_mode='circular'"),
-], ids=["autograd-fn", "control-flow", "lstm", "attention", "product", "gelu", "hardtanh", "circular"])
+], ids=["cat-batch", "mean-batch", "transpose-batch", "autograd-fn", "control-flow", "lstm", "attention", "product", "gelu", "hardtanh", "circular"])
 def test_unsupported_operations_are_refused_by_name(model, shape, needle):
     with pytest.raises(UnsupportedLayerError) as e:
         from_torch(model, shape)

@@ -12,7 +12,9 @@ is built, from the node's input shape, never assumed:
   AdaptiveAvgPool1d/2d): ||A|| <= sqrt(||A 1||_inf ||A^T 1||_inf) (Schur test, §8.1 S4), evaluated with torch;
 * max pooling (:class:`MaxPool`, any kernel / stride / padding / dilation / ceil_mode): Lipschitz sqrt(c_max), c_max the
   largest number of windows containing one input element, counted exactly by unfold/fold (§8.1 S5);
-* :class:`Reshape` (Flatten, view, reshape, torch.flatten, x.flatten): an isometry;
+* :class:`Reshape` (Flatten, view, reshape, torch.flatten, x.flatten) and :class:`Permute` (permute, transpose):
+  isometries; means and sums over non-batch axes are :class:`LinearPool` (Schur test);
+* :class:`Concat` (torch.cat along a non-batch axis): root of the sum of squares;
 * :class:`Add` (residual ``+``, ``torch.add``, ``-``): the triangle inequality; :class:`Gain` (multiplication by a Python
   constant): |c|; :class:`ConstShift` (adding a constant): shifts ||h|| only;
 * :class:`ChannelAffine` (a BatchNorm that cannot be folded): y = s x + t per channel, norm max |s|.
@@ -220,6 +222,37 @@ class Reshape(Lipschitz):
 
 
 @dataclass(frozen=True)
+class Permute(Lipschitz):
+    """permute / transpose / movedim keeping the batch axis: a permutation of coordinates, an isometry (P = 1)."""
+
+    kind: ClassVar[str] = "permute"
+    fn: Callable = field(default=None, compare=False)
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    """torch.cat of node values along a non-batch axis: ||[a; b]||^2 = ||a||^2 + ||b||^2, so every bound is the
+    root of the sum of squares of the inputs' bounds (S7)."""
+
+    kind: ClassVar[str] = "concat"
+    dim: int = 1
+
+    def forward(self, *xs):
+        import torch
+
+        return torch.cat(xs, dim=self.dim)
+
+    def rule(self, ins, weight_norms=None):
+        def rss(attr):
+            return np.sqrt(sum(np.square(getattr(u, attr)) for u in ins))
+
+        return Bound(rss("b"), rss("bh"), rss("D"), rss("Df"), rss("Db"))
+
+
+@dataclass(frozen=True)
 class Gain(Lipschitz):
     """x -> c x for a Python constant c: P = |c|."""
 
@@ -289,8 +322,8 @@ class ChannelAffine(Op):
         return Bound(s * u.b + t, s * u.bh + t, s * u.D, s * u.Df, s * u.Db)
 
 
-REGISTRY: dict[str, type[Op]] = {c.kind: c for c in (Input, Affine, Act, LinearPool, MaxPool, Reshape, Gain,
-                                                     ConstShift, Add, ChannelAffine)}
+REGISTRY: dict[str, type[Op]] = {c.kind: c for c in (Input, Affine, Act, LinearPool, MaxPool, Reshape, Permute, Concat,
+                                                     Gain, ConstShift, Add, ChannelAffine)}
 
 
 # ------------------------------------------------------------------------------------------------- norm facts

@@ -420,6 +420,52 @@ class _Builder:
                 fn = t
             self.add_node(n, make_pool_node(n.name, kind, fn, kw, u, self.shape_of(u), where))
             return
+        # concatenation along a non-batch axis
+        if n.op == "call_function" and t in (torch.cat, torch.concat):
+            parts = _arg(n, 0, "tensors")
+            dim = int(self.concrete(_arg(n, 1, "dim", 0)))
+            ins = [self.tensor_in(n, a, where) for a in parts]
+            nd = len(self.shape_of(ins[0])) + 1
+            if dim % nd == 0:
+                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: concatenation along "
+                                            "the batch axis")
+            self.add(n, O.Concat(where=where, dim=dim % nd), ins)
+            return
+        # means and sums over non-batch axes: linear maps with non-negative entries (Schur test)
+        if (n.op == "call_method" and t in ("mean", "sum")) or (n.op == "call_function" and t in (torch.mean,
+                                                                                                  torch.sum)):
+            u = self.tensor_in(n, n.args[0], where)
+            nd = len(self.shape_of(u)) + 1
+            dims = self.concrete(_arg(n, 1, "dim", None))
+            keep = bool(self.concrete(n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 else False)))
+            if dims is None or set(n.kwargs) - {"dim", "keepdim"}:
+                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a reduction over the "
+                                            "batch axis (give dim=...)")
+            dims = tuple(int(d) % nd for d in (dims if isinstance(dims, (tuple, list)) else (dims,)))
+            if 0 in dims:
+                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a reduction over the "
+                                            "batch axis")
+            red = torch.mean if t in ("mean", torch.mean) else torch.sum
+            fn = lambda x, _r=red, _d=dims, _k=keep: _r(x, dim=_d, keepdim=_k)  # noqa: E731
+            self.add_node(n, make_pool_node(n.name, "avg", fn, {}, u, self.shape_of(u), where))
+            return
+        # permutations of non-batch axes: isometries
+        if (n.op == "call_method" and t in ("permute", "transpose", "movedim", "swapaxes")) or (
+                n.op == "call_function" and t in (torch.permute, torch.transpose, torch.movedim, torch.swapaxes)):
+            u = self.tensor_in(n, n.args[0], where)
+            args = self.concrete(n.args[1:])
+            kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
+            fn = (lambda x: getattr(x, t)(*args, **kwargs)) if n.op == "call_method" else (  # noqa: E731
+                lambda x: t(x, *args, **kwargs))
+            x = self.val[u]
+            B = x.shape[0]
+            ids = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape)
+            y = fn(ids)
+            if y.shape[0] != B or not all(bool((y[b].flatten().sort().values == ids[b].flatten()).all())
+                                          for b in range(B)):
+                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: moves the batch axis")
+            self.add(n, O.Permute(where=where, fn=fn), [u])
+            return
         # reshapes
         if (n.op == "call_method" and t in _RESHAPE_METHODS) or (n.op == "call_function" and t in (
                 torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)):
