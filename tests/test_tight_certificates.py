@@ -40,7 +40,7 @@ def test_linear_nets_exact_sup(widths, seed, keep):
     mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(seed), keep))
     exact = _exact_linear_sup(m, mh, (widths[0],))
     c = certify_tight(m, mh, (widths[0],))
-    for k in ("composed_fwd", "composed_bwd", "pairs", "propagate"):
+    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate"):
         assert c.components[k] >= exact * (1 - 1e-9) - 1e-12, (k, c.components[k], exact)
     # consecutive linear maps are composed into one stage: the composed bound is the exact sup
     assert c.components["composed_fwd"] <= exact * (1 + 1e-6) + 1e-12
@@ -71,7 +71,7 @@ def test_relu_nets_above_pgd(widths, seed, keep, bias):
     mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(seed), keep))
     c = certify_tight(m, mh, (widths[0],))
     lb = pgd_sup_error(m, mh, np.zeros(widths[0]), 1.0, restarts=64, iters=60, seed=seed)
-    for k in ("composed_fwd", "composed_bwd", "pairs", "propagate"):
+    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate"):
         assert c.components[k] >= lb * (1 - 1e-9), (k, c.components[k], lb)
     # data-region bound around a random centre, small radius
     x0 = np.random.default_rng(seed).normal(size=(2, widths[0]))
@@ -142,7 +142,7 @@ def test_residual_bn_lowering_and_certificate():
     c = certify_tight(m, mh, (1, 6, 6))
     lb = pgd_sup_error(m, mh, np.zeros((1, 6, 6)), 1.0, restarts=64, iters=60)
     assert c.eps >= lb
-    for k in ("composed_fwd", "composed_bwd", "pairs", "propagate"):
+    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate"):
         assert c.components[k] >= lb
 
 
@@ -180,3 +180,21 @@ def test_refusals():
         certify_chains(F, Fh, method="composed", center=np.ones(3))
     with pytest.raises(ProbPruneError, match="method"):
         certify_chains(F, Fh, method="sdp")
+
+
+def test_graph_lowering_matches_torch_lowering():
+    from probprune.graph.trace import from_torch as graph_from_torch
+    from probprune.tight.lower import lower_graph, lower_graph_pair
+
+    m = _res_model(1).double()
+    g = graph_from_torch(m, (1, 6, 6))
+    Cg, Ct = lower_graph(g), lower_torch(m, (1, 6, 6))
+    x = np.random.default_rng(0).normal(size=(5, 36))
+    np.testing.assert_allclose(Cg.forward(x), Ct.forward(x), atol=1e-9)
+    masks = {k: v for k, v in _rand_masks(m, np.random.default_rng(2), 0.6).items() if k in g.weight_names}
+    F, Fh = lower_graph_pair(g, g.with_masks(masks))
+    Ft, Fht = lower_pair(m, pruned_copy(m, masks), (1, 6, 6))
+    np.testing.assert_allclose(F.forward(x) - Fh.forward(x), Ft.forward(x) - Fht.forward(x), atol=1e-9)
+    lenet = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
+    with pytest.raises(UnsupportedLayerError, match="MaxPool"):
+        lower_graph(graph_from_torch(lenet, (1, 8, 8)))

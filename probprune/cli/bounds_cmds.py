@@ -288,7 +288,7 @@ def certify(
     cert = certify_graph(graph, graph.with_weights(Wh), conv_method=conv_norm, show_power_iteration=True)
     out["certificate"] = cert.as_dict()
     out["certificate"]["bound"] = "lemma-a"
-    tight_ok = _tight_certify(out, model, arch, mdl, graph, Wh, bound, radius, radius_norm, n_inputs, dataset)
+    _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset)
     # measured error on real inputs, scaled into the unit ball (x / max ||x||)
     dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
     if dsname:
@@ -348,25 +348,18 @@ def certify(
     emit(out, as_json, render)
 
 
-def _tight_certify(out, model, arch, mdl, graph, Wh, bound, radius, radius_norm, n_inputs, dataset) -> bool:
+def _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset) -> bool:
     """THEORY §12 certificates (probprune.tight) next to Cert-D; ``certificate.eps`` becomes the smaller bound."""
-    import torch
-
-    from ..modelio import INPUT_DIM_TO_DATASET, load_model
+    from ..modelio import INPUT_DIM_TO_DATASET
     from ..tight.certify import METHODS, certify_chains
-    from ..tight.lower import lower_pair
+    from ..tight.lower import lower_graph_pair
 
     if bound not in ("lemma-a",) + METHODS:
         raise ProbPruneError(f"unknown --bound {bound!r}; use lemma-a, {', '.join(METHODS)}")
     if bound == "lemma-a" and radius is None:
         return False
-    pruned = load_model(model, arch, graph.input_shape)
-    with torch.no_grad():
-        for name, p in pruned.named_parameters():
-            if name in Wh:
-                p.copy_(torch.as_tensor(Wh[name]).reshape(p.shape))
     try:
-        F, Fh = lower_pair(mdl, pruned, graph.input_shape)
+        F, Fh = lower_graph_pair(graph, graph.with_weights(Wh))
     except ProbPruneError as e:
         if bound not in ("auto", "lemma-a"):
             raise

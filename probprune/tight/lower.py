@@ -96,6 +96,121 @@ def _module_norm_hint(mod) -> float | None:
     return None
 
 
+class _Engine:
+    """Builds a :class:`Chain` from a topologically ordered stream of nodes (input, affine, add, relu, output).
+
+    Each value is an affine expression (Mt (n_state, *shape), b (1, *shape)) over the current state (float64 torch);
+    a ReLU closes a stage: [ReLU(expression of its input); identity copies of every value still needed later]."""
+
+    def __init__(self, name: str, users: dict):
+        self.name = name
+        self.users_left = dict(users)
+        self.expr: dict[str, tuple] = {}
+        self.stages: list[Stage] = []
+        self.pending_ops: dict[str, tuple[str, ...]] = {}
+        self.norms: dict[str, tuple[float, ...]] = {}
+        self.state_dim = 0
+
+    def input(self, node: str, in_shape: tuple):
+        import torch
+
+        if self.expr:
+            raise UnsupportedLayerError(f"{self.name}: models with more than one input are not supported")
+        n0 = int(np.prod(in_shape))
+        self.state_dim = n0
+        self.expr[node] = (torch.eye(n0, dtype=torch.float64).reshape(n0, *in_shape),
+                           torch.zeros(1, *in_shape, dtype=torch.float64))
+        self.pending_ops[node] = ()
+
+    def _get(self, arg: str):
+        if arg not in self.expr:
+            raise UnsupportedLayerError(f"{self.name}: value {arg!r} is not available (unsupported data flow)")
+        return self.expr[arg]
+
+    def consume(self, arg: str):
+        self.users_left[arg] -= 1
+
+    def affine(self, node: str, arg: str, fn, label: str, hint: float | None = None):
+        """node = fn(arg) for an affine fn acting on a batch (columns of the expression)."""
+        import torch
+
+        Mt, b = self._get(arg)
+        self.consume(arg)
+        with torch.no_grad():
+            fb = fn(b)
+            f0 = fn(torch.zeros_like(b))
+            fM = fn(Mt) - f0
+            if hint is None:
+                n_in = int(np.prod(b.shape[1:]))
+                if n_in <= 4096:  # the operation's own norm (diagnostics: what a per-operation product uses)
+                    Op = (fn(torch.eye(n_in, dtype=torch.float64).reshape(n_in, *b.shape[1:])) - f0).reshape(n_in, -1)
+                    hint = float(np.linalg.norm(Op.numpy(), 2))
+                else:
+                    hint = float("nan")
+        if fM.numel() > MAX_DENSE:
+            raise UnsupportedLayerError(f"{self.name}: operator after {label!r} has {fM.numel():,} dense entries "
+                                        f"(> {MAX_DENSE:,}); too large for the exact composition")
+        self.expr[node] = (fM, fb)
+        self.pending_ops[node] = self.pending_ops.get(arg, ()) + (label,)
+        self.norms[node] = self.norms.get(arg, ()) + (hint,)
+
+    def add(self, node: str, a: str, b: str, sign: float = 1.0):
+        e1, e2 = self._get(a), self._get(b)
+        self.consume(a)
+        self.consume(b)
+        if e1[1].shape != e2[1].shape:
+            raise UnsupportedLayerError(f"{self.name}: broadcasting add at {node!r} is not supported")
+        self.expr[node] = (e1[0] + sign * e2[0], e1[1] + sign * e2[1])
+        self.pending_ops[node] = self.pending_ops.get(a, ()) + self.pending_ops.get(b, ()) + ("add",)
+        self.norms[node] = ()
+
+    def relu(self, node: str, arg: str):
+        import torch
+
+        self._get(arg)
+        self.consume(arg)
+        live = [k for k in self.expr if k != arg and self.users_left.get(k, 0) > 0]
+        blocks = [(node, arg, True)] + [(k, k, False) for k in live]
+        if self.users_left.get(arg, 0) > 0:  # the activation's input is itself still needed later
+            blocks.append((arg, arg, False))
+        Ms, bs, masks, shapes = [], [], [], []
+        for out_name, src, is_relu in blocks:
+            Mt, b = self.expr[src]
+            shp = tuple(b.shape[1:])
+            Ms.append(Mt.reshape(self.state_dim, -1).T.numpy())
+            bs.append(b.reshape(-1).numpy())
+            masks.append(np.full(int(np.prod(shp)), is_relu))
+            shapes.append((out_name, shp))
+        M = np.vstack(Ms)
+        self.stages.append(Stage(M=M, b=np.concatenate(bs), relu=np.concatenate(masks),
+                                 name=f"stage{len(self.stages)}:{node}", ops=self.pending_ops.get(arg, ()) + ("relu",),
+                                 factor_norms=self.norms.get(arg, ())))
+        new_dim = M.shape[0]
+        new_expr = {}
+        off = 0
+        for out_name, shp in shapes:
+            k = int(np.prod(shp))
+            Mt = torch.zeros(new_dim, k, dtype=torch.float64)
+            Mt[off:off + k] = torch.eye(k, dtype=torch.float64)
+            new_expr[out_name] = (Mt.reshape(new_dim, *shp), torch.zeros(1, *shp, dtype=torch.float64))
+            off += k
+        self.expr = new_expr
+        self.pending_ops = {}
+        self.norms = {}
+        self.state_dim = new_dim
+
+    def output(self, node: str, in_shape: tuple, source: str) -> Chain:
+        Mt, b = self._get(node)
+        M = Mt.reshape(self.state_dim, -1).T.numpy()
+        self.stages.append(Stage(M=M, b=b.reshape(-1).numpy(), relu=np.zeros(M.shape[0], bool),
+                                 name=f"stage{len(self.stages)}:output", ops=self.pending_ops.get(node, ()),
+                                 factor_norms=self.norms.get(node, ())))
+        for st in self.stages:
+            if not (np.all(np.isfinite(st.M)) and np.all(np.isfinite(st.b))):
+                raise ProbPruneError(f"{self.name}: non-finite weights in {st.name}")
+        return Chain(stages=tuple(self.stages), input_shape=tuple(in_shape), source=source)
+
+
 def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain:
     """Lower a torch model (any ``torch.fx``-traceable composition of Linear/Conv/BatchNorm(eval)/AvgPool/Flatten/
     view/reshape, ReLU and residual ``+``) to a :class:`Chain` (§12.1). Refuses anything else by name."""
@@ -111,85 +226,11 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
         raise UnsupportedLayerError(f"{name}: torch.fx could not trace the model ({e})") from None
     mods = dict(gm.named_modules())
     in_shape = tuple(int(v) for v in input_shape)
-    n0 = int(np.prod(in_shape))
-
-    users_left: dict[str, int] = {n.name: len(n.users) for n in gm.graph.nodes}
-    # expression of a node over the current state: (Mt (n_state, *shape), b (1, *shape)), in float64 torch
-    expr: dict[str, tuple] = {}
-    stages: list[Stage] = []
-    pending_ops: dict[str, tuple[str, ...]] = {}
-    norms: dict[str, tuple[float, ...]] = {}
-    state_dim = n0
-
-    def consume(arg):
-        users_left[arg.name] -= 1
-        if users_left[arg.name] == 0 and arg.name in expr and not arg.name.startswith("__keep"):
-            pass  # freed lazily when a stage is emitted
-
-    def affine_apply(fn, e, label, hint=None):
-        Mt, b = e
-        with torch.no_grad():
-            fb = fn(b)
-            f0 = fn(torch.zeros_like(b))
-            fM = fn(Mt) - f0
-        if hint is None:
-            n_in = int(np.prod(b.shape[1:]))
-            if n_in <= 4096:  # the operation's own norm (diagnostics: what a per-operation product would use)
-                with torch.no_grad():
-                    Op = (fn(torch.eye(n_in, dtype=torch.float64).reshape(n_in, *b.shape[1:])) - f0).reshape(n_in, -1)
-                hint = float(np.linalg.norm(Op.numpy(), 2))
-            else:
-                hint = float("nan")
-        if fM.numel() > MAX_DENSE:
-            raise UnsupportedLayerError(f"{name}: operator after {label!r} has {fM.numel():,} dense entries "
-                                        f"(> {MAX_DENSE:,}); too large for the exact composition")
-        return fM, fb, hint
-
-    def live_others(exclude):
-        return [k for k in expr if k != exclude and users_left.get(k, 0) > 0]
-
-    def emit_stage(relu_node, arg_name):
-        """Stage: [ReLU(expr[arg]); identity copies of the other live values]. Rebase every live expression."""
-        nonlocal state_dim
-        blocks = [(relu_node, arg_name, True)] + [(k, k, False) for k in live_others(arg_name)]
-        if users_left.get(arg_name, 0) > 0:  # the activation's input is itself still needed later
-            blocks.append((arg_name, arg_name, False))
-        Ms, bs, masks, shapes = [], [], [], []
-        for out_name, src, is_relu in blocks:
-            Mt, b = expr[src]
-            shp = tuple(b.shape[1:])
-            Ms.append(Mt.reshape(state_dim, -1).T.numpy())
-            bs.append(b.reshape(-1).numpy())
-            masks.append(np.full(int(np.prod(shp)), is_relu))
-            shapes.append((out_name, shp))
-        M = np.vstack(Ms)
-        ops = pending_ops.get(arg_name, ())
-        st = Stage(M=M, b=np.concatenate(bs), relu=np.concatenate(masks), name=f"stage{len(stages)}:{relu_node}",
-                   ops=ops + ("relu",), factor_norms=norms.get(arg_name, ()))
-        stages.append(st)
-        new_dim = M.shape[0]
-        new_expr = {}
-        off = 0
-        for out_name, shp in shapes:
-            k = int(np.prod(shp))
-            Mt = torch.zeros(new_dim, k, dtype=torch.float64)
-            Mt[off:off + k] = torch.eye(k, dtype=torch.float64)
-            new_expr[out_name] = (Mt.reshape(new_dim, *shp), torch.zeros(1, *shp, dtype=torch.float64))
-            off += k
-        expr.clear()
-        expr.update(new_expr)
-        pending_ops.clear()
-        norms.clear()
-        state_dim = new_dim
-
+    eng = _Engine(name, {n.name: len(n.users) for n in gm.graph.nodes})
     out_name = None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            if expr:
-                raise UnsupportedLayerError(f"{name}: models with more than one input are not supported")
-            expr[node.name] = (torch.eye(n0, dtype=torch.float64).reshape(n0, *in_shape),
-                               torch.zeros(1, *in_shape, dtype=torch.float64))
-            pending_ops[node.name] = ()
+            eng.input(node.name, in_shape)
             continue
         if node.op == "output":
             a = node.args[0]
@@ -200,13 +241,8 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
         args = [a for a in node.args if isinstance(a, fx.Node)]
         if node.op == "call_method" and node.target in ("view", "reshape", "size", "flatten"):
             args = args[:1]
-        for a in args:
-            if a.name not in expr:
-                raise UnsupportedLayerError(f"{name}: value {a.name!r} is not available (unsupported data flow)")
-        is_relu = False
-        fn = None
+        is_relu, fn, hint = False, None, None
         label = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-        hint = None
         if node.op == "call_module":
             mod = mods[node.target]
             cls = type(mod).__name__
@@ -227,39 +263,29 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
             if t in (Fn.relu, torch.relu):
                 is_relu = True
             elif t in (operator.add, torch.add) and len(args) == 2 and len(node.args) == 2 and not node.kwargs:
-                for a in args:
-                    consume(a)
-                e1, e2 = expr[args[0].name], expr[args[1].name]
-                if e1[1].shape != e2[1].shape:
-                    raise UnsupportedLayerError(f"{name}: broadcasting add at {node.name!r} is not supported")
-                expr[node.name] = (e1[0] + e2[0], e1[1] + e2[1])
-                pending_ops[node.name] = pending_ops.get(args[0].name, ()) + pending_ops.get(args[1].name, ()) + ("add",)
-                norms[node.name] = ()
+                eng.add(node.name, args[0].name, args[1].name)
                 continue
             elif t is torch.flatten:
                 sd = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
                 if sd != 1 or len(node.args) > 2 or set(node.kwargs) - {"start_dim"}:
                     raise UnsupportedLayerError(f"{name}: torch.flatten must flatten from dim 1 at {node.name!r}")
-                fn = lambda x: torch.flatten(x, 1)  # noqa: E731
-                hint = 1.0
+                fn, hint = (lambda x: torch.flatten(x, 1)), 1.0
             else:
                 raise UnsupportedLayerError(f"{name}: function {label} at {node.name!r} is not supported")
         elif node.op == "call_method":
             if node.target == "relu":
                 is_relu = True
-            elif node.target in ("flatten",) and list(node.args[1:]) in ([1],):
-                fn = lambda x: torch.flatten(x, 1)  # noqa: E731
-                hint = 1.0
+            elif node.target == "flatten" and list(node.args[1:]) == [1]:
+                fn, hint = (lambda x: torch.flatten(x, 1)), 1.0
             elif node.target in ("view", "reshape") and len(node.args) >= 2:
                 dims = node.args[1:]
                 if any(isinstance(d, fx.Node) for d in dims) and not (
                         isinstance(dims[0], fx.Node) and dims[0].op == "call_method" and dims[0].target == "size"):
                     raise UnsupportedLayerError(f"{name}: dynamic {node.target} at {node.name!r} is not supported")
                 rest = tuple(int(d) for d in dims[1:])
-                fn = lambda x, r=rest: x.reshape(x.shape[0], *r)  # noqa: E731
-                hint = 1.0
+                fn, hint = (lambda x, r=rest: x.reshape(x.shape[0], *r)), 1.0
             elif node.target == "size":
-                consume(args[0])
+                eng.consume(args[0].name)
                 continue  # only used by view(x.size(0), ...)
             else:
                 raise UnsupportedLayerError(f"{name}: method .{node.target}() at {node.name!r} is not supported")
@@ -267,26 +293,48 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
             raise UnsupportedLayerError(f"{name}: node {node.name!r} ({node.op}) is not supported")
         if len(args) != 1:
             raise UnsupportedLayerError(f"{name}: {label} must take exactly one tensor input")
-        a = args[0]
-        consume(a)
         if is_relu:
-            emit_stage(node.name, a.name)
+            eng.relu(node.name, args[0].name)
         else:
-            fM, fb, hint = affine_apply(fn, expr[a.name], label, hint)
-            expr[node.name] = (fM, fb)
-            pending_ops[node.name] = pending_ops.get(a.name, ()) + (label,)
-            norms[node.name] = norms.get(a.name, ()) + (hint,)
-    if out_name is None or out_name not in expr:
+            eng.affine(node.name, args[0].name, fn, label, hint)
+    if out_name is None:
         raise UnsupportedLayerError(f"{name}: could not find the model output")
-    Mt, b = expr[out_name]
-    M = Mt.reshape(state_dim, -1).T.numpy()
-    stages.append(Stage(M=M, b=b.reshape(-1).numpy(), relu=np.zeros(M.shape[0], bool),
-                        name=f"stage{len(stages)}:output", ops=pending_ops.get(out_name, ()),
-                        factor_norms=norms.get(out_name, ())))
-    for st in stages:
-        if not (np.all(np.isfinite(st.M)) and np.all(np.isfinite(st.b))):
-            raise ProbPruneError(f"{name}: non-finite weights in {st.name}")
-    return Chain(stages=tuple(stages), input_shape=in_shape, source=f"torch.fx lowering of {type(model).__name__}")
+    return eng.output(out_name, in_shape, f"torch.fx lowering of {type(model).__name__}")
+
+
+def lower_graph(graph, name: str = "model") -> Chain:
+    """Lower a :class:`probprune.graph.ir.Graph` (issue 10's traced IR; BatchNorm already folded) to a
+    :class:`Chain` (§12.1): affine/average-pool/reshape/gain/shift nodes are composed exactly, ``add`` nodes too,
+    ReLU activations close stages; max pooling and other activations are refused by name."""
+    from ..graph import ops as O
+
+    eng = _Engine(name, {n.name: len(c) for n, c in ((n, graph.consumers[n.name]) for n in graph.nodes)})
+    eng.users_left[graph.output] = eng.users_left.get(graph.output, 0) + 1  # the output is used by the result
+    for node in graph.nodes:
+        op = node.op
+        label = f"{op.where or node.name} ({op.kind})"
+        if isinstance(op, O.Input):
+            eng.input(node.name, tuple(int(v) for v in graph.input_shape))
+        elif isinstance(op, O.Add):
+            eng.add(node.name, node.inputs[0], node.inputs[1], float(op.sign))
+        elif isinstance(op, O.Act):
+            if op.act.name == "relu":
+                eng.relu(node.name, node.inputs[0])
+            elif op.act.name == "identity":
+                eng.affine(node.name, node.inputs[0], lambda x: x, label, 1.0)
+            else:
+                raise UnsupportedLayerError(f"{name}: activation {op.act.name!r} at {label} is not ReLU; the tight "
+                                            "certificates refuse it")
+        elif isinstance(op, O.MaxPool):
+            raise UnsupportedLayerError(f"{name}: operation {label} (MaxPool) is not affine or ReLU; the tight "
+                                        "certificates refuse it")
+        elif isinstance(op, (O.Affine, O.LinearPool, O.Reshape, O.Gain, O.ConstShift)) or op.kind == "channel_affine":
+            if len(node.inputs) != 1:
+                raise UnsupportedLayerError(f"{name}: {label} must take exactly one input")
+            eng.affine(node.name, node.inputs[0], op.forward, label)
+        else:
+            raise UnsupportedLayerError(f"{name}: graph operation {label} is not supported by the tight certificates")
+    return eng.output(graph.output, tuple(int(v) for v in graph.input_shape), "lowering of a probprune.graph Graph")
 
 
 def pruned_copy(model, masks: Mapping[str, np.ndarray]):
@@ -305,6 +353,15 @@ def pruned_copy(model, masks: Mapping[str, np.ndarray]):
                 raise ProbPruneError(f"mask for {k!r} has shape {tuple(mk.shape)}, parameter {tuple(params[k].shape)}")
             params[k].mul_(mk)
     return m
+
+
+def lower_graph_pair(graph, pruned_graph) -> tuple[Chain, Chain]:
+    """Lower a graph and its pruned copy (``graph.with_masks`` / ``with_weights``) to chains of the same structure."""
+    C = lower_graph(graph, "F")
+    Ch = lower_graph(pruned_graph, "F_hat")
+    if not C.same_structure(Ch):
+        raise ProbPruneError("F and F_hat lower to chains of different structure")
+    return C, Ch
 
 
 def lower_pair(model, pruned_model, input_shape: Sequence[int]) -> tuple[Chain, Chain]:
