@@ -66,10 +66,10 @@ def test_construct_json(capsys, tmp_path):
     with torch.no_grad():
         dev = (m.double()(x) - pruned(x)).norm(dim=1) / x.norm(dim=1)
     assert float(dev.max()) <= d["bound_realized"] * (1 + 1e-9)
-    # too narrow: failures -> listed and exit code 1
+    # too narrow: failures -> listed and exit code 2
     code, out, err = _run(capsys, ["lottery", "construct", "--model", str(path), "--eps", "0.01",
                                    "--units-per-input", "1", "--json"])
-    assert code == 1 and "missed their tolerance" in err
+    assert code == 2 and "missed their tolerance" in err
     assert json.loads(out)["failures"] > 0
 
 

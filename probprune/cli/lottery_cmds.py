@@ -14,14 +14,15 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import app
-from .common import emit, parse_float_list, parse_int_list
-from ..errors import ProbPruneError
+from .common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
+                     check_finite, check_int, check_output_path, emit, json_option, parse_float_list,
+                     parse_int_list, val)
+from ..errors import ProbPruneError, check_delta
 
-console = Console()
+console = LazyConsole()
 lottery = typer.Typer(help="Subset-sum lottery tickets: solver, Lueker coverage, widths, Pensia construction.",
                       no_args_is_help=True)
 subset_sum = typer.Typer(help="Subset-sum solver and Lueker coverage estimates (THEORY §4.1, §4.6).",
@@ -52,13 +53,13 @@ def solve_cmd(
     coeffs: Optional[str] = typer.Option(None, help="comma-separated coefficients (else drawn: --n, --law)"),
     targets: Optional[str] = typer.Option(None, help="comma-separated targets (else --n-targets drawn U[-1/2, 1/2])"),
     n: int = typer.Option(21, "--n", help="number of random coefficients when --coeffs is not given"),
-    law: str = typer.Option("uniform", help="law of random coefficients: uniform (U[-1,1]) | product (v|u|)"),
+    law: SumLaw = typer.Option("uniform", help="law of random coefficients: uniform (U[-1,1]) | product (v|u|)"),
     n_targets: int = typer.Option(5, help="number of random targets when --targets is not given"),
     eps: Optional[float] = typer.Option(None, help="tolerance (required for --mode sparsest)"),
-    mode: str = typer.Option("closest", help="closest (min |error|) | sparsest (fewest terms with |error| <= eps)"),
-    method: str = typer.Option("mitm", help="mitm (exact, default) | milp (scipy/HiGHS) | brute (n <= 16)"),
+    mode: SumMode = typer.Option("closest", help="closest (min |error|) | sparsest (fewest terms with |error| <= eps)"),
+    method: SumMethod = typer.Option("mitm", help="mitm (exact, default) | milp (scipy/HiGHS) | brute (n <= 16)"),
     seed: int = typer.Option(0, help="seed for random coefficients/targets"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Solve subset-sum instances: approximate each target by a subset sum of the coefficients."""
     from ..subsetsum.lueker import sample_summands
@@ -67,11 +68,19 @@ def solve_cmd(
 
     import torch  # noqa: F401  (imported before the clock starts: the solver's searches run in torch)
 
+    law, mode, method = val(law), val(mode), val(method)
     rng = np.random.default_rng(seed)
     if n < 1:
         raise ProbPruneError(f"--n must be >= 1, got {n}")
-    c = np.array(parse_float_list(coeffs, "--coeffs")) if coeffs else sample_summands(law, n, rng)
-    z = np.array(parse_float_list(targets, "--targets")) if targets else rng.uniform(-0.5, 0.5, n_targets)
+    check_int(n_targets, "--n-targets", 1)
+    if eps is not None:
+        check_finite(eps, "--eps", lo=0)
+    c = np.array(parse_float_list(coeffs, "--coeffs")) if coeffs is not None else sample_summands(law, n, rng)
+    z = np.array(parse_float_list(targets, "--targets")) if targets is not None else rng.uniform(-0.5, 0.5, n_targets)
+    if c.size == 0:
+        raise ProbPruneError("--coeffs is empty: give comma-separated numbers (or omit it to draw --n of them)")
+    if z.size == 0:
+        raise ProbPruneError("--targets is empty: give comma-separated numbers (or omit it to draw --n-targets)")
     fn = {"mitm": solve, "milp": solve_milp, "brute": brute_force}.get(method)
     if fn is None:
         raise ProbPruneError(f"--method must be mitm, milp or brute, got {method!r}")
@@ -104,21 +113,25 @@ def solve_cmd(
 def coverage_cmd(
     n: str = typer.Option("5:40", "--n", help="values of n: 5:40, 5:40:5 or 5,10,20"),
     eps: float = typer.Option(0.01, help="cover radius eps"),
-    law: str = typer.Option("uniform", help="uniform (U[-1,1]) | product (v|u|, u,v ~ U[-1,1])"),
+    law: SumLaw = typer.Option("uniform", help="uniform (U[-1,1]) | product (v|u|, u,v ~ U[-1,1])"),
     trials: int = typer.Option(1000, help="independent draws"),
     seed: int = typer.Option(0),
     gamma: float = typer.Option(0.95, help="n_min: smallest n with one-sided CP lower bound >= gamma"),
     confidence: float = typer.Option(0.95, help="Clopper-Pearson confidence"),
     half_range: float = typer.Option(1.0, help="cover [-r, r]: 1 (Pensia/Lueker) or 0.5 (da Cunha et al.)"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """P(every z in [-r, r] is within eps of a subset sum of n samples) by the exact interval recursion (§4.1)."""
-    from tqdm import tqdm
-
+    from ..progress import progress_bar
     from ..subsetsum.lueker import estimate_coverage
 
+    law = val(law)
     ns = _parse_ns(n)
-    with tqdm(total=trials, file=sys.stderr, disable=as_json or trials < 200, desc="draws") as bar:
+    check_int(trials, "--trials", 1)
+    check_finite(gamma, "--gamma", lo=0, hi=1, lo_open=True, hi_open=True)
+    check_finite(confidence, "--confidence", lo=0, hi=1, lo_open=True, hi_open=True)
+    check_finite(half_range, "--half-range", lo=0, lo_open=True)
+    with progress_bar(trials, "draws", unit="draw", enabled=not as_json and trials >= 200) as bar:
         res = estimate_coverage(ns, eps, law, trials, seed, confidence, gamma, half_range, progress=bar.update)
     data = res.as_dict()
 
@@ -144,13 +157,18 @@ def coverage_cmd(
 def per_target_cmd(
     n: int = typer.Option(15, "--n", help="number of summands"),
     eps: float = typer.Option(0.01),
-    law: str = typer.Option("uniform", help="uniform | product"),
+    law: SumLaw = typer.Option("uniform", help="uniform | product"),
     trials: int = typer.Option(10000),
     seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Per-target success rate (one z ~ U[-1,1] per draw) and mean smallest-subset size (exact sparsest solver)."""
     from ..subsetsum.lueker import per_target_stats
+
+    law = val(law)
+    check_int(n, "--n", 1)
+    check_int(trials, "--trials", 1)
+    check_finite(eps, "--eps", lo=0, lo_open=True)
 
     d = per_target_stats(n, eps, law, trials, seed).as_dict()
 
@@ -169,13 +187,21 @@ def widths_cmd(
     eps: str = typer.Option("0.01", help="target errors"),
     delta: float = typer.Option(0.05),
     C: float = typer.Option(1.0, "--C", help="constant in every formula (none is published)"),
-    log_base: str = typer.Option("e", help="e | 2 | 10"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    log_base: LogBase = typer.Option("e", help="base of the logarithms"),
+    as_json: bool = json_option(),
 ):
     """Required hidden width per block: Pensia [RC], Malach [RC], Orseau [RC] and the counting lower bound [D]."""
     from ..subsetsum.widths import compare_widths
 
+    log_base = val(log_base)
     ds, ls, es = parse_int_list(d, "--d"), parse_int_list(depth, "--depth"), parse_float_list(eps, "--eps")
+    for vals, nm in ((ds, "--d"), (ls, "--depth")):
+        if not vals or any(v < 1 for v in vals):
+            raise ProbPruneError(f"{nm} must be a comma list of integers >= 1, got {vals}")
+    if not es or any(not (0 < e < 1) for e in es):
+        raise ProbPruneError(f"--eps must be a comma list of numbers in (0, 1), got {es}")
+    check_delta(delta)
+    check_finite(C, "--C", lo=0, lo_open=True)
     base = "e" if log_base == "e" else float(log_base)
     rows = []
     for dd in ds:
@@ -205,29 +231,44 @@ def construct_cmd(
     delta: float = typer.Option(0.05, help="failure probability in the width formula"),
     C: float = typer.Option(3.0, "--C", help="width constant: n' = ceil(C ln(d_in d_out l / min(eps, delta)))"),
     units_per_input: Optional[int] = typer.Option(None, help="override n' (units per input and sign)"),
-    tolerance: str = typer.Option("theorem", help="theorem (eps'_i of §4.2 step 6) | per-weight (eps per entry)"),
-    signs: str = typer.Option("random", help="random (faithful U[-1,1]) | assigned"),
-    mode: str = typer.Option("sparsest", help="sparsest (fewest kept weights) | closest"),
+    tolerance: Tolerance = typer.Option("theorem", help="theorem (eps'_i of §4.2 step 6) | per-weight (eps per entry)"),
+    signs: Signs = typer.Option("random", help="random (faithful U[-1,1]) | assigned"),
+    mode: SumMode = typer.Option("sparsest", help="sparsest (fewest kept weights) | closest"),
     seed: int = typer.Option(0),
     rescale: bool = typer.Option(False, help="divide each W_i by max(1, ||W_i||) first (approximates f / scale; "
                                              "same predictions); needed when a weight exceeds 1"),
-    data: Optional[str] = typer.Option("auto", help="dataset to compare outputs/accuracy: auto | mnist5k | digits | "
-                                                    "mnist1d | none"),
+    data: DataChoice = typer.Option("auto", help="dataset to compare outputs/accuracy (auto: by input size)"),
     sup: bool = typer.Option(True, help="measure the sup error on the unit ball by PGD (small inputs only)"),
     out: Optional[str] = typer.Option(None, help="save the pruned network (torch.save of the module) here"),
     allow_failures: bool = typer.Option(False, help="exit 0 even if some weights miss their tolerance"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Pensia et al. construction: prune a random network of twice the depth to approximate MODEL (THEORY §4.2)."""
     import torch
-    from tqdm import tqdm
 
     from ..modelio import INPUT_DIM_TO_DATASET, load_model
+    from ..networks import from_torch
+    from ..progress import progress_bar
     from ..subsetsum.construction import construct, evaluate_on_data, sup_error_lower_bound
 
+    tolerance, signs, mode, data = val(tolerance), val(signs), val(mode), val(data)
+    check_finite(eps, "--eps", lo=0, lo_open=True)
+    check_delta(delta)
+    check_finite(C, "--C", lo=0, lo_open=True)
+    if units_per_input is not None:
+        check_int(units_per_input, "--units-per-input", 1)
+    check_output_path(out, "--out")
     shape = tuple(parse_int_list(input_shape, "--input-shape")) if input_shape else None
     target = load_model(model, arch=arch, input_shape=shape).double().eval()
-    with tqdm(file=sys.stderr, disable=as_json, desc="entries solved", unit="w") as bar:
+    if data not in ("auto", "none"):  # an explicit dataset must fit the model: checked before the work
+        from ..data import load_dataset
+
+        in0 = from_torch(target, shape).spec.input_shape
+        ds0 = load_dataset(data, seed=0, images=len(in0) == 3)
+        if tuple(ds0.input_shape) != tuple(in0):
+            raise ProbPruneError(f"--data {data} gives inputs of shape {tuple(ds0.input_shape)}, but {model} expects "
+                                 f"{tuple(in0)}")
+    with progress_bar(None, "entries solved", unit="w", enabled=not as_json) as bar:
         c = construct(target, eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
                       signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update, rescale=rescale)
     rep = c.report
@@ -243,8 +284,8 @@ def construct_cmd(
         ds = load_dataset(ds_name, seed=0, images=len(in_shape) == 3)
         if tuple(ds.input_shape) == tuple(in_shape):
             rep.measured["test_data"] = {"dataset": ds_name, **evaluate_on_data(target, c.model, ds.X_test, ds.y_test)}
-    if out:
-        torch.save(c.model, out)
+    if out and (not rep.failures or allow_failures):  # a failed command writes nothing
+        atomic_write(out, lambda tmp: torch.save(c.model, tmp))
         rep.measured["saved_to"] = out
     d = rep.as_dict()
 
@@ -285,4 +326,4 @@ def construct_cmd(
     if rep.failures and not allow_failures:
         typer.echo(f"error: {rep.failures} weight(s) missed their tolerance (listed above); raise --C or "
                    "--units-per-input, or pass --allow-failures", err=True)
-        sys.exit(1)  # (typer.Exit's code is dropped by click with standalone_mode=False, so exit directly)
+        sys.exit(2)  # (typer.Exit's code is dropped by click with standalone_mode=False, so exit directly)
