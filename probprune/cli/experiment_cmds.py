@@ -12,7 +12,8 @@ import time
 import typer
 
 from . import app
-from .common import emit
+from .common import check_output_path, emit, json_option, make_console
+from ..errors import ProbPruneError
 
 sub = typer.Typer(help="Named experiments: every figure and table of the paper, small (default) or --full size.",
                   no_args_is_help=True)
@@ -20,7 +21,7 @@ app.add_typer(sub, name="experiment")
 
 
 @sub.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")):
+def list_cmd(as_json: bool = json_option()):
     """List the registered experiments (figure number, name, what it shows)."""
     from ..experiments import get, names
 
@@ -28,7 +29,6 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readabl
                              "description": get(n).description} for n in names()]}
 
     def render(d):
-        from rich.console import Console
         from rich.table import Table
 
         t = Table(title="probprune experiments (probprune experiment run NAME | all)")
@@ -36,7 +36,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readabl
             t.add_column(c)
         for e in d["experiments"]:
             t.add_row(str(e["figure"]), e["name"], e["description"])
-        Console().print(t)
+        make_console().print(t)
 
     emit(data, as_json, render)
 
@@ -46,11 +46,14 @@ def run_cmd(
     name: str = typer.Argument(..., help="experiment name (see `probprune experiment list`) or `all`"),
     full: bool = typer.Option(False, "--full", help="the paper's size instead of the small default"),
     out: str = typer.Option(None, "--out", help="output root (default results/figures, results/figures/full)"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Run one experiment (or all): writes data.csv, figure.png/.pdf and summary.json into OUT/NAME/."""
     from ..experiments import names, run_experiment
 
+    if name != "all" and name not in names():
+        raise ProbPruneError(f"unknown experiment {name!r}; one of: all, {', '.join(names())}")
+    check_output_path(out, "--out", kind="dir")
     todo = names() if name == "all" else [name]
     size = "full" if full else "small"
     t0 = time.perf_counter()
@@ -63,7 +66,6 @@ def run_cmd(
     data = {"size": size, "seconds": round(time.perf_counter() - t0, 1), "experiments": results}
 
     def render(d):
-        from rich.console import Console
         from rich.table import Table
 
         t = Table(title=f"experiments ({d['size']}), {d['seconds']} s")
@@ -73,7 +75,7 @@ def run_cmd(
             th = e["theory_held"]
             t.add_row(e["name"], str(e["seconds"]), "-" if th is None else ("yes" if th else "[bold red]NO[/]"),
                       e["out_dir"])
-        Console().print(t)
+        make_console().print(t)
 
     emit(data, as_json, render)
 
@@ -85,10 +87,23 @@ def paper_cmd(
                                  "--results (e.g. --results results/figures/full --fallback results/figures)"),
     paper: str = typer.Option("paper", "--paper", help="paper folder (writes PAPER/generated/)"),
     proofs: bool = typer.Option(True, "--proofs/--no-proofs", help="run `python -m proofs_check --json` too"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = json_option(),
 ):
     """Write the paper's generated inputs (numbers.tex, captions, figures, proofs-check table) from the results."""
+    from pathlib import Path
+
+    from ..experiments import names
     from ..experiments.paper import generate
+
+    # checked before anything is written: the results roots must exist and hold at least one experiment's summary
+    roots = [results] + ([fallback] if fallback is not None else [])
+    for r, opt in zip(roots, ("--results", "--fallback")):
+        if not Path(r).is_dir():
+            raise ProbPruneError(f"{opt} {r} is not a folder (run `probprune experiment run all` first)")
+    if not any((Path(r) / n / "summary.json").is_file() for r in roots for n in names()):
+        raise ProbPruneError(f"no experiment results under {', '.join(map(str, roots))} (no <name>/summary.json); "
+                             "run `probprune experiment run all` first")
+    check_output_path(Path(paper) / "generated", "--paper", kind="dir")
 
     data = generate(results, paper, run_proofs=proofs, fallback=fallback)
 
