@@ -25,7 +25,9 @@ from .errors import HypothesisError, ProbPruneError, check_delta, check_fraction
 from .networks import NetSpec
 
 METHODS = ("magnitude", "random", "random_rescaled")
+EXACT_METHODS = ("random_exact", "magnitude_exact")
 LAWS = ("uniform", "gaussian")
+STATEMENT_MODES = ("best", "bernstein", "sharp")
 
 _STATEMENTS = {
     ("magnitude", "uniform"): "THEORY.md §3.4 Theorem RM (+ §3.6 RC for conv layers)",
@@ -196,6 +198,23 @@ class BoundResult:
     assumptions: tuple[str, ...] = ()
     paper_hypotheses_violated: tuple[str, ...] = ()
     layer_names: tuple[str, ...] = ()
+    #: which candidate statement produced each term (THEORY §9.7): arrays of candidate names with B's / eta's shape
+    #: (keys of probprune.sharp.CANDIDATES); empty for results built before §9
+    B_source: np.ndarray | None = None
+    eta_source: np.ndarray | None = None
+    #: "A-star" (eps = (A*) of B and eta, §3.1) or "product-moment" (THEORY §9.8, linear FCNs; first batch element)
+    eps_source: str = "A-star"
+
+    @property
+    def term_statements(self) -> tuple[dict, ...]:
+        """Per layer {"B": statement, "eta": statement} (for batched fractions: of the first element)."""
+        if self.B_source is None:
+            return tuple({"B": self.statement, "eta": self.statement} for _ in self.layer_names)
+        from .sharp import CANDIDATES
+
+        bs = np.asarray(self.B_source).reshape(-1, len(self.layer_names))[0]
+        es = np.asarray(self.eta_source).reshape(-1, len(self.layer_names))[0]
+        return tuple({"B": CANDIDATES.get(b, b), "eta": CANDIDATES.get(e, e)} for b, e in zip(bs, es))
 
     @property
     def delta_W(self):
@@ -212,6 +231,8 @@ class BoundResult:
             "law": self.law,
             "delta": self.delta,
             "statement": self.statement,
+            "eps_statement": ("THEORY §9.8 S9.8 product moment bound" if self.eps_source == "product-moment"
+                              else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -222,8 +243,10 @@ class BoundResult:
                     "eta": np.asarray(self.eta)[..., i],
                     "delta_W": np.asarray(self.allocation.delta_W)[..., i],
                     "delta_E": np.asarray(self.allocation.delta_E)[..., i],
+                    "B_statement": ts["B"],
+                    "eta_statement": ts["eta"],
                 }
-                for i, nm in enumerate(self.layer_names)
+                for i, (nm, ts) in enumerate(zip(self.layer_names, self.term_statements))
             ],
             "assumptions": list(self.assumptions),
             "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
@@ -267,6 +290,7 @@ def apriori_bound(
     method: str = "magnitude",
     law: str = "uniform",
     allocation: DeltaAllocation | None = None,
+    statement: str = "best",
 ) -> BoundResult:
     """The a-priori bound for pruning a network drawn from the weight law (THEORY §3.4 RM/RR/RR', §3.6 RC for conv
     layers, §3.12 Gaussian). With probability >= 1 - delta, err <= eps = Lip prod B (prod(1 + eta/B) - 1).
@@ -274,8 +298,21 @@ def apriori_bound(
     magnitude: threshold form, prune |w| < q_i a_i (Gaussian: |w| < c_i s_i with 2 Phi(c_i) - 1 = q_i), §1.5.
     random: R-Bern, each entry pruned independently with probability p_i, kept weights unchanged (§1.6).
     random_rescaled: R-Bern with kept weights multiplied by 1/(1 - p_i), p_i < 1.
-    ``allocation`` overrides the default equal delta split (§3.8)."""
+    ``allocation`` overrides the default equal delta split (§3.8).
+
+    ``statement``: "best" (default) = per term the minimum of the matrix-Bernstein bound of §3.4/§3.12 and the sharper
+    bounds of THEORY §9 (S9.1-S9.5), each valid at the same failure probability, so the minimum is too (§9.7);
+    "bernstein" = §3.4/§3.12 only (the pre-§9 bound); "sharp" = §9 only. ``result.term_statements`` says which
+    statement produced each B_i and eta_i. Methods "random_exact" / "magnitude_exact" (exactly floor(q_i N_i)
+    entries pruned per layer) are routed to :func:`exact_k_bound` / :func:`exact_k_magnitude_bound` (§9.5, §9.6)."""
     method, law = registry.normalize("method", method), registry.normalize("law", law)  # aliases -> one spelling
+    if method in EXACT_METHODS:
+        if allocation is not None:
+            raise ProbPruneError(f"{method}: a custom delta allocation is not supported")
+        fn = exact_k_bound if method == "random_exact" else exact_k_magnitude_bound
+        return fn(spec, fractions, delta, law=law, statement=statement)
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
     if method not in METHODS:
         raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if law not in LAWS:
@@ -283,12 +320,20 @@ def apriori_bound(
     delta = check_delta(delta)
     q, scalar = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
     notes = check_spec_for_apriori(spec)
-    truncation = law == "gaussian" and method != "magnitude"
+    truncation = law == "gaussian" and method != "magnitude" and statement == "bernstein"
     alloc = allocation or DeltaAllocation.equal_split(delta, q > 0, truncation=truncation)
-    B = norm_bound(spec, alloc.delta_W, law)
-    eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
+    B, B_src, eta, eta_src = _terms(spec, q, alloc, method, law, statement)
     Lip = spec.Lip
     eps = product_form(B, eta, Lip)
+    eps_source = "A-star"
+    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
+        from .sharp import product_moment_bound
+
+        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        eps_source = np.where(x < eps, "product-moment", "A-star")
+        eps = np.minimum(eps, x)
+        notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
+                     "moment bound (THEORY §9.8, full delta, no split); the smaller is reported")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -310,11 +355,82 @@ def apriori_bound(
         eta=eta,
         Lip=Lip,
         allocation=alloc,
-        statement=_STATEMENTS[(method, law)],
+        statement=_statement_text(_STATEMENTS[(method, law)], statement),
         assumptions=tuple(notes),
         paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
         layer_names=tuple(L.name for L in spec.layers),
+        B_source=B_src,
+        eta_source=eta_src,
+        eps_source=eps_source if np.ndim(eps_source) == 0 else np.asarray(eps_source).reshape(-1)[0],
     )
+
+
+def _is_linear_fcn(spec: NetSpec) -> bool:
+    """Dense layers with identity activations (the product statement S9.8 applies)."""
+    return all(L.kind == "linear" and L.act.name == "identity" for L in spec.layers)
+
+
+def _statement_text(base: str, mode: str) -> str:
+    if mode == "bernstein":
+        return base
+    if mode == "sharp":
+        return "THEORY.md §9 sharper a-priori bounds (S9.1-S9.5) composed by (A*) §3.1"
+    return f"THEORY.md §9.7 best of {{{base}; §9 S9.1-S9.5}} per term, composed by (A*) §3.1"
+
+
+def _terms(spec: NetSpec, q, alloc: DeltaAllocation, method: str, law: str, mode: str):
+    """B_i and eta_i (last axis = layer) for the statement mode, with the candidate names (THEORY §9.7).
+    Every candidate for a term holds at that term's failure probability (delta_W_i for B_i; delta_E_i + delta_T_i
+    for eta_i), so their minimum does too."""
+    from . import sharp
+
+    dW = np.broadcast_to(np.asarray(alloc.delta_W, float), q.shape)
+    dE = np.broadcast_to(np.asarray(alloc.delta_E, float), q.shape)
+    dT = np.broadcast_to(np.asarray(alloc.delta_T, float), q.shape)
+    cands_B, cands_E = [], []
+    if mode in ("bernstein", "best"):
+        cands_B.append(("bernstein", np.broadcast_to(norm_bound(spec, dW, law), q.shape)))
+        if law == "gaussian" and method != "magnitude" and not np.any(dT > 0):
+            with np.errstate(divide="ignore", invalid="ignore"):  # no truncation events: spend half of delta_E on it
+                eb = error_bound(spec, q, dE / 2, method, law, delta_T=dE / 2)
+        else:
+            eb = error_bound(spec, q, dE, method, law, delta_T=dT)
+        cands_E.append(("bernstein", eb))
+    if mode in ("sharp", "best"):
+        Bs = np.empty(q.shape)
+        Bn = np.empty(q.shape, dtype=object)
+        Es = np.empty(q.shape)
+        En = np.empty(q.shape, dtype=object)
+        for i, L in enumerate(spec.layers):
+            sr = math.sqrt(L.r)
+            u, inv = np.unique(dW[..., i], return_inverse=True)  # B_i depends on delta_W_i only
+            v, nm = sharp.full_norm_bound(L.d_out, L.d_in, L.half_width, u, law)
+            inv = np.ravel(inv)
+            Bs[..., i] = np.reshape((sr * np.asarray(v, float))[inv], q.shape[:-1])
+            Bn[..., i] = np.reshape(np.asarray(nm, dtype=object)[inv], q.shape[:-1])
+            with np.errstate(divide="ignore"):
+                v, nm = sharp.error_norm_bound(L.d_out, L.d_in, method, law, q[..., i], L.half_width,
+                                               np.where(q[..., i] > 0, dE[..., i] + dT[..., i], 1.0))
+            Es[..., i], En[..., i] = sr * v, nm
+        cands_B.append(("sharp", (Bs, Bn)))
+        cands_E.append(("sharp", (Es, En)))
+    return (*_pick(cands_B, q.shape), *_pick(cands_E, q.shape))
+
+
+def _pick(cands, shape):
+    """Elementwise minimum over candidates [(kind, values or (values, names))] with the winning names."""
+    vals, names = [], []
+    for kind, c in cands:
+        if kind == "bernstein":
+            v = np.broadcast_to(np.asarray(c, float), shape)
+            vals.append(v)
+            names.append(np.where(v > 0, "bernstein", "zero").astype(object))
+        else:
+            vals.append(np.broadcast_to(c[0], shape))
+            names.append(np.broadcast_to(c[1], shape))
+    V = np.stack(vals)
+    i = np.argmin(V, axis=0)
+    return np.take_along_axis(V, i[None], 0)[0], np.take_along_axis(np.stack(names), i[None], 0)[0]
 
 
 # --------------------------------------------------------------------------------------------- masks given
@@ -356,11 +472,20 @@ def exact_k_line_count_bound(N_rows: int, N_cols: int, k: int, delta_D: float) -
     return int(max(q_row, q_col))
 
 
-def exact_k_bound(spec: NetSpec, fractions, delta: float) -> BoundResult:
+def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", statement: str = "best") -> BoundResult:
     """A-priori bound for R-exact (exactly k_i = floor(p_i N_i) entries pruned, uniformly at random) [D here]:
     RR-mask (THEORY §3.4) with D_i replaced by its hypergeometric (1 - delta_D) quantile; delta is split equally
-    over the W, E and D events (three per pruned layer)."""
+    over the W, E and D events (three per pruned layer). statement "best" (default) also takes, per term, the §9
+    bounds (S9.4 Schur with hypergeometric line counts, S9.5 masked moments) at the same delta_E + delta_D;
+    "sharp" takes only those; the Gaussian law has no RR-mask candidate (§9.5 covers it)."""
     delta = check_delta(delta)
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
+    if law == "gaussian" and statement == "bernstein":
+        raise ProbPruneError("exact-k random pruning under the Gaussian law has no matrix-Bernstein (RR-mask) bound; "
+                             "use statement='best' or 'sharp' (THEORY §9.5)")
     q, scalar = broadcast_fractions(spec, fractions)
     if q.ndim != 1:
         raise ProbPruneError("exact_k_bound takes a scalar or one fraction per layer")
@@ -368,13 +493,104 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float) -> BoundResult:
     pruned = q > 0
     n_ev = spec.depth + 2 * int(pruned.sum())
     de = delta / n_ev
-    D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, int(math.floor(qi * L.N)), de) if qi > 0 else 0
-                  for L, qi in zip(spec.layers, q)], float)
     dE = np.where(pruned, de, 0.0)
     alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
     notes.append("R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
-    return _line_count_bound(spec, D, alloc, "random_exact", q,
-                             "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]", notes)
+    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    cB, cE = [], []
+    if statement in ("bernstein", "best") and law == "uniform":
+        D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, k, de) if k > 0 else 0
+                      for L, k in zip(spec.layers, ks)], float)
+        old = _line_count_bound(spec, D, alloc, "random_exact", q, "", notes)
+        cB.append(("bernstein", old.B))
+        cE.append(("bernstein", old.eta))
+    if statement in ("sharp", "best"):
+        cB.append(_sharp_B(spec, alloc.delta_W, law))
+        cE.append(_exact_terms(spec, ks, de, law, "random"))
+    B, B_src = _pick(cB, q.shape)
+    eta, eta_src = _pick(cE, q.shape)
+    base = "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]"
+    st = {"bernstein": base, "sharp": "THEORY.md §9.4-9.5 exact-k random (Schur with hypergeometric counts, masked "
+          "moments, Bernoulli given its count)"}.get(
+        statement, f"THEORY.md §9.7 best of {{{base}; §9.4-9.5}} per term" if law == "uniform"
+        else "THEORY.md §9.4-9.5 exact-k random, Gaussian law (no §3.4 statement applies)")
+    eps = float(product_form(B, eta, spec.Lip))
+    eps_source = "A-star"
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from .sharp import product_moment_bound
+
+        # S9.8 with S9.5(b): the exact-k masks are Bernoulli(k_i/N_i) masks conditioned on their counts
+        qe = np.array([k / L.N for L, k in zip(spec.layers, ks)])
+        pmf = float(np.prod([stats.binom.pmf(k, L.N, k / L.N) for L, k in zip(spec.layers, ks)]))
+        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], qe, delta * pmf, "random", law)
+        if float(x) < eps:
+            eps, eps_source = float(x), "product-moment"
+        notes.append("identity activations: eps also bounded by S9.8 at delta x P(Bernoulli counts = k_i) (§9.5(b))")
+    return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
+                       st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
+                       eps_source=eps_source)
+
+
+def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform",
+                            statement: str = "best") -> BoundResult:
+    """A-priori bound for exact-k magnitude pruning (the floor(q_i N_i) smallest |w| of each layer) [D, THEORY §9.6]:
+    the k-th order statistic is bracketed by binomial (Beta) quantiles; the error is bounded by Schur line sums of the
+    threshold error at the upper bracket (monotone in the support) or by the moment bound of the lower-bracket
+    threshold error plus a Schur bound of the shell. delta is split equally over the W events and two per pruned
+    layer (E and the bracket's share, S9.6); there is no §3.4 statement for it, so "bernstein" is refused."""
+    delta = check_delta(delta)
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
+    if statement == "bernstein":
+        raise ProbPruneError("exact-k magnitude pruning has no matrix-Bernstein bound (||.|| is not monotone under "
+                             "entrywise domination); use statement='best' or 'sharp' (THEORY §9.6)")
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
+    q, scalar = broadcast_fractions(spec, fractions)
+    if q.ndim != 1:
+        raise ProbPruneError("exact_k_magnitude_bound takes a scalar or one fraction per layer")
+    notes = check_spec_for_apriori(spec)
+    pruned = q > 0
+    n_ev = spec.depth + 2 * int(pruned.sum())
+    de = delta / n_ev
+    dE = np.where(pruned, de, 0.0)
+    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
+    notes.append("exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)")
+    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    cB = [_sharp_B(spec, alloc.delta_W, law)]
+    if statement == "best":
+        cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
+    B, B_src = _pick(cB, q.shape)
+    eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude")], q.shape)
+    return BoundResult(float(product_form(B, eta, spec.Lip)), "magnitude_exact", law, delta, q, B, eta, spec.Lip,
+                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)",
+                       assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src)
+
+
+def _sharp_B(spec: NetSpec, delta_W, law: str):
+    from . import sharp
+
+    dW = np.broadcast_to(np.asarray(delta_W, float), (spec.depth,))
+    vals, names = np.empty(spec.depth), np.empty(spec.depth, dtype=object)
+    for i, L in enumerate(spec.layers):
+        v, nm = sharp.full_norm_bound(L.d_out, L.d_in, L.half_width, dW[i], law)
+        vals[i], names[i] = math.sqrt(L.r) * float(v), nm
+    return ("sharp", (vals, names))
+
+
+def _exact_terms(spec: NetSpec, ks, de: float, law: str, kind: str):
+    """eta_i for exact-k pruning at failure probability 2 de per pruned layer (its E and count/bracket events)."""
+    from . import sharp
+
+    fn = sharp.exact_k_random_bound if kind == "random" else sharp.exact_k_magnitude_bound
+    vals, names = np.zeros(spec.depth), np.full(spec.depth, "zero", dtype=object)
+    for i, (L, k) in enumerate(zip(spec.layers, ks)):
+        if k > 0:
+            v, nm = fn(L.d_out, L.d_in, law, k, L.half_width, 2 * de)
+            vals[i], names[i] = math.sqrt(L.r) * float(v), nm
+    return ("sharp", (vals, names))
 
 
 # --------------------------------------------------------------------------------------------- paper shape
