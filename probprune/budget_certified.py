@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ProbPruneError, check_delta, check_eps
 
-_SHARES = 1024  # share grid of the allocation DP
+_SHARES = 512  # share grid of the allocation DP
 
 
 @dataclass(frozen=True)
@@ -327,21 +327,21 @@ def _raise_layer(curves, comp, eps, cand, K: np.ndarray, i: int, pts: int = 128)
     return out
 
 
-def _refine(curves, comp, eps, cand, k, sweeps: int = 3) -> np.ndarray:
+def _refine(curves, comp, eps, cand, k, sweeps: int = 2) -> np.ndarray:
     """Slack spending to the integer: raise each layer's count as far as the composed certificate allows (largest
-    layers first), then pairwise exchange (shrink a pruned layer j by 1/2, 1/8 or 1/64 of its count, re-raise the
-    others, keep if the total grows)."""
+    layers first); in the first sweep also pairwise exchange (shrink a pruned layer j by 1/2 or 1/8 of its count,
+    re-raise the others, keep if the total grows)."""
     N = curves.N
     k = k.copy()
     order = [int(i) for i in np.argsort(-N, kind="stable") if cand[i]]
-    for _ in range(sweeps):
+    for sweep in range(sweeps):
         before = int(k.sum())
         for i in order:
             k = _raise_layer(curves, comp, eps, cand, k, i)
-        for j in order:
+        for j in order if sweep == 0 else ():
             if k[j] == 0:
                 continue
-            for frac in (0.5, 0.125, 1 / 64):
+            for frac in (0.5, 0.125):
                 K = k.copy()
                 K[j] = int(k[j] * (1 - frac))
                 for i in order:
@@ -364,7 +364,8 @@ def search_certified_counts(
     exact: bool = False,
     rounds: int = 8,
     curves: "_Curves | None" = None,
-    slack_tol: float = 1e-3,
+    slack_tol: float = 5e-3,
+    target_margin: float = 1e-3,
 ) -> SearchResult:
     """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
 
@@ -372,7 +373,8 @@ def search_certified_counts(
     pruned and error norms); ``norm_W``: certified norms of the unpruned layers (computed if None); ``uniform``:
     one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
     search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
-    ``slack_tol``: stop once the certificate is within this relative distance of eps."""
+    ``slack_tol``: certify once the measured candidate is within this relative distance of eps, and stop once the
+    certificate is; ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms)."""
     import time
 
     eps = float(check_eps(eps))
@@ -386,22 +388,10 @@ def search_certified_counts(
     w = curves.w
     timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
     best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
-    r = 0
-    for r in range(1, rounds + 1):
-        t1 = time.perf_counter()
-        k = _allocate(curves, comp, eps, cand, uniform)
-        t2 = time.perf_counter()
-        timings["search"] += t2 - t1
-        if k.sum() <= best[0].sum():
-            break
-        # probe the candidate (adds calibration points); go round again if the measured values do not fit
-        for i in range(l):
-            if k[i]:
-                curves.probe(i, int(k[i]))
-        t3 = time.perf_counter()
-        timings["probe"] += t3 - t2
-        if _comp_batch(curves, comp, k) > eps:
-            continue
+    eps_t = eps * (1 - target_margin)  # searched-for value: estimates are a little below the certified norms
+
+    def certify(k):
+        t = time.perf_counter()
         hc, ec = w.copy(), np.zeros(l)
         for i in range(l):
             if k[i]:
@@ -410,12 +400,44 @@ def search_certified_counts(
                 else:
                     hc[i], ec[i] = curves.certified(i, int(k[i]))
                     curves.set_point(i, int(k[i]), hc[i], ec[i], True)
-        val = float(comp(w, hc, ec))
-        timings["certify"] += time.perf_counter() - t3
+        timings["certify"] += time.perf_counter() - t
+        return hc, ec, float(comp(w, hc, ec))
+
+    pending = None  # the best candidate that fits on the probes, not yet certified
+    log: list = []
+    timings["log"] = log
+    r = 0
+    for r in range(1, rounds + 1):
+        t1 = time.perf_counter()
+        k = _allocate(curves, comp, eps_t, cand, uniform)
+        t2 = time.perf_counter()
+        timings["search"] += t2 - t1
+        if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
+            break
+        for i in range(l):  # probe the candidate: adds calibration points to the curves
+            if k[i]:
+                curves.probe(i, int(k[i]))
+        timings["probe"] += time.perf_counter() - t2
+        v = _comp_batch(curves, comp, k)
+        log.append(("probe", int(k.sum()), v))
+        if v > eps_t:
+            continue  # the measured values do not fit: search again on the recalibrated curves
+        if pending is None or k.sum() > pending.sum():
+            pending = k.copy()
+        if v < eps_t * (1 - slack_tol) and r < rounds:
+            continue  # room left on the measured values: search again before paying for certification
+        hc, ec, val = certify(pending)
+        log.append(("certify", int(pending.sum()), val))
         if val <= eps:
-            best = (k.copy(), hc, ec, val)
+            best = (pending, hc, ec, val) if pending.sum() > best[0].sum() else best
+            pending = None
             if val >= eps * (1 - slack_tol):
-                break  # tight enough; otherwise search again with the certified point added
+                break
+        pending = None
+    if pending is not None:
+        hc, ec, val = certify(pending)
+        if val <= eps and pending.sum() > best[0].sum():
+            best = (pending, hc, ec, val)
     k, hc, ec, val = best
     timings["total"] = time.perf_counter() - t0
     return SearchResult(k, w, hc, ec, val, r, curves.evaluations + curves.certified_evaluations, timings)
@@ -461,14 +483,29 @@ class _CertRCurves(_Curves):
 
 # --------------------------------------------------------------------------------------------- network adapter
 def _dense_estimator(T, state):
-    """Power-iteration estimate (a lower estimate) of ||T||_2 for a dense layer, warm-started."""
-    import torch
+    """Estimate of ||T||_2 for a dense layer (searches only): the top singular value by Lanczos (ARPACK ``svds``,
+    converged to ~1e-12 relative, fixed start vector), or the exact SVD for small matrices."""
+    from scipy.sparse.linalg import svds
 
-    from .norms import matrix_norm_estimate
+    M = np.asarray(T, float).reshape(np.shape(T)[0], -1)
+    if min(M.shape) <= 2 or M.size <= 20_000:
+        return float(np.linalg.norm(M, 2)) if M.size else 0.0, None
+    if not np.any(M):
+        return 0.0, None
+    v0 = np.random.default_rng(0).standard_normal(min(M.shape))
+    return float(svds(M, k=1, tol=1e-10, v0=v0, return_singular_vectors=False)[0]), None
 
-    M = torch.from_numpy(np.ascontiguousarray(np.asarray(T, float).reshape(np.shape(T)[0], -1)))
-    est, v = matrix_norm_estimate(M, v0=state, iters=40, rtol=1e-5)
-    return float(est), v
+
+def _conv_estimate(op, We: np.ndarray) -> float:
+    """Estimate (float32) of the certified conv norm of a graph weight node: the FFT blocks of every group
+    (``norms.conv_norm_fft_estimate``), for the search's probes only."""
+    from .certificates import weight_layer_specs
+    from .norms import conv_norm_fft_estimate
+
+    specs = weight_layer_specs(op)
+    co = We.shape[0] // len(specs)
+    return max(conv_norm_fft_estimate(We[j * co:(j + 1) * co].reshape(L.weight_shape), L.in_shape[1:], L.padding,
+                                      L.dilation) for j, L in enumerate(specs))
 
 
 @dataclass(frozen=True)
@@ -524,11 +561,13 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
             return graph_weight_norm(op, op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)),
                                      conv_method)
 
-        def est(T, state, op=op):  # dense layers: power iteration on the effective matrix, then certified
-            return _dense_estimator(op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)), state)
+        def est(T, state, op=op):  # dense: power iteration on the effective matrix; conv: float32 FFT blocks
+            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+            if op.layer == "linear":
+                return _dense_estimator(We, state)
+            return _conv_estimate(op, We), None
 
-        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, est if op.layer == "linear" else None,
-                                  bool(c), op))
+        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, est, bool(c), op))
         specs.append(weight_layer_specs(op)[0])
     nW = np.array([L.norm_upper(L.weight) for L in layers])
     cmap = [op.bias_map_norm() for op in (n.op for n in nodes)]
@@ -608,7 +647,11 @@ def certified_budget(
         k, k_uni, eps_ach = res.k, uni.k, res.certificate
         for key in ("search", "probe", "certify"):
             steps[key] = uni.timings[key] + (res.timings[key] if res is not uni else 0.0)
+        steps["rounds"] = uni.rounds + (res.rounds if res is not uni else 0)
+        steps["probes"] = curves.evaluations
+        steps["certified_evaluations"] = curves.certified_evaluations
         steps["curves"] = time.perf_counter() - t1 - sum(steps[x] for x in ("search", "probe", "certify"))
+        steps["total"] = time.perf_counter() - t0
     else:
         names = [L.name for L in layers]
 

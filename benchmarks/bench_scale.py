@@ -1,0 +1,288 @@
+"""Benchmark: certified norms, certificates and certified budgets at real size (issue 12, "scale"; THEORY §11).
+
+Networks (random init, torch defaults, seed 0; 32x32x3 inputs for the CNNs): LeNet-300-100, 784-1000-1000-10,
+VGG-11, VGG-16 (CIFAR layout: 3x3 convs with padding 1, max pools, Linear(512, 10); no BatchNorm: a chain) and a
+ResNet-18 shape (CIFAR layout, BasicBlocks with BatchNorm, projection shortcuts; traced into the graph IR).
+
+Per network:
+* ``certify``: Cert-D of a 30% layer-wise magnitude pruning (``certify_graph``), split into the norm passes over W,
+  What and E, and the composition; beside it the *old* norm code (git show d4524c2:probprune/norms.py: full complex
+  SVD at every FFT frequency; SVD-free Gram eigenvalue for dense) on the same layers, in the same run.
+* ``budget``: the certified budget (magnitude, Cert-D, eps = 0.1 x the certificate of pruning everything), with the
+  per-step split from ``certified_budget(timings=...)``; beside it the old ``certified_budget`` (git show d4524c2,
+  24-point grid, ~68 norm calls per layer) where it finishes in reasonable time (the MLPs), else an estimate
+  (old per-layer norm time x its number of norm calls), labelled as such.
+
+The machine is shared and was loaded during the run (2 cores, several other jobs): the load averages are recorded
+with the timings; ratios old/new are measured in the same run and are the meaningful numbers.
+
+Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
+Writes benchmarks/results/scale.json.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from probprune._threads import limit_threads
+
+limit_threads()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_COMMIT = "d4524c2"  # the last commit before the new norms and the new certified budget
+
+
+def _load():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ models
+def mlp(widths):
+    mods = []
+    for i in range(len(widths) - 1):
+        mods.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+VGG_CFG = {"vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+           "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]}
+
+
+def vgg(name, classes=10):
+    mods, c = [], 3
+    for v in VGG_CFG[name]:
+        if v == "M":
+            mods.append(nn.MaxPool2d(2))
+        else:
+            mods += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
+            c = v
+    return nn.Sequential(*mods, nn.Flatten(), nn.Linear(512, classes))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(h)) + self.short(x))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        blocks, c = [], 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            blocks += [BasicBlock(c, cout, stride), BasicBlock(cout, cout, 1)]
+            c = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.pool(self.blocks(h)), 1))
+
+
+def build(name):
+    torch.manual_seed(0)
+    if name == "lenet":
+        return mlp([784, 300, 100, 10]), (784,)
+    if name == "mlp1000":
+        return mlp([784, 1000, 1000, 10]), (784,)
+    if name in VGG_CFG:
+        return vgg(name), (3, 32, 32)
+    if name == "resnet18":
+        return ResNet18(), (3, 32, 32)
+    raise SystemExit(f"unknown model {name}")
+
+
+# ------------------------------------------------------------------------------------------------ old code
+def old_modules():
+    """The old norms module and the old certified_budget, from git (same run, same machine)."""
+    src_n = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/norms.py"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    spec = importlib.util.spec_from_loader("probprune._bench_old_norms", loader=None)
+    old_norms = importlib.util.module_from_spec(spec)
+    old_norms.__package__ = "probprune"
+    exec(compile(src_n, "old_norms.py", "exec"), old_norms.__dict__)
+    sys.modules["probprune._bench_old_norms"] = old_norms
+    src_b = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/budget.py"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    body = src_b[src_b.index("def certified_budget("):]
+    body = body.replace("from .norms import", "from probprune._bench_old_norms import").replace("from .", "from probprune.")
+    import math
+    from typing import Sequence
+
+    from probprune import budget as B
+    from probprune.errors import ProbPruneError, check_delta, check_eps
+
+    ns = {"np": np, "math": math, "Sequence": Sequence, "check_eps": check_eps, "check_delta": check_delta,
+          "ProbPruneError": ProbPruneError, "_candidates": B._candidates, "_dp_allocate": B._dp_allocate,
+          "_GRID": 512, "magnitude_prune_count": B.magnitude_prune_count, "LayerBudget": B.LayerBudget,
+          "BudgetResult": B.BudgetResult}
+    exec(compile(body, "old_budget.py", "exec"), ns)
+    return old_norms, ns["certified_budget"]
+
+
+# ------------------------------------------------------------------------------------------------ measurements
+def prune30(graph):
+    from probprune.budget import magnitude_prune_count
+
+    return {n.op.fqn: magnitude_prune_count(n.op.weight, int(0.3 * n.op.weight.size)) for n in graph.weight_nodes}
+
+
+def time_certify(graph, old_norms):
+    """New: certify_graph's norm passes (graph_weight_norm) and composition; old: old norm code on the same
+    layer views (weight_layer_specs), W / What / E."""
+    from probprune.certificates import certify_graph, graph_weight_norm, weight_layer_specs
+    from probprune.graph.lemma import lemma_a_graph
+
+    pr = prune30(graph)
+    split = {"norm_W": 0.0, "norm_What": 0.0, "norm_E": 0.0, "composition": 0.0}
+    old = {"norm_W": 0.0, "norm_What": 0.0, "norm_E": 0.0}
+    norms = {}
+    for n in graph.weight_nodes:
+        op = n.op
+        We, Whe = op.effective_weight(), op.effective_weight(pr[op.fqn].reshape(op.weight.shape))
+        vals = []
+        for key, T in (("norm_W", We), ("norm_What", Whe), ("norm_E", We - Whe)):
+            t = time.perf_counter()
+            vals.append(graph_weight_norm(op, T))
+            split[key] += time.perf_counter() - t
+            if old_norms is not None:
+                specs = weight_layer_specs(op)
+                co = T.shape[0] // len(specs)
+                t = time.perf_counter()
+                for j, L in enumerate(specs):
+                    old_norms.layer_operator_norm_upper(L, T[j * co:(j + 1) * co].reshape(L.weight_shape), "fft")
+                old[key] += time.perf_counter() - t
+        norms[op.fqn] = (*vals, op.bias_map_norm())
+    t = time.perf_counter()
+    lemma_a_graph(graph, norms)
+    split["composition"] = time.perf_counter() - t
+    t = time.perf_counter()
+    c = certify_graph(graph, {k: (v != 0) | (n.op.weight == 0) for (k, v), n in zip(pr.items(), graph.weight_nodes)})
+    total = time.perf_counter() - t
+    new_norm = split["norm_W"] + split["norm_What"] + split["norm_E"]
+    old_norm = sum(old.values()) if old_norms is not None else None
+    return {"cert_d": c.eps, "certify_graph_seconds": total, "split_seconds": split, "old_norm_split_seconds":
+            old if old_norms is not None else None, "norm_seconds_new": new_norm, "norm_seconds_old": old_norm,
+            "norm_ratio_old_over_new": (old_norm / new_norm) if old_norm else None}
+
+
+def run_model(name, old_norms, old_budget, run_old_budget: bool) -> dict:
+    from probprune import budget_certified as bc
+    from probprune.graph import from_torch as graph_from_torch
+
+    model, shape = build(name)
+    out = {"model": name, "loadavg_start": _load()}
+    t = time.perf_counter()
+    g = graph_from_torch(model.eval(), shape)
+    out["trace_seconds"] = time.perf_counter() - t
+    out["weights"] = int(sum(n.op.weight.size for n in g.weight_nodes))
+    out["weight_layers"] = len(g.weight_nodes)
+    out["certify"] = time_certify(g, old_norms)
+    print(name, "certify", json.dumps(out["certify"]), flush=True)
+    prob = bc.graph_problem(g)
+    full = float(prob.comp(prob.norm_W, np.zeros(len(prob.norm_W)), prob.norm_W))
+    eps = 0.1 * full
+    tim = {}
+    t = time.perf_counter()
+    r = bc.certified_budget(g, eps, timings=tim)
+    wall = time.perf_counter() - t
+    out["budget"] = {"eps": eps, "eps_rule": "0.1 x certificate of pruning every weight", "seconds": wall,
+                     "split_seconds": tim, "total_prunable": r.total_prunable, "eps_achieved": r.eps_achieved,
+                     "uniform_total": r.uniform_total, "per_layer": [L.max_prunable for L in r.layers],
+                     "target_seconds": 0.2 if name == "lenet" else (60.0 if name in ("vgg11", "vgg16", "resnet18")
+                                                                   else None)}
+    print(name, "budget", json.dumps(out["budget"]), flush=True)
+    if old_budget is not None and g.is_chain:
+        from probprune.networks import from_torch
+
+        p = from_torch(model.eval(), shape if len(shape) == 3 else None)
+        if run_old_budget:
+            t = time.perf_counter()
+            ro = old_budget(p, eps, "magnitude", "optimal")
+            secs = time.perf_counter() - t
+            out["old_budget"] = {"seconds": secs, "total_prunable": ro.total_prunable, "eps_achieved": ro.eps_achieved,
+                                 "uniform_total": ro.uniform_total, "measured": True,
+                                 "ratio_old_over_new": secs / wall}
+        else:
+            per = out["certify"]["norm_seconds_old"] / 3  # one old norm pass over all layers
+            est = per * 68
+            out["old_budget"] = {"seconds": est, "measured": False, "ratio_old_over_new": est / wall,
+                                 "note": "estimate: 68 old norm passes (the issue's count per layer) x the measured "
+                                         "old pass time in this run"}
+        print(name, "old budget", json.dumps(out["old_budget"]), flush=True)
+    elif not g.is_chain:
+        per = out["certify"]["norm_seconds_old"] / 3
+        out["old_budget"] = {"seconds": None, "measured": False, "note": "the old certified_budget cannot read a "
+                             "residual network; an old norm pass over the same layers takes "
+                             f"{per:.1f} s, x 68 = {per * 68:.0f} s"}
+    out["loadavg_end"] = _load()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="lenet,mlp1000,vgg11,vgg16,resnet18")
+    ap.add_argument("--old-budget-models", default="lenet,mlp1000",
+                    help="models for which the old certified_budget is run (else estimated)")
+    ap.add_argument("--no-old", action="store_true", help="skip the old code entirely")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    old_norms, old_budget = (None, None) if args.no_old else old_modules()
+    import platform
+
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "loadavg_start": _load(),
+                       "note": "shared 2-core machine, loaded by other jobs during the run (see load averages)"},
+           "old_commit": OLD_COMMIT, "models": {}}
+    olds = set(args.old_budget_models.split(","))
+    for name in args.models.split(","):
+        res["models"][name] = run_model(name, old_norms, old_budget, name in olds)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
+    res["machine"]["loadavg_end"] = _load()
+    res["summary"] = {
+        name: {"budget_seconds": m["budget"]["seconds"], "target_seconds": m["budget"]["target_seconds"],
+               "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])
+               if m["budget"]["target_seconds"] else None,
+               "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],
+               "budget_ratio_old_over_new": (m.get("old_budget") or {}).get("ratio_old_over_new")}
+        for name, m in res["models"].items()}
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res["summary"], indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
