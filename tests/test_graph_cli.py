@@ -85,3 +85,19 @@ def test_certify_refuses_an_lstm_model_naming_it(capsys, tmp_path):
 def test_bound_with_huge_K_is_refused_not_null(capsys):
     code, out, err = run(capsys, "bound", "--K", "1e200", "--fraction", "0.05", "--json")
     assert code == 2 and '"eps": null' not in out
+
+
+def test_one_reader_for_train_files_including_mc(tmp_path):
+    """A conv state dict written like `probprune train` does (arch + input shape) loads in certify's reader and in the
+    Monte Carlo engine's, without --input-shape."""
+    from probprune.mc.trials import load_model as mc_load
+    from probprune.modelio import read_network, save_model
+    from probprune.models import build_model
+
+    m = build_model("conv2", (1, 8, 8), 10, bias=True, seed=0)
+    p = str(tmp_path / "conv2.pt")
+    save_model(m, p, arch="conv2", input_shape=(1, 8, 8))
+    _, g = read_network(p)
+    assert g.input_shape == (1, 8, 8) and len(g.weight_names) == 5
+    pm = mc_load(p)
+    assert pm.spec.input_shape == (1, 8, 8) and pm.names == list(g.weight_names)

@@ -109,11 +109,11 @@ def _file_md5(path: str) -> str:
 def load_model(path: str, input_shape: tuple[int, ...] | None = None):
     """A fixed network from a file: whatever the package's one loader :func:`probprune.modelio.load_model` reads
     (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``), parsed
-    with :func:`probprune.networks.from_torch` (weights, biases, spec). The file is trusted code (pickle)."""
-    from ..modelio import load_model as load_module
-    from ..networks import from_torch
+    with :func:`probprune.networks.from_torch` (weights, biases, spec; the input shape stored by ``probprune train``
+    is used when none is given). The file is trusted code (pickle)."""
+    from ..modelio import read_parsed
 
-    return from_torch(load_module(path, input_shape=input_shape), input_shape)
+    return read_parsed(path, input_shape=input_shape)
 
 
 def _cnn_label(c: dict) -> str:
