@@ -306,9 +306,9 @@ def calibrated_bound(spec: NetSpec, fractions, delta: float = 0.05, gamma: float
 
 
 # --------------------------------------------------------------------------------------------- uniform budgets
-def fraction_grid(q_min: float = 1e-4, depth: int = 8, hi: float = 1.0) -> np.ndarray:
+def fraction_grid(q_min: float = 1e-6, depth: int = 8, hi: float = 1.0) -> np.ndarray:
     """The fixed candidate fractions of the calibrated and empirical budget searches: 0 and a geometric dyadic grid
-    q_j = q_min (hi/q_min)^(j/2^depth), j = 0..2^depth (ratio (hi/q_min)^(2^-depth) between neighbours: 3.7% at the
+    q_j = q_min (hi/q_min)^(j/2^depth), j = 0..2^depth (ratio (hi/q_min)^(2^-depth) between neighbours: 5.5% at the
     defaults)."""
     j = np.arange(2 ** depth + 1)
     return np.concatenate([[0.0], q_min * (hi / q_min) ** (j / 2 ** depth)])
@@ -384,21 +384,46 @@ def _layers(spec: NetSpec, cand: np.ndarray, q: float):
 
 def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, gamma: float = 0.05,
                               method: str = "magnitude", law: str = "uniform", trials: int = 300, seed: int = 0,
-                              prunable=None, q_min: float = 1e-4, depth: int = 8,
-                              draws: DrawSet | None = None) -> UniformBudget:
-    """The largest grid fraction q (same q on the candidate layers) whose calibrated eps is <= eps (THEORY §10.2 [D]):
-    every one of the |grid| candidate fractions gets confidence 1 - gamma/|grid| (union bound), so the returned q
-    satisfies "with confidence >= 1 - gamma, P(err(q) > eps) <= delta" whatever the search looked at."""
+                              prunable=None, q_min: float = 1e-6, depth: int = 8,
+                              draws: DrawSet | None = None, pilot_trials: int | None = 100, ladder: int = 8,
+                              ladder_ratio: float = 1.03) -> UniformBudget:
+    """The largest candidate fraction q (same q on the candidate layers) whose calibrated eps is <= eps (THEORY §10.2
+    [D]). The candidates are fixed before the main simulation, and each gets confidence 1 - gamma/|candidates| (union
+    bound), so the returned q satisfies "with confidence >= 1 - gamma, P(err(q) > eps) <= delta" whatever the search
+    looked at. Candidates: with ``pilot_trials`` (default), an independent pilot simulation (seed + 7919) locates q_p,
+    the largest grid fraction whose pilot rank statistic is <= eps, and the candidates are the ``ladder`` fractions
+    q_p r^(1-j), j = 0..ladder-1 (r = ``ladder_ratio``; one step above q_p, the rest below); without a pilot, the
+    whole geometric grid (2^depth + 1 points, q_min..1)."""
     eps = float(check_eps(eps))
     delta = check_delta(delta)
     gamma = _check_gamma(gamma)
     cand = _cand_mask(spec, prunable)
     hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
     grid = fraction_grid(q_min, depth, hi)
-    n_pts = len(grid) - 1  # q = 0 needs no statement (err = 0)
+    masks = method.startswith("random")
+    pilot_note = None
+    if pilot_trials:
+        pk = order_statistic_rank(pilot_trials, delta, gamma)
+        pds = DrawSet(spec, law, pilot_trials, seed + 7919, masks=masks)
+        pmemo: dict[float, float] = {}
+
+        def pquant(q: float) -> float:
+            if q not in pmemo:
+                pmemo[q] = float(np.sort(certified_errors(pds, np.where(cand, q, 0.0), method)[0])[pk - 1])
+            return pmemo[q]
+
+        jp = _largest_ok(grid, lambda q: pquant(q) <= eps)
+        qp = float(grid[jp]) if jp > 0 else float(grid[1])
+        cands = np.minimum(hi, qp * ladder_ratio ** (1 - np.arange(ladder)))
+        cands = np.unique(cands[cands > 0])[::-1]  # descending
+        pilot_note = (f"candidates fixed by an independent pilot of {pilot_trials} draws (seed {seed + 7919}): "
+                      f"q_p = {qp:.6g}, ladder of {len(cands)} fractions q_p x {ladder_ratio:g}^(1-j)")
+    else:
+        cands = grid[1:][::-1]
+    n_pts = len(cands)  # q = 0 needs no statement (err = 0)
     g_pt = gamma / n_pts
     k = order_statistic_rank(trials, delta, g_pt)
-    ds = draws or DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
+    ds = draws or DrawSet(spec, law, trials, seed, masks=masks)
     memo: dict[float, float] = {}
 
     def quant(q: float) -> float:
@@ -407,15 +432,17 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
             memo[q] = float(np.sort(U)[k - 1])
         return memo[q]
 
-    j = _largest_ok(grid, lambda q: quant(q) <= eps)
-    q = float(grid[j])
+    asc = np.concatenate([[0.0], cands[::-1]])
+    j = _largest_ok(asc, lambda q: quant(q) <= eps)
+    q = float(asc[j])
     kind = "exact sup (linear network)" if _is_linear(spec) else "Cert-D (§3.11)"
     notes = _law_notes(spec, law, method, trials, seed) + [
-        f"search over a fixed grid of {n_pts} fractions (geometric, {q_min:g}..{hi:g}); union bound: confidence "
-        f"1 - gamma/{n_pts} = {1 - g_pt:.6g} per grid point, rank {k} of {trials}",
+        pilot_note or f"search over a fixed grid of {n_pts} fractions (geometric, {q_min:g}..{hi:g})",
+        f"union bound over the {n_pts} candidates: confidence 1 - gamma/{n_pts} = {1 - g_pt:.6g} each, rank {k} "
+        f"of {trials}",
         "the same fraction in every candidate layer (calibrated budgets are uniform)"]
     return UniformBudget("calibrated", eps, delta, q, _layers(spec, cand, q), int(trials), memo.get(q, 0.0), k, gamma,
-                         n_pts, kind, method, law, int(seed), STATEMENT + " (§10.2, union bound over the grid)",
+                         n_pts, kind, method, law, int(seed), STATEMENT + " (§10.2, union bound over the candidates)",
                          tuple(notes))
 
 
@@ -427,7 +454,7 @@ def _is_linear(spec: NetSpec) -> bool:
 
 def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, method: str = "magnitude",
                              law: str = "uniform", trials: int = 200, seed: int = 1, prunable=None,
-                             q_min: float = 1e-4, depth: int = 8, pgd: dict | None = None,
+                             q_min: float = 1e-6, depth: int = 9, pgd: dict | None = None,
                              draws: DrawSet | None = None) -> UniformBudget:
     """What is actually safe (not a guarantee): the largest grid fraction q whose *measured* error (exact for linear
     nets, a PGD lower bound otherwise) is <= eps in at least ceil((1 - delta) T) of T draws, i.e. the empirical

@@ -61,7 +61,8 @@ def _chk_grid():
     grid = fraction_grid(1e-3, 4)
     require(grid[0] == 0 and len(grid) == 18 and np.all(np.diff(grid) > 0) and abs(grid[-1] - 1) < 1e-12, "grid")
     spec = fcn_spec([6, 8, 3], "identity", 1.0)
-    r = calibrated_uniform_budget(spec, 0.2, 0.1, 0.1, "magnitude", "uniform", trials=200, seed=3, q_min=1e-3, depth=4)
+    r = calibrated_uniform_budget(spec, 0.2, 0.1, 0.1, "magnitude", "uniform", trials=200, seed=3, q_min=1e-3, depth=4,
+                                  pilot_trials=None)
     require(r.grid_points == 17, "grid points")
     require(r.rank == order_statistic_rank(200, 0.1, 0.1 / 17), "rank uses gamma/|grid|")
     require(r.fraction == 0 or r.quantile_at_fraction <= 0.2, "returned point satisfies the check")

@@ -77,8 +77,10 @@ def test_calibrated_budget_is_sound_and_below_empirical_for_a_linear_net():
     sc = output_scale(spec, trials=100, seed=3)
     assert sc.upper >= sc.upper_median >= sc.lower_median * (1 - 1e-9) > 0
     eps = 0.1 * sc.upper
-    cal = calibrated_uniform_budget(spec, eps, 0.05, 0.05, "magnitude", trials=300, seed=4, depth=6)
-    emp = empirical_uniform_budget(spec, eps, 0.05, "magnitude", trials=300, seed=5, depth=6)
+    cal = calibrated_uniform_budget(spec, eps, 0.05, 0.05, "magnitude", trials=300, seed=4)
+    grid = calibrated_uniform_budget(spec, eps, 0.05, 0.05, "magnitude", trials=300, seed=4, depth=6, pilot_trials=None)
+    assert grid.grid_points == 65 and grid.fraction <= cal.fraction * 1.2
+    emp = empirical_uniform_budget(spec, eps, 0.05, "magnitude", trials=300, seed=5)
     assert 0 < cal.fraction <= 1 and cal.quantile_at_fraction <= eps
     assert cal.rank == order_statistic_rank(300, 0.05, 0.05 / cal.grid_points)
     # soundness at the returned fraction
@@ -94,4 +96,6 @@ def test_calibrated_budget_is_sound_and_below_empirical_for_a_linear_net():
 def test_budget_refuses_too_few_trials_for_the_grid():
     spec = fcn_spec([8, 8, 4], "identity", 1.0)
     with pytest.raises(ProbPruneError, match="trials"):
-        calibrated_uniform_budget(spec, 0.1, 0.05, 0.05, trials=100)  # needs >= 166 for 257 grid points
+        calibrated_uniform_budget(spec, 0.1, 0.05, 0.05, trials=100, pilot_trials=None)  # >= 166 for 257 points
+    with pytest.raises(ProbPruneError, match="trials"):
+        calibrated_uniform_budget(spec, 0.1, 0.05, 0.05, trials=90)  # the 8-point ladder needs >= 99
