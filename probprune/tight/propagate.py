@@ -156,11 +156,9 @@ class CoupledPropagator:
             info = {"n_relu": int(len(idx))}
             if len(idx):
                 n = F.stages[j].n_out
-                I = torch.zeros(len(idx), n, dtype=torch.float64)
-                I[torch.arange(len(idx)), torch.as_tensor(idx)] = 1.0
-                l, u = self._bounds(j, None, I, mode="hat")
-                zl, zu = self._bounds(j, None, I, mode="F")
-                dl, du = self._bounds(j, I, None, mode="coupled")
+                l, u = self._bounds_rows(j, idx, mode="hat")
+                zl, zu = self._bounds_rows(j, idx, mode="F")
+                dl, du = self._bounds_rows(j, idx, mode="coupled")
                 zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
                 dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
                 _set(rh, idx, *_relu_relax(l, u))
@@ -218,6 +216,18 @@ class CoupledPropagator:
             Ld, Lh = self._relax_step(Ld, Lh, k, rel_h, const, mag)
             if Ld is None and Lh is None:
                 return torch.zeros(B, R, self.F.n_in, dtype=torch.float64), const, mag
+        return self._run_from(k, Ld, Lh, const, mag, mode)
+
+    def _run_from(self, k, Ld, Lh, const, mag, mode):
+        """Backward substitution from linear stage k down to the input, given coefficients (Ld, Lh) on (dz_k, zhat_k)
+        (or z_k in mode "F") and the accumulated (const, mag)."""
+        import torch
+
+        B = self.B
+        R = const.shape[1]
+        Ms = self.M if mode == "F" else self.Mh
+        bs = self.b if mode == "F" else self.bh
+        rel_h = self.rel_F if mode == "F" else self.rel_h
         for j in range(k, -1, -1):
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
@@ -252,6 +262,49 @@ class CoupledPropagator:
         v = torch.einsum("brn,bn->br", Lx, self.x0) + const + r * dual
         m = mag + torch.einsum("brn,bn->br", Lx.abs(), self.x0.abs()) + r * dual
         return v + FP_REL * (m + v.abs())
+
+    def _bounds_rows(self, k, idx, mode):
+        """(lower, upper) of the coordinates ``idx`` of zhat_k (mode "hat"), z_k ("F") or dz_k ("coupled"); the first
+        substitution is a row selection (no multiplication by an identity specification)."""
+        import torch
+
+        ii = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        if mode == "coupled":
+            nd0 = self.M[k][ii] if k > 0 else None
+            nh0 = None if self.E_zero[k] else self.E[k][ii]
+            c0 = self.db[k][ii]
+        else:
+            nd0 = None
+            nh0 = (self.M if mode == "F" else self.Mh)[k][ii]
+            c0 = (self.b if mode == "F" else self.bh)[k][ii]
+        R = len(idx)
+        if k == 0:  # affine in x: exact maximum over the region
+            Lx = nh0 if nh0 is not None else torch.zeros(R, self.F.n_in, dtype=torch.float64)
+            center = self.x0 @ Lx.T + c0
+            dual = Lx.norm(dim=1) if self.region.norm == "l2" else Lx.abs().sum(1)
+            rad = self.region.radius * dual
+            mag = self.x0.abs() @ Lx.abs().T + c0.abs() + rad
+            allow = FP_REL * (mag + center.abs() + rad)
+            return center - rad - allow, center + rad + allow
+        lo, up = [], []
+        B = self.B
+        for a in range(0, R, self.chunk):
+            sl = slice(a, a + self.chunk)
+            nd = None if nd0 is None else torch.cat([nd0[sl], -nd0[sl]]).expand(B, -1, -1)
+            nh = None if nh0 is None else torch.cat([nh0[sl], -nh0[sl]]).expand(B, -1, -1)
+            cc = torch.cat([c0[sl], -c0[sl]])
+            m = cc.shape[0] // 2
+            const = cc.expand(B, -1).clone()
+            mag = const.abs()
+            rel_h = self.rel_F if mode == "F" else self.rel_h
+            Ld, Lh = self._relax_step(nd, nh, k - 1, rel_h, const, mag)
+            if Ld is None and Lh is None:
+                v = self._concretize(torch.zeros(B, 2 * m, self.F.n_in, dtype=torch.float64), const, mag)
+            else:
+                v = self._concretize(*self._run_from(k - 1, Ld, Lh, const, mag, mode))
+            up.append(v[:, :m])
+            lo.append(-v[:, m:])
+        return torch.cat(lo, 1), torch.cat(up, 1)
 
     def _bounds(self, k, C_dz, C_zh, mode):
         """(lower, upper) of the specification rows at stage k, each (B, R)."""
