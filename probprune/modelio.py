@@ -14,6 +14,11 @@ def load_model(path: str, arch: str | None = None, input_shape: Sequence[int] | 
     ``torch.save(model.state_dict())``; for a state dict give ``arch`` (``lenet_300_100``, ``lenet5``, ``conv2``,
     ``mlp:W1,...``, see :func:`probprune.models.build_model`). Missing file -> FileNotFoundError; a file torch cannot
     read, or a state dict that does not fit the architecture -> ProbPruneError."""
+    return _load(path, arch, input_shape, n_classes)[0]
+
+
+def _load(path, arch, input_shape, n_classes):
+    """(module in eval mode, the input shape known from the arguments or the file, or None)."""
     import torch
 
     if not os.path.exists(path):
@@ -25,7 +30,7 @@ def load_model(path: str, arch: str | None = None, input_shape: Sequence[int] | 
     except Exception as exc:  # torch raises many types for corrupt files
         raise ProbPruneError(f"cannot read model file {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}") from None
     if isinstance(obj, torch.nn.Module):
-        return obj.eval()
+        return obj.eval(), input_shape
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         arch = arch or obj.get("arch")
         input_shape = input_shape or obj.get("input_shape")
@@ -46,7 +51,7 @@ def load_model(path: str, arch: str | None = None, input_shape: Sequence[int] | 
             model.load_state_dict(obj)
         except RuntimeError as exc:
             raise ProbPruneError(f"state dict in {path} does not fit architecture {arch!r}: {str(exc).splitlines()[0][:160]}") from None
-        return model.eval()
+        return model.eval(), tuple(int(v) for v in input_shape)
     raise ProbPruneError(f"{path} holds a {type(obj).__name__}, not a torch module or state dict")
 
 
@@ -54,9 +59,7 @@ def read_network(path: str, arch: str | None = None, input_shape: Sequence[int] 
     """The one model reader for files: :func:`load_model` then :func:`probprune.graph.from_torch` (torch.fx tracing,
     refusals naming the operation, forward verification). ``input_shape`` defaults to the one stored by
     :func:`save_model` (``probprune train``) when present. Returns (module, graph)."""
-    if input_shape is None:
-        input_shape = stored_input_shape(path)
-    model = load_model(path, arch, input_shape, n_classes)
+    model, input_shape = _load(path, arch, input_shape, n_classes)
     from .graph import from_torch
 
     return model, from_torch(model, input_shape)
@@ -68,21 +71,6 @@ def read_parsed(path: str, arch: str | None = None, input_shape: Sequence[int] |
     from .networks import parsed_from_graph
 
     return parsed_from_graph(read_network(path, arch, input_shape, n_classes)[1])
-
-
-def stored_input_shape(path: str):
-    """The input shape saved next to a state dict by :func:`save_model`, or None."""
-    import torch
-
-    if not os.path.isfile(path):
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        return None
-    if isinstance(obj, dict) and obj.get("input_shape") is not None:
-        return tuple(int(v) for v in obj["input_shape"])
-    return None
 
 
 def save_model(model, path: str, arch: str | None = None, input_shape=None) -> None:
