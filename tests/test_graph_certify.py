@@ -199,6 +199,29 @@ class _CatPermuteMean(nn.Module):
         return self.fc(torch.cat([h, 0.5 * h], 1))
 
 
+class _Arith(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 5, bias=False), nn.Linear(5, 3, bias=False)
+
+    def forward(self, x):
+        h = self.a(x)
+        h = (2 * h - h / 4 + (-h)) * 0.5 + 1.0  # gains, a negation, a constant shift
+        h = torch.sub(h, self.a(x), alpha=0.5) - 1.0
+        return self.b(torch.add(h, 3.0))
+
+
+def test_gains_shifts_and_subtractions():
+    _seed(16)
+    g = from_torch(_Arith(), (5,))
+    kinds = [n.kind for n in g.nodes]
+    assert kinds.count("shift") == 3 and kinds.count("gain") >= 4 and kinds.count("add") >= 2
+    for s in range(3):
+        gh = g.with_masks(random_masks(g, 0.4, s))
+        # biases-free but shifted: F(x) - Fhat(x) is affine; its sup over the ball by PGD and the exact linear part
+        assert pgd_error(g, gh, seed=s) <= certify_graph(g, gh).eps * (1 + 1e-9)
+
+
 def test_concat_permute_mean_sum_graphs():
     _seed(15)
     for s in range(3):
