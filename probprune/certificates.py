@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .bounds import beta
-from .errors import ProbPruneError, UnsupportedLayerError, check_delta, check_finite_array, check_fraction
+from .errors import ProbPruneError, check_delta, check_finite_array, check_fraction
 from .networks import NetSpec, ParsedModel, as_matrix
 from .norms import layer_operator_norm_upper, power_iteration_norm
 
@@ -340,7 +340,8 @@ def _cert_r_layer(L, W: np.ndarray, w: float, pi: float, de: float, sampling: st
 def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", conv_method: str = "fft") -> CertificateResult:
     """Cert-R (THEORY §3.11 [D]) on a network graph (§8.2): the per-layer Cert-R bounds on ||What|| and ||E|| (union
     bound, delta split equally over the randomly pruned layers) in the forward form of the graph recursion (the
-    graph's A-fwd). ``p``: one fraction, or a dict FQN -> fraction (missing: 0). Grouped convs are refused."""
+    graph's A-fwd). ``p``: one fraction, or a dict FQN -> fraction (missing: 0). Grouped convs: per-group bounds
+    (delta of the layer split equally over its groups), the max over groups (block-diagonal operator)."""
     delta = check_delta(delta)
     if sampling not in ("bernoulli", "rescaled", "exact"):
         raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
@@ -357,13 +358,19 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
     norms, nW, nWh, nE = {}, [], [], []
     for n, pi in zip(nodes, ps):
         op = n.op
-        if op.groups != 1 and pi > 0:
-            raise UnsupportedLayerError(f"Cert-R for the grouped convolution {op.fqn!r} (groups={op.groups}) is not "
-                                        "supported; use Cert-D after drawing the mask")
         We = op.effective_weight()
         w = graph_weight_norm(op, We, conv_method)
-        L = weight_layer_specs(op)[0]
-        wh, e = (w, 0.0) if pi == 0 else _cert_r_layer(L, We.reshape(L.weight_shape), w, float(pi), de, sampling)
+        specs = weight_layer_specs(op)
+        if pi == 0:
+            wh, e = w, 0.0
+        else:  # a grouped conv is block diagonal: per-group bounds with delta_i split over the groups, then the max
+            co = We.shape[0] // len(specs)
+            per = []
+            for j, L in enumerate(specs):
+                Wj = We[j * co:(j + 1) * co].reshape(L.weight_shape)
+                wj = _scaled_norm(L, Wj, conv_method) if len(specs) > 1 else w
+                per.append(_cert_r_layer(L, Wj, wj, float(pi), de / len(specs), sampling))
+            wh, e = max(p_[0] for p_ in per), max(p_[1] for p_ in per)
         norms[op.fqn] = (w, wh, e, op.bias_map_norm())
         nW.append(w), nWh.append(wh), nE.append(e)
     r = _run_lemma(graph, norms, "Cert-R")

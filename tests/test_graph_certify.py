@@ -375,3 +375,13 @@ def test_cert_r_on_graphs_holds_over_masks():
         gh = g.with_masks(random_masks(g, 0.3, 100 + s))
         exceed += exact_linear_error(g, gh) > cr.eps
     assert exceed == 0 and cr.kind == "Cert-R"
+
+
+def test_cert_r_on_grouped_convolutions_holds_over_masks():
+    _seed(17)
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.Conv2d(4, 4, 3, groups=2, bias=False),
+                      nn.Flatten(), nn.Linear(4 * 4 * 4, 3, bias=False))
+    g = from_torch(m, (2, 6, 6))
+    cr = certify_random_graph(g, 0.3, 0.1)
+    exceed = sum(exact_linear_error(g, g.with_masks(random_masks(g, 0.3, 200 + s))) > cr.eps for s in range(20))
+    assert exceed == 0 and np.isfinite(cr.eps)
