@@ -227,6 +227,8 @@ def _b_graph_chain():
     lemma_a_graph = import_attr("probprune.graph", "lemma_a_graph")
     lemma_a_general = import_attr("probprune.certificates", "lemma_a_general")
     certify = import_attr("probprune.certificates", "certify")
+    certify_random = import_attr("probprune.certificates", "certify_random")
+    certify_random_graph = import_attr("probprune.certificates", "certify_random_graph")
     fcn_spec = import_attr("probprune.networks", "fcn_spec")
     rng = np.random.default_rng(85)
     for trial in range(20):
@@ -249,4 +251,9 @@ def _b_graph_chain():
         c = certify(spec, W, Wh)
         require(c.eps >= r.D * (1 - 1e-12) and c.eps <= min(fwd_ref, bwd_ref) * (1 + 1e-6),
                 "certify is not the graph recursion with certified norms")
-    return "20 ReLU chains: D_f, D_b == §3.1 A-fwd, A-bwd; D <= min"
+        # Cert-R: the graph path (certify_random_graph) equals the chain path (certify_random) on chains
+        p = float(rng.uniform(0.05, 0.8))
+        cg = certify_random_graph(g, p, 0.05)
+        cs = certify_random(spec, W, p, 0.05)
+        require(abs(cg.eps - cs.eps) <= 1e-9 * cs.eps, f"Cert-R graph {cg.eps} != chain {cs.eps}")
+    return "20 ReLU chains: D_f, D_b == §3.1 A-fwd, A-bwd; D <= min; Cert-R graph == chain"
