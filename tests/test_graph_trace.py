@@ -282,3 +282,47 @@ def test_fcn_spec_graph_lemma_equals_chain_lemma():
     fwd, bwd = lemma_a_general(nW, nWh, nE, [1.0, 1.0, 1.0])
     assert r.Df == pytest.approx(fwd, rel=1e-14) and r.Db == pytest.approx(bwd, rel=1e-14)
     assert r.D <= min(fwd, bwd) * (1 + 1e-15)
+
+
+class _FunctionalPool(nn.Module):
+    def __init__(self, kind, args, kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        self.kind, self.args, self.kwargs = kind, args, kwargs
+
+    def forward(self, x):
+        h = self.conv(x)
+        if self.kind == "max":
+            return F.max_pool2d(h, *self.args, **self.kwargs)
+        return F.avg_pool2d(h, *self.args, **self.kwargs)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["max", "avg"]), k=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 1),
+       d=st.integers(1, 2), ceil=st.booleans(), positional=st.integers(0, 4))
+def test_functional_pool_arguments_are_read_positionally_or_by_keyword(kind, k, s, p, d, ceil, positional):
+    p = min(p, k // 2)
+    names = ["kernel_size", "stride", "padding", "dilation", "ceil_mode"] if kind == "max" else [
+        "kernel_size", "stride", "padding", "ceil_mode"]
+    vals = {"kernel_size": k, "stride": s, "padding": p, "dilation": d, "ceil_mode": ceil}
+    names = [n for n in names if n in vals]
+    args = tuple(vals[n] for n in names[:positional + 1])
+    kwargs = {n: vals[n] for n in names[positional + 1:]}
+    m = _FunctionalPool(kind, args, kwargs)
+    with torch.no_grad():
+        m.conv.weight.fill_(1.0)
+    in_shape = (1, 6, 5)
+    try:
+        m(torch.zeros(1, *in_shape))
+    except RuntimeError:
+        return  # torch rejects the configuration
+    g = from_torch(m, in_shape)
+    node = g.nodes[-1]
+    if kind == "max":
+        pool = lambda x: F.max_pool2d(x, *args, **kwargs)  # noqa: E731
+        assert node.op.c_max == brute_force_window_count(pool, in_shape)
+    else:
+        assert np.linalg.norm(jacobian(g), 2) <= node.op.P
