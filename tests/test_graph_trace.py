@@ -326,3 +326,31 @@ def test_functional_pool_arguments_are_read_positionally_or_by_keyword(kind, k, 
         assert node.op.c_max == brute_force_window_count(pool, in_shape)
     else:
         assert np.linalg.norm(jacobian(g), 2) <= node.op.P
+
+
+class _DefaultArgs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l, self.o = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x, mask=None, scale: float = 2.0):
+        h = F.relu(self.l(x))
+        if mask is not None:
+            h = h * mask
+        return self.o(h * scale)
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = nn.Linear(4, 2)
+
+    def forward(self, x, y):
+        return self.l(x) + self.l(y)
+
+
+def test_forward_arguments_with_defaults_are_read_as_model_x_runs_them():
+    g = from_torch(_DefaultArgs(), (4,))
+    assert [n.kind for n in g.nodes] == ["input", "affine", "act", "gain", "affine"]
+    with pytest.raises(UnsupportedLayerError, match="more than one input"):
+        from_torch(_TwoInputs(), (4,))

@@ -66,10 +66,22 @@ def _fx_trace(model):
                 return False
             return getattr(type(m).forward, "__module__", "").startswith("torch.")
 
+    import inspect
+
     tracer = Tracer()
+    # forward(self, x, flag=default, ...): trace with the defaults (what model(x) runs); a second required input is
+    # refused below (more than one placeholder)
+    concrete = {}
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        params = []
+    for prm in params:
+        if prm.default is not inspect.Parameter.empty and prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY):
+            concrete[prm.name] = prm.default
     try:
         with _refuse_autograd_functions():
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except UnsupportedLayerError:
         raise
     except fx.proxy.TraceError as exc:
@@ -185,6 +197,10 @@ class _Builder:
         out_name = None
         for n in fx_graph.nodes:
             if n.op == "placeholder":
+                if n.args:  # a defaulted argument fixed to its default by concrete_args: a constant
+                    self.meta.add(n)
+                    self.val[n] = n.args[0]
+                    continue
                 if self.nodes:
                     raise UnsupportedLayerError(f"unsupported model: more than one input ({n.name!r})")
                 self.nodes.append(Node(n.name, O.Input(where="input"), (), self.input_shape))
@@ -305,6 +321,9 @@ class _Builder:
 
         t = n.target
         where = f"{'method ' if n.op == 'call_method' else ''}{_fn_name(t)}"
+        if n.op == "call_function" and getattr(t, "__name__", "") in ("_assert_is_none", "_assert") and not n.users:
+            return  # fx's guards on arguments specialised to their defaults
+
         tensor_args = [a for a in list(n.args) + list(n.kwargs.values())
                        if isinstance(a, fx.Node) and a not in self.meta]
         # shapes and integers (x.size(0), x.shape[1], ...): evaluated on the example, usable by reshapes only
@@ -312,7 +331,7 @@ class _Builder:
             not tensor_args and any(isinstance(a, fx.Node) for a in list(n.args) + list(n.kwargs.values())))
         if is_meta:
             if n.op == "call_function" and t not in (getattr, operator.getitem, operator.mul, operator.add,
-                                                     operator.sub, operator.floordiv, math.prod):
+                                                     operator.sub, operator.floordiv, math.prod, operator.eq):
                 raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r} on shapes")
             args = self.concrete(n.args)
             kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
