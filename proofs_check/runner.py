@@ -20,6 +20,7 @@ CHECK_MODULES = (
     "checks_graph",
     "checks_tight",
     "checks_calibrated",
+    "checks_sharp",
     "bridge",
 )
 

@@ -104,6 +104,16 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),
     DStatement("tight-stability", "§12.5", "Statement 12.7: positive margins of F and F_hat on R fix both predictions"),
+    # §9 sharper a-priori bounds [D] (issue 11 part A; proofs_check/checks_sharp.py)
+    DStatement("sharp-S9.1", "§9.1", "S9.1 moment comparison: P(||X|| >= x) <= T_p/x^(2p), T_p from Gordon, Rayleigh tail, Hoelder, chi2"),
+    DStatement("sharp-tableM", "§9.1", "table M: dominating variances sigma_p^2 = a^2 max_(k<=p) rho_k^(1/k) of every entry law"),
+    DStatement("sharp-S9.2", "§9.2", "S9.2 Gaussian: ||W|| <= s(sqrt(d1) + sqrt(d2) + sqrt(2 ln(1/delta)))"),
+    DStatement("sharp-S9.3", "§9.3", "S9.3 uniform as an a sqrt(2/pi)-Lipschitz image of a Gaussian"),
+    DStatement("sharp-S9.4", "§9.4", "S9.4 Schur test with line sums (count, conditional, Bernstein forms), monotone in the support"),
+    DStatement("sharp-S9.5", "§9.5", "S9.5 masks independent of W: Jensen; exact-k = Bernoulli given its count"),
+    DStatement("sharp-S9.6", "§9.6", "S9.6 exact-k magnitude: order-statistic bracket, shell, threshold given its count"),
+    DStatement("sharp-S9.7", "§9.7", "S9.7 minimum of deterministic thresholds at the same failure probability"),
+    DStatement("sharp-S9.8", "§9.8", "S9.8 product moment recursion for linear nets (disjoint supports, Chevet, Minkowski)"),
 )
 
 D_IDS = tuple(s.id for s in D_STATEMENTS)

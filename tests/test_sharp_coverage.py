@@ -1,0 +1,148 @@
+"""Monte Carlo coverage of the sharper a-priori bounds (THEORY §9): for each configuration, T >= 1000 networks are drawn
+from the weight law, pruned, and the exact error (linear nets: spectral norm of the product difference, §6) or the
+exact norms of W_i / E_i are compared with the bound; the bound is refuted when the one-sided Clopper-Pearson lower
+limit of the violation rate exceeds its delta (probprune.mc.stats, §6). Corners: deep narrow nets, fractions near 0
+and 1, delta near 0 and 1, per-layer fractions, Gaussian law with exact-k random pruning, exact-k magnitude."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from probprune import sharp
+from probprune.bounds import apriori_bound
+from probprune.mc.stats import cp_lower
+from probprune.networks import fcn_spec, sample_weights
+
+ALPHA = 0.001  # fixed seeds: deterministic; a small alpha keeps a grid of checks from flagging by chance
+
+
+def _mask(rng, w, method, q, law, a):
+    """Pruned-entry indicator for stacked weights w (T, d_out, d_in)."""
+    T = w.shape[0]
+    if method in ("magnitude", "magnitude_exact", "random_exact"):
+        if method == "magnitude":
+            tau = q * a if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a
+            return np.abs(w) < tau
+        k = int(np.floor(q * w[0].size))
+        score = np.abs(w) if method == "magnitude_exact" else rng.random(w.shape)
+        flat = score.reshape(T, -1)
+        P = np.zeros(flat.shape, bool)
+        if k > 0:
+            idx = np.argpartition(flat, k - 1, axis=1)[:, :k]
+            np.put_along_axis(P, idx, True, axis=1)
+        return P.reshape(w.shape)
+    return rng.random(w.shape) < q
+
+
+def _draw(spec, law, method, q, T, seed):
+    rng = np.random.default_rng(seed)
+    W = sample_weights(spec, rng, law, n=T)
+    qs = np.broadcast_to(np.asarray(q, float), (spec.depth,))
+    Wh = []
+    for w, L, qi in zip(W, spec.layers, qs):
+        P = _mask(rng, w, method, qi, law, L.half_width)
+        wh = np.where(P, 0.0, w)
+        if method == "random_rescaled":
+            wh = wh / (1 - qi)
+        Wh.append(wh)
+    return W, Wh
+
+
+def _exact_error(W, Wh):
+    A, B = W[0], Wh[0]
+    for w, wh in zip(W[1:], Wh[1:]):
+        A, B = w @ A, wh @ B
+    return np.linalg.norm(A - B, 2, axis=(1, 2))
+
+
+def _check(viol: np.ndarray, delta: float, what: str):
+    V, T = int(np.sum(viol)), int(viol.size)
+    lo = cp_lower(V, T, ALPHA)
+    assert lo <= delta, f"{what}: {V}/{T} violations, CP lower {lo:.4f} > delta {delta}"
+    return V / T
+
+
+def _coverage(widths, law, method, q, delta, T=1000, seed=0, statement="best"):
+    spec = fcn_spec(widths, "identity")
+    W, Wh = _draw(spec, law, method, q, T, seed)
+    r = apriori_bound(spec, q, delta, method, law, statement=statement)
+    err = _exact_error(W, Wh)
+    tag = f"{widths} {law} {method} q={q} delta={delta}"
+    rate = _check(err > r.eps, delta, tag + " eps")
+    # each term at its own failure probability
+    nW = np.stack([np.linalg.norm(w, 2, axis=(1, 2)) for w in W], -1)
+    nE = np.stack([np.linalg.norm(w - wh, 2, axis=(1, 2)) for w, wh in zip(W, Wh)], -1)
+    dW = np.broadcast_to(r.allocation.delta_W, (spec.depth,))
+    dE = np.broadcast_to(np.asarray(r.allocation.delta_E) + np.asarray(r.allocation.delta_T), (spec.depth,))
+    for i in range(spec.depth):
+        _check(nW[:, i] > r.B[i], float(dW[i]), tag + f" B_{i}")
+        if r.eta[i] > 0:
+            _check(nE[:, i] > r.eta[i], float(dE[i]), tag + f" eta_{i}")
+    return rate, r
+
+
+# ------------------------------------------------------------------------------------------- default (small)
+@pytest.mark.parametrize("widths,law,method,q,delta", [
+    ([4, 4, 4, 4, 4, 4, 4, 4], "uniform", "magnitude", 0.5, 0.9),  # deep narrow, delta near 1
+    ([8, 8, 8], "gaussian", "random_exact", 0.3, 0.5),  # Gaussian law with exact-k random pruning
+    ([6, 10, 4, 5], "uniform", "magnitude_exact", [0.05, 0.5, 0.95], 0.5),  # per-layer fractions, exact-k magnitude
+    ([5, 20, 3], "gaussian", "magnitude", 0.999, 0.99),  # fraction near 1
+    ([12, 3, 12], "uniform", "random", 0.002, 0.9),  # fraction near 0 (no jump at 0+)
+])
+def test_sharp_bound_covers_small(widths, law, method, q, delta):
+    _coverage(widths, law, method, q, delta, T=1000, seed=11)
+
+
+@pytest.mark.parametrize("kind,law,q", [("full", "uniform", 1.0), ("random", "uniform", 0.01),
+                                        ("magnitude", "gaussian", 0.3), ("random_rescaled", "uniform", 0.5)])
+def test_single_matrix_statements_cover(kind, law, q):
+    """S9.1-S9.4 one matrix at a time, delta' = 0.9 (the threshold is closest to the true quantile there)."""
+    rng = np.random.default_rng(5)
+    d1, d2, a, delta, T = 20, 30, 0.2, 0.9, 1000
+    w = rng.uniform(-a, a, (T, d1, d2)) if law == "uniform" else rng.normal(0, a, (T, d1, d2))
+    if kind == "full":
+        x = w
+        v, _ = sharp.full_norm_bound(d1, d2, a, delta, law)
+        cands = [v, sharp.moment_bound(d1, d2, sharp.dominating_variance("full", law, 1.0), a, delta)[0]]
+    else:
+        b = rng.random(w.shape) < q
+        if kind == "magnitude":
+            x = np.where(np.abs(w) < stats.norm.ppf((1 + q) / 2) * a, w, 0.0)
+        elif kind == "random":
+            x = np.where(b, w, 0.0)
+        else:
+            x = np.where(b, w, -w * q / (1 - q))
+        cands = [sharp.error_norm_bound(d1, d2, kind, law, q, a, delta)[0],
+                 sharp.moment_bound(d1, d2, sharp.dominating_variance(kind, law, q), a, delta)[0],
+                 sharp.schur_bound(d1, d2, kind, law, q, a, delta)]
+    n = np.linalg.norm(x, 2, axis=(1, 2))
+    for c in cands:
+        if np.isfinite(c):
+            _check(n > c, delta, f"{kind} {law} q={q} threshold {float(c):.4g}")
+
+
+# ------------------------------------------------------------------------------------------- slow grid
+_GRID = [
+    (w, law, m, q, d)
+    for w in ([3] * 9, [10, 10, 10], [16, 2, 16], [5, 20, 3])
+    for law in ("uniform", "gaussian")
+    for m in ("magnitude", "random", "random_rescaled", "random_exact", "magnitude_exact")
+    for q in (0.001, 0.1, 0.5, 0.95)
+    for d in (1e-6, 0.5, 0.95)
+    if not (m == "random_rescaled" and q > 0.9)
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("widths,law,method,q,delta", _GRID)
+def test_sharp_bound_covers_grid(widths, law, method, q, delta):
+    _coverage(widths, law, method, q, delta, T=1000, seed=7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_per_layer_fractions_and_product_bound(method):
+    for q in ([0.0, 0.3, 0.01], [0.9, 0.0, 0.0], [0.02, 0.5, 0.98]):
+        _coverage([7, 9, 11, 5], "uniform", method, q, 0.5, T=2000, seed=3)
+        _coverage([7, 9, 11, 5], "gaussian", method, q, 0.5, T=2000, seed=4)
