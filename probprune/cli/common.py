@@ -153,6 +153,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, w)
 
 
+def refuse_recurrent(net, path: str) -> None:
+    """Recurrent layers (LSTM, GRU, RNN) have no operator-norm bound in any engine: refuse naming the layer."""
+    import torch.nn as nn
+
+    from ..errors import UnsupportedLayerError
+
+    for name, mod in net.named_modules():
+        if isinstance(mod, nn.RNNBase):
+            raise UnsupportedLayerError(f"layer {name or '<root>'!r} of {path} is a {type(mod).__name__}: recurrent "
+                                        "layers are not supported")
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 _jsonable = jsonable  # the library's converter (probprune/jsonio.py); library modules never import the CLI
 

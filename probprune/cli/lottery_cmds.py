@@ -19,7 +19,7 @@ from rich.table import Table
 from . import app
 from .common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
                      check_finite, check_int, check_output_path, emit, json_option, parse_float_list,
-                     parse_int_list, val)
+                     parse_int_list, refuse_recurrent, val)
 from ..errors import ProbPruneError, check_delta
 
 console = LazyConsole()
@@ -260,6 +260,7 @@ def construct_cmd(
     check_output_path(out, "--out")
     shape = tuple(parse_int_list(input_shape, "--input-shape")) if input_shape else None
     target = load_model(model, arch=arch, input_shape=shape).double().eval()
+    refuse_recurrent(target, model)
     if data not in ("auto", "none"):  # an explicit dataset must fit the model: checked before the work
         from ..data import load_dataset
 
