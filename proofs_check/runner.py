@@ -21,6 +21,7 @@ CHECK_MODULES = (
     "checks_tight",
     "checks_calibrated",
     "checks_sharp",
+    "checks_scale",
     "bridge",
 )
 

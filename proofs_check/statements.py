@@ -93,6 +93,12 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("ball-scaling", "§10.4", "Statement 10.4b: G(u) = F(su) via s W_1; homogeneous bias-free: err(x) <= (||x||/s) e_G"),
     DStatement("acc-drop-eps", "§10.4", "Statement 10.4c: CA(e) >= acc - A iff e < t_(m)"),
     DStatement("opt-inversion", "§10.5", "Statement 10.5: log-share form of the bound; split over the pruned set only; table running max is sound"),
+    # §11 certified norms and budgets at scale
+    DStatement("scale-certified-only", "§11", "only certified norms (11.1, 11.2, Lemma C) enter a reported certificate or budget"),
+    DStatement("norm-scaled-gram", "§11.1", "||M|| <= 2^e sqrt(lambda_hat + (k+m+n+10) eps ||M'||_F^2 + tiny) (1 + 1e-9), M' = M / 2^e"),
+    DStatement("norm-conv-rfft", "§11.2", "zero-padded conv (stride, dilation, groups, 1-D) <= max over the rfft half of the periodic blocks' norms"),
+    DStatement("budget-certified-sound", "§11.3", "the certified budget's counts have certified Cert-D (certify_graph) <= eps"),
+    DStatement("budget-shapes", "§11.4", "||E|| >= max(||E||_F/sqrt(min dim), row and column norms); |u^T W v| <= ||W||"),
     # §12 tighter certificates
     DStatement("tight-min", "§12", "every §12 bound is an upper bound on sup_R ||F - F_hat||; the minimum of valid bounds is valid"),
     DStatement("tight-lowering", "§12.1", "affine runs composed exactly; residual DAG as a chain with carried identity coordinates"),
