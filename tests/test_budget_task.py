@@ -115,3 +115,16 @@ def test_cli_bound_calibrated_keeps_eps(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["eps"] > 0 and 0 < d["calibrated"]["eps"] and d["calibrated"]["rank"] <= 100
+
+
+def test_trained_empirical_is_above_the_certified_uniform_fraction():
+    from probprune.budget_certified import certified_budget
+    from probprune.cli.budget_task import trained_empirical
+
+    pm, X, y = _toy(4)
+    eps = 0.3
+    cert = certified_budget(pm, eps, "magnitude", "uniform")
+    emp = trained_empirical(pm, eps, "magnitude", 0.05, seed=0)
+    assert emp["measured_at_fraction"] <= eps
+    # Cert-D >= err >= PGD: the certified fraction's PGD error is within eps, so the empirical one is not far below it
+    assert emp["fraction"] >= 0.5 * cert.uniform_fraction
