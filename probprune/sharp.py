@@ -424,7 +424,7 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
         a, af = tau * ((math.sqrt(dk) + r_p) * a + af), tau * c_k * af
     logd = np.log(np.asarray(delta, float))
     logd = np.reshape(logd, np.shape(logd) + (1,)) if np.ndim(logd) else logd
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # e = 0 only when nothing is pruned: x = 0
         lx = ((2 * P - 2) * np.log(e) + 2 * np.log(ef) - logd) / (2 * P)
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
