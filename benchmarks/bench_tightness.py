@@ -1,0 +1,187 @@
+"""Benchmark: tightness of the a-priori bounds (issue 11, acceptance item 1; THEORY §9).
+
+Fixed grid, chosen before any run:
+* linear families: widths [w] * (depth + 1) with w in {32, 128, 512}, depth in {2, 3, 4}; magnitude (threshold) and
+  random (Bernoulli) pruning; fractions {0.01, 0.03, 0.1, 0.3} in every layer; delta = 0.05; uniform paper law (K = 1).
+  For each family T networks are drawn, the exact error ||prod W - prod What|| (float64 SVD) is measured, and
+  bound / exact error is reported per draw; a family's ratio is the median over its draws. Summary: median and 90th
+  percentile over the families, for the old default (statement="bernstein", THEORY §3.4), the new default
+  (statement="best", §9.7) and, where ``probprune.calibrated`` exists (issue 11 part B), the calibrated statement
+  (§10.1, its own simulation with gamma = 0.05).
+* ReLU families: widths [w] * (depth + 1), w in {32, 128}, depth in {2, 3}, same methods, fractions {0.01, 0.1, 0.3}:
+  bound / best PGD lower bound of the error (``probprune.mc.measure.pgd_lower_bound``).
+Targets (issue 11): default median <= 3x on the linear grid, ReLU median <= 10x.
+The baseline measured in the same run is the old default (ratio old / new per family), and the time of one bound
+evaluation (old and new). Writes benchmarks/results/tightness.json; ``--quick`` uses fewer draws and skips the
+calibrated column for w = 512.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from probprune._threads import limit_threads
+
+limit_threads()
+
+import numpy as np  # noqa: E402
+
+from probprune.bounds import apriori_bound  # noqa: E402
+from probprune.networks import fcn_spec, sample_weights  # noqa: E402
+
+TARGETS = {"linear_default_median": 3.0, "relu_default_median": 10.0}
+LIN_WIDTHS, LIN_DEPTHS = (32, 128, 512), (2, 3, 4)
+FRACTIONS = (0.01, 0.03, 0.1, 0.3)
+RELU_WIDTHS, RELU_DEPTHS, RELU_FRACTIONS = (32, 128), (2, 3), (0.01, 0.1, 0.3)
+METHODS = ("magnitude", "random")
+DELTA = 0.05
+
+
+def _prune(rng, W, spec, method, q):
+    out = []
+    for w, L in zip(W, spec.layers):
+        P = np.abs(w) < q * L.half_width if method == "magnitude" else rng.random(w.shape) < q
+        out.append(np.where(P, 0.0, w))
+    return out
+
+
+def _exact(W, Wh):
+    A, B = W[0], Wh[0]
+    for w, wh in zip(W[1:], Wh[1:]):
+        A, B = w @ A, wh @ B
+    return np.linalg.norm(A - B, 2, axis=(-2, -1))
+
+
+def _summ(x):
+    x = np.asarray(x, float)
+    return {"median": float(np.median(x)), "p90": float(np.quantile(x, 0.9)), "min": float(x.min()),
+            "max": float(x.max()), "n": int(x.size)}
+
+
+def linear(T: int, calibrated_max_width: int, seed: int = 0):
+    try:
+        from probprune import calibrated as cal
+    except ImportError:  # part B not landed
+        cal = None
+    fams = []
+    for w in LIN_WIDTHS:
+        for depth in LIN_DEPTHS:
+            spec = fcn_spec([w] * (depth + 1), "identity")
+            for method in METHODS:
+                rng = np.random.default_rng([seed, w, depth, METHODS.index(method)])
+                W = sample_weights(spec, rng, "uniform", n=T)
+                masks_rng = np.random.default_rng([seed + 1, w, depth])
+                for q in FRACTIONS:
+                    err = _exact(W, _prune(masks_rng, W, spec, method, q))
+                    old = apriori_bound(spec, q, DELTA, method, statement="bernstein")
+                    new = apriori_bound(spec, q, DELTA, method)
+                    row = {"widths": list(spec.widths), "method": method, "fraction": q, "T": T,
+                           "exact_median": float(np.median(err)), "exact_q95": float(np.quantile(err, 0.95)),
+                           "old_eps": float(old.eps), "new_eps": float(new.eps),
+                           "old_ratio": float(np.median(old.eps / err)), "new_ratio": float(np.median(new.eps / err)),
+                           "new_eps_statement": new.as_dict()["eps_statement"],
+                           "new_eta_statement": new.term_statements[0]["eta"]}
+                    if cal is not None and w <= calibrated_max_width:
+                        c = cal.calibrated_bound(spec, q, DELTA, 0.05, method, "uniform",
+                                                 trials=cal.min_trials(DELTA, 0.05), seed=seed)
+                        row["calibrated_eps"] = c.eps
+                        row["calibrated_ratio"] = float(np.median(c.eps / err))
+                    fams.append(row)
+                    print(f"linear {spec.widths} {method} q={q}: old {row['old_ratio']:.1f}x new "
+                          f"{row['new_ratio']:.2f}x" + (f" calibrated {row['calibrated_ratio']:.2f}x"
+                                                        if "calibrated_ratio" in row else ""), flush=True)
+    summ = {"old_default": _summ([f["old_ratio"] for f in fams]), "new_default": _summ([f["new_ratio"] for f in fams]),
+            "old_over_new": _summ([f["old_ratio"] / f["new_ratio"] for f in fams])}
+    cr = [f["calibrated_ratio"] for f in fams if "calibrated_ratio" in f]
+    summ["calibrated"] = _summ(cr) if cr else ("probprune.calibrated not available" if cal is None else "skipped")
+    for m in METHODS:
+        summ[f"new_default_{m}"] = _summ([f["new_ratio"] for f in fams if f["method"] == m])
+    for q in FRACTIONS:
+        summ[f"new_default_q{q}"] = _summ([f["new_ratio"] for f in fams if f["fraction"] == q])
+    for d in LIN_DEPTHS:
+        summ[f"new_default_depth{d}"] = _summ([f["new_ratio"] for f in fams if len(f["widths"]) == d + 1])
+    return fams, summ
+
+
+def relu(T: int, seed: int = 0, n_random: int = 16, iters: int = 40):
+    import torch
+
+    from probprune.mc.measure import pgd_lower_bound
+
+    fams = []
+    for w in RELU_WIDTHS:
+        for depth in RELU_DEPTHS:
+            spec = fcn_spec([w] * (depth + 1), "relu")
+            for method in METHODS:
+                rng = np.random.default_rng([seed, w, depth, 7 + METHODS.index(method)])
+                W = sample_weights(spec, rng, "uniform", n=T)
+                for q in RELU_FRACTIONS:
+                    Wh = _prune(rng, W, spec, method, q)
+                    gens = [torch.Generator().manual_seed(seed + t) for t in range(T)]
+                    lb = pgd_lower_bound(spec, [torch.as_tensor(x) for x in W], [torch.as_tensor(x) for x in Wh],
+                                         n_random=n_random, iters=iters, generators=gens).numpy()
+                    old = apriori_bound(spec, q, DELTA, method, statement="bernstein")
+                    new = apriori_bound(spec, q, DELTA, method)
+                    row = {"widths": list(spec.widths), "method": method, "fraction": q, "T": T,
+                           "pgd_median": float(np.median(lb)), "old_ratio": float(np.median(old.eps / lb)),
+                           "new_ratio": float(np.median(new.eps / lb))}
+                    fams.append(row)
+                    print(f"relu {spec.widths} {method} q={q}: old {row['old_ratio']:.1f}x new {row['new_ratio']:.1f}x",
+                          flush=True)
+    return fams, {"old_default": _summ([f["old_ratio"] for f in fams]),
+                  "new_default": _summ([f["new_ratio"] for f in fams])}
+
+
+def timing(repeat: int = 20):
+    spec = fcn_spec([784, 300, 100, 10])
+    out = {}
+    for st in ("bernstein", "best"):
+        apriori_bound(spec, 0.1, DELTA, statement=st)
+        t = time.perf_counter()
+        for _ in range(repeat):
+            apriori_bound(spec, 0.1, DELTA, statement=st)
+        out[st] = (time.perf_counter() - t) / repeat
+    out["ratio_best_over_bernstein"] = out["best"] / out["bernstein"]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer draws; calibrated column only up to width 128")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "tightness.json"))
+    args = ap.parse_args(argv)
+    T_lin, T_relu, cal_w = (10, 3, 128) if args.quick else (30, 6, 512)
+    t0 = time.time()
+    lin_f, lin_s = linear(T_lin, cal_w)
+    relu_f, relu_s = relu(T_relu)
+    res = {
+        "benchmark": "tightness", "quick": args.quick, "delta": DELTA, "law": "uniform (paper law, K = 1)",
+        "grid": {"linear": {"widths": LIN_WIDTHS, "depths": LIN_DEPTHS, "fractions": FRACTIONS, "methods": METHODS,
+                            "draws_per_family": T_lin},
+                 "relu": {"widths": RELU_WIDTHS, "depths": RELU_DEPTHS, "fractions": RELU_FRACTIONS,
+                          "methods": METHODS, "draws_per_family": T_relu}},
+        "ratio": "bound / exact error (linear) or bound / best PGD lower bound (ReLU), median over a family's draws",
+        "targets": TARGETS,
+        "linear_summary": lin_s, "relu_summary": relu_s,
+        "targets_met": {"linear_default_median": lin_s["new_default"]["median"] <= TARGETS["linear_default_median"],
+                        "relu_default_median": relu_s["new_default"]["median"] <= TARGETS["relu_default_median"]},
+        "bound_eval_seconds": timing(),
+        "linear_families": lin_f, "relu_families": relu_f,
+        "wall_seconds": time.time() - t0,
+        "platform": {"python": sys.version.split()[0], "machine": platform.machine(),
+                     "threads": os.environ.get("OMP_NUM_THREADS")},
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    print(json.dumps({"linear": lin_s["new_default"], "linear_old": lin_s["old_default"],
+                      "calibrated": lin_s["calibrated"], "relu": relu_s["new_default"],
+                      "relu_old": relu_s["old_default"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
