@@ -73,8 +73,8 @@ def _chk_compose():
     return f"{n} networks (1/3 linear: exact), 4000+1000 sampled inputs each"
 
 
-@register("tight-pair", "S-procedure identity of Statement 12.2; pair bound >= max over all vertices D in {0,1}^n "
-          "and <= ||A|| ||B||", "§12.2", "symbolic+numeric", covers=["tight-pair"])
+@register("tight-pair", "S-procedure identity of Statement 12.2; pair and chain bounds >= max over all vertices D in "
+          "{0,1}^n; pair <= ||A|| ||B||", "§12.2", "symbolic+numeric", covers=["tight-pair", "tight-chain"])
 def _chk_pair():
     from probprune.tight.compose import pair_bound
 
@@ -97,11 +97,21 @@ def _chk_pair():
         pb = pair_bound(A, B)
         require(vmax <= pb, f"pair bound {pb} below a vertex value {vmax}")
         require(pb <= np.linalg.norm(A, 2) * np.linalg.norm(B, 2) * (1 + 2e-6), "pair bound above the product")
-    return "3 identities; 20 random pairs vs exhaustive vertices"
+    from probprune.tight.compose import sproc_chain_bound
+
+    for _ in range(8):  # Statement 12.10: chains of three factors vs exhaustive vertices of both slopes
+        n1, n2 = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+        A, B, C = rng.normal(size=(3, n1)), rng.normal(size=(n1, n2)), rng.normal(size=(n2, 2))
+        vmax = max(np.linalg.norm((A * np.array(d1)) @ (B * np.array(d2)) @ C, 2)
+                   for d1 in itertools.product((0.0, 1.0), repeat=n1) for d2 in itertools.product((0.0, 1.0), repeat=n2))
+        cb = sproc_chain_bound([A, B, C])
+        require(vmax <= cb, f"chain bound {cb} below a vertex value {vmax}")
+        require(abs(sproc_chain_bound([A, B]) - pair_bound(A, B)) <= 1e-4 * pair_bound(A, B), "m = 2 is the pair bound")
+    return "3 identities; 20 random pairs and 8 three-factor chains vs exhaustive vertices"
 
 
 @register("tight-unroll", "F - F_hat = sum_i M_L S ... S_i (E_i shat + db_i) with slopes in [0,1]; grouping and "
-          "mixed bounds >= sampled errors", "§12.3", "numeric", covers=["tight-unroll", "tight-mixed"])
+          "mixed bounds >= sampled errors", "§12.3", "numeric", covers=["tight-unroll", "tight-mixed", "tight-anchored"])
 def _chk_unroll():
     from probprune.tight.compose import lemma_a_pairs
     from probprune.tight.lower import lower_pair, pruned_copy

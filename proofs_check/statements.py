@@ -106,6 +106,8 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-pair", "§12.2", "Statement 12.2: sup_{0<=D<=I} ||A D B||^2 <= t^2 lambda_max(B^T (2tI - A^T A)^{-1} B)"),
     DStatement("tight-unroll", "§12.3", "Statement 12.3: F - F_hat = sum_i M_L S ... S_i (E_i shat + db_i), slopes in [0,1]; grouping bound"),
     DStatement("tight-mixed", "§12.3", "Statement 12.8: sum_i min(Pi_i V_i, pi_i beta_{i-1} + Pi_i db_i)"),
+    DStatement("tight-anchored", "§12.3", "Statement 12.9: v_i = w_i + E_i Shat Mhat ... (x - x0); chain bounds of both parts"),
+    DStatement("tight-chain", "§12.2", "Statement 12.10: S-procedure chain recursion G_{k+1} = t^2 X^T (2tI - G_k)^{-1} X"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),

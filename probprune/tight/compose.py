@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -100,16 +101,63 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def _pair_cache(F: Chain, Fhat: Chain):
-    M = [s.M for s in F.stages]
-    E = [s.M - sh.M for s, sh in zip(F.stages, Fhat.stages)]
+def sproc_chain_bound(mats: Sequence[np.ndarray]) -> float:
+    """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
+    G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
+    greedily). For m = 2 this is the pair bound of Statement 12.2."""
+    from scipy.linalg import eigh
+    from scipy.optimize import minimize_scalar
+
+    mats = [np.asarray(X, float) for X in mats]
+    for a, b in zip(mats[:-1], mats[1:]):
+        if a.shape[1] != b.shape[0]:
+            raise ProbPruneError(f"sproc_chain_bound: shapes {a.shape} and {b.shape} do not compose")
+    if any(not np.any(X) for X in mats):
+        return 0.0
+    G = mats[0].T @ mats[0]
+    for X in mats[1:]:
+        lam, V = np.linalg.eigh((G + G.T) / 2)
+        slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
+        lam = np.maximum(lam, 0.0) + slack
+        VX = V.T @ X
+        lmax = float(lam[-1])
+
+        def nxt(logs, full=False):
+            t = lmax / 2 * (1 + math.exp(logs))
+            w = t * t / (2 * t - lam)
+            if full:
+                return (VX * w[:, None]).T @ VX
+            Y = VX * np.sqrt(w)[:, None]
+            K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y  # same nonzero spectrum, smaller side
+            m = K.shape[0]
+            return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+
+        res = minimize_scalar(nxt, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
+        best = float(res.x) if res.success and float(res.fun) <= nxt(0.0) else 0.0
+        G = nxt(best, full=True)
+    val = float(np.linalg.eigvalsh((G + G.T) / 2)[-1])
+    return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
+
+
+def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
+    """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
+    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix)."""
+    mats = {}
+    for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
+        mats[("M", i)] = s.M
+        mats[("E", i)] = s.M - sh.M
+        mats[("H", i)] = sh.M
+    mats.update(extra or {})
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
-        A = M[i] if kind_a == "M" else E[i]
-        Bm = M[j] if kind_b == "M" else E[j]
-        return pair_bound(A, Bm)
+        return pair_bound(mats[(kind_a, i)], mats[(kind_b, j)])
 
+    @lru_cache(maxsize=None)
+    def seg(keys: tuple):
+        return sproc_chain_bound([mats[k] for k in keys])
+
+    pb.segment = seg
     return pb
 
 
@@ -118,10 +166,14 @@ def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> flo
     adjacent pair bounds: f(k) = min(single_k f(k+1), pair_{k,k+1} f(k+2)) (Statement 12.3)."""
     n = len(factors)
     f = [1.0] * (n + 2)
+    seg = getattr(pb, "segment", None)
     for k in range(n - 1, -1, -1):
         best = single[factors[k]] * f[k + 1]
         if k + 1 < n:
             best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
+        if seg is not None:  # longer segments by the S-procedure chain bound (Statement 12.10)
+            for j in range(k + 2, n):
+                best = min(best, seg(tuple(factors[k:j + 1])) * f[j + 1])
         f[k] = best
     return f[0]
 

@@ -9,7 +9,12 @@ bounded by norms / pair bounds:
 with V_i >= sup_R ||v_i|| from CROWN on F_hat with the rows of E_i as specification (Statements 12.5-12.6; exact
 trust-region bound for i = 1, where v_1 = E_1 x + db_1 is affine), Pi_i the best grouping bound (Statement 12.3) of
 sup_S ||M_L S ... S M_{i+1}||, pi_i the same with the factor E_i appended, and beta_{i-1} >= sup_R ||shat_{i-1}||
-(the smaller of the norm recursion and bound propagation)."""
+(the smaller of the norm recursion and bound propagation).
+
+Anchored form (Statement 12.9), a third candidate per term: v_i(x) = w_i + E_i (shat_{i-1}(x) - shat_{i-1}(x0)) with
+w_i = v_i(x0), and shat_{i-1}(x) - shat_{i-1}(x0) = Shat Mhat_{i-1} ... Shat Mhat_1 (x - x0) (slopes in [0, I]):
+sup ||P_i v_i|| <= g(M_L, ..., M_{i+1}, w_i) + g(M_L, ..., M_{i+1}, E_i, Mhat_{i-1}, ..., Mhat_1) ||x - x0||_max,
+g the grouping bound."""
 from __future__ import annotations
 
 import math
@@ -58,6 +63,17 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     single = {("M", i): n.M[i] for i in range(L)}
     single.update({("E", i): n.E[i] for i in range(L)})
     x0, r = region.centers[0], region.radius
+    r2 = r if region.norm == "l2" else r * math.sqrt(F.n_in)  # l2 radius of the region around x0
+    # anchored at x0 (Statement 12.9): shat_{i-1}(x0) by a forward pass of F_hat
+    s_at = [x0]
+    for st in Fhat.stages[:-1]:
+        z = st.M @ s_at[-1] + st.b
+        s_at.append(np.where(st.relu, np.maximum(z, 0.0), z))
+    w = [F.stages[i].M @ s_at[i] - Fhat.stages[i].M @ s_at[i] + F.stages[i].b - Fhat.stages[i].b for i in range(L)]
+    if dims_ok:
+        pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
+    single.update({("H", i): n.Mhat[i] for i in range(L)})
+    single.update({("w", i): float(np.linalg.norm(w[i])) * (1 + 1e-12) for i in range(L)})
     # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
     beta_in = float(np.linalg.norm(x0)) + (r if region.norm == "l2" else r * math.sqrt(F.n_in))
     beta = []
@@ -86,7 +102,10 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
             V = _sup_l2_rows(prop, i - 1, E, db) if E.shape[0] <= 4096 else math.inf
         b_prev = beta_in if i == 0 else beta[i - 1]
         alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
-        terms.append(min(Pi * V, alt))
+        anchored = (chain_product_bound(prefix + [("w", i)], single, pb)
+                    + (chain_product_bound(prefix + [("E", i)] + [("H", j) for j in range(i - 1, -1, -1)], single, pb)
+                       * r2 if n.E[i] > 0 else 0.0))
+        terms.append(min(Pi * V, alt, anchored))
         Vs.append(V)
         Pis.append(Pi)
     return MixedResult(float(sum(terms)) * (1 + 1e-9), tuple(terms), tuple(Vs), tuple(Pis), tuple(beta))
