@@ -39,6 +39,28 @@ def _root(
     """Explicit-constant pruning bounds, pruning methods, Monte Carlo checks and subset-sum lottery tickets."""
 
 
+def _hide_flag_metavar() -> None:
+    """typer's rich help shows ``--json <bool>`` for on/off flags, which reads as if a value were expected
+    (``--json true`` then fails): show flags without a type column (``--json / --no-json``)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    orig = getattr(TyperOption, "display_type_rich", None)
+    if orig is None or getattr(orig, "_probprune", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return ""
+        return orig(self, ctx)
+
+    display_type_rich._probprune = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_metavar()
+
 # importing the command modules registers their commands on ``app``
 from . import bounds_cmds, prune_cmds, mc_cmds, lottery_cmds, experiment_cmds  # noqa: E402,F401
 
