@@ -204,6 +204,33 @@ def _run_lemma(graph, norms: dict, kind: str):
                              "(the error scales with the weights)") from None
 
 
+def weight_node_norms(op, W, What, conv_method: str = "fft", norm_W: float | None = None) -> tuple:
+    """The four numbers Cert-D needs at one graph weight node (THEORY §8.2 S2, §11): certified upper bounds on
+    ||W'||, ||What'||, ||E'|| = ||W' - What'|| of the effective (BatchNorm-folded) weights of the layer weights ``W``
+    and pruned weights ``What`` (the parameter as stored; the mask acts on it), and the bias map's norm ||c'||.
+    ||E'|| is exactly 0 when W == What. ``norm_W``: ||W'|| already computed by the caller for this W (reused).
+    The one place these norms are computed: :func:`certify_graph` and the Monte Carlo engine call it."""
+    W = check_finite_array(W, f"weights of {op.fqn}")
+    What = check_finite_array(What, f"pruned weights of {op.fqn}")
+    We, Whe = op.effective_weight(W), op.effective_weight(What)
+    w = graph_weight_norm(op, We, conv_method) if norm_W is None else float(norm_W)
+    wh = graph_weight_norm(op, Whe, conv_method)
+    e = graph_weight_norm(op, We - Whe, conv_method) if np.any(W != What) else 0.0
+    return w, wh, e, op.bias_map_norm()
+
+
+def cert_d_from_norms(graph, norms: Mapping[str, tuple]):
+    """Lemma A on the graph (THEORY §8.2) from per-node norms {FQN: (||W'||, ||What'||, ||E'||, ||c'||)} (floats, or
+    numpy arrays with one value per trial: vectorised), float64 underflow refused; a non-finite result anywhere is
+    refused (fail closed). Returns the :class:`~probprune.graph.lemma.GraphLemmaResult` (``D`` is Cert-D)."""
+    r = _run_lemma(graph, norms, "Cert-D")
+    D = np.asarray(r.D, dtype=float)
+    if not np.all(np.isfinite(D)):
+        nE = np.concatenate([np.ravel(t[2]) for t in norms.values()]) if norms else np.zeros(0)
+        _finite_or_refuse(math.inf, nE, "Cert-D")
+    return r
+
+
 def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration: bool = False,
                   spec_lips: Sequence[float] | None = None) -> CertificateResult:
     """Cert-D on a network graph (THEORY §8.2 [D], §3.11): a deterministic upper bound on
@@ -221,22 +248,17 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
     norms, nW, nWh, nE, names, lips, pis = {}, [], [], [], [], [], []
     for n in graph.weight_nodes:
         op, oph = n.op, ph[n.op.fqn]
-        check_finite_array(op.weight, f"weights of {op.fqn}")
-        check_finite_array(oph.weight, f"pruned weights of {op.fqn}")
-        We, Whe = op.effective_weight(), oph.effective_weight()
-        w = graph_weight_norm(op, We, conv_method)
-        wh = graph_weight_norm(op, Whe, conv_method)
-        e = graph_weight_norm(op, We - Whe, conv_method) if np.any(op.weight != oph.weight) else 0.0
-        c = op.bias_map_norm()
+        w, wh, e, c = weight_node_norms(op, op.weight, oph.weight, conv_method)
         norms[op.fqn] = (w, wh, e, c)
         nW.append(w), nWh.append(wh), nE.append(e), names.append(op.fqn)
         lips.append(_following_lip(graph, n.name))
         if show_power_iteration:
+            We = op.effective_weight()
             pis.append(max(power_iteration_norm(L, We if len(weight_layer_specs(op)) == 1 else
                                                 We[j * (We.shape[0] // op.groups):(j + 1) * (We.shape[0] // op.groups)])
                            for j, L in enumerate(weight_layer_specs(op))))
-    r = _run_lemma(graph, norms, "Cert-D")
-    eps = _finite_or_refuse(float(r.D), nE, "Cert-D")
+    r = cert_d_from_norms(graph, norms)
+    eps = float(r.D)
     notes = ["deterministic: holds for this network and mask", "inputs in the unit l2 ball (Frobenius for images)",
              "THEORY §8.2: Lemma A on the traced graph (node-wise min of the forward and backward forms)"]
     kinds = {type(n.op).__name__ for n in graph.nodes}

@@ -102,18 +102,23 @@ def exact_linear_error(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[
     return torch.linalg.matrix_norm(D, ord=2)
 
 
-def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Upper bounds on the operator norm of every layer, shape (n, depth): the certified spectral norm of mat(W_i)
-    (``probprune.norms.matrix_norm_upper``, THEORY §11.1), times sqrt(r_i) for conv layers (Lemma C, §3.5). Never
+def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor], conv_method: str = "fft") -> torch.Tensor:
+    """Upper bounds on the operator norm of every layer, shape (n, depth), with the guarantee ``probprune certify``
+    uses: dense layers the certified spectral norm (``probprune.norms.matrix_norm_upper``, batched, THEORY §11.1);
+    conv layers ``probprune.norms.layer_operator_norm_upper`` per trial (``conv_method="fft"``: the smaller of the
+    periodic-extension FFT bound §11.2 and Lemma C sqrt(r_i) ||mat W_i|| §3.5; ``"kernel"``: Lemma C alone). Never
     power iteration (§3.11)."""
-    from ..norms import matrix_norm_upper  # the package's one certified norm (THEORY §11.1)
+    from ..norms import layer_operator_norm_upper, matrix_norm_upper  # the package's one certified norm (§11)
 
     cols = []
     for W, L in zip(weights, spec.layers):
-        M = W.reshape(W.shape[0], L.d_out, L.d_in)
-        s = matrix_norm_upper(M).to(W.device)
+        n = W.shape[0]
         if L.kind == "conv":
-            s = s * math.sqrt(L.r)
+            Wn = W.detach().cpu().numpy().reshape(n, *L.weight_shape)
+            s = torch.tensor([layer_operator_norm_upper(L, Wn[k], conv_method) for k in range(n)],
+                             dtype=torch.float64, device=W.device)
+        else:
+            s = matrix_norm_upper(W.reshape(n, L.d_out, L.d_in)).to(W.device)
         cols.append(s)
     return torch.stack(cols, dim=-1)
 
@@ -237,6 +242,136 @@ def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int 
             d = (batched_forward(spec, [w[a:b] for w in W], X, biases=biases)
                  - batched_forward(spec, [w[a:b] for w in What], X, biases=biases))
             e = d.norm(dim=-1)
+            means.append(e.mean(dim=1))
+            maxs.append(e.max(dim=1).values)
+    return torch.cat(means), torch.cat(maxs)
+
+
+# ------------------------------------------------------------------------------------------------ graphs (§8)
+def cert_d_graph(graph, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor], conv_method: str = "fft",
+                 norm_W: np.ndarray | None = None):
+    """Cert-D (THEORY §3.11 via Lemma A on graphs, §8.2) for n stacked trials of one network graph: exactly what
+    ``probprune certify`` computes (:func:`probprune.certificates.certify_graph`) for each trial's weights and mask.
+    ``W[i]``/``What[i]``: (n, *weight shape) for the i-th weight node of ``graph.weight_nodes`` (the parameter as
+    stored; BatchNorm folding is applied by the node). Per trial and node the norms come from
+    :func:`probprune.certificates.weight_node_norms` (the function certify_graph calls); the recursion runs once,
+    vectorised over trials, through :func:`probprune.certificates.cert_d_from_norms` (the same rules, element-wise).
+    ``norm_W`` (n, l): ||W'|| already computed (reused). Returns (cert (n,), nW, nWh, nE), each norm array (n, l)."""
+    from ..certificates import cert_d_from_norms, weight_node_norms
+
+    nodes = graph.weight_nodes
+    if len(W) != len(nodes) or len(What) != len(nodes):
+        raise ProbPruneError(f"the graph has {len(nodes)} weight layers, got {len(W)} and {len(What)} tensors")
+    n = W[0].shape[0]
+    nW, nWh, nE = (np.zeros((n, len(nodes))) for _ in range(3))
+    norms = {}
+    for i, node in enumerate(nodes):
+        op = node.op
+        Wi = W[i].detach().cpu().numpy().reshape(n, *op.weight.shape)
+        Whi = What[i].detach().cpu().numpy().reshape(n, *op.weight.shape)
+        c = 0.0
+        for k in range(n):
+            w, wh, e, c = weight_node_norms(op, Wi[k], Whi[k], conv_method,
+                                            None if norm_W is None else norm_W[k, i])
+            nW[k, i], nWh[k, i], nE[k, i] = w, wh, e
+        norms[op.fqn] = (nW[:, i], nWh[:, i], nE[:, i], np.full(n, c))
+    r = cert_d_from_norms(graph, norms)
+    return np.asarray(r.D, dtype=float).reshape(n), nW, nWh, nE
+
+
+def _affine_batched(op, W: torch.Tensor, h: torch.Tensor, n: int) -> torch.Tensor:
+    """One weight node for n stacked trials: ``h`` (n*S, *in_shape) with trial-major rows, ``W`` (n, *weight shape)
+    as stored (BatchNorm folded here exactly as :meth:`Affine.effective_weight`/``effective_bias``)."""
+    W = W.to(h.dtype)
+    if op.bn_scale is not None:
+        W = W * torch.as_tensor(op.bn_scale, dtype=h.dtype).reshape(1, -1, *([1] * (W.dim() - 2)))
+    c = op.effective_bias()
+    c = None if c is None else torch.as_tensor(c, dtype=h.dtype)
+    S = h.shape[0] // n
+    if op.layer == "linear":
+        lead = h.shape[1:-1]
+        y = torch.bmm(h.reshape(n, -1, h.shape[-1]), W.transpose(1, 2))
+        if c is not None:
+            y = y + c
+        return y.reshape(n * S, *lead, W.shape[1])
+    fn = F.conv1d if op.layer == "conv1d" else F.conv2d
+    C, sp = h.shape[1], h.shape[2:]
+    x = h.reshape(n, S, C, *sp).transpose(0, 1).reshape(S, n * C, *sp)
+    y = fn(x, W.reshape(n * W.shape[1], *W.shape[2:]), None if c is None else c.repeat(n), stride=op.stride,
+           padding=op.padding, dilation=op.dilation, groups=n * int(op.groups))
+    co = W.shape[1]
+    return y.reshape(S, n, co, *y.shape[2:]).transpose(0, 1).reshape(n * S, co, *y.shape[2:])
+
+
+def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """F(x) of a network graph (THEORY §8) for n stacked weight sets at once: ``weights[i]`` (n, *weight shape) for
+    the i-th weight node; ``x`` (n, S, *input_shape) or (S, *input_shape) (same inputs for all). Parameter-free
+    nodes run their own ``forward`` on the (n*S, ...) batch; weight nodes as one bmm / grouped conv. Returns
+    (n, S, d_out) (outputs flattened per input)."""
+    from ..graph import ops as O
+
+    n = weights[0].shape[0]
+    ishape = tuple(graph.input_shape)
+    if x.dim() == len(ishape) + 1:
+        x = x.unsqueeze(0).expand(n, *x.shape)
+    S = x.shape[1]
+    widx = {node.name: i for i, node in enumerate(graph.weight_nodes)}
+    vals: dict = {}
+    for node in graph.nodes:
+        if node.name in widx:
+            (u,) = node.inputs
+            vals[node.name] = _affine_batched(node.op, weights[widx[node.name]], vals[u], n)
+        elif isinstance(node.op, O.Input):
+            vals[node.name] = x.reshape(n * S, *ishape)
+        else:
+            vals[node.name] = node.op.forward(*(vals[u] for u in node.inputs))
+    return vals[graph.output].reshape(n, S, -1)
+
+
+def _graph_widest(graph) -> int:
+    return max(int(np.prod(node.out_shape)) if node.out_shape else 1 for node in graph.nodes)
+
+
+def graph_pgd_lower_bound(graph, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor], n_random: int = 64,
+                          iters: int = 60, step: float = 0.5, generators: Sequence[torch.Generator] | None = None,
+                          basis: bool = True, max_batch_elems: int = 40_000_000) -> torch.Tensor:
+    """Lower bound on err = sup_{||x||<=1} ||F(x) - Fhat(x)|| for n stacked trials of a network graph, shape (n,):
+    the package's one PGD (:func:`probprune.attack.pgd_ascent`) on :func:`graph_batched_forward`, with the ball
+    projection x / max(1, ||x||) (valid for any graph: biases, BatchNorm shifts, residual additions). Starts:
+    ``n_random`` Gaussian directions per trial (one seeded generator per trial) and +-e_j (``basis``)."""
+    n = W[0].shape[0]
+    shape = tuple(graph.input_shape)
+    if n_random > 0 and generators is None:
+        raise ProbPruneError("random PGD starts need one torch.Generator per trial")
+    x0 = torch.stack([attack.starts(shape, n_random, generators[k] if n_random > 0 else None, basis)
+                      for k in range(n)])
+    x0 = attack.unit(x0).reshape(n, x0.shape[1], *shape)
+    S = x0.shape[1]
+    sub = max(1, int(max_batch_elems // max(1, S * _graph_widest(graph))))
+    out = []
+    for a in range(0, n, sub):
+        b = min(n, a + sub)
+        Wa, Wha = [w[a:b] for w in W], [w[a:b] for w in What]
+
+        def sq_diff(z, Wa=Wa, Wha=Wha):
+            d = graph_batched_forward(graph, Wa, z) - graph_batched_forward(graph, Wha, z)
+            return (d * d).sum(-1)
+
+        out.append(attack.pgd_ascent(sq_diff, x0[a:b], iters, step, False)[0])
+    return torch.cat(out)
+
+
+def graph_average_error(graph, W, What, X: torch.Tensor, max_batch_elems: int = 40_000_000):
+    """Mean and max over the inputs X (in the ball, (N, *input_shape)) of ||F(x) - Fhat(x)|| per trial, for a
+    network graph: two tensors of shape (n,)."""
+    n, N = W[0].shape[0], X.shape[0]
+    sub = max(1, int(max_batch_elems // max(1, N * _graph_widest(graph))))
+    means, maxs = [], []
+    with torch.no_grad():
+        for a in range(0, n, sub):
+            b = min(n, a + sub)
+            e = (graph_batched_forward(graph, [w[a:b] for w in W], X)
+                 - graph_batched_forward(graph, [w[a:b] for w in What], X)).norm(dim=-1)
             means.append(e.mean(dim=1))
             maxs.append(e.max(dim=1).values)
     return torch.cat(means), torch.cat(maxs)

@@ -60,8 +60,11 @@ class Network:
     depth: int = 0
     model_path: str | None = None  # fixed networks: a torch.save'd nn.Module
     model_input_shape: tuple[int, ...] | None = None
+    graph_model: bool = False  # a fixed network that is not a chain (residual, BatchNorm, ...): see GraphNetwork
 
     def spec(self, activation: str, K: float) -> NetSpec:
+        if self.graph_model:
+            raise ProbPruneError(f"{self.label} is a network graph, not a chain: it has no chain spec")
         if self.kind == "model":
             return load_model(self.model_path, self.model_input_shape).spec
         if self.kind == "fcn":
@@ -94,10 +97,11 @@ def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
         out.append(Network(_cnn_label(c), "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
     for m in getattr(cfg, "models", ()):
         ishape = tuple(m["input_shape"]) if m.get("input_shape") else None
-        parsed = load_model(m["path"], ishape)
+        is_graph = not is_chain_model(m["path"], ishape)
+        depth = len(load_network(m["path"], ishape)[1].weight_nodes)
         digest = _file_md5(m["path"])
         label = f"model:{Path(m['path']).name}:{digest[:8]}"
-        out.append(Network(label, "model", None, None, None, parsed.spec.depth, m["path"], ishape))
+        out.append(Network(label, "model", None, None, None, depth, m["path"], ishape, is_graph))
     return out
 
 
@@ -106,14 +110,84 @@ def _file_md5(path: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def load_model(path: str, input_shape: tuple[int, ...] | None = None):
-    """A fixed network from a file: whatever the package's one loader :func:`probprune.modelio.load_model` reads
-    (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``), parsed
-    with :func:`probprune.networks.from_torch` (weights, biases, spec; the input shape stored by ``probprune train``
-    is used when none is given). The file is trusted code (pickle)."""
-    from ..modelio import read_parsed
+def load_network(path: str, input_shape: tuple[int, ...] | None = None):
+    """A fixed network from a file through the package's one model reader :func:`probprune.modelio.read_network`
+    (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``; torch.fx
+    tracing, refusals naming the operation, forward verification; the input shape stored by ``probprune train`` is
+    used when none is given): (module in eval mode, :class:`probprune.graph.Graph`). The file is trusted code
+    (pickle)."""
+    from ..modelio import read_network
 
-    return read_parsed(path, input_shape=input_shape)
+    return read_network(path, input_shape=input_shape)
+
+
+@lru_cache(maxsize=8)
+def load_model(path: str, input_shape: tuple[int, ...] | None = None):
+    """The chain view (:class:`probprune.networks.ParsedModel`: weights, biases, spec, and the traced graph) of a
+    fixed network file read by :func:`load_network`; non-chains raise
+    :class:`~probprune.errors.UnsupportedLayerError` naming the node (they run as :class:`GraphNetwork`)."""
+    from ..networks import parsed_from_graph
+
+    return parsed_from_graph(load_network(path, input_shape)[1])
+
+
+def is_chain_model(path: str, input_shape: tuple[int, ...] | None = None) -> bool:
+    """True when the model file has a chain view (weight layer -> activation -> pooling); False for graphs
+    (residual additions, folded BatchNorm, grouped / 1-d convs, gains, ...), which run as :class:`GraphNetwork`."""
+    from ..errors import UnsupportedLayerError
+
+    try:
+        load_model(path, input_shape)
+    except UnsupportedLayerError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One weight parameter of a fixed network graph as the pruning rules see it: FQN, shape, and the scale a_i of
+    the threshold rules (max |w|, as in the chain view of a fixed network)."""
+
+    name: str
+    weight_shape: tuple[int, ...]
+    half_width: float
+
+    @property
+    def N(self) -> int:
+        return int(np.prod(self.weight_shape))
+
+
+@dataclass(frozen=True)
+class GraphNetwork:
+    """A fixed network that is a graph (THEORY §8: residual additions, BatchNorm folded, grouped / 1-d convs, ...):
+    masks are drawn over the graph's weight FQNs (``layers``, in ``graph.weight_nodes`` order), the error is
+    measured by PGD through the graph's batched forward (:func:`probprune.mc.measure.graph_pgd_lower_bound`), the
+    certificate is Cert-D on the graph (:func:`probprune.mc.measure.cert_d_graph`, = ``probprune certify``), the
+    bound for random methods Cert-R on the graph (:func:`probprune.certificates.certify_random_graph`)."""
+
+    graph: Any
+    module: Any
+    layers: tuple[WeightLayer, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_weights(self) -> int:
+        return sum(L.N for L in self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.graph.input_shape)
+
+
+@lru_cache(maxsize=8)
+def graph_network(path: str, input_shape: tuple[int, ...] | None = None) -> GraphNetwork:
+    module, graph = load_network(path, input_shape)
+    layers = tuple(WeightLayer(n.op.fqn, tuple(n.op.weight.shape), float(np.abs(n.op.weight).max(initial=0.0)))
+                   for n in graph.weight_nodes)
+    return GraphNetwork(graph, module, layers)
 
 
 def _cnn_label(c: dict) -> str:
@@ -168,12 +242,13 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 
 
 # ------------------------------------------------------------------------------------------------ bounds
-def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: str, fixed=None):
+def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, law: str, fixed=None, graph=None):
     """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies.
     For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
     probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
     Which statement covers which method is read from :data:`probprune.registry.METHODS` (``apriori``,
-    ``cert_r_sampling``); ``lib_*`` methods are not registry methods and have no bound."""
+    ``cert_r_sampling``); ``lib_*`` methods are not registry methods and have no bound. A fixed network graph
+    (``graph``, no chain spec) gets Cert-R on the graph (:func:`probprune.certificates.certify_random_graph`)."""
     from .. import bounds
     from ..registry import METHODS as REGISTERED
 
@@ -183,6 +258,10 @@ def bound_for(spec: NetSpec, method: str, fraction: float, delta: float, law: st
 
         if entry is None or entry.cert_r_sampling is None:
             return None, f"{method} pruning of a fixed network is deterministic: Cert-D bracket only"
+        if graph is not None:
+            from ..certificates import certify_random_graph
+
+            return certify_random_graph(graph, fraction, delta, sampling=entry.cert_r_sampling), ""
         weights, biases = fixed
         return certify_random(spec, weights, fraction, delta, sampling=entry.cert_r_sampling, biases=biases), ""
     try:
@@ -204,29 +283,36 @@ def check_bounds(cfg: MCConfig) -> list[str]:
     settings without an a-priori bound."""
     notes = []
     for g in groups(cfg):
-        spec = g.network.spec(g.activation, cfg.K)
-        fixed = None
-        if g.network.kind == "model":
-            pm = load_model(g.network.model_path, g.network.model_input_shape)
-            fixed = (pm.weights, pm.biases)
-        if cfg.dataset and int(np.prod(spec.input_shape)) != dataset_dim(cfg.dataset):
+        fixed = graph = spec = None
+        if g.network.graph_model:
+            graph = graph_network(g.network.model_path, g.network.model_input_shape).graph
+            ishape = graph.input_shape
+            fixed = "graph"
+        else:
+            spec = g.network.spec(g.activation, cfg.K)
+            ishape = spec.input_shape
+            if g.network.kind == "model":
+                pm = load_model(g.network.model_path, g.network.model_input_shape)
+                fixed = (pm.weights, pm.biases)
+        if cfg.dataset and int(np.prod(ishape)) != dataset_dim(cfg.dataset):
             raise ProbPruneError(
-                f"network {g.network.label} takes {int(np.prod(spec.input_shape))} inputs but dataset "
+                f"network {g.network.label} takes {int(np.prod(ishape))} inputs but dataset "
                 f"{cfg.dataset} has {dataset_dim(cfg.dataset)} features")
         for m in cfg.methods:
             for q in cfg.fractions:
                 for d in cfg.deltas:
-                    res, why = bound_for(spec, m, q, d, g.law, fixed)
+                    res, why = bound_for(spec, m, q, d, g.law, fixed, graph)
                     if res is None:
                         notes.append(f"{g.network.label} {g.activation} {g.law} {m}: {why}")
     return sorted(set(notes))
 
 
 # ------------------------------------------------------------------------------------------------ pruning
-def prune_batched(spec: NetSpec, W, U, method: str, fraction: float, law: str, lib_seeds=None):
+def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: float, law: str, lib_seeds=None):
     """Pruned weights for stacked target weights ``W`` (torch, (n, ...)) and mask scores ``U`` (uniform, same shapes).
-    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (a per-trial loop; the
-    measurement stays batched) with the mask seed ``lib_seeds[k]``.
+    ``spec``: a chain spec, or a :class:`GraphNetwork` (weights in ``graph.weight_nodes`` order).
+    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (on the fixed module of
+    a graph network) (a per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
     Returns (What list, realised pruned fraction (n,) over all weights)."""
     import torch
     from scipy.stats import norm
@@ -273,10 +359,12 @@ def _prune_lib(spec: NetSpec, W, method: str, fraction: float, seeds):
     name = kw.pop("method")
     n = W[0].shape[0]
     masks = [[] for _ in spec.layers]
-    for k in range(n):
-        model = to_torch(spec, [w[k].numpy() for w in W])
+    for k in range(n):  # a graph network is fixed: its module holds the weights of every trial
+        model = spec.module if isinstance(spec, GraphNetwork) else to_torch(spec, [w[k].numpy() for w in W])
         res = prune(model, name, fraction, seed=int(seeds[k]) if seeds is not None else 0, apply=False, **kw)
         for i, L in enumerate(spec.layers):
+            if L.name not in res.mask:
+                raise ProbPruneError(f"probprune.pruning method {method[4:]} gave no mask for weight {L.name!r}")
             masks[i].append(torch.as_tensor(np.asarray(res.mask[L.name]), dtype=torch.bool).reshape(L.weight_shape))
     What, pruned = [], 0
     for w, m in zip(W, masks):
@@ -316,23 +404,41 @@ COLUMNS = [
 
 def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.DataFrame:
     """Run one chunk: ``batch_size`` networks of one group, all methods x fractions x deltas; one row per
-    (trial, method, fraction, delta), columns :data:`COLUMNS`."""
+    (trial, method, fraction, delta), columns :data:`COLUMNS`.
+
+    The ``cert`` column is ``probprune certify``'s Cert-D for the trial's network and mask (THEORY §3.11, §8.2):
+    :func:`probprune.mc.measure.cert_d_graph` on the network's graph (the traced graph of a model file, the chain's
+    graph of a grid network) with the norms of :func:`probprune.certificates.weight_node_norms`; bias-free FCNs with
+    sigma(0) = 0 take the batched fast path (batched certified dense norms, §11.1, and the same Lemma A recursion on
+    the chain, :func:`probprune.mc.measure.lemma_a_batched`)."""
     import torch
 
     from . import measure as M
-    from ..certificates import _offsets, lemma_a_general
 
     torch.set_num_threads(cfg.torch_threads)
     g = groups(cfg)[group_index]
-    spec = g.network.spec(g.activation, cfg.K)
+    net = g.network
+    gnet = graph_network(net.model_path, net.model_input_shape) if net.graph_model else None
+    spec = None if gnet is not None else net.spec(g.activation, cfg.K)
+    view = gnet if gnet is not None else spec  # the layers the pruning rules act on
+    layers = view.layers
+    depth = len(layers)
     trials = unit_trials(cfg, block)
     n = len(trials)
     # ---- draws (per trial, so rows do not depend on batching)
     fixed = None
     biases_t = None
-    if g.network.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
-        pm = load_model(g.network.model_path, g.network.model_input_shape)
+    cgraph = None  # the graph whose Cert-D is the cert column
+    if gnet is not None:  # a fixed network graph: only the masks are random
+        fixed = "graph"
+        cgraph = gnet.graph
+        weights = [n_.op.weight for n_ in cgraph.weight_nodes]
+        W = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)).unsqueeze(0).repeat(n, *([1] * w.ndim))
+             for w in weights]
+    elif net.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
+        pm = load_model(net.model_path, net.model_input_shape)
         fixed = (pm.weights, pm.biases)
+        cgraph = pm.graph
         W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
         if pm.has_bias:
             biases_t = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64)) for b in pm.biases]
@@ -345,48 +451,53 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         per_u = []
         for t in trials:
             r = trial_rng(seed, g, t, 1)
-            per_u.append([r.random(L.weight_shape) for L in spec.layers])
-        U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(spec.depth)]
+            per_u.append([r.random(L.weight_shape) for L in layers])
+        U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(depth)]
         del per_u
     else:
-        U = [None] * spec.depth
+        U = [None] * depth
     lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
-    linear = M.is_linear_fcn(spec) and biases_t is None
+    linear = spec is not None and M.is_linear_fcn(spec) and biases_t is None
+    # bias-free FCN chains with sigma(0) = 0: batched dense norms + the chain recursion (equal to certify's graph)
+    fast = spec is not None and spec.is_fcn and biases_t is None and spec.zero_at_zero
     gens = None
     if not linear:
         gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
     X = None
+    input_shape = tuple(view.input_shape)
     if cfg.dataset:
-        images = spec.layers[0].kind == "conv"
-        X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, tuple(spec.input_shape))
-    normW = M.operator_norms_upper(spec, W).numpy()
-    lips = np.array([L.lip for L in spec.layers])
-    zero0 = spec.zero_at_zero and biases_t is None
-    bn, ao = _offsets(spec, fixed[1] if fixed is not None else None)
+        images = len(input_shape) > 1
+        X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, input_shape)
+    use_graph_cert = not fast and (cfg.certificate or gnet is not None)
+    if use_graph_cert and cgraph is None:  # a grid network: its chain's graph (structure; norms come per trial)
+        from ..graph import Graph
+
+        cgraph = Graph.from_spec(spec, [w[0].numpy() for w in W])
+    normW = None if use_graph_cert else M.operator_norms_upper(spec, W).numpy()
+    lips = None if spec is None else np.array([L.lip for L in spec.layers])
+    n_weights = view.n_weights
 
     base = {
-        "seed": int(seed), "group": g.index, "network": g.network.label, "kind": g.network.kind,
-        "depth": spec.depth, "width": g.network.width if g.network.width is not None else -1,
-        "n_weights": spec.n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
+        "seed": int(seed), "group": g.index, "network": net.label, "kind": net.kind,
+        "depth": depth, "width": net.width if net.width is not None else -1,
+        "n_weights": n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
     }
     frames = []
     bound_cache: dict = {}
     for method in cfg.methods:
         for q in cfg.fractions:
-            What, realized = prune_batched(spec, W, U, method, q, g.law, lib_seeds)
+            What, realized = prune_batched(view, W, U, method, q, g.law, lib_seeds)
             E = [a - b for a, b in zip(W, What)]
-            if cfg.certificate or linear:
+            if fast:
                 normWh = M.operator_norms_upper(spec, What).numpy()
                 normE = M.operator_norms_upper(spec, E).numpy()
-                if zero0:
-                    cert = M.lemma_a_batched(normW, normWh, normE, lips)
-                else:
-                    cert = np.array([min(lemma_a_general(normW[k], normWh[k], normE[k], lips, bn, ao))
-                                     for k in range(n)])
-            else:
-                normE = np.stack([torch.linalg.matrix_norm(e.reshape(n, L.d_out, L.d_in), ord=2).numpy()
-                                  * (math.sqrt(L.r) if L.kind == "conv" else 1.0)
-                                  for e, L in zip(E, spec.layers)], axis=-1)
+                cert = M.lemma_a_batched(normW, normWh, normE, lips)
+            elif use_graph_cert:
+                cert, normW, normWh, normE = M.cert_d_graph(cgraph, W, What, norm_W=normW)
+                if not cfg.certificate:
+                    cert = np.full(n, np.inf)
+            else:  # no certificate asked: ||E|| with the same certified norm as ||W|| (diagnostic columns only)
+                normE = M.operator_norms_upper(spec, E).numpy()
                 cert = np.full(n, np.inf)
             if linear:
                 lb = M.exact_linear_error(spec, W, What).numpy()
@@ -396,9 +507,13 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
                     k = int(np.argmax(lb / cert))
                     raise MeasurementBug(f"exact error {lb[k]!r} exceeds Cert-D {cert[k]!r} (trial {trials[k]})")
             else:
-                lb = M.pgd_lower_bound(spec, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
-                                       step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis,
-                                       biases=biases_t).numpy()
+                if gnet is not None:
+                    lb = M.graph_pgd_lower_bound(gnet.graph, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
+                                                 step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis).numpy()
+                else:
+                    lb = M.pgd_lower_bound(spec, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
+                                           step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis,
+                                           biases=biases_t).numpy()
                 ub = cert
                 lb_method = "pgd"
             bad = lb > ub * (1.0 + TOL)
@@ -406,7 +521,10 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
                 k = int(np.argmax(bad))
                 raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
             if X is not None:
-                avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X, biases=biases_t))
+                if gnet is not None:
+                    avg, avg_max = (a.numpy() for a in M.graph_average_error(gnet.graph, W, What, X))
+                else:
+                    avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X, biases=biases_t))
             else:
                 avg = avg_max = np.full(n, np.nan)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -414,7 +532,8 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
             for delta in cfg.deltas:
                 key = (method, q, delta)
                 if key not in bound_cache:
-                    bound_cache[key] = bound_for(spec, method, q, delta, g.law, fixed)[0]
+                    bound_cache[key] = bound_for(spec, method, q, delta, g.law, fixed,
+                                                 gnet.graph if gnet is not None else None)[0]
                 res = bound_cache[key]
                 if res is None:
                     b = math.nan
@@ -423,7 +542,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
                 else:
                     b = float(res.eps)
                     if fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
-                        B, eta = np.full(spec.depth, np.nan), np.asarray(res.norm_E, float)
+                        B, eta = np.full(depth, np.nan), np.asarray(res.norm_E, float)
                     else:
                         B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
                     wb = np.max(normW / B, axis=-1)
