@@ -108,7 +108,12 @@ def _json_requested(argv: list[str]) -> bool:
 def _fail(msg: str, argv: list[str]) -> None:
     msg = _one_line(msg) or "failed"
     if _json_requested(argv):
-        cmd = " ".join(a for a in argv if not a.startswith("-"))[:200]
+        words = []
+        for a in argv:  # the command words: everything before the first option
+            if a.startswith("-"):
+                break
+            words.append(a)
+        cmd = " ".join(["probprune", *words])[:200]
         typer.echo(json.dumps({"schema": "probprune.error/1", "error": msg, "command": cmd}))
     print(f"error: {msg}", file=sys.stderr, flush=True)
     sys.exit(2)
