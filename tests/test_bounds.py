@@ -130,8 +130,13 @@ def test_budget_inverts_bound(method, q, widths):
     spec = fcn_spec(widths)
     eps = apriori_bound(spec, q, 0.05, method).eps
     res = max_prunable(spec, eps, 0.05, method, mode="uniform")
-    assert abs(res.uniform_fraction - q) < 1e-9
+    # the §9 bound can be flat in q (e.g. line-count quantiles saturate on tiny layers), so the inverse is the
+    # largest q with the same bound: at least q, never above eps
+    assert res.uniform_fraction >= q - 1e-9
     assert res.eps_achieved <= eps * (1 + 1e-12)
+    old = apriori_bound(spec, q, 0.05, method, statement="bernstein").eps  # strictly increasing in q: exact inverse
+    res_old = max_prunable(spec, old, 0.05, method, mode="uniform", statement="bernstein")
+    assert abs(res_old.uniform_fraction - q) < 1e-9
 
 
 @settings(max_examples=20, deadline=None)
