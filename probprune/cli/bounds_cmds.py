@@ -471,6 +471,6 @@ def train_cmd(
         train(mdl, ds, epochs=epochs, seed=seed, eval_each_epoch=False, callback=lambda row: bar.update(1))
     acc = float(evaluate(mdl, ds.X_test, ds.y_test))
     atomic_write(out, lambda tmp: save_model(mdl, tmp, arch=model, input_shape=tuple(ds.input_shape)))
-    emit({"out": out, "model": model, "dataset": dataset, "epochs": epochs, "test_accuracy": acc, "seed": seed},
+    emit({"out": out, "model": out, "arch": model, "dataset": dataset, "epochs": epochs, "test_accuracy": acc, "seed": seed},
          as_json, lambda d: console.print(f"saved {model} trained on {dataset} ({epochs} epochs, seed {seed}) to {out}: "
                                           f"test accuracy {acc:.2%}"))
