@@ -47,6 +47,7 @@ class WeightLayer:
     norm_upper: Callable[[np.ndarray], float]
     estimator: Callable | None = None
     prunable: bool = True
+    norm_upper_hint: Callable | None = None  # (T, estimate) -> certified bound, faster given an estimate
 
     @property
     def N(self) -> int:
@@ -122,6 +123,9 @@ class _Curves:
             return float(self.w[i]), 0.0
         Wh, E = self.pruned(i, k)
         self.certified_evaluations += 1
+        p = self.points[i].get(k)
+        if p is not None and not p[2] and L.norm_upper_hint is not None:  # certify at the probe's estimate (§11.5)
+            return float(L.norm_upper_hint(Wh, p[0])), float(L.norm_upper_hint(E, p[1]))
         return float(L.norm_upper(Wh)), float(L.norm_upper(E))
 
     # -- curves
@@ -538,6 +542,7 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
     (default all)."""
     from .certificates import graph_weight_norm, weight_layer_specs
     from .graph.lemma import lemma_a_graph
+    from .norms import layer_operator_norm_upper
 
     nodes = list(graph.weight_nodes)
     names = [n.op.fqn for n in nodes]
@@ -570,7 +575,16 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
         # probes: dense layers up to 1500 wide are probed by the certified norm itself (a LAPACK top eigenvalue is
         # as cheap as Lanczos there, and a certified probe needs no second evaluation); wider ones by Lanczos
         cheap = op.layer == "linear" and min(op.weight.shape) <= 1500
-        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, None if cheap else est, bool(c), op))
+
+        def nu_hint(T, hint, op=op):  # graph_weight_norm's bound (max over groups of min(FFT, Lemma C)), §11.5
+            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+            specs = weight_layer_specs(op)
+            co = We.shape[0] // len(specs)
+            return max(layer_operator_norm_upper(L, We[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method,
+                                                 hint=hint) for j, L in enumerate(specs))
+
+        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, None if cheap else est, bool(c),
+                                  nu_hint if op.layer != "linear" else None, op))
         specs.append(weight_layer_specs(op)[0])
     nW = np.array([L.norm_upper(L.weight) for L in layers])
     cmap = [op.bias_map_norm() for op in (n.op for n in nodes)]

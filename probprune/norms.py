@@ -66,6 +66,40 @@ def _gram_top_upper(M):
     return out
 
 
+def _gram_top_upper_hint(M, mu: float):
+    """Certified upper bound on max over the batch of ||M_b||_2^2 (scaled blocks as in :func:`_gram_top_upper`)
+    from a guess ``mu`` (THEORY §11.5 [D]): where the Cholesky factorisation of fl(mu I - G_b) runs to completion,
+    lambda_max(G_b) <= mu + gamma ||R_b||_F^2 + u max|A_ii| (+ the Gram allowance of §11.1); blocks where it fails
+    fall back to the eigenvalue bound. About 3x cheaper than eigenvalues for large blocks."""
+    import torch
+
+    B, m, n = M.shape
+    k = max(m, n)
+    d = min(m, n)
+    gam = 4 * (d + 1) * EPS / (1 - 4 * (d + 1) * EPS)  # gamma_{4(d+1)} in units of 2u: generous for complex flops
+    best = 0.0
+    step = max(1, _BLOCK_ELEMS // max(1, d * d))
+    eye = torch.eye(d, dtype=M.dtype, device=M.device)
+    for b0 in range(0, B, step):
+        Mb = M[b0:b0 + step]
+        G = Mb @ Mb.mH if m <= n else Mb.mH @ Mb
+        fro2 = (Mb.real ** 2).sum(dim=(-2, -1)) + ((Mb.imag ** 2).sum(dim=(-2, -1)) if Mb.is_complex() else 0.0)
+        slack = (k + m + n + 10) * EPS * fro2 + 4 * (m + n) * k * 2.0 ** -1074
+        A = mu * eye - G
+        R, info = torch.linalg.cholesky_ex(A)
+        ok = (info == 0) & torch.isfinite(R.real if R.is_complex() else R).all(dim=(-2, -1))
+        if bool(ok.any()):
+            rf2 = ((R.real ** 2).sum(dim=(-2, -1)) + ((R.imag ** 2).sum(dim=(-2, -1)) if R.is_complex() else 0.0))
+            diag = torch.diagonal(A, dim1=-2, dim2=-1).abs().amax(dim=-1)
+            diag = diag.real if diag.is_complex() else diag
+            bound = mu + gam * 1.01 * rf2 + EPS * diag + slack
+            best = max(best, float(bound[ok].max()))
+        if not bool(ok.all()):
+            lam = torch.linalg.eigvalsh(G[~ok])[:, -1].clamp_min(0.0) + slack[~ok]
+            best = max(best, float(lam.max()))
+    return best
+
+
 def matrix_norm_upper(M):
     """Certified upper bounds on the spectral norms of a batch of real matrices (torch tensor (..., m, n), any
     device), float64; THEORY §11.1 [D]. Returns a float64 tensor of shape (...)."""
@@ -184,12 +218,14 @@ def conv_fft_blocks(W, in_spatial: Sequence[int], padding=0, dilation=1, groups:
 
 
 def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilation=1, groups: int = 1,
-                        device=None) -> float:
+                        device=None, hint: float | None = None) -> float:
     """Certified upper bound on the operator norm of a zero-padded conv (THEORY §11.2 [D]): the norm of its
     periodic extension on the grid in + 2 padding (at least the dilated kernel size), max over groups and over
     the rfft frequencies of the block's largest singular value, with rounding allowances. Valid for every stride
     (the strided output is a restriction of the stride-1 output), dilation and groups; 1-D and 2-D kernels.
-    ``stride`` is accepted and checked but does not change the bound."""
+    ``stride`` is accepted and checked but does not change the bound. ``hint``: an estimate of the norm (e.g.
+    :func:`conv_norm_fft_estimate`); then the blocks are certified by Cholesky factorisations at
+    (hint (1 + 1e-6))^2 instead of eigenvalues (§11.5; same guarantee, at most ~1e-6 relative looser, faster)."""
     import torch
 
     W = check_finite_array(W, "conv kernel") if not isinstance(W, torch.Tensor) else W
@@ -204,12 +240,15 @@ def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilat
     s = math.ldexp(1.0, e)
     Ws = W / s  # exact
     F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
-    lam = _gram_top_upper(F)
+    if hint is not None and hint > 0 and math.isfinite(hint):
+        lam_max = _gram_top_upper_hint(F, (hint / s * (1 + 1e-6)) ** 2)
+    else:
+        lam_max = float(_gram_top_upper(F).max())
     fro_w = float(torch.linalg.vector_norm(Ws)) * (1 + 1e-12)
     keff = dilate_kernel(Ws[:1, :1], _tuple(dilation, W.dim() - 2, "dilation")).shape[2:]
     K = math.prod(keff)
     dft_err = 8 * (K + 8 + 16 * max(keff)) * EPS * math.sqrt(K) * fro_w  # direct DFT sums of K taps (§11.2)
-    return (math.sqrt(float(lam.max())) + dft_err) * s * (1.0 + SAFETY)
+    return (math.sqrt(lam_max) + dft_err) * s * (1.0 + SAFETY)
 
 
 def conv_norm_fft_estimate(W, in_spatial: Sequence[int], padding=0, dilation=1, groups: int = 1,
@@ -239,23 +278,23 @@ def conv_norm_kernel_bound(W, layer: LayerSpec) -> float:
     return math.sqrt(layer.r) * spectral_norm_upper(as_matrix(W))
 
 
-def conv_norm_fft(W, layer: LayerSpec) -> float:
+def conv_norm_fft(W, layer: LayerSpec, hint: float | None = None) -> float:
     """``conv_norm_fft_upper`` for a conv :class:`LayerSpec` (groups 1, zero padding)."""
     W = check_finite_array(W, "conv kernel")
     if W.ndim != 4:
         raise ProbPruneError(f"conv kernel must be 4-D (c_out, c_in, k_h, k_w), got shape {W.shape}")
-    return conv_norm_fft_upper(W, layer.in_shape[1:], layer.stride, layer.padding, layer.dilation)
+    return conv_norm_fft_upper(W, layer.in_shape[1:], layer.stride, layer.padding, layer.dilation, hint=hint)
 
 
-def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft") -> float:
+def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft", hint: float | None = None) -> float:
     """A certified upper bound on the operator norm of one weight layer (dense: §11.1; conv: min of the FFT bound
-    §11.2 and Lemma C §3.5, or Lemma C alone)."""
+    §11.2 and Lemma C §3.5, or Lemma C alone). ``hint``: a norm estimate for the conv FFT blocks (§11.5)."""
     W = np.asarray(W, float)
     if layer.kind == "linear":
         return spectral_norm_upper(W.reshape(layer.d_out, layer.d_in))
     W = W.reshape(layer.weight_shape)
     if conv_method == "fft":
-        return min(conv_norm_fft(W, layer), conv_norm_kernel_bound(W, layer))
+        return min(conv_norm_fft(W, layer, hint), conv_norm_kernel_bound(W, layer))
     if conv_method == "kernel":
         return conv_norm_kernel_bound(W, layer)
     raise ProbPruneError(f"unknown conv norm method {conv_method!r}; use 'fft' or 'kernel'")

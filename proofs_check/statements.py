@@ -98,6 +98,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("norm-scaled-gram", "§11.1", "||M|| <= 2^e sqrt(lambda_hat + (k+m+n+10) eps ||M'||_F^2 + tiny) (1 + 1e-9), M' = M / 2^e"),
     DStatement("norm-conv-rfft", "§11.2", "zero-padded conv (stride, dilation, groups, 1-D) <= max over the rfft half of the periodic blocks' norms"),
     DStatement("budget-certified-sound", "§11.3", "the certified budget's counts have certified Cert-D (certify_graph) <= eps"),
+    DStatement("norm-cholesky-hint", "§11.5", "Cholesky of fl(mu I - G) completes => lambda_max(G) <= mu + gamma_{4(d+1)} ||R||_F^2 + u max|A_ii|"),
     DStatement("budget-shapes", "§11.4", "||E|| >= max(||E||_F/sqrt(min dim), row and column norms); |u^T W v| <= ||W||"),
     # §12 tighter certificates
     DStatement("tight-min", "§12", "every §12 bound is an upper bound on sup_R ||F - F_hat||; the minimum of valid bounds is valid"),

@@ -123,7 +123,9 @@ def test_conv_and_residual_graph_budget_is_certified():
     r = bc.certified_budget(g, 1.0, timings=tim)
     prob = bc.graph_problem(g)
     c = certify_graph(g, _masks_for(prob.layers, [L.max_prunable for L in r.layers]))
-    assert r.eps_achieved == pytest.approx(c.eps, rel=1e-9) and c.eps <= 1.0
+    # conv layers are certified through Cholesky at the probe's estimate (§11.5): at most ~1e-6 above the
+    # eigenvalue bound that certify_graph uses; both are upper bounds and both fit eps
+    assert c.eps <= r.eps_achieved * (1 + 1e-9) <= 1.0 * (1 + 1e-9) and r.eps_achieved <= c.eps * (1 + 1e-5)
     assert r.total_prunable > 0
     assert set(tim) >= {"build_and_norm_W", "search", "certify", "total"}
 

@@ -125,3 +125,15 @@ def test_layer_operator_norm_upper_dilated_uses_fft():
     ub = norms.layer_operator_norm_upper(L, W)
     T, _, _ = conv_operator(W, 6, 6, (1, 1), (2, 2), (2, 2))
     assert _exact(T) <= ub <= norms.conv_norm_kernel_bound(W, L)
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.5, 2.0])
+def test_cholesky_hint_is_upper_bound(factor):
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((5, 4, 3, 3))
+    T, _, _ = conv_operator(W, 6, 6, (1, 1), (1, 1))
+    est = norms.conv_norm_fft_estimate(W, (6, 6), 1)
+    v = norms.conv_norm_fft_upper(W, (6, 6), 1, 1, hint=est * factor)
+    assert v >= _exact(T)
+    if factor == 1.0:
+        assert v <= norms.conv_norm_fft_upper(W, (6, 6), 1, 1) * (1 + 1e-5)
