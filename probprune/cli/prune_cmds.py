@@ -39,6 +39,17 @@ def _resolve_model(model: Optional[str], arch: Optional[str], model_file: Option
     return arch, model
 
 
+def _stored_arch(path: str):
+    """The architecture name stored in a `probprune train` / `save_model` file (None for a pickled module)."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # load_model already reported unreadable files
+        return None
+    return obj.get("arch") if isinstance(obj, dict) else None
+
+
 def _check_loaded(net, path: str) -> None:
     """Refuse what prune/lth cannot handle: parameters outside Linear/Conv2d layers (e.g. LSTM), no weight
     layer at all, NaN/inf weights."""
@@ -161,7 +172,7 @@ def prune_cmd(
     model = arch
     ds, net = _setup(dataset, arch, seed, data_seed, model_file=model_path)
     model_file = model_path
-    model = arch or ("lenet_300_100" if model_path is None else None)
+    model = arch or ("lenet_300_100" if model_path is None else _stored_arch(model_path))
     sparsity = fraction
     dense_acc = None
     show = not json_out
