@@ -208,7 +208,7 @@ def _b_apriori():
             q = rng.uniform(0.01, 0.9, spec.depth)
             q[rng.random(spec.depth) < 0.25] = 0.0
             delta = float(rng.uniform(0.001, 0.3))
-            res = apriori_bound(spec, q, delta, method)
+            res = apriori_bound(spec, q, delta, method, statement="bernstein")  # §3.4's formulas (§9 is checks_sharp)
             lp = int((q > 0).sum())
             de = delta / (spec.depth + lp)
             B = fB(m, a, np.log(nn / de))
