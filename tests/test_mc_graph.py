@@ -198,3 +198,27 @@ def test_mc_run_end_to_end_on_a_residual_model_file(capsys, tmp_path):
     _, df, complete = load_run(runs[0])
     assert complete and len(df) == 4 and (df["err_lb"] <= df["err_ub"] * (1 + REL)).all()
     assert df["network"].iloc[0].startswith("model:res.pt:") and (df["kind"] == "model").all()
+
+
+class Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(10, 12)
+        self.fc2 = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+def test_library_methods_on_a_fixed_chain_model_mask_its_own_parameters(tmp_path):
+    """A fixed chain model whose parameters are not named 0.weight, 2.weight: lib_magnitude_layer masks the module's
+    own FQNs (fc1.weight, fc2.weight) and equals the built-in exact-k magnitude rows."""
+    torch.manual_seed(1)
+    path = tmp_path / "named.pt"
+    torch.save(Named(), path)
+    cfg, df = _mc_rows(path, None, methods=("lib_magnitude_layer", "magnitude_exact"), q=0.3)
+    assert not groups(cfg)[0].network.graph_model
+    a = df[df.method == "lib_magnitude_layer"].reset_index(drop=True)
+    b = df[df.method == "magnitude_exact"].reset_index(drop=True)
+    np.testing.assert_allclose(a["cert"], b["cert"], rtol=1e-12)
+    np.testing.assert_allclose(a["realized_fraction"], b["realized_fraction"], rtol=1e-12)

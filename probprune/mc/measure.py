@@ -1,24 +1,26 @@
 """Batched error measurement for Monte Carlo trials (THEORY.md §6; §1.4 error metric; §3.11 Cert-D).
 
 All functions take *stacked* weights: one float64 torch tensor per layer of shape ``(n, *weight_shape)`` holding
-``n`` independent trials, and evaluate every trial in one batched computation (``torch.bmm`` for linear layers,
-grouped ``conv2d`` for conv layers), never a Python loop over trials.
+``n`` independent trials, and evaluate the forward passes of all trials in one batched computation (``torch.bmm``
+for linear layers, grouped ``conv2d`` for conv layers), never a Python loop over trials; certified conv norms (and
+the norms of graph certificates) are computed per trial by the package's one norm functions.
 
 * :func:`exact_linear_error` — err = ||W_l...W_1 - What_l...What_1|| for identity-activation FCNs (§6, exact).
 * :func:`pgd_lower_bound` — multi-start projected gradient ascent of ||F(x) - Fhat(x)||^2 on the unit sphere
   (positively homogeneous nets) or over the ball with projection x / max(1, ||x||) (other activations) (§6). Starts:
   >= 64 Gaussian directions, +-e_j, and the top right singular vector of the linear part (activations replaced by
   the identity; FCNs only). A lower bound on err by construction: every value is F evaluated at a feasible x.
-* :func:`operator_norms_upper` and :func:`cert_d` — the Cert-D upper bound (§3.11) with float64 SVD spectral norms
-  times (1 + 1e-9) (``torch.linalg.matrix_norm(ord=2)``), sqrt(r_i) x mat-norm for conv layers (Lemma C). Never
-  power iteration.
+* :func:`operator_norms_upper` and :func:`cert_d` — the Cert-D upper bound (§3.11) on a chain from certified norms
+  (§11: batched dense bound; conv: min of the FFT bound and Lemma C, as ``probprune certify``). Never power iteration.
+* :func:`cert_d_graph` — ``probprune certify``'s Cert-D (§8.2) for n trials of a network graph: the cert column.
+* :func:`graph_batched_forward`, :func:`graph_pgd_lower_bound`, :func:`graph_average_error` — the same
+  measurements for fixed network graphs (residual additions, BatchNorm, ...; THEORY §8).
 * :func:`average_error` — mean and max of ||F(x) - Fhat(x)|| over real inputs scaled into the unit ball.
 
 Provenance: protocol [D] (THEORY §6); Lemma A / Cert-D [D] (§3.1, §3.11).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -308,11 +308,13 @@ def check_bounds(cfg: MCConfig) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ pruning
-def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: float, law: str, lib_seeds=None):
+def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: float, law: str, lib_seeds=None,
+                  module=None):
     """Pruned weights for stacked target weights ``W`` (torch, (n, ...)) and mask scores ``U`` (uniform, same shapes).
     ``spec``: a chain spec, or a :class:`GraphNetwork` (weights in ``graph.weight_nodes`` order).
-    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (on the fixed module of
-    a graph network) (a per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
+    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (on ``module``, the
+    fixed network's own module, when given, so masks are keyed by its parameter FQNs; a graph network's module by
+    default) (a per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
     Returns (What list, realised pruned fraction (n,) over all weights)."""
     import torch
     from scipy.stats import norm
@@ -320,7 +322,7 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
     from ..pruning.sampling import exact_k_prune_mask
 
     if method.startswith("lib_"):
-        return _prune_lib(spec, W, method, fraction, lib_seeds)
+        return _prune_lib(spec, W, method, fraction, lib_seeds, module)
 
     What, pruned = [], None
     for L, w, u in zip(spec.layers, W, U):
@@ -348,7 +350,7 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
     return What, (pruned / spec.n_weights).numpy()
 
 
-def _prune_lib(spec: NetSpec, W, method: str, fraction: float, seeds):
+def _prune_lib(spec: NetSpec | GraphNetwork, W, method: str, fraction: float, seeds, module=None):
     import torch
 
     from ..networks import to_torch
@@ -359,8 +361,10 @@ def _prune_lib(spec: NetSpec, W, method: str, fraction: float, seeds):
     name = kw.pop("method")
     n = W[0].shape[0]
     masks = [[] for _ in spec.layers]
-    for k in range(n):  # a graph network is fixed: its module holds the weights of every trial
-        model = spec.module if isinstance(spec, GraphNetwork) else to_torch(spec, [w[k].numpy() for w in W])
+    if module is None and isinstance(spec, GraphNetwork):
+        module = spec.module
+    for k in range(n):  # a fixed network: its module holds the weights of every trial
+        model = module if module is not None else to_torch(spec, [w[k].numpy() for w in W])
         res = prune(model, name, fraction, seed=int(seeds[k]) if seeds is not None else 0, apply=False, **kw)
         for i, L in enumerate(spec.layers):
             if L.name not in res.mask:
@@ -429,8 +433,10 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     fixed = None
     biases_t = None
     cgraph = None  # the graph whose Cert-D is the cert column
+    fixed_module = None  # a fixed network's own module (library pruning methods mask it by FQN)
     if gnet is not None:  # a fixed network graph: only the masks are random
         fixed = "graph"
+        fixed_module = gnet.module
         cgraph = gnet.graph
         weights = [n_.op.weight for n_ in cgraph.weight_nodes]
         W = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)).unsqueeze(0).repeat(n, *([1] * w.ndim))
@@ -439,6 +445,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         pm = load_model(net.model_path, net.model_input_shape)
         fixed = (pm.weights, pm.biases)
         cgraph = pm.graph
+        fixed_module = load_network(net.model_path, net.model_input_shape)[0]
         W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
         if pm.has_bias:
             biases_t = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64)) for b in pm.biases]
@@ -486,7 +493,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     bound_cache: dict = {}
     for method in cfg.methods:
         for q in cfg.fractions:
-            What, realized = prune_batched(view, W, U, method, q, g.law, lib_seeds)
+            What, realized = prune_batched(view, W, U, method, q, g.law, lib_seeds, fixed_module)
             E = [a - b for a, b in zip(W, What)]
             if fast:
                 normWh = M.operator_norms_upper(spec, What).numpy()
