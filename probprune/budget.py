@@ -259,6 +259,7 @@ def max_prunable(
 
 
 _FINE_GRID = 1024
+_DP_GRID = 256
 _MAX_SUBSET_ENUM = 6
 _Q_TABLE = 4096
 
@@ -362,7 +363,7 @@ def _uniform_sup(spec, eps, delta, method, law, cand, alloc, statement: str = "b
 def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray, statement: str = "best",
                       grid: int = _FINE_GRID, polish_rounds: int = 3):
     """max sum_i N_i q_i s.t. sum_{i in S} g_i(q_i) <= C, delta split over the events of S only (THEORY §3.9, §10.5):
-    a share DP on ``grid`` shares with table inversion, the unused log-budget spent, pairwise exchange (the split of
+    a share DP (256 shares) with table inversion, the unused log-budget spent, pairwise exchange (the split of
     every pair's joint share re-optimised on a fine 1-D grid), and a last refinement between table points with exact
     evaluations (:func:`_refine`, for the winning set only). Returns (q, tables, value)."""
     T = _terms(spec, eps, delta, method, law, S, statement)
@@ -370,8 +371,9 @@ def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law:
     if len(idx) == 1:
         x = np.where(S, T.C, 0.0)
     else:
-        xs = np.linspace(0.0, T.C, grid + 1)
-        qgrid = _inv(T, np.broadcast_to(xs[:, None], (grid + 1, spec.depth)))
+        G = _DP_GRID  # coarse DP (O(l G^2)); the pairwise exchange below refines on ``grid`` points
+        xs = np.linspace(0.0, T.C, G + 1)
+        qgrid = _inv(T, np.broadcast_to(xs[:, None], (G + 1, spec.depth)))
         k = _dp_allocate((N[None, :] * qgrid).T)
         x = np.where(S, xs[k], 0.0)
         for _ in range(polish_rounds):
