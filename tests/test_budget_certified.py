@@ -154,3 +154,12 @@ def test_running_group_max_matches_loop():
         m = max(m, acc[b])
         ref.append(m)
     assert np.allclose(bc._running_group_max(v2, g), ref)
+
+
+def test_uniform_reference_can_be_skipped():
+    p = from_torch(_mlp([10, 8, 4], 9))
+    r = bc.certified_budget(p, 0.2, uniform_reference=False)
+    assert r.uniform_total == -1 and np.isnan(r.uniform_fraction)
+    assert any("uniform allocation not computed" in a for a in r.assumptions)
+    full = bc.certified_budget(p, 0.2)
+    assert full.uniform_total >= 0 and r.total_prunable >= 0.99 * full.total_prunable
