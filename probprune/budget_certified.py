@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ProbPruneError, check_delta, check_eps
+from .errors import ProbPruneError, UnsupportedLayerError, check_delta, check_eps
 
 _SHARES = 512  # share grid of the allocation DP
 
@@ -685,6 +685,10 @@ def certified_budget(
         steps["total"] = time.perf_counter() - t0
     else:
         names = [L.name for L in layers]
+        for L, c in zip(layers, cand):
+            if c and getattr(L.op, "groups", 1) != 1:
+                raise UnsupportedLayerError(f"Cert-R budget for the grouped convolution {L.name!r} is not supported "
+                                            "(certify_random_graph handles a given p; the budget search does not)")
 
         def cert_r(K):
             return certify_random_graph(graph, {nm: kk / n for nm, kk, n in zip(names, K, N)}, delta, "bernoulli",

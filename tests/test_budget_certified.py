@@ -163,3 +163,14 @@ def test_uniform_reference_can_be_skipped():
     assert any("uniform allocation not computed" in a for a in r.assumptions)
     full = bc.certified_budget(p, 0.2)
     assert full.uniform_total >= 0 and r.total_prunable >= 0.99 * full.total_prunable
+
+
+def test_cert_r_budget_refuses_grouped_conv():
+    from probprune.errors import UnsupportedLayerError
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                            torch.nn.Linear(4 * 5 * 5, 3))
+    g = graph_from_torch(m.eval(), (4, 5, 5))
+    with pytest.raises(UnsupportedLayerError, match="grouped"):
+        bc.certified_budget(g, 0.5, "random", delta=0.1)
+    assert bc.certified_budget(g, 0.5).eps_achieved <= 0.5  # Cert-D handles groups (max over groups)
