@@ -199,6 +199,13 @@ class _Curves:
         self.set_point(i, k, float(h), float(e), cert)
         return cert
 
+    def near_point(self, i: int, k: int, rtol: float) -> bool:
+        """Is there a measured point within rtol * k of k (so the interpolated curve is accurate at k)?"""
+        if self.exact:
+            return True
+        tol = max(1.0, rtol * k)
+        return any(abs(k - kk) <= tol for kk in self.points[i])
+
     def set_point(self, i: int, k: int, h: float, e: float, cert: bool) -> None:
         self.points[i][k] = (h, e, cert)
         self._arr.pop(i, None)
@@ -370,6 +377,7 @@ def search_certified_counts(
     curves: "_Curves | None" = None,
     slack_tol: float = 5e-3,
     target_margin: float = 1e-3,
+    probe_rtol: float = 2e-3,
 ) -> SearchResult:
     """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
 
@@ -378,7 +386,8 @@ def search_certified_counts(
     one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
     search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
     ``slack_tol``: certify once the measured candidate is within this relative distance of eps, and stop once the
-    certificate is; ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms)."""
+    certificate is; ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
+    ``probe_rtol``: a layer is not probed again when a measured point lies within this relative distance."""
     import time
 
     eps = float(check_eps(eps))
@@ -399,7 +408,8 @@ def search_certified_counts(
         hc, ec = w.copy(), np.zeros(l)
         for i in range(l):
             if k[i]:
-                if curves.exact or curves.points[i][int(k[i])][2]:  # already certified values
+                pt = curves.points[i].get(int(k[i]))
+                if curves.exact or (pt is not None and pt[2]):  # already certified values
                     hc[i], ec[i] = curves.value(i, int(k[i]))
                 else:
                     hc[i], ec[i] = curves.certified(i, int(k[i]))
@@ -418,8 +428,8 @@ def search_certified_counts(
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
             break
-        for i in range(l):  # probe the candidate: adds calibration points to the curves
-            if k[i]:
+        for i in range(l):  # probe the candidate (adds calibration points), unless a point is within 0.2%
+            if k[i] and not curves.near_point(i, int(k[i]), probe_rtol):
                 curves.probe(i, int(k[i]))
         timings["probe"] += time.perf_counter() - t2
         v = _comp_batch(curves, comp, k)
