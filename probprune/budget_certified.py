@@ -11,15 +11,17 @@ The search works on a simple interface so that any network representation can us
 * a composition ``comp(norm_W, norm_What, norm_E) -> certificate`` (Lemma A on the chain, or on a graph), assumed
   nondecreasing in every ||What_i|| and ||E_i|| (true for Lemma A: all coefficients are >= 0).
 
-Algorithm (THEORY §11.3): sort every layer's |w| once (exact-k magnitude pruning, ties by flat index); evaluate the
-per-layer curves k -> (||What_k||, ||E_k||) with the estimate on a grid of counts; allocate with a dynamic program
-over shares of the separable surrogate sum_i ln(1 + e_i/w_i) (valid since ||What_i|| <= ||W_i|| + ||E_i||, and with
-biases up to the factor c_max of §11.3), keep the allocation (over all budget levels) with the most weights whose
-composed certificate fits; refine every layer to the integer by bisection (slack spending) and exchange pairs of
-layers; then certify the candidate with the certified norms. The reported certificate is always computed from
-certified norms; if it exceeds eps (the estimates were low), the curves are recalibrated by the certified/estimated
-ratios at the candidate and the search repeats (at most ``rounds`` times; all-zero pruning, certificate 0, is the
-last resort). Estimates therefore only affect speed and optimality, never soundness.
+Algorithm (THEORY §11.3): sort every layer's |w| once (exact-k magnitude pruning, ties by flat index); per-layer
+curves k -> (||What_k||, ||E_k||) for every k at once from prefix sums of the sorted weights (lower-bound shapes,
+§11.4) scaled by calibration ratios interpolated between measured points; allocate with a dynamic program over
+shares of the separable surrogate sum_i ln(1 + e_i/w_i) (||What_i|| <= ||W_i|| + ||E_i||) with exact per-layer
+inversion, keeping the allocation (over all budget levels) with the most weights whose composed value fits; refine
+every layer to the integer (batched exponential + bisection search, slack spending) and exchange pairs of layers;
+probe the candidate (Lanczos for wide dense layers, float32 FFT blocks for convolutions, the certified norm itself
+for the rest), recalibrate and search again until the measured candidate fits tightly; then certify it with the
+certified norms (conv blocks by Cholesky at the probe's estimate, §11.5). The reported certificate is always
+computed from certified norms; all-zero pruning (certificate 0) is the last resort. Estimates affect only speed and
+optimality, never soundness.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class WeightLayer:
 
     ``norm_upper(T)``: a certified upper bound on the operator norm of the layer with weights T (same shape as
     ``weight``; used for every reported certificate). ``estimator(T, state) -> (value, state)``: a cheap estimate
-    of the same norm, warm-started from ``state`` (None: use ``norm_upper``). ``prunable``: may the search prune it."""
+    of the same norm, warm-started from ``state`` (None: probe with ``norm_upper``). ``prunable``: may the search
+    prune it. ``norm_upper_hint(T, estimate)``: the same certified bound, computed faster given an estimate."""
 
     name: str
     weight: np.ndarray
