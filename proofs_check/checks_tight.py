@@ -104,9 +104,11 @@ def _chk_pair():
         A, B, C = rng.normal(size=(3, n1)), rng.normal(size=(n1, n2)), rng.normal(size=(n2, 2))
         vmax = max(np.linalg.norm((A * np.array(d1)) @ (B * np.array(d2)) @ C, 2)
                    for d1 in itertools.product((0.0, 1.0), repeat=n1) for d2 in itertools.product((0.0, 1.0), repeat=n2))
-        cb = sproc_chain_bound([A, B, C])
-        require(vmax <= cb, f"chain bound {cb} below a vertex value {vmax}")
-        require(abs(sproc_chain_bound([A, B]) - pair_bound(A, B)) <= 1e-4 * pair_bound(A, B), "m = 2 is the pair bound")
+        for steps in (0, 20):  # scalar and diagonal multipliers
+            cb = sproc_chain_bound([A, B, C], diag_steps=steps)
+            require(vmax <= cb, f"chain bound {cb} below a vertex value {vmax} (diag_steps={steps})")
+        require(abs(sproc_chain_bound([A, B], diag_steps=0) - pair_bound(A, B)) <= 1e-4 * pair_bound(A, B),
+                "m = 2 with a scalar multiplier is the pair bound")
     return "3 identities; 20 random pairs and 8 three-factor chains vs exhaustive vertices"
 
 

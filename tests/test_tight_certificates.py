@@ -18,6 +18,13 @@ from probprune.tight.propagate import trs_dual_bound
 from probprune.tight.stability import certified_stability, region_sup_error
 
 
+@pytest.fixture(autouse=True)
+def _scalar_multipliers(monkeypatch, request):
+    """Scalar S-procedure multipliers in the heavier tests (speed); the diagonal ones are tested on their own."""
+    if "diag" not in request.node.name:
+        monkeypatch.setattr("probprune.tight.compose.DIAG_STEPS", 0)
+
+
 def _rand_masks(model, rng, keep):
     return {k: rng.random(tuple(p.shape)) < keep for k, p in model.named_parameters() if k.endswith("weight")}
 
@@ -80,6 +87,22 @@ def test_relu_nets_above_pgd(widths, seed, keep, bias):
         for i in range(2):
             lbi = pgd_sup_error(m, mh, x0[i], 0.3, norm, restarts=32, iters=40, seed=seed)
             assert ub[i] >= lbi * (1 - 1e-9), (norm, ub[i], lbi)
+
+
+def test_diag_chain_bound_vs_exhaustive_vertices_and_certificate():
+    from probprune.tight.compose import sproc_chain_bound
+
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        A, B, C = rng.normal(size=(3, 6)), rng.normal(size=(6, 5)), rng.normal(size=(5, 3))
+        vmax = max(np.linalg.norm((A * np.array(d1)) @ (B * np.array(d2)) @ C, 2)
+                   for d1 in itertools.product((0.0, 1.0), repeat=6) for d2 in itertools.product((0.0, 1.0), repeat=5))
+        assert vmax <= sproc_chain_bound([A, B, C], diag_steps=20) <= np.prod([np.linalg.norm(X, 2) for X in (A, B, C)])
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(), nn.Linear(6, 3))
+    mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(1), 0.6))
+    c = certify_tight(m, mh, (5,))
+    assert c.eps >= pgd_sup_error(m, mh, np.zeros(5), 1.0, restarts=64, iters=60)
 
 
 def test_pair_bound_vs_exhaustive_vertices():

@@ -24,6 +24,7 @@ from ..norms import spectral_norm_upper
 from .lower import Chain
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
+DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,12 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def sproc_chain_bound(mats: Sequence[np.ndarray]) -> float:
+def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = 256) -> float:
     """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
     G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
-    greedily). For m = 2 this is the pair bound of Statement 12.2."""
+    greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
+    log T from the best scalar t, kept only if better and 2T - G_k passes Cholesky with a margin).
+    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2."""
     from scipy.linalg import eigh
     from scipy.optimize import minimize_scalar
 
@@ -134,9 +137,61 @@ def sproc_chain_bound(mats: Sequence[np.ndarray]) -> float:
 
         res = minimize_scalar(nxt, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
         best = float(res.x) if res.success and float(res.fun) <= nxt(0.0) else 0.0
-        G = nxt(best, full=True)
+        t_scalar = lmax / 2 * (1 + math.exp(best))
+        Gd = _diagonal_step(G, X, t_scalar, diag_steps) if 0 < diag_steps and G.shape[0] <= diag_max_dim else None
+        G = nxt(best, full=True) if Gd is None else Gd
     val = float(np.linalg.eigvalsh((G + G.T) / 2)[-1])
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
+
+
+def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int):
+    """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
+    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective);
+    the best T whose 2T - G passes a Cholesky test with a margin is used. Returns G' or None (no improvement)."""
+    import torch
+
+    Gt = torch.as_tensor((G + G.T) / 2, dtype=torch.float64)
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    n = Gt.shape[0]
+    margin = 1e-9 * float(torch.linalg.matrix_norm(Gt)) + 1e-300
+    eye = torch.eye(n, dtype=torch.float64)
+
+    def value(T, grad=False):
+        A = 2 * torch.diag(T) - Gt - margin * eye
+        L, info = torch.linalg.cholesky_ex(A)
+        if int(info) != 0:
+            return None
+        Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
+        K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y
+        return torch.linalg.eigvalsh((K + K.T) / 2)[-1]
+
+    logt = torch.full((n,), math.log(t0), dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        v0 = value(logt.exp())
+    if v0 is None:
+        return None
+    best_v, best_T = float(v0), logt.detach().exp().clone()
+    opt = torch.optim.Adam([logt], lr=0.05)
+    for _ in range(steps):
+        v = value(logt.exp())
+        if v is None:  # left the feasible set: back to the best point, smaller steps
+            with torch.no_grad():
+                logt.copy_(torch.log(best_T))
+            for g in opt.param_groups:
+                g["lr"] *= 0.5
+            continue
+        if float(v.detach()) < best_v:
+            best_v, best_T = float(v.detach()), logt.detach().exp().clone()
+        opt.zero_grad()
+        v.backward()
+        opt.step()
+    if best_v >= float(v0) * (1 - 1e-6):
+        return None
+    T = best_T
+    A = 2 * torch.diag(T) - Gt - margin * eye  # verified positive definite above (Cholesky)
+    L = torch.linalg.cholesky(A)
+    Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
+    return (Y.T @ Y).detach().numpy()
 
 
 def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
@@ -151,11 +206,15 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
-        return pair_bound(mats[(kind_a, i)], mats[(kind_b, j)])
+        A, B = mats[(kind_a, i)], mats[(kind_b, j)]
+        b = pair_bound(A, B)
+        return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
 
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
-        return sproc_chain_bound([mats[k] for k in keys])
+        ms = [mats[k] for k in keys]
+        b = sproc_chain_bound(ms, diag_steps=0)
+        return min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
 
     pb.segment = seg
     return pb
