@@ -78,6 +78,7 @@ def export_summary(run_dir: Path, dest: Path, name: str, size: str) -> dict:
         else:
             omitted.append(f"{f.name} ({f.stat().st_size} bytes)")
     cmd = f"probprune experiment run {name}" + (" --full" if size == "full" else "")
+    s["figure"], s["title"] = get(name).figure, get(name).title  # the paper's current numbering
     s["provenance"] = {"command": cmd if size in ("small", "full") else f"{cmd} (custom config)",
                        "config_hash": config_hash(s.get("config", {})), "size": size,
                        "tables": copied, "tables_omitted": omitted}

@@ -248,7 +248,7 @@ def elcheairi(cfg: ElCheairiConfig, ctx: Context) -> dict:
             "regression_dataset_note": REGRESSION_NOTE}
 
 
-register(Experiment("elcheairi", 9, "El Cheairi et al. App. C", ElCheairiConfig, elcheairi,
+register(Experiment("elcheairi", 7, "El Cheairi et al. App. C", ElCheairiConfig, elcheairi,
                     full=ElCheairiConfig(widths=(64, 256, 1024, 2048), draws=50, epochs=100, epochs_regression=8),
                     description="rescaled random pruning (keep 0.3 on 90%) of trained 3-layer MLPs on Digits and "
                                 "diabetes: their average-case metric next to Cert-D / Cert-R"))

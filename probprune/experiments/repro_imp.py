@@ -175,7 +175,7 @@ def imp_variants(cfg: IMPVariantsConfig, ctx: Context) -> dict:
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 
 
-register(Experiment("imp_variants", 10, "One-shot vs iterative, global vs layer-wise IMP, early stopping",
+register(Experiment("imp_variants", 9, "One-shot vs iterative, global vs layer-wise IMP, early stopping",
                     IMPVariantsConfig, imp_variants,
                     full=IMPVariantsConfig(levels=14, epochs=12, seeds=(0, 1, 2), max_train=None),
                     description="LTH variants of seed report 001: one-shot vs iterative, global vs layer-wise, "
@@ -278,6 +278,6 @@ def random_width(cfg: RandomWidthConfig, ctx: Context) -> dict:
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 
 
-register(Experiment("random_width", 11, "Random pruning vs width", RandomWidthConfig, random_width,
+register(Experiment("random_width", 10, "Random pruning vs width", RandomWidthConfig, random_width,
                     full=RandomWidthConfig(widths=(50, 100, 300, 800, 1500), epochs=10, seeds=(0, 1, 2), max_train=None),
                     description="accuracy drop of random pruning (before training) against width, report 001"))

@@ -262,7 +262,7 @@ def subset_sum(cfg: SubsetSumConfig, ctx: Context) -> dict:
     return {"numbers": numbers, "caption": caption, "theory_held": bound_ok and lower_ok}
 
 
-register(Experiment("subset_sum", 6, "Subset-sum lottery tickets", SubsetSumConfig, subset_sum,
+register(Experiment("subset_sum", 11, "Subset-sum lottery tickets", SubsetSumConfig, subset_sum,
                     full=SubsetSumConfig(cover_trials=2000, cover_eps=(0.1, 0.03, 0.01, 0.003), solve_targets=4000,
                                          construct_ns=(6, 10, 14, 18, 22), construct_widths=(8, 16, 4)),
                     description="Lueker coverage vs n and eps, widths of Pensia/Malach/Orseau, construction error"))

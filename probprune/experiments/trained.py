@@ -273,7 +273,7 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
     return {"numbers": numbers, "caption": caption, "theory_held": ok}
 
 
-register(Experiment("trained", 7, "Trained networks", TrainedConfig, trained_networks,
+register(Experiment("trained", 6, "Trained networks", TrainedConfig, trained_networks,
                     full=TrainedConfig(epochs=10, conv_channels=16, conv_fc=64, pgd_starts=64, pgd_iters=80, avg_inputs=1000,
                                        acc_sparsities=(0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
                                        err_sparsities=(0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)),
