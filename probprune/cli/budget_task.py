@@ -161,7 +161,7 @@ def render_eps_rel(console: Console, er: Optional[dict], what: str) -> None:
     low = er.get("lower_median", er.get("lower"))
     console.print(f"  eps = {er['eps_rel']:g} x {what} sup_(||x||<=1) ||F(x)|| upper bound {er['upper']:.5g} = "
                   f"{er['eps']:.5g}  (lower estimate of sup||F|| {low:.5g}: eps is {er['eps_over_lower'] or float('nan'):.3g} "
-                  f"of it; pruning everything would cost >= {low:.5g})", markup=False)
+                  f"of it; for a bias-free net pruning everything costs sup||F|| >= {low:.5g}, §10.3)", markup=False)
 
 
 def render_spec_extras(console: Console, d: dict) -> None:
