@@ -429,6 +429,7 @@ def _pick(cands, shape):
             vals.append(np.broadcast_to(c[0], shape))
             names.append(np.broadcast_to(c[1], shape))
     V = np.stack(vals)
+    V = np.where(np.isnan(V), np.inf, V)  # a NaN candidate is no bound (fail closed), never the minimum
     i = np.argmin(V, axis=0)
     return np.take_along_axis(V, i[None], 0)[0], np.take_along_axis(np.stack(names), i[None], 0)[0]
 

@@ -208,6 +208,7 @@ def full_norm_bound(d1: int, d2: int, a, delta, law: str):
 def _argmin_named(cands):
     names = [c[0] for c in cands]
     vals = np.stack(np.broadcast_arrays(*[np.asarray(c[1], float) for c in cands]), axis=0)
+    vals = np.where(np.isnan(vals), np.inf, vals)  # a NaN (inf * 0 at a degenerate corner) is no bound, never chosen
     i = np.argmin(vals, axis=0)
     return np.take_along_axis(vals, i[None], axis=0)[0], np.asarray(names, dtype=object)[i]
 
@@ -231,7 +232,8 @@ def _entry_abs_stats(kind: str, law: str, q, a):
         if kind == "magnitude":
             c = stats.norm.ppf((1 + q) / 2)
             ma = a * np.sqrt(2 / np.pi) * (1 - np.exp(-c * c / 2))
-            sec = a * a * (2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+            with np.errstate(invalid="ignore"):
+                sec = a * a * np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
             return ma, sec, c * a, c * a, ma / q, True
         if kind == "random":
             return None, None, None, None, a * np.sqrt(2 / np.pi) + 0 * q, False

@@ -102,3 +102,21 @@ def test_cli_bound_default_is_best(capsys):
     code3, out3 = run("bound", "--widths", "100,200,10", "--fraction", "0.1", "--method", "random_exact", "--law",
                       "gaussian", "--json")
     assert code3 == 0 and json.loads(out3)["law"] == "gaussian"
+
+
+def test_corners_are_finite_and_never_nan():
+    """q in {0, 1e-6, 0.5, 0.999, 1}: every statement mode gives a finite eps (a NaN candidate, e.g. inf * 0 at the
+    Gaussian q = 1 corner, is never chosen)."""
+    import warnings
+
+    for act in ("identity", "relu"):
+        spec = fcn_spec([20, 30, 10], act)
+        for law in ("uniform", "gaussian"):
+            for m in ("magnitude", "random", "random_rescaled", "random_exact", "magnitude_exact"):
+                for q in (0.0, 1e-6, 0.5, 0.999, 1.0):
+                    if m == "random_rescaled" and q >= 1:
+                        continue
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error")
+                        r = apriori_bound(spec, q, 0.05, m, law)
+                    assert np.isfinite(r.eps) and r.eps >= 0, (act, law, m, q, r.eps)

@@ -89,6 +89,7 @@ def _coverage(widths, law, method, q, delta, T=1000, seed=0, statement="best"):
     ([6, 10, 4, 5], "uniform", "magnitude_exact", [0.05, 0.5, 0.95], 0.5),  # per-layer fractions, exact-k magnitude
     ([5, 20, 3], "gaussian", "magnitude", 0.999, 0.99),  # fraction near 1
     ([12, 3, 12], "uniform", "random", 0.002, 0.9),  # fraction near 0 (no jump at 0+)
+    ([5, 20, 3], "gaussian", "magnitude", 1.0, 0.5),  # everything pruned (c = inf corner)
 ])
 def test_sharp_bound_covers_small(widths, law, method, q, delta):
     _coverage(widths, law, method, q, delta, T=1000, seed=11)
