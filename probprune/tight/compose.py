@@ -25,6 +25,7 @@ from .lower import Chain
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
+SEGMENT_MAX_DIM = 800  # longer S-procedure segments only for factors up to this size (cost); pairs always
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
         ms = [mats[k] for k in keys]
+        if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
+            return math.inf
         b = sproc_chain_bound(ms, diag_steps=0)
         return min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
 
