@@ -20,6 +20,12 @@ smallest |w| per layer (ties by flat index; no a-priori bound, THEORY §7.6); ``
 uniformly random entries (bound: ``bounds.exact_k_bound``, uniform law); ``lib_*`` any data-free method of
 :func:`probprune.pruning.prune` (magnitude layer/global, random uniform/ER/ERK, structured L1; Cert-D only).
 
+Fixed networks (``models``): a chain runs on its chain view; any other graph (residual additions, BatchNorm,
+grouped / 1-d convs, ...) as a :class:`GraphNetwork`: masks over the graph's weight FQNs, PGD through the graph's
+batched forward, Cert-R on the graph as the bound of random methods. The ``cert`` column is always
+``probprune certify``'s Cert-D for the trial's network and mask (:func:`probprune.mc.measure.cert_d_graph`; the
+bias-free FCN fast path computes the same recursion from batched norms).
+
 Per-trial verdict against the bound b (relative tolerance 1e-9, §6): ``satisfied`` (UB <= b), ``violated``
 (LB > b), ``undecided``; ``no_bound`` where no a-priori bound applies. LB <= UB (1 + 1e-9) is asserted; a failure is
 a bug and raises :class:`MeasurementBug`.
