@@ -428,6 +428,8 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     logd = np.reshape(logd, np.shape(logd) + (1,)) if np.ndim(logd) else logd
     with np.errstate(divide="ignore", invalid="ignore"):  # e = 0 only when nothing is pruned: x = 0
         lx = ((2 * P - 2) * np.log(e) + 2 * np.log(ef) - logd) / (2 * P)
+        # S9.8(F): ||D|| <= ||D||_F and E||D||_F^(2p) <= ef^(2p) (same comparison, Frobenius chain only, no r_p)
+        lx = np.minimum(lx, np.log(ef) - logd / (2 * P))
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
