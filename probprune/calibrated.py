@@ -99,43 +99,31 @@ def draw_stacks(spec: NetSpec, law: str, T: int, seed: int, chunk: int = 50, mas
 
 
 def prune_stack(spec: NetSpec, W: Sequence, U: Sequence | None, fractions, method: str, law: str) -> list:
-    """Pruned copies of stacked weights, per-layer fractions (THEORY §1.5-1.6; the same rules as
-    :func:`probprune.mc.trials.prune_batched`): magnitude = threshold form |w| < q a_i (Gaussian: |w| < c s_i with
-    2 Phi(c) - 1 = q); random = R-Bern (U < p); random_rescaled = R-Bern with kept weights / (1 - p);
-    magnitude_exact / random_exact = exactly floor(q N_i) entries of smallest |w| / smallest U."""
-    torch = _torch()
+    """Pruned copies of stacked weights, per-layer fractions (THEORY §1.5-1.6): each layer goes through
+    :func:`probprune.mc.trials.prune_batched` (the Monte Carlo engine's rules, whose exact-k methods use the one
+    exact-k rule :func:`probprune.pruning.sampling.exact_k_prune_mask`), so the results are identical to the MC
+    code's: magnitude = threshold form |w| < q a_i (Gaussian: |w| < c s_i with 2 Phi(c) - 1 = q); random = R-Bern
+    (U < p); random_rescaled = R-Bern with kept weights / (1 - p); magnitude_exact / random_exact = exactly
+    floor(q N_i) entries of smallest |w| / smallest U (ties by flat index)."""
+    from dataclasses import replace
+
+    from .mc.trials import prune_batched
+
     if method not in CAL_METHODS:
         raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(CAL_METHODS)}")
+    if method.startswith("random") and U is None:
+        raise ProbPruneError("random pruning needs mask scores")
     q = np.broadcast_to(np.asarray(fractions, float), (spec.depth,))
+    if method == "random_rescaled" and bool(np.any(q >= 1)):
+        raise ProbPruneError("random_rescaled needs p < 1")
     out = []
     for i, (L, w) in enumerate(zip(spec.layers, W)):
         qi = float(q[i])
         if qi <= 0:
             out.append(w.clone())
             continue
-        n = w.shape[0]
-        if method == "magnitude":
-            if law == "uniform":
-                tau = qi * L.half_width
-            else:
-                tau = float(stats.norm.ppf((1.0 + qi) / 2.0)) * L.half_width if qi < 1 else math.inf
-            P = w.abs() < tau
-        elif method in ("random", "random_rescaled"):
-            if U is None:
-                raise ProbPruneError("random pruning needs mask scores")
-            P = U[i] < qi
-        else:
-            k = int(math.floor(qi * L.N))
-            score = (w.abs() if method == "magnitude_exact" else U[i]).reshape(n, -1)
-            idx = torch.argsort(score, dim=1, stable=True)[:, :k]
-            P = torch.zeros(n, L.N, dtype=torch.bool)
-            P.scatter_(1, idx, True)
-            P = P.reshape(w.shape)
-        wh = torch.where(P, torch.zeros_like(w), w)
-        if method == "random_rescaled":
-            if qi >= 1:
-                raise ProbPruneError("random_rescaled needs p < 1")
-            wh = wh / (1.0 - qi)
+        layer = replace(spec, layers=(L,), K=None)  # one-layer view: per-layer fractions through the MC rules
+        (wh,), _ = prune_batched(layer, [w], [None if U is None else U[i]], method, qi, law)
         out.append(wh)
     return out
 
@@ -152,16 +140,17 @@ def _product_from_output(spec: NetSpec, W: Sequence):
 
 
 def linear_error_upper(spec: NetSpec, W: Sequence, What: Sequence, P=None):
-    """Exact err = ||W_l...W_1 - What_l...What_1|| for linear FCNs (§6), float64 SVD times (1 + 1e-9) so that it is
-    an upper bound despite rounding (same convention as ``mc.measure.SVD_SAFETY``). Shape (n,). ``P`` may pass a
-    cached product of W."""
-    torch = _torch()
-    from .mc.measure import SVD_SAFETY, is_linear_fcn
+    """err = ||W_l...W_1 - What_l...What_1|| for linear FCNs (§6), as the package's one certified spectral norm
+    (:func:`probprune.norms.matrix_norm_upper`, batched torch, THEORY §11.1 [D]: power-of-two scaling, Gram eigenvalue
+    plus rounding allowance, x (1 + 1e-9)) of the float64 product difference, so an upper bound of its exact norm
+    for any weight scale. Shape (n,). ``P`` may pass a cached product of W."""
+    from .mc.measure import is_linear_fcn
+    from .norms import matrix_norm_upper
 
     if not is_linear_fcn(spec):
         raise ProbPruneError("the exact error is only available for FCNs with identity activations")
     P = _product_from_output(spec, W) if P is None else P
-    return torch.linalg.matrix_norm(P - _product_from_output(spec, What), ord=2) * SVD_SAFETY
+    return matrix_norm_upper(P - _product_from_output(spec, What)).cpu()
 
 
 @dataclass
@@ -198,8 +187,8 @@ class DrawSet:
 
 
 def certified_errors(ds: DrawSet, fractions, method: str) -> tuple[np.ndarray, str]:
-    """Per draw a certified upper bound on err at ``fractions``: the exact sup (x (1 + 1e-9)) for linear FCNs, Cert-D
-    (Lemma A with certified operator norms, §3.11) otherwise. Returns (values (T,), kind)."""
+    """Per draw a certified upper bound on err at ``fractions``: the exact sup (certified norm, §11.1) for linear
+    FCNs, Cert-D (Lemma A with certified operator norms, §3.11) otherwise. Returns (values (T,), kind)."""
     from .mc.measure import cert_d, is_linear_fcn, operator_norms_upper
 
     spec = ds.spec
@@ -226,7 +215,7 @@ def certified_errors(ds: DrawSet, fractions, method: str) -> tuple[np.ndarray, s
         nE = operator_norms_upper(spec, [w - wh for w, wh in zip(c.W, What)]).numpy()
         return cert_d(spec, nW, nWh, nE)
 
-    ds.memo[key] = (ds.map(one), ("exact sup (linear network, SVD x (1 + 1e-9))" if linear
+    ds.memo[key] = (ds.map(one), ("exact sup (linear network, certified norm §11.1)" if linear
                                   else "Cert-D (Lemma A with certified operator norms, §3.11)"))
     return ds.memo[key]
 
@@ -513,7 +502,7 @@ class OutputScale:
 def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma: float = 0.05, trials: int = 100,
                  seed: int = 2, pgd_trials: int = 8) -> OutputScale:
     """The scale of the network's output used by ``--eps-rel`` (THEORY §10.3): per draw an upper bound U_F >= sup||F||
-    (the exact ||W_l...W_1|| x (1 + 1e-9) for linear nets; Lip prod ||W_i|| with certified norms otherwise), its
+    (the certified norm of W_l...W_1, §11.1, for linear nets; Lip prod ||W_i|| with certified norms otherwise), its
     calibrated (1 - delta) quantile bound (rank of §10.1) as ``upper``; a lower estimate (exact, or PGD on F against
     the zero network on the first ``pgd_trials`` draws)."""
     torch = _torch()
@@ -527,9 +516,9 @@ def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma
 
     def up(c: _Chunk):
         if linear:
-            from .mc.measure import SVD_SAFETY
+            from .norms import matrix_norm_upper  # the one certified norm (§11.1)
 
-            return (torch.linalg.matrix_norm(_product_from_output(spec, c.W), ord=2) * SVD_SAFETY).numpy()
+            return matrix_norm_upper(_product_from_output(spec, c.W)).cpu().numpy()
         return lips * np.prod(operator_norms_upper(spec, c.W).numpy(), axis=-1)
 
     U = ds.map(up)
