@@ -17,8 +17,17 @@ def load_model(path: str, arch: str | None = None, input_shape: Sequence[int] | 
     return _load(path, arch, input_shape, n_classes)[0]
 
 
+def load_model_and_arch(path: str, arch: str | None = None, input_shape: Sequence[int] | None = None,
+                        n_classes: int = 10):
+    """:func:`load_model` plus the architecture name, from one read of the file: ``arch`` when given, else the name
+    stored by :func:`save_model` (``probprune train``, ``prune --save-model``); None for a pickled module."""
+    model, _, arch = _load(path, arch, input_shape, n_classes)
+    return model, arch
+
+
 def _load(path, arch, input_shape, n_classes):
-    """(module in eval mode, the input shape known from the arguments or the file, or None)."""
+    """(module in eval mode, the input shape known from the arguments or the file or None, the architecture name
+    given or stored or None)."""
     import torch
 
     if not os.path.exists(path):
@@ -30,7 +39,7 @@ def _load(path, arch, input_shape, n_classes):
     except Exception as exc:  # torch raises many types for corrupt files
         raise ProbPruneError(f"cannot read model file {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}") from None
     if isinstance(obj, torch.nn.Module):
-        return obj.eval(), input_shape
+        return obj.eval(), input_shape, arch
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         arch = arch or obj.get("arch")
         input_shape = input_shape or obj.get("input_shape")
@@ -51,7 +60,7 @@ def _load(path, arch, input_shape, n_classes):
             model.load_state_dict(obj)
         except RuntimeError as exc:
             raise ProbPruneError(f"state dict in {path} does not fit architecture {arch!r}: {str(exc).splitlines()[0][:160]}") from None
-        return model.eval(), tuple(int(v) for v in input_shape)
+        return model.eval(), tuple(int(v) for v in input_shape), arch
     raise ProbPruneError(f"{path} holds a {type(obj).__name__}, not a torch module or state dict")
 
 
@@ -59,7 +68,7 @@ def read_network(path: str, arch: str | None = None, input_shape: Sequence[int] 
     """The one model reader for files: :func:`load_model` then :func:`probprune.graph.from_torch` (torch.fx tracing,
     refusals naming the operation, forward verification). ``input_shape`` defaults to the one stored by
     :func:`save_model` (``probprune train``) when present. Returns (module, graph)."""
-    model, input_shape = _load(path, arch, input_shape, n_classes)
+    model, input_shape, _ = _load(path, arch, input_shape, n_classes)
     from .graph import from_torch
 
     return model, from_torch(model, input_shape)

@@ -68,6 +68,23 @@ def test_prune_saved_model_round_trip(tmp_path):
     d = json.loads(r2.stdout)
     # the saved model is already 50% magnitude-pruned: re-pruning at 50% per layer changes nothing
     assert d["dense_test_acc"] == acc and d["pruned_test_acc"] == acc
+    assert d["arch"] == "mlp:16"  # the stored architecture, read with the model (modelio.load_model_and_arch)
+
+
+def test_load_model_and_arch_reads_the_stored_name(tmp_path):
+    """modelio, the one model reader: the name stored by save_model, the given one first, None for a module."""
+    import torch
+
+    from probprune.modelio import load_model_and_arch, save_model
+    from probprune.models import build_model
+
+    net = build_model("mlp:8", (64,), 10, seed=0)
+    save_model(net, str(tmp_path / "sd.pt"), arch="mlp:8", input_shape=[64])
+    torch.save(net, tmp_path / "mod.pt")
+    m, arch = load_model_and_arch(str(tmp_path / "sd.pt"))
+    assert arch == "mlp:8" and all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
+                                                                      net.state_dict().values()))
+    assert load_model_and_arch(str(tmp_path / "mod.pt"))[1] is None
 
 
 def test_deprecated_spellings_still_work(capsys, tmp_path):

@@ -39,17 +39,6 @@ def _resolve_model(model: Optional[str], arch: Optional[str], model_file: Option
     return arch, model
 
 
-def _stored_arch(path: str):
-    """The architecture name stored in a `probprune train` / `save_model` file (None for a pickled module)."""
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # load_model already reported unreadable files
-        return None
-    return obj.get("arch") if isinstance(obj, dict) else None
-
-
 def _check_loaded(net, path: str) -> None:
     """Refuse what prune/lth cannot handle: parameters outside Linear/Conv2d layers (e.g. LSTM), no weight
     layer at all, NaN/inf weights."""
@@ -68,6 +57,9 @@ def _check_loaded(net, path: str) -> None:
 
 
 def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = True, model_file: str | None = None):
+    """(dataset, network, architecture name): a fresh ``model`` (default lenet_300_100), or ``model_file`` read once by
+    :func:`probprune.modelio.load_model_and_arch` (name: ``model`` or the one stored in the file; None for a pickled
+    module)."""
     import numpy as np
     import torch
     import torch.nn as nn
@@ -76,9 +68,9 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
     from ..models import build_model, is_conv_model
 
     if model_file:
-        from ..modelio import load_model
+        from ..modelio import load_model_and_arch
 
-        net = load_model(model_file, arch=model)
+        net, model = load_model_and_arch(model_file, arch=model)
         _check_loaded(net, model_file)
         conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         ds = load_dataset(dataset, seed=data_seed, images=conv)
@@ -97,11 +89,11 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
         if out.ndim != 2 or out.shape[1] != ds.n_classes:
             raise ProbPruneError(f"model in {model_file} gives outputs of shape {tuple(out.shape[1:])}, dataset "
                                  f"{dataset} has {ds.n_classes} classes")
-        return ds, net
+        return ds, net, model
     model = model or "lenet_300_100"
     ds = load_dataset(dataset, seed=data_seed, images=is_conv_model(model))
     net = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
-    return ds, net
+    return ds, net, model
 
 
 @app.command("prune")
@@ -169,10 +161,8 @@ def prune_cmd(
     check_output_path(save_mask, "--save-mask")
     check_output_path(save_model, "--save-model")
     arch, model_path = _resolve_model(model, arch, model_file, "prune")
-    model = arch
-    ds, net = _setup(dataset, arch, seed, data_seed, model_file=model_path)
+    ds, net, model = _setup(dataset, arch, seed, data_seed, model_file=model_path)  # model: the architecture name
     model_file = model_path
-    model = arch or ("lenet_300_100" if model_path is None else _stored_arch(model_path))
     sparsity = fraction
     dense_acc = None
     show = not json_out
@@ -308,7 +298,7 @@ def lth_cmd(
     check_output_path(out, "--out")
     check_output_path(save_masks, "--save-masks", kind="dir")
     arch, model_path = _resolve_model(model, arch, None, "lth")
-    ds, net = _setup(dataset, arch, seed, data_seed, model_file=model_path)
+    ds, net, _ = _setup(dataset, arch, seed, data_seed, model_file=model_path)
     arch = arch or ("lenet_300_100" if model_path is None else None)
     model = model_path or arch
     if target_sparsity is not None:
