@@ -25,7 +25,7 @@ from .lower import Chain
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
-SEGMENT_MAX_DIM = 800  # longer S-procedure segments only for factors up to this size (cost); pairs always
+SEGMENT_MAX_DIM = 1000  # longer S-procedure segments only for factors up to this size (cost); pairs always
 
 
 @dataclass(frozen=True)
