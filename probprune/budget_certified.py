@@ -380,7 +380,7 @@ def search_certified_counts(
     curves: "_Curves | None" = None,
     slack_tol: float = 5e-3,
     target_margin: float = 1e-3,
-    probe_rtol: float = 2e-3,
+    probe_rtol: float = 1e-2,
 ) -> SearchResult:
     """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
 
@@ -431,7 +431,7 @@ def search_certified_counts(
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
             break
-        for i in range(l):  # probe the candidate (adds calibration points), unless a point is within 0.2%
+        for i in range(l):  # probe the candidate (adds calibration points), unless a point is within 1%
             if k[i] and not curves.near_point(i, int(k[i]), probe_rtol):
                 curves.probe(i, int(k[i]))
         timings["probe"] += time.perf_counter() - t2
