@@ -137,7 +137,8 @@ def test_tiny_and_huge_weights(scale):
 # ------------------------------------------------------------------------------------------- linear graphs: exact
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), depth=st.integers(1, 3), width=st.integers(2, 7), q=st.floats(0.05, 0.9),
-       gain=st.floats(-2, 2))
+       # gains whose products would underflow float64 are refused (fail closed, tested above), not certified
+       gain=st.one_of(st.just(0.0), st.floats(-2, 2).filter(lambda g: abs(g) >= 1e-3)))
 def test_random_linear_residual_graphs_exact(seed, depth, width, q, gain):
     torch.manual_seed(seed)
 
