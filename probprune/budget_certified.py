@@ -203,11 +203,12 @@ class _Curves:
         return cert
 
     def near_point(self, i: int, k: int, rtol: float) -> bool:
-        """Is there a measured point within rtol * k of k (so the interpolated curve is accurate at k)?"""
-        if self.exact:
+        """Is k bracketed by measured points within rtol * k on both sides (so the interpolated curve is accurate at
+        k), or measured itself?"""
+        if self.exact or k in self.points[i]:
             return True
         tol = max(1.0, rtol * k)
-        return any(abs(k - kk) <= tol for kk in self.points[i])
+        return (any(0 < k - kk <= tol for kk in self.points[i]) and any(0 < kk - k <= tol for kk in self.points[i]))
 
     def set_point(self, i: int, k: int, h: float, e: float, cert: bool) -> None:
         self.points[i][k] = (h, e, cert)
@@ -390,7 +391,8 @@ def search_certified_counts(
     search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
     ``slack_tol``: certify once the measured candidate is within this relative distance of eps, and stop once the
     certificate is; ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
-    ``probe_rtol``: a layer is not probed again when a measured point lies within this relative distance."""
+    ``probe_rtol``: a layer is not probed again when measured points bracket its count within this relative
+    distance."""
     import time
 
     eps = float(check_eps(eps))
@@ -431,7 +433,7 @@ def search_certified_counts(
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
             break
-        for i in range(l):  # probe the candidate (adds calibration points), unless a point is within 1%
+        for i in range(l):  # probe the candidate (adds calibration points), unless bracketed by points within 1%
             if k[i] and not curves.near_point(i, int(k[i]), probe_rtol):
                 curves.probe(i, int(k[i]))
         timings["probe"] += time.perf_counter() - t2
