@@ -3,7 +3,7 @@ ball around a centre, with a per-stage report of where the looseness comes from.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

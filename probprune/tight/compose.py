@@ -13,7 +13,7 @@ Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 

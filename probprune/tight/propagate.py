@@ -19,7 +19,7 @@ by a floating-point allowance (§12.3, FP_REL).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -207,8 +207,6 @@ class CoupledPropagator:
         Lh = None if C_zh is None else C_zh.expand(B, -1, -1)
         const = torch.zeros(B, R, dtype=torch.float64)
         mag = torch.zeros(B, R, dtype=torch.float64)
-        Ms = self.M if mode == "F" else self.Mh
-        bs = self.b if mode == "F" else self.bh
         rel_h = self.rel_F if mode == "F" else self.rel_h
         if start_act:  # C are coefficients on the activation outputs (delta_k, shat_k) of stage k
             if k >= self.F.depth - 1:
