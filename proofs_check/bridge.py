@@ -387,7 +387,7 @@ def _b_equal_share():
                                 ([100, 300, 300, 300, 10], 3.0, "magnitude"), ([50, 400, 20], 8.0, "random")):
         spec = fcn_spec(widths, "relu")
         delta = 0.05
-        res = max_prunable(spec, eps, delta, method=method, mode="equal_share")
+        res = max_prunable(spec, eps, delta, method=method, mode="equal_share", statement="bernstein")  # §3.4 closed forms
         B = np.array([L.B for L in res.layers])
         eta = np.array([L.eta for L in res.layers])
         q = res.fractions

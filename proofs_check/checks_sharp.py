@@ -248,7 +248,7 @@ def _chk_exact_k():
 
 # ------------------------------------------------------------------------------------------- S9.7, S9.8
 @register("sharp-min", "S9.7: apriori_bound('best') <= both 'bernstein' and 'sharp' per term and in eps "
-          "(deterministic minimum, same failure probability per term)", "§9.7", "numeric", covers=["sharp-S9.7"])
+          "(deterministic minimum, same failure probability per term)", "§9.7", "numeric", covers=["sharp-S9.7", "sharp-setting"])
 def _chk_min():
     apriori_bound = import_attr("probprune.bounds", "apriori_bound")
     fcn_spec = import_attr("probprune.networks", "fcn_spec")

@@ -114,6 +114,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),
     DStatement("tight-stability", "§12.5", "Statement 12.7: positive margins of F and F_hat on R fix both predictions"),
     # §9 sharper a-priori bounds [D] (issue 11 part A; proofs_check/checks_sharp.py)
+    DStatement("sharp-setting", "§9", "every §9 statement is a deterministic threshold x(shapes, fractions, delta') with P(||X|| > x) <= delta'"),
     DStatement("sharp-S9.1", "§9.1", "S9.1 moment comparison: P(||X|| >= x) <= T_p/x^(2p), T_p from Gordon, Rayleigh tail, Hoelder, chi2"),
     DStatement("sharp-tableM", "§9.1", "table M: dominating variances sigma_p^2 = a^2 max_(k<=p) rho_k^(1/k) of every entry law"),
     DStatement("sharp-S9.2", "§9.2", "S9.2 Gaussian: ||W|| <= s(sqrt(d1) + sqrt(d2) + sqrt(2 ln(1/delta)))"),
