@@ -10,13 +10,15 @@ Residual (DAG) networks become chains by carrying every value that is still need
 identity coordinates ("carried" blocks): a stage's output is [ReLU(expression of the activation's input);
 identity copies of the live values]. The chain computes the same function as the network (tested).
 
+The input is a :class:`probprune.graph.ir.Graph` (:func:`lower_graph`); torch models are read by the package's one
+model reader, :func:`probprune.graph.trace.from_torch`, and lowered the same way (:func:`lower_torch`).
+
 Anything that is not affine or ReLU (max pooling, other activations, unknown functions) is refused with an
 :class:`~probprune.errors.UnsupportedLayerError` naming the operation: nothing is approximated.
 """
 from __future__ import annotations
 
 import copy
-import operator
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -80,22 +82,7 @@ class Chain:
             a.M.shape == b.M.shape and np.array_equal(a.relu, b.relu) for a, b in zip(self.stages, other.stages))
 
 
-# ----------------------------------------------------------------------------------------------- torch lowering
-_AFFINE_MODULES = ("Linear", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d", "AvgPool1d", "AvgPool2d",
-                   "AdaptiveAvgPool2d", "Flatten", "Identity", "Dropout", "Unflatten")
-
-
-def _module_norm_hint(mod) -> float | None:
-    """The per-operation norm (Linear: spectral norm of the weight; others: None = computed from the operator)."""
-    import torch.nn as nn
-
-    if isinstance(mod, nn.Linear):
-        return float(np.linalg.norm(mod.weight.detach().double().numpy(), 2))
-    if isinstance(mod, (nn.Flatten, nn.Identity, nn.Dropout, nn.Unflatten)):
-        return 1.0
-    return None
-
-
+# ----------------------------------------------------------------------------------------------- lowering engine
 class _Engine:
     """Builds a :class:`Chain` from a topologically ordered stream of nodes (input, affine, add, relu, output).
 
@@ -212,94 +199,13 @@ class _Engine:
 
 
 def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain:
-    """Lower a torch model (any ``torch.fx``-traceable composition of Linear/Conv/BatchNorm(eval)/AvgPool/Flatten/
-    view/reshape, ReLU and residual ``+``) to a :class:`Chain` (§12.1). Refuses anything else by name."""
-    import torch
-    import torch.fx as fx
-    import torch.nn as nn
-    import torch.nn.functional as Fn
+    """Lower a torch model to a :class:`Chain` (§12.1) through the package's one model reader:
+    :func:`probprune.graph.trace.from_torch` (torch.fx tracing, BatchNorm folded, forward verified, unsupported
+    operations refused by name), then :func:`lower_graph`."""
+    from ..graph.trace import from_torch
 
     m = copy.deepcopy(model).double().eval()
-    try:
-        gm = fx.symbolic_trace(m)
-    except Exception as e:  # noqa: BLE001 - report the tracer's reason
-        raise UnsupportedLayerError(f"{name}: torch.fx could not trace the model ({e})") from None
-    mods = dict(gm.named_modules())
-    in_shape = tuple(int(v) for v in input_shape)
-    eng = _Engine(name, {n.name: len(n.users) for n in gm.graph.nodes})
-    out_name = None
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            eng.input(node.name, in_shape)
-            continue
-        if node.op == "output":
-            a = node.args[0]
-            if not isinstance(a, fx.Node):
-                raise UnsupportedLayerError(f"{name}: the model must return one tensor")
-            out_name = a.name
-            break
-        args = [a for a in node.args if isinstance(a, fx.Node)]
-        if node.op == "call_method" and node.target in ("view", "reshape", "size", "flatten"):
-            args = args[:1]
-        is_relu, fn, hint = False, None, None
-        label = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-        if node.op == "call_module":
-            mod = mods[node.target]
-            cls = type(mod).__name__
-            label = f"{node.target} ({cls})"
-            if isinstance(mod, nn.ReLU):
-                is_relu = True
-            elif cls in _AFFINE_MODULES:
-                if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and not mod.track_running_stats:
-                    raise UnsupportedLayerError(f"{name}: {label} has no running statistics (not affine at eval)")
-                fn = mod
-                hint = _module_norm_hint(mod)
-            else:
-                raise UnsupportedLayerError(f"{name}: operation {label} is not affine or ReLU; the tight "
-                                            "certificates refuse it (max pooling and other activations are not "
-                                            "supported)")
-        elif node.op == "call_function":
-            t = node.target
-            if t in (Fn.relu, torch.relu):
-                is_relu = True
-            elif t in (operator.add, torch.add) and len(args) == 2 and len(node.args) == 2 and not node.kwargs:
-                eng.add(node.name, args[0].name, args[1].name)
-                continue
-            elif t is torch.flatten:
-                sd = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-                if sd != 1 or len(node.args) > 2 or set(node.kwargs) - {"start_dim"}:
-                    raise UnsupportedLayerError(f"{name}: torch.flatten must flatten from dim 1 at {node.name!r}")
-                fn, hint = (lambda x: torch.flatten(x, 1)), 1.0
-            else:
-                raise UnsupportedLayerError(f"{name}: function {label} at {node.name!r} is not supported")
-        elif node.op == "call_method":
-            if node.target == "relu":
-                is_relu = True
-            elif node.target == "flatten" and list(node.args[1:]) == [1]:
-                fn, hint = (lambda x: torch.flatten(x, 1)), 1.0
-            elif node.target in ("view", "reshape") and len(node.args) >= 2:
-                dims = node.args[1:]
-                if any(isinstance(d, fx.Node) for d in dims) and not (
-                        isinstance(dims[0], fx.Node) and dims[0].op == "call_method" and dims[0].target == "size"):
-                    raise UnsupportedLayerError(f"{name}: dynamic {node.target} at {node.name!r} is not supported")
-                rest = tuple(int(d) for d in dims[1:])
-                fn, hint = (lambda x, r=rest: x.reshape(x.shape[0], *r)), 1.0
-            elif node.target == "size":
-                eng.consume(args[0].name)
-                continue  # only used by view(x.size(0), ...)
-            else:
-                raise UnsupportedLayerError(f"{name}: method .{node.target}() at {node.name!r} is not supported")
-        else:
-            raise UnsupportedLayerError(f"{name}: node {node.name!r} ({node.op}) is not supported")
-        if len(args) != 1:
-            raise UnsupportedLayerError(f"{name}: {label} must take exactly one tensor input")
-        if is_relu:
-            eng.relu(node.name, args[0].name)
-        else:
-            eng.affine(node.name, args[0].name, fn, label, hint)
-    if out_name is None:
-        raise UnsupportedLayerError(f"{name}: could not find the model output")
-    return eng.output(out_name, in_shape, f"torch.fx lowering of {type(model).__name__}")
+    return lower_graph(from_torch(m, tuple(int(v) for v in input_shape)), name)
 
 
 def lower_graph(graph, name: str = "model") -> Chain:
