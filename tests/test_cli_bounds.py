@@ -24,6 +24,25 @@ def test_bound_json_has_eps_and_terms(capsys):
     assert code == 0 and d["eps"] > 0 and len(d["layers"]) == 3 and "B" in d["layers"][0]
 
 
+def test_bound_every_registered_apriori_method_with_its_statement(capsys):
+    """`bound --method` offers exactly the registry's methods with an a-priori statement; exact-k magnitude gets
+    the §9.6 bound (registry statement sharp-S9.6) with a finite eps and its statement in the JSON."""
+    from probprune import registry
+    from probprune.cli.common import BoundMethod
+    from probprune.networks import fcn_spec
+
+    assert [m.value for m in BoundMethod] == [m.name for m in registry.METHODS.values() if m.apriori is not None]
+    assert {"magnitude_exact", "random_exact"} <= {m.value for m in BoundMethod}
+    assert registry.method("magnitude_exact").apriori == "sharp-S9.6"
+    code, out, _ = run(capsys, "bound", "--method", "magnitude_exact", "--widths", "50,50,10", "--fraction", "0.1",
+                       "--json")
+    d = json.loads(out)
+    assert code == 0 and d["method"] == "magnitude_exact" and 0 < d["eps"] < float("inf")
+    assert "§9.6" in d["statement"] and "exact-k magnitude" in d["statement"]
+    spec = fcn_spec((50, 50, 10), "relu", 1.0)
+    assert registry.bound("sharp-S9.6").function(spec, 0.1, 0.05).eps == pytest.approx(d["eps"], rel=1e-12)
+
+
 def test_budget_json_spec_only(capsys):
     code, out, _ = run(capsys, "budget", "--eps", "0.5", "--widths", "100,200,10", "--json")
     d = json.loads(out)

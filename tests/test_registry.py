@@ -53,6 +53,8 @@ def test_bounds_are_theory_statements_with_implementations():
     for b in registry.BOUNDS.values():
         assert b.name in D_IDS, b.name
         assert callable(b.function)
+    sharp = {i for i in D_IDS if i.startswith("sharp-S9.")}  # the §9 statements, each registered
+    assert sharp and sharp <= set(registry.BOUNDS)
 
 
 def test_registry_agrees_with_the_modules_that_use_it():

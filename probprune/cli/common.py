@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import typer
 
+from .. import registry as _registry
 from ..errors import ProbPruneError
 from ..jsonio import jsonable
 
@@ -37,7 +38,8 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "hardtanh", "identity", "sigmoid")
 Activation = _enum("Activation", ACTIVATIONS)
 Law = _enum("Law", ("uniform", "gaussian"))
 BudgetMethod = _enum("BudgetMethod", ("magnitude", "random", "random_rescaled"))
-BoundMethod = _enum("BoundMethod", ("magnitude", "random", "random_rescaled", "random_exact"))
+#: the methods with an a-priori statement in probprune.registry (registry.py imports no torch)
+BoundMethod = _enum("BoundMethod", tuple(m.name for m in _registry.METHODS.values() if m.apriori is not None))
 BudgetMode = _enum("BudgetMode", ("optimal", "uniform", "equal_share"))
 CertMethod = _enum("CertMethod", ("magnitude", "random"))
 ConvNorm = _enum("ConvNorm", ("fft", "kernel"))
