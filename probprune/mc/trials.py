@@ -253,7 +253,8 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
     For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
     probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
     Which statement covers which method is read from :data:`probprune.registry.METHODS` (``apriori``,
-    ``cert_r_sampling``); ``lib_*`` methods are not registry methods and have no bound. A fixed network graph
+    ``cert_r_sampling``); every method with an a-priori statement goes through :func:`probprune.bounds.apriori_bound`
+    (exact-k random and exact-k magnitude, either law: THEORY §9.5, §9.6); ``lib_*`` methods are not registry methods and have no bound. A fixed network graph
     (``graph``, no chain spec) gets Cert-R on the graph (:func:`probprune.certificates.certify_random_graph`)."""
     from .. import bounds
     from ..registry import METHODS as REGISTERED
@@ -271,15 +272,13 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
         weights, biases = fixed
         return certify_random(spec, weights, fraction, delta, sampling=entry.cert_r_sampling, biases=biases), ""
     try:
-        if entry is not None and entry.apriori == "thm-RM-RR":
+        if entry is not None and entry.apriori is not None:
+            # apriori_bound routes random_exact / magnitude_exact to exact_k_bound / exact_k_magnitude_bound with
+            # the law (THEORY §9.5, §9.6; the Gaussian law and exact-k magnitude are covered there)
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
-        if entry is not None and entry.apriori == "RR-mask":
-            if law != "uniform":
-                return None, "no exact-k bound for the Gaussian law"
-            return bounds.exact_k_bound(spec, fraction, delta), ""
         if method.startswith("lib_"):
             return None, f"no a-priori bound for probprune.pruning method {method[4:]} (Cert-D only)"
-        return None, "no a-priori bound for exact-k magnitude pruning (THEORY §7.6)"
+        return None, f"no a-priori bound registered for {method} (probprune.registry)"
     except HypothesisError as e:
         return None, str(e).splitlines()[0]
 
