@@ -82,6 +82,30 @@ def test_certify_refuses_an_lstm_model_naming_it(capsys, tmp_path):
     assert code == 2 and "'rnn' (LSTM)" in err
 
 
+class _Enc(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(Rec())
+
+    def forward(self, x):
+        return self.enc(x)
+
+
+@pytest.mark.parametrize("make, shape, fqn", [(Rec, None, "'rnn' (LSTM)"), (_Enc, None, "'enc.0.rnn' (LSTM)"),
+                                              (_Enc, "8,8", "'enc.0.rnn' (LSTM)"),
+                                              (lambda: nn.Sequential(nn.LSTM(8, 8)), None, "'0' (LSTM)")])
+def test_certify_lstm_error_is_one_line_naming_it_with_or_without_input_shape(capsys, tmp_path, make, shape, fqn):
+    """The refusal names the unsupported leaf module by its FQN and type, also when no --input-shape is given
+    (before: 'pass input_shape ...', which did not say that the model holds an LSTM)."""
+    p = tmp_path / "lstm.pt"
+    torch.save(make(), p)
+    code, _, err = run(capsys, "certify", "--model", str(p), "--fraction", "0.1",
+                       *(("--input-shape", shape) if shape else ()))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:")
+    assert "LSTM" in lines[0] and fqn in lines[0] and "unsupported layer" in lines[0]
+
+
 def test_bound_with_huge_K_is_refused_not_null(capsys):
     code, out, err = run(capsys, "bound", "--K", "1e200", "--fraction", "0.05", "--json")
     assert code == 2 and '"eps": null' not in out

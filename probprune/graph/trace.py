@@ -298,9 +298,7 @@ class _Builder:
         elif type(m) in (nn.Flatten, nn.Unflatten):
             self.reshape(n, u, lambda x: m(x), where)
         else:
-            raise UnsupportedLayerError(f"unsupported layer {where}: supported are Linear, Conv1d, Conv2d, BatchNorm1d/2d "
-                                        "(eval), ReLU, LeakyReLU, Tanh, Hardtanh(-1, 1), Sigmoid, Identity, Dropout, "
-                                        "MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, Flatten")
+            raise UnsupportedLayerError(f"unsupported layer {where}: supported are {_SUPPORTED_LEAVES_TEXT}")
 
     # ---------------------------------------------------------------- reshapes
     def reshape(self, n, u: str, fn, where: str):
@@ -608,4 +606,22 @@ def _guess_input_shape(model, fxg) -> tuple[int, ...]:
                 m = model.get_submodule(u.target)
                 if isinstance(m, nn.Linear):
                     return (m.in_features,)
+                if not _supported_leaf(m):  # refused whatever the input shape: name it (FQN and type) now
+                    raise UnsupportedLayerError(f"unsupported layer {u.target!r} ({type(m).__name__}): supported are "
+                                                f"{_SUPPORTED_LEAVES_TEXT}")
     raise ProbPruneError("pass input_shape (e.g. C,H,W): the first operation on the input is not a Linear layer")
+
+
+#: the leaf modules :meth:`_Builder.module` reads (each with its own conditions, checked there)
+_SUPPORTED_LEAVES_TEXT = ("Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval), ReLU, LeakyReLU, Tanh, Hardtanh(-1, 1), "
+                          "Sigmoid, Identity, Dropout, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, Flatten")
+
+
+def _supported_leaf(m) -> bool:
+    """Whether :meth:`_Builder.module` has a branch for the type of ``m`` (its conditions are checked there)."""
+    import torch.nn as nn
+
+    return isinstance(m, (nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)) or type(m) in (
+        nn.Conv1d, nn.Conv2d, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Hardtanh, nn.Identity, nn.Dropout,
+        nn.Dropout1d, nn.Dropout2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+        nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten)
