@@ -16,6 +16,7 @@ Metrics:
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -94,12 +95,17 @@ def main() -> dict:
     from probprune.data import load_dataset
     from probprune.errors import ProbPruneError
     from probprune.graph.trace import from_torch as graph_from_torch
-    from probprune.tight.attack import pgd_sup_error
+    from probprune.attack import pgd_sup_error as pgd
     from probprune.tight.certify import certify_chains
     from probprune.tight.compose import lemma_a_composed
     from probprune.tight.lower import lower_pair, pruned_copy
     from probprune.tight.stability import certified_stability, region_sup_error
     from probprune.train import evaluate, train
+
+    def pgd_sup_error(model, mh, center, radius, norm, restarts, iters, seed):  # the package's one PGD, float64
+        F, Fh = (copy.deepcopy(x).double().eval() for x in (model, mh))
+        c = np.asarray(center, float)
+        return pgd(F, Fh, c.shape, restarts, iters, seed, center=c, radius=radius, norm=norm).value
 
     torch.set_num_threads(1)
     cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")

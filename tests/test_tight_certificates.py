@@ -1,5 +1,6 @@
 """Tight certificates (THEORY §12): every bound >= an independent ground truth (exact sup for linear nets, a
 many-restart PGD attack on the torch modules for ReLU nets), refusal where assumptions fail."""
+import copy
 import itertools
 
 import numpy as np
@@ -9,8 +10,8 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from probprune import attack
 from probprune.errors import ProbPruneError, UnsupportedLayerError
-from probprune.tight.attack import pgd_sup_error
 from probprune.tight.certify import certify_chains, certify_tight
 from probprune.tight.compose import pair_bound
 from probprune.tight.lower import lower_pair, lower_torch, pruned_copy
@@ -23,6 +24,14 @@ def _scalar_multipliers(monkeypatch, request):
     """Scalar S-procedure multipliers in the heavier tests (speed); the diagonal ones are tested on their own."""
     if "diag" not in request.node.name:
         monkeypatch.setattr("probprune.tight.compose.DIAG_STEPS", 0)
+
+
+def pgd_sup_error(model, pruned, center, radius=1.0, norm="l2", restarts=64, iters=60, seed=0) -> float:
+    """Ground truth from below: the package's one PGD (:func:`probprune.attack.pgd_sup_error`) on float64 copies of
+    the torch modules, over {x : ||x - center|| <= radius} in ``norm``."""
+    F, Fh = (copy.deepcopy(x).double().eval() for x in (model, pruned))
+    c = np.asarray(center, float)
+    return attack.pgd_sup_error(F, Fh, c.shape, restarts, iters, seed, center=c, radius=radius, norm=norm).value
 
 
 def _rand_masks(model, rng, keep):
@@ -221,3 +230,25 @@ def test_graph_lowering_matches_torch_lowering():
     lenet = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
     with pytest.raises(UnsupportedLayerError, match="MaxPool"):
         lower_graph(graph_from_torch(lenet, (1, 8, 8)))
+
+
+def test_one_pgd_regions_against_exact_linear():
+    """probprune.attack.pgd_sup_error over a ball/box around a centre: a feasible lower bound, close to the exact sup
+    for linear maps (l2 ball at 0: r ||A - B||_2; l_inf box: the max over the box's vertices, a convex function)."""
+    rng = np.random.default_rng(5)
+    A, B = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    D = A - B
+    f, fh = (lambda x: x @ torch.from_numpy(A).T), (lambda x: x @ torch.from_numpy(B).T)
+    c = rng.normal(size=5)
+    r = attack.pgd_sup_error(f, fh, (5,), 16, 60, 0, radius=0.4)
+    exact = 0.4 * np.linalg.norm(D, 2)
+    assert exact * (1 - 1e-3) <= r.value <= exact * (1 + 1e-12) and np.linalg.norm(r.x) <= 0.4 * (1 + 1e-12)
+    r = attack.pgd_sup_error(f, fh, (5,), 16, 60, 0, center=c, radius=0.3, norm="linf")
+    verts = c + 0.3 * np.array(list(itertools.product((-1.0, 1.0), repeat=5)))
+    exact = np.linalg.norm(verts @ D.T, axis=1).max()
+    assert exact * (1 - 1e-3) <= r.value <= exact * (1 + 1e-12) and np.abs(r.x - c).max() <= 0.3 * (1 + 1e-12)
+    assert abs(r.value - np.linalg.norm(D @ r.x)) <= 1e-12 * r.value  # the value is attained at the returned x
+    with pytest.raises(ProbPruneError, match="homogeneous"):
+        attack.pgd_sup_error(f, fh, (5,), 4, 5, 0, center=c, homogeneous=True)
+    with pytest.raises(ProbPruneError, match="norm"):
+        attack.pgd_sup_error(f, fh, (5,), 4, 5, 0, norm="l1")

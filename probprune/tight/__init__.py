@@ -8,5 +8,7 @@
 * :mod:`.propagate`: coupled bound propagation on F - F_hat as one graph, l2 norm of the error (§12.4).
 * :mod:`.stability`: data-region sup error and certified prediction stability (§12.5).
 * :mod:`.certify`: one entry point (``certify_chains`` / ``certify_tight``; method "auto" = the minimum).
-* :mod:`.attack`: many-restart PGD lower bounds (tests and benchmark only; never part of a certificate).
+
+Lower bounds by attack (tests, benchmark) use the package's one PGD, :func:`probprune.attack.pgd_sup_error`
+(``center``/``radius``/``norm`` for data regions).
 """
