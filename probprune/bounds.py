@@ -473,6 +473,23 @@ def exact_k_line_count_bound(N_rows: int, N_cols: int, k: int, delta_D: float) -
     return int(max(q_row, q_col))
 
 
+def _exact_k_setup(spec: NetSpec, fractions, delta: float, fname: str, note: str):
+    """Shared set-up of the exact-k bounds (§3.4 RR-mask, §9.5, §9.6): per-layer fractions, the delta split over the
+    W events of every layer and the two count/norm events of each pruned layer (§3.8), and k_i = floor(q_i N_i)."""
+    q, scalar = broadcast_fractions(spec, fractions)
+    if q.ndim != 1:
+        raise ProbPruneError(f"{fname} takes a scalar or one fraction per layer")
+    notes = check_spec_for_apriori(spec)
+    pruned = q > 0
+    n_ev = spec.depth + 2 * int(pruned.sum())
+    de = delta / n_ev
+    dE = np.where(pruned, de, 0.0)
+    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
+    notes.append(note)
+    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    return q, scalar, notes, pruned, alloc, ks
+
+
 def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", statement: str = "best") -> BoundResult:
     """A-priori bound for R-exact (exactly k_i = floor(p_i N_i) entries pruned, uniformly at random) [D here]:
     RR-mask (THEORY §3.4) with D_i replaced by its hypergeometric (1 - delta_D) quantile; delta is split equally
@@ -487,17 +504,10 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
     if law == "gaussian" and statement == "bernstein":
         raise ProbPruneError("exact-k random pruning under the Gaussian law has no matrix-Bernstein (RR-mask) bound; "
                              "use statement='best' or 'sharp' (THEORY §9.5)")
-    q, scalar = broadcast_fractions(spec, fractions)
-    if q.ndim != 1:
-        raise ProbPruneError("exact_k_bound takes a scalar or one fraction per layer")
-    notes = check_spec_for_apriori(spec)
-    pruned = q > 0
-    n_ev = spec.depth + 2 * int(pruned.sum())
-    de = delta / n_ev
-    dE = np.where(pruned, de, 0.0)
-    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
-    notes.append("R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
-    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
+        spec, fractions, delta, "exact_k_bound",
+        "R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
+    de = float(alloc.delta_W[0])  # the per-event failure probability
     cB, cE = [], []
     if statement in ("bernstein", "best") and law == "uniform":
         D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, k, de) if k > 0 else 0
@@ -548,17 +558,10 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
                              "entrywise domination); use statement='best' or 'sharp' (THEORY §9.6)")
     if statement not in STATEMENT_MODES:
         raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
-    q, scalar = broadcast_fractions(spec, fractions)
-    if q.ndim != 1:
-        raise ProbPruneError("exact_k_magnitude_bound takes a scalar or one fraction per layer")
-    notes = check_spec_for_apriori(spec)
-    pruned = q > 0
-    n_ev = spec.depth + 2 * int(pruned.sum())
-    de = delta / n_ev
-    dE = np.where(pruned, de, 0.0)
-    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
-    notes.append("exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)")
-    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
+        spec, fractions, delta, "exact_k_magnitude_bound",
+        "exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)")
+    de = float(alloc.delta_W[0])  # the per-event failure probability
     cB = [_sharp_B(spec, alloc.delta_W, law)]
     if statement == "best":
         cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
