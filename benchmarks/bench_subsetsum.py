@@ -2,7 +2,9 @@
 the timing of the full 784-500-10 constructions (Pensia Exp. 1 linear form and the two-layer gadget).
 
 Part 1 (same instances, Pensia's setting): K instances, each with its own n = 21 coefficients U[-0.49, 0.65] and a
-target weight U[-0.49, 0.65]; eps = 0.01.
+target weight U[-0.49, 0.65]; eps = 0.01. Three solvers on the same instances: the MITM with the compiled (numba)
+closest-pair kernel, the previous torch MITM path (searchsorted + gather; kernel switched off) and HiGHS; the kernel's
+outputs are asserted equal to the torch path's (subsets, errors, success flags, term counts).
   * "pensia" objective: min |error| s.t. |error| <= eps (their Gurobi formulation; MILP with eps_constraint) vs MITM
     "closest"; equal error means: same success flags and MITM error <= MILP error on every instance (MITM is exact).
   * "sparsest": fewest terms within eps; equal error means: same success flags and same number of terms.
@@ -57,6 +59,25 @@ def part1(K: int, n: int, eps: float, seed: int) -> dict:
             a = solve(C, z, eps=eps, mode=mode, on_uncoverable="report")
             t_mitm = min(t_mitm, time.perf_counter() - t0)
             c_mitm = min(c_mitm, time.process_time() - c0)
+        # the previous (torch searchsorted + gather) MITM path, same instances, kernel switched off
+        import probprune.subsetsum.solver as S
+
+        saved = list(S._KERNEL)
+        S._KERNEL[:] = [None]
+        try:
+            solve(C[:2], z[:2], eps=eps, mode=mode, on_uncoverable="report")
+            t_torch = c_torch = float("inf")
+            for _ in range(5):
+                t0, c0 = time.perf_counter(), time.process_time()
+                b = solve(C, z, eps=eps, mode=mode, on_uncoverable="report")
+                t_torch = min(t_torch, time.perf_counter() - t0)
+                c_torch = min(c_torch, time.process_time() - c0)
+        finally:
+            S._KERNEL[:] = saved
+        same_as_torch = all(bool(np.array_equal(getattr(a, f), getattr(b, f)))
+                            for f in ("subset", "achieved", "error", "success", "n_terms"))
+        if not same_as_torch:
+            raise SystemExit(f"{name}: compiled kernel and torch MITM disagree")
         t0, c0 = time.perf_counter(), time.process_time()
         m = solve_milp(C, z, eps=eps, mode=mode, on_uncoverable="report", **kw)
         t_milp = time.perf_counter() - t0
@@ -68,6 +89,8 @@ def part1(K: int, n: int, eps: float, seed: int) -> dict:
             equal = same_success and bool(np.array_equal(a.n_terms[a.success], m.n_terms[m.success]))
         out[name] = {
             "instances": K, "n": n, "eps": eps, "mitm_seconds": t_mitm, "mitm_timing": "best of 5", "milp_seconds": t_milp,
+            "mitm_kernel": S._numba_kernel() is not None, "mitm_torch_seconds": t_torch, "mitm_torch_cpu_seconds": c_torch,
+            "kernel_speedup_over_torch_mitm": t_torch / t_mitm, "kernel_equals_torch_mitm": same_as_torch,
             "speed_ratio": t_milp / t_mitm, "mitm_cpu_seconds": c_mitm, "milp_cpu_seconds": c_milp,
             "cpu_ratio": c_milp / max(c_mitm, 1e-9), "equal_error": equal, "same_success": same_success,
             "mitm_max_error": float(a.error.max()), "milp_max_error": float(m.error.max()),
@@ -76,6 +99,39 @@ def part1(K: int, n: int, eps: float, seed: int) -> dict:
         }
         print(name, json.dumps(out[name]), flush=True)
     return out
+
+
+def part1_many_targets(R: int, m: int, n: int, seed: int) -> dict:
+    """Closest mode with many targets per coefficient row (the sorted two-pointer merge): kernel vs torch MITM."""
+    import probprune.subsetsum.solver as S
+
+    rng = np.random.default_rng(seed)
+    C = rng.uniform(-0.49, 0.65, (R, n))
+    Z = rng.uniform(-0.49, 0.65, (R, m))
+    out = {}
+    for label, kern in (("kernel", None), ("torch", [None])):
+        saved = list(S._KERNEL)
+        if kern is not None:
+            S._KERNEL[:] = kern
+        try:
+            S.solve(C[:1], Z[:1], mode="closest")
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                res = S.solve(C, Z, mode="closest")
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            S._KERNEL[:] = saved
+        out[label] = (best, res)
+    same = all(bool(np.array_equal(getattr(out["kernel"][1], f), getattr(out["torch"][1], f)))
+               for f in ("subset", "achieved", "error"))
+    if not same:
+        raise SystemExit("closest (many targets): compiled kernel and torch MITM disagree")
+    r = {"rows": R, "targets_per_row": m, "n": n, "kernel_seconds": out["kernel"][0], "torch_seconds": out["torch"][0],
+         "kernel_speedup_over_torch_mitm": out["torch"][0] / out["kernel"][0], "same_outputs": same,
+         "timing": "best of 5"}
+    print("closest many targets", json.dumps(r), flush=True)
+    return r
 
 
 def part2(n: int, eps: float, seed: int, gadget: bool) -> dict:
@@ -143,6 +199,7 @@ def main(argv=None) -> int:
                     "torch_threads": args.threads, "loadavg_start": _load(), "torch": torch.__version__,
                     "scipy": scipy.__version__},
         "solver_vs_milp": part1(args.instances, args.n, args.eps, args.seed),
+        "closest_many_targets": part1_many_targets(args.instances, 64, args.n, args.seed + 2),
         "construction_784_500_10": part2(args.n, args.eps, args.seed + 1, not args.no_gadget),
     }
     res["machine"]["loadavg_end"] = _load()
