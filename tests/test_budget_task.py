@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from probprune.budget import magnitude_prune_count
-from probprune.cli import main
+from _cli import run_cli
 from probprune.networks import ParsedModel, fcn_spec, sample_weights
 from probprune.taskbudget import (
     SQRT2,
@@ -84,11 +84,7 @@ def test_output_scale_brackets_sampled_outputs():
 
 
 def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+    return run_cli(capsys, argv)
 
 
 def test_cli_budget_relative_calibrated_empirical_json(capsys):

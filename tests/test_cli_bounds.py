@@ -5,16 +5,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probprune.cli import main
+from _cli import run_cli
 from probprune.modelio import save_model
 
 
 def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+    return run_cli(capsys, argv)
 
 
 def test_bound_json_has_eps_and_terms(capsys):

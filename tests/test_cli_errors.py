@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from probprune.cli import main
+from _cli import run_cli
 
 # placeholders replaced by the files of the ``files`` fixture
 M64, M784, ZERO, NAN, LSTM, CORRUPT, SD, FILE, DIR, MISSING = (
@@ -183,13 +184,7 @@ def _snapshot(roots):
 
 
 def _run(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return run_cli(capsys, argv)
 
 
 def _id(case):

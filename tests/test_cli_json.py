@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probprune.cli import main
+from _cli import run_cli
 from probprune.cli.common import to_json
 
 SCHEMA_RE = r"^probprune\.[a-z][a-z0-9_.-]*/[0-9]+$"
@@ -94,13 +94,7 @@ def _strict_loads(s):
 
 
 def _run(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return run_cli(capsys, argv)
 
 
 @pytest.fixture(scope="module")

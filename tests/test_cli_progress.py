@@ -5,20 +5,14 @@ import re
 
 import pytest
 
-from probprune.cli import main
+from _cli import run_cli
 from probprune.cli.common import atomic_write, check_output_path
 from probprune.errors import ProbPruneError
 from probprune.progress import PlainProgress, progress_bar
 
 
 def _run(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return run_cli(capsys, argv)
 
 
 def test_plain_progress_lines(capsys):

@@ -8,15 +8,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from probprune.cli import main
+from _cli import run_cli
 
 
 def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+    return run_cli(capsys, argv)
 
 
 class ResidualDigits(nn.Module):

@@ -6,17 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probprune.cli import main
+from _cli import run_cli
 
 
 def _run(capsys, argv):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, argv)
 
 
 def test_solve_json(capsys):

@@ -5,15 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probprune.cli import main
+from _cli import run_cli
 
 
 def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+    return run_cli(capsys, argv)
 
 
 @pytest.fixture
