@@ -17,8 +17,9 @@ curves k -> (||What_k||, ||E_k||) for every k at once from prefix sums of the so
 shares of the separable surrogate sum_i ln(1 + e_i/w_i) (||What_i|| <= ||W_i|| + ||E_i||) with exact per-layer
 inversion, keeping the allocation (over all budget levels) with the most weights whose composed value fits; refine
 every layer to the integer (batched exponential + bisection search, slack spending) and exchange pairs of layers;
-probe the candidate (Lanczos for wide dense layers, float32 FFT blocks for convolutions, the certified norm itself
-for the rest), recalibrate and search again until the measured candidate fits tightly; then certify it with the
+probe the candidate (Lanczos for wide dense layers, float32 FFT blocks for convolutions: every frequency at a
+layer's first probe, its 16 largest afterwards; the certified norm itself for the rest), recalibrate and search again (after an overshoot aiming lower by half of it, within the slack window) until the
+measured candidate fits tightly; then certify it with the
 certified norms (conv blocks by Cholesky at the probe's estimate, §11.5). The reported certificate is always
 computed from certified norms; all-zero pruning (certificate 0) is the last resort. Estimates affect only speed and
 optimality, never soundness.
@@ -75,7 +76,9 @@ class SearchResult:
 def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """For entries added one by one (in the given order) to groups (rows or columns), the largest group sum of
     ``vals2`` after each addition: out[j] = max_g sum_{t <= j, groups[t] = g} vals2[t]."""
-    idx = np.argsort(groups, kind="stable")
+    gmax = int(groups.max()) if groups.size else 0
+    keys = groups.astype(np.uint16) if 0 <= gmax < 65536 else groups  # 16-bit keys: numpy's stable radix sort
+    idx = np.argsort(keys, kind="stable")
     g = groups[idx]
     cs = np.cumsum(vals2[idx])
     first = np.ones(g.size, bool)
@@ -84,6 +87,23 @@ def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
     run = np.empty_like(cs)
     run[idx] = cs - base
     return np.maximum.accumulate(run)
+
+
+def _magnitude_order(f: np.ndarray) -> np.ndarray:
+    """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then each
+    run of equal values re-sorted by index."""
+    a = np.abs(f)
+    o = np.argsort(a)
+    s = a[o]
+    eq = s[1:] == s[:-1]
+    if eq.any():  # runs of equal |f|: put each run's indices in increasing order (the stable order)
+        tied = np.zeros(s.size, bool)
+        tied[1:] |= eq
+        tied[:-1] |= eq
+        pos = np.flatnonzero(tied)
+        run = np.concatenate([[0], np.cumsum(~eq)])[pos]
+        o[pos] = o[pos][np.lexsort((o[pos], run))]
+    return o
 
 
 class _Curves:
@@ -102,7 +122,7 @@ class _Curves:
         self.exact = exact
         self.N = np.array([L.N for L in layers], dtype=np.int64)
         self.flat = [np.asarray(L.weight, float).ravel() for L in layers]
-        self.order = [np.argsort(np.abs(f), kind="stable") for f in self.flat]
+        self.order = [_magnitude_order(f) for f in self.flat]
         self.state_e: list = [None] * len(layers)
         self.state_h: list = [None] * len(layers)
         self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)
@@ -225,6 +245,19 @@ def _top_singular_vectors(M: np.ndarray, iters: int = 200):
 
     from .norms import matrix_norm_estimate
 
+    m, n = M.shape
+    if min(m, n) <= 1500:  # small side: the top eigenvector of the smaller Gram matrix (LAPACK)
+        from scipy.linalg import eigh
+
+        G = M.T @ M if n <= m else M @ M.T
+        x = eigh(G, subset_by_index=[G.shape[0] - 1, G.shape[0] - 1])[1][:, 0]
+        if n <= m:
+            v, u = x, M @ x
+        else:
+            u, v = x, M.T @ x
+        u = u / max(np.linalg.norm(u), 1e-300)
+        v = v / max(np.linalg.norm(v), 1e-300)
+        return u, v
     Mt = torch.from_numpy(np.ascontiguousarray(M))
     _, v = matrix_norm_estimate(Mt, iters=iters, rtol=1e-8)
     v = v.reshape(-1).numpy()
@@ -407,6 +440,7 @@ def search_certified_counts(
     timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
     best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
     eps_t = eps * (1 - target_margin)  # searched-for value: estimates are a little below the certified norms
+    eps_s = eps_t  # the current search target: lowered after a probe overshoots, never below the accepted window
 
     def certify(k):
         t = time.perf_counter()
@@ -428,7 +462,7 @@ def search_certified_counts(
     r = 0
     for r in range(1, rounds + 1):
         t1 = time.perf_counter()
-        k = _allocate(curves, comp, eps_t, cand, uniform)
+        k = _allocate(curves, comp, eps_s, cand, uniform)
         t2 = time.perf_counter()
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
@@ -439,7 +473,8 @@ def search_certified_counts(
         timings["probe"] += time.perf_counter() - t2
         v = _comp_batch(curves, comp, k)
         log.append(("probe", int(k.sum()), v))
-        if v > eps_t:
+        if v > eps_t:  # aim the next search below by half the overshoot (inside [eps_t (1 - slack_tol/2), eps_t])
+            eps_s = max(eps_t * (1 - 0.5 * slack_tol), eps_s * (1 - 0.5 * (v / eps_t - 1)))
             continue  # the measured values do not fit: search again on the recalibrated curves
         if pending is None or k.sum() > pending.sum():
             pending = k.copy()
@@ -515,16 +550,73 @@ def _dense_estimator(T, state):
     return float(svds(M, k=1, tol=1e-6, v0=v0, return_singular_vectors=False)[0]), None
 
 
-def _conv_estimate(op, We: np.ndarray) -> float:
-    """Estimate (float32) of the certified conv norm of a graph weight node: the FFT blocks of every group
-    (``norms.conv_norm_fft_estimate``), for the search's probes only."""
+_TOP_FREQS = 16  # frequencies kept by a warm conv estimate (the largest of the last full evaluation)
+
+
+def _block_top_eig(F) -> "object":
+    """Largest eigenvalue of F_b F_b^H for every block b of a (B, m, n) complex tensor (Gram eigvalsh, chunked)."""
+    import torch
+
+    from .norms import _BLOCK_ELEMS
+
+    B, m, n = F.shape
+    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    out = []
+    for b0 in range(0, B, step):
+        Fb = F[b0:b0 + step]
+        out.append(torch.linalg.eigvalsh(Fb @ Fb.mH if m <= n else Fb.mH @ Fb)[:, -1])
+    return torch.cat(out)
+
+
+def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top: int = _TOP_FREQS):
+    """ESTIMATE (float32) of the periodic-extension conv norm for the search's probes (never in a certificate):
+    the first call evaluates every frequency block (as ``norms.conv_norm_fft_estimate``) and keeps the ``top``
+    frequencies with the largest block norms as ``state``; later calls for the same layer (nearby pruning counts)
+    evaluate only those frequencies, by a direct DFT of the kernel at them. A lower estimate when the maximising
+    frequency leaves the set; the certificate is computed from certified norms regardless (§11.3)."""
+    import torch
+
+    from .norms import conv_fft_blocks, dilate_kernel
+
+    Wt = torch.as_tensor(np.asarray(W, float))
+    amax = float(Wt.abs().max()) if Wt.numel() else 0.0
+    if amax == 0:
+        return 0.0, state
+    Ws = (Wt / amax).to(torch.float32)
+    if state is None or Wt.dim() != 4:
+        F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation)
+        lam = _block_top_eig(F)
+        sel = torch.topk(lam, min(top, lam.numel())).indices if Wt.dim() == 4 else None
+        return math.sqrt(max(float(lam.max()), 0.0)) * amax, (grid, sel) if sel is not None else None
+    (gh, gw), sel = state
+    d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    Wd = dilate_kernel(Ws, d)
+    kh, kw = Wd.shape[2:]
+    fh = (sel // (gw // 2 + 1)).to(torch.float64)
+    fw = (sel % (gw // 2 + 1)).to(torch.float64)
+    ang = -2.0 * math.pi * (fh[:, None, None] * torch.arange(kh, dtype=torch.float64)[None, :, None] / gh
+                            + fw[:, None, None] * torch.arange(kw, dtype=torch.float64)[None, None, :] / gw)
+    T = torch.polar(torch.ones_like(ang), ang).to(torch.complex64)  # (S, kh, kw)
+    F = torch.einsum("oiab,sab->soi", Wd.to(torch.complex64), T).contiguous()
+    return math.sqrt(max(float(_block_top_eig(F).max()), 0.0)) * amax, state
+
+
+def _conv_estimate(op, We: np.ndarray, state=None):
+    """Estimate (float32) of the certified conv norm of a graph weight node: the FFT blocks of every group, warm
+    (:func:`_conv_estimate_warm`: only the leading frequencies of the layer's first probe), for the search's probes
+    only. Returns (estimate, state)."""
     from .certificates import weight_layer_specs
-    from .norms import conv_norm_fft_estimate
 
     specs = weight_layer_specs(op)
     co = We.shape[0] // len(specs)
-    return max(conv_norm_fft_estimate(We[j * co:(j + 1) * co].reshape(L.weight_shape), L.in_shape[1:], L.padding,
-                                      L.dilation) for j, L in enumerate(specs))
+    state = state if state is not None else [None] * len(specs)
+    vals, new = [], []
+    for j, L in enumerate(specs):
+        v, st = _conv_estimate_warm(We[j * co:(j + 1) * co].reshape(L.weight_shape), L.in_shape[1:], L.padding,
+                                    L.dilation, state[j])
+        vals.append(v)
+        new.append(st)
+    return max(vals), new
 
 
 @dataclass(frozen=True)
@@ -585,7 +677,7 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
             We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
             if op.layer == "linear":
                 return _dense_estimator(We, state)
-            return _conv_estimate(op, We), None
+            return _conv_estimate(op, We, state)
 
         # probes: dense layers up to 1500 wide are probed by the certified norm itself (a LAPACK top eigenvalue is
         # as cheap as Lanczos there, and a certified probe needs no second evaluation); wider ones by Lanczos

@@ -174,3 +174,25 @@ def test_cert_r_budget_refuses_grouped_conv():
     with pytest.raises(UnsupportedLayerError, match="grouped"):
         bc.certified_budget(g, 0.5, "random", delta=0.1)
     assert bc.certified_budget(g, 0.5).eps_achieved <= 0.5  # Cert-D handles groups (max over groups)
+
+
+def test_magnitude_order_is_the_stable_order_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        f = rng.integers(-4, 5, size=int(rng.integers(1, 200))).astype(float)
+        assert np.array_equal(bc._magnitude_order(f), np.argsort(np.abs(f), kind="stable"))
+
+
+def test_warm_conv_estimate_matches_full_estimate():
+    """The warm estimate (direct DFT at the kept frequencies) equals the full float32 estimate when every frequency
+    is kept, and when the maximising frequency is kept (same kernel)."""
+    from probprune.norms import conv_norm_fft_estimate
+
+    rng = np.random.default_rng(4)
+    for co, ci, kh, kw, ins, pad, dil in [(8, 5, 3, 3, (7, 9), 1, 1), (6, 4, 3, 2, (8, 5), (1, 0), (2, 1))]:
+        W = rng.standard_normal((co, ci, kh, kw))
+        ref = conv_norm_fft_estimate(W, ins, pad, dil)
+        for top in (10 ** 6, 3):
+            v0, st = bc._conv_estimate_warm(W, ins, pad, dil, None, top=top)
+            v1, _ = bc._conv_estimate_warm(W, ins, pad, dil, st, top=top)
+            assert v0 == pytest.approx(ref, rel=1e-6) and v1 == pytest.approx(ref, rel=1e-5)
