@@ -17,6 +17,7 @@ The machine is shared and was loaded during the run (2 cores, several other jobs
 with the timings; ratios old/new are measured in the same run and are the meaningful numbers.
 
 Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
+       [--merge benchmarks/results/scale.json] (update only the models run, keeping the others' earlier runs)
 Writes benchmarks/results/scale.json.
 """
 from __future__ import annotations
@@ -259,6 +260,8 @@ def main(argv=None) -> int:
                     help="models for which the old certified_budget is run (else estimated)")
     ap.add_argument("--no-old", action="store_true", help="skip the old code entirely")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    ap.add_argument("--merge", default=None,
+                    help="a results file to update: its models not rerun are kept, this run's machine entry is added")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     old_norms, old_budget = (None, None) if args.no_old else old_modules()
@@ -275,6 +278,12 @@ def main(argv=None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
     res["machine"]["loadavg_end"] = _load()
+    if args.merge and Path(args.merge).exists():  # keep the other models' earlier (real) runs beside this one
+        prev = json.loads(Path(args.merge).read_text())
+        runs = prev.get("machine", {}).get("runs", [prev.get("machine")]) + [dict(res["machine"], models=list(
+            res["models"]))]
+        res["machine"] = {"note": prev.get("machine", {}).get("note", ""), "runs": [r for r in runs if r]}
+        res["models"] = {**prev.get("models", {}), **res["models"]}
     res["summary"] = {
         name: {"budget_seconds": m["budget"]["seconds"], "target_seconds": m["budget"]["target_seconds"],
                "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])

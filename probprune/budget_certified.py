@@ -18,9 +18,8 @@ shares of the separable surrogate sum_i ln(1 + e_i/w_i) (||What_i|| <= ||W_i|| +
 inversion, keeping the allocation (over all budget levels) with the most weights whose composed value fits; refine
 every layer to the integer (batched exponential + bisection search, slack spending) and exchange pairs of layers;
 probe the candidate (Lanczos for wide dense layers, float32 FFT blocks for convolutions: every frequency at a
-layer's first probe, its 16 largest afterwards; the certified norm itself for the rest), recalibrate and search again (after an overshoot aiming lower by half of it, within the slack window) until the
-measured candidate fits tightly; then certify it with the
-certified norms (conv blocks by Cholesky at the probe's estimate, §11.5). The reported certificate is always
+layer's first probe, its 16 largest afterwards; the certified norm itself for the rest), recalibrate and search
+again until the measured candidate fits tightly; then certify it with the certified norms (conv blocks by Cholesky at the probe's estimate, §11.5). The reported certificate is always
 computed from certified norms; all-zero pruning (certificate 0) is the last resort. Estimates affect only speed and
 optimality, never soundness.
 """
@@ -440,7 +439,6 @@ def search_certified_counts(
     timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
     best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
     eps_t = eps * (1 - target_margin)  # searched-for value: estimates are a little below the certified norms
-    eps_s = eps_t  # the current search target: lowered after a probe overshoots, never below the accepted window
 
     def certify(k):
         t = time.perf_counter()
@@ -462,7 +460,7 @@ def search_certified_counts(
     r = 0
     for r in range(1, rounds + 1):
         t1 = time.perf_counter()
-        k = _allocate(curves, comp, eps_s, cand, uniform)
+        k = _allocate(curves, comp, eps_t, cand, uniform)
         t2 = time.perf_counter()
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
@@ -473,8 +471,7 @@ def search_certified_counts(
         timings["probe"] += time.perf_counter() - t2
         v = _comp_batch(curves, comp, k)
         log.append(("probe", int(k.sum()), v))
-        if v > eps_t:  # aim the next search below by half the overshoot (inside [eps_t (1 - slack_tol/2), eps_t])
-            eps_s = max(eps_t * (1 - 0.5 * slack_tol), eps_s * (1 - 0.5 * (v / eps_t - 1)))
+        if v > eps_t:
             continue  # the measured values do not fit: search again on the recalibrated curves
         if pending is None or k.sum() > pending.sum():
             pending = k.copy()
