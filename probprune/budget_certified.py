@@ -412,6 +412,7 @@ def search_certified_counts(
     rounds: int = 8,
     curves: "_Curves | None" = None,
     slack_tol: float = 5e-3,
+    accept_tol: float = 1e-2,
     target_margin: float = 1e-3,
     probe_rtol: float = 1e-2,
 ) -> SearchResult:
@@ -421,8 +422,8 @@ def search_certified_counts(
     pruned and error norms); ``norm_W``: certified norms of the unpruned layers (computed if None); ``uniform``:
     one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
     search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
-    ``slack_tol``: certify once the measured candidate is within this relative distance of eps, and stop once the
-    certificate is; ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
+    ``slack_tol``: certify once the measured candidate is within this relative distance of eps; ``accept_tol``:
+    stop once the certificate is (another round re-certifies every changed layer); ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
     ``probe_rtol``: a layer is not probed again when measured points bracket its count within this relative
     distance."""
     import time
@@ -482,7 +483,7 @@ def search_certified_counts(
         if val <= eps:
             best = (pending, hc, ec, val) if pending.sum() > best[0].sum() else best
             pending = None
-            if val >= eps * (1 - slack_tol):
+            if val >= eps * (1 - accept_tol):  # another round would re-certify every changed layer
                 break
         pending = None
     if pending is not None:
