@@ -141,23 +141,14 @@ def weight_layer_specs(op) -> list:
                       out_shape=(co, *out_shape[1:])) for j in range(g)]
 
 
-def _scaled_norm(L, M: np.ndarray, conv_method: str) -> float:
-    """layer_operator_norm_upper of M computed on M / 2^k (2^k <= max|M| < 2^(k+1)) and multiplied back: exact
-    rescaling, so weights of 1e-200 or 1e200 neither underflow nor overflow the Gram matrix."""
-    amax = float(np.max(np.abs(M))) if M.size else 0.0
-    if amax == 0.0:
-        return 0.0
-    scale = 2.0 ** math.floor(math.log2(amax))
-    return float(layer_operator_norm_upper(L, M / scale, conv_method)) * scale
-
-
 def graph_weight_norm(op, W_eff: np.ndarray, conv_method: str = "fft") -> float:
-    """Certified upper bound on the operator norm of one graph weight node with effective weight ``W_eff``."""
+    """Certified upper bound on the operator norm of one graph weight node with effective weight ``W_eff`` (the norm
+    scales by a power of two itself, §11.1, so tiny or huge weights neither underflow nor overflow)."""
     specs = weight_layer_specs(op)
     if len(specs) == 1:
-        return _scaled_norm(specs[0], W_eff.reshape(specs[0].weight_shape), conv_method)
+        return float(layer_operator_norm_upper(specs[0], W_eff.reshape(specs[0].weight_shape), conv_method))
     co = W_eff.shape[0] // len(specs)
-    return max(_scaled_norm(L, W_eff[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method)
+    return max(float(layer_operator_norm_upper(L, W_eff[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method))
                for j, L in enumerate(specs))
 
 
@@ -390,7 +381,7 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
             per = []
             for j, L in enumerate(specs):
                 Wj = We[j * co:(j + 1) * co].reshape(L.weight_shape)
-                wj = _scaled_norm(L, Wj, conv_method) if len(specs) > 1 else w
+                wj = float(layer_operator_norm_upper(L, Wj, conv_method)) if len(specs) > 1 else w
                 per.append(_cert_r_layer(L, Wj, wj, float(pi), de / len(specs), sampling))
             wh, e = max(p_[0] for p_ in per), max(p_[1] for p_ in per)
         norms[op.fqn] = (w, wh, e, op.bias_map_norm())
