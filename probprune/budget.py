@@ -33,13 +33,11 @@ from .bounds import (
     apriori_bound,
     check_spec_for_apriori,
     error_bound,
-    norm_bound,
 )
 from .errors import ProbPruneError, check_delta, check_eps, check_fraction
 from .networks import NetSpec, fcn_spec
 
 MODES = ("optimal", "uniform", "equal_share")
-_GRID = 512
 
 
 @dataclass(frozen=True)
@@ -466,25 +464,6 @@ def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law
     if not np.any(q > 0):  # nothing prunable: report the all-candidates split
         return q, _default_alloc(spec, delta, method, law, cand, statement)
     return _refine(spec, delta, method, law, T, q, N, statement), T.alloc
-
-
-def _spend_slack(spec, alloc, method, law, B, C, q, cand, N, rounds: int = 3):
-    """Give the log-budget left unused by the grid to the layer where it buys the most weights."""
-    for _ in range(rounds):
-        eta = error_bound(spec, q, alloc.delta_E, method, law, delta_T=alloc.delta_T)
-        used = np.log1p(eta / B)
-        slack = C - used.sum()
-        if slack <= 1e-15:
-            break
-        tgt = B * np.expm1(used + slack)
-        cand_q = invert_eta(spec, alloc, method, law, np.where(cand, tgt, 0.0))
-        gain = np.where(cand, (cand_q - q) * N, -np.inf)
-        i = int(np.argmax(gain))
-        if gain[i] <= 0:
-            break
-        q = q.copy()
-        q[i] = cand_q[i]
-    return q
 
 
 # --------------------------------------------------------------------------------------------- width inverse

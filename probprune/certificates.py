@@ -97,19 +97,6 @@ def lemma_a_general(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=Non
     return float(r.Df), float(r.Db)
 
 
-def _layer_norms(spec: NetSpec, weights, pruned, conv_method: str):
-    nW, nWh, nE = [], [], []
-    for L, W, Wh in zip(spec.layers, weights, pruned):
-        W = np.asarray(W, float)
-        Wh = np.asarray(Wh, float)
-        if W.size != L.N or Wh.size != L.N:
-            raise ProbPruneError(f"layer {L.name}: expected {L.N} weights, got {W.size} and {Wh.size}")
-        nW.append(layer_operator_norm_upper(L, W, conv_method))
-        nWh.append(layer_operator_norm_upper(L, Wh, conv_method))
-        nE.append(layer_operator_norm_upper(L, W - Wh, conv_method) if np.any(W != Wh) else 0.0)
-    return np.array(nW), np.array(nWh), np.array(nE)
-
-
 # --------------------------------------------------------------------------------------------- graph weight norms
 def weight_layer_specs(op) -> list:
     """The matrix/conv views of one graph weight node (``probprune.graph.ops.Affine``) as
