@@ -31,7 +31,6 @@ multiply every bound by sqrt(r_i) (Lemma C, THEORY §3.5-3.6) in :mod:`probprune
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -365,19 +364,6 @@ def _shell_schur(d1, d2, law, x_lo, x_hi, a, delta):
     kr = stats.binom.isf(delta / (2 * d1), d2, pz)
     kc = stats.binom.isf(delta / (2 * d2), d1, pz)
     return R * np.sqrt(kr * kc)
-
-
-@dataclass(frozen=True)
-class TermBound:
-    """One bound on one norm: value, the candidate that produced it, the failure probability it holds at."""
-
-    value: float
-    candidate: str
-    delta: float
-
-    @property
-    def statement(self) -> str:
-        return CANDIDATES.get(self.candidate, self.candidate)
 
 
 # ------------------------------------------------------------------------------------------- S9.8 products
