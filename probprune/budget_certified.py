@@ -566,6 +566,13 @@ def _block_top_eig(F) -> "object":
     return torch.cat(out)
 
 
+def _cholesky_search(F) -> bool:
+    """Use §11.6's Cholesky search (CPU, blocks wider than ``norms._SMALL_BLOCK``) rather than all eigenvalues."""
+    from .norms import _SMALL_BLOCK
+
+    return F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK and F.shape[0] > 1
+
+
 def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top: int = _TOP_FREQS):
     """ESTIMATE (float32) of the periodic-extension conv norm for the search's probes (never in a certificate):
     the first call evaluates every frequency block (as ``norms.conv_norm_fft_estimate``) and keeps the ``top``
@@ -574,7 +581,7 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
     frequency leaves the set; the certificate is computed from certified norms regardless (§11.3)."""
     import torch
 
-    from .norms import conv_fft_blocks, dilate_kernel
+    from .norms import _block_top_estimate_cpu, conv_fft_blocks, dilate_kernel
 
     Wt = torch.as_tensor(np.asarray(W, float))
     amax = float(Wt.abs().max()) if Wt.numel() else 0.0
@@ -583,9 +590,15 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
     Ws = (Wt / amax).to(torch.float32)
     if state is None or Wt.dim() != 4:
         F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation)
-        lam = _block_top_eig(F)
+        if _cholesky_search(F):  # §11.6's search (float32): eigenvalues of the largest blocks only
+            best, vals, proxy = _block_top_estimate_cpu(F)
+            rank = np.where(np.isnan(vals), np.minimum(proxy, best * (1 - 1e-9)), vals)  # computed first, then proxy
+            lam_max, lam = best, torch.from_numpy(rank)
+        else:
+            lam = _block_top_eig(F)
+            lam_max = float(lam.max())
         sel = torch.topk(lam, min(top, lam.numel())).indices if Wt.dim() == 4 else None
-        return math.sqrt(max(float(lam.max()), 0.0)) * amax, (grid, sel) if sel is not None else None
+        return math.sqrt(max(lam_max, 0.0)) * amax, (grid, sel) if sel is not None else None
     (gh, gw), sel = state
     d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
     Wd = dilate_kernel(Ws, d)
@@ -596,7 +609,8 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
                             + fw[:, None, None] * torch.arange(kw, dtype=torch.float64)[None, None, :] / gw)
     T = torch.polar(torch.ones_like(ang), ang).to(torch.complex64)  # (S, kh, kw)
     F = torch.einsum("oiab,sab->soi", Wd.to(torch.complex64), T).contiguous()
-    return math.sqrt(max(float(_block_top_eig(F).max()), 0.0)) * amax, state
+    lam_max = _block_top_estimate_cpu(F)[0] if _cholesky_search(F) else float(_block_top_eig(F).max())
+    return math.sqrt(max(lam_max, 0.0)) * amax, state
 
 
 def _conv_estimate(op, We: np.ndarray, state=None):

@@ -29,6 +29,8 @@ from .networks import LayerSpec, as_matrix
 SAFETY = 1e-9  # final relative pad: absorbs the rounding of fro2, sqrt and the allowance arithmetic (§11.1)
 EPS = float(np.finfo(float).eps)  # 2^-52 = 2u
 _BLOCK_ELEMS = 1 << 24  # batch chunk for Gram blocks (elements of the stacked Gram matrices)
+_SMALL_BLOCK = 32  # blocks with min(m, n) up to this go through batched torch eigenvalues (the per-block loop of
+# §11.6 costs more in call overhead than it saves there)
 
 
 def default_device():
@@ -98,6 +100,108 @@ def _gram_top_upper_hint(M, mu: float):
             lam = torch.linalg.eigvalsh(G[~ok])[:, -1].clamp_min(0.0) + slack[~ok]
             best = max(best, float(lam.max()))
     return best
+
+
+def _block_grams_cpu(F):
+    """Lower triangles of MINUS the smaller Gram matrix of every block of a CPU tensor F (B, m, n) (numpy, one BLAS
+    herk / syrk per block with alpha = -1: half the flops of a general product, no copy of the block; the negation
+    is exact). The C-ordered block is the Fortran-ordered X = F_b^T, and herk forms X^H X = conj(F_b F_b^H) (m <= n)
+    or X X^H = conj(F_b^H F_b): the Gram of conj(F_b), which has the singular values of F_b (THEORY §11.6)."""
+    from scipy.linalg import blas
+
+    Fn = F.resolve_conj().numpy()
+    _, m, n = Fn.shape
+    cplx = np.iscomplexobj(Fn)
+    herk = {np.dtype(np.complex128): blas.zherk, np.dtype(np.complex64): blas.cherk,
+            np.dtype(np.float64): blas.dsyrk, np.dtype(np.float32): blas.ssyrk}[Fn.dtype]
+    trans = (2 if cplx else 1) if m <= n else 0
+    return [herk(-1.0, Fn[b].T, trans=trans, lower=1) for b in range(Fn.shape[0])]
+
+
+def _block_top_cpu(F, mu0: float | None = None, certified: bool = True, margin: float = 1e-9):
+    """Per-block upper bounds on lambda_max(F_b F_b^H) for a CPU batch F (B, m, n) of scaled blocks (max-abs entry
+    <= 1), by Cholesky at a common guess mu with the eigenvalue bound only where needed (THEORY §11.6 [D]).
+
+    mu starts at ``mu0`` or, without one, at the top eigenvalue of the block ranked first by a two-step power
+    estimate (times 1 + ``margin``); every other block is certified by Cholesky of fl(mu I - G_b) (§11.5); the blocks
+    where it fails get the eigenvalue bound (§11.1) one at a time, highest ranked first, each raising mu, until all
+    pass (after 64 rounds, all failing blocks get eigenvalues). ``certified=False`` (float32 estimates): no
+    rounding allowances, and the values are lambda for eigenvalue blocks and mu for Cholesky blocks. Returns
+    (bounds (B,), eigenvalue (B,) (NaN where not computed), ranking proxy (B,))."""
+    import torch
+    from scipy.linalg import blas, eigh, lapack
+
+    B, m, n = F.shape
+    d, k = min(m, n), max(m, n)
+    negG = _block_grams_cpu(F)
+    dt = negG[0].dtype
+    potrf = {np.dtype(np.complex128): lapack.zpotrf, np.dtype(np.complex64): lapack.cpotrf,
+             np.dtype(np.float64): lapack.dpotrf, np.dtype(np.float32): lapack.spotrf}[dt]
+    hemv = {np.dtype(np.complex128): blas.zhemv, np.dtype(np.complex64): blas.chemv,
+            np.dtype(np.float64): blas.dsymv, np.dtype(np.float32): blas.ssymv}[dt]
+    if certified:
+        Fr = torch.view_as_real(F) if F.is_complex() else F
+        fro2 = (torch.linalg.vector_norm(Fr.reshape(B, -1), dim=1).to(torch.float64) ** 2).numpy()
+        slack = (k + m + n + 10) * EPS * fro2 * (1 + 1e-12) + 4 * (m + n) * k * 2.0 ** -1074
+        gam = 4 * (d + 1) * EPS / (1 - 4 * (d + 1) * EPS)
+    else:
+        slack, gam = np.zeros(B), 0.0
+    proxy = np.zeros(B)
+    if B > 1:  # ranking only (which block's eigenvalue to compute first): ||G^2 v|| / ||G v|| <= lambda_max
+        v0 = np.random.default_rng(0).standard_normal(d).astype(dt)
+        for b in range(B):
+            y1 = hemv(1.0, negG[b], v0, lower=1)
+            n1 = float(np.linalg.norm(y1))
+            proxy[b] = float(np.linalg.norm(hemv(1.0, negG[b], y1, lower=1))) / n1 if n1 > 0 else 0.0
+    order = [int(b) for b in np.argsort(-proxy, kind="stable")]
+    bound = np.full(B, np.nan)
+    lam = np.full(B, np.nan)
+
+    def eig(b):  # lambda_max(G_b) = -lambda_min(-G_b)
+        v = -float(eigh(negG[b], lower=True, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
+        lam[b] = v
+        bound[b] = max(v, 0.0) + slack[b]
+        return v
+
+    if mu0 is not None and math.isfinite(mu0) and mu0 > 0:
+        mu = float(mu0)
+    else:
+        mu = eig(order[0]) * (1 + margin)
+    pending = [b for b in order if np.isnan(bound[b])]
+    rounds = 0
+    while pending:
+        failed = []
+        for b in pending:
+            if not mu > 0:
+                failed.append(b)
+                continue
+            A = negG[b].copy(order="F")  # -G exactly; the diagonal addition is the only rounding in fl(mu I - G)
+            A.flat[::d + 1] += mu
+            amax = float(np.abs(A.flat[::d + 1].real).max())
+            R, info = potrf(A, lower=1, clean=1, overwrite_a=1)
+            rf2 = float(np.vdot(R, R).real) if info == 0 else math.inf
+            if math.isfinite(rf2):
+                bound[b] = mu + gam * 1.01 * rf2 + EPS * amax + slack[b] if certified else mu
+            else:
+                failed.append(b)
+        if not failed:
+            break
+        rounds += 1
+        if rounds >= 64:  # pathological: give the rest eigenvalues
+            for b in failed:
+                eig(b)
+            break
+        mu = max(mu, eig(failed[0]) * (1 + margin))
+        pending = failed[1:]
+    return bound, lam, proxy
+
+
+def _block_top_estimate_cpu(F):
+    """ESTIMATE (no allowance; float32 blocks in the searches) of max_b lambda_max(F_b F_b^H): §11.6's procedure with
+    a 1e-4 relative margin, so that every block within 1e-4 of the largest gets its eigenvalue computed. Returns
+    (the largest computed eigenvalue, per-block eigenvalues (NaN where not computed), ranking proxy)."""
+    _, lam, proxy = _block_top_cpu(F, None, certified=False, margin=1e-4)
+    return float(np.nanmax(lam)), lam, proxy
 
 
 def matrix_norm_upper(M):
@@ -203,19 +307,28 @@ def conv_fft_blocks(W, in_spatial: Sequence[int], padding=0, dilation=1, groups:
     Wd = dilate_kernel(W, dil)
     grid = tuple(max(i + 2 * p, k) for i, p, k in zip(ins, pad, Wd.shape[2:]))
     co, cig = W.shape[0], W.shape[1]
-    # direct DFT of the (small) kernel by one matrix product per axis: the same values as rfftn on the grid, and
-    # the output comes out in the (freq, c_out, c_in) layout the Gram products need
+    # direct DFT of the (small) kernel by one matrix product per axis (the same sums as before, axis 0 first), laid
+    # out so that the output comes out as (freq, c_out, c_in) without a transposing copy: taps first, channels last
     cplx = torch.complex128 if Wd.dtype == torch.float64 else torch.complex64
-    F = Wd.to(cplx)
+    P = co * cig
+    X = Wd.permute(*range(2, 2 + d), 0, 1).reshape(*Wd.shape[2:], P)  # (*taps, P), real
+    twid = []
     for ax in range(d):
         G_ax, k_ax = grid[ax], Wd.shape[2 + ax]
         nf = G_ax // 2 + 1 if ax == d - 1 else G_ax
-        ang = (-2.0 * math.pi / G_ax) * torch.outer(torch.arange(k_ax, dtype=torch.float64, device=W.device),
-                                                     torch.arange(nf, dtype=torch.float64, device=W.device))
-        T = torch.polar(torch.ones_like(ang), ang).to(cplx)  # (k_ax, nf)
-        F = torch.tensordot(F, T, dims=([2], [0]))  # contracts the current first spatial axis, appends freq
-    # F: (c_out, c_in_g, *freq)
-    F = F.reshape(groups, co // groups, cig, -1).permute(0, 3, 1, 2).reshape(-1, co // groups, cig).contiguous()
+        ang = (-2.0 * math.pi / G_ax) * torch.outer(torch.arange(nf, dtype=torch.float64, device=W.device),
+                                                     torch.arange(k_ax, dtype=torch.float64, device=W.device))
+        twid.append(torch.polar(torch.ones_like(ang), ang))  # (nf, k_ax), float64 twiddles
+    T0 = twid[0]
+    X0 = X.reshape(X.shape[0], -1)  # (k_0, rest)
+    F = torch.complex(T0.real.to(Wd.dtype) @ X0, T0.imag.to(Wd.dtype) @ X0)  # (nf_0, rest): real tap sums
+    if d == 2:
+        T1 = twid[1].to(cplx)
+        F = torch.matmul(T1, F.reshape(F.shape[0], Wd.shape[3], P))  # (nf_0, nf_1, P)
+    F = F.reshape(-1, groups, co // groups, cig)
+    if groups > 1:
+        F = F.permute(1, 0, 2, 3)
+    F = F.reshape(-1, co // groups, cig).contiguous()
     return F, grid
 
 
@@ -242,8 +355,11 @@ def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilat
     s = math.ldexp(1.0, e)
     Ws = W / s  # exact
     F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
-    if hint is not None and hint > 0 and math.isfinite(hint):
-        lam_max = _gram_top_upper_hint(F, (hint / s * (1 + 1e-6)) ** 2)
+    mu0 = (hint / s * (1 + 1e-6)) ** 2 if hint is not None and hint > 0 and math.isfinite(hint) else None
+    if F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK:  # per-block herk + Cholesky at a common
+        lam_max = float(_block_top_cpu(F, mu0)[0].max())  # guess, eigenvalues only where needed (§11.6)
+    elif mu0 is not None:
+        lam_max = _gram_top_upper_hint(F, mu0)
     else:
         lam_max = float(_gram_top_upper(F).max())
     fro_w = float(torch.linalg.vector_norm(Ws)) * (1 + 1e-12)
@@ -265,6 +381,8 @@ def conv_norm_fft_estimate(W, in_spatial: Sequence[int], padding=0, dilation=1, 
         return 0.0
     Ws = (W.to(torch.float64) / amax).to(torch.float32)
     F, _ = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
+    if F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK:  # §11.6's search, float32, no allowance
+        return math.sqrt(max(_block_top_estimate_cpu(F)[0], 0.0)) * amax
     B, m, n = F.shape
     best = 0.0
     step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))

@@ -22,6 +22,7 @@ CHECK_MODULES = (
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",
+    "checks_scale_fast",
     "bridge",
 )
 

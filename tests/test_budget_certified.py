@@ -196,3 +196,23 @@ def test_warm_conv_estimate_matches_full_estimate():
             v0, st = bc._conv_estimate_warm(W, ins, pad, dil, None, top=top)
             v1, _ = bc._conv_estimate_warm(W, ins, pad, dil, st, top=top)
             assert v0 == pytest.approx(ref, rel=1e-6) and v1 == pytest.approx(ref, rel=1e-5)
+
+
+def test_warm_conv_estimate_wide_blocks_cholesky_search():
+    """Blocks wider than the small-block threshold: the first (full) estimate takes §11.6's search and equals the
+    all-eigenvalue estimate; the warm estimate at the kept frequencies is <= it and close; the certificate at the
+    estimate as hint is >= the explicit-operator-free certified value (no hint) to 1e-5."""
+    from probprune import norms
+    from probprune.norms import conv_norm_fft_estimate, conv_norm_fft_upper
+
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((40, 36, 3, 3))
+    ins, pad, dil = (5, 6), 1, 1
+    v0, st = bc._conv_estimate_warm(W, ins, pad, dil, None, top=4)
+    ref = conv_norm_fft_estimate(W, ins, pad, dil)
+    ub = conv_norm_fft_upper(W, ins, 1, pad, dil)
+    assert v0 == pytest.approx(ref, rel=1e-5) and v0 == pytest.approx(ub, rel=1e-5)
+    v1, _ = bc._conv_estimate_warm(W, ins, pad, dil, st, top=4)
+    assert v1 == pytest.approx(v0, rel=1e-5)  # the maximising frequency is among the kept ones
+    assert conv_norm_fft_upper(W, ins, 1, pad, dil, hint=v0) >= ub * (1 - 1e-9)
+    assert norms._SMALL_BLOCK < 36

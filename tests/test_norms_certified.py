@@ -137,3 +137,68 @@ def test_cholesky_hint_is_upper_bound(factor):
     assert v >= _exact(T)
     if factor == 1.0:
         assert v <= norms.conv_norm_fft_upper(W, (6, 6), 1, 1) * (1 + 1e-5)
+
+
+# ---------------------------------------------------------------- §11.6: herk + Cholesky at a common guess (CPU path)
+@pytest.mark.parametrize("k,s,p,d,hw", CONV_CASES)
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_conv_upper_bound_cholesky_search_path(monkeypatch, k, s, p, d, hw, scale):
+    """Every block through §11.6 (the small-block threshold lowered to 0): still >= the explicit operator's norm, and
+    within 1e-7 of the eigenvalue path."""
+    rng = np.random.default_rng(hash((k, s, p, d)) % 1000)
+    W = rng.standard_normal((4, 3, *k))
+    T, _, _ = conv_operator(W, *hw, s, p, d)
+    ex = _exact(T) * scale
+    ref = norms.conv_norm_fft_upper(W * scale, hw, s, p, d)
+    monkeypatch.setattr(norms, "_SMALL_BLOCK", 0)
+    ub = norms.conv_norm_fft_upper(W * scale, hw, s, p, d)
+    assert ub >= ex * (1 - 1e-15)
+    assert ub == pytest.approx(ref, rel=1e-7)
+    est = norms.conv_norm_fft_estimate(W * scale, hw, p, d)
+    assert est == pytest.approx(ref, rel=1e-4)
+    hinted = norms.conv_norm_fft_upper(W * scale, hw, s, p, d, hint=est)
+    assert hinted >= ex * (1 - 1e-15) and hinted <= ref * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("co,ci,hw,s,p,d,groups", [(40, 36, (4, 4), 1, 1, 1, 1), (48, 34, (5, 4), 2, 1, 2, 1),
+                                                  (72, 35, (4, 3), 1, 1, 1, 2)])
+def test_conv_wide_blocks_vs_explicit_operator(co, ci, hw, s, p, d, groups):
+    """Blocks wider than the small-block threshold (the default CPU path of §11.6), with groups, stride, dilation."""
+    rng = np.random.default_rng(co + ci)
+    W = rng.standard_normal((co, ci, 3, 3))
+    cg = co // groups
+    ex = max(_exact(conv_operator(W[j * cg:(j + 1) * cg], *hw, (s, s), (p, p), (d, d))[0]) for j in range(groups))
+    ub = norms.conv_norm_fft_upper(W, hw, s, p, d, groups=groups)
+    assert ex * (1 - 1e-15) <= ub
+    F, _ = norms.conv_fft_blocks(torch.as_tensor(W), hw, p, d, groups)
+    full = float(np.linalg.svd(F.numpy(), compute_uv=False)[:, 0].max())  # every rfft block, LAPACK SVD
+    assert ub == pytest.approx(full, rel=1e-7) and ub >= full
+
+
+def _blocks(rng, B, m, n, kind):
+    F = rng.standard_normal((B, m, n)) + 1j * rng.standard_normal((B, m, n))
+    if kind == "ties":
+        F[:] = F[0]  # identical blocks: every block attains the maximum
+    elif kind == "zeros":
+        F[1::2] = 0.0
+    elif kind == "spread":
+        F *= np.linspace(0.2, 1.0, B)[:, None, None]
+    return F / np.abs(F).max()
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "zeros", "spread"])
+@pytest.mark.parametrize("mu_factor", [None, 0.3, 0.999, 1.0 + 1e-6, 3.0])
+def test_block_top_cpu_bounds_every_block(kind, mu_factor):
+    """§11.6: every block's value >= its exact lambda_max (complex SVD), whatever the starting guess; without a guess
+    (or with a close one) the maximum is within 1e-7 of the exact one."""
+    rng = np.random.default_rng(11)
+    for m, n in [(40, 50), (50, 40), (45, 45)]:
+        F = _blocks(rng, 9, m, n, kind)
+        lam = np.linalg.svd(F, compute_uv=False)[:, 0] ** 2
+        mu0 = None if mu_factor is None else float(lam.max()) * mu_factor
+        bound, eig, _ = norms._block_top_cpu(torch.from_numpy(F), mu0)
+        assert np.all(bound >= lam)
+        if mu_factor is None or mu_factor < 1.01:  # a guess above the maximum is the bound (up to rounding)
+            assert bound.max() == pytest.approx(lam.max(), rel=1e-7 if mu_factor is None or mu_factor < 1 else 2e-6)
+        ev, evlam, _ = norms._block_top_estimate_cpu(torch.from_numpy(F.astype(np.complex64)))
+        assert ev == pytest.approx(lam.max(), rel=1e-5)
