@@ -88,6 +88,16 @@ def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(run)
 
 
+def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """:func:`_running_group_max` when the groups are the rows of ``times`` (G, s): row g lists the addition times of
+    group g's entries in increasing order (e.g. a row-wise sort of the matrix of times). Per-group cumulative sums by
+    one row-wise cumsum (no sort by group, no global cumsum minus group bases)."""
+    C = np.cumsum(vals2[times], axis=1)
+    run = np.empty(vals2.size)
+    run[times.ravel()] = C.ravel()
+    return np.maximum.accumulate(run)
+
+
 def _magnitude_order(f: np.ndarray) -> np.ndarray:
     """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then each
     run of equal values re-sorted by index."""
@@ -127,6 +137,7 @@ class _Curves:
         self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)
         self._base: dict = {}
         self._arr: dict = {}
+        self._env: dict = {}  # i -> (E array, the DP's surrogate envelope computed from it)
         self.evaluations = 0
         self.certified_evaluations = 0
 
@@ -164,10 +175,15 @@ class _Curves:
             m, n = M.shape
             o = self.order[i]
             v = self.flat[i][o]
-            rows, cols = o // n, o % n
+            rows, cols = np.divmod(o, n)
             v2 = v * v
             fro2 = np.cumsum(v2)
-            e2 = np.maximum(fro2 / min(m, n), np.maximum(_running_group_max(v2, rows), _running_group_max(v2, cols)))
+            t = np.empty(N, np.int64)
+            t[o] = np.arange(N)  # addition time of each entry
+            t = t.reshape(m, n)
+            gmax = np.maximum(_running_group_max_times(v2, np.sort(t, axis=1)),  # rows, then columns
+                              _running_group_max_times(v2, np.sort(t.T, axis=1)))
+            e2 = np.maximum(fro2 / min(m, n), gmax)
             E = np.concatenate([[0.0], np.sqrt(e2)])
             u, vv = _top_singular_vectors(M)
             H = np.concatenate([[0.0], np.cumsum(v * u[rows] * vv[cols])])
@@ -199,7 +215,12 @@ class _Curves:
         if ks.size == 0:
             return base
         r = np.array([pts[k] / base[k] for k in ks])
-        return base * np.interp(np.arange(base.size), ks, r)
+        ratio = np.empty(base.size)  # np.interp(arange, ks, r), filled segment by segment (few knots, long arrays)
+        ratio[:ks[0] + 1] = r[0]
+        ratio[ks[-1]:] = r[-1]
+        for a, b, ra, rb in zip(ks[:-1], ks[1:], r[:-1], r[1:]):
+            ratio[a:b + 1] = np.linspace(ra, rb, b - a + 1)
+        return base * ratio
 
     def probe(self, i: int, k: int) -> bool:
         """Measure layer i at count k (estimate if the layer has one, else certified) and add the point; returns
@@ -275,11 +296,11 @@ def _dp_levels(val: np.ndarray) -> np.ndarray:
     choice = np.zeros((l, S1), dtype=np.int64)
     choice[0] = np.arange(S1)
     b = np.arange(S1)
-    idx = b[:, None] - b[None, :]
-    ok = idx >= 0
-    idx = np.clip(idx, 0, None)
+    pad = np.full(2 * S1 - 1, -np.inf)
     for i in range(1, l):
-        tot = np.where(ok, best[idx] + val[i][None, :], -np.inf)  # tot[b, s] = best[b - s] + val[i, s]
+        pad[S1 - 1:] = best  # pad[S1 - 1 + j] = best[j], -inf for j < 0
+        win = np.lib.stride_tricks.sliding_window_view(pad, S1)[:, ::-1]  # win[b, s] = best[b - s] (a view)
+        tot = win + val[i][None, :]  # tot[b, s] = best[b - s] + val[i, s], -inf where s > b
         choice[i] = np.argmax(tot, axis=1)
         best = tot[b, choice[i]]
     alloc = np.zeros((S1, l), dtype=np.int64)
@@ -327,7 +348,10 @@ def _allocate(curves: _Curves, comp, eps: float, cand: np.ndarray, uniform: bool
             env.append(np.zeros(1))
             continue
         E = curves.arrays(i)[1]
-        env.append(np.log1p(np.maximum.accumulate(E) / w[i]) if w[i] > 0 else np.where(E > 0, np.inf, 0.0))
+        if curves._env.get(i, (None,))[0] is not E:  # cached with the arrays it was computed from
+            curves._env[i] = (E, np.log1p(np.maximum.accumulate(E) / w[i]) if w[i] > 0
+                              else np.where(E > 0, np.inf, 0.0))
+        env.append(curves._env[i][1])
     gmax = sum(float(np.max(g[np.isfinite(g)])) for g in env)
     best = np.zeros(l, np.int64)
     if gmax > 0:
@@ -439,7 +463,10 @@ def search_certified_counts(
     w = curves.w
     timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
     best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
-    eps_t = eps * (1 - target_margin)  # searched-for value: estimates are a little below the certified norms
+    # searched-for value: estimates are a little below the certified norms; when every prunable layer is probed by
+    # its certified norm (curves.exact, or no estimator) the probes are the certificate's own values: search for eps
+    all_cert = curves.exact or all(L.estimator is None for L, c in zip(layers, cand) if c)
+    eps_t = eps if all_cert else eps * (1 - target_margin)
 
     def certify(k):
         t = time.perf_counter()

@@ -156,6 +156,25 @@ def test_running_group_max_matches_loop():
     assert np.allclose(bc._running_group_max(v2, g), ref)
 
 
+def test_running_group_max_times_matches_loop_rows_and_columns():
+    """The row-wise-sort version used by the curve shapes (rows and columns of a weight matrix) == the loop."""
+    rng = np.random.default_rng(1)
+    m, n = 13, 17
+    f = rng.standard_normal(m * n)
+    o = bc._magnitude_order(f)
+    v2 = f[o] ** 2
+    t = np.empty(m * n, np.int64)
+    t[o] = np.arange(m * n)
+    t = t.reshape(m, n)
+    for groups, times in ((o // n, np.sort(t, axis=1)), (o % n, np.sort(t.T, axis=1))):
+        acc, ref, mx = np.zeros(max(m, n)), [], 0.0
+        for a, b in zip(v2, groups):
+            acc[b] += a
+            mx = max(mx, acc[b])
+            ref.append(mx)
+        assert np.allclose(bc._running_group_max_times(v2, times), ref, rtol=1e-12)
+
+
 def test_uniform_reference_can_be_skipped():
     p = from_torch(_mlp([10, 8, 4], 9))
     r = bc.certified_budget(p, 0.2, uniform_reference=False)
