@@ -16,8 +16,12 @@ Per network:
 The machine is shared and was loaded during the run (2 cores, several other jobs): the load averages are recorded
 with the timings; ratios old/new are measured in the same run and are the meaningful numbers.
 
+* ``before``: the same certified budget with ``certified_budget`` and the certified norms as they were at an earlier
+  commit (``--before``, default 002f22e: before the §11.6 Cholesky search and the LeNet search changes), run right
+  after the new one in the same process: ``ratio_before_over_new`` and the change in prunable weights.
+
 Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
-       [--merge benchmarks/results/scale.json] (update only the models run, keeping the others' earlier runs)
+       [--before COMMIT] [--merge benchmarks/results/scale.json] (update only the models run, keeping the others')
 Writes benchmarks/results/scale.json.
 """
 from __future__ import annotations
@@ -150,6 +154,44 @@ def old_modules():
     return old_norms, ns["certified_budget"]
 
 
+def before_budget(commit: str):
+    """``certified_budget`` as it was at ``commit`` (its budget_certified.py with its norms.py, both from git), for
+    a before/after ratio measured in the same run. The certified norms of ``certify_graph`` (certificates.py) are
+    routed to that commit's norms through a small shim (graph_weight_norm is a max over the layer views)."""
+    import types
+
+    def src(path):
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+
+    mods = {}
+    for name, path in (("_before_norms", "probprune/norms.py"), ("_before_bc", "probprune/budget_certified.py")):
+        m = types.ModuleType(f"probprune.{name}")
+        m.__package__ = "probprune"
+        sys.modules[m.__name__] = m
+        mods[name] = m
+    shim = types.ModuleType("probprune._before_cert")
+    shim.__package__ = "probprune"
+    sys.modules[shim.__name__] = shim
+    exec(compile(src("probprune/norms.py"), "before_norms.py", "exec"), mods["_before_norms"].__dict__)
+    from probprune import certificates as C
+
+    def graph_weight_norm(op, W_eff, conv_method="fft"):
+        specs = C.weight_layer_specs(op)
+        co = W_eff.shape[0] // len(specs)
+        return max(float(mods["_before_norms"].layer_operator_norm_upper(
+            L, W_eff[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method)) for j, L in enumerate(specs))
+
+    shim.graph_weight_norm = graph_weight_norm
+    shim.weight_layer_specs = C.weight_layer_specs
+    shim._cert_r_layer = C._cert_r_layer
+    shim.certify_random_graph = C.certify_random_graph
+    body = src("probprune/budget_certified.py").replace("from .norms import", "from ._before_norms import")
+    body = body.replace("from .certificates import", "from ._before_cert import")
+    exec(compile(body, "before_budget_certified.py", "exec"), mods["_before_bc"].__dict__)
+    return mods["_before_bc"].certified_budget
+
+
 # ------------------------------------------------------------------------------------------------ measurements
 def prune30(graph):
     from probprune.budget import magnitude_prune_count
@@ -198,7 +240,7 @@ def time_certify(graph, old_norms, old_passes=("norm_W", "norm_What", "norm_E"))
             "old_seconds_per_pass": old_norm / len(old_passes) if old_norm else None}
 
 
-def run_model(name, old_norms, old_budget, run_old_budget: bool) -> dict:
+def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) -> dict:
     from probprune import budget_certified as bc
     from probprune.graph import from_torch as graph_from_torch
 
@@ -226,6 +268,16 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool) -> dict:
                      "target_seconds": 0.2 if name == "lenet" else (60.0 if name in ("vgg11", "vgg16", "resnet18")
                                                                    else None)}
     print(name, "budget", json.dumps(out["budget"]), flush=True)
+    if before is not None:  # the same budget with the code before this change, right after, in the same process
+        commit, fn = before
+        t = time.perf_counter()
+        rb = fn(g, eps)
+        secs = time.perf_counter() - t
+        out["before"] = {"commit": commit, "seconds": secs, "total_prunable": rb.total_prunable,
+                         "eps_achieved": rb.eps_achieved, "uniform_total": rb.uniform_total,
+                         "ratio_before_over_new": secs / wall,
+                         "prunable_change": (r.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
+        print(name, "before", json.dumps(out["before"]), flush=True)
     if old_budget is not None and g.is_chain:
         from probprune.networks import from_torch
 
@@ -259,12 +311,15 @@ def main(argv=None) -> int:
     ap.add_argument("--old-budget-models", default="lenet,mlp1000",
                     help="models for which the old certified_budget is run (else estimated)")
     ap.add_argument("--no-old", action="store_true", help="skip the old code entirely")
+    ap.add_argument("--before", default="002f22e",
+                    help="also time certified_budget (with its norms) at this commit, same run ('' to skip)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     ap.add_argument("--merge", default=None,
                     help="a results file to update: its models not rerun are kept, this run's machine entry is added")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     old_norms, old_budget = (None, None) if args.no_old else old_modules()
+    before = (args.before, before_budget(args.before)) if args.before else None
     import platform
 
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
@@ -274,7 +329,7 @@ def main(argv=None) -> int:
            "old_commit": OLD_COMMIT, "models": {}}
     olds = set(args.old_budget_models.split(","))
     for name in args.models.split(","):
-        res["models"][name] = run_model(name, old_norms, old_budget, name in olds)
+        res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
     res["machine"]["loadavg_end"] = _load()
@@ -289,7 +344,9 @@ def main(argv=None) -> int:
                "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])
                if m["budget"]["target_seconds"] else None,
                "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],
-               "budget_ratio_old_over_new": (m.get("old_budget") or {}).get("ratio_old_over_new")}
+               "budget_ratio_old_over_new": (m.get("old_budget") or {}).get("ratio_old_over_new"),
+               "before": {k: (m.get("before") or {}).get(k) for k in ("commit", "seconds", "ratio_before_over_new",
+                                                                      "prunable_change")} if m.get("before") else None}
         for name, m in res["models"].items()}
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(json.dumps(res["summary"], indent=1))
