@@ -88,14 +88,19 @@ def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(run)
 
 
-def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """:func:`_running_group_max` when the groups are the rows of ``times`` (G, s): row g lists the addition times of
-    group g's entries in increasing order (e.g. a row-wise sort of the matrix of times). Per-group cumulative sums by
-    one row-wise cumsum (no sort by group, no global cumsum minus group bases)."""
+def _group_sums_at_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """out[t] = the sum of ``vals2`` over the additions up to time t of the group added at time t, when the groups are
+    the rows of ``times`` (G, s): row g lists the addition times of group g's entries in increasing order (e.g. a
+    row-wise sort of the matrix of times). One row-wise cumsum: no sort by group, no global cumsum minus bases."""
     C = np.cumsum(vals2[times], axis=1)
     run = np.empty(vals2.size)
     run[times.ravel()] = C.ravel()
-    return np.maximum.accumulate(run)
+    return run
+
+
+def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """:func:`_running_group_max` for groups given as rows of addition times (:func:`_group_sums_at_times`)."""
+    return np.maximum.accumulate(_group_sums_at_times(vals2, times))
 
 
 def _magnitude_order(f: np.ndarray) -> np.ndarray:
@@ -175,18 +180,18 @@ class _Curves:
             m, n = M.shape
             o = self.order[i]
             v = self.flat[i][o]
-            rows, cols = np.divmod(o, n)
             v2 = v * v
             fro2 = np.cumsum(v2)
             t = np.empty(N, np.int64)
             t[o] = np.arange(N)  # addition time of each entry
             t = t.reshape(m, n)
-            gmax = np.maximum(_running_group_max_times(v2, np.sort(t, axis=1)),  # rows, then columns
-                              _running_group_max_times(v2, np.sort(t.T, axis=1)))
-            e2 = np.maximum(fro2 / min(m, n), gmax)
+            run = np.maximum(_group_sums_at_times(v2, np.sort(t, axis=1)),  # rows, then columns
+                             _group_sums_at_times(v2, np.sort(t.T, axis=1)))
+            e2 = np.maximum(fro2 / min(m, n), np.maximum.accumulate(run))
             E = np.concatenate([[0.0], np.sqrt(e2)])
             u, vv = _top_singular_vectors(M)
-            H = np.concatenate([[0.0], np.cumsum(v * u[rows] * vv[cols])])
+            uWv = (u[:, None] * M * vv[None, :]).ravel()  # u_r W_rc v_c per entry, summed in the magnitude order
+            H = np.concatenate([[0.0], np.cumsum(uWv[o])])
             H = np.abs(float(u @ M @ vv) - H)
             out = (H, E)
         self._base[i] = out
