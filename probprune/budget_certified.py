@@ -104,19 +104,17 @@ def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray
 
 
 def _magnitude_order(f: np.ndarray) -> np.ndarray:
-    """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then each
-    run of equal values re-sorted by index."""
+    """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then the
+    positions inside runs of equal values re-sorted by (value, index)."""
     a = np.abs(f)
     o = np.argsort(a)
     s = a[o]
     eq = s[1:] == s[:-1]
     if eq.any():  # runs of equal |f|: put each run's indices in increasing order (the stable order)
-        tied = np.zeros(s.size, bool)
-        tied[1:] |= eq
-        tied[:-1] |= eq
-        pos = np.flatnonzero(tied)
-        run = np.concatenate([[0], np.cumsum(~eq)])[pos]
-        o[pos] = o[pos][np.lexsort((o[pos], run))]
+        j = np.flatnonzero(eq)
+        pos = np.union1d(j, j + 1)  # every position in a run of ties (sorted, so s[pos] is nondecreasing)
+        op = o[pos]
+        o[pos] = op[np.lexsort((op, s[pos]))]
     return o
 
 
@@ -491,9 +489,10 @@ def search_certified_counts(
     log: list = []
     timings["log"] = log
     r = 0
+    eps_a = eps_t  # the allocation's target: certified probes that overshoot lower it by half the overshoot
     for r in range(1, rounds + 1):
         t1 = time.perf_counter()
-        k = _allocate(curves, comp, eps_t, cand, uniform)
+        k = _allocate(curves, comp, eps_a, cand, uniform)
         t2 = time.perf_counter()
         timings["search"] += t2 - t1
         if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
@@ -505,10 +504,12 @@ def search_certified_counts(
         v = _comp_batch(curves, comp, k)
         log.append(("probe", int(k.sum()), v))
         if v > eps_t:
+            if all_cert:  # the probes are certified values: aim lower by half the overshoot, within slack_tol
+                eps_a = min(eps_a, eps_t * (1 - min(slack_tol, 0.5 * (v / eps_t - 1))))
             continue  # the measured values do not fit: search again on the recalibrated curves
         if pending is None or k.sum() > pending.sum():
             pending = k.copy()
-        if v < eps_t * (1 - slack_tol) and r < rounds:
+        if v < eps_a * (1 - slack_tol) and r < rounds:
             continue  # room left on the measured values: search again before paying for certification
         hc, ec, val = certify(pending)
         log.append(("certify", int(pending.sum()), val))
