@@ -56,7 +56,8 @@ def test_linear_nets_exact_sup(widths, seed, keep):
     mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(seed), keep))
     exact = _exact_linear_sup(m, mh, (widths[0],))
     c = certify_tight(m, mh, (widths[0],))
-    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate"):
+    assert "sdp" in c.components  # small: "auto" includes the SDP certificate (§12.6)
+    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp"):
         assert c.components[k] >= exact * (1 - 1e-9) - 1e-12, (k, c.components[k], exact)
     # consecutive linear maps are composed into one stage: the composed bound is the exact sup
     assert c.components["composed_fwd"] <= exact * (1 + 1e-6) + 1e-12
@@ -87,7 +88,8 @@ def test_relu_nets_above_pgd(widths, seed, keep, bias):
     mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(seed), keep))
     c = certify_tight(m, mh, (widths[0],))
     lb = pgd_sup_error(m, mh, np.zeros(widths[0]), 1.0, restarts=64, iters=60, seed=seed)
-    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate"):
+    assert "sdp" in c.components
+    for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp"):
         assert c.components[k] >= lb * (1 - 1e-9), (k, c.components[k], lb)
     # data-region bound around a random centre, small radius
     x0 = np.random.default_rng(seed).normal(size=(2, widths[0]))

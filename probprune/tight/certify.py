@@ -13,7 +13,9 @@ from .lower import Chain, lower_pair
 from .mixed import lemma_a_mixed
 from .propagate import CoupledPropagator, Region, region_error_bound
 
-METHODS = ("auto", "composed", "pairs", "mixed", "propagate")
+METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
+SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6) when the lifted problem has at most this many coordinates
+# (seconds there); explicit method="sdp" runs it up to sdp.MAX_DIM (minutes at a few hundred coordinates)
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,22 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 stages[i].update({k: v for k, v in info.items()})
             else:
                 stages.append({"stage": F.stages[i].name, **info})
-    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate") if k in comps]
+    sdp_info = None
+    n_lift = 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
+    if method == "sdp" or (method == "auto" and n_lift <= SDP_AUTO_DIM):
+        from .sdp import sdp_certificate
+
+        sc = sdp_certificate(F, Fhat, radius, None if at_origin else c)
+        comps["sdp"] = sc.eps
+        sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}
+    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp") if k in comps]
     best = min(keys, key=lambda k: comps[k])
+    if sdp_info is not None:
+        stages = stages + [{"stage": "sdp (whole network, §12.6)", **sdp_info}]
     return TightCertificate(
         eps=float(comps[best]), method=best, components=comps, radius=float(radius), stages=tuple(stages),
         statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2, unrolling and mixed bound §12.3, "
-                  "coupled propagation §12.4)",
+                  "coupled propagation §12.4, cross-network SDP §12.6)",
         assumptions=("deterministic: holds for this network and mask",
                      f"inputs in the l2 ball of radius {radius} around {'the origin' if at_origin else 'the centre'}"
                      " (Frobenius for images)",
