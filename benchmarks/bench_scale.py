@@ -328,13 +328,15 @@ def main(argv=None) -> int:
                        "note": "shared 2-core machine, loaded by other jobs during the run (see load averages)"},
            "old_commit": OLD_COMMIT, "models": {}}
     olds = set(args.old_budget_models.split(","))
+    # read the file to merge into before anything is written (--out is usually the same file: partial results are
+    # written to it after every model)
+    prev = json.loads(Path(args.merge).read_text()) if args.merge and Path(args.merge).exists() else None
     for name in args.models.split(","):
         res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
     res["machine"]["loadavg_end"] = _load()
-    if args.merge and Path(args.merge).exists():  # keep the other models' earlier (real) runs beside this one
-        prev = json.loads(Path(args.merge).read_text())
+    if prev is not None:  # keep the other models' earlier (real) runs beside this one
         runs = prev.get("machine", {}).get("runs", [prev.get("machine")]) + [dict(res["machine"], models=list(
             res["models"]))]
         res["machine"] = {"note": prev.get("machine", {}).get("note", ""), "runs": [r for r in runs if r]}
