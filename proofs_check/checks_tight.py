@@ -265,3 +265,55 @@ def _chk_stability():
             require(np.all(np.argmax(Fh.forward(P), 1) == s.label[i]), "F_hat prediction changed")
             checked += 1
     return f"{checked} certified regions x 1000 samples"
+
+
+@register("tight-sdp", "cross-network SDP (§12.6): lifted constraints hold at sampled inputs; the certificate is >= "
+          "the exact sup of a single affine stage (= ||E||) and >= the sampled error of small ReLU nets; "
+          "the strongly concave form (ii) holds for arbitrary multipliers", "§12.6", "numeric",
+          covers=["tight-sdp-constraints", "tight-sdp-dual"])
+def _chk_sdp():
+    from probprune.tight.lower import lower_pair, pruned_copy
+    from probprune.tight.sdp import _certify_schur, build_qcqp, sdp_certificate
+
+    rng = np.random.default_rng(1206)
+    n_pts = 0
+    for trial in range(4):
+        widths = [3, 5, 4, 2]
+        m = _relu_net(rng, widths)
+        mh = pruned_copy(m, _masks(m, rng, 0.6))
+        F, Fh = lower_pair(m, mh, (3,))
+        c0 = rng.normal(size=3) * (trial % 2)
+        r = 1.0
+        N, AD, G, Gabs, tpr, kinds, fam, box = build_qcqp(F, Fh, c0, r)
+        P = _sample_ball(rng, c0, r, 400)
+        err = np.linalg.norm(F.forward(P) - Fh.forward(P), axis=1)
+        for x in P[:100]:
+            v = [np.ones(1), x]
+            s, sh = x, x
+            for a, b in zip(F.stages[:-1], Fh.stages[:-1]):
+                s = np.where(a.relu, np.maximum(a.M @ s + a.b, 0), a.M @ s + a.b)
+                sh = np.where(b.relu, np.maximum(b.M @ sh + b.b, 0), b.M @ sh + b.b)
+                v += [s, sh]
+            v = np.concatenate(v)
+            g = G.T @ np.outer(v, v).ravel()
+            tol = 1e-9 * (1 + Gabs.T @ np.abs(np.outer(v, v)).ravel())
+            require(np.all(g[kinds == "ineq"] >= -tol[kinds == "ineq"]), "a lifted inequality fails at a real input")
+            require(np.all(np.abs(g[kinds == "eq"]) <= tol[kinds == "eq"]), "a lifted equality fails at a real input")
+            n_pts += 1
+        cert = sdp_certificate(F, Fh, r, c0)
+        require(cert.eps >= err.max() * (1 - 1e-12), f"SDP certificate {cert.eps} below sampled error {err.max()}")
+        # form (ii) with random multipliers made strictly concave by the norm multiplier: still an upper bound
+        lam = np.where(kinds == "ineq", rng.random(len(kinds)), rng.normal(size=len(kinds)))
+        kn = int(np.flatnonzero(fam == "norm")[0])
+        Q = AD.T @ AD + (G @ lam).reshape(N, N)
+        lam[kn] += max(0.0, float(np.linalg.eigvalsh((Q + Q.T)[1:, 1:] / 2)[-1])) + 1.0
+        out = _certify_schur(AD, G, Gabs, tpr, lam, kinds, box, r, c0)
+        require(out is not None and out[0] >= err.max() ** 2 * (1 - 1e-12), "form (ii) below the sampled error")
+    # a single affine stage: the relaxation is exact
+    m = _relu_net(rng, [4, 3])
+    mh = pruned_copy(m, _masks(m, rng, 0.5))
+    F, Fh = lower_pair(m, mh, (4,))
+    E = F.stages[0].M - Fh.stages[0].M
+    e = sdp_certificate(F, Fh).eps
+    require(np.linalg.norm(E, 2) * (1 - 1e-12) <= e <= np.linalg.norm(E, 2) * (1 + 1e-6), "affine stage not exact")
+    return f"{n_pts} lifted points, 4 ReLU pairs, 1 affine stage"

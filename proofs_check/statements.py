@@ -114,6 +114,8 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),
     DStatement("tight-stability", "§12.5", "Statement 12.7: positive margins of F and F_hat on R fix both predictions"),
+    DStatement("tight-sdp-constraints", "§12.6", "Statement 12.11: ReLU, triangle, cross-network, ball, box and norm constraints hold on R"),
+    DStatement("tight-sdp-dual", "§12.6", "Statement 12.12: Lagrangian certificate from any multipliers (eigenvalue and strongly concave forms)"),
     # §9 sharper a-priori bounds [D] (issue 11 part A; proofs_check/checks_sharp.py)
     DStatement("sharp-setting", "§9", "every §9 statement is a deterministic threshold x(shapes, fractions, delta') with P(||X|| > x) <= delta'"),
     DStatement("sharp-S9.1", "§9.1", "S9.1 moment comparison: P(||X|| >= x) <= T_p/x^(2p), T_p from Gordon, Rayleigh tail, Hoelder, chi2"),

@@ -1,4 +1,4 @@
-"""Cross-network SDP certificate (THEORY.md §12.6, Statements 12.10-12.11 [D]).
+"""Cross-network SDP certificate (THEORY.md §12.6, Statements 12.11-12.12 [D]).
 
 The sup of ||F(x) - F_hat(x)||^2 over the ball ||x - c|| <= r is a non-convex quadratic programme in the lifted
 vector v = [1; x; z_1; zhat_1; ...; z_{L-1}; zhat_{L-1}] of the input and the hidden activations of *both* networks
@@ -13,12 +13,12 @@ equality g_k(v) >= 0 / = 0 that holds for every input in the ball:
   monotone and 1-Lipschitz): (z - zhat)(y - yhat) - (z - zhat)^2 >= 0;
 * the ball: r^2 - ||x - c||^2 >= 0.
 
-Weak Lagrangian duality (Statement 12.10): for multipliers lambda (>= 0 on inequalities, free on equalities)
+Weak Lagrangian duality (Statement 12.12): for multipliers lambda (>= 0 on inequalities, free on equalities)
 Q = C + sum_k lambda_k G_k (G_k the symmetric matrix of g_k, C = A_D^T A_D of the output difference) satisfies
 v^T C v <= v^T Q v on the feasible set, and if the lower-right block Q_11 <= -m I (m > 0) then for any w_hat
 sup_w v^T Q v <= q(w_hat) + ||q + Q_11 w_hat||^2 / m. The multipliers come from an SDP solver (cvxpy + SCS, the
 dual of the Shor relaxation); the solver is *only a guess*: the bound is re-derived in float64 from the multipliers
-with a Cholesky certificate for lambda_min(S) (§11.5) and explicit rounding allowances (Statement 12.11), so an inaccurate
+with a Cholesky certificate for lambda_min(S) (§11.5) and explicit rounding allowances (Statement 12.12), so an inaccurate
 solver makes the bound looser, never wrong. Refused (named) above ``max_dim`` lifted coordinates: the SDP has one
 (N+1) x (N+1) matrix and SCS costs O(N^3) per iteration.
 """
@@ -45,7 +45,7 @@ def _gamma(n: int) -> float:
 
 @dataclass(frozen=True)
 class SDPCertificate:
-    """``eps`` upper-bounds sup_{||x - c||_2 <= r} ||F(x) - F_hat(x)||_2 (Statement 12.10-12.11)."""
+    """``eps`` upper-bounds sup_{||x - c||_2 <= r} ||F(x) - F_hat(x)||_2 (Statements 12.11-12.12)."""
 
     eps: float
     bound_sq: float  # certified bound on the sup of ||F - F_hat||^2
@@ -57,7 +57,7 @@ class SDPCertificate:
     solver: str
     solver_status: str
     seconds: float
-    statement: str = "THEORY.md §12.6, Statements 12.10-12.11 [D]: Lagrangian dual of the cross-network QCQP, " \
+    statement: str = "THEORY.md §12.6, Statements 12.11-12.12 [D]: Lagrangian dual of the cross-network QCQP, " \
                      "multipliers from an SDP solver, bound re-certified in float64"
 
 
@@ -219,7 +219,7 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
 
 
 def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
-    """Statement 12.11: a float64 upper bound on sup_{feasible v} ||A_D v||^2 from a solver's (t, lam).
+    """Statement 12.12 (i): a float64 upper bound on sup_{feasible v} ||A_D v||^2 from a solver's (t, lam).
 
     With S = t e0 e0^T - C - sum lam_k G_k (lam clipped to >= 0 on inequalities): for feasible v (v_0 = 1),
     ||A_D v||^2 <= t - v^T S v <= t + (mu_c + delta) ||v||^2 <= t + (mu_c + delta) V2, where -mu_c <= lambda_min of
@@ -259,7 +259,7 @@ def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
 
 
 def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, r, c):
-    """Statement 12.11 (second form): with Q = C + sum lam_k G_k = [[q00, q^T], [q, Q11]] and Q11 <= -m I
+    """Statement 12.12 (ii): with Q = C + sum lam_k G_k = [[q00, q^T], [q, Q11]] and Q11 <= -m I
     (m > 0 certified by Cholesky at a guess, §11.5), sup_{v_0 = 1} v^T Q v <= q(w) + ||q + Q11 w||^2 / m for any w
     (strong concavity), evaluated at w = (-Q11)^{-1} q with rounding allowances. Returns (bound, m, allowance) or
     None when Q11 is not certified negative definite."""
@@ -359,8 +359,9 @@ def _refine(AD, G, kinds, family, lam0, maxiter: int):
 
 
 def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, max_dim: int = MAX_DIM,
-                    max_iters: int = 4000, solver_eps: float = 1e-6, margin: float = 0.0, refine_iters: int = 3000, crown=None, seed: int = 0) -> SDPCertificate:
-    """Statement 12.10-12.11 (THEORY §12.6): certified upper bound on sup_{||x - c||_2 <= r} ||F(x) - F_hat(x)||_2
+                    max_iters: int = 2000, solver_eps: float = 1e-6, refine_iters: int = 3000, crown=None
+                    ) -> SDPCertificate:
+    """Statements 12.11-12.12 (THEORY §12.6): certified upper bound on sup_{||x - c||_2 <= r} ||F(x) - F_hat(x)||_2
     from the dual of the cross-network Shor relaxation. ``crown``: optional (crown_F, crown_H), per hidden stage
     (idx, l, u) CROWN pre-activation bounds to tighten the intervals (must be sound). Refuses (ProbPruneError)
     when the lifted dimension exceeds ``max_dim`` or cvxpy is missing."""
