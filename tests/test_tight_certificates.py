@@ -213,7 +213,7 @@ def test_refusals():
     with pytest.raises(ProbPruneError, match="origin"):
         certify_chains(F, Fh, method="composed", center=np.ones(3))
     with pytest.raises(ProbPruneError, match="method"):
-        certify_chains(F, Fh, method="sdp")
+        certify_chains(F, Fh, method="lipsdp")
 
 
 def test_graph_lowering_matches_torch_lowering():

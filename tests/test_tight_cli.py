@@ -37,7 +37,11 @@ def test_auto_bound_and_stability(capsys, mlp_file):
 def test_explicit_bound_and_refusal(capsys, mlp_file, tmp_path):
     code, out, _ = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "propagate", "--json")
     assert code == 0 and json.loads(out)["certificate"]["bound"] == "tight:propagate"
-    code, _, err = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "sdp")
+    code, out, _ = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "sdp", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["certificate"]["bound"] == "tight:sdp"  # the cross-network SDP (§12.6)
+    assert d["measured"]["max_error"] <= d["certificate"]["eps"]
+    code, _, err = run(capsys, "certify", "--model", mlp_file, "--fraction", "0.4", "--bound", "lipsdp")
     assert code == 2 and "--bound" in err
     torch.manual_seed(0)
     mp = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32, 10))

@@ -12,6 +12,7 @@ from .compose import certify_composed
 from .lower import Chain, lower_pair
 from .mixed import lemma_a_mixed
 from .propagate import CoupledPropagator, Region, region_error_bound
+from .sdp import crown_bounds
 
 METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6) when the lifted problem has at most this many coordinates
@@ -69,7 +70,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                "composition_gain": float(n.factor_product[i] / n.M[i]) if n.M[i] > 0 else float("nan"),
                                "bias_diff": float(n.bias_diff[i])})
     prop = None
-    if method in ("auto", "mixed", "propagate"):
+    if method in ("auto", "mixed", "propagate", "sdp"):
         reg = Region(c[None, :], float(radius), "l2")
         prop = CoupledPropagator(F, Fhat, reg)
     if method in ("auto", "mixed"):
@@ -92,7 +93,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if method == "sdp" or (method == "auto" and n_lift <= SDP_AUTO_DIM):
         from .sdp import sdp_certificate
 
-        sc = sdp_certificate(F, Fhat, radius, None if at_origin else c)
+        sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown_bounds(prop))
         comps["sdp"] = sc.eps
         sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}
     keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp") if k in comps]

@@ -148,6 +148,9 @@ class CoupledPropagator:
         self.rel_F: list[_Relax] = []   # F-alone relaxations (from z bounds)
         self.rel_d: list[_Relax] = []   # delta relaxations
         self.bounds: list[dict] = []
+        # CROWN pre-activation bounds of the first centre per hidden stage: (ReLU indices, l, u of F_hat, l, u of F)
+        # (sound on the region; the SDP certificate of §12.6 intersects its intervals with them)
+        self.pre_bounds: list = []
         for j in range(L - 1):
             idx = self.relu[j]
             rh = _identity_relax(F.stages[j].relu, self.B, torch.float64)
@@ -161,6 +164,8 @@ class CoupledPropagator:
                 dl, du = self._bounds_rows(j, idx, mode="coupled")
                 zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
                 dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
+                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(),
+                                        zu[0].numpy().copy()))
                 _set(rh, idx, *_relu_relax(l, u))
                 _set(rF, idx, *_relu_relax(zl, zu))
                 _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
@@ -170,6 +175,8 @@ class CoupledPropagator:
                     pair_unfixed=float((~(((u <= 0) & (zu <= 0)) | ((l >= 0) & (zl >= 0)))).double().mean()),
                     dz_width_mean=float((du - dl).mean()),
                 )
+            else:
+                self.pre_bounds.append(None)
             self.rel_h.append(rh)
             self.rel_F.append(rF)
             self.rel_d.append(rd)

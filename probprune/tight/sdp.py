@@ -88,6 +88,16 @@ def _intervals(ch: Chain, c: np.ndarray, r: float, crown=None):
     return out
 
 
+def crown_bounds(prop):
+    """(crown_F, crown_H) for :func:`sdp_certificate` from a :class:`~probprune.tight.propagate.CoupledPropagator`
+    (its CROWN pre-activation bounds on the first centre's region), or None without one."""
+    if prop is None:
+        return None
+    cF = [None if b is None else (b[0], b[3], b[4]) for b in prop.pre_bounds]
+    cH = [None if b is None else (b[0], b[1], b[2]) for b in prop.pre_bounds]
+    return cF, cH
+
+
 class _Builder:
     """Collects constraints g_k(v) = sum coef * (a^T v)(b^T v) as columns of a sparse matrix (vec of G_k)."""
 
