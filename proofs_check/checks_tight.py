@@ -284,7 +284,7 @@ def _chk_sdp():
         F, Fh = lower_pair(m, mh, (3,))
         c0 = rng.normal(size=3) * (trial % 2)
         r = 1.0
-        N, AD, G, Gabs, tpr, kinds, fam, box = build_qcqp(F, Fh, c0, r)
+        N, AD, G, Gabs, tpr, kinds, fam, box, dscale = build_qcqp(F, Fh, c0, r)
         P = _sample_ball(rng, c0, r, 400)
         err = np.linalg.norm(F.forward(P) - Fh.forward(P), axis=1)
         for x in P[:100]:
@@ -294,7 +294,7 @@ def _chk_sdp():
                 s = np.where(a.relu, np.maximum(a.M @ s + a.b, 0), a.M @ s + a.b)
                 sh = np.where(b.relu, np.maximum(b.M @ sh + b.b, 0), b.M @ sh + b.b)
                 v += [s, sh]
-            v = np.concatenate(v)
+            v = np.concatenate(v) / dscale  # the scaled lifted vector
             g = G.T @ np.outer(v, v).ravel()
             tol = 1e-9 * (1 + Gabs.T @ np.abs(np.outer(v, v)).ravel())
             require(np.all(g[kinds == "ineq"] >= -tol[kinds == "ineq"]), "a lifted inequality fails at a real input")

@@ -96,7 +96,7 @@ def test_constraints_hold_at_real_points():
     description of the network pair)."""
     m, mh = _pair([4, 5, 5, 2], True, 5, 0.5)
     F, Fh = lower_pair(m, mh, (4,))
-    N, AD, G, Gabs, tpr, kinds, fam, box = build_qcqp(F, Fh, np.zeros(4), 1.0)
+    N, AD, G, Gabs, tpr, kinds, fam, box, dscale = build_qcqp(F, Fh, np.zeros(4), 1.0)
     rng = np.random.default_rng(0)
     for _ in range(200):
         x = rng.normal(size=4)
@@ -107,7 +107,7 @@ def test_constraints_hold_at_real_points():
             s = np.maximum(a.M @ s + a.b, 0)
             sh = np.maximum(b.M @ sh + b.b, 0)
             v += [s, sh]
-        v = np.concatenate(v)
+        v = np.concatenate(v) / dscale  # the scaled lifted vector
         g = G.T @ np.outer(v, v).ravel()
         tol = 1e-9 * (1 + np.abs(Gabs.T @ np.abs(np.outer(v, v)).ravel()))
         assert np.all(g[kinds == "ineq"] >= -tol[kinds == "ineq"])

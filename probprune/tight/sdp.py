@@ -141,9 +141,9 @@ def _sub(a, b):
 
 
 def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, crown_H=None):
-    """The lifted QCQP of the module docstring: (N, A_D (objective ||A_D v||^2), sparse G (N*N, K) with columns
-    vec(G_k), |G| from the absolute raw terms, the most raw terms in one row of G, kinds, families, box bounds
-    B (N,) with |v_i| <= B_i on the feasible set, B_0 = 1)."""
+    """The lifted QCQP of the module docstring in scaled coordinates v~ = v / d (d: the box bounds, 1 where 0):
+    (N, A_D (objective ||A_D v~||^2), sparse G (N*N, K) with columns vec(G_k), |G| from the absolute raw terms, the
+    most raw terms per entry, kinds, families, box bounds |v~_i| <= box_i (1 or 0), the scaling d)."""
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
     L = F.depth
@@ -163,7 +163,7 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
     N = off
     box = np.zeros(N)
     box[0] = 1.0
-    box[xi] = np.abs(c) + r
+    box[xi] = np.abs(c) + r  # |x_i| <= |c_i| + r
     bld = _Builder(N)
 
     def affine_rows(ch, j, prev_idx):
@@ -212,9 +212,6 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
     # box: B^2 - v_i^2 >= 0 for every hidden coordinate (also the repair direction)
     for i in range(1 + n0, N):
         bld.add([(box[i] ** 2, _e(0), _e(0)), (-1.0, _e(i), _e(i))], "ineq", "box")
-    # norm: W - ||w||^2 >= 0 with W >= sup ||(x, z, zhat)||^2 (the multiplier the refinement sets optimally)
-    W = (float(np.linalg.norm(c)) + r) ** 2 * (1 + 4 * EPS) + float(np.sum(box[1 + n0:] ** 2)) * (1 + 1e-12)
-    bld.add([(W, _e(0), _e(0))] + [(-1.0, _e(i), _e(i)) for i in range(1, N)], "ineq", "norm")
     # objective: ||A_D v||^2, A_D = [b_L - bhat_L, M_L on z_{L-1}, -Mhat_L on zhat_{L-1}]
     last, lasth = F.stages[-1], Fhat.stages[-1]
     AD = np.zeros((last.n_out, N))
@@ -225,7 +222,23 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
         AD[:, zi[-1]] = last.M
         AD[:, hi[-1]] = -lasth.M
     G, Gabs, terms_per_row = bld.matrix()
-    return N, AD, G, Gabs, terms_per_row, np.array(bld.kinds), np.array(bld.family), box
+    kinds, family = bld.kinds + ["ineq"], bld.family + ["norm"]
+    # diagonal scaling v = D v~ with D = diag(box) (1 where the box is 0): every coordinate of v~ lies in [-1, 1]; the
+    # same problem, far better conditioned for the solver (Shor relaxations are not scale invariant in practice)
+    d = np.where(box > 0, box, 1.0)
+    d[0] = 1.0
+    dd = np.kron(d, d)
+    G = sp.diags(dd) @ G
+    Gabs = sp.diags(dd) @ Gabs
+    AD = AD * d[None, :]
+    box = box / d
+    # norm: W - ||w~||^2 >= 0 with W >= sup ||w~||^2 = sum of the scaled boxes (the refinement sets its multiplier)
+    W = float(np.sum(box[1:] ** 2)) * (1 + 1e-12)
+    rows = np.concatenate([[0], np.arange(1, N) * (N + 1)])
+    col = sp.csr_matrix((np.concatenate([[W], -np.ones(N - 1)]), (rows, np.zeros(N, int))), shape=(N * N, 1))
+    G = sp.hstack([G, col]).tocsr()
+    Gabs = sp.hstack([Gabs, abs(col)]).tocsr()
+    return N, AD, G, Gabs, terms_per_row + 3, np.array(kinds), np.array(family), box, d
 
 
 def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
@@ -262,7 +275,7 @@ def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
     # (T: products per entry (<= 4) + raw terms summed per entry + the objective's inner products + symmetrising)
     T = terms_per_row + AD.shape[0] + 8
     delta = _gamma(T) * float(np.linalg.norm(Sabs)) * 1.01
-    V2 = 1.0 + (float(np.linalg.norm(c)) + r) ** 2 * (1 + 4 * EPS) + float(np.sum(box[1 + len(c):] ** 2)) * (1 + 1e-12)
+    V2 = float(np.sum(box ** 2)) * (1 + 1e-12)  # >= ||v||^2 on the feasible set (|v_i| <= box_i)
     allowance = (mu_c + delta) * V2
     bound = max(t + allowance, 0.0) * (1 + 4 * EPS)
     return bound, mu_c, allowance
@@ -301,7 +314,7 @@ def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, r, c):
     res = float(np.linalg.norm(q + Q11 @ w)) + float(np.linalg.norm(_gamma(n) * (np.abs(q) + np.abs(Q11) @ aw)))
     T = terms_per_row + AD.shape[0] + 8
     delta = _gamma(T) * float(np.linalg.norm(Qabs)) * 1.01
-    V2 = 1.0 + (float(np.linalg.norm(c)) + r) ** 2 * (1 + 4 * EPS) + float(np.sum(box[1 + len(c):] ** 2)) * (1 + 1e-12)
+    V2 = float(np.sum(box ** 2)) * (1 + 1e-12)
     allowance = val_allow + res * res / m * (1 + 1e-6) + delta * V2
     return max(val + allowance, 0.0) * (1 + 4 * EPS), m, allowance
 
@@ -391,7 +404,7 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
     except ImportError as e:  # pragma: no cover - cvxpy is a dependency
         raise ProbPruneError("sdp certificate needs cvxpy (pip install cvxpy)") from e
     cF, cH = crown if crown is not None else (None, None)
-    N, AD, G, Gabs, tpr, kinds, family, box = build_qcqp(F, Fhat, c, r, cF, cH)
+    N, AD, G, Gabs, tpr, kinds, family, box, _ = build_qcqp(F, Fhat, c, r, cF, cH)
     K = G.shape[1]
     # dual SDP: min t  s.t.  t e0 e0^T - C - sum lam_k G_k >= 0 (PSD), lam >= 0 on inequalities
     solve_k = np.flatnonzero(family != "norm")  # the norm multiplier is set by the refinement only
