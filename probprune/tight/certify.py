@@ -51,6 +51,13 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     at_origin = not np.any(c)
     comps: dict[str, float] = {}
     stages = []
+    n_lift = 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
+    if method == "sdp":
+        from .sdp import MAX_DIM
+
+        if n_lift > MAX_DIM:  # refuse before any work (same message as sdp_certificate)
+            raise ProbPruneError(f"sdp certificate: the lifted problem has {n_lift} coordinates (input + hidden units "
+                                 f"of both networks), above max_dim={MAX_DIM}; use --bound mixed / auto")
     if method in ("auto", "composed", "pairs"):
         if not at_origin:
             if method != "auto":
@@ -89,7 +96,6 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             else:
                 stages.append({"stage": F.stages[i].name, **info})
     sdp_info = None
-    n_lift = 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
     if method == "sdp" or (method == "auto" and n_lift <= SDP_AUTO_DIM):
         from .sdp import sdp_certificate
 
