@@ -7,6 +7,7 @@
 * :mod:`.mixed`: the mixed and anchored bounds (Statements 12.8-12.9).
 * :mod:`.propagate`: coupled bound propagation on F - F_hat as one graph, l2 norm of the error (§12.4).
 * :mod:`.stability`: data-region sup error and certified prediction stability (§12.5).
+* :mod:`.sdp`: the cross-network SDP certificate, multipliers from cvxpy + SCS re-certified in float64 (§12.6).
 * :mod:`.certify`: one entry point (``certify_chains`` / ``certify_tight``; method "auto" = the minimum).
 
 Lower bounds by attack (tests, benchmark) use the package's one PGD, :func:`probprune.attack.pgd_sup_error`
