@@ -136,3 +136,18 @@ def test_cli_refuses_sdp_above_its_size(capsys, tmp_path):
     code, out, err = run_cli(capsys, ["certify", "--model", str(p), "--fraction", "0.5", "--bound", "sdp"])
     assert code == 2 and "lifted problem has 865 coordinates" in err and "above max_dim" in err
     assert err.strip().startswith("error:") and "Traceback" not in err
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(widths=st.lists(st.integers(2, 8), min_size=3, max_size=5), seed=st.integers(0, 10**6),
+       keep=st.floats(0.2, 0.95), bias=st.booleans(), around_data=st.booleans(), radius=st.floats(0.05, 3.0))
+def test_sdp_above_strong_pgd_many(widths, seed, keep, bias, around_data, radius):
+    """More hypothesis cases (the 60-case stress run of the closing note): the SDP certificate through the entry
+    point (CROWN intervals) is >= a 256-restart PGD, on origin balls and on balls around random points."""
+    m, mh = _pair(widths, bias, seed, keep)
+    F, Fh = lower_pair(m, mh, (widths[0],))
+    c = np.random.default_rng(seed).normal(size=widths[0]) if around_data else None
+    cert = certify_chains(F, Fh, "sdp", radius, c)
+    lb = _pgd(m, mh, widths[0], c, radius, restarts=256, iters=150, seed=seed)
+    assert cert.eps >= lb * (1 - 1e-9), (cert.eps, lb)
