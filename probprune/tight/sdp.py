@@ -61,6 +61,19 @@ class SDPCertificate:
                      "multipliers from an SDP solver, bound re-certified in float64"
 
 
+def _cholesky_slack(A: np.ndarray) -> float | None:
+    """§11.5 (Cholesky at a guess) for a symmetric float matrix A = fl(mu I - G): if the factorisation runs to
+    completion with factor R, lambda_min(mu I - G) >= -slack with slack = gamma_{4(d+1)} 1.01 ||R||_F^2 + u max|A_ii|
+    (the backward error of Cholesky plus the rounding of the shifted diagonal); None when it fails."""
+    try:
+        R = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(R)):
+        return None
+    return _gamma(4 * (A.shape[0] + 1)) * 1.01 * float(np.sum(R * R)) + EPS * float(np.abs(np.diag(A)).max())
+
+
 def _intervals(ch: Chain, c: np.ndarray, r: float, crown=None):
     """Sound pre-activation intervals of every hidden stage on the ball (midpoint-radius interval arithmetic with
     an outward allowance; intersected with CROWN bounds ``crown[j] = (l, u)`` on the ReLU coordinates when given)."""
@@ -260,17 +273,13 @@ def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
     scale = max(1.0, float(np.abs(S).max()))
     mu = max(0.0, -lam_min) * (1 + 1e-6) + 1e-13 * scale
     for _ in range(60):
-        A = S + mu * np.eye(N)  # = mu I - G with G = -S
-        try:
-            R = np.linalg.cholesky(A)
-            if np.all(np.isfinite(R)):
-                break
-        except np.linalg.LinAlgError:
-            pass
+        slack = _cholesky_slack(S + mu * np.eye(N))  # the shift mu I - G with G = -S (§11.5)
+        if slack is not None:
+            break
         mu = 2 * mu + 1e-12 * scale
     else:
         raise ProbPruneError("SDP certificate: could not certify the smallest eigenvalue of the dual matrix")
-    mu_c = mu + _gamma(4 * (N + 1)) * 1.01 * float(np.sum(R * R)) + EPS * float(np.abs(np.diag(A)).max())
+    mu_c = mu + slack  # lambda_min(S) >= -mu_c
     # rounding in the stored constraint entries and in assembling S: entrywise |S_float - S_exact| <= gamma_T |S|_abs
     # (T: products per entry (<= 4) + raw terms summed per entry + the objective's inner products + symmetrising)
     T = terms_per_row + AD.shape[0] + 8
@@ -298,12 +307,10 @@ def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, r, c):
     if not lam_max < 0:
         return None
     m0 = -lam_max / 2
-    A = -m0 * np.eye(N - 1) - Q11  # mu I - G with mu = -m0, G = Q11 (§11.5 holds for any real mu)
-    try:
-        R = np.linalg.cholesky(A)
-    except np.linalg.LinAlgError:
+    slack = _cholesky_slack(-m0 * np.eye(N - 1) - Q11)  # mu I - G with mu = -m0, G = Q11 (§11.5, any real mu)
+    if slack is None:
         return None
-    m = m0 - _gamma(4 * N) * 1.01 * float(np.sum(R * R)) - EPS * float(np.abs(np.diag(A)).max())
+    m = m0 - slack  # lambda_max(Q11) <= -m
     if not m > 0:
         return None
     w = cho_solve(cho_factor(-Q11), q)
