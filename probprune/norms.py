@@ -68,6 +68,15 @@ def _gram_top_upper(M):
     return out
 
 
+def cholesky_slack(rf2, diag_max, d: int):
+    """THEORY §11.5 (Cholesky at a guess), the one formula: if fl(mu I - G) (d x d, Hermitian, mu any real) factorises
+    with computed factor R, then lambda_min(mu I - G) >= -slack, slack = gamma_{4(d+1)} 1.01 ||R||_F^2 + eps max|A_ii|
+    (Cholesky's backward error plus the rounding of the shifted diagonal; gamma and eps in units of 2u = 2^-52,
+    generous for complex flops). ``rf2`` = ||R||_F^2 and ``diag_max`` = max|A_ii| (floats or tensors)."""
+    gam = 4 * (d + 1) * EPS / (1 - 4 * (d + 1) * EPS)
+    return gam * 1.01 * rf2 + EPS * diag_max
+
+
 def _gram_top_upper_hint(M, mu: float):
     """Certified upper bound on max over the batch of ||M_b||_2^2 (scaled blocks as in :func:`_gram_top_upper`)
     from a guess ``mu`` (THEORY §11.5 [D]): where the Cholesky factorisation of fl(mu I - G_b) runs to completion,
@@ -78,7 +87,6 @@ def _gram_top_upper_hint(M, mu: float):
     B, m, n = M.shape
     k = max(m, n)
     d = min(m, n)
-    gam = 4 * (d + 1) * EPS / (1 - 4 * (d + 1) * EPS)  # gamma_{4(d+1)} in units of 2u: generous for complex flops
     best = 0.0
     step = max(1, _BLOCK_ELEMS // max(1, d * d))
     eye = torch.eye(d, dtype=M.dtype, device=M.device)
@@ -94,7 +102,7 @@ def _gram_top_upper_hint(M, mu: float):
             rf2 = ((R.real ** 2).sum(dim=(-2, -1)) + ((R.imag ** 2).sum(dim=(-2, -1)) if R.is_complex() else 0.0))
             diag = torch.diagonal(A, dim1=-2, dim2=-1).abs().amax(dim=-1)
             diag = diag.real if diag.is_complex() else diag
-            bound = mu + gam * 1.01 * rf2 + EPS * diag + slack
+            bound = mu + cholesky_slack(rf2, diag, d) + slack
             best = max(best, float(bound[ok].max()))
         if not bool(ok.all()):
             lam = torch.linalg.eigvalsh(G[~ok])[:, -1].clamp_min(0.0) + slack[~ok]
@@ -143,9 +151,8 @@ def _block_top_cpu(F, mu0: float | None = None, certified: bool = True, margin: 
         Fr = torch.view_as_real(F) if F.is_complex() else F
         fro2 = (torch.linalg.vector_norm(Fr.reshape(B, -1), dim=1).to(torch.float64) ** 2).numpy()
         slack = (k + m + n + 10) * EPS * fro2 * (1 + 1e-12) + 4 * (m + n) * k * 2.0 ** -1074
-        gam = 4 * (d + 1) * EPS / (1 - 4 * (d + 1) * EPS)
     else:
-        slack, gam = np.zeros(B), 0.0
+        slack = np.zeros(B)
     proxy = np.zeros(B)
     if B > 1:  # ranking only (which block's eigenvalue to compute first): ||G^2 v|| / ||G v|| <= lambda_max
         v0 = np.random.default_rng(0).standard_normal(d).astype(dt)
@@ -181,7 +188,7 @@ def _block_top_cpu(F, mu0: float | None = None, certified: bool = True, margin: 
             R, info = potrf(A, lower=1, clean=1, overwrite_a=1)
             rf2 = float(np.vdot(R, R).real) if info == 0 else math.inf
             if math.isfinite(rf2):
-                bound[b] = mu + gam * 1.01 * rf2 + EPS * amax + slack[b] if certified else mu
+                bound[b] = mu + cholesky_slack(rf2, amax, d) + slack[b] if certified else mu
             else:
                 failed.append(b)
         if not failed:

@@ -307,7 +307,7 @@ def _chk_sdp():
         kn = int(np.flatnonzero(fam == "norm")[0])
         Q = AD.T @ AD + (G @ lam).reshape(N, N)
         lam[kn] += max(0.0, float(np.linalg.eigvalsh((Q + Q.T)[1:, 1:] / 2)[-1])) + 1.0
-        out = _certify_schur(AD, G, Gabs, tpr, lam, kinds, box, r, c0)
+        out = _certify_schur(AD, G, Gabs, tpr, lam, kinds, box)
         require(out is not None and out[0] >= err.max() ** 2 * (1 - 1e-12), "form (ii) below the sampled error")
     # a single affine stage: the relaxation is exact
     m = _relu_net(rng, [4, 3])

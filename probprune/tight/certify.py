@@ -12,7 +12,7 @@ from .compose import certify_composed
 from .lower import Chain, lower_pair
 from .mixed import lemma_a_mixed
 from .propagate import CoupledPropagator, Region, region_error_bound
-from .sdp import crown_bounds
+from .sdp import check_lifted_dim, crown_bounds, lifted_dim, sdp_certificate
 
 METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6) when the lifted problem has at most this many coordinates
@@ -51,13 +51,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     at_origin = not np.any(c)
     comps: dict[str, float] = {}
     stages = []
-    n_lift = 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
     if method == "sdp":
-        from .sdp import MAX_DIM
-
-        if n_lift > MAX_DIM:  # refuse before any work (same message as sdp_certificate)
-            raise ProbPruneError(f"sdp certificate: the lifted problem has {n_lift} coordinates (input + hidden units "
-                                 f"of both networks), above max_dim={MAX_DIM}; use --bound mixed / auto")
+        check_lifted_dim(F)  # refuse before any work
     if method in ("auto", "composed", "pairs"):
         if not at_origin:
             if method != "auto":
@@ -96,9 +91,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             else:
                 stages.append({"stage": F.stages[i].name, **info})
     sdp_info = None
-    if method == "sdp" or (method == "auto" and n_lift <= SDP_AUTO_DIM):
-        from .sdp import sdp_certificate
-
+    if method == "sdp" or (method == "auto" and lifted_dim(F) <= SDP_AUTO_DIM):
         sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown_bounds(prop))
         comps["sdp"] = sc.eps
         sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ProbPruneError
+from ..norms import cholesky_slack
 from .lower import Chain
 
 EPS = np.finfo(float).eps / 2  # unit roundoff u
@@ -62,16 +63,15 @@ class SDPCertificate:
 
 
 def _cholesky_slack(A: np.ndarray) -> float | None:
-    """§11.5 (Cholesky at a guess) for a symmetric float matrix A = fl(mu I - G): if the factorisation runs to
-    completion with factor R, lambda_min(mu I - G) >= -slack with slack = gamma_{4(d+1)} 1.01 ||R||_F^2 + u max|A_ii|
-    (the backward error of Cholesky plus the rounding of the shifted diagonal); None when it fails."""
+    """Cholesky at a guess (§11.5) for a symmetric float matrix A = fl(mu I - G): lambda_min(mu I - G) >= -slack
+    with :func:`probprune.norms.cholesky_slack` of the computed factor; None when the factorisation fails."""
     try:
         R = np.linalg.cholesky(A)
     except np.linalg.LinAlgError:
         return None
     if not np.all(np.isfinite(R)):
         return None
-    return _gamma(4 * (A.shape[0] + 1)) * 1.01 * float(np.sum(R * R)) + EPS * float(np.abs(np.diag(A)).max())
+    return float(cholesky_slack(float(np.sum(R * R)), float(np.abs(np.diag(A)).max()), A.shape[0]))
 
 
 def _intervals(ch: Chain, c: np.ndarray, r: float, crown=None):
@@ -254,21 +254,36 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
     return N, AD, G, Gabs, terms_per_row + 3, np.array(kinds), np.array(family), box, d
 
 
-def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
-    """Statement 12.12 (i): a float64 upper bound on sup_{feasible v} ||A_D v||^2 from a solver's (t, lam).
-
-    With S = t e0 e0^T - C - sum lam_k G_k (lam clipped to >= 0 on inequalities): for feasible v (v_0 = 1),
-    ||A_D v||^2 <= t - v^T S v <= t + (mu_c + delta) ||v||^2 <= t + (mu_c + delta) V2, where -mu_c <= lambda_min of
-    the computed S (certified by Cholesky of fl(S + mu I), §11.5 with any real mu), delta bounds the rounding between
-    the computed and the exact S, and V2 >= ||v||^2 on the feasible set. Returns (bound, mu_c, allowance)."""
+def _lagrangian(AD, G, Gabs, terms_per_row, lam, kinds):
+    """Q = C + sum_k lam_k G_k (C = A_D^T A_D, lam clipped to >= 0 on inequalities), symmetrised, and the entrywise
+    rounding bound |Q_float - Q_exact| <= gamma_T |Q|_abs as its matrix |Q|_abs and gamma_T (T: products per entry
+    (<= 4) + raw terms summed per entry + the objective's inner products + symmetrising)."""
     N = AD.shape[1]
     lam = np.where(kinds == "ineq", np.maximum(lam, 0.0), lam)
+    Q = AD.T @ AD + (G @ lam).reshape(N, N)
+    Q = (Q + Q.T) / 2
+    Qabs = np.abs(AD).T @ np.abs(AD) + (Gabs @ np.abs(lam)).reshape(N, N)
+    return Q, Qabs, _gamma(terms_per_row + AD.shape[0] + 8)
+
+
+def _v2(box) -> float:
+    """V2 >= ||v||^2 on the feasible set (|v_i| <= box_i)."""
+    return float(np.sum(box ** 2)) * (1 + 1e-12)
+
+
+def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box):
+    """Statement 12.12 (i): a float64 upper bound on sup_{feasible v} ||A_D v||^2 from a solver's (t, lam).
+
+    With S = t e0 e0^T - Q: for feasible v (v_0 = 1), ||A_D v||^2 <= t - v^T S v <= t + (mu_c + delta) V2, where
+    -mu_c <= lambda_min of the computed S (Cholesky of fl(S + mu I), §11.5 with any real mu), delta bounds the
+    rounding between the computed and the exact S, and V2 >= ||v||^2 on the feasible set. Returns
+    (bound, mu_c, allowance)."""
+    N = AD.shape[1]
     t = float(t)
-    S = -(AD.T @ AD) - (G @ lam).reshape(N, N)
+    Q, Qabs, gT = _lagrangian(AD, G, Gabs, terms_per_row, lam, kinds)
+    S = -Q
     S[0, 0] += t
-    S = (S + S.T) / 2
-    Sabs = np.abs(AD).T @ np.abs(AD) + (Gabs @ np.abs(lam)).reshape(N, N)
-    Sabs[0, 0] += abs(t)
+    Qabs[0, 0] += abs(t)
     lam_min = float(np.linalg.eigvalsh(S)[0])
     scale = max(1.0, float(np.abs(S).max()))
     mu = max(0.0, -lam_min) * (1 + 1e-6) + 1e-13 * scale
@@ -280,28 +295,21 @@ def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, r, c):
     else:
         raise ProbPruneError("SDP certificate: could not certify the smallest eigenvalue of the dual matrix")
     mu_c = mu + slack  # lambda_min(S) >= -mu_c
-    # rounding in the stored constraint entries and in assembling S: entrywise |S_float - S_exact| <= gamma_T |S|_abs
-    # (T: products per entry (<= 4) + raw terms summed per entry + the objective's inner products + symmetrising)
-    T = terms_per_row + AD.shape[0] + 8
-    delta = _gamma(T) * float(np.linalg.norm(Sabs)) * 1.01
-    V2 = float(np.sum(box ** 2)) * (1 + 1e-12)  # >= ||v||^2 on the feasible set (|v_i| <= box_i)
-    allowance = (mu_c + delta) * V2
+    delta = gT * float(np.linalg.norm(Qabs)) * 1.01
+    allowance = (mu_c + delta) * _v2(box)
     bound = max(t + allowance, 0.0) * (1 + 4 * EPS)
     return bound, mu_c, allowance
 
 
-def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, r, c):
-    """Statement 12.12 (ii): with Q = C + sum lam_k G_k = [[q00, q^T], [q, Q11]] and Q11 <= -m I
-    (m > 0 certified by Cholesky at a guess, §11.5), sup_{v_0 = 1} v^T Q v <= q(w) + ||q + Q11 w||^2 / m for any w
-    (strong concavity), evaluated at w = (-Q11)^{-1} q with rounding allowances. Returns (bound, m, allowance) or
-    None when Q11 is not certified negative definite."""
+def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box):
+    """Statement 12.12 (ii): with Q = [[q00, q^T], [q, Q11]] and Q11 <= -m I (m > 0 certified by Cholesky at a
+    guess, §11.5), sup_{v_0 = 1} v^T Q v <= q(w) + ||q + Q11 w||^2 / m for any w (strong concavity), evaluated at
+    w = (-Q11)^{-1} q with rounding allowances. Returns (bound, m, allowance) or None when Q11 is not certified
+    negative definite."""
     from scipy.linalg import cho_factor, cho_solve
 
     N = AD.shape[1]
-    lam = np.where(kinds == "ineq", np.maximum(lam, 0.0), lam)
-    Q = AD.T @ AD + (G @ lam).reshape(N, N)
-    Q = (Q + Q.T) / 2
-    Qabs = np.abs(AD).T @ np.abs(AD) + (Gabs @ np.abs(lam)).reshape(N, N)
+    Q, Qabs, gT = _lagrangian(AD, G, Gabs, terms_per_row, lam, kinds)
     Q11, q, q00 = Q[1:, 1:], Q[0, 1:], Q[0, 0]
     lam_max = float(np.linalg.eigvalsh(Q11)[-1])
     if not lam_max < 0:
@@ -319,11 +327,24 @@ def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, r, c):
     val = float(q00 + 2 * q @ w + w @ Q11 @ w)
     val_allow = _gamma(2 * n) * float(abs(q00) + 2 * np.abs(q) @ aw + aw @ np.abs(Q11) @ aw)
     res = float(np.linalg.norm(q + Q11 @ w)) + float(np.linalg.norm(_gamma(n) * (np.abs(q) + np.abs(Q11) @ aw)))
-    T = terms_per_row + AD.shape[0] + 8
-    delta = _gamma(T) * float(np.linalg.norm(Qabs)) * 1.01
-    V2 = float(np.sum(box ** 2)) * (1 + 1e-12)
-    allowance = val_allow + res * res / m * (1 + 1e-6) + delta * V2
+    delta = gT * float(np.linalg.norm(Qabs)) * 1.01
+    allowance = val_allow + res * res / m * (1 + 1e-6) + delta * _v2(box)
     return max(val + allowance, 0.0) * (1 + 4 * EPS), m, allowance
+
+
+def lifted_dim(F: Chain) -> int:
+    """N = 1 + inputs + 2 x hidden units: the size of the lifted problem (§12.6)."""
+    return 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
+
+
+def check_lifted_dim(F: Chain, max_dim: int | None = None) -> int:
+    """Refuse (ProbPruneError naming the size) when the lifted problem exceeds ``max_dim`` (default MAX_DIM)."""
+    max_dim = MAX_DIM if max_dim is None else max_dim
+    N = lifted_dim(F)
+    if N > max_dim:
+        raise ProbPruneError(f"sdp certificate: the lifted problem has {N} coordinates (input + hidden units of both "
+                             f"networks), above max_dim={max_dim}; use --bound mixed / auto")
+    return N
 
 
 def _refine(AD, G, kinds, family, lam0, maxiter: int):
@@ -402,10 +423,7 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
     c = np.zeros(F.n_in) if center is None else np.asarray(center, float).reshape(-1)
     if c.size != F.n_in:
         raise ProbPruneError(f"center has {c.size} entries, the network input has {F.n_in}")
-    N = 1 + F.n_in + 2 * sum(st.n_out for st in F.stages[:-1])
-    if N > max_dim:
-        raise ProbPruneError(f"sdp certificate: the lifted problem has {N} coordinates (input + hidden units of both "
-                             f"networks), above max_dim={max_dim}; use --bound mixed / auto")
+    check_lifted_dim(F, max_dim)
     try:
         import cvxpy as cp
     except ImportError as e:  # pragma: no cover - cvxpy is a dependency
@@ -417,11 +435,10 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
     solve_k = np.flatnonzero(family != "norm")  # the norm multiplier is set by the refinement only
     lam = cp.Variable(len(solve_k))
     t = cp.Variable()
-    C = AD.T @ AD
     E00 = np.zeros((N, N))
     E00[0, 0] = 1.0
     Qlin = cp.reshape(G[:, solve_k] @ lam, (N, N), order="C")
-    S = t * E00 - C - Qlin
+    S = t * E00 - AD.T @ AD - Qlin
     cons = [(S + S.T) / 2 >> 0]
     ineq = np.flatnonzero(kinds[solve_k] == "ineq")
     if len(ineq):
@@ -441,10 +458,11 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
     if lam.value is not None:
         lam_v[solve_k] = np.where(np.isfinite(lam.value), lam.value, 0.0)
     solver_val = float(t.value) if t.value is not None and np.isfinite(t.value) else float("nan")
-    t_v = solver_val if np.isfinite(solver_val) else float(np.sum(np.abs(AD)) ** 2 * (1 + float(np.max(box)) ** 2))
-    bound, mu_c, allow = _certify_multipliers(AD, G, Gabs, tpr, t_v, lam_v, kinds, box, r, c)
+    # any t is valid in form (i); without a solver value, t = 0 and the eigenvalue term carries the bound
+    bound, mu_c, allow = _certify_multipliers(AD, G, Gabs, tpr, solver_val if np.isfinite(solver_val) else 0.0,
+                                              lam_v, kinds, box)
     lam_r, nit = _refine(AD, G, kinds, family, lam_v, refine_iters) if refine_iters > 0 else (lam_v, 0)
-    sch = _certify_schur(AD, G, Gabs, tpr, lam_r, kinds, box, r, c)
+    sch = _certify_schur(AD, G, Gabs, tpr, lam_r, kinds, box)
     if sch is not None and sch[0] < bound:
         bound, allow = sch[0], sch[2]
     return SDPCertificate(eps=math.sqrt(bound) * (1 + 4 * EPS), bound_sq=bound, solver_value_sq=solver_val,
@@ -452,4 +470,4 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
                           solver="SCS", solver_status=status, seconds=time.perf_counter() - t0)
 
 
-__all__ = ["SDPCertificate", "sdp_certificate", "build_qcqp"]
+__all__ = ["SDPCertificate", "sdp_certificate", "build_qcqp", "lifted_dim", "check_lifted_dim", "crown_bounds"]
