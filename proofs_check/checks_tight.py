@@ -15,16 +15,9 @@ from ._core import register, require, sym_zero
 
 
 def _relu_net(rng, widths, bias=True):
-    import torch
-    import torch.nn as nn
+    from probprune.models import mlp
 
-    torch.manual_seed(int(rng.integers(1 << 30)))
-    mods = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        mods.append(nn.Linear(a, b, bias=bias))
-        if i < len(widths) - 2:
-            mods.append(nn.ReLU())
-    return nn.Sequential(*mods).double()
+    return mlp(widths, bias=bias, seed=int(rng.integers(1 << 30))).double()
 
 
 def _masks(model, rng, keep):

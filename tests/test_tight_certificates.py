@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from probprune import attack
 from probprune.errors import ProbPruneError, UnsupportedLayerError
+from probprune.models import mlp
 from probprune.tight.certify import certify_chains, certify_tight
 from probprune.tight.compose import pair_bound
 from probprune.tight.lower import lower_pair, lower_torch, pruned_copy
@@ -78,13 +79,7 @@ def test_linear_cnn_composition_exact():
 @given(widths=st.lists(st.integers(2, 8), min_size=3, max_size=4), seed=st.integers(0, 10_000),
        keep=st.floats(0.3, 0.9), bias=st.booleans())
 def test_relu_nets_above_pgd(widths, seed, keep, bias):
-    torch.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        mods.append(nn.Linear(a, b, bias=bias))
-        if i < len(widths) - 2:
-            mods.append(nn.ReLU())
-    m = nn.Sequential(*mods)
+    m = mlp(widths, bias=bias, seed=seed)
     mh = pruned_copy(m, _rand_masks(m, np.random.default_rng(seed), keep))
     c = certify_tight(m, mh, (widths[0],))
     lb = pgd_sup_error(m, mh, np.zeros(widths[0]), 1.0, restarts=64, iters=60, seed=seed)

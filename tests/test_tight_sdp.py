@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from probprune import attack
 from probprune.errors import ProbPruneError
+from probprune.models import mlp
 from probprune.tight.certify import certify_chains
 from probprune.tight.lower import lower_pair, pruned_copy
 from probprune.tight.propagate import trs_dual_bound
@@ -22,13 +23,7 @@ from probprune.tight.sdp import build_qcqp, sdp_certificate
 
 
 def _mlp(widths, bias, seed):
-    torch.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        mods.append(nn.Linear(a, b, bias=bias))
-        if i < len(widths) - 2:
-            mods.append(nn.ReLU())
-    return nn.Sequential(*mods)
+    return mlp(widths, bias=bias, seed=seed)  # the package's one MLP builder (probprune.models)
 
 
 def _pair(widths, bias, seed, keep):
