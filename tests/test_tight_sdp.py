@@ -146,3 +146,42 @@ def test_sdp_above_strong_pgd_many(widths, seed, keep, bias, around_data, radius
     cert = certify_chains(F, Fh, "sdp", radius, c)
     lb = _pgd(m, mh, widths[0], c, radius, restarts=256, iters=150, seed=seed)
     assert cert.eps >= lb * (1 - 1e-9), (cert.eps, lb)
+
+
+class _TinyRes(nn.Module):
+    """conv -> BN -> ReLU, a residual block with BatchNorm, average pooling, linear head (1 x 4 x 4 input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.BatchNorm2d(1), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.BatchNorm2d(1), nn.ReLU(),
+                                  nn.Conv2d(1, 1, 3, padding=1), nn.BatchNorm2d(1))
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.stem(x)
+        h = torch.relu(h + self.body(h))
+        return self.fc(torch.flatten(self.pool(h), 1))
+
+
+def test_residual_bn_pool_net_above_pgd():
+    """A residual block with BatchNorm and average pooling: the lowered chain carries identity coordinates, which
+    the SDP handles as equalities (Statement 12.11 (c)); the certificate stays above a strong PGD."""
+    torch.manual_seed(4)
+    m = _TinyRes()
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    m = m.double().eval()
+    rng = np.random.default_rng(4)
+    masks = {k: rng.random(tuple(p.shape)) < 0.6 for k, p in m.named_parameters()
+             if k.endswith("weight") and p.dim() >= 2}
+    mh = pruned_copy(m, masks)
+    F, Fh = lower_pair(m, mh, (1, 4, 4))
+    assert not all(st.relu.all() for st in F.stages[:-1])  # carried identity coordinates are present
+    c = certify_chains(F, Fh, "sdp")
+    Fm, Fhm = copy.deepcopy(m), copy.deepcopy(mh)
+    lb = attack.pgd_sup_error(Fm, Fhm, (1, 4, 4), 256, 150, 0).value
+    assert c.eps >= lb * (1 - 1e-9), (c.eps, lb)
