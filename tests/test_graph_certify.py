@@ -1,5 +1,6 @@
 """Cert-D on graphs is an upper bound (THEORY §8): exact errors for linear graphs (Jacobian), many-restart PGD for
 ReLU graphs, every case of issue 10's Why list, and the Monte Carlo engine's certificate equals certify's."""
+import copy
 import numpy as np
 import pytest
 import torch
@@ -132,6 +133,29 @@ def test_tiny_and_huge_weights(scale):
     gh = g.with_masks(random_masks(g, 0.5, 1))
     with pytest.raises(ProbPruneError, match="flows float64"):  # 1e-400 / 1e400: refused, never 0 / inf / NaN
         certify_graph(g, gh)
+
+
+def test_check_reproduces_accepts_identical_nan_outputs():
+    """An identical forward pass whose outputs are NaN (overflow to +-inf, then inf - inf) is not 'different': NaN
+    never equals NaN under ==, so the comparison must treat NaN as equal to NaN (on some BLAS builds the 1e200 case
+    above produces NaN rather than inf)."""
+    from probprune.graph.trace import check_reproduces
+
+    m = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)).double()
+    with torch.no_grad():
+        m[0].weight.copy_(1e200 * torch.eye(2, dtype=torch.float64))
+        m[1].weight.copy_(1e200 * torch.ones(2, 2, dtype=torch.float64))
+        m[2].weight.copy_(torch.tensor([[1.0, -1.0]], dtype=torch.float64))
+    g = from_torch(m, (2,))  # traces and checks: every output is inf - inf = NaN in both
+    x = torch.randn(3, 2, dtype=torch.float64)
+    assert bool(torch.isnan(m(x)).all()) and bool(torch.isnan(g.forward(x)).all())
+    assert check_reproduces(g, m) == 0.0
+    # a pass that differs in its NaN pattern is still refused
+    m2 = copy.deepcopy(m)
+    with torch.no_grad():
+        m2[2].weight.copy_(torch.tensor([[1.0, 1.0]], dtype=torch.float64))  # +-inf, not NaN
+    with pytest.raises(ProbPruneError, match="non-finite outputs differ"):
+        check_reproduces(g, m2)
 
 
 # ------------------------------------------------------------------------------------------- linear graphs: exact
