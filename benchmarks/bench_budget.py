@@ -12,13 +12,13 @@ import statistics
 import sys
 import time
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
-limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/core/threads.py)
 
-from probprune.bounds import apriori_bound  # noqa: E402
-from probprune.budget import max_prunable
-from probprune.networks import fcn_spec
+from probprune.theory.apriori import apriori_bound  # noqa: E402
+from probprune.budgets.apriori import max_prunable
+from probprune.net.templates import fcn_spec
 
 
 def timeit(fn, repeat: int) -> dict:

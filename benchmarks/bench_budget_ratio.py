@@ -22,20 +22,20 @@ import sys
 import time
 from pathlib import Path
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
 limit_threads()
 
 import numpy as np  # noqa: E402
 
-from probprune.budget import max_prunable  # noqa: E402
-from probprune.calibrated import (  # noqa: E402
+from probprune.budgets.apriori import max_prunable  # noqa: E402
+from probprune.budgets.calibrated import (  # noqa: E402
     DrawSet,
     calibrated_uniform_budget,
     empirical_uniform_budget,
     output_scale,
 )
-from probprune.networks import fcn_spec  # noqa: E402
+from probprune.net.templates import fcn_spec  # noqa: E402
 
 TARGETS = {"magnitude": 0.5, "random": 0.3}
 

@@ -38,7 +38,7 @@ def _nets():
     import torch
     import torch.nn as nn
 
-    from probprune.models import lenet5, lenet_300_100, mlp
+    from probprune.net.zoo import lenet5, lenet_300_100, mlp
 
     class ResNetBN(nn.Module):
         def __init__(self, c=8, n_classes=10):
@@ -93,16 +93,16 @@ def _magnitude_masks(model, q):
 def main() -> dict:
     import torch
 
-    from probprune.certificates import certify_graph
-    from probprune.data import load_dataset
-    from probprune.errors import ProbPruneError
-    from probprune.graph.trace import from_torch as graph_from_torch
-    from probprune.attack import pgd_sup_error as pgd
-    from probprune.tight.certify import certify_chains
-    from probprune.tight.compose import lemma_a_composed
-    from probprune.tight.lower import lower_pair, pruned_copy
-    from probprune.tight.stability import certified_stability, region_sup_error
-    from probprune.train import evaluate, train
+    from probprune.certificates.lemma import certify_graph
+    from probprune.net.data import load_dataset
+    from probprune.core.errors import ProbPruneError
+    from probprune.net.trace import from_torch as graph_from_torch
+    from probprune.measure.attack import pgd_sup_error as pgd
+    from probprune.certificates.tight import certify_chains
+    from probprune.certificates.compose import lemma_a_composed
+    from probprune.certificates.lower import lower_pair, pruned_copy
+    from probprune.certificates.stability import certified_stability, region_sup_error
+    from probprune.net.train import evaluate, train
 
     def pgd_sup_error(model, mh, center, radius, norm, restarts, iters, seed):  # the package's one PGD, float64
         F, Fh = (copy.deepcopy(x).double().eval() for x in (model, mh))

@@ -21,19 +21,19 @@ import statistics
 import sys
 import time
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
-limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/core/threads.py)
 
 
 def main(argv=None) -> dict:
     import torch
     from torch.nn.utils import prune as tprune
 
-    from probprune.data import load_dataset
-    from probprune.models import lenet_300_100
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import lenet_300_100
     from probprune.pruning.imp import IMPConfig, run_imp
-    from probprune.train import TrainConfig, train
+    from probprune.net.train import TrainConfig, train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", type=int, default=3)

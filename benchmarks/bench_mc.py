@@ -29,9 +29,9 @@ import platform
 import time
 from pathlib import Path
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
-limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/core/threads.py)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -39,7 +39,7 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from probprune.mc import measure as M
-from probprune.networks import fcn_spec, sample_weights, to_torch
+from probprune.net.templates import fcn_spec, sample_weights, to_torch
 
 
 def matmul_gflops(threads: int, n: int = 1024, reps: int = 5) -> float:

@@ -21,17 +21,17 @@ import platform
 import time
 from pathlib import Path
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
 limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from probprune.graph import Graph  # noqa: E402
+from probprune.net import Graph  # noqa: E402
 from probprune.mc import measure as M  # noqa: E402
 from probprune.mc.trials import prune_batched  # noqa: E402
-from probprune.networks import ConvLayer, cnn_spec, sample_weights  # noqa: E402
+from probprune.net.templates import ConvLayer, cnn_spec, sample_weights  # noqa: E402
 
 NETS = {
     "cnn_1x16x16_c8_c16_fc32": lambda: cnn_spec((1, 16, 16), [ConvLayer(8, 3, 1, 1, ("max", 2, 2)),

@@ -6,7 +6,7 @@ ResNet-18 shape (CIFAR layout, BasicBlocks with BatchNorm, projection shortcuts;
 
 Per network:
 * ``certify``: Cert-D of a 30% layer-wise magnitude pruning (``certify_graph``), split into the norm passes over W,
-  What and E, and the composition; beside it the *old* norm code (git show d4524c2:probprune/norms.py: full complex
+  What and E, and the composition; beside it the *old* norm code (git show d4524c2:probprune/theory/norms.py: full complex
   SVD at every FFT frequency; SVD-free Gram eigenvalue for dense) on the same layers, in the same run.
 * ``budget``: the certified budget (magnitude, Cert-D, eps = 0.1 x the certificate of pruning everything), with the
   per-step split from ``certified_budget(timings=...)``; beside it the old ``certified_budget`` (git show d4524c2,
@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
 limit_threads()
 
@@ -129,22 +129,22 @@ def build(name):
 # ------------------------------------------------------------------------------------------------ old code
 def old_modules():
     """The old norms module and the old certified_budget, from git (same run, same machine)."""
-    src_n = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/norms.py"], cwd=ROOT, capture_output=True,
+    src_n = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/theory/norms.py"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout
     spec = importlib.util.spec_from_loader("probprune._bench_old_norms", loader=None)
     old_norms = importlib.util.module_from_spec(spec)
     old_norms.__package__ = "probprune"
     exec(compile(src_n, "old_norms.py", "exec"), old_norms.__dict__)
     sys.modules["probprune._bench_old_norms"] = old_norms
-    src_b = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/budget.py"], cwd=ROOT, capture_output=True,
+    src_b = subprocess.run(["git", "show", f"{OLD_COMMIT}:probprune/budgets/apriori.py"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout
     body = src_b[src_b.index("def certified_budget("):]
     body = body.replace("from .norms import", "from probprune._bench_old_norms import").replace("from .", "from probprune.")
     import math
     from typing import Sequence
 
-    from probprune import budget as B
-    from probprune.errors import ProbPruneError, check_delta, check_eps
+    from probprune.budgets import apriori as B
+    from probprune.core.errors import ProbPruneError, check_delta, check_eps
 
     ns = {"np": np, "math": math, "Sequence": Sequence, "check_eps": check_eps, "check_delta": check_delta,
           "ProbPruneError": ProbPruneError, "_candidates": B._candidates, "_dp_allocate": B._dp_allocate,
@@ -165,7 +165,7 @@ def before_budget(commit: str):
                               check=True).stdout
 
     mods = {}
-    for name, path in (("_before_norms", "probprune/norms.py"), ("_before_bc", "probprune/budget_certified.py")):
+    for name, path in (("_before_norms", "probprune/theory/norms.py"), ("_before_bc", "probprune/budgets/certified.py")):
         m = types.ModuleType(f"probprune.{name}")
         m.__package__ = "probprune"
         sys.modules[m.__name__] = m
@@ -173,8 +173,8 @@ def before_budget(commit: str):
     shim = types.ModuleType("probprune._before_cert")
     shim.__package__ = "probprune"
     sys.modules[shim.__name__] = shim
-    exec(compile(src("probprune/norms.py"), "before_norms.py", "exec"), mods["_before_norms"].__dict__)
-    from probprune import certificates as C
+    exec(compile(src("probprune/theory/norms.py"), "before_norms.py", "exec"), mods["_before_norms"].__dict__)
+    from probprune.certificates import lemma as C
 
     def graph_weight_norm(op, W_eff, conv_method="fft"):
         specs = C.weight_layer_specs(op)
@@ -186,7 +186,7 @@ def before_budget(commit: str):
     shim.weight_layer_specs = C.weight_layer_specs
     shim._cert_r_layer = C._cert_r_layer
     shim.certify_random_graph = C.certify_random_graph
-    body = src("probprune/budget_certified.py").replace("from .norms import", "from ._before_norms import")
+    body = src("probprune/budgets/certified.py").replace("from .norms import", "from ._before_norms import")
     body = body.replace("from .certificates import", "from ._before_cert import")
     exec(compile(body, "before_budget_certified.py", "exec"), mods["_before_bc"].__dict__)
     return mods["_before_bc"].certified_budget
@@ -194,7 +194,7 @@ def before_budget(commit: str):
 
 # ------------------------------------------------------------------------------------------------ measurements
 def prune30(graph):
-    from probprune.budget import magnitude_prune_count
+    from probprune.budgets.apriori import magnitude_prune_count
 
     return {n.op.fqn: magnitude_prune_count(n.op.weight, int(0.3 * n.op.weight.size)) for n in graph.weight_nodes}
 
@@ -202,8 +202,8 @@ def prune30(graph):
 def time_certify(graph, old_norms, old_passes=("norm_W", "norm_What", "norm_E")):
     """New: certify_graph's norm passes (graph_weight_norm) and composition; old: old norm code on the same
     layer views (weight_layer_specs), W / What / E."""
-    from probprune.certificates import certify_graph, graph_weight_norm, weight_layer_specs
-    from probprune.graph.lemma import lemma_a_graph
+    from probprune.certificates.lemma import certify_graph, graph_weight_norm, weight_layer_specs
+    from probprune.net.lemma import lemma_a_graph
 
     pr = prune30(graph)
     split = {"norm_W": 0.0, "norm_What": 0.0, "norm_E": 0.0, "composition": 0.0}
@@ -241,8 +241,8 @@ def time_certify(graph, old_norms, old_passes=("norm_W", "norm_What", "norm_E"))
 
 
 def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) -> dict:
-    from probprune import budget_certified as bc
-    from probprune.graph import from_torch as graph_from_torch
+    from probprune.budgets import certified as bc
+    from probprune.net import from_torch as graph_from_torch
 
     model, shape = build(name)
     out = {"model": name, "loadavg_start": _load(), "code_commit": subprocess.run(
@@ -279,7 +279,7 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
                          "prunable_change": (r.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
         print(name, "before", json.dumps(out["before"]), flush=True)
     if old_budget is not None and g.is_chain:
-        from probprune.networks import from_torch
+        from probprune.net.templates import from_torch
 
         p = from_torch(model.eval(), shape if len(shape) == 3 else None)
         if run_old_budget:

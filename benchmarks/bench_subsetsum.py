@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
-limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/_threads.py)
+limit_threads()  # entry point: one BLAS/OpenMP/torch thread unless OMP_NUM_THREADS etc. are set (probprune/core/threads.py)
 
 import numpy as np  # noqa: E402
 

@@ -6,7 +6,7 @@ Fixed grid, chosen before any run:
   For each family T networks are drawn, the exact error ||prod W - prod What|| (float64 SVD) is measured, and
   bound / exact error is reported per draw; a family's ratio is the median over its draws. Summary: median and 90th
   percentile over the families, for the old default (statement="bernstein", THEORY §3.4), the new default
-  (statement="best", §9.7) and, where ``probprune.calibrated`` exists (issue 11 part B), the calibrated statement
+  (statement="best", §9.7) and, where ``probprune.budgets.calibrated`` exists (issue 11 part B), the calibrated statement
   (§10.1, its own simulation with gamma = 0.05).
 * ReLU families: widths [w] * (depth + 1), w in {32, 128}, depth in {2, 3}, same methods, fractions {0.01, 0.1, 0.3}:
   bound / best PGD lower bound of the error (``probprune.mc.measure.pgd_lower_bound``).
@@ -24,14 +24,14 @@ import platform
 import sys
 import time
 
-from probprune._threads import limit_threads
+from probprune.core.threads import limit_threads
 
 limit_threads()
 
 import numpy as np  # noqa: E402
 
-from probprune.bounds import apriori_bound  # noqa: E402
-from probprune.networks import fcn_spec, sample_weights  # noqa: E402
+from probprune.theory.apriori import apriori_bound  # noqa: E402
+from probprune.net.templates import fcn_spec, sample_weights  # noqa: E402
 
 TARGETS = {"linear_default_median": 3.0, "relu_default_median": 10.0}
 LIN_WIDTHS, LIN_DEPTHS = (32, 128, 512), (2, 3, 4)
@@ -64,7 +64,7 @@ def _summ(x):
 
 def linear(T: int, calibrated_max_width: int, seed: int = 0):
     try:
-        from probprune import calibrated as cal
+        from probprune.budgets import calibrated as cal
     except ImportError:  # part B not landed
         cal = None
     fams = []
@@ -97,7 +97,7 @@ def linear(T: int, calibrated_max_width: int, seed: int = 0):
     summ = {"old_default": _summ([f["old_ratio"] for f in fams]), "new_default": _summ([f["new_ratio"] for f in fams]),
             "old_over_new": _summ([f["old_ratio"] / f["new_ratio"] for f in fams])}
     cr = [f["calibrated_ratio"] for f in fams if "calibrated_ratio" in f]
-    summ["calibrated"] = _summ(cr) if cr else ("probprune.calibrated not available" if cal is None else "skipped")
+    summ["calibrated"] = _summ(cr) if cr else ("probprune.budgets.calibrated not available" if cal is None else "skipped")
     for m in METHODS:
         summ[f"new_default_{m}"] = _summ([f["new_ratio"] for f in fams if f["method"] == m])
     for q in FRACTIONS:

@@ -31,10 +31,10 @@ RES = os.path.join(HERE, "results")
 def run_seed(seed: int, levels: int, epochs: int, threads: int) -> pd.DataFrame:
     import torch
 
-    from probprune.data import load_dataset
-    from probprune.models import lenet_300_100
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import lenet_300_100
     from probprune.pruning.imp import IMPConfig, run_imp
-    from probprune.train import TrainConfig
+    from probprune.net.train import TrainConfig
 
     torch.set_num_threads(threads)
     ds = load_dataset("mnist5k", seed=0)

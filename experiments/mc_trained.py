@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from probprune.data import load_dataset
+from probprune.net.data import load_dataset
 from probprune.mc import MCConfig, load_run, run
-from probprune.models import mlp
-from probprune.train import evaluate, train
+from probprune.net.zoo import mlp
+from probprune.net.train import evaluate, train
 
 
 def main(argv=None):

@@ -53,9 +53,9 @@ PUBLISHED = {
 def train_target(epochs: int, seed: int):
     import torch
 
-    from probprune.data import load_dataset
-    from probprune.models import mlp
-    from probprune.train import evaluate, train
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import mlp
+    from probprune.net.train import evaluate, train
 
     ds = load_dataset("mnist5k", seed=seed)
     model = mlp([784, 500, 10], bias=False, seed=seed)
@@ -74,7 +74,7 @@ def approximate(model, ds, eps: float, n: int, variant: str, mode: str, seed: in
     import torch
 
     from probprune.subsetsum.solver import solve
-    from probprune.train import evaluate
+    from probprune.net.train import evaluate
 
     sd = model.state_dict()
     keys = [k for k in sd if k.endswith("weight")]
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     n = int(args.c * np.round(np.log2(1 / args.eps)))
     model, ds, acc_test, acc_train, t_train = train_target(args.epochs, args.seed)
-    from probprune.modelio import save_model
+    from probprune.net.io import save_model
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(model, str(Path(args.out).with_name("pensia_target.pt")), arch="mlp:500", input_shape=(784,))

@@ -6,11 +6,11 @@ sup_{||x||<=1} ||F(x) - F_pruned(x)||_2.
 
 Importing the package changes nothing in the user's process: thread settings (one BLAS/OpenMP/torch thread by
 default; many small SVDs oversubscribe small machines) belong to the entry points: the ``probprune`` CLI, the
-benchmark scripts and the test suite call :func:`probprune._threads.limit_threads`. Library users who want the same
+benchmark scripts and the test suite call :func:`probprune.core.threads.limit_threads`. Library users who want the same
 set ``OMP_NUM_THREADS=1`` (and ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``) or call ``limit_threads()`` themselves.
-Strategies (pruning methods, weight laws, bounds, activations) have one spelling each: :mod:`probprune.registry`.
+Strategies (pruning methods, weight laws, bounds, activations) have one spelling each: :mod:`probprune.core.registry`.
 """
-from .errors import ProbPruneError, UnsupportedLayerError, HypothesisError
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError, HypothesisError
 
 __version__ = "0.1.0"
 __all__ = ["ProbPruneError", "UnsupportedLayerError", "HypothesisError", "__version__"]

@@ -27,7 +27,7 @@ def _lamb(args, expr):
 
 
 def _random_fcn(rng, depth=None):
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     depth = depth or int(rng.integers(1, 6))
     widths = [int(x) for x in rng.integers(2, 300, depth + 1)]
     return fcn_spec(widths, "relu", K=float(rng.uniform(0.3, 3.0)))
@@ -43,10 +43,10 @@ def _layer_params(spec):
 
 
 # ------------------------------------------------------------------------------------------------ bounds
-@register("bridge-beta", "probprune.bounds.beta == sympy beta on 5000 random points (6 decades)", "§3", "numeric",
+@register("bridge-beta", "probprune.theory.apriori.beta == sympy beta on 5000 random points (6 decades)", "§3", "numeric",
           covers=["beta-def", "bernstein-inverse"], kind="bridge")
 def _b_beta():
-    beta = import_attr("probprune.bounds", "beta")
+    beta = import_attr("probprune.theory.apriori", "beta")
     rng = np.random.default_rng(101)
     s2 = 10 ** rng.uniform(-6, 3, 5000)
     R = 10 ** rng.uniform(-6, 1, 5000)
@@ -57,7 +57,7 @@ def _b_beta():
     # boundary cases: s2 = 0 and R = 0
     close(beta(0.0, 2.0, 3.0), 4.0, rtol=RTOL, what="beta(0, R, lam) = 2 R lam/3")
     close(beta(2.0, 0.0, 3.0), math.sqrt(12.0), rtol=RTOL, what="beta(s2, 0, lam) = sqrt(2 s2 lam)")
-    tail = import_attr("probprune.bounds", "bernstein_tail")
+    tail = import_attr("probprune.theory.apriori", "bernstein_tail")
     v, Rr, d = 2.0, 0.3, 50.0
     lamp = math.log(d / 0.01)
     close(tail(float(beta(v, Rr, lamp)), v, Rr, d), 0.01, rtol=1e-9, what="bernstein_tail(beta) = delta'")
@@ -67,10 +67,10 @@ def _b_beta():
 @register("bridge-eta-B", "bounds.norm_bound / error_bound (RM, RR, RR'; FCN and conv x sqrt(r)) == sympy formulas",
           "§3.4", "numeric", covers=["thm-RM-RR", "thm-RC"], kind="bridge")
 def _b_eta():
-    norm_bound = import_attr("probprune.bounds", "norm_bound")
-    error_bound = import_attr("probprune.bounds", "error_bound")
-    cnn_spec = import_attr("probprune.networks", "cnn_spec")
-    ConvLayer = import_attr("probprune.networks", "ConvLayer")
+    norm_bound = import_attr("probprune.theory.apriori", "norm_bound")
+    error_bound = import_attr("probprune.theory.apriori", "error_bound")
+    cnn_spec = import_attr("probprune.net.templates", "cnn_spec")
+    ConvLayer = import_attr("probprune.net.templates", "ConvLayer")
     mm, aa, qq, ll = sp.symbols("m a q lam", positive=True)
     fB = _lamb((mm, aa, ll), F.B_uniform(mm, aa, ll))
     f_eta = {
@@ -102,9 +102,9 @@ def _b_eta():
 @register("bridge-gaussian", "bounds.gaussian_g == 2Phi(c)-1-2c phi(c); Gaussian B and eta (magnitude, random by "
           "truncation) == §3.12", "§3.12", "numeric", covers=["gauss-magnitude", "gauss-truncation"], kind="bridge")
 def _b_gauss():
-    g = import_attr("probprune.bounds", "gaussian_g")
-    norm_bound = import_attr("probprune.bounds", "norm_bound")
-    error_bound = import_attr("probprune.bounds", "error_bound")
+    g = import_attr("probprune.theory.apriori", "gaussian_g")
+    norm_bound = import_attr("probprune.theory.apriori", "norm_bound")
+    error_bound = import_attr("probprune.theory.apriori", "error_bound")
     fg = _lamb((F.c,), F.gaussian_g(F.c))
     rng = np.random.default_rng(103)
     c = np.concatenate([10 ** rng.uniform(-3, 1, 2000), [0.5, 1.0, 3.0]])
@@ -140,7 +140,7 @@ def _b_gauss():
 @register("bridge-product-form", "bounds.product_form == Lip prod B (prod(1+eta/B) - 1), depth 1..6", "§3.1",
           "numeric", covers=["A-star"], kind="bridge")
 def _b_product():
-    product_form = import_attr("probprune.bounds", "product_form")
+    product_form = import_attr("probprune.theory.apriori", "product_form")
     rng = np.random.default_rng(104)
     for l in range(1, 7):
         Bs = sp.symbols(f"B1:{l + 1}", positive=True)
@@ -160,8 +160,8 @@ def _b_product():
 def _b_lemma_a():
     from .checks_lemma_a import _unrolled
 
-    lemma_a = import_attr("probprune.bounds", "lemma_a")
-    general = import_attr("probprune.certificates", "lemma_a_general")
+    lemma_a = import_attr("probprune.theory.apriori", "lemma_a")
+    general = import_attr("probprune.certificates.lemma", "lemma_a_general")
     rng = np.random.default_rng(105)
     for l in range(1, 7):
         syms = [sp.symbols(f"{nm}1:{l + 1}", positive=True) for nm in ("L", "w", "wh", "e")]
@@ -193,7 +193,7 @@ def _b_lemma_a():
           "delta_W + delta_E sums to delta", "§3.4", "numeric", covers=["thm-RM-RR", "union-bound", "A-star"],
           kind="bridge")
 def _b_apriori():
-    apriori_bound = import_attr("probprune.bounds", "apriori_bound")
+    apriori_bound = import_attr("probprune.theory.apriori", "apriori_bound")
     mm, aa, qq, ll = sp.symbols("m a q lam", positive=True)
     fB = _lamb((mm, aa, ll), F.B_uniform(mm, aa, ll))
     f_eta = {"magnitude": _lamb((mm, aa, qq, ll), F.eta_RM(mm, aa, qq, ll)),
@@ -227,7 +227,7 @@ def _b_apriori():
 @register("bridge-random-mask", "bounds.random_mask_bound: eta = beta(D a^2/3, a, ln(n/delta_E)) (RR-mask)", "§3.4",
           "numeric", covers=["RR-mask"], kind="bridge")
 def _b_random_mask():
-    rmb = import_attr("probprune.bounds", "random_mask_bound")
+    rmb = import_attr("probprune.theory.apriori", "random_mask_bound")
     rng = np.random.default_rng(107)
     for _ in range(10):
         spec = _random_fcn(rng)
@@ -246,9 +246,9 @@ def _b_random_mask():
           "multiplicity (Lemma C)", "§1.7", "numeric", covers=["pool-max", "pool-avg", "pool-overlap", "lemmaC"],
           kind="bridge")
 def _b_pool_r():
-    Pool = import_attr("probprune.networks", "Pool")
-    cnn_spec = import_attr("probprune.networks", "cnn_spec")
-    ConvLayer = import_attr("probprune.networks", "ConvLayer")
+    Pool = import_attr("probprune.net.templates", "Pool")
+    cnn_spec = import_attr("probprune.net.templates", "cnn_spec")
+    ConvLayer = import_attr("probprune.net.templates", "ConvLayer")
     for k in (1, 2, 3, 4):
         for s_ in (1, 2, 3, 4):
             wins = _windows(60, k, s_)
@@ -275,8 +275,8 @@ def _b_pool_r():
 @register("bridge-certify", "certificates.certify == node-wise Lemma A (§8.2, <= Lip min(A-fwd, A-bwd)) of exact norms and >= the "
           "exact linear error", "§3.11", "numeric", covers=["cert-D"], kind="bridge")
 def _b_certify():
-    certify = import_attr("probprune.certificates", "certify")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    certify = import_attr("probprune.certificates.lemma", "certify")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     from .checks_lemma_a import lemma_a_reference
 
     rng = np.random.default_rng(109)
@@ -308,8 +308,8 @@ def _b_certify():
 @register("bridge-cert-R", "certificates.certify_random (bernoulli / rescaled / exact) == §3.11 t_i and A-fwd", "§3.11",
           "numeric", covers=["cert-R-bern", "cert-R-rescaled", "cert-R-exact"], kind="bridge")
 def _b_cert_r():
-    certify_random = import_attr("probprune.certificates", "certify_random")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    certify_random = import_attr("probprune.certificates.lemma", "certify_random")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     rng = np.random.default_rng(110)
     n = 0
     for trial in range(6):
@@ -346,7 +346,7 @@ def _b_cert_r():
 @register("bridge-budget-closed-form", "budget.equal_share_closed_form: RR formula and magnitude cubic root == sympy; "
           "eta(q*) = t", "§3.9", "numeric", covers=["inverse-equal-share"], kind="bridge")
 def _b_closed_form():
-    cf = import_attr("probprune.budget", "equal_share_closed_form")
+    cf = import_attr("probprune.budgets.apriori", "equal_share_closed_form")
     tt, aa, mm, ll = sp.symbols("t a m lam", positive=True)
     f_rr = _lamb((tt, aa, mm, ll), F.rr_equal_share(tt, aa, mm, ll))
     rng = np.random.default_rng(111)
@@ -379,9 +379,9 @@ def _b_closed_form():
           "(1+eps/(Lip prod B))^(1/l_p) - 1, matches the closed form, bound <= eps", "§3.9", "numeric",
           covers=["inverse-equal-share"], kind="bridge")
 def _b_equal_share():
-    max_prunable = import_attr("probprune.budget", "max_prunable")
-    cf = import_attr("probprune.budget", "equal_share_closed_form")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    max_prunable = import_attr("probprune.budgets.apriori", "max_prunable")
+    cf = import_attr("probprune.budgets.apriori", "equal_share_closed_form")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     n = 0
     for widths, eps, method in (([64, 128, 128, 10], 2.0, "magnitude"), ([30, 200, 10], 5.0, "random"),
                                 ([100, 300, 300, 300, 10], 3.0, "magnitude"), ([50, 400, 20], 8.0, "random")):
@@ -482,7 +482,7 @@ def _b_construction():
     entry_tolerance = import_attr("probprune.subsetsum.construction", "entry_tolerance")
     compose_bound = import_attr("probprune.subsetsum.construction", "compose_bound")
     Cfg = import_attr("probprune.subsetsum.construction", "ConstructionConfig")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     rng = np.random.default_rng(114)
     for _ in range(20):
         widths = [int(x) for x in rng.integers(1, 40, int(rng.integers(2, 6)))]
@@ -516,10 +516,10 @@ def _b_construction():
           "<= sqrt(r)||mat W||(1+1e-9); spectral_norm_upper >= SVD", "§3.11", "numeric", covers=["lemmaC", "cert-D"],
           kind="bridge")
 def _b_conv_norm():
-    upper = import_attr("probprune.norms", "layer_operator_norm_upper")
-    snu = import_attr("probprune.norms", "spectral_norm_upper")
-    cnn_spec = import_attr("probprune.networks", "cnn_spec")
-    ConvLayer = import_attr("probprune.networks", "ConvLayer")
+    upper = import_attr("probprune.theory.norms", "layer_operator_norm_upper")
+    snu = import_attr("probprune.theory.norms", "spectral_norm_upper")
+    cnn_spec = import_attr("probprune.net.templates", "cnn_spec")
+    ConvLayer = import_attr("probprune.net.templates", "ConvLayer")
     rng = np.random.default_rng(115)
     n, tight = 0, []
     for k in (1, 2, 3, 4, 5):
@@ -550,7 +550,7 @@ def _b_conv_norm():
 @register("bridge-exact-k", "bounds.exact_k_line_count_bound: hypergeometric union bound P(D > D*) <= delta_D (MC, "
           "2000 exact-k masks) and RR-mask eta with D*", "§3.4", "numeric", covers=["RR-mask"], kind="bridge")
 def _b_exact_k():
-    line_bound = import_attr("probprune.bounds", "exact_k_line_count_bound")
+    line_bound = import_attr("probprune.theory.apriori", "exact_k_line_count_bound")
     rng = np.random.default_rng(116)
     worst = 0.0
     for rows, cols, k, dD in ((20, 30, 120, 0.1), (50, 10, 100, 0.2), (40, 40, 800, 0.05)):

@@ -1,6 +1,6 @@
 """THEORY.md §10 (calibrated, relative and task-level statements): the order-statistic rank, the grid union bound, the
 output-scale recursion, the exact sqrt(2) margin condition, scaling into the ball, the accuracy-drop tolerance and the
-optimal a-priori inversion's delta split. Bridges call probprune.calibrated / taskbudget / budget."""
+optimal a-priori inversion's delta split. Bridges call probprune.budgets.calibrated / taskbudget / budget."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,7 @@ from ._core import ProofFailure, close, register, require, sym_zero
 @register("calib-rank", "Statement 10.1: k = min{k : binom.cdf(k-1,T,1-delta) >= 1-gamma} gives P(U_(k) < Q) <= gamma; "
           "exists iff (1-delta)^T <= gamma", "§10.1", "symbolic+numeric", covers=("calib-order-stat", "calib-overview"))
 def _chk_rank():
-    from probprune.calibrated import min_trials, order_statistic_rank
+    from probprune.budgets.calibrated import min_trials, order_statistic_rank
 
     # symbolic: P(Bin(T, pi) >= k) is non-decreasing in pi (derivative = T C(T-1,k-1) pi^(k-1)(1-pi)^(T-k) >= 0)
     p = sp.Symbol("p", positive=True)
@@ -55,8 +55,8 @@ def _chk_rank():
           "gamma/|grid|) and returns a grid point satisfying the order-statistic check", "§10.2", "numeric",
           covers=("calib-grid-union",), kind="bridge")
 def _chk_grid():
-    from probprune.calibrated import calibrated_uniform_budget, fraction_grid, order_statistic_rank
-    from probprune.networks import fcn_spec
+    from probprune.budgets.calibrated import calibrated_uniform_budget, fraction_grid, order_statistic_rank
+    from probprune.net.templates import fcn_spec
 
     grid = fraction_grid(1e-3, 4)
     require(grid[0] == 0 and len(grid) == 18 and np.all(np.diff(grid) > 0) and abs(grid[-1] - 1) < 1e-12, "grid")
@@ -76,8 +76,8 @@ def _chk_grid():
 def _chk_scale():
     import torch
 
-    from probprune.networks import ParsedModel, fcn_spec, sample_weights
-    from probprune.taskbudget import _torch_model, network_output_scale
+    from probprune.net.templates import ParsedModel, fcn_spec, sample_weights
+    from probprune.budgets.task import _torch_model, network_output_scale
 
     rng = np.random.default_rng(5)
     worst = 0.0
@@ -105,7 +105,7 @@ def _chk_scale():
 @register("margin-sqrt2", "Statement 10.4a: argmax(z+d) = {c} for all ||d|| <= e iff margin > sqrt(2) e (exact)",
           "§10.4", "symbolic+numeric", covers=("margin-sqrt2",))
 def _chk_margin():
-    from probprune.taskbudget import prediction_stable
+    from probprune.budgets.task import prediction_stable
 
     # symbolic: ||e_c - e_j||^2 = 2 and the extremal d attains m - sqrt(2) e
     e, m = sp.symbols("e m", positive=True)
@@ -145,10 +145,10 @@ def _chk_margin():
 def _chk_ball():
     import torch
 
-    from probprune.budget import magnitude_prune_count
-    from probprune.certificates import certify
-    from probprune.networks import ParsedModel, fcn_spec, sample_weights
-    from probprune.taskbudget import _torch_model, scaled_into_ball
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.certificates.lemma import certify
+    from probprune.net.templates import ParsedModel, fcn_spec, sample_weights
+    from probprune.budgets.task import _torch_model, scaled_into_ball
 
     rng = np.random.default_rng(2)
     for bias in (False, True):
@@ -175,7 +175,7 @@ def _chk_ball():
 @register("acc-drop-eps", "Statement 10.4c: CA(e) >= acc - A iff e < t_(m); eps_for_accuracy_drop returns the float "
           "below t_(m) (relative 1e-9)", "§10.4", "numeric", covers=("acc-drop-eps",), kind="bridge")
 def _chk_accdrop():
-    from probprune.taskbudget import SQRT2, eps_for_accuracy_drop, margins
+    from probprune.budgets.task import SQRT2, eps_for_accuracy_drop, margins
 
     rng = np.random.default_rng(3)
     for _ in range(50):
@@ -205,9 +205,9 @@ def _chk_accdrop():
           "pruned set only sums to delta; max_prunable's allocation has E events exactly on pruned layers",
           "§10.5", "symbolic+numeric", covers=("opt-inversion",), kind="bridge")
 def _chk_opt():
-    from probprune.bounds import DeltaAllocation, apriori_bound
-    from probprune.budget import max_prunable
-    from probprune.networks import fcn_spec
+    from probprune.theory.apriori import DeltaAllocation, apriori_bound
+    from probprune.budgets.apriori import max_prunable
+    from probprune.net.templates import fcn_spec
 
     x1, x2, x3, L, P, e = sp.symbols("x1 x2 x3 Lambda P eps", positive=True)
     # Lambda P (e^(sum x) - 1) <= eps  <=>  sum x <= ln(1 + eps/(Lambda P)): the map is increasing; check the inverse

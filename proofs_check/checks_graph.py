@@ -2,7 +2,7 @@
 
 Numeric checks use independent ground truths (exact error of linear graphs = spectral norm of the Jacobian
 difference; sampled errors of ReLU graphs; brute-force window counts); the bridges tie the package's
-``probprune.graph`` code to §3.1's Lemma A (``certificates.lemma_a_general`` and the reference of checks_lemma_a).
+``probprune.net`` code to §3.1's Lemma A (``certificates.lemma_a_general`` and the reference of checks_lemma_a).
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _chk_affine():
 @register("graph-act", "S3: ||s(h)-s(hh)|| <= L||h-hh|| and ||s(h)|| <= L||h|| + |s(0)| sqrt(dim) for the table",
           "§8.1", "numeric", covers=["graph-act"])
 def _chk_act():
-    activation = import_attr("probprune.networks", "activation")
+    activation = import_attr("probprune.net.templates", "activation")
     rng = np.random.default_rng(81)
     n = 0
     for name in ("identity", "relu", "leaky_relu", "tanh", "hardtanh", "sigmoid"):
@@ -100,7 +100,7 @@ def _chk_schur():
     torch = _torch()
     import torch.nn.functional as F
 
-    make_pool_node = import_attr("probprune.graph.ir", "make_pool_node")
+    make_pool_node = import_attr("probprune.net.ir", "make_pool_node")
     rng = np.random.default_rng(82)
     for _ in range(300):
         A = rng.random((int(rng.integers(1, 12)), int(rng.integers(1, 12)))) * (rng.random((1, 1)) * 5)
@@ -133,7 +133,7 @@ def _chk_maxpool():
     torch = _torch()
     import torch.nn.functional as F
 
-    make_pool_node = import_attr("probprune.graph.ir", "make_pool_node")
+    make_pool_node = import_attr("probprune.net.ir", "make_pool_node")
     g = torch.Generator().manual_seed(83)
     n = 0
     shape = (1, 6, 5)
@@ -193,8 +193,8 @@ def _random_residual(rng, relu: bool, bias: bool):
           covers=["graph-lemmaA", "graph-nodewise-min", "graph-reproduce"])
 def _chk_graph_lemma():
     torch = _torch()
-    from_torch = import_attr("probprune.graph", "from_torch")
-    certify_graph = import_attr("probprune.certificates", "certify_graph")
+    from_torch = import_attr("probprune.net", "from_torch")
+    certify_graph = import_attr("probprune.certificates.lemma", "certify_graph")
     rng = np.random.default_rng(84)
     n_lin = n_relu = 0
     for trial in range(24):
@@ -223,13 +223,13 @@ def _chk_graph_lemma():
           "§3.1's A-fwd / A-bwd reference; certify == graph D <= min", "§8.3", "numeric",
           covers=["graph-chain"], kind="bridge")
 def _b_graph_chain():
-    Graph = import_attr("probprune.graph", "Graph")
-    lemma_a_graph = import_attr("probprune.graph", "lemma_a_graph")
-    lemma_a_general = import_attr("probprune.certificates", "lemma_a_general")
-    certify = import_attr("probprune.certificates", "certify")
-    certify_random = import_attr("probprune.certificates", "certify_random")
-    certify_random_graph = import_attr("probprune.certificates", "certify_random_graph")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    Graph = import_attr("probprune.net", "Graph")
+    lemma_a_graph = import_attr("probprune.net", "lemma_a_graph")
+    lemma_a_general = import_attr("probprune.certificates.lemma", "lemma_a_general")
+    certify = import_attr("probprune.certificates.lemma", "certify")
+    certify_random = import_attr("probprune.certificates.lemma", "certify_random")
+    certify_random_graph = import_attr("probprune.certificates.lemma", "certify_random_graph")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     rng = np.random.default_rng(85)
     for trial in range(20):
         l = int(rng.integers(1, 5))

@@ -14,8 +14,8 @@ from .checks_conv import conv_operator
           "single, and within 1e-6 of it", "§11.1", "numeric", covers=["norm-scaled-gram"])
 def _chk_gram():
     torch = __import__("torch")
-    spectral_norm_upper = import_attr("probprune.norms", "spectral_norm_upper")
-    matrix_norm_upper = import_attr("probprune.norms", "matrix_norm_upper")
+    spectral_norm_upper = import_attr("probprune.theory.norms", "spectral_norm_upper")
+    matrix_norm_upper = import_attr("probprune.theory.norms", "matrix_norm_upper")
     rng = np.random.default_rng(111)
     n = 0
     for scale in (1e-300, 1e-200, 1e-20, 1.0, 1e20, 1e200, 1e300):
@@ -37,7 +37,7 @@ def _chk_gram():
           "groups, 1-D) and == the full complex SVD over all frequencies", "§11.2", "numeric",
           covers=["norm-conv-rfft"])
 def _chk_conv():
-    conv_norm_fft_upper = import_attr("probprune.norms", "conv_norm_fft_upper")
+    conv_norm_fft_upper = import_attr("probprune.theory.norms", "conv_norm_fft_upper")
     rng = np.random.default_rng(112)
     n = 0
     for k in ((3, 3), (2, 4), (5, 3), (1, 1)):
@@ -76,9 +76,9 @@ def _chk_conv():
           covers=["budget-certified-sound", "scale-certified-only"])
 def _chk_budget():
     torch = __import__("torch")
-    certified_budget = import_attr("probprune.budget_certified", "certified_budget")
-    certify_graph = import_attr("probprune.certificates", "certify_graph")
-    graph_from_torch = import_attr("probprune.graph", "from_torch")
+    certified_budget = import_attr("probprune.budgets.certified", "certified_budget")
+    certify_graph = import_attr("probprune.certificates.lemma", "certify_graph")
+    graph_from_torch = import_attr("probprune.net", "from_torch")
     n = 0
     for seed, eps in ((0, 0.05), (1, 0.3), (2, 1.0)):
         torch.manual_seed(seed)
@@ -108,8 +108,8 @@ def _chk_budget():
           "(SVD), falls back when mu is too small, and is within 1e-5 of the eigenvalue bound", "§11.5", "numeric",
           covers=["norm-cholesky-hint"])
 def _chk_cholesky():
-    conv_norm_fft_upper = import_attr("probprune.norms", "conv_norm_fft_upper")
-    conv_norm_fft_estimate = import_attr("probprune.norms", "conv_norm_fft_estimate")
+    conv_norm_fft_upper = import_attr("probprune.theory.norms", "conv_norm_fft_upper")
+    conv_norm_fft_estimate = import_attr("probprune.theory.norms", "conv_norm_fft_estimate")
     rng = np.random.default_rng(115)
     n = 0
     for _ in range(40):
@@ -133,7 +133,7 @@ def _chk_cholesky():
 @register("scale-shapes", "11.4: max(||E||_F/sqrt(min(m,n)), row/col norms) <= ||E||, |u^T W v| <= ||W||, running "
           "group maximum == loop", "§11.4", "numeric", covers=["budget-shapes"])
 def _chk_shapes():
-    running = import_attr("probprune.budget_certified", "_running_group_max")
+    running = import_attr("probprune.budgets.certified", "_running_group_max")
     rng = np.random.default_rng(114)
     for _ in range(300):
         m, k = (int(x) for x in rng.integers(1, 20, 2))

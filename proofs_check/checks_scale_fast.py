@@ -15,8 +15,8 @@ from .checks_conv import conv_operator
           covers=["norm-cholesky-search"])
 def _chk_cholesky_search():
     torch = __import__("torch")
-    block_top = import_attr("probprune.norms", "_block_top_cpu")
-    norms = __import__("probprune.norms", fromlist=["_SMALL_BLOCK"])
+    block_top = import_attr("probprune.theory.norms", "_block_top_cpu")
+    norms = __import__("probprune.theory.norms", fromlist=["_SMALL_BLOCK"])
     rng = np.random.default_rng(116)
     n = 0
     for trial in range(24):

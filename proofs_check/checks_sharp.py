@@ -1,4 +1,4 @@
-"""Sharper a-priori bounds (THEORY.md §9): the algebra of S9.1-S9.8 and the code-to-proof bridge for probprune.sharp.
+"""Sharper a-priori bounds (THEORY.md §9): the algebra of S9.1-S9.8 and the code-to-proof bridge for probprune.theory.sharp.
 
 Exact (enumeration) checks of the trace comparison on tiny matrices, symbolic moments, numeric integrals for the
 closed forms, and small Monte Carlo checks of the inequalities quoted from the literature (Chevet/Gordon) at the sizes
@@ -17,8 +17,8 @@ from ._core import close, hypothesis_cases, import_attr, register, require, sym_
 
 
 def _sharp():
-    import_attr("probprune.sharp", "moment_bound")
-    import probprune.sharp as S
+    import_attr("probprune.theory.sharp", "moment_bound")
+    import probprune.theory.sharp as S
 
     return S
 
@@ -250,8 +250,8 @@ def _chk_exact_k():
 @register("sharp-min", "S9.7: apriori_bound('best') <= both 'bernstein' and 'sharp' per term and in eps "
           "(deterministic minimum, same failure probability per term)", "§9.7", "numeric", covers=["sharp-S9.7", "sharp-setting"])
 def _chk_min():
-    apriori_bound = import_attr("probprune.bounds", "apriori_bound")
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
+    apriori_bound = import_attr("probprune.theory.apriori", "apriori_bound")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
     r = np.random.default_rng(4)
     n = 0
     for _ in range(12):
@@ -301,8 +301,8 @@ def _chk_product():
         x1, _ = S.moment_bound(30, 20, S.dominating_variance("random", "uniform", q), 0.2, 0.1)
         require(float(x8) >= float(x1) * (1 - 1e-12), f"depth-1 recursion {float(x8)} below S9.1 {float(x1)}")
     # coverage on a small linear net at delta = 0.5 (exact errors)
-    fcn_spec = import_attr("probprune.networks", "fcn_spec")
-    sample_weights = import_attr("probprune.networks", "sample_weights")
+    fcn_spec = import_attr("probprune.net.templates", "fcn_spec")
+    sample_weights = import_attr("probprune.net.templates", "sample_weights")
     spec = fcn_spec([6, 9, 4, 7], "identity")
     rates = []
     for method in ("magnitude", "random"):

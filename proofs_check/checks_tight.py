@@ -2,7 +2,7 @@
 relaxation of the error channel, the trust-region dual, the mixed bound, certified stability.
 
 Symbolic checks prove the algebraic identities the proofs rest on; numeric checks compare the implementation in
-:mod:`probprune.tight` with independent ground truths (exact sups of linear maps, exhaustive vertex enumeration,
+:mod:`probprune.certificates` with independent ground truths (exact sups of linear maps, exhaustive vertex enumeration,
 dense sampling of the relaxed sets and of the input region)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ._core import register, require, sym_zero
 
 
 def _relu_net(rng, widths, bias=True):
-    from probprune.models import mlp
+    from probprune.net.zoo import mlp
 
     return mlp(widths, bias=bias, seed=int(rng.integers(1 << 30))).double()
 
@@ -35,8 +35,8 @@ def _sample_ball(rng, c, r, n):
 @register("tight-compose", "lowering reproduces the network; composed Lemma A >= sampled error, = exact sup for "
           "linear nets", "§12.1", "numeric", covers=["tight-lowering", "tight-lemmaA-composed"])
 def _chk_compose():
-    from probprune.tight.compose import lemma_a_composed
-    from probprune.tight.lower import lower_pair, pruned_copy
+    from probprune.certificates.compose import lemma_a_composed
+    from probprune.certificates.lower import lower_pair, pruned_copy
 
     rng = np.random.default_rng(121)
     n = 0
@@ -69,7 +69,7 @@ def _chk_compose():
 @register("tight-pair", "S-procedure identity of Statement 12.2; pair and chain bounds >= max over all vertices D in "
           "{0,1}^n; pair <= ||A|| ||B||", "§12.2", "symbolic+numeric", covers=["tight-pair", "tight-chain"])
 def _chk_pair():
-    from probprune.tight.compose import pair_bound
+    from probprune.certificates.compose import pair_bound
 
     # symbolic: for the scalar case, -q u^2 + 2 t u y has maximum t^2 y^2 / q (q > 0), and ||Au||^2 + 2t(u y - u^2)
     # = -(2t - a^2) u^2 + 2 t u y
@@ -90,7 +90,7 @@ def _chk_pair():
         pb = pair_bound(A, B)
         require(vmax <= pb, f"pair bound {pb} below a vertex value {vmax}")
         require(pb <= np.linalg.norm(A, 2) * np.linalg.norm(B, 2) * (1 + 2e-6), "pair bound above the product")
-    from probprune.tight.compose import sproc_chain_bound
+    from probprune.certificates.compose import sproc_chain_bound
 
     for _ in range(8):  # Statement 12.10: chains of three factors vs exhaustive vertices of both slopes
         n1, n2 = int(rng.integers(2, 6)), int(rng.integers(2, 6))
@@ -108,10 +108,10 @@ def _chk_pair():
 @register("tight-unroll", "F - F_hat = sum_i M_L S ... S_i (E_i shat + db_i) with slopes in [0,1]; grouping and "
           "mixed bounds >= sampled errors", "§12.3", "numeric", covers=["tight-unroll", "tight-mixed", "tight-anchored"])
 def _chk_unroll():
-    from probprune.tight.compose import lemma_a_pairs
-    from probprune.tight.lower import lower_pair, pruned_copy
-    from probprune.tight.mixed import lemma_a_mixed
-    from probprune.tight.propagate import Region
+    from probprune.certificates.compose import lemma_a_pairs
+    from probprune.certificates.lower import lower_pair, pruned_copy
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
 
     rng = np.random.default_rng(123)
     for trial in range(10):
@@ -165,7 +165,7 @@ def _chk_unroll():
 def _chk_delta():
     import torch
 
-    from probprune.tight.propagate import _delta_relax, _relu_relax
+    from probprune.certificates.propagate import _delta_relax, _relu_relax
 
     rng = np.random.default_rng(124)
     cnt = 0
@@ -193,8 +193,8 @@ def _chk_delta():
 @register("tight-crown", "coupled CROWN bounds on F - F_hat, F, F_hat contain sampled values (l2 ball, l_inf box)",
           "§12.4", "numeric", covers=["tight-crown-coupled", "tight-l2", "tight-min"])
 def _chk_crown():
-    from probprune.tight.lower import lower_pair, pruned_copy
-    from probprune.tight.propagate import CoupledPropagator, Region, region_error_bound, trs_dual_bound
+    from probprune.certificates.lower import lower_pair, pruned_copy
+    from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound, trs_dual_bound
 
     rng = np.random.default_rng(125)
     for trial in range(10):
@@ -223,7 +223,7 @@ def _chk_crown():
             e = region_error_bound(F, Fh, reg, prop).eps[0]
             require(np.linalg.norm(D, axis=1).max() <= e, "l2 error bound violated")
             if norm == "l2" and trial < 4:
-                from probprune.tight.certify import certify_chains
+                from probprune.certificates.tight import certify_chains
                 ct = certify_chains(F, Fh, "auto", r, center=c)
                 require(np.linalg.norm(D, axis=1).max() <= ct.eps, "certify_chains (minimum) violated")
     for _ in range(10):
@@ -237,8 +237,8 @@ def _chk_crown():
 @register("tight-stability", "certified prediction stability: sampled points keep both predictions; radius 0 = "
           "point check", "§12.5", "numeric", covers=["tight-stability"])
 def _chk_stability():
-    from probprune.tight.lower import lower_pair, pruned_copy
-    from probprune.tight.stability import certified_stability
+    from probprune.certificates.lower import lower_pair, pruned_copy
+    from probprune.certificates.stability import certified_stability
 
     rng = np.random.default_rng(126)
     checked = 0
@@ -265,8 +265,8 @@ def _chk_stability():
           "the strongly concave form (ii) holds for arbitrary multipliers", "§12.6", "numeric",
           covers=["tight-sdp-constraints", "tight-sdp-dual"])
 def _chk_sdp():
-    from probprune.tight.lower import lower_pair, pruned_copy
-    from probprune.tight.sdp import _certify_schur, build_qcqp, sdp_certificate
+    from probprune.certificates.lower import lower_pair, pruned_copy
+    from probprune.certificates.sdp import _certify_schur, build_qcqp, sdp_certificate
 
     rng = np.random.default_rng(1206)
     n_pts = 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from probprune.bounds import (
+from probprune.theory.apriori import (
     DeltaAllocation,
     apriori_bound,
     beta,
@@ -15,9 +15,9 @@ from probprune.bounds import (
     product_form,
     random_mask_bound,
 )
-from probprune.budget import equal_share_closed_form, invert_eta, max_prunable, min_width
-from probprune.errors import HypothesisError, ProbPruneError
-from probprune.networks import ConvLayer, cnn_spec, fcn_spec
+from probprune.budgets.apriori import equal_share_closed_form, invert_eta, max_prunable, min_width
+from probprune.core.errors import HypothesisError, ProbPruneError
+from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec
 
 METHODS = ["magnitude", "random", "random_rescaled"]
 widths_st = st.lists(st.integers(2, 60), min_size=3, max_size=5)
@@ -37,7 +37,7 @@ def test_lemma_a_matches_product_form_at_its_worst_case():
     eta = np.array([0.1, 0.05, 0.2, 0.0])
     fwd = lemma_a(B, B + eta, eta)
     assert fwd <= product_form(B, eta) + 1e-12
-    from probprune.bounds import _unroll
+    from probprune.theory.apriori import _unroll
 
     assert math.isclose(_unroll(eta, B, B + eta), product_form(B, eta), rel_tol=1e-12)
 
@@ -187,7 +187,7 @@ def test_equal_share_closed_forms_match_bisection():
     spec = fcn_spec([100, 300, 300, 10])
     for method in ("magnitude", "random"):
         alloc = DeltaAllocation.equal_split(0.05, np.ones(3, bool))
-        from probprune.bounds import norm_bound
+        from probprune.theory.apriori import norm_bound
 
         B = norm_bound(spec, alloc.delta_W)
         targets = 0.05 * B

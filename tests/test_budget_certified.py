@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from probprune import budget_certified as bc
-from probprune.budget import certified_budget as reexported
-from probprune.certificates import certify_graph
-from probprune.errors import ProbPruneError
-from probprune.graph import Graph
-from probprune.graph import from_torch as graph_from_torch
-from probprune.networks import from_torch
+from probprune.budgets import certified as bc
+from probprune.budgets.apriori import certified_budget as reexported
+from probprune.certificates.lemma import certify_graph
+from probprune.core.errors import ProbPruneError
+from probprune.net import Graph
+from probprune.net import from_torch as graph_from_torch
+from probprune.net.templates import from_torch
 
 
 def _mlp(widths, seed, bias=True):
@@ -89,7 +89,7 @@ def test_uniform_mode_and_reexport():
 
 
 def test_random_method_cert_r_holds():
-    from probprune.certificates import certify_random_graph
+    from probprune.certificates.lemma import certify_random_graph
 
     p = from_torch(_mlp([20, 15, 5], 3))
     r = bc.certified_budget(p, 2.0, "random", delta=0.1)
@@ -185,7 +185,7 @@ def test_uniform_reference_can_be_skipped():
 
 
 def test_cert_r_budget_refuses_grouped_conv():
-    from probprune.errors import UnsupportedLayerError
+    from probprune.core.errors import UnsupportedLayerError
 
     m = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.Flatten(),
                             torch.nn.Linear(4 * 5 * 5, 3))
@@ -205,7 +205,7 @@ def test_magnitude_order_is_the_stable_order_with_ties():
 def test_warm_conv_estimate_matches_full_estimate():
     """The warm estimate (direct DFT at the kept frequencies) equals the full float32 estimate when every frequency
     is kept, and when the maximising frequency is kept (same kernel)."""
-    from probprune.norms import conv_norm_fft_estimate
+    from probprune.theory.norms import conv_norm_fft_estimate
 
     rng = np.random.default_rng(4)
     for co, ci, kh, kw, ins, pad, dil in [(8, 5, 3, 3, (7, 9), 1, 1), (6, 4, 3, 2, (8, 5), (1, 0), (2, 1))]:
@@ -221,8 +221,8 @@ def test_warm_conv_estimate_wide_blocks_cholesky_search():
     """Blocks wider than the small-block threshold: the first (full) estimate takes §11.6's search and equals the
     all-eigenvalue estimate; the warm estimate at the kept frequencies is <= it and close; the certificate at the
     estimate as hint is >= the explicit-operator-free certified value (no hint) to 1e-5."""
-    from probprune import norms
-    from probprune.norms import conv_norm_fft_estimate, conv_norm_fft_upper
+    from probprune.theory import norms
+    from probprune.theory.norms import conv_norm_fft_estimate, conv_norm_fft_upper
 
     rng = np.random.default_rng(8)
     W = rng.standard_normal((40, 36, 3, 3))

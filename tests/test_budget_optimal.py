@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from probprune.bounds import DeltaAllocation, apriori_bound
-from probprune.budget import max_prunable
-from probprune.networks import fcn_spec
+from probprune.theory.apriori import DeltaAllocation, apriori_bound
+from probprune.budgets.apriori import max_prunable
+from probprune.net.templates import fcn_spec
 
 
 def brute_force(spec, eps, delta, method, law, n_grid=241):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from probprune.budget import magnitude_prune_count
+from probprune.budgets.apriori import magnitude_prune_count
 from _cli import run_cli
-from probprune.networks import ParsedModel, fcn_spec, sample_weights
-from probprune.taskbudget import (
+from probprune.net.templates import ParsedModel, fcn_spec, sample_weights
+from probprune.budgets.task import (
     SQRT2,
     _torch_model,
     budget_for_accuracy_drop,
@@ -114,7 +114,7 @@ def test_cli_bound_calibrated_keeps_eps(capsys):
 
 
 def test_trained_empirical_is_above_the_certified_uniform_fraction():
-    from probprune.budget_certified import certified_budget
+    from probprune.budgets.certified import certified_budget
     from probprune.cli.budget_task import trained_empirical
 
     pm, X, y = _toy(4)

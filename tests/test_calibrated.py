@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from probprune.calibrated import (
+from probprune.budgets.calibrated import (
     DrawSet,
     calibrated_bound,
     calibrated_uniform_budget,
@@ -23,10 +23,10 @@ from probprune.calibrated import (
     output_scale,
     prune_stack,
 )
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.mc.measure import exact_linear_error
 from probprune.mc.trials import prune_batched
-from probprune.networks import fcn_spec
+from probprune.net.templates import fcn_spec
 
 
 def cp_lower(x: int, n: int, alpha: float = 0.01) -> float:

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from probprune.bounds import apriori_bound
-from probprune.budget import certified_budget, magnitude_prune_count
-from probprune.certificates import certify, certify_parsed, certify_random, lemma_a_general
-from probprune.bounds import lemma_a
-from probprune.errors import ProbPruneError, UnsupportedLayerError
-from probprune.networks import ConvLayer, cnn_spec, fcn_spec, from_torch, sample_weights, to_torch
-from probprune.norms import conv_norm_fft, conv_norm_kernel_bound, power_iteration_norm, spectral_norm_upper
+from probprune.theory.apriori import apriori_bound
+from probprune.budgets.apriori import certified_budget, magnitude_prune_count
+from probprune.certificates.lemma import certify, certify_parsed, certify_random, lemma_a_general
+from probprune.theory.apriori import lemma_a
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError
+from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, from_torch, sample_weights, to_torch
+from probprune.theory.norms import conv_norm_fft, conv_norm_kernel_bound, power_iteration_norm, spectral_norm_upper
 
 
 def _prune(W, spec, q, rng, method):

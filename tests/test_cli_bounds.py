@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from _cli import run_cli
-from probprune.modelio import save_model
+from probprune.net.io import save_model
 
 
 def run(capsys, *argv):
@@ -23,9 +23,9 @@ def test_bound_json_has_eps_and_terms(capsys):
 def test_bound_every_registered_apriori_method_with_its_statement(capsys):
     """`bound --method` offers exactly the registry's methods with an a-priori statement; exact-k magnitude gets
     the §9.6 bound (registry statement sharp-S9.6) with a finite eps and its statement in the JSON."""
-    from probprune import registry
+    from probprune.core import registry
     from probprune.cli.common import BoundMethod
-    from probprune.networks import fcn_spec
+    from probprune.net.templates import fcn_spec
 
     assert [m.value for m in BoundMethod] == [m.name for m in registry.METHODS.values() if m.apriori is not None]
     assert {"magnitude_exact", "random_exact"} <= {m.value for m in BoundMethod}

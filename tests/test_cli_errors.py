@@ -219,7 +219,7 @@ def test_bad_input_with_json_gives_json_error(argv, msg, files, capsys):
 
 def test_internal_error_is_one_line(monkeypatch, capsys):
     """An unexpected exception inside a command: one line naming its type; PROBPRUNE_DEBUG=1 re-raises it."""
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
 
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")

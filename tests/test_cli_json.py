@@ -151,11 +151,14 @@ def test_error_object(capsys):
 
 def test_enum_choices_match_the_library():
     """The CLI's Enum choices are the library's own lists (kept literal in cli/common.py so --help stays fast)."""
-    from probprune import budget as B, bounds, data, registry
+    from probprune.budgets import apriori as B
+    from probprune.theory import apriori as bounds
+    from probprune.net import data
+    from probprune.core import registry
     from probprune.cli import common as C
     from probprune.pruning import api, densities, imp, sampling
     from probprune.subsetsum import lueker, solver
-    from probprune.train import OPTIMIZERS
+    from probprune.net.train import OPTIMIZERS
 
     vals = lambda E: {e.value for e in E}  # noqa: E731
     assert vals(C.BudgetMethod) == set(bounds.METHODS)
@@ -168,7 +171,7 @@ def test_enum_choices_match_the_library():
     assert vals(C.Strategy) == set(imp.STRATEGIES) and vals(C.Retrain) == set(imp.RETRAIN)
     assert set(C.CONTROLS) == set(imp.CONTROLS) and vals(C.Optimizer) == set(OPTIMIZERS)
     assert vals(C.SumLaw) == set(lueker.LAWS) and vals(C.SumMode) == set(solver.MODES)
-    from probprune.networks import ACTIVATIONS
+    from probprune.net.templates import ACTIVATIONS
 
     assert vals(C.Activation) == set(ACTIVATIONS)
 

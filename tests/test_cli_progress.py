@@ -7,8 +7,8 @@ import pytest
 
 from _cli import run_cli
 from probprune.cli.common import atomic_write, check_output_path
-from probprune.errors import ProbPruneError
-from probprune.progress import PlainProgress, progress_bar
+from probprune.core.errors import ProbPruneError
+from probprune.core.progress import PlainProgress, progress_bar
 
 
 def _run(argv, capsys):

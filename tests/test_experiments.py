@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.experiments import get, names, run_experiment
 from probprune.experiments.base import fmt
 from probprune.experiments.mc_figures import (BracketConfig, BudgetConfig, CoverageConfig, FractionScalingConfig,
@@ -127,7 +127,7 @@ def test_weight_diagnostics_detect_dependence():
     """i.i.d. weights: spectral norm ~ that of a shuffled copy; a rank-one-plus-noise matrix (dependent entries):
     much larger. KS distance to the uniform law small for uniform weights, large for a two-point law."""
     from probprune.experiments.trained import _weights_diagnostics
-    from probprune.networks import ParsedModel, fcn_spec
+    from probprune.net.templates import ParsedModel, fcn_spec
 
     spec = fcn_spec([60, 50, 40], "relu")
     pm = lambda W: ParsedModel(spec, W, [None, None], ["0.weight", "2.weight"])  # noqa: E731

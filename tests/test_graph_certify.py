@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from _graph_helpers import exact_linear_error, pgd_error, random_masks
-from probprune.certificates import certify, certify_graph, certify_parsed, certify_random_graph
-from probprune.errors import ProbPruneError
-from probprune.graph import Graph, from_torch
-from probprune.networks import fcn_spec, sample_weights
+from probprune.certificates.lemma import certify, certify_graph, certify_parsed, certify_random_graph
+from probprune.core.errors import ProbPruneError
+from probprune.net import Graph, from_torch
+from probprune.net.templates import fcn_spec, sample_weights
 
 
 def _seed(s):
@@ -139,7 +139,7 @@ def test_check_reproduces_accepts_identical_nan_outputs():
     """An identical forward pass whose outputs are NaN (overflow to +-inf, then inf - inf) is not 'different': NaN
     never equals NaN under ==, so the comparison must treat NaN as equal to NaN (on some BLAS builds the 1e200 case
     above produces NaN rather than inf)."""
-    from probprune.graph.trace import check_reproduces
+    from probprune.net.trace import check_reproduces
 
     m = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)).double()
     with torch.no_grad():
@@ -362,7 +362,7 @@ def test_chain_certificates_agree_across_entry_points():
     c_graph = certify_parsed(g, masks)
     W = [g.weights[k] for k in g.weight_names]
     Wh = [w * masks[k] for k, w in zip(g.weight_names, W)]
-    from probprune.networks import from_torch as parsed_from_torch
+    from probprune.net.templates import from_torch as parsed_from_torch
 
     p = parsed_from_torch(m)
     c_spec = certify(p.spec, W, Wh, p.biases)

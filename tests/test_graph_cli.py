@@ -111,8 +111,8 @@ def test_one_reader_for_train_files_including_mc(tmp_path):
     """A conv state dict written like `probprune train` does (arch + input shape) loads in certify's reader and in the
     Monte Carlo engine's, without --input-shape."""
     from probprune.mc.trials import load_model as mc_load
-    from probprune.modelio import read_network, save_model
-    from probprune.models import build_model
+    from probprune.net.io import read_network, save_model
+    from probprune.net.zoo import build_model
 
     m = build_model("conv2", (1, 8, 8), 10, bias=True, seed=0)
     p = str(tmp_path / "conv2.pt")

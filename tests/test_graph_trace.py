@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _graph_helpers import brute_force_window_count, jacobian
-from probprune.errors import ProbPruneError, UnsupportedLayerError
-from probprune.graph import Graph, from_torch
-from probprune.graph import ops as O
-from probprune.networks import ConvLayer, cnn_spec, fcn_spec, from_torch as parsed_from_torch, sample_weights, to_torch
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError
+from probprune.net import Graph, from_torch
+from probprune.net import ops as O
+from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, from_torch as parsed_from_torch, sample_weights, to_torch
 
 
 def _x(shape, n=5, seed=0):
@@ -269,8 +269,8 @@ def test_wrong_input_shape_is_a_clean_error():
 
 
 def test_fcn_spec_graph_lemma_equals_chain_lemma():
-    from probprune.certificates import lemma_a_general
-    from probprune.graph import lemma_a_graph
+    from probprune.certificates.lemma import lemma_a_general
+    from probprune.net import lemma_a_graph
 
     spec = fcn_spec([6, 9, 7, 3], "relu")
     W = sample_weights(spec, 3)

@@ -1,4 +1,4 @@
-"""probprune.mc.trials.bound_for: every method with an a-priori statement in probprune.registry gets its bound in
+"""probprune.mc.trials.bound_for: every method with an a-priori statement in probprune.core.registry gets its bound in
 MC runs, including exact-k random under the Gaussian law (THEORY §9.5) and exact-k magnitude (§9.6); checked on
 small linear nets, whose error the engine measures exactly (spectral norm of the product difference)."""
 import math
@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from probprune.bounds import exact_k_bound, exact_k_magnitude_bound
+from probprune.theory.apriori import exact_k_bound, exact_k_magnitude_bound
 from probprune.mc import MCConfig
 from probprune.mc.trials import bound_for, evaluate_unit, groups
-from probprune.networks import fcn_spec
+from probprune.net.templates import fcn_spec
 
 
 def test_bound_for_exact_k_methods_are_the_section9_bounds():

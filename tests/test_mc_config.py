@@ -4,7 +4,7 @@ import json
 import pytest
 
 from probprune.cli import main
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.mc import MCConfig, from_dict, load_config, run
 
 

@@ -105,7 +105,7 @@ def test_mc_cert_equals_certify_cli(capsys, tmp_path, name):
 def test_mc_cert_equals_certify_graph_for_random_masks_on_a_residual_model(tmp_path):
     """Random masks: each trial's mask is rebuilt from the documented stream 1 (prune where u < q, one u per weight in
     graph.weight_nodes order) and certified by certificates.certify_graph: equal to the row's cert."""
-    from probprune.certificates import certify_graph
+    from probprune.certificates.lemma import certify_graph
     from probprune.mc.trials import graph_network
 
     path = tmp_path / "res.pt"
@@ -126,8 +126,8 @@ def test_mc_cert_equals_certify_graph_for_random_masks_on_a_residual_model(tmp_p
 def test_grid_cnn_cert_equals_certify_of_the_trial_network():
     """A grid CNN (random weights per trial, no file): the cert column equals certificates.certify on the trial's
     weights (redrawn from stream 0) and exact-k magnitude mask (FFT conv norms, as certify)."""
-    from probprune.budget import magnitude_prune_count
-    from probprune.certificates import certify
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.certificates.lemma import certify
     from probprune.mc.trials import _draw_weights
 
     cfg = MCConfig(cnns=({"input_shape": [1, 6, 6], "convs": [{"c_out": 3, "kernel": 3, "padding": 1,
@@ -162,7 +162,7 @@ def test_residual_model_verdict_rows(tmp_path):
 
 
 def test_graph_batched_forward_matches_the_graph_per_trial(tmp_path):
-    from probprune.graph import from_torch
+    from probprune.net import from_torch
     from probprune.mc import measure as M
 
     m = _resbn()

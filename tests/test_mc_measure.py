@@ -4,9 +4,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from probprune.certificates import certify
+from probprune.certificates.lemma import certify
 from probprune.mc import measure as M
-from probprune.networks import ConvLayer, cnn_spec, fcn_spec, sample_weights, to_torch
+from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, sample_weights, to_torch
 
 
 def _stack(spec, seed, n, law="uniform"):
@@ -111,7 +111,7 @@ def test_average_error_below_sup_and_scaling():
     spec = fcn_spec([64, 32, 10], "relu")
     W = _stack(spec, 4, 3)
     Wh = _random(W, 0.3, 4)
-    from probprune.data import load_dataset
+    from probprune.net.data import load_dataset
 
     X = M.scale_into_ball(load_dataset("digits").X_test[:100])
     assert float(X.flatten(1).norm(dim=1).max()) == pytest.approx(1.0)

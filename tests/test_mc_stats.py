@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.stats import binomtest
 
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.mc.stats import (config_verdict, cp_lower, cp_upper, fit_power_law, looseness_summary,
                                 min_trials_for_consistency)
 

@@ -5,7 +5,7 @@ import torch
 
 from probprune.mc import MCConfig
 from probprune.mc.trials import evaluate_unit, groups, prune_batched, trial_rng
-from probprune.networks import fcn_spec, sample_weights
+from probprune.net.templates import fcn_spec, sample_weights
 
 
 def test_pruning_rules_threshold_nested_and_exact_k():
@@ -42,7 +42,7 @@ def test_linear_rows_match_independent_exact_error_and_verdicts():
     """Linear nets: the row's error equals the exact sup error recomputed here from scratch (the weights are redrawn
     from the documented stream 0, pruned by hand, and the error is the largest singular value of the product
     difference, numpy SVD); the verdict is then fixed by that value against the bound."""
-    from probprune.networks import sample_weights
+    from probprune.net.templates import sample_weights
 
     cfg = MCConfig(widths=(8,), depths=(2,), activations=("identity",), methods=("magnitude", "random"),
                    fractions=(0.3,), deltas=(0.05, 0.5), n_trials=6, batch_size=6)
@@ -115,7 +115,7 @@ def test_fixed_trained_network_with_biases_against_cert_r(tmp_path):
     import torch.nn as nn
 
     from probprune.mc import run, load_run, summarize
-    from probprune.errors import ProbPruneError
+    from probprune.core.errors import ProbPruneError
 
     torch.manual_seed(0)
     path = tmp_path / "net.pt"

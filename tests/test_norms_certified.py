@@ -7,8 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probprune import norms
-from probprune.errors import ProbPruneError
+from probprune.theory import norms
+from probprune.core.errors import ProbPruneError
 from proofs_check.checks_conv import conv_operator
 
 
@@ -116,7 +116,7 @@ def test_estimates_are_close_and_below():
 
 
 def test_layer_operator_norm_upper_dilated_uses_fft():
-    from probprune.networks import LayerSpec, activation
+    from probprune.net.templates import LayerSpec, activation
 
     rng = np.random.default_rng(6)
     W = rng.standard_normal((4, 3, 3, 3))

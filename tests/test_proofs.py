@@ -78,7 +78,7 @@ def _status(check_id: str) -> str:
 
 
 def test_mutation_beta_constant_fails_bridge(monkeypatch):
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
 
     assert _status("bridge-beta") == "PASS"
 
@@ -96,7 +96,7 @@ def test_mutation_beta_constant_fails_bridge(monkeypatch):
 
 
 def test_mutation_rr_closed_form_fails_bridge(monkeypatch):
-    import probprune.budget as budget
+    import probprune.budgets.apriori as budget
 
     orig = budget.equal_share_closed_form
 
@@ -112,7 +112,7 @@ def test_mutation_rr_closed_form_fails_bridge(monkeypatch):
 
 
 def test_mutation_gaussian_g_fails_bridge(monkeypatch):
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
     from scipy import stats
 
     monkeypatch.setattr(bounds, "gaussian_g",
@@ -121,7 +121,7 @@ def test_mutation_gaussian_g_fails_bridge(monkeypatch):
 
 
 def test_mutation_product_form_fails_bridge(monkeypatch):
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
 
     monkeypatch.setattr(bounds, "product_form",
                         lambda B, eta, Lip=1.0: Lip * np.prod(B, -1) * np.sum(np.asarray(eta) / B, -1))  # first order
@@ -129,7 +129,7 @@ def test_mutation_product_form_fails_bridge(monkeypatch):
 
 
 def test_missing_implementation_is_reported(monkeypatch):
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
 
     monkeypatch.delattr(bounds, "beta")
     rep = run_all(select="bridge-beta")
@@ -157,7 +157,7 @@ def test_cli_json_and_exit_codes(capsys, monkeypatch):
     assert out["summary"]["checks"] == 1 and out["checks"][0]["status"] == "PASS"
     assert out["checks"][0]["ref"] == "§3.1" and out["checks"][0]["method"] == "symbolic"
 
-    import probprune.bounds as bounds
+    import probprune.theory.apriori as bounds
 
     monkeypatch.setattr(bounds, "beta", lambda s2, R, lam: 1.01 * (np.asarray(R) * lam / 3
                                                                    + np.sqrt((np.asarray(R) * lam / 3) ** 2

@@ -75,8 +75,8 @@ def test_load_model_and_arch_reads_the_stored_name(tmp_path):
     """modelio, the one model reader: the name stored by save_model, the given one first, None for a module."""
     import torch
 
-    from probprune.modelio import load_model_and_arch, save_model
-    from probprune.models import build_model
+    from probprune.net.io import load_model_and_arch, save_model
+    from probprune.net.zoo import build_model
 
     net = build_model("mlp:8", (64,), 10, seed=0)
     save_model(net, str(tmp_path / "sd.pt"), arch="mlp:8", input_shape=[64])

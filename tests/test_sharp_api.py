@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from probprune import sharp
-from probprune.bounds import apriori_bound, exact_k_bound, exact_k_magnitude_bound
+from probprune.theory import sharp
+from probprune.theory.apriori import apriori_bound, exact_k_bound, exact_k_magnitude_bound
 from probprune.cli import main
-from probprune.errors import ProbPruneError
-from probprune.networks import fcn_spec
+from probprune.core.errors import ProbPruneError
+from probprune.net.templates import fcn_spec
 
 
 @pytest.mark.parametrize("act", ["identity", "relu"])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probprune import sharp
-from probprune.bounds import apriori_bound
+from probprune.theory import sharp
+from probprune.theory.apriori import apriori_bound
 from probprune.mc.stats import cp_lower
-from probprune.networks import fcn_spec, sample_weights
+from probprune.net.templates import fcn_spec, sample_weights
 
 ALPHA = 0.001  # fixed seeds: deterministic; a small alpha keeps a grid of checks from flagging by chance
 

@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 from scipy import stats
 
-from probprune import attack
-from probprune.errors import ProbPruneError
+from probprune.measure import attack
+from probprune.core.errors import ProbPruneError
 from probprune.mc import measure as M
-from probprune.networks import ACTIVATIONS, ConvLayer, activation, cnn_spec, fcn_spec, sample_weights, to_torch
+from probprune.net.templates import ACTIVATIONS, ConvLayer, activation, cnn_spec, fcn_spec, sample_weights, to_torch
 
 PKG = Path(__file__).resolve().parents[1] / "probprune"
 
@@ -49,7 +49,7 @@ def test_one_activation_table_numpy_torch_module_agree(name):
 
 def test_activation_dispatch_copies_removed():
     import probprune.mc.measure as meas
-    import probprune.models as models
+    import probprune.net.zoo as models
 
     assert not hasattr(meas, "_act") and not hasattr(models, "_act")
     for name, cls in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("sigmoid", nn.Sigmoid), ("hardtanh", nn.Hardtanh)):
@@ -162,7 +162,7 @@ def test_exact_k_rule_against_brute_force_with_ties():
 
 
 def test_exact_k_call_sites_follow_the_one_rule():
-    from probprune.budget import magnitude_prune_count
+    from probprune.budgets.apriori import magnitude_prune_count
     from probprune.mc.trials import prune_batched
     from probprune.pruning.sampling import layerwise_topk_mask, pruned_count
 
@@ -191,7 +191,7 @@ def test_exact_k_call_sites_follow_the_one_rule():
 # ------------------------------------------------------------------------------------------------ Clopper-Pearson
 def test_clopper_pearson_against_scipy_binomtest_and_old_call_sites():
     from probprune.mc.stats import cp_lower, cp_upper
-    from probprune.stats import clopper_pearson_interval, clopper_pearson_lower, clopper_pearson_upper
+    from probprune.core.stats import clopper_pearson_interval, clopper_pearson_lower, clopper_pearson_upper
     from probprune.subsetsum.lueker import clopper_pearson, cp_lower_one_sided
 
     for T in (1, 7, 59, 200):
@@ -217,8 +217,8 @@ def test_clopper_pearson_against_scipy_binomtest_and_old_call_sites():
 # ------------------------------------------------------------------------------------------------ model loader
 def test_mc_reads_models_through_the_one_loader(tmp_path):
     from probprune.mc.trials import load_model
-    from probprune.models import mlp
-    from probprune.modelio import save_model
+    from probprune.net.zoo import mlp
+    from probprune.net.io import save_model
 
     m = mlp((4, 5, 10), seed=0)
     save_model(m, str(tmp_path / "sd.pt"), arch="mlp:5", input_shape=(4,))  # what `probprune train` writes
@@ -237,17 +237,17 @@ def test_import_probprune_leaves_the_environment_alone_and_entry_points_limit_th
     os.environ as it was; the entry-point helper then sets one thread everywhere."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     code = ("import os, sys; e = dict(os.environ)\n"
-            "import probprune, probprune.registry, probprune.attack, probprune.bounds, probprune.certificates, "
-            "probprune.budget, probprune.networks, probprune.pruning, probprune.subsetsum.lueker, probprune.mc\n"
+            "import probprune, probprune.core.registry, probprune.measure.attack, probprune.theory.apriori, probprune.certificates.lemma, "
+            "probprune.budgets.apriori, probprune.net.templates, probprune.pruning, probprune.subsetsum.lueker, probprune.mc\n"
             "same = dict(os.environ) == e\n"
-            "import torch\nfrom probprune._threads import limit_threads\ns = limit_threads()\n"
+            "import torch\nfrom probprune.core.threads import limit_threads\ns = limit_threads()\n"
             "print(same, sorted(s), os.environ['OMP_NUM_THREADS'], torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300).stdout
     assert out.split() == ["True", "['MKL_NUM_THREADS',", "'OMP_NUM_THREADS',", "'OPENBLAS_NUM_THREADS']", "1", "1"]
 
 
 def test_limit_threads_respects_the_users_variables():
-    from probprune._threads import THREAD_VARS, limit_threads
+    from probprune.core.threads import THREAD_VARS, limit_threads
 
     assert all(v in os.environ for v in THREAD_VARS)  # tests/conftest.py sets them, as a user would
     before = dict(os.environ), torch.get_num_threads()

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probprune.errors import ProbPruneError, UnsupportedLayerError
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError
 from probprune.subsetsum.construction import (ConstructionConfig, compose_bound, construct, entry_tolerance,
                                               evaluate_on_data, sup_error_lower_bound)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.subsetsum.lueker import (clopper_pearson, cover_indices, estimate_coverage, per_target_stats,
                                         sample_summands)
 from probprune.subsetsum.solver import half_sums

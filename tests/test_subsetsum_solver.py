@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probprune.errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 from probprune.subsetsum.milp import solve_milp
 from probprune.subsetsum.solver import brute_force, half_sums, solve
 

@@ -10,25 +10,25 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probprune import attack
-from probprune.errors import ProbPruneError, UnsupportedLayerError
-from probprune.models import mlp
-from probprune.tight.certify import certify_chains, certify_tight
-from probprune.tight.compose import pair_bound
-from probprune.tight.lower import lower_pair, lower_torch, pruned_copy
-from probprune.tight.propagate import trs_dual_bound
-from probprune.tight.stability import certified_stability, region_sup_error
+from probprune.measure import attack
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError
+from probprune.net.zoo import mlp
+from probprune.certificates.tight import certify_chains, certify_tight
+from probprune.certificates.compose import pair_bound
+from probprune.certificates.lower import lower_pair, lower_torch, pruned_copy
+from probprune.certificates.propagate import trs_dual_bound
+from probprune.certificates.stability import certified_stability, region_sup_error
 
 
 @pytest.fixture(autouse=True)
 def _scalar_multipliers(monkeypatch, request):
     """Scalar S-procedure multipliers in the heavier tests (speed); the diagonal ones are tested on their own."""
     if "diag" not in request.node.name:
-        monkeypatch.setattr("probprune.tight.compose.DIAG_STEPS", 0)
+        monkeypatch.setattr("probprune.certificates.compose.DIAG_STEPS", 0)
 
 
 def pgd_sup_error(model, pruned, center, radius=1.0, norm="l2", restarts=64, iters=60, seed=0) -> float:
-    """Ground truth from below: the package's one PGD (:func:`probprune.attack.pgd_sup_error`) on float64 copies of
+    """Ground truth from below: the package's one PGD (:func:`probprune.measure.attack.pgd_sup_error`) on float64 copies of
     the torch modules, over {x : ||x - center|| <= radius} in ``norm``."""
     F, Fh = (copy.deepcopy(x).double().eval() for x in (model, pruned))
     c = np.asarray(center, float)
@@ -96,7 +96,7 @@ def test_relu_nets_above_pgd(widths, seed, keep, bias):
 
 
 def test_diag_chain_bound_vs_exhaustive_vertices_and_certificate():
-    from probprune.tight.compose import sproc_chain_bound
+    from probprune.certificates.compose import sproc_chain_bound
 
     rng = np.random.default_rng(4)
     for _ in range(3):
@@ -212,8 +212,8 @@ def test_refusals():
 
 
 def test_graph_lowering_matches_torch_lowering():
-    from probprune.graph.trace import from_torch as graph_from_torch
-    from probprune.tight.lower import lower_graph, lower_graph_pair
+    from probprune.net.trace import from_torch as graph_from_torch
+    from probprune.certificates.lower import lower_graph, lower_graph_pair
 
     m = _res_model(1).double()
     g = graph_from_torch(m, (1, 6, 6))
@@ -230,7 +230,7 @@ def test_graph_lowering_matches_torch_lowering():
 
 
 def test_one_pgd_regions_against_exact_linear():
-    """probprune.attack.pgd_sup_error over a ball/box around a centre: a feasible lower bound, close to the exact sup
+    """probprune.measure.attack.pgd_sup_error over a ball/box around a centre: a feasible lower bound, close to the exact sup
     for linear maps (l2 ball at 0: r ||A - B||_2; l_inf box: the max over the box's vertices, a convex function)."""
     rng = np.random.default_rng(5)
     A, B = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))

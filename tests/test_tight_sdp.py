@@ -13,17 +13,17 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probprune import attack
-from probprune.errors import ProbPruneError
-from probprune.models import mlp
-from probprune.tight.certify import certify_chains
-from probprune.tight.lower import lower_pair, pruned_copy
-from probprune.tight.propagate import trs_dual_bound
-from probprune.tight.sdp import build_qcqp, sdp_certificate
+from probprune.measure import attack
+from probprune.core.errors import ProbPruneError
+from probprune.net.zoo import mlp
+from probprune.certificates.tight import certify_chains
+from probprune.certificates.lower import lower_pair, pruned_copy
+from probprune.certificates.propagate import trs_dual_bound
+from probprune.certificates.sdp import build_qcqp, sdp_certificate
 
 
 def _mlp(widths, bias, seed):
-    return mlp(widths, bias=bias, seed=seed)  # the package's one MLP builder (probprune.models)
+    return mlp(widths, bias=bias, seed=seed)  # the package's one MLP builder (probprune.net.zoo)
 
 
 def _pair(widths, bias, seed, keep):

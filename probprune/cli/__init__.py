@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool):
     if value:
-        from .. import __version__
+        from probprune import __version__
 
         typer.echo(f"probprune {__version__}")
         raise typer.Exit(0)
@@ -62,7 +62,7 @@ def _hide_flag_metavar() -> None:
 _hide_flag_metavar()
 
 # importing the command modules registers their commands on ``app``
-from . import bounds_cmds, prune_cmds, mc_cmds, lottery_cmds, experiment_cmds  # noqa: E402,F401
+from probprune.cli import bounds_cmds, prune_cmds, mc_cmds, lottery_cmds, experiment_cmds  # noqa: E402,F401
 
 
 def _click_exception_types() -> tuple[type, ...]:
@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    from .._threads import limit_threads
-    from ..errors import ProbPruneError
+    from probprune.core.threads import limit_threads
+    from probprune.core.errors import ProbPruneError
 
-    limit_threads()  # one BLAS/OpenMP/torch thread unless the user set OMP_NUM_THREADS etc. (probprune/_threads.py)
+    limit_threads()  # one BLAS/OpenMP/torch thread unless the user set OMP_NUM_THREADS etc. (probprune/core/threads.py)
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -1,5 +1,5 @@
 """``python -m probprune.cli ...`` = ``probprune ...``."""
-from . import main
+from probprune.cli import main
 
 if __name__ == "__main__":
     main()

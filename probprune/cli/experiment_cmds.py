@@ -11,9 +11,9 @@ import time
 
 import typer
 
-from . import app
-from .common import check_output_path, emit, json_option, make_console
-from ..errors import ProbPruneError
+from probprune.cli import app
+from probprune.cli.common import check_output_path, emit, json_option, make_console
+from probprune.core.errors import ProbPruneError
 
 sub = typer.Typer(help="Named experiments: every figure and table of the paper, small (default) or --full size.",
                   no_args_is_help=True)
@@ -23,7 +23,7 @@ app.add_typer(sub, name="experiment")
 @sub.command("list")
 def list_cmd(as_json: bool = json_option()):
     """List the registered experiments (figure number, name, what it shows)."""
-    from ..experiments import get, names
+    from probprune.experiments import get, names
 
     data = {"experiments": [{"name": n, "figure": get(n).figure, "title": get(n).title,
                              "description": get(n).description} for n in names()]}
@@ -49,7 +49,7 @@ def run_cmd(
     as_json: bool = json_option(),
 ):
     """Run one experiment (or all): writes data.csv, figure.png/.pdf and summary.json into OUT/NAME/."""
-    from ..experiments import names, run_experiment
+    from probprune.experiments import names, run_experiment
 
     if name != "all" and name not in names():
         raise ProbPruneError(f"unknown experiment {name!r}; one of: all, {', '.join(names())}")
@@ -92,8 +92,8 @@ def paper_cmd(
     """Write the paper's generated inputs (numbers.tex, captions, figures, proofs-check table) from the results."""
     from pathlib import Path
 
-    from ..experiments import names
-    from ..experiments.paper import generate
+    from probprune.experiments import names
+    from probprune.experiments.paper import generate
 
     # checked before anything is written: the results roots must exist and hold at least one experiment's summary
     roots = [results] + ([fallback] if fallback is not None else [])

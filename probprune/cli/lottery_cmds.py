@@ -16,11 +16,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import app
-from .common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
+from probprune.cli import app
+from probprune.cli.common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
                      check_finite, check_int, check_output_path, emit, json_option, parse_float_list,
                      parse_int_list, refuse_recurrent, val)
-from ..errors import ProbPruneError, check_delta
+from probprune.core.errors import ProbPruneError, check_delta
 
 console = LazyConsole()
 lottery = typer.Typer(help="Subset-sum lottery tickets: solver, Lueker coverage, widths, Pensia construction.",
@@ -62,9 +62,9 @@ def solve_cmd(
     as_json: bool = json_option(),
 ):
     """Solve subset-sum instances: approximate each target by a subset sum of the coefficients."""
-    from ..subsetsum.lueker import sample_summands
-    from ..subsetsum.milp import solve_milp
-    from ..subsetsum.solver import brute_force, solve
+    from probprune.subsetsum.lueker import sample_summands
+    from probprune.subsetsum.milp import solve_milp
+    from probprune.subsetsum.solver import brute_force, solve
 
     import torch  # noqa: F401  (imported before the clock starts: the solver's searches run in torch)
 
@@ -122,8 +122,8 @@ def coverage_cmd(
     as_json: bool = json_option(),
 ):
     """P(every z in [-r, r] is within eps of a subset sum of n samples) by the exact interval recursion (§4.1)."""
-    from ..progress import progress_bar
-    from ..subsetsum.lueker import estimate_coverage
+    from probprune.core.progress import progress_bar
+    from probprune.subsetsum.lueker import estimate_coverage
 
     law = val(law)
     ns = _parse_ns(n)
@@ -163,7 +163,7 @@ def per_target_cmd(
     as_json: bool = json_option(),
 ):
     """Per-target success rate (one z ~ U[-1,1] per draw) and mean smallest-subset size (exact sparsest solver)."""
-    from ..subsetsum.lueker import per_target_stats
+    from probprune.subsetsum.lueker import per_target_stats
 
     law = val(law)
     check_int(n, "--n", 1)
@@ -191,7 +191,7 @@ def widths_cmd(
     as_json: bool = json_option(),
 ):
     """Required hidden width per block: Pensia [RC], Malach [RC], Orseau [RC] and the counting lower bound [D]."""
-    from ..subsetsum.widths import compare_widths
+    from probprune.subsetsum.widths import compare_widths
 
     log_base = val(log_base)
     ds, ls, es = parse_int_list(d, "--d"), parse_int_list(depth, "--depth"), parse_float_list(eps, "--eps")
@@ -246,10 +246,10 @@ def construct_cmd(
     """Pensia et al. construction: prune a random network of twice the depth to approximate MODEL (THEORY §4.2)."""
     import torch
 
-    from ..modelio import INPUT_DIM_TO_DATASET, load_model
-    from ..networks import from_torch
-    from ..progress import progress_bar
-    from ..subsetsum.construction import construct, evaluate_on_data, sup_error_lower_bound
+    from probprune.net.io import INPUT_DIM_TO_DATASET, load_model
+    from probprune.net.templates import from_torch
+    from probprune.core.progress import progress_bar
+    from probprune.subsetsum.construction import construct, evaluate_on_data, sup_error_lower_bound
 
     tolerance, signs, mode, data = val(tolerance), val(signs), val(mode), val(data)
     check_finite(eps, "--eps", lo=0, lo_open=True)
@@ -262,7 +262,7 @@ def construct_cmd(
     target = load_model(model, arch=arch, input_shape=shape).double().eval()
     refuse_recurrent(target, model)
     if data not in ("auto", "none"):  # an explicit dataset must fit the model: checked before the work
-        from ..data import load_dataset
+        from probprune.net.data import load_dataset
 
         in0 = from_torch(target, shape).spec.input_shape
         ds0 = load_dataset(data, seed=0, images=len(in0) == 3)
@@ -280,7 +280,7 @@ def construct_cmd(
         rep.measured["sup_error_lower_bound"] = sup_error_lower_bound(target, c.model, in_shape, iters=100, seed=seed)
     ds_name = INPUT_DIM_TO_DATASET.get(d0) if data == "auto" else (None if data in (None, "none") else data)
     if ds_name is not None:
-        from ..data import load_dataset
+        from probprune.net.data import load_dataset
 
         ds = load_dataset(ds_name, seed=0, images=len(in_shape) == 3)
         if tuple(ds.input_shape) == tuple(in_shape):

@@ -13,9 +13,9 @@ from typing import List, Optional
 
 import typer
 
-from . import app
-from .common import check_int, check_output_path, emit, json_option, make_console
-from ..errors import ProbPruneError
+from probprune.cli import app
+from probprune.cli.common import check_int, check_output_path, emit, json_option, make_console
+from probprune.core.errors import ProbPruneError
 
 mc_app = typer.Typer(help="Monte Carlo validation: measured error of pruned random networks vs the bounds.",
                      no_args_is_help=True)
@@ -23,8 +23,8 @@ app.add_typer(mc_app, name="mc")
 
 
 def _load(config: Path, sets: Optional[List[str]], n_trials: Optional[int], batch_size: Optional[int]):
-    from ..configs import resolve
-    from ..mc.config import load_config, parse_override
+    from probprune.configs import resolve
+    from probprune.mc.config import load_config, parse_override
 
     config = resolve(config)
     if n_trials is not None:
@@ -58,8 +58,8 @@ def _net(label: str) -> str:
 
 
 def _report_data(run_dir: Path, alpha: Optional[float]) -> dict:
-    from ..mc.report import report
-    from ..mc.runner import load_run
+    from probprune.mc.report import report
+    from probprune.mc.runner import load_run
 
     cfg, df, complete = load_run(run_dir)
     rep = report(df, alpha if alpha is not None else cfg.alpha)
@@ -143,8 +143,8 @@ def plan_cmd(
     json_: bool = json_option(),
 ):
     """Validate a sweep and show its hash, run folder, chunks and notes, without running anything."""
-    from ..mc.runner import plan, run_dir_for
-    from ..mc.trials import check_bounds, groups
+    from probprune.mc.runner import plan, run_dir_for
+    from probprune.mc.trials import check_bounds, groups
 
     cfg = _load(config, set_, n_trials, batch_size)
     notes = check_bounds(cfg)
@@ -179,7 +179,7 @@ def run_cmd(
     json_: bool = json_option(),
 ):
     """Run (or resume) a Monte Carlo sweep; finished chunks are saved as they finish. Prints the report."""
-    from ..mc.runner import run
+    from probprune.mc.runner import run
 
     check_int(workers, "--workers", 1)
     if max_chunks is not None:
@@ -252,7 +252,7 @@ def report_cmd(
 ):
     """Violation rates with one-sided Clopper-Pearson limits, verdicts, looseness and scaling fits of a run."""
     if alpha is not None:
-        from .common import check_finite
+        from probprune.cli.common import check_finite
 
         check_finite(alpha, "--alpha", lo=0, hi=1, lo_open=True, hi_open=True)
     if not run_dir.is_dir():

@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from . import app
-from .common import (CONTROLS, Dataset, NeuronNorm, Optimizer, PruneMethod, Retrain, Rounding, Sampling, Scheme,
+from probprune.cli import app
+from probprune.cli.common import (CONTROLS, Dataset, NeuronNorm, Optimizer, PruneMethod, Retrain, Rounding, Sampling, Scheme,
                      Scope, Strategy, atomic_write, atomic_write_text, check_finite, check_int, check_output_path,
                      deprecated, emit, json_option, make_console, val)
-from ..errors import ProbPruneError, UnsupportedLayerError, check_fraction
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_fraction
 
 #: leaf modules a --model file may contain (weights are pruned in Linear/Conv2d; the rest are parameter-free)
 _SUPPORTED_PARAM_MODULES = ("Linear", "Conv2d")
@@ -20,7 +20,7 @@ _SUPPORTED_PARAM_MODULES = ("Linear", "Conv2d")
 def _resolve_model(model: Optional[str], arch: Optional[str], model_file: Optional[str], cmd: str):
     """(arch, model file) from the options. ``--model PATH`` is a file; ``--model NAME`` of a built-in architecture
     (no such file) is the deprecated spelling of ``--arch NAME``; ``--model-file`` the deprecated one of ``--model``."""
-    from ..models import MODELS
+    from probprune.net.zoo import MODELS
 
     if model_file is not None:
         deprecated(f"{cmd} --model-file PATH", "--model PATH")
@@ -58,17 +58,17 @@ def _check_loaded(net, path: str) -> None:
 
 def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = True, model_file: str | None = None):
     """(dataset, network, architecture name): a fresh ``model`` (default lenet_300_100), or ``model_file`` read once by
-    :func:`probprune.modelio.load_model_and_arch` (name: ``model`` or the one stored in the file; None for a pickled
+    :func:`probprune.net.io.load_model_and_arch` (name: ``model`` or the one stored in the file; None for a pickled
     module)."""
     import numpy as np
     import torch
     import torch.nn as nn
 
-    from ..data import load_dataset
-    from ..models import build_model, is_conv_model
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import build_model, is_conv_model
 
     if model_file:
-        from ..modelio import load_model_and_arch
+        from probprune.net.io import load_model_and_arch
 
         net, model = load_model_and_arch(model_file, arch=model)
         _check_loaded(net, model_file)
@@ -131,9 +131,9 @@ def prune_cmd(
     """Train a model on an offline dataset, prune it with one method, and report accuracy and sparsity."""
     import torch
 
-    from ..progress import progress_bar
-    from ..pruning import prune, save_mask as _save
-    from ..train import evaluate, train
+    from probprune.core.progress import progress_bar
+    from probprune.pruning import prune, save_mask as _save
+    from probprune.net.train import evaluate, train
 
     method, dataset, scope, scheme, sampling, rounding, norm = map(
         val, (method, dataset, scope, scheme, sampling, rounding, norm))
@@ -189,7 +189,7 @@ def prune_cmd(
         for v in rep["neuron_sparsity"].values():
             v.pop("values", None)
     if save_model:
-        from ..modelio import save_model as _save_model
+        from probprune.net.io import save_model as _save_model
 
         atomic_write(save_model, lambda tmp: _save_model(net, tmp, arch=model, input_shape=list(ds.input_shape)))
     if save_mask:
@@ -269,10 +269,10 @@ def lth_cmd(
     """Iterative magnitude pruning with rewinding (lottery tickets): test accuracy per level vs weights remaining."""
     import pandas as pd
 
-    from ..progress import progress_bar
-    from ..pruning import save_mask as _save
-    from ..pruning.imp import IMPConfig, lth_rates, per_round_rate, run_imp
-    from ..train import TrainConfig
+    from probprune.core.progress import progress_bar
+    from probprune.pruning import save_mask as _save
+    from probprune.pruning.imp import IMPConfig, lth_rates, per_round_rate, run_imp
+    from probprune.net.train import TrainConfig
 
     dataset, strategy, retrain, optimizer = map(val, (dataset, strategy, retrain, optimizer))
     if target_sparsity is not None:

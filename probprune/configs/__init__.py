@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 
 SUFFIXES = (".yaml", ".yml", ".toml")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 
 DEFAULT_ROOT = Path("results") / "figures"
 SIZES = ("small", "full")
@@ -55,7 +55,7 @@ def register(exp: Experiment) -> Experiment:
 
 
 def get(name: str) -> Experiment:
-    from . import _load_all  # noqa: F401  (registers every experiment module)
+    from probprune.experiments import _load_all  # noqa: F401  (registers every experiment module)
 
     if name not in REGISTRY:
         raise ProbPruneError(f"unknown experiment {name!r}; available: {', '.join(names())}")
@@ -63,7 +63,7 @@ def get(name: str) -> Experiment:
 
 
 def names() -> list[str]:
-    from . import _load_all  # noqa: F401
+    from probprune.experiments import _load_all  # noqa: F401
 
     return [e.name for e in sorted(REGISTRY.values(), key=lambda e: e.figure)]
 
@@ -176,7 +176,7 @@ def default_out(size: str) -> Path:
 
 
 def _jsonable(x):
-    from ..jsonio import jsonable
+    from probprune.core.jsonio import jsonable
 
     return jsonable(x)
 

@@ -2,7 +2,7 @@
 
 All four reuse the Monte Carlo engine :mod:`probprune.mc` (batched trials, exact error for linear networks, PGD
 lower bound + Cert-D upper bound for ReLU networks, Clopper-Pearson statistics) and the bound/budget calculators
-(:func:`probprune.bounds.apriori_bound`, :func:`probprune.budget.max_prunable`). The MC runs are cached in
+(:func:`probprune.theory.apriori.apriori_bound`, :func:`probprune.budgets.apriori.max_prunable`). The MC runs are cached in
 ``<out>/<name>/mc/<config-hash>/`` (resumable).
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, distinct_colors, fmt, legend_below, n_workers, register
-from .grammar import k_of_n, rate_at_most
+from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, n_workers, register
+from probprune.experiments.grammar import k_of_n, rate_at_most
 
 
 def _mc(ctx: Context, **kw) -> pd.DataFrame:
-    from ..mc import MCConfig, load_run, run
+    from probprune.mc import MCConfig, load_run, run
 
     cfg = MCConfig(name=ctx.name, **kw)
     ctx.log(f"Monte Carlo sweep {cfg.hash[:8]}: widths {cfg.widths}, depths {cfg.depths}, {cfg.n_trials} trials")
@@ -55,7 +55,7 @@ def fraction_scaling(cfg: FractionScalingConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..mc import fit_power_law
+    from probprune.mc import fit_power_law
 
     df = _mc(ctx, widths=tuple(cfg.widths), depths=(cfg.depth,), activations=(cfg.activation,),
              methods=("magnitude", "random"), fractions=tuple(cfg.fractions), deltas=(cfg.delta,),
@@ -240,7 +240,7 @@ def coverage(cfg: CoverageConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..mc import summarize
+    from probprune.mc import summarize
 
     df = _mc(ctx, widths=(cfg.width,), depths=(cfg.depth,), activations=("identity",),
              methods=("magnitude", "random"), fractions=(cfg.fraction,), deltas=tuple(cfg.deltas),
@@ -347,8 +347,8 @@ def budget_curves(cfg: BudgetConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..budget import max_prunable
-    from ..networks import fcn_spec
+    from probprune.budgets.apriori import max_prunable
+    from probprune.net.templates import fcn_spec
 
     df = _mc(ctx, widths=(cfg.width,), depths=(cfg.depth,), activations=("identity",),
              methods=("magnitude", "random"), fractions=tuple(cfg.fractions), deltas=(cfg.delta,),

@@ -20,8 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import ProbPruneError
-from .base import fmt, get, names
+from probprune.core.errors import ProbPruneError
+from probprune.experiments.base import fmt, get, names
 
 
 def _macro(name: str) -> str:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, distinct_colors, fmt, legend_below, register
-from .grammar import count, join_list
+from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, register
+from probprune.experiments.grammar import count, join_list
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # torchvision Normalize of their code; mnist5k pixels are in [0, 1] as ToTensor
 
@@ -158,7 +158,7 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..data import load_dataset
+    from probprune.net.data import load_dataset
 
     torch.set_num_threads(1)
     ds = load_dataset("mnist5k", seed=0, max_train=cfg.max_train)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, distinct_colors, fmt, legend_below, register
-from .grammar import k_of_n
+from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, register
+from probprune.experiments.grammar import k_of_n
 
 REGRESSION_NOTE = ("diabetes (sklearn, offline) in place of California Housing (downloaded at run time by sklearn; "
                    "no network here and no PyPI package found that ships it)")
@@ -61,7 +61,7 @@ def _load(name: str, seed: int):
         X, y = load_diabetes(return_X_y=True)
         task, n_out = "regression", 1
     else:
-        from ..errors import ProbPruneError
+        from probprune.core.errors import ProbPruneError
 
         raise ProbPruneError(f"unknown dataset {name!r} for the El Cheairi study; use digits or diabetes")
     strat = y if task == "classification" else None
@@ -124,9 +124,9 @@ def elcheairi(cfg: ElCheairiConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..certificates import certify, certify_random
-    from ..networks import fcn_spec
-    from ..norms import spectral_norm_upper
+    from probprune.certificates.lemma import certify, certify_random
+    from probprune.net.templates import fcn_spec
+    from probprune.theory.norms import spectral_norm_upper
 
     torch.set_num_threads(1)
     rows = []

@@ -16,7 +16,7 @@ Figure 11 (``random_width``): "the larger the network the better the result of r
 initialisation as the dense network of the same width; the accuracy drop dense - sparse against the width.
 
 The IMP loop is written here with the package's public pieces (:func:`probprune.pruning.imp.imp_prune`,
-:func:`probprune.train.train`) because the per-epoch test loss is needed for the early-stopping iteration.
+:func:`probprune.net.train.train`) because the per-epoch test loss is needed for the early-stopping iteration.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, distinct_colors, fmt, legend_below, register
-from .grammar import count, k_of_n
+from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, register
+from probprune.experiments.grammar import count, k_of_n
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class IMPVariantsConfig:
 
 def _train_track(model, ds, tc, masks=None):
     """Train with the per-epoch test loss/accuracy; returns (final acc, early-stop step, rows)."""
-    from ..train import evaluate_loss, train
+    from probprune.net.train import evaluate_loss, train
 
     rows = []
 
@@ -60,11 +60,11 @@ def imp_variants(cfg: IMPVariantsConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..data import load_dataset
-    from ..models import lenet_300_100
-    from ..pruning import full_mask
-    from ..pruning.imp import imp_prune
-    from ..train import TrainConfig
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import lenet_300_100
+    from probprune.pruning import full_mask
+    from probprune.pruning.imp import imp_prune
+    from probprune.net.train import TrainConfig
 
     torch.set_num_threads(1)
     ds = load_dataset("mnist5k", seed=0, max_train=cfg.max_train)
@@ -196,10 +196,10 @@ def random_width(cfg: RandomWidthConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..data import load_dataset
-    from ..models import mlp
-    from ..pruning import random_mask
-    from ..train import TrainConfig, train
+    from probprune.net.data import load_dataset
+    from probprune.net.zoo import mlp
+    from probprune.pruning import random_mask
+    from probprune.net.train import TrainConfig, train
 
     torch.set_num_threads(1)
     ds = load_dataset("mnist5k", seed=0, max_train=cfg.max_train)

@@ -1,4 +1,4 @@
-"""Figures 5-6: width conditions. Figure 5 inverts the derived bound in the width (:func:`probprune.budget.min_width`,
+"""Figures 5-6: width conditions. Figure 5 inverts the derived bound in the width (:func:`probprune.budgets.apriori.min_width`,
 THEORY.md §3.9-3.10); figure 6 covers subset-sum lottery tickets (:mod:`probprune.subsetsum`, THEORY.md §4)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import distinct_colors, legend_below, Context, Experiment, fmt, register
+from probprune.experiments.base import distinct_colors, legend_below, Context, Experiment, fmt, register
 
 
 # ============================================================================================ figure 5
@@ -33,8 +33,8 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..budget import min_width
-    from ..mc import fit_power_law
+    from probprune.budgets.apriori import min_width
+    from probprune.mc import fit_power_law
 
     rows = []
     bar = ctx.bar(len(cfg.methods) * len(cfg.eps) * len(cfg.deltas), "min_width")
@@ -149,11 +149,11 @@ def subset_sum(cfg: SubsetSumConfig, ctx: Context) -> dict:
     import seaborn as sns
     import torch
 
-    from ..models import mlp
-    from ..subsetsum import solve
-    from ..subsetsum.construction import construct, sup_error_lower_bound
-    from ..subsetsum.lueker import estimate_coverage
-    from ..subsetsum.widths import compare_widths
+    from probprune.net.zoo import mlp
+    from probprune.subsetsum import solve
+    from probprune.subsetsum.construction import construct, sup_error_lower_bound
+    from probprune.subsetsum.lueker import estimate_coverage
+    from probprune.subsetsum.widths import compare_widths
 
     # (a) Lueker coverage
     cov = []
@@ -228,7 +228,7 @@ def subset_sum(cfg: SubsetSumConfig, ctx: Context) -> dict:
 
     # numbers
     med = e1.groupby("n")["error"].median()
-    from ..mc import fit_power_law  # noqa: F401
+    from probprune.mc import fit_power_law  # noqa: F401
 
     slope = float(np.polyfit(med.index.values, np.log10(med.values), 1)[0])
     cu = cal[cal["law"] == "uniform"].dropna(subset=["n_min"])

@@ -5,8 +5,8 @@ what the per-network certificate (Cert-D, §3.11) says next to the measured wors
 and how accuracy falls with sparsity under each pruning method (§5). Figure 8 runs lottery-ticket IMP (§5, seed 0)
 against random pruning with uniform / ERK / SNIP-ratio layer densities, and reports neuron-wise sparsity under IMP.
 
-Reuses :mod:`probprune.train`, :mod:`probprune.models`, :mod:`probprune.pruning`, :mod:`probprune.certificates`,
-:mod:`probprune.mc.measure` and :mod:`probprune.bounds`. Networks are bias-free so that the ball metric, the PGD
+Reuses :mod:`probprune.net.train`, :mod:`probprune.net.zoo`, :mod:`probprune.pruning`, :mod:`probprune.certificates.lemma`,
+:mod:`probprune.mc.measure` and :mod:`probprune.theory.apriori`. Networks are bias-free so that the ball metric, the PGD
 homogeneity argument and Cert-D apply without bias terms (THEORY §1.1).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .base import Context, Experiment, fmt, legend_below, register
-from .grammar import count, k_of_n, verb
+from probprune.experiments.base import Context, Experiment, fmt, legend_below, register
+from probprune.experiments.grammar import count, k_of_n, verb
 
 PRUNE_METHODS = (
     ("magnitude (layer)", "magnitude", {"scope": "layer"}),
@@ -31,20 +31,20 @@ PRUNE_METHODS = (
 
 
 def _build(name: str, ds, cfg, seed: int):
-    from .. import models
+    from probprune.net import zoo as models
 
     if name == "lenet_300_100":
         return models.lenet_300_100(bias=False, n_in=ds.n_features, n_classes=ds.n_classes, seed=seed)
     if name == "conv2":
         return models.conv2(tuple(ds.input_shape), n_classes=ds.n_classes, channels=cfg.conv_channels, fc=cfg.conv_fc,
                             bias=False, seed=seed)
-    from ..errors import ProbPruneError
+    from probprune.core.errors import ProbPruneError
 
     raise ProbPruneError(f"unknown model {name!r} for this experiment; use lenet_300_100 or conv2")
 
 
 def _data(name: str, cfg, seed: int = 0):
-    from ..data import load_dataset
+    from probprune.net.data import load_dataset
 
     return load_dataset("mnist5k", seed=seed, images=(name == "conv2"), max_train=cfg.max_train)
 
@@ -69,7 +69,7 @@ class TrainedConfig:
 def _weights_diagnostics(model_name, parsed, init_parsed, rng) -> tuple[list[dict], list[dict]]:
     from scipy import stats
 
-    from ..norms import spectral_norm_upper
+    from probprune.theory.norms import spectral_norm_upper
 
     diag, hist = [], []
     for i, (L, W, W0) in enumerate(zip(parsed.spec.layers, parsed.weights, init_parsed.weights)):
@@ -107,13 +107,13 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
     import seaborn as sns
     import torch
 
-    from ..attack import pgd_sup_error
-    from ..bounds import apriori_bound
-    from ..certificates import certify
-    from ..mc import measure as M
-    from ..networks import from_torch
-    from ..pruning import prune
-    from ..train import TrainConfig, evaluate, train
+    from probprune.measure.attack import pgd_sup_error
+    from probprune.theory.apriori import apriori_bound
+    from probprune.certificates.lemma import certify
+    from probprune.mc import measure as M
+    from probprune.net.templates import from_torch
+    from probprune.pruning import prune
+    from probprune.net.train import TrainConfig, evaluate, train
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(cfg.seed)
@@ -297,10 +297,10 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     import seaborn as sns
     import torch
 
-    from ..pruning import neuron_sparsity, random_mask, snip_ratio_densities
-    from ..pruning.imp import IMPConfig, run_imp
-    from ..pruning.masks import maskable_parameters
-    from ..train import TrainConfig, train
+    from probprune.pruning import neuron_sparsity, random_mask, snip_ratio_densities
+    from probprune.pruning.imp import IMPConfig, run_imp
+    from probprune.pruning.masks import maskable_parameters
+    from probprune.net.train import TrainConfig, train
 
     torch.set_num_threads(2)
     ds = _data("lenet_300_100", cfg)

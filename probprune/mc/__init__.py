@@ -8,11 +8,11 @@ Public API::
     cfg, rows, complete = load_run(res.run_dir)
     table = summarize(rows)          # violation rate + Clopper-Pearson + verdict + looseness per configuration
 """
-from .config import MCConfig, from_dict, load_config
-from .report import fraction_fits, report, summarize, width_fits
-from .runner import load_run, plan, run, run_dir_for
-from .stats import ConfigVerdict, config_verdict, cp_lower, cp_upper, fit_power_law, looseness_summary
-from .trials import MeasurementBug, evaluate_unit
+from probprune.mc.config import MCConfig, from_dict, load_config
+from probprune.mc.report import fraction_fits, report, summarize, width_fits
+from probprune.mc.runner import load_run, plan, run, run_dir_for
+from probprune.mc.stats import ConfigVerdict, config_verdict, cp_lower, cp_upper, fit_power_law, looseness_summary
+from probprune.mc.trials import MeasurementBug, evaluate_unit
 
 __all__ = [
     "MCConfig", "from_dict", "load_config", "run", "load_run", "plan", "run_dir_for", "summarize", "report",

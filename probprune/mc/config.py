@@ -1,7 +1,7 @@
 """Sweep configuration for Monte Carlo runs: a frozen dataclass, loadable from YAML/TOML and CLI overrides.
 
 Every field is validated before any work starts (unknown key, non-positive trial count, empty sweep, fractions out
-of range, unknown methods/laws/activations/datasets all raise :class:`~probprune.errors.ProbPruneError` with one
+of range, unknown methods/laws/activations/datasets all raise :class:`~probprune.core.errors.ProbPruneError` with one
 line). The md5 of the canonical JSON of the config names the run folder ``results/mc/<hash>/`` (open_lth-style
 hashed run directories, ANCHORS.md). Execution settings (workers, scheduler, output root) are *not* part of the
 config: they do not change the rows.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import registry as _registry
-from ..errors import ProbPruneError
+from probprune.core import registry as _registry
+from probprune.core.errors import ProbPruneError
 
 #: methods of :func:`probprune.pruning.prune` usable in trials (data-free ones), with their keyword arguments
 LIB_METHODS = {
@@ -28,9 +28,9 @@ LIB_METHODS = {
     "lib_random_erk": {"method": "random", "scheme": "erk", "sampling": "exact"},
     "lib_structured_l1": {"method": "structured", "norm": "l1"},
 }
-#: the registry's magnitude/random methods (each with its sampling model, probprune.registry), then the lib_* ones
+#: the registry's magnitude/random methods (each with its sampling model, probprune.core.registry), then the lib_* ones
 METHODS = (*(m.name for m in _registry.METHODS.values() if m.family in ("magnitude", "random")), *LIB_METHODS)
-#: methods with an a-priori bound in ``probprune.bounds.apriori_bound`` (THEORY §3.4)
+#: methods with an a-priori bound in ``probprune.theory.apriori.apriori_bound`` (THEORY §3.4)
 BOUND_METHODS = tuple(m.name for m in _registry.METHODS.values() if m.apriori == "thm-RM-RR")
 LAWS = _registry.choices("law")
 ACTIVATIONS = _registry.choices("activation")
@@ -138,7 +138,7 @@ def _int(x):
 
 
 def _canonical(kind: str, name) -> str:
-    """One spelling per strategy (probprune.registry): aliases become the canonical name before hashing; names the
+    """One spelling per strategy (probprune.core.registry): aliases become the canonical name before hashing; names the
     registry does not know (lib_* methods, typos) are only case/dash-folded and checked below."""
     folded = str(name).lower().replace("-", "_")
     if kind == "method" and folded in LIB_METHODS:

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import attack
-from ..errors import ProbPruneError
-from ..networks import NetSpec
+from probprune.measure import attack
+from probprune.core.errors import ProbPruneError
+from probprune.net.templates import NetSpec
 
 SVD_SAFETY = 1.0 + 1e-9  # multiply float64 SVD norms by this to get an upper bound (§3.11)
 
@@ -106,11 +106,11 @@ def exact_linear_error(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[
 
 def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor], conv_method: str = "fft") -> torch.Tensor:
     """Upper bounds on the operator norm of every layer, shape (n, depth), with the guarantee ``probprune certify``
-    uses: dense layers the certified spectral norm (``probprune.norms.matrix_norm_upper``, batched, THEORY §11.1);
-    conv layers ``probprune.norms.layer_operator_norm_upper`` per trial (``conv_method="fft"``: the smaller of the
+    uses: dense layers the certified spectral norm (``probprune.theory.norms.matrix_norm_upper``, batched, THEORY §11.1);
+    conv layers ``probprune.theory.norms.layer_operator_norm_upper`` per trial (``conv_method="fft"``: the smaller of the
     periodic-extension FFT bound §11.2 and Lemma C sqrt(r_i) ||mat W_i|| §3.5; ``"kernel"``: Lemma C alone). Never
     power iteration (§3.11)."""
-    from ..norms import layer_operator_norm_upper, matrix_norm_upper  # the package's one certified norm (§11)
+    from probprune.theory.norms import layer_operator_norm_upper, matrix_norm_upper  # the package's one certified norm (§11)
 
     cols = []
     for W, L in zip(weights, spec.layers):
@@ -128,9 +128,9 @@ def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor], conv_me
 def lemma_a_batched(norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray, lips: Sequence[float],
                     bias_norm=None, act_off=None) -> np.ndarray:
     """The Lemma A certificate for arrays with last axis = layer (leading axes = trials): the one implementation,
-    :func:`probprune.graph.lemma.lemma_a_chain` (THEORY §8.2; node-wise min of the forward and backward forms,
+    :func:`probprune.net.lemma.lemma_a_chain` (THEORY §8.2; node-wise min of the forward and backward forms,
     <= Lip min(A-fwd, A-bwd) of §3.1), so this column equals ``probprune certify`` for the same norms."""
-    from ..graph.lemma import lemma_a_chain
+    from probprune.net.lemma import lemma_a_chain
 
     return np.asarray(lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm, act_off).D, dtype=float)
 
@@ -208,7 +208,7 @@ def pgd_lower_bound(
 
 
 def _pgd_block(spec, W, What, x, iters, step, homog, biases=None):
-    """One sub-batch of trials through the package's one PGD (:func:`probprune.attack.pgd_ascent`)."""
+    """One sub-batch of trials through the package's one PGD (:func:`probprune.measure.attack.pgd_ascent`)."""
 
     def sq_diff(z):
         diff = batched_forward(spec, W, z, biases=biases) - batched_forward(spec, What, z, biases=biases)
@@ -253,13 +253,13 @@ def average_error(spec: NetSpec, W, What, X: torch.Tensor, max_batch_elems: int 
 def cert_d_graph(graph, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor], conv_method: str = "fft",
                  norm_W: np.ndarray | None = None):
     """Cert-D (THEORY §3.11 via Lemma A on graphs, §8.2) for n stacked trials of one network graph: exactly what
-    ``probprune certify`` computes (:func:`probprune.certificates.certify_graph`) for each trial's weights and mask.
+    ``probprune certify`` computes (:func:`probprune.certificates.lemma.certify_graph`) for each trial's weights and mask.
     ``W[i]``/``What[i]``: (n, *weight shape) for the i-th weight node of ``graph.weight_nodes`` (the parameter as
     stored; BatchNorm folding is applied by the node). Per trial and node the norms come from
-    :func:`probprune.certificates.weight_node_norms` (the function certify_graph calls); the recursion runs once,
-    vectorised over trials, through :func:`probprune.certificates.cert_d_from_norms` (the same rules, element-wise).
+    :func:`probprune.certificates.lemma.weight_node_norms` (the function certify_graph calls); the recursion runs once,
+    vectorised over trials, through :func:`probprune.certificates.lemma.cert_d_from_norms` (the same rules, element-wise).
     ``norm_W`` (n, l): ||W'|| already computed (reused). Returns (cert (n,), nW, nWh, nE), each norm array (n, l)."""
-    from ..certificates import cert_d_from_norms, weight_node_norms
+    from probprune.certificates.lemma import cert_d_from_norms, weight_node_norms
 
     nodes = graph.weight_nodes
     if len(W) != len(nodes) or len(What) != len(nodes):
@@ -310,7 +310,7 @@ def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tenso
     the i-th weight node; ``x`` (n, S, *input_shape) or (S, *input_shape) (same inputs for all). Parameter-free
     nodes run their own ``forward`` on the (n*S, ...) batch; weight nodes as one bmm / grouped conv. Returns
     (n, S, d_out) (outputs flattened per input)."""
-    from ..graph import ops as O
+    from probprune.net import ops as O
 
     n = weights[0].shape[0]
     ishape = tuple(graph.input_shape)
@@ -338,7 +338,7 @@ def graph_pgd_lower_bound(graph, W: Sequence[torch.Tensor], What: Sequence[torch
                           iters: int = 60, step: float = 0.5, generators: Sequence[torch.Generator] | None = None,
                           basis: bool = True, max_batch_elems: int = 40_000_000) -> torch.Tensor:
     """Lower bound on err = sup_{||x||<=1} ||F(x) - Fhat(x)|| for n stacked trials of a network graph, shape (n,):
-    the package's one PGD (:func:`probprune.attack.pgd_ascent`) on :func:`graph_batched_forward`, with the ball
+    the package's one PGD (:func:`probprune.measure.attack.pgd_ascent`) on :func:`graph_batched_forward`, with the ball
     projection x / max(1, ||x||) (valid for any graph: biases, BatchNorm shifts, residual additions). Starts:
     ``n_random`` Gaussian directions per trial (one seeded generator per trial) and +-e_j (``basis``)."""
     n = W[0].shape[0]

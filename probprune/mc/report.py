@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ProbPruneError
-from .stats import config_verdict, fit_power_law, looseness_summary
+from probprune.core.errors import ProbPruneError
+from probprune.mc.stats import config_verdict, fit_power_law, looseness_summary
 
 CONFIG_KEYS = ["network", "activation", "law", "method", "fraction", "delta"]
 

@@ -27,9 +27,9 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from ..errors import ProbPruneError
-from .config import MCConfig
-from .trials import COLUMNS, check_bounds, evaluate_unit, groups, n_blocks, unit_trials
+from probprune.core.errors import ProbPruneError
+from probprune.mc.config import MCConfig
+from probprune.mc.trials import COLUMNS, check_bounds, evaluate_unit, groups, n_blocks, unit_trials
 
 DEFAULT_ROOT = Path("results/mc")
 
@@ -135,7 +135,7 @@ def run(
         todo = todo[: max(0, int(max_chunks))]
     bar = None
     if progress:
-        from ..progress import progress_bar
+        from probprune.core.progress import progress_bar
 
         total = sum(u.n_networks for u in units)
         done = total - sum(u.n_networks for u in units if not (chunks / f"{u.name}.csv").exists())
@@ -280,7 +280,7 @@ def merge(run_dir: Path, units: list[Unit]) -> Path:
 
 def load_run(run_dir: str | Path) -> tuple[MCConfig, pd.DataFrame, bool]:
     """(config, rows, complete) of a run folder."""
-    from .config import from_dict
+    from probprune.mc.config import from_dict
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"

@@ -1,7 +1,7 @@
 """Statistics for Monte Carlo validation of the bounds (THEORY.md §6 "Statistics", §3.10 scaling laws).
 
 * One-sided Clopper-Pearson limits, exactly as written in §6 (scalar wrappers of the package's one
-  vectorised implementation, :mod:`probprune.stats`, on ``scipy.stats.beta``).
+  vectorised implementation, :mod:`probprune.core.stats`, on ``scipy.stats.beta``).
 * The per-configuration verdict: **refuted** if lower(V_c, T, alpha) > delta, **consistent** if
   upper(V_u, T, alpha) <= delta, otherwise **inconclusive** (§6) [D].
 * Looseness summaries (bound / empirical error; median and spread).
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as _st
 
-from ..errors import ProbPruneError, check_delta
-from ..stats import clopper_pearson_lower, clopper_pearson_upper
+from probprune.core.errors import ProbPruneError, check_delta
+from probprune.core.stats import clopper_pearson_lower, clopper_pearson_upper
 
 VERDICTS = ("refuted", "consistent", "inconclusive")
 

@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import HypothesisError, ProbPruneError
-from ..networks import ConvLayer, NetSpec, cnn_spec, fcn_spec
-from .config import MCConfig
+from probprune.core.errors import HypothesisError, ProbPruneError
+from probprune.net.templates import ConvLayer, NetSpec, cnn_spec, fcn_spec
+from probprune.mc.config import MCConfig
 
 TOL = 1e-9
 
@@ -117,22 +117,22 @@ def _file_md5(path: str) -> str:
 
 @lru_cache(maxsize=8)
 def load_network(path: str, input_shape: tuple[int, ...] | None = None):
-    """A fixed network from a file through the package's one model reader :func:`probprune.modelio.read_network`
+    """A fixed network from a file through the package's one model reader :func:`probprune.net.io.read_network`
     (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``; torch.fx
     tracing, refusals naming the operation, forward verification; the input shape stored by ``probprune train`` is
-    used when none is given): (module in eval mode, :class:`probprune.graph.Graph`). The file is trusted code
+    used when none is given): (module in eval mode, :class:`probprune.net.Graph`). The file is trusted code
     (pickle)."""
-    from ..modelio import read_network
+    from probprune.net.io import read_network
 
     return read_network(path, input_shape=input_shape)
 
 
 @lru_cache(maxsize=8)
 def load_model(path: str, input_shape: tuple[int, ...] | None = None):
-    """The chain view (:class:`probprune.networks.ParsedModel`: weights, biases, spec, and the traced graph) of a
+    """The chain view (:class:`probprune.net.templates.ParsedModel`: weights, biases, spec, and the traced graph) of a
     fixed network file read by :func:`load_network`; non-chains raise
-    :class:`~probprune.errors.UnsupportedLayerError` naming the node (they run as :class:`GraphNetwork`)."""
-    from ..networks import parsed_from_graph
+    :class:`~probprune.core.errors.UnsupportedLayerError` naming the node (they run as :class:`GraphNetwork`)."""
+    from probprune.net.templates import parsed_from_graph
 
     return parsed_from_graph(load_network(path, input_shape)[1])
 
@@ -140,7 +140,7 @@ def load_model(path: str, input_shape: tuple[int, ...] | None = None):
 def is_chain_model(path: str, input_shape: tuple[int, ...] | None = None) -> bool:
     """True when the model file has a chain view (weight layer -> activation -> pooling); False for graphs
     (residual additions, folded BatchNorm, grouped / 1-d convs, gains, ...), which run as :class:`GraphNetwork`."""
-    from ..errors import UnsupportedLayerError
+    from probprune.core.errors import UnsupportedLayerError
 
     try:
         load_model(path, input_shape)
@@ -169,7 +169,7 @@ class GraphNetwork:
     masks are drawn over the graph's weight FQNs (``layers``, in ``graph.weight_nodes`` order), the error is
     measured by PGD through the graph's batched forward (:func:`probprune.mc.measure.graph_pgd_lower_bound`), the
     certificate is Cert-D on the graph (:func:`probprune.mc.measure.cert_d_graph`, = ``probprune certify``), the
-    bound for random methods Cert-R on the graph (:func:`probprune.certificates.certify_random_graph`)."""
+    bound for random methods Cert-R on the graph (:func:`probprune.certificates.lemma.certify_random_graph`)."""
 
     graph: Any
     module: Any
@@ -249,24 +249,24 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 
 # ------------------------------------------------------------------------------------------------ bounds
 def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, law: str, fixed=None, graph=None):
-    """The a-priori bound object (``probprune.bounds``) for this setting, or ``(None, reason)`` when none applies.
+    """The a-priori bound object (``probprune.theory.apriori``) for this setting, or ``(None, reason)`` when none applies.
     For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
     probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
-    Which statement covers which method is read from :data:`probprune.registry.METHODS` (``apriori``,
-    ``cert_r_sampling``); every method with an a-priori statement goes through :func:`probprune.bounds.apriori_bound`
+    Which statement covers which method is read from :data:`probprune.core.registry.METHODS` (``apriori``,
+    ``cert_r_sampling``); every method with an a-priori statement goes through :func:`probprune.theory.apriori.apriori_bound`
     (exact-k random and exact-k magnitude, either law: THEORY §9.5, §9.6); ``lib_*`` methods are not registry methods and have no bound. A fixed network graph
-    (``graph``, no chain spec) gets Cert-R on the graph (:func:`probprune.certificates.certify_random_graph`)."""
-    from .. import bounds
-    from ..registry import METHODS as REGISTERED
+    (``graph``, no chain spec) gets Cert-R on the graph (:func:`probprune.certificates.lemma.certify_random_graph`)."""
+    from probprune.theory import apriori as bounds
+    from probprune.core.registry import METHODS as REGISTERED
 
     entry = REGISTERED.get(method)
     if law == "fixed":
-        from ..certificates import certify_random
+        from probprune.certificates.lemma import certify_random
 
         if entry is None or entry.cert_r_sampling is None:
             return None, f"{method} pruning of a fixed network is deterministic: Cert-D bracket only"
         if graph is not None:
-            from ..certificates import certify_random_graph
+            from probprune.certificates.lemma import certify_random_graph
 
             return certify_random_graph(graph, fraction, delta, sampling=entry.cert_r_sampling), ""
         weights, biases = fixed
@@ -278,7 +278,7 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
         if method.startswith("lib_"):
             return None, f"no a-priori bound for probprune.pruning method {method[4:]} (Cert-D only)"
-        return None, f"no a-priori bound registered for {method} (probprune.registry)"
+        return None, f"no a-priori bound registered for {method} (probprune.core.registry)"
     except HypothesisError as e:
         return None, str(e).splitlines()[0]
 
@@ -324,7 +324,7 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
     import torch
     from scipy.stats import norm
 
-    from ..pruning.sampling import exact_k_prune_mask
+    from probprune.pruning.sampling import exact_k_prune_mask
 
     if method.startswith("lib_"):
         return _prune_lib(spec, W, method, fraction, lib_seeds, module)
@@ -358,9 +358,9 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
 def _prune_lib(spec: NetSpec | GraphNetwork, W, method: str, fraction: float, seeds, module=None):
     import torch
 
-    from ..networks import to_torch
-    from ..pruning import prune
-    from .config import LIB_METHODS
+    from probprune.net.templates import to_torch
+    from probprune.pruning import prune
+    from probprune.mc.config import LIB_METHODS
 
     kw = dict(LIB_METHODS[method])
     name = kw.pop("method")
@@ -386,8 +386,8 @@ def _prune_lib(spec: NetSpec | GraphNetwork, W, method: str, fraction: float, se
 # ------------------------------------------------------------------------------------------------ data
 @lru_cache(maxsize=4)
 def _dataset_inputs(name: str, n: int, images: bool, shape: tuple[int, ...]):
-    from ..data import load_dataset
-    from .measure import scale_into_ball
+    from probprune.net.data import load_dataset
+    from probprune.mc.measure import scale_into_ball
 
     ds = load_dataset(name, seed=0, images=images)
     X = ds.X_test[:n].double().reshape(-1, *shape)
@@ -417,12 +417,12 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
 
     The ``cert`` column is ``probprune certify``'s Cert-D for the trial's network and mask (THEORY §3.11, §8.2):
     :func:`probprune.mc.measure.cert_d_graph` on the network's graph (the traced graph of a model file, the chain's
-    graph of a grid network) with the norms of :func:`probprune.certificates.weight_node_norms`; bias-free FCNs with
+    graph of a grid network) with the norms of :func:`probprune.certificates.lemma.weight_node_norms`; bias-free FCNs with
     sigma(0) = 0 take the batched fast path (batched certified dense norms, §11.1, and the same Lemma A recursion on
     the chain, :func:`probprune.mc.measure.lemma_a_batched`)."""
     import torch
 
-    from . import measure as M
+    from probprune.mc import measure as M
 
     torch.set_num_threads(cfg.torch_threads)
     g = groups(cfg)[group_index]
@@ -482,7 +482,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
         X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, input_shape)
     use_graph_cert = not fast and (cfg.certificate or gnet is not None)
     if use_graph_cert and cgraph is None:  # a grid network: its chain's graph (structure; norms come per trial)
-        from ..graph import Graph
+        from probprune.net import Graph
 
         cgraph = Graph.from_spec(spec, [w[0].numpy() for w in W])
     normW = None if use_graph_cert else M.operator_norms_upper(spec, W).numpy()
@@ -578,6 +578,6 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
 
 
 def _draw_weights(spec: NetSpec, law: str, rng: np.random.Generator) -> list[np.ndarray]:
-    from ..networks import sample_weights
+    from probprune.net.templates import sample_weights
 
     return sample_weights(spec, rng, law)

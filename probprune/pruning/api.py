@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .. import registry
-from ..errors import ProbPruneError, check_fraction
-from . import densities as D
-from .masks import apply_mask, maskable_parameters, validate_mask
-from .report import PruneReport, sparsity_report
-from .sampling import ROUNDING, global_topk_mask, layerwise_topk_mask, random_mask, threshold_mask
-from .scores import grad_magnitude_scores, magnitude_scores, snip_scores
-from .structured import structured_mask
+from probprune.core import registry
+from probprune.core.errors import ProbPruneError, check_fraction
+from probprune.pruning import densities as D
+from probprune.pruning.masks import apply_mask, maskable_parameters, validate_mask
+from probprune.pruning.report import PruneReport, sparsity_report
+from probprune.pruning.sampling import ROUNDING, global_topk_mask, layerwise_topk_mask, random_mask, threshold_mask
+from probprune.pruning.scores import grad_magnitude_scores, magnitude_scores, snip_scores
+from probprune.pruning.structured import structured_mask
 
 METHODS = ("magnitude", "random", "snip", "grad", "structured")
 
@@ -146,7 +146,7 @@ def prune(
         extra={"requested_overall": sparsity, "norm": norm} if method == "structured" else
         {"requested_overall": sparsity},
     )
-    # the one spelling of what was done (probprune.registry): family + sampling model, e.g. random + exact = random_exact
+    # the one spelling of what was done (probprune.core.registry): family + sampling model, e.g. random + exact = random_exact
     rep.extra["registry_method"] = registry.method_for(method, rep.sampling).name
     if method == "structured":
         rep.extra["explicitly_masked"] = alloc.total_masked

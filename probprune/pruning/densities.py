@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ProbPruneError, check_fraction
+from probprune.core.errors import ProbPruneError, check_fraction
 
 SCHEMES = ("uniform", "er", "erk", "snip_ratio")
 
@@ -145,9 +145,9 @@ def snip_ratio_densities(model, X, y, sparsity: float, seed: int = 0, names=None
     batch (X, y); global top-k with k = sum N - floor(S sum N) kept; d_l = fraction of layer l kept."""
     import torch
 
-    from .masks import maskable_parameters
-    from .sampling import global_topk_mask
-    from .scores import snip_scores
+    from probprune.pruning.masks import maskable_parameters
+    from probprune.pruning.sampling import global_topk_mask
+    from probprune.pruning.scores import snip_scores
 
     s = float(check_fraction(sparsity, "sparsity", upper_open=True))
     clone = copy.deepcopy(model)

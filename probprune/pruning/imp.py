@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
-from ..errors import ProbPruneError, check_fraction
-from ..train import TrainConfig, evaluate, train
-from .masks import full_mask, is_nested, maskable_parameters
-from .sampling import global_topk_mask, layerwise_count_mask, random_mask
-from .scores import magnitude_scores
+from probprune.core.errors import ProbPruneError, check_fraction
+from probprune.net.train import TrainConfig, evaluate, train
+from probprune.pruning.masks import full_mask, is_nested, maskable_parameters
+from probprune.pruning.sampling import global_topk_mask, layerwise_count_mask, random_mask
+from probprune.pruning.scores import magnitude_scores
 
 RETRAIN = ("rewind", "lr_rewind", "finetune")
 STRATEGIES = ("layerwise", "global")
@@ -225,7 +225,7 @@ def run_imp(model, dataset, config: IMPConfig, progress: Callable[[dict], None] 
                 cm = _reinit(template, seed=config.init_seed + 1_000_003 * level + 17)
                 hc = train(cm, dataset, config=tc, masks=mask, start_step=k, eval_each_epoch=False)
             else:
-                from .densities import allocate
+                from probprune.pruning.densities import allocate
 
                 shapes = {n: tuple(mask[n].shape) for n in names}
                 alloc = allocate("uniform" if c == "uniform" else "erk", shapes, sparsity)

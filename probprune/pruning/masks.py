@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping
 
-from ..errors import ProbPruneError
+from probprune.core.errors import ProbPruneError
 
 MASK_FORMAT = "probprune-mask-v1"
 
@@ -166,7 +166,7 @@ def apply_mask(model, mask: Mapping, how: str = "multiply") -> None:
     """Apply ``mask`` to ``model`` in place.
 
     ``how="multiply"`` (default): ``weight.mul_(mask)`` once; state_dict keys are unchanged. During training use
-    ``probprune.train.train(..., masks=mask)`` to keep the pruned weights at zero.
+    ``probprune.net.train.train(..., masks=mask)`` to keep the pruned weights at zero.
     ``how="parametrize"``: registers ``W -> W * mask`` via ``torch.nn.utils.parametrize`` so the mask holds in every
     forward pass, also under any optimiser. This adds ``parametrizations.<name>.original`` keys to the state_dict
     until :func:`remove_mask_parametrizations` is called; saved masks always use the plain FQN.

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .structured import dead_downstream
+from probprune.pruning.structured import dead_downstream
 
 
 def flops_multiplicity(model, input_shape=None) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from ..errors import ProbPruneError, check_fraction
+from probprune.core.errors import ProbPruneError, check_fraction
 
 ROUNDING = ("floor", "round", "ceil")
 SAMPLING = ("exact", "bernoulli", "threshold")
@@ -154,7 +154,7 @@ def random_mask(shapes: Mapping[str, tuple], densities: Mapping[str, float] | fl
     independently with probability d."""
     import torch
 
-    from .scores import random_scores
+    from probprune.pruning.scores import random_scores
 
     if sampling not in ("exact", "bernoulli"):
         raise ProbPruneError(f"unknown sampling {sampling!r} for random masks; use 'exact' or 'bernoulli'")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..errors import ProbPruneError
-from .masks import maskable_parameters
+from probprune.core.errors import ProbPruneError
+from probprune.pruning.masks import maskable_parameters
 
 
 def _names(model, names, **kw):

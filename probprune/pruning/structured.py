@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ProbPruneError, check_fraction
-from .masks import maskable_parameters
-from .sampling import exact_k_prune_mask, pruned_count
+from probprune.core.errors import ProbPruneError, check_fraction
+from probprune.pruning.masks import maskable_parameters
+from probprune.pruning.sampling import exact_k_prune_mask, pruned_count
 
 NORMS = ("l1", "l2")
 

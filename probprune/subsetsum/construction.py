@@ -37,10 +37,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import ProbPruneError, UnsupportedLayerError, check_delta, check_positive
-from ..networks import LayerSpec, ParsedModel, from_torch
-from ..norms import layer_operator_norm_upper, spectral_norm_upper
-from .solver import solve
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_delta, check_positive
+from probprune.net.templates import LayerSpec, ParsedModel, from_torch
+from probprune.theory.norms import layer_operator_norm_upper, spectral_norm_upper
+from probprune.subsetsum.solver import solve
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
               **overrides) -> Construction:
     """Build the random network and prune it to approximate ``model`` (THEORY §4.2; CNN: da Cunha et al.).
 
-    ``model``: a bias-free ReLU ``nn.Module`` that :func:`probprune.networks.from_torch` accepts (or its
+    ``model``: a bias-free ReLU ``nn.Module`` that :func:`probprune.net.templates.from_torch` accepts (or its
     ParsedModel); ``input_shape`` (C, H, W) for conv nets. ``cfg`` or keyword overrides of
     :class:`ConstructionConfig`. ``dtype``: torch dtype of the returned model (default float64).
     Returns a :class:`Construction`."""
@@ -484,9 +484,9 @@ def compose_bound(norm_W, norm_E, lips) -> float:
 def sup_error_lower_bound(f, g, input_shape, n_starts: int = 64, iters: int = 200, step: float = 0.5,
                           seed: int = 0, dtype=None) -> float:
     """Lower bound on sup_{||x|| <= 1} ||f(x) - g(x)|| by the package's one PGD attack
-    (:func:`probprune.attack.pgd_sup_error`, THEORY §6; f, g positively homogeneous, e.g. the bias-free ReLU target and
+    (:func:`probprune.measure.attack.pgd_sup_error`, THEORY §6; f, g positively homogeneous, e.g. the bias-free ReLU target and
     construction). Starts: ``n_starts`` seeded Gaussian directions, +-e_j when d <= 256."""
-    from ..attack import pgd_sup_error
+    from probprune.measure.attack import pgd_sup_error
 
     dtype = dtype or next(f.parameters()).dtype
     d = int(np.prod(tuple(int(v) for v in input_shape)))

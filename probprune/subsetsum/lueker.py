@@ -10,7 +10,7 @@ events for different n then share draws: each is still an unbiased estimate, the
 Intervals that cannot reach [-r, r] with any subset of the *remaining* summands of the draw are dropped,
 which is exact (such an interval never meets [-r, r] for any later prefix either).
 
-Estimates (§4.1 steps 2-3): P(A_n) with Clopper-Pearson intervals (probprune.stats, scipy.stats.beta); n_min(eps, gamma) = the
+Estimates (§4.1 steps 2-3): P(A_n) with Clopper-Pearson intervals (probprune.core.stats, scipy.stats.beta); n_min(eps, gamma) = the
 smallest n whose one-sided lower confidence bound is >= gamma; the calibrated constant
 C_hat = n_min / log(1/eps), reported for the natural log and for log base 2. The **per-target** success rate
 (one fixed z ~ U[-r, r] per draw) is a different, much weaker quantity and is reported in separate columns.
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ProbPruneError, check_positive
-from ..stats import clopper_pearson_interval, clopper_pearson_lower
+from probprune.core.errors import ProbPruneError, check_positive
+from probprune.core.stats import clopper_pearson_interval, clopper_pearson_lower
 
 LAWS = ("uniform", "product")
 
@@ -103,13 +103,13 @@ def cover_indices(x: np.ndarray, eps: float, half_range: float = 1.0, targets=No
 
 def clopper_pearson(x, T, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided Clopper-Pearson interval for x successes in T trials, THEORY §6 (the package's one implementation,
-    :func:`probprune.stats.clopper_pearson_interval`)."""
+    :func:`probprune.core.stats.clopper_pearson_interval`)."""
     return clopper_pearson_interval(x, T, confidence)
 
 
 def cp_lower_one_sided(x, T, alpha: float) -> np.ndarray:
     """One-sided Clopper-Pearson lower bound, THEORY §6: 0 if x == 0 else beta.ppf(alpha, x, T - x + 1)
-    (:func:`probprune.stats.clopper_pearson_lower`)."""
+    (:func:`probprune.core.stats.clopper_pearson_lower`)."""
     return clopper_pearson_lower(x, T, alpha)
 
 
@@ -227,7 +227,7 @@ def per_target_stats(n: int, eps: float, law: str = "uniform", trials: int = 100
                      half_range: float = 1.0, confidence: float = 0.95) -> PerTargetStats:
     """One fresh draw of n summands and one z ~ U[-r, r] per trial, solved exactly in "sparsest" mode: the
     fraction within eps and the mean size of the smallest eps-subset (over the successes)."""
-    from .solver import solve
+    from probprune.subsetsum.solver import solve
 
     if int(n) < 1:
         raise ProbPruneError(f"n must be >= 1, got {n}")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from ..errors import ProbPruneError
-from .solver import SubsetSumResult, _finish, _float_tol, validate
+from probprune.core.errors import ProbPruneError
+from probprune.subsetsum.solver import SubsetSumResult, _finish, _float_tol, validate
 
 
 def _solve_one(c: np.ndarray, z: float, eps, mode: str, eps_constraint: bool, time_limit: float | None):

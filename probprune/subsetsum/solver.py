@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ProbPruneError, check_finite_array
+from probprune.core.errors import ProbPruneError, check_finite_array
 
 MAX_N = 48  # 2^24 half-sums per row: the practical limit of MITM in memory
 MODES = ("closest", "sparsest")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ProbPruneError, check_delta, check_positive
+from probprune.core.errors import ProbPruneError, check_delta, check_positive
 
 
 def _log(x, base):

@@ -1,0 +1,555 @@
+"""The budget: how many weights may be pruned, per layer, for an error budget (eps, delta) (THEORY §3.9 [D]).
+
+For a network drawn from the weight law (a spec) the a-priori bound of :mod:`probprune.theory.apriori` is inverted; for a
+given trained network the certificates of :mod:`probprune.certificates.lemma` are inverted (deterministic Cert-D for
+magnitude pruning, Cert-R for random pruning).
+
+Modes (THEORY §3.9):
+- ``uniform``: the largest common fraction q* with bound(q*, ..., q*) <= eps (bisection, tolerance 1e-12);
+- ``equal_share``: every pruned layer gets the same relative error rho = (1 + eps/(Lip prod B))^(1/l_p) - 1,
+  solved per layer in closed form (RR; the magnitude cubic) or by bisection;
+- ``optimal``: maximise sum_i q_i N_i subject to bound <= eps. Since the bound is Lip prod B (prod(1 + x_i) - 1),
+  the constraint is the separable sum_i ln(1 + eta_i(q_i)/B_i) <= ln(1 + eps/(Lip prod B)); a dynamic program over
+  a grid of shares of that log-budget gives the global optimum up to the grid, then the unused slack is spent.
+  Always reported beside the best uniform allocation.
+
+The delta split is fixed before inverting (equal split over the W events of every layer and the E events of every
+candidate layer), as §3.9 requires, so the reported fractions satisfy the bound with that split.
+Counts: ``max_prunable = floor(q_i N_i)`` is the expected count under the threshold rule and R-Bern; the realised
+count is Binomial(N_i, q_i).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from probprune.theory.apriori import (
+    METHODS,
+    DeltaAllocation,
+    apriori_bound,
+    check_spec_for_apriori,
+    error_bound,
+)
+from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
+from probprune.net.templates import NetSpec, fcn_spec
+
+MODES = ("optimal", "uniform", "equal_share")
+
+
+@dataclass(frozen=True)
+class LayerBudget:
+    name: str
+    n_weights: int
+    fraction: float
+    max_prunable: int
+    eta: float | None = None
+    B: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """Largest prunable fraction and count per layer for (eps, delta). ``eps_achieved`` is the bound evaluated at the
+    reported fractions (<= eps). ``uniform_fraction``/``uniform_total`` give the best uniform allocation."""
+
+    eps: float
+    delta: float | None
+    method: str
+    mode: str
+    layers: tuple[LayerBudget, ...]
+    eps_achieved: float
+    uniform_fraction: float
+    uniform_total: int
+    source: str  # "a-priori" | "certificate"
+    statement: str
+    assumptions: tuple[str, ...] = ()
+    paper_hypotheses_violated: tuple[str, ...] = ()
+
+    @property
+    def total_prunable(self) -> int:
+        return int(sum(L.max_prunable for L in self.layers))
+
+    @property
+    def total_weights(self) -> int:
+        return int(sum(L.n_weights for L in self.layers))
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return np.array([L.fraction for L in self.layers])
+
+    def as_dict(self) -> dict:
+        return {
+            "eps": self.eps,
+            "delta": self.delta,
+            "method": self.method,
+            "mode": self.mode,
+            "source": self.source,
+            "statement": self.statement,
+            "layers": [
+                {"name": L.name, "n_weights": L.n_weights, "max_prunable": L.max_prunable, "fraction": L.fraction,
+                 "eta": L.eta, "B": L.B}
+                for L in self.layers
+            ],
+            "total_prunable": self.total_prunable,
+            "total_weights": self.total_weights,
+            "total_fraction": self.total_prunable / self.total_weights,
+            "eps_achieved": self.eps_achieved,
+            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total},
+            "assumptions": list(self.assumptions),
+            "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
+        }
+
+
+# --------------------------------------------------------------------------------------------- generic inverses
+def _bisect_sup(pred: Callable[[np.ndarray], np.ndarray], shape, hi: float = 1.0, iters: int = 60) -> np.ndarray:
+    """Vectorised sup{q in [0, hi] : pred(q)} for predicates monotone (true then false) in q; 0 if pred fails on
+    (0, hi]. Tolerance hi * 2^-iters (< 1e-12 at 60 iterations with hi <= 1)."""
+    lo = np.zeros(shape)
+    h = np.full(shape, hi)
+    ok_hi = pred(h)
+    for _ in range(iters):
+        mid = 0.5 * (lo + h)
+        ok = pred(mid)
+        lo = np.where(ok, mid, lo)
+        h = np.where(ok, h, mid)
+    return np.where(ok_hi, hi, lo)
+
+
+def _max_q(method: str) -> float:
+    return 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+
+
+def invert_eta(spec: NetSpec, alloc: DeltaAllocation, method: str, law: str, targets: np.ndarray) -> np.ndarray:
+    """Per layer, the largest q with eta_i(q) <= target_i (THEORY §3.9; vectorised bisection). ``targets`` has
+    shape (..., depth)."""
+    targets = np.asarray(targets, float)
+
+    def pred(q):
+        eta = error_bound(spec, q, np.broadcast_to(alloc.delta_E, q.shape), method, law,
+                          delta_T=np.broadcast_to(alloc.delta_T, q.shape))
+        return eta <= targets
+
+    return _bisect_sup(pred, targets.shape, hi=_max_q(method))
+
+
+def equal_share_closed_form(t, a, m, lam, method: str):
+    """Closed forms of THEORY §3.9 for the uniform law (t = target eta_i/sqrt(r_i)):
+    RR: p = t(3t - 2 a lam)/(2 m a^2 lam), 0 if t <= 2 a lam/3; magnitude: the unique positive root q of
+    (2 lam m a^2/3) q^3 + (2 lam a t/3) q - t^2 = 0 (Cardano; one real root since the cubic is increasing). Clipped
+    to [0, 1]."""
+    t, a, m, lam = (np.asarray(x, float) for x in (t, a, m, lam))
+    if method == "random":
+        p = t * (3 * t - 2 * a * lam) / (2 * m * a * a * lam)
+        return np.clip(np.where(t <= 2 * a * lam / 3, 0.0, p), 0.0, 1.0)
+    if method == "magnitude":
+        A = 2 * lam * m * a * a / 3
+        Bc = 2 * lam * a * t / 3
+        # q^3 + P q + Q = 0 with P = Bc/A > 0, Q = -t^2/A
+        P, Q = Bc / A, -t * t / A
+        disc = np.sqrt((Q / 2) ** 2 + (P / 3) ** 3)
+        q = np.cbrt(-Q / 2 + disc) + np.cbrt(-Q / 2 - disc)
+        return np.clip(q, 0.0, 1.0)
+    raise ProbPruneError(f"no closed form for method {method!r}")
+
+
+# --------------------------------------------------------------------------------------------- a-priori budget
+def _candidates(spec: NetSpec, prunable) -> np.ndarray:
+    if prunable is None:
+        return np.ones(spec.depth, bool)
+    names = [L.name for L in spec.layers]
+    mask = np.zeros(spec.depth, bool)
+    for p in prunable:
+        if isinstance(p, (int, np.integer)):
+            if not (0 <= p < spec.depth):
+                raise ProbPruneError(f"layer index {p} out of range 0..{spec.depth - 1}")
+            mask[p] = True
+        elif p in names:
+            mask[names.index(p)] = True
+        else:
+            raise ProbPruneError(f"unknown layer {p!r}; layers are {names}")
+    if not mask.any():
+        raise ProbPruneError("no prunable layer selected")
+    return mask
+
+
+def _dp_allocate(gain: np.ndarray) -> np.ndarray:
+    """Separable knapsack over a share grid: gain[i, k] = N_i q_i(share k/G). Returns the share index per layer
+    maximising sum_i gain[i, k_i] subject to sum_i k_i <= G (exact dynamic program on the grid)."""
+    l, G1 = gain.shape
+    best = gain[0].copy()
+    choice = np.zeros((l, G1), int)
+    choice[0] = np.arange(G1)
+    k = np.arange(G1)
+    j = np.arange(G1)
+    valid = j[None, :] <= k[:, None]
+    idx = np.where(valid, k[:, None] - j[None, :], 0)
+    for i in range(1, l):
+        tot = np.where(valid, best[idx] + gain[i][None, :], -np.inf)
+        choice[i] = np.argmax(tot, axis=1)
+        best = tot[k, choice[i]]
+    # backtrack from the best total budget used
+    kk = int(np.argmax(best))
+    out = np.zeros(l, int)
+    for i in range(l - 1, 0, -1):
+        out[i] = choice[i][kk]
+        kk -= out[i]
+    out[0] = kk
+    return out
+
+
+def max_prunable(
+    spec: NetSpec,
+    eps: float,
+    delta: float,
+    method: str = "magnitude",
+    mode: str = "optimal",
+    law: str = "uniform",
+    prunable: Sequence[int | str] | None = None,
+    statement: str = "best",
+) -> BudgetResult:
+    """Largest prunable fraction per layer such that the a-priori bound (THEORY §3.4/§3.6/§3.12, and §9 through
+    :func:`probprune.theory.apriori.apriori_bound`'s ``statement``, default its tightest valid one) is <= eps with
+    probability >= 1 - delta (THEORY §3.9, §10.5). ``prunable`` restricts pruning to some layers (names or indices)."""
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    if method not in METHODS:
+        raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if mode not in MODES:
+        raise ProbPruneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    notes = check_spec_for_apriori(spec)
+    cand = _candidates(spec, prunable)
+    N = np.array([L.N for L in spec.layers], float)
+    T_c = _terms(spec, eps, delta, method, law, cand, statement)
+    q_uni = _uniform_sup(spec, eps, delta, method, law, cand, T_c.alloc, statement=statement)
+    q_uniform = np.where(cand, q_uni, 0.0)
+    alloc = T_c.alloc
+    if mode == "uniform":
+        q = q_uniform
+    elif mode == "equal_share":
+        x = np.where(cand, T_c.C / cand.sum(), 0.0)
+        q = _refine_separable(T_c, spec, delta, method, law, statement, x)
+    else:
+        q, alloc = optimal_allocation(spec, eps, delta, method, law, cand, statement)
+        if np.sum(q * N) < np.sum(q_uniform * N):  # the uniform optimum is exact; the optimal search is on tables
+            q, alloc = q_uniform, T_c.alloc
+    fin = _ab(statement, spec, q, delta, method, law, allocation=alloc)
+    eps_ach = float(fin.eps)
+    if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
+        raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
+    res_eta, B = np.asarray(fin.eta, float), np.asarray(fin.B, float)
+    layers = tuple(
+        LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N + 1e-9)), float(e), float(b))
+        for L, qi, e, b in zip(spec.layers, q, res_eta, B)
+    )
+    notes.append(f"delta split equally over {int(alloc.n_events)} events (the W events of every layer and the E events "
+                 f"of the {int(np.sum(alloc.delta_E > 0))} pruned layers), fixed before inversion (§3.8-3.9)")
+    notes.append("max_prunable = floor(q_i N_i), the expected count; the realised count is Binomial(N_i, q_i)")
+    return BudgetResult(
+        eps, delta, method, mode, layers, float(eps_ach), q_uni,
+        int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c)),
+        "a-priori", f"THEORY.md §3.9/§10.5 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law}; "
+        f"{fin.statement})",
+        tuple(notes), tuple(spec.paper_hypotheses()),
+    )
+
+
+_FINE_GRID = 1024
+_DP_GRID = 256
+_MAX_SUBSET_ENUM = 6
+_Q_TABLE = 4096
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Tables of the a-priori bound's per-layer terms for one pruned set S (THEORY §3.9, §10.5): the default delta
+    split of :func:`probprune.theory.apriori.apriori_bound` for a pruning supported on S, B_i, the log-share
+    g_i(q) = ln(1 + eta_i(q)/B_i) on a fine geometric table of q (running maximum, so that inverting it is sound even
+    if a term were not monotone), and the log-budget C = ln(1 + eps/(Lip prod B))."""
+
+    S: np.ndarray
+    alloc: DeltaAllocation
+    B: np.ndarray
+    qs: np.ndarray
+    g: np.ndarray
+    C: float
+
+
+def _ab(statement: str, *args, **kw):
+    """apriori_bound with the statement mode (passed only when not the default, for older bounds modules)."""
+    if statement != "best":
+        kw["statement"] = statement
+    return apriori_bound(*args, **kw)
+
+
+def _q_table(hi: float) -> np.ndarray:
+    return np.concatenate([[0.0], np.geomspace(1e-7, hi, _Q_TABLE)])
+
+
+def _default_alloc(spec: NetSpec, delta: float, method: str, law: str, S: np.ndarray, statement: str = "best") -> DeltaAllocation:
+    """The split apriori_bound uses by default for fractions supported on S (events of the pruned layers only)."""
+    return _ab(statement, spec, np.where(S, 0.5 * _max_q(method), 0.0), delta, method, law).allocation
+
+
+def _row(alloc: DeltaAllocation, k: int = 0) -> DeltaAllocation:
+    """Row k of a batched allocation (arrays (M, depth), n_events (M,))."""
+    def r(x):
+        x = np.asarray(x)
+        return x[k].copy() if x.ndim == 2 else x
+    ne = np.asarray(alloc.n_events)
+    return DeltaAllocation(alloc.delta, r(alloc.delta_W), r(alloc.delta_E), r(alloc.delta_T),
+                           ne[k] if ne.ndim else ne)
+
+
+def _terms(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, statement: str = "best") -> _Terms:
+    """One vectorised apriori_bound call on the table: eta_i depends only on q_i (and the split), B_i not on q."""
+    qs = _q_table(_max_q(method))
+    Q = np.where(S[None, :], qs[1:, None], 0.0)  # every row pruned exactly on S: apriori_bound's own default split
+    r = _ab(statement, spec, Q, delta, method, law)
+    alloc = _row(r.allocation)
+    if not all(np.allclose(_row(r.allocation, k).delta_E, alloc.delta_E) for k in (len(Q) // 2, len(Q) - 1)):
+        raise ProbPruneError("internal: the default delta split differs between fractions on the same pruned set")
+    Bs = np.asarray(r.B, float).reshape(-1, spec.depth)
+    B = Bs.max(axis=0)
+    if not np.allclose(Bs, B[None, :], rtol=1e-12, atol=0.0):
+        raise ProbPruneError("internal: the a-priori norm terms B_i depend on the fractions; the budget inversion "
+                             "needs them fixed by the delta split (§3.9)")
+    g = np.log1p(np.concatenate([np.zeros((1, spec.depth)), np.asarray(r.eta, float)]) / B)
+    g = np.maximum.accumulate(np.where(S[None, :], g, 0.0), axis=0)
+    C = math.log1p(eps / (spec.Lip * float(np.prod(B))))
+    return _Terms(S, alloc, B, qs, g, C)
+
+
+def _inv(T: _Terms, x) -> np.ndarray:
+    """Per layer the largest table q with g_i(q) <= x_i (0 outside S); x has shape (..., depth)."""
+    x = np.asarray(x, float)
+    out = np.zeros(x.shape)
+    for i in np.flatnonzero(T.S):
+        idx = np.searchsorted(T.g[:, i], x[..., i] * (1 + 1e-15), side="right") - 1
+        out[..., i] = T.qs[np.clip(idx, 0, len(T.qs) - 1)]
+    return out
+
+
+def _refine_separable(T: _Terms, spec: NetSpec, delta: float, method: str, law: str, statement: str, x,
+                      rounds: int = 2) -> np.ndarray:
+    """Per layer the largest q with g_i(q) <= x_i, refined between the table point :func:`_inv` returns and the next
+    one by ``rounds`` vectorised evaluations of 4096 points each (eta_i depends on q_i only, so all layers refine in
+    the same call; bracket ~2.4e-10 relative, as :func:`_uniform_sup`). Every returned q_i was evaluated."""
+    x = np.asarray(x, float)
+    lo = _inv(T, x)
+    for _ in range(rounds):
+        j = np.searchsorted(T.qs, lo, side="right")
+        hi = np.where(j < len(T.qs), T.qs[np.minimum(j, len(T.qs) - 1)], lo) if _ == 0 else hi_next
+        grid = lo[None, :] + (hi - lo)[None, :] * np.linspace(0.0, 1.0, _Q_TABLE + 1)[:, None]
+        Q = np.where(T.S[None, :], grid, 0.0)
+        r = _ab(statement, spec, Q, delta, method, law, allocation=T.alloc)
+        g = np.log1p(np.asarray(r.eta, float).reshape(Q.shape) / T.B[None, :])
+        ok = np.where(T.S[None, :], g <= x[None, :] * (1 + 1e-15), True)
+        # the largest grid point whose whole prefix is feasible (row 0 = lo is feasible by construction)
+        k = np.minimum.accumulate(ok, axis=0).sum(axis=0) - 1
+        k = np.clip(k, 0, _Q_TABLE)
+        new_lo = grid[k, np.arange(grid.shape[1])]
+        hi_next = grid[np.minimum(k + 1, _Q_TABLE), np.arange(grid.shape[1])]
+        lo = np.where(T.S, new_lo, 0.0)
+    return lo
+
+
+def _used(T: _Terms, q: np.ndarray) -> np.ndarray:
+    """g_i(q_i) for table points q (exact table lookup)."""
+    out = np.zeros(q.shape)
+    for i in np.flatnonzero(T.S):
+        idx = np.searchsorted(T.qs, q[..., i], side="left")
+        out[..., i] = T.g[np.clip(idx, 0, len(T.qs) - 1), i]
+    return out
+
+
+def _uniform_sup(spec, eps, delta, method, law, cand, alloc, statement: str = "best", rounds: int = 2) -> float:
+    """The largest common fraction q on the candidate layers with apriori_bound <= eps (the full bound, including
+    any non-separable statement it takes the minimum with): table, then ``rounds`` refinements with 4096 points
+    (bracket 0.4% x 4096^-2 ~ 2.4e-10 relative); each round is one vectorised call."""
+    qs = _q_table(_max_q(method))
+    for _ in range(rounds + 1):
+        Q = np.where(cand[None, :], qs[:, None], 0.0)
+        e = np.asarray(_ab(statement, spec, Q, delta, method, law, allocation=alloc).eps, float)
+        ok = np.flatnonzero(e <= eps)
+        j = int(ok.max()) if len(ok) else 0
+        lo = qs[j] if len(ok) else 0.0
+        if j + 1 >= len(qs):
+            return float(lo)
+        qs = np.linspace(lo, qs[j + 1], _Q_TABLE + 1)
+    return float(lo)
+
+
+def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray, statement: str = "best",
+                      grid: int = _FINE_GRID, polish_rounds: int = 3):
+    """max sum_i N_i q_i s.t. sum_{i in S} g_i(q_i) <= C, delta split over the events of S only (THEORY §3.9, §10.5):
+    a share DP (256 shares) with table inversion, the unused log-budget spent, pairwise exchange (the split of
+    every pair's joint share re-optimised on a fine 1-D grid), and a last refinement between table points with exact
+    evaluations (:func:`_refine`, for the winning set only). Returns (q, tables, value)."""
+    T = _terms(spec, eps, delta, method, law, S, statement)
+    idx = np.flatnonzero(S)
+    if len(idx) == 1:
+        x = np.where(S, T.C, 0.0)
+    else:
+        G = _DP_GRID  # coarse DP (O(l G^2)); the pairwise exchange below refines on ``grid`` points
+        xs = np.linspace(0.0, T.C, G + 1)
+        qgrid = _inv(T, np.broadcast_to(xs[:, None], (G + 1, spec.depth)))
+        k = _dp_allocate((N[None, :] * qgrid).T)
+        x = np.where(S, xs[k], 0.0)
+        for _ in range(polish_rounds):
+            x = np.where(S, _used(T, _inv(T, x)), 0.0)
+            slack = T.C - x.sum()
+            if slack > 0:
+                tries = x[None, :] + slack * np.eye(spec.depth)[idx]
+                x = tries[int(np.argmax((_inv(T, tries) * N).sum(1)))]
+            for a in range(len(idx)):
+                for b in range(a + 1, len(idx)):
+                    i, j = idx[a], idx[b]
+                    tot = x[i] + x[j]
+                    t = np.linspace(0.0, tot, grid + 1)
+                    cx = np.broadcast_to(x, (grid + 1, spec.depth)).copy()
+                    cx[:, i], cx[:, j] = t, tot - t
+                    x = cx[int(np.argmax((_inv(T, cx) * N).sum(1)))]
+    q = _inv(T, x)
+    return q, T, float(np.sum(q * N))
+
+
+def _refine(spec, delta, method, law, T: _Terms, q: np.ndarray, N: np.ndarray, statement: str = "best"):
+    """Refine between table points with exact evaluations: the remaining log-budget goes to the layer where it buys
+    the most weights (65 points between q_i and the next table point, one vectorised apriori_bound call)."""
+    idx = np.flatnonzero(T.S)
+    used = _used(T, q)
+    slack = T.C - used.sum()
+    if slack > 0:
+        nxt = np.array([T.qs[min(np.searchsorted(T.qs, q[i], side="right"), len(T.qs) - 1)] for i in range(spec.depth)])
+        R = np.where(T.S[None, :], q[None, :] + np.linspace(0.0, 1.0, 65)[:, None] * (nxt - q)[None, :], 0.0)
+        r = _ab(statement, spec, R, delta, method, law, allocation=T.alloc)
+        gR = np.log1p(np.asarray(r.eta, float) / T.B)
+        best, gain = None, 0.0
+        for i in idx:
+            ok = np.flatnonzero(gR[:, i] <= used[i] + slack)
+            if len(ok) and (R[ok.max(), i] - q[i]) * N[i] > gain:
+                best, gain = (i, R[ok.max(), i]), (R[ok.max(), i] - q[i]) * N[i]
+        if best is not None:
+            q = q.copy()
+            q[best[0]] = best[1]
+    return q
+
+
+def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray, statement: str = "best"):
+    """The ``optimal`` mode of :func:`max_prunable` (THEORY §3.9, §10.5 [D]): the best over the pruned sets S of the
+    candidate layers (all of them when there are at most 6 candidates; otherwise the candidates, then repeatedly the
+    layers the optimum actually prunes) of :func:`_solve_pruned_set`, whose delta split covers the E events of S only.
+    Returns (q, allocation)."""
+    cand = np.asarray(cand, bool)
+    N = np.array([L.N for L in spec.layers], float)
+    ci = np.flatnonzero(cand)
+    if len(ci) <= _MAX_SUBSET_ENUM:
+        sols = []
+        for r in range(1, len(ci) + 1):
+            for comb in itertools.combinations(ci, r):
+                S = np.zeros(spec.depth, bool)
+                S[list(comb)] = True
+                sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
+    else:
+        sols = [_solve_pruned_set(spec, eps, delta, method, law, cand, N, statement=statement)]
+        while True:
+            S = sols[-1][0] > 0
+            if not S.any() or np.array_equal(S, sols[-1][1].S):
+                break
+            sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
+    q, T, _ = max(sols, key=lambda s: s[2])
+    if not np.any(q > 0):  # nothing prunable: report the all-candidates split
+        return q, _default_alloc(spec, delta, method, law, cand, statement)
+    return _refine(spec, delta, method, law, T, q, N, statement), T.alloc
+
+
+# --------------------------------------------------------------------------------------------- width inverse
+@dataclass(frozen=True)
+class WidthResult:
+    """Smallest hidden width d at which the explicit bound guarantees (eps, delta) for the pruning schedule
+    q(d) = q0 (d/d_ref)^(-gamma) in every layer. ``bounds`` lists (width, bound) pairs scanned."""
+
+    width: int | None
+    eps: float
+    delta: float
+    method: str
+    schedule: str
+    scanned: tuple[tuple[int, float], ...]
+    note: str
+
+
+def min_width(
+    eps: float,
+    delta: float,
+    fraction: float,
+    d0: int,
+    dl: int,
+    depth: int,
+    method: str = "magnitude",
+    K: float = 1.0,
+    activation_name: str = "relu",
+    gamma: float = 0.0,
+    d_ref: int = 100,
+    d_max: int = 1 << 20,
+) -> WidthResult:
+    """The inverse in width (THEORY §3.9-3.10 [D]): the smallest hidden width d (all l-1 hidden layers of width d,
+    input d0, output dl, paper law with constant K) with apriori_bound(q(d)) <= eps, q(d) = fraction (d/d_ref)^-gamma.
+
+    Note: at a fixed fraction (gamma = 0) the bound tends to c_arch-type constants times (ln n)^(l/2) (§3.10), so it
+    first falls (the R·lam terms vanish) and later grows slowly; the feasible set of widths can be an interval. The
+    scan reports the first feasible width on a geometric grid refined to the integer."""
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    check_fraction(fraction)
+    if depth < 1:
+        raise ProbPruneError("depth must be >= 1")
+
+    def bound_at(d: int) -> float:
+        widths = [d0] + [d] * (depth - 1) + [dl]
+        q = min(1.0, fraction * (d / d_ref) ** (-gamma)) if gamma else fraction
+        return float(apriori_bound(fcn_spec(widths, activation_name, K), q, delta, method).eps)
+
+    scanned = []
+    prev = 1
+    d = 1
+    found = None
+    while d <= d_max:
+        b = bound_at(d)
+        scanned.append((d, b))
+        if b <= eps:
+            found = d
+            break
+        prev = d
+        d = max(d + 1, int(d * 1.25))
+    if found is None:
+        return WidthResult(None, eps, delta, method, f"q(d) = {fraction} (d/{d_ref})^-{gamma}", tuple(scanned),
+                           f"no width up to {d_max} satisfies the bound")
+    lo, hi = prev, found  # bound(lo) > eps >= bound(hi); bisect assuming local monotonicity, then verify
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bound_at(mid) <= eps:
+            hi = mid
+        else:
+            lo = mid
+    return WidthResult(hi, eps, delta, method, f"q(d) = {fraction} (d/{d_ref})^-{gamma}", tuple(scanned),
+                       "first feasible width on a geometric scan, refined by bisection")
+
+
+# --------------------------------------------------------------------------------------------- trained networks
+def magnitude_prune_count(W: np.ndarray, k: int) -> np.ndarray:
+    """Layer-wise exact-k magnitude pruning of one tensor: zero the k smallest |w|, ties broken by flat index
+    (THEORY §1.5 / §5). Returns the pruned weights."""
+    from probprune.pruning.sampling import exact_k_prune_mask  # the one exact-k rule
+
+    flat = np.asarray(W, float).ravel()
+    out = flat.copy()
+    out[exact_k_prune_mask(np.abs(flat), k)] = 0.0
+    return out.reshape(np.shape(W))
+
+
+
+# the certified budget of a given network lives in probprune.budgets.certified (THEORY §11.3); re-exported here
+from probprune.budgets.certified import certified_budget  # noqa: E402,F401

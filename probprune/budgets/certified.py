@@ -1,0 +1,890 @@
+"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3).
+
+The question: how many weights may magnitude pruning remove, per layer, so that the certificate (Cert-D: a
+deterministic upper bound on sup_{||x||<=1} ||F(x) - F_pruned(x)||) stays <= eps? (Or, for random pruning, the
+largest Bernoulli fractions with Cert-R <= eps with probability >= 1 - delta.)
+
+The search works on a simple interface so that any network representation can use it:
+
+* a list of :class:`WeightLayer` (name, weight tensor, a *certified* operator-norm function, optionally a cheap
+  norm *estimate*), and
+* a composition ``comp(norm_W, norm_What, norm_E) -> certificate`` (Lemma A on the chain, or on a graph), assumed
+  nondecreasing in every ||What_i|| and ||E_i|| (true for Lemma A: all coefficients are >= 0).
+
+Algorithm (THEORY §11.3): sort every layer's |w| once (exact-k magnitude pruning, ties by flat index); per-layer
+curves k -> (||What_k||, ||E_k||) for every k at once from prefix sums of the sorted weights (lower-bound shapes,
+§11.4) scaled by calibration ratios interpolated between measured points; allocate with a dynamic program over
+shares of the separable surrogate sum_i ln(1 + e_i/w_i) (||What_i|| <= ||W_i|| + ||E_i||) with exact per-layer
+inversion, keeping the allocation (over all budget levels) with the most weights whose composed value fits; refine
+every layer to the integer (batched exponential + bisection search, slack spending) and exchange pairs of layers;
+probe the candidate (Lanczos for wide dense layers, float32 FFT blocks for convolutions: every frequency at a
+layer's first probe, its 16 largest afterwards; the certified norm itself for the rest), recalibrate and search
+again until the measured candidate fits tightly; then certify it with the certified norms (conv blocks by Cholesky at the probe's estimate, §11.5). The reported certificate is always
+computed from certified norms; all-zero pruning (certificate 0) is the last resort. Estimates affect only speed and
+optimality, never soundness.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_delta, check_eps
+
+_SHARES = 512  # share grid of the allocation DP
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One weight tensor of the network for the budget search.
+
+    ``norm_upper(T)``: a certified upper bound on the operator norm of the layer with weights T (same shape as
+    ``weight``; used for every reported certificate). ``estimator(T, state) -> (value, state)``: a cheap estimate
+    of the same norm, warm-started from ``state`` (None: probe with ``norm_upper``). ``prunable``: may the search
+    prune it. ``norm_upper_hint(T, estimate)``: the same certified bound, computed faster given an estimate."""
+
+    name: str
+    weight: np.ndarray
+    norm_upper: Callable[[np.ndarray], float]
+    estimator: Callable | None = None
+    prunable: bool = True
+    norm_upper_hint: Callable | None = None  # (T, estimate) -> certified bound, faster given an estimate
+
+    @property
+    def N(self) -> int:
+        return int(np.size(self.weight))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Counts per layer (``k``), the certified norms at them and the certificate (<= eps), with the search log."""
+
+    k: np.ndarray
+    norm_W: np.ndarray
+    norm_What: np.ndarray
+    norm_E: np.ndarray
+    certificate: float
+    rounds: int
+    evaluations: int
+    timings: dict = field(default_factory=dict)
+    statement: str = "THEORY.md §11.3 certified budget search"
+
+
+def _running_group_max(vals2: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """For entries added one by one (in the given order) to groups (rows or columns), the largest group sum of
+    ``vals2`` after each addition: out[j] = max_g sum_{t <= j, groups[t] = g} vals2[t]."""
+    gmax = int(groups.max()) if groups.size else 0
+    keys = groups.astype(np.uint16) if 0 <= gmax < 65536 else groups  # 16-bit keys: numpy's stable radix sort
+    idx = np.argsort(keys, kind="stable")
+    g = groups[idx]
+    cs = np.cumsum(vals2[idx])
+    first = np.ones(g.size, bool)
+    first[1:] = g[1:] != g[:-1]
+    base = np.maximum.accumulate(np.where(first, cs - vals2[idx], 0.0))
+    run = np.empty_like(cs)
+    run[idx] = cs - base
+    return np.maximum.accumulate(run)
+
+
+def _group_sums_at_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """out[t] = the sum of ``vals2`` over the additions up to time t of the group added at time t, when the groups are
+    the rows of ``times`` (G, s): row g lists the addition times of group g's entries in increasing order (e.g. a
+    row-wise sort of the matrix of times). One row-wise cumsum: no sort by group, no global cumsum minus bases."""
+    C = np.cumsum(vals2[times], axis=1)
+    run = np.empty(vals2.size)
+    run[times.ravel()] = C.ravel()
+    return run
+
+
+def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """:func:`_running_group_max` for groups given as rows of addition times (:func:`_group_sums_at_times`)."""
+    return np.maximum.accumulate(_group_sums_at_times(vals2, times))
+
+
+def _magnitude_order(f: np.ndarray) -> np.ndarray:
+    """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then the
+    positions inside runs of equal values re-sorted by (value, index)."""
+    a = np.abs(f)
+    o = np.argsort(a)
+    s = a[o]
+    eq = s[1:] == s[:-1]
+    if eq.any():  # runs of equal |f|: put each run's indices in increasing order (the stable order)
+        j = np.flatnonzero(eq)
+        pos = np.union1d(j, j + 1)  # every position in a run of ties (sorted, so s[pos] is nondecreasing)
+        op = o[pos]
+        o[pos] = op[np.lexsort((op, s[pos]))]
+    return o
+
+
+class _Curves:
+    """Per-layer magnitude-pruning curves k -> (||What_k||, ||E_k||), k = 0..N_i (THEORY §11.3).
+
+    Each layer is sorted once (exact-k magnitude pruning, ties by flat index). ``exact``: the curves are the
+    certified norms at every k (small nets). Otherwise a cheap *shape* for all k at once from prefix sums of the
+    sorted weights: ||E_k|| ~ max(||E_k||_F / sqrt(min(m, n)), largest row and column norm of mat(E_k)) and
+    ||What_k|| ~ u^T What_k v (u, v top singular vectors of mat(W)), all lower bounds for the matrix view, scaled by
+    a calibration ratio interpolated between measured points (k = 0 and k = N are exact for free: ||E_N|| =
+    ||What_0|| = ||W||; every probe the search makes adds a point). Only certified values enter a result."""
+
+    def __init__(self, layers: Sequence[WeightLayer], w: np.ndarray, exact: bool):
+        self.layers = list(layers)
+        self.w = np.asarray(w, float)
+        self.exact = exact
+        self.N = np.array([L.N for L in layers], dtype=np.int64)
+        self.flat = [np.asarray(L.weight, float).ravel() for L in layers]
+        self.order = [_magnitude_order(f) for f in self.flat]
+        self.state_e: list = [None] * len(layers)
+        self.state_h: list = [None] * len(layers)
+        self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)
+        self._base: dict = {}
+        self._arr: dict = {}
+        self._env: dict = {}  # i -> (E array, the DP's surrogate envelope computed from it)
+        self.evaluations = 0
+        self.certified_evaluations = 0
+
+    # -- tensors
+    def pruned(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self.flat[i]
+        E = np.zeros_like(f)
+        idx = self.order[i][:k]
+        E[idx] = f[idx]
+        shp = np.shape(self.layers[i].weight)
+        return (f - E).reshape(shp), E.reshape(shp)
+
+    def certified(self, i: int, k: int) -> tuple[float, float]:
+        L = self.layers[i]
+        if k == 0:
+            return float(self.w[i]), 0.0
+        Wh, E = self.pruned(i, k)
+        self.certified_evaluations += 1
+        p = self.points[i].get(k)
+        if p is not None and not p[2] and L.norm_upper_hint is not None:  # certify at the probe's estimate (§11.5)
+            return float(L.norm_upper_hint(Wh, p[0])), float(L.norm_upper_hint(E, p[1]))
+        return float(L.norm_upper(Wh)), float(L.norm_upper(E))
+
+    # -- curves
+    def base(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i in self._base:
+            return self._base[i]
+        N = int(self.N[i])
+        if self.exact:
+            c = [self.certified(i, k) for k in range(N + 1)]
+            out = (np.array([x[0] for x in c]), np.array([x[1] for x in c]))
+        else:
+            W = np.asarray(self.layers[i].weight, float)
+            M = W.reshape(W.shape[0], -1)
+            m, n = M.shape
+            o = self.order[i]
+            v = self.flat[i][o]
+            v2 = v * v
+            fro2 = np.cumsum(v2)
+            t = np.empty(N, np.int64)
+            t[o] = np.arange(N)  # addition time of each entry
+            t = t.reshape(m, n)
+            run = np.maximum(_group_sums_at_times(v2, np.sort(t, axis=1)),  # rows, then columns
+                             _group_sums_at_times(v2, np.sort(t.T, axis=1)))
+            e2 = np.maximum(fro2 / min(m, n), np.maximum.accumulate(run))
+            E = np.concatenate([[0.0], np.sqrt(e2)])
+            u, vv = _top_singular_vectors(M)
+            uWv = (u[:, None] * M * vv[None, :]).ravel()  # u_r W_rc v_c per entry, summed in the magnitude order
+            H = np.concatenate([[0.0], np.cumsum(uWv[o])])
+            H = np.abs(float(u @ M @ vv) - H)
+            out = (H, E)
+        self._base[i] = out
+        return out
+
+    def arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(||What_k||, ||E_k||) for k = 0..N_i: exact, or the calibrated shape."""
+        if i in self._arr:
+            return self._arr[i]
+        Hb, Eb = self.base(i)
+        if self.exact:
+            out = (Hb, Eb)
+        else:
+            N = int(self.N[i])
+            w = float(self.w[i])
+            pts = dict(self.points[i])
+            ph = {0: w, **{k: p[0] for k, p in pts.items()}}
+            pe = {N: w, **{k: p[1] for k, p in pts.items() if k}}
+            out = (self._calibrated(Hb, ph), self._calibrated(Eb, pe))
+        self._arr[i] = out
+        return out
+
+    @staticmethod
+    def _calibrated(base: np.ndarray, pts: dict) -> np.ndarray:
+        ks = np.array(sorted(k for k in pts if base[k] > 0), dtype=np.int64)
+        if ks.size == 0:
+            return base
+        r = np.array([pts[k] / base[k] for k in ks])
+        ratio = np.empty(base.size)  # np.interp(arange, ks, r), filled segment by segment (few knots, long arrays)
+        ratio[:ks[0] + 1] = r[0]
+        ratio[ks[-1]:] = r[-1]
+        for a, b, ra, rb in zip(ks[:-1], ks[1:], r[:-1], r[1:]):
+            ratio[a:b + 1] = np.linspace(ra, rb, b - a + 1)
+        return base * ratio
+
+    def probe(self, i: int, k: int) -> bool:
+        """Measure layer i at count k (estimate if the layer has one, else certified) and add the point; returns
+        whether the point is certified."""
+        if self.exact:
+            return True
+        if k in self.points[i]:
+            return self.points[i][k][2]
+        L = self.layers[i]
+        self.evaluations += 1
+        if L.estimator is None:
+            h, e = self.certified(i, k)
+            cert = True
+        else:
+            Wh, E = self.pruned(i, k)
+            h, self.state_h[i] = L.estimator(Wh, self.state_h[i])
+            e, self.state_e[i] = L.estimator(E, self.state_e[i]) if k else (0.0, None)
+            cert = False
+        self.set_point(i, k, float(h), float(e), cert)
+        return cert
+
+    def near_point(self, i: int, k: int, rtol: float) -> bool:
+        """Is k bracketed by measured points within rtol * k on both sides (so the interpolated curve is accurate at
+        k), or measured itself?"""
+        if self.exact or k in self.points[i]:
+            return True
+        tol = max(1.0, rtol * k)
+        return (any(0 < k - kk <= tol for kk in self.points[i]) and any(0 < kk - k <= tol for kk in self.points[i]))
+
+    def set_point(self, i: int, k: int, h: float, e: float, cert: bool) -> None:
+        self.points[i][k] = (h, e, cert)
+        self._arr.pop(i, None)
+
+    def value(self, i: int, k: int) -> tuple[float, float]:
+        H, E = self.arrays(i)
+        return float(H[k]), float(E[k])
+
+
+def _top_singular_vectors(M: np.ndarray, iters: int = 200):
+    """Top singular vector pair of M by power iteration (for the ||What_k|| shape only)."""
+    import torch
+
+    from probprune.theory.norms import matrix_norm_estimate
+
+    m, n = M.shape
+    if min(m, n) <= 1500:  # small side: the top eigenvector of the smaller Gram matrix (LAPACK)
+        from scipy.linalg import eigh
+
+        G = M.T @ M if n <= m else M @ M.T
+        x = eigh(G, subset_by_index=[G.shape[0] - 1, G.shape[0] - 1])[1][:, 0]
+        if n <= m:
+            v, u = x, M @ x
+        else:
+            u, v = x, M.T @ x
+        u = u / max(np.linalg.norm(u), 1e-300)
+        v = v / max(np.linalg.norm(v), 1e-300)
+        return u, v
+    Mt = torch.from_numpy(np.ascontiguousarray(M))
+    _, v = matrix_norm_estimate(Mt, iters=iters, rtol=1e-8)
+    v = v.reshape(-1).numpy()
+    v = v / max(np.linalg.norm(v), 1e-300)
+    u = M @ v
+    u = u / max(np.linalg.norm(u), 1e-300)
+    return u, v
+
+
+def _dp_levels(val: np.ndarray) -> np.ndarray:
+    """Separable knapsack for every budget level at once. val[i, s] = weights of layer i with share s (nondecreasing
+    in s); returns alloc[b, i], the share of layer i in an allocation maximising sum_i val[i, s_i] subject to
+    sum_i s_i <= b, for every level b = 0..S (exact on the share grid)."""
+    l, S1 = val.shape
+    best = val[0].astype(float)
+    choice = np.zeros((l, S1), dtype=np.int64)
+    choice[0] = np.arange(S1)
+    b = np.arange(S1)
+    pad = np.full(2 * S1 - 1, -np.inf)
+    for i in range(1, l):
+        pad[S1 - 1:] = best  # pad[S1 - 1 + j] = best[j], -inf for j < 0
+        win = np.lib.stride_tricks.sliding_window_view(pad, S1)[:, ::-1]  # win[b, s] = best[b - s] (a view)
+        tot = win + val[i][None, :]  # tot[b, s] = best[b - s] + val[i, s], -inf where s > b
+        choice[i] = np.argmax(tot, axis=1)
+        best = tot[b, choice[i]]
+    alloc = np.zeros((S1, l), dtype=np.int64)
+    rem = b.copy()
+    for i in range(l - 1, 0, -1):
+        alloc[:, i] = choice[i][rem]
+        rem = rem - alloc[:, i]
+    alloc[:, 0] = rem
+    return alloc
+
+
+def _comp_batch(curves: _Curves, comp, K: np.ndarray) -> np.ndarray:
+    """comp at a batch of count vectors K (B, l) (or one (l,)) from the curves; shape (B,) (or a float)."""
+    Kb = np.atleast_2d(np.asarray(K, dtype=np.int64))
+    hv = np.empty(Kb.shape, float)
+    ev = np.empty(Kb.shape, float)
+    for i in range(Kb.shape[1]):
+        H, E = curves.arrays(i)
+        hv[:, i], ev[:, i] = H[Kb[:, i]], E[Kb[:, i]]
+    out = np.asarray(comp(curves.w, hv, ev), float).reshape(-1)
+    return out if np.ndim(K) == 2 else float(out[0])
+
+
+def _allocate(curves: _Curves, comp, eps: float, cand: np.ndarray, uniform: bool) -> np.ndarray:
+    """Integer counts with comp(curves) <= eps: uniform (bisection on a common fraction) or optimal (DP over shares
+    of the surrogate with exact per-layer inversion, best over budget levels, then refinement)."""
+    l = len(cand)
+    N = curves.N
+    if uniform:
+        fr = np.linspace(0.0, 1.0, 257)
+        lo, hi = 0.0, 1.0
+        while True:  # batched bisection: 257 fractions per call until the bracket is below a quarter weight
+            K = np.where(cand[None, :], np.floor(fr[:, None] * N[None, :]).astype(np.int64), 0)
+            ok = _comp_batch(curves, comp, K) <= eps
+            if not ok.any():
+                return np.zeros(l, np.int64)
+            j = int(np.flatnonzero(ok)[-1])  # the largest feasible fraction scanned (curves need not be monotone)
+            if j == len(fr) - 1 or (fr[j + 1] - fr[j]) * max(int(N.max()), 1) < 0.25:
+                return K[j]
+            fr = np.linspace(fr[j], fr[j + 1], 257)
+    w = curves.w
+    env = []
+    for i in range(l):
+        if not cand[i]:
+            env.append(np.zeros(1))
+            continue
+        E = curves.arrays(i)[1]
+        if curves._env.get(i, (None,))[0] is not E:  # cached with the arrays it was computed from
+            curves._env[i] = (E, np.log1p(np.maximum.accumulate(E) / w[i]) if w[i] > 0
+                              else np.where(E > 0, np.inf, 0.0))
+        env.append(curves._env[i][1])
+    gmax = sum(float(np.max(g[np.isfinite(g)])) for g in env)
+    best = np.zeros(l, np.int64)
+    if gmax > 0:
+        shares = np.linspace(0.0, gmax, _SHARES + 1)
+        kk = np.stack([np.clip(np.searchsorted(env[i], shares, side="right") - 1, 0, None) for i in range(l)])
+        alloc = _dp_levels(kk.astype(float))
+        ks = np.stack([kk[i][alloc[:, i]] for i in range(l)], axis=1)  # (S+1, l)
+        ok = _comp_batch(curves, comp, ks) <= eps
+        if ok.any():
+            tot = np.where(ok, ks.sum(axis=1), -1)
+            best = ks[int(np.argmax(tot))].copy()
+    uni = _allocate(curves, comp, eps, cand, True)
+    if uni.sum() > best.sum():
+        best = uni
+    return _refine(curves, comp, eps, cand, best)
+
+
+def _raise_layer(curves, comp, eps, cand, K: np.ndarray, i: int, pts: int = 128) -> np.ndarray:
+    """A large feasible count of layer i (others fixed): batched scan of offsets 1, 2, 4, ... up to N_i, then the
+    bracket after the largest feasible point split into ``pts`` parts until it is one weight wide."""
+    N = int(curves.N[i])
+    if not cand[i] or K[i] >= N:
+        return K
+    lo = int(K[i])
+    xs = np.unique(np.minimum(N, lo + (1 << np.arange(0, max(1, N - lo).bit_length() + 1))))
+    while True:
+        Kb = np.repeat(K[None, :], xs.size, axis=0)
+        Kb[:, i] = xs
+        ok = _comp_batch(curves, comp, Kb) <= eps
+        if ok[-1]:
+            lo = int(xs[-1])
+            break
+        if ok.any():
+            f = int(np.flatnonzero(ok)[-1])  # the largest feasible count scanned, bracketed by the next one
+            lo, hi = int(xs[f]), int(xs[f + 1])
+        else:
+            hi = int(xs[0])
+        if hi - lo <= 1:
+            break
+        xs = np.unique(np.linspace(lo + 1, hi - 1, min(pts, hi - lo - 1)).round().astype(np.int64))
+        xs = np.concatenate([xs, [hi]]) if xs[-1] != hi else xs
+    out = K.copy()
+    out[i] = min(lo, N)
+    return out
+
+
+def _refine(curves, comp, eps, cand, k, sweeps: int = 2) -> np.ndarray:
+    """Slack spending to the integer: raise each layer's count as far as the composed certificate allows (largest
+    layers first); in the first sweep also pairwise exchange (shrink a pruned layer j by 1/2 or 1/8 of its count,
+    re-raise the others, keep if the total grows)."""
+    N = curves.N
+    k = k.copy()
+    order = [int(i) for i in np.argsort(-N, kind="stable") if cand[i]]
+    for sweep in range(sweeps):
+        before = int(k.sum())
+        for i in order:
+            k = _raise_layer(curves, comp, eps, cand, k, i)
+        for j in order if sweep == 0 else ():
+            if k[j] == 0:
+                continue
+            for frac in (0.5, 0.125):
+                K = k.copy()
+                K[j] = int(k[j] * (1 - frac))
+                for i in order:
+                    if i != j:
+                        K = _raise_layer(curves, comp, eps, cand, K, i)
+                K = _raise_layer(curves, comp, eps, cand, K, j)
+                if K.sum() > k.sum():
+                    k = K
+        if int(k.sum()) == before:
+            break
+    return k
+
+
+def search_certified_counts(
+    layers: Sequence[WeightLayer],
+    comp: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
+    eps: float,
+    norm_W: np.ndarray | None = None,
+    uniform: bool = False,
+    exact: bool = False,
+    rounds: int = 8,
+    curves: "_Curves | None" = None,
+    slack_tol: float = 5e-3,
+    accept_tol: float = 1e-2,
+    target_margin: float = 1e-3,
+    probe_rtol: float = 1e-2,
+) -> SearchResult:
+    """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
+
+    ``layers``: the weight layers; ``comp``: the certificate from per-layer norm bounds (nondecreasing in the
+    pruned and error norms); ``norm_W``: certified norms of the unpruned layers (computed if None); ``uniform``:
+    one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
+    search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
+    ``slack_tol``: certify once the measured candidate is within this relative distance of eps; ``accept_tol``:
+    stop once the certificate is (another round re-certifies every changed layer); ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
+    ``probe_rtol``: a layer is not probed again when measured points bracket its count within this relative
+    distance."""
+    import time
+
+    eps = float(check_eps(eps))
+    t0 = time.perf_counter()
+    l = len(layers)
+    cand = np.array([L.prunable for L in layers], bool)
+    if curves is None:
+        w = np.array([float(L.norm_upper(np.asarray(L.weight, float))) for L in layers]) if norm_W is None \
+            else np.asarray(norm_W, float)
+        curves = _Curves(layers, w, exact)
+    w = curves.w
+    timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
+    best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
+    # searched-for value: estimates are a little below the certified norms; when every prunable layer is probed by
+    # its certified norm (curves.exact, or no estimator) the probes are the certificate's own values: search for eps
+    all_cert = curves.exact or all(L.estimator is None for L, c in zip(layers, cand) if c)
+    eps_t = eps if all_cert else eps * (1 - target_margin)
+
+    def certify(k):
+        t = time.perf_counter()
+        hc, ec = w.copy(), np.zeros(l)
+        for i in range(l):
+            if k[i]:
+                pt = curves.points[i].get(int(k[i]))
+                if curves.exact or (pt is not None and pt[2]):  # already certified values
+                    hc[i], ec[i] = curves.value(i, int(k[i]))
+                else:
+                    hc[i], ec[i] = curves.certified(i, int(k[i]))
+                    curves.set_point(i, int(k[i]), hc[i], ec[i], True)
+        timings["certify"] += time.perf_counter() - t
+        return hc, ec, float(comp(w, hc, ec))
+
+    pending = None  # the best candidate that fits on the probes, not yet certified
+    log: list = []
+    timings["log"] = log
+    r = 0
+    eps_a = eps_t  # the allocation's target: certified probes that overshoot lower it by half the overshoot
+    for r in range(1, rounds + 1):
+        t1 = time.perf_counter()
+        k = _allocate(curves, comp, eps_a, cand, uniform)
+        t2 = time.perf_counter()
+        timings["search"] += t2 - t1
+        if k.sum() <= max(best[0].sum(), -1 if pending is None else pending.sum() - 1):
+            break
+        for i in range(l):  # probe the candidate (adds calibration points), unless bracketed by points within 1%
+            if k[i] and not curves.near_point(i, int(k[i]), probe_rtol):
+                curves.probe(i, int(k[i]))
+        timings["probe"] += time.perf_counter() - t2
+        v = _comp_batch(curves, comp, k)
+        log.append(("probe", int(k.sum()), v))
+        if v > eps_t:
+            if all_cert:  # the probes are certified values: aim lower by half the overshoot, within slack_tol
+                eps_a = min(eps_a, eps_t * (1 - min(slack_tol, 0.5 * (v / eps_t - 1))))
+            continue  # the measured values do not fit: search again on the recalibrated curves
+        if pending is None or k.sum() > pending.sum():
+            pending = k.copy()
+        if v < eps_a * (1 - slack_tol) and r < rounds:
+            continue  # room left on the measured values: search again before paying for certification
+        hc, ec, val = certify(pending)
+        log.append(("certify", int(pending.sum()), val))
+        if val <= eps:
+            best = (pending, hc, ec, val) if pending.sum() > best[0].sum() else best
+            pending = None
+            if val >= eps * (1 - accept_tol):  # another round would re-certify every changed layer
+                break
+        pending = None
+    if pending is not None:
+        hc, ec, val = certify(pending)
+        if val <= eps and pending.sum() > best[0].sum():
+            best = (pending, hc, ec, val)
+    k, hc, ec, val = best
+    timings["total"] = time.perf_counter() - t0
+    return SearchResult(k, w, hc, ec, val, r, curves.evaluations + curves.certified_evaluations, timings)
+
+
+class _CertRCurves(_Curves):
+    """Cert-R curves (THEORY §3.11): at fraction p = k/N_i the closed-form Cert-R bounds on ||What_i|| and ||E_i||
+    with probability delta_layer per pruned layer (``certificates._cert_r_layer``, Bernoulli masks). The shape for
+    all k is interpolated from a grid of fractions; probes are exact and are the certificate's own values."""
+
+    def __init__(self, layers, w, specs, delta_layer: float, n_grid: int = 32):
+        super().__init__(layers, w, exact=False)
+        self.specs, self.delta_layer, self.n_grid = specs, delta_layer, n_grid
+
+    def _exact(self, i: int, k: int) -> tuple[float, float]:
+        from probprune.certificates.lemma import _cert_r_layer
+
+        if k == 0:
+            return float(self.w[i]), 0.0
+        L = self.specs[i]
+        We = self.layers[i].effective(np.asarray(self.layers[i].weight, float))
+        return _cert_r_layer(L, We.reshape(L.weight_shape), float(self.w[i]), k / self.N[i], self.delta_layer,
+                             "bernoulli")
+
+    def base(self, i: int):
+        if i not in self._base:
+            N = int(self.N[i])
+            ks = np.unique(np.round(np.linspace(0, 1, self.n_grid + 1) * N).astype(np.int64))
+            v = np.array([self._exact(i, int(k)) for k in ks])
+            kk = np.arange(N + 1)
+            self._base[i] = (np.interp(kk, ks, v[:, 0]), np.interp(kk, ks, v[:, 1]))
+        return self._base[i]
+
+    def certified(self, i: int, k: int) -> tuple[float, float]:
+        return self._exact(i, k)
+
+    def probe(self, i: int, k: int) -> bool:
+        if k not in self.points[i]:
+            self.evaluations += 1
+            self.set_point(i, k, *self._exact(i, k), True)
+        return True
+
+
+# --------------------------------------------------------------------------------------------- network adapter
+def _dense_estimator(T, state):
+    """Estimate of ||T||_2 for a dense layer (searches only): the top singular value by Lanczos (ARPACK ``svds``,
+    residual tolerance 1e-6, fixed start vector), or the exact SVD for small matrices."""
+    from scipy.sparse.linalg import svds
+
+    M = np.asarray(T, float).reshape(np.shape(T)[0], -1)
+    if min(M.shape) <= 2 or M.size <= 20_000:
+        return float(np.linalg.norm(M, 2)) if M.size else 0.0, None
+    if not np.any(M):
+        return 0.0, None
+    v0 = np.random.default_rng(0).standard_normal(min(M.shape))
+    return float(svds(M, k=1, tol=1e-6, v0=v0, return_singular_vectors=False)[0]), None
+
+
+_TOP_FREQS = 16  # frequencies kept by a warm conv estimate (the largest of the last full evaluation)
+
+
+def _block_top_eig(F) -> "object":
+    """Largest eigenvalue of F_b F_b^H for every block b of a (B, m, n) complex tensor (Gram eigvalsh, chunked)."""
+    import torch
+
+    from probprune.theory.norms import _BLOCK_ELEMS
+
+    B, m, n = F.shape
+    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    out = []
+    for b0 in range(0, B, step):
+        Fb = F[b0:b0 + step]
+        out.append(torch.linalg.eigvalsh(Fb @ Fb.mH if m <= n else Fb.mH @ Fb)[:, -1])
+    return torch.cat(out)
+
+
+def _cholesky_search(F) -> bool:
+    """Use §11.6's Cholesky search (CPU, blocks wider than ``norms._SMALL_BLOCK``) rather than all eigenvalues."""
+    from probprune.theory.norms import _SMALL_BLOCK
+
+    return F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK and F.shape[0] > 1
+
+
+def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top: int = _TOP_FREQS):
+    """ESTIMATE (float32) of the periodic-extension conv norm for the search's probes (never in a certificate):
+    the first call evaluates every frequency block (as ``norms.conv_norm_fft_estimate``) and keeps the ``top``
+    frequencies with the largest block norms as ``state``; later calls for the same layer (nearby pruning counts)
+    evaluate only those frequencies, by a direct DFT of the kernel at them. A lower estimate when the maximising
+    frequency leaves the set; the certificate is computed from certified norms regardless (§11.3)."""
+    import torch
+
+    from probprune.theory.norms import _block_top_estimate_cpu, conv_fft_blocks, dilate_kernel
+
+    Wt = torch.as_tensor(np.asarray(W, float))
+    amax = float(Wt.abs().max()) if Wt.numel() else 0.0
+    if amax == 0:
+        return 0.0, state
+    Ws = (Wt / amax).to(torch.float32)
+    if state is None or Wt.dim() != 4:
+        F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation)
+        if _cholesky_search(F):  # §11.6's search (float32): eigenvalues of the largest blocks only
+            best, vals, proxy = _block_top_estimate_cpu(F)
+            rank = np.where(np.isnan(vals), np.minimum(proxy, best * (1 - 1e-9)), vals)  # computed first, then proxy
+            lam_max, lam = best, torch.from_numpy(rank)
+        else:
+            lam = _block_top_eig(F)
+            lam_max = float(lam.max())
+        sel = torch.topk(lam, min(top, lam.numel())).indices if Wt.dim() == 4 else None
+        return math.sqrt(max(lam_max, 0.0)) * amax, (grid, sel) if sel is not None else None
+    (gh, gw), sel = state
+    d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    Wd = dilate_kernel(Ws, d)
+    kh, kw = Wd.shape[2:]
+    fh = (sel // (gw // 2 + 1)).to(torch.float64)
+    fw = (sel % (gw // 2 + 1)).to(torch.float64)
+    ang = -2.0 * math.pi * (fh[:, None, None] * torch.arange(kh, dtype=torch.float64)[None, :, None] / gh
+                            + fw[:, None, None] * torch.arange(kw, dtype=torch.float64)[None, None, :] / gw)
+    T = torch.polar(torch.ones_like(ang), ang).to(torch.complex64)  # (S, kh, kw)
+    F = torch.einsum("oiab,sab->soi", Wd.to(torch.complex64), T).contiguous()
+    lam_max = _block_top_estimate_cpu(F)[0] if _cholesky_search(F) else float(_block_top_eig(F).max())
+    return math.sqrt(max(lam_max, 0.0)) * amax, state
+
+
+def _conv_estimate(op, We: np.ndarray, state=None):
+    """Estimate (float32) of the certified conv norm of a graph weight node: the FFT blocks of every group, warm
+    (:func:`_conv_estimate_warm`: only the leading frequencies of the layer's first probe), for the search's probes
+    only. Returns (estimate, state)."""
+    from probprune.certificates.lemma import weight_layer_specs
+
+    specs = weight_layer_specs(op)
+    co = We.shape[0] // len(specs)
+    state = state if state is not None else [None] * len(specs)
+    vals, new = [], []
+    for j, L in enumerate(specs):
+        v, st = _conv_estimate_warm(We[j * co:(j + 1) * co].reshape(L.weight_shape), L.in_shape[1:], L.padding,
+                                    L.dilation, state[j])
+        vals.append(v)
+        new.append(st)
+    return max(vals), new
+
+
+@dataclass(frozen=True)
+class BudgetProblem:
+    """A budget problem on a network graph (THEORY §8): the weight layers (raw weights, masks act on them; norms
+    of the effective, BatchNorm-folded weights), their certified norms, the Cert-D composition (Lemma A on the
+    graph, node-wise min: the certificate ``certify_graph`` reports), the Cert-R composition (the graph's A-fwd),
+    the candidate layers and their matrix/conv views (for Cert-R)."""
+
+    graph: object
+    layers: list
+    norm_W: np.ndarray
+    comp: Callable
+    comp_fwd: Callable
+    cand: np.ndarray
+    specs: list
+
+
+@dataclass(frozen=True)
+class _GraphLayer(WeightLayer):
+    op: object = None
+
+    def effective(self, T):
+        return self.op.effective_weight(np.asarray(T, float).reshape(self.op.weight.shape))
+
+
+def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str] | None = None) -> BudgetProblem:
+    """The :class:`BudgetProblem` of a :class:`probprune.net.Graph` (a chain from ``Graph.from_spec`` or a traced
+    model with residual blocks and BatchNorm). ``prunable``: names (FQN) or indices of the weight layers to prune
+    (default all)."""
+    from probprune.certificates.lemma import graph_weight_norm, weight_layer_specs
+    from probprune.net.lemma import lemma_a_graph
+    from probprune.theory.norms import layer_operator_norm_upper
+
+    nodes = list(graph.weight_nodes)
+    names = [n.op.fqn for n in nodes]
+    cand = np.ones(len(nodes), bool)
+    if prunable is not None:
+        cand[:] = False
+        for q in prunable:
+            if isinstance(q, (int, np.integer)) and 0 <= q < len(nodes):
+                cand[q] = True
+            elif q in names:
+                cand[names.index(q)] = True
+            else:
+                raise ProbPruneError(f"unknown layer {q!r}; layers are {names}")
+        if not cand.any():
+            raise ProbPruneError("no prunable layer selected")
+    layers, specs = [], []
+    for n, c in zip(nodes, cand):
+        op = n.op
+
+        def nu(T, op=op):
+            return graph_weight_norm(op, op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)),
+                                     conv_method)
+
+        def est(T, state, op=op):  # dense: power iteration on the effective matrix; conv: float32 FFT blocks
+            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+            if op.layer == "linear":
+                return _dense_estimator(We, state)
+            return _conv_estimate(op, We, state)
+
+        # probes: dense layers up to 1500 wide are probed by the certified norm itself (a LAPACK top eigenvalue is
+        # as cheap as Lanczos there, and a certified probe needs no second evaluation); wider ones by Lanczos
+        cheap = op.layer == "linear" and min(op.weight.shape) <= 1500
+
+        def nu_hint(T, hint, op=op):  # graph_weight_norm's bound (max over groups of min(FFT, Lemma C)), §11.5
+            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+            specs = weight_layer_specs(op)
+            co = We.shape[0] // len(specs)
+            return max(layer_operator_norm_upper(L, We[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method,
+                                                 hint=hint) for j, L in enumerate(specs))
+
+        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, None if cheap else est, bool(c),
+                                  nu_hint if op.layer != "linear" else None, op))
+        specs.append(weight_layer_specs(op)[0])
+    nW = np.array([L.norm_upper(L.weight) for L in layers])
+    cmap = [op.bias_map_norm() for op in (n.op for n in nodes)]
+
+    def _run(w, wh, e):
+        wh, e = np.asarray(wh, float), np.asarray(e, float)
+        norms = {nm: (w[i], wh[..., i], e[..., i], cmap[i]) for i, nm in enumerate(names)}
+        return lemma_a_graph(graph, norms)
+
+    def comp(w, wh, e):
+        return _run(w, wh, e).D
+
+    def comp_fwd(w, wh, e):
+        return _run(w, wh, e).Df
+
+    return BudgetProblem(graph, layers, nW, comp, comp_fwd, cand, specs)
+
+
+def certified_budget(
+    model,
+    eps: float,
+    method: str = "magnitude",
+    mode: str = "optimal",
+    delta: float | None = None,
+    conv_method: str = "fft",
+    prunable: Sequence[int | str] | None = None,
+    rounds: int = 8,
+    exact_search: bool | None = None,
+    timings: dict | None = None,
+    uniform_reference: bool | None = None,
+):
+    """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a
+    :class:`~probprune.net.templates.ParsedModel` (a chain) or a :class:`probprune.net.Graph` (any traced model):
+
+    - magnitude: layer-wise exact-k magnitude pruning; the largest counts with Cert-D <= eps (deterministic; the
+      certificate of ``certify_graph`` from certified norms);
+    - random: Bernoulli keep/prune with probability p_i = k_i/N_i drawn after the weights; the largest p_i with
+      Cert-R <= eps with probability >= 1 - delta over the mask (delta split over the layers actually pruned).
+
+    ``mode``: "optimal" or "uniform" (one common fraction); the best uniform allocation is always reported beside
+    the optimal one. ``rounds``: search/probe/certify rounds; ``exact_search``: search on certified norms at every
+    count (default for nets with at most 4,000 weights); ``timings``: a dict that receives the per-step seconds;
+    ``uniform_reference``: also certify the best uniform allocation (default: for nets with at most 2,000,000
+    weights; when skipped, ``uniform_fraction`` is NaN and ``uniform_total`` is -1, and a note says so)."""
+    import time
+
+    from probprune.budgets.apriori import BudgetResult, LayerBudget
+    from probprune.certificates.lemma import certify_random_graph
+
+    t0 = time.perf_counter()
+    eps = float(check_eps(eps))
+    if method not in ("magnitude", "random"):
+        raise ProbPruneError("certified budgets support method 'magnitude' (Cert-D) or 'random' (Cert-R)")
+    if method == "random":
+        delta = check_delta(delta)
+    if mode not in ("optimal", "uniform"):
+        raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
+    if hasattr(model, "weight_nodes"):
+        graph, has_bias = model, any(n.op.effective_bias() is not None for n in model.weight_nodes)
+    else:
+        from probprune.net import Graph
+
+        graph = Graph.from_spec(model.spec, model.weights, model.biases, model.names or None)
+        has_bias = model.has_bias
+    prob = graph_problem(graph, conv_method, prunable)
+    layers, nW, cand = prob.layers, prob.norm_W, prob.cand
+    N = np.array([L.N for L in layers])
+    if exact_search is None:
+        exact_search = int(N.sum()) <= 4000
+    t1 = time.perf_counter()
+    steps = {"build_and_norm_W": t1 - t0}
+
+    if uniform_reference is None:
+        uniform_reference = int(N.sum()) <= 2_000_000
+    uniform_reference = uniform_reference or mode == "uniform"
+    if method == "magnitude":
+        curves = _Curves(layers, nW, exact_search)
+        runs = []
+        if uniform_reference:
+            uni = search_certified_counts(layers, prob.comp, eps, uniform=True, rounds=rounds, curves=curves)
+            runs.append(uni)
+        if mode == "uniform":
+            res = uni
+        else:
+            res = search_certified_counts(layers, prob.comp, eps, rounds=rounds, curves=curves)
+            runs.append(res)
+        if uniform_reference and res.k.sum() < uni.k.sum():
+            res = uni
+        k, eps_ach = res.k, res.certificate
+        k_uni = uni.k if uniform_reference else None
+        for key in ("search", "probe", "certify"):
+            steps[key] = sum(x.timings[key] for x in runs)
+        steps["rounds"] = sum(x.rounds for x in runs)
+        steps["log"] = [entry for x in runs for entry in x.timings["log"]]
+        steps["probes"] = curves.evaluations
+        steps["certified_evaluations"] = curves.certified_evaluations
+        steps["curves"] = time.perf_counter() - t1 - sum(steps[x] for x in ("search", "probe", "certify"))
+        steps["total"] = time.perf_counter() - t0
+    else:
+        names = [L.name for L in layers]
+        for L, c in zip(layers, cand):
+            if c and getattr(L.op, "groups", 1) != 1:
+                raise UnsupportedLayerError(f"Cert-R budget for the grouped convolution {L.name!r} is not supported "
+                                            "(certify_random_graph handles a given p; the budget search does not)")
+
+        def cert_r(K):
+            return certify_random_graph(graph, {nm: kk / n for nm, kk, n in zip(names, K, N)}, delta, "bernoulli",
+                                        conv_method).eps
+
+        def best_r(uniform):
+            n_assumed, best = int(cand.sum()), np.zeros(len(layers), np.int64)
+            while n_assumed >= 1:
+                curves = _CertRCurves(layers, nW, prob.specs, delta / n_assumed)
+                K = search_certified_counts(layers, prob.comp_fwd, eps, uniform=uniform, rounds=rounds,
+                                            curves=curves).k
+                if K.sum() > best.sum():
+                    best = K  # certified below with the actual split (never larger than the assumed one)
+                n_pr = int(np.count_nonzero(K))
+                if n_pr >= n_assumed or n_pr == 0:
+                    break
+                n_assumed = n_pr  # fewer layers pruned: each gets a larger share of delta; search again
+            return best
+
+        k_uni = best_r(True)
+        k = k_uni if mode == "uniform" else best_r(False)
+        if k.sum() < k_uni.sum():
+            k = k_uni
+        t2 = time.perf_counter()
+        steps["search"] = t2 - t1
+        eps_ach = cert_r(k) if k.any() else 0.0
+        steps["certify"] = time.perf_counter() - t2
+    q = k / N
+    q_uni = float(np.max(np.where(cand, k_uni / N, 0.0))) if k_uni is not None else float("nan")
+    if eps_ach > eps:  # never report an allocation that violates the budget
+        raise RuntimeError(f"internal error: certified allocation {eps_ach} exceeds eps {eps}")
+    steps["total"] = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(steps)
+    out_layers = tuple(LayerBudget(L.name, L.N, float(qi), int(ki)) for L, qi, ki in zip(layers, q, k))
+    notes = ["a given network: no distributional assumption on the weights",
+             "Cert-D: deterministic, layer-wise exact-k magnitude pruning (ties by flat index); every reported "
+             "certificate uses certified operator norms (THEORY §11)" if method == "magnitude"
+             else f"Cert-R: probability >= 1 - {delta} over the Bernoulli mask, conditional on the weights; delta "
+                  "split over the layers actually pruned"]
+    if has_bias:
+        notes.append("biases are kept (not pruned) and enter the certificate through Lemma A's general form")
+    if k_uni is None:
+        notes.append("best uniform allocation not computed (uniform_reference=False): uniform_total = -1")
+    return BudgetResult(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
+                        int(k_uni.sum()) if k_uni is not None else -1, "certificate",
+                        "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9, search §11.3", tuple(notes))

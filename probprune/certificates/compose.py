@@ -1,0 +1,287 @@
+"""Norm-based certificates on exactly composed stages (THEORY.md §12.1-§12.2 [D]).
+
+* ``lemma_a_composed``: Lemma A (fwd and bwd, with bias terms) applied to the chain's stages, whose matrices are
+  the exact compositions of the linear operations between activations (§12.1), with the bias *difference* term
+  that composition creates (a bias followed by a pruned linear map) (Statement 12.1).
+* ``pair_bound``: sup over diagonal D in [0, I] of ||A D B|| <= t sqrt(lambda_max(B^T (2tI - A^T A)^{-1} B)) for any
+  t > ||A||^2 / 2 (Statement 12.2, an S-procedure certificate in the style of LipSDP with a scalar multiplier).
+* ``lemma_a_pairs``: the backward unrolling F - F_hat = sum_i M_L S_{L-1} ... M_{i+1} S_i (E_i shat_{i-1} + db_i)
+  with ReLU slopes S_j in [0, I], each partial product bounded by the best grouping of its factors into single
+  norms and pair bounds (Statement 12.3).
+Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding allowance, x (1 + 1e-9)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from probprune.core.errors import ProbPruneError
+from probprune.theory.norms import spectral_norm_upper
+from probprune.certificates.lower import Chain
+
+PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
+DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
+SEGMENT_MAX_DIM = 1000  # longer S-procedure segments only for factors up to this size (cost); pairs always
+
+
+@dataclass(frozen=True)
+class StageNorms:
+    """Per-stage certified norms of the chains F and F_hat (§12.1)."""
+
+    M: np.ndarray
+    Mhat: np.ndarray
+    E: np.ndarray
+    bias: np.ndarray
+    bias_hat: np.ndarray
+    bias_diff: np.ndarray
+    factor_product: np.ndarray  # product of the per-operation norms composed into the stage (nan if unknown)
+
+
+def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
+    if not F.same_structure(Fhat):
+        raise ProbPruneError("F and F_hat must be chains of the same structure")
+    nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
+    for s, sh in zip(F.stages, Fhat.stages):
+        nM.append(spectral_norm_upper(s.M))
+        nMh.append(spectral_norm_upper(sh.M))
+        D = s.M - sh.M
+        nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
+        bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
+        bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
+        bd.append(float(np.linalg.norm(s.b - sh.b)) * (1 + 1e-12))
+        fp.append(float(np.prod(s.factor_norms)) if s.factor_norms else float("nan"))
+    return StageNorms(*(np.array(v) for v in (nM, nMh, nE, bb, bbh, bd, fp)))
+
+
+def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None
+                     ) -> tuple[float, float]:
+    """Statement 12.1: (A-fwd, A-bwd) on the composed stages over ||x|| <= radius, ReLU (L = 1, sigma(0) = 0):
+    Delta_i <= ||E_i|| h_{i-1} + ||Mhat_i|| Delta_{i-1} + ||b_i - bhat_i||, h_i <= ||M_i|| h_{i-1} + ||b_i||
+    (fwd; bwd swaps the roles of M and Mhat), h_0 = radius, Delta_0 = 0."""
+    n = norms or stage_norms(F, Fhat)
+
+    def run(first, bfirst, second):
+        h, D = float(radius), 0.0
+        for i in range(len(first)):
+            D = n.E[i] * h + second[i] * D + n.bias_diff[i]
+            h = first[i] * h + bfirst[i]
+        return D
+
+    return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))
+
+
+def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
+    """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
+    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one)."""
+    from scipy.optimize import minimize_scalar
+
+    A = np.asarray(A, float)
+    B = np.asarray(B, float)
+    if A.shape[1] != B.shape[0]:
+        raise ProbPruneError(f"pair_bound: shapes {A.shape} and {B.shape} do not compose")
+    if not np.any(A) or not np.any(B):
+        return 0.0
+    G = A.T @ A
+    lam, V = np.linalg.eigh(G)
+    slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
+    lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
+    VB = V.T @ B
+    lmax = float(lam[-1])
+
+    def rho(logs):
+        t = lmax / 2 * (1 + math.exp(logs))
+        w = t * t / (2 * t - lam)
+        H = (VB * w[:, None]).T @ VB if VB.shape[1] <= VB.shape[0] else (VB * np.sqrt(w)[:, None]) @ (VB * np.sqrt(w)[:, None]).T
+        return float(np.linalg.eigvalsh(H)[-1])
+
+    res = minimize_scalar(rho, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-3})
+    val = min(float(res.fun), rho(0.0))
+    return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
+
+
+def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = 256) -> float:
+    """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
+    G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
+    greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
+    log T from the best scalar t, kept only if better and 2T - G_k passes Cholesky with a margin).
+    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2."""
+    from scipy.linalg import eigh
+    from scipy.optimize import minimize_scalar
+
+    mats = [np.asarray(X, float) for X in mats]
+    for a, b in zip(mats[:-1], mats[1:]):
+        if a.shape[1] != b.shape[0]:
+            raise ProbPruneError(f"sproc_chain_bound: shapes {a.shape} and {b.shape} do not compose")
+    if any(not np.any(X) for X in mats):
+        return 0.0
+    G = mats[0].T @ mats[0]
+    for X in mats[1:]:
+        lam, V = np.linalg.eigh((G + G.T) / 2)
+        slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
+        lam = np.maximum(lam, 0.0) + slack
+        VX = V.T @ X
+        lmax = float(lam[-1])
+
+        def nxt(logs, full=False):
+            t = lmax / 2 * (1 + math.exp(logs))
+            w = t * t / (2 * t - lam)
+            if full:
+                return (VX * w[:, None]).T @ VX
+            Y = VX * np.sqrt(w)[:, None]
+            K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y  # same nonzero spectrum, smaller side
+            m = K.shape[0]
+            return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+
+        res = minimize_scalar(nxt, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
+        best = float(res.x) if res.success and float(res.fun) <= nxt(0.0) else 0.0
+        t_scalar = lmax / 2 * (1 + math.exp(best))
+        Gd = _diagonal_step(G, X, t_scalar, diag_steps) if 0 < diag_steps and G.shape[0] <= diag_max_dim else None
+        G = nxt(best, full=True) if Gd is None else Gd
+    val = float(np.linalg.eigvalsh((G + G.T) / 2)[-1])
+    return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
+
+
+def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int):
+    """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
+    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective);
+    the best T whose 2T - G passes a Cholesky test with a margin is used. Returns G' or None (no improvement)."""
+    import torch
+
+    Gt = torch.as_tensor((G + G.T) / 2, dtype=torch.float64)
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    n = Gt.shape[0]
+    margin = 1e-9 * float(torch.linalg.matrix_norm(Gt)) + 1e-300
+    eye = torch.eye(n, dtype=torch.float64)
+
+    def value(T, grad=False):
+        A = 2 * torch.diag(T) - Gt - margin * eye
+        L, info = torch.linalg.cholesky_ex(A)
+        if int(info) != 0:
+            return None
+        Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
+        K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y
+        return torch.linalg.eigvalsh((K + K.T) / 2)[-1]
+
+    logt = torch.full((n,), math.log(t0), dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        v0 = value(logt.exp())
+    if v0 is None:
+        return None
+    best_v, best_T = float(v0), logt.detach().exp().clone()
+    opt = torch.optim.Adam([logt], lr=0.05)
+    for _ in range(steps):
+        v = value(logt.exp())
+        if v is None:  # left the feasible set: back to the best point, smaller steps
+            with torch.no_grad():
+                logt.copy_(torch.log(best_T))
+            for g in opt.param_groups:
+                g["lr"] *= 0.5
+            continue
+        if float(v.detach()) < best_v:
+            best_v, best_T = float(v.detach()), logt.detach().exp().clone()
+        opt.zero_grad()
+        v.backward()
+        opt.step()
+    if best_v >= float(v0) * (1 - 1e-6):
+        return None
+    T = best_T
+    A = 2 * torch.diag(T) - Gt - margin * eye  # verified positive definite above (Cholesky)
+    L = torch.linalg.cholesky(A)
+    Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
+    return (Y.T @ Y).detach().numpy()
+
+
+def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
+    """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
+    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix)."""
+    mats = {}
+    for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
+        mats[("M", i)] = s.M
+        mats[("E", i)] = s.M - sh.M
+        mats[("H", i)] = sh.M
+    mats.update(extra or {})
+
+    @lru_cache(maxsize=None)
+    def pb(kind_a, i, kind_b, j):
+        A, B = mats[(kind_a, i)], mats[(kind_b, j)]
+        b = pair_bound(A, B)
+        return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+    @lru_cache(maxsize=None)
+    def seg(keys: tuple):
+        ms = [mats[k] for k in keys]
+        if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
+            return math.inf
+        b = sproc_chain_bound(ms, diag_steps=0)
+        return min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+    pb.segment = seg
+    return pb
+
+
+def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> float:
+    """Best grouping of a product of factors (left to right, ReLU slopes between neighbours) into single norms and
+    adjacent pair bounds: f(k) = min(single_k f(k+1), pair_{k,k+1} f(k+2)) (Statement 12.3)."""
+    n = len(factors)
+    f = [1.0] * (n + 2)
+    seg = getattr(pb, "segment", None)
+    for k in range(n - 1, -1, -1):
+        best = single[factors[k]] * f[k + 1]
+        if k + 1 < n:
+            best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
+        if seg is not None:  # longer segments by the S-procedure chain bound (Statement 12.10)
+            for j in range(k + 2, n):
+                best = min(best, seg(tuple(factors[k:j + 1])) * f[j + 1])
+        f[k] = best
+    return f[0]
+
+
+def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None,
+                  max_pair_dim: int = 4096) -> float:
+    """Statement 12.3: ||F(x) - F_hat(x)|| <= sum_i pi_i (||E_i|| beta_{i-1} + ||b_i - bhat_i||) with pi_i a bound
+    on sup_S ||M_L S M_{L-1} ... M_{i+1} S_i|| (pairs where they pay), and the E-term sharpened by pairing E_i
+    with M_{i+1}: sup ||M_{i+1} S E_i shat|| <= pair(M_{i+1}, E_i) beta_{i-1}. beta_i bounds ||shat_i||."""
+    n = norms or stage_norms(F, Fhat)
+    L = F.depth
+    dims_ok = all(s.M.shape[1] <= max_pair_dim and s.M.shape[0] <= max_pair_dim for s in F.stages)
+    pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
+    single = {("M", i): n.M[i] for i in range(L)}
+    single.update({("E", i): n.E[i] for i in range(L)})
+    beta = [float(radius)]
+    for i in range(L - 1):
+        beta.append(n.Mhat[i] * beta[-1] + n.bias_hat[i])
+    total = 0.0
+    for i in range(L):
+        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        if n.E[i] > 0:
+            total += chain_product_bound(prefix + [("E", i)], single, pb) * beta[i]
+        if n.bias_diff[i] > 0:
+            total += (chain_product_bound(prefix, single, pb) if prefix else 1.0) * n.bias_diff[i]
+    return float(total) * (1 + 1e-9)
+
+
+@dataclass(frozen=True)
+class ComposedResult:
+    """Norm-based certificates on the composed chain (§12.1-§12.3), with per-stage diagnostics."""
+
+    fwd: float
+    bwd: float
+    pairs: float
+    norms: StageNorms
+    stage_names: tuple[str, ...]
+    stage_ops: tuple[tuple[str, ...], ...]
+
+    @property
+    def eps(self) -> float:
+        return min(self.fwd, self.bwd, self.pairs)
+
+
+def certify_composed(F: Chain, Fhat: Chain, radius: float = 1.0, pairs: bool = True) -> ComposedResult:
+    n = stage_norms(F, Fhat)
+    fwd, bwd = lemma_a_composed(F, Fhat, radius, n)
+    pr = lemma_a_pairs(F, Fhat, radius, n) if pairs else math.inf
+    return ComposedResult(fwd, bwd, pr, n, tuple(s.name for s in F.stages), tuple(s.ops for s in F.stages))

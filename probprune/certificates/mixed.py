@@ -1,0 +1,111 @@
+"""Mixed certificate (THEORY.md §12.3, Statement 12.8 [D]): the backward unrolling of Statement 12.3 with the
+*activation-dependent* factors bounded by bound propagation on F_hat over the region, and only the slope products
+bounded by norms / pair bounds:
+
+    F(x) - F_hat(x) = sum_i P_i(x) v_i(x),   P_i = M_L S_{L-1} ... M_{i+1} S_i,   v_i = E_i shat_{i-1}(x) + (b_i - bhat_i)
+
+    ||F(x) - F_hat(x)|| <= sum_i min( Pi_i V_i ,  pi_i beta_{i-1} + Pi_i ||b_i - bhat_i|| )
+
+with V_i >= sup_R ||v_i|| from CROWN on F_hat with the rows of E_i as specification (Statements 12.5-12.6; exact
+trust-region bound for i = 1, where v_1 = E_1 x + db_1 is affine), Pi_i the best grouping bound (Statement 12.3) of
+sup_S ||M_L S ... S M_{i+1}||, pi_i the same with the factor E_i appended, and beta_{i-1} >= sup_R ||shat_{i-1}||
+(the smaller of the norm recursion and bound propagation).
+
+Anchored form (Statement 12.9), a third candidate per term: v_i(x) = w_i + E_i (shat_{i-1}(x) - shat_{i-1}(x0)) with
+w_i = v_i(x0), and shat_{i-1}(x) - shat_{i-1}(x0) = Shat Mhat_{i-1} ... Shat Mhat_1 (x - x0) (slopes in [0, I]):
+sup ||P_i v_i|| <= g(M_L, ..., M_{i+1}, w_i) + g(M_L, ..., M_{i+1}, E_i, Mhat_{i-1}, ..., Mhat_1) ||x - x0||_max,
+g the grouping bound."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from probprune.core.errors import ProbPruneError
+from probprune.certificates.compose import StageNorms, _pair_cache, chain_product_bound, stage_norms
+from probprune.certificates.lower import Chain
+from probprune.certificates.propagate import CoupledPropagator, Region, l2_sup_from_linear, trs_dual_bound
+
+
+@dataclass(frozen=True)
+class MixedResult:
+    eps: float
+    terms: tuple[float, ...]  # per stage i: the bound used for sup ||P_i v_i||
+    V: tuple[float, ...]  # sup ||v_i|| bounds
+    Pi: tuple[float, ...]  # slope-product bounds
+    beta: tuple[float, ...]  # sup ||shat_i|| bounds (i = 0..L-2)
+
+
+def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
+    """sup over the region (single centre) of ||C shat_stage(x) + offset||_2 (Statements 12.5-12.6)."""
+    import torch
+
+    Ct = torch.as_tensor(np.vstack([C, -C]), dtype=torch.float64)
+    Lx, const, mag = prop._backward_upper(stage, None, Ct, "hat", start_act=True)
+    off = torch.as_tensor(np.concatenate([offset, -offset]), dtype=torch.float64)
+    const = const + off
+    mag = mag + off.abs()
+    r = l2_sup_from_linear(prop, Lx, const, mag, C.shape[0])
+    return float(r.eps[0])
+
+
+def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator | None = None,
+                  norms: StageNorms | None = None, max_pair_dim: int = 4096) -> MixedResult:
+    """Statement 12.8 for one region (one centre)."""
+    if region.centers.shape[0] != 1:
+        raise ProbPruneError("lemma_a_mixed takes a region with one centre")
+    prop = prop or CoupledPropagator(F, Fhat, region)
+    n = norms or stage_norms(F, Fhat)
+    L = F.depth
+    dims_ok = all(max(s.M.shape) <= max_pair_dim for s in F.stages)
+    pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
+    single = {("M", i): n.M[i] for i in range(L)}
+    single.update({("E", i): n.E[i] for i in range(L)})
+    x0, r = region.centers[0], region.radius
+    r2 = r if region.norm == "l2" else r * math.sqrt(F.n_in)  # l2 radius of the region around x0
+    # anchored at x0 (Statement 12.9): shat_{i-1}(x0) by a forward pass of F_hat
+    s_at = [x0]
+    for st in Fhat.stages[:-1]:
+        z = st.M @ s_at[-1] + st.b
+        s_at.append(np.where(st.relu, np.maximum(z, 0.0), z))
+    w = [F.stages[i].M @ s_at[i] - Fhat.stages[i].M @ s_at[i] + F.stages[i].b - Fhat.stages[i].b for i in range(L)]
+    if dims_ok:
+        pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
+    single.update({("H", i): n.Mhat[i] for i in range(L)})
+    single.update({("w", i): float(np.linalg.norm(w[i])) * (1 + 1e-12) for i in range(L)})
+    # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
+    beta_in = float(np.linalg.norm(x0)) + (r if region.norm == "l2" else r * math.sqrt(F.n_in))
+    beta = []
+    rec = beta_in
+    for i in range(L - 1):
+        rec = n.Mhat[i] * rec + n.bias_hat[i]
+        k = F.stages[i].n_out
+        prop_b = _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)) if k <= 4096 else math.inf
+        rec = min(rec, prop_b)
+        beta.append(rec)
+    terms, Vs, Pis = [], [], []
+    for i in range(L):
+        E = F.stages[i].M - Fhat.stages[i].M
+        db = F.stages[i].b - Fhat.stages[i].b
+        if not np.any(E) and not np.any(db):
+            terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
+            continue
+        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        Pi = chain_product_bound(prefix, single, pb) if prefix else 1.0
+        if i == 0:
+            if region.norm == "l2":
+                V = trs_dual_bound(E, E @ x0 + db, r)
+            else:
+                V = float(np.linalg.norm(E @ x0 + db)) + r * float(np.abs(E).sum(1).max()) * math.sqrt(E.shape[0])
+        else:
+            V = _sup_l2_rows(prop, i - 1, E, db) if E.shape[0] <= 4096 else math.inf
+        b_prev = beta_in if i == 0 else beta[i - 1]
+        alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
+        anchored = (chain_product_bound(prefix + [("w", i)], single, pb)
+                    + (chain_product_bound(prefix + [("E", i)] + [("H", j) for j in range(i - 1, -1, -1)], single, pb)
+                       * r2 if n.E[i] > 0 else 0.0))
+        terms.append(min(Pi * V, alt, anchored))
+        Vs.append(V)
+        Pis.append(Pi)
+    return MixedResult(float(sum(terms)) * (1 + 1e-9), tuple(terms), tuple(Vs), tuple(Pis), tuple(beta))

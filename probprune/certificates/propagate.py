@@ -1,0 +1,419 @@
+"""Bound propagation on the difference network F - F_hat as ONE coupled graph (THEORY.md §12.3-§12.5 [D]).
+
+Both networks are lowered to chains of the same structure (:mod:`probprune.certificates.lower`). With shat_i the pruned
+network's activations and delta_i = s_i - shat_i the error channel (shared input: delta_0 = 0, shat_0 = x):
+
+    zhat_i = Mhat_i shat_{i-1} + bhat_i,       dz_i = z_i - zhat_i = M_i delta_{i-1} + E_i shat_{i-1} + (b_i - bhat_i),
+    shat_i = ReLU(zhat_i),                     delta_i = ReLU(zhat_i + dz_i) - ReLU(zhat_i)          (E_i = M_i - Mhat_i)
+
+and F(x) - F_hat(x) = dz_L. Every neuron of F is coupled with its pruned copy through delta (in the spirit of Li,
+Drummond & Duncan 2020, and of ReluDiff, Paulsen et al. 2020): delta_i lies between 0 and dz_i (ReLU is monotone
+and 1-Lipschitz), is 0 when both copies are inactive and equals dz_i when both are active, so its linear
+relaxation is as narrow as the *difference* dz_i, not as wide as the neuron's own range. shat uses the CROWN ReLU
+relaxation (Zhang et al. 2018). Linear bounds are propagated backwards (CROWN) to the input and maximised in closed
+form over the region (l2 ball: Cauchy-Schwarz; l_inf box: Hoelder), which gives per-coordinate bounds; the l2 norm
+of the error is bounded by the smaller of the coordinate bound and a Lagrangian-dual (trust-region) bound on the
+affine midpoint plus the half-width (§12.4). Nothing here is an estimate: each number is an upper bound, inflated
+by a floating-point allowance (§12.3, FP_REL).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from probprune.core.errors import ProbPruneError
+from probprune.certificates.lower import Chain
+
+FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (THEORY §12.3)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Inputs x with ||x - center||_p <= radius (p = 2 or inf), one region per row of ``centers``."""
+
+    centers: np.ndarray  # (B, n)
+    radius: float
+    norm: str = "l2"  # "l2" | "linf"
+
+    def __post_init__(self):
+        if self.norm not in ("l2", "linf"):
+            raise ProbPruneError(f"region norm must be 'l2' or 'linf', got {self.norm!r}")
+        if not (math.isfinite(self.radius) and self.radius >= 0):
+            raise ProbPruneError(f"radius must be finite and >= 0, got {self.radius!r}")
+        c = np.asarray(self.centers, float)
+        if c.ndim != 2 or not np.all(np.isfinite(c)):
+            raise ProbPruneError("region centers must be a finite (B, n) array")
+        object.__setattr__(self, "centers", c)
+
+
+def unit_ball(n: int) -> Region:
+    """The paper's input domain: the unit l2 ball (Frobenius for images) centred at 0."""
+    return Region(np.zeros((1, n)), 1.0, "l2")
+
+
+def _relu_relax(l, u):
+    """CROWN relaxation of s = ReLU(z), z in [l, u]: aL z + cL <= s <= aU z + cU (adaptive lower slope)."""
+    import torch
+
+    act = l >= 0
+    dead = u <= 0
+    unst = ~(act | dead)
+    den = torch.where(unst, u - l, torch.ones_like(u))
+    aU = torch.where(act, torch.ones_like(u), torch.where(unst, u / den, torch.zeros_like(u)))
+    cU = torch.where(unst, -u * l / den, torch.zeros_like(u))
+    aL = torch.where(act | (unst & (u >= -l)), torch.ones_like(u), torch.zeros_like(u))
+    cL = torch.zeros_like(u)
+    return aL, cL, aU, cU
+
+
+def _delta_relax(l, u, zl, zu, dl, du):
+    """Relaxation of delta = ReLU(zhat + dz) - ReLU(zhat) in dz (THEORY §12.3, Lemma 12.3):
+    zhat in [l, u], z = zhat + dz in [zl, zu], dz in [dl, du]."""
+    import torch
+
+    one, zero = torch.ones_like(u), torch.zeros_like(u)
+    den = torch.where(du > dl, du - dl, one)
+    # general case: delta between 0 and dz
+    aU = torch.where(du <= 0, zero, torch.where(dl >= 0, one, du / den))
+    cU = torch.where((du > 0) & (dl < 0), -du * dl / den, zero)
+    aL = torch.where(dl >= 0, zero, torch.where(du <= 0, one, -dl / den))
+    cL = torch.where((du > 0) & (dl < 0), dl * du / den, zero)
+    # refinements from the regimes of the two copies
+    hat_act, hat_dead, z_act, z_dead = l >= 0, u <= 0, zl >= 0, zu <= 0
+    aL = torch.where(hat_act, one, torch.where(hat_dead, zero, aL))  # zhat >= 0: delta >= dz; zhat <= 0: delta >= 0
+    cL = torch.where(hat_act | hat_dead, zero, cL)
+    aU = torch.where(z_act, one, torch.where(z_dead, zero, aU))  # z >= 0: delta <= dz; z <= 0: delta <= 0
+    cU = torch.where(z_act | z_dead, zero, cU)
+    both_dead = hat_dead & z_dead
+    both_act = hat_act & z_act
+    aL = torch.where(both_dead, zero, torch.where(both_act, one, aL))
+    aU = torch.where(both_dead, zero, torch.where(both_act, one, aU))
+    cL = torch.where(both_dead | both_act, zero, cL)
+    cU = torch.where(both_dead | both_act, zero, cU)
+    return aL, cL, aU, cU
+
+
+@dataclass
+class _Relax:
+    aL: object
+    cL: object
+    aU: object
+    cU: object
+
+
+def _identity_relax(relu_mask, B, dtype):
+    import torch
+
+    n = relu_mask.shape[0]
+    one = torch.ones(B, n, dtype=dtype)
+    zero = torch.zeros(B, n, dtype=dtype)
+    return _Relax(one, zero, one.clone(), zero.clone())
+
+
+def _set(relax: _Relax, idx, aL, cL, aU, cU):
+    relax.aL[:, idx] = aL
+    relax.cL[:, idx] = cL
+    relax.aU[:, idx] = aU
+    relax.cU[:, idx] = cU
+
+
+class CoupledPropagator:
+    """CROWN on the coupled chain (F, F_hat) over a region (one batch of centres). Builds every intermediate bound
+    in order on construction; ``output_linear_bounds`` then bounds linear specifications of F - F_hat."""
+
+    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096):
+        import torch
+
+        if not F.same_structure(Fhat):
+            raise ProbPruneError("F and F_hat must be chains of the same structure")
+        if region.centers.shape[1] != F.n_in:
+            raise ProbPruneError(f"region dimension {region.centers.shape[1]} != network input {F.n_in}")
+        self.F, self.Fhat, self.region = F, Fhat, region
+        t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=torch.float64)  # noqa: E731
+        self.M = [t(s.M) for s in F.stages]
+        self.Mh = [t(s.M) for s in Fhat.stages]
+        self.E = [a - b for a, b in zip(self.M, self.Mh)]
+        self.E_zero = [bool(torch.count_nonzero(e) == 0) for e in self.E]
+        self.b = [t(s.b) for s in F.stages]
+        self.bh = [t(s.b) for s in Fhat.stages]
+        self.db = [a - b for a, b in zip(self.b, self.bh)]
+        self.relu = [np.flatnonzero(s.relu) for s in F.stages]
+        self.x0 = t(region.centers)
+        self.B = self.x0.shape[0]
+        self.chunk = chunk_rows
+        L = F.depth
+        self.rel_h: list[_Relax] = []   # shat relaxations (from zhat bounds)
+        self.rel_F: list[_Relax] = []   # F-alone relaxations (from z bounds)
+        self.rel_d: list[_Relax] = []   # delta relaxations
+        self.bounds: list[dict] = []
+        # CROWN pre-activation bounds of the first centre per hidden stage: (ReLU indices, l, u of F_hat, l, u of F)
+        # (sound on the region; the SDP certificate of §12.6 intersects its intervals with them)
+        self.pre_bounds: list = []
+        for j in range(L - 1):
+            idx = self.relu[j]
+            rh = _identity_relax(F.stages[j].relu, self.B, torch.float64)
+            rF = _identity_relax(F.stages[j].relu, self.B, torch.float64)
+            rd = _identity_relax(F.stages[j].relu, self.B, torch.float64)
+            info = {"n_relu": int(len(idx))}
+            if len(idx):
+                n = F.stages[j].n_out
+                l, u = self._bounds_rows(j, idx, mode="hat")
+                zl, zu = self._bounds_rows(j, idx, mode="F")
+                dl, du = self._bounds_rows(j, idx, mode="coupled")
+                zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
+                dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
+                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(),
+                                        zu[0].numpy().copy()))
+                _set(rh, idx, *_relu_relax(l, u))
+                _set(rF, idx, *_relu_relax(zl, zu))
+                _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
+                info.update(
+                    hat_unstable=float(((l < 0) & (u > 0)).double().mean()),
+                    F_unstable=float(((zl < 0) & (zu > 0)).double().mean()),
+                    pair_unfixed=float((~(((u <= 0) & (zu <= 0)) | ((l >= 0) & (zl >= 0)))).double().mean()),
+                    dz_width_mean=float((du - dl).mean()),
+                )
+            else:
+                self.pre_bounds.append(None)
+            self.rel_h.append(rh)
+            self.rel_F.append(rF)
+            self.rel_d.append(rd)
+            self.bounds.append(info)
+
+    # -------------------------------------------------------------------------------------------- backward pass
+    def _relax_step(self, nd, nh, j, rel_h, const, mag):
+        """Replace the coefficients on (delta_j, shat_j) by coefficients on (dz_j, zhat_j) (upper bound)."""
+        Ld, Lh = None, None
+        if nd is not None:
+            r = self.rel_d[j]
+            p, q = nd.clamp(min=0), nd.clamp(max=0)
+            Ld = p * r.aU[:, None, :] + q * r.aL[:, None, :]
+            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
+            const += cc
+            mag += cc.abs()
+        if nh is not None:
+            r = rel_h[j]
+            p, q = nh.clamp(min=0), nh.clamp(max=0)
+            Lh = p * r.aU[:, None, :] + q * r.aL[:, None, :]
+            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
+            const += cc
+            mag += cc.abs()
+        return Ld, Lh
+
+    def _backward_upper(self, k, C_dz, C_zh, mode, start_act=False):
+        """Upper linear bound, valid on the region, of C_dz . dz_k + C_zh . zhat_k (rows of C: specifications).
+        mode "coupled"/"hat" uses the coupled chain; "F" runs C_zh on F alone. Returns (Lx (B,R,n0), const (B,R),
+        mag (B,R)) with mag a magnitude for the floating-point allowance."""
+        import torch
+
+        B = self.B
+        R = (C_dz if C_dz is not None else C_zh).shape[-2]
+        Ld = None if C_dz is None else C_dz.expand(B, -1, -1)
+        Lh = None if C_zh is None else C_zh.expand(B, -1, -1)
+        const = torch.zeros(B, R, dtype=torch.float64)
+        mag = torch.zeros(B, R, dtype=torch.float64)
+        rel_h = self.rel_F if mode == "F" else self.rel_h
+        if start_act:  # C are coefficients on the activation outputs (delta_k, shat_k) of stage k
+            if k >= self.F.depth - 1:
+                raise ProbPruneError("start_act needs a stage with an activation (not the output stage)")
+            Ld, Lh = self._relax_step(Ld, Lh, k, rel_h, const, mag)
+            if Ld is None and Lh is None:
+                return torch.zeros(B, R, self.F.n_in, dtype=torch.float64), const, mag
+        return self._run_from(k, Ld, Lh, const, mag, mode)
+
+    def _run_from(self, k, Ld, Lh, const, mag, mode):
+        """Backward substitution from linear stage k down to the input, given coefficients (Ld, Lh) on (dz_k, zhat_k)
+        (or z_k in mode "F") and the accumulated (const, mag)."""
+        import torch
+
+        B = self.B
+        R = const.shape[1]
+        Ms = self.M if mode == "F" else self.Mh
+        bs = self.b if mode == "F" else self.bh
+        rel_h = self.rel_F if mode == "F" else self.rel_h
+        for j in range(k, -1, -1):
+            # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
+            nd, nh = None, None
+            if Lh is not None:
+                c = Lh @ bs[j]
+                const += c
+                mag += Lh.abs() @ bs[j].abs()
+                nh = Lh @ Ms[j]
+            if Ld is not None:
+                const += Ld @ self.db[j]
+                mag += Ld.abs() @ self.db[j].abs()
+                if j > 0:
+                    nd = Ld @ self.M[j]
+                if not self.E_zero[j]:
+                    t = Ld @ self.E[j]
+                    nh = t if nh is None else nh + t
+            if j == 0:
+                Lx = nh if nh is not None else torch.zeros(B, R, self.F.n_in, dtype=torch.float64)
+                return Lx, const, mag
+            # activation of stage j-1 (upper bound: positive coefficient -> upper relaxation)
+            Ld, Lh = self._relax_step(nd, nh, j - 1, rel_h, const, mag)
+            if Ld is None and Lh is None:
+                return torch.zeros(B, R, self.F.n_in, dtype=torch.float64), const, mag
+        raise AssertionError("unreachable")
+
+    def _concretize(self, Lx, const, mag):
+        """max over the region of Lx x + const (+ allowance)."""
+        import torch
+
+        r = self.region.radius
+        dual = Lx.norm(dim=-1) if self.region.norm == "l2" else Lx.abs().sum(-1)
+        v = torch.einsum("brn,bn->br", Lx, self.x0) + const + r * dual
+        m = mag + torch.einsum("brn,bn->br", Lx.abs(), self.x0.abs()) + r * dual
+        return v + FP_REL * (m + v.abs())
+
+    def _bounds_rows(self, k, idx, mode):
+        """(lower, upper) of the coordinates ``idx`` of zhat_k (mode "hat"), z_k ("F") or dz_k ("coupled"); the first
+        substitution is a row selection (no multiplication by an identity specification)."""
+        import torch
+
+        ii = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        if mode == "coupled":
+            nd0 = self.M[k][ii] if k > 0 else None
+            nh0 = None if self.E_zero[k] else self.E[k][ii]
+            c0 = self.db[k][ii]
+        else:
+            nd0 = None
+            nh0 = (self.M if mode == "F" else self.Mh)[k][ii]
+            c0 = (self.b if mode == "F" else self.bh)[k][ii]
+        R = len(idx)
+        if k == 0:  # affine in x: exact maximum over the region
+            Lx = nh0 if nh0 is not None else torch.zeros(R, self.F.n_in, dtype=torch.float64)
+            center = self.x0 @ Lx.T + c0
+            dual = Lx.norm(dim=1) if self.region.norm == "l2" else Lx.abs().sum(1)
+            rad = self.region.radius * dual
+            mag = self.x0.abs() @ Lx.abs().T + c0.abs() + rad
+            allow = FP_REL * (mag + center.abs() + rad)
+            return center - rad - allow, center + rad + allow
+        lo, up = [], []
+        B = self.B
+        for a in range(0, R, self.chunk):
+            sl = slice(a, a + self.chunk)
+            nd = None if nd0 is None else torch.cat([nd0[sl], -nd0[sl]]).expand(B, -1, -1)
+            nh = None if nh0 is None else torch.cat([nh0[sl], -nh0[sl]]).expand(B, -1, -1)
+            cc = torch.cat([c0[sl], -c0[sl]])
+            m = cc.shape[0] // 2
+            const = cc.expand(B, -1).clone()
+            mag = const.abs()
+            rel_h = self.rel_F if mode == "F" else self.rel_h
+            Ld, Lh = self._relax_step(nd, nh, k - 1, rel_h, const, mag)
+            if Ld is None and Lh is None:
+                v = self._concretize(torch.zeros(B, 2 * m, self.F.n_in, dtype=torch.float64), const, mag)
+            else:
+                v = self._concretize(*self._run_from(k - 1, Ld, Lh, const, mag, mode))
+            up.append(v[:, :m])
+            lo.append(-v[:, m:])
+        return torch.cat(lo, 1), torch.cat(up, 1)
+
+    def _bounds(self, k, C_dz, C_zh, mode):
+        """(lower, upper) of the specification rows at stage k, each (B, R)."""
+        import torch
+
+        R = (C_dz if C_dz is not None else C_zh).shape[-2]
+        lo, up = [], []
+        for a in range(0, R, self.chunk):
+            sl = slice(a, a + self.chunk)
+            cd = None if C_dz is None else torch.cat([C_dz[sl], -C_dz[sl]])
+            ch = None if C_zh is None else torch.cat([C_zh[sl], -C_zh[sl]])
+            m = (cd if cd is not None else ch).shape[0] // 2
+            v = self._concretize(*self._backward_upper(k, cd, ch, mode))
+            up.append(v[:, :m])
+            lo.append(-v[:, m:])
+        return torch.cat(lo, 1), torch.cat(up, 1)
+
+    # -------------------------------------------------------------------------------------------- outputs
+    def output_linear_bounds(self, C_dz, C_zh=None, mode="coupled"):
+        """Upper linear bounds (Lx, const, mag) of C_dz . (F - F_hat)(x) + C_zh . F_hat(x) on the region."""
+        import torch
+
+        k = self.F.depth - 1
+        t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, float), dtype=torch.float64)  # noqa
+        return self._backward_upper(k, t(C_dz), t(C_zh), mode)
+
+    def output_upper(self, C_dz, C_zh=None, mode="coupled") -> np.ndarray:
+        return self._concretize(*self.output_linear_bounds(C_dz, C_zh, mode)).numpy()
+
+
+# ------------------------------------------------------------------------------------------------ l2 of an affine
+def trs_dual_bound(M: np.ndarray, g: np.ndarray, r: float) -> float:
+    """Upper bound on max_{||u||_2 <= r} ||M u + g||_2 (Lemma 12.4): for every mu > ||M||^2,
+    max <= sqrt(||g||^2 + mu r^2 + sum_i s_i^2 (u_i.g)^2 / (mu - s_i^2)); minimised over mu numerically (any mu is
+    valid). Inflated by 1e-9 relative."""
+    from scipy.optimize import minimize_scalar
+
+    M = np.asarray(M, float)
+    g = np.asarray(g, float)
+    if r == 0 or not np.any(M):
+        return float(np.linalg.norm(g)) * (1 + 1e-9)
+    U, s, _ = np.linalg.svd(M, full_matrices=False)
+    s1 = float(s[0]) * (1 + 1e-9) + 1e-300
+    proj2 = (U.T @ g) ** 2
+    g2 = float(g @ g)
+
+    def f(logt):
+        mu = s1 * s1 + math.exp(logt)
+        return g2 + mu * r * r + float(np.sum(s * s * proj2 / (mu - s * s)))
+
+    scale = math.log(max(s1 * s1, 1e-300))
+    grid = np.linspace(scale - 40, scale + 40, 161)
+    vals = [f(t) for t in grid]
+    i = int(np.argmin(vals))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    best = min(vals[i], float(res.fun)) if res.success else vals[i]
+    return math.sqrt(max(best, 0.0)) * (1 + 1e-9)
+
+
+@dataclass(frozen=True)
+class RegionErrorBound:
+    """Per-centre upper bounds on sup_{x in region} ||F(x) - F_hat(x)||_2 (§12.4)."""
+
+    eps: np.ndarray  # (B,) the certificate: min of the two bounds below
+    coordinate: np.ndarray  # (B,) sqrt(sum_k max(up_k, -lo_k)^2)
+    affine: np.ndarray  # (B,) TRS dual bound on the midpoint + ||half-width|| (l2 regions; inf for l_inf)
+    coord_lower: np.ndarray  # (B, n_out)
+    coord_upper: np.ndarray  # (B, n_out)
+    layer_info: tuple = ()
+    statement: str = "THEORY.md §12.4 (coupled bound propagation on F - F_hat)"
+
+
+def region_error_bound(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator | None = None
+                       ) -> RegionErrorBound:
+    """sup over each region of ||F(x) - F_hat(x)||_2, bounded from above (THEORY §12.4 [D])."""
+    prop = prop or CoupledPropagator(F, Fhat, region)
+    n = F.n_out
+    I = np.eye(n)
+    Lx, const, mag = prop.output_linear_bounds(np.vstack([I, -I]))
+    return l2_sup_from_linear(prop, Lx, const, mag, n)
+
+
+def l2_sup_from_linear(prop: CoupledPropagator, Lx, const, mag, n: int) -> RegionErrorBound:
+    """Statement 12.6: from upper linear bounds of +v_k (rows 0..n-1) and -v_k (rows n..2n-1) on the region, an upper
+    bound on sup ||v||_2 (coordinate form and, for l2 balls, midpoint TRS-dual form)."""
+    region = prop.region
+    up_all = prop._concretize(Lx, const, mag).numpy()
+    Lx, const, mag = Lx.numpy(), const.numpy(), mag.numpy()
+    up, lo = up_all[:, :n], -up_all[:, n:]
+    coord = np.sqrt(np.sum(np.maximum(up, -lo) ** 2, axis=1)) * (1 + 1e-9)
+    aff = np.full(len(up), np.inf)
+    if region.norm == "l2":
+        r = region.radius
+        for bi in range(len(up)):
+            AU, cU = Lx[bi, :n], const[bi, :n]
+            AL, cL = -Lx[bi, n:], -const[bi, n:]
+            x0 = region.centers[bi]
+            Mmid, cmid = (AU + AL) / 2, (cU + cL) / 2
+            g = Mmid @ x0 + cmid
+            Hw = (AU - AL) / 2
+            w = Hw @ x0 + (cU - cL) / 2 + r * np.linalg.norm(Hw, axis=1)
+            w = np.maximum(w, 0.0)
+            allow = FP_REL * (np.abs(mag[bi]).sum() + np.abs(Lx[bi]) @ np.abs(x0) + r * np.linalg.norm(Lx[bi], axis=1)).sum()
+            aff[bi] = trs_dual_bound(Mmid, g, r) + float(np.linalg.norm(w)) + allow
+    return RegionErrorBound(eps=np.minimum(coord, aff), coordinate=coord, affine=aff, coord_lower=lo,
+                            coord_upper=up, layer_info=tuple(prop.bounds))

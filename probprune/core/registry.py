@@ -1,0 +1,266 @@
+"""Registries of the package's strategies: pruning methods, weight laws, bounds (open_lth-style).
+
+One spelling per strategy across API, CLI and JSON: every entry has one canonical name; accepted aliases are mapped
+to it once, by :func:`canonical`, which raises :class:`~probprune.core.errors.ProbPruneError` listing the choices for an
+unknown name. Modules validate names through this file instead of keeping their own tuples of strings.
+
+* ``METHODS``: pruning methods, each with the sampling model it implies (THEORY §1.5, §1.6, §5) and the
+  statements that cover it (a-priori theorem, per-network certificate).
+* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12).
+* ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
+  implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
+* ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.net.templates.ACTIVATIONS``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from probprune.core.errors import ProbPruneError
+
+
+# --------------------------------------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class PruningMethod:
+    """A pruning method and the sampling model it implies.
+
+    ``family``: what ranks the weights (magnitude | random | snip | grad | structured). ``sampling``: how the
+    pruned set is drawn given the ranking: "threshold" (every |w| < tau_i = q_i a_i, count Binomial(N_i, q_i);
+    THEORY §1.5), "exact" (exactly k_i = floor(q_i N_i) entries; ties by flat index, see
+    :func:`probprune.pruning.sampling.exact_k_prune_mask`), "bernoulli" (each entry independently with probability
+    p_i, independent of W; §1.6 R-Bern). ``rescaled``: kept weights multiplied by 1/(1 - p_i) (§1.6).
+    ``apriori``: statement id of the a-priori theorem covering it under the paper's weight law (None: none).
+    ``certificate``: per-network certificate statement (Cert-D holds for every mask; Cert-R for masks drawn
+    independently of W). ``cert_r_sampling``: the ``sampling`` argument of
+    :func:`probprune.certificates.lemma.certify_random` for this method (None when Cert-R does not apply).
+    """
+
+    name: str
+    family: str
+    sampling: str
+    theory: str
+    description: str
+    rescaled: bool = False
+    apriori: str | None = None
+    certificate: str = "cert-D"
+    cert_r_sampling: str | None = None
+    needs_data: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def data_free(self) -> bool:
+        return not self.needs_data
+
+    @property
+    def is_random(self) -> bool:
+        """Mask drawn independently of the weights (Cert-R applies)."""
+        return self.cert_r_sampling is not None
+
+
+@dataclass(frozen=True)
+class WeightLaw:
+    """A weight law of the target network: U[-a_i, a_i] or N(0, s_i^2) with s_i = a_i (THEORY §1.3, §3.12)."""
+
+    name: str
+    theory: str
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A statement of docs/THEORY.md and the function implementing it (``target`` = "module:function")."""
+
+    name: str  # the statement id (proofs_check.statements)
+    theory: str
+    target: str
+    kind: str  # "a-priori" | "certificate" | "lemma" | "lottery"
+    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def function(self) -> Callable:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _table(*entries) -> Mapping:
+    return MappingProxyType({e.name: e for e in entries})
+
+
+METHODS: Mapping[str, PruningMethod] = _table(
+    PruningMethod("magnitude", "magnitude", "threshold", "THEORY §1.5, §3.4 Theorem RM",
+                  "prune every |w| < q_i a_i per layer (threshold form; count Binomial(N_i, q_i))",
+                  apriori="thm-RM-RR", aliases=("magnitude_threshold", "rm")),
+    PruningMethod("magnitude_exact", "magnitude", "exact", "THEORY §1.5 exact-k, §9.6 S9.6, §3.11 Cert-D",
+                  "prune the floor(q_i N_i) smallest |w| per layer (ties by flat index); a-priori bound S9.6 (§9.6)",
+                  apriori="sharp-S9.6", aliases=("magnitude_topk", "exact_k_magnitude")),
+    PruningMethod("random", "random", "bernoulli", "THEORY §1.6 R-Bern, §3.4 Theorem RR",
+                  "prune each entry independently with probability p_i; kept weights unchanged",
+                  apriori="thm-RM-RR", certificate="cert-R-bern", cert_r_sampling="bernoulli",
+                  aliases=("random_bernoulli", "bernoulli", "r_bern", "rr")),
+    PruningMethod("random_rescaled", "random", "bernoulli", "THEORY §1.6 R-Bern-rescaled, §3.4 Theorem RR'",
+                  "R-Bern, then kept weights multiplied by 1/(1 - p_i) (inverted dropout)", rescaled=True,
+                  apriori="thm-RM-RR", certificate="cert-R-rescaled", cert_r_sampling="rescaled",
+                  aliases=("rescaled", "r_bern_rescaled", "random_bernoulli_rescaled")),
+    PruningMethod("random_exact", "random", "exact", "THEORY §1.6 R-exact, §3.11 Cert-R",
+                  "prune a uniformly random subset of exactly floor(p_i N_i) entries per layer",
+                  apriori="RR-mask", certificate="cert-R-exact", cert_r_sampling="exact",
+                  aliases=("r_exact", "exact_random")),
+    PruningMethod("snip", "snip", "exact", "THEORY §5 (SNIP |w dL/dw|), §3.11 Cert-D",
+                  "prune the lowest |w * dL/dw| on a data batch (exact count)", needs_data=True),
+    PruningMethod("grad", "grad", "exact", "THEORY §5 (gradient-magnitude scores), §3.11 Cert-D",
+                  "prune the lowest |dL/dw| scores on a data batch (exact count)", needs_data=True),
+    PruningMethod("structured", "structured", "exact", "THEORY §5 (structured neuron/channel pruning), §3.11 Cert-D",
+                  "remove whole neurons/channels by the l1/l2 norm of their weights"),
+)
+
+LAWS: Mapping[str, WeightLaw] = _table(
+    WeightLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
+    WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n")),
+)
+
+BOUNDS: Mapping[str, Bound] = _table(
+    Bound("thm-RM-RR", "THEORY §3.4, §3.6, §3.12", "probprune.theory.apriori:apriori_bound", "a-priori",
+          "Theorems RM, RR, RR' (and RC for conv layers, Gaussian analogue): eps bound w.p. >= 1 - delta",
+          aliases=("apriori",)),
+    Bound("RR-mask", "THEORY §3.4 RR-mask", "probprune.theory.apriori:exact_k_bound", "a-priori",
+          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",)),
+    # THEORY §9 sharper a-priori bounds [D] (proofs_check ids sharp-S9.*): per-layer norm thresholds in
+    # probprune.theory.sharp, the network bounds that combine them in probprune.theory.apriori
+    Bound("sharp-S9.1", "THEORY §9.1", "probprune.theory.sharp:moment_bound", "lemma",
+          "S9.1 moment comparison: P(||X|| >= x) <= T_p / x^(2p) for a random matrix with centred entries"),
+    Bound("sharp-S9.2", "THEORY §9.2", "probprune.theory.sharp:gaussian_full_bound", "lemma",
+          "S9.2 Gaussian matrix: ||W|| <= s (sqrt(d1) + sqrt(d2) + sqrt(2 ln(1/delta)))"),
+    Bound("sharp-S9.3", "THEORY §9.3", "probprune.theory.sharp:lipschitz_uniform_bound", "lemma",
+          "S9.3 uniform matrix as an a sqrt(2/pi)-Lipschitz image of a Gaussian one"),
+    Bound("sharp-S9.4", "THEORY §9.4", "probprune.theory.sharp:schur_bound", "lemma",
+          "S9.4 Schur test with line sums (count, conditional, Bernstein forms), monotone in the support"),
+    Bound("sharp-S9.5", "THEORY §9.5", "probprune.theory.apriori:exact_k_bound", "a-priori",
+          "S9.5 masks independent of W (exact-k random = Bernoulli given its count), uniform or Gaussian law"),
+    Bound("sharp-S9.6", "THEORY §9.6", "probprune.theory.apriori:exact_k_magnitude_bound", "a-priori",
+          "S9.6 exact-k magnitude: order-statistic bracket, shell, threshold given its count",
+          aliases=("exact_k_magnitude",)),
+    Bound("sharp-S9.7", "THEORY §9.7", "probprune.theory.apriori:apriori_bound", "a-priori",
+          "S9.7 per term the minimum of thresholds at the same failure probability (statement='best')"),
+    Bound("sharp-S9.8", "THEORY §9.8", "probprune.theory.sharp:product_moment_bound", "lemma",
+          "S9.8 product moment recursion for linear nets (disjoint supports, Chevet, Minkowski)"),
+    Bound("cert-D", "THEORY §3.11 Cert-D", "probprune.certificates.lemma:certify", "certificate",
+          "deterministic per-network certificate Lip min(A-fwd, A-bwd) with certified operator norms",
+          aliases=("cert_d", "certd")),
+    Bound("cert-R-bern", "THEORY §3.11 Cert-R", "probprune.certificates.lemma:certify_random", "certificate",
+          "per-network certificate over an R-Bern mask (sampling='bernoulli')", aliases=("cert_r", "certr")),
+    Bound("cert-R-rescaled", "THEORY §3.11 Cert-R", "probprune.certificates.lemma:certify_random", "certificate",
+          "per-network certificate over an R-Bern-rescaled mask (sampling='rescaled')"),
+    Bound("cert-R-exact", "THEORY §3.11 Cert-R", "probprune.certificates.lemma:certify_random", "certificate",
+          "per-network certificate over an R-exact mask (sampling='exact')"),
+    Bound("lemmaA-general", "THEORY §3.1", "probprune.certificates.lemma:lemma_a_general", "lemma",
+          "Lemma A general form (biases, sigma(0) != 0): (A-fwd, A-bwd)"),
+    Bound("graph-lemmaA", "THEORY §8.2", "probprune.net.lemma:lemma_a_graph", "lemma",
+          "Lemma A on traced network graphs (residual additions, folded BatchNorm, pooling anywhere)",
+          aliases=("lemma_a_graph",)),
+    Bound("A-star", "THEORY §3.1 (A*)", "probprune.theory.apriori:product_form", "lemma",
+          "Lip prod(B) (prod(1 + eta_i/B_i) - 1)"),
+    Bound("beta-def", "THEORY §3", "probprune.theory.apriori:beta", "lemma",
+          "beta(s2, R, lam): the inverse of the matrix Bernstein tail"),
+    Bound("composition", "THEORY §4.4", "probprune.subsetsum.construction:compose_bound", "lottery",
+          "error composition of per-layer subset-sum approximations"),
+)
+
+_KINDS: dict[str, Mapping] = {"method": METHODS, "law": LAWS, "bound": BOUNDS}
+
+
+@dataclass(frozen=True)
+class ActivationName:
+    """An activation of the one table in ``probprune.net.templates`` (its numpy/torch/module dispatch lives there)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def activation(self):
+        from probprune.net.templates import activation
+
+        return activation(self.name)
+
+
+def _activation_table() -> Mapping[str, ActivationName]:
+    from probprune.net.templates import ACTIVATION_ALIASES, ACTIVATIONS  # the one activation table (networks.py)
+
+    return MappingProxyType({n: ActivationName(n, tuple(a for a, c in ACTIVATION_ALIASES.items() if c == n))
+                             for n in ACTIVATIONS})
+
+
+def _norm(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def table(kind: str) -> Mapping:
+    """The registry of ``kind``: "method", "law", "bound" or "activation"."""
+    if kind == "activation":
+        return _activation_table()
+    if kind not in _KINDS:
+        raise ProbPruneError(f"unknown registry kind {kind!r}; choices: {', '.join([*_KINDS, 'activation'])}")
+    return _KINDS[kind]
+
+
+def choices(kind: str) -> tuple[str, ...]:
+    """Canonical names of ``kind`` in registration order (for CLI Enum choices)."""
+    return tuple(table(kind))
+
+
+def canonical(kind: str, name: str) -> str:
+    """The canonical spelling of ``name`` in registry ``kind`` (aliases, case, '-'/'_' folded).
+
+    Raises ProbPruneError naming the kind and listing the canonical choices when ``name`` is unknown."""
+    tab = table(kind)
+    if name in tab:  # exact canonical spelling (bound ids keep their '-')
+        return name
+    key = _norm(name)
+    for canon, entry in tab.items():
+        if key == _norm(canon) or key in (_norm(a) for a in getattr(entry, "aliases", ())):
+            return canon
+    raise ProbPruneError(f"unknown {kind} {name!r}; choices: {', '.join(tab)}")
+
+
+def normalize(kind: str, name):
+    """``canonical(kind, name)`` when the registry knows ``name``; otherwise ``name`` unchanged (so the caller's own
+    check reports it). For entry points that accept aliases but keep their own error messages."""
+    try:
+        return canonical(kind, name)
+    except (ProbPruneError, TypeError, AttributeError):
+        return name
+
+
+def get(kind: str, name: str):
+    """The registry entry for ``name`` (any accepted spelling)."""
+    return table(kind)[canonical(kind, name)]
+
+
+def method(name: str) -> PruningMethod:
+    return get("method", name)
+
+
+def law(name: str) -> WeightLaw:
+    return get("law", name)
+
+
+def bound(name: str) -> Bound:
+    return get("bound", name)
+
+
+def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMethod:
+    """The registered method with this family, sampling model and rescaling (e.g. ("random", "exact") ->
+    random_exact); ProbPruneError when no method has that combination."""
+    for m in METHODS.values():
+        if (m.family, m.sampling, m.rescaled) == (family, sampling, bool(rescaled)):
+            return m
+    raise ProbPruneError(f"no registered pruning method with family={family!r}, sampling={sampling!r}"
+                         f"{', rescaled' if rescaled else ''}; methods: {', '.join(METHODS)}")
+
+
+__all__ = ["PruningMethod", "WeightLaw", "Bound", "ActivationName", "METHODS", "LAWS", "BOUNDS", "table", "choices", "canonical",
+           "normalize", "get", "method", "law", "bound", "method_for"]

@@ -1,0 +1,633 @@
+"""A-priori pruning bounds with explicit constants (THEORY.md §3, all statements [D] = derived here).
+
+Setting (THEORY §1): bias-free network, activations with (H-act) (L-Lipschitz, sigma(0) = 0), weights i.i.d.
+U[-a_i, a_i] (paper law a_i = K/sqrt(m_i)) or N(0, s_i^2) (§3.12), inputs in the unit ball, error
+err = sup_{||x||<=1} ||F(x) - F_pruned(x)||_2. With probability >= 1 - delta over the weights (and the mask for
+random pruning), err <= ``BoundResult.eps``.
+
+These are NOT the paper's theorems: Qian & Klabjan state only shapes with unspecified constants (§2.2); that shape
+is :func:`paper_width_condition`, with user-supplied constants.
+
+Vectorisation: ``fractions`` may be a scalar (same fraction in every layer), a per-layer sequence, or an array whose
+last axis is the layer axis (length depth, or 1 for the same fraction in every layer); every per-layer quantity in the result has that shape and ``eps`` has the leading shape.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from probprune.core import registry
+from probprune.core.errors import HypothesisError, ProbPruneError, check_delta, check_fraction
+from probprune.net.templates import NetSpec
+
+METHODS = ("magnitude", "random", "random_rescaled")
+EXACT_METHODS = ("random_exact", "magnitude_exact")
+LAWS = ("uniform", "gaussian")
+STATEMENT_MODES = ("best", "bernstein", "sharp")
+
+_STATEMENTS = {
+    ("magnitude", "uniform"): "THEORY.md §3.4 Theorem RM (+ §3.6 RC for conv layers)",
+    ("random", "uniform"): "THEORY.md §3.4 Theorem RR (+ §3.6 RC for conv layers)",
+    ("random_rescaled", "uniform"): "THEORY.md §3.4 Theorem RR' (+ §3.6 RC for conv layers)",
+    ("magnitude", "gaussian"): "THEORY.md §3.12 Gaussian analogue, magnitude (with §3.4 composition)",
+    ("random", "gaussian"): "THEORY.md §3.12 Gaussian analogue, random by truncation (with §3.4 composition)",
+    ("random_rescaled", "gaussian"): "THEORY.md §3.12 Gaussian analogue, rescaled random by truncation",
+}
+
+
+# --------------------------------------------------------------------------------------------- primitives
+def beta(s2, R, lam):
+    """Inverse of the matrix Bernstein tail (THEORY §3, §3.2 [D]): the positive root t of t^2/2 = lam (s2 + R t/3),
+    ``beta = R lam/3 + sqrt((R lam/3)^2 + 2 s2 lam)``. Vectorised; requires s2 >= 0, R >= 0, lam > 0."""
+    s2, R, lam = np.asarray(s2, float), np.asarray(R, float), np.asarray(lam, float)
+    h = R * lam / 3.0
+    return h + np.sqrt(h * h + 2.0 * s2 * lam)
+
+
+def bernstein_tail(t, v, R, dim_sum):
+    """Tropp (2012) Thm 1.6 (THEORY §3.2): P(||sum Z_k|| >= t) <= (d1 + d2) exp(-(t^2/2)/(v + R t/3))."""
+    t, v, R = np.asarray(t, float), np.asarray(v, float), np.asarray(R, float)
+    return np.minimum(1.0, dim_sum * np.exp(-(t * t / 2.0) / (v + R * t / 3.0)))
+
+
+def product_form(B, eta, Lip: float = 1.0):
+    """(A*) of Corollary A1 (THEORY §3.1 [D]): Lip * prod(B) * (prod(1 + eta/B) - 1), last axis = layer."""
+    B, eta = np.asarray(B, float), np.asarray(eta, float)
+    return Lip * np.prod(B, axis=-1) * np.expm1(np.sum(np.log1p(eta / B), axis=-1))
+
+
+def lemma_a(norm_W, norm_What, norm_E, lips=None):
+    """Lemma A under (H-act) (THEORY §3.1 [D]): min(A-fwd, A-bwd) with
+    A-fwd = Lip sum_i ||E_i|| prod_{j<i} ||W_j|| prod_{j>i} ||What_j||,
+    A-bwd = Lip sum_i ||E_i|| prod_{j<i} ||What_j|| prod_{j>i} ||W_j||.
+    Arrays with last axis = layer; ``lips`` are the L_i (L_l = 1), default all 1."""
+    w, wh, e = (np.asarray(x, float) for x in (norm_W, norm_What, norm_E))
+    Lip = 1.0 if lips is None else float(np.prod(lips))
+    return Lip * np.minimum(_unroll(e, w, wh), _unroll(e, wh, w))
+
+
+def _unroll(e, before, after):
+    """sum_i e_i prod_{j<i} before_j prod_{j>i} after_j, vectorised over leading axes."""
+    ones = np.ones_like(e[..., :1])
+    pre = np.cumprod(np.concatenate([ones, before[..., :-1]], axis=-1), axis=-1)
+    suf = np.cumprod(np.concatenate([ones, after[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return np.sum(e * pre * suf, axis=-1)
+
+
+# --------------------------------------------------------------------------------------------- delta split
+@dataclass(frozen=True)
+class DeltaAllocation:
+    """Union-bound allocation of delta (THEORY §3.8): one event per layer for ||W_i|| <= B_i, one per pruned
+    layer for ||E_i|| <= eta_i (and, for the Gaussian random bound, one truncation event per pruned layer).
+    ``delta_W``/``delta_E``/``delta_T`` have the fractions' shape; they sum to at most delta."""
+
+    delta: float
+    delta_W: np.ndarray
+    delta_E: np.ndarray
+    delta_T: np.ndarray
+    n_events: np.ndarray
+
+    @staticmethod
+    def equal_split(delta: float, pruned: np.ndarray, truncation: bool = False) -> "DeltaAllocation":
+        """Equal split over the events present: delta_e = delta/|events| (= delta/(2l) if every layer is pruned)."""
+        pruned = np.asarray(pruned, bool)
+        depth = pruned.shape[-1]
+        n_e = np.sum(pruned, axis=-1)
+        n_ev = depth + n_e * (2 if truncation else 1)
+        de = delta / n_ev
+        per = np.broadcast_to(de[..., None], pruned.shape).astype(float)
+        dE = np.where(pruned, per, 0.0)
+        return DeltaAllocation(delta, per.copy(), dE, dE.copy() if truncation else np.zeros_like(dE), n_ev)
+
+
+# --------------------------------------------------------------------------------------------- per-layer terms
+def _layer_arrays(spec: NetSpec):
+    m = np.array([L.m for L in spec.layers], float)
+    n = np.array([L.n for L in spec.layers], float)
+    N = np.array([L.N for L in spec.layers], float)
+    a = np.array([L.half_width for L in spec.layers], float)
+    sr = np.sqrt(np.array([L.r for L in spec.layers], float))
+    d_out = np.array([L.d_out for L in spec.layers], float)
+    d_in = np.array([L.d_in for L in spec.layers], float)
+    return m, n, N, a, sr, d_out, d_in
+
+
+def norm_bound(spec: NetSpec, delta_W, law: str = "uniform"):
+    """B_i (THEORY §3.4; §3.12 for Gaussian; x sqrt(r_i) for conv layers, §3.6): ||W_i|| <= B_i w.p. >= 1 - delta_W_i.
+    Uniform: beta(m a^2/3, a, ln(n/delta_W)). Gaussian: s(sqrt(d_i) + sqrt(d_{i-1}) + sqrt(2 ln(2/delta_W)))."""
+    m, n, N, a, sr, d_out, d_in = _layer_arrays(spec)
+    dW = np.asarray(delta_W, float)
+    if law == "uniform":
+        return sr * beta(m * a * a / 3.0, a, np.log(n / dW))
+    if law == "gaussian":
+        return sr * a * (np.sqrt(d_out) + np.sqrt(d_in) + np.sqrt(2.0 * np.log(2.0 / dW)))
+    raise ProbPruneError(f"unknown weight law {law!r}; use one of {LAWS}")
+
+
+def gaussian_g(c):
+    """E[w^2 1{|w| < c s}]/s^2 for w ~ N(0, s^2): g(c) = 2 Phi(c) - 1 - 2 c phi(c) (THEORY §3.12 [D])."""
+    c = np.asarray(c, float)
+    with np.errstate(invalid="ignore"):
+        out = 2.0 * stats.norm.cdf(c) - 1.0 - 2.0 * c * stats.norm.pdf(c)
+    return np.where(np.isinf(c), 1.0, out)
+
+
+def error_bound(spec: NetSpec, q, delta_E, method: str, law: str = "uniform", delta_T=None):
+    """eta_i: ||E_i|| <= eta_i w.p. >= 1 - delta_E_i (x sqrt(r_i) for conv layers). eta_i = 0 where q_i = 0.
+
+    uniform (THEORY §3.4): RM beta(m q^3 a^2/3, q a, lam); RR beta(m p a^2/3, a, lam);
+    RR' beta(m p a^2/(3(1-p)), a max(1, p/(1-p)), lam), p < 1; lam = ln(n/delta_E).
+    gaussian (§3.12): magnitude beta(m s^2 g(c), c s, lam) with c = Phi^{-1}((1+q)/2); random
+    beta(m p s^2, s u, lam) with u = sqrt(2 ln(N/delta_T)); rescaled: the same with variance and range / (1-p)."""
+    m, n, N, a, sr, d_out, d_in = _layer_arrays(spec)
+    q = np.asarray(q, float)
+    dE = np.asarray(delta_E, float)
+    pruned = q > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.log(n / np.where(pruned, dE, 1.0))
+        if law == "uniform":
+            if method == "magnitude":
+                s2, R = m * q**3 * a * a / 3.0, q * a
+            elif method == "random":
+                s2, R = m * q * a * a / 3.0, np.broadcast_to(a, q.shape)
+            elif method == "random_rescaled":
+                s2 = m * q * a * a / (3.0 * (1.0 - q))
+                R = a * np.maximum(1.0, q / (1.0 - q))
+            else:
+                raise ProbPruneError(f"unknown method {method!r}; use one of {METHODS}")
+        elif law == "gaussian":
+            if method == "magnitude":
+                c = stats.norm.ppf((1.0 + q) / 2.0)
+                s2, R = m * a * a * gaussian_g(c), c * a
+            elif method in ("random", "random_rescaled"):
+                dT = np.asarray(delta_T, float)
+                u = np.sqrt(2.0 * np.log(N / np.where(pruned, dT, 1.0)))
+                s2, R = m * q * a * a, a * u
+                if method == "random_rescaled":
+                    s2 = s2 / (1.0 - q)
+                    R = R * np.maximum(1.0, q / (1.0 - q))
+            else:
+                raise ProbPruneError(f"unknown method {method!r}; use one of {METHODS}")
+        else:
+            raise ProbPruneError(f"unknown weight law {law!r}; use one of {LAWS}")
+        eta = sr * beta(s2, R, lam)
+    return np.where(pruned, eta, 0.0)
+
+
+# --------------------------------------------------------------------------------------------- the bound
+@dataclass(frozen=True)
+class BoundResult:
+    """An a-priori bound and everything it was computed from. ``eps`` is the guaranteed error bound:
+    P(err <= eps) >= 1 - delta. Per-layer arrays have the layer as last axis."""
+
+    eps: float | np.ndarray
+    method: str
+    law: str
+    delta: float
+    fractions: np.ndarray
+    B: np.ndarray
+    eta: np.ndarray
+    Lip: float
+    allocation: DeltaAllocation
+    statement: str
+    provenance: str = "[D] derived in THEORY.md (not the paper's theorem; same setting)"
+    assumptions: tuple[str, ...] = ()
+    paper_hypotheses_violated: tuple[str, ...] = ()
+    layer_names: tuple[str, ...] = ()
+    #: which candidate statement produced each term (THEORY §9.7): arrays of candidate names with B's / eta's shape
+    #: (keys of probprune.theory.sharp.CANDIDATES); empty for results built before §9
+    B_source: np.ndarray | None = None
+    eta_source: np.ndarray | None = None
+    #: "A-star" (eps = (A*) of B and eta, §3.1) or "product-moment" (THEORY §9.8, linear FCNs; first batch element)
+    eps_source: str = "A-star"
+
+    @property
+    def term_statements(self) -> tuple[dict, ...]:
+        """Per layer {"B": statement, "eta": statement} (for batched fractions: of the first element)."""
+        if self.B_source is None:
+            return tuple({"B": self.statement, "eta": self.statement} for _ in self.layer_names)
+        from probprune.theory.sharp import CANDIDATES
+
+        bs = np.asarray(self.B_source).reshape(-1, len(self.layer_names))[0]
+        es = np.asarray(self.eta_source).reshape(-1, len(self.layer_names))[0]
+        return tuple({"B": CANDIDATES.get(b, b), "eta": CANDIDATES.get(e, e)} for b, e in zip(bs, es))
+
+    @property
+    def delta_W(self):
+        return self.allocation.delta_W
+
+    @property
+    def delta_E(self):
+        return self.allocation.delta_E
+
+    def as_dict(self) -> dict:
+        return {
+            "eps": self.eps,
+            "method": self.method,
+            "law": self.law,
+            "delta": self.delta,
+            "statement": self.statement,
+            "eps_statement": ("THEORY §9.8 S9.8 product moment bound" if self.eps_source == "product-moment"
+                              else "THEORY §3.1 (A*) of the per-layer terms"),
+            "provenance": self.provenance,
+            "Lip": self.Lip,
+            "layers": [
+                {
+                    "name": nm,
+                    "fraction": np.asarray(self.fractions)[..., i],
+                    "B": np.asarray(self.B)[..., i],
+                    "eta": np.asarray(self.eta)[..., i],
+                    "delta_W": np.asarray(self.allocation.delta_W)[..., i],
+                    "delta_E": np.asarray(self.allocation.delta_E)[..., i],
+                    "B_statement": ts["B"],
+                    "eta_statement": ts["eta"],
+                }
+                for i, (nm, ts) in enumerate(zip(self.layer_names, self.term_statements))
+            ],
+            "assumptions": list(self.assumptions),
+            "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
+        }
+
+
+def broadcast_fractions(spec: NetSpec, fractions, upper_open: bool = False) -> tuple[np.ndarray, bool]:
+    """Fractions as an array (..., depth); the flag says whether the input was a scalar."""
+    q = check_fraction(fractions, "fraction", upper_open=upper_open)
+    scalar = q.ndim == 0
+    if scalar:
+        q = np.full(spec.depth, float(q))
+    elif q.shape[-1] == 1:  # (..., 1): the same fraction in every layer, batched
+        q = np.repeat(q, spec.depth, axis=-1)
+    elif q.shape[-1] != spec.depth:
+        raise ProbPruneError(f"fractions need one value per layer ({spec.depth}), got shape {q.shape}")
+    return q, scalar
+
+
+def check_spec_for_apriori(spec: NetSpec) -> list[str]:
+    """(H-act) and the bias-free hypothesis of the a-priori theorems; raises HypothesisError naming the violation."""
+    for L in spec.layers[:-1]:
+        if not L.act.zero_at_zero:
+            raise HypothesisError(
+                f"layer {L.name}: activation {L.act.name} has sigma(0) = {L.act.value_at_zero} != 0, violating (H-act) "
+                "(THEORY §1.2); use the per-network certificate instead"
+            )
+    notes = [
+        "no biases; linear output layer (THEORY §1.1)",
+        "activations coordinate-wise, L_i-Lipschitz, sigma(0) = 0 (H-act, §1.2)",
+        "inputs in the unit l2 ball; error = sup over the ball (§1.4)",
+        "weights i.i.d. across entries and layers (§1.3)",
+    ]
+    return notes
+
+
+def apriori_bound(
+    spec: NetSpec,
+    fractions,
+    delta: float,
+    method: str = "magnitude",
+    law: str = "uniform",
+    allocation: DeltaAllocation | None = None,
+    statement: str = "best",
+) -> BoundResult:
+    """The a-priori bound for pruning a network drawn from the weight law (THEORY §3.4 RM/RR/RR', §3.6 RC for conv
+    layers, §3.12 Gaussian). With probability >= 1 - delta, err <= eps = Lip prod B (prod(1 + eta/B) - 1).
+
+    magnitude: threshold form, prune |w| < q_i a_i (Gaussian: |w| < c_i s_i with 2 Phi(c_i) - 1 = q_i), §1.5.
+    random: R-Bern, each entry pruned independently with probability p_i, kept weights unchanged (§1.6).
+    random_rescaled: R-Bern with kept weights multiplied by 1/(1 - p_i), p_i < 1.
+    ``allocation`` overrides the default equal delta split (§3.8).
+
+    ``statement``: "best" (default) = per term the minimum of the matrix-Bernstein bound of §3.4/§3.12 and the sharper
+    bounds of THEORY §9 (S9.1-S9.5), each valid at the same failure probability, so the minimum is too (§9.7);
+    "bernstein" = §3.4/§3.12 only (the pre-§9 bound); "sharp" = §9 only. ``result.term_statements`` says which
+    statement produced each B_i and eta_i. Methods "random_exact" / "magnitude_exact" (exactly floor(q_i N_i)
+    entries pruned per layer) are routed to :func:`exact_k_bound` / :func:`exact_k_magnitude_bound` (§9.5, §9.6)."""
+    method, law = registry.normalize("method", method), registry.normalize("law", law)  # aliases -> one spelling
+    if method in EXACT_METHODS:
+        if allocation is not None:
+            raise ProbPruneError(f"{method}: a custom delta allocation is not supported")
+        fn = exact_k_bound if method == "random_exact" else exact_k_magnitude_bound
+        return fn(spec, fractions, delta, law=law, statement=statement)
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
+    if method not in METHODS:
+        raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
+    delta = check_delta(delta)
+    q, scalar = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
+    notes = check_spec_for_apriori(spec)
+    truncation = law == "gaussian" and method != "magnitude" and statement == "bernstein"
+    alloc = allocation or DeltaAllocation.equal_split(delta, q > 0, truncation=truncation)
+    B, B_src, eta, eta_src = _terms(spec, q, alloc, method, law, statement)
+    Lip = spec.Lip
+    eps = product_form(B, eta, Lip)
+    eps_source = "A-star"
+    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
+        from probprune.theory.sharp import product_moment_bound
+
+        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        eps_source = np.where(x < eps, "product-moment", "A-star")
+        eps = np.minimum(eps, x)
+        notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
+                     "moment bound (THEORY §9.8, full delta, no split); the smaller is reported")
+    if law == "uniform":
+        notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
+    else:
+        notes.append(f"weights i.i.d. N(0, s_i^2), s = {[round(L.half_width, 6) for L in spec.layers]}")
+    if method == "magnitude":
+        notes.append("magnitude pruning in threshold form: prune |w| < tau_i = q_i a_i; E[#pruned] = q_i N_i (§1.5)")
+    else:
+        notes.append("random pruning: Bernoulli(p_i) mask independent of the weights (R-Bern, §1.6)")
+    if any(L.kind == "conv" for L in spec.layers):
+        notes.append("conv layers: kernel entries i.i.d.; B_i and eta_i multiplied by sqrt(r_i) (Lemma C, §3.5-3.6)")
+    out_eps = float(eps) if (scalar or np.ndim(eps) == 0) else eps
+    return BoundResult(
+        eps=out_eps,
+        method=method,
+        law=law,
+        delta=delta,
+        fractions=q,
+        B=B,
+        eta=eta,
+        Lip=Lip,
+        allocation=alloc,
+        statement=_statement_text(_STATEMENTS[(method, law)], statement),
+        assumptions=tuple(notes),
+        paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+        layer_names=tuple(L.name for L in spec.layers),
+        B_source=B_src,
+        eta_source=eta_src,
+        eps_source=eps_source if np.ndim(eps_source) == 0 else np.asarray(eps_source).reshape(-1)[0],
+    )
+
+
+def _is_linear_fcn(spec: NetSpec) -> bool:
+    """Dense layers with identity activations (the product statement S9.8 applies)."""
+    return all(L.kind == "linear" and L.act.name == "identity" for L in spec.layers)
+
+
+def _statement_text(base: str, mode: str) -> str:
+    if mode == "bernstein":
+        return base
+    if mode == "sharp":
+        return "THEORY.md §9 sharper a-priori bounds (S9.1-S9.5) composed by (A*) §3.1"
+    return f"THEORY.md §9.7 best of {{{base}; §9 S9.1-S9.5}} per term, composed by (A*) §3.1"
+
+
+def _terms(spec: NetSpec, q, alloc: DeltaAllocation, method: str, law: str, mode: str):
+    """B_i and eta_i (last axis = layer) for the statement mode, with the candidate names (THEORY §9.7).
+    Every candidate for a term holds at that term's failure probability (delta_W_i for B_i; delta_E_i + delta_T_i
+    for eta_i), so their minimum does too."""
+    from probprune.theory import sharp
+
+    dW = np.broadcast_to(np.asarray(alloc.delta_W, float), q.shape)
+    dE = np.broadcast_to(np.asarray(alloc.delta_E, float), q.shape)
+    dT = np.broadcast_to(np.asarray(alloc.delta_T, float), q.shape)
+    cands_B, cands_E = [], []
+    if mode in ("bernstein", "best"):
+        cands_B.append(("bernstein", np.broadcast_to(norm_bound(spec, dW, law), q.shape)))
+        if law == "gaussian" and method != "magnitude" and not np.any(dT > 0):
+            with np.errstate(divide="ignore", invalid="ignore"):  # no truncation events: spend half of delta_E on it
+                eb = error_bound(spec, q, dE / 2, method, law, delta_T=dE / 2)
+        else:
+            eb = error_bound(spec, q, dE, method, law, delta_T=dT)
+        cands_E.append(("bernstein", eb))
+    if mode in ("sharp", "best"):
+        Bs = np.empty(q.shape)
+        Bn = np.empty(q.shape, dtype=object)
+        Es = np.empty(q.shape)
+        En = np.empty(q.shape, dtype=object)
+        for i, L in enumerate(spec.layers):
+            sr = math.sqrt(L.r)
+            u, inv = np.unique(dW[..., i], return_inverse=True)  # B_i depends on delta_W_i only
+            v, nm = sharp.full_norm_bound(L.d_out, L.d_in, L.half_width, u, law)
+            inv = np.ravel(inv)
+            Bs[..., i] = np.reshape((sr * np.asarray(v, float))[inv], q.shape[:-1])
+            Bn[..., i] = np.reshape(np.asarray(nm, dtype=object)[inv], q.shape[:-1])
+            with np.errstate(divide="ignore"):
+                v, nm = sharp.error_norm_bound(L.d_out, L.d_in, method, law, q[..., i], L.half_width,
+                                               np.where(q[..., i] > 0, dE[..., i] + dT[..., i], 1.0))
+            Es[..., i], En[..., i] = sr * v, nm
+        cands_B.append(("sharp", (Bs, Bn)))
+        cands_E.append(("sharp", (Es, En)))
+    return (*_pick(cands_B, q.shape), *_pick(cands_E, q.shape))
+
+
+def _pick(cands, shape):
+    """Elementwise minimum over candidates [(kind, values or (values, names))] with the winning names."""
+    vals, names = [], []
+    for kind, c in cands:
+        if kind == "bernstein":
+            v = np.broadcast_to(np.asarray(c, float), shape)
+            vals.append(v)
+            names.append(np.where(v > 0, "bernstein", "zero").astype(object))
+        else:
+            vals.append(np.broadcast_to(c[0], shape))
+            names.append(np.broadcast_to(c[1], shape))
+    V = np.stack(vals)
+    V = np.where(np.isnan(V), np.inf, V)  # a NaN candidate is no bound (fail closed), never the minimum
+    i = np.argmin(V, axis=0)
+    return np.take_along_axis(V, i[None], 0)[0], np.take_along_axis(np.stack(names), i[None], 0)[0]
+
+
+# --------------------------------------------------------------------------------------------- masks given
+def random_mask_bound(spec: NetSpec, max_line_counts: Sequence[int], delta: float) -> BoundResult:
+    """RR-mask (THEORY §3.4 [D]): for any mask independent of W (exact-k, structured random, ...), conditional on the
+    mask, ||E_i|| <= beta(D_i a_i^2/3, a_i, ln(n_i/delta_E)) where D_i is the largest number of pruned entries in a
+    row or column of the realised mask (uniform law only)."""
+    delta = check_delta(delta)
+    D = np.asarray(max_line_counts, float)
+    if D.shape != (spec.depth,) or np.any(D < 0):
+        raise ProbPruneError(f"max_line_counts must be {spec.depth} non-negative counts, got {max_line_counts!r}")
+    notes = check_spec_for_apriori(spec)
+    alloc = DeltaAllocation.equal_split(delta, D > 0)
+    notes.append("mask independent of W; bound conditional on the realised mask (RR-mask)")
+    return _line_count_bound(spec, D, alloc, "random_mask", D, "THEORY.md §3.4 RR-mask", notes)
+
+
+def _line_count_bound(spec, D, alloc, method, fractions, statement, notes) -> BoundResult:
+    """RR-mask's eta_i = sqrt(r_i) beta(D_i a_i^2/3, a_i, ln(n_i/delta_E)) composed by (A*)."""
+    m, n, N, a, sr, *_ = _layer_arrays(spec)
+    B = norm_bound(spec, alloc.delta_W)
+    pruned = D > 0
+    with np.errstate(divide="ignore"):
+        eta = np.where(pruned, sr * beta(D * a * a / 3.0, a, np.log(n / np.where(pruned, alloc.delta_E, 1.0))), 0.0)
+    eps = float(product_form(B, eta, spec.Lip))
+    return BoundResult(eps, method, "uniform", alloc.delta, fractions, B, eta, spec.Lip, alloc, statement,
+                       assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+                       layer_names=tuple(L.name for L in spec.layers))
+
+
+def exact_k_line_count_bound(N_rows: int, N_cols: int, k: int, delta_D: float) -> int:
+    """High-probability bound on D (max pruned entries in a row or column) for an exact-k uniformly random mask
+    [D here, extends THEORY §3.4 RR-mask]: a row of length c holds Hypergeometric(N, k, c) pruned entries; a union
+    bound over the d_out + d_in lines gives P(D > D*) <= delta_D with D* the (1 - delta_D/(rows+cols)) quantile."""
+    N = N_rows * N_cols
+    lines = N_rows + N_cols
+    q_row = stats.hypergeom.ppf(1.0 - delta_D / lines, N, k, N_cols)
+    q_col = stats.hypergeom.ppf(1.0 - delta_D / lines, N, k, N_rows)
+    return int(max(q_row, q_col))
+
+
+def _exact_k_setup(spec: NetSpec, fractions, delta: float, fname: str, note: str):
+    """Shared set-up of the exact-k bounds (§3.4 RR-mask, §9.5, §9.6): per-layer fractions, the delta split over the
+    W events of every layer and the two count/norm events of each pruned layer (§3.8), and k_i = floor(q_i N_i)."""
+    q, scalar = broadcast_fractions(spec, fractions)
+    if q.ndim != 1:
+        raise ProbPruneError(f"{fname} takes a scalar or one fraction per layer")
+    notes = check_spec_for_apriori(spec)
+    pruned = q > 0
+    n_ev = spec.depth + 2 * int(pruned.sum())
+    de = delta / n_ev
+    dE = np.where(pruned, de, 0.0)
+    alloc = DeltaAllocation(delta, np.full(spec.depth, de), dE, dE.copy(), np.asarray(n_ev))
+    notes.append(note)
+    ks = [int(math.floor(qi * L.N)) for L, qi in zip(spec.layers, q)]
+    return q, scalar, notes, pruned, alloc, ks
+
+
+def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", statement: str = "best") -> BoundResult:
+    """A-priori bound for R-exact (exactly k_i = floor(p_i N_i) entries pruned, uniformly at random) [D here]:
+    RR-mask (THEORY §3.4) with D_i replaced by its hypergeometric (1 - delta_D) quantile; delta is split equally
+    over the W, E and D events (three per pruned layer). statement "best" (default) also takes, per term, the §9
+    bounds (S9.4 Schur with hypergeometric line counts, S9.5 masked moments) at the same delta_E + delta_D;
+    "sharp" takes only those; the Gaussian law has no RR-mask candidate (§9.5 covers it)."""
+    delta = check_delta(delta)
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
+    if law == "gaussian" and statement == "bernstein":
+        raise ProbPruneError("exact-k random pruning under the Gaussian law has no matrix-Bernstein (RR-mask) bound; "
+                             "use statement='best' or 'sharp' (THEORY §9.5)")
+    q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
+        spec, fractions, delta, "exact_k_bound",
+        "R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
+    de = float(alloc.delta_W[0])  # the per-event failure probability
+    cB, cE = [], []
+    if statement in ("bernstein", "best") and law == "uniform":
+        D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, k, de) if k > 0 else 0
+                      for L, k in zip(spec.layers, ks)], float)
+        old = _line_count_bound(spec, D, alloc, "random_exact", q, "", notes)
+        cB.append(("bernstein", old.B))
+        cE.append(("bernstein", old.eta))
+    if statement in ("sharp", "best"):
+        cB.append(_sharp_B(spec, alloc.delta_W, law))
+        cE.append(_exact_terms(spec, ks, de, law, "random"))
+    B, B_src = _pick(cB, q.shape)
+    eta, eta_src = _pick(cE, q.shape)
+    base = "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]"
+    st = {"bernstein": base, "sharp": "THEORY.md §9.4-9.5 exact-k random (Schur with hypergeometric counts, masked "
+          "moments, Bernoulli given its count)"}.get(
+        statement, f"THEORY.md §9.7 best of {{{base}; §9.4-9.5}} per term" if law == "uniform"
+        else "THEORY.md §9.4-9.5 exact-k random, Gaussian law (no §3.4 statement applies)")
+    eps = float(product_form(B, eta, spec.Lip))
+    eps_source = "A-star"
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.sharp import product_moment_bound
+
+        # S9.8 with S9.5(b): the exact-k masks are Bernoulli(k_i/N_i) masks conditioned on their counts
+        qe = np.array([k / L.N for L, k in zip(spec.layers, ks)])
+        pmf = float(np.prod([stats.binom.pmf(k, L.N, k / L.N) for L, k in zip(spec.layers, ks)]))
+        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], qe, delta * pmf, "random", law)
+        if float(x) < eps:
+            eps, eps_source = float(x), "product-moment"
+        notes.append("identity activations: eps also bounded by S9.8 at delta x P(Bernoulli counts = k_i) (§9.5(b))")
+    return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
+                       st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
+                       eps_source=eps_source)
+
+
+def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform",
+                            statement: str = "best") -> BoundResult:
+    """A-priori bound for exact-k magnitude pruning (the floor(q_i N_i) smallest |w| of each layer) [D, THEORY §9.6]:
+    the k-th order statistic is bracketed by binomial (Beta) quantiles; the error is bounded by Schur line sums of the
+    threshold error at the upper bracket (monotone in the support) or by the moment bound of the lower-bracket
+    threshold error plus a Schur bound of the shell. delta is split equally over the W events and two per pruned
+    layer (E and the bracket's share, S9.6); there is no §3.4 statement for it, so "bernstein" is refused."""
+    delta = check_delta(delta)
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
+    if statement == "bernstein":
+        raise ProbPruneError("exact-k magnitude pruning has no matrix-Bernstein bound (||.|| is not monotone under "
+                             "entrywise domination); use statement='best' or 'sharp' (THEORY §9.6)")
+    if statement not in STATEMENT_MODES:
+        raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
+    q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
+        spec, fractions, delta, "exact_k_magnitude_bound",
+        "exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)")
+    de = float(alloc.delta_W[0])  # the per-event failure probability
+    cB = [_sharp_B(spec, alloc.delta_W, law)]
+    if statement == "best":
+        cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
+    B, B_src = _pick(cB, q.shape)
+    eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude")], q.shape)
+    return BoundResult(float(product_form(B, eta, spec.Lip)), "magnitude_exact", law, delta, q, B, eta, spec.Lip,
+                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)",
+                       assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src)
+
+
+def _sharp_B(spec: NetSpec, delta_W, law: str):
+    from probprune.theory import sharp
+
+    dW = np.broadcast_to(np.asarray(delta_W, float), (spec.depth,))
+    vals, names = np.empty(spec.depth), np.empty(spec.depth, dtype=object)
+    for i, L in enumerate(spec.layers):
+        v, nm = sharp.full_norm_bound(L.d_out, L.d_in, L.half_width, dW[i], law)
+        vals[i], names[i] = math.sqrt(L.r) * float(v), nm
+    return ("sharp", (vals, names))
+
+
+def _exact_terms(spec: NetSpec, ks, de: float, law: str, kind: str):
+    """eta_i for exact-k pruning at failure probability 2 de per pruned layer (its E and count/bracket events)."""
+    from probprune.theory import sharp
+
+    fn = sharp.exact_k_random_bound if kind == "random" else sharp.exact_k_magnitude_bound
+    vals, names = np.zeros(spec.depth), np.full(spec.depth, "zero", dtype=object)
+    for i, (L, k) in enumerate(zip(spec.layers, ks)):
+        if k > 0:
+            v, nm = fn(L.d_out, L.d_in, law, k, L.half_width, 2 * de)
+            vals[i], names[i] = math.sqrt(L.r) * float(v), nm
+    return ("sharp", (vals, names))
+
+
+# --------------------------------------------------------------------------------------------- paper shape
+@dataclass(frozen=True)
+class PaperWidthCondition:
+    """Theorem 1's width condition with user-supplied constants [PAPER-R shape, constants NR] (THEORY §2.2)."""
+
+    d_min: float
+    terms: dict
+    eps: float
+    delta: float
+    alpha: float
+    provenance: str = "[PAPER-R] shape restated by Sahu et al.; C1..C5 are unknown and supplied by the user"
+
+    def satisfied_by(self, d: float) -> bool:
+        return d >= self.d_min
+
+
+def paper_width_condition(eps, delta, alpha, C1, C2, C3, C4, C5) -> PaperWidthCondition:
+    """d >= max(C1^(1/alpha), (C2/eps)^(1/alpha), (C3/delta)^(1/alpha), C4 + C5 log(1/delta)) (THEORY §2.2)."""
+    from probprune.core.errors import check_eps, check_positive
+
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    alpha = float(alpha)
+    if not (0.0 < alpha < 1.0):
+        raise ProbPruneError(f"alpha must be in (0, 1), got {alpha!r}")
+    for nm, c in (("C1", C1), ("C2", C2), ("C3", C3), ("C5", C5)):
+        check_positive(c, nm)
+    terms = {
+        "C1^(1/alpha)": C1 ** (1 / alpha),
+        "(C2/eps)^(1/alpha)": (C2 / eps) ** (1 / alpha),
+        "(C3/delta)^(1/alpha)": (C3 / delta) ** (1 / alpha),
+        "C4 + C5 log(1/delta)": C4 + C5 * math.log(1 / delta),
+    }
+    return PaperWidthCondition(max(terms.values()), terms, eps, delta, alpha)

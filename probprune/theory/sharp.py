@@ -1,0 +1,421 @@
+"""Sharper a-priori bounds on ||W_i|| and ||E_i|| with explicit constants (THEORY.md §9, all statements [D]).
+
+Every function returns a *deterministic* threshold x with P(||X|| > x) <= delta' for the random matrix X it is about
+(the full weight matrix W_i, or the pruning error E_i = W_i - What_i), for a given failure probability delta'. Since
+every candidate is a deterministic number valid at the same delta', their minimum is valid at delta' too (§9.7): no
+union over candidates is needed (the choice of candidate depends only on the shapes, fractions and delta').
+
+Statements (THEORY §9):
+
+* **S9.1 moment comparison** (`moment_bound`): X d1 x d2 with independent symmetric entries whose even moments are
+  dominated by those of N(0, sigma^2) up to order 2p: P(||X|| >= x) <= T_p / x^(2p) with
+  T_p = (sigma^(2p) E(A+R)^(2p))^((p-1)/p) * (sigma^(2p) prod_{j<p}(N+2j))^(1/p), A = sqrt(d1)+sqrt(d2), R Rayleigh.
+  Entry laws: :func:`log_moment_ratio` (rho_k = E e^(2k) / (a^(2k) (2k-1)!!)), sigma_p^2 = a^2 max_{k<=p} rho_k^(1/k).
+* **S9.2 Gaussian full matrix** (`gaussian_full_bound`): s (A + sqrt(2 ln(1/delta'))) (Gordon + one-sided Gaussian
+  concentration).
+* **S9.3 Lipschitz image** (`lipschitz_uniform_bound`): uniform entries are a sqrt(2/pi)-Lipschitz image of a
+  Gaussian: ||W|| <= E||W|| + a (2/sqrt(pi)) sqrt(ln(1/delta')), E||W|| <= min_p T_p^(1/(2p)).
+* **S9.4 Schur / line sums** (`schur_bound`): ||X|| <= sqrt(max_row ||x_r||_1 max_col ||x_c||_1), row and column
+  l1 sums bounded by binomial (or hypergeometric) counts times the entry range, or by Bernstein on the l1 sum. It is
+  monotone in the support, so it also bounds exact-k pruning and has no jump at p = 0+.
+* **S9.5 masks independent of W** (`masked_moment_bound`): for What = W o M with M independent of W and centred
+  independent entries, ||W o M|| = ||E[W | W o M]|| so E phi(||W o M||) <= E phi(||W||) for convex increasing phi:
+  every moment bound of W holds for W o M (exact-k random pruning, either law).
+* **S9.6 exact-k magnitude** (`exact_k_magnitude_bound`): the k-th order statistic of |w| is bracketed by
+  Clopper-Pearson-type binomial quantiles; E_exact = E_thr(q_lo) + shell, ||E_exact|| <= ||E_thr(q_lo)|| + Schur(shell),
+  or Schur(support |w| <= q_hi a) alone.
+
+Conventions: a is the layer's ``half_width`` (uniform U[-a, a]) or the standard deviation s (Gaussian law). Conv layers
+multiply every bound by sqrt(r_i) (Lemma C, THEORY §3.5-3.6) in :mod:`probprune.theory.apriori`, not here.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy import special, stats
+
+from probprune.theory.apriori import beta
+from probprune.core.errors import ProbPruneError
+
+#: p = 1 .. P_MAX is searched for the moment bound (the optimum is ~ (A ln(N/delta))^(2/3), < 100 for widths <= 4096)
+P_MAX = 192
+
+#: candidate names (the ``term_statements`` of :class:`probprune.theory.apriori.BoundResult`)
+CANDIDATES = {
+    "bernstein": "THEORY §3.4/§3.12 matrix Bernstein",
+    "moment": "THEORY §9.1 S9.1 moment comparison",
+    "gauss-full": "THEORY §9.2 S9.2 Gordon + Gaussian concentration",
+    "lipschitz": "THEORY §9.3 S9.3 Lipschitz image of a Gaussian",
+    "schur": "THEORY §9.4 S9.4 Schur test with line sums",
+    "masked-moment": "THEORY §9.5 S9.5 mask independent of W (Jensen)",
+    "exact-k-magnitude": "THEORY §9.6 S9.6 exact-k magnitude bracket",
+    "conditioned-bernoulli": "THEORY §9.5 S9.5(b) exact-k = Bernoulli given its count",
+    "conditioned-threshold": "THEORY §9.6 S9.6(c) exact-k magnitude = threshold given its count",
+    "product-moment": "THEORY §9.8 S9.8 product moment bound",
+    "zero": "nothing pruned: E_i = 0",
+}
+
+
+# ------------------------------------------------------------------------------------------- entry moments
+def _log_dfact_odd(k):
+    """log (2k-1)!! = log (2k)! - k log 2 - log k!  (k >= 0; (-1)!! = 1)."""
+    k = np.asarray(k, float)
+    return special.gammaln(2 * k + 1) - k * np.log(2.0) - special.gammaln(k + 1)
+
+
+def log_moment_ratio(kind: str, law: str, q, k):
+    """log rho_k with rho_k = E e^(2k) / (a^(2k) (2k-1)!!) for one entry e of the matrix (THEORY §9.1, table M).
+
+    kind: "full" (e = w), "magnitude" (e = w 1{|w| < tau}, P(|w| < tau) = q), "random" (e = w b, b ~ Bern(q)),
+    "random_rescaled" (e = w (b - (1-b) q/(1-q))). law: "uniform" (w ~ U[-a, a]) or "gaussian" (w ~ N(0, a^2)).
+    Broadcasts q (..., ) against k (the last axis of the result is k when k is 1-D and q has a trailing axis)."""
+    q = np.asarray(q, float)
+    k = np.asarray(k, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if law == "uniform":
+            base = -(_log_dfact_odd(k + 1))  # E w^(2k)/(a^(2k) (2k-1)!!) = 1/(2k+1)!!
+            if kind == "full":
+                return base + 0.0 * q
+            if kind == "magnitude":
+                return base + (2 * k + 1) * np.log(q)
+            if kind == "random":
+                return base + np.log(q)
+            if kind == "random_rescaled":
+                return base + np.logaddexp(np.log(q), 2 * k * np.log(q) - (2 * k - 1) * np.log1p(-q))
+            if kind == "kept_magnitude":  # What entry w 1{|w| >= q a}
+                return base + np.log1p(-np.power(q, 2 * k + 1))
+            if kind == "kept_random":  # w (1 - b)
+                return base + np.log1p(-q)
+            if kind == "kept_rescaled":  # w (1 - b)/(1 - q)
+                return base + (1 - 2 * k) * np.log1p(-q)
+        elif law == "gaussian":
+            if kind == "full":
+                return 0.0 * (k + q)
+            if kind == "magnitude":
+                c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
+                return np.log(stats.chi2.cdf(c2, 2 * k + 1))  # E[g^(2k) 1{|g|<c}] = (2k-1)!! P(chi2_(2k+1) < c^2)
+            if kind == "random":
+                return np.log(q) + 0.0 * k
+            if kind == "random_rescaled":
+                return np.logaddexp(np.log(q), 2 * k * np.log(q) - (2 * k - 1) * np.log1p(-q))
+            if kind == "kept_magnitude":
+                c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
+                return np.log(stats.chi2.sf(c2, 2 * k + 1))
+            if kind == "kept_random":
+                return np.log1p(-q) + 0.0 * k
+            if kind == "kept_rescaled":
+                return (1 - 2 * k) * np.log1p(-q)
+        else:
+            raise ProbPruneError(f"unknown weight law {law!r}")
+    raise ProbPruneError(f"unknown entry kind {kind!r}")
+
+
+def dominating_variance(kind: str, law: str, q, p_max: int = P_MAX):
+    """sigma_p^2 / a^2 = max_{k <= p} rho_k^(1/k) for p = 1..p_max (last axis), THEORY §9.1 step 2."""
+    k = np.arange(1, p_max + 1, dtype=float)
+    q = np.asarray(q, float)[..., None]
+    lr = log_moment_ratio(kind, law, q, k) / k
+    return np.exp(np.maximum.accumulate(lr, axis=-1))
+
+
+# ------------------------------------------------------------------------------------------- S9.1
+@lru_cache(maxsize=256)
+def _log_gauss_moment_terms(d1: int, d2: int, p_max: int = P_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """For p = 1..p_max: log E(A+R)^(2p) (R Rayleigh, A = sqrt(d1)+sqrt(d2)) and (1/p) sum_{j<p} log(N + 2j)."""
+    A = np.sqrt(d1) + np.sqrt(d2)
+    N = float(d1) * float(d2)
+    p = np.arange(1, p_max + 1, dtype=float)[:, None]
+    j = np.arange(0, 2 * p_max + 1, dtype=float)[None, :]
+    with np.errstate(invalid="ignore"):
+        # C(2p, j) A^(2p-j) E R^j with E R^j = 2^(j/2) Gamma(1 + j/2), j = 0..2p
+        lt = (special.gammaln(2 * p + 1) - special.gammaln(j + 1) - special.gammaln(np.maximum(2 * p - j, 0) + 1)
+              + (2 * p - j) * np.log(A) + 0.5 * j * np.log(2.0) + special.gammaln(1 + j / 2))
+    lt = np.where(j <= 2 * p, lt, -np.inf)
+    out = special.logsumexp(lt, axis=1)
+    logF = np.cumsum(np.log(N + 2.0 * np.arange(p_max))) / np.arange(1, p_max + 1)
+    return out, logF
+
+
+def log_trace_moment(d1: int, d2: int, p_max: int = P_MAX) -> np.ndarray:
+    """log (T_p / sigma^(2p)), p = 1..p_max: the bound on E tr((G G^T)^p) / sigma^(2p) of THEORY §9.1 step 3,
+    ((p-1)/p) log E(A+R)^(2p) + (1/p) sum_{j<p} log(N + 2j)."""
+    lear, logF = _log_gauss_moment_terms(int(d1), int(d2), int(p_max))
+    p = np.arange(1, p_max + 1, dtype=float)
+    return (p - 1) / p * lear + logF
+
+
+def moment_bound(d1: int, d2: int, sigma2_over_a2, a, delta, p_max: int = P_MAX):
+    """S9.1 (THEORY §9.1): min over p of sigma_p (T_p/sigma^(2p) / delta)^(1/(2p)); P(||X|| > result) <= delta.
+
+    ``sigma2_over_a2`` has a trailing p axis (from :func:`dominating_variance`); ``a`` and ``delta`` broadcast against
+    the leading axes. Returns the bound and the minimising p."""
+    s2 = np.asarray(sigma2_over_a2, float)
+    P = s2.shape[-1]
+    grid = _p_grid(P)  # every p is valid; searching a subset only changes which valid x is reported
+    p = grid.astype(float) + 1.0
+    lt = log_trace_moment(d1, d2, P)[grid]
+    logd = np.log(np.asarray(delta, float))[..., None]
+    with np.errstate(divide="ignore"):
+        lx = 0.5 * np.log(s2[..., grid]) + (lt - logd) / (2 * p)
+    i = np.argmin(lx, axis=-1)
+    val = np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0])
+    return np.asarray(a, float) * val, grid[i] + 1
+
+
+@lru_cache(maxsize=8)
+def _p_grid(P: int) -> np.ndarray:
+    """0-based indices of the p searched: 1..32 all, then about 6% steps up to P."""
+    g = np.unique(np.concatenate([np.arange(min(P, 32)), np.round(np.geomspace(32, P, 24)).astype(int) - 1]))
+    return g[(g >= 0) & (g < P)]
+
+
+# ------------------------------------------------------------------------------------------- S9.2, S9.3
+def gaussian_full_bound(d1, d2, s, delta):
+    """S9.2: ||G|| <= s (sqrt(d1) + sqrt(d2) + sqrt(2 ln(1/delta))) w.p. >= 1 - delta, G with i.i.d. N(0, s^2)
+    entries (Gordon: E||G|| <= s(sqrt(d1)+sqrt(d2)); ||G|| is s-Lipschitz in the standard Gaussian vector)."""
+    return np.asarray(s, float) * (np.sqrt(d1) + np.sqrt(d2) + np.sqrt(2.0 * np.log(1.0 / np.asarray(delta, float))))
+
+
+def expected_norm_bound(d1: int, d2: int, sigma2_over_a2, a, p_max: int = P_MAX):
+    """E||X|| <= (E||X||^(2p))^(1/(2p)) <= min_p sigma_p (T_p/sigma^(2p))^(1/(2p)) (S9.1 with delta = 1)."""
+    return moment_bound(d1, d2, sigma2_over_a2, a, 1.0, p_max)[0]
+
+
+def lipschitz_uniform_bound(d1: int, d2: int, a, delta):
+    """S9.3: for i.i.d. U[-a, a] entries (and for W o M, M an independent mask, conditionally on M, with E||W o M||
+    <= E||W|| by S9.5), ||X|| <= E||W|| + a (2/sqrt(pi)) sqrt(ln(1/delta)) w.p. >= 1 - delta.
+    w = a (2 Phi(g) - 1) has Lipschitz constant 2 a phi(0) = a sqrt(2/pi); the deviation is
+    a sqrt(2/pi) sqrt(2 ln(1/delta))."""
+    s2 = dominating_variance("full", "uniform", 1.0)
+    mean = expected_norm_bound(d1, d2, s2, a)
+    return mean + np.asarray(a, float) * 2.0 / np.sqrt(np.pi) * np.sqrt(np.log(1.0 / np.asarray(delta, float)))
+
+
+def full_norm_bound(d1: int, d2: int, a, delta, law: str):
+    """Best of the new bounds on ||W|| (S9.1-S9.3) at failure probability delta; returns (bound, candidate name)."""
+    if law == "gaussian":
+        g = gaussian_full_bound(d1, d2, a, delta)
+        m, _ = moment_bound(d1, d2, dominating_variance("full", "gaussian", 1.0), a, delta)
+        return _argmin_named([("gauss-full", g), ("moment", m)])
+    m, _ = moment_bound(d1, d2, dominating_variance("full", "uniform", 1.0), a, delta)
+    lip = lipschitz_uniform_bound(d1, d2, a, delta)
+    return _argmin_named([("moment", m), ("lipschitz", lip)])
+
+
+def _argmin_named(cands):
+    names = [c[0] for c in cands]
+    vals = np.stack(np.broadcast_arrays(*[np.asarray(c[1], float) for c in cands]), axis=0)
+    vals = np.where(np.isnan(vals), np.inf, vals)  # a NaN (inf * 0 at a degenerate corner) is no bound, never chosen
+    i = np.argmin(vals, axis=0)
+    return np.take_along_axis(vals, i[None], axis=0)[0], np.asarray(names, dtype=object)[i]
+
+
+# ------------------------------------------------------------------------------------------- S9.4 Schur
+def _entry_abs_stats(kind: str, law: str, q, a):
+    """Statistics of one entry e of E for the line sums of S9.4 (THEORY §9.4, table L):
+    (E|e|, E e^2, R, R_nz, m_nz, bounded) with R a bound on |e|, and, given e != 0, |e| <= R_nz with mean m_nz
+    (the conditional law used with the count form). ``bounded`` is False for Gaussian random kinds (|e| unbounded)."""
+    q = np.asarray(q, float)
+    a = np.asarray(a, float)
+    if law == "uniform":
+        if kind == "magnitude":
+            return q * q * a / 2, q**3 * a * a / 3, q * a, q * a, q * a / 2, True
+        if kind == "random":
+            return q * a / 2, q * a * a / 3, a + 0 * q, a + 0 * q, a / 2 + 0 * q, True
+        if kind == "random_rescaled":
+            r = q / (1 - q)
+            return q * a, (q + q * q / (1 - q)) * a * a / 3, a * np.maximum(1.0, r), None, None, True
+    elif law == "gaussian":
+        if kind == "magnitude":
+            c = stats.norm.ppf((1 + q) / 2)
+            ma = a * np.sqrt(2 / np.pi) * (1 - np.exp(-c * c / 2))
+            with np.errstate(invalid="ignore"):
+                sec = a * a * np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+            return ma, sec, c * a, c * a, ma / q, True
+        if kind == "random":
+            return None, None, None, None, a * np.sqrt(2 / np.pi) + 0 * q, False
+        if kind == "random_rescaled":
+            return None, None, None, None, None, False
+    raise ProbPruneError(f"no Schur line-sum statistics for {kind!r} under the {law!r} law")
+
+
+def line_sum_bound(n_line: int, kind: str, law: str, q, a, delta_line, count_quantile=None):
+    """Bound on the l1 norm of one line (row or column of n_line entries) at failure probability delta_line
+    (THEORY §9.4 (a)-(c)), the minimum of the forms that apply:
+    (a) count form R_nz k*(delta_line), k* the count quantile (P(count > k*) <= delta_line);
+    (b) conditional form: k* at delta_line/2, then given the count the nonzero |e| are i.i.d.: Hoeffding
+        k* m_nz + R_nz sqrt(k* ln(2/delta_line)/2) (bounded), or for half-normal |e| (Gaussian random)
+        s (k* sqrt(2/pi) + sqrt(2 k* ln(2/delta_line))) (sum of k* |g| is sqrt(k*)-Lipschitz);
+    (c) Bernstein on the l1 sum of i.i.d. entries (not for count_quantile overrides): n E|e| + beta(n E e^2, R, ln(1/dl)).
+    ``count_quantile(n_line, delta)`` replaces the Binomial(n_line, q) count quantile (hypergeometric for exact-k)."""
+    q = np.asarray(q, float)
+    a = np.asarray(a, float)
+    dl = np.asarray(delta_line, float)
+    iid = count_quantile is None
+    cq = count_quantile or (lambda n, d: stats.binom.isf(d, n, np.minimum(q, 1.0)))
+    ma, sec, R, Rnz, mnz, bounded = _entry_abs_stats(kind, law, q, a)
+    forms = []
+    if mnz is not None:  # count forms (the support has the stated count law)
+        k2 = cq(n_line, dl / 2)
+        if bounded:
+            forms.append(Rnz * cq(n_line, dl))
+            forms.append(k2 * mnz + Rnz * np.sqrt(k2 * np.log(2 / dl) / 2))
+        else:
+            forms.append(a * (k2 * np.sqrt(2 / np.pi) + np.sqrt(2 * k2 * np.log(2 / dl))))
+    if iid and ma is not None:
+        forms.append(n_line * ma + beta(n_line * sec, R, np.log(1 / dl)))
+    if not forms:
+        return np.full(np.broadcast_shapes(q.shape, a.shape, dl.shape), np.inf)
+    return np.minimum.reduce(np.broadcast_arrays(*forms))
+
+
+def schur_bound(d1: int, d2: int, kind: str, law: str, q, a, delta, count_quantile=None):
+    """S9.4: ||X|| <= sqrt(max_row l1 * max_col l1); rows get delta/2 split over d1 rows (each row has d2 entries),
+    columns delta/2 over d2 columns. P(||X|| > result) <= delta."""
+    d = np.asarray(delta, float)
+    r = line_sum_bound(d2, kind, law, q, a, d / (2 * d1), count_quantile)
+    c = line_sum_bound(d1, kind, law, q, a, d / (2 * d2), count_quantile)
+    return np.sqrt(r * c)
+
+
+# ------------------------------------------------------------------------------------------- E_i, best
+def error_norm_bound(d1: int, d2: int, kind: str, law: str, q, a, delta):
+    """Best new bound on ||E|| (S9.1 moment comparison, S9.4 Schur) for threshold magnitude / Bernoulli random pruning
+    at failure probability delta; returns (bound, candidate name). q = 0 gives 0 ("zero")."""
+    q = np.asarray(q, float)
+    a = np.asarray(a, float)
+    pos = q > 0
+    qq = np.where(pos, q, 0.5)
+    s2 = dominating_variance(kind, law, qq)
+    mom, _ = moment_bound(d1, d2, s2, a, delta)
+    cands = [("moment", mom), ("schur", schur_bound(d1, d2, kind, law, qq, a, delta))]
+    val, name = _argmin_named(cands)
+    return np.where(pos, val, 0.0), np.where(pos, name, "zero")
+
+
+def exact_k_random_bound(d1: int, d2: int, law: str, k: int, a, delta):
+    """||W o M|| for an exact-k uniformly random mask M independent of W (S9.4 with hypergeometric line counts and
+    S9.5 masked moments; Gaussian: S9.2 via Sudakov-Fernique conditional on M). Returns (bound, candidate name)."""
+    if k <= 0:
+        return np.asarray(0.0), np.asarray("zero", dtype=object)
+    N = d1 * d2
+    kind = "random"
+    frac = k / N
+
+    def cq(n_line, dl):
+        return stats.hypergeom.isf(dl, N, k, n_line)
+
+    cands = [("schur", schur_bound(d1, d2, kind, law, frac, a, delta, count_quantile=cq))]
+    # S9.5(b): an exact-k mask is a Bernoulli(k/N) mask conditioned on its count being k, so
+    # P(||E_exact|| > x) <= P(||E_Bern|| > x) / P(Bin(N, k/N) = k): any Bernoulli bound at delta * pmf
+    pmf = float(stats.binom.pmf(k, N, frac))
+    v, _ = error_norm_bound(d1, d2, kind, law, frac, a, np.asarray(delta, float) * pmf)
+    cands.append(("conditioned-bernoulli", v))
+    mom, _ = moment_bound(d1, d2, dominating_variance("full", law, 1.0), a, delta)
+    cands.append(("masked-moment", mom))
+    if law == "gaussian":
+        cands.append(("gauss-full", gaussian_full_bound(d1, d2, a, delta)))
+    else:
+        cands.append(("lipschitz", lipschitz_uniform_bound(d1, d2, a, delta)))
+    return _argmin_named(cands)
+
+
+def order_statistic_bracket(N: int, k: int, delta):
+    """S9.6 (a): with u_(k) the k-th smallest of N i.i.d. U[0,1] (u = P(|w'| < |w|), the probability-integral transform
+    of |w|), P(u_(k) > x_hi) <= delta/2 and P(u_(k) < x_lo) <= delta/2 for x_hi = Beta^{-1}(1 - delta/2; k, N-k+1),
+    x_lo = Beta^{-1}(delta/2; k, N-k+1)  (u_(k) ~ Beta(k, N-k+1))."""
+    d = np.asarray(delta, float)
+    return stats.beta.ppf(d / 2, k, N - k + 1), stats.beta.isf(d / 2, k, N - k + 1)
+
+
+def exact_k_magnitude_bound(d1: int, d2: int, law: str, k: int, a, delta):
+    """S9.6: exact-k magnitude pruning (the k smallest |w| of the layer). With probability >= 1 - delta/2 the
+    k-th order statistic lies in [x_lo, x_hi] (probability scale); then (i) E_exact is supported on {u <= x_hi}:
+    Schur bound of the threshold-x_hi error (monotone in the support) at delta/2; (ii) E_exact = E_thr(x_lo) + S with
+    S supported on the shell {x_lo < u <= x_hi}: moment bound of E_thr(x_lo) at delta/4 + Schur bound of the shell at
+    delta/4 (entries bounded by the x_hi threshold, nonzero with probability x_hi - x_lo). Returns (bound, name)."""
+    if k <= 0:
+        return np.asarray(0.0), np.asarray("zero", dtype=object)
+    N = d1 * d2
+    d = float(delta)
+    x_lo, x_hi = order_statistic_bracket(N, k, d / 2)
+    sch = schur_bound(d1, d2, "magnitude", law, x_hi, a, d / 2)
+    mom, _ = moment_bound(d1, d2, dominating_variance("magnitude", law, max(x_lo, 1e-300)), a, d / 4)
+    shell = _shell_schur(d1, d2, law, x_lo, x_hi, a, d / 4)
+    cands = [("schur", sch), ("exact-k-magnitude", mom + shell)]
+    if k < N:
+        # S9.6(c): given the (k+1)-th order statistic t of the probability-transformed |w|, E_exact has the law of
+        # the threshold-t error given its count is k; bracket t at d/2, then the threshold-x_hi bound (monotone in
+        # t) at d/2 * min pmf over the bracket (the binomial pmf in t is unimodal)
+        t_lo, t_hi = order_statistic_bracket(N, k + 1, d / 2)
+        pmf = float(min(stats.binom.pmf(k, N, t_lo), stats.binom.pmf(k, N, t_hi)))
+        if pmf > 0:
+            v, _ = error_norm_bound(d1, d2, "magnitude", law, t_hi, a, d / 2 * pmf)
+            cands.append(("conditioned-threshold", v))
+    return _argmin_named(cands)
+
+
+def _shell_schur(d1, d2, law, x_lo, x_hi, a, delta):
+    """Schur bound (S9.4, count form) for entries nonzero with probability x_hi - x_lo and |e| <= threshold(x_hi)."""
+    R = x_hi * a if law == "uniform" else stats.norm.ppf((1 + x_hi) / 2) * a
+    pz = max(x_hi - x_lo, 0.0)
+    kr = stats.binom.isf(delta / (2 * d1), d2, pz)
+    kc = stats.binom.isf(delta / (2 * d2), d1, pz)
+    return R * np.sqrt(kr * kc)
+
+
+# ------------------------------------------------------------------------------------------- S9.8 products
+_KEPT = {"magnitude": "kept_magnitude", "random": "kept_random", "random_rescaled": "kept_rescaled"}
+
+
+def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_max: int = P_MAX):
+    """S9.8 (THEORY §9.8): for a *linear* FCN (identity activations, dense layers) with independent layers whose
+    entries are i.i.d., P(||W_l...W_1 - What_l...What_1|| > x) <= delta at the returned x (no per-layer split).
+
+    dims = (d_0, ..., d_l); q has a trailing layer axis (batched leading axes allowed). Gaussian model: What_k and E_k
+    replaced by independent Gaussians with the dominating variances (S9.1 step 2); the L^(2p) recursion
+    a_k <= tau_k((sqrt(d_k) + r_p) a_(k-1) + af_(k-1)), af_k <= tau_k c_k af_(k-1) (A_k = H_k A_(k-1),
+    tau^2 = s_What^2 + s_E^2), e_k <= (sqrt(d_k) + r_p) z_k + zf_k, ef_k <= c_k zf_k with
+    z_k = sqrt(s_What^2 e_(k-1)^2 + s_E^2 a_(k-1)^2), zf_k likewise with the Frobenius moments; r_p = ||Rayleigh||_2p,
+    c_k = ||chi2_(d_k)||_p^(1/2). Then E tr((D D^T)^p) <= e_l^(2p-2) ef_l^2 and Markov. Returns (x, best p)."""
+    if method not in _KEPT or method == "random_rescaled":
+        # rescaled random: E and What overlap on the kept entries, so the expansion has mixed-sign monomials (§9.8)
+        raise ProbPruneError(f"S9.8 needs E_k and What_k with disjoint supports (magnitude, random); not {method!r}")
+    q = np.asarray(q, float)
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    P = np.arange(1, p_max + 1, dtype=float)
+    r_p = np.exp((P * np.log(2.0) + special.gammaln(P + 1)) / (2 * P))
+    lead = q.shape[:-1]
+    a = np.ones(lead + (p_max,))
+    af = np.full(lead + (p_max,), math.sqrt(dims[0]))
+    e = np.zeros(lead + (p_max,))
+    ef = np.zeros(lead + (p_max,))
+    for k in range(depth):
+        dk = dims[k + 1]
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2 = np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0)
+        kept = np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
+                        hw * hw * dominating_variance("full", law, 1.0, p_max))
+        c_k = np.exp(np.cumsum(np.log(dk + 2.0 * np.arange(p_max))) / (2 * P))
+        z = np.sqrt(kept * e * e + sE2 * a * a)
+        zf = np.sqrt(kept * ef * ef + sE2 * af * af)
+        e, ef = (math.sqrt(dk) + r_p) * z + zf, c_k * zf
+        tau = np.sqrt(kept + sE2)
+        a, af = tau * ((math.sqrt(dk) + r_p) * a + af), tau * c_k * af
+    logd = np.log(np.asarray(delta, float))
+    logd = np.reshape(logd, np.shape(logd) + (1,)) if np.ndim(logd) else logd
+    with np.errstate(divide="ignore", invalid="ignore"):  # e = 0 only when nothing is pruned: x = 0
+        lx = ((2 * P - 2) * np.log(e) + 2 * np.log(ef) - logd) / (2 * P)
+        # S9.8(F): ||D|| <= ||D||_F and E||D||_F^(2p) <= ef^(2p) (same comparison, Frobenius chain only, no r_p)
+        lx = np.minimum(lx, np.log(ef) - logd / (2 * P))
+    lx = np.where(np.isnan(lx), -np.inf, lx)
+    i = np.argmin(lx, axis=-1)
+    return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
