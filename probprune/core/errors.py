@@ -77,3 +77,50 @@ def check_widths(widths: Iterable[int]) -> tuple[int, ...]:
     if any(x < 1 for x in w):
         raise ProbPruneError(f"every width must be >= 1, got {w}")
     return w
+
+
+# seeds: numpy's Generator and torch.manual_seed both take a 64-bit value; anything outside is refused, not wrapped
+SEED_MAX = 2**63 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed in [0, 2**63 - 1] (numpy and torch accept it as given, so the same seed gives the same numbers)."""
+    try:
+        s = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise ProbPruneError(f"{name} must be an integer in [0, {SEED_MAX}], got {seed!r}") from None
+    if s != seed or not (0 <= s <= SEED_MAX):
+        raise ProbPruneError(f"{name} must be an integer in [0, {SEED_MAX}], got {seed!r}")
+    return s
+
+
+# memory guard: refuse before allocating rather than die with MemoryError half-way (the machine's RAM, less a margin)
+def memory_limit_bytes() -> int:
+    """Usable memory for one allocation plan: PROBPRUNE_MEMORY_LIMIT (bytes) if set, else 80% of the physical RAM."""
+    import os
+
+    env = os.environ.get("PROBPRUNE_MEMORY_LIMIT")
+    if env:
+        return int(float(env))
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
+
+
+def check_memory(nbytes: float, what: str) -> float:
+    """Refuse a plan whose estimated peak memory ``nbytes`` exceeds :func:`memory_limit_bytes`, naming the estimate."""
+    limit = memory_limit_bytes()
+    if not math.isfinite(float(nbytes)) or nbytes > limit:
+        raise ProbPruneError(f"{what} needs about {_human_bytes(nbytes)} of memory, more than the "
+                             f"{_human_bytes(limit)} available (set PROBPRUNE_MEMORY_LIMIT to change the limit)")
+    return float(nbytes)
+
+
+def _human_bytes(n: float) -> str:
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} B"  # pragma: no cover
