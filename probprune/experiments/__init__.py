@@ -10,7 +10,8 @@ Public API::
 Each experiment writes ``data.csv`` (tidy, one row per trial or point), ``figure.png`` + ``figure.pdf`` and
 ``summary.json`` (config, numbers quoted by the paper, generated caption) into ``<out>/<name>/``.
 """
-from probprune.experiments.base import REGISTRY, Context, Experiment, ExperimentResult, default_out, get, names, register, run_experiment
+from probprune.experiments.base import REGISTRY, Context, Experiment, ExperimentResult, default_out, register
+from probprune.experiments.catalog import get, names, run_experiment
 
 __all__ = ["REGISTRY", "Context", "Experiment", "ExperimentResult", "default_out", "get", "names", "register",
            "run_experiment"]

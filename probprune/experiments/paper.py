@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from probprune.core.errors import ProbPruneError
-from probprune.experiments.base import fmt, get, names
+from probprune.experiments.base import fmt
+from probprune.experiments.catalog import get, names
 
 
 def _macro(name: str) -> str:
