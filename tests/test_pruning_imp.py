@@ -142,3 +142,39 @@ def test_imp_config_errors(digits, kw):
 def test_rewind_step_beyond_training(digits):
     with pytest.raises(ProbPruneError):
         run_imp(mlp((64, 8, 10)), digits, IMPConfig(levels=1, rewind_step=10_000, train=TrainConfig(epochs=1)))
+
+
+def test_validation_split_and_early_stopping_point(digits):
+    """with_validation carves a stratified, disjoint validation split out of the training set; training records the
+    epoch with the best validation accuracy and the TEST accuracy of that epoch (recomputed here independently)."""
+    from probprune.net.data import with_validation
+    from probprune.net.train import evaluate, train
+
+    ds = with_validation(digits, 100, seed=0)
+    assert ds.n_train == digits.n_train - 100 and ds.n_val == 100
+    allx = torch.cat([ds.X_train, ds.X_val])
+    assert torch.equal(torch.sort(allx.sum(1)).values, torch.sort(digits.X_train.sum(1)).values)  # a partition
+    assert set(ds.y_val.tolist()) == set(range(10))  # stratified
+    m = mlp((64, 32, 10), seed=0)
+    h = train(m, ds, config=TrainConfig(epochs=4, seed=0))
+    vals = [r["val_acc"] for r in h.rows]
+    best = max(range(len(vals)), key=lambda i: (vals[i], -i))  # first epoch with the best validation accuracy
+    assert h.es_epoch == best + 1 and h.es_val_acc == vals[best]
+    assert h.es_test_acc == h.rows[best]["test_acc"] and h.es_step == h.rows[best]["step"]
+    assert h.rows[-1]["test_acc"] == pytest.approx(evaluate(m, ds.X_test, ds.y_test))
+    with pytest.raises(ProbPruneError, match="n_val"):
+        with_validation(digits, digits.n_train)
+
+
+def test_ticket_density_control_matches_the_tickets_layer_counts(digits):
+    """The ticket-density control keeps exactly the ticket's number of weights in every layer (a random mask with the
+    ticket's per-layer densities), so it differs from the ticket only in which weights are kept."""
+    from probprune.net.data import with_validation
+
+    ds = with_validation(digits, 100, seed=0)
+    cfg = IMPConfig(levels=2, controls=("ticket_density",), train=TrainConfig(epochs=2, seed=0))
+    res = run_imp(mlp((64, 32, 10), seed=0), ds, cfg)
+    for r, mk in zip(res.rows[1:], res.masks[1:]):
+        assert r["ticket_density_remaining"] == pytest.approx(r["remaining"], abs=1e-12)
+        assert 0 <= r["ticket_density_es_acc"] <= 1 and r["ticket_density_es_iter"] > 0
+        assert r["es_iter"] > 0 and 0 <= r["es_test_acc"] <= 1

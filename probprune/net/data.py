@@ -43,6 +43,9 @@ class Dataset:
     seed: int
     test_fraction: float
     source: str = ""
+    # optional validation split carved out of the training set (for early stopping without looking at the test set)
+    X_val: "object" = None
+    y_val: "object" = None
 
     @property
     def n_train(self) -> int:
@@ -56,8 +59,13 @@ class Dataset:
     def n_features(self) -> int:
         return int(np.prod(self.input_shape))
 
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else int(self.X_val.shape[0])
+
     def describe(self) -> str:
-        return (f"{self.name}: {self.n_train} train / {self.n_test} test, input {self.input_shape}, "
+        val = f" / {self.n_val} validation" if self.n_val else ""
+        return (f"{self.name}: {self.n_train} train{val} / {self.n_test} test, input {self.input_shape}, "
                 f"{self.n_classes} classes (split seed {self.seed})")
 
 
@@ -184,3 +192,20 @@ def load_dataset(
         test_fraction=tf,
         source=source,
     )
+
+
+def with_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:
+    """``ds`` with a stratified validation split of ``n_val`` examples carved out of its training set (seeded), so
+    that early stopping and model selection never look at the test set."""
+    import dataclasses
+
+    from sklearn.model_selection import train_test_split
+
+    n_val = int(n_val)
+    if not (ds.n_classes <= n_val < ds.n_train):
+        raise ProbPruneError(f"n_val must be in [{ds.n_classes}, {ds.n_train}), got {n_val}")
+    y = ds.y_train.numpy()
+    tr, va = train_test_split(np.arange(len(y)), test_size=n_val, random_state=int(seed), stratify=y)
+    tr, va = np.sort(tr), np.sort(va)
+    return dataclasses.replace(ds, X_train=ds.X_train[tr].clone(), y_train=ds.y_train[tr].clone(),
+                               X_val=ds.X_train[va].clone(), y_val=ds.y_train[va].clone())

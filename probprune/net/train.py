@@ -66,6 +66,12 @@ class TrainHistory:
     start_step: int = 0
     snapshots: dict = field(default_factory=dict)
     seconds: float = 0.0
+    # early stopping on the validation split (when the dataset has one): the epoch with the best validation accuracy
+    # (first on ties), its global step and the test accuracy of the weights at that epoch
+    es_epoch: int = 0
+    es_step: int = 0
+    es_val_acc: float = float("nan")
+    es_test_acc: float = float("nan")
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -238,8 +244,14 @@ def train(
             step += 1
             snapshot(step)
         row = {"epoch": epoch + 1, "step": step, "lr": rate, "train_loss": loss_sum / max(loss_n, 1)}
-        if eval_each_epoch or epoch == cfg.epochs - 1:
+        has_val = getattr(dataset, "X_val", None) is not None
+        if eval_each_epoch or epoch == cfg.epochs - 1 or has_val:
             row["test_acc"] = evaluate(model, dataset.X_test, dataset.y_test)
+        if has_val:
+            row["val_acc"] = evaluate(model, dataset.X_val, dataset.y_val)
+            if not row["val_acc"] <= hist.es_val_acc:  # strictly better (or the first): the early-stopping point
+                hist.es_epoch, hist.es_step = epoch + 1, step
+                hist.es_val_acc, hist.es_test_acc = row["val_acc"], row["test_acc"]
         hist.rows.append(row)
         if callback is not None:
             callback(row)

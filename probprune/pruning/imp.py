@@ -17,7 +17,11 @@ or ``floor(f * R)`` of all remaining weights by global magnitude (``strategy="gl
 Masks nest (m_L <= m_{L-1}) by construction: previously pruned entries are forced to stay pruned. Controls at each
 level (optional): ``reinit`` trains the level's mask from a fresh random initialisation (the LTH control experiment);
 ``uniform`` / ``erk`` train a *random* mask of the same overall sparsity (exact-k sampling; densities uniform or
-ERK) from theta_k.
+ERK) from theta_k; ``ticket_density`` trains a random mask with the ticket's own per-layer counts (exact-k in every
+layer), so that it differs from the ticket only in *which* weights are kept, not in how many per layer.
+When the dataset has a validation split, every row also records the early-stopping point on it (``es_iter``: the
+global step of the best validation accuracy; ``es_test_acc``: the test accuracy there), for the ticket and for each
+control (``{control}_es_iter``, ``{control}_es_acc``).
 
 One-shot vs iterative: the LTH paper says each of n rounds "prunes p^{1/n}% of the weights that survive". That is
 not arithmetically consistent with a total pruned fraction p (e.g. p = 0.9, n = 2 would prune 0.9^{1/2} = 94.9% per
@@ -39,7 +43,7 @@ from probprune.pruning.scores import magnitude_scores
 
 RETRAIN = ("rewind", "lr_rewind", "finetune")
 STRATEGIES = ("layerwise", "global")
-CONTROLS = ("reinit", "uniform", "erk")
+CONTROLS = ("reinit", "uniform", "erk", "ticket_density")
 
 
 def per_round_rate(p: float, n: int) -> float:
@@ -194,7 +198,8 @@ def run_imp(model, dataset, config: IMPConfig, progress: Callable[[dict], None] 
         kept = sum(int(m.sum()) for m in mask.values())
         tot = sum(m.numel() for m in mask.values())
         r = {"level": level, "remaining": kept / tot, "remaining_all": (n_all - (tot - kept)) / n_all,
-             "kept": kept, "test_acc": acc, "final_train_loss": hist.final_train_loss, "seconds": seconds}
+             "kept": kept, "test_acc": acc, "final_train_loss": hist.final_train_loss, "seconds": seconds,
+             "es_iter": hist.es_step, "es_test_acc": hist.es_test_acc, "es_val_acc": hist.es_val_acc}
         for name in names:
             r[f"density[{name}]"] = float(mask[name].float().mean())
         return r
@@ -202,6 +207,7 @@ def run_imp(model, dataset, config: IMPConfig, progress: Callable[[dict], None] 
     row = row_for(0, mask, h.final_test_acc, h, time.perf_counter() - t0)
     for c in config.controls:
         row[f"{c}_acc"] = h.final_test_acc  # level 0 is the dense network for every control
+        row[f"{c}_es_acc"], row[f"{c}_es_iter"] = h.es_test_acc, h.es_step
     res.rows.append(row)
     if progress:
         progress(row)
@@ -225,17 +231,22 @@ def run_imp(model, dataset, config: IMPConfig, progress: Callable[[dict], None] 
                 cm = _reinit(template, seed=config.init_seed + 1_000_003 * level + 17)
                 hc = train(cm, dataset, config=tc, masks=mask, start_step=k, eval_each_epoch=False)
             else:
-                from probprune.pruning.densities import allocate
-
                 shapes = {n: tuple(mask[n].shape) for n in names}
-                alloc = allocate("uniform" if c == "uniform" else "erk", shapes, sparsity)
-                rm = random_mask(shapes, alloc.densities, seed=config.mask_seed + 7919 * level + (c == "erk"),
-                                 sampling=config.control_sampling)
+                cseed = config.mask_seed + 7919 * level + {"uniform": 0, "erk": 1, "ticket_density": 2}[c]
+                if c == "ticket_density":  # the ticket's own per-layer densities, exact-k per layer
+                    dens = {n: float(mask[n].sum()) / mask[n].numel() for n in names}
+                    rm = random_mask(shapes, dens, seed=cseed, sampling="exact", rounding="round")
+                else:
+                    from probprune.pruning.densities import allocate
+
+                    alloc = allocate("uniform" if c == "uniform" else "erk", shapes, sparsity)
+                    rm = random_mask(shapes, alloc.densities, seed=cseed, sampling=config.control_sampling)
                 cm = copy.deepcopy(template)
                 cm.load_state_dict(theta_k)
                 hc = train(cm, dataset, config=tc, masks=rm, start_step=k, eval_each_epoch=False)
                 row[f"{c}_remaining"] = sum(int(v.sum()) for v in rm.values()) / sum(v.numel() for v in rm.values())
             row[f"{c}_acc"] = hc.final_test_acc
+            row[f"{c}_es_acc"], row[f"{c}_es_iter"] = hc.es_test_acc, hc.es_step
         row["seconds_total"] = time.perf_counter() - t0
         res.rows.append(row)
         if progress:
