@@ -27,12 +27,12 @@ import os
 import sys
 import time
 
-import numpy as np
 import pandas as pd
+
+from probprune.experiments.lth_stats import CONTROLS, summarize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RES = os.path.join(HERE, "results", "lth")
-CONTROLS = ("ticket_density", "erk", "reinit")
 
 
 def dataset():
@@ -72,56 +72,6 @@ def run_seed(seed: int, levels: int, epochs: int, late_epochs: int, threads: int
         df["rewind_step"], df["epochs"] = rewind, epochs
         out.append(df)
     return pd.concat(out, ignore_index=True)
-
-
-def arms(df: pd.DataFrame) -> pd.DataFrame:
-    """Tidy (seed, level, remaining, arm, es_test_acc, es_iter) rows: the ticket, each control, the late-rewind ticket."""
-    rows = []
-    a = df[df["run"] == "rewind_init"]
-    for _, r in a.iterrows():
-        rows.append((r.seed, r.level, r.remaining, "ticket", r.es_test_acc, r.es_iter))
-        for c in CONTROLS:
-            rows.append((r.seed, r.level, r.remaining, c, r[f"{c}_es_acc"], r[f"{c}_es_iter"]))
-    for _, r in df[df["run"] == "rewind_late"].iterrows():
-        rows.append((r.seed, r.level, r.remaining, "ticket_late_rewind", r.es_test_acc, r.es_iter))
-    return pd.DataFrame(rows, columns=["seed", "level", "remaining", "arm", "es_test_acc", "es_iter"])
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% t-interval over seeds per (level, arm), for the test accuracy at early stopping and the
-    early-stopping iteration."""
-    from scipy import stats
-
-    t = arms(df)
-    out = []
-    for (lv, arm), g in t.groupby(["level", "arm"], sort=True):
-        n = len(g)
-        row = {"level": int(lv), "arm": arm, "n_seeds": n, "remaining": float(g["remaining"].mean())}
-        for col in ("es_test_acc", "es_iter"):
-            x = g[col].to_numpy(dtype=float)
-            m, s = float(np.mean(x)), float(np.std(x, ddof=1)) if n > 1 else float("nan")
-            h = float(stats.t.ppf(0.975, n - 1) * s / np.sqrt(n)) if n > 1 else float("nan")
-            row |= {f"{col}_mean": m, f"{col}_sd": s, f"{col}_ci95": h}
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def paired(df: pd.DataFrame, arm: str, other: str, col: str = "es_test_acc") -> pd.DataFrame:
-    """Per level: mean paired difference arm - other over seeds and its 95% t-interval."""
-    from scipy import stats
-
-    t = arms(df)
-    a = t[t.arm == arm].set_index(["seed", "level"])[col]
-    b = t[t.arm == other].set_index(["seed", "level"])[col]
-    d = (a - b).dropna().reset_index()
-    out = []
-    for lv, g in d.groupby("level"):
-        x = g[col].to_numpy(dtype=float)
-        n = len(x)
-        s = float(np.std(x, ddof=1)) if n > 1 else float("nan")
-        h = float(stats.t.ppf(0.975, n - 1) * s / np.sqrt(n)) if n > 1 else float("nan")
-        out.append({"level": int(lv), "diff_mean": float(np.mean(x)), "ci95": h, "n": n})
-    return pd.DataFrame(out)
 
 
 def markdown(df: pd.DataFrame) -> str:
