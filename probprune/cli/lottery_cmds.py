@@ -287,6 +287,12 @@ def construct_cmd(
         if tuple(ds0.input_shape) != tuple(in0):
             raise ProbPruneError(f"--data {data} gives inputs of shape {tuple(ds0.input_shape)}, but {model} expects "
                                  f"{tuple(in0)}")
+    from probprune.subsetsum.construction import ConstructionConfig, check_construction_plan
+
+    plan = ConstructionConfig(eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
+                              signs=signs, mode=mode, seed=seed, rescale=rescale)
+    plan.validate()
+    check_construction_plan(from_torch(target, shape).spec, plan)  # memory estimated before the progress line
     with progress_bar(None, "entries solved", unit="w", enabled=not as_json) as bar:
         c = construct(target, eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
                       signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update, rescale=rescale)

@@ -56,8 +56,9 @@ def _torch_load(path):
     import torch
 
     with warnings.catch_warnings():
-        # torch.load warns (2 lines) before dispatching a TorchScript archive to torch.jit.load: refused below
-        warnings.simplefilter("ignore", UserWarning)
+        # torch.load warns (2 lines) before dispatching a TorchScript archive to torch.jit.load, which warns again
+        # (deprecated): the archive is refused below in one line
+        warnings.simplefilter("ignore")
         with _cwd_importable():
             try:
                 return torch.load(path, map_location="cpu", weights_only=False)
@@ -122,6 +123,9 @@ def _load(path, arch, input_shape, n_classes):
         raise ProbPruneError(f"{path} is a TorchScript archive: probprune reads modules saved with torch.save(model) "
                              "or state dicts (torch.fx cannot trace TorchScript)")
     if isinstance(obj, torch.nn.Module):
+        if arch is not None:  # the module carries its own architecture: an --arch would be silently ignored
+            raise ProbPruneError(f"{path} holds a whole module ({type(obj).__name__}), which carries its own "
+                                 f"architecture: --arch {arch} applies to state dicts only; drop it")
         return obj.eval(), input_shape, arch
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         arch = arch or obj.get("arch")

@@ -251,6 +251,12 @@ def construction_memory_bytes(spec, cfg: ConstructionConfig) -> float:
     return max(peak, keep)
 
 
+def check_construction_plan(spec, cfg: ConstructionConfig) -> float:
+    """Refuse, before any draw, a construction whose estimated peak memory
+    (:func:`construction_memory_bytes`) exceeds the limit of :func:`probprune.core.errors.check_memory`."""
+    return check_memory(construction_memory_bytes(spec, cfg), "the construction's random network")
+
+
 def _draw_first(rng, n_in: int, nu: int, first: bool, signs: str) -> np.ndarray:
     """Dense random M_{2i-1} (n_in*nu, n_in), U[-1, 1]; with signs='assigned' the block-diagonal entries get set
     signs (first block: nu/2 positive then negative; later blocks: positive)."""
@@ -340,7 +346,7 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
     parsed = parse_target(model, input_shape)
     spec = parsed.spec
     depth = spec.depth
-    check_memory(construction_memory_bytes(spec, cfg), "the construction's random network")
+    check_construction_plan(spec, cfg)
     rng = np.random.default_rng(cfg.seed)
 
     mods: list = []
