@@ -396,3 +396,24 @@ def test_every_json_result_carries_the_version(capsys):
     assert json.loads(dumps({"x": float("nan")})) == {"probprune_version": __version__, "x": None}
     code, out, err = run_cli(capsys, ["lottery", "widths", "--d", "10", "--json"])
     assert code == 0 and json.loads(out)["probprune_version"] == __version__
+
+
+@pytest.mark.slow
+def test_console_script_loads_a_module_from_the_current_folder(tmp_path):
+    """As users run it (the console script does not put the current folder on sys.path): a module saved from
+    ./mymodels.py is certified when probprune runs from that folder."""
+    import subprocess
+
+    (tmp_path / "mymodels.py").write_text(_MYMODELS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    p = subprocess.run([sys.executable, "-c", "import torch, mymodels; torch.save(mymodels.Net(), 'net.pt')"],
+                       cwd=tmp_path, env={**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{tmp_path}"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    exe = Path(sys.executable).parent / "probprune"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from probprune.cli import main; main()"]
+    p = subprocess.run(cmd + ["certify", "--model", "net.pt", "--fraction", "0.1", "--json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["probprune_version"]
