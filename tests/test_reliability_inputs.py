@@ -114,6 +114,11 @@ def model_files(tmp_path):
     bn = _bn_net()
     bn[1].running_var.fill_(-1.0)
     torch.save(bn, d / "bn_neg.pt")
+    huge = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).double()
+    with torch.no_grad():
+        for p in huge.parameters():
+            p.mul_(1e200)
+    torch.save(huge, d / "huge.pt")
     return d
 
 
@@ -235,6 +240,8 @@ CLI_CASES = [
     (["budget", "--model", "{d}/empty_dict.pt", "--arch", "mlp:16"], "empty dict"),
     (["budget", "--model", "{d}/ts.pt"], "TorchScript"),
     (["certify", "--model", "{d}/bn_neg.pt", "--fraction", "0.1"], "negative value"),
+    (["certify", "--model", "{d}/huge.pt", "--fraction", "0.1"], "forward overflows float64 at layer '2' (Linear)"),
+    (["budget", "--model", "{d}/huge.pt"], "forward overflows float64 at layer '2' (Linear)"),
     (["prune", "--method", "magnitude", "--sampling", "threshold", "--threshold", "0.1", "--fraction", "0.5",
       "--dataset", "digits"], "--fraction does not apply with --sampling threshold"),
     (["prune", "--method", "random", "--scope", "global", "--fraction", "0.5", "--dataset", "digits"],

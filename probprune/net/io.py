@@ -174,12 +174,17 @@ def _load(path, arch, input_shape, n_classes):
 def read_network(path: str, arch: str | None = None, input_shape: Sequence[int] | None = None,
                  n_classes: int | None = None):
     """The one model reader for files: :func:`load_model` then :func:`probprune.net.from_torch` (torch.fx tracing,
-    refusals naming the operation, forward verification). ``input_shape`` defaults to the one stored by
+    refusals naming the operation, forward verification), then
+    :func:`probprune.net.trace.check_finite_forward` (a forward that overflows float64 is refused naming the layer).
+    ``input_shape`` defaults to the one stored by
     :func:`save_model` (``probprune train``) when present. Returns (module, graph)."""
     model, input_shape, _ = _load(path, arch, input_shape, n_classes)
     from probprune.net import from_torch
+    from probprune.net.trace import check_finite_forward
 
-    return model, from_torch(model, input_shape)
+    graph = from_torch(model, input_shape)
+    check_finite_forward(model, graph.input_shape)  # a file whose forward overflows: say where, before any bound
+    return model, graph
 
 
 def read_parsed(path: str, arch: str | None = None, input_shape: Sequence[int] | None = None,

@@ -608,6 +608,27 @@ def _nonfinite_message(model, x, ref, got) -> str:
     return "IR does not reproduce the model's forward: non-finite outputs differ"
 
 
+def check_finite_forward(model, input_shape: Sequence[int], seeds: Sequence[int] = _CHECK_SEEDS) -> None:
+    """Refuse a model whose float64 forward is not finite on seeded random inputs in the unit ball (the domain of
+    every bound, THEORY §1.4), naming the first layer whose output is not finite: its error over the ball cannot be
+    bounded in float64 (the certificates would overflow and refuse later with a less useful message)."""
+    import torch
+
+    m64 = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for s in seeds:
+            g = torch.Generator().manual_seed(1000 + int(s))
+            x = torch.randn((4, *tuple(int(v) for v in input_shape)), generator=g, dtype=torch.float64)
+            x = x / x.flatten(1).norm(dim=1).max()
+            y = m64(x)
+            if isinstance(y, torch.Tensor) and not bool(y.isfinite().all()):
+                where = _first_nonfinite_layer(m64, x) or "<output>"
+                bad = int(y.numel() - int(y.isfinite().sum()))
+                raise ProbPruneError(f"the model's forward overflows float64 at layer {where}: {bad} of {y.numel()} "
+                                     "outputs are not finite on seeded random inputs in the unit ball, so no bound "
+                                     "can be computed; scale the weights down")
+
+
 def check_reproduces(graph: Graph, model, seeds: Sequence[int] = _CHECK_SEEDS, rtol: float = 1e-7) -> float:
     """Compare ``graph.forward`` with a float64 copy of ``model`` on seeded random inputs (batch of 4 per seed, plus
     the same inputs scaled into the unit ball). Returns the largest relative deviation; raises ProbPruneError when it
