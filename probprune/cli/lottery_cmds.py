@@ -82,6 +82,14 @@ def solve_cmd(
     if n < 1:
         raise ProbPruneError(f"--n must be >= 1, got {n}")
     check_int(n_targets, "--n-targets", 1)
+    from probprune.core.errors import check_memory
+    from probprune.subsetsum.solver import MAX_N
+
+    if coeffs is None and method in ("mitm", "brute") and n > MAX_N:  # refused before drawing n coefficients
+        raise ProbPruneError(f"--n {n} coefficients is beyond the exact solvers' limit of {MAX_N} (--method milp "
+                             "takes more)")
+    check_memory(8.0 * 4 * ((n if coeffs is None else 0) + (n_targets if targets is None else 0)),
+                 "the drawn coefficients and targets")
     if eps is not None:
         check_finite(eps, "--eps", lo=0)
     c = np.array(parse_float_list(coeffs, "--coeffs")) if coeffs is not None else sample_summands(law, n, rng)

@@ -103,7 +103,8 @@ def prune_cmd(
                                                         "(required unless --sampling threshold)"),
     sparsity: Optional[float] = typer.Option(None, hidden=True, help="deprecated spelling of --fraction"),
     arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
-                                                   "mlp:W1,W2,... (a fresh model; ignored with --model)"),
+                                                   "mlp:W1,W2,... (a fresh model; with --model: the architecture of "
+                                                   "a state dict, mlp alone reads the widths)"),
     model: Optional[str] = typer.Option(None, help="prune this saved model file (torch.save(model), or a state dict "
                                                    "from `probprune train`/`save_model`) instead of a fresh --arch"),
     dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
@@ -261,7 +262,7 @@ def prune_cmd(
 def lth_cmd(
     dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
     arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
-                                                   "mlp:W1,W2,... (ignored with --model)"),
+                                                   "mlp:W1,W2,... (with --model: the architecture of a state dict)"),
     model: Optional[str] = typer.Option(None, help="start from this saved model file instead of a fresh --arch"),
     levels: int = typer.Option(5, help="number of pruning levels after the dense level 0"),
     epochs: int = typer.Option(5, help="training epochs per level"),
