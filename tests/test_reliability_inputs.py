@@ -333,6 +333,9 @@ def test_outputs_get_the_users_umask(tmp_path, mask):
         os.umask(old)
     got = stat.S_IMODE((tmp_path / "a" / "out.txt").stat().st_mode)
     assert got == 0o666 & ~mask == stat.S_IMODE(plain.stat().st_mode)
+    os.chmod(tmp_path / "a" / "out.txt", 0o600)  # an existing file keeps its mode, as open(path, "w") does
+    atomic_write_text(tmp_path / "a" / "out.txt", "y")
+    assert stat.S_IMODE((tmp_path / "a" / "out.txt").stat().st_mode) == 0o600
 
 
 def test_symlink_is_written_through_not_replaced(tmp_path):

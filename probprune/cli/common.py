@@ -13,6 +13,7 @@ import enum
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -149,7 +150,8 @@ def _umask() -> int:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` writes a temporary file in the target's folder, then ``os.replace``.
-    The file gets the user's umask (mode 0666 & ~umask, like ``open``; the temporary file alone would be 0600).
+    A new file gets the user's umask (mode 0666 & ~umask, like ``open``; the temporary file alone would be 0600), an
+    existing one keeps its mode.
     A symbolic link is written through (its target is replaced, the link stays a link). Missing parent folders are
     created (the one place the CLI creates output folders)."""
     p = Path(path)
@@ -164,7 +166,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        try:  # an existing file keeps its mode (as open(path, "w") would); a new one gets the umask's
+            mode = stat.S_IMODE(dest.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         try:
