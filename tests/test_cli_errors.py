@@ -252,3 +252,69 @@ def test_console_script_usage_errors(argv, tmp_path):
     p = subprocess.run(cmd + argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and p.stderr.startswith("error:"), p.stderr
     assert "Traceback" not in p.stderr + p.stdout and not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 18 (H4): options refused before any work, model files, output paths. Each: exit 2, one `error:` line,
+# nothing written, no "internal error".
+@pytest.fixture(scope="module")
+def h4_inputs(inputs):
+    torch.manual_seed(0)
+    torch.save({}, inputs / "h4_empty_dict.pt")
+    torch.save(nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)).state_dict(), inputs / "h4_mlp_sd.pt")
+    bn = nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10)).eval()
+    bn[1].running_var.fill_(-1.0)
+    torch.save(bn, inputs / "h4_bn_neg.pt")
+    bn[1].running_var.fill_(float("nan"))
+    torch.save(bn, inputs / "h4_bn_nan.pt")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))),
+                       str(inputs / "h4_ts.pt"))
+    return inputs
+
+
+H4_CASES = [
+    (["prune", "--method", "magnitude", "--sampling", "threshold", "--threshold", "0.1", "--fraction", "0.5",
+      "--dataset", "digits"], "--fraction does not apply with --sampling threshold"),
+    (["prune", "--method", "random", "--scope", "global", "--fraction", "0.5", "--dataset", "digits"],
+     "--scope does not apply to random"),
+    (["prune", "--method", "structured", "--scheme", "erk", "--fraction", "0.5", "--dataset", "digits"], "--scheme"),
+    (["prune", "--method", "magnitude", "--fraction", "0.5", "--dataset", "digits", "--seed", "-5"], "--seed"),
+    (["prune", "--method", "magnitude", "--fraction", "0.5", "--dataset", "digits", "--save-mask", "/proc/m.pt"],
+     "/proc"),
+    (["lth", "--dataset", "digits", "--out", "/proc/x.csv"], "/proc"),
+    (["lth", "--dataset", "digits", "--strategy", "global", "--rate-output", "0.2"], "--rate-output"),
+    (["lth", "--dataset", "digits", "--seed", "99999999999999999999"], "--seed"),
+    (["train", "--out", "/proc/x.pt", "--dataset", "digits"], "/proc"),
+    (["train", "--out", "", "--dataset", "digits"], "--out is empty"),
+    (["budget", "--model", "{h4}/h4_empty_dict.pt", "--arch", "mlp:16"], "empty dict"),
+    (["budget", "--model", "{h4}/h4_mlp_sd.pt", "--arch", "lenet5"], "does not match architecture 'lenet5'"),
+    (["budget", "--model", "{h4}/h4_ts.pt"], "TorchScript"),
+    (["budget", "--model", M64, "--arch", "lenet5"], "applies to state dicts only"),
+    (["certify", "--model", "{h4}/h4_bn_neg.pt", "--fraction", "0.1"], "running_var"),
+    (["certify", "--model", "{h4}/h4_bn_nan.pt", "--fraction", "0.1"], "running_var"),
+    (["lottery", "construct", "--model", M64, "--eps", "0.1", "--units-per-input", "1000000"], "of memory"),
+    (["lottery", "construct", "--model", M64, "--eps", "0.1", "--seed", "-1"], "--seed"),
+    (["lottery", "subset-sum", "coverage", "--n", "5:1000000"], "values of n"),
+    (["lottery", "subset-sum", "coverage", "--eps", "0"], "--eps"),
+    (["lottery", "subset-sum", "per-target", "--trials", "100000000000"], "of memory"),
+    (["experiment", "run", "nope"], "unknown experiment"),
+    (["experiment", "run", "all", "--out", "/proc/figs"], "/proc"),
+]
+
+
+@pytest.mark.parametrize("argv,msg", H4_CASES, ids=[_id(c) for c in H4_CASES])
+def test_h4_bad_input_is_one_error_line(argv, msg, files, h4_inputs, capsys):
+    root, subs = files
+    subs = {**subs, "{h4}": str(h4_inputs)}
+    before = _snapshot(root)
+    code, out, err = _run(_subst(argv, subs), capsys)
+    assert code == 2, (code, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "internal error" not in err and "Traceback" not in err + out
+    assert msg in err, err
+    assert _snapshot(root) == before, "files left behind"

@@ -13,6 +13,7 @@ import enum
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ import typer
 
 from probprune.core import registry as _registry
 from probprune.core.errors import ProbPruneError
-from probprune.core.jsonio import jsonable
+from probprune.core.jsonio import jsonable, package_version
 
 SCHEMA_VERSION = 1
 
@@ -106,38 +107,71 @@ def check_finite(x: float | None, name: str, lo: float | None = None, hi: float 
 
 def check_output_path(path: str | os.PathLike | None, name: str, kind: str = "file") -> Path | None:
     """Check, before any work, that ``path`` can be written: a file (``kind="file"``) must not be an existing
-    folder, a folder (``kind="dir"``) must not be an existing file, and the nearest existing ancestor must be a
-    writable folder. Missing parent folders are created only when the output is written (:func:`atomic_write`),
-    so a failed command leaves nothing behind."""
-    if path is None or str(path) == "":
+    folder, a folder (``kind="dir"``) must not be an existing file, and the nearest existing folder must accept a
+    new file: one temporary file is created there and removed (``os.access`` says yes to root even on a read-only
+    or virtual file system such as /proc). Missing parent folders are created only when the output is written
+    (:func:`atomic_write`), so a failed command leaves nothing behind. ``None`` means no output; an empty string is
+    refused."""
+    if path is None:
         return None
+    if str(path) == "":
+        raise ProbPruneError(f"{name} is empty: give a path")
     p = Path(path)
     if kind == "file" and p.is_dir():
         raise ProbPruneError(f"{name} {p} is a folder; give a file path")
     if kind == "dir" and p.exists() and not p.is_dir():
         raise ProbPruneError(f"{name} {p} is a file; give a folder")
-    anc = p.parent if kind == "file" else p
+    if kind == "file" and p.is_symlink() and not p.exists():
+        raise ProbPruneError(f"{name} {p} is a dangling symbolic link (to {os.readlink(p)}); remove it or give "
+                             "another path")
+    target = Path(os.path.realpath(p)) if kind == "file" and p.is_symlink() else p
+    anc = target.parent if kind == "file" else target
     while not anc.exists():
         if anc == anc.parent:
             break
         anc = anc.parent
     if not anc.is_dir():
         raise ProbPruneError(f"{name} {p}: {anc} is not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise ProbPruneError(f"{name} {p}: folder {anc} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probprune-write-test-", dir=anc)
+    except OSError as exc:
+        raise ProbPruneError(f"{name} {p}: cannot create a file in folder {anc} "
+                             f"({exc.strerror or type(exc).__name__})") from None
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Write ``path`` atomically: ``write(tmp)`` writes a temporary file in the same folder, then ``os.replace``.
-    Missing parent folders are created (the one place the CLI creates output folders)."""
+    """Write ``path`` atomically: ``write(tmp)`` writes a temporary file in the target's folder, then ``os.replace``.
+    A new file gets the user's umask (mode 0666 & ~umask, like ``open``; the temporary file alone would be 0600), an
+    existing one keeps its mode.
+    A symbolic link is written through (its target is replaced, the link stays a link). Missing parent folders are
+    created (the one place the CLI creates output folders)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name}-", dir=p.parent)
+    if p.is_symlink():
+        if not p.exists():
+            raise ProbPruneError(f"{p} is a dangling symbolic link (to {os.readlink(p)}); not writing through it")
+        dest = Path(os.path.realpath(p))
+    else:
+        dest = p
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", dir=dest.parent)
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, p)
+        try:  # an existing file keeps its mode (as open(path, "w") would); a new one gets the umask's
+            mode = stat.S_IMODE(dest.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -188,9 +222,11 @@ def command_schema(command_path: str | None = None) -> str:
 
 
 def to_json(data: dict, schema: str) -> str:
+    """The CLI's JSON envelope: ``schema`` first, then ``probprune_version``, then the command's keys."""
     nonfinite: dict = {}
     body = _jsonable(data, "", nonfinite)
-    out = {"schema": schema, **{k: v for k, v in body.items() if k != "schema"}}
+    out = {"schema": schema, "probprune_version": package_version(),
+           **{k: v for k, v in body.items() if k not in ("schema", "probprune_version")}}
     if nonfinite:
         out["nonfinite"] = nonfinite
     return json.dumps(out, indent=2, allow_nan=False)

@@ -20,7 +20,7 @@ from probprune.cli import app
 from probprune.cli.common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
                      check_finite, check_int, check_output_path, emit, json_option, parse_float_list,
                      parse_int_list, refuse_recurrent, val)
-from probprune.core.errors import ProbPruneError, check_delta
+from probprune.core.errors import ProbPruneError, check_delta, check_seed
 
 console = LazyConsole()
 lottery = typer.Typer(help="Subset-sum lottery tickets: solver, Lueker coverage, widths, Pensia construction.",
@@ -43,6 +43,14 @@ def _parse_ns(s: str) -> list[int]:
             raise ProbPruneError(f"--n must look like 5:40, 5:40:5 or 5,10,15; got {s!r}") from None
         if step < 1 or b < a:
             raise ProbPruneError(f"--n range {s!r} is empty")
+        if a < 1:
+            raise ProbPruneError(f"every n must be >= 1, got --n {s}")
+        from probprune.subsetsum.lueker import MAX_COVERAGE_NS
+
+        count = (b - a) // step + 1
+        if count > MAX_COVERAGE_NS:  # refused before the list is built
+            raise ProbPruneError(f"--n {s} gives {count:,} values of n, more than the {MAX_COVERAGE_NS:,} rows a "
+                                 "coverage table takes; use a step (5:1000:5) or a comma list")
         return list(range(a, b + 1, step))
     return parse_int_list(s, "--n")
 
@@ -69,10 +77,19 @@ def solve_cmd(
     import torch  # noqa: F401  (imported before the clock starts: the solver's searches run in torch)
 
     law, mode, method = val(law), val(mode), val(method)
+    check_seed(seed, "--seed")
     rng = np.random.default_rng(seed)
     if n < 1:
         raise ProbPruneError(f"--n must be >= 1, got {n}")
     check_int(n_targets, "--n-targets", 1)
+    from probprune.core.errors import check_memory
+    from probprune.subsetsum.solver import MAX_N
+
+    if coeffs is None and method in ("mitm", "brute") and n > MAX_N:  # refused before drawing n coefficients
+        raise ProbPruneError(f"--n {n} coefficients is beyond the exact solvers' limit of {MAX_N} (--method milp "
+                             "takes more)")
+    check_memory(8.0 * 4 * ((n if coeffs is None else 0) + (n_targets if targets is None else 0)),
+                 "the drawn coefficients and targets")
     if eps is not None:
         check_finite(eps, "--eps", lo=0)
     c = np.array(parse_float_list(coeffs, "--coeffs")) if coeffs is not None else sample_summands(law, n, rng)
@@ -128,6 +145,13 @@ def coverage_cmd(
     law = val(law)
     ns = _parse_ns(n)
     check_int(trials, "--trials", 1)
+    check_seed(seed, "--seed")
+    check_finite(eps, "--eps", lo=0, lo_open=True)
+    from probprune.subsetsum.lueker import check_coverage_plan
+
+    if not ns or min(ns) < 1:
+        raise ProbPruneError(f"--n must give values of n >= 1, got {n!r}")
+    check_coverage_plan(len(set(ns)), max(ns), trials)
     check_finite(gamma, "--gamma", lo=0, hi=1, lo_open=True, hi_open=True)
     check_finite(confidence, "--confidence", lo=0, hi=1, lo_open=True, hi_open=True)
     check_finite(half_range, "--half-range", lo=0, lo_open=True)
@@ -169,6 +193,7 @@ def per_target_cmd(
     check_int(n, "--n", 1)
     check_int(trials, "--trials", 1)
     check_finite(eps, "--eps", lo=0, lo_open=True)
+    check_seed(seed, "--seed")
 
     d = per_target_stats(n, eps, law, trials, seed).as_dict()
 
@@ -257,6 +282,7 @@ def construct_cmd(
     check_finite(C, "--C", lo=0, lo_open=True)
     if units_per_input is not None:
         check_int(units_per_input, "--units-per-input", 1)
+    check_seed(seed, "--seed")
     check_output_path(out, "--out")
     shape = tuple(parse_int_list(input_shape, "--input-shape")) if input_shape else None
     target = load_model(model, arch=arch, input_shape=shape).double().eval()
@@ -269,6 +295,12 @@ def construct_cmd(
         if tuple(ds0.input_shape) != tuple(in0):
             raise ProbPruneError(f"--data {data} gives inputs of shape {tuple(ds0.input_shape)}, but {model} expects "
                                  f"{tuple(in0)}")
+    from probprune.subsetsum.construction import ConstructionConfig, check_construction_plan
+
+    plan = ConstructionConfig(eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
+                              signs=signs, mode=mode, seed=seed, rescale=rescale)
+    plan.validate()
+    check_construction_plan(from_torch(target, shape).spec, plan)  # memory estimated before the progress line
     with progress_bar(None, "entries solved", unit="w", enabled=not as_json) as bar:
         c = construct(target, eps=eps, delta=delta, C=C, units_per_input=units_per_input, tolerance=tolerance,
                       signs=signs, mode=mode, seed=seed, input_shape=shape, progress=bar.update, rescale=rescale)

@@ -103,17 +103,19 @@ def prune_cmd(
                                                         "(required unless --sampling threshold)"),
     sparsity: Optional[float] = typer.Option(None, hidden=True, help="deprecated spelling of --fraction"),
     arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
-                                                   "mlp:W1,W2,... (a fresh model; ignored with --model)"),
+                                                   "mlp:W1,W2,... (a fresh model; with --model: the architecture of "
+                                                   "a state dict, mlp alone reads the widths)"),
     model: Optional[str] = typer.Option(None, help="prune this saved model file (torch.save(model), or a state dict "
                                                    "from `probprune train`/`save_model`) instead of a fresh --arch"),
     dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
-    scope: Scope = typer.Option("layer", help="layer | global (magnitude, grad, structured)"),
-    scheme: Scheme = typer.Option("uniform", help="random densities"),
+    scope: Optional[Scope] = typer.Option(None, help="layer | global (magnitude, grad, structured) [default: layer; "
+                                                     "snip: global]"),
+    scheme: Optional[Scheme] = typer.Option(None, help="random densities [default: uniform]"),
     sampling: Sampling = typer.Option("exact", help="exact | bernoulli (random) | threshold (magnitude)"),
     threshold: float = typer.Option(None, help="tau >= 0 for --sampling threshold: prune |w| < tau"),
-    rounding: Rounding = typer.Option("floor", help="pruned-count rounding"),
-    norm: NeuronNorm = typer.Option("l1", help="structured: l1 | l2"),
-    erk_power_scale: float = typer.Option(1.0, help="ERK exponent gamma"),
+    rounding: Optional[Rounding] = typer.Option(None, help="pruned-count rounding [default: floor]"),
+    norm: Optional[NeuronNorm] = typer.Option(None, help="structured: l1 | l2 [default: l1]"),
+    erk_power_scale: Optional[float] = typer.Option(None, help="ERK exponent gamma (--scheme erk) [default: 1]"),
     exclude_first: bool = typer.Option(False, help="keep the first weight layer dense"),
     exclude_last: bool = typer.Option(False, help="keep the output layer dense"),
     epochs: int = typer.Option(2, help="dense training epochs before pruning (0: prune at initialisation)"),
@@ -121,7 +123,8 @@ def prune_cmd(
     lr: float = typer.Option(1.2e-3), batch_size: int = typer.Option(60),
     seed: int = typer.Option(0, help="seed for init, data order and mask"),
     data_seed: int = typer.Option(0, help="train/test split seed"),
-    batch_for_scores: int = typer.Option(256, help="batch size for snip / grad / snip_ratio scores"),
+    batch_for_scores: Optional[int] = typer.Option(None, help="batch size for snip / grad / snip_ratio scores "
+                                                              "[default: 256]"),
     save_mask: str = typer.Option(None, help="write the mask to this .pt file"),
     model_file: Optional[str] = typer.Option(None, hidden=True, help="deprecated spelling of --model PATH"),
     save_model: str = typer.Option(None, help="write the pruned (fine-tuned) state dict to this file"),
@@ -135,8 +138,25 @@ def prune_cmd(
     from probprune.pruning import prune, save_mask as _save
     from probprune.net.train import evaluate, train
 
+    from probprune.core.errors import check_seed
+    from probprune.pruning.api import check_prune_options
+
     method, dataset, scope, scheme, sampling, rounding, norm = map(
         val, (method, dataset, scope, scheme, sampling, rounding, norm))
+    # options the method would ignore are refused before any work (pruning.api.check_prune_options)
+    given = {k for k, v in (("fraction", fraction if fraction is not None else sparsity), ("threshold", threshold),
+                            ("scope", scope), ("scheme", scheme), ("norm", norm), ("rounding", rounding),
+                            ("erk_power_scale", erk_power_scale), ("batch_for_scores", batch_for_scores))
+             if v is not None}
+    check_prune_options(method, sampling, scheme, given, scope=scope, flag=lambda n: "--" + n.replace("_", "-"))
+    scope = scope or ("global" if method == "snip" else "layer")
+    scheme = scheme or "uniform"
+    rounding = rounding or "floor"
+    norm = norm or "l1"
+    erk_power_scale = 1.0 if erk_power_scale is None else erk_power_scale
+    batch_for_scores = 256 if batch_for_scores is None else batch_for_scores
+    check_seed(seed, "--seed")
+    check_seed(data_seed, "--data-seed")
     if sparsity is not None:
         deprecated("prune --sparsity", "--fraction")
         if fraction is not None:
@@ -242,15 +262,19 @@ def prune_cmd(
 def lth_cmd(
     dataset: Dataset = typer.Option("mnist5k", help="offline dataset"),
     arch: Optional[str] = typer.Option(None, help="built-in architecture [default: lenet_300_100]: lenet5 | conv2 | "
-                                                   "mlp:W1,W2,... (ignored with --model)"),
+                                                   "mlp:W1,W2,... (with --model: the architecture of a state dict)"),
     model: Optional[str] = typer.Option(None, help="start from this saved model file instead of a fresh --arch"),
     levels: int = typer.Option(5, help="number of pruning levels after the dense level 0"),
     epochs: int = typer.Option(5, help="training epochs per level"),
     strategy: Strategy = typer.Option("layerwise", help="layerwise (per-layer-group rates) | global"),
-    rate_hidden: float = typer.Option(0.2, help="per-level fraction of remaining hidden Linear weights pruned"),
-    rate_output: float = typer.Option(0.1, help="per-level fraction of remaining output weights pruned"),
-    rate_conv: float = typer.Option(0.1, help="per-level fraction of remaining conv weights pruned"),
-    global_rate: float = typer.Option(0.2, help="global strategy: fraction of remaining weights per level"),
+    rate_hidden: Optional[float] = typer.Option(None, help="layerwise: per-level fraction of remaining hidden Linear "
+                                                          "weights pruned [default: 0.2]"),
+    rate_output: Optional[float] = typer.Option(None, help="layerwise: per-level fraction of remaining output weights "
+                                                          "pruned [default: 0.1]"),
+    rate_conv: Optional[float] = typer.Option(None, help="layerwise: per-level fraction of remaining conv weights "
+                                                        "pruned [default: 0.1]"),
+    global_rate: Optional[float] = typer.Option(None, help="global strategy: fraction of remaining weights per level "
+                                                          "[default: 0.2]"),
     fraction: Optional[float] = typer.Option(None, help="reach this total pruned fraction p in --levels rounds: "
                                                         "every group prunes f = 1-(1-p)^(1/levels) per round"),
     target_sparsity: Optional[float] = typer.Option(None, hidden=True, help="deprecated spelling of --fraction"),
@@ -274,7 +298,30 @@ def lth_cmd(
     from probprune.pruning.imp import IMPConfig, lth_rates, per_round_rate, run_imp
     from probprune.net.train import TrainConfig
 
+    from probprune.core.errors import check_seed
+
     dataset, strategy, retrain, optimizer = map(val, (dataset, strategy, retrain, optimizer))
+    # options the chosen strategy would ignore are refused before any work
+    given_rates = [nm for v, nm in ((rate_hidden, "--rate-hidden"), (rate_output, "--rate-output"),
+                                    (rate_conv, "--rate-conv"), (global_rate, "--global-rate")) if v is not None]
+    if (fraction is not None or target_sparsity is not None) and given_rates:
+        raise ProbPruneError(f"{given_rates[0]} does not apply with --fraction (every group then prunes "
+                             "1-(1-p)^(1/levels) per round); give one of them")
+    if strategy == "layerwise":
+        if global_rate is not None:
+            raise ProbPruneError("--global-rate applies to --strategy global only")
+        if exclude_output:
+            raise ProbPruneError("--exclude-output applies to --strategy global only (layerwise: --rate-output)")
+    else:
+        bad = [nm for nm in given_rates if nm != "--global-rate"]
+        if bad:
+            raise ProbPruneError(f"{bad[0]} applies to --strategy layerwise only (global: --global-rate)")
+    rate_hidden = 0.2 if rate_hidden is None else rate_hidden
+    rate_output = 0.1 if rate_output is None else rate_output
+    rate_conv = 0.1 if rate_conv is None else rate_conv
+    global_rate = 0.2 if global_rate is None else global_rate
+    check_seed(seed, "--seed")
+    check_seed(data_seed, "--data-seed")
     if target_sparsity is not None:
         deprecated("lth --target-sparsity", "--fraction")
         if fraction is not None:

@@ -4,10 +4,14 @@
 ``None``; when a ``nonfinite`` dict is given, each one is recorded there under its JSON pointer (``"/a/0"``) as
 ``"nan"``, ``"inf"`` or ``"-inf"`` (the CLI prints that dict as the top-level ``"nonfinite"`` key, docs/cli.md).
 Library modules use this module, never ``probprune.cli`` (the CLI sits on top of the library, not beside it).
+
+Every JSON result carries ``probprune_version`` (:func:`versioned`, :func:`dumps`): the CLI envelope
+(``probprune.cli.common.to_json``) and the JSON files the library writes through :func:`dumps`.
 """
 from __future__ import annotations
 
 import enum
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -41,4 +45,23 @@ def jsonable(x: Any, path: str = "", nonfinite: dict | None = None):
     return x
 
 
-__all__ = ["jsonable"]
+def package_version() -> str:
+    """The installed package's version (``probprune.__version__``)."""
+    from probprune import __version__
+
+    return __version__
+
+
+def versioned(obj: dict) -> dict:
+    """``obj`` (a dict) with ``probprune_version`` added (after a leading ``schema`` key when there is one)."""
+    head = {"schema": obj["schema"]} if "schema" in obj else {}
+    return {**head, "probprune_version": package_version(),
+            **{k: v for k, v in obj.items() if k not in ("schema", "probprune_version")}}
+
+
+def dumps(obj: dict, **kwargs) -> str:
+    """JSON text of ``jsonable(versioned(obj))``: the one writer for JSON result files."""
+    return json.dumps(jsonable(versioned(obj)), **kwargs)
+
+
+__all__ = ["jsonable", "versioned", "dumps", "package_version"]

@@ -539,6 +539,96 @@ def _prune_unused(g: Graph) -> Graph:
 
 
 # --------------------------------------------------------------------------------------------- entry point
+def check_tensors(model) -> None:
+    """Parameters **and buffers** checked before tracing, naming the first bad one (THEORY §8: the graph is read
+    from the module's tensors, so a corrupt tensor is refused rather than traced): every floating parameter and
+    buffer finite; every BatchNorm ``running_var`` >= 0 (a negative variance is no variance; sqrt(var + eps) would
+    be NaN or a wrong scale)."""
+    import torch
+    import torch.nn as nn
+
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(p.detach().isfinite().all()):
+            raise ProbPruneError(f"parameter {name!r} contains {_bad_count(p)} NaN/inf value(s)")
+    for name, b in model.named_buffers():
+        if isinstance(b, torch.Tensor) and b.is_floating_point() and not bool(b.detach().isfinite().all()):
+            raise ProbPruneError(f"buffer {name!r} contains {_bad_count(b)} NaN/inf value(s)")
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+            rv = m.running_var.detach()
+            if bool((rv < 0).any()):
+                raise ProbPruneError(f"buffer {(name + '.' if name else '') + 'running_var'!r} of BatchNorm "
+                                     f"{name or '<root>'!r} has {int((rv < 0).sum())} negative value(s) (min "
+                                     f"{float(rv.min()):.3g}): a variance cannot be negative")
+
+
+def _bad_count(t) -> int:
+    return int(t.numel() - int(t.detach().isfinite().sum()))
+
+
+def _first_nonfinite_layer(model, x) -> str | None:
+    """The first leaf module (in call order) whose float64 output is not finite while its input is: where the
+    forward overflows (or turns to NaN). None when every leaf output is finite."""
+    import torch
+
+    found: list[str] = []
+    hooks = []
+
+    def hook(name):
+        def f(mod, inp, out):
+            if found or not isinstance(out, torch.Tensor):
+                return
+            ins = [a for a in inp if isinstance(a, torch.Tensor)]
+            if all(bool(a.isfinite().all()) for a in ins) and not bool(out.isfinite().all()):
+                found.append(f"{name!r} ({type(mod).__name__})")
+        return f
+
+    for name, mod in model.named_modules():
+        if not list(mod.children()):
+            hooks.append(mod.register_forward_hook(hook(name or "<root>")))
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception:  # pragma: no cover - the forward ran once already
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    return found[0] if found else None
+
+
+def _nonfinite_message(model, x, ref, got) -> str:
+    """Why the non-finite outputs differ: name the first layer whose output is not finite (an overflow of float64)."""
+    where = _first_nonfinite_layer(model, x)
+    n_ref = int(ref.numel() - int(ref.isfinite().sum()))
+    if where is not None:
+        return (f"the model's forward overflows float64 at layer {where} on seeded random inputs ({n_ref} of "
+                f"{ref.numel()} outputs not finite; non-finite outputs differ from the IR's), so it cannot be "
+                "checked or certified: scale the weights down")
+    return "IR does not reproduce the model's forward: non-finite outputs differ"
+
+
+def check_finite_forward(model, input_shape: Sequence[int], seeds: Sequence[int] = _CHECK_SEEDS) -> None:
+    """Refuse a model whose float64 forward is not finite on seeded random inputs in the unit ball (the domain of
+    every bound, THEORY §1.4), naming the first layer whose output is not finite: its error over the ball cannot be
+    bounded in float64 (the certificates would overflow and refuse later with a less useful message)."""
+    import torch
+
+    m64 = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for s in seeds:
+            g = torch.Generator().manual_seed(1000 + int(s))
+            x = torch.randn((4, *tuple(int(v) for v in input_shape)), generator=g, dtype=torch.float64)
+            x = x / x.flatten(1).norm(dim=1).max()
+            y = m64(x)
+            if isinstance(y, torch.Tensor) and not bool(y.isfinite().all()):
+                where = _first_nonfinite_layer(m64, x) or "<output>"
+                bad = int(y.numel() - int(y.isfinite().sum()))
+                raise ProbPruneError(f"the model's forward overflows float64 at layer {where}: {bad} of {y.numel()} "
+                                     "outputs are not finite on seeded random inputs in the unit ball, so no bound "
+                                     "can be computed; scale the weights down")
+
+
 def check_reproduces(graph: Graph, model, seeds: Sequence[int] = _CHECK_SEEDS, rtol: float = 1e-7) -> float:
     """Compare ``graph.forward`` with a float64 copy of ``model`` on seeded random inputs (batch of 4 per seed, plus
     the same inputs scaled into the unit ball). Returns the largest relative deviation; raises ProbPruneError when it
@@ -563,7 +653,7 @@ def check_reproduces(graph: Graph, model, seeds: Sequence[int] = _CHECK_SEEDS, r
                 # non-finite entries must match exactly, NaN counting equal to NaN (BLAS may turn an overflow into NaN)
                 same_nonfinite = torch.where(torch.isnan(ref), torch.isnan(got), ref == got)
                 if not bool((torch.isfinite(ref) == torch.isfinite(got)).all()) or not bool(same_nonfinite[~fin].all()):
-                    raise ProbPruneError("IR does not reproduce the model's forward: non-finite outputs differ")
+                    raise ProbPruneError(_nonfinite_message(m64, xx, ref, got))
                 scale = float(ref[fin].abs().max()) if fin.any() else 0.0
                 dev = float((ref[fin] - got[fin]).abs().max()) if fin.any() else 0.0
                 rel = dev / scale if scale > 0 else dev
@@ -583,9 +673,7 @@ def from_torch(model, input_shape: Sequence[int] | None = None) -> Graph:
     if not isinstance(model, nn.Module):
         raise ProbPruneError(f"expected a torch.nn.Module, got {type(model).__name__}")
     model.eval()
-    for name, p in model.named_parameters():
-        if not bool(p.detach().isfinite().all()):
-            raise ProbPruneError(f"parameter {name!r} contains NaN/inf values")
+    check_tensors(model)
     fxg = _fx_trace(model)
     if input_shape is None:
         input_shape = _guess_input_shape(model, fxg)

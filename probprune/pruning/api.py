@@ -23,6 +23,57 @@ from probprune.pruning.structured import structured_mask
 METHODS = ("magnitude", "random", "snip", "grad", "structured")
 
 
+#: which options each pruning method reads (the others would be silently ignored, so they are refused):
+#: option -> (methods that read it, what decides instead for the others)
+OPTION_APPLIES = {
+    "scope": (("magnitude", "grad", "structured", "snip"), "random pruning: the scheme sets the per-layer densities"),
+    "scheme": (("random",), "the per-layer densities of random pruning"),
+    "norm": (("structured",), "the neuron norm of structured pruning"),
+    "erk_power_scale": (("random",), "the ERK exponent (random pruning with --scheme erk)"),
+    "batch_for_scores": (("snip", "grad", "random"), "the data batch of snip / grad / snip_ratio scores"),
+}
+
+
+def check_prune_options(method: str, sampling: str = "exact", scheme: str | None = None,
+                        given: frozenset | set = frozenset(), scope: str | None = None, flag=lambda n: n) -> None:
+    """Refuse, before any work, an option that ``method`` / ``sampling`` would ignore (THEORY §5 defines what each
+    method reads). ``given``: names of the options the user set explicitly (``fraction``, ``threshold``, ``scope``,
+    ``scheme``, ``norm``, ``rounding``, ``erk_power_scale``, ``batch_for_scores``); ``flag`` spells a name as the
+    caller's option (the CLI: ``--scope``). Raises :class:`ProbPruneError` with one line saying why."""
+    given = set(given)
+    method = str(method).lower().replace("-", "_")
+    sch = (scheme or "uniform").lower().replace("-", "_")
+    if sampling == "threshold":
+        if method != "magnitude":
+            raise ProbPruneError(f"{flag('sampling')} threshold applies to magnitude pruning only, not {method}")
+        if "fraction" in given:
+            raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} threshold (the "
+                                 f"threshold decides what is pruned); give one of them")
+        for opt in ("scope", "rounding"):
+            if opt in given:
+                raise ProbPruneError(f"{flag(opt)} does not apply with {flag('sampling')} threshold (every |w| < "
+                                     f"tau is pruned)")
+    elif "threshold" in given:
+        raise ProbPruneError(f"{flag('threshold')} applies to {flag('sampling')} threshold only")
+    if sampling == "bernoulli":
+        if method != "random":
+            raise ProbPruneError(f"{flag('sampling')} bernoulli applies to random pruning only, not {method}")
+        if "rounding" in given:
+            raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} bernoulli (each weight "
+                                 "is kept independently; no count is rounded)")
+    for opt, (methods, what) in OPTION_APPLIES.items():
+        if opt in given and method not in methods:
+            raise ProbPruneError(f"{flag(opt)} does not apply to {method} pruning ({what})")
+    if method == "snip" and "scope" in given and scope != "global":
+        raise ProbPruneError(f"{flag('scope')} {scope} does not apply to snip pruning (snip ranks all weights "
+                             "globally)")
+    if method == "random" and "erk_power_scale" in given and sch != "erk":
+        raise ProbPruneError(f"{flag('erk_power_scale')} applies to {flag('scheme')} erk only, not {sch}")
+    if method == "random" and "batch_for_scores" in given and sch != "snip_ratio":
+        raise ProbPruneError(f"{flag('batch_for_scores')} applies to random pruning with {flag('scheme')} "
+                             f"snip_ratio only, not {sch}")
+
+
 @dataclass(frozen=True)
 class PruneResult:
     mask: dict

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_delta, check_positive
+from probprune.core.errors import (ProbPruneError, UnsupportedLayerError, check_delta, check_memory,
+                                   check_positive)
 from probprune.net.templates import LayerSpec, ParsedModel, from_torch
 from probprune.theory.norms import layer_operator_norm_upper, spectral_norm_upper
 from probprune.subsetsum.solver import solve
@@ -229,6 +230,33 @@ def entry_tolerance(L: LayerSpec, i: int, depth: int, cfg: ConstructionConfig) -
     return eps_i / math.sqrt(c_i * L.r * L.d_in * L.d_out)
 
 
+def construction_memory_bytes(spec, cfg: ConstructionConfig) -> float:
+    """Estimated peak memory (bytes) of :func:`construct` for a target ``spec`` (checked before any draw): per block
+    A = n_in^2 nu entries of the first matrix and B = c_out n_in nu P of the second (nu units per input); the built
+    network keeps its float64 weights and bool masks (9 bytes per entry of every block), and the block being built
+    holds the draws, masked copies and keep masks besides (about 16 A + 18 B bytes)."""
+    keep, peak = 0.0, 0.0
+    for i, L in enumerate(spec.layers):
+        n_prime = units_per_input(L, spec.depth, cfg)
+        nu = 2 * n_prime if (cfg.signs == "random" or i == 0) else n_prime
+        if L.kind == "conv":
+            c_out, n_in, kh, kw = L.weight_shape
+            P = kh * kw
+        else:
+            c_out, n_in, P = L.d_out, L.d_in, 1
+        A = float(n_in) * n_in * nu
+        B = float(c_out) * n_in * nu * P
+        peak = max(peak, keep + 16 * A + 18 * B)
+        keep += 9 * (A + B)
+    return max(peak, keep)
+
+
+def check_construction_plan(spec, cfg: ConstructionConfig) -> float:
+    """Refuse, before any draw, a construction whose estimated peak memory
+    (:func:`construction_memory_bytes`) exceeds the limit of :func:`probprune.core.errors.check_memory`."""
+    return check_memory(construction_memory_bytes(spec, cfg), "the construction's random network")
+
+
 def _draw_first(rng, n_in: int, nu: int, first: bool, signs: str) -> np.ndarray:
     """Dense random M_{2i-1} (n_in*nu, n_in), U[-1, 1]; with signs='assigned' the block-diagonal entries get set
     signs (first block: nu/2 positive then negative; later blocks: positive)."""
@@ -318,6 +346,7 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
     parsed = parse_target(model, input_shape)
     spec = parsed.spec
     depth = spec.depth
+    check_construction_plan(spec, cfg)
     rng = np.random.default_rng(cfg.seed)
 
     mods: list = []

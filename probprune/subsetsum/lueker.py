@@ -28,10 +28,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probprune.core.errors import ProbPruneError, check_positive
+from probprune.core.errors import ProbPruneError, check_memory, check_positive
 from probprune.core.stats import clopper_pearson_interval, clopper_pearson_lower
 
 LAWS = ("uniform", "product")
+
+#: size guards of :func:`estimate_coverage` (checked before any draw): rows of the table (values of n), and summands
+#: drawn in all (trials x max n; about 10 ns each for the draw and the reach sums, so 1e9 is minutes)
+MAX_COVERAGE_NS = 10_000
+MAX_COVERAGE_DRAWS = 10**9
+
+
+def check_coverage_plan(n_count: int, n_max: int, trials: int) -> None:
+    """Refuse a coverage plan too large to run, with the estimate in the message: more than
+    :data:`MAX_COVERAGE_NS` values of n, more than :data:`MAX_COVERAGE_DRAWS` summands drawn, or one draw's arrays
+    (about 6 x 8 bytes per summand) beyond the memory limit (:func:`probprune.core.errors.check_memory`)."""
+    if n_count > MAX_COVERAGE_NS:
+        raise ProbPruneError(f"{n_count:,} values of n is more than the {MAX_COVERAGE_NS:,} rows a coverage table "
+                             "takes; use a step (5:1000:5) or a comma list")
+    draws = float(n_max) * float(trials)
+    if draws > MAX_COVERAGE_DRAWS:
+        raise ProbPruneError(f"{trials:,} trials x n up to {n_max:,} draws {draws:.3g} summands, more than the "
+                             f"{MAX_COVERAGE_DRAWS:.0e} a run takes (about 10 ns each); lower --trials or the largest n")
+    check_memory(48.0 * n_max, f"one coverage draw of {n_max:,} summands")
 
 
 def sample_summands(law: str, size, rng: np.random.Generator) -> np.ndarray:
@@ -157,6 +176,7 @@ def estimate_coverage(ns, eps: float, law: str = "uniform", trials: int = 1000, 
     ns = sorted({int(v) for v in np.atleast_1d(ns)})
     if not ns or ns[0] < 1:
         raise ProbPruneError(f"every n must be >= 1, got {ns}")
+    check_coverage_plan(len(ns), ns[-1], int(trials))
     if law not in LAWS:
         raise ProbPruneError(f"unknown summand law {law!r}; use one of {LAWS}")
     trials = int(trials)
@@ -232,6 +252,7 @@ def per_target_stats(n: int, eps: float, law: str = "uniform", trials: int = 100
     if int(n) < 1:
         raise ProbPruneError(f"n must be >= 1, got {n}")
     eps = float(check_positive(eps, "eps"))
+    check_memory(4 * 8.0 * float(trials) * float(n), f"{int(trials):,} trials of {int(n)} summands")
     rng = np.random.default_rng(seed)
     X = sample_summands(law, (int(trials), int(n)), rng)
     z = rng.uniform(-half_range, half_range, size=int(trials))
