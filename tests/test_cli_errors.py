@@ -328,3 +328,16 @@ def test_h1_memory_guards(argv, files, capsys, monkeypatch):
     code, out, err = _run(argv, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "memory" in err and "internal error" not in err, err
     assert time.perf_counter() - t0 < 30 and _snapshot(root) == before
+
+
+def test_h1_train_out_in_an_unwritable_folder_refused_before_training(capsys, tmp_path, monkeypatch):
+    """`train --out /proc/x.pt`: os.access passes for root; a probe file is created first, so nothing trains."""
+    import probprune.net.train as T
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(T, "train", no_training)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(["train", "--out", "/proc/x.pt", "--dataset", "digits"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "--out" in err and "internal error" not in err, err

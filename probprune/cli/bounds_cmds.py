@@ -317,6 +317,23 @@ def width(
     emit(out, as_json, render)
 
 
+def _probe_writable(p) -> None:
+    """Create and remove a temporary file in the nearest existing folder of ``p`` (``os.access`` says yes to root
+    everywhere, /proc included), so a write that would fail is refused before training."""
+    import os
+    import tempfile
+
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".probprune-write-test-", dir=anc)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ProbPruneError(f"--out {p}: cannot write in {anc} ({exc.strerror or type(exc).__name__})") from None
+
+
 def _check_train_memory(arch: str, dataset: str) -> None:
     """Refuse ``train --arch mlp:W1,...`` whose parameters (with gradients and Adam's two moments: 4 float32
     copies) do not fit, before loading data or building the model."""
@@ -360,7 +377,7 @@ def train_cmd(
     check_seed(seed, "--seed")
     if not str(out).strip():
         raise ProbPruneError("--out must be a file path, got an empty string")
-    check_output_path(out, "--out")
+    _probe_writable(check_output_path(out, "--out"))
     _check_train_memory(model, dataset)
     ds = load_dataset(dataset, seed=seed, images=is_conv_model(model))
     mdl = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
