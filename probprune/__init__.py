@@ -23,8 +23,9 @@ __all__ = ["ProbPruneError", "UnsupportedLayerError", "HypothesisError", "__vers
 
 
 def __getattr__(name):
-    if name in _API:
-        from probprune import api
+    if name in _API or name == "api":
+        import importlib
 
-        return getattr(api, name)
+        api = importlib.import_module("probprune.api")  # sets probprune.api; later lookups skip __getattr__
+        return api if name == "api" else getattr(api, name)
     raise AttributeError(f"module 'probprune' has no attribute {name!r}")
