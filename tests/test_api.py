@@ -205,3 +205,18 @@ def test_import_probprune_stays_light():
     code = ("import sys, probprune; assert 'torch' not in sys.modules, 'torch imported'; "
             "assert callable(probprune.certify) and callable(probprune.budget) and callable(probprune.bound)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_graph_empirical_is_a_lower_bound_of_the_certificate(model_files):
+    """--empirical on a non-chain graph (PGD through the traced graph): the measured error at the empirical fraction
+    is within eps and below the certificate there; the certified uniform fraction is not above it by more than one
+    grid step (Cert-D >= err >= PGD)."""
+    path, _ = model_files["res"]
+    g = probprune.api.read_network(path).graph
+    eps = 0.5 * probprune.certify(g, fraction=1.0, bound="lemma-a").measured["max_error"]
+    rep = probprune.budget(g, eps=eps, empirical=True, mode="uniform")
+    e = rep.empirical
+    q = e["fraction"]
+    assert 0 < q < 1 and e["measured_at_fraction"] <= eps
+    assert e["measured_at_fraction"] <= probprune.certify(g, fraction=q, bound="lemma-a").eps
+    assert rep.budget["uniform"]["fraction"] <= q * 1.06
