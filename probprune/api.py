@@ -170,6 +170,15 @@ def _refuse_arch_with_module(path: str, arch: str) -> None:
     if isinstance(sd, dict) and not any(str(k).endswith("weight") for k in sd):
         raise ProbPruneError(f"{path} holds a state dict with no weight tensors ({len(sd)} entries): nothing to "
                              f"load into --arch {arch}")
+    if isinstance(sd, dict):
+        first = next((v for k, v in sd.items() if str(k).endswith("weight") and hasattr(v, "ndim")), None)
+        base = str(arch).partition(":")[0]
+        if first is not None and first.ndim == 2 and base in ("lenet5", "conv2"):
+            raise ProbPruneError(f"--arch {arch} is a conv net, but the state dict in {path} starts with a dense "
+                                 f"layer of shape {tuple(first.shape)}: use --arch lenet_300_100 or mlp:W1,...")
+        if first is not None and first.ndim == 4 and (base == "mlp" or base == "lenet_300_100"):
+            raise ProbPruneError(f"--arch {arch} is fully connected, but the state dict in {path} starts with a "
+                                 f"convolution of shape {tuple(first.shape)}: use --arch lenet5 or conv2")
 
 
 def _refuse_zero_layers(graph, source: str) -> None:

@@ -267,6 +267,8 @@ H1_CASES = [
     (["budget", "--widths", "10,10", "--max-acc-drop", "1"], "--max-acc-drop"),
     (["budget", "--model", M64, "--arch", "lenet5"], "whole module"),
     (["budget", "--model", "{empty}", "--arch", "mlp:16"], "no weight tensors"),
+    (["budget", "--model", SD, "--arch", "lenet5"], "starts with a dense layer"),
+    (["certify", "--model", SD, "--arch", "conv2", "--fraction", "0.1"], "starts with a dense layer"),
     (["budget", "--model", M64, "--dataset", "mnist5k", "--max-acc-drop", "1"], "expects (64,)"),
     (["budget", "--model", M64, "--max-acc-drop", "101"], "--max-acc-drop"),
     (["budget", "--model", M64, "--trials", "5"], "--trials"),
