@@ -556,7 +556,7 @@ def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empiric
         sc = T.network_output_scale(parsed, X) if parsed is not None else T.graph_output_scale(graph, X, conv_norm)
         eps = eps_rel * sc.upper
         ref = ("certified upper bound of sup_{||x||<=1} ||F(x)|| (THEORY §10.3)" if parsed is not None else
-               "certified upper bound of sup_{||x||<=1} ||F(x)||: Cert-D(F, F_0) + ||F_0|| (THEORY §10.3b)")
+               "certified upper bound of sup_{||x||<=1} ||F(x)||: Cert-D(F, F_0) + ||F_0|| (THEORY §10.3c)")
         eps_info = {"eps_rel": eps_rel, "eps": eps, "reference": ref, **sc.as_dict(),
                     "eps_over_lower": eps / sc.lower if sc.lower > 0 else None}
     res = certified_budget(graph, eps, method, mode, delta=delta, conv_method=conv_norm, **kw)
