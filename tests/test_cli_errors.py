@@ -285,6 +285,7 @@ H1_CASES = [
     (["certify", "--model", M64, "--fraction", "0.1", "--time-limit", "-1"], "time_limit"),
     (["certify", "--model", M64, "--fraction", "0.1", "--bound", "best"], "--bound"),
     (["bound", "--fraction", "0.1", "--calibrated", "--trials", "0"], "--trials"),
+    (["bound", "--fraction", "0.1", "--trials", "100"], "--calibrated"),
     (["bound", "--fraction", "0.1", "--seed", "99999999999999999999"], "--seed"),
     (["train", "--out", "", "--dataset", "digits"], "--out"),
     (["train", "--out", "m.pt", "--dataset", "digits", "--seed", "-3"], "--seed"),

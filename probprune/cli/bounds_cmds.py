@@ -153,7 +153,7 @@ def bound(
                                   "linear nets) | bernstein (§3.4/§3.12 only) | sharp (§9 only)"),
     calibrated: bool = typer.Option(False, "--calibrated", help="also the calibrated statement (THEORY §10.1): "
                                     "simulate the known law, exact binomial order statistic"),
-    trials: int = typer.Option(300, help="draws for --calibrated"),
+    trials: Optional[int] = typer.Option(None, help="draws for --calibrated [default: 300]"),
     gamma: float = typer.Option(0.05, help="--calibrated: confidence 1 - gamma over the simulation"),
     seed: int = typer.Option(0, help="--calibrated: seed of the draws"),
     as_json: bool = json_option(),
@@ -169,8 +169,10 @@ def bound(
     check_widths(w)
     q = parse_float_list(fraction, "--fraction")
     q = q[0] if len(q) == 1 else q
+    if trials is not None and not calibrated:
+        raise ProbPruneError("--trials sets the draws of --calibrated; add --calibrated or drop it")
     rep = api.bound(w, fraction=q, delta=delta, method=method, law=law, statement=statement, calibrated=calibrated,
-                    trials=trials, gamma=gamma, seed=seed, activation=activation, K=K)
+                    trials=300 if trials is None else trials, gamma=gamma, seed=seed, activation=activation, K=K)
 
     def render(d):
         t = Table(title=f"{d['statement']}  (provenance {d['provenance']})")
