@@ -123,17 +123,13 @@ def law_spec(network, activation: str = "relu", K: float = 1.0):
 def read_network(model, arch: Optional[str] = None, input_shape: Optional[Sequence[int]] = None) -> Network:
     """A torch module, a model file (whole module, or state dict with ``arch``), a traced Graph or a ParsedModel."""
     if isinstance(model, (str, os.PathLike)):
-        from probprune.net import from_torch
-        from probprune.net.io import load_model_and_arch
+        from probprune.net.io import read_network as read_file
 
         path = os.fspath(model)
         if arch is not None and os.path.isfile(path):
             _refuse_arch_with_module(path, arch)
-        mdl, _ = load_model_and_arch(path, arch, input_shape)
-        from probprune.net.io import _load  # the input shape stored in the file (probprune train)
-
-        shape = input_shape or _load(path, arch, input_shape, 10)[1]
-        return Network(from_torch(mdl, shape), mdl, path)
+        mdl, graph = read_file(path, arch, input_shape)  # the input shape stored by `probprune train` is used
+        return Network(graph, mdl, path)
     if hasattr(model, "weight_nodes"):
         return Network(model, None, None)
     if hasattr(model, "spec") and hasattr(model, "weights") and hasattr(model, "biases"):  # ParsedModel
