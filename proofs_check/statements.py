@@ -89,6 +89,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("calib-order-stat", "§10.1", "Statement 10.1: rank k = min{k : binom.cdf(k-1,T,1-delta) >= 1-gamma}: P(err > U_(k)) <= delta w.c. 1-gamma"),
     DStatement("calib-grid-union", "§10.2", "Statement 10.2: rank at gamma/|grid| holds for every grid point; a searched grid point is covered"),
     DStatement("rel-scale", "§10.3", "Statement 10.3: ||F(x)|| <= b_l (activation-norm recursion); calibrated Lip prod||W_i|| bound for the law"),
+    DStatement("graph-scale", "§10.3", "Statement 10.3c: sup||F|| <= Cert-D(F, F_0) + ||F_0(0)|| for traced graphs whose input feeds only weight layers"),
     DStatement("margin-sqrt2", "§10.4", "Statement 10.4a: prediction unchanged for all ||d|| <= e iff margin > sqrt(2) e (exact constant)"),
     DStatement("ball-scaling", "§10.4", "Statement 10.4b: G(u) = F(su) via s W_1; homogeneous bias-free: err(x) <= (||x||/s) e_G"),
     DStatement("acc-drop-eps", "§10.4", "Statement 10.4c: CA(e) >= acc - A iff e < t_(m)"),

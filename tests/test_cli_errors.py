@@ -318,3 +318,94 @@ def test_h4_bad_input_is_one_error_line(argv, msg, files, h4_inputs, capsys):
     assert "internal error" not in err and "Traceback" not in err + out
     assert msg in err, err
     assert _snapshot(root) == before, "files left behind"
+
+# ------------------------------------------------------------------------------------------------------------------
+# H1 (issue 18 for budget / bound / certify / width / train; issue 22's "options that do not apply"): every case is
+# refused before any work, with one `error:` line, exit 2, nothing written, and no "internal error".
+H1_CASES = [
+    (["budget", "--no-trained-demo", "--calibrated", "--trials", "0"], "--trials"),
+    (["budget", "--no-trained-demo", "--calibrated", "--trials", "1"], "needs at least"),
+    (["budget", "--model", M64, "--calibrated"], "answers the question"),
+    (["budget", "--model", M64, "--widths", "10,10", "--activation", "tanh", "--law", "gaussian"], "--widths"),
+    (["budget", "--model", M64, "--K", "2"], "--K"),
+    (["budget", "--no-trained-demo", "--max-acc-drop", "1"], "--max-acc-drop"),
+    (["budget", "--widths", "10,10", "--max-acc-drop", "1"], "--max-acc-drop"),
+    (["budget", "--model", M64, "--arch", "lenet5"], "applies to state dicts only"),
+    (["budget", "--model", "{empty}", "--arch", "mlp:16"], "empty dict"),
+    (["budget", "--model", SD, "--arch", "lenet5"], "does not match architecture"),
+    (["certify", "--model", SD, "--arch", "conv2", "--fraction", "0.1"], "does not match architecture"),
+    (["budget", "--model", M64, "--dataset", "mnist5k", "--max-acc-drop", "1"], "expects (64,)"),
+    (["budget", "--model", M64, "--max-acc-drop", "101"], "--max-acc-drop"),
+    (["budget", "--model", M64, "--trials", "5"], "--trials"),
+    (["budget", "--arch", "lenet5", "--no-trained-demo"], "--arch"),
+    (["budget", "--no-trained-demo", "--certificate", "sdp"], "--certificate"),
+    (["budget", "--seed", "99999999999999999999"], "--seed"),
+    (["budget", "--seed", "-1", "--no-trained-demo"], "--seed"),
+    (["budget", "--model", M64, "--time-limit", "0"], "time_limit"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--radius-norm", "linf"], "--radius"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--radius", "0.1", "--n-inputs", "0"], "--n-inputs"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--method", "random", "--seed", "-5"], "seed"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--seed", "99999999999999999999"], "seed"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--radius", "nan"], "--radius"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--time-limit", "-1"], "time_limit"),
+    (["certify", "--model", M64, "--fraction", "0.1", "--bound", "best"], "--bound"),
+    (["bound", "--fraction", "0.1", "--calibrated", "--trials", "0"], "--trials"),
+    (["bound", "--fraction", "0.1", "--trials", "100"], "--calibrated"),
+    (["bound", "--fraction", "0.1", "--seed", "99999999999999999999"], "--seed"),
+    (["train", "--out", "", "--dataset", "digits"], "--out"),
+    (["train", "--out", "m.pt", "--dataset", "digits", "--seed", "-3"], "--seed"),
+]
+
+
+def _h1_files(files, tmp_path_factory):
+    root, subs = files
+    d = tmp_path_factory.mktemp("h1_inputs")
+    torch.save({}, d / "empty.pt")
+    return root, dict(subs, **{"{empty}": str(d / "empty.pt")})
+
+
+@pytest.mark.parametrize("argv,msg", H1_CASES, ids=[_id(c) for c in H1_CASES])
+def test_h1_refused_before_work(argv, msg, files, capsys, tmp_path_factory):
+    root, subs = _h1_files(files, tmp_path_factory)
+    before = _snapshot(root)
+    code, out, err = _run(_subst(argv, subs), capsys)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert msg in err and "internal error" not in err and "Traceback" not in err + out, err
+    assert _snapshot(root) == before, "files left behind"
+
+
+H1_MEMORY = [
+    ["budget", "--widths", "784,1000000000,10"],  # the default --eps-rel simulates the law
+    ["budget", "--widths", "784,100000,10", "--empirical"],
+    ["budget", "--widths", "784,100000,10", "--eps", "1", "--empirical"],
+    ["bound", "--widths", "784,100000,10", "--fraction", "0.1", "--calibrated"],
+    ["train", "--out", "m.pt", "--arch", "mlp:100000000", "--dataset", "digits"],
+]
+
+
+@pytest.mark.parametrize("argv", H1_MEMORY, ids=[" ".join(a)[:60] for a in H1_MEMORY])
+def test_h1_memory_guards(argv, files, capsys, monkeypatch):
+    """Sizes estimated before allocating (the limit pinned at 8 GiB so the test is the same on every machine)."""
+    import time
+
+    monkeypatch.setenv("PROBPRUNE_MEMORY_LIMIT", str(8 * 2**30))
+    root, _ = files
+    before = _snapshot(root)
+    t0 = time.perf_counter()
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "memory" in err and "internal error" not in err, err
+    assert time.perf_counter() - t0 < 30 and _snapshot(root) == before
+
+
+def test_h1_train_out_in_an_unwritable_folder_refused_before_training(capsys, tmp_path, monkeypatch):
+    """`train --out /proc/x.pt`: os.access passes for root; a probe file is created first, so nothing trains."""
+    import probprune.net.train as T
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(T, "train", no_training)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(["train", "--out", "/proc/x.pt", "--dataset", "digits"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "--out" in err and "internal error" not in err, err

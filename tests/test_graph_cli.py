@@ -1,5 +1,5 @@
 """`probprune certify --model` on models that are graphs (residual, BatchNorm, functional activations, pools in any
-position), `budget --model` refusing what its chain view cannot hold, `bound --K 1e200` refused (issue 10)."""
+position), `budget --model` on the same graphs, `bound --K 1e200` refused (issue 10)."""
 import json
 
 import numpy as np
@@ -56,9 +56,23 @@ def test_certify_a_residual_model_file(capsys, residual_file, method):
     assert any("residual" in a for a in c["assumptions"]) and any("BatchNorm" in a for a in c["assumptions"])
 
 
-def test_budget_for_a_residual_model_is_refused_by_name(capsys, residual_file):
-    code, _, err = run(capsys, "budget", "--model", residual_file, "--input-shape", "1,8,8", "--eps", "1")
-    assert code == 2 and ("BatchNorm" in err or "not a chain" in err)
+def test_budget_for_a_residual_model(capsys, residual_file):
+    """Issue 22: budget takes every network certify takes (residual + BatchNorm + pooling); the certificate
+    recomputed at the returned allocation (magnitude, exact-k per layer) is <= eps."""
+    code, out, err = run(capsys, "budget", "--model", residual_file, "--input-shape", "1,8,8", "--eps", "1",
+                         "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["eps_achieved"] <= d["eps"] == 1 and d["total_prunable"] > 0 and d["inverted_certificate"]
+    assert [L["name"] for L in d["layers"]] == ["stem.weight", "conv.weight", "fc.weight"]
+    from probprune.api import certify, read_network
+    from probprune.budgets.apriori import magnitude_prune_count
+
+    g = read_network(residual_file, None, (1, 8, 8)).graph
+    k = {L["name"]: L["max_prunable"] for L in d["layers"]}
+    # "auto": the min of every certificate, so <= whichever one the budget inverted
+    c = certify(g, pruned={n: magnitude_prune_count(w, k[n]) for n, w in g.weights.items()})
+    assert c.eps <= 1.0
 
 
 class Rec(nn.Module):

