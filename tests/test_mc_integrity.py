@@ -126,6 +126,9 @@ def test_extra_chunk_and_damaged_table(finished, tmp_path, capsys):
     d = _resume(run_dir, table, capsys, n_ran=0)
     assert not (run_dir / "chunks" / "s7_g0000_b000000.csv").exists()
     assert any("s7_g0000_b000000" in r for r in d["run"]["repaired"])
+    (run_dir / "trials.csv").unlink()
+    _report_refuses(run_dir, capsys, "1 missing: trials.csv")
+    _resume(run_dir, table, capsys, n_ran=0)
 
 
 def test_unrecorded_chunk_is_extra_and_recomputed(finished, tmp_path, capsys):
