@@ -213,3 +213,28 @@ def test_memory_estimate_refuses_before_anything_is_created(tmp_path, monkeypatc
     # the estimate grows with the chunk: batch_size and width
     assert chunk_memory(CFG.replace(batch_size=8)).weights > chunk_memory(CFG).weights
     assert chunk_memory(CFG.replace(widths=[12])).total > est
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_chunks_that_workers_already_finished(tmp_path, monkeypatch, finished):
+    """Ctrl-C while the parent writes the first chunk and the workers have finished the others: those are written
+    (with their records) before the command exits; resume runs nothing and gives the same table."""
+    import concurrent.futures as cf
+
+    real = cf.as_completed
+
+    def first_then_interrupt(fs):
+        fs = list(fs)
+        yield next(real(fs))
+        cf.wait(fs)  # every other chunk is finished by the workers but not yet written by the parent
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cf, "as_completed", first_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(CFG, out_root=tmp_path, workers=2, progress=False)
+    monkeypatch.setattr(cf, "as_completed", real)
+    run_dir = tmp_path / CFG.hash
+    assert set(Manifest.load(run_dir, CFG.hash).chunks) == {u.name for u in plan(CFG)}
+    r = run(CFG, out_root=tmp_path, workers=1, progress=False)
+    assert r.complete and r.n_ran == 0 and r.n_done_before == 3
+    assert (run_dir / "trials.csv").read_bytes() == finished[1]

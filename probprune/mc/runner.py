@@ -275,6 +275,8 @@ def _run_pool(cfg, todo, workers, finished, run_dir) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
     n = 0
+    futs: dict = {}
+    saved: set = set()
     ex = ProcessPoolExecutor(max_workers=int(workers), mp_context=mp.get_context("spawn"), initializer=_ignore_sigint)
     main_thread = threading.current_thread() is threading.main_thread()
     try:
@@ -288,17 +290,39 @@ def _run_pool(cfg, todo, workers, finished, run_dir) -> int:
                 signal.signal(signal.SIGINT, old)
         for f in as_completed(futs):
             finished(futs[f], f.result())
+            saved.add(f)
             n += 1
     except BrokenProcessPool:
         _terminate_pool(ex)
+        n += _salvage(futs, saved, finished)
         raise ProbPruneError(
             f"a worker process died; {n} chunk(s) finished in this session are saved in {run_dir}; "
             "run the same command again to resume") from None
     except BaseException:
         _terminate_pool(ex)
+        _salvage(futs, saved, finished)
         raise
     ex.shutdown(wait=True)
     return n
+
+
+def _salvage(futs: dict, saved: set, finished) -> int:
+    """On the way out (Ctrl-C, a dead worker): write the chunks that workers already finished but the parent had not
+    written yet, so an interruption loses only chunks that were still being computed."""
+    k = 0
+    for f, u in futs.items():
+        if f in saved or not f.done() or f.cancelled():
+            continue
+        try:
+            if f.exception(timeout=0) is not None:
+                continue
+            df = f.result(timeout=0)
+        except Exception:  # noqa: BLE001 - a future the dying pool failed: nothing to keep
+            continue
+        finished(u, df)
+        saved.add(f)
+        k += 1
+    return k
 
 
 def _run_dask(cfg, todo, scheduler, finished) -> int:
