@@ -17,8 +17,9 @@ of one network, N_max = its largest layer, d_0 = input size, d_l = output size, 
 * fixed costs: 400 MiB for the interpreter with torch, numpy and pandas, 150 MiB more with a dataset.
 
 The constants were fitted to the measured peak resident memory of five chunks (linear and ReLU FCNs, widths
-512-1000, input sizes 64-784, with and without data; docs/montecarlo.md): the estimate is 1.0-1.4 times the
-measured peak there.
+512-1000, input sizes 64-784, with and without data) and checked on two more (a depth-3 ReLU FCN, a CNN with data):
+estimate / measured peak 1.03-1.34 (docs/montecarlo.md, "Memory guard").
+
 The largest group decides; ``workers`` chunks run at once. The estimate is compared with
 :func:`probprune.core.errors.check_memory` (80% of RAM or PROBPRUNE_MEMORY_LIMIT) before the run folder is created.
 It is an estimate, not a bound.
