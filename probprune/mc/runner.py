@@ -23,11 +23,10 @@ damaged; "complete" means every chunk of the plan verified. Every row depends on
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
