@@ -409,3 +409,39 @@ def test_h1_train_out_in_an_unwritable_folder_refused_before_training(capsys, tm
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(["train", "--out", "/proc/x.pt", "--dataset", "digits"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "--out" in err and "internal error" not in err, err
+
+# ---------------------------------------------------------------------------------------------- H3 (issue 18 item 3)
+# Monte Carlo: sizes estimated before any work (the run folder is not created), and a damaged run refused by report.
+MC_SIZE_CASES = [
+    (["mc", "run", "mc_linear", "--set", "widths=[200000]", "--set", "depths=[2]", "--workers", "1",
+      "--out", "{dir}/out"], "needs about"),
+    (["mc", "run", "mc_linear", "--set", "widths=[200000]", "--out", "{dir}/out"], "2 chunks at once"),
+    (["mc", "plan", "mc_linear", "--set", "widths=[200000]", "--set", "depths=[2]"], "needs about"),
+    (["mc", "plan", "mc_relu", "--set", "widths=[100000]", "--json"], "PROBPRUNE_MEMORY_LIMIT"),
+]
+
+
+@pytest.mark.parametrize("argv,msg", MC_SIZE_CASES, ids=[_id(c) for c in MC_SIZE_CASES])
+def test_mc_sweep_too_big_for_memory_is_refused_before_any_work(argv, msg, files, capsys):
+    root, subs = files
+    before = _snapshot(root)
+    code, out, err = _run(_subst(argv, subs), capsys)
+    assert code == 2, (code, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "internal error" not in err, err
+    assert msg in err and "of memory" in err, err
+    assert _snapshot(root) == before, "files left behind"
+
+
+def test_mc_report_on_a_damaged_run_is_one_error_line(files, capsys):
+    from probprune.mc import MCConfig, run
+
+    root, _ = files
+    cfg = MCConfig(widths=(4,), depths=(2,), methods=("magnitude",), fractions=(0.2,), deltas=(0.1,), n_trials=4,
+                   batch_size=2)
+    r = run(cfg, out_root=root[1] / "mc", workers=1, progress=False)
+    (r.run_dir / "chunks" / "s0_g0000_b000001.csv").write_bytes(b"\x00garbage\xff" * 40)
+    before = _snapshot(root)
+    code, out, err = _run(["mc", "report", str(r.run_dir)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "1 damaged: s0_g0000_b000001 (checksum mismatch)" in err and "internal error" not in err, err
+    assert _snapshot(root) == before

@@ -59,16 +59,18 @@ def _net(label: str) -> str:
 
 def _report_data(run_dir: Path, alpha: Optional[float]) -> dict:
     from probprune.mc.report import report
-    from probprune.mc.runner import load_run
+    from probprune.mc.runner import verify_run
 
-    cfg, df, complete = load_run(run_dir)
+    cfg, df, v = verify_run(run_dir)  # refuses (one line) on any missing, damaged or extra chunk
     rep = report(df, alpha if alpha is not None else cfg.alpha)
     s = rep["configurations"]
     return {
         "run_dir": str(run_dir),
         "config_hash": cfg.hash,
-        "complete": complete,
+        "complete": v.complete,
         "n_rows": int(len(df)),
+        "n_rows_expected": int(v.expected_rows),
+        "integrity": v.summary(),
         "alpha": alpha if alpha is not None else cfg.alpha,
         "verdict_counts": rep["verdict_counts"],
         "refuted": rep["refuted"].to_dict(orient="records"),
@@ -84,8 +86,11 @@ def _render_report(d: dict) -> None:
     con = make_console()
     err = make_console(stderr=True)
     status = "complete" if d["complete"] else "INCOMPLETE (resume with `probprune mc run` on the same config)"
-    con.print(f"[bold]Monte Carlo run[/bold] {d['run_dir']}  ({d['n_rows']} rows, {status}); "
-              f"one-sided Clopper-Pearson at alpha = {d['alpha']}")
+    ig = d["integrity"]
+    seal = (f"{ig['chunks']} chunks verified (sha256)" if ig["checksums"] == "verified" and d["complete"]
+            else f"checksums {ig['checksums']}" if ig["checksums"] != "verified" else "finished chunks verified (sha256)")
+    con.print(f"[bold]Monte Carlo run[/bold] {d['run_dir']}  ({d['n_rows']} of {d['n_rows_expected']} rows, "
+              f"{status}; {seal}); one-sided Clopper-Pearson at alpha = {d['alpha']}", soft_wrap=True)
     t = Table(title="violation rate vs delta per configuration (THEORY §6)", show_lines=False)
     for c in ("network", "act", "law", "method", "q", "delta", "T", "bound", "mean err", "LB kind", "V_c", "V_u",
               "CP low(V_c)", "CP up(V_u)", "verdict", "bound/LB med [q10,q90]", "bound/UB med"):
@@ -143,21 +148,28 @@ def plan_cmd(
     json_: bool = json_option(),
 ):
     """Validate a sweep and show its hash, run folder, chunks and notes, without running anything."""
+    from probprune.mc.memory import check_run_memory
     from probprune.mc.runner import plan, run_dir_for
     from probprune.mc.trials import check_bounds, groups
 
     cfg = _load(config, set_, n_trials, batch_size)
+    mem = check_run_memory(cfg, 1)  # refuses a sweep whose single chunk does not fit, naming the estimate
     notes = check_bounds(cfg)
     units = plan(cfg)
     n_nets = sum(u.n_networks for u in units)
     g = groups(cfg)
     rows_per_net = len(cfg.methods) * len(cfg.fractions) * len(cfg.deltas)
     d = {"hash": cfg.hash, "run_dir": str(run_dir_for(cfg, out)), "groups": len(g), "chunks": len(units),
-         "networks": n_nets, "rows": n_nets * rows_per_net, "notes": notes, "config": cfg.to_dict()}
+         "networks": n_nets, "rows": n_nets * rows_per_net, "chunk_memory_bytes": int(mem.total),
+         "chunk_memory_group": mem.group, "notes": notes, "config": cfg.to_dict()}
 
     def render(d):
+        from probprune.core.errors import human_bytes
+
         typer.echo(f"config hash {d['hash']} -> {d['run_dir']}")
         typer.echo(f"{d['groups']} network groups, {d['chunks']} chunks, {d['networks']} networks, {d['rows']} rows")
+        typer.echo(f"memory: about {human_bytes(d['chunk_memory_bytes'])} per chunk at once (largest group "
+                   f"{d['chunk_memory_group']}); `mc run --workers W` needs W times that")
         for n in d["notes"]:
             typer.echo(f"note: {n}")
 
@@ -204,6 +216,11 @@ def run_cmd(
         r = d["run"]
         typer.echo(f"run folder {r['run_dir']}: {r['chunks_ran']} chunk(s) run now, {r['chunks_done_before']} "
                    f"resumed, {r['chunks']} total, {r['seconds']} s")
+        if r["repaired"]:
+            typer.echo(f"recomputed or removed {len(r['repaired'])} chunk file(s) that failed verification: "
+                       + ", ".join(r["repaired"]))
+        for n in r["notes"]:
+            typer.echo(f"note: {n}")
         _render_report(d)
 
     emit(d, json_, render)
@@ -215,7 +232,8 @@ def _markdown(d: dict) -> str:
         out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
         return "\n".join(out)
 
-    lines = [f"Run `{d['run_dir']}` ({d['n_rows']} rows, {'complete' if d['complete'] else 'incomplete'}); "
+    lines = [f"Run `{d['run_dir']}` ({d['n_rows']} of {d['n_rows_expected']} rows, "
+             f"{'complete' if d['complete'] else 'incomplete'}); "
              f"one-sided Clopper-Pearson at alpha = {d['alpha']}.", ""]
     rows = []
     for r in d["configurations"]:

@@ -112,12 +112,12 @@ def check_memory(nbytes: float, what: str) -> float:
     """Refuse a plan whose estimated peak memory ``nbytes`` exceeds :func:`memory_limit_bytes`, naming the estimate."""
     limit = memory_limit_bytes()
     if not math.isfinite(float(nbytes)) or nbytes > limit:
-        raise ProbPruneError(f"{what} needs about {_human_bytes(nbytes)} of memory, more than the "
-                             f"{_human_bytes(limit)} available (set PROBPRUNE_MEMORY_LIMIT to change the limit)")
+        raise ProbPruneError(f"{what} needs about {human_bytes(nbytes)} of memory, more than the "
+                             f"{human_bytes(limit)} available (set PROBPRUNE_MEMORY_LIMIT to change the limit)")
     return float(nbytes)
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":

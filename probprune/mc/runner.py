@@ -4,7 +4,8 @@ resume).
 
 Layout of a run folder ``<out_root>/<config hash>/``::
 
-    config.json            canonical config (+ its hash); written before any work
+    config.json            canonical config (+ its hash, + ``integrity``: the manifest schema); written before any work
+    manifest.json          row count and sha256 of every finished chunk (and of trials.csv), :mod:`probprune.mc.integrity`
     chunks/s<seed>_g<group>_b<block>.csv   one finished chunk each (written to a temp file, then os.replace)
     trials.csv             all chunks concatenated in plan order, written when every chunk is done
 
@@ -12,23 +13,29 @@ Ctrl-C (SIGINT): local workers ignore SIGINT (they are started with it ignored a
 again); the parent cancels pending chunks and terminates the workers at once, so the command exits within about a
 second keeping every finished chunk.
 
-Resume: a chunk whose CSV exists is skipped; a chunk that was running when the process died left at most a
-``.tmp-*`` file, which is deleted and redone. So rows are never duplicated or lost. Every row depends only on
+Resume: every chunk is verified against the manifest (:func:`probprune.mc.integrity.verify`); a verified chunk is
+skipped; a missing, damaged or unrecorded chunk file is deleted and recomputed (same seeds, so the same bytes); a chunk
+that was running when the process died left at most a ``.tmp-*`` file, which is deleted and redone. A chunk file and
+its manifest record are written together with Ctrl-C deferred. So rows are never duplicated, lost or silently
+damaged; "complete" means every chunk of the plan verified. Every row depends only on
 (config, seed, trial index) (:mod:`probprune.mc.trials`), so the same config gives identical rows on any scheduler.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
 from probprune.core.errors import ProbPruneError
 from probprune.mc.config import MCConfig
+from probprune.mc.integrity import (TABLE, Manifest, Record, Verification, atomic_write_bytes, check_chunk_bytes,
+                                    sigint_deferred, verify)
+from probprune.mc.integrity import SCHEMA as INTEGRITY
+from probprune.mc.memory import check_run_memory
 from probprune.mc.trials import COLUMNS, check_bounds, evaluate_unit, groups, n_blocks, unit_trials
 
 DEFAULT_ROOT = Path("results/mc")
@@ -60,17 +67,14 @@ def run_dir_for(cfg: MCConfig, out_root: str | Path = DEFAULT_ROOT) -> Path:
     return Path(out_root) / cfg.hash
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def chunk_bytes(df: pd.DataFrame) -> bytes:
+    """The bytes of a chunk file (and of trials.csv): CSV, no index, floats with 17 significant digits."""
+    return df.to_csv(index=False, float_format="%.17g").encode()
 
 
-def _write_chunk(chunks: Path, unit: Unit, df: pd.DataFrame) -> None:
-    _atomic_write_text(chunks / f"{unit.name}.csv", df.to_csv(index=False, float_format="%.17g"))
+def expected_rows(cfg: MCConfig, unit: Unit) -> int:
+    """Rows of a complete chunk: networks x methods x fractions x deltas."""
+    return unit.n_networks * len(cfg.methods) * len(cfg.fractions) * len(cfg.deltas)
 
 
 def _run_unit(args) -> pd.DataFrame:
@@ -87,32 +91,91 @@ class RunResult:
     n_ran: int
     complete: bool
     seconds: float
+    repaired: tuple = ()  # "name (why)" of chunks found missing / damaged / extra and recomputed or removed
+    notes: tuple = ()
 
     def as_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "chunks": self.n_units, "chunks_done_before": self.n_done_before,
-                "chunks_ran": self.n_ran, "complete": self.complete, "seconds": round(self.seconds, 3)}
+                "chunks_ran": self.n_ran, "complete": self.complete, "seconds": round(self.seconds, 3),
+                "repaired": list(self.repaired), "notes": list(self.notes)}
 
 
-def prepare(cfg: MCConfig, out_root: str | Path = DEFAULT_ROOT) -> tuple[Path, list[Unit], list[Unit]]:
-    """Validate everything (bounds computed once), create the run folder, write config.json, clean temp files;
-    returns (run_dir, all units, units still to run)."""
+@dataclass(frozen=True)
+class Prepared:
+    run_dir: Path
+    units: list
+    todo: list
+    manifest: Manifest
+    repaired: tuple
+    notes: tuple
+
+
+def _verify(cfg: MCConfig, run_dir: Path, units: list[Unit], read: bool):
+    sealed = False
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        try:
+            sealed = json.loads(cfg_path.read_text()).get("integrity") == INTEGRITY
+        except (ValueError, AttributeError):
+            sealed = False
+    return verify(run_dir, cfg.hash, units, lambda u: expected_rows(cfg, u), COLUMNS, sealed, read=read)
+
+
+def prepare(cfg: MCConfig, out_root: str | Path = DEFAULT_ROOT, workers: int = 1) -> Prepared:
+    """Validate everything (memory estimate, bounds computed once), create the run folder, write config.json and the
+    manifest, clean temp files, verify the chunks already there: the verified ones are done, missing / damaged /
+    unrecorded ones are deleted and go back on the to-do list, chunk files outside the plan are deleted; chunks of a
+    run written before checksums that verify by row count get their checksums now."""
+    check_run_memory(cfg, workers)
     check_bounds(cfg)
     run_dir = run_dir_for(cfg, out_root)
     chunks = run_dir / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
-    payload = {"hash": cfg.hash, "config": cfg.to_dict()}
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+    payload = {"hash": cfg.hash, "config": cfg.to_dict(), "integrity": INTEGRITY}
+    fresh = not cfg_path.exists()
+    if not fresh:
+        try:
+            old = json.loads(cfg_path.read_text())
+        except ValueError as e:
+            raise ProbPruneError(f"{cfg_path} is corrupt: {e}") from None
         if old.get("hash") != cfg.hash:
             raise ProbPruneError(f"{run_dir} holds a different config (hash {old.get('hash')})")
-    else:
-        _atomic_write_text(cfg_path, json.dumps(payload, indent=2, sort_keys=True))
-    for tmp in chunks.glob(".tmp-*"):
+    for tmp in list(chunks.glob(".tmp-*")) + list(run_dir.glob(".tmp-*")):
         tmp.unlink(missing_ok=True)
     units = plan(cfg)
-    todo = [u for u in units if not (chunks / f"{u.name}.csv").exists()]
-    return run_dir, units, todo
+    v, man = _verify(cfg, run_dir, units, read=False)
+    repaired, notes = [], []
+    if v.manifest_problem:
+        notes.append(v.manifest_problem + ": no chunk can be verified, every chunk is recomputed")
+    if man is None:
+        man = Manifest(cfg.hash)
+    for u, c in zip(units, v.checks):
+        if c.status == "ok":
+            continue
+        if c.status == "unsealed":  # an old run: verified by row count; seal it now
+            man.chunks[c.name] = Record.of((chunks / f"{c.name}.csv").read_bytes(), expected_rows(cfg, u))
+            continue
+        if c.status in ("missing", "damaged", "extra"):
+            repaired.append(f"{c.name} ({c.status}{': ' + c.reason if c.reason else ''})")
+            (chunks / f"{c.name}.csv").unlink(missing_ok=True)
+        man.chunks.pop(c.name, None)
+    todo = [u for u, c in zip(units, v.checks) if c.status not in ("ok", "unsealed")]
+    for c in v.extras:
+        repaired.append(f"{c.name} (extra: {c.reason})")
+        (chunks / f"{c.name}.csv").unlink(missing_ok=True)
+        man.chunks.pop(c.name, None)
+    n_sealed = v.n_unsealed
+    if n_sealed:
+        notes.append(f"{n_sealed} chunk(s) of a run written before chunk checksums verified by row count; "
+                     "checksums added")
+    if todo:
+        man.table = None
+        (run_dir / TABLE).unlink(missing_ok=True)  # a table is only there when every chunk is
+    man.save(run_dir)
+    if fresh or not v.sealed or n_sealed:
+        atomic_write_bytes(cfg_path, json.dumps(payload, indent=2, sort_keys=True).encode())
+    return Prepared(run_dir, units, todo, man, tuple(repaired), tuple(notes))
 
 
 def run(
@@ -126,11 +189,13 @@ def run(
 ) -> RunResult:
     """Run (or resume) the sweep. ``workers`` local processes (<= 1: in this process) unless ``scheduler`` (a Dask
     scheduler address such as ``tcp://127.0.0.1:8786``) is given. ``max_chunks`` stops after that many chunks
-    (for tests and partial runs). Finished chunks are on disk the moment they finish."""
+    (for tests and partial runs). Finished chunks are on disk, with their manifest record, the moment they finish."""
     t_start = time.perf_counter()
-    run_dir, units, todo = prepare(cfg, out_root)
+    p = prepare(cfg, out_root, workers=1 if scheduler else max(1, int(workers)))
+    run_dir, units, todo, man = p.run_dir, p.units, p.todo, p.manifest
     chunks = run_dir / "chunks"
     n_before = len(units) - len(todo)
+    pending = {u.name for u in todo}
     if max_chunks is not None:
         todo = todo[: max(0, int(max_chunks))]
     bar = None
@@ -138,11 +203,16 @@ def run(
         from probprune.core.progress import progress_bar
 
         total = sum(u.n_networks for u in units)
-        done = total - sum(u.n_networks for u in units if not (chunks / f"{u.name}.csv").exists())
+        done = total - sum(u.n_networks for u in units if u.name in pending)
         bar = progress_bar(total, f"mc {cfg.hash[:8]}", initial=done, unit="net")
 
     def finished(unit: Unit, df: pd.DataFrame):
-        _write_chunk(chunks, unit, df)
+        data = chunk_bytes(df)
+        with sigint_deferred():  # the chunk file and its record land together
+            atomic_write_bytes(chunks / f"{unit.name}.csv", data)
+            man.chunks[unit.name] = Record.of(data, len(df))
+            man.save(run_dir)
+        pending.discard(unit.name)
         if bar is not None:
             bar.update(unit.n_networks)
         if on_chunk is not None:
@@ -161,10 +231,11 @@ def run(
     finally:
         if bar is not None:
             bar.close()
-    complete = all((chunks / f"{u.name}.csv").exists() for u in units)
+    complete = not pending
     if complete:
-        merge(run_dir, units)
-    return RunResult(run_dir, len(units), n_before, n_ran, complete, time.perf_counter() - t_start)
+        merge(run_dir, units, cfg, man)
+    return RunResult(run_dir, len(units), n_before, n_ran, complete, time.perf_counter() - t_start, p.repaired,
+                     p.notes)
 
 
 def _ignore_sigint() -> None:
@@ -203,6 +274,8 @@ def _run_pool(cfg, todo, workers, finished, run_dir) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
     n = 0
+    futs: dict = {}
+    saved: set = set()
     ex = ProcessPoolExecutor(max_workers=int(workers), mp_context=mp.get_context("spawn"), initializer=_ignore_sigint)
     main_thread = threading.current_thread() is threading.main_thread()
     try:
@@ -216,17 +289,39 @@ def _run_pool(cfg, todo, workers, finished, run_dir) -> int:
                 signal.signal(signal.SIGINT, old)
         for f in as_completed(futs):
             finished(futs[f], f.result())
+            saved.add(f)
             n += 1
     except BrokenProcessPool:
         _terminate_pool(ex)
+        n += _salvage(futs, saved, finished)
         raise ProbPruneError(
             f"a worker process died; {n} chunk(s) finished in this session are saved in {run_dir}; "
             "run the same command again to resume") from None
     except BaseException:
         _terminate_pool(ex)
+        _salvage(futs, saved, finished)
         raise
     ex.shutdown(wait=True)
     return n
+
+
+def _salvage(futs: dict, saved: set, finished) -> int:
+    """On the way out (Ctrl-C, a dead worker): write the chunks that workers already finished but the parent had not
+    written yet, so an interruption loses only chunks that were still being computed."""
+    k = 0
+    for f, u in futs.items():
+        if f in saved or not f.done() or f.cancelled():
+            continue
+        try:
+            if f.exception(timeout=0) is not None:
+                continue
+            df = f.result(timeout=0)
+        except Exception:  # noqa: BLE001 - a future the dying pool failed: nothing to keep
+            continue
+        finished(u, df)
+        saved.add(f)
+        k += 1
+    return k
 
 
 def _run_dask(cfg, todo, scheduler, finished) -> int:
@@ -258,28 +353,30 @@ def _run_dask(cfg, todo, scheduler, finished) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def read_chunks(run_dir: str | Path, units: Iterable[Unit] | None = None) -> pd.DataFrame:
-    """All finished chunks of a run as one DataFrame (plan order when ``units`` is given, else file-name order)."""
-    run_dir = Path(run_dir)
-    chunks = run_dir / "chunks"
-    if not chunks.is_dir():
-        raise FileNotFoundError(f"not a Monte Carlo run folder (no chunks/): {run_dir}")
-    files = [chunks / f"{u.name}.csv" for u in units] if units is not None else sorted(chunks.glob("s*_g*_b*.csv"))
-    frames = [pd.read_csv(f) for f in files if f.exists()]
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(frames, ignore_index=True)
-
-
-def merge(run_dir: Path, units: list[Unit]) -> Path:
-    df = read_chunks(run_dir, units)
-    out = run_dir / "trials.csv"
-    _atomic_write_text(out, df.to_csv(index=False, float_format="%.17g"))
+def merge(run_dir: Path, units: list[Unit], cfg: MCConfig, man: Manifest) -> Path:
+    """Write trials.csv from the chunks in plan order, each verified against its manifest record, and record the
+    table's checksum."""
+    frames = []
+    for u in units:
+        rec = man.chunks.get(u.name)
+        f = run_dir / "chunks" / f"{u.name}.csv"
+        data = f.read_bytes() if f.exists() else b""
+        status, reason, df = check_chunk_bytes(data, expected_rows(cfg, u), COLUMNS, rec)
+        if status != "ok" or rec is None:
+            raise ProbPruneError(f"chunk {u.name} changed during the run ({reason or 'no record'}); run the same "
+                                 "command again to recompute it")
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    data = chunk_bytes(df)
+    out = run_dir / TABLE
+    with sigint_deferred():
+        atomic_write_bytes(out, data)
+        man.table = Record.of(data, len(df))
+        man.save(run_dir)
     return out
 
 
-def load_run(run_dir: str | Path) -> tuple[MCConfig, pd.DataFrame, bool]:
-    """(config, rows, complete) of a run folder."""
+def read_config(run_dir: str | Path) -> MCConfig:
     from probprune.mc.config import from_dict
 
     run_dir = Path(run_dir)
@@ -287,10 +384,32 @@ def load_run(run_dir: str | Path) -> tuple[MCConfig, pd.DataFrame, bool]:
     if not cfg_path.exists():
         raise FileNotFoundError(f"not a Monte Carlo run folder (no config.json): {run_dir}")
     try:
-        cfg = from_dict(json.loads(cfg_path.read_text())["config"])
-    except (KeyError, json.JSONDecodeError) as e:
+        return from_dict(json.loads(cfg_path.read_text())["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ProbPruneError):
+            raise
         raise ProbPruneError(f"{cfg_path} is corrupt: {e}") from None
+
+
+def verify_run(run_dir: str | Path) -> tuple[MCConfig, pd.DataFrame, Verification]:
+    """(config, rows of the verified chunks in plan order, verification) of a run folder; raises ProbPruneError with
+    one line listing every missing, damaged or extra chunk (:mod:`probprune.mc.integrity`)."""
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    if not (run_dir / "chunks").is_dir():
+        raise ProbPruneError(f"not a Monte Carlo run folder (no chunks/): {run_dir}")
     units = plan(cfg)
-    df = read_chunks(run_dir, units)
-    complete = all((run_dir / "chunks" / f"{u.name}.csv").exists() for u in units)
-    return cfg, df, complete
+    v, _ = _verify(cfg, run_dir, units, read=True)
+    why = v.refusal()
+    if why:
+        raise ProbPruneError(why)
+    frames = [v.frames[u.name] for u in units if u.name in v.frames]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return cfg, df, v
+
+
+def load_run(run_dir: str | Path) -> tuple[MCConfig, pd.DataFrame, bool]:
+    """(config, rows, complete) of a run folder, every chunk verified (:func:`verify_run`); ``complete`` when every
+    chunk of the plan is there."""
+    cfg, df, v = verify_run(run_dir)
+    return cfg, df, v.complete
