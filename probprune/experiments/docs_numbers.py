@@ -278,17 +278,28 @@ def mc_summary(r: Results, name: str = "mc_linear") -> dict:
     return r.json(MC_SUMMARY.format(name=name))
 
 
-def summarize_mc_run(run_dir: str | Path, name: str) -> dict:
+def summarize_mc_run(run_dir: str | Path, name: str, partial: bool = False) -> dict:
     """Condense a finished Monte Carlo run (``probprune mc run``) into the committed summary the docs quote: one
     record per configuration (``probprune.mc.summarize``), the fraction and width fits, and run-wide extremes
-    computed over every row (smallest bound / exact-error ratio, component-check maxima, Cert-D / exact)."""
+    computed over every row (smallest bound / exact-error ratio, component-check maxima, Cert-D / exact).
+
+    ``partial=True`` condenses an unfinished run: only networks whose trials are all present enter, the summary
+    says ``complete: false`` and lists the networks planned but missing, and the docs print that."""
     import numpy as np
 
     from probprune.mc import fraction_fits, load_run, summarize, width_fits
 
     cfg, df, complete = load_run(run_dir)
-    if not complete:
-        raise ProbPruneError(f"{run_dir}: the run is not complete; finish it (`probprune mc run` resumes) first")
+    if not complete and not partial:
+        raise ProbPruneError(f"{run_dir}: the run is not complete; finish it (`probprune mc run` resumes) first, "
+                             "or pass --partial to condense the finished networks and say so")
+    full = cfg.n_trials * len(cfg.seeds)
+    per_net = df.groupby("network")["trial"].apply(lambda s: s.nunique() if len(s) else 0)
+    done = sorted(n for n, k in per_net.items() if k == full)
+    df = df[df["network"].isin(done)]
+    if df.empty:
+        raise ProbPruneError(f"{run_dir}: no network has all its {full} trials yet")
+    planned = [str(x) for x in dict.fromkeys(df_all_networks(cfg))]
     s = summarize(df, cfg.alpha)
     one = df[df["delta"] == df["delta"].min()]
     per = []
@@ -301,6 +312,8 @@ def summarize_mc_run(run_dir: str | Path, name: str) -> dict:
         "config_hash": cfg.hash,
         "command": f"probprune mc run experiments/{name}.yaml",
         "complete": complete,
+        "networks_planned": planned,
+        "networks_missing": [n for n in planned if n not in done],
         "rows": int(len(df)),
         "networks": int(df.groupby(["seed", "network", "trial"]).ngroups),
         "configurations": int(len(s)),
@@ -316,6 +329,13 @@ def summarize_mc_run(run_dir: str | Path, name: str) -> dict:
         "fraction_fits": rec(fraction_fits(df)),
         "width_fits": rec(width_fits(df)),
     }
+
+
+def df_all_networks(cfg) -> list[str]:
+    """Network names a config plans, in plan order (one trial-0 row per group, no measurement)."""
+    from probprune.mc.trials import groups
+
+    return [g.network.label for g in groups(cfg)]
 
 
 def mc_looseness_medians(r: Results, name: str = "mc_linear") -> list[dict]:
@@ -392,15 +412,28 @@ def block_glance_table(r: Results) -> str:
     return "\n".join(rows)
 
 
+def mc_partial_note(r: Results, name: str = "mc_linear") -> str:
+    """'' for a complete run; else which networks are in the summary and which did not finish."""
+    m = mc_summary(r, name)
+    if m["complete"] and not m.get("networks_missing"):
+        return ""
+    miss = m.get("networks_missing", [])
+    done = len(m.get("networks_planned", [])) - len(miss)
+    return (f"partial run: {done} of {len(m.get('networks_planned', []))} networks finished on the shared machine "
+            f"(not yet: {', '.join(_net(x) for x in miss)}; `probprune mc run` resumes it)")
+
+
 def block_mc_linear_bullet(r: Results) -> str:
     m = mc_summary(r, "mc_linear")
     meds = [x["loose_lb_median"] for x in mc_looseness_medians(r)]
     vc = m["verdict_counts"]
-    verdict = (f"**consistent in all {m['configurations']} configurations, no violation**"
+    note = mc_partial_note(r)
+    verdict = (f"**consistent in all {m['configurations']} configurations{' finished' if note else ''}, no violation**"
                if vc.get("consistent", 0) == m["configurations"] else
                "**verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(vc.items())) + f" of {m['configurations']}**")
     return (f"{verdict}; the bound / exact-error ratio was never below {sig(m['min_looseness'])} in any trial, "
-            f"and its per-configuration median runs from {sig(min(meds))} to {sig(max(meds))}")
+            f"and its per-configuration median (smallest delta) runs from {sig(min(meds))} to {sig(max(meds))}"
+            + (f" ({note})" if note else ""))
 
 
 def block_mc_exponents(r: Results) -> str:
@@ -493,8 +526,11 @@ def block_mc_linear_docs(r: Results) -> str:
     s = m["config_summary"]
     cp = max(x["rate_upper"] for x in s)
     ok = vc.get("consistent", 0) == m["configurations"]
-    head = (f"**Verdict: consistent in all {m['configurations']} configurations; no violation.**" if ok else
-            "**Verdicts: " + ", ".join(f"{k}: {v}" for k, v in sorted(vc.items())) + ".**")
+    note = mc_partial_note(r)
+    head = (f"**Verdict: consistent in all {m['configurations']} configurations{' finished' if note else ''}; "
+            "no violation.**" if ok else "**Verdicts: " + ", ".join(f"{k}: {v}" for k, v in sorted(vc.items())) + ".**")
+    if note:
+        head = f"**This is a {note}.** " + head
     viol = sum(x["V_u"] for x in s)
     return "\n".join([
         f"{head} Of the {m['rows']:,} (trial, bound) pairs of {m['networks']:,} networks, {viol:,} were not certified "
@@ -639,8 +675,11 @@ def _v_mc_size(r: Results) -> str:
     m = mc_summary(r, "mc_linear")
     pruned = len({(x["network"], x["method"], x["fraction"]) for x in m["config_summary"]})
     per_net = pruned // max(1, len({x["network"] for x in m["config_summary"]}))
+    planned = len(m.get("networks_planned", [])) or 1
+    done_groups = len({x["network"] for x in m["config_summary"]})
+    of = "" if done_groups == planned else f" (of {planned} network groups planned, {done_groups} finished)"
     return (f"{m['networks']:,} networks, {m['networks'] * per_net:,} pruned networks, {m['configurations']} "
-            f"configurations, {m['rows']:,} rows")
+            f"configurations, {m['rows']:,} rows{of}")
 
 
 # ------------------------------------------------------------------------------------------------ inline values
@@ -753,10 +792,12 @@ def main(argv=None) -> int:
     g.add_argument("--mc-summary", metavar="RUN_DIR", help="condense a finished Monte Carlo run into "
                    "experiments/results/<name>_summary.json")
     ap.add_argument("--name", default="mc_linear", help="name of the Monte Carlo summary (default mc_linear)")
+    ap.add_argument("--partial", action="store_true", help="with --mc-summary: condense an unfinished run's complete "
+                    "networks (the summary and the docs say so)")
     a = ap.parse_args(argv)
     try:
         if a.mc_summary:
-            s = summarize_mc_run(a.mc_summary, a.name)
+            s = summarize_mc_run(a.mc_summary, a.name, partial=a.partial)
             dest = ROOT / MC_SUMMARY.format(name=a.name)
             dest.write_text(json.dumps(s, indent=1) + "\n")
             print(f"wrote {dest.relative_to(ROOT)} ({s['configurations']} configurations, {s['rows']} rows)")
