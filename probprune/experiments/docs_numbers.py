@@ -247,6 +247,13 @@ def figure_number(r: Results, experiment: str, macro: str) -> str:
     return str(v)
 
 
+def figure_caption(r: Results, experiment: str) -> str:
+    """An experiment's committed caption, with its theory verdict where it states one."""
+    s = r.get(f"experiments/results/figures/{experiment}/summary.json", "summary")
+    held = s.get("theory_held")
+    return s["caption"] + ("" if held is None else f" Theory held: {'yes' if held else 'no'}.")
+
+
 # ------------------------------------------------------------------------------------------------ lottery tickets
 LTH = "experiments/results/lth_mnist5k.md"
 
@@ -516,6 +523,22 @@ def block_pensia_table(r: Results) -> str:
     return "\n".join(out)
 
 
+def block_lth_table_full(r: Results) -> str:
+    """docs/pruning.md: the committed LTH table as written by experiments/lth_table.py."""
+    return r.text(LTH).strip()
+
+
+def block_pensia_table_full(r: Results) -> str:
+    """docs/lottery.md: the Exp. 1 table plus the full two-layer gadget row."""
+    g = r.get(PENSIA, "gadget")
+    return block_pensia_table(r) + (
+        f"\n| full two-layer gadget (§4.2), {g['units_per_input']} units per input and sign, {g['mode']}, per-weight ε "
+        f"| random net {g['params_before']:,} → kept {g['params_after']:,} | {g['kept_over_target']:.2f}× "
+        f"| {g['failures']} (max error {g['max_error']:.4f}) | {g['seconds']:.0f} s ({g['cpu_seconds']:.0f} s) "
+        f"| **{g['acc_constructed']:.3f}** (target {g['acc_target']:.3f}; {g['prediction_agreement']:.1%} same "
+        "predictions) |")
+
+
 def block_mc_linear_docs(r: Results) -> str:
     """docs/montecarlo.md: verdict, looseness, component checks and Cert-D of the linear acceptance run."""
     m = mc_summary(r, "mc_linear")
@@ -706,6 +729,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "budget-speed": block_budget_speed,
     "lth-table": block_lth_table,
     "pensia-table": block_pensia_table,
+    "pensia-table-full": block_pensia_table_full,
+    "lth-table-full": block_lth_table_full,
     "mc-linear-docs": block_mc_linear_docs,
     "mc-linear-table": block_mc_linear_table,
     "mc-fraction-fits": block_mc_fraction_fits,
@@ -732,11 +757,14 @@ def value(name: str, r: Results) -> str:
     """The text of one marker: a registered block, or ``fig.<experiment>.<macro>`` (a committed figure number)."""
     if name in BLOCKS:
         return BLOCKS[name](r)
+    if name.startswith("caption."):
+        return figure_caption(r, name.split(".", 1)[1])
     if name.startswith("fig."):
         parts = name.split(".")
         if len(parts) == 3:
             return figure_number(r, parts[1], parts[2])
-    raise ProbPruneError(f"unknown numbers marker {name!r}; registered: {', '.join(BLOCKS)}, fig.<experiment>.<macro>")
+    raise ProbPruneError(f"unknown numbers marker {name!r}; registered: {', '.join(BLOCKS)}, fig.<experiment>.<macro>, "
+                         "caption.<experiment>")
 
 
 # ------------------------------------------------------------------------------------------------ rewriting
