@@ -539,6 +539,29 @@ def block_pensia_table_full(r: Results) -> str:
         "predictions) |")
 
 
+MC_BENCH = "benchmarks/results/mc.json"
+
+
+def block_mc_bench_table(r: Results) -> str:
+    """docs/montecarlo.md: the batched engine against the per-trial loop (benchmarks/results/mc.json)."""
+    mm = r.get(MC_BENCH, "matmul_gflops_float64_1024")
+    out = ["| workload | widths | trials | engine s | user loop s | speedup | engine GFLOP/s (% of matmul) |",
+           "|---|---|---|---|---|---|---|"]
+    for x in r.get(MC_BENCH, "results"):
+        if x["workload"] == "relu_pgd":
+            what, gf = "ReLU PGD lower bound", f"{x['engine_gflops']:.2f} ({x['engine_gflops'] / mm:.0%})"
+        else:
+            what, gf = "linear exact + Cert-D norms", f"{x['engine_gflops_matmul_part']:.2f} (SVD-bound)"
+        out.append(f"| {what} | {'-'.join(map(str, x['widths']))} | {x['trials']} | {x['engine_s']:.3f} "
+                   f"| {x['user_loop_s']:.3f} | {x['speedup']:.1f}× | {gf} |")
+    return "\n".join(out)
+
+
+def _v_mc_bench_machine(r: Results) -> str:
+    return (f"**{r.get(MC_BENCH, 'matmul_gflops_float64_1024'):.1f} GFLOP/s**, with a load average of "
+            f"{r.get(MC_BENCH, 'load_average_1min'):.1f} on {r.get(MC_BENCH, 'cpu_count')} cores")
+
+
 def block_mc_linear_docs(r: Results) -> str:
     """docs/montecarlo.md: verdict, looseness, component checks and Cert-D of the linear acceptance run."""
     m = mc_summary(r, "mc_linear")
@@ -731,6 +754,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "pensia-table": block_pensia_table,
     "pensia-table-full": block_pensia_table_full,
     "lth-table-full": block_lth_table_full,
+    "mc-bench-table": block_mc_bench_table,
+    "mc-bench-machine": _v_mc_bench_machine,
     "mc-linear-docs": block_mc_linear_docs,
     "mc-linear-table": block_mc_linear_table,
     "mc-fraction-fits": block_mc_fraction_fits,
