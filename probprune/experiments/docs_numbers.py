@@ -190,7 +190,9 @@ def scale_targets(r: Results) -> list[str]:
 
 
 def scale_before(r: Results, model: str) -> str:
-    ob = r.get(SCALE, "models", model, "old_budget")
+    ob = r.get(SCALE, "models", model).get("old_budget")
+    if ob is None:
+        return "-"
     if ob.get("seconds") is None:
         return "refused"
     return ("" if ob.get("measured") else "~") + seconds(ob["seconds"]) + ("" if ob.get("measured") else "*")
@@ -391,7 +393,6 @@ def block_glance_table(r: Results) -> str:
                         f"| {what} | {'-' if b is None else f'{b:g}'} | **{frac2(a)} / {frac2(c)}** | {tgt} | same |")
             first = False
     n_net, n_frac = cert_grid(r)
-    so, sn = cert_sdp_range(r, "old_over_pgd"), cert_sdp_range(r, "sdp_over_pgd")
     tc = cert_summary(r, "target_median")
     rows += [
         f"| certificate / best PGD on the unit ball, {n_net} trained nets x {n_frac} fractions, median over the "
@@ -400,8 +401,12 @@ def block_glance_table(r: Results) -> str:
         f"({ratio(cert_summary(r, 'ball_new_without_sdp_over_pgd_median'))} without the SDP) "
         f"| <= {tc:g}x, {target_verdict(cert_summary(r, 'ball_new_over_pgd_median'), tc)} "
         "| `bench_certificates.py` -> `certificates.json` |",
-        f"| same, the {len(cert_summary(r, 'networks_with_sdp'))} MLPs small enough for the cross-network SDP "
-        f"(§12.6, `--bound sdp`) | {rng(*so)}x | **{rng(*sn)}x** | <= {tc:g}x there | same |",
+    ]
+    if r.get(CERTS, "summary").get("networks_with_sdp"):
+        so, sn = cert_sdp_range(r, "old_over_pgd"), cert_sdp_range(r, "sdp_over_pgd")
+        rows.append(f"| same, the {len(cert_summary(r, 'networks_with_sdp'))} MLPs small enough for the cross-network "
+                    f"SDP (§12.6, `--bound sdp`) | {rng(*so)}x | **{rng(*sn)}x** | <= {tc:g}x there | same |")
+    rows += [
         f"| same on l2 balls around test inputs (data region), median | - "
         f"| **{ratio(cert_summary(r, 'region_new_over_pgd_median'))}** | | same |",
     ]
@@ -771,7 +776,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "pensia-weight-failures": _v_pensia_failures,
     "pensia-row-closest-s": lambda r: f"{pensia_run(r, 'row', 'closest')['solve_seconds']:.0f} s",
     "pensia-published-s": lambda r: f"{r.get(PENSIA, 'published', 'solve_seconds'):,} s",
-    "cert-sdp-now": lambda r: rng(*cert_sdp_range(r, "sdp_over_pgd")) + "x",
+    "cert-sdp-now": lambda r: (rng(*cert_sdp_range(r, "sdp_over_pgd")) + "x"
+                               if r.get(CERTS, "summary").get("networks_with_sdp") else "no network in this run"),
     "proofs-d-count": lambda r: str(proofs_summary(r)["d_statements"]),
     "proofs-seconds": lambda r: seconds(proofs_summary(r)["seconds"]),
     "mc-linear-hash": lambda r: mc_summary(r, "mc_linear")["config_hash"],
