@@ -733,6 +733,31 @@ def _v_mc_size(r: Results) -> str:
             f"configurations, {m['rows']:,} rows{of}")
 
 
+# ------------------------------------------------------------------------------------------------ computed examples
+WIDTH_EXAMPLE = (1, 1738, 897_793)  # 784-d-d-10, magnitude q = 0.05, delta = 0.05 (README, monotonicity in width)
+
+
+def width_example(statement: str) -> list[float]:
+    """Not a stored result but the library's own deterministic value: apriori_bound of 784-d-d-10 (ReLU, paper law
+    K = 1) at q = 0.05, delta = 0.05 for the widths of WIDTH_EXAMPLE, under ``statement``."""
+    from probprune.net.templates import fcn_spec
+    from probprune.theory.apriori import apriori_bound
+
+    return [float(apriori_bound(fcn_spec([784, d, d, 10], "relu"), 0.05, 0.05, "magnitude", statement=statement).eps)
+            for d in WIDTH_EXAMPLE]
+
+
+def _v_width_bernstein(r: Results) -> str:
+    e = width_example("bernstein")
+    d = WIDTH_EXAMPLE
+    return f"bound {sig(e[0])} at d = {d[0]:,}, {sig(e[1])} near d = {d[1]:,}, {sig(e[2])} at d = {d[2]:,}"
+
+
+def _v_width_best(r: Results) -> str:
+    e = width_example("best")
+    return f"{sig(e[0])}, {sig(e[1])} and {sig(e[2])}"
+
+
 # ------------------------------------------------------------------------------------------------ inline values
 def _v_budget_rank(r: Results) -> str:
     row = budget_ratio_row(r, "random", 0.1)
@@ -760,6 +785,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "pensia-table-full": block_pensia_table_full,
     "lth-table-full": block_lth_table_full,
     "mc-bench-table": block_mc_bench_table,
+    "width-example-bernstein": _v_width_bernstein,
+    "width-example-best": _v_width_best,
     "mc-bench-machine": _v_mc_bench_machine,
     "mc-linear-docs": block_mc_linear_docs,
     "mc-linear-table": block_mc_linear_table,
