@@ -226,10 +226,57 @@ def test_min_width_is_the_first_feasible_width():
     assert b(w.width) <= 2.0 and (w.width == 1 or 2.0 < b(w.width - 1))
 
 
-def test_exact_k_and_mask_bounds_are_finite_and_above_zero():
+def _bernstein_root(v, R, lam):
+    """The positive root t of t^2/2 = lam (v + R t/3), solved by hand (THEORY §3.2)."""
+    h = R * lam / 3.0
+    return h + math.sqrt(h * h + 2.0 * v * lam)
+
+
+def test_mask_bound_equals_rr_mask_written_out():
+    """RR-mask (THEORY §3.4) for 40-60-10 with D = (5, 0), K = 1: a_i = 1/sqrt(60), delta split over the 3 events
+    present (two W, one E), B_i = beta(m a^2/3, a, ln(n_i/delta_e)), eta_1 = beta(D a^2/3, a, ln(n_1/delta_e)),
+    eta_2 = 0 and eps = (B_1 + eta_1) B_2 - B_1 B_2 = eta_1 B_2 ((A*) with one pruned layer)."""
     spec = fcn_spec([40, 60, 10])
-    assert exact_k_bound(spec, 0.1, 0.05).eps > 0
-    assert random_mask_bound(spec, [5, 0], 0.05).eps > 0
+    r = random_mask_bound(spec, [5, 0], 0.05)
+    a, de = 1 / math.sqrt(60), 0.05 / 3
+    B = [_bernstein_root(60 * a * a / 3, a, math.log(100 / de)), _bernstein_root(60 * a * a / 3, a, math.log(70 / de))]
+    eta1 = _bernstein_root(5 * a * a / 3, a, math.log(100 / de))
+    np.testing.assert_allclose(r.B, B, rtol=1e-12)
+    np.testing.assert_allclose(r.eta, [eta1, 0.0], rtol=1e-12, atol=0)
+    assert r.eps == pytest.approx(eta1 * B[1], rel=1e-12) and math.isfinite(r.eps)
+
+
+def _linear_error(W, Wh):
+    return np.linalg.norm(W[1] @ W[0] - Wh[1] @ Wh[0], 2, axis=(1, 2))
+
+
+def test_exact_k_and_mask_bounds_cover_the_exact_error():
+    """Against the ground truth: the exact sup error ||W2 W1 - What2 What1|| of T = 1000 linear 40-60-10 nets under
+    the paper's law, with exact-k random masks (k = floor(0.1 N_i)) and with one fixed mask of line count 5; the
+    violation rate must be consistent with delta (one-sided Clopper-Pearson lower limit, alpha = 0.001)."""
+    from probprune.mc.stats import cp_lower
+    from probprune.net.templates import sample_weights
+
+    spec, T, delta = fcn_spec([40, 60, 10], "identity"), 1000, 0.05
+    rng = np.random.default_rng(7)
+    W = sample_weights(spec, rng, "uniform", n=T)
+    Wh = []
+    for w in W:
+        N, k = w[0].size, int(0.1 * w[0].size)
+        idx = np.argpartition(rng.random((T, N)), k - 1, axis=1)[:, :k]
+        P = np.zeros((T, N), bool)
+        np.put_along_axis(P, idx, True, axis=1)
+        Wh.append(np.where(P.reshape(w.shape), 0.0, w))
+    r = exact_k_bound(spec, 0.1, delta)
+    err = _linear_error(W, Wh)
+    assert math.isfinite(r.eps) and cp_lower(int((err > r.eps).sum()), T, 0.001) <= delta
+    mask = np.zeros(W[0].shape[1:], bool)
+    mask[:5, :5] = True  # 5 pruned entries in each of 5 rows and 5 columns: line count D = 5
+    Wh = [np.where(mask, 0.0, W[0]), W[1]]
+    r = random_mask_bound(spec, [5, 0], delta)
+    err = _linear_error(W, Wh)
+    assert cp_lower(int((err > r.eps).sum()), T, 0.001) <= delta
+    assert r.eps >= np.quantile(err, 1 - delta)
 
 
 def test_paper_width_condition_shape():

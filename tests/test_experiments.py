@@ -64,17 +64,75 @@ def test_unknown_experiment_and_size_raise():
         run_experiment("coverage", config=BracketConfig())
 
 
+#: a macro value: a finite number, LaTeX scientific notation, or "n/a" (a quantity a tiny run cannot form, said so)
+NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?|\\ensuremath\{-?[0-9.]+\\times 10\^\{-?[0-9]+\}\}|n/a")
+NOT_FINITE = re.compile(r"\b(nan|inf)\b")
+
+
 def _check_outputs(res):
+    """What every experiment must deliver, checked for content and not only presence: a PNG that decodes and shows
+    plotted (coloured) data, a complete PDF, finite numbers (the paper's macros) and caption, a data table with no
+    empty column."""
+    import matplotlib.image as mpimg
+
     out = Path(res.out_dir)
     for f in ("figure.png", "figure.pdf", "summary.json", "data.csv"):
         assert (out / f).stat().st_size > 0, f
+    img = mpimg.imread(out / "figure.png")[..., :3]
+    assert img.shape[0] >= 200 and img.shape[1] >= 300, img.shape
+    coloured = float(((img.max(-1) - img.min(-1)) > 0.15).mean())
+    assert coloured > 0.003, f"figure.png shows no plotted data (coloured pixels {coloured:.4%})"
+    pdf = (out / "figure.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-1024:], "figure.pdf is not a complete PDF"
     s = json.loads((out / "summary.json").read_text())
     assert s["name"] == res.name and s["summary"]["caption"]
+    assert not NOT_FINITE.search(s["summary"]["caption"]), s["summary"]["caption"]
     for k, v in s["summary"]["numbers"].items():
         assert re.fullmatch(r"[A-Za-z]+", k)
-        assert isinstance(v, str) and v
-    assert len(pd.read_csv(out / "data.csv")) > 0
+        assert isinstance(v, str) and all(NUMBER.fullmatch(x.strip()) for x in v.split(", ")), (k, v)
+    df = pd.read_csv(out / "data.csv")
+    assert len(df) > 0
+    empty = [c for c in df.columns if df[c].isna().all()]
+    assert not empty, f"data.csv columns with no value: {empty}"
     return s
+
+
+def test_output_check_refuses_a_blank_figure_a_nan_number_and_an_empty_column(tmp_path):
+    """_check_outputs can fail: built from a committed experiment's outputs, it passes, and each broken copy fails."""
+    import types
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    src = ROOT / "experiments" / "results" / "figures" / "coverage"
+    out = tmp_path / "coverage"
+    out.mkdir()
+    (out / "summary.json").write_text((src / "summary.json").read_text())
+    (out / "data.csv").write_text((src / "data.csv").read_text())
+    (out / "figure.png").write_bytes((ROOT / "docs" / "figures" / "coverage.png").read_bytes())
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.set(xlabel="delta", ylabel="violation rate", title="empty axes")  # axes, labels, no data
+    fig.savefig(out / "figure.pdf")
+    res = types.SimpleNamespace(out_dir=str(out), name="coverage")
+    _check_outputs(res)
+    fig.savefig(out / "figure.png", dpi=150)
+    plt.close(fig)
+    with pytest.raises(AssertionError, match="no plotted data"):
+        _check_outputs(res)
+    (out / "figure.png").write_bytes((ROOT / "docs" / "figures" / "coverage.png").read_bytes())
+    s = json.loads((src / "summary.json").read_text())
+    k = next(iter(s["summary"]["numbers"]))
+    s["summary"]["numbers"][k] = "nan"
+    (out / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(AssertionError):
+        _check_outputs(res)
+    (out / "summary.json").write_text((src / "summary.json").read_text())
+    df = pd.read_csv(src / "data.csv")
+    df[df.columns[0]] = np.nan
+    df.to_csv(out / "data.csv", index=False)
+    with pytest.raises(AssertionError, match="no value"):
+        _check_outputs(res)
 
 
 @pytest.fixture(autouse=True)

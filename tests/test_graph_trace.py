@@ -268,20 +268,45 @@ def test_wrong_input_shape_is_a_clean_error():
         from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), (1, 5, 5))
 
 
-def test_fcn_spec_graph_lemma_equals_chain_lemma():
-    from probprune.certificates.lemma import lemma_a_general
+def _lemma_a_closed_forms(nW, nWh, nE):
+    """THEORY §3.1 Lemma A for a bias-free chain with L_i = 1, written out (not the package's recursion):
+    A-fwd = sum_i ||E_i|| prod_{j<i} ||W_j|| prod_{j>i} ||What_j||, A-bwd = sum_i ||E_i|| prod_{j<i} ||What_j|| prod_{j>i} ||W_j||."""
+    l = len(nW)
+    fwd = sum(nE[i] * np.prod(nW[:i]) * np.prod(nWh[i + 1:]) for i in range(l))
+    bwd = sum(nE[i] * np.prod(nWh[:i]) * np.prod(nW[i + 1:]) for i in range(l))
+    return fwd, bwd
+
+
+def test_graph_lemma_equals_lemma_a_written_out_and_bounds_the_exact_error():
+    """The graph recursion against the closed forms of Lemma A (independent of the per-node rules it shares with
+    lemma_a_general), on random norms; then on a real pruned linear chain against the exact sup error
+    ||W3 W2 W1 - What3 What2 What1|| (and equal to ||E|| for one layer, where Lemma A is exact)."""
     from probprune.net import lemma_a_graph
 
     spec = fcn_spec([6, 9, 7, 3], "relu")
-    W = sample_weights(spec, 3)
-    g = Graph.from_spec(spec, W)
+    g = Graph.from_spec(spec, sample_weights(spec, 3))
     rng = np.random.default_rng(0)
-    norms = {L.name: tuple(rng.uniform(0.1, 2, 3)) + (0.0,) for L in spec.layers}
-    r = lemma_a_graph(g, norms)
-    nW, nWh, nE = (np.array([norms[L.name][k] for L in spec.layers]) for k in range(3))
-    fwd, bwd = lemma_a_general(nW, nWh, nE, [1.0, 1.0, 1.0])
-    assert r.Df == pytest.approx(fwd, rel=1e-14) and r.Db == pytest.approx(bwd, rel=1e-14)
-    assert r.D <= min(fwd, bwd) * (1 + 1e-15)
+    for _ in range(5):
+        norms = {L.name: tuple(rng.uniform(0.1, 2, 3)) + (0.0,) for L in spec.layers}
+        nW, nWh, nE = (np.array([norms[L.name][k] for L in spec.layers]) for k in range(3))
+        fwd, bwd = _lemma_a_closed_forms(nW, nWh, nE)
+        r = lemma_a_graph(g, norms)
+        assert r.Df == pytest.approx(fwd, rel=1e-12) and r.Db == pytest.approx(bwd, rel=1e-12)
+        assert r.D <= min(fwd, bwd) * (1 + 1e-12)
+    for widths in ([5, 4], [6, 9, 7, 3], [4, 8, 8, 8, 2]):
+        spec = fcn_spec(widths, "identity")
+        W = [np.asarray(w, float) for w in sample_weights(spec, 11)]
+        Wh = [np.where(np.abs(w) < 0.4 * np.abs(w).max(), 0.0, w) for w in W]
+        sv = lambda m: float(np.linalg.norm(m, 2))  # noqa: E731
+        norms = {L.name: (sv(w), sv(wh), sv(w - wh), 0.0) for L, w, wh in zip(spec.layers, W, Wh)}
+        A, B = W[0], Wh[0]
+        for w, wh in zip(W[1:], Wh[1:]):
+            A, B = w @ A, wh @ B
+        exact = sv(A - B)
+        D = lemma_a_graph(Graph.from_spec(spec, W), norms).D
+        assert D >= exact * (1 - 1e-12)
+        if len(widths) == 2:
+            assert D == pytest.approx(exact, rel=1e-12)
 
 
 class _FunctionalPool(nn.Module):

@@ -57,18 +57,47 @@ def test_bounds_are_theory_statements_with_implementations():
     assert sharp and sharp <= set(registry.BOUNDS)
 
 
-def test_registry_agrees_with_the_modules_that_use_it():
-    from probprune.theory import apriori as bounds
-    from probprune.mc import config
-    from probprune.net.templates import ACTIVATIONS, activation
+def test_registry_entries_work_in_the_modules_that_use_them():
+    """Behaviour, not identity (the MC config's lists are the registry's by construction): every registered law,
+    a-priori method and activation is accepted and computed by the bound, the sampler and the MC config, and the
+    activation table gives the hand-written functions; unregistered names are refused everywhere."""
+    import numpy as np
 
-    apriori = tuple(m.name for m in registry.METHODS.values() if m.apriori == "thm-RM-RR")
-    assert set(apriori) <= set(bounds.METHODS)
-    assert registry.choices("law") == tuple(bounds.LAWS) == config.LAWS
-    assert registry.choices("activation") == ACTIVATIONS == config.ACTIVATIONS
-    for a in ACTIVATIONS:
-        assert activation(a).name == a
-    assert {m.name for m in registry.METHODS.values() if m.family in ("magnitude", "random")} <= set(config.METHODS)
+    from probprune.mc.config import MCConfig
+    from probprune.net.templates import activation, fcn_spec, sample_weights
+    from probprune.theory.apriori import apriori_bound
+
+    spec = fcn_spec((20, 30, 10), "relu", 1.0)
+    a = [L.half_width for L in spec.layers]
+    for law in registry.choices("law"):
+        r = apriori_bound(spec, 0.1, 0.05, "magnitude", law)
+        assert r.law == law and math.isfinite(r.eps) and r.eps > 0
+        W = sample_weights(spec, 0, law, n=200)
+        beyond = [float(np.mean(np.abs(w) > ai)) for w, ai in zip(W, a)]
+        # U[-a, a] never leaves [-a, a]; N(0, a^2) does about 31.7% of the time (2 (1 - Phi(1)))
+        expect = 0.0 if law == "uniform" else 0.3173
+        assert all(abs(b - expect) < 0.02 for b in beyond), (law, beyond)
+        MCConfig(widths=(8,), depths=(2,), laws=(law,))
+    for bad in ("cauchy", "laplace"):
+        with pytest.raises(ProbPruneError):
+            apriori_bound(spec, 0.1, 0.05, "magnitude", bad)
+        with pytest.raises(ProbPruneError):
+            MCConfig(widths=(8,), depths=(2,), laws=(bad,))
+    for m in (m.name for m in registry.METHODS.values() if m.apriori == "thm-RM-RR"):
+        r = apriori_bound(spec, 0.1, 0.05, m)
+        assert r.method == m and math.isfinite(r.eps)
+        MCConfig(widths=(8,), depths=(2,), methods=(m,))
+    x = np.linspace(-3, 3, 25)
+    ref = {"identity": x, "relu": np.maximum(x, 0), "leaky_relu": np.where(x >= 0, x, 0.01 * x), "tanh": np.tanh(x),
+           "hardtanh": np.clip(x, -1, 1), "sigmoid": 1 / (1 + np.exp(-x))}
+    assert set(registry.choices("activation")) == set(ref)
+    for name in registry.choices("activation"):
+        act = activation(name)
+        assert act.name == name
+        np.testing.assert_allclose(act.numpy(x), ref[name], rtol=1e-15, atol=0)
+        MCConfig(widths=(8,), depths=(2,), activations=(name,))
+    with pytest.raises(ProbPruneError):
+        MCConfig(widths=(8,), depths=(2,), activations=("gelu",))
 
 
 def test_aliases_reach_one_spelling_in_results_and_config_hash():
