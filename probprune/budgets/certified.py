@@ -846,11 +846,13 @@ def _tight_eps(F, graph, masks: dict, method: str):
     return float(tc.eps), tc.method, dict(tc.components)
 
 
-def certify_allocation(graph, counts, conv_method: str = "fft", F=None) -> AllocationCertificate:
+def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto"
+                       ) -> AllocationCertificate:
     """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
     (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
-    (``certify_chains(F, F_hat, "auto")``); the smaller is reported, as ``probprune certify --bound auto`` does.
-    ``F``: the lowering of ``graph`` if already computed."""
+    (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
+    size); the smaller is reported, as ``probprune certify --bound auto`` does. ``F``: the lowering of ``graph`` if
+    already computed."""
     from probprune.certificates.lemma import certify_graph
 
     masks = magnitude_masks(graph, counts)
@@ -860,7 +862,7 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None) -> Alloc
         F, refused = _lower_F(graph)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    t, how, comps = _tight_eps(F, graph, masks, "auto")
+    t, how, comps = _tight_eps(F, graph, masks, tight_method)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -989,7 +991,7 @@ def CertifiedBudgetResult(*args, **kw):
 
 
 def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
-                 max_evals: int, deadline: float, steps: dict):
+                 max_evals: int, deadline: float, steps: dict, tight_method: str = "auto"):
     """The "auto" inversion (see :func:`certified_budget`) after the Cert-D search: returns (counts, uniform counts,
     certificate value, certificate name, detail)."""
     import time
@@ -1005,7 +1007,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         detail["note"] = f"Cert-D inverted: the §12 certificates refuse this network ({refused})"
         steps["tight"] = time.perf_counter() - t0
         return k_d, k_uni_d, eps_d, "lemma-a", detail
-    state = {"method": "auto", "evaluations": 0}
+    state = {"method": tight_method, "evaluations": 0}
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         state["evaluations"] += 1
@@ -1040,7 +1042,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F)
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method)
         if ac.eps <= eps:
             pick = cands[j]
             break
@@ -1050,7 +1052,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
     uni_cert = None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F)
+        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method)
         if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
             raise RuntimeError("internal error: uniform allocation exceeds eps")
     detail.update({"at_allocation": ac.as_dict(),
@@ -1076,6 +1078,7 @@ def certified_budget(
     certificate: str = "auto",
     tight_evaluations: int = TIGHT_EVALUATIONS,
     time_limit: float | None = None,
+    tight_method: str = "auto",
 ):
     """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a
     :class:`~probprune.net.templates.ParsedModel` (a chain) or a :class:`probprune.net.Graph` (any traced model):
@@ -1099,7 +1102,9 @@ def certified_budget(
     at the start (``tight_evaluations`` evaluations per search, ``time_limit`` seconds in all), and the returned
     allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
     pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
-    The result (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
+    ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
+    prints; or one of ``certificates.tight.METHODS``, e.g. "propagate", cheaper). The result
+    (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
     from probprune.budgets.apriori import BudgetResult, LayerBudget
@@ -1115,6 +1120,10 @@ def certified_budget(
         raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
     if certificate not in CERTIFICATES:
         raise ProbPruneError(f"unknown certificate {certificate!r}; choose from {', '.join(CERTIFICATES)}")
+    from probprune.certificates.tight import METHODS as _TIGHT_METHODS
+
+    if tight_method not in _TIGHT_METHODS:
+        raise ProbPruneError(f"unknown tight_method {tight_method!r}; choose from {', '.join(_TIGHT_METHODS)}")
     if int(tight_evaluations) < 0:
         raise ProbPruneError(f"tight_evaluations must be >= 0, got {tight_evaluations}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
@@ -1197,7 +1206,7 @@ def certified_budget(
     if method == "magnitude" and certificate == "auto":
         k, k_uni, eps_ach, cert_name, cert_detail = _tight_phase(
             graph, prob, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
-            (t0 + time_limit) if time_limit is not None else math.inf, steps)
+            (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method)
     q = k / N
     q_uni = float(np.max(np.where(cand, k_uni / N, 0.0))) if k_uni is not None else float("nan")
     if eps_ach > eps:  # never report an allocation that violates the budget
