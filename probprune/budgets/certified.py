@@ -839,8 +839,8 @@ def _tight_eps(F, graph, masks: dict, method: str):
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
         tc = certify_chains(F, Fh, method, 1.0)
-    except ProbPruneError as e:
-        return math.inf, str(e), {}
+    except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
+        return math.inf, f"{type(e).__name__}: {e}", {}
     if not math.isfinite(tc.eps):
         return math.inf, "non-finite tight certificate", {}
     return float(tc.eps), tc.method, dict(tc.components)
@@ -922,8 +922,9 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             nt = a[0] * (target / a[1]) ** (1.0 / p)
         elif v_lo is not None and v_lo > 0:
             nt = lo * (target / v_lo) ** (1.0 / p0)
-        else:
-            nt = 2 * lo if lo > 0 else min(t_max, 1e-3)
+        else:  # from t = 0: the larger of 1e-3 and the smallest t that prunes one weight
+            t_one = float(np.min(1.0 / (shape[shape > 0] * N[shape > 0]))) * (1 + 1e-9) if np.any(shape > 0) else 1.0
+            nt = 2 * lo if lo > 0 else min(t_max, max(1e-3, t_one))
         up = t_max if hi is None else hi
         if lo > 0:  # strictly inside the bracket, at least a relative rtol / 2 from either end
             nt = min(max(nt, lo * (1 + rtol / 2)), up / (1 + rtol / 2) if hi is not None else up)
@@ -1010,6 +1011,8 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     state = {"method": tight_method, "evaluations": 0}
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
+        if not np.any(k):
+            return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
         v, how, _ = _tight_eps(F, graph, magnitude_masks(graph, k), state["method"])
         if state["method"] == "auto" and math.isfinite(v):
