@@ -297,8 +297,9 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
         secs = time.perf_counter() - t
         out["before"] = {"commit": commit, "seconds": secs, "total_prunable": rb.total_prunable,
                          "eps_achieved": rb.eps_achieved, "uniform_total": rb.uniform_total,
-                         "ratio_before_over_new": secs / wall,
-                         "prunable_change": (r.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
+                         "compared_with": "budget_cert_d (the same certificate)",
+                         "ratio_before_over_new": secs / wall_d,
+                         "prunable_change": (rd.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
         print(name, "before", json.dumps(out["before"]), flush=True)
     if old_budget is not None and g.is_chain:
         from probprune.net.templates import from_torch
@@ -310,11 +311,11 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
             secs = time.perf_counter() - t
             out["old_budget"] = {"seconds": secs, "total_prunable": ro.total_prunable, "eps_achieved": ro.eps_achieved,
                                  "uniform_total": ro.uniform_total, "measured": True,
-                                 "ratio_old_over_new": secs / wall}
+                                 "ratio_old_over_new": secs / wall_d, "compared_with": "budget_cert_d"}
         else:
             per = out["certify"]["old_seconds_per_pass"]  # one old norm pass over all layers
             est = per * 68
-            out["old_budget"] = {"seconds": est, "measured": False, "ratio_old_over_new": est / wall,
+            out["old_budget"] = {"seconds": est, "measured": False, "ratio_old_over_new": est / wall_d,
                                  "note": "estimate: 68 old norm passes (the issue's count per layer) x the measured "
                                          "old pass time in this run"}
         print(name, "old budget", json.dumps(out["old_budget"]), flush=True)
@@ -336,6 +337,9 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default="002f22e",
                     help="also time certified_budget (with its norms) at this commit, same run ('' to skip)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    ap.add_argument("--gate-only", default="",
+                    help="models only traced to record which certificate the default budget inverts (tight_refusal: "
+                         "the §12 size/operation gate), without rerunning them")
     ap.add_argument("--merge", default=None,
                     help="a results file to update: its models not rerun are kept, this run's machine entry is added")
     args = ap.parse_args(argv)
@@ -357,14 +361,29 @@ def main(argv=None) -> int:
         res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
+    from probprune.budgets.certified import tight_refusal
+    from probprune.net import from_torch as graph_from_torch
+
+    gate = {}
+    for name in [m for m in args.gate_only.split(",") if m]:
+        model, shape = build(name)
+        t = time.perf_counter()
+        reason = tight_refusal(graph_from_torch(model.eval(), shape))
+        gate[name] = {"inverted": "lemma-a (Cert-D)" if reason else "auto (§12)", "tight_refused": reason,
+                      "gate_seconds_incl_trace": time.perf_counter() - t}
     res["machine"]["loadavg_end"] = _load()
     if prev is not None:  # keep the other models' earlier (real) runs beside this one
         runs = prev.get("machine", {}).get("runs", [prev.get("machine")]) + [dict(res["machine"], models=list(
             res["models"]))]
         res["machine"] = {"note": prev.get("machine", {}).get("note", ""), "runs": [r for r in runs if r]}
         res["models"] = {**prev.get("models", {}), **res["models"]}
+        gate = {**prev.get("tight_gate", {}), **gate}
+    if gate:
+        res["tight_gate"] = gate
     res["summary"] = {
         name: {"budget_seconds": m["budget"]["seconds"], "target_seconds": m["budget"]["target_seconds"],
+               "certificate": m["budget"].get("certificate", "lemma-a (run before issue 22)"),
+               "budget_cert_d_seconds": (m.get("budget_cert_d") or {}).get("seconds"),
                "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])
                if m["budget"]["target_seconds"] else None,
                "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],
