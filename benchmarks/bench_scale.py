@@ -24,6 +24,10 @@ with the timings; ratios old/new are measured in the same run and are the meanin
   inverted, the §12 certificates where the network lowers at its size, else Cert-D, named in ``certificate``);
   ``budget_cert_d`` is the Cert-D inversion in the same run (the budget before issue 22).
 
+Since the layout move (core/ net/ theory/ ...), the old-code comparisons (``--before``, the old norms and budget read
+from git) need ``--no-old --before ''``: the old sources import modules by their pre-move names. A merged model keeps
+its replaced entry (with those comparisons) under ``previous_run``.
+
 Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
        [--before COMMIT] [--merge benchmarks/results/scale.json] (update only the models run, keeping the others')
 Writes benchmarks/results/scale.json.
@@ -376,6 +380,10 @@ def main(argv=None) -> int:
         runs = prev.get("machine", {}).get("runs", [prev.get("machine")]) + [dict(res["machine"], models=list(
             res["models"]))]
         res["machine"] = {"note": prev.get("machine", {}).get("note", ""), "runs": [r for r in runs if r]}
+        for name, m in res["models"].items():  # keep the replaced entry (its old-code comparisons) beside the new run
+            old = prev.get("models", {}).get(name)
+            if old is not None:
+                m["previous_run"] = {k: v for k, v in old.items() if k != "previous_run"}
         res["models"] = {**prev.get("models", {}), **res["models"]}
         gate = {**prev.get("tight_gate", {}), **gate}
     if gate:

@@ -1060,7 +1060,8 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
             raise RuntimeError("internal error: uniform allocation exceeds eps")
     detail.update({"at_allocation": ac.as_dict(),
                    "uniform_at_allocation": (uni_cert or ac).as_dict() if k_uni is not None else None,
-                   "search_method": state["method"], "tight_evaluations": state["evaluations"], "log": log})
+                   "search_method": state["method"], "tight_evaluations": state["evaluations"],
+                   "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e) for e in log]})
     steps["tight"] = time.perf_counter() - t0
     steps["tight_evaluations"] = state["evaluations"]
     return pick, k_uni, float(ac.eps), ac.certificate, detail
