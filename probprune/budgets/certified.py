@@ -918,8 +918,11 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             if a[0] == b[0]:
                 a, b = ev[-2], ev[-1]
             p = math.log(b[1] / a[1]) / math.log(b[0] / a[0]) if b[1] != a[1] and b[0] != a[0] else p0
-            p = p if (math.isfinite(p) and p > 0.2) else p0
-            nt = a[0] * (target / a[1]) ** (1.0 / p)
+            if math.isfinite(p) and p < 0.2 and max(a[1], b[1]) <= target:
+                nt = math.inf  # a plateau below the target (e.g. a layer fully pruned): go to the top of the bracket
+            else:
+                p = p if (math.isfinite(p) and p > 0.2) else p0
+                nt = a[0] * (target / a[1]) ** (1.0 / p)
         elif v_lo is not None and v_lo > 0:
             nt = lo * (target / v_lo) ** (1.0 / p0)
         else:  # from t = 0: the larger of 1e-3 and the smallest t that prunes one weight
