@@ -250,6 +250,15 @@ def trained(names=None, seed: int = 0, rel: float = 0.1) -> dict:
                         "seconds": time.perf_counter() - t, "tight_evaluations": tim.get("tight_evaluations", 0),
                         "notes": [a for a in r.assumptions if "Cert-D inverted" in a]}
             print(name, key, json.dumps(row[key]), flush=True)
+            # where the gap is: the certificate at the certified allocation against a PGD lower bound there
+            from probprune.budgets.certified import magnitude_masks
+            from probprune.measure.attack import pgd_sup_error
+
+            gh = g.with_masks(magnitude_masks(g, [L.max_prunable for L in r.layers]))
+            a = pgd_sup_error(g.forward, gh.forward, shape, restarts=PGD_RESTARTS, steps=PGD_STEPS, seed=seed,
+                              homogeneous=homog).value
+            row[key]["pgd_at_allocation"] = a
+            row[key]["certificate_over_pgd"] = r.eps_achieved / a if a > 0 else None
         t = time.perf_counter()
         emp = empirical_uniform_fraction(g, eps, homog, seed)
         emp["seconds"] = time.perf_counter() - t
