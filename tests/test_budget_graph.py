@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from probprune.budgets import certified as bc
+from probprune.budgets.apriori import BudgetResult
 from probprune.certificates.lemma import certify_graph
 from probprune.certificates.lower import lower_graph_pair
 from probprune.certificates.tight import certify_chains
@@ -86,6 +87,7 @@ def _check_residual_budget(method, evaluations):
     for key in ("layers", "total_prunable", "eps_achieved", "uniform", "certificate", "certificate_detail"):
         assert key in d
     assert r.certificate.startswith("tight:") or r.certificate == "lemma-a"
+    assert isinstance(r, bc.CertifiedBudgetResult) and isinstance(r, BudgetResult)
     assert r.eps_achieved <= eps
     val, tight = _recertify(g, _counts(r), method)
     assert tight is not None  # residual additions and BatchNorm lower exactly (§12.1)

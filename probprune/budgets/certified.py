@@ -1,4 +1,6 @@
-"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3).
+"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3; the auto
+rule's certificate, min of Cert-D and the §12 certificates, inverted per §11.7: :func:`certified_budget` with
+``certificate="auto"``, the default).
 
 The question: how many weights may magnitude pruning remove, per layer, so that the certificate (Cert-D: a
 deterministic upper bound on sup_{||x||<=1} ||F(x) - F_pruned(x)||) stays <= eps? (Or, for random pruning, the
@@ -989,9 +991,10 @@ def _result_class():
     return CertifiedBudgetResult
 
 
-def CertifiedBudgetResult(*args, **kw):
-    """Construct a :class:`CertifiedBudgetResult` (see :func:`_result_class`)."""
-    return _result_class()(*args, **kw)
+def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built on first use (:func:`_result_class`)
+    if name == "CertifiedBudgetResult":
+        return _result_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
@@ -1102,7 +1105,7 @@ def certified_budget(
     weights; when skipped, ``uniform_fraction`` is NaN and ``uniform_total`` is -1, and a note says so).
 
     ``certificate`` (magnitude): "auto" inverts the certificate the auto rule reports at the allocation (THEORY
-    §12.7 of the budgets: the smaller of Cert-D and the §12 certificates, :func:`certify_allocation`; what
+    §11.7: the smaller of Cert-D and the §12 certificates, :func:`certify_allocation`; what
     ``certify --bound auto`` prints), "lemma-a" inverts Cert-D only. With "auto" the Cert-D search above gives the
     shape of the allocation (and a feasible start: the auto value is <= Cert-D); candidates along a common scale of the
     per-layer fractions (and, for the optimal mode, per-layer raises) are then certified with the §12 method that won
@@ -1114,7 +1117,7 @@ def certified_budget(
     (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
-    from probprune.budgets.apriori import BudgetResult, LayerBudget
+    from probprune.budgets.apriori import LayerBudget
     from probprune.certificates.lemma import certify_random_graph
 
     t0 = time.perf_counter()
@@ -1237,6 +1240,6 @@ def certified_budget(
     if cert_name.startswith("tight:"):
         statement = ("THEORY.md §12 certificates (auto rule: min with Cert-D §3.11) inverted: Cert-D search §11.3 for "
                      "the shape, §12 certificates on the candidates")
-    return CertifiedBudgetResult(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach),
-                                 q_uni, int(k_uni.sum()) if k_uni is not None else -1, "certificate", statement,
-                                 tuple(notes), certificate=cert_name, certificate_detail=cert_detail)
+    return _result_class()(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
+                           int(k_uni.sum()) if k_uni is not None else -1, "certificate", statement, tuple(notes),
+                           certificate=cert_name, certificate_detail=cert_detail)
