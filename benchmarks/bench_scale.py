@@ -20,6 +20,14 @@ with the timings; ratios old/new are measured in the same run and are the meanin
   commit (``--before``, default 002f22e: before the §11.6 Cholesky search and the LeNet search changes), run right
   after the new one in the same process: ``ratio_before_over_new`` and the change in prunable weights.
 
+* ``budget`` is the default certified budget since issue 22 (``certificate="auto"``: the auto rule's certificate
+  inverted, the §12 certificates where the network lowers at its size, else Cert-D, named in ``certificate``);
+  ``budget_cert_d`` is the Cert-D inversion in the same run (the budget before issue 22).
+
+Since the layout move (core/ net/ theory/ ...), the old-code comparisons (``--before``, the old norms and budget read
+from git) need ``--no-old --before ''``: the old sources import modules by their pre-move names. A merged model keeps
+its replaced entry (with those comparisons) under ``previous_run``.
+
 Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
        [--before COMMIT] [--merge benchmarks/results/scale.json] (update only the models run, keeping the others')
 Writes benchmarks/results/scale.json.
@@ -258,15 +266,33 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
     prob = bc.graph_problem(g)
     full = float(prob.comp(prob.norm_W, np.zeros(len(prob.norm_W)), prob.norm_W))
     eps = 0.1 * full
+    # same-run baseline: the Cert-D inversion (certificate="lemma-a", the budget before issue 22)
+    tim = {}
+    t = time.perf_counter()
+    rd = bc.certified_budget(g, eps, timings=tim, certificate="lemma-a")
+    wall_d = time.perf_counter() - t
+    out["budget_cert_d"] = {"eps": eps, "certificate": rd.certificate, "seconds": wall_d,
+                            "split_seconds": {k: v for k, v in tim.items() if k != "log"},
+                            "total_prunable": rd.total_prunable, "eps_achieved": rd.eps_achieved,
+                            "uniform_total": rd.uniform_total, "per_layer": [L.max_prunable for L in rd.layers],
+                            "target_seconds": 0.2 if name == "lenet" else None}
+    print(name, "budget_cert_d", json.dumps(out["budget_cert_d"]), flush=True)
+    # the default (issue 22): the auto rule's certificate inverted (§12 where the network lowers at its size)
     tim = {}
     t = time.perf_counter()
     r = bc.certified_budget(g, eps, timings=tim)
     wall = time.perf_counter() - t
     out["budget"] = {"eps": eps, "eps_rule": "0.1 x certificate of pruning every weight", "seconds": wall,
-                     "split_seconds": tim, "total_prunable": r.total_prunable, "eps_achieved": r.eps_achieved,
+                     "certificate": r.certificate, "tight_refused": bc.tight_refusal(g) if name != "lenet" else None,
+                     "split_seconds": {k: v for k, v in tim.items() if k != "log"},
+                     "total_prunable": r.total_prunable, "eps_achieved": r.eps_achieved,
                      "uniform_total": r.uniform_total, "per_layer": [L.max_prunable for L in r.layers],
-                     "target_seconds": 0.2 if name == "lenet" else (60.0 if name in ("vgg11", "vgg16", "resnet18")
-                                                                   else None)}
+                     "ratio_seconds_over_cert_d": wall / wall_d,
+                     "prunable_over_cert_d": r.total_prunable / max(rd.total_prunable, 1),
+                     "target_seconds": 2.0 if name == "lenet" else (60.0 if name in ("vgg11", "vgg16", "resnet18")
+                                                                   else None),
+                     "target_note": "issue 22: LeNet-300-100 budget with the tight certificate <= 2 s; VGG/ResNet "
+                                    "shapes <= 60 s (Cert-D where the §12 certificates are too costly)"}
     print(name, "budget", json.dumps(out["budget"]), flush=True)
     if before is not None:  # the same budget with the code before this change, right after, in the same process
         commit, fn = before
@@ -275,8 +301,9 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
         secs = time.perf_counter() - t
         out["before"] = {"commit": commit, "seconds": secs, "total_prunable": rb.total_prunable,
                          "eps_achieved": rb.eps_achieved, "uniform_total": rb.uniform_total,
-                         "ratio_before_over_new": secs / wall,
-                         "prunable_change": (r.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
+                         "compared_with": "budget_cert_d (the same certificate)",
+                         "ratio_before_over_new": secs / wall_d,
+                         "prunable_change": (rd.total_prunable - rb.total_prunable) / max(rb.total_prunable, 1)}
         print(name, "before", json.dumps(out["before"]), flush=True)
     if old_budget is not None and g.is_chain:
         from probprune.net.templates import from_torch
@@ -288,11 +315,11 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
             secs = time.perf_counter() - t
             out["old_budget"] = {"seconds": secs, "total_prunable": ro.total_prunable, "eps_achieved": ro.eps_achieved,
                                  "uniform_total": ro.uniform_total, "measured": True,
-                                 "ratio_old_over_new": secs / wall}
+                                 "ratio_old_over_new": secs / wall_d, "compared_with": "budget_cert_d"}
         else:
             per = out["certify"]["old_seconds_per_pass"]  # one old norm pass over all layers
             est = per * 68
-            out["old_budget"] = {"seconds": est, "measured": False, "ratio_old_over_new": est / wall,
+            out["old_budget"] = {"seconds": est, "measured": False, "ratio_old_over_new": est / wall_d,
                                  "note": "estimate: 68 old norm passes (the issue's count per layer) x the measured "
                                          "old pass time in this run"}
         print(name, "old budget", json.dumps(out["old_budget"]), flush=True)
@@ -314,6 +341,9 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default="002f22e",
                     help="also time certified_budget (with its norms) at this commit, same run ('' to skip)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    ap.add_argument("--gate-only", default="",
+                    help="models only traced to record which certificate the default budget inverts (tight_refusal: "
+                         "the §12 size/operation gate), without rerunning them")
     ap.add_argument("--merge", default=None,
                     help="a results file to update: its models not rerun are kept, this run's machine entry is added")
     args = ap.parse_args(argv)
@@ -335,14 +365,33 @@ def main(argv=None) -> int:
         res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
+    from probprune.budgets.certified import tight_refusal
+    from probprune.net import from_torch as graph_from_torch
+
+    gate = {}
+    for name in [m for m in args.gate_only.split(",") if m]:
+        model, shape = build(name)
+        t = time.perf_counter()
+        reason = tight_refusal(graph_from_torch(model.eval(), shape))
+        gate[name] = {"inverted": "lemma-a (Cert-D)" if reason else "auto (§12)", "tight_refused": reason,
+                      "gate_seconds_incl_trace": time.perf_counter() - t}
     res["machine"]["loadavg_end"] = _load()
     if prev is not None:  # keep the other models' earlier (real) runs beside this one
         runs = prev.get("machine", {}).get("runs", [prev.get("machine")]) + [dict(res["machine"], models=list(
             res["models"]))]
         res["machine"] = {"note": prev.get("machine", {}).get("note", ""), "runs": [r for r in runs if r]}
+        for name, m in res["models"].items():  # keep the replaced entry (its old-code comparisons) beside the new run
+            old = prev.get("models", {}).get(name)
+            if old is not None:
+                m["previous_run"] = {k: v for k, v in old.items() if k != "previous_run"}
         res["models"] = {**prev.get("models", {}), **res["models"]}
+        gate = {**prev.get("tight_gate", {}), **gate}
+    if gate:
+        res["tight_gate"] = gate
     res["summary"] = {
         name: {"budget_seconds": m["budget"]["seconds"], "target_seconds": m["budget"]["target_seconds"],
+               "certificate": m["budget"].get("certificate", "lemma-a (run before issue 22)"),
+               "budget_cert_d_seconds": (m.get("budget_cert_d") or {}).get("seconds"),
                "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])
                if m["budget"]["target_seconds"] else None,
                "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],

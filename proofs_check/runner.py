@@ -24,6 +24,7 @@ CHECK_MODULES = (
     "checks_scale",
     "checks_scale_fast",
     "checks_h1_api",
+    "checks_budget_graph",
     "bridge",
 )
 

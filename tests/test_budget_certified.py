@@ -17,6 +17,12 @@ from probprune.net import from_torch as graph_from_torch
 from probprune.net.templates import from_torch
 
 
+def cert_d_budget(*args, **kw):
+    """The Cert-D inversion (§11.3 search): these tests are about the search; the §12 inversion
+    (certificate="auto", the default) is tested in tests/test_budget_graph.py."""
+    return bc.certified_budget(*args, certificate="lemma-a", **kw)
+
+
 def _mlp(widths, seed, bias=True):
     torch.manual_seed(seed)
     mods = []
@@ -58,7 +64,7 @@ def test_optimal_within_one_percent_of_brute_force(seed, eps, bias):
     g = _graph(p)
     prob = bc.graph_problem(g)
     opt, _ = _brute_force(prob, eps)
-    r = bc.certified_budget(p, eps, exact_search=True)
+    r = cert_d_budget(p, eps, exact_search=True)
     assert r.total_prunable >= 0.99 * opt
     assert r.total_prunable <= opt
     # the reported certificate is the graph certificate of the pruned network, recomputed independently
@@ -72,8 +78,8 @@ def test_fast_search_is_sound_and_close_to_exact_search():
     p = from_torch(_mlp([30, 20, 10], 5))
     g = _graph(p)
     prob = bc.graph_problem(g)
-    fast = bc.certified_budget(p, 0.3, exact_search=False)
-    exact = bc.certified_budget(p, 0.3, exact_search=True)
+    fast = cert_d_budget(p, 0.3, exact_search=False)
+    exact = cert_d_budget(p, 0.3, exact_search=True)
     k = [L.max_prunable for L in fast.layers]
     assert certify_graph(g, _masks_for(prob.layers, k)).eps <= 0.3
     assert fast.total_prunable >= 0.97 * exact.total_prunable
@@ -81,7 +87,7 @@ def test_fast_search_is_sound_and_close_to_exact_search():
 
 def test_uniform_mode_and_reexport():
     p = from_torch(_mlp([6, 5, 3], 7))
-    r = reexported(p, 0.2, mode="uniform")
+    r = reexported(p, 0.2, mode="uniform", certificate="lemma-a")
     assert r.eps_achieved <= 0.2
     assert r.total_prunable == r.uniform_total
     fr = [L.fraction for L in r.layers]
@@ -92,7 +98,7 @@ def test_random_method_cert_r_holds():
     from probprune.certificates.lemma import certify_random_graph
 
     p = from_torch(_mlp([20, 15, 5], 3))
-    r = bc.certified_budget(p, 2.0, "random", delta=0.1)
+    r = cert_d_budget(p, 2.0, "random", delta=0.1)
     g = _graph(p)
     ps = {L.name: L.fraction for L in r.layers}
     assert certify_random_graph(g, ps, 0.1).eps <= 2.0 + 1e-12
@@ -120,7 +126,7 @@ def test_conv_and_residual_graph_budget_is_certified():
         m.bn.running_var.uniform_(0.5, 1.5)
     g = graph_from_torch(m, (3, 6, 6))
     tim = {}
-    r = bc.certified_budget(g, 1.0, timings=tim)
+    r = cert_d_budget(g, 1.0, timings=tim)
     prob = bc.graph_problem(g)
     c = certify_graph(g, _masks_for(prob.layers, [L.max_prunable for L in r.layers]))
     # conv layers are certified through Cholesky at the probe's estimate (§11.5): at most ~1e-6 above the
@@ -133,13 +139,13 @@ def test_conv_and_residual_graph_budget_is_certified():
 def test_refusals():
     p = from_torch(_mlp([4, 3, 2], 0))
     with pytest.raises(ProbPruneError):
-        bc.certified_budget(p, 0.1, method="structured")
+        cert_d_budget(p, 0.1, method="structured")
     with pytest.raises(ProbPruneError):
-        bc.certified_budget(p, 0.1, mode="equal_share")
+        cert_d_budget(p, 0.1, mode="equal_share")
     with pytest.raises(ProbPruneError):
-        bc.certified_budget(p, 0.1, prunable=["nope"])
+        cert_d_budget(p, 0.1, prunable=["nope"])
     with pytest.raises(ProbPruneError):
-        bc.certified_budget(p, -1.0)
+        cert_d_budget(p, -1.0)
 
 
 def test_running_group_max_matches_loop():
@@ -177,10 +183,10 @@ def test_running_group_max_times_matches_loop_rows_and_columns():
 
 def test_uniform_reference_can_be_skipped():
     p = from_torch(_mlp([10, 8, 4], 9))
-    r = bc.certified_budget(p, 0.2, uniform_reference=False)
+    r = cert_d_budget(p, 0.2, uniform_reference=False)
     assert r.uniform_total == -1 and np.isnan(r.uniform_fraction)
     assert any("uniform allocation not computed" in a for a in r.assumptions)
-    full = bc.certified_budget(p, 0.2)
+    full = cert_d_budget(p, 0.2)
     assert full.uniform_total >= 0 and r.total_prunable >= 0.99 * full.total_prunable
 
 
@@ -191,8 +197,8 @@ def test_cert_r_budget_refuses_grouped_conv():
                             torch.nn.Linear(4 * 5 * 5, 3))
     g = graph_from_torch(m.eval(), (4, 5, 5))
     with pytest.raises(UnsupportedLayerError, match="grouped"):
-        bc.certified_budget(g, 0.5, "random", delta=0.1)
-    assert bc.certified_budget(g, 0.5).eps_achieved <= 0.5  # Cert-D handles groups (max over groups)
+        cert_d_budget(g, 0.5, "random", delta=0.1)
+    assert cert_d_budget(g, 0.5).eps_achieved <= 0.5  # Cert-D handles groups (max over groups)
 
 
 def test_magnitude_order_is_the_stable_order_with_ties():

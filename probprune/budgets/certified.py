@@ -1,4 +1,6 @@
-"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3).
+"""Certified budgets for a GIVEN network (THEORY §3.11 certificates inverted as in §3.9; search of §11.3; the auto
+rule's certificate, min of Cert-D and the §12 certificates, inverted per §11.7: :func:`certified_budget` with
+``certificate="auto"``, the default).
 
 The question: how many weights may magnitude pruning remove, per layer, so that the certificate (Cert-D: a
 deterministic upper bound on sup_{||x||<=1} ||F(x) - F_pruned(x)||) stays <= eps? (Or, for random pruning, the
@@ -25,6 +27,7 @@ optimality, never soundness.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -755,6 +758,321 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
     return BudgetProblem(graph, layers, nW, comp, comp_fwd, cand, specs)
 
 
+# --------------------------------------------------------------------------------------------- tight inversion
+CERTIFICATES = ("auto", "lemma-a")  # what a magnitude budget inverts: the auto rule's certificate, or Cert-D only
+TIGHT_EVALUATIONS = 6  # default tight-certificate evaluations per search (uniform, optimal); each costs seconds
+
+
+def magnitude_masks(graph, counts) -> dict:
+    """Layer-wise exact-k magnitude masks of a graph's weight layers (True = kept): the ``counts[i]`` smallest |w| of
+    layer i pruned, ties by flat index (the package's one exact-k rule, ``pruning.sampling.exact_k_prune_mask``; the
+    same order as the search's curves). ``counts``: one count per weight node (topological order) or a dict FQN ->
+    count (missing: 0)."""
+    from probprune.pruning.sampling import exact_k_prune_mask
+
+    nodes = list(graph.weight_nodes)
+    if isinstance(counts, dict):
+        unknown = set(counts) - {n.op.fqn for n in nodes}
+        if unknown:
+            raise ProbPruneError(f"counts for unknown parameter(s): {sorted(unknown)}")
+        counts = [int(counts.get(n.op.fqn, 0)) for n in nodes]
+    if len(counts) != len(nodes):
+        raise ProbPruneError(f"need {len(nodes)} counts (one per weight layer), got {len(counts)}")
+    out = {}
+    for n, k in zip(nodes, counts):
+        W = np.asarray(n.op.weight, float)
+        out[n.op.fqn] = ~exact_k_prune_mask(np.abs(W.ravel()), int(k)).reshape(W.shape)
+    return out
+
+
+@dataclass(frozen=True)
+class AllocationCertificate:
+    """The certificate of one allocation under the auto rule (what ``probprune certify --bound auto`` prints): the
+    smaller of Cert-D (``lemma_a_eps``, THEORY §3.11/§8.2) and the §12 certificates (``tight_eps``, the minimum of
+    ``certify_chains(..., "auto")`` on the lowered pair); ``certificate`` names the one that gave ``eps``
+    ("tight:<method>" or "lemma-a"); ``tight_refused``: why the §12 certificates did not apply (None if they did)."""
+
+    eps: float
+    certificate: str
+    lemma_a_eps: float
+    tight_eps: float | None
+    tight_components: dict
+    tight_refused: str | None
+
+    def as_dict(self) -> dict:
+        return {"eps": self.eps, "certificate": self.certificate, "lemma_a_eps": self.lemma_a_eps,
+                "tight_eps": self.tight_eps, "tight_components": dict(self.tight_components),
+                "tight_refused": self.tight_refused}
+
+
+def tight_refusal(graph) -> str | None:
+    """Why the §12 certificates cannot be applied to ``graph`` at its size (None: they can): an operation the lowering
+    refuses (max pooling until §12 covers it, non-ReLU activations: named by the lowering itself), or a dense stage
+    matrix above ``lower.MAX_DENSE`` entries estimated *before* lowering (input size x widest value), so that large
+    networks (VGG, ResNet shapes) are never densified. Returns the reason, or None with F lowered (see
+    :func:`_lower_F`)."""
+    return _lower_F(graph)[1]
+
+
+def _lower_F(graph):
+    """(F, None) with F the §12 lowering of ``graph``, or (None, reason)."""
+    from probprune.certificates.lower import MAX_DENSE, lower_graph
+
+    n_in = int(np.prod(graph.input_shape))
+    widest = max(int(np.prod(n.out_shape)) for n in graph.nodes)
+    if max(n_in, widest) * widest > MAX_DENSE:
+        return None, (f"the exact composition would need dense stage matrices of about {max(n_in, widest) * widest:,}"
+                      f" entries (> {MAX_DENSE:,}); the §12 certificates are not applied at this size")
+    try:
+        return lower_graph(graph, "F"), None
+    except ProbPruneError as e:
+        return None, str(e)
+
+
+def _tight_eps(F, graph, masks: dict, method: str):
+    """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
+    when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
+    allocation is then judged by Cert-D alone)."""
+    from probprune.certificates.lower import lower_graph
+    from probprune.certificates.tight import certify_chains
+
+    try:
+        Fh = lower_graph(graph.with_masks(masks), "F_hat")
+        if not F.same_structure(Fh):
+            return math.inf, "F and F_hat lower to chains of different structure", {}
+        tc = certify_chains(F, Fh, method, 1.0)
+    except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
+        return math.inf, f"{type(e).__name__}: {e}", {}
+    if not math.isfinite(tc.eps):
+        return math.inf, "non-finite tight certificate", {}
+    return float(tc.eps), tc.method, dict(tc.components)
+
+
+def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto"
+                       ) -> AllocationCertificate:
+    """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
+    (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
+    (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
+    size); the smaller is reported, as ``probprune certify --bound auto`` does. ``F``: the lowering of ``graph`` if
+    already computed."""
+    from probprune.certificates.lemma import certify_graph
+
+    masks = magnitude_masks(graph, counts)
+    d = float(certify_graph(graph, masks, conv_method).eps)
+    refused = None
+    if F is None:
+        F, refused = _lower_F(graph)
+    if F is None:
+        return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
+    t, how, comps = _tight_eps(F, graph, masks, tight_method)
+    if not math.isfinite(t):
+        return AllocationCertificate(d, "lemma-a", d, None, {}, how)
+    if t < d:
+        return AllocationCertificate(t, f"tight:{how}", d, t, comps, None)
+    return AllocationCertificate(d, "lemma-a", d, t, comps, None)
+
+
+def _counts_at(t: float, shape: np.ndarray, N: np.ndarray) -> np.ndarray:
+    """Counts with per-layer fractions min(1, t shape_i) (floor to the integer)."""
+    return np.floor(np.minimum(1.0, t * shape) * N + 1e-9).astype(np.int64)
+
+
+def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
+                  deadline: float, rtol: float = 0.01, margin: float = 2e-3, p0: float = 1.3):
+    """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
+    certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
+    next t comes from a log-log secant through the two evaluated points nearest the target eps (1 - margin) (a power
+    law t^p0 from the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the
+    bracket is within ``rtol``. Any evaluated allocation with value <= eps is sound; the search is only for size.
+    Returns (t, counts, value at counts or None if not evaluated, log)."""
+    import time
+
+    t_max = 1.0 / float(shape[shape > 0].min()) if np.any(shape > 0) else 0.0
+    target = eps * (1 - margin)
+    pts: dict = {}
+    log = []
+    lo, v_lo, hi = t_lo, None, None
+    t = t_lo
+    for _ in range(max_evals):
+        if time.perf_counter() > deadline:
+            break
+        k = _counts_at(t, shape, N)
+        key = tuple(int(x) for x in k)
+        if key in pts:
+            break
+        v = value(k)
+        pts[key] = v
+        log.append(("tight", int(k.sum()), float(t), v))
+        if v <= eps:
+            if t >= lo:
+                lo, v_lo = t, v
+        elif hi is None or t < hi:
+            hi = t
+        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)):
+            break
+        # next point: secant in log-log through the evaluated points nearest the target
+        ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
+        if len(ev) >= 2:
+            below = [e for e in ev if e[1] <= target]
+            above = [e for e in ev if e[1] > target]
+            a = below[-1] if below else ev[0]
+            b = above[0] if above else ev[-1]
+            if a[0] == b[0]:
+                a, b = ev[-2], ev[-1]
+            p = math.log(b[1] / a[1]) / math.log(b[0] / a[0]) if b[1] != a[1] and b[0] != a[0] else p0
+            if math.isfinite(p) and p < 0.2 and max(a[1], b[1]) <= target:
+                nt = math.inf  # a plateau below the target (e.g. a layer fully pruned): go to the top of the bracket
+            else:
+                p = p if (math.isfinite(p) and p > 0.2) else p0
+                nt = a[0] * (target / a[1]) ** (1.0 / p)
+        elif v_lo is not None and v_lo > 0:
+            nt = lo * (target / v_lo) ** (1.0 / p0)
+        else:  # from t = 0: the larger of 1e-3 and the smallest t that prunes one weight
+            t_one = float(np.min(1.0 / (shape[shape > 0] * N[shape > 0]))) * (1 + 1e-9) if np.any(shape > 0) else 1.0
+            nt = 2 * lo if lo > 0 else min(t_max, max(1e-3, t_one))
+        up = t_max if hi is None else hi
+        if lo > 0:  # strictly inside the bracket, at least a relative rtol / 2 from either end
+            nt = min(max(nt, lo * (1 + rtol / 2)), up / (1 + rtol / 2) if hi is not None else up)
+        else:
+            nt = min(max(nt, 0.0), up)
+        if hi is not None and not (lo < nt < hi):
+            nt = math.sqrt(max(lo, 1e-12) * hi)
+        t = float(min(nt, t_max))
+    k = _counts_at(lo, shape, N)
+    return lo, k, pts.get(tuple(int(x) for x in k)), log
+
+
+def _refine_layers(value, k: np.ndarray, N: np.ndarray, cand: np.ndarray, eps: float, max_evals: int,
+                   deadline: float, steps=(1.25, 1.08)):
+    """Per-layer refinement of a feasible allocation (largest layers first): raise one layer's fraction by each
+    factor in ``steps`` and keep it if ``value`` stays <= eps. Returns (counts, value or None, log)."""
+    import time
+
+    log, v_best, used = [], None, 0
+    order = [int(i) for i in np.argsort(-N, kind="stable") if cand[i]]
+    for f in steps:
+        for i in order:
+            if used >= max_evals or time.perf_counter() > deadline:
+                return k, v_best, log
+            if k[i] >= N[i]:
+                continue
+            K = k.copy()
+            K[i] = min(int(N[i]), max(int(k[i]) + 1, int(math.floor(k[i] * f)) if k[i] else int(math.ceil(0.01 * N[i]))))
+            v = value(K)
+            used += 1
+            log.append(("refine", int(K.sum()), i, v))
+            if v <= eps:
+                k, v_best = K, v
+    return k, v_best, log
+
+
+@functools.lru_cache(maxsize=None)
+def _result_class():
+    """:class:`CertifiedBudgetResult`, built on first use: a :class:`~probprune.budgets.apriori.BudgetResult` (every
+    existing key kept) with the name of the certificate inverted and its details (``budgets.apriori`` re-exports this
+    module, so the base class is imported lazily to keep the import graph acyclic)."""
+    from probprune.budgets.apriori import BudgetResult
+
+    @dataclass(frozen=True)
+    class CertifiedBudgetResult(BudgetResult):
+        """A certified budget: ``certificate`` names the certificate inverted at the returned allocation ("tight:mixed",
+        "lemma-a", "cert-r", ...); ``eps_achieved`` is its value there (<= eps); ``certificate_detail`` carries the
+        Cert-D value, the §12 components, the uniform allocation's certificate, the search log and any refusal."""
+
+        certificate: str = "lemma-a"
+        certificate_detail: dict = field(default_factory=dict)
+
+        def as_dict(self) -> dict:
+            return super().as_dict() | {"certificate": self.certificate,
+                                        "certificate_detail": dict(self.certificate_detail)}
+
+    CertifiedBudgetResult.__module__ = __name__
+    CertifiedBudgetResult.__qualname__ = "CertifiedBudgetResult"
+    return CertifiedBudgetResult
+
+
+def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built on first use (:func:`_result_class`)
+    if name == "CertifiedBudgetResult":
+        return _result_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
+                 max_evals: int, deadline: float, steps: dict, tight_method: str = "auto"):
+    """The "auto" inversion (see :func:`certified_budget`) after the Cert-D search: returns (counts, uniform counts,
+    certificate value, certificate name, detail)."""
+    import time
+
+    t0 = time.perf_counter()
+    N = np.array([L.N for L in prob.layers], dtype=np.int64)
+    cand = prob.cand
+    F, refused = _lower_F(graph)
+    detail: dict = {"lemma_a_search": {"total_prunable": int(k_d.sum()), "eps_achieved": eps_d,
+                                       "uniform_total": int(k_uni_d.sum()) if k_uni_d is not None else -1}}
+    if F is None:
+        detail["tight_refused"] = refused
+        detail["note"] = f"Cert-D inverted: the §12 certificates refuse this network ({refused})"
+        steps["tight"] = time.perf_counter() - t0
+        return k_d, k_uni_d, eps_d, "lemma-a", detail
+    state = {"method": tight_method, "evaluations": 0}
+
+    def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
+        if not np.any(k):
+            return 0.0  # nothing pruned: F_hat = F
+        state["evaluations"] += 1
+        v, how, _ = _tight_eps(F, graph, magnitude_masks(graph, k), state["method"])
+        if state["method"] == "auto" and math.isfinite(v):
+            state["method"] = how.split("_")[0] if how.startswith("composed") else how
+        return v
+
+    log: list = []
+    cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
+    k_uni = k_uni_d
+    if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
+        q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
+        shape = cand.astype(float)
+        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline)
+        log += [("uniform",) + e for e in lg]
+        if ku.sum() > k_uni_d.sum():
+            k_uni = ku
+            cands.append(ku)
+    k_opt = k_d
+    if mode == "optimal" and max_evals > 0:  # optimal: Cert-D's allocation scaled, then per-layer raises
+        q = np.where(cand, k_d / N, 0.0)
+        if q.max() > 0:
+            shape = q / q.max()
+            _, ko, _, lg = _scale_search(value, shape, N, float(q.max()), eps, max_evals, deadline)
+            log += [("optimal",) + e for e in lg]
+            ko, _, lg = _refine_layers(value, ko, N, cand, eps, max_evals - len(lg), deadline)
+            log += [("optimal",) + e for e in lg]
+            k_opt = ko
+        cands.append(k_opt)
+    # the returned allocation: the largest candidate, certified once more with the full auto rule
+    order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
+    pick, ac = None, None
+    for j in order:
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method)
+        if ac.eps <= eps:
+            pick = cands[j]
+            break
+    if pick is None:  # cannot happen (Cert-D's allocation is feasible); fail closed
+        raise RuntimeError("internal error: no certified allocation")
+    if mode == "uniform":
+        k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
+    uni_cert = None
+    if k_uni is not None and k_uni is not pick:
+        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method)
+        if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
+            raise RuntimeError("internal error: uniform allocation exceeds eps")
+    detail.update({"at_allocation": ac.as_dict(),
+                   "uniform_at_allocation": (uni_cert or ac).as_dict() if k_uni is not None else None,
+                   "search_method": state["method"], "tight_evaluations": state["evaluations"],
+                   "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e) for e in log]})
+    steps["tight"] = time.perf_counter() - t0
+    steps["tight_evaluations"] = state["evaluations"]
+    return pick, k_uni, float(ac.eps), ac.certificate, detail
+
+
 def certified_budget(
     model,
     eps: float,
@@ -767,6 +1085,10 @@ def certified_budget(
     exact_search: bool | None = None,
     timings: dict | None = None,
     uniform_reference: bool | None = None,
+    certificate: str = "auto",
+    tight_evaluations: int = TIGHT_EVALUATIONS,
+    time_limit: float | None = None,
+    tight_method: str = "auto",
 ):
     """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a
     :class:`~probprune.net.templates.ParsedModel` (a chain) or a :class:`probprune.net.Graph` (any traced model):
@@ -780,10 +1102,22 @@ def certified_budget(
     the optimal one. ``rounds``: search/probe/certify rounds; ``exact_search``: search on certified norms at every
     count (default for nets with at most 4,000 weights); ``timings``: a dict that receives the per-step seconds;
     ``uniform_reference``: also certify the best uniform allocation (default: for nets with at most 2,000,000
-    weights; when skipped, ``uniform_fraction`` is NaN and ``uniform_total`` is -1, and a note says so)."""
+    weights; when skipped, ``uniform_fraction`` is NaN and ``uniform_total`` is -1, and a note says so).
+
+    ``certificate`` (magnitude): "auto" inverts the certificate the auto rule reports at the allocation (THEORY
+    §11.7: the smaller of Cert-D and the §12 certificates, :func:`certify_allocation`; what
+    ``certify --bound auto`` prints), "lemma-a" inverts Cert-D only. With "auto" the Cert-D search above gives the
+    shape of the allocation (and a feasible start: the auto value is <= Cert-D); candidates along a common scale of the
+    per-layer fractions (and, for the optimal mode, per-layer raises) are then certified with the §12 method that won
+    at the start (``tight_evaluations`` evaluations per search, ``time_limit`` seconds in all), and the returned
+    allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
+    pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
+    ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
+    prints; or one of ``certificates.tight.METHODS``, e.g. "propagate", cheaper). The result
+    (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
-    from probprune.budgets.apriori import BudgetResult, LayerBudget
+    from probprune.budgets.apriori import LayerBudget
     from probprune.certificates.lemma import certify_random_graph
 
     t0 = time.perf_counter()
@@ -794,6 +1128,16 @@ def certified_budget(
         delta = check_delta(delta)
     if mode not in ("optimal", "uniform"):
         raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
+    if certificate not in CERTIFICATES:
+        raise ProbPruneError(f"unknown certificate {certificate!r}; choose from {', '.join(CERTIFICATES)}")
+    from probprune.certificates.tight import METHODS as _TIGHT_METHODS
+
+    if tight_method not in _TIGHT_METHODS:
+        raise ProbPruneError(f"unknown tight_method {tight_method!r}; choose from {', '.join(_TIGHT_METHODS)}")
+    if int(tight_evaluations) < 0:
+        raise ProbPruneError(f"tight_evaluations must be >= 0, got {tight_evaluations}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if hasattr(model, "weight_nodes"):
         graph, has_bias = model, any(n.op.effective_bias() is not None for n in model.weight_nodes)
     else:
@@ -868,6 +1212,11 @@ def certified_budget(
         steps["search"] = t2 - t1
         eps_ach = cert_r(k) if k.any() else 0.0
         steps["certify"] = time.perf_counter() - t2
+    cert_name, cert_detail = ("lemma-a" if method == "magnitude" else "cert-r"), {}
+    if method == "magnitude" and certificate == "auto":
+        k, k_uni, eps_ach, cert_name, cert_detail = _tight_phase(
+            graph, prob, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
+            (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method)
     q = k / N
     q_uni = float(np.max(np.where(cand, k_uni / N, 0.0))) if k_uni is not None else float("nan")
     if eps_ach > eps:  # never report an allocation that violates the budget
@@ -885,6 +1234,12 @@ def certified_budget(
         notes.append("biases are kept (not pruned) and enter the certificate through Lemma A's general form")
     if k_uni is None:
         notes.append("best uniform allocation not computed (uniform_reference=False): uniform_total = -1")
-    return BudgetResult(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
-                        int(k_uni.sum()) if k_uni is not None else -1, "certificate",
-                        "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9, search §11.3", tuple(notes))
+    if cert_detail.get("note"):
+        notes.append(cert_detail["note"])
+    statement = "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9, search §11.3"
+    if cert_name.startswith("tight:"):
+        statement = ("THEORY.md §12 certificates (auto rule: min with Cert-D §3.11) inverted: Cert-D search §11.3 for "
+                     "the shape, §12 certificates on the candidates")
+    return _result_class()(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
+                           int(k_uni.sum()) if k_uni is not None else -1, "certificate", statement, tuple(notes),
+                           certificate=cert_name, certificate_detail=cert_detail)

@@ -1,0 +1,209 @@
+"""Certified budgets for every graph the certificates accept, inverting the auto rule's certificate (issue 22 item 2):
+residual additions + BatchNorm, max pooling (Cert-D fallback while the §12 certificates refuse it), the certificate
+recomputed independently at the returned allocation (same exact-k masks, same certificate) <= eps, the tight inversion
+at least as large as the Cert-D one, and a many-restart PGD on the pruned network below the certificate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from probprune.budgets import certified as bc
+from probprune.budgets.apriori import BudgetResult
+from probprune.certificates.lemma import certify_graph
+from probprune.certificates.lower import lower_graph_pair
+from probprune.certificates.tight import certify_chains
+from probprune.core.errors import ProbPruneError
+from probprune.measure.attack import pgd_sup_error
+from probprune.net import from_torch
+
+
+class _ResBN(nn.Module):
+    """Linear -> BatchNorm1d -> ReLU, a residual block (Linear, BatchNorm, ReLU, Linear) added to it, ReLU, Linear."""
+
+    def __init__(self, seed: int, d_in: int = 6, h: int = 8, d_out: int = 3):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc1 = nn.Linear(d_in, h)
+        self.bn1 = nn.BatchNorm1d(h)
+        self.fa = nn.Linear(h, h)
+        self.bna = nn.BatchNorm1d(h)
+        self.fb = nn.Linear(h, h)
+        self.out = nn.Linear(h, d_out)
+        with torch.no_grad():  # non-trivial running statistics and affine parameters (evaluation mode)
+            for bn in (self.bn1, self.bna):
+                bn.running_mean.uniform_(-0.3, 0.3)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.fc1(x)))
+        r = self.fb(torch.relu(self.bna(self.fa(h))))
+        return self.out(torch.relu(h + r))
+
+
+def _graph(model, shape):
+    return from_torch(model.double().eval(), shape)
+
+
+def _independent_masks(graph, counts):
+    """Exact-k magnitude masks written out independently of the library: stable argsort of |w|."""
+    out = {}
+    for n, k in zip(graph.weight_nodes, counts):
+        W = np.asarray(n.op.weight, float)
+        keep = np.ones(W.size, bool)
+        keep[np.argsort(np.abs(W.ravel()), kind="stable")[:int(k)]] = False
+        out[n.op.fqn] = keep.reshape(W.shape)
+    return out
+
+
+def _recertify(graph, counts, method="auto"):
+    """What ``certify --bound auto`` computes for these masks: min(Cert-D, certify_chains(..., "auto")) (or the given
+    §12 method, as ``certify --bound <method>`` next to Cert-D)."""
+    masks = _independent_masks(graph, counts)
+    d = certify_graph(graph, masks).eps
+    try:
+        F, Fh = lower_graph_pair(graph, graph.with_masks(masks))
+    except ProbPruneError:
+        return d, None
+    t = certify_chains(F, Fh, method).eps
+    return min(d, t), t
+
+
+def _counts(r):
+    return [L.max_prunable for L in r.layers]
+
+
+def _check_residual_budget(method, evaluations):
+    g = _graph(_ResBN(0), (6,))
+    assert not g.is_chain and any(n.op.folded for n in g.weight_nodes)
+    eps = 0.3
+    r = bc.certified_budget(g, eps, tight_evaluations=evaluations, tight_method=method)
+    d = r.as_dict()
+    for key in ("layers", "total_prunable", "eps_achieved", "uniform", "certificate", "certificate_detail"):
+        assert key in d
+    assert r.certificate.startswith("tight:") or r.certificate == "lemma-a"
+    assert isinstance(r, bc.CertifiedBudgetResult) and isinstance(r, BudgetResult)
+    assert r.eps_achieved <= eps
+    val, tight = _recertify(g, _counts(r), method)
+    assert tight is not None  # residual additions and BatchNorm lower exactly (§12.1)
+    assert val <= eps
+    assert val == pytest.approx(r.eps_achieved, rel=1e-12, abs=1e-15)  # same masks, same certificate
+    assert d["certificate_detail"]["at_allocation"]["certificate"] == r.certificate
+    if r.uniform_total > 0:  # the uniform allocation is certified too
+        u = d["certificate_detail"]["uniform_at_allocation"]
+        assert u["eps"] <= eps
+    return r, bc.certified_budget(g, eps, certificate="lemma-a")
+
+
+def test_residual_batchnorm_budget_is_certified_at_its_allocation():
+    r, rd = _check_residual_budget("propagate", 4)
+    assert r.certificate == "tight:propagate"  # far below Cert-D on this net
+    assert r.total_prunable >= rd.total_prunable and r.uniform_total >= rd.uniform_total
+
+
+@pytest.mark.slow
+def test_residual_batchnorm_budget_full_auto_rule():
+    """The default: every §12 method that applies at this size (the SDP included: seconds per evaluation)."""
+    r, rd = _check_residual_budget("auto", 3)
+    assert r.total_prunable >= rd.total_prunable
+
+
+def test_tight_inversion_prunes_at_least_as_much_as_cert_d_on_an_mlp():
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
+    g = _graph(m, (8,))
+    eps = 0.4
+    d = bc.certified_budget(g, eps, certificate="lemma-a")
+    a = bc.certified_budget(g, eps, tight_evaluations=5, tight_method="propagate")
+    assert d.certificate == "lemma-a" and d.as_dict()["certificate"] == "lemma-a"
+    assert a.total_prunable >= d.total_prunable
+    assert a.uniform_total >= d.uniform_total
+    assert a.eps_achieved <= eps
+    val, _ = _recertify(g, _counts(a), "propagate")
+    assert val <= eps
+    # the Cert-D inversion's own allocation is certified by Cert-D (the old behaviour, unchanged)
+    assert certify_graph(g, _independent_masks(g, _counts(d))).eps <= eps
+
+
+def test_pgd_on_the_pruned_network_stays_below_the_budget():
+    g = _graph(_ResBN(2), (6,))
+    eps = 0.25
+    r = bc.certified_budget(g, eps, mode="uniform", tight_evaluations=4, tight_method="propagate")
+    gh = g.with_masks(_independent_masks(g, _counts(r)))
+    a = pgd_sup_error(g.forward, gh.forward, (6,), restarts=128, steps=80, seed=3)
+    assert a.value <= r.eps_achieved * (1 + 1e-9) <= eps * (1 + 1e-9)
+
+
+def test_max_pooling_cnn_is_handled():
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 3 * 3, 4))
+    g = _graph(m, (1, 6, 6))
+    eps = 0.3
+    r = bc.certified_budget(g, eps, tight_evaluations=3, tight_method="propagate")
+    assert r.eps_achieved <= eps and r.total_prunable > 0
+    masks = _independent_masks(g, _counts(r))
+    if r.certificate == "lemma-a":  # the §12 certificates refuse max pooling: Cert-D fallback, said so
+        assert certify_graph(g, masks).eps <= eps
+        reason = bc.tight_refusal(g)
+        if reason is not None:
+            assert "MaxPool" in reason or "max" in reason.lower()
+            assert any("Cert-D inverted" in n for n in r.assumptions)
+    else:  # once the §12 certificates cover max pooling
+        val, _ = _recertify(g, _counts(r), "propagate")
+        assert val <= eps
+    gh = g.with_masks(masks)
+    a = pgd_sup_error(g.forward, gh.forward, (1, 6, 6), restarts=64, steps=60, seed=0)
+    assert a.value <= r.eps_achieved * (1 + 1e-9)
+
+
+def test_magnitude_masks_match_the_independent_rule_and_certify_allocation():
+    g = _graph(_ResBN(4), (6,))
+    counts = [5, 17, 3, 9]
+    lib = bc.magnitude_masks(g, counts)
+    ind = _independent_masks(g, counts)
+    assert set(lib) == set(ind) and all(np.array_equal(lib[k], ind[k]) for k in lib)
+    assert all(int((~lib[n.op.fqn]).sum()) == k for n, k in zip(g.weight_nodes, counts))
+    ac = bc.certify_allocation(g, counts, tight_method="propagate")
+    val, tight = _recertify(g, counts, "propagate")
+    assert ac.eps == pytest.approx(val, rel=1e-12) and ac.tight_eps == pytest.approx(tight, rel=1e-12)
+    named = bc.magnitude_masks(g, {n.op.fqn: k for n, k in zip(g.weight_nodes, counts)})
+    assert all(np.array_equal(named[k], lib[k]) for k in lib)
+    with pytest.raises(ProbPruneError, match="counts"):
+        bc.magnitude_masks(g, [1, 2])
+    with pytest.raises(ProbPruneError, match="unknown"):
+        bc.magnitude_masks(g, {"nope": 1})
+
+
+def test_size_gate_refuses_before_densifying():
+    m = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 64 * 64, 2))
+    g = from_torch(m.eval(), (3, 64, 64))
+    reason = bc.tight_refusal(g)
+    assert reason is not None and "dense" in reason
+
+
+def test_refusals_and_time_limit():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2))
+    g = _graph(m, (5,))
+    with pytest.raises(ProbPruneError, match="certificate"):
+        bc.certified_budget(g, 0.1, certificate="sdp-please")
+    with pytest.raises(ProbPruneError, match="tight_method"):
+        bc.certified_budget(g, 0.1, tight_method="magic")
+    with pytest.raises(ProbPruneError, match="tight_evaluations"):
+        bc.certified_budget(g, 0.1, tight_evaluations=-1)
+    with pytest.raises(ProbPruneError, match="time_limit"):
+        bc.certified_budget(g, 0.1, time_limit=0)
+    with pytest.raises(ProbPruneError, match="time_limit"):
+        bc.certified_budget(g, 0.1, time_limit=math.nan)
+    # no tight evaluations: the Cert-D allocation, certified by the auto rule (never larger than Cert-D)
+    r0 = bc.certified_budget(g, 0.2, tight_evaluations=0, tight_method="propagate")
+    rd = bc.certified_budget(g, 0.2, certificate="lemma-a")
+    assert r0.total_prunable == rd.total_prunable and r0.eps_achieved <= rd.eps_achieved * (1 + 1e-12)
+    # random pruning keeps Cert-R (the §12 certificates are for a given mask)
+    rr = bc.certified_budget(g, 0.5, "random", delta=0.1)
+    assert rr.certificate == "cert-r"
