@@ -88,7 +88,7 @@ def _chk_budget():
                                       torch.nn.Linear(3 * 5 * 5, 4))
         for model, shape in ((m, (12,)), (convnet, (2, 5, 5))):
             g = graph_from_torch(model.eval(), shape)
-            r = certified_budget(g, eps)
+            r = certified_budget(g, eps, certificate="lemma-a")  # §11.3 is the Cert-D search
             masks = {}
             for L, node in zip(r.layers, g.weight_nodes):
                 flat = np.abs(node.op.weight.ravel())

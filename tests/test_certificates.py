@@ -177,7 +177,7 @@ def test_certified_budget_holds_for_trained_like_net():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
     p = from_torch(m)
-    r = certified_budget(p, 0.3, "magnitude", "optimal")
+    r = certified_budget(p, 0.3, "magnitude", "optimal", certificate="lemma-a")  # a Cert-D test
     assert r.eps_achieved <= 0.3
     Wh = [magnitude_prune_count(w, L.max_prunable) for w, L in zip(p.weights, r.layers)]
     assert certify(p.spec, p.weights, Wh, p.biases).eps <= 0.3

@@ -162,9 +162,19 @@ class CertifiedAccuracy:
         return dict(self.__dict__)
 
 
-def certified_accuracy(parsed, pruned_weights, X, y, conv_method: str = "fft") -> CertifiedAccuracy:
+def _tighter(eps_d: float, certified: tuple[float, str] | None, name_d: str) -> tuple[float, str]:
+    """The certificate used for certified accuracy: Cert-D, or the budget's own certificate of the same allocation on
+    the same scaled network (e.g. the §12 auto certificate the budget inverted, §11.7) when it is smaller."""
+    if certified is not None and math.isfinite(certified[0]) and 0 <= certified[0] < eps_d:
+        return float(certified[0]), certified[1]
+    return float(eps_d), name_d
+
+
+def certified_accuracy(parsed, pruned_weights, X, y, conv_method: str = "fft",
+                       certified: tuple[float, str] | None = None) -> CertifiedAccuracy:
     """Certified accuracy (THEORY §10.4 [D]) of the pruning ``pruned_weights`` (same shapes as the weights; biases
-    kept) on inputs X with labels y, using Cert-D (§3.11) of the network scaled into the ball."""
+    kept) on inputs X with labels y, using Cert-D (§3.11) of the network scaled into the ball, or ``certified``
+    (value, name): a certificate of the same allocation of the same scaled network, when smaller."""
     from probprune.certificates.lemma import certify
 
     y = np.asarray(y).astype(int)
@@ -172,7 +182,8 @@ def certified_accuracy(parsed, pruned_weights, X, y, conv_method: str = "fft") -
     Wh = [np.asarray(w, float) for w in pruned_weights]
     Gh = list(Wh)
     Gh[0] = Gh[0] * s
-    eps = certify(G.spec, G.weights, Gh, G.biases, conv_method=conv_method).eps
+    eps, name = _tighter(certify(G.spec, G.weights, Gh, G.biases, conv_method=conv_method).eps, certified,
+                         "Cert-D (Lemma A, certified norms)")
     homog = (not parsed.has_bias) and parsed.spec.positively_homogeneous
     err = eps * r if homog else np.full(len(r), eps)
     Z = _logits(parsed, X)
@@ -180,7 +191,7 @@ def certified_accuracy(parsed, pruned_weights, X, y, conv_method: str = "fft") -
     ok = (pred == y) & prediction_stable(Z, err)
     Zh = _logits(parsed, X, Wh)
     return CertifiedAccuracy(float(np.mean(pred == y)), float(np.mean(ok)), float(np.mean(np.argmax(Zh, 1) == y)),
-                             float(eps), s, bool(homog), int(len(y)), "Cert-D (Lemma A, certified norms)")
+                             float(eps), s, bool(homog), int(len(y)), name)
 
 
 def eps_for_accuracy_drop(logits, y, radii, drop_points: float) -> tuple[float, int]:
@@ -254,8 +265,16 @@ def budget_for_accuracy_drop(parsed, X, y, drop_points: float, method: str = "ma
         bud = res.as_dict()
         counts = [Lb["max_prunable"] for Lb in bud["layers"]]
     Wh = pruned_weights_for(parsed, counts, method, seed)
-    chk = certified_accuracy(parsed, Wh, X, y, conv_method)
+    chk = certified_accuracy(parsed, Wh, X, y, conv_method, certified=_budget_certificate(bud, method))
     return AccuracyBudget(float(drop_points), float(e), bud, chk, method)
+
+
+def _budget_certificate(bud: dict, method: str) -> tuple[float, str] | None:
+    """The certificate a magnitude budget reports at its own (exact-k, deterministic) allocation; random budgets hold
+    with probability over the mask, so certified accuracy keeps Cert-D of the one drawn mask."""
+    if method != "magnitude" or "eps_achieved" not in bud:
+        return None
+    return float(bud["eps_achieved"]), str(bud.get("certificate", "the budget's certificate"))
 
 
 # --------------------------------------------------------------------------------------------- any traced graph
@@ -322,7 +341,8 @@ def scaled_graph(graph, s: float):
     return graph.with_weights({u.op.fqn: W[u.op.fqn] * s for u in users}), [u.op.fqn for u in users]
 
 
-def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str = "fft") -> CertifiedAccuracy:
+def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str = "fft",
+                             certified: tuple[float, str] | None = None) -> CertifiedAccuracy:
     """:func:`certified_accuracy` (THEORY §10.4 [D]) for any traced graph: Cert-D of G(u) = F(s u), s = max ||x_i||
     (:func:`scaled_graph`), the same bound at every input (no per-input scaling)."""
     from probprune.certificates.lemma import certify_graph
@@ -334,13 +354,14 @@ def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str
         raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
     G, first = scaled_graph(graph, s)
     Wh = {k: np.asarray(v, float) * (s if k in first else 1.0) for k, v in pruned_weights.items()}
-    eps = certify_graph(G, G.with_weights(Wh), conv_method=conv_method).eps
+    eps, name = _tighter(certify_graph(G, G.with_weights(Wh), conv_method=conv_method).eps, certified,
+                         "Cert-D on the traced graph (§8.2, certified norms)")
     Z = _graph_logits(graph, X)
     pred = np.argmax(Z, axis=1)
     ok = (pred == y) & prediction_stable(Z, np.full(len(y), eps))
     Zh = _graph_logits(graph, X, pruned_weights)
     return CertifiedAccuracy(float(np.mean(pred == y)), float(np.mean(ok)), float(np.mean(np.argmax(Zh, 1) == y)),
-                             float(eps), s, False, int(len(y)), "Cert-D on the traced graph (§8.2, certified norms)")
+                             float(eps), s, False, int(len(y)), name)
 
 
 def graph_pruned_weights(graph, counts: Sequence[int], method: str, seed: int = 0) -> dict:
@@ -380,7 +401,8 @@ def graph_budget_for_accuracy_drop(graph, X, y, drop_points: float, method: str 
         res = _certified_budget()(G, e, method, mode, delta=delta, conv_method=conv_method, **(budget_kw or {}))
         bud = res.as_dict()
         counts = [Lb["max_prunable"] for Lb in bud["layers"]]
-    chk = graph_certified_accuracy(graph, graph_pruned_weights(graph, counts, method, seed), X, y, conv_method)
+    chk = graph_certified_accuracy(graph, graph_pruned_weights(graph, counts, method, seed), X, y, conv_method,
+                                   certified=_budget_certificate(bud, method))
     return AccuracyBudget(float(drop_points), float(e), bud, chk, method)
 
 
