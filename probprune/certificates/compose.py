@@ -21,7 +21,7 @@ import numpy as np
 
 from probprune.core.errors import ProbPruneError
 from probprune.theory.norms import spectral_norm_upper
-from probprune.certificates.lower import Chain
+from probprune.certificates.lower import Chain, stage_diff
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
@@ -45,14 +45,14 @@ def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
     nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
-    for s, sh in zip(F.stages, Fhat.stages):
+    for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         nM.append(spectral_norm_upper(s.M))
         nMh.append(spectral_norm_upper(sh.M))
-        D = s.M - sh.M
+        D, dbi = stage_diff(F, Fhat, i)
         nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
         bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
         bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
-        bd.append(float(np.linalg.norm(s.b - sh.b)) * (1 + 1e-12))
+        bd.append(float(np.linalg.norm(dbi)) * (1 + 1e-12))
         fp.append(float(np.prod(s.factor_norms)) if s.factor_norms else float("nan"))
     return StageNorms(*(np.array(v) for v in (nM, nMh, nE, bb, bbh, bd, fp)))
 
@@ -201,7 +201,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
     mats = {}
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         mats[("M", i)] = s.M
-        mats[("E", i)] = s.M - sh.M
+        mats[("E", i)] = stage_diff(F, Fhat, i)[0]
         mats[("H", i)] = sh.M
     mats.update(extra or {})
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import StageNorms, _pair_cache, chain_product_bound, stage_norms
-from probprune.certificates.lower import Chain
+from probprune.certificates.lower import Chain, stage_diff
 from probprune.certificates.propagate import CoupledPropagator, Region, l2_sup_from_linear, trs_dual_bound
 
 
@@ -69,7 +69,8 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     for st in Fhat.stages[:-1]:
         z = st.M @ s_at[-1] + st.b
         s_at.append(np.where(st.relu, np.maximum(z, 0.0), z))
-    w = [F.stages[i].M @ s_at[i] - Fhat.stages[i].M @ s_at[i] + F.stages[i].b - Fhat.stages[i].b for i in range(L)]
+    diffs = [stage_diff(F, Fhat, i) for i in range(L)]
+    w = [diffs[i][0] @ s_at[i] + diffs[i][1] for i in range(L)]
     if dims_ok:
         pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
     single.update({("H", i): n.Mhat[i] for i in range(L)})
@@ -86,8 +87,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         beta.append(rec)
     terms, Vs, Pis = [], [], []
     for i in range(L):
-        E = F.stages[i].M - Fhat.stages[i].M
-        db = F.stages[i].b - Fhat.stages[i].b
+        E, db = diffs[i]
         if not np.any(E) and not np.any(db):
             terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
             continue
