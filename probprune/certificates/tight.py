@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import certify_composed
+from probprune.certificates.compose import certify_composed, lemma_a_pairs
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -72,6 +72,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                              "(lower_graph_pair)")
     comps: dict[str, float] = {}
     stages: list = []
+    norms = None
     skipped: dict[str, str] = {}
     t0 = time.perf_counter()
 
@@ -100,12 +101,13 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                      "'propagate' for a ball around a data point")
         else:
             def run_composed():
-                cr = certify_composed(F, Fhat, radius, pairs=(method != "composed"))
+                nonlocal norms
+                cr = certify_composed(F, Fhat, radius, pairs=(method == "pairs"))
                 comps["composed_fwd"] = cr.fwd
                 comps["composed_bwd"] = cr.bwd
-                if method != "composed":
+                if method == "pairs":
                     comps["pairs"] = cr.pairs
-                n = cr.norms
+                n = norms = cr.norms
                 for i, s in enumerate(F.stages):
                     stages.append({"stage": s.name, "ops": list(s.ops), "norm_M": float(n.M[i]),
                                    "norm_Mhat": float(n.Mhat[i]), "norm_E": float(n.E[i]),
@@ -115,21 +117,13 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             guarded("composed", run_composed)
     prop = None
     reg = Region(c[None, :], float(radius), "l2")
+    # "auto": the cheap components first (composed norms, coupled propagation), then pairs, mixed and the SDP while
+    # the time budget lasts (a component that has started finishes: the limit is checked between components)
     if method in ("auto", "mixed", "propagate", "sdp"):
         def run_prop():
             nonlocal prop
             prop = CoupledPropagator(F, Fhat, reg)
         guarded("propagate", run_prop)
-    if method in ("auto", "mixed") and prop is not None:
-        def run_mixed():
-            mx = lemma_a_mixed(F, Fhat, reg, prop)
-            comps["mixed"] = mx.eps
-            for i in range(min(len(stages), len(mx.terms))):
-                stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
-        if method == "auto" and over_budget():
-            skipped["mixed"] = f"time limit {time_limit} s reached"
-        else:
-            guarded("mixed", run_mixed)
     if method in ("auto", "propagate") and prop is not None:
         def run_region():
             r = region_error_bound(F, Fhat, reg, prop)
@@ -142,6 +136,23 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 else:
                     stages.append({"stage": F.stages[i].name, **info})
         guarded("propagate", run_region)
+    if method == "auto" and at_origin and norms is not None:
+        if over_budget():
+            skipped["pairs"] = f"time limit {time_limit} s reached"
+        else:
+            def run_pairs():
+                comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
+            guarded("pairs", run_pairs)
+    if method in ("auto", "mixed") and prop is not None:
+        def run_mixed():
+            mx = lemma_a_mixed(F, Fhat, reg, prop)
+            comps["mixed"] = mx.eps
+            for i in range(min(len(stages), len(mx.terms))):
+                stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
+        if method == "auto" and over_budget():
+            skipped["mixed"] = f"time limit {time_limit} s reached"
+        else:
+            guarded("mixed", run_mixed)
     sdp_info = None
     if method == "sdp" or (method == "auto" and lifted_dim(F) <= SDP_AUTO_DIM):
         def run_sdp():
