@@ -278,11 +278,13 @@ class _Engine:
         self.consume(arg)
         linF, cF, linH, cH, linD, cD = _lin_parts(op, oph)
         with torch.no_grad():
-            # pre-scale so that (largest weight) x (largest stored entry) stays near 1: products cannot underflow
-            # unless the weights themselves span more than float64's range
+            # tiny weights: scale the stored expression UP first (exact) so that (largest weight) x (largest stored
+            # entry) stays near 1 and the products cannot underflow; large weights need no pre-scaling (the result
+            # is normalised afterwards; an overflow gives inf, refused by _check)
             w = _maxabs(*(torch.as_tensor(np.asarray(a, float)) for a in _op_arrays(op, oph)))
-            if w > 0 and not (SCALE_LO <= w <= SCALE_HI):
+            if 0 < w < SCALE_LO:
                 ex = ex.scaled(_exp2(w) - 1)
+                self._check(ex, label + " (pre-scaled input)")
             def two_e(c):  # 2^-e c, exact unless it leaves the normal range (then _check refuses)
                 return None if c is None else _ldexp(c, -ex.e)
             Mt = linF(ex.Mt)
