@@ -213,3 +213,16 @@ def test_time_limit_keeps_a_certificate():
     assert math.isfinite(c.eps) and "mixed" not in c.components
     with pytest.raises(ProbPruneError, match="time_limit"):
         certify_chains(F, Fh, "auto", time_limit=-1)
+
+
+def test_deadline_stops_the_long_searches():
+    from probprune.certificates.compose import TimeLimitReached, deadline, lemma_a_pairs
+
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    g = from_torch(m, (3,))
+    gh = g.with_masks({"0.weight": np.random.default_rng(0).random((4, 3)) >= 0.5})
+    F, Fh = lower_graph_pair(g, gh)
+    with pytest.raises(TimeLimitReached):
+        with deadline(0.0):  # long past
+            lemma_a_pairs(F, Fh, 1.0)
+    assert math.isfinite(lemma_a_pairs(F, Fh, 1.0))  # the deadline is scoped

@@ -12,7 +12,10 @@ Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding a
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -22,6 +25,30 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.theory.norms import spectral_norm_upper
 from probprune.certificates.lower import Chain, stage_diff
+
+#: a soft deadline (time.perf_counter() value) for the long searches (pair and segment bounds, the mixed bound):
+#: set by certify_chains(..., time_limit=) through :func:`deadline`; past it they raise :class:`TimeLimitReached`
+_DEADLINE: contextvars.ContextVar = contextvars.ContextVar("probprune_tight_deadline", default=None)
+
+
+class TimeLimitReached(Exception):
+    """The component ran past the caller's time limit (caught by certify_chains; the component is skipped)."""
+
+
+@contextlib.contextmanager
+def deadline(t_end: float | None):
+    tok = _DEADLINE.set(t_end)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(tok)
+
+
+def check_deadline() -> None:
+    t_end = _DEADLINE.get()
+    if t_end is not None and time.perf_counter() > t_end:
+        raise TimeLimitReached()
+
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
@@ -207,12 +234,14 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
+        check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
         b = pair_bound(A, B)
         return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
 
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
+        check_deadline()
         ms = [mats[k] for k in keys]
         if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
             return math.inf

@@ -38,6 +38,13 @@ class MixedResult:
 
 
 def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
+    from probprune.certificates.compose import check_deadline
+
+    check_deadline()
+    return _sup_l2_rows_impl(prop, stage, C, offset)
+
+
+def _sup_l2_rows_impl(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
     """sup over the region (single centre) of ||C shat_stage(x) + offset||_2 (Statements 12.5-12.6)."""
     import torch
 
