@@ -111,6 +111,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-anchored", "§12.3", "Statement 12.9: v_i = w_i + E_i Shat Mhat ... (x - x0); chain bounds of both parts"),
     DStatement("tight-chain", "§12.2", "Statement 12.10: S-procedure chain recursion G_{k+1} = t^2 X^T (2tI - G_k)^{-1} X"),
     DStatement("tight-maxpool", "§12.7", "Statement 12.13: max over a window = ReLU tree b + ReLU(a - b); exact chain lowering"),
+    DStatement("tight-maxpool-block", "§12.7", "Statement 12.17: a max-pool block is one sqrt(c_max)-Lipschitz step of composed Lemma A"),
     DStatement("tight-scaling", "§12.8", "Statement 12.14: power-of-two diagonal rescaling of a ReLU chain scales F - F_hat by 2^-e"),
     DStatement("tight-diff-exact", "§12.8", "Statement 12.15: W v + c - (What vh + ch) = What d + (W - What) v + (c - ch)"),
     DStatement("tight-what-differs", "§12.8", "Statement 12.16: Cert-D only for weight-only differences; ties by storage"),

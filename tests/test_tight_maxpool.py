@@ -121,3 +121,18 @@ def test_concatenation_and_permutation():
     att = _attack(g, gh)
     for meth in ("composed", "propagate", "mixed"):
         assert certify_chains(F, Fh, meth).eps >= att * (1 - 1e-9)
+
+
+def test_max_pool_block_keeps_composed_below_cert_d():
+    """Statement 12.17: with the pool as one sqrt(c_max)-Lipschitz block, composed Lemma A is never worse than Cert-D
+    here (exact composition of the affine runs, the same pooling factor), and still >= PGD."""
+    from probprune.certificates.lemma import certify_graph
+
+    m = _cnn(7, POOLS[1], 6, 2, True, True)
+    g = from_torch(m, (1, 6, 6))
+    rng = np.random.default_rng(7)
+    gh = g.with_masks({k: rng.random(w.shape) < 0.5 for k, w in g.weights.items()})
+    F, Fh = lower_graph_pair(g, gh)
+    assert len(F.lip_blocks) == 1
+    eps = certify_chains(F, Fh, "composed").eps
+    assert _attack(g, gh) <= eps <= certify_graph(g, gh).eps * 1.01

@@ -91,11 +91,21 @@ def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNor
     (fwd; bwd swaps the roles of M and Mhat), h_0 = radius, Delta_0 = 0."""
     n = norms or stage_norms(F, Fhat)
 
+    blocks = {a: (b, L) for a, b, L in getattr(F, "lip_blocks", ())
+              if all(n.E[i] == 0 and n.bias_diff[i] == 0 for i in range(a, b + 1))}
+
     def run(first, bfirst, second):
         h, D = float(radius), 0.0
-        for i in range(len(first)):
+        i = 0
+        while i < len(first):
+            if i in blocks:  # Statement 12.17: a parameter-free L-Lipschitz block with value 0 at 0 (max pooling)
+                last, L = blocks[i]
+                D, h = L * D, L * h
+                i = last + 1
+                continue
             D = n.E[i] * h + second[i] * D + n.bias_diff[i]
             h = first[i] * h + bfirst[i]
+            i += 1
         return D
 
     return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))

@@ -60,6 +60,9 @@ class Chain:
     input_shape: tuple[int, ...]
     source: str
     scale_exp: int = 0  # F(x) = 2^scale_exp * (the chain's last stage); states are power-of-two rescalings (§12.1)
+    # (first, last, L): stages first..last compose to a parameter-free map with Lipschitz constant L and value 0 at 0
+    # (a max-pool tree with the values carried past it, §12.7); used by the composed Lemma A (Statement 12.17)
+    lip_blocks: tuple = ()
 
     @property
     def depth(self) -> int:
@@ -231,6 +234,7 @@ class _Engine:
         self.pending_ops: dict[str, tuple[str, ...]] = {}
         self.norms: dict[str, tuple[float, ...]] = {}
         self.state_dim = 0
+        self.lip_blocks: list[tuple[int, int, float]] = []
 
     def input(self, node: str, in_shape: tuple):
         import torch
@@ -376,6 +380,13 @@ class _Engine:
     def max_pool(self, node: str, arg: str, op, label: str):
         """THEORY §12.7: max over each window as a balanced tree of max(a, b) = b + ReLU(a - b): every level is one
         ReLU stage (the differences a - b) with the b's carried; exact, so every §12 certificate applies."""
+        # stage breaks before and after the tree: stages [first, last] then map (pool input, carried values) to
+        # (pool output, carried values), a map with Lipschitz constant max(sqrt(c_max), 1) and value 0 at 0 (§12.7)
+        pre = f"{node}#in"
+        self.users_left[pre] = 1
+        self.relu(pre, arg, is_relu=False)
+        arg = pre
+        first = len(self.stages)
         ex = self._get(arg)
         in_shape = tuple(ex.b.shape[1:])
         win, out_shape = max_pool_windows(op, in_shape)
@@ -404,20 +415,30 @@ class _Engine:
             self.add(cname, rname, bname)
             cur, level = cname, level + 1
         shape = _Fn(lambda x: x.reshape(x.shape[0], *out_shape), label)
-        self.affine(node, cur, shape, shape, label + " reshape", 1.0)
+        post = f"{node}#out"
+        self.users_left[post] = 1
+        self.affine(post, cur, shape, shape, label + " reshape", 1.0)
+        self.relu(node, post, is_relu=False)  # node = the pool's output, now a block of the state
+        cnt = np.zeros(int(np.prod(in_shape)), int)
+        for row in win:
+            cnt[np.unique(row)] += 1  # windows containing each input element (repeats counted once)
+        L = max(math.sqrt(float(cnt.max())), 1.0) * (1 + 1e-12)
+        self.lip_blocks.append((first, len(self.stages) - 1, L))
 
-    def relu(self, node: str, arg: str):
+    def relu(self, node: str, arg: str, is_relu: bool = True):
+        """Close a stage: [ReLU (or identity, ``is_relu`` False) of arg's expression; carried live values]."""
         import torch
 
         self._get(arg)
         self.consume(arg)
         live = [k for k in self.expr if k != arg and self.users_left.get(k, 0) > 0]
-        blocks = [(node, arg, True)] + [(k, k, False) for k in live]
+        blocks = [(node, arg, is_relu)] + [(k, k, False) for k in live]
         if self.users_left.get(arg, 0) > 0:  # the activation's input is itself still needed later
             blocks.append((arg, arg, False))
         exprs = [self.expr[src] for _, src, _ in blocks]
         flags = [np.full(int(np.prod(ex.b.shape[1:])), is_relu) for ex, (_, _, is_relu) in zip(exprs, blocks)]
-        self._close(exprs, f"stage{len(self.stages)}:{node}", self.pending_ops.get(arg, ()) + ("relu",),
+        self._close(exprs, f"stage{len(self.stages)}:{node}", self.pending_ops.get(arg, ()) + (("relu",) if is_relu
+                                                                                             else ("(stage break)",)),
                     self.norms.get(arg, ()), flags)
         new_dim = self.stages[-1].M.shape[0]
         new_expr = {}
@@ -445,11 +466,13 @@ class _Engine:
         for st in self.stages + self.hstages:
             if not (np.all(np.isfinite(st.M)) and np.all(np.isfinite(st.b))):
                 raise ProbPruneError(f"{self.name}: non-finite weights in {st.name}")
-        C = Chain(stages=tuple(self.stages), input_shape=tuple(in_shape), source=source, scale_exp=int(ex.e))
+        lb = tuple(self.lip_blocks)
+        C = Chain(stages=tuple(self.stages), input_shape=tuple(in_shape), source=source, scale_exp=int(ex.e),
+                  lip_blocks=lb)
         if not self.pair:
             return C
         return C, Chain(stages=tuple(self.hstages), input_shape=tuple(in_shape), source=source,
-                        scale_exp=int(ex.e))
+                        scale_exp=int(ex.e), lip_blocks=lb)
 
 
 class _Fn:
