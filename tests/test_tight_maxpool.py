@@ -62,7 +62,7 @@ def test_certificates_through_max_pooling_dominate_pgd(seed, pool, bias, keep, s
     gh = g.with_masks({k: rng.random(w.shape) < keep for k, w in g.weights.items()})
     F, Fh = lower_graph_pair(g, gh)
     att = _attack(g, gh)
-    for meth in ("composed", "propagate"):
+    for meth in ("composed", "propagate", "mixed"):
         eps = certify_chains(F, Fh, meth).eps
         assert eps >= att * (1 - 1e-9), (meth, eps, att)
 

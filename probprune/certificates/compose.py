@@ -270,13 +270,44 @@ def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> flo
     seg = getattr(pb, "segment", None)
     for k in range(n - 1, -1, -1):
         best = single[factors[k]] * f[k + 1]
-        if k + 1 < n:
+        if k + 1 < n and factors[k][0] != "B" and factors[k + 1][0] != "B":
             best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
         if seg is not None:  # longer segments by the S-procedure chain bound (Statement 12.10)
             for j in range(k + 2, n):
+                if any(fk[0] == "B" for fk in factors[k:j + 1]):
+                    break
                 best = min(best, seg(tuple(factors[k:j + 1])) * f[j + 1])
         f[k] = best
     return f[0]
+
+
+def lip_blocks(F: Chain, n: StageNorms) -> dict:
+    """{first: (last, L)} for the parameter-free Lipschitz blocks of the chain (max pooling, Statement 12.17)."""
+    return {a: (b, L) for a, b, L in getattr(F, "lip_blocks", ())
+            if all(n.E[i] == 0 and n.bias_diff[i] == 0 for i in range(a, b + 1))}
+
+
+def collapse_blocks(factors: list, blocks: dict, single: dict) -> list:
+    """Replace every run ("M" or "H", last) ... (same kind, first) of a block's stages (descending, as in the
+    unrolling) by one factor ("B", first) of norm L (Statement 12.17: the slope product over a max-pool block has
+    rows that are probability vectors over windows, norm <= sqrt(c_max), for ANY slopes); no pair bound across it."""
+    if not blocks:
+        return factors
+    ends = {b: (a, L) for a, (b, L) in blocks.items()}
+    out, k = [], 0
+    while k < len(factors):
+        kind, j = factors[k]
+        if kind in ("M", "H") and j in ends:
+            a, L = ends[j]
+            run = [(kind, t) for t in range(j, a - 1, -1)]
+            if factors[k:k + len(run)] == run:
+                out.append(("B", a))
+                single[("B", a)] = L
+                k += len(run)
+                continue
+        out.append(factors[k])
+        k += 1
+    return out
 
 
 def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None,
@@ -290,12 +321,16 @@ def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms 
     pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
     single = {("M", i): n.M[i] for i in range(L)}
     single.update({("E", i): n.E[i] for i in range(L)})
+    blocks = lip_blocks(F, n)
     beta = [float(radius)]
     for i in range(L - 1):
         beta.append(n.Mhat[i] * beta[-1] + n.bias_hat[i])
+        for a, (b, Lb) in blocks.items():
+            if i == b:  # ||shat|| after a block: L times before it (Statement 12.17)
+                beta[-1] = min(beta[-1], Lb * beta[a])
     total = 0.0
     for i in range(L):
-        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        prefix = collapse_blocks([("M", j) for j in range(L - 1, i, -1)], blocks, single)
         if n.E[i] > 0:
             total += chain_product_bound(prefix + [("E", i)], single, pb) * beta[i]
         if n.bias_diff[i] > 0:

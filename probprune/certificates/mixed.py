@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import StageNorms, _pair_cache, chain_product_bound, stage_norms
+from probprune.certificates.compose import (StageNorms, _pair_cache, chain_product_bound, collapse_blocks,
+                                            lip_blocks, stage_norms)
 from probprune.certificates.lower import Chain, stage_diff
 from probprune.certificates.propagate import CoupledPropagator, Region, l2_sup_from_linear, trs_dual_bound
 
@@ -85,9 +86,13 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
     beta_in = float(np.linalg.norm(x0)) + (r if region.norm == "l2" else r * math.sqrt(F.n_in))
     beta = []
+    blocks = lip_blocks(F, n)
     rec = beta_in
     for i in range(L - 1):
         rec = n.Mhat[i] * rec + n.bias_hat[i]
+        for a, (b, Lb) in blocks.items():
+            if i == b:  # Statement 12.17
+                rec = min(rec, Lb * (beta[a - 1] if a > 0 else beta_in))
         k = F.stages[i].n_out
         prop_b = _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)) if k <= 4096 else math.inf
         rec = min(rec, prop_b)
@@ -98,7 +103,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         if not np.any(E) and not np.any(db):
             terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
             continue
-        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        prefix = collapse_blocks([("M", j) for j in range(L - 1, i, -1)], blocks, single)
         Pi = chain_product_bound(prefix, single, pb) if prefix else 1.0
         if i == 0:
             if region.norm == "l2":
@@ -110,7 +115,8 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         b_prev = beta_in if i == 0 else beta[i - 1]
         alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
         anchored = (chain_product_bound(prefix + [("w", i)], single, pb)
-                    + (chain_product_bound(prefix + [("E", i)] + [("H", j) for j in range(i - 1, -1, -1)], single, pb)
+                    + (chain_product_bound(prefix + [("E", i)] + collapse_blocks(
+                        [("H", j) for j in range(i - 1, -1, -1)], blocks, single), single, pb)
                        * r2 if n.E[i] > 0 else 0.0))
         terms.append(min(Pi * V, alt, anchored))
         Vs.append(V)
