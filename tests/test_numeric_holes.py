@@ -226,3 +226,27 @@ def test_deadline_stops_the_long_searches():
         with deadline(0.0):  # long past
             lemma_a_pairs(F, Fh, 1.0)
     assert math.isfinite(lemma_a_pairs(F, Fh, 1.0))  # the deadline is scoped
+
+
+def test_region_bounds_are_unscaled():
+    from probprune.certificates.stability import region_sup_error
+
+    g0 = torch.Generator().manual_seed(2)
+    m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        for lay, s in zip([m[0], m[2]], [1e-100, 1e-100]):
+            lay.weight.copy_(torch.randn(lay.weight.shape, generator=g0, dtype=torch.float64) * s)
+            lay.bias.copy_(torch.randn(lay.bias.shape, generator=g0, dtype=torch.float64) * s * s)
+    g = from_torch(m, (4,))
+    gh = g.with_masks({"0.weight": np.random.default_rng(1).random((6, 4)) >= 0.5})
+    F, Fh = lower_graph_pair(g, gh)
+    assert F.scale_exp != 0
+    c = np.random.default_rng(3).normal(size=4)
+    ub = region_sup_error(F, Fh, c[None, :], 0.5)[0]
+    # sampled lower bound (PGD's squared objective would underflow at this scale)
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(4000, 4))
+    u *= 0.5 * rng.random((4000, 1)) ** 0.25 / np.linalg.norm(u, axis=1, keepdims=True)
+    x = torch.as_tensor(c + u)
+    att = float(((g.forward(x) - gh.forward(x)) * 2.0 ** 600).norm(dim=1).max()) * 2.0 ** -600  # no underflow in the norm
+    assert 1e-250 < att <= ub <= 100 * att
