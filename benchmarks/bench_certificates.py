@@ -326,6 +326,8 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
 
 if __name__ == "__main__":
     if "--subset" in sys.argv:
-        main_subset(tuple(a for a in sys.argv[1:] if not a.startswith("--")) or ("lenet5_maxpool_digits",))
+        sel = tuple(a for a in sys.argv[1:] if not a.startswith("--")) or ("lenet5_maxpool_digits",)
+        main_subset(sel, out_name="certificates_issue19_subset.json" if sel == ("lenet5_maxpool_digits",)
+                    else f"certificates_issue19_subset_{'_'.join(sel)}.json")
     else:
         main()
