@@ -3,7 +3,7 @@ networks, each against the best of a many-restart PGD attack; certified predicti
 
 Networks (tiny training on the offline data, cached under $PROBPRUNE_BENCH_CACHE or /tmp): MLPs on digits / mnist5k /
 MNIST-1D, CNNs with average pooling on digits / mnist5k, a residual CNN with BatchNorm on digits, and LeNet-5 with
-max pooling (old Cert-D only: the tight certificates refuse max pooling). Per-layer magnitude pruning at
+max pooling (old Cert-D only: the tight certificates refused max pooling before issue 19; ``--subset`` runs the issue-19 subset). Per-layer magnitude pruning at
 fractions 0.3 / 0.6 / 0.9. Writes benchmarks/results/certificates.json.
 
 Metrics:
@@ -248,5 +248,86 @@ def main() -> dict:
     return out
 
 
+def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
+                out_name: str = "certificates_issue19_subset.json") -> dict:
+    """Issue 19 SUBSET run (the machine is shared; the full run above does not fit): the ball metric only, for the
+    named networks of :func:`_nets`: old Cert-D, the tight certificate ``auto`` under ``time_limit`` (max pooling is
+    now lowered as a ReLU tree, §12.7), each over the best of a 128-restart x 100-iteration PGD. Writes
+    benchmarks/results/<out_name>; nothing else."""
+    import torch
+
+    from probprune.certificates.lemma import certify_graph
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.tight import certify_chains
+    from probprune.measure.attack import pgd_sup_error as pgd
+    from probprune.net.data import load_dataset
+    from probprune.net.trace import from_torch as graph_from_torch
+    from probprune.net.train import evaluate, train
+
+    torch.set_num_threads(1)
+    cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    os.makedirs(cache, exist_ok=True)
+    nets_out = []
+    for name, dsname, images, build, epochs in _nets():
+        if name not in names:
+            continue
+        ds = load_dataset(dsname, seed=0, images=images)
+        model = build(0)
+        path = os.path.join(cache, f"{name}.pt")
+        if os.path.exists(path):
+            model.load_state_dict(torch.load(path))
+        else:
+            train(model, ds, epochs=epochs, seed=0)
+            torch.save(model.state_dict(), path)
+        model = model.double().eval()
+        shape = tuple(ds.input_shape)
+        net = {"name": name, "test_accuracy": float(evaluate(model.float(), ds.X_test, ds.y_test)), "fractions": []}
+        model = model.double()
+        g = graph_from_torch(model, shape)
+        for q in FRACTIONS:
+            masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+            gh = g.with_masks(masks)
+            r = {"fraction": q}
+            t = time.perf_counter()
+            r["old_cert_d"] = float(certify_graph(g, gh).eps)
+            r["old_seconds"] = time.perf_counter() - t
+            t = time.perf_counter()
+            r["pgd_ball"] = float(pgd(g.forward, gh.forward, shape, 128, 100, 1).value)
+            r["pgd_seconds"] = time.perf_counter() - t
+            t = time.perf_counter()
+            F, Fh = lower_graph_pair(g, gh)
+            c = certify_chains(F, Fh, "auto", 1.0, time_limit=time_limit)
+            r["new_seconds"] = time.perf_counter() - t
+            r["new_eps"], r["new_method"] = c.eps, c.method
+            r["new_components"] = c.components
+            r["skipped"] = next((s for s in c.stages if s.get("stage") == "skipped components"), {})
+            r["old_over_pgd"] = r["old_cert_d"] / r["pgd_ball"]
+            r["new_over_pgd"] = c.eps / r["pgd_ball"]
+            r["sound"] = bool(r["pgd_ball"] <= min(r["old_cert_d"], c.eps))
+            print(f"{name} q={q}: old/pgd {r['old_over_pgd']:.2f} new/pgd {r['new_over_pgd']:.2f} "
+                  f"({c.method}, {r['new_seconds']:.1f} s)", flush=True)
+            net["fractions"].append(r)
+        nets_out.append(net)
+    allr = [r for n in nets_out for r in n["fractions"]]
+    out = {"benchmark": "certificates (issue 19 SUBSET: ball metric only, not the full benchmark)",
+           "networks": nets_out,
+           "summary": {"new_over_pgd_median": statistics.median(r["new_over_pgd"] for r in allr),
+                       "old_over_pgd_median": statistics.median(r["old_over_pgd"] for r in allr),
+                       "new_seconds_max": max(r["new_seconds"] for r in allr), "all_sound": all(r["sound"] for r in allr),
+                       "targets": {"median_over_pgd": 2.0, "per_family": 2.5, "auto_seconds": 10.0}},
+           "settings": {"pgd_ball": "128 restarts x 100 iterations", "time_limit_s": time_limit,
+                        "fractions": FRACTIONS, "pruning": "per-layer magnitude"},
+           "environment": {"python": sys.version.split()[0], "load_avg": os.getloadavg()}}
+    with open(os.path.join(os.path.dirname(__file__), "results", out_name), "w") as f:
+        json.dump(out, f, indent=1, default=float)
+    print(json.dumps(out["summary"], indent=1, default=float))
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    if "--subset" in sys.argv:
+        sel = tuple(a for a in sys.argv[1:] if not a.startswith("--")) or ("lenet5_maxpool_digits",)
+        main_subset(sel, out_name="certificates_issue19_subset.json" if sel == ("lenet5_maxpool_digits",)
+                    else f"certificates_issue19_subset_{'_'.join(sel)}.json")
+    else:
+        main()

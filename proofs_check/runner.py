@@ -19,6 +19,7 @@ CHECK_MODULES = (
     "checks_stats",
     "checks_graph",
     "checks_tight",
+    "checks_tight_maxpool",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",

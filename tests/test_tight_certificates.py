@@ -195,8 +195,8 @@ def test_stability_sound_by_sampling():
 
 
 def test_refusals():
-    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
-    with pytest.raises(UnsupportedLayerError, match="MaxPool2d"):
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, return_indices=True))
+    with pytest.raises(UnsupportedLayerError):  # max pooling with indices: refused (by the reader or the lowering)
         lower_torch(m, (1, 8, 8))
     with pytest.raises(UnsupportedLayerError, match="(?i)sigmoid"):  # named by the graph reader
         lower_torch(nn.Sequential(nn.Linear(3, 3), nn.Sigmoid(), nn.Linear(3, 2)), (3,))
@@ -225,8 +225,10 @@ def test_graph_lowering_matches_torch_lowering():
     Ft, Fht = lower_pair(m, pruned_copy(m, masks), (1, 6, 6))
     np.testing.assert_allclose(F.forward(x) - Fh.forward(x), Ft.forward(x) - Fht.forward(x), atol=1e-9)
     lenet = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
-    with pytest.raises(UnsupportedLayerError, match="MaxPool"):
-        lower_graph(graph_from_torch(lenet, (1, 8, 8)))
+    lenet = lenet.double()
+    C = lower_graph(graph_from_torch(lenet, (1, 8, 8)))  # max pooling lowered exactly as a ReLU tree (§12.7)
+    xx = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    np.testing.assert_allclose(C.forward(xx.numpy()), lenet(xx).detach().numpy(), atol=1e-12)
 
 
 def test_one_pgd_regions_against_exact_linear():

@@ -12,7 +12,10 @@ Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding a
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -21,7 +24,31 @@ import numpy as np
 
 from probprune.core.errors import ProbPruneError
 from probprune.theory.norms import spectral_norm_upper
-from probprune.certificates.lower import Chain
+from probprune.certificates.lower import Chain, stage_diff
+
+#: a soft deadline (time.perf_counter() value) for the long searches (pair and segment bounds, the mixed bound):
+#: set by certify_chains(..., time_limit=) through :func:`deadline`; past it they raise :class:`TimeLimitReached`
+_DEADLINE: contextvars.ContextVar = contextvars.ContextVar("probprune_tight_deadline", default=None)
+
+
+class TimeLimitReached(Exception):
+    """The component ran past the caller's time limit (caught by certify_chains; the component is skipped)."""
+
+
+@contextlib.contextmanager
+def deadline(t_end: float | None):
+    tok = _DEADLINE.set(t_end)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(tok)
+
+
+def check_deadline() -> None:
+    t_end = _DEADLINE.get()
+    if t_end is not None and time.perf_counter() > t_end:
+        raise TimeLimitReached()
+
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
@@ -45,14 +72,14 @@ def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
     nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
-    for s, sh in zip(F.stages, Fhat.stages):
+    for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         nM.append(spectral_norm_upper(s.M))
         nMh.append(spectral_norm_upper(sh.M))
-        D = s.M - sh.M
+        D, dbi = stage_diff(F, Fhat, i)
         nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
         bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
         bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
-        bd.append(float(np.linalg.norm(s.b - sh.b)) * (1 + 1e-12))
+        bd.append(float(np.linalg.norm(dbi)) * (1 + 1e-12))
         fp.append(float(np.prod(s.factor_norms)) if s.factor_norms else float("nan"))
     return StageNorms(*(np.array(v) for v in (nM, nMh, nE, bb, bbh, bd, fp)))
 
@@ -64,11 +91,21 @@ def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNor
     (fwd; bwd swaps the roles of M and Mhat), h_0 = radius, Delta_0 = 0."""
     n = norms or stage_norms(F, Fhat)
 
+    blocks = {a: (b, L) for a, b, L in getattr(F, "lip_blocks", ())
+              if all(n.E[i] == 0 and n.bias_diff[i] == 0 for i in range(a, b + 1))}
+
     def run(first, bfirst, second):
         h, D = float(radius), 0.0
-        for i in range(len(first)):
+        i = 0
+        while i < len(first):
+            if i in blocks:  # Statement 12.17: a parameter-free L-Lipschitz block with value 0 at 0 (max pooling)
+                last, L = blocks[i]
+                D, h = L * D, L * h
+                i = last + 1
+                continue
             D = n.E[i] * h + second[i] * D + n.bias_diff[i]
             h = first[i] * h + bfirst[i]
+            i += 1
         return D
 
     return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))
@@ -201,18 +238,20 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
     mats = {}
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         mats[("M", i)] = s.M
-        mats[("E", i)] = s.M - sh.M
+        mats[("E", i)] = stage_diff(F, Fhat, i)[0]
         mats[("H", i)] = sh.M
     mats.update(extra or {})
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
+        check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
         b = pair_bound(A, B)
         return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
 
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
+        check_deadline()
         ms = [mats[k] for k in keys]
         if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
             return math.inf
@@ -231,13 +270,44 @@ def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> flo
     seg = getattr(pb, "segment", None)
     for k in range(n - 1, -1, -1):
         best = single[factors[k]] * f[k + 1]
-        if k + 1 < n:
+        if k + 1 < n and factors[k][0] != "B" and factors[k + 1][0] != "B":
             best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
         if seg is not None:  # longer segments by the S-procedure chain bound (Statement 12.10)
             for j in range(k + 2, n):
+                if any(fk[0] == "B" for fk in factors[k:j + 1]):
+                    break
                 best = min(best, seg(tuple(factors[k:j + 1])) * f[j + 1])
         f[k] = best
     return f[0]
+
+
+def lip_blocks(F: Chain, n: StageNorms) -> dict:
+    """{first: (last, L)} for the parameter-free Lipschitz blocks of the chain (max pooling, Statement 12.17)."""
+    return {a: (b, L) for a, b, L in getattr(F, "lip_blocks", ())
+            if all(n.E[i] == 0 and n.bias_diff[i] == 0 for i in range(a, b + 1))}
+
+
+def collapse_blocks(factors: list, blocks: dict, single: dict) -> list:
+    """Replace every run ("M" or "H", last) ... (same kind, first) of a block's stages (descending, as in the
+    unrolling) by one factor ("B", first) of norm L (Statement 12.17: the slope product over a max-pool block has
+    rows that are probability vectors over windows, norm <= sqrt(c_max), for ANY slopes); no pair bound across it."""
+    if not blocks:
+        return factors
+    ends = {b: (a, L) for a, (b, L) in blocks.items()}
+    out, k = [], 0
+    while k < len(factors):
+        kind, j = factors[k]
+        if kind in ("M", "H") and j in ends:
+            a, L = ends[j]
+            run = [(kind, t) for t in range(j, a - 1, -1)]
+            if factors[k:k + len(run)] == run:
+                out.append(("B", a))
+                single[("B", a)] = L
+                k += len(run)
+                continue
+        out.append(factors[k])
+        k += 1
+    return out
 
 
 def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms | None = None,
@@ -251,12 +321,16 @@ def lemma_a_pairs(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNorms 
     pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
     single = {("M", i): n.M[i] for i in range(L)}
     single.update({("E", i): n.E[i] for i in range(L)})
+    blocks = lip_blocks(F, n)
     beta = [float(radius)]
     for i in range(L - 1):
         beta.append(n.Mhat[i] * beta[-1] + n.bias_hat[i])
+        for a, (b, Lb) in blocks.items():
+            if i == b:  # ||shat|| after a block: L times before it (Statement 12.17)
+                beta[-1] = min(beta[-1], Lb * beta[a])
     total = 0.0
     for i in range(L):
-        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        prefix = collapse_blocks([("M", j) for j in range(L - 1, i, -1)], blocks, single)
         if n.E[i] > 0:
             total += chain_product_bound(prefix + [("E", i)], single, pb) * beta[i]
         if n.bias_diff[i] > 0:

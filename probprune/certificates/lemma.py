@@ -222,6 +222,12 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
         pruned = graph.with_masks(pruned)
     if pruned.weight_names != graph.weight_names:
         raise ProbPruneError("the pruned graph has different weight layers than the network")
+    from probprune.net.ir import graph_differences
+
+    diffs = graph_differences(graph, pruned, "masks")  # Cert-D's setting: only weights change (issue 19 U3)
+    if diffs:
+        raise ProbPruneError("Cert-D compares networks that differ only in their weights; the pruned graph differs: "
+                             f"{diffs[0]}" + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""))
     ph = {n.op.fqn: n.op for n in pruned.weight_nodes}
     norms, nW, nWh, nE, names, lips, pis = {}, [], [], [], [], [], []
     for n in graph.weight_nodes:

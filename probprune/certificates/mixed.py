@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import StageNorms, _pair_cache, chain_product_bound, stage_norms
-from probprune.certificates.lower import Chain
+from probprune.certificates.compose import (StageNorms, _pair_cache, chain_product_bound, collapse_blocks,
+                                            lip_blocks, stage_norms)
+from probprune.certificates.lower import Chain, stage_diff
 from probprune.certificates.propagate import CoupledPropagator, Region, l2_sup_from_linear, trs_dual_bound
 
 
@@ -38,6 +39,13 @@ class MixedResult:
 
 
 def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
+    from probprune.certificates.compose import check_deadline
+
+    check_deadline()
+    return _sup_l2_rows_impl(prop, stage, C, offset)
+
+
+def _sup_l2_rows_impl(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
     """sup over the region (single centre) of ||C shat_stage(x) + offset||_2 (Statements 12.5-12.6)."""
     import torch
 
@@ -69,7 +77,8 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     for st in Fhat.stages[:-1]:
         z = st.M @ s_at[-1] + st.b
         s_at.append(np.where(st.relu, np.maximum(z, 0.0), z))
-    w = [F.stages[i].M @ s_at[i] - Fhat.stages[i].M @ s_at[i] + F.stages[i].b - Fhat.stages[i].b for i in range(L)]
+    diffs = [stage_diff(F, Fhat, i) for i in range(L)]
+    w = [diffs[i][0] @ s_at[i] + diffs[i][1] for i in range(L)]
     if dims_ok:
         pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
     single.update({("H", i): n.Mhat[i] for i in range(L)})
@@ -77,21 +86,24 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
     beta_in = float(np.linalg.norm(x0)) + (r if region.norm == "l2" else r * math.sqrt(F.n_in))
     beta = []
+    blocks = lip_blocks(F, n)
     rec = beta_in
     for i in range(L - 1):
         rec = n.Mhat[i] * rec + n.bias_hat[i]
+        for a, (b, Lb) in blocks.items():
+            if i == b:  # Statement 12.17
+                rec = min(rec, Lb * (beta[a - 1] if a > 0 else beta_in))
         k = F.stages[i].n_out
         prop_b = _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)) if k <= 4096 else math.inf
         rec = min(rec, prop_b)
         beta.append(rec)
     terms, Vs, Pis = [], [], []
     for i in range(L):
-        E = F.stages[i].M - Fhat.stages[i].M
-        db = F.stages[i].b - Fhat.stages[i].b
+        E, db = diffs[i]
         if not np.any(E) and not np.any(db):
             terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
             continue
-        prefix = [("M", j) for j in range(L - 1, i, -1)]
+        prefix = collapse_blocks([("M", j) for j in range(L - 1, i, -1)], blocks, single)
         Pi = chain_product_bound(prefix, single, pb) if prefix else 1.0
         if i == 0:
             if region.norm == "l2":
@@ -103,7 +115,8 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         b_prev = beta_in if i == 0 else beta[i - 1]
         alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
         anchored = (chain_product_bound(prefix + [("w", i)], single, pb)
-                    + (chain_product_bound(prefix + [("E", i)] + [("H", j) for j in range(i - 1, -1, -1)], single, pb)
+                    + (chain_product_bound(prefix + [("E", i)] + collapse_blocks(
+                        [("H", j) for j in range(i - 1, -1, -1)], blocks, single), single, pb)
                        * r2 if n.E[i] > 0 else 0.0))
         terms.append(min(Pi * V, alt, anchored))
         Vs.append(V)

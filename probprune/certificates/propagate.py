@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.lower import Chain
+from probprune.certificates.lower import Chain, stage_diff
 
 FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (THEORY §12.3)
 
@@ -134,11 +134,11 @@ class CoupledPropagator:
         t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=torch.float64)  # noqa: E731
         self.M = [t(s.M) for s in F.stages]
         self.Mh = [t(s.M) for s in Fhat.stages]
-        self.E = [a - b for a, b in zip(self.M, self.Mh)]
+        self.E = [t(stage_diff(F, Fhat, i)[0]) for i in range(F.depth)]
         self.E_zero = [bool(torch.count_nonzero(e) == 0) for e in self.E]
         self.b = [t(s.b) for s in F.stages]
         self.bh = [t(s.b) for s in Fhat.stages]
-        self.db = [a - b for a, b in zip(self.b, self.bh)]
+        self.db = [t(stage_diff(F, Fhat, i)[1]) for i in range(F.depth)]
         self.relu = [np.flatnonzero(s.relu) for s in F.stages]
         self.x0 = t(region.centers)
         self.B = self.x0.shape[0]

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from probprune.core.errors import ProbPruneError
 from probprune.theory.norms import cholesky_slack
-from probprune.certificates.lower import Chain
+from probprune.certificates.lower import Chain, stage_diff
 
 EPS = np.finfo(float).eps / 2  # unit roundoff u
 MAX_DIM = 700  # refuse above this many lifted coordinates (SCS: O(N^3) per iteration)
@@ -228,9 +228,10 @@ def build_qcqp(F: Chain, Fhat: Chain, c: np.ndarray, r: float, crown_F=None, cro
     # objective: ||A_D v||^2, A_D = [b_L - bhat_L, M_L on z_{L-1}, -Mhat_L on zhat_{L-1}]
     last, lasth = F.stages[-1], Fhat.stages[-1]
     AD = np.zeros((last.n_out, N))
-    AD[:, 0] = last.b - lasth.b
+    Elast, dblast = stage_diff(F, Fhat, L - 1)
+    AD[:, 0] = dblast
     if L == 1:
-        AD[:, xi] = last.M - lasth.M
+        AD[:, xi] = Elast
     else:
         AD[:, zi[-1]] = last.M
         AD[:, hi[-1]] = -lasth.M

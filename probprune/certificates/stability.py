@@ -85,4 +85,11 @@ def region_sup_error(F: Chain, Fhat: Chain, X, radius: float, norm: str = "l2") 
     for a in range(0, len(X), bsz):
         reg = Region(X[a:a + bsz], float(radius), norm)
         out.append(region_error_bound(F, Fhat, reg, CoupledPropagator(F, Fhat, reg, chunk_rows=chunk)).eps)
-    return np.concatenate(out)
+    eps = np.concatenate(out)
+    if F.scale_exp or Fhat.scale_exp:  # chains lowered with power-of-two rescaling (§12.8, 12.14): unscale, round up
+        from probprune.certificates.tight import unscale
+
+        if F.scale_exp != Fhat.scale_exp:
+            raise ProbPruneError("F and F_hat were lowered with different scalings; lower them together")
+        eps = np.array([unscale(float(v), F.scale_exp) for v in eps])
+    return eps

@@ -3,12 +3,13 @@ ball around a centre, with a per-stage report of where the looseness comes from.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import certify_composed
+from probprune.certificates.compose import TimeLimitReached, certify_composed, deadline, lemma_a_pairs
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -37,10 +38,32 @@ class TightCertificate:
                 "stages": list(self.stages), "statement": self.statement, "assumptions": list(self.assumptions)}
 
 
-def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None
-                   ) -> TightCertificate:
+def unscale(v: float, k: int) -> float:
+    """2^k v for a bound v computed on the rescaled chains (§12.1 scaling), rounded up; overflow refused."""
+    v = float(v)
+    if k == 0 or not math.isfinite(v) or v == 0.0:
+        return v
+    out = math.ldexp(v, k)
+    if not math.isfinite(out):
+        raise ProbPruneError(f"the certificate 2^{k} x {v:.6g} overflows float64; refusing")
+    if out < 2.0 ** -1022:  # subnormal: ldexp may have rounded down
+        out = math.nextafter(out, math.inf)
+    return out
+
+
+AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimited); every benchmark net of issue 12
+# finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
+
+
+def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
+                   time_limit: float | None = AUTO_TIME_LIMIT) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
-    norm-based methods (composed, pairs) need the origin-centred ball."""
+    norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
+    unlimited): composed and the coupled propagation always run; pairs, mixed and the SDP start only while it lasts,
+    and the pair/segment/mixed searches stop at it (named under the "skipped components" stage). Which components
+    are computed then depends on the machine's speed; every reported number is a valid upper bound."""
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in METHODS:
         raise ProbPruneError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if not (math.isfinite(radius) and radius >= 0):
@@ -49,8 +72,35 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if c.size != F.n_in:
         raise ProbPruneError(f"center has {c.size} entries, the network input has {F.n_in}")
     at_origin = not np.any(c)
+    if F.scale_exp != Fhat.scale_exp:
+        raise ProbPruneError("F and F_hat were lowered with different power-of-two scalings; lower them together "
+                             "(lower_graph_pair)")
     comps: dict[str, float] = {}
-    stages = []
+    stages: list = []
+    norms = None
+    skipped: dict[str, str] = {}
+    t0 = time.perf_counter()
+
+    def over_budget() -> bool:
+        return time_limit is not None and time.perf_counter() - t0 >= time_limit
+
+    def guarded(name: str, fn) -> bool:
+        """Run one component; numerical-library failures (LinAlgError, FloatingPointError) never reach the user: under
+        "auto" the component is skipped (named in ``skipped``), an explicit method refuses with ProbPruneError."""
+        try:
+            with deadline(None if (time_limit is None or method != "auto") else t0 + time_limit):
+                fn()
+            return True
+        except TimeLimitReached:
+            skipped[name] = f"stopped at the time limit {time_limit} s"
+            return False
+        except (np.linalg.LinAlgError, FloatingPointError, ArithmeticError) as exc:
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+            if method != "auto":
+                raise ProbPruneError(f"method {name!r} failed numerically ({msg}); refusing") from None
+            skipped[name] = msg
+            return False
+
     if method == "sdp":
         check_lifted_dim(F)  # refuse before any work
     if method in ("auto", "composed", "pairs"):
@@ -59,44 +109,82 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 raise ProbPruneError(f"method {method!r} bounds the ball centred at the origin only; use "
                                      "'propagate' for a ball around a data point")
         else:
-            cr = certify_composed(F, Fhat, radius, pairs=(method != "composed"))
-            comps["composed_fwd"] = cr.fwd
-            comps["composed_bwd"] = cr.bwd
-            if method != "composed":
-                comps["pairs"] = cr.pairs
-            n = cr.norms
-            for i, s in enumerate(F.stages):
-                stages.append({"stage": s.name, "ops": list(s.ops), "norm_M": float(n.M[i]),
-                               "norm_Mhat": float(n.Mhat[i]), "norm_E": float(n.E[i]),
-                               "product_of_op_norms": float(n.factor_product[i]),
-                               "composition_gain": float(n.factor_product[i] / n.M[i]) if n.M[i] > 0 else float("nan"),
-                               "bias_diff": float(n.bias_diff[i])})
+            def run_composed():
+                nonlocal norms
+                cr = certify_composed(F, Fhat, radius, pairs=(method == "pairs"))
+                comps["composed_fwd"] = cr.fwd
+                comps["composed_bwd"] = cr.bwd
+                if method == "pairs":
+                    comps["pairs"] = cr.pairs
+                n = norms = cr.norms
+                for i, s in enumerate(F.stages):
+                    stages.append({"stage": s.name, "ops": list(s.ops), "norm_M": float(n.M[i]),
+                                   "norm_Mhat": float(n.Mhat[i]), "norm_E": float(n.E[i]),
+                                   "product_of_op_norms": float(n.factor_product[i]),
+                                   "composition_gain": float(n.factor_product[i] / n.M[i]) if n.M[i] > 0
+                                   else float("nan"), "bias_diff": float(n.bias_diff[i])})
+            guarded("composed", run_composed)
     prop = None
+    reg = Region(c[None, :], float(radius), "l2")
+    # "auto": the cheap components first (composed norms, coupled propagation), then pairs, mixed and the SDP while
+    # the time budget lasts (a component that has started finishes: the limit is checked between components)
     if method in ("auto", "mixed", "propagate", "sdp"):
-        reg = Region(c[None, :], float(radius), "l2")
-        prop = CoupledPropagator(F, Fhat, reg)
-    if method in ("auto", "mixed"):
-        mx = lemma_a_mixed(F, Fhat, reg, prop)
-        comps["mixed"] = mx.eps
-        for i in range(min(len(stages), len(mx.terms))):
-            stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
-    if method in ("auto", "propagate"):
-        r = region_error_bound(F, Fhat, reg, prop)
-        comps["propagate"] = float(r.eps[0])
-        comps["propagate_coordinate"] = float(r.coordinate[0])
-        comps["propagate_affine"] = float(r.affine[0])
-        for i, info in enumerate(r.layer_info):
-            if i < len(stages):
-                stages[i].update({k: v for k, v in info.items()})
-            else:
-                stages.append({"stage": F.stages[i].name, **info})
+        def run_prop():
+            nonlocal prop
+            prop = CoupledPropagator(F, Fhat, reg)
+        guarded("propagate", run_prop)
+    if method in ("auto", "propagate") and prop is not None:
+        def run_region():
+            r = region_error_bound(F, Fhat, reg, prop)
+            comps["propagate"] = float(r.eps[0])
+            comps["propagate_coordinate"] = float(r.coordinate[0])
+            comps["propagate_affine"] = float(r.affine[0])
+            for i, info in enumerate(r.layer_info):
+                if i < len(stages):
+                    stages[i].update({k: v for k, v in info.items()})
+                else:
+                    stages.append({"stage": F.stages[i].name, **info})
+        guarded("propagate", run_region)
+    if method == "auto" and at_origin and norms is not None:
+        if over_budget():
+            skipped["pairs"] = f"time limit {time_limit} s reached"
+        else:
+            def run_pairs():
+                comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
+            guarded("pairs", run_pairs)
+    if method in ("auto", "mixed") and prop is not None:
+        def run_mixed():
+            mx = lemma_a_mixed(F, Fhat, reg, prop)
+            comps["mixed"] = mx.eps
+            for i in range(min(len(stages), len(mx.terms))):
+                stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
+        if method == "auto" and over_budget():
+            skipped["mixed"] = f"time limit {time_limit} s reached"
+        else:
+            guarded("mixed", run_mixed)
     sdp_info = None
     if method == "sdp" or (method == "auto" and lifted_dim(F) <= SDP_AUTO_DIM):
-        sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown_bounds(prop))
-        comps["sdp"] = sc.eps
-        sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}
+        def run_sdp():
+            nonlocal sdp_info
+            sc = sdp_certificate(F, Fhat, radius, None if at_origin else c,
+                                 crown=crown_bounds(prop) if prop is not None else None)
+            comps["sdp"] = sc.eps
+            sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}
+        if method == "auto" and over_budget():
+            skipped["sdp"] = f"time limit {time_limit} s reached"
+        else:
+            guarded("sdp", run_sdp)
+    comps = {k: unscale(v, F.scale_exp) for k, v in comps.items()}
     keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp") if k in comps]
+    if not keys:
+        raise ProbPruneError("no tight certificate could be computed ("
+                             + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
     best = min(keys, key=lambda k: comps[k])
+    if skipped:
+        stages.append({"stage": "skipped components", **skipped})
+    if F.scale_exp:
+        stages.append({"stage": "scaling", "scale_exp": int(F.scale_exp),
+                       "note": "per-stage numbers are for the power-of-two rescaled chains (§12.1); eps is unscaled"})
     if sdp_info is not None:
         stages = stages + [{"stage": "sdp (whole network, §12.6)", **sdp_info}]
     return TightCertificate(

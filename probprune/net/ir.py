@@ -83,9 +83,11 @@ class Graph:
     def with_weights(self, mapping: Mapping[str, np.ndarray]) -> "Graph":
         """A copy with the weights of the named parameters replaced (same shapes), e.g. the pruned network.
         BatchNorm folding is re-applied to the new weights (masks act on the layer's own weights)."""
-        unknown = set(mapping) - set(self.weight_names)
+        known = set(self.weight_names) | {n.op.storage for n in self.weight_nodes if n.op.storage}
+        unknown = set(mapping) - known
         if unknown:
             raise ProbPruneError(f"weights for unknown parameter(s): {sorted(unknown)}; graph has {list(self.weight_names)}")
+        mapping = self._resolve_tied(mapping, "weights")
         nodes = []
         for n in self.nodes:
             if isinstance(n.op, O.Affine) and n.op.fqn in mapping:
@@ -99,13 +101,53 @@ class Graph:
             nodes.append(n)
         return replace(self, nodes=tuple(nodes))
 
+    def storage_of(self, fqn: str) -> str:
+        """The canonical storage name of a weight parameter (itself unless tied, see :meth:`with_ties_from`)."""
+        for n in self.weight_nodes:
+            if n.op.fqn == fqn or (n.op.storage or n.op.fqn) == fqn:
+                return n.op.storage or n.op.fqn
+        raise ProbPruneError(f"unknown parameter {fqn!r}; model has {list(self.weight_names)}")
+
+    def _resolve_tied(self, mapping: Mapping[str, np.ndarray], what: str) -> dict:
+        """Spread a per-parameter mapping over tied parameters (same storage): every weight node whose storage is
+        named (by any of its names) gets the value; two different values for one storage are refused."""
+        by_storage: dict[str, tuple[str, np.ndarray]] = {}
+        for k, v in mapping.items():
+            c = self.storage_of(k)
+            if c in by_storage and not np.array_equal(np.asarray(by_storage[c][1]), np.asarray(v)):
+                raise ProbPruneError(f"{what} for {by_storage[c][0]!r} and {k!r} differ, but the two names share one "
+                                     f"tensor ({c!r})")
+            by_storage[c] = (k, v)
+        out = {}
+        for n in self.weight_nodes:
+            c = n.op.storage or n.op.fqn
+            if c in by_storage:
+                out[n.op.fqn] = by_storage[c][1]
+        return out
+
+    def with_ties_from(self, model) -> "Graph":
+        """Record which weight parameters of ``model`` share one storage (``fc2.weight is fc1.weight``): each tied
+        weight node gets ``storage`` = the first name torch lists for that tensor, so masks and weights keyed by
+        any of the names act on every use (issue 19 U4)."""
+        first: dict = {}
+        canon: dict[str, str] = {}
+        for name, p in model.named_parameters(remove_duplicate=False):
+            key = (p.data_ptr(), tuple(p.shape), tuple(p.stride()))
+            first.setdefault(key, name)
+            canon[name] = first[key]
+        nodes = []
+        for n in self.nodes:
+            if isinstance(n.op, O.Affine) and canon.get(n.op.fqn, n.op.fqn) != n.op.fqn:
+                n = replace(n, op=replace(n.op, storage=canon[n.op.fqn]))
+            nodes.append(n)
+        return replace(self, nodes=tuple(nodes))
+
     def with_masks(self, masks: Mapping[str, np.ndarray]) -> "Graph":
-        """The pruned copy: W * mask for every masked parameter (True/1 = kept); others unchanged."""
+        """The pruned copy: W * mask for every masked parameter (True/1 = kept); others unchanged. Tied parameters
+        (one storage, several names) are masked together, by storage."""
         W = self.weights
         out = {}
-        for k, m in masks.items():
-            if k not in W:
-                raise ProbPruneError(f"mask for unknown parameter {k!r}; model has {list(self.weight_names)}")
+        for k, m in self._resolve_tied(masks, "masks").items():
             m = np.asarray(m)
             if m.shape != W[k].shape:
                 raise ProbPruneError(f"mask for {k!r} has shape {m.shape}, parameter has shape {W[k].shape}")
@@ -175,6 +217,67 @@ class Graph:
                 nodes.append(make_pool_node(f"pool_{i}", L.pool.kind, fn, kw, prev, shape, f"{L.pool.kind}pool"))
                 prev, shape = f"pool_{i}", nodes[-1].out_shape
         return cls(tuple(nodes), tuple(spec.input_shape), prev)
+
+
+#: the op fields a pruned copy may change, by purpose: "masks" = Cert-D's setting (weights only, THEORY §8.2);
+#: "pair" = the tight certificates, which compose parameter differences exactly (§12.1)
+MAY_DIFFER = {"masks": {"affine": ("weight",)},
+              "pair": {"affine": ("weight", "bias", "bn_scale", "bn_shift"),
+                       "channel_affine": ("scale", "shift"), "shift": ("t", "t_norm")}}
+
+
+def _same_value(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    if callable(a) and callable(b):  # functions (pools, permutations): compared through their parameters and shapes
+        return getattr(a, "__name__", None) == getattr(b, "__name__", None)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - uncomparable values are treated as different (fail closed)
+        return False
+
+
+def graph_differences(graph: "Graph", other: "Graph", purpose: str = "masks") -> list[str]:
+    """Every difference between two graphs other than the fields ``MAY_DIFFER[purpose]`` allows: node names,
+    order, inputs, shapes, op types and every op field (parameters, buffers such as BatchNorm statistics folded into
+    the layer, activations, pooling parameters, constants). Empty list = the same network up to the allowed
+    parameters (issue 19 U3: a pruned bias, BatchNorm gamma or a different activation is named, not ignored)."""
+    import dataclasses
+
+    allowed = MAY_DIFFER[purpose]
+    out = []
+    if tuple(graph.input_shape) != tuple(other.input_shape):
+        out.append(f"input shape {graph.input_shape} vs {other.input_shape}")
+    if len(graph.nodes) != len(other.nodes):
+        return out + [f"{len(graph.nodes)} nodes vs {len(other.nodes)}"]
+    if graph.output != other.output:
+        out.append(f"output node {graph.output!r} vs {other.output!r}")
+    for a, b in zip(graph.nodes, other.nodes):
+        if a.name != b.name or a.inputs != b.inputs or tuple(a.out_shape) != tuple(b.out_shape):
+            out.append(f"node {a.name!r} ({a.inputs} -> {a.out_shape}) vs {b.name!r} ({b.inputs} -> {b.out_shape})")
+            continue
+        if type(a.op) is not type(b.op):
+            out.append(f"node {a.name!r}: {type(a.op).__name__} vs {type(b.op).__name__}")
+            continue
+        ok = allowed.get(a.op.kind, ())
+        for f in dataclasses.fields(a.op):
+            if f.name in ok:
+                va, vb = getattr(a.op, f.name), getattr(b.op, f.name)
+                if (va is None) != (vb is None) or (isinstance(va, np.ndarray) and np.shape(va) != np.shape(vb)):
+                    out.append(f"node {a.name!r}: {f.name} present/shaped differently")
+                continue
+            va, vb = getattr(a.op, f.name), getattr(b.op, f.name)
+            if f.name == "act":
+                same = getattr(va, "name", va) == getattr(vb, "name", vb)
+            else:
+                same = _same_value(va, vb)
+            if not same:
+                what = a.op.where or a.name
+                out.append(f"node {a.name!r} ({what}, {a.op.kind}): field {f.name!r} differs")
+    return out
 
 
 def make_pool_node(name: str, kind: str, fn, kwargs: dict, inp: str, in_shape: tuple, where: str) -> Node:

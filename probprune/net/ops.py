@@ -108,6 +108,7 @@ class Affine(Op):
     bn_scale: np.ndarray | None = field(default=None, repr=False, compare=False)
     bn_shift: np.ndarray | None = field(default=None, repr=False, compare=False)
     bn_fqn: str | None = None
+    storage: str = ""  # canonical FQN of the parameter's storage when tied (``fc2.weight is fc1.weight``); "" = fqn
     in_shape: tuple = ()
     out_shape: tuple = ()
 
