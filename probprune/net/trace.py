@@ -682,7 +682,7 @@ def from_torch(model, input_shape: Sequence[int] | None = None) -> Graph:
     if not graph.weight_nodes:
         raise UnsupportedLayerError("the model has no Linear or Conv layer")
     check_reproduces(graph, model)
-    return graph
+    return graph.with_ties_from(model)  # tied weights (fc2.weight is fc1.weight) share one storage: masks act on it
 
 
 def _guess_input_shape(model, fxg) -> tuple[int, ...]:
