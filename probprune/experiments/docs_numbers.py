@@ -569,6 +569,22 @@ def _v_mc_bench_machine(r: Results) -> str:
             f"{r.get(MC_BENCH, 'load_average_1min'):.1f} on {r.get(MC_BENCH, 'cpu_count')} cores")
 
 
+def _v_mc_bench_verdict(r: Results) -> str:
+    """Which workloads of mc.json meet the >= 10x speed-up target, and the ranges of the others."""
+    res = r.get(MC_BENCH, "results")
+    met = [x for x in res if x["speedup"] >= 10]
+    miss = [x for x in res if x["speedup"] < 10]
+    kind = {"relu_pgd": "PGD", "linear_exact": "linear nets"}
+    out = []
+    if met:
+        out.append("met for " + ", ".join(f"{kind.get(x['workload'], x['workload'])} {'-'.join(map(str, x['widths']))} "
+                                         f"({x['speedup']:.1f}×)" for x in met))
+    for w in dict.fromkeys(x["workload"] for x in miss):
+        s = [x["speedup"] for x in miss if x["workload"] == w]
+        out.append(f"not met for {kind.get(w, w)}: {rng(min(s), max(s), lambda v: f'{v:.1f}')}×")
+    return "; ".join(out)
+
+
 def block_mc_linear_docs(r: Results) -> str:
     """docs/montecarlo.md: verdict, looseness, component checks and Cert-D of the linear acceptance run."""
     m = mc_summary(r, "mc_linear")
@@ -790,6 +806,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "width-example-bernstein": _v_width_bernstein,
     "width-example-best": _v_width_best,
     "mc-bench-machine": _v_mc_bench_machine,
+    "mc-bench-verdict": _v_mc_bench_verdict,
     "mc-linear-docs": block_mc_linear_docs,
     "mc-linear-table": block_mc_linear_table,
     "mc-fraction-fits": block_mc_fraction_fits,
