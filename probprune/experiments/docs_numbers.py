@@ -284,6 +284,30 @@ def pensia_run(r: Results, variant: str, mode: str) -> dict:
     return runs[0]
 
 
+def _fmt_value(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return sig(v)
+    return str(v)
+
+
+def pensia_value(r: Results, *path: str) -> str:
+    """``pensia.<variant>.<mode>.<field>`` (a run), ``pensia.published.<field>``, ``pensia.target.<field>`` or
+    ``pensia.gadget.<field>`` of experiments/results/pensia_repro.json: ints with thousands separators, floats with
+    3 significant digits."""
+    if len(path) == 3:
+        run = pensia_run(r, path[0], path[1])
+        if path[2] not in run:
+            raise ProbPruneError(f"result file {PENSIA}: the {path[0]}/{path[1]} run has no {path[2]!r}")
+        return _fmt_value(run[path[2]])
+    if len(path) == 2:
+        return _fmt_value(r.get(PENSIA, path[0], path[1]))
+    raise ProbPruneError(f"pensia marker needs <variant>.<mode>.<field> or <section>.<field>, got {'.'.join(path)!r}")
+
+
 # ------------------------------------------------------------------------------------------------ Monte Carlo summary
 def mc_summary(r: Results, name: str = "mc_linear") -> dict:
     return r.json(MC_SUMMARY.format(name=name))
@@ -836,12 +860,14 @@ def value(name: str, r: Results) -> str:
         return BLOCKS[name](r)
     if name.startswith("caption."):
         return figure_caption(r, name.split(".", 1)[1])
+    if name.startswith("pensia."):
+        return pensia_value(r, *name.split(".")[1:])
     if name.startswith("fig."):
         parts = name.split(".")
         if len(parts) == 3:
             return figure_number(r, parts[1], parts[2])
     raise ProbPruneError(f"unknown numbers marker {name!r}; registered: {', '.join(BLOCKS)}, fig.<experiment>.<macro>, "
-                         "caption.<experiment>")
+                         "caption.<experiment>, pensia.<...>")
 
 
 # ------------------------------------------------------------------------------------------------ rewriting
