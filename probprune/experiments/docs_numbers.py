@@ -789,6 +789,15 @@ def width_example(statement: str) -> list[float]:
             for d in WIDTH_EXAMPLE]
 
 
+def lenet_bound(statement: str) -> float:
+    """The library's apriori_bound for the `probprune bound` example: 784-300-100-10 ReLU, magnitude q = 0.05,
+    delta = 0.05, under ``statement``."""
+    from probprune.net.templates import fcn_spec
+    from probprune.theory.apriori import apriori_bound
+
+    return float(apriori_bound(fcn_spec([784, 300, 100, 10], "relu"), 0.05, 0.05, "magnitude", statement=statement).eps)
+
+
 def _v_width_bernstein(r: Results) -> str:
     e = width_example("bernstein")
     d = WIDTH_EXAMPLE
@@ -829,6 +838,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "mc-bench-table": block_mc_bench_table,
     "width-example-bernstein": _v_width_bernstein,
     "width-example-best": _v_width_best,
+    "lenet-bound-best": lambda r: sig(lenet_bound("best"), 2),
+    "lenet-bound-bernstein": lambda r: sig(lenet_bound("bernstein")),
     "mc-bench-machine": _v_mc_bench_machine,
     "mc-bench-verdict": _v_mc_bench_verdict,
     "mc-linear-docs": block_mc_linear_docs,
