@@ -719,10 +719,9 @@ def block_mc_width_fits(r: Results) -> str:
     ee = [f["err_exponent"] for f in fits]
     be = [f["bound_exponent"] for f in fits]
     ws = sorted({w for f in fits for w in f["widths"]})
-    trend = "decreases" if max(be) < 0 else ("increases" if min(be) > 0 else "moves both ways")
     out = [f"At fixed depth and fraction, the mean exact error against the width has exponents {min(ee):+.2f} to "
            f"{max(ee):+.2f} over w = {ws[0]}…{ws[-1]} (§3.10: c_arch does not depend on width under the paper's "
-           f"scaling). The bound {trend} over this range (exponents {min(be):+.2f} to {max(be):+.2f}).", "",
+           f"scaling). The bound's fitted width exponents over the same range: {min(be):+.2f} to {max(be):+.2f}.", "",
            "| depth | act | method | q | widths | mean error | error exponent | bound | bound exponent |",
            "|---|---|---|---|---|---|---|---|---|"]
     for f in fits:
