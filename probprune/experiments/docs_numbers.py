@@ -33,8 +33,10 @@ from typing import Callable
 from probprune.core.errors import ProbPruneError
 
 ROOT = Path(__file__).resolve().parents[2]
+#: files scanned for markers (a file without markers is left alone; docs/budgets.md, certificates.md and cli.md are
+#: listed so that their owners only need to add markers)
 DOC_FILES = ("README.md", "docs/montecarlo.md", "docs/proofs.md", "docs/experiments.md", "docs/pruning.md",
-             "docs/lottery.md")
+             "docs/lottery.md", "docs/budgets.md", "docs/certificates.md", "docs/cli.md")
 BLOCK_RE = re.compile(r"(<!-- numbers:([A-Za-z0-9_.-]+) -->)(.*?)(<!-- /numbers:\2 -->)", re.S)
 INLINE_RE = re.compile(r"(<!--n:([A-Za-z0-9_.-]+)-->)(.*?)(<!--/n-->)", re.S)
 MC_SUMMARY = "experiments/results/{name}_summary.json"
@@ -280,6 +282,30 @@ def pensia_run(r: Results, variant: str, mode: str) -> dict:
     if not runs:
         raise ProbPruneError(f"result file {PENSIA} has no run with variant {variant!r} and mode {mode!r}")
     return runs[0]
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return sig(v)
+    return str(v)
+
+
+def pensia_value(r: Results, *path: str) -> str:
+    """``pensia.<variant>.<mode>.<field>`` (a run), ``pensia.published.<field>``, ``pensia.target.<field>`` or
+    ``pensia.gadget.<field>`` of experiments/results/pensia_repro.json: ints with thousands separators, floats with
+    3 significant digits."""
+    if len(path) == 3:
+        run = pensia_run(r, path[0], path[1])
+        if path[2] not in run:
+            raise ProbPruneError(f"result file {PENSIA}: the {path[0]}/{path[1]} run has no {path[2]!r}")
+        return _fmt_value(run[path[2]])
+    if len(path) == 2:
+        return _fmt_value(r.get(PENSIA, path[0], path[1]))
+    raise ProbPruneError(f"pensia marker needs <variant>.<mode>.<field> or <section>.<field>, got {'.'.join(path)!r}")
 
 
 # ------------------------------------------------------------------------------------------------ Monte Carlo summary
@@ -567,6 +593,22 @@ def _v_mc_bench_machine(r: Results) -> str:
             f"{r.get(MC_BENCH, 'load_average_1min'):.1f} on {r.get(MC_BENCH, 'cpu_count')} cores")
 
 
+def _v_mc_bench_verdict(r: Results) -> str:
+    """Which workloads of mc.json meet the >= 10x speed-up target, and the ranges of the others."""
+    res = r.get(MC_BENCH, "results")
+    met = [x for x in res if x["speedup"] >= 10]
+    miss = [x for x in res if x["speedup"] < 10]
+    kind = {"relu_pgd": "PGD", "linear_exact": "linear nets"}
+    out = []
+    if met:
+        out.append("met for " + ", ".join(f"{kind.get(x['workload'], x['workload'])} {'-'.join(map(str, x['widths']))} "
+                                         f"({x['speedup']:.1f}×)" for x in met))
+    for w in dict.fromkeys(x["workload"] for x in miss):
+        s = [x["speedup"] for x in miss if x["workload"] == w]
+        out.append(f"not met for {kind.get(w, w)}: {rng(min(s), max(s), lambda v: f'{v:.1f}')}×")
+    return "; ".join(out)
+
+
 def block_mc_linear_docs(r: Results) -> str:
     """docs/montecarlo.md: verdict, looseness, component checks and Cert-D of the linear acceptance run."""
     m = mc_summary(r, "mc_linear")
@@ -677,10 +719,9 @@ def block_mc_width_fits(r: Results) -> str:
     ee = [f["err_exponent"] for f in fits]
     be = [f["bound_exponent"] for f in fits]
     ws = sorted({w for f in fits for w in f["widths"]})
-    trend = "decreases" if max(be) < 0 else ("increases" if min(be) > 0 else "moves both ways")
     out = [f"At fixed depth and fraction, the mean exact error against the width has exponents {min(ee):+.2f} to "
            f"{max(ee):+.2f} over w = {ws[0]}…{ws[-1]} (§3.10: c_arch does not depend on width under the paper's "
-           f"scaling). The bound {trend} over this range (exponents {min(be):+.2f} to {max(be):+.2f}).", "",
+           f"scaling). The bound's fitted width exponents over the same range: {min(be):+.2f} to {max(be):+.2f}.", "",
            "| depth | act | method | q | widths | mean error | error exponent | bound | bound exponent |",
            "|---|---|---|---|---|---|---|---|---|"]
     for f in fits:
@@ -747,6 +788,15 @@ def width_example(statement: str) -> list[float]:
             for d in WIDTH_EXAMPLE]
 
 
+def lenet_bound(statement: str) -> float:
+    """The library's apriori_bound for the `probprune bound` example: 784-300-100-10 ReLU, magnitude q = 0.05,
+    delta = 0.05, under ``statement``."""
+    from probprune.net.templates import fcn_spec
+    from probprune.theory.apriori import apriori_bound
+
+    return float(apriori_bound(fcn_spec([784, 300, 100, 10], "relu"), 0.05, 0.05, "magnitude", statement=statement).eps)
+
+
 def _v_width_bernstein(r: Results) -> str:
     e = width_example("bernstein")
     d = WIDTH_EXAMPLE
@@ -787,7 +837,10 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "mc-bench-table": block_mc_bench_table,
     "width-example-bernstein": _v_width_bernstein,
     "width-example-best": _v_width_best,
+    "lenet-bound-best": lambda r: sig(lenet_bound("best"), 2),
+    "lenet-bound-bernstein": lambda r: sig(lenet_bound("bernstein")),
     "mc-bench-machine": _v_mc_bench_machine,
+    "mc-bench-verdict": _v_mc_bench_verdict,
     "mc-linear-docs": block_mc_linear_docs,
     "mc-linear-table": block_mc_linear_table,
     "mc-fraction-fits": block_mc_fraction_fits,
@@ -817,12 +870,14 @@ def value(name: str, r: Results) -> str:
         return BLOCKS[name](r)
     if name.startswith("caption."):
         return figure_caption(r, name.split(".", 1)[1])
+    if name.startswith("pensia."):
+        return pensia_value(r, *name.split(".")[1:])
     if name.startswith("fig."):
         parts = name.split(".")
         if len(parts) == 3:
             return figure_number(r, parts[1], parts[2])
     raise ProbPruneError(f"unknown numbers marker {name!r}; registered: {', '.join(BLOCKS)}, fig.<experiment>.<macro>, "
-                         "caption.<experiment>")
+                         "caption.<experiment>, pensia.<...>")
 
 
 # ------------------------------------------------------------------------------------------------ rewriting
