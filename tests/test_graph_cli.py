@@ -60,7 +60,7 @@ def test_budget_for_a_residual_model(capsys, residual_file):
     """Issue 22: budget takes every network certify takes (residual + BatchNorm + pooling); the certificate
     recomputed at the returned allocation (magnitude, exact-k per layer) is <= eps."""
     code, out, err = run(capsys, "budget", "--model", residual_file, "--input-shape", "1,8,8", "--eps", "1",
-                         "--json")
+                         "--certificate", "lemma-a", "--json")  # the auto inversion: tests/test_api.py
     assert code == 0, err
     d = json.loads(out)
     assert d["eps_achieved"] <= d["eps"] == 1 and d["total_prunable"] > 0 and d["inverted_certificate"]

@@ -761,6 +761,7 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
 # --------------------------------------------------------------------------------------------- tight inversion
 CERTIFICATES = ("auto", "lemma-a")  # what a magnitude budget inverts: the auto rule's certificate, or Cert-D only
 TIGHT_EVALUATIONS = 6  # default tight-certificate evaluations per search (uniform, optimal); each costs seconds
+TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
 def magnitude_masks(graph, counts) -> dict:
@@ -1014,7 +1015,9 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         detail["note"] = f"Cert-D inverted: the §12 certificates refuse this network ({refused})"
         steps["tight"] = time.perf_counter() - t0
         return k_d, k_uni_d, eps_d, "lemma-a", detail
-    state = {"method": tight_method, "evaluations": 0}
+    # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
+    # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
+    state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
@@ -1087,7 +1090,7 @@ def certified_budget(
     uniform_reference: bool | None = None,
     certificate: str = "auto",
     tight_evaluations: int = TIGHT_EVALUATIONS,
-    time_limit: float | None = None,
+    time_limit: float | None = TIGHT_TIME_LIMIT,
     tight_method: str = "auto",
 ):
     """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a

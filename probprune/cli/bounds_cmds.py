@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from probprune.cli import app
+from probprune.cli.app import app
 from probprune.cli.common import (Activation, BoundMethod, BudgetMethod, BudgetMode, CertMethod, ConvNorm, Dataset, LazyConsole,
                      Law, atomic_write, check_finite, check_int, check_output_path, deprecated, emit, json_option,
                      parse_float_list, parse_int_list, val)
@@ -86,7 +86,7 @@ def budget(
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
     import probprune.api as api
-    from probprune.cli import budget_task as BT
+    from probprune.cli import budget_task as BT  # noqa: F401
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
     if model is not None:

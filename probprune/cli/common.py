@@ -61,7 +61,7 @@ LogBase = _enum("LogBase", ("e", "2", "10"))
 Tolerance = _enum("Tolerance", ("theorem", "per-weight"))
 Signs = _enum("Signs", ("random", "assigned"))
 DataChoice = _enum("DataChoice", ("auto", "mnist5k", "digits", "mnist1d", "none"))
-CONTROLS = ("uniform", "erk", "reinit")
+CONTROLS = ("uniform", "erk", "reinit", "ticket_density")
 
 
 def val(x):

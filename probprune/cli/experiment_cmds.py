@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from probprune.cli import app
+from probprune.cli.app import app
 from probprune.cli.common import check_output_path, emit, json_option, make_console
 from probprune.core.errors import ProbPruneError
 

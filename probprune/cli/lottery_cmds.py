@@ -16,7 +16,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from probprune.cli import app
+from probprune.cli.app import app
 from probprune.cli.common import (DataChoice, LazyConsole, LogBase, Signs, SumLaw, SumMethod, SumMode, Tolerance, atomic_write,
                      check_finite, check_int, check_output_path, emit, json_option, parse_float_list,
                      parse_int_list, refuse_recurrent, val)

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from probprune.cli import app
+from probprune.cli.app import app
 from probprune.cli.common import check_int, check_output_path, emit, json_option, make_console
 from probprune.core.errors import ProbPruneError
 

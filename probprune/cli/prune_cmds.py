@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from probprune.cli import app
+from probprune.cli.app import app
 from probprune.cli.common import (CONTROLS, Dataset, NeuronNorm, Optimizer, PruneMethod, Retrain, Rounding, Sampling, Scheme,
                      Scope, Strategy, atomic_write, atomic_write_text, check_finite, check_int, check_output_path,
                      deprecated, emit, json_option, make_console, val)

@@ -144,6 +144,23 @@ BUDGET_RATIO = "benchmarks/results/budget_ratio.json"
 BUDGET_RATIO_TRAINED = "benchmarks/results/budget_ratio_trained.json"
 
 
+def trained_budget_rows(r: Results) -> list[str]:
+    """Results-table rows from budget_ratio_trained.json (bench_budget_ratio.py --trained): certified / empirical
+    (PGD-measured) uniform fraction at eps = 0.1 x the certified sup||F||, Cert-D inversion (before) and the auto
+    inversion (after), per trained network."""
+    out = []
+    for i, row in enumerate(r.get(BUDGET_RATIO_TRAINED, "rows")):
+        emp = float(row["empirical"]["fraction"])
+        b, a = (float(row[k]["uniform_fraction"]) / emp if emp > 0 else float("nan") for k in ("before", "after"))
+        t = row.get("target")
+        what = (f"certified / empirical uniform fraction at `--eps-rel 0.1`, trained {row['network']} "
+                f"(inverted: {row['after'].get('certificate', '?')})")
+        out.append(f"| {what} | {frac2(b)} | **{frac2(a)}** | "
+                   + ("" if t is None else f">= {t:g}, {target_verdict(a, t, False)}")
+                   + (" | `bench_budget_ratio.py --trained` -> `budget_ratio_trained.json` |" if i == 0 else " | same |"))
+    return out
+
+
 def budget_ratio_row(r: Results, method: str, rel: float = 0.1, file: str = BUDGET_RATIO) -> dict:
     """The row of ``file`` for ``method`` at relative tolerance ``rel`` (guaranteed / empirical uniform budget)."""
     rows = [x for x in r.get(file, "rows") if x.get("method") == method and abs(x.get("rel", -1) - rel) < 1e-12]
@@ -259,7 +276,7 @@ def figure_caption(r: Results, experiment: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ lottery tickets
-LTH = "experiments/results/lth_mnist5k.md"
+LTH = "experiments/results/lth/summary.md"  # written by experiments/lth_study.py
 
 
 def lth_rows(r: Results) -> dict[str, list[str]]:
@@ -267,7 +284,7 @@ def lth_rows(r: Results) -> dict[str, list[str]]:
     out = {}
     for line in r.text(LTH).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 6 and cells[0].isdigit():
+        if len(cells) >= 7 and cells[0].isdigit():
             out[cells[1]] = cells
     if not out:
         raise ProbPruneError(f"result file {LTH} has no table rows")
@@ -401,8 +418,6 @@ def block_glance_table(r: Results) -> str:
         f"| **{ratio(rel_n['median'])}** | <= {tr:g}x, {target_verdict(rel_n['median'], tr)} | same |",
     ]
     files = [(BUDGET_RATIO, "bench_budget_ratio.py", "budget_ratio.json")]
-    if r.exists(BUDGET_RATIO_TRAINED):
-        files.append((BUDGET_RATIO_TRAINED, "bench_budget_ratio.py", "budget_ratio_trained.json"))
     for file, script, out in files:
         net = budget_ratio_network(r, file)
         before = r.get(file, "before_issue_at_10pct") if "before_issue_at_10pct" in r.json(file) else {}
@@ -418,6 +433,8 @@ def block_glance_table(r: Results) -> str:
                         f"| `{script}` -> `{out}` |" if first else
                         f"| {what} | {'-' if b is None else f'{b:g}'} | **{frac2(a)} / {frac2(c)}** | {tgt} | same |")
             first = False
+    if r.exists(BUDGET_RATIO_TRAINED):
+        rows += trained_budget_rows(r)
     n_net, n_frac = cert_grid(r)
     tc = cert_summary(r, "target_median")
     rows += [
@@ -514,21 +531,23 @@ def block_budget_speed(r: Results) -> str:
             f"other jobs ran; one bound evaluation takes {sig(budget_ms(r, 'bound'), 1)} ms")
 
 
-LTH_LEVELS = ("100.00%", "13.52%", "4.47%", "1.85%")
+LTH_LEVELS = ("100.00%", "13.52%", "4.47%", "1.85%", "0.96%")
 
 
 def block_lth_table(r: Results) -> str:
+    """Columns of experiments/results/lth/summary.md: level, remaining, ticket, late rewind, ticket's densities, ERK,
+    re-init (test accuracy at the early-stopping epoch, mean ± 95% t-interval over seeds)."""
     rows = lth_rows(r)
-    out = ["| weights remaining | IMP ticket | random, uniform | random, ERK | IMP mask, random re-init |",
-           "|---:|---:|---:|---:|---:|"]
+    out = ["| weights remaining | ticket (rewind to init) | ticket (late rewind) | random, ticket's densities "
+           "| random, ERK | ticket's mask, re-init |", "|---:|---:|---:|---:|---:|---:|"]
     for lv in LTH_LEVELS:
         c = rows.get(lv)
         if c is None:
             raise ProbPruneError(f"result file {LTH} has no level with {lv} weights remaining")
         if lv == "100.00%":
-            out.append(f"| 100% (dense) | {c[2]} | | | |")
+            out.append(f"| 100% (dense) | {c[2]} | | | | |")
         else:
-            out.append(f"| {lv} | {c[2]} | {c[3]} | {c[4]} | {c[5]} |")
+            out.append(f"| {lv} | {c[2]} | {c[3]} | {c[4]} | {c[5]} | {c[6]} |")
     return "\n".join(out)
 
 
@@ -555,7 +574,7 @@ def block_pensia_table(r: Results) -> str:
 
 
 def block_lth_table_full(r: Results) -> str:
-    """docs/pruning.md: the committed LTH table as written by experiments/lth_table.py."""
+    """docs/pruning.md: the committed LTH table as written by experiments/lth_study.py."""
     return r.text(LTH).strip()
 
 
@@ -736,15 +755,10 @@ def _lth_acc(cell: str) -> float:
 
 
 def _v_lth_within(r: Results) -> str:
-    """The smallest level at which the IMP ticket is within 0.5 points of dense, every level above it as well."""
+    """The sparsest level at which the ticket's mean accuracy is within 0.5 points of the dense network's."""
     rows = sorted(lth_rows(r).values(), key=lambda c: -float(c[1].rstrip("%")))
     dense = _lth_acc(rows[0][2])
-    last = rows[0]
-    for c in rows[1:]:
-        if dense - _lth_acc(c[2]) > 0.5:
-            break
-        last = c
-    return last[1]
+    return [c for c in rows if dense - _lth_acc(c[2]) <= 0.5][-1][1]
 
 
 def _v_lth_gap(r: Results) -> str:
@@ -754,9 +768,20 @@ def _v_lth_gap(r: Results) -> str:
 
 
 def _v_lth_beats(r: Results) -> str:
-    rows = [c for c in lth_rows(r).values() if c[1] != "100.00%"]
-    wins = sum(all(_lth_acc(c[2]) > _lth_acc(x) for x in c[3:6]) for c in rows)
-    return "at every level" if wins == len(rows) else f"at {wins} of {len(rows)} levels"
+    """Levels at which the ticket is ahead of the random mask with its own per-layer densities by a paired 95%
+    interval over seeds that excludes 0 (lth_stats.paired), out of the pruned levels."""
+    import pandas as pd
+
+    from probprune.experiments.lth_stats import paired
+
+    files = sorted((r.root / "experiments" / "results" / "lth").glob("seed*.csv"))
+    if not files:
+        raise ProbPruneError("experiments/results/lth/ has no seed*.csv (run experiments/lth_study.py)")
+    d = paired(pd.concat([pd.read_csv(f) for f in files], ignore_index=True), "ticket", "ticket_density")
+    d = d[d["level"] > 0]
+    wins, ties = int((d["sign"] > 0).sum()), int((d["sign"] == 0).sum())
+    return (f"at {wins} of {len(d)} pruned levels (paired 95% interval over seeds excluding 0; "
+            f"not distinguishable at {ties})")
 
 
 def _v_pensia_failures(r: Results) -> str:
