@@ -12,7 +12,7 @@ SIZES = {"hidden": 784 * 300 + 300 * 100, "output": 100 * 10}  # LeNet-300-100 w
 
 
 def test_tiny_imp_variants(tmp_path):
-    cfg = IMPVariantsConfig(levels=2, epochs=1, seeds=(0,), max_train=120)
+    cfg = IMPVariantsConfig(levels=2, epochs=1, seeds=(0,), max_train=120, n_val=20)
     res = run_experiment("imp_variants", config=cfg, out=tmp_path, quiet=True)
     df = pd.read_csv(Path(res.out_dir) / "data.csv")
     total = SIZES["hidden"] + SIZES["output"]
@@ -24,7 +24,7 @@ def test_tiny_imp_variants(tmp_path):
         assert abs(g["one-shot, layer-wise"] - ideal) <= 3 * L / total
         assert abs(g["iterative, global"] - 0.8 ** L) <= L / total
         assert g["random re-init"] == g["iterative, layer-wise"]  # the control reuses the ticket's mask
-    steps_per_epoch = int(np.ceil(120 / 60))
+    steps_per_epoch = int(np.ceil((120 - 20) / 60))  # the validation split leaves 100 to train on
     assert df["early_stop_step"].between(steps_per_epoch, steps_per_epoch * cfg.epochs).all()
     assert df["test_acc"].between(0, 1).all() and res.summary["numbers"]["figTenLevels"] == "2"
 
