@@ -90,3 +90,24 @@ def test_neuron_tests_count_cut_neurons_and_dead_inputs():
     assert t["fully_cut_neurons"] == 1 and t["dead_inputs"] == 1
     assert t["pruned_fraction"] == pytest.approx((6 + 3 + 1) / 24)
     assert t["dispersion_ratio"] > 1  # one neuron fully cut: over-dispersed
+
+
+def test_paired_verdicts_pair_by_seed_and_use_the_seeds_own_dense_run():
+    import pandas as pd
+
+    from probprune.experiments.repro_imp import paired_verdicts
+
+    rows = []
+    for seed, dense, it, os_ in ((0, 0.90, 0.92, 0.91), (1, 0.80, 0.83, 0.82), (2, 0.85, 0.87, 0.86)):
+        for v in ("iterative, layer-wise", "one-shot, layer-wise"):
+            rows.append({"seed": seed, "level": 0, "variant": v, "acc": dense})
+        rows.append({"seed": seed, "level": 1, "variant": "iterative, layer-wise", "acc": it})
+        rows.append({"seed": seed, "level": 1, "variant": "one-shot, layer-wise", "acc": os_})
+    df = pd.DataFrame(rows)
+    # unpaired, the seed-to-seed spread (0.80-0.90) would hide the 0.01-0.03 differences; paired they are exact
+    r = paired_verdicts(df, "iterative, layer-wise", "one-shot, layer-wise", "acc").iloc[0]
+    assert r["mean"] == pytest.approx(0.01) and r["verdict"] == "positive"  # sd 0: every seed +0.01
+    r = paired_verdicts(df, "iterative, layer-wise", "dense", "acc").iloc[0]
+    assert r["mean"] == pytest.approx((0.02 + 0.03 + 0.02) / 3)
+    iv = paired_interval([0.02, 0.03, 0.02])
+    assert (r["lo"], r["hi"]) == pytest.approx((iv.lo, iv.hi)) and r["verdict"] == "positive"

@@ -76,8 +76,9 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
             bar.update(1)
     bar.close()
     df_all = pd.DataFrame(rows)
-    ctx.save_table(df_all)
     df = df_all[df_all["grid"] == "default"]
+    ctx.save_table(df)  # the plotted grid; the small-eps grid is saved apart (asymptotic.csv)
+    ctx.save_table(df_all[df_all["grid"] == "asymptotic"], "asymptotic")
     fits = []
     min_points = 3  # a slope through two points is not a fit (issue 14: "slope n/a" from a 2-point panel)
     for (grid, m, d), g in df_all.dropna(subset=["min_width"]).groupby(["grid", "method", "delta"]):
