@@ -64,7 +64,9 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
     rows = []
     asym = {"magnitude": tuple(cfg.asym_eps_magnitude), "random": tuple(cfg.asym_eps_random)}
     grids = [("default", m, e) for m in cfg.methods for e in cfg.eps]
-    grids += [("asymptotic", m, e) for m in cfg.methods for e in asym.get(m, ())]
+    min_points = 3  # a slope through two points is not a fit (issue 14: "slope n/a" from a 2-point panel)
+    if len(set(cfg.eps)) >= min_points:  # the small-eps check complements a plotted-grid fit; none, none needed
+        grids += [("asymptotic", m, e) for m in cfg.methods for e in asym.get(m, ())]
     bar = ctx.bar(len(grids) * len(cfg.deltas), "min_width")
     for grid, m, e in grids:
         gamma = (2 * cfg.alpha / 3) if m == "magnitude" else 2 * cfg.alpha
@@ -80,7 +82,6 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
     ctx.save_table(df)  # the plotted grid; the small-eps grid is saved apart (asymptotic.csv)
     ctx.save_table(df_all[df_all["grid"] == "asymptotic"], "asymptotic")
     fits = []
-    min_points = 3  # a slope through two points is not a fit (issue 14: "slope n/a" from a 2-point panel)
     for (grid, m, d), g in df_all.dropna(subset=["min_width"]).groupby(["grid", "method", "delta"]):
         if g["eps"].nunique() >= min_points:
             f = fit_power_law(g["eps"], g["min_width"].astype(float))
@@ -185,10 +186,12 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
         f"$d^{{-\\alpha}}$, $\\alpha = {numbers['figFiveAlpha']}$. Theorem 1's shape predicts $d \\propto "
         f"\\varepsilon^{{-1/\\alpha}}$ (slope {numbers['figFiveTheorySlope']}); a fitted slope agrees with a "
         f"prediction when it is within {numbers['figFiveSlopeTol']} of it on either side. On the plotted grid the "
-        "fitted slope is " + " and ".join(part(m) for m in cfg.methods) + ". "
-        + ("Why shallower: at these widths the per-layer norm factors $B_i$ of the bound (measured along the "
-           "schedule at the fitted widths) are still above their large-width limit and fall with $d$, which adds to the decay of the first-order term "
-           "and predicts the slope $-1/(\\alpha+\\beta)$; " + "; ".join(corr(m) for m in fitted) + ". "
+        "slope is " + " and ".join(part(m) for m in cfg.methods) + ". "
+        + (("Why shallower: a" if any(numbers.get(f"figFive{ab.get(m, m.title())}VerdictShape") == "shallower"
+                                       for m in fitted) else "A")
+           + "t these widths the per-layer norm factors $B_i$ of the bound (measured along the "
+           "schedule at the fitted widths) are still above their large-width limit and fall with $d$, which adds "
+           "to the decay of the first-order term and predicts the slope $-1/(\\alpha+\\beta)$; " + "; ".join(corr(m) for m in fitted) + ". "
            if fitted else "")
         + ("On small-$\\varepsilon$ grids whose widths are large enough for the norm factors to be close to their "
            "limit, the fitted slope is " + " and ".join(asym_part(m) for m in asym_ok) + ". " if asym_ok else "")
