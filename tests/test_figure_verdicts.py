@@ -90,6 +90,9 @@ def test_neuron_tests_count_cut_neurons_and_dead_inputs():
     assert t["fully_cut_neurons"] == 1 and t["dead_inputs"] == 1
     assert t["pruned_fraction"] == pytest.approx((6 + 3 + 1) / 24)
     assert t["dispersion_ratio"] > 1  # one neuron fully cut: over-dispersed
+    p = 10 / 24  # THEORY §17.1 (d): i.i.d. cut-off probabilities of a neuron (row) and of an input (column)
+    assert t["iid_cut_prob"] == pytest.approx(1 - (1 - p ** 6) ** 4)
+    assert t["iid_dead_prob"] == pytest.approx(1 - (1 - p ** 4) ** 6)
 
 
 def test_paired_verdicts_pair_by_seed_and_use_the_seeds_own_dense_run():

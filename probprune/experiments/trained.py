@@ -3,7 +3,9 @@
 Figure 7 asks how far trained weights are from the paper's assumptions (THEORY §1.3: i.i.d. uniform entries) and
 what the per-network certificate (Cert-D, §3.11) says next to the measured worst-case (PGD, §6) and average error,
 and how accuracy falls with sparsity under each pruning method (§5). Figure 8 runs lottery-ticket IMP (§5, seed 0)
-against random pruning with uniform / ERK / SNIP-ratio layer densities, and reports neuron-wise sparsity under IMP.
+against random pruning with uniform / ERK / SNIP-ratio layer densities and with the ticket's own per-layer densities,
+and tests the neuron-wise structure of IMP masks against the i.i.d. masks of the theory (index-of-dispersion test,
+fully cut neurons and dead inputs as measured; THEORY §17.1).
 
 Reuses :mod:`probprune.net.train`, :mod:`probprune.net.zoo`, :mod:`probprune.pruning`, :mod:`probprune.certificates.lemma`,
 :mod:`probprune.mc.measure` and :mod:`probprune.theory.apriori`. Networks are bias-free so that the ball metric, the PGD
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from probprune.experiments.base import Context, Experiment, fmt, legend_below, register
-from probprune.experiments.grammar import count, k_of_n, verb
+from probprune.experiments.grammar import count, join_list, k_of_n, verb
 
 PRUNE_METHODS = (
     ("magnitude (layer)", "magnitude", {"scope": "layer"}),
@@ -309,7 +311,8 @@ def neuron_tests(masks, alpha: float = 0.05) -> pd.DataFrame:
     """Per IMP level and weight tensor: fully cut neurons (rows with every input pruned), dead inputs (columns with
     every weight pruned), and the index-of-dispersion test of the per-neuron pruned counts against
     Binomial(fan_in, p) (:func:`probprune.experiments.figure_verdicts.dispersion_test`); ``iid_cut_prob`` is the
-    probability that an i.i.d. Bernoulli(p) mask cuts off at least one of the neurons (1 - (1 - p^fan_in)^rows)."""
+    probability that an i.i.d. Bernoulli(p) mask cuts off at least one of the neurons (1 - (1 - p^fan_in)^rows,
+    THEORY §17.1 (d)) and ``iid_dead_prob`` that it leaves at least one input without weights (1 - (1 - p^rows)^fan_in)."""
     from probprune.experiments.figure_verdicts import dispersion_test
 
     rows = []
@@ -327,6 +330,7 @@ def neuron_tests(masks, alpha: float = 0.05) -> pd.DataFrame:
                 "dispersion_ratio": t.ratio, "chi2": t.statistic, "dof": t.dof, "p_over": t.p_over,
                 "p_under": t.p_under, "p_value": t.p_value, "rejects_binomial": bool(t.p_value < alpha),
                 "iid_cut_prob": float(-np.expm1(M.shape[0] * np.log1p(-(p ** M.shape[1])))) if p < 1 else 1.0,
+                "iid_dead_prob": float(-np.expm1(M.shape[1] * np.log1p(-(p ** M.shape[0])))) if p < 1 else 1.0,
             })
     return pd.DataFrame(rows)
 
@@ -411,19 +415,39 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     legend_below(axes[0], ncol=2)
     tt = tests[tests["level"] > 0]
     for layer, g in tt.groupby("layer", sort=False):
-        axes[1].plot(100 * g["remaining"], g["dispersion_ratio"], "o-", ms=3, label=f"{layer}")
+        lab = f"{layer} ({int(g['neurons'].iloc[0])} neurons, fan-in {int(g['fan_in'].iloc[0])})"
+        axes[1].plot(g["level"], g["dispersion_ratio"], "o-", ms=3, label=lab)
+        cut = g[(g["fully_cut_neurons"] > 0) | (g["dead_inputs"] > 0)]
+        for _, r in cut.iterrows():
+            axes[1].annotate(f"{int(r['fully_cut_neurons'])}/{int(r['dead_inputs'])}", (r["level"], r["dispersion_ratio"]),
+                             textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
     axes[1].axhline(1.0, color="k", ls=":", lw=1, label="i.i.d. (binomial) mask: 1")
-    axes[1].set(xscale="log", yscale="log", xlabel="weights remaining (%)",
-                ylabel="index of dispersion of pruned counts",
-                title="neuron-wise structure of IMP masks vs Binomial(fan-in, p)")
-    axes[1].invert_xaxis()
+    levels_ = sorted(tt["level"].unique())
+    axes[1].set_xticks(levels_)
+    axes[1].set_xticklabels([f"{lv}\n{100 * res.rows[int(lv)]['remaining']:.0f}%" for lv in levels_], fontsize=7)
+    axes[1].set(yscale="log", xlabel="IMP level (weights remaining)", ylabel="index of dispersion of pruned counts",
+                title="IMP masks vs Binomial(fan-in, p); labels: cut neurons / dead inputs")
+    axes[1].title.set_fontsize(9)
+    from matplotlib.ticker import ScalarFormatter
+
+    axes[1].yaxis.set_major_formatter(ScalarFormatter())
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
     legend_below(axes[1], ncol=2)
     ctx.save_figure(fig)
 
     lastlvl = int(df["level"].max())
     L = df[df["level"] == lastlvl].set_index("method")["test_acc"]
     controls = [m for m in L.index if m != "IMP (lottery ticket)"]
-    imp_best_random = float(L["IMP (lottery ticket)"] - L[controls].max())
+    n_test = int(ds.n_test)
+
+    def ahead(a, b):
+        """a ahead of b: the accuracy difference exceeds 1.96 standard errors of a difference of two proportions on
+        the n_test test images (unpaired, so conservative for one test set); one seed, so seed spread not included."""
+        pa, pb = float(L[a]), float(L[b])
+        return pa - pb > 1.96 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_test)
+
+    imp_ahead = [c for c in controls if ahead("IMP (lottery ticket)", c)]
+    imp_behind = [c for c in controls if ahead(c, "IMP (lottery ticket)")]
     first = names[0]
     T = tests[tests["level"] == lastlvl].set_index("layer")
     t1 = T.loc[first]
@@ -434,6 +458,18 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     dead_px = int(t1["dead_inputs"])
     n_rej = int(T["rejects_binomial"].sum())
     ever_cut = int(tests["fully_cut_neurons"].sum() + tests["dead_inputs"].sum())
+    cut_levels = sorted(int(v) for v in tests[(tests["fully_cut_neurons"] > 0) | (tests["dead_inputs"] > 0)]["level"])
+    first_cut = cut_levels[0] if cut_levels else None
+    # per layer with a cut-off at the sparsest level: how likely an i.i.d. mask of that layer's density does the same
+    # (THEORY §17.1 (d)); a cut-off that an i.i.d. mask produces with probability >= 0.001 is no evidence against it
+    ev = []
+    for layer, r in T.iterrows():
+        kinds = ([r["iid_cut_prob"]] if r["fully_cut_neurons"] > 0 else []) + \
+                ([r["iid_dead_prob"]] if r["dead_inputs"] > 0 else [])
+        if kinds:
+            ev.append((layer, float(max(kinds)), int(r["fully_cut_neurons"]), int(r["dead_inputs"])))
+    rare = [e for e in ev if e[1] < 1e-3]
+    common = [e for e in ev if e[1] >= 1e-3]
     numbers = {
         "figEightLevels": str(lastlvl), "figEightRemaining": fmt(100 * df["remaining"].min(), 3),
         "figEightImpAcc": fmt(L["IMP (lottery ticket)"], 3),
@@ -456,10 +492,19 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
                    f"weights (measured, every layer, down to {numbers['figEightRemaining']}\\% of the weights), so the "
                    "masks do not cut off whole neurons or input pixels at this size. ")
     else:
-        cut_txt = (f"at the sparsest level {count(cut, 'neuron')} {verb(cut, 'is', 'are')} fully cut off and "
+        first_rem = fmt(100 * res.rows[first_cut]["remaining"], 2)
+        cut_txt = (f"cut-offs first appear at level {first_cut} ({first_rem}\\% of the weights left); at the "
+                   f"sparsest level {count(cut, 'neuron')} {verb(cut, 'is', 'are')} fully cut off and "
                    f"{count(dead_all, 'input')} (of which {count(dead_px, 'input pixel')}) lost all their weights "
-                   "(measured), where an i.i.d. mask of the same per-layer density cuts one off with probability "
-                   f"at most {tests[tests['level'] == lastlvl]['iid_cut_prob'].max():.1g}. ")
+                   "(measured)"
+                   + (f"; in {join_list(e[0] for e in rare)} an i.i.d. mask of the same density does so with "
+                      f"probability at most ${_pfmt(max(e[1] for e in rare))}$ (THEORY \\S17.1)" if rare else "")
+                   + (f"; in {join_list(e[0] for e in common)} an i.i.d. mask does so too (probability "
+                      f"{join_list(fmt(e[1], 2) for e in common)}), so there the cut-off is no evidence against "
+                      "independence" if common else "") + ". ")
+        numbers["figEightCutLayersRare"] = str(len(rare))
+        numbers["figEightFirstCutLevel"] = str(first_cut)
+        numbers["figEightFirstCutRemaining"] = first_rem
     caption = (
         f"Lottery tickets (seed {cfg.seed}, one run; test set of {ds.n_test:,} images). After {numbers['figEightLevels']} "
         f"IMP levels ({numbers['figEightRemaining']}\\% of the weights left) the rewound ticket reaches test accuracy "
@@ -467,9 +512,12 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
         f"{numbers['figEightUniformAcc']} / {numbers['figEightErkAcc']} / {numbers['figEightTicketDensityAcc']} / "
         f"{numbers['figEightSnipAcc']} for random masks with uniform / ERK / the ticket's own per-layer / SNIP-ratio "
         "densities trained from the same initialisation; "
-        + ("IMP is ahead of every random control at the sparsest level (one seed: see Fig.~9 and the LTH table "
-           "for intervals over seeds). " if imp_best_random > 0 else
-           "at this (small) scale IMP is NOT ahead of the best random control at the sparsest level. ")
+        + ("at the sparsest level IMP is ahead of every random control by more than 1.96 standard errors of the "
+           "test-set difference (one seed, so seed-to-seed spread is not included: see Fig.~9 and the LTH table for "
+           "intervals over seeds). " if len(imp_ahead) == len(controls) else
+           f"at the sparsest level IMP is ahead of {k_of_n(len(imp_ahead), len(controls), 'random control')} and "
+           f"behind {k_of_n(len(imp_behind), len(controls), 'random control')} by more than 1.96 standard errors of "
+           "the test-set difference (one seed). ")
         + f"Right: the index of dispersion of the per-neuron pruned counts against Binomial(fan-in, $p$) (1 for an "
         f"i.i.d.\\ mask of the same density): at the sparsest level it is {numbers['figEightDispRatio']} in the "
         f"first layer (chi-square test, $p = {numbers['figEightDispP']}$) and {numbers['figEightDispRatioMin']} to "
