@@ -425,13 +425,9 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     levels_ = sorted(tt["level"].unique())
     axes[1].set_xticks(levels_)
     axes[1].set_xticklabels([f"{lv}\n{100 * res.rows[int(lv)]['remaining']:.0f}%" for lv in levels_], fontsize=7)
-    axes[1].set(yscale="log", xlabel="IMP level (weights remaining)", ylabel="index of dispersion of pruned counts",
+    axes[1].set(ylim=(0, None), xlabel="IMP level (weights remaining)", ylabel="index of dispersion of pruned counts",
                 title="IMP masks vs Binomial(fan-in, p); labels: cut neurons / dead inputs")
     axes[1].title.set_fontsize(9)
-    from matplotlib.ticker import ScalarFormatter
-
-    axes[1].yaxis.set_major_formatter(ScalarFormatter())
-    axes[1].yaxis.set_minor_formatter(NullFormatter())
     legend_below(axes[1], ncol=2)
     ctx.save_figure(fig)
 
