@@ -26,6 +26,7 @@ CHECK_MODULES = (
     "checks_scale_fast",
     "checks_h1_api",
     "checks_budget_graph",
+    "checks_figure_verdicts",
     "bridge",
 )
 

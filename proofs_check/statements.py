@@ -134,6 +134,10 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("sharp-S9.6", "§9.6", "S9.6 exact-k magnitude: order-statistic bracket, shell, threshold given its count"),
     DStatement("sharp-S9.7", "§9.7", "S9.7 minimum of deterministic thresholds at the same failure probability"),
     DStatement("sharp-S9.8", "§9.8", "S9.8 product moment recursion for linear nets (disjoint supports, Chevet, Minkowski)"),
+    # §17 statistical verdicts of the figures [D] (issue 21 item 3; proofs_check/checks_figure_verdicts.py)
+    DStatement("verdict-dispersion", "§17.1", "Statement 17.1: D = 2 x k Pearson chi-square; exact-k E D = (k-1) N/(N-1); cut-off prob <= k p^n"),
+    DStatement("verdict-paired", "§17.2", "Statement 17.2: the paired t-interval excludes 0 iff the paired t-test rejects"),
+    DStatement("verdict-slope", "§17.3", "Statement 17.3: eps ~ d^-(alpha+beta) locally gives width slope -1/(alpha+beta)"),
 )
 
 D_IDS = tuple(s.id for s in D_STATEMENTS)

@@ -33,3 +33,14 @@ def test_tiny_edge_popup_run(tmp_path):
     w = df.set_index("kind")["n_weights"]
     assert abs(w["wide"] - w["relu"]) <= 794 // 2 + 1  # wide width rounded to match the weight count
     assert (df["published_fc2_acc"] == df["kind"].map({"linear": 0.98, "relu": 0.965, "wide": 0.98})).all()
+    # issue 21 item 3: every arm is tested against chance (exact binomial, 10 classes) and the caption compares
+    # arms only where all are above chance
+    from probprune.experiments.figure_verdicts import above_chance
+
+    s = pd.read_csv(Path(res.out_dir) / "summary.csv")
+    for _, r in s.iterrows():
+        assert bool(r["above_chance"]) == above_chance(r["acc"], 1000, 0.1, cfg.chance_margin, cfg.chance_alpha).above
+    cap = res.summary["caption"]
+    assert "above chance" in cap
+    if not s["above_chance"].all():
+        assert "wins" not in cap and "ahead" not in cap

@@ -12,21 +12,37 @@ SIZES = {"hidden": 784 * 300 + 300 * 100, "output": 100 * 10}  # LeNet-300-100 w
 
 
 def test_tiny_imp_variants(tmp_path):
-    cfg = IMPVariantsConfig(levels=2, epochs=1, seeds=(0,), max_train=120)
+    cfg = IMPVariantsConfig(levels=2, epochs=1, seeds=(0, 1), max_train=120, n_val=20)
     res = run_experiment("imp_variants", config=cfg, out=tmp_path, quiet=True)
     df = pd.read_csv(Path(res.out_dir) / "data.csv")
     total = SIZES["hidden"] + SIZES["output"]
     for L in (1, 2):
-        g = df[df.level == L].set_index("variant")["remaining"]
+        g = df[(df.level == L) & (df.seed == 0)].set_index("variant")["remaining"]
         ideal = (SIZES["hidden"] * 0.8 ** L + SIZES["output"] * 0.9 ** L) / total
         # floor rounding per layer and round: at most 3 layers x L weights away from the ideal count
         assert abs(g["iterative, layer-wise"] - ideal) <= 3 * L / total
         assert abs(g["one-shot, layer-wise"] - ideal) <= 3 * L / total
         assert abs(g["iterative, global"] - 0.8 ** L) <= L / total
         assert g["random re-init"] == g["iterative, layer-wise"]  # the control reuses the ticket's mask
-    steps_per_epoch = int(np.ceil(120 / 60))
+    steps_per_epoch = int(np.ceil((120 - 20) / 60))  # the validation split leaves 100 to train on
     assert df["early_stop_step"].between(steps_per_epoch, steps_per_epoch * cfg.epochs).all()
     assert df["test_acc"].between(0, 1).all() and res.summary["numbers"]["figTenLevels"] == "2"
+    # issue 21 item 3: every comparison is the paired t-interval over the seeds, recomputed here with scipy
+    from scipy import stats
+
+    comp = pd.read_csv(Path(res.out_dir) / "comparisons.csv")
+    assert len(comp) == 6 * 2  # six comparisons x two levels
+    for _, r in comp.iterrows():
+        g = df[df.level == r.level]
+        A = g[g.variant == r.a].set_index("seed")[r.value]
+        B = (df[(df.level == 0) & (df.variant == r.a)].set_index("seed")[r.value] if r.b == "dense"
+             else g[g.variant == r.b].set_index("seed")[r.value])
+        d = (A - B).values
+        if d.std(ddof=1) > 0:
+            ci = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(len(d)))
+            assert np.allclose([r.lo, r.hi], ci)
+        want = "positive" if r.lo > 0 else "negative" if r.hi < 0 else "not distinguishable"
+        assert r.verdict == want
 
 
 def test_tiny_random_width(tmp_path):

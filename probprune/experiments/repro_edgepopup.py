@@ -16,6 +16,11 @@ weight decay 5e-4, batch 64, cosine, lr 0.1), the maximum over 5 runs. Here: 784
 epochs and one run per point. Both structures' weights are Kaiming-normal (std sqrt(2 / fan-in) of each matrix); the
 paper's N(0, 2) for W1 is the same scale for fan-in 1. The published fc2 values (read from their plot, +-2 points)
 are kept in :data:`PUBLISHED_FC2` and printed next to ours.
+
+Verdicts (issue 21 item 3, THEORY §17): an arm counts as above chance only when its test accuracy is at least
+``chance_margin`` above 10% and an exact one-sided binomial test against 10% gives p < ``chance_alpha``
+(:func:`probprune.experiments.figure_verdicts.above_chance`); architectures are compared only at sparsities where
+every arm is above chance, and a lead counts only beyond 1.96 standard errors of a difference of two proportions.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, register
+from probprune.experiments.figure_verdicts import above_chance
 from probprune.experiments.grammar import count, join_list
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # torchvision Normalize of their code; mnist5k pixels are in [0, 1] as ToTensor
@@ -126,6 +132,9 @@ class EdgePopupConfig:
     max_train: int | None = 2000
     runs: int = 1
     seed: int = 0
+    chance: float = 0.1  # ten classes
+    chance_margin: float = 0.05  # an arm counts as "above chance" only at accuracy >= chance + margin ...
+    chance_alpha: float = 0.01  # ... and an exact one-sided binomial p-value against chance below alpha
 
 
 def _train_scores(net, ds, cfg, seed):
@@ -181,7 +190,6 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
     ctx.save_table(df)
     agg = df.groupby(["kind", "sparsity"], as_index=False).agg(acc=("test_acc", "max"), n_weights=("n_weights", "first"),
                                                                published=("published_fc2_acc", "first"))
-    ctx.save_table(agg, "summary")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     cols = dict(zip(cfg.kinds, distinct_colors(len(cfg.kinds))))
@@ -190,6 +198,8 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
         g = agg[agg["kind"] == kind].sort_values("sparsity")
         ax.plot(g["sparsity"], g["acc"], "o-", color=cols[kind], label=f"{label[kind]} (here)")
         ax.plot(g["sparsity"], g["published"], "x:", color=cols[kind], label=f"{label[kind]} (published fc2)")
+    ax.axhline(cfg.chance + cfg.chance_margin, color="grey", ls="--", lw=0.8,
+               label=f"chance + {100 * cfg.chance_margin:g} points (comparisons only above)")
     ax.set(xlabel="sparsity (fraction of weights removed)", ylabel="test accuracy",
            title=f"edge-popup on random networks, target 784-{cfg.hidden}-10, mnist5k")
     legend_below(ax, ncol=2)
@@ -197,29 +207,70 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
 
     piv = agg.pivot_table(index="sparsity", columns="kind", values="acc")
     hi = max(cfg.sparsities)
-    wide_wins_hi = bool(piv.loc[hi, "wide"] > piv.loc[hi, [k for k in cfg.kinds if k != "wide"]].max()) \
-        if "wide" in cfg.kinds and len(cfg.kinds) > 1 else False
+    n_test = int(ds.n_test)
+    # above chance (figure_verdicts.above_chance): comparisons are made only where the arms are above chance
+    ch = {(k, sp): above_chance(float(piv.loc[sp, k]), n_test, cfg.chance, cfg.chance_margin, cfg.chance_alpha)
+          for k in cfg.kinds for sp in piv.index}
+    agg["chance_p"] = [ch[(k, sp)].p_value for k, sp in zip(agg["kind"], agg["sparsity"])]
+    agg["above_chance"] = [ch[(k, sp)].above for k, sp in zip(agg["kind"], agg["sparsity"])]
+    ctx.save_table(agg, "summary")
+    all_above = [sp for sp in piv.index if all(ch[(k, sp)].above for k in cfg.kinds)]
+    some_above = [sp for sp in piv.index if any(ch[(k, sp)].above for k in cfg.kinds)]
+    others = [k for k in cfg.kinds if k != "wide"]
+    s_cmp = max(all_above) if all_above else None
+
+    def ahead(a, b, sp):
+        """a ahead of b at sparsity sp: the difference exceeds 1.96 standard errors of a difference of two
+        proportions on n_test images (unpaired, so conservative for the same test set)."""
+        pa, pb = float(piv.loc[sp, a]), float(piv.loc[sp, b])
+        se = np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_test)
+        return pa - pb > 1.96 * se
+
+    wide_ahead = ("wide" in cfg.kinds and bool(others) and s_cmp is not None
+                  and all(ahead("wide", k, s_cmp) for k in others))
+    wide_behind = ("wide" in cfg.kinds and bool(others) and s_cmp is not None
+                   and all(ahead(k, "wide", s_cmp) for k in others))
+    at_chance = {k: [sp for sp in piv.index if not ch[(k, sp)].above] for k in cfg.kinds}
     numbers = {"figTwelveHidden": str(cfg.hidden), "figTwelveWide": str(wide), "figTwelveOurs": f"{ours:,}",
                "figTwelveWideWeights": f"{wide * (n_in + n_out):,}", "figTwelveEpochs": str(cfg.epochs),
-               "figTwelveHiSparsity": fmt(hi, 2)}
+               "figTwelveHiSparsity": fmt(hi, 2), "figTwelveTest": f"{n_test:,}",
+               "figTwelveChanceMargin": fmt(100 * cfg.chance_margin, 2), "figTwelveChanceAlpha": f"{cfg.chance_alpha:g}",
+               "figTwelveCmpSparsity": fmt(s_cmp, 2) if s_cmp is not None else "n/a"}
     for kind, key in (("linear", "Linear"), ("relu", "Relu"), ("wide", "Wide")):
         if kind in cfg.kinds:
             numbers[f"figTwelve{key}Hi"] = fmt(piv.loc[hi, kind], 3)
             if 0.5 in piv.index:
                 numbers[f"figTwelve{key}Half"] = fmt(piv.loc[0.5, kind], 3)
+            if s_cmp is not None:
+                numbers[f"figTwelve{key}Cmp"] = fmt(piv.loc[s_cmp, kind], 3)
+            numbers[f"figTwelve{key}AtChance"] = (join_list(f"{v:g}" for v in at_chance[kind]) if at_chance[kind]
+                                                  else "none")
     short = {"linear": "subset-sum structure, linear", "relu": "subset-sum structure, ReLU", "wide": "wide"}
+    key = {"linear": "Linear", "relu": "Relu", "wide": "Wide"}
+    chance_txt = "; ".join(f"{short[k]} at sparsity {numbers['figTwelve' + key[k] + 'AtChance']}"
+                           for k in cfg.kinds if at_chance[k])
     caption = (
         f"Pensia et al.'s Experiment 2 at small size: edge-popup trains only scores that select a subnetwork of a "
         f"random network. Target 784-{cfg.hidden}-10 (theirs: 784-500-10), the subset-sum structure with "
         f"$r = {cfg.r}$ ({numbers['figTwelveOurs']} weights) against a wide network of width {wide} "
         f"({numbers['figTwelveWideWeights']} weights), {count(cfg.epochs, 'epoch')}, "
         f"{count(cfg.runs, 'run')} per point on the MNIST 5k subset (theirs: full MNIST, best of 5 runs; dotted: their "
-        f"fc2 curve read from the plot). At sparsity {numbers['figTwelveHiSparsity']} "
-        + "the accuracy is " + join_list(
-            f"{numbers['figTwelve' + {'linear': 'Linear', 'relu': 'Relu', 'wide': 'Wide'}[k] + 'Hi']} "
-            f"({short[k]})" for k in cfg.kinds)
-        + ("; as in the paper the wide network wins at high sparsity." if wide_wins_hi else
-           "; unlike the paper, the wide network does not win at the highest sparsity here.")
+        f"fc2 curve read from the plot). An arm counts as above chance only when its accuracy on the "
+        f"{numbers['figTwelveTest']} test images is at least {numbers['figTwelveChanceMargin']} points above the 10\\% "
+        f"of guessing and an exact binomial test against 10\\% gives $p < {numbers['figTwelveChanceAlpha']}$; arms are "
+        "compared only where all of them are above chance. "
+        + (f"At chance: {chance_txt}. " if chance_txt else "Every arm is above chance at every sparsity. ")
+        + (f"At the highest sparsity where all arms are above chance ({numbers['figTwelveCmpSparsity']}) the accuracy "
+           "is " + join_list(f"{numbers['figTwelve' + key[k] + 'Cmp']} ({short[k]})" for k in cfg.kinds)
+           + ("; the wide network is ahead of both subset-sum structures there (difference beyond 1.96 standard "
+              "errors), as in the paper" if wide_ahead else
+              "; the subset-sum structures are ahead of the wide network there, unlike the paper" if wide_behind else
+              "; the wide network is not ahead of both subset-sum structures there by more than 1.96 standard errors")
+           if s_cmp is not None else "No sparsity has every arm above chance, so no comparison is made")
+        + (f". At sparsity {numbers['figTwelveHiSparsity']} only the wide network is above chance "
+           f"({numbers['figTwelveWideHi']}): there the subset-sum search failed rather than lost a comparison."
+           if "wide" in cfg.kinds and hi in some_above and ch[("wide", hi)].above
+           and not any(ch[(k, hi)].above for k in others) else ".")
     )
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 

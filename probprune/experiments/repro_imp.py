@@ -7,16 +7,20 @@ ships full MNIST or CIFAR-10 inside its files), tickets rewound to theta_0 (Fran
   level) against one-shot pruning of the dense trained network straight to the same per-layer fractions
   1 - (1 - r)^L (the consistent reading of the report's "p^(1/n)%", :func:`probprune.pruning.imp.per_round_rate`);
 * **layer-wise vs global**: global IMP prunes 20% of all surviving weights by one magnitude threshold;
-* **early-stopping iteration**: the training step at which the test loss is smallest (evaluated every epoch), for the
-  tickets and for the same masks trained from a fresh random initialisation (the LTH control). The LTH paper finds
-  that tickets stop earlier than the dense network down to a few percent and that re-initialised masks stop later.
+* **early-stopping iteration**: the training step of the best accuracy on a validation split carved out of the
+  training set (evaluated every epoch; the test set is never used for the choice), for the tickets, the dense network
+  and the same masks trained from a fresh random initialisation (the LTH control). The LTH paper finds that tickets
+  stop earlier than the dense network down to a few percent and that re-initialised masks stop later.
+
+Every comparison is a paired difference over seeds with its 95% t-interval (issue 21 item 3): a level counts as a
+win only when the interval excludes 0, otherwise it is reported as not distinguishable.
 
 Figure 11 (``random_width``): "the larger the network the better the result of random pruning" (report 001):
 784-w-w-10 MLPs with uniform random masks drawn before training (exact-k per layer), trained from the same
 initialisation as the dense network of the same width; the accuracy drop dense - sparse against the width.
 
 The IMP loop is written here with the package's public pieces (:func:`probprune.pruning.imp.imp_prune`,
-:func:`probprune.net.train.train`) because the per-epoch test loss is needed for the early-stopping iteration.
+:func:`probprune.net.train.train`) because one-shot and global IMP share the seeds and the dense run.
 """
 from __future__ import annotations
 
@@ -33,41 +37,58 @@ from probprune.experiments.grammar import count, k_of_n
 @dataclass(frozen=True)
 class IMPVariantsConfig:
     levels: int = 12
-    epochs: int = 10  # 4 epochs: the test loss still fell at the last epoch in every run (early stop censored)
-    seeds: tuple = (0, 1)
+    epochs: int = 10  # 4 epochs: the loss still fell at the last epoch in every run (early stop censored)
+    seeds: tuple = (0, 1, 2)  # three seeds: the fewest with a finite-width t-interval worth reading (t_2 = 4.30)
     max_train: int | None = 2000
+    n_val: int = 400  # validation split carved out of the training set: early stopping never looks at the test set
     hidden_rate: float = 0.2
     output_rate: float = 0.1
     global_rate: float = 0.2
+    confidence: float = 0.95
 
 
 def _train_track(model, ds, tc, masks=None):
-    """Train with the per-epoch test loss/accuracy; returns (final acc, early-stop step, rows)."""
-    from probprune.net.train import evaluate_loss, train
+    """Train with per-epoch validation accuracy; returns (final test acc, early-stop step, test acc at the
+    early-stopping epoch, rows). Early stopping = the epoch of the best validation accuracy (first on ties), as
+    recorded by :func:`probprune.net.train.train` on ``ds``'s validation split."""
+    from probprune.net.train import train
 
-    rows = []
+    h = train(model, ds, config=tc, masks=masks, eval_each_epoch=True)
+    return float(h.final_test_acc), int(h.es_step), float(h.es_test_acc), h.rows
 
-    def cb(row):
-        rows.append({"epoch": row["epoch"], "step": row["step"], "test_acc": row.get("test_acc"),
-                     "test_loss": evaluate_loss(model, ds.X_test, ds.y_test)})
 
-    h = train(model, ds, config=tc, masks=masks, eval_each_epoch=True, callback=cb)
-    best = min(rows, key=lambda r: r["test_loss"])
-    return float(h.final_test_acc), int(best["step"]), float(best["test_acc"]), rows
+def paired_verdicts(df: pd.DataFrame, a: str, b: str, value: str, confidence: float = 0.95) -> pd.DataFrame:
+    """Per level: the paired difference ``value``(a) - ``value``(b) over seeds with its t-interval
+    (:func:`probprune.experiments.figure_verdicts.paired_interval`); ``b`` may be "dense" (level 0 of ``a``'s seed)."""
+    from probprune.experiments.figure_verdicts import paired_interval
+
+    out = []
+    dense = df[df["level"] == 0].drop_duplicates("seed").set_index("seed")[value]
+    for level, g in df[df["level"] > 0].groupby("level"):
+        A = g[g["variant"] == a].set_index("seed")[value]
+        B = dense if b == "dense" else g[g["variant"] == b].set_index("seed")[value]
+        common = A.index.intersection(B.index)
+        iv = paired_interval((A[common] - B[common]).values, confidence)
+        out.append({"level": int(level), "a": a, "b": b, "value": value, "n": iv.n, "mean": iv.mean, "sd": iv.sd,
+                    "lo": iv.lo, "hi": iv.hi, "verdict": iv.verdict})
+    return pd.DataFrame(out)
 
 
 def imp_variants(cfg: IMPVariantsConfig, ctx: Context) -> dict:
+    """Figure 9 (issue 21 item 3): a level counts as a win only when the paired difference's t-interval over seeds
+    excludes 0; the ticket is compared with the dense network as well as with one-shot and re-init; early stopping
+    is chosen on a validation split."""
     import matplotlib.pyplot as plt
     import torch
 
-    from probprune.net.data import load_dataset
+    from probprune.net.data import load_dataset, with_validation
     from probprune.net.zoo import lenet_300_100
     from probprune.pruning import full_mask
     from probprune.pruning.imp import imp_prune
     from probprune.net.train import TrainConfig
 
     torch.set_num_threads(1)
-    ds = load_dataset("mnist5k", seed=0, max_train=cfg.max_train)
+    ds = with_validation(load_dataset("mnist5k", seed=0, max_train=cfg.max_train), cfg.n_val, seed=0)
     rows = []
     for seed in cfg.seeds:
         tc = TrainConfig(epochs=cfg.epochs, seed=seed)
@@ -109,13 +130,24 @@ def imp_variants(cfg: IMPVariantsConfig, ctx: Context) -> dict:
                 rem = sum(int(x.sum()) for x in mk.values()) / sum(x.numel() for x in mk.values())
                 rows.append({"seed": seed, "level": level, "remaining": rem, "variant": v, "test_acc": acc,
                              "early_stop_step": es, "early_stop_acc": es_acc})
-            ctx.log(f"seed {seed} level {level}: " + ", ".join(f"{v} {r[1][0]:.3f}" for v, r in out.items()))
+            ctx.log(f"seed {seed} level {level}: " + ", ".join(f"{v} {r[1][2]:.3f}" for v, r in out.items()))
     df = pd.DataFrame(rows)
     ctx.save_table(df)
     agg = df.groupby(["variant", "level"], as_index=False).agg(
-        remaining=("remaining", "mean"), acc=("test_acc", "mean"), acc_sd=("test_acc", "std"),
-        early_stop_step=("early_stop_step", "mean"), early_stop_acc=("early_stop_acc", "mean"))
+        remaining=("remaining", "mean"), acc=("early_stop_acc", "mean"), acc_sd=("early_stop_acc", "std"),
+        final_acc=("test_acc", "mean"), early_stop_step=("early_stop_step", "mean"),
+        early_stop_sd=("early_stop_step", "std"))
     ctx.save_table(agg, "summary")
+    c = cfg.confidence
+    comp = pd.concat([
+        paired_verdicts(df, "iterative, layer-wise", "one-shot, layer-wise", "early_stop_acc", c),
+        paired_verdicts(df, "iterative, global", "iterative, layer-wise", "early_stop_acc", c),
+        paired_verdicts(df, "iterative, layer-wise", "dense", "early_stop_acc", c),
+        paired_verdicts(df, "iterative, layer-wise", "random re-init", "early_stop_acc", c),
+        paired_verdicts(df, "iterative, layer-wise", "dense", "early_stop_step", c),
+        paired_verdicts(df, "iterative, layer-wise", "random re-init", "early_stop_step", c),
+    ], ignore_index=True)
+    ctx.save_table(comp, "comparisons")
 
     variants = ["iterative, layer-wise", "one-shot, layer-wise", "iterative, global", "random re-init"]
     cols = dict(zip(variants, distinct_colors(len(variants))))
@@ -124,62 +156,100 @@ def imp_variants(cfg: IMPVariantsConfig, ctx: Context) -> dict:
         g = agg[agg["variant"] == v].sort_values("level")
         axes[0].errorbar(100 * g["remaining"], g["acc"], yerr=g["acc_sd"].fillna(0), fmt="o-", ms=3, capsize=2,
                          color=cols[v], label=v)
-        axes[1].plot(100 * g["remaining"], g["early_stop_step"], "o-", ms=3, color=cols[v], label=v)
+        axes[1].errorbar(100 * g["remaining"], g["early_stop_step"], yerr=g["early_stop_sd"].fillna(0), fmt="o-",
+                         ms=3, capsize=2, color=cols[v], label=v)
     for ax in axes:
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("weights remaining (%)")
         legend_below(ax, ncol=2)
-    axes[0].set(ylabel="test accuracy", title=f"LeNet-300-100, mnist5k, {cfg.epochs} epochs per level, "
-                                               f"{len(cfg.seeds)} seeds (mean, sd)")
-    axes[1].set(ylabel="early-stopping step (min test loss)", title="early-stopping iteration")
+    axes[0].set(ylabel="test accuracy at the early-stopping epoch",
+                title=f"LeNet-300-100, mnist5k, {cfg.epochs} epochs per level, {len(cfg.seeds)} seeds (mean, sd)")
+    axes[1].set(ylabel="early-stopping step (best validation acc.)", title="early-stopping iteration (mean, sd)")
     ctx.save_figure(fig)
 
     last = agg[agg["level"] == cfg.levels].set_index("variant")
     dense = agg[agg["level"] == 0].set_index("variant")
     lw, os_, gl, re = (last.loc[v] for v in variants)
-    # levels at which iterative beats one-shot (mean over seeds)
-    piv = agg[agg["level"] > 0].pivot_table(index="level", columns="variant", values="acc")
-    it_wins = int((piv["iterative, layer-wise"] > piv["one-shot, layer-wise"]).sum())
-    gl_wins = int((piv["iterative, global"] > piv["iterative, layer-wise"]).sum())
-    esp = agg[agg["level"] > 0].pivot_table(index="level", columns="variant", values="early_stop_step")
-    es_earlier = int((esp["iterative, layer-wise"] < esp["random re-init"]).sum())
+
+    def tally(a, b, value):
+        g = comp[(comp["a"] == a) & (comp["b"] == b) & (comp["value"] == value)]
+        return {k: int((g["verdict"] == k).sum()) for k in ("positive", "negative", "not distinguishable")}
+
+    it_os = tally("iterative, layer-wise", "one-shot, layer-wise", "early_stop_acc")
+    gl_lw = tally("iterative, global", "iterative, layer-wise", "early_stop_acc")
+    t_dense_acc = tally("iterative, layer-wise", "dense", "early_stop_acc")
+    t_reinit_acc = tally("iterative, layer-wise", "random re-init", "early_stop_acc")
+    t_dense_es = tally("iterative, layer-wise", "dense", "early_stop_step")
+    t_reinit_es = tally("iterative, layer-wise", "random re-init", "early_stop_step")
+    g_io = comp[(comp["a"] == "iterative, layer-wise") & (comp["b"] == "one-shot, layer-wise")]
+    acc_sd_max = float(agg[agg["level"] > 0]["acc_sd"].max())
     last_step = int(df["early_stop_step"].max())
     censored = int((df["early_stop_step"] == last_step).sum())
+    L = cfg.levels
     numbers = {
-        "figTenLevels": str(cfg.levels), "figTenSeeds": str(len(cfg.seeds)), "figTenEpochs": str(cfg.epochs),
+        "figTenLevels": str(L), "figTenSeeds": str(len(cfg.seeds)), "figTenEpochs": str(cfg.epochs),
+        "figTenVal": str(cfg.n_val), "figTenConfidence": f"{100 * c:g}",
         "figTenRemaining": fmt(100 * lw["remaining"], 3), "figTenDenseAcc": fmt(dense.loc[variants[0], "acc"], 3),
         "figTenIterAcc": fmt(lw["acc"], 3), "figTenOneShotAcc": fmt(os_["acc"], 3),
         "figTenGlobalAcc": fmt(gl["acc"], 3), "figTenReinitAcc": fmt(re["acc"], 3),
         "figTenGlobalRemaining": fmt(100 * gl["remaining"], 3),
-        "figTenIterWins": str(it_wins), "figTenGlobalWins": str(gl_wins), "figTenEarlier": str(es_earlier),
+        "figTenIterWins": str(it_os["positive"]), "figTenIterLosses": str(it_os["negative"]),
+        "figTenIterUndecided": str(it_os["not distinguishable"]),
+        "figTenGlobalWins": str(gl_lw["positive"]), "figTenGlobalLosses": str(gl_lw["negative"]),
+        "figTenIterDiffMaxAbs": fmt(100 * g_io["mean"].abs().max(), 2),
+        "figTenIterHalfWidthMedian": fmt(100 * ((g_io["hi"] - g_io["lo"]) / 2).median(), 2),
+        "figTenAccSdMax": fmt(100 * acc_sd_max, 2),
+        "figTenDenseAccBelow": str(t_dense_acc["negative"]), "figTenDenseAccAbove": str(t_dense_acc["positive"]),
+        "figTenReinitAccBelow": str(t_reinit_acc["positive"]),
+        "figTenEarlierThanDense": str(t_dense_es["negative"]), "figTenLaterThanDense": str(t_dense_es["positive"]),
+        "figTenEarlier": str(t_reinit_es["negative"]), "figTenLaterThanReinit": str(t_reinit_es["positive"]),
         "figTenDenseStop": f"{dense.loc[variants[0], 'early_stop_step']:.0f}",
         "figTenIterStop": f"{lw['early_stop_step']:.0f}", "figTenReinitStop": f"{re['early_stop_step']:.0f}",
+        "figTenCensored": str(censored), "figTenRuns": str(len(df.drop_duplicates(["seed", "level", "variant"]))),
     }
-    L = cfg.levels
+
+    def tri(t, pos, neg):
+        parts = [f"{pos} at {k_of_n(t['positive'], L, 'level')}" if t["positive"] else "",
+                 f"{neg} at {k_of_n(t['negative'], L, 'level')}" if t["negative"] else ""]
+        parts = [p for p in parts if p]
+        nd = t["not distinguishable"]
+        return (", ".join(parts) + ("; " if parts else "") +
+                (f"not distinguishable at {k_of_n(nd, L, 'level')}" if nd else "distinguishable at every level"))
+
+    runs = int(numbers["figTenRuns"])
     caption = (
         f"Lottery-ticket variants on LeNet-300-100 (MNIST 5k subset, {count(cfg.epochs, 'epoch')} per training, "
-        f"{count(len(cfg.seeds), 'seed')}; tickets rewound to $\\theta_0$). After {L} levels "
+        f"{count(len(cfg.seeds), 'seed')}; tickets rewound to $\\theta_0$; early stopping at the epoch of the best "
+        f"accuracy on a {cfg.n_val}-image validation split carved out of the training set, accuracies are test "
+        f"accuracies at that epoch). A level counts as a difference only when the paired difference's "
+        f"{numbers['figTenConfidence']}\\% t-interval over the seeds excludes 0. After {L} levels "
         f"({numbers['figTenRemaining']}\\% of the weights left) iterative layer-wise IMP reaches "
         f"{numbers['figTenIterAcc']} (dense {numbers['figTenDenseAcc']}), one-shot pruning to the same fractions "
         f"{numbers['figTenOneShotAcc']}, global IMP {numbers['figTenGlobalAcc']} (at {numbers['figTenGlobalRemaining']}"
-        f"\\%) and the ticket's mask from a fresh initialisation {numbers['figTenReinitAcc']}. Iterative beats "
-        f"one-shot at {k_of_n(it_wins, L, 'level')} and global beats layer-wise at {k_of_n(gl_wins, L, 'level')}. "
-        f"Right: the step of the smallest test loss (evaluated every epoch); the ticket stops earlier than its "
-        f"re-initialised mask at {k_of_n(es_earlier, L, 'level')} (dense: step {numbers['figTenDenseStop']}; last "
-        f"level: ticket {numbers['figTenIterStop']}, re-init {numbers['figTenReinitStop']}). "
-        + (f"In {k_of_n(censored, len(df), 'training run')} the smallest loss is at the last epoch (step {last_step}): "
-           "there the early-stopping step is censored by the training length."
-           if censored else "No run had its smallest loss at the last epoch.")
+        f"\\%) and the ticket's mask from a fresh initialisation {numbers['figTenReinitAcc']}. Iterative against "
+        f"one-shot: {tri(it_os, 'iterative better', 'one-shot better')} (mean differences at most "
+        f"{numbers['figTenIterDiffMaxAbs']} points, median interval half-width {numbers['figTenIterHalfWidthMedian']} "
+        f"points; seed sd up to {numbers['figTenAccSdMax']} points). Global against layer-wise: "
+        f"{tri(gl_lw, 'global better', 'layer-wise better')}. The ticket against the dense network: accuracy "
+        f"{tri(t_dense_acc, 'higher', 'lower')}; against its re-initialised mask: accuracy "
+        f"{tri(t_reinit_acc, 'higher', 'lower')}. Right: the early-stopping step of the ticket against the dense network "
+        f"(step {numbers['figTenDenseStop']}): {tri(t_dense_es, 'later', 'earlier')}; against its re-initialised "
+        f"mask: {tri(t_reinit_es, 'later', 'earlier')} (last level: ticket {numbers['figTenIterStop']}, re-init "
+        f"{numbers['figTenReinitStop']}). "
+        + (f"In {k_of_n(censored, runs, 'training run')} the best validation accuracy is at the last epoch "
+           f"(step {last_step}): there the early-stopping step is censored by the training length."
+           if censored else "No run had its best validation accuracy at the last epoch.")
     )
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 
 
 register(Experiment("imp_variants", 9, "One-shot vs iterative, global vs layer-wise IMP, early stopping",
                     IMPVariantsConfig, imp_variants,
-                    full=IMPVariantsConfig(levels=14, epochs=12, seeds=(0, 1, 2), max_train=None),
+                    full=IMPVariantsConfig(levels=14, epochs=12, seeds=(0, 1, 2, 3, 4), max_train=None, n_val=500),
                     description="LTH variants of seed report 001: one-shot vs iterative, global vs layer-wise, "
-                                "early-stopping iteration, random re-init control"))
+                                "early-stopping iteration (validation split), ticket vs dense and vs random re-init, "
+                                "paired t-intervals over seeds"))
 
 
 # ============================================================================================ figure 11

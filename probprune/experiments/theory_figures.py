@@ -27,6 +27,29 @@ class WidthConditionConfig:
     depth: int = 2
     K: float = 1.0
     methods: tuple = ("magnitude", "random")
+    # two-sided criterion (issue 21 item 3): a fitted slope "agrees" when within slope_tol of its prediction
+    slope_tol: float = 0.25
+    # small-eps grids whose widths (~1e3-1e6) reach the regime where the layer-norm factors have converged
+    asym_eps_magnitude: tuple = (0.002, 0.005, 0.01, 0.02)
+    asym_eps_random: tuple = (0.01, 0.02, 0.04)
+
+
+def _norm_factor_slope(cfg, method: str, delta: float, gamma: float, widths) -> float:
+    """-beta: the log-log slope in d of prod_i B_i (the per-layer norm factors of the a-priori bound, THEORY §9.7)
+    along the schedule, at the given widths. At small widths B_i is above its large-width limit and falls, which
+    adds d^(-beta) to the d^(-alpha) of the first-order term: the expected slope is then -1/(alpha + beta)."""
+    from probprune.net.templates import fcn_spec
+    from probprune.theory.apriori import apriori_bound
+
+    ws = sorted({int(w) for w in widths})
+    if len(ws) < 2:
+        return float("nan")
+    logB = []
+    for d in ws:
+        q = min(1.0, cfg.q0 * (d / cfg.d_ref) ** (-gamma))
+        r = apriori_bound(fcn_spec([cfg.d0] + [d] * (cfg.depth - 1) + [cfg.dl], "relu", cfg.K), q, delta, method)
+        logB.append(float(np.sum(np.log(np.asarray(r.B, float)))))
+    return float(np.polyfit(np.log(ws), logB, 1)[0])
 
 
 def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
@@ -36,28 +59,44 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
     from probprune.budgets.apriori import min_width
     from probprune.mc import fit_power_law
 
+    from probprune.experiments.figure_verdicts import slope_verdict
+
     rows = []
-    bar = ctx.bar(len(cfg.methods) * len(cfg.eps) * len(cfg.deltas), "min_width")
-    for m in cfg.methods:
+    asym = {"magnitude": tuple(cfg.asym_eps_magnitude), "random": tuple(cfg.asym_eps_random)}
+    grids = [("default", m, e) for m in cfg.methods for e in cfg.eps]
+    min_points = 3  # a slope through two points is not a fit (issue 14: "slope n/a" from a 2-point panel)
+    if len(set(cfg.eps)) >= min_points:  # the small-eps check complements a plotted-grid fit; none, none needed
+        grids += [("asymptotic", m, e) for m in cfg.methods for e in asym.get(m, ())]
+    bar = ctx.bar(len(grids) * len(cfg.deltas), "min_width")
+    for grid, m, e in grids:
         gamma = (2 * cfg.alpha / 3) if m == "magnitude" else 2 * cfg.alpha
         for d in cfg.deltas:
-            for e in cfg.eps:
-                r = min_width(e, d, cfg.q0, cfg.d0, cfg.dl, cfg.depth, method=m, K=cfg.K, gamma=gamma,
-                              d_ref=cfg.d_ref)
-                rows.append({"method": m, "delta": d, "eps": e, "gamma": gamma, "min_width": r.width,
-                             "schedule": r.schedule, "note": r.note})
-                bar.update(1)
+            r = min_width(e, d, cfg.q0, cfg.d0, cfg.dl, cfg.depth, method=m, K=cfg.K, gamma=gamma,
+                          d_ref=cfg.d_ref)
+            rows.append({"grid": grid, "method": m, "delta": d, "eps": e, "gamma": gamma, "min_width": r.width,
+                         "schedule": r.schedule, "note": r.note})
+            bar.update(1)
     bar.close()
-    df = pd.DataFrame(rows)
-    ctx.save_table(df)
+    df_all = pd.DataFrame(rows)
+    df = df_all[df_all["grid"] == "default"]
+    ctx.save_table(df)  # the plotted grid; the small-eps grid is saved apart (asymptotic.csv)
+    ctx.save_table(df_all[df_all["grid"] == "asymptotic"], "asymptotic")
     fits = []
-    min_points = 3  # a slope through two points is not a fit (issue 14: "slope n/a" from a 2-point panel)
-    for (m, d), g in df.dropna(subset=["min_width"]).groupby(["method", "delta"]):
+    for (grid, m, d), g in df_all.dropna(subset=["min_width"]).groupby(["grid", "method", "delta"]):
         if g["eps"].nunique() >= min_points:
             f = fit_power_law(g["eps"], g["min_width"].astype(float))
-            fits.append({"method": m, "delta": d, "exponent": f.exponent, "theory": -1 / cfg.alpha})
-    fits = pd.DataFrame(fits)
-    ctx.save_table(fits, "fits")
+            gamma = float(g["gamma"].iloc[0])
+            beta = -_norm_factor_slope(cfg, m, d, gamma, g["min_width"])
+            corrected = -1 / (cfg.alpha + beta)
+            fits.append({"grid": grid, "method": m, "delta": d, "exponent": f.exponent, "theory": -1 / cfg.alpha,
+                         "verdict_vs_theory": slope_verdict(f.exponent, -1 / cfg.alpha, cfg.slope_tol).verdict,
+                         "width_lo": int(g["min_width"].min()), "width_hi": int(g["min_width"].max()),
+                         "norm_factor_beta": beta, "corrected": corrected,
+                         "verdict_vs_corrected": slope_verdict(f.exponent, corrected, cfg.slope_tol).verdict})
+    fits_all = pd.DataFrame(fits)
+    ctx.save_table(fits_all, "fits")
+    fits = fits_all[fits_all["grid"] == "default"] if len(fits_all) else fits_all
+    fits_asym = fits_all[fits_all["grid"] == "asymptotic"] if len(fits_all) else fits_all
 
     fig, axes = plt.subplots(1, len(cfg.methods), figsize=(4.6 * len(cfg.methods), 3.6), squeeze=False)
     for ax, m in zip(axes[0], cfg.methods):
@@ -72,6 +111,11 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
             w0 = float(g0["min_width"].iloc[len(g0) // 2])
             e = e[e >= float(g["eps"].min())]
             ax.plot(e, w0 * (e / e0) ** (-1 / cfg.alpha), "k:", lw=1, label=f"slope -1/alpha = {-1 / cfg.alpha:g}")
+            fm_corr = fits[fits["method"] == m]["corrected"] if len(fits) else pd.Series(dtype=float)
+            if len(fm_corr) and np.isfinite(fm_corr.mean()):
+                c = float(fm_corr.mean())
+                ax.plot(e, w0 * (e / e0) ** c, "k--", lw=1,
+                        label=f"-1/(alpha+beta) = {c:.2f} (norm factors, §17.3)")
         ax.set(xscale="log", yscale="log", xlabel="eps", ylabel="smallest hidden width d",
                title=f"{m}: fraction {cfg.q0:g} (d/{cfg.d_ref})^-{(2 * cfg.alpha / 3) if m == 'magnitude' else 2 * cfg.alpha:.3g}")
         legend_below(ax, ncol=2, title="delta")
@@ -95,19 +139,62 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
         "figFiveMagMinWidth": str(int(wd[wd["method"] == "magnitude"]["min_width"].min())) if len(wd) else "n/a",
     }
     fitted = [m for m in cfg.methods if np.isfinite(fm.get(m, np.nan))]
-    steeper = [m for m in fitted if fm[m] < -1 / cfg.alpha - 0.2]
-    slope_txt = {m: (f"{numbers['figFive' + ('Mag' if m == 'magnitude' else 'Rand') + 'Slope']} ({m})"
-                     if m in fitted else f"not fitted for {m} (fewer than {min_points} feasible budgets per "
-                     "$\\delta$)") for m in cfg.methods}
+    ab = {"magnitude": "Mag", "random": "Rand"}
+    fa = fits_asym.groupby("method")[["exponent", "width_lo", "width_hi"]].agg(
+        {"exponent": "mean", "width_lo": "min", "width_hi": "max"}) if len(fits_asym) else pd.DataFrame()
+    fc = fits.groupby("method")[["norm_factor_beta", "corrected"]].mean() if len(fits) else pd.DataFrame()
+    tol, pred = cfg.slope_tol, -1 / cfg.alpha
+    for m in cfg.methods:
+        k = ab.get(m, m.title())
+        if m in fc.index:
+            numbers[f"figFive{k}Beta"] = fmt(fc.loc[m, "norm_factor_beta"], 2)
+            numbers[f"figFive{k}Corrected"] = fmt(fc.loc[m, "corrected"], 3)
+            numbers[f"figFive{k}Verdict"] = slope_verdict(fm[m], fc.loc[m, "corrected"], tol).verdict
+            numbers[f"figFive{k}VerdictShape"] = slope_verdict(fm[m], pred, tol).verdict
+        if m in fa.index:
+            numbers[f"figFive{k}AsymSlope"] = fmt(fa.loc[m, "exponent"], 3)
+            numbers[f"figFive{k}AsymVerdict"] = slope_verdict(fa.loc[m, "exponent"], pred, tol).verdict
+            numbers[f"figFive{k}AsymWidthLo"] = f"{int(fa.loc[m, 'width_lo']):,}"
+            numbers[f"figFive{k}AsymWidthHi"] = f"{int(fa.loc[m, 'width_hi']):,}"
+    numbers["figFiveSlopeTol"] = fmt(tol, 2)
+    vword = {"agrees": "agrees with", "steeper": "is steeper than", "shallower": "is shallower than",
+             "not fitted": "is not fitted against"}
+
+    def part(m):
+        k = ab.get(m, m.title())
+        if m not in fitted:
+            return f"not fitted for {m} (fewer than {min_points} feasible budgets per $\\delta$)"
+        return (f"{numbers['figFive' + k + 'Slope']} ({m}; it {vword[numbers['figFive' + k + 'VerdictShape']]} the "
+                f"shape)")
+
+    def corr(m):
+        k = ab.get(m, m.title())
+        return (f"for {m} the norm factors fall like $d^{{-{numbers['figFive' + k + 'Beta']}}}$, predicting "
+                f"{numbers['figFive' + k + 'Corrected']}, and the fitted slope "
+                f"{vword[numbers['figFive' + k + 'Verdict']]} it")
+
+    def asym_part(m):
+        k = ab.get(m, m.title())
+        return (f"{numbers['figFive' + k + 'AsymSlope']} for {m} (widths {numbers['figFive' + k + 'AsymWidthLo']} "
+                f"to {numbers['figFive' + k + 'AsymWidthHi']}; it {vword[numbers['figFive' + k + 'AsymVerdict']]} "
+                "the shape)")
+
+    asym_ok = [m for m in cfg.methods if f"figFive{ab.get(m, m.title())}AsymSlope" in numbers]
     caption = (
         f"Smallest hidden width at which the explicit bound guarantees error $\\varepsilon$ with probability "
         f"$1-\\delta$, when the pruned fraction shrinks with the width so that the first-order error decays like "
         f"$d^{{-\\alpha}}$, $\\alpha = {numbers['figFiveAlpha']}$. Theorem 1's shape predicts $d \\propto "
-        f"\\varepsilon^{{-1/\\alpha}}$ (slope {numbers['figFiveTheorySlope']}); the fitted slope is "
-        + " and ".join(slope_txt[m] for m in cfg.methods)
-        + (f"; for {' and '.join(steeper)} it is steeper than the shape by more than 0.2 (the explicit bound "
-           "carries $(\\ln n)^{l/2}$ factors that the shape omits). " if steeper else
-           "; every fitted slope is within 0.2 of the shape or shallower. " if fitted else ". ")
+        f"\\varepsilon^{{-1/\\alpha}}$ (slope {numbers['figFiveTheorySlope']}); a fitted slope agrees with a "
+        f"prediction when it is within {numbers['figFiveSlopeTol']} of it on either side. On the plotted grid the "
+        "slope is " + " and ".join(part(m) for m in cfg.methods) + ". "
+        + (("Why shallower: a" if any(numbers.get(f"figFive{ab.get(m, m.title())}VerdictShape") == "shallower"
+                                       for m in fitted) else "A")
+           + "t these widths the per-layer norm factors $B_i$ of the bound (measured along the "
+           "schedule at the fitted widths) are still above their large-width limit and fall with $d$, which adds "
+           "to the decay of the first-order term and predicts the slope $-1/(\\alpha+\\beta)$; " + "; ".join(corr(m) for m in fitted) + ". "
+           if fitted else "")
+        + ("On small-$\\varepsilon$ grids whose widths are large enough for the norm factors to be close to their "
+           "limit, the fitted slope is " + " and ".join(asym_part(m) for m in asym_ok) + ". " if asym_ok else "")
         + f"The $\\delta$-dependence is weak: moving $\\delta$ over the grid changes the width by a factor "
         f"{numbers['figFiveMagDeltaRatio']} (magnitude) and {numbers['figFiveRandDeltaRatio']} (random), consistent "
         "with a $\\log(1/\\delta)$ term rather than the polynomial $(C_3/\\delta)^{1/\\alpha}$ of the paper's "

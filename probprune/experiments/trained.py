@@ -3,7 +3,9 @@
 Figure 7 asks how far trained weights are from the paper's assumptions (THEORY §1.3: i.i.d. uniform entries) and
 what the per-network certificate (Cert-D, §3.11) says next to the measured worst-case (PGD, §6) and average error,
 and how accuracy falls with sparsity under each pruning method (§5). Figure 8 runs lottery-ticket IMP (§5, seed 0)
-against random pruning with uniform / ERK / SNIP-ratio layer densities, and reports neuron-wise sparsity under IMP.
+against random pruning with uniform / ERK / SNIP-ratio layer densities and with the ticket's own per-layer densities,
+and tests the neuron-wise structure of IMP masks against the i.i.d. masks of the theory (index-of-dispersion test,
+fully cut neurons and dead inputs as measured; THEORY §17.1).
 
 Reuses :mod:`probprune.net.train`, :mod:`probprune.net.zoo`, :mod:`probprune.pruning`, :mod:`probprune.certificates.lemma`,
 :mod:`probprune.mc.measure` and :mod:`probprune.theory.apriori`. Networks are bias-free so that the ball metric, the PGD
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from probprune.experiments.base import Context, Experiment, fmt, legend_below, register
-from probprune.experiments.grammar import count, k_of_n, verb
+from probprune.experiments.grammar import count, join_list, k_of_n, verb
 
 PRUNE_METHODS = (
     ("magnitude (layer)", "magnitude", {"scope": "layer"}),
@@ -282,17 +284,61 @@ register(Experiment("trained", 6, "Trained networks", TrainedConfig, trained_net
 
 
 # ============================================================================================ figure 8
+# ============================================================================================ figure 8
 @dataclass(frozen=True)
 class LotteryConfig:
-    levels: int = 6
+    levels: int = 10
     epochs: int = 3
     max_train: int | None = 2000
     seed: int = 0
     conv_channels: int = 8
     conv_fc: int = 32
+    alpha: float = 0.05  # level of the index-of-dispersion test (figure_verdicts.dispersion_test)
+
+
+def _pfmt(p: float) -> str:
+    """A p-value for a caption: two significant digits, LaTeX powers of ten below 0.001."""
+    p = float(p)
+    if p >= 0.001:
+        return f"{p:.2g}"
+    if p <= 0:
+        return "0"
+    e = int(np.floor(np.log10(p)))
+    return f"{p / 10 ** e:.1f} \\times 10^{{{e}}}"
+
+
+def neuron_tests(masks, alpha: float = 0.05) -> pd.DataFrame:
+    """Per IMP level and weight tensor: fully cut neurons (rows with every input pruned), dead inputs (columns with
+    every weight pruned), and the index-of-dispersion test of the per-neuron pruned counts against
+    Binomial(fan_in, p) (:func:`probprune.experiments.figure_verdicts.dispersion_test`); ``iid_cut_prob`` is the
+    probability that an i.i.d. Bernoulli(p) mask cuts off at least one of the neurons (1 - (1 - p^fan_in)^rows,
+    THEORY §17.1 (d)) and ``iid_dead_prob`` that it leaves at least one input without weights (1 - (1 - p^rows)^fan_in)."""
+    from probprune.experiments.figure_verdicts import dispersion_test
+
+    rows = []
+    for lvl, mask in enumerate(masks):
+        for layer, m in mask.items():
+            if m.dim() < 2:
+                continue
+            M = m.reshape(m.shape[0], -1).float().numpy()
+            pruned = (1.0 - M).sum(axis=1)
+            t = dispersion_test(pruned, M.shape[1])
+            p = t.p
+            rows.append({
+                "level": lvl, "layer": layer, "neurons": M.shape[0], "fan_in": M.shape[1], "pruned_fraction": p,
+                "fully_cut_neurons": int((M.sum(axis=1) == 0).sum()), "dead_inputs": int((M.sum(axis=0) == 0).sum()),
+                "dispersion_ratio": t.ratio, "chi2": t.statistic, "dof": t.dof, "p_over": t.p_over,
+                "p_under": t.p_under, "p_value": t.p_value, "rejects_binomial": bool(t.p_value < alpha),
+                "iid_cut_prob": float(-np.expm1(M.shape[0] * np.log1p(-(p ** M.shape[1])))) if p < 1 else 1.0,
+                "iid_dead_prob": float(-np.expm1(M.shape[1] * np.log1p(-(p ** M.shape[0])))) if p < 1 else 1.0,
+            })
+    return pd.DataFrame(rows)
 
 
 def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
+    """Figure 8 (issue 21 item 3): IMP against random masks with uniform / ERK / SNIP-ratio / the ticket's own
+    per-layer densities; the neuron-wise structure of IMP masks tested against the i.i.d. masks of THEORY §1.6 by the
+    index-of-dispersion test (no arbitrary spread threshold), fully cut neurons and dead inputs counted as measured."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     import torch
@@ -309,7 +355,7 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     template = copy.deepcopy(model)
     tc = TrainConfig(epochs=cfg.epochs, seed=cfg.seed)
     icfg = IMPConfig(levels=cfg.levels, strategy="layerwise", rewind_step=0, retrain="rewind",
-                     controls=("uniform", "erk"), init_seed=cfg.seed, mask_seed=cfg.seed, train=tc)
+                     controls=("uniform", "erk", "ticket_density"), init_seed=cfg.seed, mask_seed=cfg.seed, train=tc)
 
     def prog(r):
         ctx.log(f"IMP level {r['level']}: {100 * r['remaining']:.1f}% remaining, accuracy {r['test_acc']:.4f}")
@@ -326,6 +372,8 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
         rows.append({"level": lvl, "remaining": rem, "method": "random, uniform densities",
                      "test_acc": r.get("uniform_acc")})
         rows.append({"level": lvl, "remaining": rem, "method": "random, ERK densities", "test_acc": r.get("erk_acc")})
+        rows.append({"level": lvl, "remaining": rem, "method": "random, ticket's per-layer densities",
+                     "test_acc": r.get("ticket_density_acc")})
         if lvl == 0:
             acc = r["test_acc"]
         else:
@@ -348,10 +396,13 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
                              "pruned_fraction": v})
     neur = pd.DataFrame(neur)
     ctx.save_table(neur, "neuron_sparsity")
+    tests = neuron_tests(res.masks, cfg.alpha)
+    tests.insert(1, "remaining", [res.rows[int(v)]["remaining"] for v in tests["level"]])
+    ctx.save_table(tests, "neuron_tests")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     sns.lineplot(data=df, x="remaining", y="test_acc", hue="method", style="method", markers=True, ax=axes[0])
-    axes[0].set(xscale="log", xlabel="fraction of weights remaining", ylabel="test accuracy",
+    axes[0].set(xscale="log", xlabel="fraction of weights remaining", ylabel=f"test accuracy ({ds.n_test:,} images)",
                 title=f"LeNet-300-100 on mnist5k, {cfg.epochs} epoch(s) per level, seed {cfg.seed}")
     axes[0].invert_xaxis()
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -360,65 +411,125 @@ def lottery(cfg: LotteryConfig, ctx: Context) -> dict:
     axes[0].xaxis.set_major_locator(FixedLocator(rems))
     axes[0].xaxis.set_minor_locator(NullLocator())
     axes[0].xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set_xticklabels([f"{v:.2f}" for v in rems])
+    axes[0].set_xticklabels([f"{v:.2f}" for v in rems], rotation=60, fontsize=7)
     legend_below(axes[0], ncol=2)
-    last = neur[neur["level"] == neur["level"].max()]
-    sns.boxplot(data=neur[neur["level"] > 0], x="level", y="pruned_fraction", hue="layer", ax=axes[1], fliersize=1)
-    axes[1].set(ylabel="pruned fraction of a neuron's inputs", title="neuron-wise sparsity under IMP")
-    legend_below(axes[1], ncol=3)
+    tt = tests[tests["level"] > 0]
+    for layer, g in tt.groupby("layer", sort=False):
+        lab = f"{layer} ({int(g['neurons'].iloc[0])} neurons, fan-in {int(g['fan_in'].iloc[0])})"
+        axes[1].plot(g["level"], g["dispersion_ratio"], "o-", ms=3, label=lab)
+        cut = g[(g["fully_cut_neurons"] > 0) | (g["dead_inputs"] > 0)]
+        for _, r in cut.iterrows():
+            axes[1].annotate(f"{int(r['fully_cut_neurons'])}/{int(r['dead_inputs'])}", (r["level"], r["dispersion_ratio"]),
+                             textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
+    axes[1].axhline(1.0, color="k", ls=":", lw=1, label="i.i.d. (binomial) mask: 1")
+    levels_ = sorted(tt["level"].unique())
+    axes[1].set_xticks(levels_)
+    axes[1].set_xticklabels([f"{lv}\n{100 * res.rows[int(lv)]['remaining']:.0f}%" for lv in levels_], fontsize=7)
+    axes[1].set(ylim=(0, None), xlabel="IMP level (weights remaining)", ylabel="index of dispersion of pruned counts",
+                title="IMP masks vs Binomial(fan-in, p); labels: cut neurons / dead inputs")
+    axes[1].title.set_fontsize(9)
+    legend_below(axes[1], ncol=2)
     ctx.save_figure(fig)
 
     lastlvl = int(df["level"].max())
     L = df[df["level"] == lastlvl].set_index("method")["test_acc"]
-    imp_best_random = float(L["IMP (lottery ticket)"] - L.drop("IMP (lottery ticket)").max())
-    from scipy.stats import binom
+    controls = [m for m in L.index if m != "IMP (lottery ticket)"]
+    n_test = int(ds.n_test)
 
+    def ahead(a, b):
+        """a ahead of b: the accuracy difference exceeds 1.96 standard errors of a difference of two proportions on
+        the n_test test images (unpaired, so conservative for one test set); one seed, so seed spread not included."""
+        pa, pb = float(L[a]), float(L[b])
+        return pa - pb > 1.96 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_test)
+
+    imp_ahead = [c for c in controls if ahead("IMP (lottery ticket)", c)]
+    imp_behind = [c for c in controls if ahead(c, "IMP (lottery ticket)")]
     first = names[0]
-    lf = last[last["layer"] == first]["pruned_fraction"]
-    m_last = res.masks[-1][first]
-    n_in = int(m_last[0].numel())
-    p_mean = float(lf.mean())
-    b_lo, b_hi = (binom.ppf([0.05, 0.95], n_in, p_mean) / n_in).tolist()
-    dead_inputs = int((m_last.reshape(m_last.shape[0], -1).sum(dim=0) == 0).sum())
+    T = tests[tests["level"] == lastlvl].set_index("layer")
+    t1 = T.loc[first]
+    lf = neur[(neur["level"] == lastlvl) & (neur["layer"] == first)]["pruned_fraction"]
+    n_in = int(t1["fan_in"])
+    cut = int(T["fully_cut_neurons"].sum())
+    dead_all = int(T["dead_inputs"].sum())
+    dead_px = int(t1["dead_inputs"])
+    n_rej = int(T["rejects_binomial"].sum())
+    ever_cut = int(tests["fully_cut_neurons"].sum() + tests["dead_inputs"].sum())
+    cut_levels = sorted(int(v) for v in tests[(tests["fully_cut_neurons"] > 0) | (tests["dead_inputs"] > 0)]["level"])
+    first_cut = cut_levels[0] if cut_levels else None
+    # per layer with a cut-off at the sparsest level: how likely an i.i.d. mask of that layer's density does the same
+    # (THEORY §17.1 (d)); a cut-off that an i.i.d. mask produces with probability >= 0.001 is no evidence against it
+    ev = []
+    for layer, r in T.iterrows():
+        kinds = ([r["iid_cut_prob"]] if r["fully_cut_neurons"] > 0 else []) + \
+                ([r["iid_dead_prob"]] if r["dead_inputs"] > 0 else [])
+        if kinds:
+            ev.append((layer, float(max(kinds)), int(r["fully_cut_neurons"]), int(r["dead_inputs"])))
+    rare = [e for e in ev if e[1] < 1e-3]
+    common = [e for e in ev if e[1] >= 1e-3]
     numbers = {
         "figEightLevels": str(lastlvl), "figEightRemaining": fmt(100 * df["remaining"].min(), 3),
         "figEightImpAcc": fmt(L["IMP (lottery ticket)"], 3),
         "figEightUniformAcc": fmt(L["random, uniform densities"], 3),
         "figEightErkAcc": fmt(L["random, ERK densities"], 3),
+        "figEightTicketDensityAcc": fmt(L["random, ticket's per-layer densities"], 3),
         "figEightSnipAcc": fmt(L["random, SNIP-ratio densities"], 3),
         "figEightDenseAcc": fmt(df[df["level"] == 0]["test_acc"].iloc[0], 3),
         "figEightNeuronSpreadLo": fmt(lf.quantile(0.05), 2), "figEightNeuronSpreadHi": fmt(lf.quantile(0.95), 2),
-        "figEightFullyPruned": str(int((lf >= 1).sum())),
-        "figEightBinomLo": fmt(b_lo, 2), "figEightBinomHi": fmt(b_hi, 2), "figEightDeadInputs": str(dead_inputs),
+        "figEightFullyPruned": str(cut), "figEightDeadInputs": str(dead_px), "figEightDeadAll": str(dead_all),
         "figEightInputs": str(n_in),
+        "figEightDispRatio": fmt(t1["dispersion_ratio"], 2), "figEightDispP": _pfmt(t1["p_value"]),
+        "figEightDispRatioMin": fmt(T["dispersion_ratio"].min(), 2),
+        "figEightDispRatioMax": fmt(T["dispersion_ratio"].max(), 2),
+        "figEightLayers": str(len(T)), "figEightLayersRejected": str(n_rej), "figEightAlpha": f"{cfg.alpha:g}",
     }
+    layer_word = k_of_n(n_rej, len(T), "layer")
+    if ever_cut == 0:
+        cut_txt = (f"at no level is any neuron fully cut off or any input (pixel or hidden unit) left without "
+                   f"weights (measured, every layer, down to {numbers['figEightRemaining']}\\% of the weights), so the "
+                   "masks do not cut off whole neurons or input pixels at this size. ")
+    else:
+        first_rem = fmt(100 * res.rows[first_cut]["remaining"], 2)
+        cut_txt = (f"cut-offs first appear at level {first_cut} ({first_rem}\\% of the weights left); at the "
+                   f"sparsest level {count(cut, 'neuron')} {verb(cut, 'is', 'are')} fully cut off and "
+                   f"{count(dead_all, 'input')} (of which {count(dead_px, 'input pixel')}) lost all their weights "
+                   "(measured)"
+                   + (f"; in {join_list(e[0] for e in rare)} an i.i.d. mask of the same density does so with "
+                      f"probability at most ${_pfmt(max(e[1] for e in rare))}$ (THEORY \\S17.1)" if rare else "")
+                   + (f"; in {join_list(e[0] for e in common)} an i.i.d. mask does so too (probability "
+                      f"{join_list(fmt(e[1], 2) for e in common)}), so there the cut-off is no evidence against "
+                      "independence" if common else "") + ". ")
+        numbers["figEightCutLayersRare"] = str(len(rare))
+        numbers["figEightFirstCutLevel"] = str(first_cut)
+        numbers["figEightFirstCutRemaining"] = first_rem
     caption = (
-        f"Lottery tickets (seed {cfg.seed}). After {numbers['figEightLevels']} IMP levels "
-        f"({numbers['figEightRemaining']}\\% of the weights left) the rewound ticket reaches test accuracy "
+        f"Lottery tickets (seed {cfg.seed}, one run; test set of {ds.n_test:,} images). After {numbers['figEightLevels']} "
+        f"IMP levels ({numbers['figEightRemaining']}\\% of the weights left) the rewound ticket reaches test accuracy "
         f"{numbers['figEightImpAcc']} (dense {numbers['figEightDenseAcc']}), against "
-        f"{numbers['figEightUniformAcc']} / {numbers['figEightErkAcc']} / {numbers['figEightSnipAcc']} for random "
-        f"masks with uniform / ERK / SNIP-ratio layer densities trained from the same initialisation; "
-        + ("IMP is ahead of every random control at the sparsest level. " if imp_best_random > 0 else
-           "at this (small) scale IMP is NOT ahead of the best random control at the sparsest level. ")
-        + f"Right: under layer-wise IMP the fraction of pruned inputs per neuron of the first layer has 5\\% and "
-        f"95\\% quantiles {numbers['figEightNeuronSpreadLo']} and {numbers['figEightNeuronSpreadHi']}, against "
-        f"{numbers['figEightBinomLo']} and {numbers['figEightBinomHi']} for an i.i.d.\\ mask of the same density "
-        f"(binomial); {count(int(numbers['figEightFullyPruned']), 'neuron')} "
-        f"{verb(int(numbers['figEightFullyPruned']), 'is', 'are')} fully cut off and "
-        f"{k_of_n(dead_inputs, n_in, 'input pixel')} lost all their weights. "
-        "IMP masks are therefore "
-        # an i.i.d. mask of this density cuts off a neuron or an input pixel with probability ~ p^fan, i.e. never:
-        # any fully cut neuron or dead input, or a spread well beyond the binomial one, means "not i.i.d."
-        + ("close to the i.i.d. masks the theory analyses at this sparsity."
-           if (lf.quantile(0.95) - lf.quantile(0.05)) <= 1.5 * (b_hi - b_lo) and int((lf >= 1).sum()) == 0
-           and dead_inputs == 0 else
-           "not like the i.i.d. masks the theory analyses (an i.i.d. mask of this density essentially never cuts "
-           "off a whole neuron or input).")
+        f"{numbers['figEightUniformAcc']} / {numbers['figEightErkAcc']} / {numbers['figEightTicketDensityAcc']} / "
+        f"{numbers['figEightSnipAcc']} for random masks with uniform / ERK / the ticket's own per-layer / SNIP-ratio "
+        "densities trained from the same initialisation; "
+        + ("at the sparsest level IMP is ahead of every random control by more than 1.96 standard errors of the "
+           "test-set difference (one seed, so seed-to-seed spread is not included: see Fig.~9 and the LTH table for "
+           "intervals over seeds). " if len(imp_ahead) == len(controls) else
+           f"at the sparsest level IMP is ahead of {k_of_n(len(imp_ahead), len(controls), 'random control')} and "
+           f"behind {k_of_n(len(imp_behind), len(controls), 'random control')} by more than 1.96 standard errors of "
+           "the test-set difference (one seed). ")
+        + f"Right: the index of dispersion of the per-neuron pruned counts against Binomial(fan-in, $p$) (1 for an "
+        f"i.i.d.\\ mask of the same density): at the sparsest level it is {numbers['figEightDispRatio']} in the "
+        f"first layer (chi-square test, $p = {numbers['figEightDispP']}$) and {numbers['figEightDispRatioMin']} to "
+        f"{numbers['figEightDispRatioMax']} over the layers; the binomial model is rejected at level "
+        f"{numbers['figEightAlpha']} in {layer_word}"
+        + (", so the neuron-wise pruned counts of IMP masks are more uneven than those of the i.i.d.\\ masks the "
+           "theory analyses. " if n_rej and (T["dispersion_ratio"] > 1).all() else
+           ", so IMP masks are not distinguishable from i.i.d.\\ masks by their per-neuron counts. " if n_rej == 0
+           else ". ")
+        + cut_txt[0].upper() + cut_txt[1:]
     )
     return {"numbers": numbers, "caption": caption, "theory_held": None}
 
 
 register(Experiment("lottery", 8, "Lottery tickets", LotteryConfig, lottery,
                     full=LotteryConfig(levels=12, epochs=8, max_train=None),
-                    description="IMP vs random (uniform/ERK/SNIP-ratio) accuracy vs weights remaining; neuron-wise "
-                                "sparsity under IMP"))
+                    description="IMP vs random (uniform/ERK/ticket-density/SNIP-ratio) accuracy vs weights remaining; "
+                                "neuron-wise structure of IMP masks (index-of-dispersion test, cut neurons, dead "
+                                "inputs)"))
