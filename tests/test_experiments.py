@@ -222,7 +222,7 @@ def test_tiny_runs_trained_experiments(name, tmp_path):
     else:
         df = pd.read_csv(out / "data.csv")
         assert set(df["method"]) == {"IMP (lottery ticket)", "random, uniform densities", "random, ERK densities",
-                                     "random, SNIP-ratio densities"}
+                                     "random, SNIP-ratio densities", "random, ticket's per-layer densities"}
         ns = pd.read_csv(out / "neuron_sparsity.csv")
         assert ns["pruned_fraction"].between(0, 1).all()
 

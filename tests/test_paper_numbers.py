@@ -87,7 +87,7 @@ def recompute(name: str) -> dict:
                 "figNineDigitsKept": fmt(100 * d[d["dataset"] == "digits"]["kept_fraction"].mean(), 3)}
     if name == "imp_variants":
         d = _csv(name)
-        last = d[d["level"] == d["level"].max()].groupby("variant")["test_acc"].mean()
+        last = d[d["level"] == d["level"].max()].groupby("variant")["early_stop_acc"].mean()
         return {"figTenIterAcc": fmt(last["iterative, layer-wise"], 3), "figTenOneShotAcc": fmt(last["one-shot, layer-wise"], 3),
                 "figTenGlobalAcc": fmt(last["iterative, global"], 3)}
     if name == "random_width":
