@@ -3,6 +3,7 @@ rule their guarantee covers (§3.9b), masks that apply exactly what a budget cer
 statements (§10.1c multi-run, §10.3b median)."""
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -24,6 +25,15 @@ from probprune.core.errors import ProbPruneError
 from probprune.net.templates import fcn_spec, from_torch, sample_weights
 from probprune.pruning.from_budget import budget_rule, masks_from_budget
 from probprune.theory.apriori import apriori_bound
+
+
+@functools.lru_cache(maxsize=None)
+def _mp(widths, act, eps, delta, method, mode, rule=None, statement="best"):
+    """max_prunable, cached: the inversions cost seconds each and several tests read the same budget."""
+    return max_prunable(fcn_spec(list(widths), act), eps, delta, method, mode, rule=rule, statement=statement)
+
+
+SMALL = ((20, 30, 5), "identity")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +80,7 @@ def test_law_templates_need_no_assumption():
 # --------------------------------------------------------------------------------------------- §3.9b rules
 def test_budget_names_its_rule_and_keeps_the_old_keys():
     spec = fcn_spec([20, 30, 5], "identity")
-    r = max_prunable(spec, 0.2, 0.05, "magnitude", "uniform")
+    r = _mp(*SMALL, 0.2, 0.05, "magnitude", "uniform")
     d = json.loads(json.dumps(r.as_dict(), default=float))
     assert d["rule"] == "exact_k"
     assert {"layers", "total_prunable", "total_weights", "uniform", "eps_achieved"} <= set(d)
@@ -87,20 +97,20 @@ def test_budget_names_its_rule_and_keeps_the_old_keys():
     Ns = np.array([L["n_weights"] for L in d["layers"]], float)
     assert apriori_bound(spec, ks / Ns, 0.05, "magnitude_exact").eps <= 0.2 * (1 + 1e-12)
 
-    thr = max_prunable(spec, 0.2, 0.05, "magnitude", "uniform", rule="threshold").as_dict()
+    thr = _mp(*SMALL, 0.2, 0.05, "magnitude", "uniform", "threshold").as_dict()
     assert thr["rule"] == "threshold"
     assert [L["max_prunable"] for L in thr["layers"]] == [L["expected_count"] for L in thr["layers"]]
 
 
 def test_random_budget_rules_and_refusals():
     spec = fcn_spec([20, 30, 5], "identity")
-    r = max_prunable(spec, 0.3, 0.05, "random", "uniform")
+    r = _mp(*SMALL, 0.3, 0.05, "random", "uniform")
     assert r.rule == "exact_k" and "RR-mask" in r.rule_statements["exact_k"] or "§9.4" in r.rule_statements["exact_k"]
     assert all(L.bernoulli_p == L.fraction and L.threshold is None for L in r.layers)
-    b = max_prunable(spec, 0.3, 0.05, "random", "uniform", rule="bernoulli")
+    b = _mp(*SMALL, 0.3, 0.05, "random", "uniform", "bernoulli")
     assert b.rule == "bernoulli" and "bernoulli" in b.rule_statements
-    assert max_prunable(spec, 0.3, 0.05, "random_rescaled", "uniform").rule == "bernoulli"
-    assert max_prunable(spec, 0.3, 0.05, "magnitude", "uniform", statement="bernstein").rule == "threshold"
+    assert _mp(*SMALL, 0.3, 0.05, "random_rescaled", "uniform").rule == "bernoulli"
+    assert _mp(*SMALL, 0.3, 0.05, "magnitude", "uniform", statement="bernstein").rule == "threshold"
     with pytest.raises(ProbPruneError, match="no exact-k statement"):
         max_prunable(spec, 0.3, 0.05, "random_rescaled", "uniform", rule="exact_k")
     with pytest.raises(ProbPruneError, match="rule"):
@@ -125,21 +135,21 @@ def _weights(spec, seed=0):
 def test_masks_apply_exactly_the_certified_rule():
     spec = fcn_spec([20, 30, 5], "identity")
     W = _weights(spec)
-    ex = max_prunable(spec, 0.3, 0.05, "magnitude", "uniform")
+    ex = _mp(*SMALL, 0.3, 0.05, "magnitude", "uniform")
     m = masks_from_budget(W, json.loads(json.dumps(ex.as_dict(), default=float)))
     for L in ex.layers:
         pruned = ~m[L.name]
         assert pruned.sum() == L.exact_k
         if 0 < L.exact_k < L.n_weights:  # the k smallest |w|
             assert np.abs(W[L.name][pruned]).max() <= np.abs(W[L.name][~pruned]).min()
-    th = max_prunable(spec, 0.3, 0.05, "magnitude", "uniform", rule="threshold")
+    th = _mp(*SMALL, 0.3, 0.05, "magnitude", "uniform", "threshold")
     m = masks_from_budget(W, th)
     for L in th.layers:
         np.testing.assert_array_equal(~m[L.name], np.abs(W[L.name]) < L.threshold)
-    rb = max_prunable(spec, 0.5, 0.05, "random", "uniform", rule="bernoulli")
+    rb = _mp(*SMALL, 0.5, 0.05, "random", "uniform", "bernoulli")
     m1, m2 = masks_from_budget(W, rb, seed=3), masks_from_budget(W, rb, seed=3)
     assert all(np.array_equal(m1[k], m2[k]) for k in m1)
-    rk = max_prunable(spec, 0.5, 0.05, "random", "uniform")
+    rk = _mp(*SMALL, 0.5, 0.05, "random", "uniform")
     m = masks_from_budget(W, rk, seed=1)
     assert [int((~m[L.name]).sum()) for L in rk.layers] == [L.exact_k for L in rk.layers]
 
@@ -147,7 +157,7 @@ def test_masks_apply_exactly_the_certified_rule():
 def test_masks_from_budget_refusals():
     spec = fcn_spec([20, 30, 5], "identity")
     W = _weights(spec)
-    b = max_prunable(spec, 0.3, 0.05, "magnitude", "uniform").as_dict()
+    b = _mp(*SMALL, 0.3, 0.05, "magnitude", "uniform").as_dict()
     with pytest.raises(ProbPruneError, match="not in the budget"):
         masks_from_budget(W | {"extra.weight": np.zeros(3)}, b)
     with pytest.raises(ProbPruneError, match="has no weight"):
@@ -155,7 +165,7 @@ def test_masks_from_budget_refusals():
     with pytest.raises(ProbPruneError, match="weights"):
         masks_from_budget(W | {"0.weight": np.zeros((2, 2))}, b)
     with pytest.raises(ProbPruneError, match="rescaled"):
-        masks_from_budget(W, max_prunable(spec, 0.3, 0.05, "random_rescaled", "uniform"))
+        masks_from_budget(W, _mp(*SMALL, 0.3, 0.05, "random_rescaled", "uniform"))
     with pytest.raises(ProbPruneError, match="not a budget"):
         masks_from_budget(W, {"eps": 1})
     old = dict(b)
@@ -185,7 +195,7 @@ def test_exact_k_budget_guarantee_holds_for_exact_k_pruning(method):
     by its counts, is not significantly above delta (one-sided Clopper-Pearson at 99%)."""
     spec = fcn_spec([12, 24, 16, 4], "identity")
     delta, T = 0.1, 300
-    b = max_prunable(spec, 0.25, delta, method, "optimal")
+    b = _mp((12, 24, 16, 4), "identity", 0.25, delta, method, "optimal")
     assert b.rule == "exact_k" and b.total_prunable > 0
     v = _violations(spec, b, T, 1000)
     lo = stats.beta.ppf(0.01, v, T - v + 1) if v > 0 else 0.0

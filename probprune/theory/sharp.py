@@ -419,3 +419,49 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
+
+
+# ------------------------------------------------------------------------------------------- S9.10 rate lower bounds
+def entry_moments(kind: str, law: str, q, a):
+    """(E e^2, E e^4) of one entry of E (table M of THEORY §9.1): E e^(2k) = a^(2k) (2k-1)!! rho_k, k = 1, 2."""
+    q = np.asarray(q, float)
+    a = np.asarray(a, float)
+    r1 = np.exp(log_moment_ratio(kind, law, q, 1.0))
+    r2 = np.exp(log_moment_ratio(kind, law, q, 2.0))
+    return a * a * r1, 3.0 * a**4 * r2
+
+
+def line_lower_bound(n_line: int, n_lines: int, kind: str, law: str, q, a, delta):
+    """S9.10 (THEORY §9.10): L with P(max over n_lines independent lines of n_line i.i.d. entries of the line's l2
+    norm < L) <= delta: L^2 = n mu - beta(n v, mu, ln(1/delta)/n_lines) (one-sided Bernstein for mu - e^2 <= mu;
+    the lines are independent, so P(max < x) = P(line < x)^n_lines), 0 where that is negative."""
+    mu, m4 = entry_moments(kind, law, q, a)
+    v = np.maximum(m4 - mu * mu, 0.0)
+    lam = np.log(1.0 / np.asarray(delta, float)) / n_lines
+    L2 = n_line * mu - beta(n_line * v, mu, lam)
+    return np.sqrt(np.maximum(L2, 0.0))
+
+
+def error_norm_lower_bound(d1: int, d2: int, kind: str, law: str, q, a, delta):
+    """S9.10 rate lower bound on ||E|| (THEORY §9.10): ||E|| >= max(largest row norm, largest column norm), so
+    P(||E|| < L) <= delta with L = max(row form, column form) of :func:`line_lower_bound` (each valid at delta; the
+    larger is a deterministic choice, §9.7). E has i.i.d. entries of ``kind`` (magnitude threshold, random Bernoulli,
+    random_rescaled) under ``law``. Since E e^2 is q^3 a^2/3 (uniform magnitude) and q a^2/3 (uniform random), L grows
+    like q^(3/2) and p^(1/2): the same rates as the upper bounds of §9.1 (rate-tight; constants measured)."""
+    q = np.asarray(q, float)
+    pos = q > 0
+    qq = np.where(pos, q, 0.5)
+    rows = line_lower_bound(d2, d1, kind, law, qq, a, delta)
+    cols = line_lower_bound(d1, d2, kind, law, qq, a, delta)
+    return np.where(pos, np.maximum(rows, cols), 0.0)
+
+
+def exact_k_random_lower_bound(d1: int, d2: int, law: str, k: int, a, delta):
+    """S9.10(b): for an exact-k uniformly random mask (independent of W), P(||E_exact|| < L) <= delta with L the
+    Bernoulli(k/N) bound at delta * P(Bin(N, k/N) = k) (S9.5(b): the exact-k mask is the Bernoulli mask given its
+    count)."""
+    N = d1 * d2
+    if k <= 0:
+        return np.asarray(0.0)
+    pmf = float(stats.binom.pmf(k, N, k / N))
+    return error_norm_lower_bound(d1, d2, "random", law, k / N, a, np.asarray(delta, float) * pmf)
