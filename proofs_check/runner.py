@@ -23,6 +23,7 @@ CHECK_MODULES = (
     "checks_sharp",
     "checks_scale",
     "checks_scale_fast",
+    "checks_h7_rules",
     "bridge",
 )
 
