@@ -87,3 +87,38 @@ def test_lower_bound_edge_cases():
     # too few entries for a confident lower bound: 0, never negative
     assert float(sharp.error_norm_lower_bound(2, 2, "random", "uniform", 0.01, 1.0, 0.01)) == 0.0
     assert float(sharp.exact_k_random_lower_bound(5, 5, "uniform", 0, 1.0, 0.05)) == 0.0
+
+
+@pytest.mark.parametrize("widths,q,law", [((12, 20, 8), 0.3, "uniform"), ((16, 16, 16, 4), 0.1, "uniform"),
+                                          ((10, 30, 6), 0.5, "uniform"), ((12, 20, 8), 0.3, "gaussian")])
+def test_exact_k_magnitude_product_bound_covers(widths, q, law):
+    """S9.8b (THEORY §9.8b) against the exact sup error of linear nets pruned by the exact-k magnitude rule: the
+    violation rate at delta = 0.3 is not significantly above delta (one-sided Clopper-Pearson, 99%)."""
+    from probprune.net.templates import fcn_spec, sample_weights
+
+    spec = fcn_spec(list(widths), "identity")
+    ks = [int(q * L.N) for L in spec.layers]
+    delta, T = 0.3, 300
+    x = float(sharp.exact_k_magnitude_product_bound(spec.widths, [L.half_width for L in spec.layers], ks, delta,
+                                                    law)[0])
+    Ws = sample_weights(spec, np.random.default_rng(7), law, n=T)
+    P = Ph = None
+    for w, k in zip(Ws, ks):
+        flat = w.reshape(T, -1)
+        wh = np.where(exact_k_prune_mask(np.abs(flat), k), 0.0, flat).reshape(w.shape)
+        P = w if P is None else w @ P
+        Ph = wh if Ph is None else wh @ Ph
+    err = np.linalg.norm(P - Ph, 2, axis=(-2, -1))
+    assert _cp_ok(int(np.sum(err > x)), T, delta), (x, np.quantile(err, 1 - delta))
+    # and the S9.8b value is at least the (1 - delta) quantile of the truth (an upper bound, not an estimate)
+    assert x >= np.quantile(err, 1 - delta)
+
+
+def test_exact_k_magnitude_product_bound_edges():
+    assert float(sharp.exact_k_magnitude_product_bound((4, 5, 3), (0.5, 0.5), (0, 0), 0.1, "uniform")[0]) == 0.0
+    from probprune.core.errors import ProbPruneError
+
+    with pytest.raises(ProbPruneError):
+        sharp.exact_k_magnitude_product_bound((4, 5, 3), (0.5, 0.5), (20, 0), 0.1, "uniform")
+    with pytest.raises(ProbPruneError):
+        sharp.exact_k_magnitude_product_bound((4, 5, 3), (0.5, 0.5), (2,), 0.1, "uniform")

@@ -231,8 +231,9 @@ class BoundResult:
             "law": self.law,
             "delta": self.delta,
             "statement": self.statement,
-            "eps_statement": ("THEORY §9.8 S9.8 product moment bound" if self.eps_source == "product-moment"
-                              else "THEORY §3.1 (A*) of the per-layer terms"),
+            "eps_statement": (("THEORY §9.8b S9.8b product moment bound (exact-k magnitude)"
+                               if self.method == "magnitude_exact" else "THEORY §9.8 S9.8 product moment bound")
+                              if self.eps_source == "product-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -595,10 +596,23 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
         cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
     B, B_src = _pick(cB, q.shape)
     eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude")], q.shape)
-    return BoundResult(float(product_form(B, eta, spec.Lip)), "magnitude_exact", law, delta, q, B, eta, spec.Lip,
-                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)",
+    eps = float(product_form(B, eta, spec.Lip))
+    eps_source = "A-star"
+    if _is_linear_fcn(spec) and any(k < L.N for k, L in zip(ks, spec.layers) if k > 0):
+        from probprune.theory.sharp import exact_k_magnitude_product_bound
+
+        if all(k < L.N for k, L in zip(ks, spec.layers)):
+            x, _ = exact_k_magnitude_product_bound(spec.widths, [L.half_width for L in spec.layers], ks, delta, law)
+            if float(x) < eps:
+                eps, eps_source = float(x), "product-moment"
+            notes.append("identity activations: eps also bounded by S9.8b (THEORY §9.8b: S9.8 given the order "
+                         "statistics, full delta); the smaller is reported")
+    return BoundResult(eps, "magnitude_exact", law, delta, q, B, eta, spec.Lip,
+                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)"
+                       + ("; §9.8b product moment" if eps_source == "product-moment" else ""),
                        assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
-                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src)
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
+                       eps_source=eps_source)
 
 
 def _sharp_B(spec: NetSpec, delta_W, law: str):

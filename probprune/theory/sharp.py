@@ -54,6 +54,7 @@ CANDIDATES = {
     "conditioned-bernoulli": "THEORY §9.5 S9.5(b) exact-k = Bernoulli given its count",
     "conditioned-threshold": "THEORY §9.6 S9.6(c) exact-k magnitude = threshold given its count",
     "product-moment": "THEORY §9.8 S9.8 product moment bound",
+    "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -388,22 +389,34 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     depth = len(dims) - 1
     if q.shape[-1] != depth:
         raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    sE2s, sW2s = [], []
+    for k in range(depth):
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2s.append(np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0))
+        sW2s.append(np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
+                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    return product_moment_core(dims, sE2s, sW2s, delta, p_max)
+
+
+def product_moment_core(dims, sE2s, sW2s, delta, p_max: int = P_MAX):
+    """The S9.8 recursion and Markov step (THEORY §9.8) for given dominating variances per layer: ``sE2s[k]`` and
+    ``sW2s[k]`` (arrays with a trailing p axis of length p_max, leading batch axes allowed) dominate the moments of
+    the entries of E_k and What_k up to order 2p. Returns (x, best p) with P(||D|| > x) <= delta."""
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
     P = np.arange(1, p_max + 1, dtype=float)
     r_p = np.exp((P * np.log(2.0) + special.gammaln(P + 1)) / (2 * P))
-    lead = q.shape[:-1]
+    lead = np.broadcast_shapes(*[np.shape(x)[:-1] for x in (*sE2s, *sW2s)])
     a = np.ones(lead + (p_max,))
     af = np.full(lead + (p_max,), math.sqrt(dims[0]))
     e = np.zeros(lead + (p_max,))
     ef = np.zeros(lead + (p_max,))
     for k in range(depth):
         dk = dims[k + 1]
-        qk = q[..., k]
-        hw = float(half_widths[k])
-        pos = (qk > 0)[..., None]
-        qq = np.where(qk > 0, qk, 0.5)
-        sE2 = np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0)
-        kept = np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
-                        hw * hw * dominating_variance("full", law, 1.0, p_max))
+        sE2, kept = sE2s[k], sW2s[k]
         c_k = np.exp(np.cumsum(np.log(dk + 2.0 * np.arange(p_max))) / (2 * P))
         z = np.sqrt(kept * e * e + sE2 * a * a)
         zf = np.sqrt(kept * ef * ef + sE2 * af * af)
@@ -419,6 +432,48 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
+
+
+def _magnitude_threshold(t, a, law: str):
+    """The magnitude of the entry at probability level t: t a (uniform), Phi^-1((1+t)/2) s (Gaussian)."""
+    return t * a if law == "uniform" else stats.norm.ppf((1.0 + t) / 2.0) * a
+
+
+def exact_k_magnitude_product_bound(dims, half_widths, ks, delta, law: str, p_max: int = P_MAX):
+    """S9.8b (THEORY §9.8b): S9.8 for exact-k magnitude pruning of a linear FCN (the k_i smallest |w| of layer i).
+    Per pruned layer, t_i = u_(k_i+1) (probability scale) is bracketed at delta/(2 l_p); given t_i the pruned set is a
+    Bernoulli(t_i) threshold pattern on the other N_i - 1 positions conditioned on its count k_i, plus one kept
+    boundary entry of magnitude c(t_i); S9.8 with sigma_E^2 = magnitude domination at t_hi, sigma_W^2 = max(full-matrix
+    domination, c(t_hi)^2) (monotone in t), at delta/2 times prod_i min(pmf(k_i; N_i - 1, t_lo), pmf(k_i; N_i - 1,
+    t_hi)). Returns (x, best p) with P(||D|| > x) <= delta."""
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    ks = [int(k) for k in ks]
+    if len(ks) != depth:
+        raise ProbPruneError(f"need one count per layer ({depth}), got {len(ks)}")
+    pruned = [k > 0 for k in ks]
+    lp = sum(pruned)
+    if lp == 0:
+        return np.asarray(0.0), 0
+    d = float(delta)
+    sE2s, sW2s, log_pmf = [], [], 0.0
+    for i in range(depth):
+        N = dims[i] * dims[i + 1]
+        hw = float(half_widths[i])
+        full = hw * hw * dominating_variance("full", law, 1.0, p_max)
+        k = ks[i]
+        if k <= 0:
+            sE2s.append(np.zeros(p_max))
+            sW2s.append(full)
+            continue
+        if k >= N:
+            raise ProbPruneError("S9.8b needs k_i < N_i (a kept entry above the pruned ones)")
+        t_lo, t_hi = order_statistic_bracket(N, k + 1, d / (2 * lp))
+        sE2s.append(hw * hw * dominating_variance("magnitude", law, float(t_hi), p_max))
+        c = float(_magnitude_threshold(t_hi, hw, law))
+        sW2s.append(np.maximum(full, c * c))
+        log_pmf += min(stats.binom.logpmf(k, N - 1, t_lo), stats.binom.logpmf(k, N - 1, t_hi))
+    return product_moment_core(dims, sE2s, sW2s, d / 2 * math.exp(log_pmf), p_max)
 
 
 # ------------------------------------------------------------------------------------------- S9.10 rate lower bounds
