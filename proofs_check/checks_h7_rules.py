@@ -136,3 +136,43 @@ def _chk_median():
         out.append(f"T={T}: j={j}, {f:.4f}")
     require(median_lower_rank(4, 0.05) == 0, "no rank for T = 4")
     return "; ".join(out)
+
+
+@register("h7-exact-k-product", "S9.8b: given t = u_(k+1), the exact-k pattern is the Bernoulli(t) pattern on N-1 "
+          "positions given its count; the recursion is monotone in sigma_E, sigma_W; pmf unimodal in t; MC coverage",
+          "§9.8", "symbolic+numeric", covers=("exact-k-product",))
+def _chk_exact_k_product():
+    from probprune.pruning.sampling import exact_k_prune_mask
+    from probprune.theory import sharp
+
+    # (3) unimodality of pmf(k; n, t) in t: d/dt log pmf = k/t - (n-k)/(1-t), decreasing in t (symbolic)
+    t, n, k = sp.symbols("t n k", positive=True)
+    dlog = sp.diff(k * sp.log(t) + (n - k) * sp.log(1 - t), t)
+    sym_zero(sp.simplify(sp.diff(dlog, t) + k / t**2 + (n - k) / (1 - t) ** 2), "second derivative of log pmf")
+    # monotonicity of the core in each sigma (numeric, several p)
+    P = sharp.P_MAX
+    base = [np.full(P, 0.01), np.full(P, 0.02)], [np.full(P, 0.3), np.full(P, 0.3)]
+    x0 = float(sharp.product_moment_core((10, 12, 6), *base, 0.1)[0])
+    for j in range(2):
+        for which in (0, 1):
+            b = [list(base[0]), list(base[1])]
+            b[which][j] = b[which][j] * 1.1
+            require(float(sharp.product_moment_core((10, 12, 6), *b, 0.1)[0]) >= x0, "monotone in sigma")
+    # (1) the count law: given u_(k+1) = t, #{u < t} among the other N-1 is exactly k (by construction) and the
+    # pruned set equals {u < t}: check on draws that exact-k pruning = threshold at u_(k+1)
+    rng = np.random.default_rng(3)
+    u = rng.random((200, 50))
+    kk = 12
+    tt = np.sort(u, axis=1)[:, kk]
+    require(np.array_equal(exact_k_prune_mask(u, kk), u < tt[:, None]), "exact-k = threshold at u_(k+1)")
+    # MC coverage on a small linear net at delta = 0.3
+    dims, hw, ks, dl, T = (8, 14, 5), (1 / math.sqrt(14), 1 / math.sqrt(14)), (33, 21), 0.3, 2000
+    x = float(sharp.exact_k_magnitude_product_bound(dims, hw, ks, dl, "uniform")[0])
+    W1 = rng.uniform(-hw[0], hw[0], (T, 14 * 8))
+    W2 = rng.uniform(-hw[1], hw[1], (T, 5 * 14))
+    Wh1 = np.where(exact_k_prune_mask(np.abs(W1), ks[0]), 0.0, W1).reshape(T, 14, 8)
+    Wh2 = np.where(exact_k_prune_mask(np.abs(W2), ks[1]), 0.0, W2).reshape(T, 5, 14)
+    err = np.linalg.norm(W2.reshape(T, 5, 14) @ W1.reshape(T, 14, 8) - Wh2 @ Wh1, 2, axis=(-2, -1))
+    f = float(np.mean(err > x))
+    require(f <= dl, f"violation rate {f} > {dl}")
+    return f"log pmf concave (symbolic); core monotone; exact-k = threshold at u_(k+1); MC violation {f:.4f} <= {dl}"
