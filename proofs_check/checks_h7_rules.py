@@ -176,3 +176,46 @@ def _chk_exact_k_product():
     f = float(np.mean(err > x))
     require(f <= dl, f"violation rate {f} > {dl}")
     return f"log pmf concave (symbolic); core monotone; exact-k = threshold at u_(k+1); MC violation {f:.4f} <= {dl}"
+
+
+@register("h7-rescaled-product", "S9.8c: D = sum_{S != 0} M_S - kappa prod Y exactly; dropping the signs cannot "
+          "decrease E tr((D D^T)^p) (exact enumeration on a tiny case); MC coverage", "§9.8", "symbolic+numeric",
+          covers=("rescaled-product",))
+def _chk_rescaled():
+    import itertools
+
+    from probprune.theory import sharp
+
+    # (1) the decomposition, symbolically on 1x1 layers: w1 w2 - (y1 y2)/((1-q1)(1-q2)) with w = y + z
+    y1, y2, z1, z2, q1, q2 = sp.symbols("y1 y2 z1 z2 q1 q2")
+    kappa = 1 / ((1 - q1) * (1 - q2)) - 1
+    D = (y1 + z1) * (y2 + z2) - y1 * y2 / ((1 - q1) * (1 - q2))
+    sym_zero(D - ((y1 + z1) * (y2 + z2) - y1 * y2 - kappa * y1 * y2), "decomposition")
+    # sign step: exact expectation over a 2-layer 2x2 net with entries w in {-1, 1}, b in {0, 1} (p = 2)
+    q = 0.4
+    kap = 1 / (1 - q) ** 2 - 1
+    lhs = rhs = 0.0
+    for w in itertools.product((-1.0, 1.0), repeat=8):
+        for b in itertools.product((0, 1), repeat=8):
+            pb = np.prod([q if x else 1 - q for x in b])
+            W = np.array(w).reshape(2, 2, 2)
+            B = np.array(b, float).reshape(2, 2, 2)
+            Y, Z = W * (1 - B), W * B
+            P, PY = W[1] @ W[0], Y[1] @ Y[0]
+            Dm = P - PY - kap * PY
+            Dp = P - PY + kap * PY
+            lhs += pb / 256 * np.trace(np.linalg.matrix_power(Dm @ Dm.T, 2))
+            rhs += pb / 256 * np.trace(np.linalg.matrix_power(Dp @ Dp.T, 2))
+    require(lhs <= rhs + 1e-12, f"E tr((DD^T)^2) = {lhs} > signless {rhs}")
+    # MC coverage at delta = 0.3
+    rng = np.random.default_rng(4)
+    dims, T, dl, qv = (8, 14, 5), 3000, 0.3, 0.3
+    hw = (1 / math.sqrt(14), 1 / math.sqrt(14))
+    x = float(sharp.rescaled_product_moment_bound(dims, hw, np.full(2, qv), dl, "uniform")[0])
+    W1 = rng.uniform(-hw[0], hw[0], (T, 14, 8))
+    W2 = rng.uniform(-hw[1], hw[1], (T, 5, 14))
+    H1 = np.where(rng.random(W1.shape) < qv, 0.0, W1) / (1 - qv)
+    H2 = np.where(rng.random(W2.shape) < qv, 0.0, W2) / (1 - qv)
+    f = float(np.mean(np.linalg.norm(W2 @ W1 - H2 @ H1, 2, axis=(-2, -1)) > x))
+    require(f <= dl, f"violation rate {f} > {dl}")
+    return f"decomposition (symbolic); exact E tr((DD^T)^2) {lhs:.4f} <= {rhs:.4f}; MC violation {f:.4f} <= {dl}"

@@ -122,3 +122,27 @@ def test_exact_k_magnitude_product_bound_edges():
         sharp.exact_k_magnitude_product_bound((4, 5, 3), (0.5, 0.5), (20, 0), 0.1, "uniform")
     with pytest.raises(ProbPruneError):
         sharp.exact_k_magnitude_product_bound((4, 5, 3), (0.5, 0.5), (2,), 0.1, "uniform")
+
+
+@pytest.mark.parametrize("widths,q,law", [((12, 20, 8), 0.3, "uniform"), ((16, 16, 16, 4), 0.1, "uniform"),
+                                          ((10, 30, 6), 0.6, "uniform"), ((12, 20, 8), 0.3, "gaussian")])
+def test_rescaled_product_bound_covers(widths, q, law):
+    """S9.8c (THEORY §9.8c) against the exact sup error of linear nets under rescaled Bernoulli pruning
+    (What = W o (1 - B)/(1 - q)): violation rate at delta = 0.3 within one-sided Clopper-Pearson (99%), and the
+    bound is above the empirical (1 - delta) quantile."""
+    from probprune.net.templates import fcn_spec, sample_weights
+
+    spec = fcn_spec(list(widths), "identity")
+    delta, T = 0.3, 300
+    x = float(sharp.rescaled_product_moment_bound(spec.widths, [L.half_width for L in spec.layers],
+                                                  np.full(spec.depth, q), delta, law)[0])
+    rng = np.random.default_rng(9)
+    Ws = sample_weights(spec, rng, law, n=T)
+    P = Ph = None
+    for w in Ws:
+        wh = np.where(rng.random(w.shape) < q, 0.0, w) / (1 - q)
+        P = w if P is None else w @ P
+        Ph = wh if Ph is None else wh @ Ph
+    err = np.linalg.norm(P - Ph, 2, axis=(-2, -1))
+    assert _cp_ok(int(np.sum(err > x)), T, delta), (x, np.quantile(err, 1 - delta))
+    assert x >= np.quantile(err, 1 - delta)

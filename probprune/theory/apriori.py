@@ -231,8 +231,9 @@ class BoundResult:
             "law": self.law,
             "delta": self.delta,
             "statement": self.statement,
-            "eps_statement": (("THEORY §9.8b S9.8b product moment bound (exact-k magnitude)"
-                               if self.method == "magnitude_exact" else "THEORY §9.8 S9.8 product moment bound")
+            "eps_statement": ({"magnitude_exact": "THEORY §9.8b S9.8b product moment bound (exact-k magnitude)",
+                               "random_rescaled": "THEORY §9.8c S9.8c product moment bound (rescaled random)"}.get(
+                                  self.method, "THEORY §9.8 S9.8 product moment bound")
                               if self.eps_source == "product-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
@@ -352,14 +353,17 @@ def apriori_bound(
     Lip = spec.Lip
     eps = product_form(B, eta, Lip)
     eps_source = "A-star"
-    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
-        from probprune.theory.sharp import product_moment_bound
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.sharp import product_moment_bound, rescaled_product_moment_bound
 
-        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        hw = [L.half_width for L in spec.layers]
+        x = (rescaled_product_moment_bound(spec.widths, hw, q, delta, law)[0] if method == "random_rescaled"
+             else product_moment_bound(spec.widths, hw, q, delta, method, law)[0])
         eps_source = np.where(x < eps, "product-moment", "A-star")
         eps = np.minimum(eps, x)
         notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
-                     "moment bound (THEORY §9.8, full delta, no split); the smaller is reported")
+                     f"moment bound (THEORY §9.8{'c' if method == 'random_rescaled' else ''}, full delta, no split); "
+                     "the smaller is reported")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:

@@ -55,6 +55,7 @@ CANDIDATES = {
     "conditioned-threshold": "THEORY §9.6 S9.6(c) exact-k magnitude = threshold given its count",
     "product-moment": "THEORY §9.8 S9.8 product moment bound",
     "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
+    "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -405,6 +406,13 @@ def product_moment_core(dims, sE2s, sW2s, delta, p_max: int = P_MAX):
     """The S9.8 recursion and Markov step (THEORY §9.8) for given dominating variances per layer: ``sE2s[k]`` and
     ``sW2s[k]`` (arrays with a trailing p axis of length p_max, leading batch axes allowed) dominate the moments of
     the entries of E_k and What_k up to order 2p. Returns (x, best p) with P(||D|| > x) <= delta."""
+    e, ef, _, _ = _s98_chain(dims, sE2s, sW2s, p_max)
+    return _s98_markov(e, ef, delta, p_max)
+
+
+def _s98_chain(dims, sE2s, sW2s, p_max: int = P_MAX):
+    """The L^(2p) recursion of S9.8 (THEORY §9.8): returns (e_l, ef_l, a_l, af_l), the bounds on the L^(2p) norms of
+    ||D||, ||D||_F, ||A_l||, ||A_l||_F (trailing p axis)."""
     dims = [int(d) for d in dims]
     depth = len(dims) - 1
     P = np.arange(1, p_max + 1, dtype=float)
@@ -423,6 +431,12 @@ def product_moment_core(dims, sE2s, sW2s, delta, p_max: int = P_MAX):
         e, ef = (math.sqrt(dk) + r_p) * z + zf, c_k * zf
         tau = np.sqrt(kept + sE2)
         a, af = tau * ((math.sqrt(dk) + r_p) * a + af), tau * c_k * af
+    return e, ef, a, af
+
+
+def _s98_markov(e, ef, delta, p_max: int = P_MAX):
+    """Markov on E tr((D D^T)^p) <= e^(2p-2) ef^2 and on E||D||_F^(2p) <= ef^(2p) (S9.8 and S9.8(F)); min over p."""
+    P = np.arange(1, p_max + 1, dtype=float)
     logd = np.log(np.asarray(delta, float))
     logd = np.reshape(logd, np.shape(logd) + (1,)) if np.ndim(logd) else logd
     with np.errstate(divide="ignore", invalid="ignore"):  # e = 0 only when nothing is pruned: x = 0
@@ -432,6 +446,34 @@ def product_moment_core(dims, sE2s, sW2s, delta, p_max: int = P_MAX):
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
+
+
+def rescaled_product_moment_bound(dims, half_widths, q, delta, law: str, p_max: int = P_MAX):
+    """S9.8c (THEORY §9.8c): rescaled random pruning (What_k = W_k o (1 - B_k)/(1 - q_k)) of a linear FCN. With
+    Y_k = W_k o (1 - B_k), Z_k = W_k o B_k and kappa = prod_k (1 - q_k)^-1 - 1, D = [prod(Y + Z) - prod Y] - kappa
+    prod Y; dropping the signs can only increase E tr((D D^T)^p) (every monomial expectation is >= 0), then S9.8 for
+    the first part (method "random") and the a-recursion with tau = sigma_Y for prod Y, added by Minkowski:
+    e+ = e_l + kappa abar_l, f+ = f_l + kappa afbar_l, Markov. q has a trailing layer axis. Returns (x, best p)."""
+    q = np.asarray(q, float)
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    if np.any(q >= 1):
+        raise ProbPruneError("rescaled random pruning needs q < 1")
+    sE2s, sW2s = [], []
+    for k in range(depth):
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2s.append(np.where(pos, hw * hw * dominating_variance("random", law, qq, p_max), 0.0))
+        sW2s.append(np.where(pos, hw * hw * dominating_variance("kept_random", law, qq, p_max),
+                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    e, ef, _, _ = _s98_chain(dims, sE2s, sW2s, p_max)
+    _, _, ab, afb = _s98_chain(dims, [np.zeros_like(x) for x in sE2s], sW2s, p_max)
+    kappa = (np.expm1(-np.sum(np.log1p(-q), axis=-1)))[..., None]
+    return _s98_markov(e + kappa * ab, ef + kappa * afb, delta, p_max)
 
 
 def _magnitude_threshold(t, a, law: str):
