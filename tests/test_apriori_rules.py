@@ -228,3 +228,22 @@ def test_median_lower_rank_is_a_lower_confidence_bound_on_the_median():
     assert np.mean(x <= np.log(2)) >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / 4000)
     sc = output_scale(fcn_spec([6, 10, 3], "identity"), trials=100)
     assert 0 < sc.median_lower <= sc.lower_median and "median statement" in sc.vacuity
+
+
+def test_calibrated_budget_names_its_rule_and_masks_follow_it():
+    spec = fcn_spec([6, 10, 3], "identity")
+    W = _weights(spec)
+    for method, rule in (("magnitude", "threshold"), ("magnitude_exact", "exact_k"), ("random", "bernoulli")):
+        cb = calibrated_uniform_budget(spec, 0.1, 0.1, 0.1, method, trials=60, pilot_trials=30, seed=2)
+        d = cb.as_dict()
+        assert d["rule"] == rule and "voids" in d["selection"]
+        m = masks_from_budget(W, d, seed=0)
+        for L, Ls in zip(d["layers"], spec.layers):
+            pruned = ~m[L["name"]]
+            if rule == "exact_k":
+                assert pruned.sum() == L["exact_k"]
+            elif rule == "threshold":
+                np.testing.assert_array_equal(pruned, np.abs(W[L["name"]]) < cb.fraction * Ls.half_width)
+    emp = empirical_uniform_budget(spec, 0.1, 0.1, trials=20, depth=3)
+    with pytest.raises(ProbPruneError, match="empirical"):
+        masks_from_budget(W, emp.as_dict())

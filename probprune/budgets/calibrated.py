@@ -384,6 +384,15 @@ class UniformBudget:
     seed: int
     statement: str
     assumptions: tuple[str, ...] = ()
+    half_widths: tuple[float, ...] = ()  # a_i (s_i) of the layers, for the magnitude threshold t_i (THEORY §3.9b)
+
+    @property
+    def rule(self) -> str:
+        """The pruning rule the statement is about (THEORY §3.9b): exact_k for the exact-k methods, threshold for
+        magnitude (prune |w| < q a_i), bernoulli for random and rescaled random."""
+        if self.method.endswith("_exact"):
+            return "exact_k"
+        return "threshold" if self.method == "magnitude" else "bernoulli"
 
     @property
     def total_prunable(self) -> int:
@@ -394,9 +403,25 @@ class UniformBudget:
         return int(sum(n for _, n, _ in self.layers))
 
     def as_dict(self) -> dict:
+        def layer(i, n, N, c):
+            d = {"name": n, "n_weights": N, "max_prunable": c, "fraction": self.fraction if c else 0.0}
+            if self.rule == "exact_k":
+                d["exact_k"] = c
+            elif self.rule == "bernoulli":
+                d["bernoulli_p"] = self.fraction if c else 0.0
+            elif self.half_widths:
+                from scipy import stats as _st
+
+                q = self.fraction if c else 0.0
+                a = self.half_widths[i]
+                d["threshold"] = q * a if self.law == "uniform" else float(_st.norm.ppf((1 + q) / 2) * a)
+            return d
+
         return {"kind": self.kind, "eps": self.eps, "delta": self.delta, "gamma": self.gamma,
                 "fraction": self.fraction, "total_prunable": self.total_prunable, "total_weights": self.total_weights,
-                "layers": [{"name": n, "n_weights": N, "max_prunable": c} for n, N, c in self.layers],
+                "rule": self.rule,
+                "selection": SELECTION_WARNING if self.kind == "calibrated" else "empirical: not a guarantee",
+                "layers": [layer(i, n, N, c) for i, (n, N, c) in enumerate(self.layers)],
                 "trials": self.trials, "rank": self.rank, "quantile_at_fraction": self.quantile_at_fraction,
                 "grid_points": self.grid_points, "per_draw_kind": self.per_draw_kind, "method": self.method,
                 "law": self.law, "seed": self.seed, "statement": self.statement,
@@ -476,7 +501,7 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
         "the same fraction in every candidate layer (calibrated budgets are uniform)"]
     return UniformBudget("calibrated", eps, delta, q, _layers(spec, cand, q), int(trials), memo.get(q, 0.0), k, gamma,
                          n_pts, kind, method, law, int(seed), STATEMENT + " (§10.2, union bound over the candidates)",
-                         tuple(notes))
+                         tuple(notes), tuple(L.half_width for L in spec.layers))
 
 
 def _is_linear(spec: NetSpec) -> bool:
@@ -519,7 +544,7 @@ def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, met
     return UniformBudget("empirical", eps, delta, q, _layers(spec, cand, q), int(trials), memo.get(q, 0.0), k, None,
                          len(grid) - 1, kinds[0] if kinds else "", method, law, int(seed),
                          "empirical: measured error within eps in at least 1 - delta of the draws (not a guarantee)",
-                         tuple(notes))
+                         tuple(notes), tuple(L.half_width for L in spec.layers))
 
 
 # --------------------------------------------------------------------------------------------- output scale

@@ -57,6 +57,11 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
 
     b = _as_dict(budget)
     method = b["method"]
+    if method in ("magnitude_exact", "random_exact"):  # calibrated budgets of the exact-k methods
+        method = method[: -len("_exact")]
+    if b.get("kind") == "empirical":
+        raise ProbPruneError("an empirical budget certifies nothing (not a guarantee); use a certified, a-priori or "
+                             "calibrated budget")
     if method not in ("magnitude", "random"):
         raise ProbPruneError(f"masks_from_budget applies magnitude or random budgets, not {method!r} (rescaled random "
                              "changes the kept weights as well)")
