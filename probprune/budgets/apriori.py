@@ -90,6 +90,8 @@ class BudgetResult:
     #: per rule, the statement that covers it with the bound evaluated at the reported allocation
     rule: str | None = None
     rule_statements: dict = field(default_factory=dict)
+    #: uniform totals per rule (THEORY §3.9b): {"exact_k": ..., "threshold"/"bernoulli": expected count}
+    uniform_totals: dict = field(default_factory=dict)
 
     @property
     def total_prunable(self) -> int:
@@ -126,7 +128,8 @@ class BudgetResult:
             "total_weights": self.total_weights,
             "total_fraction": self.total_prunable / self.total_weights,
             "eps_achieved": self.eps_achieved,
-            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total},
+            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total}
+            | ({"rule": self.rule, "totals_by_rule": dict(self.uniform_totals)} if self.rule is not None else {}),
             "assumptions": list(self.assumptions),
             "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
         }
@@ -318,6 +321,7 @@ def max_prunable(
         "a-priori", f"THEORY.md §3.9/§10.5 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law}; "
         f"{fin.statement})",
         tuple(notes), tuple(spec.paper_hypotheses()), rule, rule_st,
+        {thr_name: uni_total_thr} | ({"exact_k": int(sum(uni_ks))} if uni_ks is not None else {}),
     )
 
 
