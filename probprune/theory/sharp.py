@@ -416,7 +416,6 @@ def _s98_chain(dims, sE2s, sW2s, p_max: int = P_MAX):
     dims = [int(d) for d in dims]
     depth = len(dims) - 1
     P = np.arange(1, p_max + 1, dtype=float)
-    r_p = np.exp((P * np.log(2.0) + special.gammaln(P + 1)) / (2 * P))
     lead = np.broadcast_shapes(*[np.shape(x)[:-1] for x in (*sE2s, *sW2s)])
     a = np.ones(lead + (p_max,))
     af = np.full(lead + (p_max,), math.sqrt(dims[0]))
@@ -426,12 +425,32 @@ def _s98_chain(dims, sE2s, sW2s, p_max: int = P_MAX):
         dk = dims[k + 1]
         sE2, kept = sE2s[k], sW2s[k]
         c_k = np.exp(np.cumsum(np.log(dk + 2.0 * np.arange(p_max))) / (2 * P))
+        s_k = shifted_rayleigh_norm(math.sqrt(dk), p_max)  # ||sqrt(d_k) + R||_2p <= sqrt(d_k) + r_p (§9.8 step 4)
         z = np.sqrt(kept * e * e + sE2 * a * a)
         zf = np.sqrt(kept * ef * ef + sE2 * af * af)
-        e, ef = (math.sqrt(dk) + r_p) * z + zf, c_k * zf
+        e, ef = s_k * z + zf, c_k * zf
         tau = np.sqrt(kept + sE2)
-        a, af = tau * ((math.sqrt(dk) + r_p) * a + af), tau * c_k * af
+        a, af = tau * (s_k * a + af), tau * c_k * af
     return e, ef, a, af
+
+
+@lru_cache(maxsize=512)
+def _shifted_rayleigh_norm_cached(A: float, p_max: int) -> np.ndarray:
+    p = np.arange(1, p_max + 1, dtype=float)[:, None]
+    j = np.arange(0, 2 * p_max + 1, dtype=float)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lt = (special.gammaln(2 * p + 1) - special.gammaln(j + 1) - special.gammaln(np.maximum(2 * p - j, 0) + 1)
+              + (2 * p - j) * np.log(A) + 0.5 * j * np.log(2.0) + special.gammaln(1 + j / 2))
+    lt = np.where(j <= 2 * p, lt, -np.inf)
+    out = np.exp(special.logsumexp(lt, axis=1) / (2 * p[:, 0]))
+    out.setflags(write=False)
+    return out
+
+
+def shifted_rayleigh_norm(A: float, p_max: int = P_MAX) -> np.ndarray:
+    """||A + R||_(2p) = (E (A + R)^(2p))^(1/(2p)) for p = 1..p_max, R Rayleigh (E R^j = 2^(j/2) Gamma(1 + j/2)), A > 0
+    (THEORY §9.8 step (4)); by Minkowski it is <= A + r_p, r_p = ||R||_2p, and close to A + E R when A >> sqrt(p)."""
+    return _shifted_rayleigh_norm_cached(float(A), int(p_max))
 
 
 def _s98_markov(e, ef, delta, p_max: int = P_MAX):
