@@ -27,6 +27,7 @@ CHECK_MODULES = (
     "checks_h1_api",
     "checks_budget_graph",
     "checks_figure_verdicts",
+    "checks_h7_rules",
     "bridge",
 )
 

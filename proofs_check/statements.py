@@ -85,6 +85,14 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("graph-chain", "§8.3", "on chains D_f, D_b are §3.1's A-fwd, A-bwd (general form with biases)"),
     DStatement("counting-lower", "§4.5", "counting: N >= d^2 log2(1/(4 eps)); depth 2: w >= (d/2) log2(1/(4 eps))"),
     # §10 calibrated, relative and task-level statements [D]
+    # issue 20 / 22 item 3 (H7)
+    DStatement("law-origin", "§3.0", "law statements refuse a model-derived spec unless assume_law=True (then repeated)"),
+    DStatement("budget-rules", "§3.9", "Statement 3.9b: exact-k counts by the exact-k bound, threshold t_i / Bernoulli p_i by theirs"),
+    DStatement("exact-k-product", "§9.8", "S9.8b: S9.8 for exact-k magnitude via the order statistics, the count pmf and monotonicity in t"),
+    DStatement("rescaled-product", "§9.8", "S9.8c: rescaled random as prod(Y+Z) - prod Y - kappa prod Y; signs dropped; Minkowski"),
+    DStatement("rate-lower", "§9.10", "S9.10: max row/column norm lower bound; rates q^(3/2) magnitude, p^(1/2) random"),
+    DStatement("calib-multirun", "§10.1", "Statement 10.1c: R runs at rank k(T, delta, gamma/R), min over runs valid"),
+    DStatement("median-vacuity", "§10.3", "Statement 10.3b': Y_(j) <= median w.c. 1-gamma; eps < L is a median statement"),
     DStatement("calib-overview", "§10", "§10 statements are labelled: calibrated (simulation) vs analytic; relative eps only chooses eps"),
     DStatement("calib-order-stat", "§10.1", "Statement 10.1: rank k = min{k : binom.cdf(k-1,T,1-delta) >= 1-gamma}: P(err > U_(k)) <= delta w.c. 1-gamma"),
     DStatement("calib-grid-union", "§10.2", "Statement 10.2: rank at gamma/|grid| holds for every grid point; a searched grid point is covered"),

@@ -15,14 +15,22 @@ Modes (THEORY §3.9):
 
 The delta split is fixed before inverting (equal split over the W events of every layer and the E events of every
 candidate layer), as §3.9 requires, so the reported fractions satisfy the bound with that split.
-Counts: ``max_prunable = floor(q_i N_i)`` is the expected count under the threshold rule and R-Bern; the realised
-count is Binomial(N_i, q_i).
+
+Rules (THEORY §3.9b, issue 20): a budget says which pruning rule its numbers are about. Per layer it gives
+- ``exact_k``: the count k_i covered by the exact-k statement (magnitude: prune exactly the k_i smallest |w|, as
+  ``torch.nn.utils.prune.l1_unstructured`` does, THEORY §9.6; random: exactly k_i entries uniformly at random,
+  §3.4 RR-mask / §9.5), and
+- ``threshold`` t_i (magnitude: prune |w| < t_i, §3.4 RM) or ``bernoulli_p`` p_i (random: each entry pruned
+  independently with probability p_i, R-Bern §3.4 RR) covered by the threshold / Bernoulli statement, whose pruned
+  count is Binomial(N_i, q_i) (``expected_count`` = floor(q_i N_i)).
+``rule`` (default "exact_k" wherever an exact-k statement exists) picks which of the two ``max_prunable`` reports;
+``fraction`` / ``uniform_fraction`` are always the threshold (Bernoulli) statement's q_i.
 """
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -40,6 +48,11 @@ from probprune.net.templates import NetSpec, fcn_spec
 MODES = ("optimal", "uniform", "equal_share")
 
 
+#: pruning rules a budget can be about (THEORY §3.9b): exact-k counts, or the threshold (magnitude) / Bernoulli
+#: (random) rule whose count is Binomial
+RULES = ("exact_k", "threshold", "bernoulli")
+
+
 @dataclass(frozen=True)
 class LayerBudget:
     name: str
@@ -48,6 +61,12 @@ class LayerBudget:
     max_prunable: int
     eta: float | None = None
     B: float | None = None
+    #: the exact-k count covered by the exact-k statement (None when the budget has no exact-k inversion)
+    exact_k: int | None = None
+    #: magnitude: the threshold t_i (prune |w| < t_i) covered by the threshold statement; random: None
+    threshold: float | None = None
+    #: random: the Bernoulli probability p_i covered by the Bernoulli statement; magnitude: None
+    bernoulli_p: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,12 @@ class BudgetResult:
     statement: str
     assumptions: tuple[str, ...] = ()
     paper_hypotheses_violated: tuple[str, ...] = ()
+    #: the rule ``max_prunable`` is about (RULES; None for budgets built before §3.9b, e.g. certified budgets) and,
+    #: per rule, the statement that covers it with the bound evaluated at the reported allocation
+    rule: str | None = None
+    rule_statements: dict = field(default_factory=dict)
+    #: uniform totals per rule (THEORY §3.9b): {"exact_k": ..., "threshold"/"bernoulli": expected count}
+    uniform_totals: dict = field(default_factory=dict)
 
     @property
     def total_prunable(self) -> int:
@@ -81,6 +106,14 @@ class BudgetResult:
         return np.array([L.fraction for L in self.layers])
 
     def as_dict(self) -> dict:
+        def layer(L):
+            d = {"name": L.name, "n_weights": L.n_weights, "max_prunable": L.max_prunable, "fraction": L.fraction,
+                 "eta": L.eta, "B": L.B}
+            if self.rule is not None:
+                d |= {"exact_k": L.exact_k, "threshold": L.threshold, "bernoulli_p": L.bernoulli_p,
+                      "expected_count": int(math.floor(L.fraction * L.n_weights + 1e-9))}
+            return d
+
         return {
             "eps": self.eps,
             "delta": self.delta,
@@ -88,16 +121,15 @@ class BudgetResult:
             "mode": self.mode,
             "source": self.source,
             "statement": self.statement,
-            "layers": [
-                {"name": L.name, "n_weights": L.n_weights, "max_prunable": L.max_prunable, "fraction": L.fraction,
-                 "eta": L.eta, "B": L.B}
-                for L in self.layers
-            ],
+            "rule": self.rule,
+            "rule_statements": dict(self.rule_statements),
+            "layers": [layer(L) for L in self.layers],
             "total_prunable": self.total_prunable,
             "total_weights": self.total_weights,
             "total_fraction": self.total_prunable / self.total_weights,
             "eps_achieved": self.eps_achieved,
-            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total},
+            "uniform": {"fraction": self.uniform_fraction, "total_prunable": self.uniform_total}
+            | ({"rule": self.rule, "totals_by_rule": dict(self.uniform_totals)} if self.rule is not None else {}),
             "assumptions": list(self.assumptions),
             "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
         }
@@ -209,17 +241,27 @@ def max_prunable(
     law: str = "uniform",
     prunable: Sequence[int | str] | None = None,
     statement: str = "best",
+    rule: str | None = None,
+    assume_law: bool = False,
 ) -> BudgetResult:
     """Largest prunable fraction per layer such that the a-priori bound (THEORY §3.4/§3.6/§3.12, and §9 through
     :func:`probprune.theory.apriori.apriori_bound`'s ``statement``, default its tightest valid one) is <= eps with
-    probability >= 1 - delta (THEORY §3.9, §10.5). ``prunable`` restricts pruning to some layers (names or indices)."""
+    probability >= 1 - delta (THEORY §3.9, §10.5). ``prunable`` restricts pruning to some layers (names or indices).
+
+    Rules (THEORY §3.9b): the threshold (magnitude) / Bernoulli (random) statement is inverted for the fractions q_i
+    (``fraction``, ``threshold`` t_i, ``bernoulli_p``); the exact-k statement (§9.5-9.6) is inverted for the counts
+    ``exact_k`` (:func:`exact_k_counts`). ``rule`` (default: "exact_k" where an exact-k statement exists for the
+    method, law and statement mode, else "threshold"/"bernoulli") says which count ``max_prunable`` reports.
+    A spec read from a model is refused unless ``assume_law=True`` (THEORY §3.0)."""
     eps = float(check_eps(eps))
     delta = check_delta(delta)
     if method not in METHODS:
         raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if mode not in MODES:
         raise ProbPruneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    notes = check_spec_for_apriori(spec)
+    notes = check_spec_for_apriori(spec, assume_law)
+    spec = replace(spec, origin="law")  # checked (or assumed, noted) above; the internal evaluations are law statements
+    rule = _resolve_rule(method, law, statement, rule)
     cand = _candidates(spec, prunable)
     N = np.array([L.N for L in spec.layers], float)
     T_c = _terms(spec, eps, delta, method, law, cand, statement)
@@ -240,20 +282,141 @@ def max_prunable(
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
         raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
     res_eta, B = np.asarray(fin.eta, float), np.asarray(fin.B, float)
+    uni_total_thr = int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c))
+    thr_name = "threshold" if method == "magnitude" else "bernoulli"
+    rule_st = {thr_name: f"{fin.statement} at the fractions q_i (eps = {eps_ach:.6g})"}
+    ks = uni_ks = None
+    if _exact_method(method) is not None and _has_exact_statement(method, law, statement):
+        ek = exact_k_counts(spec, eps, delta, method, law, cand, q, mode, statement)
+        ks, uni_ks = ek.counts, ek.uniform_counts
+        rule_st["exact_k"] = f"{ek.statement} at the counts k_i (eps = {ek.eps_achieved:.6g})"
+        notes.append(f"exact_k: counts certified by the exact-k statement ({ek.how})")
+    elif rule == "exact_k":
+        raise ProbPruneError(f"no exact-k statement for method {method!r} with law {law!r} and statement "
+                             f"{statement!r}; use rule='{thr_name}'")
+    a = np.array([L.half_width for L in spec.layers])
+    thr = _threshold(q, a, law) if method == "magnitude" else None
     layers = tuple(
-        LayerBudget(L.name, L.N, float(qi), int(math.floor(qi * L.N + 1e-9)), float(e), float(b))
-        for L, qi, e, b in zip(spec.layers, q, res_eta, B)
+        LayerBudget(L.name, L.N, float(qi), int(ks[i]) if rule == "exact_k" else int(math.floor(qi * L.N + 1e-9)),
+                    float(e), float(b), None if ks is None else int(ks[i]),
+                    None if thr is None else float(thr[i]), float(qi) if method != "magnitude" else None)
+        for i, (L, qi, e, b) in enumerate(zip(spec.layers, q, res_eta, B))
     )
     notes.append(f"delta split equally over {int(alloc.n_events)} events (the W events of every layer and the E events "
                  f"of the {int(np.sum(alloc.delta_E > 0))} pruned layers), fixed before inversion (§3.8-3.9)")
-    notes.append("max_prunable = floor(q_i N_i), the expected count; the realised count is Binomial(N_i, q_i)")
+    if rule == "exact_k":
+        notes.append("rule exact_k: max_prunable = k_i, prune exactly the k_i "
+                     + ("smallest |w| of layer i (torch.nn.utils.prune.l1_unstructured)" if method == "magnitude"
+                        else "entries of layer i chosen uniformly at random") + "; covered by the exact-k statement")
+    else:
+        notes.append(f"rule {rule}: max_prunable = floor(q_i N_i), the expected count; the realised count is "
+                     "Binomial(N_i, q_i); covered by the " + thr_name + " statement, NOT by exact-k pruning")
+    notes.append(("threshold t_i = q_i a_i" if law == "uniform" else "threshold t_i = Phi^-1((1+q_i)/2) s_i")
+                 + ": prune |w| < t_i (covered by the threshold statement)" if method == "magnitude" else
+                 "bernoulli_p = q_i: prune each entry independently with probability p_i (covered by the Bernoulli "
+                 "statement)")
     return BudgetResult(
         eps, delta, method, mode, layers, float(eps_ach), q_uni,
-        int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c)),
+        int(sum(uni_ks)) if (rule == "exact_k" and uni_ks is not None) else uni_total_thr,
         "a-priori", f"THEORY.md §3.9/§10.5 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law}; "
         f"{fin.statement})",
-        tuple(notes), tuple(spec.paper_hypotheses()),
+        tuple(notes), tuple(spec.paper_hypotheses()), rule, rule_st,
+        {thr_name: uni_total_thr} | ({"exact_k": int(sum(uni_ks))} if uni_ks is not None else {}),
     )
+
+
+def _exact_method(method: str) -> str | None:
+    return {"magnitude": "magnitude_exact", "random": "random_exact"}.get(method)
+
+
+def _has_exact_statement(method: str, law: str, statement: str) -> bool:
+    """Exact-k magnitude has no matrix-Bernstein statement (§9.6); exact-k random under the Gaussian law neither."""
+    if statement == "bernstein":
+        return method == "random" and law == "uniform"
+    return _exact_method(method) is not None
+
+
+def _resolve_rule(method: str, law: str, statement: str, rule: str | None) -> str:
+    thr = "threshold" if method == "magnitude" else "bernoulli"
+    if rule is None:
+        return "exact_k" if _has_exact_statement(method, law, statement) else thr
+    if rule not in RULES:
+        raise ProbPruneError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+    if rule not in ("exact_k", thr):
+        raise ProbPruneError(f"rule {rule!r} does not apply to {method} pruning; use 'exact_k' or '{thr}'")
+    return rule
+
+
+def _threshold(q, a, law: str):
+    """The magnitude threshold of fraction q: q a (uniform, §1.5), Phi^-1((1+q)/2) s (Gaussian, §3.12)."""
+    from scipy import stats
+
+    q = np.asarray(q, float)
+    return q * a if law == "uniform" else stats.norm.ppf((1.0 + q) / 2.0) * a
+
+
+@dataclass(frozen=True)
+class ExactKCounts:
+    """Counts k_i covered by the exact-k statement (THEORY §3.9b): ``eps_achieved`` is the exact-k bound evaluated
+    at them (<= eps); ``uniform_counts`` the best common-fraction exact-k allocation."""
+
+    counts: tuple[int, ...]
+    eps_achieved: float
+    uniform_counts: tuple[int, ...]
+    statement: str
+    how: str
+
+
+def exact_k_counts(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand, q_threshold,
+                   mode: str = "optimal", statement: str = "best", iters: int = 40) -> ExactKCounts:
+    """Invert the exact-k statement (THEORY §3.9b): (i) the largest common fraction u on the candidate layers with
+    exact_k_bound(floor(u N_i)) <= eps (bisection on evaluated points); (ii) for modes other than uniform, the
+    threshold allocation q scaled, s q with the largest s found by bisection; the allocation with more weights wins.
+    Every reported allocation was evaluated by the exact-k bound and is <= eps (fail closed: all zero otherwise)."""
+    from probprune.theory.apriori import apriori_bound as _bound
+
+    em = _exact_method(method)
+    cand = np.asarray(cand, bool)
+    N = np.array([L.N for L in spec.layers], float)
+    memo: dict = {}
+
+    def ev(qv):
+        key = tuple(int(math.floor(x * n + 1e-9)) for x, n in zip(qv, N))
+        if key not in memo:
+            if not any(key):
+                memo[key] = (0.0, "")
+            else:
+                r = _bound(spec, np.array(key, float) / N, delta, em, law, statement=statement)
+                memo[key] = (float(r.eps), r.statement)
+        return key, memo[key]
+
+    def sup(direction, hi):
+        lo_s, hi_s = 0.0, hi
+        k, (e, _) = ev(direction * hi)
+        if e <= eps:
+            return hi
+        for _ in range(iters):
+            mid = 0.5 * (lo_s + hi_s)
+            k, (e, _) = ev(direction * mid)
+            if e <= eps:
+                lo_s = mid
+            else:
+                hi_s = mid
+        return lo_s
+
+    u = sup(cand.astype(float), 1.0)
+    uni_key, (uni_eps, uni_st) = ev(cand * u)
+    best_key, best_eps, how = uni_key, uni_eps, f"best common fraction {u:.6g}"
+    qt = np.asarray(q_threshold, float)
+    if mode != "uniform" and qt.max() > 0:
+        s = sup(qt / qt.max(), 1.0)
+        key, (e, _) = ev(qt / qt.max() * s)
+        if sum(k * 1 for k in key) > sum(best_key):
+            best_key, best_eps, how = key, e, f"threshold allocation scaled to max fraction {s:.6g}"
+    if best_eps > eps * (1 + 1e-12):  # fail closed
+        best_key, best_eps = tuple(0 for _ in N), 0.0
+    st = ev(np.array(best_key) / N)[1][1] or uni_st or f"exact-k ({em})"
+    return ExactKCounts(tuple(int(k) for k in best_key), float(best_eps), tuple(int(k) for k in uni_key), st, how)
 
 
 _FINE_GRID = 1024

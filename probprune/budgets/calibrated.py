@@ -35,6 +35,18 @@ from probprune.net.templates import NetSpec, sample_weights
 CAL_METHODS = (*METHODS, "magnitude_exact", "random_exact")
 STATEMENT = ("calibrated (THEORY.md §10.1): with confidence >= 1 - gamma over the simulation, "
              "P(err > eps) <= delta for a fresh network (and mask) drawn from the law")
+#: THEORY §10.1c: the confidence is for ONE run fixed in advance; choosing among runs needs the adjusted rank
+SELECTION_WARNING = ("the confidence 1 - gamma holds for one calibrated run (seed, T, rank) fixed in advance; choosing "
+                     "among several runs (e.g. the smallest eps over seeds) voids it: use runs=R, which takes rank "
+                     "k(T, delta, gamma/R) in each run and then allows the smallest (Bonferroni, THEORY §10.1c)")
+
+
+def _law_check(spec: NetSpec, assume_law: bool, what: str) -> list[str]:
+    """The calibrated statements simulate the weight law: a spec read from a model is refused unless assume_law
+    (THEORY §3.0; :func:`probprune.theory.apriori.check_law_origin`)."""
+    from probprune.theory.apriori import check_law_origin
+
+    return check_law_origin(spec, assume_law, what)
 
 
 # --------------------------------------------------------------------------------------------- order statistics
@@ -261,6 +273,14 @@ class CalibratedBound:
     statement: str = STATEMENT
     provenance: str = "[D] THEORY.md §10.1 (exact binomial order statistic; draws i.i.d. from the known law)"
     assumptions: tuple[str, ...] = ()
+    #: multi-run mode (THEORY §10.1c): R runs with seeds seed..seed+R-1, rank k(T, delta, gamma/R) each; eps = min
+    runs: int = 1
+    run_eps: tuple[float, ...] = ()
+    selection: str = SELECTION_WARNING
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + r for r in range(self.runs)]
 
     def as_dict(self) -> dict:
         u = np.sort(self.per_draw)
@@ -268,6 +288,8 @@ class CalibratedBound:
                 "coverage": self.coverage, "method": self.method, "law": self.law,
                 "fractions": [float(x) for x in self.fractions], "per_draw_kind": self.per_draw_kind,
                 "per_draw_median": float(np.median(u)), "per_draw_max": float(u[-1]), "seed": self.seed,
+                "runs": self.runs, "seeds": self.seeds, "run_eps": [float(x) for x in (self.run_eps or (self.eps,))],
+                "selection": self.selection,
                 "statement": self.statement, "provenance": self.provenance, "assumptions": list(self.assumptions)}
 
 
@@ -279,19 +301,39 @@ def _law_notes(spec: NetSpec, law: str, method: str, T: int, seed: int) -> list[
             "inputs in the unit l2 ball; error = sup over the ball (§1.4)"]
 
 
+def _check_runs(runs) -> int:
+    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or int(runs) < 1:
+        raise ProbPruneError(f"runs must be a positive integer, got {runs!r}")
+    return int(runs)
+
+
 def calibrated_bound(spec: NetSpec, fractions, delta: float = 0.05, gamma: float = 0.05, method: str = "magnitude",
-                     law: str = "uniform", trials: int = 300, seed: int = 0) -> CalibratedBound:
+                     law: str = "uniform", trials: int = 300, seed: int = 0, runs: int = 1,
+                     assume_law: bool = False) -> CalibratedBound:
     """Calibrated eps at fixed (per-layer) fractions (THEORY §10.1 [D]): the rank-k order statistic of T certified
-    per-draw upper bounds, k = :func:`order_statistic_rank` (T, delta, gamma)."""
+    per-draw upper bounds, k = :func:`order_statistic_rank` (T, delta, gamma). The result records seed, T and k; the
+    confidence is for this one run. ``runs=R`` (THEORY §10.1c): R independent runs (seeds seed..seed+R-1), each at
+    rank k(T, delta, gamma/R), and eps = the smallest of the R values, which is valid with confidence 1 - gamma
+    (union bound over the runs). A spec read from a model is refused unless ``assume_law`` (THEORY §3.0)."""
     delta = check_delta(delta)
     gamma = _check_gamma(gamma)
+    runs = _check_runs(runs)
+    law_note = _law_check(spec, assume_law, "the calibrated bound")
     q, _ = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
-    k = order_statistic_rank(trials, delta, gamma)
-    ds = DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
-    U, kind = certified_errors(ds, q, method)
-    eps = float(np.sort(U)[k - 1])
-    return CalibratedBound(eps, delta, gamma, int(trials), k, rank_coverage(k, trials, delta), method, law, q, U, kind,
-                           int(seed), assumptions=tuple(_law_notes(spec, law, method, trials, seed)))
+    k = order_statistic_rank(trials, delta, gamma / runs)
+    vals, per = [], []
+    for r in range(runs):
+        ds = DrawSet(spec, law, trials, seed + r, masks=method.startswith("random"))
+        U, kind = certified_errors(ds, q, method)
+        vals.append(float(np.sort(U)[k - 1]))
+        per.append(U)
+    best = int(np.argmin(vals))
+    notes = law_note + _law_notes(spec, law, method, trials, seed)
+    if runs > 1:
+        notes.append(f"{runs} runs (seeds {seed}..{seed + runs - 1}), rank {k} of {trials} each at gamma/{runs} "
+                     f"(Bonferroni, §10.1c); eps is the smallest run value (run {best}, seed {seed + best})")
+    return CalibratedBound(vals[best], delta, gamma, int(trials), k, rank_coverage(k, trials, delta), method, law, q,
+                           per[best], kind, int(seed), assumptions=tuple(notes), runs=runs, run_eps=tuple(vals))
 
 
 # --------------------------------------------------------------------------------------------- uniform budgets
@@ -342,6 +384,15 @@ class UniformBudget:
     seed: int
     statement: str
     assumptions: tuple[str, ...] = ()
+    half_widths: tuple[float, ...] = ()  # a_i (s_i) of the layers, for the magnitude threshold t_i (THEORY §3.9b)
+
+    @property
+    def rule(self) -> str:
+        """The pruning rule the statement is about (THEORY §3.9b): exact_k for the exact-k methods, threshold for
+        magnitude (prune |w| < q a_i), bernoulli for random and rescaled random."""
+        if self.method.endswith("_exact"):
+            return "exact_k"
+        return "threshold" if self.method == "magnitude" else "bernoulli"
 
     @property
     def total_prunable(self) -> int:
@@ -352,9 +403,25 @@ class UniformBudget:
         return int(sum(n for _, n, _ in self.layers))
 
     def as_dict(self) -> dict:
+        def layer(i, n, N, c):
+            d = {"name": n, "n_weights": N, "max_prunable": c, "fraction": self.fraction if c else 0.0}
+            if self.rule == "exact_k":
+                d["exact_k"] = c
+            elif self.rule == "bernoulli":
+                d["bernoulli_p"] = self.fraction if c else 0.0
+            elif self.half_widths:
+                from scipy import stats as _st
+
+                q = self.fraction if c else 0.0
+                a = self.half_widths[i]
+                d["threshold"] = q * a if self.law == "uniform" else float(_st.norm.ppf((1 + q) / 2) * a)
+            return d
+
         return {"kind": self.kind, "eps": self.eps, "delta": self.delta, "gamma": self.gamma,
                 "fraction": self.fraction, "total_prunable": self.total_prunable, "total_weights": self.total_weights,
-                "layers": [{"name": n, "n_weights": N, "max_prunable": c} for n, N, c in self.layers],
+                "rule": self.rule,
+                "selection": SELECTION_WARNING if self.kind == "calibrated" else "empirical: not a guarantee",
+                "layers": [layer(i, n, N, c) for i, (n, N, c) in enumerate(self.layers)],
                 "trials": self.trials, "rank": self.rank, "quantile_at_fraction": self.quantile_at_fraction,
                 "grid_points": self.grid_points, "per_draw_kind": self.per_draw_kind, "method": self.method,
                 "law": self.law, "seed": self.seed, "statement": self.statement,
@@ -375,17 +442,18 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
                               method: str = "magnitude", law: str = "uniform", trials: int = 300, seed: int = 0,
                               prunable=None, q_min: float = 1e-6, depth: int = 8,
                               draws: DrawSet | None = None, pilot_trials: int | None = 100, ladder: int = 8,
-                              ladder_ratio: float = 1.03) -> UniformBudget:
+                              ladder_ratio: float = 1.03, assume_law: bool = False) -> UniformBudget:
     """The largest candidate fraction q (same q on the candidate layers) whose calibrated eps is <= eps (THEORY §10.2
     [D]). The candidates are fixed before the main simulation, and each gets confidence 1 - gamma/|candidates| (union
     bound), so the returned q satisfies "with confidence >= 1 - gamma, P(err(q) > eps) <= delta" whatever the search
     looked at. Candidates: with ``pilot_trials`` (default), an independent pilot simulation (seed + 7919) locates q_p,
     the largest grid fraction whose pilot rank statistic is <= eps, and the candidates are the ``ladder`` fractions
     q_p r^(1-j), j = 0..ladder-1 (r = ``ladder_ratio``; one step above q_p, the rest below); without a pilot, the
-    whole geometric grid (2^depth + 1 points, q_min..1)."""
+    whole geometric grid (2^depth + 1 points, q_min..1). A spec read from a model is refused unless ``assume_law``."""
     eps = float(check_eps(eps))
     delta = check_delta(delta)
     gamma = _check_gamma(gamma)
+    law_note = _law_check(spec, assume_law, "the calibrated budget")
     cand = _cand_mask(spec, prunable)
     hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
     grid = fraction_grid(q_min, depth, hi)
@@ -425,14 +493,15 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
     j = _largest_ok(asc, lambda q: quant(q) <= eps)
     q = float(asc[j])
     kind = "exact sup (linear network)" if _is_linear(spec) else "Cert-D (§3.11)"
-    notes = _law_notes(spec, law, method, trials, seed) + [
+    notes = law_note + _law_notes(spec, law, method, trials, seed) + [
         pilot_note or f"search over a fixed grid of {n_pts} fractions (geometric, {q_min:g}..{hi:g})",
+        SELECTION_WARNING,
         f"union bound over the {n_pts} candidates: confidence 1 - gamma/{n_pts} = {1 - g_pt:.6g} each, rank {k} "
         f"of {trials}",
         "the same fraction in every candidate layer (calibrated budgets are uniform)"]
     return UniformBudget("calibrated", eps, delta, q, _layers(spec, cand, q), int(trials), memo.get(q, 0.0), k, gamma,
                          n_pts, kind, method, law, int(seed), STATEMENT + " (§10.2, union bound over the candidates)",
-                         tuple(notes))
+                         tuple(notes), tuple(L.half_width for L in spec.layers))
 
 
 def _is_linear(spec: NetSpec) -> bool:
@@ -444,12 +513,14 @@ def _is_linear(spec: NetSpec) -> bool:
 def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, method: str = "magnitude",
                              law: str = "uniform", trials: int = 200, seed: int = 1, prunable=None,
                              q_min: float = 1e-6, depth: int = 9, pgd: dict | None = None,
-                             draws: DrawSet | None = None) -> UniformBudget:
+                             draws: DrawSet | None = None, assume_law: bool = False) -> UniformBudget:
     """What is actually safe (not a guarantee): the largest grid fraction q whose *measured* error (exact for linear
     nets, a PGD lower bound otherwise) is <= eps in at least ceil((1 - delta) T) of T draws, i.e. the empirical
-    (1 - delta)-quantile of err is <= eps. Seeded separately from the calibrated draws by default."""
+    (1 - delta)-quantile of err is <= eps. Seeded separately from the calibrated draws by default. It simulates the
+    law, so a spec read from a model is refused unless ``assume_law``."""
     eps = float(check_eps(eps))
     delta = check_delta(delta)
+    law_note = _law_check(spec, assume_law, "the empirical budget over draws from the law")
     cand = _cand_mask(spec, prunable)
     hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
     grid = fraction_grid(q_min, depth, hi)
@@ -467,13 +538,13 @@ def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, met
 
     j = _largest_ok(grid, lambda q: quant(q) <= eps)
     q = float(grid[j])
-    notes = _law_notes(spec, law, method, trials, seed) + [
+    notes = law_note + _law_notes(spec, law, method, trials, seed) + [
         f"measured error <= eps in >= {k} of {trials} draws (empirical (1 - {delta:g})-quantile); no confidence level",
         f"grid of {len(grid) - 1} fractions (geometric, {q_min:g}..{hi:g})"]
     return UniformBudget("empirical", eps, delta, q, _layers(spec, cand, q), int(trials), memo.get(q, 0.0), k, None,
                          len(grid) - 1, kinds[0] if kinds else "", method, law, int(seed),
                          "empirical: measured error within eps in at least 1 - delta of the draws (not a guarantee)",
-                         tuple(notes))
+                         tuple(notes), tuple(L.half_width for L in spec.layers))
 
 
 # --------------------------------------------------------------------------------------------- output scale
@@ -494,17 +565,32 @@ class OutputScale:
     gamma: float
     upper_kind: str
     lower_kind: str
+    #: THEORY §10.3b (median statement): with confidence >= 1 - gamma, a fresh draw has sup||F|| >= median_lower with
+    #: probability >= 1/2; 0 when the draws are too few for that confidence
+    median_lower: float = 0.0
+    median_rank: int = 0
+    vacuity: str = ""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def median_lower_rank(T: int, gamma: float) -> int:
+    """The largest j in 1..T with binom.cdf(j - 1, T, 1/2) <= gamma (THEORY §10.3b): then the j-th smallest of T i.i.d.
+    draws of Y is <= a median of Y with probability >= 1 - gamma; 0 when no j works (T too small)."""
+    ks = np.arange(1, int(T) + 1)
+    ok = stats.binom.cdf(ks - 1, int(T), 0.5) <= gamma
+    return int(ks[ok].max()) if ok.any() else 0
+
+
 def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma: float = 0.05, trials: int = 100,
-                 seed: int = 2, pgd_trials: int = 8) -> OutputScale:
+                 seed: int = 2, pgd_trials: int = 8, assume_law: bool = False) -> OutputScale:
     """The scale of the network's output used by ``--eps-rel`` (THEORY §10.3): per draw an upper bound U_F >= sup||F||
     (the certified norm of W_l...W_1, §11.1, for linear nets; Lip prod ||W_i|| with certified norms otherwise), its
     calibrated (1 - delta) quantile bound (rank of §10.1) as ``upper``; a lower estimate (exact, or PGD on F against
-    the zero network on the first ``pgd_trials`` draws)."""
+    the zero network on the first ``pgd_trials`` draws). ``median_lower``: a lower confidence bound on the median of
+    that lower estimate (§10.3b), the basis of the median (not certain) non-vacuity statement."""
+    _law_check(spec, assume_law, "the output scale of the weight law")
     torch = _torch()
     from probprune.theory.apriori import DeltaAllocation, norm_bound
     from probprune.mc.measure import is_linear_fcn, operator_norms_upper, pgd_lower_bound
@@ -535,5 +621,13 @@ def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma
         lk = f"PGD lower bound of sup||F|| on {n} draws"
     alloc = DeltaAllocation.equal_split(delta, np.zeros(spec.depth, bool))
     analytic = lips * float(np.prod(norm_bound(spec, alloc.delta_W, law)))
+    j = median_lower_rank(len(low), gamma)
+    ml = float(np.sort(low)[j - 1]) if j > 0 else 0.0
+    vac = (f"median statement (§10.3b): with confidence >= {1 - gamma:g}, for at least half of the networks drawn from "
+           f"the law sup||F|| >= {ml:.6g} (rank {j} of {len(low)} lower estimates), so a tolerance eps < {ml:.6g} "
+           "is not vacuous (pruning everything exceeds it) for at least half of the draws; it is not a statement "
+           "about every draw" if j > 0 else
+           f"too few lower estimates ({len(low)}) for a median statement at confidence {1 - gamma:g}")
     return OutputScale(float(np.sort(U)[k - 1]), float(np.median(U)), float(np.median(low)), analytic, int(trials), k,
-                       delta, gamma, "exact ||prod W|| (linear)" if linear else "Lip prod ||W_i|| (certified norms)", lk)
+                       delta, gamma, "exact ||prod W|| (linear)" if linear else "Lip prod ||W_i|| (certified norms)", lk,
+                       ml, j, vac)

@@ -194,15 +194,26 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A bias-free target network: a chain of weight layers with activations (§1.1, §1.7)."""
+    """A bias-free target network: a chain of weight layers with activations (§1.1, §1.7). ``origin`` says whether it
+    is a template of the weight law ("law") or was read from a given network ("model"); see THEORY §3.0."""
 
     layers: tuple[LayerSpec, ...]
     input_shape: tuple[int, ...]
     K: float | None = None  # the paper's constant, when a_i = K / sqrt(m_i)
+    #: where the spec comes from (THEORY §3.0, issue 22 item 3): "law" = a template of the weight law (fcn_spec,
+    #: cnn_spec), whose a-priori and calibrated statements are about a draw from that law; "model" = read from a given
+    #: network (from_torch: a_i = max|w|), which is not a draw from the law, so those statements refuse it unless the
+    #: caller passes assume_law=True (the certificate is the tool for a given network)
+    origin: str = "law"
 
     @property
     def depth(self) -> int:
         return len(self.layers)
+
+    @property
+    def from_model(self) -> bool:
+        """True when the spec was read from a given network (``origin == "model"``), not built from the law."""
+        return self.origin == "model"
 
     @property
     def Lip(self) -> float:
@@ -531,4 +542,5 @@ def parsed_from_graph(graph) -> ParsedModel:
         raise UnsupportedLayerError("the model has no Linear or Conv2d layer")
     if layers[-1].act.name != "identity":
         raise UnsupportedLayerError("the output layer must be linear (an activation follows the last weight layer)")
-    return ParsedModel(NetSpec(tuple(layers), input_shape=tuple(graph.input_shape)), weights, biases, names, graph)
+    return ParsedModel(NetSpec(tuple(layers), input_shape=tuple(graph.input_shape), origin="model"), weights, biases,
+                       names, graph)

@@ -231,8 +231,10 @@ class BoundResult:
             "law": self.law,
             "delta": self.delta,
             "statement": self.statement,
-            "eps_statement": ("THEORY §9.8 S9.8 product moment bound" if self.eps_source == "product-moment"
-                              else "THEORY §3.1 (A*) of the per-layer terms"),
+            "eps_statement": ({"magnitude_exact": "THEORY §9.8b S9.8b product moment bound (exact-k magnitude)",
+                               "random_rescaled": "THEORY §9.8c S9.8c product moment bound (rescaled random)"}.get(
+                                  self.method, "THEORY §9.8 S9.8 product moment bound")
+                              if self.eps_source == "product-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -266,8 +268,31 @@ def broadcast_fractions(spec: NetSpec, fractions, upper_open: bool = False) -> t
     return q, scalar
 
 
-def check_spec_for_apriori(spec: NetSpec) -> list[str]:
-    """(H-act) and the bias-free hypothesis of the a-priori theorems; raises HypothesisError naming the violation."""
+ASSUME_LAW_NOTE = ("ASSUMED by the caller (assume_law=True): the network read from a model is treated as a draw from "
+                   "the weight law with these half-widths; the statement is about that law, not about the given weights "
+                   "(THEORY §3.0)")
+
+
+def check_law_origin(spec: NetSpec, assume_law: bool = False, what: str = "the a-priori bound") -> list[str]:
+    """Law statements only where the law holds (THEORY §3.0, issue 22 item 3). A spec read from a given network
+    (``spec.origin == "model"``, e.g. ``from_torch(model).spec`` with a_i = max|w|) is not a draw from the weight law:
+    refuse it with a ProbPruneError naming the certificate as the tool for a given network, unless the caller passes
+    ``assume_law=True``, in which case the returned note (to be repeated in the result's assumptions) states it."""
+    if getattr(spec, "origin", "law") != "model":
+        return []
+    if not assume_law:
+        raise ProbPruneError(
+            f"{what} is a statement about a network drawn from the weight law; this spec was read from a given model "
+            "(a_i = max|w|), which is not such a draw: use the certificate for a given network (probprune certify / "
+            "probprune.certificates, budgets.certified.certified_budget), or pass assume_law=True to state the "
+            "assumption explicitly")
+    return [ASSUME_LAW_NOTE]
+
+
+def check_spec_for_apriori(spec: NetSpec, assume_law: bool = False) -> list[str]:
+    """(H-act) and the bias-free hypothesis of the a-priori theorems; raises HypothesisError naming the violation.
+    A model-derived spec is refused unless ``assume_law`` (:func:`check_law_origin`)."""
+    law_note = check_law_origin(spec, assume_law)
     for L in spec.layers[:-1]:
         if not L.act.zero_at_zero:
             raise HypothesisError(
@@ -280,7 +305,7 @@ def check_spec_for_apriori(spec: NetSpec) -> list[str]:
         "inputs in the unit l2 ball; error = sup over the ball (§1.4)",
         "weights i.i.d. across entries and layers (§1.3)",
     ]
-    return notes
+    return law_note + notes
 
 
 def apriori_bound(
@@ -291,6 +316,7 @@ def apriori_bound(
     law: str = "uniform",
     allocation: DeltaAllocation | None = None,
     statement: str = "best",
+    assume_law: bool = False,
 ) -> BoundResult:
     """The a-priori bound for pruning a network drawn from the weight law (THEORY §3.4 RM/RR/RR', §3.6 RC for conv
     layers, §3.12 Gaussian). With probability >= 1 - delta, err <= eps = Lip prod B (prod(1 + eta/B) - 1).
@@ -304,13 +330,14 @@ def apriori_bound(
     bounds of THEORY §9 (S9.1-S9.5), each valid at the same failure probability, so the minimum is too (§9.7);
     "bernstein" = §3.4/§3.12 only (the pre-§9 bound); "sharp" = §9 only. ``result.term_statements`` says which
     statement produced each B_i and eta_i. Methods "random_exact" / "magnitude_exact" (exactly floor(q_i N_i)
-    entries pruned per layer) are routed to :func:`exact_k_bound` / :func:`exact_k_magnitude_bound` (§9.5, §9.6)."""
+    entries pruned per layer) are routed to :func:`exact_k_bound` / :func:`exact_k_magnitude_bound` (§9.5, §9.6).
+    A spec read from a model (``spec.origin == "model"``) is refused unless ``assume_law=True`` (THEORY §3.0)."""
     method, law = registry.normalize("method", method), registry.normalize("law", law)  # aliases -> one spelling
     if method in EXACT_METHODS:
         if allocation is not None:
             raise ProbPruneError(f"{method}: a custom delta allocation is not supported")
         fn = exact_k_bound if method == "random_exact" else exact_k_magnitude_bound
-        return fn(spec, fractions, delta, law=law, statement=statement)
+        return fn(spec, fractions, delta, law=law, statement=statement, assume_law=assume_law)
     if statement not in STATEMENT_MODES:
         raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
     if method not in METHODS:
@@ -319,21 +346,24 @@ def apriori_bound(
         raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
     delta = check_delta(delta)
     q, scalar = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
-    notes = check_spec_for_apriori(spec)
+    notes = check_spec_for_apriori(spec, assume_law)
     truncation = law == "gaussian" and method != "magnitude" and statement == "bernstein"
     alloc = allocation or DeltaAllocation.equal_split(delta, q > 0, truncation=truncation)
     B, B_src, eta, eta_src = _terms(spec, q, alloc, method, law, statement)
     Lip = spec.Lip
     eps = product_form(B, eta, Lip)
     eps_source = "A-star"
-    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
-        from probprune.theory.sharp import product_moment_bound
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.sharp import product_moment_bound, rescaled_product_moment_bound
 
-        x, _ = product_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        hw = [L.half_width for L in spec.layers]
+        x = (rescaled_product_moment_bound(spec.widths, hw, q, delta, law)[0] if method == "random_rescaled"
+             else product_moment_bound(spec.widths, hw, q, delta, method, law)[0])
         eps_source = np.where(x < eps, "product-moment", "A-star")
         eps = np.minimum(eps, x)
         notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
-                     "moment bound (THEORY §9.8, full delta, no split); the smaller is reported")
+                     f"moment bound (THEORY §9.8{'c' if method == 'random_rescaled' else ''}, full delta, no split); "
+                     "the smaller is reported")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -435,7 +465,8 @@ def _pick(cands, shape):
 
 
 # --------------------------------------------------------------------------------------------- masks given
-def random_mask_bound(spec: NetSpec, max_line_counts: Sequence[int], delta: float) -> BoundResult:
+def random_mask_bound(spec: NetSpec, max_line_counts: Sequence[int], delta: float,
+                      assume_law: bool = False) -> BoundResult:
     """RR-mask (THEORY §3.4 [D]): for any mask independent of W (exact-k, structured random, ...), conditional on the
     mask, ||E_i|| <= beta(D_i a_i^2/3, a_i, ln(n_i/delta_E)) where D_i is the largest number of pruned entries in a
     row or column of the realised mask (uniform law only)."""
@@ -443,7 +474,7 @@ def random_mask_bound(spec: NetSpec, max_line_counts: Sequence[int], delta: floa
     D = np.asarray(max_line_counts, float)
     if D.shape != (spec.depth,) or np.any(D < 0):
         raise ProbPruneError(f"max_line_counts must be {spec.depth} non-negative counts, got {max_line_counts!r}")
-    notes = check_spec_for_apriori(spec)
+    notes = check_spec_for_apriori(spec, assume_law)
     alloc = DeltaAllocation.equal_split(delta, D > 0)
     notes.append("mask independent of W; bound conditional on the realised mask (RR-mask)")
     return _line_count_bound(spec, D, alloc, "random_mask", D, "THEORY.md §3.4 RR-mask", notes)
@@ -473,13 +504,13 @@ def exact_k_line_count_bound(N_rows: int, N_cols: int, k: int, delta_D: float) -
     return int(max(q_row, q_col))
 
 
-def _exact_k_setup(spec: NetSpec, fractions, delta: float, fname: str, note: str):
+def _exact_k_setup(spec: NetSpec, fractions, delta: float, fname: str, note: str, assume_law: bool = False):
     """Shared set-up of the exact-k bounds (§3.4 RR-mask, §9.5, §9.6): per-layer fractions, the delta split over the
     W events of every layer and the two count/norm events of each pruned layer (§3.8), and k_i = floor(q_i N_i)."""
     q, scalar = broadcast_fractions(spec, fractions)
     if q.ndim != 1:
         raise ProbPruneError(f"{fname} takes a scalar or one fraction per layer")
-    notes = check_spec_for_apriori(spec)
+    notes = check_spec_for_apriori(spec, assume_law)
     pruned = q > 0
     n_ev = spec.depth + 2 * int(pruned.sum())
     de = delta / n_ev
@@ -490,7 +521,8 @@ def _exact_k_setup(spec: NetSpec, fractions, delta: float, fname: str, note: str
     return q, scalar, notes, pruned, alloc, ks
 
 
-def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", statement: str = "best") -> BoundResult:
+def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", statement: str = "best",
+                  assume_law: bool = False) -> BoundResult:
     """A-priori bound for R-exact (exactly k_i = floor(p_i N_i) entries pruned, uniformly at random) [D here]:
     RR-mask (THEORY §3.4) with D_i replaced by its hypergeometric (1 - delta_D) quantile; delta is split equally
     over the W, E and D events (three per pruned layer). statement "best" (default) also takes, per term, the §9
@@ -506,7 +538,7 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
                              "use statement='best' or 'sharp' (THEORY §9.5)")
     q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
         spec, fractions, delta, "exact_k_bound",
-        "R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W")
+        "R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W", assume_law)
     de = float(alloc.delta_W[0])  # the per-event failure probability
     cB, cE = [], []
     if statement in ("bernstein", "best") and law == "uniform":
@@ -544,7 +576,7 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
 
 
 def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform",
-                            statement: str = "best") -> BoundResult:
+                            statement: str = "best", assume_law: bool = False) -> BoundResult:
     """A-priori bound for exact-k magnitude pruning (the floor(q_i N_i) smallest |w| of each layer) [D, THEORY §9.6]:
     the k-th order statistic is bracketed by binomial (Beta) quantiles; the error is bounded by Schur line sums of the
     threshold error at the upper bracket (monotone in the support) or by the moment bound of the lower-bracket
@@ -560,17 +592,31 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
         raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
     q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
         spec, fractions, delta, "exact_k_magnitude_bound",
-        "exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)")
+        "exact-k magnitude: exactly floor(q_i N_i) smallest |w| pruned per layer (ties have probability 0)",
+        assume_law)
     de = float(alloc.delta_W[0])  # the per-event failure probability
     cB = [_sharp_B(spec, alloc.delta_W, law)]
     if statement == "best":
         cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
     B, B_src = _pick(cB, q.shape)
     eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude")], q.shape)
-    return BoundResult(float(product_form(B, eta, spec.Lip)), "magnitude_exact", law, delta, q, B, eta, spec.Lip,
-                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)",
+    eps = float(product_form(B, eta, spec.Lip))
+    eps_source = "A-star"
+    if _is_linear_fcn(spec) and any(k < L.N for k, L in zip(ks, spec.layers) if k > 0):
+        from probprune.theory.sharp import exact_k_magnitude_product_bound
+
+        if all(k < L.N for k, L in zip(ks, spec.layers)):
+            x, _ = exact_k_magnitude_product_bound(spec.widths, [L.half_width for L in spec.layers], ks, delta, law)
+            if float(x) < eps:
+                eps, eps_source = float(x), "product-moment"
+            notes.append("identity activations: eps also bounded by S9.8b (THEORY §9.8b: S9.8 given the order "
+                         "statistics, full delta); the smaller is reported")
+    return BoundResult(eps, "magnitude_exact", law, delta, q, B, eta, spec.Lip,
+                       alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)"
+                       + ("; §9.8b product moment" if eps_source == "product-moment" else ""),
                        assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
-                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src)
+                       layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
+                       eps_source=eps_source)
 
 
 def _sharp_B(spec: NetSpec, delta_W, law: str):

@@ -54,6 +54,8 @@ CANDIDATES = {
     "conditioned-bernoulli": "THEORY §9.5 S9.5(b) exact-k = Bernoulli given its count",
     "conditioned-threshold": "THEORY §9.6 S9.6(c) exact-k magnitude = threshold given its count",
     "product-moment": "THEORY §9.8 S9.8 product moment bound",
+    "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
+    "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -388,28 +390,72 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     depth = len(dims) - 1
     if q.shape[-1] != depth:
         raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    sE2s, sW2s = [], []
+    for k in range(depth):
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2s.append(np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0))
+        sW2s.append(np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
+                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    return product_moment_core(dims, sE2s, sW2s, delta, p_max)
+
+
+def product_moment_core(dims, sE2s, sW2s, delta, p_max: int = P_MAX):
+    """The S9.8 recursion and Markov step (THEORY §9.8) for given dominating variances per layer: ``sE2s[k]`` and
+    ``sW2s[k]`` (arrays with a trailing p axis of length p_max, leading batch axes allowed) dominate the moments of
+    the entries of E_k and What_k up to order 2p. Returns (x, best p) with P(||D|| > x) <= delta."""
+    e, ef, _, _ = _s98_chain(dims, sE2s, sW2s, p_max)
+    return _s98_markov(e, ef, delta, p_max)
+
+
+def _s98_chain(dims, sE2s, sW2s, p_max: int = P_MAX):
+    """The L^(2p) recursion of S9.8 (THEORY §9.8): returns (e_l, ef_l, a_l, af_l), the bounds on the L^(2p) norms of
+    ||D||, ||D||_F, ||A_l||, ||A_l||_F (trailing p axis)."""
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
     P = np.arange(1, p_max + 1, dtype=float)
-    r_p = np.exp((P * np.log(2.0) + special.gammaln(P + 1)) / (2 * P))
-    lead = q.shape[:-1]
+    lead = np.broadcast_shapes(*[np.shape(x)[:-1] for x in (*sE2s, *sW2s)])
     a = np.ones(lead + (p_max,))
     af = np.full(lead + (p_max,), math.sqrt(dims[0]))
     e = np.zeros(lead + (p_max,))
     ef = np.zeros(lead + (p_max,))
     for k in range(depth):
         dk = dims[k + 1]
-        qk = q[..., k]
-        hw = float(half_widths[k])
-        pos = (qk > 0)[..., None]
-        qq = np.where(qk > 0, qk, 0.5)
-        sE2 = np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0)
-        kept = np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
-                        hw * hw * dominating_variance("full", law, 1.0, p_max))
+        sE2, kept = sE2s[k], sW2s[k]
         c_k = np.exp(np.cumsum(np.log(dk + 2.0 * np.arange(p_max))) / (2 * P))
+        s_k = shifted_rayleigh_norm(math.sqrt(dk), p_max)  # ||sqrt(d_k) + R||_2p <= sqrt(d_k) + r_p (§9.8 step 4)
         z = np.sqrt(kept * e * e + sE2 * a * a)
         zf = np.sqrt(kept * ef * ef + sE2 * af * af)
-        e, ef = (math.sqrt(dk) + r_p) * z + zf, c_k * zf
+        e, ef = s_k * z + zf, c_k * zf
         tau = np.sqrt(kept + sE2)
-        a, af = tau * ((math.sqrt(dk) + r_p) * a + af), tau * c_k * af
+        a, af = tau * (s_k * a + af), tau * c_k * af
+    return e, ef, a, af
+
+
+@lru_cache(maxsize=512)
+def _shifted_rayleigh_norm_cached(A: float, p_max: int) -> np.ndarray:
+    p = np.arange(1, p_max + 1, dtype=float)[:, None]
+    j = np.arange(0, 2 * p_max + 1, dtype=float)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lt = (special.gammaln(2 * p + 1) - special.gammaln(j + 1) - special.gammaln(np.maximum(2 * p - j, 0) + 1)
+              + (2 * p - j) * np.log(A) + 0.5 * j * np.log(2.0) + special.gammaln(1 + j / 2))
+    lt = np.where(j <= 2 * p, lt, -np.inf)
+    out = np.exp(special.logsumexp(lt, axis=1) / (2 * p[:, 0]))
+    out.setflags(write=False)
+    return out
+
+
+def shifted_rayleigh_norm(A: float, p_max: int = P_MAX) -> np.ndarray:
+    """||A + R||_(2p) = (E (A + R)^(2p))^(1/(2p)) for p = 1..p_max, R Rayleigh (E R^j = 2^(j/2) Gamma(1 + j/2)), A > 0
+    (THEORY §9.8 step (4)); by Minkowski it is <= A + r_p, r_p = ||R||_2p, and close to A + E R when A >> sqrt(p)."""
+    return _shifted_rayleigh_norm_cached(float(A), int(p_max))
+
+
+def _s98_markov(e, ef, delta, p_max: int = P_MAX):
+    """Markov on E tr((D D^T)^p) <= e^(2p-2) ef^2 and on E||D||_F^(2p) <= ef^(2p) (S9.8 and S9.8(F)); min over p."""
+    P = np.arange(1, p_max + 1, dtype=float)
     logd = np.log(np.asarray(delta, float))
     logd = np.reshape(logd, np.shape(logd) + (1,)) if np.ndim(logd) else logd
     with np.errstate(divide="ignore", invalid="ignore"):  # e = 0 only when nothing is pruned: x = 0
@@ -419,3 +465,119 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     lx = np.where(np.isnan(lx), -np.inf, lx)
     i = np.argmin(lx, axis=-1)
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
+
+
+def rescaled_product_moment_bound(dims, half_widths, q, delta, law: str, p_max: int = P_MAX):
+    """S9.8c (THEORY §9.8c): rescaled random pruning (What_k = W_k o (1 - B_k)/(1 - q_k)) of a linear FCN. With
+    Y_k = W_k o (1 - B_k), Z_k = W_k o B_k and kappa = prod_k (1 - q_k)^-1 - 1, D = [prod(Y + Z) - prod Y] - kappa
+    prod Y; dropping the signs can only increase E tr((D D^T)^p) (every monomial expectation is >= 0), then S9.8 for
+    the first part (method "random") and the a-recursion with tau = sigma_Y for prod Y, added by Minkowski:
+    e+ = e_l + kappa abar_l, f+ = f_l + kappa afbar_l, Markov. q has a trailing layer axis. Returns (x, best p)."""
+    q = np.asarray(q, float)
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    if np.any(q >= 1):
+        raise ProbPruneError("rescaled random pruning needs q < 1")
+    sE2s, sW2s = [], []
+    for k in range(depth):
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2s.append(np.where(pos, hw * hw * dominating_variance("random", law, qq, p_max), 0.0))
+        sW2s.append(np.where(pos, hw * hw * dominating_variance("kept_random", law, qq, p_max),
+                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    e, ef, _, _ = _s98_chain(dims, sE2s, sW2s, p_max)
+    _, _, ab, afb = _s98_chain(dims, [np.zeros_like(x) for x in sE2s], sW2s, p_max)
+    kappa = (np.expm1(-np.sum(np.log1p(-q), axis=-1)))[..., None]
+    return _s98_markov(e + kappa * ab, ef + kappa * afb, delta, p_max)
+
+
+def _magnitude_threshold(t, a, law: str):
+    """The magnitude of the entry at probability level t: t a (uniform), Phi^-1((1+t)/2) s (Gaussian)."""
+    return t * a if law == "uniform" else stats.norm.ppf((1.0 + t) / 2.0) * a
+
+
+def exact_k_magnitude_product_bound(dims, half_widths, ks, delta, law: str, p_max: int = P_MAX):
+    """S9.8b (THEORY §9.8b): S9.8 for exact-k magnitude pruning of a linear FCN (the k_i smallest |w| of layer i).
+    Per pruned layer, t_i = u_(k_i+1) (probability scale) is bracketed at delta/(2 l_p); given t_i the pruned set is a
+    Bernoulli(t_i) threshold pattern on the other N_i - 1 positions conditioned on its count k_i, plus one kept
+    boundary entry of magnitude c(t_i); S9.8 with sigma_E^2 = magnitude domination at t_hi, sigma_W^2 = max(full-matrix
+    domination, c(t_hi)^2) (monotone in t), at delta/2 times prod_i min(pmf(k_i; N_i - 1, t_lo), pmf(k_i; N_i - 1,
+    t_hi)). Returns (x, best p) with P(||D|| > x) <= delta."""
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    ks = [int(k) for k in ks]
+    if len(ks) != depth:
+        raise ProbPruneError(f"need one count per layer ({depth}), got {len(ks)}")
+    pruned = [k > 0 for k in ks]
+    lp = sum(pruned)
+    if lp == 0:
+        return np.asarray(0.0), 0
+    d = float(delta)
+    sE2s, sW2s, log_pmf = [], [], 0.0
+    for i in range(depth):
+        N = dims[i] * dims[i + 1]
+        hw = float(half_widths[i])
+        full = hw * hw * dominating_variance("full", law, 1.0, p_max)
+        k = ks[i]
+        if k <= 0:
+            sE2s.append(np.zeros(p_max))
+            sW2s.append(full)
+            continue
+        if k >= N:
+            raise ProbPruneError("S9.8b needs k_i < N_i (a kept entry above the pruned ones)")
+        t_lo, t_hi = order_statistic_bracket(N, k + 1, d / (2 * lp))
+        sE2s.append(hw * hw * dominating_variance("magnitude", law, float(t_hi), p_max))
+        c = float(_magnitude_threshold(t_hi, hw, law))
+        sW2s.append(np.maximum(full, c * c))
+        log_pmf += min(stats.binom.logpmf(k, N - 1, t_lo), stats.binom.logpmf(k, N - 1, t_hi))
+    return product_moment_core(dims, sE2s, sW2s, d / 2 * math.exp(log_pmf), p_max)
+
+
+# ------------------------------------------------------------------------------------------- S9.10 rate lower bounds
+def entry_moments(kind: str, law: str, q, a):
+    """(E e^2, E e^4) of one entry of E (table M of THEORY §9.1): E e^(2k) = a^(2k) (2k-1)!! rho_k, k = 1, 2."""
+    q = np.asarray(q, float)
+    a = np.asarray(a, float)
+    r1 = np.exp(log_moment_ratio(kind, law, q, 1.0))
+    r2 = np.exp(log_moment_ratio(kind, law, q, 2.0))
+    return a * a * r1, 3.0 * a**4 * r2
+
+
+def line_lower_bound(n_line: int, n_lines: int, kind: str, law: str, q, a, delta):
+    """S9.10 (THEORY §9.10): L with P(max over n_lines independent lines of n_line i.i.d. entries of the line's l2
+    norm < L) <= delta: L^2 = n mu - beta(n v, mu, ln(1/delta)/n_lines) (one-sided Bernstein for mu - e^2 <= mu;
+    the lines are independent, so P(max < x) = P(line < x)^n_lines), 0 where that is negative."""
+    mu, m4 = entry_moments(kind, law, q, a)
+    v = np.maximum(m4 - mu * mu, 0.0)
+    lam = np.log(1.0 / np.asarray(delta, float)) / n_lines
+    L2 = n_line * mu - beta(n_line * v, mu, lam)
+    return np.sqrt(np.maximum(L2, 0.0))
+
+
+def error_norm_lower_bound(d1: int, d2: int, kind: str, law: str, q, a, delta):
+    """S9.10 rate lower bound on ||E|| (THEORY §9.10): ||E|| >= max(largest row norm, largest column norm), so
+    P(||E|| < L) <= delta with L = max(row form, column form) of :func:`line_lower_bound` (each valid at delta; the
+    larger is a deterministic choice, §9.7). E has i.i.d. entries of ``kind`` (magnitude threshold, random Bernoulli,
+    random_rescaled) under ``law``. Since E e^2 is q^3 a^2/3 (uniform magnitude) and q a^2/3 (uniform random), L grows
+    like q^(3/2) and p^(1/2): the same rates as the upper bounds of §9.1 (rate-tight; constants measured)."""
+    q = np.asarray(q, float)
+    pos = q > 0
+    qq = np.where(pos, q, 0.5)
+    rows = line_lower_bound(d2, d1, kind, law, qq, a, delta)
+    cols = line_lower_bound(d1, d2, kind, law, qq, a, delta)
+    return np.where(pos, np.maximum(rows, cols), 0.0)
+
+
+def exact_k_random_lower_bound(d1: int, d2: int, law: str, k: int, a, delta):
+    """S9.10(b): for an exact-k uniformly random mask (independent of W), P(||E_exact|| < L) <= delta with L the
+    Bernoulli(k/N) bound at delta * P(Bin(N, k/N) = k) (S9.5(b): the exact-k mask is the Bernoulli mask given its
+    count)."""
+    N = d1 * d2
+    if k <= 0:
+        return np.asarray(0.0)
+    pmf = float(stats.binom.pmf(k, N, k / N))
+    return error_norm_lower_bound(d1, d2, "random", law, k / N, a, np.asarray(delta, float) * pmf)
