@@ -36,7 +36,7 @@ MATH = {
     "²": r"^{2}", "³": r"^{3}", "⁰": r"^{0}", "⁴": r"^{4}", "⁵": r"^{5}", "⁶": r"^{6}", "⁷": r"^{7}", "⁸": r"^{8}",
     "⁹": r"^{9}", "⁺": r"^{+}", "⁻": r"^{-}", "₀": r"_{0}", "₁": r"_{1}", "₂": r"_{2}", "½": r"\tfrac12",
     "∀": r"\forall", "∃": r"\exists", "∉": r"\notin", "⊂": r"\subset", "∧": r"\wedge", "∨": r"\vee", "≪": r"\ll",
-    "≫": r"\gg", "⊗": r"\otimes", "⊕": r"\oplus", "∗": r"*", "∼": r"\sim", "≔": r":=", "⋅": r"\cdot",
+    "≫": r"\gg", "≳": r"\gtrsim", "ᵏ": r"^{k}", "ⁿ": r"^{n}", "ᵢ": r"_{i}", "ⱼ": r"_{j}", "ₖ": r"_{k}", "⊗": r"\otimes", "⊕": r"\oplus", "∗": r"*", "∼": r"\sim", "≔": r":=", "⋅": r"\cdot",
 }
 TEXT = {"§": r"\S{}", "–": "--", "—": "---", "ł": r"\l{}", "Â": r"\^A", "ê": r"\^e", "ö": r'\"o', "é": r"\'e",
         "è": r"\`e", "ü": r'\"u', "ä": r'\"a', "á": r"\'a", "í": r"\'i", "ó": r"\'o", "ç": r"\c{c}", "ñ": r"\~n",
@@ -85,6 +85,7 @@ def convert(md: str) -> str:
     md = re.sub(r"(.)\u0302", lambda m: f"\ue000{m.group(1)}\ue001", md)   # placeholder for \hat
     md = re.sub(r"(.)\u0303", lambda m: f"\ue002{m.group(1)}\ue003", md)   # placeholder for \tilde
     md = re.sub(r"(.)\u0307", lambda m: f"\ue004{m.group(1)}\ue005", md)   # dot above
+    md = re.sub(r"(.)\u0304", lambda m: f"\ue006{m.group(1)}\ue007", md)   # bar above
     md = unicodedata.normalize("NFC", md)
     md = _escape_underscores(md)
     tex = pypandoc.convert_text(md, "latex", format="gfm", extra_args=["--top-level-division=section",
@@ -92,6 +93,7 @@ def convert(md: str) -> str:
     tex = tex.replace("\ue000", r"\ensuremath{\hat{").replace("\ue001", "}}")
     tex = tex.replace("\ue002", r"\ensuremath{\tilde{").replace("\ue003", "}}")
     tex = tex.replace("\ue004", r"\ensuremath{\dot{").replace("\ue005", "}}")
+    tex = tex.replace("\ue006", r"\ensuremath{\bar{").replace("\ue007", "}}")
     # sections of THEORY become appendix subsections; keep THEORY's numbers in the titles
     tex = re.sub(r"\\section\{", r"\\subsection*{", tex)
     tex = re.sub(r"\\subsection\{", r"\\subsubsection*{", tex)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from probprune.budgets import certified as bc
-from probprune.budgets.apriori import certified_budget as reexported
+from probprune.budgets.certified import certified_budget as reexported
 from probprune.certificates.lemma import certify_graph
 from probprune.core.errors import ProbPruneError
 from probprune.net import Graph

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 from scipy import stats
 
 from probprune.theory.apriori import apriori_bound
-from probprune.budgets.apriori import certified_budget, magnitude_prune_count
+from probprune.budgets.apriori import magnitude_prune_count
+from probprune.budgets.certified import certified_budget
 from probprune.certificates.lemma import certify, certify_parsed, certify_random, lemma_a_general
 from probprune.theory.apriori import lemma_a
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError

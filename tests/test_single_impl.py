@@ -77,11 +77,11 @@ def _activation_dispatches(tree: ast.AST) -> list[tuple[str, int]]:
 
 
 def test_one_activation_dispatch_in_the_whole_package():
-    """AST over every module: activations are evaluated by name only through net/templates.py's table (the old
+    """AST over every module: activations are evaluated by name only through net/activations.py's table (the old
     copies in mc/measure.py and models.py are gone and no new one may appear under any name)."""
     found = {str(f.relative_to(PKG)): d for f in sorted(PKG.rglob("*.py"))
              if (d := _activation_dispatches(ast.parse(f.read_text())))}
-    assert set(found) == {"net/templates.py"}, found
+    assert set(found) == {"net/activations.py"}, found
     # the detector itself catches a re-introduced private copy (the plausible bug) in either form
     copy_if = ("def _act(x, name):\n    if name == 'relu':\n        return torch.relu(x)\n"
                "    elif name == 'tanh':\n        return torch.tanh(x)\n    return x\n")

@@ -714,5 +714,3 @@ def magnitude_prune_count(W: np.ndarray, k: int) -> np.ndarray:
 
 
 
-# the certified budget of a given network lives in probprune.budgets.certified (THEORY §11.3); re-exported here
-from probprune.budgets.certified import certified_budget  # noqa: E402,F401

@@ -28,10 +28,8 @@ SQRT2 = math.sqrt(2.0)
 
 
 def _certified_budget():
-    try:
-        from probprune.budgets.certified import certified_budget
-    except ImportError:  # pragma: no cover - before the move
-        from probprune.budgets.apriori import certified_budget
+    from probprune.budgets.certified import certified_budget
+
     return certified_budget
 
 

@@ -178,7 +178,7 @@ class Graph:
         last layer linear) as a graph; ``weights`` in each layer's ``weight_shape`` (or any same-size array)."""
         import torch.nn.functional as F
 
-        from probprune.net.templates import activation
+        from probprune.net.activations import activation
 
         if len(weights) != spec.depth:
             raise ProbPruneError(f"need {spec.depth} weight tensors, got {len(weights)}")

@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.net.templates import Activation
+from probprune.net.activations import Activation
 
 #: relative allowance added to numerically evaluated norm facts (float64 sums of a few non-negative terms)
 FACT_SAFETY = 1e-9

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError
-from probprune.net.templates import activation
+from probprune.net.activations import activation
 from probprune.net import ops as O
 from probprune.net.ir import Graph, Node, make_pool_node
 

@@ -17,7 +17,7 @@ import contextlib
 from typing import Sequence
 
 from probprune.core.errors import ProbPruneError, check_widths
-from probprune.net.templates import activation as networks_activation
+from probprune.net.activations import activation as networks_activation
 
 MODELS = ("lenet_300_100", "lenet5", "conv2", "mlp")
 

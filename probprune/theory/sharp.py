@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import special, stats
 
-from probprune.theory.apriori import beta
+from probprune.theory.bernstein import beta
 from probprune.core.errors import ProbPruneError
 
 #: p = 1 .. P_MAX is searched for the moment bound (the optimum is ~ (A ln(N/delta))^(2/3), < 100 for widths <= 4096)
