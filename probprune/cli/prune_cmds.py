@@ -393,3 +393,46 @@ def lth_cmd(
         c.print(f"masks nested: {d['masks_nested']}")
 
     emit(data, json_out, render)
+
+
+@app.command("apply-budget")
+def apply_budget_cmd(
+    model: str = typer.Option(..., help="the saved model the budget is about (torch.save(model) or a state dict)"),
+    budget: str = typer.Option(..., help="a budget JSON file (`probprune budget ... --json > b.json`)"),
+    arch: Optional[str] = typer.Option(None, help="architecture of a state dict"),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W for conv models"),
+    seed: int = typer.Option(0, help="seed of the random rules (exact-k random, Bernoulli)"),
+    out: Optional[str] = typer.Option(None, help="write the pruned model (state dict + architecture) here"),
+    json_out: bool = json_option(),
+):
+    """Prune a model by exactly the rule a budget certified (exact-k counts, thresholds or Bernoulli masks)."""
+    import json as _json
+
+    from probprune.core.errors import check_seed
+    from probprune.net.io import load_model_and_arch, save_model
+    from probprune.pruning.from_budget import apply_budget
+
+    check_seed(seed, "--seed")
+    if out is not None:
+        check_output_path(out, "--out")
+    try:
+        with open(budget, encoding="utf-8") as f:
+            b = _json.load(f)
+    except OSError as e:
+        raise ProbPruneError(f"--budget {budget}: cannot read ({e.strerror or type(e).__name__})") from None
+    except ValueError:
+        raise ProbPruneError(f"--budget {budget} is not JSON (write it with `probprune budget ... --json`)") from None
+    shape = tuple(int(v) for v in input_shape.split(",")) if input_shape else None
+    mdl, arch_name = load_model_and_arch(model, arch, shape)
+    res = apply_budget(mdl, b, seed=seed)
+    if out is not None:
+        atomic_write(out, lambda tmp: save_model(mdl, tmp, arch=arch_name, input_shape=shape))
+        res["out"] = out
+
+    def render(d):
+        for L in d["layers"]:
+            typer.echo(f"{L['name']}: pruned {L['pruned']:,} of {L['n_weights']:,} (budget allows {L['max_prunable']:,})")
+        typer.echo(f"rule {d['rule']} ({d['method']}): pruned {d['total_pruned']:,} of {d['total_weights']:,} weights"
+                   + (f"; saved to {d['out']}" if "out" in d else ""))
+
+    emit(res, json_out, render)

@@ -839,11 +839,6 @@ def _v_budget_rank(r: Results) -> str:
     return f"rank {row['calibrated_rank']} of {r.get(BUDGET_RATIO, 'trials')}"
 
 
-def _v_lenet_search(r: Results) -> str:
-    rounds, evals = scale_lenet_search(r)
-    return f"{rounds} rounds, {evals} certified evaluations"
-
-
 def _v_all_sound(r: Results) -> str:
     return "true" if cert_summary(r, "all_sound") else "**false**"
 
@@ -871,7 +866,6 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "mc-fraction-fits": block_mc_fraction_fits,
     "mc-width-fits": block_mc_width_fits,
     "budget-rank": _v_budget_rank,
-    "lenet-search": _v_lenet_search,
     "all-sound": _v_all_sound,
     "lenet-budget-s": lambda r: seconds(scale_now(r, "lenet")),
     "mc-linear-size": _v_mc_size,

@@ -270,6 +270,28 @@ def tightness_tex(bench: Path, gen: Path) -> dict:
                          "tolerance, on trained networks (\\texttt{bench\\_budget\\_ratio.py --trained}): "
                          + "; ".join(cells) + ". Where the empirical fraction is 1 the tolerance exceeds the error of "
                          "pruning everything, because the certified scale of a network with biases is loose.")
+    f = bench / "rates.json"
+    if f.exists():  # rates, not only constants (THEORY §9.10; benchmarks/bench_rates.py)
+        d = json.loads(f.read_text())
+        k = d["kinds"]
+        for kind, tag in (("magnitude", "Mag"), ("random", "Rand")):
+            v = k[kind]
+            nums.update({f"rate{tag}Lower": fmt(v["slope_lower"], 3), f"rate{tag}Measured": fmt(v["slope_measured"], 3),
+                         f"rate{tag}Upper": fmt(v["slope_upper"], 3),
+                         f"rate{tag}GapLo": fmt(min(v["measured_over_lower"]), 3),
+                         f"rate{tag}GapHi": fmt(max(v["measured_over_lower"]), 3),
+                         f"rate{tag}UpLo": fmt(min(v["upper_over_measured"]), 3),
+                         f"rate{tag}UpHi": fmt(max(v["upper_over_measured"]), 3)})
+        nums.update(rateQmin=fmt(min(d["fractions"]), 2), rateQmax=fmt(max(d["fractions"]), 2))
+        parts.append("\\paragraph{Rates, not only constants.} A lower bound from the largest row and column norm of the "
+                     "error matrix (THEORY \\S9.10, \\texttt{benchmarks/bench\\_rates.py}, one LeNet-300-100 layer, "
+                     "fractions \\rateQmin{} to \\rateQmax) grows with log-log slope \\rateMagLower{} for magnitude "
+                     "and \\rateRandLower{} for random pruning, the rates $3/2$ and $1/2$ of the theory; the measured "
+                     "$\\|E\\|$ has slopes \\rateMagMeasured{} and \\rateRandMeasured{} and stays \\rateMagGapLo{} to "
+                     "\\rateMagGapHi{} times above the lower bound. The default upper bound has slopes only "
+                     "\\rateMagUpper{} and \\rateRandUpper{} on this range and is \\rateMagUpLo{} to \\rateMagUpHi{} "
+                     "times the truth (magnitude): at small fractions the upper bounds lose the rate, not only a "
+                     "constant.")
     f = bench / "certificates.json"
     if f.exists():
         cj = json.loads(f.read_text())

@@ -102,3 +102,28 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
             pruned = rng.random(n) < float(p)
         out[name] = ~np.asarray(pruned, bool).reshape(w.shape)
     return out
+
+
+def apply_budget(model, budget, *, seed: int = 0) -> dict:
+    """Prune ``model`` (a torch module, in place) by exactly the rule ``budget`` certified (:func:`masks_from_budget`
+    on the model's parameters named in the budget). Returns a tidy summary: the rule, and per layer the weights, the
+    count the budget allows and the count pruned (for exact-k rules the two are equal)."""
+    import torch
+
+    b = _as_dict(budget)
+    params = dict(model.named_parameters())
+    names = [L["name"] for L in b["layers"]]
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ProbPruneError(f"the model has no parameter {missing[0]!r} that the budget lists "
+                             f"(model weights: {', '.join(n for n in params if n.endswith('weight'))})")
+    masks = masks_from_budget({n: params[n].detach().cpu().numpy() for n in names}, b, seed=seed)
+    rows = []
+    with torch.no_grad():
+        for L in b["layers"]:
+            m = torch.as_tensor(masks[L["name"]], dtype=torch.bool).reshape(params[L["name"]].shape)
+            params[L["name"]].mul_(m.to(params[L["name"]].dtype))
+            rows.append({"name": L["name"], "n_weights": int(m.numel()), "max_prunable": int(L["max_prunable"]),
+                         "pruned": int((~m).sum())})
+    return {"rule": budget_rule(b), "method": b["method"], "seed": int(seed), "layers": rows,
+            "total_pruned": sum(r["pruned"] for r in rows), "total_weights": sum(r["n_weights"] for r in rows)}
