@@ -23,7 +23,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/probprune budget
 
-## default test run (excludes @pytest.mark.slow), < 10 min on 2 cores
+## default test run (excludes @pytest.mark.slow), < 6 min on 2 cores
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 

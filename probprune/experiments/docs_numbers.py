@@ -230,11 +230,6 @@ def scale_load(r: Results, models: list[str]) -> tuple[float, float]:
     return min(loads), max(loads)
 
 
-def scale_lenet_search(r: Results) -> tuple[int, int]:
-    sp = r.get(SCALE, "models", "lenet", "budget", "split_seconds")
-    return sp["rounds"], sp["certified_evaluations"]
-
-
 # ------------------------------------------------------------------------------------------------ subsetsum.json
 SUBSET = "benchmarks/results/subsetsum.json"
 
