@@ -408,7 +408,6 @@ def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, tri
     """:func:`trained_empirical` for any traced graph: the largest grid fraction whose PGD-measured error
     (:func:`probprune.measure.attack.pgd_sup_error`, 8 random starts, 30 steps, a lower bound on err) is <= eps
     (random: in >= ceil((1 - delta) trials) of the seeded masks). Not a guarantee."""
-    from probprune.budgets.calibrated import _largest_ok, fraction_grid
     from probprune.measure.attack import pgd_sup_error
 
     n = 1 if method == "magnitude" else trials
@@ -424,18 +423,7 @@ def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, tri
                                       seed=seed * 1009 + t).value)
         return float(np.sort(errs)[k - 1])
 
-    grid = fraction_grid()
-    memo: dict = {}
-
-    def ok(q):
-        memo[q] = measured(q)
-        return memo[q] <= eps
-
-    j = _largest_ok(grid, ok)
-    return {"kind": "empirical", "fraction": float(grid[j]), "measured_at_fraction": memo.get(float(grid[j]), 0.0),
-            "trials": n, "per_draw_kind": "PGD lower bound (8 random starts, 30 steps, any graph)",
-            "statement": "empirical: measured (PGD, a lower bound) error within eps"
-            + ("" if method == "magnitude" else f" in >= {k} of {n} masks") + "; not a guarantee"}
+    return _empirical_search(measured, eps, method, n, k, "PGD lower bound (8 random starts, 30 steps, any graph)")
 
 
 # --------------------------------------------------------------------------------------------- empirical (chains)
@@ -445,7 +433,6 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
     import torch
 
     from probprune.budgets.apriori import magnitude_prune_count
-    from probprune.budgets.calibrated import _largest_ok, fraction_grid
     from probprune.mc.measure import pgd_lower_bound
 
     spec = parsed.spec
@@ -471,6 +458,14 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
         e = pgd_lower_bound(spec, Ws, Whs, n_random=8, iters=30, basis=False, generators=gens, biases=biases).numpy()
         return float(np.sort(e)[k - 1])
 
+    return _empirical_search(measured, eps, method, n, k, "PGD lower bound (8 random starts + SVD start, 30 iterations)")
+
+
+def _empirical_search(measured, eps: float, method: str, n: int, k: int, per_draw_kind: str) -> dict:
+    """The largest grid fraction whose measured error (the k-th smallest of n draws) is <= eps (geometric grid,
+    bisection: calibrated.fraction_grid / _largest_ok), as the empirical budget's dictionary."""
+    from probprune.budgets.calibrated import _largest_ok, fraction_grid
+
     grid = fraction_grid()
     memo: dict = {}
 
@@ -480,7 +475,7 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
 
     j = _largest_ok(grid, ok)
     return {"kind": "empirical", "fraction": float(grid[j]), "measured_at_fraction": memo.get(float(grid[j]), 0.0),
-            "trials": n, "per_draw_kind": "PGD lower bound (8 random starts + SVD start, 30 iterations)",
+            "trials": n, "per_draw_kind": per_draw_kind,
             "statement": "empirical: measured (PGD, a lower bound) error within eps"
             + ("" if method == "magnitude" else f" in >= {k} of {n} masks") + "; not a guarantee"}
 
