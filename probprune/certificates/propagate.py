@@ -48,11 +48,6 @@ class Region:
         object.__setattr__(self, "centers", c)
 
 
-def unit_ball(n: int) -> Region:
-    """The paper's input domain: the unit l2 ball (Frobenius for images) centred at 0."""
-    return Region(np.zeros((1, n)), 1.0, "l2")
-
-
 def _relu_relax(l, u):
     """CROWN relaxation of s = ReLU(z), z in [l, u]: aL z + cL <= s <= aU z + cU (adaptive lower slope)."""
     import torch

@@ -49,15 +49,6 @@ class PruningMethod:
     needs_data: bool = False
     aliases: tuple[str, ...] = ()
 
-    @property
-    def data_free(self) -> bool:
-        return not self.needs_data
-
-    @property
-    def is_random(self) -> bool:
-        """Mask drawn independently of the weights (Cert-R applies)."""
-        return self.cert_r_sampling is not None
-
 
 @dataclass(frozen=True)
 class WeightLaw:

@@ -434,14 +434,6 @@ def generate(results: str | Path = "results/figures", paper: str | Path = "paper
             "numbers": numbers}
 
 
-def macro_names(paper: str | Path = "paper") -> set[str]:
-    """Names of the macros defined in ``paper/generated/numbers.tex``."""
-    import re
-
-    f = Path(paper) / "generated" / "numbers.tex"
-    return set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", f.read_text())) if f.exists() else set()
-
-
 def _summary_paragraph(numbers: dict, held: dict) -> str:
     """The paper's result summary, written from the experiments' verdicts and numbers (never by hand)."""
     apriori = [n for n in ("fraction_scaling", "bound_bracket", "coverage") if n in held]

@@ -1,4 +1,4 @@
-"""The operations of the network graph (THEORY.md §8 [D]): one frozen class per operation, in a registry.
+"""The operations of the network graph (THEORY.md §8 [D]): one frozen class per operation.
 
 Every operation carries what it needs to run (``forward`` on a batched float64 tensor) and the facts the graph
 form of Lemma A needs (``rule``: the per-node step of the recursion of §8.2). The facts are computed when the node
@@ -321,10 +321,6 @@ class ChannelAffine(Op):
         s = float(np.max(np.abs(self.scale))) if self.scale.size else 0.0
         t = float(np.linalg.norm(self.shift)) * math.sqrt(self.spatial)
         return Bound(s * u.b + t, s * u.bh + t, s * u.D, s * u.Df, s * u.Db)
-
-
-REGISTRY: dict[str, type[Op]] = {c.kind: c for c in (Input, Affine, Act, LinearPool, MaxPool, Reshape, Permute, Concat,
-                                                     Gain, ConstShift, Add, ChannelAffine)}
 
 
 # ------------------------------------------------------------------------------------------------- norm facts

@@ -58,11 +58,6 @@ def maskable_parameters(
     return out
 
 
-def parameter_shapes(model, **kw) -> dict:
-    """``{FQN: shape}`` of the maskable set (see :func:`maskable_parameters`)."""
-    return {k: tuple(v.shape) for k, v in maskable_parameters(model, **kw).items()}
-
-
 def _all_named_tensors(model) -> dict:
     """FQN -> tensor for parameters, with parametrized weights reported under their original FQN."""
     out = {}
@@ -205,13 +200,6 @@ def remove_mask_parametrizations(model) -> None:
                 parametrize.remove_parametrizations(mod, attr, leave_parametrized=True)
 
 
-def mask_from_weights(model, names: Iterable[str] | None = None) -> dict:
-    """Mask of the non-zero entries of the given (default: maskable) parameters."""
-    params = _all_named_tensors(model)
-    names = list(names) if names is not None else list(maskable_parameters(model))
-    return {k: (params[k].detach() != 0).cpu() for k in names}
-
-
 # ------------------------------------------------------------------------------------------------ files
 def save_mask(mask: Mapping, path, meta: Mapping | None = None) -> None:
     """Save a mask to a ``.pt`` file: ``{"format": "probprune-mask-v1", "masks": {FQN: bool}, "meta": {...}}``."""
@@ -239,13 +227,6 @@ def load_mask(path, model=None) -> dict:
         raise ProbPruneError(f"{path} is not a probprune mask file (format {MASK_FORMAT})")
     mask = dict(payload["masks"])
     return validate_mask(model, mask) if model is not None else mask
-
-
-def load_mask_meta(path) -> dict:
-    import torch
-
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return dict(payload.get("meta", {}))
 
 
 # ------------------------------------------------------------------------------------------------ torch.nn.utils.prune

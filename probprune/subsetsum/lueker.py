@@ -150,10 +150,6 @@ class CoverageResult:
     statement: str = "Lueker's lemma (THEORY §4.1) [RC]; estimator [D]"
     assumptions: tuple[str, ...] = field(default_factory=tuple)
 
-    def to_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(list(self.rows))
 
     def as_dict(self) -> dict:
         return {
