@@ -34,6 +34,24 @@ N_STAB_LARGE = 40  # for chains with a stage wider than 800 (the residual net: C
 FRACTIONS = (0.3, 0.6, 0.9)
 
 
+def _trained(name, dsname, images, build, epochs, cache):
+    """The benchmark's trained network (seed 0), from the cache folder or trained once and cached."""
+    import torch
+
+    from probprune.net.data import load_dataset
+    from probprune.net.train import train
+
+    ds = load_dataset(dsname, seed=0, images=images)
+    model = build(0)
+    path = os.path.join(cache, f"{name}.pt")
+    if os.path.exists(path):
+        model.load_state_dict(torch.load(path))
+    else:
+        train(model, ds, epochs=epochs, seed=0)
+        torch.save(model.state_dict(), path)
+    return ds, model
+
+
 def _nets():
     import torch
     import torch.nn as nn
@@ -115,14 +133,7 @@ def main() -> dict:
     rows, nets_out = [], []
     t_all = time.perf_counter()
     for name, dsname, images, build, epochs in _nets():
-        ds = load_dataset(dsname, seed=0, images=images)
-        model = build(0)
-        path = os.path.join(cache, f"{name}.pt")
-        if os.path.exists(path):
-            model.load_state_dict(torch.load(path))
-        else:
-            train(model, ds, epochs=epochs, seed=0)
-            torch.save(model.state_dict(), path)
+        ds, model = _trained(name, dsname, images, build, epochs, cache)
         model.eval()
         acc = float(evaluate(model, ds.X_test, ds.y_test))
         shape = tuple(ds.input_shape)
@@ -271,14 +282,7 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
     for name, dsname, images, build, epochs in _nets():
         if name not in names:
             continue
-        ds = load_dataset(dsname, seed=0, images=images)
-        model = build(0)
-        path = os.path.join(cache, f"{name}.pt")
-        if os.path.exists(path):
-            model.load_state_dict(torch.load(path))
-        else:
-            train(model, ds, epochs=epochs, seed=0)
-            torch.save(model.state_dict(), path)
+        ds, model = _trained(name, dsname, images, build, epochs, cache)
         model = model.double().eval()
         shape = tuple(ds.input_shape)
         net = {"name": name, "test_accuracy": float(evaluate(model.float(), ds.X_test, ds.y_test)), "fractions": []}

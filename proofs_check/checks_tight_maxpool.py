@@ -9,6 +9,7 @@ import numpy as np
 import sympy as sp
 
 from ._core import register, require, sym_zero
+from .ground_truth import exact_linear_error
 
 
 @register("tight-maxpool-identity", "max(a, b) = b + ReLU(a - b); any pairing tree of a window gives its max",
@@ -98,31 +99,12 @@ def _chk_scaling():
     g = from_torch(nn.Sequential(*layers), (4,))
     rng = np.random.default_rng(0)
     gh = g.with_masks({k: rng.random(w.shape) >= 0.5 for k, w in g.weights.items()})
-    exact = _exact_linear(g, gh)
+    exact = exact_linear_error(g, gh)
     F, Fh = lower_graph_pair(g, gh)
     for meth in ("composed", "propagate", "mixed"):
         eps = certify_chains(F, Fh, meth).eps
         require(exact * (1 - 1e-12) <= eps <= exact * 1.001, f"{meth}: {eps} vs exact {exact}")
     return f"homogeneity proved; 1e+-170 linear net: exact {exact:.6g}, certificates within 0.1% above"
-
-
-def _exact_linear(g, gh) -> float:
-    from fractions import Fraction
-
-    def prod(graph):
-        P = None
-        for nd in graph.weight_nodes:
-            W = [[Fraction(float(v)) for v in row] for row in nd.op.weight.tolist()]
-            P = W if P is None else [[sum(W[i][k] * P[k][j] for k in range(len(P))) for j in range(len(P[0]))]
-                                     for i in range(len(W))]
-        return P
-
-    D = [[a - b for a, b in zip(r1, r2)] for r1, r2 in zip(prod(g), prod(gh))]
-    mx = max(abs(v) for r in D for v in r)
-    if mx == 0:
-        return 0.0
-    A = np.array([[float(v / mx) for v in r] for r in D])
-    return float(np.linalg.norm(A, 2)) * float(mx)
 
 
 @register("tight-diff-exact-check", "W v + c - (What vh + ch) = What d + (W - What) v + (c - ch); BN form",
@@ -154,7 +136,7 @@ def _chk_diff():
     mask = np.ones((3, 3))
     mask[0, 0] = 0
     gh = g.with_masks({"0.weight": mask})
-    exact = _exact_linear(g, gh)
+    exact = exact_linear_error(g, gh)
     F, Fh = lower_graph_pair(g, gh)
     eps = certify_chains(F, Fh, "composed").eps
     require(exact * (1 - 1e-9) <= eps <= exact * 1.001, f"{eps} vs exact {exact}")

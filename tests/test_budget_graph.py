@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from proofs_check.ground_truth import exact_k_masks
 from probprune.budgets import certified as bc
 from probprune.budgets.apriori import BudgetResult
 from probprune.certificates.lemma import certify_graph
@@ -50,21 +51,10 @@ def _graph(model, shape):
     return from_torch(model.double().eval(), shape)
 
 
-def _independent_masks(graph, counts):
-    """Exact-k magnitude masks written out independently of the library: stable argsort of |w|."""
-    out = {}
-    for n, k in zip(graph.weight_nodes, counts):
-        W = np.asarray(n.op.weight, float)
-        keep = np.ones(W.size, bool)
-        keep[np.argsort(np.abs(W.ravel()), kind="stable")[:int(k)]] = False
-        out[n.op.fqn] = keep.reshape(W.shape)
-    return out
-
-
 def _recertify(graph, counts, method="auto"):
     """What ``certify --bound auto`` computes for these masks: min(Cert-D, certify_chains(..., "auto")) (or the given
     §12 method, as ``certify --bound <method>`` next to Cert-D)."""
-    masks = _independent_masks(graph, counts)
+    masks = exact_k_masks(graph, counts)
     d = certify_graph(graph, masks).eps
     try:
         F, Fh = lower_graph_pair(graph, graph.with_masks(masks))
@@ -127,14 +117,14 @@ def test_tight_inversion_prunes_at_least_as_much_as_cert_d_on_an_mlp():
     val, _ = _recertify(g, _counts(a), "propagate")
     assert val <= eps
     # the Cert-D inversion's own allocation is certified by Cert-D (the old behaviour, unchanged)
-    assert certify_graph(g, _independent_masks(g, _counts(d))).eps <= eps
+    assert certify_graph(g, exact_k_masks(g, _counts(d))).eps <= eps
 
 
 def test_pgd_on_the_pruned_network_stays_below_the_budget():
     g = _graph(_ResBN(2), (6,))
     eps = 0.25
     r = bc.certified_budget(g, eps, mode="uniform", tight_evaluations=4, tight_method="propagate")
-    gh = g.with_masks(_independent_masks(g, _counts(r)))
+    gh = g.with_masks(exact_k_masks(g, _counts(r)))
     a = pgd_sup_error(g.forward, gh.forward, (6,), restarts=128, steps=80, seed=3)
     assert a.value <= r.eps_achieved * (1 + 1e-9) <= eps * (1 + 1e-9)
 
@@ -146,7 +136,7 @@ def test_max_pooling_cnn_is_handled():
     eps = 0.3
     r = bc.certified_budget(g, eps, tight_evaluations=3, tight_method="propagate")
     assert r.eps_achieved <= eps and r.total_prunable > 0
-    masks = _independent_masks(g, _counts(r))
+    masks = exact_k_masks(g, _counts(r))
     if r.certificate == "lemma-a":  # the §12 certificates refuse max pooling: Cert-D fallback, said so
         assert certify_graph(g, masks).eps <= eps
         reason = bc.tight_refusal(g)
@@ -165,7 +155,7 @@ def test_magnitude_masks_match_the_independent_rule_and_certify_allocation():
     g = _graph(_ResBN(4), (6,))
     counts = [5, 17, 3, 9]
     lib = bc.magnitude_masks(g, counts)
-    ind = _independent_masks(g, counts)
+    ind = exact_k_masks(g, counts)
     assert set(lib) == set(ind) and all(np.array_equal(lib[k], ind[k]) for k in lib)
     assert all(int((~lib[n.op.fqn]).sum()) == k for n, k in zip(g.weight_nodes, counts))
     ac = bc.certify_allocation(g, counts, tight_method="propagate")

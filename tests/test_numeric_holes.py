@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from _graph_helpers import pgd_error
+from proofs_check.ground_truth import exact_linear_error
 from probprune.certificates.lemma import certify_graph, certify_parsed
 from probprune.certificates.lower import lower_graph_pair, pruned_copy
 from probprune.certificates.tight import certify_chains
@@ -32,25 +32,6 @@ def _lin_net(scales, n=4, seed=0):
             lay.weight.copy_(torch.randn(n, n, generator=g, dtype=torch.float64) * s)
         layers.append(lay)
     return nn.Sequential(*layers)
-
-
-def exact_linear_error(g, gh) -> float:
-    """||prod W - prod What||_2 with the products in exact rationals, the norm of the difference scaled to 1."""
-    def prod(graph):
-        P = None
-        for nd in graph.weight_nodes:
-            W = [[Fraction(float(v)) for v in row] for row in nd.op.weight.tolist()]
-            P = W if P is None else [[sum(W[i][k] * P[k][j] for k in range(len(P))) for j in range(len(P[0]))]
-                                     for i in range(len(W))]
-        return P
-
-    D = [[a - b for a, b in zip(r1, r2)] for r1, r2 in zip(prod(g), prod(gh))]
-    mx = max(abs(v) for r in D for v in r)
-    if mx == 0:
-        return 0.0
-    A = np.array([[float(v / mx) for v in r] for r in D])
-    e = math.frexp(mx.numerator)[1] - math.frexp(mx.denominator)[1]  # mx ~ 2^e: scale without overflow
-    return float(np.linalg.norm(A, 2)) * float(mx / Fraction(2) ** e) * 2.0 ** e
 
 
 @pytest.mark.parametrize("scales,seed", [((1e-170, 1e-170, 1e170, 1e170), 0), ((1e-160, 1e160, 1e-160, 1e160), 1),
