@@ -21,7 +21,6 @@ the question.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -344,13 +343,11 @@ def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_
         return {"refused": str(e)}
     t: dict = {}
     if bound != "lemma-a":
-        kw = {}
-        if time_limit is not None and "time_limit" in inspect.signature(certify_chains).parameters:
-            kw["time_limit"] = time_limit
+        kw = {} if time_limit is None else {"time_limit": time_limit}  # else certify_chains' default budget
         tc = certify_chains(F, Fh, bound, 1.0, **kw)
         t = tc.as_dict()
         if time_limit is not None:
-            t["time_limit"] = {"seconds": time_limit, "applied": "time_limit" in kw}
+            t["time_limit"] = {"seconds": time_limit, "applied": True}
         if tc.eps < cert["eps"] or bound != "auto":
             cert["lemma_a_eps"] = cert["eps"]
             cert["eps"] = min(tc.eps, cert["eps"]) if bound == "auto" else tc.eps
@@ -400,7 +397,6 @@ class BudgetReport:
     inverted_certificate: Optional[str] = None
     trained: Optional["BudgetReport"] = None
     query_ms: Optional[float] = None
-    notes: tuple = ()
 
     @property
     def total_prunable(self) -> int:
@@ -423,8 +419,6 @@ class BudgetReport:
                 d[k] = v
         if self.inverted_certificate is not None:
             d["inverted_certificate"] = self.inverted_certificate
-        if self.notes:
-            d["api_notes"] = list(self.notes)
         if not law:
             d.update(self.network)
         if self.trained is not None:
@@ -484,25 +478,15 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
                          data, seed, trials, conv_norm, time_limit, {"model": net.source})
 
 
-def _certified_budget_kw(method: str, certificate: str, time_limit: Optional[float]) -> tuple[dict, list]:
-    """Keywords for certified_budget: ``certificate`` only when not "auto" (refused when the installed version
-    cannot invert another certificate than Cert-D/Cert-R), ``time_limit`` when it takes one."""
-    from probprune.budgets.certified import certified_budget
-
-    params = inspect.signature(certified_budget).parameters
-    kw, notes = {}, []
+def _certified_budget_kw(certificate: str, time_limit: Optional[float]) -> dict:
+    """Keywords for certified_budget: ``certificate`` when not "auto" (its default), ``time_limit`` when given (else
+    its default search time)."""
+    kw: dict = {}
     if certificate != "auto":
-        if "certificate" in params:
-            kw["certificate"] = certificate
-        elif not (certificate == "lemma-a" and method == "magnitude"):
-            raise ProbPruneError(f"--certificate {certificate}: this version inverts Cert-D (magnitude) and Cert-R "
-                                 "(random) only; use --certificate auto or lemma-a")
+        kw["certificate"] = certificate
     if time_limit is not None:
-        if "time_limit" in params:
-            kw["time_limit"] = time_limit
-        else:
-            notes.append(f"time limit {time_limit:g} s not enforced: this version's certified budget has no time limit")
-    return kw, notes
+        kw["time_limit"] = time_limit
+    return kw
 
 
 def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empirical, max_acc_drop, data, seed,
@@ -510,7 +494,7 @@ def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empiric
     from probprune.budgets import task as T
     from probprune.budgets.certified import certified_budget
 
-    kw, notes = _certified_budget_kw(method, certificate, time_limit)
+    kw = _certified_budget_kw(certificate, time_limit)
     X = y = None
     if max_acc_drop is not None or eps_rel is not None or data is not None:
         X, y, _ = eval_data(graph, data)
@@ -530,7 +514,7 @@ def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empiric
                     "eps_over_lower": eps / sc.lower if sc.lower > 0 else None}
     res = certified_budget(graph, eps, method, mode, delta=delta, conv_method=conv_norm, **kw)
     d = res.as_dict()
-    inverted = getattr(res, "certificate", None) or ("Cert-D" if method == "magnitude" else "Cert-R")
+    inverted = res.certificate
     ca = acc = emp = None
     counts = [L["max_prunable"] for L in d["layers"]]
     if X is not None:
@@ -552,7 +536,7 @@ def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empiric
             T.graph_empirical(graph, eps, method, delta, seed, n)
         qe = emp["fraction"]
         emp["ratio_certified_over_empirical"] = d["uniform"]["fraction"] / qe if qe > 0 else None
-    return BudgetReport(d, network, float(eps), eps_info, None, emp, ca, acc, str(inverted), notes=tuple(notes))
+    return BudgetReport(d, network, float(eps), eps_info, None, emp, ca, acc, str(inverted))
 
 
 def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirical, max_acc_drop, seed, trials,
