@@ -278,19 +278,19 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
         _check_dataset_name(dataset)
     time_limit = check_time_limit(time_limit)
 
-    from probprune.budgets.apriori import magnitude_prune_count
     from probprune.certificates.lemma import certify_graph, certify_random_graph
+    from probprune.pruning.sampling import bernoulli_keep_mask, magnitude_pruned
 
     net = read_network(model, arch, input_shape)
     graph = net.graph
     W = graph.weights
     pre = None
     if fraction is not None and method == "magnitude":
-        Wh = {k: magnitude_prune_count(w, int(math.floor(fraction * w.size))) for k, w in W.items()}
+        Wh = {k: magnitude_pruned(w, int(math.floor(fraction * w.size))) for k, w in W.items()}
     elif fraction is not None:
         pre = certify_random_graph(graph, fraction, delta, "bernoulli", conv_norm).as_dict()
         rng = np.random.default_rng(seed)
-        Wh = {k: w * (rng.random(w.shape) >= fraction) for k, w in W.items()}
+        Wh = {k: w * bernoulli_keep_mask(rng, w.shape, fraction) for k, w in W.items()}
     elif masks is not None:
         Wh = graph.with_masks(masks).weights
         method = "given masks"

@@ -72,15 +72,12 @@ def network_output_scale(parsed, X=None, conv_method: str = "fft", pgd_starts: i
     :func:`probprune.mc.measure.pgd_lower_bound` against the zero network."""
     import torch
 
-    from probprune.certificates.lemma import _offsets
-    from probprune.theory.norms import layer_operator_norm_upper
+    from probprune.certificates.lemma import cert_d_from_norms, parsed_graph, weight_node_norms
 
     spec, W = parsed.spec, [np.asarray(w, float) for w in parsed.weights]
-    nW = [layer_operator_norm_upper(L, w, conv_method) for L, w in zip(spec.layers, W)]
-    bn, ao = _offsets(spec, parsed.biases)
-    b = 1.0
-    for i, L in enumerate(spec.layers):
-        b = L.lip * (nW[i] * b + bn[i]) + ao[i]
+    graph = parsed_graph(parsed)  # b of the one Lemma A recursion (§8.2) with What = W: the activation-norm bound
+    b = cert_d_from_norms(graph, {n.op.fqn: weight_node_norms(n.op, n.op.weight, n.op.weight, conv_method)
+                                  for n in graph.weight_nodes}).b
     lows, kinds = [0.0], []
     model = _torch_model(parsed)
     if X is not None:
@@ -225,14 +222,10 @@ class AccuracyBudget:
 
 def pruned_weights_for(parsed, counts: Sequence[int], method: str, seed: int = 0) -> list[np.ndarray]:
     """Layer-wise exact-k magnitude pruning with the given counts, or (random) a seeded Bernoulli mask per layer
-    with p_i = count_i / N_i."""
-    from probprune.budgets.apriori import magnitude_prune_count
+    with p_i = count_i / N_i: :func:`graph_pruned_weights` on the network's graph, as a list in layer order."""
+    from probprune.certificates.lemma import parsed_graph
 
-    W = [np.asarray(w, float) for w in parsed.weights]
-    if method == "magnitude":
-        return [magnitude_prune_count(w, int(k)) for w, k in zip(W, counts)]
-    rng = np.random.default_rng(seed)
-    return [w * (rng.random(w.shape) >= k / w.size) for w, k in zip(W, counts)]
+    return list(graph_pruned_weights(parsed_graph(parsed), counts, method, seed).values())
 
 
 def budget_for_accuracy_drop(parsed, X, y, drop_points: float, method: str = "magnitude", mode: str = "optimal",
@@ -364,14 +357,14 @@ def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str
 
 def graph_pruned_weights(graph, counts: Sequence[int], method: str, seed: int = 0) -> dict:
     """:func:`pruned_weights_for` on a graph: {parameter FQN: pruned weight} in weight-node order."""
-    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.pruning.sampling import bernoulli_keep_mask, magnitude_pruned
 
     W = [np.asarray(n.op.weight, float) for n in graph.weight_nodes]
     names = [n.op.fqn for n in graph.weight_nodes]
     if method == "magnitude":
-        return {nm: magnitude_prune_count(w, int(k)) for nm, w, k in zip(names, W, counts)}
+        return {nm: magnitude_pruned(w, int(k)) for nm, w, k in zip(names, W, counts)}
     rng = np.random.default_rng(seed)
-    return {nm: w * (rng.random(w.shape) >= k / w.size) for nm, w, k in zip(names, W, counts)}
+    return {nm: w * bernoulli_keep_mask(rng, w.shape, k / w.size) for nm, w, k in zip(names, W, counts)}
 
 
 def graph_budget_for_accuracy_drop(graph, X, y, drop_points: float, method: str = "magnitude", mode: str = "optimal",
@@ -408,10 +401,11 @@ def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, tri
     """:func:`trained_empirical` for any traced graph: the largest grid fraction whose PGD-measured error
     (:func:`probprune.measure.attack.pgd_sup_error`, 8 random starts, 30 steps, a lower bound on err) is <= eps
     (random: in >= ceil((1 - delta) trials) of the seeded masks). Not a guarantee."""
+    from probprune.core.stats import coverage_rank, order_statistic
     from probprune.measure.attack import pgd_sup_error
 
     n = 1 if method == "magnitude" else trials
-    k = 1 if method == "magnitude" else int(math.ceil((1 - delta) * n - 1e-12))
+    k = 1 if method == "magnitude" else coverage_rank(n, delta)
     N = [int(np.asarray(nd.op.weight).size) for nd in graph.weight_nodes]
 
     def measured(q: float) -> float:
@@ -421,7 +415,7 @@ def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, tri
             g = graph.with_weights(Wh)
             errs.append(pgd_sup_error(graph.forward, g.forward, graph.input_shape, restarts=8, steps=30,
                                       seed=seed * 1009 + t).value)
-        return float(np.sort(errs)[k - 1])
+        return order_statistic(errs, k)
 
     return _empirical_search(measured, eps, method, n, k, "PGD lower bound (8 random starts, 30 steps, any graph)")
 
@@ -432,8 +426,9 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
     magnitude (layer-wise exact-k) on the network itself; random in >= 1 - delta of ``trials`` seeded masks."""
     import torch
 
-    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.core.stats import coverage_rank, order_statistic
     from probprune.mc.measure import pgd_lower_bound
+    from probprune.pruning.sampling import bernoulli_keep_mask, magnitude_pruned
 
     spec = parsed.spec
     W = [np.asarray(w, float) for w in parsed.weights]
@@ -441,7 +436,7 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
     if parsed.has_bias:
         biases = [None if b is None else torch.as_tensor(np.asarray(b, float)) for b in parsed.biases]
     n = 1 if method == "magnitude" else trials
-    k = 1 if method == "magnitude" else int(math.ceil((1 - delta) * n - 1e-12))
+    k = 1 if method == "magnitude" else coverage_rank(n, delta)
     rng_seed = seed
 
     def measured(q: float) -> float:
@@ -449,14 +444,14 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
         Ws, Whs = [], []
         for L, w in zip(spec.layers, W):
             if method == "magnitude":
-                wh = magnitude_prune_count(w, int(math.floor(q * L.N)))[None]
+                wh = magnitude_pruned(w, int(math.floor(q * L.N)))[None]
             else:
-                wh = w[None] * (rng.random((n, *w.shape)) >= q)
+                wh = w[None] * bernoulli_keep_mask(rng, (n, *w.shape), q)
             Ws.append(torch.as_tensor(np.broadcast_to(w, (n, *w.shape)).copy()))
             Whs.append(torch.as_tensor(wh))
         gens = [torch.Generator().manual_seed(seed * 1009 + t) for t in range(n)]
         e = pgd_lower_bound(spec, Ws, Whs, n_random=8, iters=30, basis=False, generators=gens, biases=biases).numpy()
-        return float(np.sort(e)[k - 1])
+        return order_statistic(e, k)
 
     return _empirical_search(measured, eps, method, n, k, "PGD lower bound (8 random starts + SVD start, 30 iterations)")
 
@@ -502,14 +497,13 @@ def law_extras(spec, eps: float, delta: float, gamma: float, method: str, law: s
     """The calibrated (§10.2) and empirical uniform budgets for a law template, and their ratios to the analytic
     uniform fraction."""
     from probprune.budgets.calibrated import calibrated_uniform_budget, empirical_uniform_budget
-    from probprune.mc.measure import is_linear_fcn
 
     out: dict = {}
     if calibrated:
         out["calibrated"] = calibrated_uniform_budget(spec, eps, delta, gamma, method, law, trials or 300,
                                                       seed).as_dict()
     if empirical:
-        T = trials or (200 if is_linear_fcn(spec) else 20)
+        T = trials or (200 if spec.is_linear_fcn else 20)
         e = empirical_uniform_budget(spec, eps, delta, method, law, T, seed + 1).as_dict()
         qe = e["fraction"]
         e["ratio_analytic_over_empirical"] = analytic_uniform / qe if qe > 0 else None

@@ -14,7 +14,7 @@ For conv layers the bias map's norm is ||bias|| sqrt(H_out W_out).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -61,28 +61,6 @@ class CertificateResult:
         if self.power_iteration_W is not None:
             d["power_iteration_norm_W_lower_estimate"] = [float(x) for x in self.power_iteration_W]
         return d
-
-
-def _offsets(spec: NetSpec, biases: Sequence[np.ndarray | None] | None):
-    """Per-layer additive terms for the activation-norm recursion: bias-map norm and |sigma(0)| sqrt(dim)."""
-    bias_norm = np.zeros(spec.depth)
-    act_off = np.zeros(spec.depth)
-    for i, L in enumerate(spec.layers):
-        b = None if biases is None else biases[i]
-        if b is not None:
-            b = check_finite_array(b, f"bias of {L.name}")
-            spatial = 1 if L.kind == "linear" else L.out_shape[1] * L.out_shape[2]
-            bias_norm[i] = float(np.linalg.norm(b)) * math.sqrt(spatial)
-        if i < spec.depth - 1 and not L.act.zero_at_zero:
-            if L.kind == "linear":
-                dim = L.d_out
-            else:
-                c, h, w = L.out_shape
-                if L.pool is not None:
-                    h, w = L.pool.out_hw(h, w)
-                dim = c * h * w
-            act_off[i] = abs(L.act.value_at_zero) * math.sqrt(dim)
-    return bias_norm, act_off
 
 
 def lemma_a_general(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=None) -> tuple[float, float]:
@@ -140,22 +118,16 @@ def graph_weight_norm(op, W_eff: np.ndarray, conv_method: str = "fft") -> float:
 
 
 def _following_lip(graph, name: str) -> float:
-    """Display only: product of the Lipschitz factors of the single-input ops that follow a weight node up to the next
-    weight node, addition or branch."""
-    from probprune.net import ops as O
-
+    """Display only: product of the Lipschitz factors (:meth:`~probprune.net.ops.Op.chain_lip`) of the single-input
+    ops that follow a weight node up to the next weight node, addition or branch."""
     cons = graph.consumers
     L, cur = 1.0, name
     while len(cons[cur]) == 1:
         nxt = graph.node(cons[cur][0])
-        if isinstance(nxt.op, O.Act):
-            L *= nxt.op.act.lipschitz
-        elif isinstance(nxt.op, (O.Lipschitz,)):
-            L *= nxt.op.P
-        elif isinstance(nxt.op, O.ChannelAffine):
-            L *= float(np.max(np.abs(nxt.op.scale)))
-        elif not isinstance(nxt.op, O.ConstShift):
+        f = nxt.op.chain_lip()
+        if f is None:
             break
+        L *= f
         cur = nxt.name
     return L
 
@@ -301,18 +273,22 @@ def certify_parsed(parsed, masks: Mapping[str, np.ndarray], **kw) -> Certificate
     """Cert-D for a model read by :func:`probprune.net.from_torch` (a Graph) or
     :func:`probprune.net.templates.from_torch` (a ParsedModel, which carries its graph) and a mask dict keyed by
     parameter FQN (True/1 = kept). Parameters without a mask are unpruned."""
-    graph = parsed if hasattr(parsed, "nodes") else getattr(parsed, "graph", None)
-    if graph is None:
-        graph = _graph_of_parsed(parsed)
+    graph = parsed_graph(parsed)
     unknown = set(masks) - set(graph.weight_names)
     if unknown:
         raise ProbPruneError(f"mask for unknown parameter(s): {sorted(unknown)}; model has {list(graph.weight_names)}")
     return certify_graph(graph, graph.with_masks(masks), **kw)
 
 
-def _graph_of_parsed(parsed):
+def parsed_graph(parsed):
+    """The graph of a network read by :func:`probprune.net.from_torch` (a Graph: itself) or
+    :func:`probprune.net.templates.from_torch` (a ParsedModel: the graph it carries, else its chain's graph)."""
     from probprune.net import Graph
 
+    if hasattr(parsed, "nodes"):
+        return parsed
+    if getattr(parsed, "graph", None) is not None:
+        return parsed.graph
     return Graph.from_spec(parsed.spec, parsed.weights, parsed.biases, parsed.names or None)
 
 
@@ -343,11 +319,13 @@ def _cert_r_layer(L, W: np.ndarray, w: float, pi: float, de: float, sampling: st
     return wh, e
 
 
-def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", conv_method: str = "fft") -> CertificateResult:
+def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", conv_method: str = "fft",
+                         norm_W: Mapping[str, float] | None = None) -> CertificateResult:
     """Cert-R (THEORY §3.11 [D]) on a network graph (§8.2): the per-layer Cert-R bounds on ||What|| and ||E|| (union
     bound, delta split equally over the randomly pruned layers) in the forward form of the graph recursion (the
     graph's A-fwd). ``p``: one fraction, or a dict FQN -> fraction (missing: 0). Grouped convs: per-group bounds
-    (delta of the layer split equally over its groups), the max over groups (block-diagonal operator)."""
+    (delta of the layer split equally over its groups), the max over groups (block-diagonal operator).
+    ``norm_W``: FQN -> certified ||W'|| already computed by the caller (reused, not recomputed)."""
     delta = check_delta(delta)
     if sampling not in ("bernoulli", "rescaled", "exact"):
         raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
@@ -365,7 +343,7 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
     for n, pi in zip(nodes, ps):
         op = n.op
         We = op.effective_weight()
-        w = graph_weight_norm(op, We, conv_method)
+        w = float(norm_W[op.fqn]) if norm_W is not None else graph_weight_norm(op, We, conv_method)
         specs = weight_layer_specs(op)
         if pi == 0:
             wh, e = w, 0.0
@@ -399,35 +377,24 @@ def certify_random(
     conv_method: str = "fft",
     norm_W: Sequence[float] | None = None,
 ) -> CertificateResult:
-    """Cert-R (THEORY §3.11 [D]): with probability >= 1 - delta over a random mask drawn AFTER the weights are fixed,
-    err <= eps. sampling: "bernoulli" (R-Bern), "rescaled" (R-Bern-rescaled), "exact" (R-exact, k_i = p_i N_i, by
-    Hoeffding's with/without-replacement domination). delta is split equally over the randomly pruned layers.
-    Plugged into A-fwd with exact ||W_j|| for j < i and the Cert-R bounds on ||What_j|| for j > i.
-    ``norm_W``: operator-norm upper bounds of the layers already computed by the caller (reused, not recomputed)."""
+    """Cert-R (THEORY §3.11 [D]) for a chain given as a spec: with probability >= 1 - delta over a random mask drawn
+    AFTER the weights are fixed, err <= eps. sampling: "bernoulli" (R-Bern), "rescaled" (R-Bern-rescaled), "exact"
+    (R-exact, k_i = p_i N_i). ``p``: one fraction or one per layer. Evaluated by the one Cert-R implementation,
+    :func:`certify_random_graph` on the chain's graph (:meth:`Graph.from_spec`, §8.3; pooling with its certified
+    Lipschitz constant). ``norm_W``: operator-norm upper bounds of the layers already computed by the caller (reused)."""
+    from probprune.net import Graph
+
     delta = check_delta(delta)
     p = check_fraction(p, "p", upper_open=(sampling == "rescaled"))
     p = np.full(spec.depth, float(p)) if p.ndim == 0 else p
     if p.shape != (spec.depth,):
         raise ProbPruneError(f"p must be a scalar or {spec.depth} per-layer values")
-    if sampling not in ("bernoulli", "rescaled", "exact"):
-        raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
-    n_pruned = int(np.sum(p > 0))
-    de = delta / max(n_pruned, 1)
-    nW, nWh, nE = np.zeros(spec.depth), np.zeros(spec.depth), np.zeros(spec.depth)
-    for i, (L, W) in enumerate(zip(spec.layers, weights)):
-        W = check_finite_array(W, f"weights of {L.name}")
-        w = float(norm_W[i]) if norm_W is not None else layer_operator_norm_upper(L, W, conv_method)
-        nW[i] = w
-        pi = float(p[i])
-        if pi == 0:
-            nWh[i], nE[i] = w, 0.0
-            continue
-        nWh[i], nE[i] = _cert_r_layer(L, W, w, pi, de, sampling)
-    lips = np.array([L.lip for L in spec.layers])
-    bn, ao = _offsets(spec, biases)
-    fwd, _ = lemma_a_general(nW, nWh, nE, lips, bn, ao)
-    notes = [f"probability >= 1 - {delta} over the {sampling} mask only, conditional on these weights",
-             "A-fwd with exact ||W_j|| (j < i) and Cert-R bounds on ||What_j|| (j > i)"]
-    return CertificateResult(fwd, "Cert-R", nW, nWh, nE, lips, fwd, float("nan"),
-                             tuple(L.name for L in spec.layers), "THEORY.md §3.11 Cert-R", delta=delta,
-                             assumptions=tuple(notes))
+    if len(weights) != spec.depth:
+        raise ProbPruneError(f"need {spec.depth} weight tensors")
+    for L, W in zip(spec.layers, weights):
+        check_finite_array(W, f"weights of {L.name}")
+    g = Graph.from_spec(spec, weights, biases)
+    names = [L.name for L in spec.layers]
+    nw = None if norm_W is None else dict(zip(names, (float(v) for v in norm_W)))
+    r = certify_random_graph(g, dict(zip(names, (float(v) for v in p))), delta, sampling, conv_method, norm_W=nw)
+    return replace(r, lips=np.array([L.lip for L in spec.layers]))

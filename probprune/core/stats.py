@@ -59,4 +59,23 @@ def clopper_pearson_interval(x, T, confidence=0.95) -> tuple[np.ndarray, np.ndar
     return clopper_pearson_lower(x, T, a), clopper_pearson_upper(x, T, a)
 
 
-__all__ = ["clopper_pearson_lower", "clopper_pearson_upper", "clopper_pearson_interval"]
+def coverage_rank(n: int, delta: float) -> int:
+    """k = ceil((1 - delta) n): the rank whose order statistic is exceeded by at most a delta fraction of ``n``
+    values (a 1e-12 guard against 0.9 * 10 = 9.000000000000002)."""
+    import math
+
+    return int(math.ceil((1.0 - delta) * n - 1e-12))
+
+
+def order_statistic(values, k: int) -> float:
+    """The k-th smallest of ``values`` (1-based: k = 1 is the minimum, k = len the maximum): the package's one order
+    statistic (the empirical and calibrated quantiles are order statistics of per-draw values)."""
+    v = np.sort(np.ravel(np.asarray(values, dtype=float)))
+    k = int(k)
+    if not 1 <= k <= v.size:
+        raise ProbPruneError(f"order statistic rank {k} outside 1..{v.size}")
+    return float(v[k - 1])
+
+
+__all__ = ["clopper_pearson_lower", "clopper_pearson_upper", "clopper_pearson_interval", "coverage_rank",
+           "order_statistic"]

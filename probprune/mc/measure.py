@@ -35,8 +35,8 @@ SVD_SAFETY = 1.0 + 1e-9  # multiply float64 SVD norms by this to get an upper bo
 
 
 def is_linear_fcn(spec: NetSpec) -> bool:
-    """True when the network is an FCN whose hidden activations are all the identity (exact error available)."""
-    return spec.is_fcn and all(L.act.name == "identity" for L in spec.layers[:-1])
+    """:attr:`NetSpec.is_linear_fcn` (kept as a function for callers that pass specs around)."""
+    return spec.is_linear_fcn
 
 
 def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False,
@@ -98,7 +98,7 @@ def product(mats: Sequence[torch.Tensor]) -> torch.Tensor:
 def exact_linear_error(spec: NetSpec, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor]) -> torch.Tensor:
     """Exact sup_{||x||<=1} ||F(x) - Fhat(x)|| = ||prod W - prod What|| (spectral norm, float64 SVD) for linear
     FCNs (§6). Returns shape (n,)."""
-    if not is_linear_fcn(spec):
+    if not spec.is_linear_fcn:
         raise ProbPruneError("the exact error is only available for FCNs with identity activations")
     D = product(_matrices(spec, W)) - product(_matrices(spec, What))
     return torch.linalg.matrix_norm(D, ord=2)

@@ -71,7 +71,7 @@ def _layers(cfg: MCConfig, g):
     spec = net.spec(g.activation, cfg.K)
     d0 = int(np.prod(spec.input_shape))
     sizes = [(L.d_out, L.d_in, int(np.prod(L.out_shape)) if L.out_shape else L.d_out) for L in spec.layers]
-    linear = spec.is_fcn and all(L.act.name == "identity" for L in spec.layers[:-1])
+    linear = spec.is_linear_fcn
     return d0, sizes, spec.depth, spec.is_fcn, not linear, d0 + sum(o for _, _, o in sizes)
 
 

@@ -469,7 +469,7 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     else:
         U = [None] * depth
     lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
-    linear = spec is not None and M.is_linear_fcn(spec) and biases_t is None
+    linear = spec is not None and spec.is_linear_fcn and biases_t is None
     # bias-free FCN chains with sigma(0) = 0: batched dense norms + the chain recursion (equal to certify's graph)
     fast = spec is not None and spec.is_fcn and biases_t is None and spec.zero_at_zero
     gens = None

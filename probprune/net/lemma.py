@@ -73,7 +73,6 @@ def lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=None)
     s = O.Input().rule([])
     for i in range(l):
         s = O.affine_rule(s, (w[..., i], wh[..., i], e[..., i], bn[..., i]))
-        s = O.Bound(L[..., i] * s.b + ao[..., i], L[..., i] * s.bh + ao[..., i], L[..., i] * s.D, L[..., i] * s.Df,
-                    L[..., i] * s.Db)
+        s = O.lipschitz_rule(s, L[..., i], ao[..., i])
     r = rounding_allowance(4 * l + 1)
     return GraphLemmaResult(s.D * r, s.Df * r, s.Db * r, s.b * r, s.bh * r, {})

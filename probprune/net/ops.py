@@ -61,8 +61,10 @@ def affine_rule(u: Bound, weight_norms) -> Bound:
     return Bound(nW * u.b + nc, nWh * u.bh + nc, np.minimum(fwd, bwd), nWh * u.Df + nE * u.b, nW * u.Db + nE * u.bh)
 
 
-def _scale(k, s: Bound) -> Bound:
-    return Bound(k * s.b, k * s.bh, k * s.D, k * s.Df, k * s.Db)
+def lipschitz_rule(u: Bound, L, off=0.0) -> Bound:
+    """S3-S6 (a map f with ||f(h) - f(hh)|| <= L ||h - hh|| and ||f(h)|| <= L ||h|| + off): every D scales by L,
+    the activation bounds by L plus the offset ``off`` (|sigma(0)| sqrt(dim) for activations, ||t|| for shifts)."""
+    return Bound(L * u.b + off, L * u.bh + off, L * u.D, L * u.Df, L * u.Db)
 
 
 # ------------------------------------------------------------------------------------------------- op classes
@@ -78,6 +80,11 @@ class Op:
 
     def rule(self, ins: list[Bound], weight_norms=None) -> Bound:
         raise NotImplementedError
+
+    def chain_lip(self) -> float | None:
+        """Lipschitz description for display: the factor this single-input op contributes to the per-layer L_i of a
+        chain (product up to the next weight node); None where the chain view stops (weights, joins)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -168,9 +175,10 @@ class Act(Op):
 
     def rule(self, ins, weight_norms=None):
         (u,) = ins
-        L = self.act.lipschitz
-        off = abs(self.act.value_at_zero) * math.sqrt(self.dim)
-        return Bound(L * u.b + off, L * u.bh + off, L * u.D, L * u.Df, L * u.Db)
+        return lipschitz_rule(u, self.act.lipschitz, abs(self.act.value_at_zero) * math.sqrt(self.dim))
+
+    def chain_lip(self):
+        return self.act.lipschitz
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,10 @@ class Lipschitz(Op):
 
     def rule(self, ins, weight_norms=None):
         (u,) = ins
-        return _scale(self.P, u)
+        return lipschitz_rule(u, self.P)
+
+    def chain_lip(self):
+        return self.P
 
 
 @dataclass(frozen=True)
@@ -281,6 +292,9 @@ class ConstShift(Op):
         (u,) = ins
         return Bound(u.b + self.t_norm, u.bh + self.t_norm, u.D, u.Df, u.Db)
 
+    def chain_lip(self):
+        return 1.0
+
 
 @dataclass(frozen=True)
 class Add(Op):
@@ -318,9 +332,10 @@ class ChannelAffine(Op):
 
     def rule(self, ins, weight_norms=None):
         (u,) = ins
-        s = float(np.max(np.abs(self.scale))) if self.scale.size else 0.0
-        t = float(np.linalg.norm(self.shift)) * math.sqrt(self.spatial)
-        return Bound(s * u.b + t, s * u.bh + t, s * u.D, s * u.Df, s * u.Db)
+        return lipschitz_rule(u, self.chain_lip(), float(np.linalg.norm(self.shift)) * math.sqrt(self.spatial))
+
+    def chain_lip(self):
+        return float(np.max(np.abs(self.scale))) if self.scale.size else 0.0
 
 
 # ------------------------------------------------------------------------------------------------- norm facts

@@ -151,6 +151,12 @@ class NetSpec:
         return all(L.kind == "linear" for L in self.layers)
 
     @property
+    def is_linear_fcn(self) -> bool:
+        """Dense layers with identity activations: the network is the matrix product (exact error = spectral norm of
+        the product difference, THEORY §6; the product statement §9.8 applies). The one test of this property."""
+        return self.is_fcn and all(L.act.name == "identity" for L in self.layers[:-1])
+
+    @property
     def zero_at_zero(self) -> bool:
         return all(L.act.zero_at_zero for L in self.layers[:-1])
 

@@ -53,7 +53,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
     the rule the budget certified (module docstring). Layers the budget lists with nothing pruned get all-True masks;
     weights the budget does not list are refused, as are budget layers missing from ``weights`` or of another size.
     ``seed`` drives the random rules (exact-k random, Bernoulli)."""
-    from probprune.pruning.sampling import exact_k_prune_mask
+    from probprune.pruning.sampling import bernoulli_keep_mask, exact_k_prune_mask
 
     b = _as_dict(budget)
     method = b["method"]
@@ -99,7 +99,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
             p = L.get("bernoulli_p", L.get("fraction"))
             if p is None or not 0.0 <= float(p) <= 1.0:
                 raise ProbPruneError(f"layer {name!r}: the budget has no Bernoulli probability in [0, 1]")
-            pruned = rng.random(n) < float(p)
+            pruned = ~bernoulli_keep_mask(rng, n, float(p))
         out[name] = ~np.asarray(pruned, bool).reshape(w.shape)
     return out
 

@@ -73,6 +73,25 @@ def exact_k_prune_mask(scores, k: int, forced_pruned=None):
     return pruned.numpy() if as_numpy else pruned
 
 
+def bernoulli_keep_mask(rng, shape, p):
+    """The package's one Bernoulli pruning draw on numpy (THEORY §1.6 R-Bern): each entry pruned independently with
+    probability ``p`` (a number, or an array broadcasting against ``shape``): kept iff u >= p for u ~ U[0, 1) drawn
+    by ``rng.random(shape)`` (a ``numpy.random.Generator``; one draw per entry, so the same seed gives the same
+    mask everywhere). Returns the bool **keep** mask."""
+    return rng.random(shape) >= p
+
+
+def magnitude_pruned(W, k: int):
+    """Layer-wise exact-k magnitude pruning of one tensor (THEORY §1.5 / §5): the weights with the ``k`` smallest |w|
+    zeroed, ties by flat index (:func:`exact_k_prune_mask` on |W|). Returns the pruned weights (float64, W's shape)."""
+    import numpy as np
+
+    flat = np.asarray(W, float).ravel()
+    out = flat.copy()
+    out[exact_k_prune_mask(np.abs(flat), k)] = 0.0
+    return out.reshape(np.shape(W))
+
+
 def _bottom_k_mask(flat_scores, k: int, forced_pruned):
     """Keep-mask (flat) pruning ``k`` entries: :func:`exact_k_prune_mask` negated."""
     return ~exact_k_prune_mask(flat_scores, k, forced_pruned)

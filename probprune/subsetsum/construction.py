@@ -501,12 +501,13 @@ def _rescaled(model, input_shape):
 
 
 def compose_bound(norm_W, norm_E, lips) -> float:
-    """§4.4 recursion [D]: e_i = L_i (||W_i|| e_{i-1} + eps_i (P_{i-1} + e_{i-1})), P_i = L_i ||W_i|| P_{i-1}."""
-    e, P = 0.0, 1.0
-    for w, x, L in zip(norm_W, norm_E, lips):
-        e = L * (w * e + x * (P + e))
-        P = L * w * P
-    return float(e)
+    """§4.4 recursion [D]: e_i = L_i (||W_i|| e_{i-1} + eps_i (P_{i-1} + e_{i-1})), P_i = L_i ||W_i|| P_{i-1}:
+    Lemma A's forward form (A-fwd, §3.1) with ||What_i|| <= ||W_i|| + eps_i, evaluated by the one Lemma A
+    implementation (:func:`probprune.net.lemma.lemma_a_chain`, with its float64 rounding allowance)."""
+    from probprune.net.lemma import lemma_a_chain
+
+    w, x = np.asarray(norm_W, float), np.asarray(norm_E, float)
+    return float(lemma_a_chain(w, w + x, x, lips).Df)
 
 
 # --------------------------------------------------------------------------------------------- measurement
