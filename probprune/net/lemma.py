@@ -42,37 +42,56 @@ class GraphLemmaResult:
     statement: str = "THEORY.md §8.2 Lemma A on graphs [D]"
 
 
+def _recursion(nodes, output: str, weight_norms: Mapping[str, tuple], n_ops: int) -> GraphLemmaResult:
+    """The recursion itself: ``nodes`` (name, op, input names) in topological order, each op's ``rule``."""
+    states: dict[str, O.Bound] = {}
+    for name, op, inputs in nodes:
+        ins = [states[u] for u in inputs]
+        if isinstance(op, O.Affine):
+            if op.fqn not in weight_norms:
+                raise ProbPruneError(f"no operator norms for weight layer {op.fqn!r}")
+            states[name] = op.rule(ins, weight_norms[op.fqn])
+        else:
+            states[name] = op.rule(ins)
+    out = states[output]
+    r = rounding_allowance(n_ops)
+    return GraphLemmaResult(out.D * r, out.Df * r, out.Db * r, out.b * r, out.bh * r, states)
+
+
 def lemma_a_graph(graph: Graph, weight_norms: Mapping[str, tuple]) -> GraphLemmaResult:
     """Run the recursion. ``weight_norms`` maps each weight node's FQN to (||W'||, ||What'||, ||E'||, ||c'||map)
     upper bounds (floats or broadcastable numpy arrays: one value per trial); W' is the effective (BatchNorm-folded)
     weight."""
-    states: dict[str, O.Bound] = {}
-    for n in graph.nodes:
-        ins = [states[u] for u in n.inputs]
-        if isinstance(n.op, O.Affine):
-            if n.op.fqn not in weight_norms:
-                raise ProbPruneError(f"no operator norms for weight layer {n.op.fqn!r}")
-            states[n.name] = n.op.rule(ins, weight_norms[n.op.fqn])
-        else:
-            states[n.name] = n.op.rule(ins)
-    out = states[graph.output]
-    r = rounding_allowance(2 * len(graph.nodes))
-    return GraphLemmaResult(out.D * r, out.Df * r, out.Db * r, out.b * r, out.bh * r, states)
+    return _recursion(((n.name, n.op, n.inputs) for n in graph.nodes), graph.output, weight_norms,
+                      2 * len(graph.nodes))
+
+
+@dataclass(frozen=True)
+class _ChainMap(O.Op):
+    """The map after chain layer i: Lipschitz ``L`` and activation-norm offset ``off`` (numbers or arrays)."""
+
+    kind = "chain_map"
+    L: object = 1.0
+    off: object = 0.0
+
+    def rule(self, ins, weight_norms=None):
+        (u,) = ins
+        return O.lipschitz_rule(u, self.L, self.off)
 
 
 def lemma_a_chain(norm_W, norm_What, norm_E, lips, bias_norm=None, act_off=None) -> GraphLemmaResult:
     """The chain special case from per-layer numbers (the arrays' last axis is the layer): layer i is a weight node
     (norms, bias-map norm ``bias_norm[i]``) followed by a map with Lipschitz constant ``lips[i]`` and additive
-    activation-norm offset ``act_off[i]`` (|sigma(0)| sqrt(dim)). Runs the same per-node rules as
-    :func:`lemma_a_graph`, vectorised over leading axes."""
+    activation-norm offset ``act_off[i]`` (|sigma(0)| sqrt(dim)). The same recursion as :func:`lemma_a_graph` (one
+    loop, the ops' rules), vectorised over leading axes."""
     w, wh, e = (np.asarray(a, dtype=float) for a in (norm_W, norm_What, norm_E))
     l = w.shape[-1]
     L = np.asarray(lips, dtype=float)
     bn = np.zeros(l) if bias_norm is None else np.asarray(bias_norm, dtype=float)
     ao = np.zeros(l) if act_off is None else np.asarray(act_off, dtype=float)
-    s = O.Input().rule([])
+    nodes, norms, prev = [("x", O.Input(), ())], {}, "x"
     for i in range(l):
-        s = O.affine_rule(s, (w[..., i], wh[..., i], e[..., i], bn[..., i]))
-        s = O.lipschitz_rule(s, L[..., i], ao[..., i])
-    r = rounding_allowance(4 * l + 1)
-    return GraphLemmaResult(s.D * r, s.Df * r, s.Db * r, s.b * r, s.bh * r, {})
+        norms[str(i)] = (w[..., i], wh[..., i], e[..., i], bn[..., i])
+        nodes += [(f"w{i}", O.Affine(fqn=str(i)), (prev,)), (f"a{i}", _ChainMap(L=L[..., i], off=ao[..., i]), (f"w{i}",))]
+        prev = f"a{i}"
+    return _recursion(nodes, prev, norms, 4 * l + 1)
