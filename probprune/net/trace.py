@@ -17,6 +17,7 @@ import copy
 import math
 import operator
 from dataclasses import replace
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -111,6 +112,7 @@ def _fn_name(target) -> str:
     return f"{mod}.{getattr(target, '__name__', repr(target))}".lstrip(".")
 
 
+@lru_cache(maxsize=None)
 def _act_functions():
     import torch
     import torch.nn.functional as F
@@ -131,6 +133,10 @@ _META_METHODS = {"size", "dim", "numel"}
 
 # --------------------------------------------------------------------------------------------- builder
 class _Builder:
+    """Turns an fx graph into a :class:`Graph`: one handler per module type / torch callable / tensor method, looked
+    up in the tables :func:`_module_table`, :func:`_function_table` and :data:`_METHOD_TABLE` (adding an operation:
+    its op class in :mod:`probprune.net.ops`, a handler here, one table entry)."""
+
     def __init__(self, model, input_shape):
         import torch
 
@@ -168,6 +174,11 @@ class _Builder:
     def val_of(self, name: str):
         return self.val[name]
 
+    def is_tensor(self, a) -> bool:
+        import torch.fx as fx
+
+        return isinstance(a, fx.Node) and a not in self.meta
+
     def tensor_in(self, fxn, a, where: str) -> str:
         import torch.fx as fx
 
@@ -181,6 +192,9 @@ class _Builder:
     def shape_of(self, name: str) -> tuple:
         return tuple(self.val[name].shape[1:])
 
+    def dim_of(self, name: str) -> int:
+        return int(np.prod(self.shape_of(name)))
+
     def concrete(self, a):
         import torch.fx as fx
 
@@ -191,6 +205,14 @@ class _Builder:
         if isinstance(a, (tuple, list)):
             return type(a)(self.concrete(v) for v in a)
         return a
+
+    def call_args(self, n):
+        """The concrete extra positional and keyword arguments of a call (everything after the tensor)."""
+        return self.concrete(n.args[1:]), {k: self.concrete(v) for k, v in n.kwargs.items()}
+
+    @staticmethod
+    def refuse(n, where: str, why: str = ""):
+        raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}" + (f": {why}" if why else ""))
 
     # ---------------------------------------------------------------- main loop
     def build(self, fx_graph) -> Graph:
@@ -225,80 +247,92 @@ class _Builder:
 
     # ---------------------------------------------------------------- modules
     def module(self, n):
-        import torch.nn as nn
-        import torch.nn.functional as F
-
         m = self.model.get_submodule(n.target)
         where = f"{n.target!r} ({type(m).__name__})"
         if len(n.args) != 1 or n.kwargs:
             raise UnsupportedLayerError(f"unsupported call of module {where}: one tensor argument expected")
         u = self.tensor_in(n, n.args[0], where)
-        shp = self.shape_of(u)
-        if isinstance(m, nn.Linear):
-            if len(shp) != 1:
-                raise UnsupportedLayerError(f"unsupported layer {where}: Linear applied to a tensor of shape {shp} "
-                                            "per sample (flatten first)")
-            op = O.Affine(where=n.target, fqn=f"{n.target}.weight" if n.target else "weight", layer="linear",
-                          weight=_np(m.weight), bias=None if m.bias is None else _np(m.bias), in_shape=shp,
-                          out_shape=(m.out_features,))
-            self.add(n, op, [u])
-        elif isinstance(m, (nn.Conv1d, nn.Conv2d)) and type(m) in (nn.Conv1d, nn.Conv2d):
-            nd = 1 if isinstance(m, nn.Conv1d) else 2
-            if m.padding_mode != "zeros":
-                raise UnsupportedLayerError(f"unsupported layer {where}: padding_mode={m.padding_mode!r} (only zero "
-                                            "padding is supported)")
-            if len(shp) != nd + 1:
-                raise UnsupportedLayerError(f"unsupported layer {where}: input of shape {shp} per sample")
-            op = O.Affine(where=n.target, fqn=f"{n.target}.weight", layer=f"conv{nd}d", weight=_np(m.weight),
-                          bias=None if m.bias is None else _np(m.bias), stride=tuple(m.stride),
-                          padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
-                          dilation=tuple(m.dilation), groups=int(m.groups), in_shape=shp)
-            node = self.add(n, op, [u])
-            self.nodes[-1] = replace(node, op=replace(op, out_shape=node.out_shape))
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if m.training:
-                raise UnsupportedLayerError(f"unsupported layer {where}: BatchNorm in training mode (call model.eval())")
-            if m.running_mean is None or m.running_var is None:
-                raise UnsupportedLayerError(f"unsupported layer {where}: BatchNorm without running statistics")
-            var, mu = _np(m.running_var), _np(m.running_mean)
-            gamma = _np(m.weight) if m.weight is not None else np.ones_like(mu)
-            beta = _np(m.bias) if m.bias is not None else np.zeros_like(mu)
-            s = gamma / np.sqrt(var + m.eps)
-            spatial = int(np.prod(shp[1:])) if len(shp) > 1 else 1
-            self.add(n, O.ChannelAffine(where=f"{n.target} ({type(m).__name__})", scale=s, shift=beta - mu * s, spatial=spatial), [u])
-        elif type(m) in (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Hardtanh):
-            if isinstance(m, nn.Hardtanh) and (float(m.min_val), float(m.max_val)) != (-1.0, 1.0):
-                raise UnsupportedLayerError(f"unsupported layer {where}: Hardtanh with bounds other than [-1, 1]")
-            name = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.LeakyReLU: "leaky_relu",
-                    nn.Hardtanh: "hardtanh"}[type(m)]
-            act = activation(name, m.negative_slope) if name == "leaky_relu" else activation(name)
-            self.add(n, O.Act(where=n.target, act=act, dim=int(np.prod(shp))), [u])
-        elif type(m) in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d):
-            if m.training and not isinstance(m, nn.Identity):
-                raise UnsupportedLayerError(f"unsupported layer {where}: Dropout in training mode (call model.eval())")
-            self.alias(n, n.args[0])
-        elif type(m) in (nn.MaxPool1d, nn.MaxPool2d):
+        handler = _module_handler(m)
+        if handler is None:
+            raise UnsupportedLayerError(f"unsupported layer {where}: supported are {_SUPPORTED_LEAVES_TEXT}")
+        handler(self, n, m, u, self.shape_of(u), where)
+
+    def m_linear(self, n, m, u, shp, where):
+        if len(shp) != 1:
+            raise UnsupportedLayerError(f"unsupported layer {where}: Linear applied to a tensor of shape {shp} "
+                                        "per sample (flatten first)")
+        op = O.Affine(where=n.target, fqn=f"{n.target}.weight" if n.target else "weight", layer="linear",
+                      weight=_np(m.weight), bias=None if m.bias is None else _np(m.bias), in_shape=shp,
+                      out_shape=(m.out_features,))
+        self.add(n, op, [u])
+
+    def m_conv(self, n, m, u, shp, where):
+        import torch.nn as nn
+
+        nd = 1 if isinstance(m, nn.Conv1d) else 2
+        if m.padding_mode != "zeros":
+            raise UnsupportedLayerError(f"unsupported layer {where}: padding_mode={m.padding_mode!r} (only zero "
+                                        "padding is supported)")
+        if len(shp) != nd + 1:
+            raise UnsupportedLayerError(f"unsupported layer {where}: input of shape {shp} per sample")
+        op = O.Affine(where=n.target, fqn=f"{n.target}.weight", layer=f"conv{nd}d", weight=_np(m.weight),
+                      bias=None if m.bias is None else _np(m.bias), stride=tuple(m.stride),
+                      padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
+                      dilation=tuple(m.dilation), groups=int(m.groups), in_shape=shp)
+        node = self.add(n, op, [u])
+        self.nodes[-1] = replace(node, op=replace(op, out_shape=node.out_shape))
+
+    def m_batchnorm(self, n, m, u, shp, where):
+        if m.training:
+            raise UnsupportedLayerError(f"unsupported layer {where}: BatchNorm in training mode (call model.eval())")
+        if m.running_mean is None or m.running_var is None:
+            raise UnsupportedLayerError(f"unsupported layer {where}: BatchNorm without running statistics")
+        var, mu = _np(m.running_var), _np(m.running_mean)
+        gamma = _np(m.weight) if m.weight is not None else np.ones_like(mu)
+        beta = _np(m.bias) if m.bias is not None else np.zeros_like(mu)
+        s = gamma / np.sqrt(var + m.eps)
+        spatial = int(np.prod(shp[1:])) if len(shp) > 1 else 1
+        self.add(n, O.ChannelAffine(where=f"{n.target} ({type(m).__name__})", scale=s, shift=beta - mu * s,
+                                    spatial=spatial), [u])
+
+    def m_act(self, n, m, u, shp, where):
+        name = _MODULE_ACTS[type(m).__name__]
+        if name == "hardtanh" and (float(m.min_val), float(m.max_val)) != (-1.0, 1.0):
+            raise UnsupportedLayerError(f"unsupported layer {where}: Hardtanh with bounds other than [-1, 1]")
+        act = activation(name, m.negative_slope) if name == "leaky_relu" else activation(name)
+        self.add(n, O.Act(where=n.target, act=act, dim=int(np.prod(shp))), [u])
+
+    def m_identity(self, n, m, u, shp, where):
+        import torch.nn as nn
+
+        if m.training and not isinstance(m, nn.Identity):
+            raise UnsupportedLayerError(f"unsupported layer {where}: Dropout in training mode (call model.eval())")
+        self.alias(n, n.args[0])
+
+    def m_pool(self, n, m, u, shp, where):
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        where = f"{n.target} ({type(m).__name__})"
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
             if m.return_indices:
                 raise UnsupportedLayerError(f"unsupported layer {where}: return_indices=True")
-            fn = F.max_pool1d if isinstance(m, nn.MaxPool1d) else F.max_pool2d
+            kind, fn = "max", (F.max_pool1d if isinstance(m, nn.MaxPool1d) else F.max_pool2d)
             kw = {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "dilation": m.dilation,
                   "ceil_mode": bool(m.ceil_mode)}
-            self.add_node(n, make_pool_node(n.name, "max", fn, kw, u, shp, f"{n.target} ({type(m).__name__})"))
-        elif type(m) in (nn.AvgPool1d, nn.AvgPool2d):
-            fn = F.avg_pool1d if isinstance(m, nn.AvgPool1d) else F.avg_pool2d
+        elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
+            kind, fn = "avg", (F.avg_pool1d if isinstance(m, nn.AvgPool1d) else F.avg_pool2d)
             kw = {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "ceil_mode": bool(m.ceil_mode),
                   "count_include_pad": bool(m.count_include_pad)}
             if isinstance(m, nn.AvgPool2d):
                 kw["divisor_override"] = m.divisor_override
-            self.add_node(n, make_pool_node(n.name, "avg", fn, kw, u, shp, f"{n.target} ({type(m).__name__})"))
-        elif type(m) in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d):
-            fn = F.adaptive_avg_pool1d if isinstance(m, nn.AdaptiveAvgPool1d) else F.adaptive_avg_pool2d
-            self.add_node(n, make_pool_node(n.name, "avg", fn, {"output_size": m.output_size}, u, shp,
-                                            f"{n.target} ({type(m).__name__})"))
-        elif type(m) in (nn.Flatten, nn.Unflatten):
-            self.reshape(n, u, lambda x: m(x), where)
-        else:
-            raise UnsupportedLayerError(f"unsupported layer {where}: supported are {_SUPPORTED_LEAVES_TEXT}")
+        else:  # AdaptiveAvgPool1d/2d
+            kind, fn = "avg", (F.adaptive_avg_pool1d if isinstance(m, nn.AdaptiveAvgPool1d) else F.adaptive_avg_pool2d)
+            kw = {"output_size": m.output_size}
+        self.add_node(n, make_pool_node(n.name, kind, fn, kw, u, shp, where))
+
+    def m_reshape(self, n, m, u, shp, where):
+        self.reshape(n, u, lambda x: m(x), where)
 
     # ---------------------------------------------------------------- reshapes
     def reshape(self, n, u: str, fn, where: str):
@@ -313,189 +347,252 @@ class _Builder:
 
     # ---------------------------------------------------------------- functions and methods
     def function(self, n):
-        import torch
-        import torch.fx as fx
-        import torch.nn.functional as F
-
         t = n.target
         where = f"{'method ' if n.op == 'call_method' else ''}{_fn_name(t)}"
         if n.op == "call_function" and getattr(t, "__name__", "") in ("_assert_is_none", "_assert") and not n.users:
             return  # fx's guards on arguments specialised to their defaults
+        if self.is_meta(n):
+            return self.meta_value(n, where)
+        table = _METHOD_TABLE if n.op == "call_method" else _function_table()
+        handler = table.get(t)
+        if handler is None:
+            self.refuse(n, where)
+        handler(self, n, t, where)
 
-        tensor_args = [a for a in list(n.args) + list(n.kwargs.values())
-                       if isinstance(a, fx.Node) and a not in self.meta]
-        # shapes and integers (x.size(0), x.shape[1], ...): evaluated on the example, usable by reshapes only
-        is_meta = (n.op == "call_method" and t in _META_METHODS) or (n.op == "call_function" and t is getattr) or (
-            not tensor_args and any(isinstance(a, fx.Node) for a in list(n.args) + list(n.kwargs.values())))
-        if is_meta:
-            if n.op == "call_function" and t not in (getattr, operator.getitem, operator.mul, operator.add,
-                                                     operator.sub, operator.floordiv, math.prod, operator.eq):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r} on shapes")
-            args = self.concrete(n.args)
-            kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
-            v = getattr(args[0], t)(*args[1:], **kwargs) if n.op == "call_method" else t(*args, **kwargs)
-            if isinstance(v, torch.Tensor):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a tensor attribute used "
-                                            "outside the supported operations")
-            self.meta.add(n)
-            self.val[n] = v
-            return
-        acts = _act_functions()
-        if (n.op == "call_function" and t in acts) or (n.op == "call_method" and t in _ACT_METHODS):
-            name = acts[t] if n.op == "call_function" else _ACT_METHODS[t]
-            u = self.tensor_in(n, n.args[0], where)
-            if name == "leaky_relu":
-                act = activation("leaky_relu", float(_arg(n, 1, "negative_slope", 0.01)))
-            else:
-                act = activation(name)
-            if name == "hardtanh" and (float(_arg(n, 1, "min_val", -1.0)), float(_arg(n, 2, "max_val", 1.0))) != (-1.0, 1.0):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: hardtanh bounds other "
-                                            "than [-1, 1]")
-            self.add(n, O.Act(where=where, act=act, dim=int(np.prod(self.shape_of(u)))), [u])
-            return
-        if n.op == "call_function" and t in (F.dropout, F.dropout1d, F.dropout2d):
-            if bool(_arg(n, 2, "training", True)):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: functional dropout with "
-                                            "training=True (random in forward)")
-            self.alias(n, n.args[0])
-            return
-        if n.op == "call_method" and t == "contiguous":
-            self.alias(n, n.args[0])
-            return
-        # additions, subtractions, gains
-        adds = {operator.add: 1.0, operator.iadd: 1.0, torch.add: 1.0, "add": 1.0, "add_": 1.0,
-                operator.sub: -1.0, operator.isub: -1.0, torch.sub: -1.0, "sub": -1.0, "sub_": -1.0}
-        muls = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
-        key = t
-        if key in adds and len(n.args) == 2:
-            a, b = n.args
-            sign = adds[key]
-            alpha = n.kwargs.get("alpha", 1)
-            if set(n.kwargs) - {"alpha"} or not isinstance(alpha, (int, float)):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: keyword arguments")
-            a_t = isinstance(a, fx.Node) and a not in self.meta
-            b_t = isinstance(b, fx.Node) and b not in self.meta
-            if a_t and b_t:
-                ua, ub = self.tensor_in(n, a, where), self.tensor_in(n, b, where)
-                if self.shape_of(ua) != self.shape_of(ub):
-                    raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: adds tensors of "
-                                                f"shapes {self.shape_of(ua)} and {self.shape_of(ub)} (broadcasting)")
-                self.add(n, O.Add(where=where, sign=sign * float(alpha)), [ua, ub])
-                return
-            if a_t and isinstance(b, (int, float)):
-                u = self.tensor_in(n, a, where)
-                c = sign * float(alpha) * float(b)
-                self.add(n, O.ConstShift(where=where, t=c, t_norm=abs(c) * math.sqrt(np.prod(self.shape_of(u)))), [u])
-                return
-            if b_t and isinstance(a, (int, float)) and sign == 1.0 and alpha == 1:
-                u = self.tensor_in(n, b, where)
-                c = float(a)
-                self.add(n, O.ConstShift(where=where, t=c, t_norm=abs(c) * math.sqrt(np.prod(self.shape_of(u)))), [u])
-                return
-            raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: only tensor +/- tensor of the "
-                                        "same shape, or +/- a Python number")
-        if key in muls and len(n.args) == 2 and not n.kwargs:
-            a, b = n.args
-            if isinstance(b, (int, float)) and not isinstance(b, bool):
-                u, c = self.tensor_in(n, a, where), float(b)
-            elif isinstance(a, (int, float)) and not isinstance(a, bool):
-                u, c = self.tensor_in(n, b, where), float(a)
-            else:
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: multiplication of two "
-                                            "tensors (only a constant gain is supported)")
-            self.add(n, O.Gain(where=where, P=abs(c), c=c), [u])
-            return
-        if key in (operator.truediv, torch.div, "div") and len(n.args) == 2 and not n.kwargs and isinstance(
-                n.args[1], (int, float)) and n.args[1] != 0:
-            c = 1.0 / float(n.args[1])
-            self.add(n, O.Gain(where=where, P=abs(c), c=c), [self.tensor_in(n, n.args[0], where)])
-            return
-        if key in (operator.neg, torch.neg, "neg"):
-            self.add(n, O.Gain(where=where, P=1.0, c=-1.0), [self.tensor_in(n, n.args[0], where)])
-            return
-        # pooling functions
-        pools = {F.max_pool1d: ("max", ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
-                 F.max_pool2d: ("max", ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
-                 F.avg_pool1d: ("avg", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
-                 F.avg_pool2d: ("avg", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                                        "divisor_override")),
-                 torch.avg_pool1d: ("avg", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
-                 F.adaptive_avg_pool1d: ("avg", ("output_size",)), F.adaptive_avg_pool2d: ("avg", ("output_size",))}
-        if n.op == "call_function" and t in pools:
-            kind, names = pools[t]
-            u = self.tensor_in(n, n.args[0], where)
-            kw = {nm: self.concrete(v) for nm, v in zip(names, n.args[1:])}
-            kw.update({k: self.concrete(v) for k, v in n.kwargs.items()})
-            if kw.pop("return_indices", False):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: return_indices=True")
-            if kind == "max":
-                kw.setdefault("padding", 0)
-                kw.setdefault("dilation", 1)
-                kw.setdefault("ceil_mode", False)
-                fn = F.max_pool1d if t is F.max_pool1d else F.max_pool2d
-            else:
-                fn = t
-            self.add_node(n, make_pool_node(n.name, kind, fn, kw, u, self.shape_of(u), where))
-            return
-        # concatenation along a non-batch axis
-        if n.op == "call_function" and t in (torch.cat, torch.concat):
-            parts = _arg(n, 0, "tensors")
-            dim = int(self.concrete(_arg(n, 1, "dim", 0)))
-            ins = [self.tensor_in(n, a, where) for a in parts]
-            nd = len(self.shape_of(ins[0])) + 1
-            if dim % nd == 0:
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: concatenation along "
-                                            "the batch axis")
-            self.add(n, O.Concat(where=where, dim=dim % nd), ins)
-            return
-        # means and sums over non-batch axes: linear maps with non-negative entries (Schur test)
-        if (n.op == "call_method" and t in ("mean", "sum")) or (n.op == "call_function" and t in (torch.mean,
-                                                                                                  torch.sum)):
-            u = self.tensor_in(n, n.args[0], where)
-            nd = len(self.shape_of(u)) + 1
-            dims = self.concrete(_arg(n, 1, "dim", None))
-            keep = bool(self.concrete(n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 else False)))
-            if dims is None or set(n.kwargs) - {"dim", "keepdim"}:
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a reduction over the "
-                                            "batch axis (give dim=...)")
-            dims = tuple(int(d) % nd for d in (dims if isinstance(dims, (tuple, list)) else (dims,)))
-            if 0 in dims:
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a reduction over the "
-                                            "batch axis")
-            red = torch.mean if t in ("mean", torch.mean) else torch.sum
-            fn = lambda x, _r=red, _d=dims, _k=keep: _r(x, dim=_d, keepdim=_k)  # noqa: E731
-            self.add_node(n, make_pool_node(n.name, "avg", fn, {}, u, self.shape_of(u), where))
-            return
-        # permutations of non-batch axes: isometries
-        if (n.op == "call_method" and t in ("permute", "transpose", "movedim", "swapaxes")) or (
-                n.op == "call_function" and t in (torch.permute, torch.transpose, torch.movedim, torch.swapaxes)):
-            u = self.tensor_in(n, n.args[0], where)
-            args = self.concrete(n.args[1:])
-            kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
-            fn = (lambda x: getattr(x, t)(*args, **kwargs)) if n.op == "call_method" else (  # noqa: E731
-                lambda x: t(x, *args, **kwargs))
-            x = self.val[u]
-            B = x.shape[0]
-            ids = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape)
-            y = fn(ids)
-            if y.shape[0] != B or not all(bool((y[b].flatten().sort().values == ids[b].flatten()).all())
-                                          for b in range(B)):
-                raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: moves the batch axis")
-            self.add(n, O.Permute(where=where, fn=fn), [u])
-            return
-        # reshapes
-        if (n.op == "call_method" and t in _RESHAPE_METHODS) or (n.op == "call_function" and t in (
-                torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)):
-            u = self.tensor_in(n, n.args[0], where)
-            args = self.concrete(n.args[1:])
-            kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
-            if n.op == "call_method":
-                fn = lambda x: getattr(x, t)(*args, **kwargs)  # noqa: E731
-            else:
-                fn = lambda x: t(x, *args, **kwargs)  # noqa: E731
-            self.reshape(n, u, fn, where)
-            return
-        raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}")
+    def is_meta(self, n) -> bool:
+        """Shapes and integers (x.size(0), x.shape[1], ...): evaluated on the example, usable by reshapes only."""
+        import torch.fx as fx
+
+        t, args = n.target, list(n.args) + list(n.kwargs.values())
+        tensor_args = [a for a in args if self.is_tensor(a)]
+        return (n.op == "call_method" and t in _META_METHODS) or (n.op == "call_function" and t is getattr) or (
+            not tensor_args and any(isinstance(a, fx.Node) for a in args))
+
+    def meta_value(self, n, where: str):
+        import torch
+
+        t = n.target
+        if n.op == "call_function" and t not in (getattr, operator.getitem, operator.mul, operator.add,
+                                                 operator.sub, operator.floordiv, math.prod, operator.eq):
+            raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r} on shapes")
+        args = self.concrete(n.args)
+        kwargs = {k: self.concrete(v) for k, v in n.kwargs.items()}
+        v = getattr(args[0], t)(*args[1:], **kwargs) if n.op == "call_method" else t(*args, **kwargs)
+        if isinstance(v, torch.Tensor):
+            raise UnsupportedLayerError(f"unsupported operation {where} at node {n.name!r}: a tensor attribute used "
+                                        "outside the supported operations")
+        self.meta.add(n)
+        self.val[n] = v
+
+    def f_act(self, n, t, where):
+        name = _ACT_METHODS[t] if n.op == "call_method" else _act_functions()[t]
+        u = self.tensor_in(n, n.args[0], where)
+        if name == "leaky_relu":
+            act = activation("leaky_relu", float(_arg(n, 1, "negative_slope", 0.01)))
+        else:
+            act = activation(name)
+        if name == "hardtanh" and (float(_arg(n, 1, "min_val", -1.0)), float(_arg(n, 2, "max_val", 1.0))) != (-1.0, 1.0):
+            self.refuse(n, where, "hardtanh bounds other than [-1, 1]")
+        self.add(n, O.Act(where=where, act=act, dim=self.dim_of(u)), [u])
+
+    def f_dropout(self, n, t, where):
+        if bool(_arg(n, 2, "training", True)):
+            self.refuse(n, where, "functional dropout with training=True (random in forward)")
+        self.alias(n, n.args[0])
+
+    def f_alias(self, n, t, where):
+        self.alias(n, n.args[0])
+
+    def f_add(self, n, t, where):
+        """u + a v of two tensors (:class:`~probprune.net.ops.Add`) or a tensor plus a Python number (ConstShift)."""
+        if len(n.args) != 2:
+            self.refuse(n, where)
+        a, b = n.args
+        sign = -1.0 if (t if isinstance(t, str) else getattr(t, "__name__", "")) in ("sub", "sub_", "isub") else 1.0
+        alpha = n.kwargs.get("alpha", 1)
+        if set(n.kwargs) - {"alpha"} or not isinstance(alpha, (int, float)):
+            self.refuse(n, where, "keyword arguments")
+        if self.is_tensor(a) and self.is_tensor(b):
+            ua, ub = self.tensor_in(n, a, where), self.tensor_in(n, b, where)
+            if self.shape_of(ua) != self.shape_of(ub):
+                self.refuse(n, where, f"adds tensors of shapes {self.shape_of(ua)} and {self.shape_of(ub)} "
+                                      "(broadcasting)")
+            self.add(n, O.Add(where=where, sign=sign * float(alpha)), [ua, ub])
+        elif self.is_tensor(a) and isinstance(b, (int, float)):
+            self.shift(n, self.tensor_in(n, a, where), sign * float(alpha) * float(b), where)
+        elif self.is_tensor(b) and isinstance(a, (int, float)) and sign == 1.0 and alpha == 1:
+            self.shift(n, self.tensor_in(n, b, where), float(a), where)
+        else:
+            self.refuse(n, where, "only tensor +/- tensor of the same shape, or +/- a Python number")
+
+    def shift(self, n, u: str, c: float, where: str):
+        self.add(n, O.ConstShift(where=where, t=c, t_norm=abs(c) * math.sqrt(np.prod(self.shape_of(u)))), [u])
+
+    def f_mul(self, n, t, where):
+        if len(n.args) != 2 or n.kwargs:
+            self.refuse(n, where)
+        a, b = n.args
+        if isinstance(b, (int, float)) and not isinstance(b, bool):
+            u, c = self.tensor_in(n, a, where), float(b)
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            u, c = self.tensor_in(n, b, where), float(a)
+        else:
+            self.refuse(n, where, "multiplication of two tensors (only a constant gain is supported)")
+        self.add(n, O.Gain(where=where, P=abs(c), c=c), [u])
+
+    def f_div(self, n, t, where):
+        if len(n.args) != 2 or n.kwargs or not isinstance(n.args[1], (int, float)) or n.args[1] == 0:
+            self.refuse(n, where)
+        c = 1.0 / float(n.args[1])
+        self.add(n, O.Gain(where=where, P=abs(c), c=c), [self.tensor_in(n, n.args[0], where)])
+
+    def f_neg(self, n, t, where):
+        self.add(n, O.Gain(where=where, P=1.0, c=-1.0), [self.tensor_in(n, n.args[0], where)])
+
+    def f_pool(self, n, t, where):
+        import torch.nn.functional as F
+
+        kind, names = _function_pools()[t]
+        u = self.tensor_in(n, n.args[0], where)
+        kw = {nm: self.concrete(v) for nm, v in zip(names, n.args[1:])}
+        kw.update({k: self.concrete(v) for k, v in n.kwargs.items()})
+        if kw.pop("return_indices", False):
+            self.refuse(n, where, "return_indices=True")
+        if kind == "max":
+            kw.setdefault("padding", 0)
+            kw.setdefault("dilation", 1)
+            kw.setdefault("ceil_mode", False)
+            fn = F.max_pool1d if t is F.max_pool1d else F.max_pool2d
+        else:
+            fn = t
+        self.add_node(n, make_pool_node(n.name, kind, fn, kw, u, self.shape_of(u), where))
+
+    def f_cat(self, n, t, where):
+        """Concatenation along a non-batch axis."""
+        parts = _arg(n, 0, "tensors")
+        dim = int(self.concrete(_arg(n, 1, "dim", 0)))
+        ins = [self.tensor_in(n, a, where) for a in parts]
+        nd = len(self.shape_of(ins[0])) + 1
+        if dim % nd == 0:
+            self.refuse(n, where, "concatenation along the batch axis")
+        self.add(n, O.Concat(where=where, dim=dim % nd), ins)
+
+    def f_reduce(self, n, t, where):
+        """Means and sums over non-batch axes: linear maps with non-negative entries (Schur test)."""
+        import torch
+
+        u = self.tensor_in(n, n.args[0], where)
+        nd = len(self.shape_of(u)) + 1
+        dims = self.concrete(_arg(n, 1, "dim", None))
+        keep = bool(self.concrete(n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 else False)))
+        if dims is None or set(n.kwargs) - {"dim", "keepdim"}:
+            self.refuse(n, where, "a reduction over the batch axis (give dim=...)")
+        dims = tuple(int(d) % nd for d in (dims if isinstance(dims, (tuple, list)) else (dims,)))
+        if 0 in dims:
+            self.refuse(n, where, "a reduction over the batch axis")
+        red = torch.mean if t in ("mean", torch.mean) else torch.sum
+        fn = lambda x, _r=red, _d=dims, _k=keep: _r(x, dim=_d, keepdim=_k)  # noqa: E731
+        self.add_node(n, make_pool_node(n.name, "avg", fn, {}, u, self.shape_of(u), where))
+
+    def call_fn(self, n, t):
+        """The call as a function of its tensor argument (the other arguments concrete)."""
+        args, kwargs = self.call_args(n)
+        if n.op == "call_method":
+            return lambda x: getattr(x, t)(*args, **kwargs)
+        return lambda x: t(x, *args, **kwargs)
+
+    def f_permute(self, n, t, where):
+        """Permutations of non-batch axes: isometries (checked on the example: each sample's entries are permuted)."""
+        import torch
+
+        u = self.tensor_in(n, n.args[0], where)
+        fn = self.call_fn(n, t)
+        x = self.val[u]
+        B = x.shape[0]
+        ids = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape)
+        y = fn(ids)
+        if y.shape[0] != B or not all(bool((y[b].flatten().sort().values == ids[b].flatten()).all())
+                                      for b in range(B)):
+            self.refuse(n, where, "moves the batch axis")
+        self.add(n, O.Permute(where=where, fn=fn), [u])
+
+    def f_reshape(self, n, t, where):
+        self.reshape(n, self.tensor_in(n, n.args[0], where), self.call_fn(n, t), where)
+
+
+# --------------------------------------------------------------------------------------------- dispatch tables
+_MODULE_ACTS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "leaky_relu", "Hardtanh": "hardtanh"}
+
+
+@lru_cache(maxsize=None)
+def _module_table() -> dict:
+    """{torch module type: handler}: the leaf modules the tracer reads (each handler checks its own conditions)."""
+    import torch.nn as nn
+
+    B = _Builder
+    table = {nn.Linear: B.m_linear, nn.Conv1d: B.m_conv, nn.Conv2d: B.m_conv,
+             nn.BatchNorm1d: B.m_batchnorm, nn.BatchNorm2d: B.m_batchnorm,
+             nn.Identity: B.m_identity, nn.Dropout: B.m_identity, nn.Dropout1d: B.m_identity,
+             nn.Dropout2d: B.m_identity, nn.Flatten: B.m_reshape, nn.Unflatten: B.m_reshape}
+    table.update({getattr(nn, name): B.m_act for name in _MODULE_ACTS})
+    table.update({m: B.m_pool for m in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                                        nn.AdaptiveAvgPool2d)})
+    return table
+
+
+def _module_handler(m):
+    """The handler for module ``m``: by exact type; subclasses only of Linear and BatchNorm (their forward is the
+    base's in torch's own subclasses); None when unsupported."""
+    import torch.nn as nn
+
+    table = _module_table()
+    h = table.get(type(m))
+    if h is None:
+        base = next((b for b in (nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d) if isinstance(m, b)), None)
+        h = table.get(base)
+    return h
+
+
+@lru_cache(maxsize=None)
+def _function_pools() -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    mx = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    av = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+    return {F.max_pool1d: ("max", mx), F.max_pool2d: ("max", mx), F.avg_pool1d: ("avg", av),
+            F.avg_pool2d: ("avg", av + ("divisor_override",)), torch.avg_pool1d: ("avg", av),
+            F.adaptive_avg_pool1d: ("avg", ("output_size",)), F.adaptive_avg_pool2d: ("avg", ("output_size",))}
+
+
+@lru_cache(maxsize=None)
+def _function_table() -> dict:
+    """{torch callable: handler} for ``call_function`` nodes."""
+    import torch
+    import torch.nn.functional as F
+
+    B = _Builder
+    table = {f: B.f_act for f in _act_functions()}
+    table.update({f: B.f_pool for f in _function_pools()})
+    table.update({F.dropout: B.f_dropout, F.dropout1d: B.f_dropout, F.dropout2d: B.f_dropout,
+                  operator.truediv: B.f_div, torch.div: B.f_div, operator.neg: B.f_neg, torch.neg: B.f_neg,
+                  torch.cat: B.f_cat, torch.concat: B.f_cat, torch.mean: B.f_reduce, torch.sum: B.f_reduce})
+    table.update({f: B.f_add for f in (operator.add, operator.iadd, torch.add, operator.sub, operator.isub,
+                                                torch.sub)})
+    table.update({f: B.f_mul for f in (operator.mul, operator.imul, torch.mul)})
+    table.update({f: B.f_permute for f in (torch.permute, torch.transpose, torch.movedim, torch.swapaxes)})
+    table.update({f: B.f_reshape for f in (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)})
+    return table
+
+
+#: {tensor method name: handler} for ``call_method`` nodes
+_METHOD_TABLE = {**{m: _Builder.f_act for m in _ACT_METHODS},
+                 "contiguous": _Builder.f_alias,
+                 **{m: _Builder.f_add for m in ("add", "add_", "sub", "sub_")},
+                 **{m: _Builder.f_mul for m in ("mul", "mul_")}, "div": _Builder.f_div, "neg": _Builder.f_neg,
+                 "mean": _Builder.f_reduce, "sum": _Builder.f_reduce,
+                 **{m: _Builder.f_permute for m in ("permute", "transpose", "movedim", "swapaxes")},
+                 **{m: _Builder.f_reshape for m in _RESHAPE_METHODS}}
 
 
 # --------------------------------------------------------------------------------------------- passes
@@ -707,10 +804,5 @@ _SUPPORTED_LEAVES_TEXT = ("Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval), ReLU, 
 
 
 def _supported_leaf(m) -> bool:
-    """Whether :meth:`_Builder.module` has a branch for the type of ``m`` (its conditions are checked there)."""
-    import torch.nn as nn
-
-    return isinstance(m, (nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)) or type(m) in (
-        nn.Conv1d, nn.Conv2d, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Hardtanh, nn.Identity, nn.Dropout,
-        nn.Dropout1d, nn.Dropout2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-        nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten)
+    """Whether the module table has a handler for ``m`` (its conditions are checked by the handler)."""
+    return _module_handler(m) is not None
