@@ -281,37 +281,11 @@ def cert_d_graph(graph, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor],
     return np.asarray(r.D, dtype=float).reshape(n), nW, nWh, nE
 
 
-def _affine_batched(op, W: torch.Tensor, h: torch.Tensor, n: int) -> torch.Tensor:
-    """One weight node for n stacked trials: ``h`` (n*S, *in_shape) with trial-major rows, ``W`` (n, *weight shape)
-    as stored (BatchNorm folded here exactly as :meth:`Affine.effective_weight`/``effective_bias``)."""
-    W = W.to(h.dtype)
-    if op.bn_scale is not None:
-        W = W * torch.as_tensor(op.bn_scale, dtype=h.dtype).reshape(1, -1, *([1] * (W.dim() - 2)))
-    c = op.effective_bias()
-    c = None if c is None else torch.as_tensor(c, dtype=h.dtype)
-    S = h.shape[0] // n
-    if op.layer == "linear":
-        lead = h.shape[1:-1]
-        y = torch.bmm(h.reshape(n, -1, h.shape[-1]), W.transpose(1, 2))
-        if c is not None:
-            y = y + c
-        return y.reshape(n * S, *lead, W.shape[1])
-    fn = F.conv1d if op.layer == "conv1d" else F.conv2d
-    C, sp = h.shape[1], h.shape[2:]
-    x = h.reshape(n, S, C, *sp).transpose(0, 1).reshape(S, n * C, *sp)
-    y = fn(x, W.reshape(n * W.shape[1], *W.shape[2:]), None if c is None else c.repeat(n), stride=op.stride,
-           padding=op.padding, dilation=op.dilation, groups=n * int(op.groups))
-    co = W.shape[1]
-    return y.reshape(S, n, co, *y.shape[2:]).transpose(0, 1).reshape(n * S, co, *y.shape[2:])
-
-
 def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """F(x) of a network graph (THEORY §8) for n stacked weight sets at once: ``weights[i]`` (n, *weight shape) for
     the i-th weight node; ``x`` (n, S, *input_shape) or (S, *input_shape) (same inputs for all). Parameter-free
     nodes run their own ``forward`` on the (n*S, ...) batch; weight nodes as one bmm / grouped conv. Returns
     (n, S, d_out) (outputs flattened per input)."""
-    from probprune.net import ops as O
-
     n = weights[0].shape[0]
     ishape = tuple(graph.input_shape)
     if x.dim() == len(ishape) + 1:
@@ -320,13 +294,9 @@ def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tenso
     widx = {node.name: i for i, node in enumerate(graph.weight_nodes)}
     vals: dict = {}
     for node in graph.nodes:
-        if node.name in widx:
-            (u,) = node.inputs
-            vals[node.name] = _affine_batched(node.op, weights[widx[node.name]], vals[u], n)
-        elif isinstance(node.op, O.Input):
-            vals[node.name] = x.reshape(n * S, *ishape)
-        else:
-            vals[node.name] = node.op.forward(*(vals[u] for u in node.inputs))
+        ins = [vals[u] for u in node.inputs] if node.inputs else [x.reshape(n * S, *ishape)]  # the input node
+        vals[node.name] = node.op.forward_batched(n, *ins, weight=weights[widx[node.name]] if node.name in widx
+                                                  else None)
     return vals[graph.output].reshape(n, S, -1)
 
 

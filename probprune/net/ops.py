@@ -78,6 +78,11 @@ class Op:
     def forward(self, *xs):
         raise NotImplementedError
 
+    def forward_batched(self, n: int, *xs, weight=None):
+        """Forward for n stacked networks at once: inputs (n*S, ...) with trial-major rows; ``weight`` (n, *weight
+        shape) for weight nodes. Parameter-free ops are the same for every trial: their ``forward``."""
+        return self.forward(*xs)
+
     def rule(self, ins: list[Bound], weight_norms=None) -> Bound:
         raise NotImplementedError
 
@@ -159,6 +164,33 @@ class Affine(Op):
     def rule(self, ins, weight_norms=None):
         (u,) = ins
         return affine_rule(u, weight_norms)
+
+    def forward_batched(self, n: int, h, weight=None):
+        """One weight node for n stacked trials: ``h`` (n*S, *in_shape) with trial-major rows, ``weight`` (n, *weight
+        shape) as stored (BatchNorm folded exactly as :meth:`effective_weight` / :meth:`effective_bias`): one bmm
+        (dense) or one grouped conv over the trials."""
+        import torch
+        import torch.nn.functional as F
+
+        W = weight.to(h.dtype)
+        if self.bn_scale is not None:
+            W = W * torch.as_tensor(self.bn_scale, dtype=h.dtype).reshape(1, -1, *([1] * (W.dim() - 2)))
+        c = self.effective_bias()
+        c = None if c is None else torch.as_tensor(c, dtype=h.dtype)
+        S = h.shape[0] // n
+        if self.layer == "linear":
+            lead = h.shape[1:-1]
+            y = torch.bmm(h.reshape(n, -1, h.shape[-1]), W.transpose(1, 2))
+            if c is not None:
+                y = y + c
+            return y.reshape(n * S, *lead, W.shape[1])
+        fn = F.conv1d if self.layer == "conv1d" else F.conv2d
+        C, sp = h.shape[1], h.shape[2:]
+        x = h.reshape(n, S, C, *sp).transpose(0, 1).reshape(S, n * C, *sp)
+        y = fn(x, W.reshape(n * W.shape[1], *W.shape[2:]), None if c is None else c.repeat(n), stride=self.stride,
+               padding=self.padding, dilation=self.dilation, groups=n * int(self.groups))
+        co = W.shape[1]
+        return y.reshape(S, n, co, *y.shape[2:]).transpose(0, 1).reshape(n * S, co, *y.shape[2:])
 
 
 @dataclass(frozen=True)
