@@ -49,15 +49,86 @@ class PruningMethod:
     needs_data: bool = False
     aliases: tuple[str, ...] = ()
 
+    @property
+    def random_mask(self) -> bool:
+        """The mask is drawn independently of the weights (R-Bern, R-Bern-rescaled, R-exact): Cert-R applies, and a
+        measured statement about it is one over seeded draws."""
+        return self.family == "random"
+
+    def prune(self, model, fraction, **kw):
+        """Prune a torch module with this method: :func:`probprune.pruning.prune` (the family and sampling model
+        fixed by this entry)."""
+        from probprune.pruning.api import prune
+
+        return prune(model, self.name, fraction, **kw)
+
+    def prune_batched(self, w, u, fraction: float, half_width: float, law: str = "uniform"):
+        """The prune mask (bool torch tensor, True = pruned) for stacked weights ``w`` (n, ...) of one layer and
+        uniform scores ``u`` (same shape; the random masks' draws, nested in the fraction): threshold form
+        |w| < tau(q) a_i under the weight law (THEORY §1.5), Bernoulli u < p (§1.6), or exact-k of |w| / u (ties by
+        flat index, :func:`probprune.pruning.sampling.exact_k_prune_mask`). Pruned weights: ``where(P, 0, w)``, then
+        :meth:`rescale`."""
+        import math
+
+        from probprune.pruning.sampling import exact_k_prune_mask
+
+        if self.sampling == "threshold" and self.family == "magnitude":
+            return w.abs() < LAWS[law].magnitude_threshold(fraction, half_width)
+        if self.sampling == "bernoulli" and self.random_mask:
+            return u < fraction
+        if self.sampling == "exact" and self.family in ("magnitude", "random"):
+            n = w.shape[0]
+            k = int(math.floor(fraction * (w.numel() // n)))
+            score = (w.abs() if self.family == "magnitude" else u).reshape(n, -1)
+            return exact_k_prune_mask(score, k).reshape(w.shape)
+        raise ProbPruneError(f"method {self.name!r} has no batched data-free mask (use probprune.pruning.prune)")
+
+    def rescale(self, fraction: float) -> float:
+        """The factor on kept weights: 1/(1 - p) for rescaled methods (inverted dropout, §1.6), else 1."""
+        return 1.0 / (1.0 - fraction) if self.rescaled else 1.0
+
+
+def _uniform_quantile(q: float) -> float:
+    return q
+
+
+def _gaussian_quantile(q: float) -> float:
+    import math
+
+    from scipy.stats import norm
+
+    return float(norm.ppf((1.0 + q) / 2.0)) if q < 1 else math.inf
+
 
 @dataclass(frozen=True)
 class WeightLaw:
-    """A weight law of the target network: U[-a_i, a_i] or N(0, s_i^2) with s_i = a_i (THEORY §1.3, §3.12)."""
+    """A weight law of the target network: U[-a_i, a_i] or N(0, s_i^2) with s_i = a_i (THEORY §1.3, §3.12), with its
+    sampler (numpy ``Generator`` method and how ``a`` enters it), its second moment E w^2 = ``var_factor`` a^2, and
+    the |w|-quantile of a fraction q (P(|w| < c a) = q: c = q uniform, Phi^-1((1 + q)/2) Gaussian)."""
 
     name: str
     theory: str
     description: str
     aliases: tuple[str, ...] = ()
+    generator_method: str = "uniform"
+    var_factor: float = 1.0 / 3.0
+    quantile: Callable[[float], float] = _uniform_quantile
+
+    def sample(self, rng, a: float, shape):
+        """i.i.d. draws of this law with scale ``a`` (half-width / standard deviation) from a numpy Generator."""
+        if self.generator_method == "uniform":
+            return rng.uniform(-a, a, size=shape)
+        return rng.normal(0.0, a, size=shape)
+
+    def second_moment(self, a: float) -> float:
+        return self.var_factor * a * a
+
+    def magnitude_threshold(self, q: float, a: float) -> float:
+        """tau with P(|w| < tau) = q for w of this law with scale a (magnitude pruning's threshold form, §1.5)."""
+        import math
+
+        c = self.quantile(q)
+        return c * a if math.isfinite(c) else c
 
 
 @dataclass(frozen=True)
@@ -111,7 +182,8 @@ METHODS: Mapping[str, PruningMethod] = _table(
 
 LAWS: Mapping[str, WeightLaw] = _table(
     WeightLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
-    WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n")),
+    WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n"),
+              generator_method="normal", var_factor=1.0, quantile=_gaussian_quantile),
 )
 
 BOUNDS: Mapping[str, Bound] = _table(

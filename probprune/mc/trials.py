@@ -322,32 +322,25 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
     default) (a per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
     Returns (What list, realised pruned fraction (n,) over all weights)."""
     import torch
-    from scipy.stats import norm
 
-    from probprune.pruning.sampling import exact_k_prune_mask
+    from probprune.core.registry import LAWS, METHODS as REGISTERED
+    from probprune.mc.config import LIB_METHODS
 
-    if method.startswith("lib_"):
+    if method in LIB_METHODS:
         return _prune_lib(spec, W, method, fraction, lib_seeds, module)
+    if method not in REGISTERED:
+        raise ProbPruneError(f"unknown method {method!r}")
+    entry = REGISTERED[method]
+    # the threshold form's law: a fixed network ("fixed") keeps the Gaussian-quantile threshold it always had here
+    # (tau = Phi^-1((1 + q)/2) a_i); reported to the lead as a question, not changed in this refactor
+    tlaw = law if law in LAWS else "gaussian"
 
     What, pruned = [], None
     for L, w, u in zip(spec.layers, W, U):
         n = w.shape[0]
-        if method == "magnitude":
-            if law == "uniform":
-                tau = fraction * L.half_width
-            else:
-                tau = float(norm.ppf((1.0 + fraction) / 2.0)) * L.half_width if fraction < 1 else math.inf
-            P = w.abs() < tau
-        elif method in ("random", "random_rescaled"):
-            P = u < fraction
-        elif method in ("magnitude_exact", "random_exact"):
-            k = int(math.floor(fraction * L.N))
-            score = (w.abs() if method == "magnitude_exact" else u).reshape(n, -1)
-            P = exact_k_prune_mask(score, k).reshape(w.shape)  # the one exact-k rule (ties by flat index)
-        else:
-            raise ProbPruneError(f"unknown method {method!r}")
+        P = entry.prune_batched(w, u, fraction, L.half_width, tlaw)
         wh = torch.where(P, torch.zeros_like(w), w)
-        if method == "random_rescaled":
+        if entry.rescaled:
             wh = wh / (1.0 - fraction)
         What.append(wh)
         c = P.reshape(n, -1).sum(dim=1).double()

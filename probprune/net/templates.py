@@ -317,17 +317,13 @@ def sample_weights(
     """Draw weights from the paper's law (§1.3): i.i.d. U[-a_i, a_i] per layer, or the Gaussian analogue
     N(0, s_i^2) with s_i = a_i (§3.12). With ``n`` a leading batch axis of n independent networks is added.
     Returns float64 arrays in each layer's ``weight_shape``."""
+    from probprune.core.registry import LAWS  # each law's sampler
+
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use {' or '.join(repr(k) for k in LAWS)}")
     rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
-    out = []
-    for L in spec.layers:
-        shape = L.weight_shape if n is None else (n, *L.weight_shape)
-        if law == "uniform":
-            out.append(rng.uniform(-L.half_width, L.half_width, size=shape))
-        elif law == "gaussian":
-            out.append(rng.normal(0.0, L.half_width, size=shape))
-        else:
-            raise ProbPruneError(f"unknown weight law {law!r}; use 'uniform' or 'gaussian'")
-    return out
+    return [LAWS[law].sample(rng, L.half_width, L.weight_shape if n is None else (n, *L.weight_shape))
+            for L in spec.layers]
 
 
 def as_matrix(w: np.ndarray) -> np.ndarray:
