@@ -165,7 +165,7 @@ def test_enum_choices_match_the_library():
     assert vals(C.Law) == set(bounds.LAWS) and set(bounds.LAWS) <= set(registry.choices("law"))
     assert vals(C.BudgetMode) == set(B.MODES)
     assert vals(C.Dataset) == set(data.DATASETS)
-    assert vals(C.PruneMethod) == set(api.METHODS)
+    assert vals(C.PruneMethod) == set(api.FAMILIES)
     assert vals(C.Scheme) == set(densities.SCHEMES)
     assert vals(C.Rounding) == set(sampling.ROUNDING)
     assert vals(C.Strategy) == set(imp.STRATEGIES) and vals(C.Retrain) == set(imp.RETRAIN)

@@ -29,7 +29,7 @@ LIB_METHODS = {
     "lib_structured_l1": {"method": "structured", "norm": "l1"},
 }
 #: the registry's magnitude/random methods (each with its sampling model, probprune.core.registry), then the lib_* ones
-METHODS = (*(m.name for m in _registry.METHODS.values() if m.family in ("magnitude", "random")), *LIB_METHODS)
+MC_METHODS = (*(m.name for m in _registry.METHODS.values() if m.family in ("magnitude", "random")), *LIB_METHODS)
 #: methods with an a-priori bound in ``probprune.theory.apriori.apriori_bound`` (THEORY §3.4)
 BOUND_METHODS = tuple(m.name for m in _registry.METHODS.values() if m.apriori == "thm-RM-RR")
 LAWS = _registry.choices("law")
@@ -232,9 +232,9 @@ def validate(c: MCConfig) -> None:
     bad = [a for a in c.laws if a not in LAWS]
     if bad:
         raise ProbPruneError(f"unknown law {bad[0]!r}; supported: {', '.join(LAWS)}")
-    bad = [a for a in c.methods if a not in METHODS]
+    bad = [a for a in c.methods if a not in MC_METHODS]
     if bad:
-        raise ProbPruneError(f"unknown method {bad[0]!r}; supported: {', '.join(METHODS)}")
+        raise ProbPruneError(f"unknown method {bad[0]!r}; supported: {', '.join(MC_METHODS)}")
     for q in c.fractions:
         if not (0.0 <= q <= 1.0):
             raise ProbPruneError(f"fractions must be in [0, 1], got {q}")

@@ -7,7 +7,7 @@ from probprune.pruning.densities import DensityAllocation, er_densities, erk_den
 from probprune.pruning.sampling import global_topk_mask, layerwise_topk_mask, pruned_count, random_mask, threshold_mask
 from probprune.pruning.structured import StructuredResult, dead_downstream, structured_mask
 from probprune.pruning.report import PruneReport, neuron_sparsity, sparsity_report
-from probprune.pruning.api import METHODS, PruneResult, prune
+from probprune.pruning.api import FAMILIES, PruneResult, prune
 
 __all__ = [
     "apply_mask", "from_torch_prune", "full_mask", "is_nested", "load_mask", "mask_and", "maskable_parameters",
@@ -15,5 +15,5 @@ __all__ = [
     "magnitude_scores", "random_scores", "snip_scores", "DensityAllocation", "er_densities", "erk_densities",
     "snip_ratio_densities", "uniform_densities", "global_topk_mask", "layerwise_topk_mask", "pruned_count",
     "random_mask", "threshold_mask", "StructuredResult", "dead_downstream", "structured_mask", "PruneReport",
-    "neuron_sparsity", "sparsity_report", "METHODS", "PruneResult", "prune",
+    "neuron_sparsity", "sparsity_report", "FAMILIES", "PruneResult", "prune",
 ]

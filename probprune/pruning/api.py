@@ -20,7 +20,9 @@ from probprune.pruning.sampling import ROUNDING, global_topk_mask, layerwise_top
 from probprune.pruning.scores import grad_magnitude_scores, magnitude_scores, snip_scores
 from probprune.pruning.structured import structured_mask
 
-METHODS = ("magnitude", "random", "snip", "grad", "structured")
+#: the method families ``prune`` accepts (registry query: the families of :data:`probprune.core.registry.METHODS`,
+#: in registration order); a registry method name (e.g. ``random_exact``) fixes family and sampling model
+FAMILIES = tuple(dict.fromkeys(m.family for m in registry.METHODS.values()))
 
 
 #: which options each pruning method reads (the others would be silently ignored, so they are refused):
@@ -108,14 +110,14 @@ def prune(
     requested fraction of the maskable weights to prune, in [0, 1). ``X, y``: one batch for snip / grad /
     snip_ratio. ``prev_mask``: earlier mask to respect (pruned entries stay pruned). Returns mask + report."""
     method = str(method).lower().replace("-", "_")
-    if method not in METHODS and method in registry.METHODS:  # a registry name fixes family and sampling model
+    if method not in FAMILIES and method in registry.METHODS:  # a registry name fixes family and sampling model
         entry = registry.METHODS[method]
         if entry.rescaled:
             raise ProbPruneError(f"{method!r} rescales kept weights (a sampling model of the bounds and the MC "
                                  "engine); prune() does not rescale: use method='random', sampling='bernoulli'")
         method, sampling = entry.family, entry.sampling
-    if method not in METHODS:
-        raise ProbPruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)} "
+    if method not in FAMILIES:
+        raise ProbPruneError(f"unknown pruning method {method!r}; use one of {', '.join(FAMILIES)} "
                              "(or magnitude_exact / random_exact)")
     if rounding not in ROUNDING:
         raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
@@ -134,56 +136,11 @@ def prune(
         raise ProbPruneError("sampling='bernoulli' applies to method='random' only")
     if prev_mask is not None:
         prev_mask = validate_mask(model, prev_mask)
-    kw = dict(exclude_first=exclude_first, exclude_last=exclude_last)
-    params = maskable_parameters(model, **kw)
+    params = maskable_parameters(model, exclude_first=exclude_first, exclude_last=exclude_last)
     shapes = {k: tuple(v.shape) for k, v in params.items()}
-    alloc = None
-    requested = sparsity
-
-    def need_batch():
-        if X is None or y is None:
-            raise ProbPruneError(f"method {method!r} needs a batch of data (X, y)")
-
-    if method == "magnitude":
-        sc = magnitude_scores(model, names=list(shapes))
-        if sampling == "threshold":
-            mask = threshold_mask(sc, float(threshold), prev_mask)
-            requested = None
-        elif scope == "layer":
-            mask = layerwise_topk_mask(sc, sparsity, prev_mask, rounding)
-        else:
-            mask = global_topk_mask(sc, sparsity, prev_mask, rounding)
-    elif method in ("snip", "grad"):
-        need_batch()
-        if method == "snip":
-            sc = snip_scores(model, X, y, names=list(shapes), mask=prev_mask)
-            scope_m = "global"
-        else:
-            sc = grad_magnitude_scores(model, X, y, names=list(shapes), mask=prev_mask)
-            scope_m = scope
-        mask = (global_topk_mask(sc, sparsity, prev_mask, rounding) if scope_m == "global"
-                else layerwise_topk_mask(sc, sparsity, prev_mask, rounding))
-    elif method == "random":
-        sch = scheme.lower().replace("-", "_")
-        if sch == "snip_ratio":
-            need_batch()
-            alloc = D.snip_ratio_densities(model, X, y, sparsity, seed=seed, names=list(shapes))
-        elif sch in ("er", "erk"):
-            alloc = D.allocate(sch, shapes, sparsity, custom=custom_densities, custom_in_budget=custom_in_budget,
-                               **({"erk_power_scale": erk_power_scale} if sch == "erk" else {}))
-        else:
-            alloc = D.allocate(sch, shapes, sparsity)
-        mask = random_mask(shapes, alloc.densities, seed, sampling=sampling, rounding=rounding)
-        if prev_mask is not None:
-            mask = {k: v & prev_mask[k] if k in prev_mask else v for k, v in mask.items()}
-        requested = {k: 1.0 - d for k, d in alloc.densities.items()}
-    else:  # structured
-        res = structured_mask(model, sparsity, norm=norm, scope=scope, exclude_first=exclude_first, rounding=rounding)
-        mask = res.mask
-        if prev_mask is not None:
-            mask = {k: v & prev_mask[k] if k in prev_mask else v for k, v in mask.items()}
-        alloc = res
-        requested = None
+    job = _Job(model, method, sparsity, shapes, scope, scheme, sampling, rounding, seed, X, y, norm, threshold,
+               exclude_first, erk_power_scale, custom_densities, custom_in_budget, prev_mask)
+    mask, alloc, requested = _FAMILY_MASKS[method](job)
     if apply:
         apply_mask(model, mask)
     rep = sparsity_report(
@@ -203,3 +160,93 @@ def prune(
         rep.extra["explicitly_masked"] = alloc.total_masked
         rep.extra["removed_units"] = {k: len(v) for k, v in alloc.removed_units.items()}
     return PruneResult(mask, rep, alloc)
+
+
+# --------------------------------------------------------------------------------------------- family strategies
+@dataclass(frozen=True)
+class _Job:
+    """The validated arguments of one :func:`prune` call, handed to the family's mask strategy."""
+
+    model: object
+    method: str
+    sparsity: float | None
+    shapes: dict
+    scope: str
+    scheme: str
+    sampling: str
+    rounding: str
+    seed: int
+    X: object
+    y: object
+    norm: str
+    threshold: float | None
+    exclude_first: bool
+    erk_power_scale: float
+    custom_densities: Mapping | None
+    custom_in_budget: bool
+    prev_mask: Mapping | None
+
+    def need_batch(self):
+        if self.X is None or self.y is None:
+            raise ProbPruneError(f"method {self.method!r} needs a batch of data (X, y)")
+
+    def keep_previous(self, mask: dict) -> dict:
+        """Entries pruned by ``prev_mask`` stay pruned."""
+        if self.prev_mask is None:
+            return mask
+        return {k: v & self.prev_mask[k] if k in self.prev_mask else v for k, v in mask.items()}
+
+    def topk(self, scores, global_scope: bool) -> dict:
+        if global_scope:
+            return global_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
+        return layerwise_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
+
+
+def _magnitude_masks(job: _Job):
+    """|w| scores: threshold (every |w| < tau), or exact top-k per layer / globally (THEORY §5)."""
+    sc = magnitude_scores(job.model, names=list(job.shapes))
+    if job.sampling == "threshold":
+        return threshold_mask(sc, float(job.threshold), job.prev_mask), None, None
+    return job.topk(sc, job.scope == "global"), None, job.sparsity
+
+
+def _snip_masks(job: _Job):
+    """SNIP |w dL/dw| on one batch, global top-k."""
+    job.need_batch()
+    sc = snip_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
+    return job.topk(sc, True), None, job.sparsity
+
+
+def _grad_masks(job: _Job):
+    """|w dL/dw| on trained weights, layer-wise or global top-k."""
+    job.need_batch()
+    sc = grad_magnitude_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
+    return job.topk(sc, job.scope == "global"), None, job.sparsity
+
+
+def _random_masks(job: _Job):
+    """Per-layer densities by the scheme (uniform | er | erk | snip_ratio), positions by the sampling model."""
+    sch = job.scheme.lower().replace("-", "_")
+    if sch == "snip_ratio":
+        job.need_batch()
+        alloc = D.snip_ratio_densities(job.model, job.X, job.y, job.sparsity, seed=job.seed, names=list(job.shapes))
+    elif sch in ("er", "erk"):
+        alloc = D.allocate(sch, job.shapes, job.sparsity, custom=job.custom_densities,
+                           custom_in_budget=job.custom_in_budget,
+                           **({"erk_power_scale": job.erk_power_scale} if sch == "erk" else {}))
+    else:
+        alloc = D.allocate(sch, job.shapes, job.sparsity)
+    mask = random_mask(job.shapes, alloc.densities, job.seed, sampling=job.sampling, rounding=job.rounding)
+    return job.keep_previous(mask), alloc, {k: 1.0 - d for k, d in alloc.densities.items()}
+
+
+def _structured_masks(job: _Job):
+    """Whole neurons / channels by the l1 / l2 norm of their weights (:mod:`.structured`)."""
+    res = structured_mask(job.model, job.sparsity, norm=job.norm, scope=job.scope, exclude_first=job.exclude_first,
+                          rounding=job.rounding)
+    return job.keep_previous(res.mask), res, None
+
+
+#: family -> mask strategy (returns mask, allocation, requested per-layer fractions or None)
+_FAMILY_MASKS = {"magnitude": _magnitude_masks, "snip": _snip_masks, "grad": _grad_masks, "random": _random_masks,
+                 "structured": _structured_masks}
