@@ -29,11 +29,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from probprune.core import registry
 from probprune.core.errors import (ProbPruneError, check_delta, check_eps, check_fraction, check_memory, check_seed)
 
 DEFAULT_EPS_REL = 0.1
 DEFAULT_WIDTHS = (784, 300, 100, 10)
-CERT_METHODS = ("magnitude", "random")
+CERT_METHODS = ("magnitude", "random")  # certify / budget of a given network: exact-k magnitude, Bernoulli random
 CERT_MODES = ("optimal", "uniform")
 RADIUS_NORMS = ("l2", "linf")
 CONV_NORMS = ("fft", "kernel")
@@ -260,7 +261,7 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
         if method not in CERT_METHODS:
             raise ProbPruneError(f"unknown method {method!r}; use magnitude or random")
         fraction = float(check_fraction(fraction))
-        if method == "random":
+        if registry.method(method).random_mask:
             delta = check_delta(delta)
     seed = check_seed(seed, "seed")
     if bound not in certify_bounds():
@@ -285,7 +286,7 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
     graph = net.graph
     W = graph.weights
     pre = None
-    if fraction is not None and method == "magnitude":
+    if fraction is not None and not registry.method(method).random_mask:
         Wh = {k: magnitude_pruned(w, int(math.floor(fraction * w.size))) for k, w in W.items()}
     elif fraction is not None:
         pre = certify_random_graph(graph, fraction, delta, "bernoulli", conv_norm).as_dict()

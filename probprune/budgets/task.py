@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from probprune.core import registry
 from probprune.core.errors import ProbPruneError
 
 SQRT2 = math.sqrt(2.0)
@@ -263,7 +264,7 @@ def budget_for_accuracy_drop(parsed, X, y, drop_points: float, method: str = "ma
 def _budget_certificate(bud: dict, method: str) -> tuple[float, str] | None:
     """The certificate a magnitude budget reports at its own (exact-k, deterministic) allocation; random budgets hold
     with probability over the mask, so certified accuracy keeps Cert-D of the one drawn mask."""
-    if method != "magnitude" or "eps_achieved" not in bud:
+    if registry.method(method).random_mask or "eps_achieved" not in bud:
         return None
     return float(bud["eps_achieved"]), str(bud.get("certificate", "the budget's certificate"))
 
@@ -361,7 +362,7 @@ def graph_pruned_weights(graph, counts: Sequence[int], method: str, seed: int = 
 
     W = [np.asarray(n.op.weight, float) for n in graph.weight_nodes]
     names = [n.op.fqn for n in graph.weight_nodes]
-    if method == "magnitude":
+    if not registry.method(method).random_mask:
         return {nm: magnitude_pruned(w, int(k)) for nm, w, k in zip(names, W, counts)}
     rng = np.random.default_rng(seed)
     return {nm: w * bernoulli_keep_mask(rng, w.shape, k / w.size) for nm, w, k in zip(names, W, counts)}
@@ -404,8 +405,8 @@ def graph_empirical(graph, eps: float, method: str, delta: float, seed: int, tri
     from probprune.core.stats import coverage_rank, order_statistic
     from probprune.measure.attack import pgd_sup_error
 
-    n = 1 if method == "magnitude" else trials
-    k = 1 if method == "magnitude" else coverage_rank(n, delta)
+    n = trials if registry.method(method).random_mask else 1
+    k = coverage_rank(n, delta) if registry.method(method).random_mask else 1
     N = [int(np.asarray(nd.op.weight).size) for nd in graph.weight_nodes]
 
     def measured(q: float) -> float:
@@ -435,15 +436,16 @@ def trained_empirical(parsed, eps: float, method: str, delta: float, seed: int, 
     biases = None
     if parsed.has_bias:
         biases = [None if b is None else torch.as_tensor(np.asarray(b, float)) for b in parsed.biases]
-    n = 1 if method == "magnitude" else trials
-    k = 1 if method == "magnitude" else coverage_rank(n, delta)
+    random = registry.method(method).random_mask
+    n = trials if random else 1
+    k = coverage_rank(n, delta) if random else 1
     rng_seed = seed
 
     def measured(q: float) -> float:
         rng = np.random.default_rng(rng_seed)
         Ws, Whs = [], []
         for L, w in zip(spec.layers, W):
-            if method == "magnitude":
+            if not random:
                 wh = magnitude_pruned(w, int(math.floor(q * L.N)))[None]
             else:
                 wh = w[None] * bernoulli_keep_mask(rng, (n, *w.shape), q)
@@ -472,7 +474,7 @@ def _empirical_search(measured, eps: float, method: str, n: int, k: int, per_dra
     return {"kind": "empirical", "fraction": float(grid[j]), "measured_at_fraction": memo.get(float(grid[j]), 0.0),
             "trials": n, "per_draw_kind": per_draw_kind,
             "statement": "empirical: measured (PGD, a lower bound) error within eps"
-            + ("" if method == "magnitude" else f" in >= {k} of {n} masks") + "; not a guarantee"}
+            + (f" in >= {k} of {n} masks" if registry.method(method).random_mask else "") + "; not a guarantee"}
 
 
 

@@ -58,8 +58,7 @@ class PruningMethod:
     def prune(self, model, fraction, **kw):
         """Prune a torch module with this method: :func:`probprune.pruning.prune` (the family and sampling model
         fixed by this entry)."""
-        from probprune.pruning.api import prune
-
+        prune = getattr(importlib.import_module("probprune.pruning.api"), "prune")  # resolved lazily (no cycle)
         return prune(model, self.name, fraction, **kw)
 
     def prune_batched(self, w, u, fraction: float, half_width: float, law: str = "uniform"):
@@ -245,13 +244,13 @@ class ActivationName:
 
     @property
     def activation(self):
-        from probprune.net.templates import activation
+        from probprune.net.activations import activation
 
         return activation(self.name)
 
 
 def _activation_table() -> Mapping[str, ActivationName]:
-    from probprune.net.templates import ACTIVATION_ALIASES, ACTIVATIONS  # the one activation table (networks.py)
+    from probprune.net.activations import ACTIVATION_ALIASES, ACTIVATIONS  # the one activation table
 
     return MappingProxyType({n: ActivationName(n, tuple(a for a, c in ACTIVATION_ALIASES.items() if c == n))
                              for n in ACTIVATIONS})

@@ -44,7 +44,9 @@ def budget_rule(budget) -> str:
     if rule is not None:
         return str(rule)
     if b.get("source") == "certificate":
-        return "exact_k" if b["method"] == "magnitude" else "bernoulli"
+        from probprune.core.registry import method as registered
+
+        return "bernoulli" if registered(b["method"]).random_mask else "exact_k"
     raise ProbPruneError("the budget names no pruning rule (made before rules were recorded); recompute it")
 
 
@@ -55,26 +57,28 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
     ``seed`` drives the random rules (exact-k random, Bernoulli)."""
     from probprune.pruning.sampling import bernoulli_keep_mask, exact_k_prune_mask
 
+    from probprune.core.registry import METHODS
+
     b = _as_dict(budget)
     method = b["method"]
-    if method in ("magnitude_exact", "random_exact"):  # calibrated budgets of the exact-k methods
-        method = method[: -len("_exact")]
+    entry = METHODS.get(method)  # calibrated budgets of the exact-k methods: the same family
     if b.get("kind") == "empirical":
         raise ProbPruneError("an empirical budget certifies nothing (not a guarantee); use a certified, a-priori or "
                              "calibrated budget")
-    if method not in ("magnitude", "random"):
+    if entry is None or entry.rescaled or entry.family not in ("magnitude", "random"):
         raise ProbPruneError(f"masks_from_budget applies magnitude or random budgets, not {method!r} (rescaled random "
                              "changes the kept weights as well)")
     rule = budget_rule(b)
     if rule not in ("exact_k", "threshold", "bernoulli"):
         raise ProbPruneError(f"unknown budget rule {rule!r}")
-    if method == "random":
+    random = entry.random_mask
+    if random:
         seed = check_seed(seed)
     layers = {L["name"]: L for L in b["layers"]}
     extra = [n for n in weights if n not in layers]
     if extra:
         raise ProbPruneError(f"weight {extra[0]!r} is not in the budget (layers: {', '.join(layers)})")
-    rng = np.random.default_rng(seed if method == "random" else 0)
+    rng = np.random.default_rng(seed if random else 0)
     out = {}
     for name, L in layers.items():
         if name not in weights:
@@ -88,7 +92,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
             k = int(k)
             if not 0 <= k <= n:
                 raise ProbPruneError(f"layer {name!r}: exact-k count {k} outside 0..{n}")
-            scores = np.abs(w.ravel()) if method == "magnitude" else rng.random(n)
+            scores = rng.random(n) if random else np.abs(w.ravel())
             pruned = exact_k_prune_mask(scores, k)
         elif rule == "threshold":
             t = L.get("threshold")
