@@ -13,7 +13,7 @@ from probprune.subsetsum.lueker import (clopper_pearson, cover_indices, estimate
                                         sample_summands)
 from probprune.subsetsum.solver import half_sums
 from probprune.subsetsum.widths import (compare_widths, counting_lower_bound, da_cunha_conv_width, malach_width,
-                                        orseau_block_width, pensia_block_width, pensia_network)
+                                        orseau_block_width, pensia_block_width)
 
 
 def _covered_brute(x, eps, r):
@@ -117,8 +117,6 @@ def test_pensia_width_formula_and_provenance():
     assert float(r.width) == pytest.approx(2 * 784 * math.log2(784 * 500 * 2 / 0.01))
     assert float(r.params) == pytest.approx(float(r.width) * (784 + 500))
     assert r.provenance == "[RC]" and r.constants["C"] == 2.0
-    net = pensia_network([784, 500, 10], 0.01, 0.05)
-    assert net.width.shape == (2,)
     # log(1/eps) growth: halving eps adds C d ln 2
     a = pensia_block_width(100, 100, 2, 0.01, 0.5).width
     b = pensia_block_width(100, 100, 2, 0.005, 0.5).width

@@ -146,6 +146,10 @@ class Bound:
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+    def evaluate(self, *args, **kwargs):
+        """Evaluate the statement: its implementing function on these arguments (see its docstring for them)."""
+        return self.function(*args, **kwargs)
+
 
 # --------------------------------------------------------------------------------------------- tables
 def _table(*entries) -> Mapping:

@@ -89,18 +89,6 @@ def pensia_block_width(d_prev, d, l, eps, delta, C: float = 1.0, log_base="e") -
                        ("abstract [PAPER-S]: 'a factor O(log(dl)) wider and twice as deep'",))
 
 
-def pensia_network(widths, eps, delta, C: float = 1.0, log_base="e") -> WidthResult:
-    """Pensia widths for every block of a target d_0-...-d_l; ``params`` = total random-network parameters."""
-    w = [int(v) for v in widths]
-    if len(w) < 2:
-        raise ProbPruneError("need at least an input and an output width")
-    l = len(w) - 1
-    blocks = [pensia_block_width(w[i - 1], w[i], l, eps, delta, C, log_base) for i in range(1, l + 1)]
-    width = np.stack([np.asarray(b.width) for b in blocks], axis=-1)
-    params = sum(np.asarray(b.params) for b in blocks)
-    return WidthResult("pensia", width, params, blocks[0].formula, "[RC]", blocks[0].constants, blocks[0].notes)
-
-
 def malach_width(d, l, eps, C: float = 1.0, a: float = 5.0, b: float = 2.0, c: float = 2.0) -> WidthResult:
     """Malach et al. [RC]: width C d^a l^b eps^-c. Defaults a = 5, b = 2 ([PAPER-S] 'O(d^4 l^2) wider' / 'O(d^5 l^2)');
     the eps exponent is [NR]: the default c = 2 is a placeholder chosen here."""
