@@ -415,159 +415,203 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
     the chain, :func:`probprune.mc.measure.lemma_a_batched`)."""
     import torch
 
-    from probprune.mc import measure as M
-
     torch.set_num_threads(cfg.torch_threads)
-    g = groups(cfg)[group_index]
-    net = g.network
-    gnet = graph_network(net.model_path, net.model_input_shape) if net.graph_model else None
-    spec = None if gnet is not None else net.spec(g.activation, cfg.K)
-    view = gnet if gnet is not None else spec  # the layers the pruning rules act on
-    layers = view.layers
-    depth = len(layers)
-    trials = unit_trials(cfg, block)
-    n = len(trials)
-    # ---- draws (per trial, so rows do not depend on batching)
-    fixed = None
-    biases_t = None
-    cgraph = None  # the graph whose Cert-D is the cert column
-    fixed_module = None  # a fixed network's own module (library pruning methods mask it by FQN)
-    if gnet is not None:  # a fixed network graph: only the masks are random
-        fixed = "graph"
-        fixed_module = gnet.module
-        cgraph = gnet.graph
-        weights = [n_.op.weight for n_ in cgraph.weight_nodes]
-        W = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)).unsqueeze(0).repeat(n, *([1] * w.ndim))
-             for w in weights]
-    elif net.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
-        pm = load_model(net.model_path, net.model_input_shape)
-        fixed = (pm.weights, pm.biases)
-        cgraph = pm.graph
-        fixed_module = load_network(net.model_path, net.model_input_shape)[0]
-        W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
-        if pm.has_bias:
-            biases_t = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64)) for b in pm.biases]
-    else:
-        per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
-        W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
-        del per_trial
-    needs_u = any(m.startswith("random") for m in cfg.methods)
-    if needs_u:
-        per_u = []
-        for t in trials:
-            r = trial_rng(seed, g, t, 1)
-            per_u.append([r.random(L.weight_shape) for L in layers])
-        U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(depth)]
-        del per_u
-    else:
-        U = [None] * depth
-    lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
-    linear = spec is not None and spec.is_linear_fcn and biases_t is None
-    # bias-free FCN chains with sigma(0) = 0: batched dense norms + the chain recursion (equal to certify's graph)
-    fast = spec is not None and spec.is_fcn and biases_t is None and spec.zero_at_zero
-    gens = None
-    if not linear:
-        gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
-    X = None
-    input_shape = tuple(view.input_shape)
-    if cfg.dataset:
-        images = len(input_shape) > 1
-        X = _dataset_inputs(cfg.dataset, cfg.dataset_n, images, input_shape)
-    use_graph_cert = not fast and (cfg.certificate or gnet is not None)
-    if use_graph_cert and cgraph is None:  # a grid network: its chain's graph (structure; norms come per trial)
-        from probprune.net import Graph
-
-        cgraph = Graph.from_spec(spec, [w[0].numpy() for w in W])
-    normW = None if use_graph_cert else M.operator_norms_upper(spec, W).numpy()
-    lips = None if spec is None else np.array([L.lip for L in spec.layers])
-    n_weights = view.n_weights
-
-    base = {
-        "seed": int(seed), "group": g.index, "network": net.label, "kind": net.kind,
-        "depth": depth, "width": net.width if net.width is not None else -1,
-        "n_weights": n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
-    }
+    u = _Unit.draw(cfg, seed, groups(cfg)[group_index], unit_trials(cfg, block))
     frames = []
     bound_cache: dict = {}
     for method in cfg.methods:
         for q in cfg.fractions:
-            What, realized = prune_batched(view, W, U, method, q, g.law, lib_seeds, fixed_module)
-            E = [a - b for a, b in zip(W, What)]
-            if fast:
-                normWh = M.operator_norms_upper(spec, What).numpy()
-                normE = M.operator_norms_upper(spec, E).numpy()
-                cert = M.lemma_a_batched(normW, normWh, normE, lips)
-            elif use_graph_cert:
-                cert, normW, normWh, normE = M.cert_d_graph(cgraph, W, What, norm_W=normW)
-                if not cfg.certificate:
-                    cert = np.full(n, np.inf)
-            else:  # no certificate asked: ||E|| with the same certified norm as ||W|| (diagnostic columns only)
-                normE = M.operator_norms_upper(spec, E).numpy()
-                cert = np.full(n, np.inf)
-            if linear:
-                lb = M.exact_linear_error(spec, W, What).numpy()
-                ub = lb * (1.0 + TOL)
-                lb_method = "exact"
-                if np.any(lb > cert * (1.0 + TOL)):
-                    k = int(np.argmax(lb / cert))
-                    raise MeasurementBug(f"exact error {lb[k]!r} exceeds Cert-D {cert[k]!r} (trial {trials[k]})")
-            else:
-                if gnet is not None:
-                    lb = M.graph_pgd_lower_bound(gnet.graph, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
-                                                 step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis).numpy()
-                else:
-                    lb = M.pgd_lower_bound(spec, W, What, n_random=cfg.pgd_starts, iters=cfg.pgd_iters,
-                                           step=cfg.pgd_step, generators=gens, basis=cfg.pgd_basis,
-                                           biases=biases_t).numpy()
-                ub = cert
-                lb_method = "pgd"
-            bad = lb > ub * (1.0 + TOL)
-            if np.any(bad):
-                k = int(np.argmax(bad))
-                raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
-            if X is not None:
-                if gnet is not None:
-                    avg, avg_max = (a.numpy() for a in M.graph_average_error(gnet.graph, W, What, X))
-                else:
-                    avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, X, biases=biases_t))
-            else:
-                avg = avg_max = np.full(n, np.nan)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rel_E = np.mean(np.where(normW > 0, normE / normW, 0.0), axis=-1)
+            m = u.measure(cfg, method, q)
             for delta in cfg.deltas:
                 key = (method, q, delta)
                 if key not in bound_cache:
-                    bound_cache[key] = bound_for(spec, method, q, delta, g.law, fixed,
-                                                 gnet.graph if gnet is not None else None)[0]
-                res = bound_cache[key]
-                if res is None:
-                    b = math.nan
-                    wb = eb = np.full(n, np.nan)
-                    verdict = np.array(["no_bound"] * n, dtype=object)
-                else:
-                    b = float(res.eps)
-                    if fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
-                        B, eta = np.full(depth, np.nan), np.asarray(res.norm_E, float)
-                    else:
-                        B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
-                    wb = np.max(normW / B, axis=-1)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        r = np.where(eta > 0, normE / np.where(eta > 0, eta, 1.0), 0.0)
-                    eb = np.max(r, axis=-1)
-                    thr = b * (1.0 + TOL)
-                    verdict = np.where(ub <= thr, "satisfied", np.where(lb > thr, "violated", "undecided"))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    loose_lb = b / lb
-                    loose_ub = b / ub
-                frames.append(pd.DataFrame({
-                    **{k: [v] * n for k, v in base.items()},
-                    "method": method, "fraction": float(q), "delta": float(delta), "trial": list(trials),
-                    "realized_fraction": realized, "bound": b, "err_lb": lb, "err_ub": ub, "lb_method": lb_method,
-                    "cert": cert, "avg_err": avg, "avg_err_max": avg_max, "rel_E": rel_E, "max_W_over_B": wb,
-                    "max_E_over_eta": eb, "verdict": verdict, "looseness_lb": loose_lb, "looseness_ub": loose_ub,
-                }))
+                    bound_cache[key] = bound_for(u.spec, method, q, delta, u.g.law, u.fixed,
+                                                 u.gnet.graph if u.gnet is not None else None)[0]
+                frames.append(u.rows(method, q, delta, m, bound_cache[key]))
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
     return df.sort_values(["trial", "method", "fraction", "delta"], kind="stable", ignore_index=True)
+
+
+@dataclass
+class _Unit:
+    """One chunk's networks and draws (per trial, so rows do not depend on batching): stacked weights ``W``, mask
+    scores ``U``, library-method seeds, PGD generators, data inputs, and how the chunk is certified and measured."""
+
+    cfg: MCConfig
+    seed: int
+    g: Group
+    trials: range
+    spec: NetSpec | None
+    gnet: GraphNetwork | None
+    view: object  # the layers the pruning rules act on
+    W: list
+    U: list
+    lib_seeds: list
+    fixed: object = None
+    biases_t: list | None = None
+    cgraph: object = None  # the graph whose Cert-D is the cert column
+    fixed_module: object = None  # a fixed network's own module (library pruning methods mask it by FQN)
+    gens: list | None = None
+    X: object = None
+    linear: bool = False
+    fast: bool = False
+    use_graph_cert: bool = False
+    normW: np.ndarray | None = None
+    lips: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.trials)
+
+    @classmethod
+    def draw(cls, cfg: MCConfig, seed: int, g: Group, trials: range) -> "_Unit":
+        import torch
+
+        from probprune.mc import measure as M
+
+        net = g.network
+        n = len(trials)
+        gnet = graph_network(net.model_path, net.model_input_shape) if net.graph_model else None
+        spec = None if gnet is not None else net.spec(g.activation, cfg.K)
+        view = gnet if gnet is not None else spec
+        kw: dict = {}
+        if gnet is not None:  # a fixed network graph: only the masks are random
+            kw = dict(fixed="graph", fixed_module=gnet.module, cgraph=gnet.graph)
+            weights = [n_.op.weight for n_ in gnet.graph.weight_nodes]
+            W = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)).unsqueeze(0).repeat(n, *([1] * w.ndim))
+                 for w in weights]
+        elif net.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
+            pm = load_model(net.model_path, net.model_input_shape)
+            kw = dict(fixed=(pm.weights, pm.biases), cgraph=pm.graph,
+                      fixed_module=load_network(net.model_path, net.model_input_shape)[0])
+            W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
+            if pm.has_bias:
+                kw["biases_t"] = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64))
+                                  for b in pm.biases]
+        else:
+            per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
+            W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
+            del per_trial
+        if any(m.startswith("random") for m in cfg.methods):
+            per_u = [_uniform_scores(trial_rng(seed, g, t, 1), view.layers) for t in trials]
+            U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(len(view.layers))]
+            del per_u
+        else:
+            U = [None] * len(view.layers)
+        lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
+        u = cls(cfg, seed, g, trials, spec, gnet, view, W, U, lib_seeds, **kw)
+        u.linear = spec is not None and spec.is_linear_fcn and u.biases_t is None
+        # bias-free FCN chains with sigma(0) = 0: batched dense norms + the chain recursion (equal to certify's graph)
+        u.fast = spec is not None and spec.is_fcn and u.biases_t is None and spec.zero_at_zero
+        if not u.linear:
+            u.gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
+        input_shape = tuple(view.input_shape)
+        if cfg.dataset:
+            u.X = _dataset_inputs(cfg.dataset, cfg.dataset_n, len(input_shape) > 1, input_shape)
+        u.use_graph_cert = not u.fast and (cfg.certificate or gnet is not None)
+        if u.use_graph_cert and u.cgraph is None:  # a grid network: its chain's graph (structure; norms per trial)
+            from probprune.net import Graph
+
+            u.cgraph = Graph.from_spec(spec, [w[0].numpy() for w in W])
+        u.normW = None if u.use_graph_cert else M.operator_norms_upper(spec, W).numpy()
+        u.lips = None if spec is None else np.array([L.lip for L in spec.layers])
+        return u
+
+    def certificate(self, What, E):
+        """(cert, ||E||) per trial: Cert-D by the fast chain path or on the graph (inf when no certificate is asked;
+        ||E|| then with the same certified norm as ||W||, diagnostic columns only)."""
+        from probprune.mc import measure as M
+
+        n, spec = self.n, self.spec
+        if self.fast:
+            normWh = M.operator_norms_upper(spec, What).numpy()
+            normE = M.operator_norms_upper(spec, E).numpy()
+            return M.lemma_a_batched(self.normW, normWh, normE, self.lips), normE
+        if self.use_graph_cert:
+            cert, self.normW, normWh, normE = M.cert_d_graph(self.cgraph, self.W, What, norm_W=self.normW)
+            return (cert if self.cfg.certificate else np.full(n, np.inf)), normE
+        return np.full(n, np.inf), M.operator_norms_upper(spec, E).numpy()
+
+    def measure(self, cfg: MCConfig, method: str, q: float) -> dict:
+        """Prune every trial by ``method`` at fraction ``q``; certificate, error lower / upper bounds (exact for linear
+        FCNs, PGD otherwise), the average error on data, ||E||/||W||. Raises MeasurementBug when LB > UB."""
+        from probprune.mc import measure as M
+
+        spec, gnet, W, trials, n = self.spec, self.gnet, self.W, self.trials, self.n
+        What, realized = prune_batched(self.view, W, self.U, method, q, self.g.law, self.lib_seeds, self.fixed_module)
+        cert, normE = self.certificate(What, [a - b for a, b in zip(W, What)])
+        if self.linear:
+            lb = M.exact_linear_error(spec, W, What).numpy()
+            ub, lb_method = lb * (1.0 + TOL), "exact"
+            if np.any(lb > cert * (1.0 + TOL)):
+                k = int(np.argmax(lb / cert))
+                raise MeasurementBug(f"exact error {lb[k]!r} exceeds Cert-D {cert[k]!r} (trial {trials[k]})")
+        else:
+            pgd = dict(n_random=cfg.pgd_starts, iters=cfg.pgd_iters, step=cfg.pgd_step, generators=self.gens,
+                       basis=cfg.pgd_basis)
+            if gnet is not None:
+                lb = M.graph_pgd_lower_bound(gnet.graph, W, What, **pgd).numpy()
+            else:
+                lb = M.pgd_lower_bound(spec, W, What, biases=self.biases_t, **pgd).numpy()
+            ub, lb_method = cert, "pgd"
+        bad = lb > ub * (1.0 + TOL)
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
+        if self.X is None:
+            avg = avg_max = np.full(n, np.nan)
+        elif gnet is not None:
+            avg, avg_max = (a.numpy() for a in M.graph_average_error(gnet.graph, W, What, self.X))
+        else:
+            avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, self.X, biases=self.biases_t))
+        normW = self.normW
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_E = np.mean(np.where(normW > 0, normE / normW, 0.0), axis=-1)
+        return dict(realized=realized, cert=cert, lb=lb, ub=ub, lb_method=lb_method, avg=avg, avg_max=avg_max,
+                    rel_E=rel_E, normW=normW, normE=normE)
+
+    def rows(self, method: str, q: float, delta: float, m: dict, res) -> pd.DataFrame:
+        """The chunk's rows for one (method, fraction, delta): the a-priori bound ``res`` (None: no bound) against
+        the measured errors ``m`` (verdicts, looseness, per-layer ratios to the bound's B_i / eta_i)."""
+        n, lb, ub = self.n, m["lb"], m["ub"]
+        if res is None:
+            b = math.nan
+            wb = eb = np.full(n, np.nan)
+            verdict = np.array(["no_bound"] * n, dtype=object)
+        else:
+            b = float(res.eps)
+            if self.fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
+                B, eta = np.full(len(self.view.layers), np.nan), np.asarray(res.norm_E, float)
+            else:
+                B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
+            wb = np.max(m["normW"] / B, axis=-1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(eta > 0, m["normE"] / np.where(eta > 0, eta, 1.0), 0.0)
+            eb = np.max(r, axis=-1)
+            thr = b * (1.0 + TOL)
+            verdict = np.where(ub <= thr, "satisfied", np.where(lb > thr, "violated", "undecided"))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loose_lb = b / lb
+            loose_ub = b / ub
+        net, g, cfg = self.g.network, self.g, self.cfg
+        base = {
+            "seed": int(self.seed), "group": g.index, "network": net.label, "kind": net.kind,
+            "depth": len(self.view.layers), "width": net.width if net.width is not None else -1,
+            "n_weights": self.view.n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
+        }
+        return pd.DataFrame({
+            **{k: [v] * n for k, v in base.items()},
+            "method": method, "fraction": float(q), "delta": float(delta), "trial": list(self.trials),
+            "realized_fraction": m["realized"], "bound": b, "err_lb": lb, "err_ub": ub, "lb_method": m["lb_method"],
+            "cert": m["cert"], "avg_err": m["avg"], "avg_err_max": m["avg_max"], "rel_E": m["rel_E"],
+            "max_W_over_B": wb, "max_E_over_eta": eb, "verdict": verdict, "looseness_lb": loose_lb,
+            "looseness_ub": loose_ub,
+        })
+
+
+def _uniform_scores(rng: np.random.Generator, layers) -> list[np.ndarray]:
+    """One trial's mask scores: U[0, 1) per weight, layer after layer from the trial's one generator."""
+    return [rng.random(L.weight_shape) for L in layers]
 
 
 def _draw_weights(spec: NetSpec, law: str, rng: np.random.Generator) -> list[np.ndarray]:
