@@ -354,7 +354,6 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
     W_hat: list = []
     reports: list[LayerReport] = []
     flattened = len(spec.input_shape) == 1
-    E_norms, W_norms, lips = [], [], []
     for i, (L, W) in enumerate(zip(spec.layers, parsed.weights)):
         t0 = time.perf_counter()
         first = i == 0
@@ -362,96 +361,116 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
         nu = 2 * n_prime if (cfg.signs == "random" or first) else n_prime
         tol = entry_tolerance(L, i, depth, cfg)
         if L.kind == "conv":
-            c_out, c_in, kh, kw = L.weight_shape
-            P = kh * kw
-            n_in = c_in
+            c_out, n_in, kh, kw = L.weight_shape
         else:
-            c_out, n_in, P = L.d_out, L.d_in, 1
-        T = np.asarray(W, float).reshape(c_out, n_in, P)
+            c_out, n_in, kh, kw = L.d_out, L.d_in, 1, 1
         M1 = _draw_first(rng, n_in, nu, first, cfg.signs)
         u = M1[np.arange(n_in * nu), np.repeat(np.arange(n_in), nu)].reshape(n_in, nu)
-        V = rng.uniform(-1.0, 1.0, size=(c_out, n_in * nu, P))
-        Vr = V.reshape(c_out, n_in, nu, P)
-        branches = [(+1, T, "+")] + ([(-1, -T, "-")] if first else [])
-        keep2 = np.zeros(Vr.shape, dtype=bool)
-        what, errs, fails, terms, cands = {}, {}, [], [], []
-        n_failures = 0
-        for sign, target, key in branches:
-            ach, err, ok, keep, nt, nc = _solve_branch(target, Vr, u, sign, tol, cfg, progress)
-            keep2 |= keep
-            what[key] = ach.reshape(W.shape)
-            errs[key] = err.reshape(W.shape)
-            terms.append(nt.ravel())
-            cands.append(nc)
-            for idx in np.argwhere(~ok)[:1000]:
-                a, j, p = (int(v) for v in idx)
-                full = (a, j) if L.kind == "linear" else (a, j, p // kw, p % kw)
-                fails.append({"layer": L.name, "branch": key, "index": full, "target": float(target[a, j, p]),
-                              "achieved": float(ach[a, j, p]), "error": float(err[a, j, p]), "tol": tol})
-            n_fail_branch = int(np.count_nonzero(~ok))
-            n_failures += n_fail_branch
-            if n_fail_branch > 1000:
-                fails.append({"layer": L.name, "branch": key, "more_failures_not_listed": n_fail_branch - 1000})
-        used = keep2.any(axis=(0, 3)).reshape(-1)  # (n_in*nu,) hidden units used by some output
+        V = rng.uniform(-1.0, 1.0, size=(c_out, n_in * nu, kh * kw))
+        sol = _solve_layer(L, np.asarray(W, float).reshape(c_out, n_in, kh * kw), V.reshape(c_out, n_in, nu, kh * kw),
+                           u, first, tol, cfg, progress, W.shape, kw)
+        used = sol["keep"].any(axis=(0, 3)).reshape(-1)  # (n_in*nu,) hidden units used by some output
         mask1 = np.zeros(M1.shape, dtype=bool)
         h = np.flatnonzero(used)
         mask1[h, h // nu] = True
-        mask2 = keep2.reshape(c_out, n_in * nu, P)
-        # realized error operator: layer 1 acts on [s(x); s(-x)] with [E+, E-]; others with E+ on s(.) >= 0
+        mask2 = sol["keep"].reshape(c_out, n_in * nu, kh * kw)
+        what = sol["what"]
         E = [what["+"] - W] + ([what["-"] + W] if first else [])
-        Ecat = np.concatenate([e.reshape(c_out, n_in, *W.shape[2:]) for e in E], axis=1)
-        if L.kind == "conv":
-            Lcat = replace(L, d_in=L.d_in * len(E), in_shape=(n_in * len(E), *L.in_shape[1:]))
-            norm_E = layer_operator_norm_upper(Lcat, Ecat)
-        else:
-            norm_E = spectral_norm_upper(Ecat)
-        norm_W = layer_operator_norm_upper(L, W)
-        E_norms.append(norm_E)
-        W_norms.append(norm_W)
-        lips.append(L.lip)
+        norm_E, norm_W = _realized_error_norm(L, W, E, c_out, n_in), layer_operator_norm_upper(L, W)
         W_hat.append(what)
-        # torch modules of the block
-        if L.kind == "linear":
-            if not flattened:
-                mods.append(nn.Flatten())
-                flattened = True
-            l1 = nn.Linear(n_in, n_in * nu, bias=False)
-            l2 = nn.Linear(n_in * nu, c_out, bias=False)
-            w1 = M1 * mask1
-            w2 = (V * mask2).reshape(c_out, n_in * nu)
-        else:
-            l1 = nn.Conv2d(n_in, n_in * nu, 1, bias=False)
-            l2 = nn.Conv2d(n_in * nu, c_out, L.kernel, stride=L.stride, padding=L.padding, bias=False)
-            w1 = (M1 * mask1).reshape(n_in * nu, n_in, 1, 1)
-            w2 = (V * mask2).reshape(c_out, n_in * nu, kh, kw)
-        l1, l2 = l1.to(dtype), l2.to(dtype)
-        with torch.no_grad():
-            l1.weight.copy_(torch.as_tensor(w1))
-            l2.weight.copy_(torch.as_tensor(w2))
+        if L.kind == "linear" and not flattened:
+            mods.append(nn.Flatten())
+            flattened = True
+        l1, l2 = _block_layers(L, M1 * mask1, V * mask2, n_in, nu, c_out, dtype)
         i1 = len(mods)
         mods += [l1, nn.ReLU(), l2]
-        masks[f"{i1}.weight"] = torch.as_tensor(mask1.reshape(w1.shape))
-        masks[f"{i1 + 2}.weight"] = torch.as_tensor(mask2.reshape(w2.shape))
+        masks[f"{i1}.weight"] = torch.as_tensor(mask1.reshape(l1.weight.shape))
+        masks[f"{i1 + 2}.weight"] = torch.as_tensor(mask2.reshape(l2.weight.shape))
         if i < depth - 1:
             mods.append(nn.ReLU())
             if L.pool is not None:
                 Pm = nn.MaxPool2d if L.pool.kind == "max" else nn.AvgPool2d
                 mods.append(Pm(L.pool.kernel, L.pool.stride))
-        all_err = np.concatenate([e.ravel() for e in errs.values()])
-        all_terms = np.concatenate(terms)
-        all_c = np.concatenate(cands)
+        all_err = np.concatenate([e.ravel() for e in sol["errs"].values()])
+        all_terms, all_c = np.concatenate(sol["terms"]), np.concatenate(sol["cands"])
         reports.append(LayerReport(
             name=L.name, kind=L.kind, d_in=L.d_in, d_out=L.d_out, units_per_input=nu, hidden=n_in * nu, tol=tol,
-            entries=int(all_err.size), failures=n_failures, max_error=float(all_err.max()),
+            entries=int(all_err.size), failures=sol["failures"], max_error=float(all_err.max()),
             mean_error=float(all_err.mean()), mean_terms=float(all_terms.mean()),
             mean_candidates=float(all_c.mean()), min_candidates=int(all_c.min()), norm_W=norm_W, norm_E=norm_E,
             fro_E=float(np.sqrt(sum((e ** 2).sum() for e in E))), lip=float(L.lip),
             params_random=int(M1.size + V.size), params_kept=int(mask1.sum() + mask2.sum()),
-            seconds=time.perf_counter() - t0, errors=errs, failure_list=fails,
+            seconds=time.perf_counter() - t0, errors=sol["errs"], failure_list=sol["fails"],
         ))
-    net = nn.Sequential(*mods).eval()
+    rep = _construction_report(cfg, spec, parsed, reports, t_start)
+    if cfg.rescale:
+        rep.output_scale = float(np.prod(scales))
+    return Construction(nn.Sequential(*mods).eval(), masks, W_hat, rep, parsed,
+                        effective if not isinstance(effective, ParsedModel) else None)
+
+
+def _solve_layer(L, T, Vr, u, first: bool, tol: float, cfg, progress, shape, kw: int) -> dict:
+    """Subset-sum for every entry of one layer: the + branch (and the - branch of the first block, which acts on
+    s(-x)). Returns the achieved weights and errors per branch, the union keep mask of the second-layer entries, the
+    failures (the first 1000 per branch listed), and the terms / candidates per entry."""
+    out = {"what": {}, "errs": {}, "fails": [], "terms": [], "cands": [], "failures": 0,
+           "keep": np.zeros(Vr.shape, dtype=bool)}
+    for sign, target, key in [(+1, T, "+")] + ([(-1, -T, "-")] if first else []):
+        ach, err, ok, keep, nt, nc = _solve_branch(target, Vr, u, sign, tol, cfg, progress)
+        out["keep"] |= keep
+        out["what"][key] = ach.reshape(shape)
+        out["errs"][key] = err.reshape(shape)
+        out["terms"].append(nt.ravel())
+        out["cands"].append(nc)
+        for idx in np.argwhere(~ok)[:1000]:
+            a, j, p = (int(v) for v in idx)
+            full = (a, j) if L.kind == "linear" else (a, j, p // kw, p % kw)
+            out["fails"].append({"layer": L.name, "branch": key, "index": full, "target": float(target[a, j, p]),
+                                 "achieved": float(ach[a, j, p]), "error": float(err[a, j, p]), "tol": tol})
+        n_fail_branch = int(np.count_nonzero(~ok))
+        out["failures"] += n_fail_branch
+        if n_fail_branch > 1000:
+            out["fails"].append({"layer": L.name, "branch": key, "more_failures_not_listed": n_fail_branch - 1000})
+    return out
+
+
+def _realized_error_norm(L, W, E, c_out: int, n_in: int) -> float:
+    """Certified ||[E+, E-]|| of one block (layer 1 acts on [s(x); s(-x)] with [E+, E-]; others with E+ on s(.) >= 0)."""
+    Ecat = np.concatenate([e.reshape(c_out, n_in, *W.shape[2:]) for e in E], axis=1)
+    if L.kind == "conv":
+        return layer_operator_norm_upper(replace(L, d_in=L.d_in * len(E), in_shape=(n_in * len(E), *L.in_shape[1:])),
+                                         Ecat)
+    return spectral_norm_upper(Ecat)
+
+
+def _block_layers(L, w1, V_kept, n_in: int, nu: int, c_out: int, dtype):
+    """The two torch layers of one block (Linear or 1x1 conv then the layer's own conv), weights copied in."""
+    import torch
+    import torch.nn as nn
+
+    if L.kind == "linear":
+        l1 = nn.Linear(n_in, n_in * nu, bias=False)
+        l2 = nn.Linear(n_in * nu, c_out, bias=False)
+        w2 = V_kept.reshape(c_out, n_in * nu)
+    else:
+        l1 = nn.Conv2d(n_in, n_in * nu, 1, bias=False)
+        l2 = nn.Conv2d(n_in * nu, c_out, L.kernel, stride=L.stride, padding=L.padding, bias=False)
+        w1 = w1.reshape(n_in * nu, n_in, 1, 1)
+        w2 = V_kept.reshape(c_out, n_in * nu, *L.weight_shape[2:])
+    l1, l2 = l1.to(dtype), l2.to(dtype)
+    with torch.no_grad():
+        l1.weight.copy_(torch.as_tensor(w1))
+        l2.weight.copy_(torch.as_tensor(w2))
+    return l1, l2
+
+
+def _construction_report(cfg, spec, parsed, reports, t_start: float) -> ConstructionReport:
+    """The report: the realized and tolerance bounds (§4.4 recursion), hypotheses outside Pensia's class."""
+    depth = spec.depth
+    W_norms = [r.norm_W for r in reports]
+    lips = [L.lip for L in spec.layers]
     failures = sum(r.failures for r in reports)
-    bound_real = compose_bound(W_norms, E_norms, lips)
+    bound_real = compose_bound(W_norms, [r.norm_E for r in reports], lips)
     eps_i = [cfg.eps / (2 * depth)] * depth
     bound_tol = compose_bound(W_norms, eps_i, lips) if (failures == 0 and cfg.tolerance == "theorem") else None
     hyp = []
@@ -460,7 +479,7 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
             hyp.append(f"||{L.name}|| = {nw:.4g} > 1 (Pensia's class has ||W_i|| <= 1; bounds use the general recursion)")
         if L.lip > 1.0 + 1e-12:
             hyp.append(f"{L.name}: Lipschitz factor {L.lip:.4g} > 1 after pooling")
-    rep = ConstructionReport(
+    return ConstructionReport(
         config=cfg, layers=reports, target_params=int(sum(np.size(w) for w in parsed.weights)),
         params_before=int(sum(r.params_random for r in reports)),
         params_after=int(sum(r.params_kept for r in reports)),
@@ -476,9 +495,6 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
             "inputs in the unit ball; by positive homogeneity ||f(x) - g(x)|| <= bound * ||x|| for every x",
         ),
     )
-    if cfg.rescale:
-        rep.output_scale = float(np.prod(scales))
-    return Construction(net, masks, W_hat, rep, parsed, effective if not isinstance(effective, ParsedModel) else None)
 
 
 def _rescaled(model, input_shape):
