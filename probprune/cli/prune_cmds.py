@@ -96,6 +96,54 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
     return ds, net, model
 
 
+def _check_prune_args(method, fraction, sparsity, scope, scheme, sampling, threshold, rounding, norm, erk_power_scale,
+                      batch_for_scores, seed, data_seed, epochs, finetune_epochs, batch_size, lr, save_mask, save_model):
+    """Every check of `probprune prune`'s options before any work (options the method would ignore are refused by
+    pruning.api.check_prune_options); returns the fraction and the defaulted scope, scheme, rounding, norm, ERK
+    exponent and score batch size."""
+    from probprune.core.errors import check_seed
+    from probprune.pruning.api import check_prune_options
+
+    # options the method would ignore are refused before any work (pruning.api.check_prune_options)
+    given = {k for k, v in (("fraction", fraction if fraction is not None else sparsity), ("threshold", threshold),
+                            ("scope", scope), ("scheme", scheme), ("norm", norm), ("rounding", rounding),
+                            ("erk_power_scale", erk_power_scale), ("batch_for_scores", batch_for_scores))
+             if v is not None}
+    check_prune_options(method, sampling, scheme, given, scope=scope, flag=lambda n: "--" + n.replace("_", "-"))
+    scope = scope or ("global" if method == "snip" else "layer")
+    scheme = scheme or "uniform"
+    rounding = rounding or "floor"
+    norm = norm or "l1"
+    erk_power_scale = 1.0 if erk_power_scale is None else erk_power_scale
+    batch_for_scores = 256 if batch_for_scores is None else batch_for_scores
+    check_seed(seed, "--seed")
+    check_seed(data_seed, "--data-seed")
+    if sparsity is not None:
+        deprecated("prune --sparsity", "--fraction")
+        if fraction is not None:
+            raise ProbPruneError("give the pruned fraction once: --fraction (--sparsity is its old spelling)")
+        fraction = sparsity
+    if sampling == "threshold":
+        if threshold is None:
+            raise ProbPruneError("--sampling threshold needs --threshold TAU")
+        check_finite(threshold, "--threshold", lo=0)
+    elif fraction is None:
+        raise ProbPruneError("missing option --fraction (the fraction of weights to prune, in [0, 1))")
+    if fraction is not None:
+        check_fraction(fraction, "--fraction", upper_open=True)
+    if threshold is not None and sampling != "threshold":
+        raise ProbPruneError("--threshold applies to --sampling threshold only")
+    check_int(epochs, "--epochs", 0)
+    check_int(finetune_epochs, "--finetune-epochs", 0)
+    check_int(batch_size, "--batch-size", 1)
+    check_int(batch_for_scores, "--batch-for-scores", 1)
+    check_finite(lr, "--lr", lo=0, lo_open=True)
+    check_finite(erk_power_scale, "--erk-power-scale")
+    check_output_path(save_mask, "--save-mask")
+    check_output_path(save_model, "--save-model")
+    return fraction, scope, scheme, rounding, norm, erk_power_scale, batch_for_scores
+
+
 @app.command("prune")
 def prune_cmd(
     method: PruneMethod = typer.Option(..., help="pruning method"),
@@ -138,48 +186,11 @@ def prune_cmd(
     from probprune.pruning import prune, save_mask as _save
     from probprune.net.train import evaluate, train
 
-    from probprune.core.errors import check_seed
-    from probprune.pruning.api import check_prune_options
-
     method, dataset, scope, scheme, sampling, rounding, norm = map(
         val, (method, dataset, scope, scheme, sampling, rounding, norm))
-    # options the method would ignore are refused before any work (pruning.api.check_prune_options)
-    given = {k for k, v in (("fraction", fraction if fraction is not None else sparsity), ("threshold", threshold),
-                            ("scope", scope), ("scheme", scheme), ("norm", norm), ("rounding", rounding),
-                            ("erk_power_scale", erk_power_scale), ("batch_for_scores", batch_for_scores))
-             if v is not None}
-    check_prune_options(method, sampling, scheme, given, scope=scope, flag=lambda n: "--" + n.replace("_", "-"))
-    scope = scope or ("global" if method == "snip" else "layer")
-    scheme = scheme or "uniform"
-    rounding = rounding or "floor"
-    norm = norm or "l1"
-    erk_power_scale = 1.0 if erk_power_scale is None else erk_power_scale
-    batch_for_scores = 256 if batch_for_scores is None else batch_for_scores
-    check_seed(seed, "--seed")
-    check_seed(data_seed, "--data-seed")
-    if sparsity is not None:
-        deprecated("prune --sparsity", "--fraction")
-        if fraction is not None:
-            raise ProbPruneError("give the pruned fraction once: --fraction (--sparsity is its old spelling)")
-        fraction = sparsity
-    if sampling == "threshold":
-        if threshold is None:
-            raise ProbPruneError("--sampling threshold needs --threshold TAU")
-        check_finite(threshold, "--threshold", lo=0)
-    elif fraction is None:
-        raise ProbPruneError("missing option --fraction (the fraction of weights to prune, in [0, 1))")
-    if fraction is not None:
-        check_fraction(fraction, "--fraction", upper_open=True)
-    if threshold is not None and sampling != "threshold":
-        raise ProbPruneError("--threshold applies to --sampling threshold only")
-    check_int(epochs, "--epochs", 0)
-    check_int(finetune_epochs, "--finetune-epochs", 0)
-    check_int(batch_size, "--batch-size", 1)
-    check_int(batch_for_scores, "--batch-for-scores", 1)
-    check_finite(lr, "--lr", lo=0, lo_open=True)
-    check_finite(erk_power_scale, "--erk-power-scale")
-    check_output_path(save_mask, "--save-mask")
-    check_output_path(save_model, "--save-model")
+    fraction, scope, scheme, rounding, norm, erk_power_scale, batch_for_scores = _check_prune_args(
+        method, fraction, sparsity, scope, scheme, sampling, threshold, rounding, norm, erk_power_scale,
+        batch_for_scores, seed, data_seed, epochs, finetune_epochs, batch_size, lr, save_mask, save_model)
     arch, model_path = _resolve_model(model, arch, model_file, "prune")
     ds, net, model = _setup(dataset, arch, seed, data_seed, model_file=model_path)  # model: the architecture name
     model_file = model_path
@@ -222,40 +233,42 @@ def prune_cmd(
             "train_epochs": epochs, "finetune_epochs": finetune_epochs, "seed": seed, "report": rep,
             "mask_file": save_mask, "model_file": model_file, "saved_model": save_model}
 
-    def render(d):
-        from rich.table import Table
+    emit(data, json_out, lambda d: _render_prune(d, show_neurons))
 
-        c = make_console()
-        r = d["report"]
-        c.print(f"[bold]{d['dataset']}[/bold]; model {d['model']}; method {r['method']}"
-                + (f", scheme {r['scheme']}" if r["scheme"] else "")
-                + f"; sampling {r['sampling']}; rounding {r['rounding']}; seed {d['seed']}")
-        t = Table("tensor", "shape", "kept", "pruned", "requested", "realised", "dead downstream", "MACs kept")
-        for row in r["rows"]:
-            t.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["kept"]), str(row["pruned"]),
-                      "-" if row["requested_sparsity"] is None else f"{row['requested_sparsity']:.4f}",
-                      f"{row['realised_sparsity']:.4f}", str(row["dead_downstream"]),
-                      "-" if row["flops_pruned"] is None else str(row["flops_pruned"]))
-        c.print(t)
-        c.print(f"maskable: {r['maskable_kept']}/{r['maskable_params']} kept, realised sparsity "
-                f"{r['realised_sparsity_maskable']:.4f}; all params: {r['total_nonzero']}/{r['total_params']} "
-                f"non-zero, sparsity {r['realised_sparsity_all']:.4f}, compression {r['compression_ratio']:.2f}x")
-        if r["flops_dense"]:
-            c.print(f"MACs per example: {r['flops_dense']} dense -> {r['flops_pruned']} pruned "
-                    f"({r['flops_dense'] / max(r['flops_pruned'], 1):.2f}x)")
-        if r["dead_downstream"]:
-            c.print(f"dead downstream weights (reading an all-zero unit): {r['dead_downstream']}; "
-                    f"effectively kept {r['effective_kept']}")
-        if show_neurons:
-            for k, v in r["neuron_sparsity"].items():
-                c.print(f"neuron-wise sparsity {k}: mean {v['mean']:.3f}, min {v['min']:.3f}, median "
-                        f"{v['median']:.3f}, max {v['max']:.3f}, fully pruned {v['fully_pruned']}/{v['n_neurons']}")
-        c.print(f"test accuracy: dense {d['dense_test_acc']:.4f} -> pruned {d['pruned_test_acc']:.4f}"
-                + ("" if d["finetuned_test_acc"] is None else f" -> fine-tuned {d['finetuned_test_acc']:.4f}"))
-        if d["mask_file"]:
-            c.print(f"mask saved to {d['mask_file']}")
 
-    emit(data, json_out, render)
+def _render_prune(d: dict, show_neurons: bool) -> None:
+    """The text rendering of `probprune prune`'s result dictionary."""
+    from rich.table import Table
+
+    c = make_console()
+    r = d["report"]
+    c.print(f"[bold]{d['dataset']}[/bold]; model {d['model']}; method {r['method']}"
+            + (f", scheme {r['scheme']}" if r["scheme"] else "")
+            + f"; sampling {r['sampling']}; rounding {r['rounding']}; seed {d['seed']}")
+    t = Table("tensor", "shape", "kept", "pruned", "requested", "realised", "dead downstream", "MACs kept")
+    for row in r["rows"]:
+        t.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["kept"]), str(row["pruned"]),
+                  "-" if row["requested_sparsity"] is None else f"{row['requested_sparsity']:.4f}",
+                  f"{row['realised_sparsity']:.4f}", str(row["dead_downstream"]),
+                  "-" if row["flops_pruned"] is None else str(row["flops_pruned"]))
+    c.print(t)
+    c.print(f"maskable: {r['maskable_kept']}/{r['maskable_params']} kept, realised sparsity "
+            f"{r['realised_sparsity_maskable']:.4f}; all params: {r['total_nonzero']}/{r['total_params']} "
+            f"non-zero, sparsity {r['realised_sparsity_all']:.4f}, compression {r['compression_ratio']:.2f}x")
+    if r["flops_dense"]:
+        c.print(f"MACs per example: {r['flops_dense']} dense -> {r['flops_pruned']} pruned "
+                f"({r['flops_dense'] / max(r['flops_pruned'], 1):.2f}x)")
+    if r["dead_downstream"]:
+        c.print(f"dead downstream weights (reading an all-zero unit): {r['dead_downstream']}; "
+                f"effectively kept {r['effective_kept']}")
+    if show_neurons:
+        for k, v in r["neuron_sparsity"].items():
+            c.print(f"neuron-wise sparsity {k}: mean {v['mean']:.3f}, min {v['min']:.3f}, median "
+                    f"{v['median']:.3f}, max {v['max']:.3f}, fully pruned {v['fully_pruned']}/{v['n_neurons']}")
+    c.print(f"test accuracy: dense {d['dense_test_acc']:.4f} -> pruned {d['pruned_test_acc']:.4f}"
+            + ("" if d["finetuned_test_acc"] is None else f" -> fine-tuned {d['finetuned_test_acc']:.4f}"))
+    if d["mask_file"]:
+        c.print(f"mask saved to {d['mask_file']}")
 
 
 @app.command("lth")
