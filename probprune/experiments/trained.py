@@ -105,17 +105,11 @@ def _weights_diagnostics(model_name, parsed, init_parsed, rng) -> tuple[list[dic
 
 
 def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
-    import matplotlib.pyplot as plt
-    import seaborn as sns
     import torch
 
-    from probprune.measure.attack import pgd_sup_error
-    from probprune.theory.apriori import apriori_bound
-    from probprune.certificates.lemma import certify
     from probprune.mc import measure as M
     from probprune.net.templates import from_torch
-    from probprune.pruning import prune
-    from probprune.net.train import TrainConfig, evaluate, train
+    from probprune.net.train import TrainConfig, train
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(cfg.seed)
@@ -136,55 +130,90 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
         d, hh = _weights_diagnostics(name, parsed, init, rng)
         diag.extend(d)
         hist.extend(hh)
-        spec = parsed.spec
-        Wt = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in parsed.weights]
         X = M.scale_into_ball(ds.X_test[: cfg.avg_inputs])
-        # a-priori bound if the trained weights were i.i.d. uniform with the same per-layer variance
-        fitted = spec.with_half_widths([float(np.sqrt(3.0) * np.std(w)) for w in parsed.weights])
-        bar = ctx.bar(len(cfg.err_sparsities) * 2, f"{name} errors")
-        for meth, label in (("magnitude", "magnitude (layer)"), ("random", "random (uniform)")):
-            for s in cfg.err_sparsities:
-                m2 = copy.deepcopy(model)
-                res = prune(m2, meth, s, scope="layer", scheme="uniform", seed=cfg.seed, apply=False)
-                pruned = [np.asarray(w) * res.mask[n].numpy() if n in res.mask else np.asarray(w)
-                          for n, w in zip(parsed.names, parsed.weights)]
-                cert = certify(spec, parsed.weights, pruned).eps
-                Wh = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in pruned]
-                v = M.top_right_singular_vectors(spec, Wt, Wh)[0] if spec.is_fcn else None
-                lb = pgd_sup_error(lambda x: M.batched_forward(spec, Wt, x)[0],
-                                   lambda x, Wh=Wh: M.batched_forward(spec, Wh, x)[0], spec.input_shape,
-                                   restarts=cfg.pgd_starts, steps=cfg.pgd_iters, seed=cfg.seed,
-                                   homogeneous=spec.positively_homogeneous,
-                                   extra_starts=None if v is None else torch.stack([v, -v])).value
-                avg, mx = (float(t[0]) for t in M.average_error(spec, Wt, Wh, X))
-                bmeth = "magnitude" if meth == "magnitude" else "random"
-                try:
-                    apr = float(apriori_bound(fitted, s, cfg.delta, bmeth, assume_law=True).eps)
-                except Exception:  # noqa: BLE001 - a spec outside the a-priori theory (reported as nan)
-                    apr = float("nan")
-                for q, v in (("Cert-D upper bound", cert), ("PGD worst-case (lower bound)", lb),
-                             ("average error on test inputs", avg), ("max error on test inputs", mx),
-                             ("a-priori bound, fitted i.i.d. law", apr)):
-                    errs.append({"model": name, "method": label, "sparsity": s, "quantity": q, "value": v})
-                bar.update(1)
-        bar.close()
-        Xb, yb = ds.X_train[:256], ds.y_train[:256]
-        bar = ctx.bar(len(PRUNE_METHODS) * len(cfg.acc_sparsities), f"{name} accuracy")
-        for label, meth, kw in PRUNE_METHODS:
-            for s in cfg.acc_sparsities:
-                m2 = copy.deepcopy(model)
-                prune(m2, meth, s, seed=cfg.seed, X=Xb, y=yb, input_shape=shape, **kw)
-                accs.append({"model": name, "method": label, "sparsity": s, "test_acc": evaluate(m2, ds.X_test,
-                                                                                                  ds.y_test)})
-                bar.update(1)
-            accs.append({"model": name, "method": label, "sparsity": 0.0, "test_acc": acc0})
-        bar.close()
+        errs.extend(_error_rows(name, model, parsed, X, cfg, ctx))
+        accs.extend(_accuracy_rows(name, model, ds, acc0, cfg, ctx))
     diag, hist, errs, accs = map(pd.DataFrame, (diag, hist, errs, accs))
     ctx.save_table(diag, "diagnostics")
     ctx.save_table(hist, "histogram_sample")
     ctx.save_table(errs, "errors")
     ctx.save_table(accs, "data")
     ctx.save_table(pd.DataFrame(train_rows), "training")
+    _trained_figure(cfg, diag, hist, errs, accs, ctx)
+    return _trained_numbers(cfg, diag, errs, accs, train_rows)
+
+
+def _error_rows(name: str, model, parsed, X, cfg: TrainedConfig, ctx: Context) -> list[dict]:
+    """Cert-D, the PGD worst case, the average / max error on test inputs and the a-priori bound of a fitted i.i.d.
+    law, for layer-wise magnitude and uniform random pruning at each of ``cfg.err_sparsities``."""
+    import torch
+
+    from probprune.certificates.lemma import certify
+    from probprune.mc import measure as M
+    from probprune.measure.attack import pgd_sup_error
+    from probprune.pruning import prune
+    from probprune.theory.apriori import apriori_bound
+
+    spec = parsed.spec
+    Wt = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in parsed.weights]
+    # a-priori bound if the trained weights were i.i.d. uniform with the same per-layer variance
+    fitted = spec.with_half_widths([float(np.sqrt(3.0) * np.std(w)) for w in parsed.weights])
+    errs = []
+    bar = ctx.bar(len(cfg.err_sparsities) * 2, f"{name} errors")
+    for meth, label in (("magnitude", "magnitude (layer)"), ("random", "random (uniform)")):
+        for s in cfg.err_sparsities:
+            m2 = copy.deepcopy(model)
+            res = prune(m2, meth, s, scope="layer", scheme="uniform", seed=cfg.seed, apply=False)
+            pruned = [np.asarray(w) * res.mask[n].numpy() if n in res.mask else np.asarray(w)
+                      for n, w in zip(parsed.names, parsed.weights)]
+            cert = certify(spec, parsed.weights, pruned).eps
+            Wh = [torch.from_numpy(np.asarray(w, dtype=np.float64))[None] for w in pruned]
+            v = M.top_right_singular_vectors(spec, Wt, Wh)[0] if spec.is_fcn else None
+            lb = pgd_sup_error(lambda x: M.batched_forward(spec, Wt, x)[0],
+                               lambda x, Wh=Wh: M.batched_forward(spec, Wh, x)[0], spec.input_shape,
+                               restarts=cfg.pgd_starts, steps=cfg.pgd_iters, seed=cfg.seed,
+                               homogeneous=spec.positively_homogeneous,
+                               extra_starts=None if v is None else torch.stack([v, -v])).value
+            avg, mx = (float(t[0]) for t in M.average_error(spec, Wt, Wh, X))
+            try:
+                apr = float(apriori_bound(fitted, s, cfg.delta, meth, assume_law=True).eps)
+            except Exception:  # noqa: BLE001 - a spec outside the a-priori theory (reported as nan)
+                apr = float("nan")
+            for q, v in (("Cert-D upper bound", cert), ("PGD worst-case (lower bound)", lb),
+                         ("average error on test inputs", avg), ("max error on test inputs", mx),
+                         ("a-priori bound, fitted i.i.d. law", apr)):
+                errs.append({"model": name, "method": label, "sparsity": s, "quantity": q, "value": v})
+            bar.update(1)
+    bar.close()
+    return errs
+
+
+def _accuracy_rows(name: str, model, ds, acc0: float, cfg: TrainedConfig, ctx: Context) -> list[dict]:
+    """One-shot test accuracy (no retraining) of every :data:`PRUNE_METHODS` entry at ``cfg.acc_sparsities``."""
+    from probprune.net.train import evaluate
+    from probprune.pruning import prune
+
+    shape = tuple(ds.input_shape)
+    accs = []
+    Xb, yb = ds.X_train[:256], ds.y_train[:256]
+    bar = ctx.bar(len(PRUNE_METHODS) * len(cfg.acc_sparsities), f"{name} accuracy")
+    for label, meth, kw in PRUNE_METHODS:
+        for s in cfg.acc_sparsities:
+            m2 = copy.deepcopy(model)
+            prune(m2, meth, s, seed=cfg.seed, X=Xb, y=yb, input_shape=shape, **kw)
+            accs.append({"model": name, "method": label, "sparsity": s, "test_acc": evaluate(m2, ds.X_test,
+                                                                                              ds.y_test)})
+            bar.update(1)
+        accs.append({"model": name, "method": label, "sparsity": 0.0, "test_acc": acc0})
+    bar.close()
+    return accs
+
+
+def _trained_figure(cfg: TrainedConfig, diag, hist, errs, accs, ctx: Context) -> None:
+    """Per model: the weight histogram against the paper's law, certificate vs measured errors, accuracy vs
+    sparsity."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
 
     nm = len(cfg.models)
     fig, axes = plt.subplots(nm, 3, figsize=(13, 3.6 * nm), squeeze=False, constrained_layout=True)
@@ -224,7 +253,9 @@ def trained_networks(cfg: TrainedConfig, ctx: Context) -> dict:
         legend_below(ax, ncol=2)
     ctx.save_figure(fig)
 
-    # numbers for the paper
+
+def _trained_numbers(cfg: TrainedConfig, diag, errs, accs, train_rows) -> dict:
+    """The paper's numbers and caption for figure 7; ``theory_held``: every PGD value below its certificate."""
     lenet = cfg.models[0]
     dl = diag[diag["model"] == lenet]
     piv = errs.pivot_table(index=["model", "method", "sparsity"], columns="quantity", values="value").reset_index()
