@@ -9,7 +9,7 @@ global), ``structured`` (neuron/filter L1 or L2 norms; see :mod:`.structured`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from probprune.core import registry
 from probprune.core.errors import ProbPruneError, check_fraction
@@ -44,10 +44,12 @@ def check_prune_options(method: str, sampling: str = "exact", scheme: str | None
     caller's option (the CLI: ``--scope``). Raises :class:`ProbPruneError` with one line saying why."""
     given = set(given)
     method = str(method).lower().replace("-", "_")
+    fam = FAMILY_RULES.get(method, _NO_FAMILY)
     sch = (scheme or "uniform").lower().replace("-", "_")
+    if sampling in ("threshold", "bernoulli") and sampling not in fam.samplings:
+        raise ProbPruneError(f"{flag('sampling')} {sampling} applies to {_families_with(sampling)} pruning only, not "
+                             f"{method}")
     if sampling == "threshold":
-        if method != "magnitude":
-            raise ProbPruneError(f"{flag('sampling')} threshold applies to magnitude pruning only, not {method}")
         if "fraction" in given:
             raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} threshold (the "
                                  f"threshold decides what is pruned); give one of them")
@@ -58,20 +60,18 @@ def check_prune_options(method: str, sampling: str = "exact", scheme: str | None
     elif "threshold" in given:
         raise ProbPruneError(f"{flag('threshold')} applies to {flag('sampling')} threshold only")
     if sampling == "bernoulli":
-        if method != "random":
-            raise ProbPruneError(f"{flag('sampling')} bernoulli applies to random pruning only, not {method}")
         if "rounding" in given:
             raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} bernoulli (each weight "
                                  "is kept independently; no count is rounded)")
     for opt, (methods, what) in OPTION_APPLIES.items():
         if opt in given and method not in methods:
             raise ProbPruneError(f"{flag(opt)} does not apply to {method} pruning ({what})")
-    if method == "snip" and "scope" in given and scope != "global":
-        raise ProbPruneError(f"{flag('scope')} {scope} does not apply to snip pruning (snip ranks all weights "
+    if fam.global_only and "scope" in given and scope != "global":
+        raise ProbPruneError(f"{flag('scope')} {scope} does not apply to {method} pruning ({method} ranks all weights "
                              "globally)")
-    if method == "random" and "erk_power_scale" in given and sch != "erk":
+    if fam.random and "erk_power_scale" in given and sch != "erk":
         raise ProbPruneError(f"{flag('erk_power_scale')} applies to {flag('scheme')} erk only, not {sch}")
-    if method == "random" and "batch_for_scores" in given and sch != "snip_ratio":
+    if fam.random and "batch_for_scores" in given and sch != "snip_ratio":
         raise ProbPruneError(f"{flag('batch_for_scores')} applies to random pruning with {flag('scheme')} "
                              f"snip_ratio only, not {sch}")
 
@@ -125,14 +125,15 @@ def prune(
         raise ProbPruneError(f"unknown scope {scope!r}; use 'layer' or 'global'")
     if sampling not in ("exact", "bernoulli", "threshold"):
         raise ProbPruneError(f"unknown sampling {sampling!r}; use exact, bernoulli or threshold")
+    fam = FAMILY_RULES[method]
     if sampling == "threshold":
-        if method != "magnitude" or threshold is None:
+        if "threshold" not in fam.samplings or threshold is None:
             raise ProbPruneError("sampling='threshold' is for magnitude pruning and needs threshold=tau")
     else:
         if sparsity is None:
             raise ProbPruneError("sparsity is required")
         sparsity = float(check_fraction(sparsity, "sparsity", upper_open=True))
-    if sampling == "bernoulli" and method != "random":
+    if sampling not in fam.samplings:
         raise ProbPruneError("sampling='bernoulli' applies to method='random' only")
     if prev_mask is not None:
         prev_mask = validate_mask(model, prev_mask)
@@ -140,23 +141,22 @@ def prune(
     shapes = {k: tuple(v.shape) for k, v in params.items()}
     job = _Job(model, method, sparsity, shapes, scope, scheme, sampling, rounding, seed, X, y, norm, threshold,
                exclude_first, erk_power_scale, custom_densities, custom_in_budget, prev_mask)
-    mask, alloc, requested = _FAMILY_MASKS[method](job)
+    mask, alloc, requested = fam.masks(job)
     if apply:
         apply_mask(model, mask)
     rep = sparsity_report(
         model, mask, requested=requested if not isinstance(requested, float) else requested,
-        method=method + ("" if method in ("random", "structured") else f"/{scope}"),
-        sampling=sampling if method in ("random", "magnitude") else "exact",
-        rounding=rounding, scheme=scheme if method == "random" else None,
-        seeds={"mask": seed} if method == "random" else {}, input_shape=input_shape,
+        method=method + (f"/{scope}" if fam.scope_in_label else ""),
+        sampling=sampling,  # "exact" for the families with one sampling model (checked above)
+        rounding=rounding, scheme=scheme if fam.random else None,
+        seeds={"mask": seed} if fam.random else {}, input_shape=input_shape,
         maskable_set="weights of Linear/Conv layers" + (", first excluded" if exclude_first else "")
         + (", last excluded" if exclude_last else ""),
-        extra={"requested_overall": sparsity, "norm": norm} if method == "structured" else
-        {"requested_overall": sparsity},
+        extra={"requested_overall": sparsity, "norm": norm} if fam.structured else {"requested_overall": sparsity},
     )
     # the one spelling of what was done (probprune.core.registry): family + sampling model, e.g. random + exact = random_exact
     rep.extra["registry_method"] = registry.method_for(method, rep.sampling).name
-    if method == "structured":
+    if fam.structured:
         rep.extra["explicitly_masked"] = alloc.total_masked
         rep.extra["removed_units"] = {k: len(v) for k, v in alloc.removed_units.items()}
     return PruneResult(mask, rep, alloc)
@@ -247,6 +247,31 @@ def _structured_masks(job: _Job):
     return job.keep_previous(res.mask), res, None
 
 
-#: family -> mask strategy (returns mask, allocation, requested per-layer fractions or None)
-_FAMILY_MASKS = {"magnitude": _magnitude_masks, "snip": _snip_masks, "grad": _grad_masks, "random": _random_masks,
-                 "structured": _structured_masks}
+@dataclass(frozen=True)
+class FamilyRules:
+    """What one method family of :func:`prune` does: its mask strategy ``masks`` (a validated call -> mask,
+    allocation, requested per-layer fractions or None), the sampling models it accepts, whether it always ranks
+    globally, draws at random (seeded; densities by a scheme), removes whole units, and shows its scope in the report's
+    method label."""
+
+    masks: Callable | None = None
+    samplings: tuple = ("exact",)
+    global_only: bool = False
+    random: bool = False
+    structured: bool = False
+    scope_in_label: bool = True
+
+
+#: family -> its rules (the families of the registry, probprune.core.registry.METHODS)
+FAMILY_RULES: Mapping[str, FamilyRules] = {
+    "magnitude": FamilyRules(_magnitude_masks, samplings=("exact", "threshold")),
+    "random": FamilyRules(_random_masks, samplings=("exact", "bernoulli"), random=True, scope_in_label=False),
+    "snip": FamilyRules(_snip_masks, global_only=True),
+    "grad": FamilyRules(_grad_masks),
+    "structured": FamilyRules(_structured_masks, structured=True, scope_in_label=False),
+}
+_NO_FAMILY = FamilyRules(samplings=())
+
+
+def _families_with(sampling: str) -> str:
+    return " / ".join(f for f, r in FAMILY_RULES.items() if sampling in r.samplings)
