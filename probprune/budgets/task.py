@@ -125,17 +125,22 @@ def _logits(parsed, X, weights=None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- certified accuracy
-def scaled_into_ball(parsed, X) -> tuple[object, float, np.ndarray]:
-    """(G, s, r): G is the network with first-layer weights s W_1, s = max_i ||x_i||, so that G(x/s) = F(x) and the
-    unit-ball certificate of G covers every input; r_i = ||x_i||/s in [0, 1]."""
-    Xf = np.asarray(X, float).reshape(len(X), -1)
-    nrm = np.linalg.norm(Xf, axis=1)
+def _input_norms(X) -> tuple[np.ndarray, float]:
+    """(||x_i||, s = max_i ||x_i||): the scale that puts every input into the unit ball (s finite and > 0)."""
+    nrm = np.linalg.norm(np.asarray(X, float).reshape(len(X), -1), axis=1)
     s = float(nrm.max())
     if not np.isfinite(s) or s <= 0:
         raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
+    return nrm, s
+
+
+def scaled_into_ball(parsed, X) -> tuple[object, float, np.ndarray]:
+    """(G, s, r): G is the network with first-layer weights s W_1, s = max_i ||x_i||, so that G(x/s) = F(x) and the
+    unit-ball certificate of G covers every input; r_i = ||x_i||/s in [0, 1]."""
+    nrm, s = _input_norms(X)
     W = [np.asarray(w, float) for w in parsed.weights]
     W[0] = W[0] * s
-    return replace(parsed, weights=W), s, nrm / s
+    return replace(parsed, weights=W, graph=None), s, nrm / s  # graph=None: the carried graph has the unscaled W
 
 
 @dataclass(frozen=True)
@@ -340,10 +345,7 @@ def graph_certified_accuracy(graph, pruned_weights: dict, X, y, conv_method: str
     from probprune.certificates.lemma import certify_graph
 
     y = np.asarray(y).astype(int)
-    Xf = np.asarray(X, float).reshape(len(X), -1)
-    s = float(np.linalg.norm(Xf, axis=1).max())
-    if not np.isfinite(s) or s <= 0:
-        raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
+    s = _input_norms(X)[1]
     G, first = scaled_graph(graph, s)
     Wh = {k: np.asarray(v, float) * (s if k in first else 1.0) for k, v in pruned_weights.items()}
     eps, name = _tighter(certify_graph(G, G.with_weights(Wh), conv_method=conv_method).eps, certified,
@@ -375,13 +377,10 @@ def graph_budget_for_accuracy_drop(graph, X, y, drop_points: float, method: str 
     certified budget of the scaled graph, then checked)."""
     if not (0 <= drop_points <= 100):
         raise ProbPruneError(f"--max-acc-drop is in accuracy points, 0..100; got {drop_points}")
-    Xf = np.asarray(X, float).reshape(len(X), -1)
-    s = float(np.linalg.norm(Xf, axis=1).max())
-    if not np.isfinite(s) or s <= 0:
-        raise ProbPruneError("certified accuracy needs at least one non-zero finite input")
+    s = _input_norms(X)[1]
     G, _ = scaled_graph(graph, s)
     Z = _graph_logits(graph, X)
-    e, _ = eps_for_accuracy_drop(Z, y, np.ones(len(Xf)), drop_points)
+    e, _ = eps_for_accuracy_drop(Z, y, np.ones(len(X)), drop_points)
     nodes = list(graph.weight_nodes)
     N = [int(np.asarray(n.op.weight).size) for n in nodes]
     if not math.isfinite(e) or e <= 0:

@@ -282,13 +282,16 @@ def certify_parsed(parsed, masks: Mapping[str, np.ndarray], **kw) -> Certificate
 
 def parsed_graph(parsed):
     """The graph of a network read by :func:`probprune.net.from_torch` (a Graph: itself) or
-    :func:`probprune.net.templates.from_torch` (a ParsedModel: the graph it carries, else its chain's graph)."""
+    :func:`probprune.net.templates.from_torch` (a ParsedModel: the graph it carries when its weights are that graph's
+    own arrays, else the chain's graph built from the ParsedModel's weights, e.g. after ``replace(parsed, weights=)``)."""
     from probprune.net import Graph
 
     if hasattr(parsed, "nodes"):
         return parsed
-    if getattr(parsed, "graph", None) is not None:
-        return parsed.graph
+    g = getattr(parsed, "graph", None)
+    if g is not None and len(g.weight_nodes) == len(parsed.weights) and all(
+            n.op.weight is w for n, w in zip(g.weight_nodes, parsed.weights)):
+        return g
     return Graph.from_spec(parsed.spec, parsed.weights, parsed.biases, parsed.names or None)
 
 

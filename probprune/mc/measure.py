@@ -48,9 +48,7 @@ def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Ten
     every activation by the identity and skips pooling (the "linear part" used for the SVD start). ``biases``
     (optional, one (d_out,) / (c_out,) tensor or None per layer) are shared by all n networks (fixed networks)."""
     n = weights[0].shape[0]
-    ishape = tuple(spec.input_shape)
-    if x.dim() == len(ishape) + 1:
-        x = x.unsqueeze(0).expand(n, *x.shape)
+    x = _per_network_inputs(x, n, tuple(spec.input_shape))
     S = x.shape[1]
     h = x
     conv_layout = False  # when True h is (S, n*C, H, W)
@@ -281,6 +279,11 @@ def cert_d_graph(graph, W: Sequence[torch.Tensor], What: Sequence[torch.Tensor],
     return np.asarray(r.D, dtype=float).reshape(n), nW, nWh, nE
 
 
+def _per_network_inputs(x: torch.Tensor, n: int, ishape: tuple) -> torch.Tensor:
+    """Inputs (n, S, *input_shape): ``x`` as given, or (S, *input_shape) shared by the n networks (a view)."""
+    return x.unsqueeze(0).expand(n, *x.shape) if x.dim() == len(ishape) + 1 else x
+
+
 def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """F(x) of a network graph (THEORY §8) for n stacked weight sets at once: ``weights[i]`` (n, *weight shape) for
     the i-th weight node; ``x`` (n, S, *input_shape) or (S, *input_shape) (same inputs for all). Parameter-free
@@ -288,8 +291,7 @@ def graph_batched_forward(graph, weights: Sequence[torch.Tensor], x: torch.Tenso
     (n, S, d_out) (outputs flattened per input)."""
     n = weights[0].shape[0]
     ishape = tuple(graph.input_shape)
-    if x.dim() == len(ishape) + 1:
-        x = x.unsqueeze(0).expand(n, *x.shape)
+    x = _per_network_inputs(x, n, ishape)
     S = x.shape[1]
     widx = {node.name: i for i, node in enumerate(graph.weight_nodes)}
     vals: dict = {}

@@ -229,11 +229,9 @@ class Lipschitz(Op):
 
 
 @dataclass(frozen=True)
-class LinearPool(Lipschitz):
-    """Average-type pooling (AvgPool1d/2d, any parameters; AdaptiveAvgPool1d/2d): linear, entries >= 0;
-    P = sqrt(||A 1||_inf ||A^T 1||_inf) (1 + 1e-9) (Schur test, S4)."""
+class _FunctionalPool(Lipschitz):
+    """A pooling map run as ``fn(x, **kwargs)`` (a torch functional with its parameters)."""
 
-    kind: ClassVar[str] = "avgpool"
     fn: Callable = field(default=None, compare=False)
     kwargs: tuple = ()
 
@@ -242,16 +240,19 @@ class LinearPool(Lipschitz):
 
 
 @dataclass(frozen=True)
-class MaxPool(Lipschitz):
+class LinearPool(_FunctionalPool):
+    """Average-type pooling (AvgPool1d/2d, any parameters; AdaptiveAvgPool1d/2d): linear, entries >= 0;
+    P = sqrt(||A 1||_inf ||A^T 1||_inf) (1 + 1e-9) (Schur test, S4)."""
+
+    kind: ClassVar[str] = "avgpool"
+
+
+@dataclass(frozen=True)
+class MaxPool(_FunctionalPool):
     """Max pooling (any parameters): P = sqrt(c_max) (S5)."""
 
     kind: ClassVar[str] = "maxpool"
-    fn: Callable = field(default=None, compare=False)
-    kwargs: tuple = ()
     c_max: int = 1
-
-    def forward(self, x):
-        return self.fn(x, **dict(self.kwargs))
 
 
 @dataclass(frozen=True)
