@@ -96,12 +96,27 @@ def _setup(dataset: str, model: str, seed: int, data_seed: int, bias: bool = Tru
     return ds, net, model
 
 
+def _fraction_and_seeds(fraction, old_value, old_option: str, seed: int, data_seed: int):
+    """Check --seed / --data-seed; the fraction given as --fraction or by its deprecated spelling ``old_option``
+    ("command --flag"), never both."""
+    from probprune.core.errors import check_seed
+
+    check_seed(seed, "--seed")
+    check_seed(data_seed, "--data-seed")
+    if old_value is None:
+        return fraction
+    deprecated(old_option, "--fraction")
+    if fraction is not None:
+        raise ProbPruneError(f"give the pruned fraction once: --fraction ({old_option.split()[-1]} is its old "
+                             "spelling)")
+    return old_value
+
+
 def _check_prune_args(method, fraction, sparsity, scope, scheme, sampling, threshold, rounding, norm, erk_power_scale,
                       batch_for_scores, seed, data_seed, epochs, finetune_epochs, batch_size, lr, save_mask, save_model):
     """Every check of `probprune prune`'s options before any work (options the method would ignore are refused by
     pruning.api.check_prune_options); returns the fraction and the defaulted scope, scheme, rounding, norm, ERK
     exponent and score batch size."""
-    from probprune.core.errors import check_seed
     from probprune.pruning.api import check_prune_options
 
     # options the method would ignore are refused before any work (pruning.api.check_prune_options)
@@ -116,13 +131,7 @@ def _check_prune_args(method, fraction, sparsity, scope, scheme, sampling, thres
     norm = norm or "l1"
     erk_power_scale = 1.0 if erk_power_scale is None else erk_power_scale
     batch_for_scores = 256 if batch_for_scores is None else batch_for_scores
-    check_seed(seed, "--seed")
-    check_seed(data_seed, "--data-seed")
-    if sparsity is not None:
-        deprecated("prune --sparsity", "--fraction")
-        if fraction is not None:
-            raise ProbPruneError("give the pruned fraction once: --fraction (--sparsity is its old spelling)")
-        fraction = sparsity
+    fraction = _fraction_and_seeds(fraction, sparsity, "prune --sparsity", seed, data_seed)
     if sampling == "threshold":
         if threshold is None:
             raise ProbPruneError("--sampling threshold needs --threshold TAU")
@@ -311,8 +320,6 @@ def lth_cmd(
     from probprune.pruning.imp import IMPConfig, lth_rates, per_round_rate, run_imp
     from probprune.net.train import TrainConfig
 
-    from probprune.core.errors import check_seed
-
     dataset, strategy, retrain, optimizer = map(val, (dataset, strategy, retrain, optimizer))
     # options the chosen strategy would ignore are refused before any work
     given_rates = [nm for v, nm in ((rate_hidden, "--rate-hidden"), (rate_output, "--rate-output"),
@@ -333,13 +340,7 @@ def lth_cmd(
     rate_output = 0.1 if rate_output is None else rate_output
     rate_conv = 0.1 if rate_conv is None else rate_conv
     global_rate = 0.2 if global_rate is None else global_rate
-    check_seed(seed, "--seed")
-    check_seed(data_seed, "--data-seed")
-    if target_sparsity is not None:
-        deprecated("lth --target-sparsity", "--fraction")
-        if fraction is not None:
-            raise ProbPruneError("give the pruned fraction once: --fraction (--target-sparsity is its old spelling)")
-        fraction = target_sparsity
+    fraction = _fraction_and_seeds(fraction, target_sparsity, "lth --target-sparsity", seed, data_seed)
     target_sparsity = fraction
     if fraction is not None:
         check_fraction(fraction, "--fraction", upper_open=True)
