@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -50,8 +53,65 @@ def check_deadline() -> None:
         raise TimeLimitReached()
 
 
+# ---------------------------------------------------------------------------------------------- bound cache
+#: the pair/segment bounds (Statements 12.2, 12.10) are pure functions of their factor matrices and of the module
+#: parameters below: a budget search evaluates many F_hat for one F, and "auto" runs pairs and mixed on the same
+#: factors, so the values are memoised by a content fingerprint (BLAKE2b of shape and float64 bytes) of every factor
+#: and the parameters. A hit returns the float computed earlier for bit-identical inputs (never a value for another
+#: matrix); LRU, at most CACHE_SIZE floats. ``bound_cache(False)`` turns it off (benchmarks' "before", tests).
+CACHE_SIZE = 4096
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_ON: contextvars.ContextVar = contextvars.ContextVar("probprune_compose_cache", default=True)
+CACHE_STATS = {"hits": 0, "misses": 0}
+
+
+@contextlib.contextmanager
+def bound_cache(enabled: bool = True):
+    """Enable (default) or disable the content-keyed bound cache inside the block."""
+    tok = _CACHE_ON.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CACHE_ON.reset(tok)
+
+
+def clear_bound_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        CACHE_STATS.update(hits=0, misses=0)
+
+
+def fingerprint(M) -> bytes:
+    """Content fingerprint of a matrix: BLAKE2b-160 of its shape and its float64 bytes (C order)."""
+    a = np.ascontiguousarray(M, dtype=np.float64)
+    h = hashlib.blake2b(repr(a.shape).encode(), digest_size=20)
+    h.update(memoryview(a).cast("B"))
+    return h.digest()
+
+
+def _cached(key: tuple, compute):
+    """compute() memoised under ``key`` (a tuple of fingerprints and parameters) while the cache is on."""
+    if not _CACHE_ON.get():
+        return compute()
+    with _CACHE_LOCK:
+        v = _CACHE.get(key)
+        if v is not None:
+            _CACHE.move_to_end(key)
+            CACHE_STATS["hits"] += 1
+            return v
+    v = compute()
+    with _CACHE_LOCK:
+        CACHE_STATS["misses"] += 1
+        _CACHE[key] = v
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return v
+
+
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
+DIAG_MAX_DIM = 256  # the diagonal multipliers only where the Gram matrix G_k is at most this size (cost)
 SEGMENT_MAX_DIM = 1000  # longer S-procedure segments only for factors up to this size (cost); pairs always
 
 
@@ -111,9 +171,76 @@ def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNor
     return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))
 
 
+def _top_eig(K: np.ndarray) -> float:
+    """Largest eigenvalue of a symmetric matrix (LAPACK syevr, top eigenvalue only; backward stable)."""
+    from scipy.linalg import eigh
+
+    m = K.shape[0]
+    return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+
+
+class _ScaledGram:
+    """lambda_max(Y^T diag(w) Y) for one n x m matrix Y and many weight vectors w >= 0 (the S-procedure steps of
+    Statements 12.2 / 12.10 for different multipliers t). The nonzero spectrum of Y^T W Y equals that of
+    W^{1/2} (Y Y^T) W^{1/2}: with P = Y Y^T formed once (n <= m), each w costs O(n^2) to form the n x n matrix instead
+    of O(n^2 m). ``exact(w)``: the LAPACK top eigenvalue (what a bound is made of). ``estimate(w)``: a Lanczos
+    (ARPACK) estimate warm-started at the previous top eigenvector, only to choose t in the scalar minimisation (the
+    bound is then evaluated with ``exact`` at the chosen t)."""
+
+    LANCZOS_MIN = 96  # smaller matrices: exact eigenvalues are as cheap as Lanczos
+
+    def __init__(self, Y: np.ndarray):
+        self.Y = Y
+        n, m = Y.shape
+        self.P = Y @ Y.T if n <= m else None
+        self.v0 = None
+
+    def matrix(self, w: np.ndarray) -> np.ndarray:
+        if self.P is not None:
+            r = np.sqrt(w)
+            K = self.P * r[:, None] * r[None, :]
+        else:
+            K = (self.Y * w[:, None]).T @ self.Y
+        return (K + K.T) / 2
+
+    def exact(self, w: np.ndarray) -> float:
+        return _top_eig(self.matrix(w))
+
+    def estimate(self, w: np.ndarray) -> float:
+        K = self.matrix(w)
+        if K.shape[0] < self.LANCZOS_MIN:
+            return _top_eig(K)
+        val, self.v0 = _krylov_top(K, self.v0)
+        return val
+
+
+def _krylov_top(K: np.ndarray, v0, dim: int = 12) -> tuple[float, np.ndarray]:
+    """ESTIMATE of lambda_max(K) (K symmetric): Rayleigh-Ritz on the Krylov space of dimension ``dim`` from v0 (the
+    previous top Ritz vector: warm start; a fixed vector if None), full reorthogonalisation. A lower estimate, used
+    only to choose a multiplier; returns (value, Ritz vector)."""
+    n = K.shape[0]
+    v = np.ones(n) / math.sqrt(n) if v0 is None else v0 / max(np.linalg.norm(v0), 1e-300)
+    Q = np.empty((n, min(dim, n)))
+    k = 0
+    for k in range(Q.shape[1]):
+        Q[:, k] = v
+        v = K @ v
+        for _ in range(2):
+            v = v - Q[:, :k + 1] @ (Q[:, :k + 1].T @ v)
+        nv = np.linalg.norm(v)
+        if nv <= 1e-12 * max(1.0, abs(float(Q[:, k] @ (K @ Q[:, k])))):
+            break
+        v = v / nv
+    Qk = Q[:, :k + 1]
+    T = Qk.T @ K @ Qk
+    lam, U = np.linalg.eigh((T + T.T) / 2)
+    return float(lam[-1]), Qk @ U[:, -1]
+
+
 def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
-    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one)."""
+    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
+    Lanczos estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
     from scipy.optimize import minimize_scalar
 
     A = np.asarray(A, float)
@@ -126,27 +253,29 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     lam, V = np.linalg.eigh(G)
     slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
     lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
-    VB = V.T @ B
+    SG = _ScaledGram(V.T @ B)
     lmax = float(lam[-1])
 
-    def rho(logs):
+    def weights(logs):
         t = lmax / 2 * (1 + math.exp(logs))
-        w = t * t / (2 * t - lam)
-        H = (VB * w[:, None]).T @ VB if VB.shape[1] <= VB.shape[0] else (VB * np.sqrt(w)[:, None]) @ (VB * np.sqrt(w)[:, None]).T
-        return float(np.linalg.eigvalsh(H)[-1])
+        return t * t / (2 * t - lam)
 
-    res = minimize_scalar(rho, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-3})
-    val = min(float(res.fun), rho(0.0))
+    res = minimize_scalar(lambda x: SG.estimate(weights(x)), bounds=(-12.0, 6.0), method="bounded",
+                          options={"xatol": 1e-3})
+    val = SG.exact(weights(0.0))
+    if res.success and float(res.x) != 0.0:
+        val = min(val, SG.exact(weights(float(res.x))))
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = 256) -> float:
+def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM
+                      ) -> float:
     """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
     G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
     greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
     log T from the best scalar t, kept only if better and 2T - G_k passes Cholesky with a margin).
-    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2."""
-    from scipy.linalg import eigh
+    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2. t_k is chosen on Lanczos estimates; the
+    last G_m is never formed: lambda_max(G_m) is computed on the smaller Gram side (:class:`_ScaledGram`)."""
     from scipy.optimize import minimize_scalar
 
     mats = [np.asarray(X, float) for X in mats]
@@ -156,98 +285,134 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     if any(not np.any(X) for X in mats):
         return 0.0
     G = mats[0].T @ mats[0]
-    for X in mats[1:]:
+    val = None
+    for step, X in enumerate(mats[1:]):
+        last = step == len(mats) - 2
         lam, V = np.linalg.eigh((G + G.T) / 2)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
         lam = np.maximum(lam, 0.0) + slack
         VX = V.T @ X
+        SG = _ScaledGram(VX)
         lmax = float(lam[-1])
 
-        def nxt(logs, full=False):
+        def weights(logs):
             t = lmax / 2 * (1 + math.exp(logs))
-            w = t * t / (2 * t - lam)
-            if full:
-                return (VX * w[:, None]).T @ VX
-            Y = VX * np.sqrt(w)[:, None]
-            K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y  # same nonzero spectrum, smaller side
-            m = K.shape[0]
-            return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+            return t * t / (2 * t - lam)
 
-        res = minimize_scalar(nxt, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
-        best = float(res.x) if res.success and float(res.fun) <= nxt(0.0) else 0.0
+        def est(logs):
+            return SG.estimate(weights(logs))
+
+        res = minimize_scalar(est, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
+        best = float(res.x) if res.success and float(res.fun) <= est(0.0) else 0.0
         t_scalar = lmax / 2 * (1 + math.exp(best))
-        Gd = _diagonal_step(G, X, t_scalar, diag_steps) if 0 < diag_steps and G.shape[0] <= diag_max_dim else None
-        G = nxt(best, full=True) if Gd is None else Gd
-    val = float(np.linalg.eigvalsh((G + G.T) / 2)[-1])
+        use_diag = 0 < diag_steps and G.shape[0] <= diag_max_dim
+        Gd = _diagonal_step(G, X, t_scalar, diag_steps, value_only=last) if use_diag else None
+        if last:
+            val = SG.exact(weights(best)) if Gd is None else Gd
+        else:
+            w = weights(best)
+            G = (VX * w[:, None]).T @ VX if Gd is None else Gd
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
 
 
-def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int):
+def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False):
     """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
-    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective);
-    the best T whose 2T - G passes a Cholesky test with a margin is used. Returns G' or None (no improvement)."""
-    import torch
+    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective,
+    gradient by Danskin: with q the top eigenvector of G', z = X q and u = (2T - G)^{-1} T z,
+    d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)); the best T whose 2T - G passes a Cholesky test with a margin is
+    used (the final G' is recomputed from that verified factor). Returns G' (``value_only``: its largest eigenvalue,
+    from the smaller Gram side) or None (no improvement)."""
+    from scipy.linalg import cho_solve, cholesky, eigh, solve_triangular
 
-    Gt = torch.as_tensor((G + G.T) / 2, dtype=torch.float64)
-    Xt = torch.as_tensor(X, dtype=torch.float64)
-    n = Gt.shape[0]
-    margin = 1e-9 * float(torch.linalg.matrix_norm(Gt)) + 1e-300
-    eye = torch.eye(n, dtype=torch.float64)
+    Gs = (G + G.T) / 2
+    n = Gs.shape[0]
+    margin = 1e-9 * float(np.linalg.norm(Gs)) + 1e-300
 
-    def value(T, grad=False):
-        A = 2 * torch.diag(T) - Gt - margin * eye
-        L, info = torch.linalg.cholesky_ex(A)
-        if int(info) != 0:
+    def factor(T):
+        A = 2 * np.diag(T) - Gs - margin * np.eye(n)
+        try:
+            return cholesky(A, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
             return None
-        Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
-        K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y
-        return torch.linalg.eigvalsh((K + K.T) / 2)[-1]
 
-    logt = torch.full((n,), math.log(t0), dtype=torch.float64, requires_grad=True)
-    with torch.no_grad():
-        v0 = value(logt.exp())
+    def value(T, grad: bool):
+        L = factor(T)
+        if L is None:
+            return None, None
+        Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)  # G' = Y^T Y
+        small = Y.shape[0] <= Y.shape[1]
+        K = Y @ Y.T if small else Y.T @ Y
+        d = K.shape[0]
+        lam, vec = eigh((K + K.T) / 2, subset_by_index=[d - 1, d - 1], check_finite=False)
+        lam = float(lam[0])
+        if not grad:
+            return lam, None
+        q = Y.T @ vec[:, 0] if small else vec[:, 0]  # top eigenvector of G' (unnormalised when small)
+        q = q / max(np.linalg.norm(q), 1e-300)
+        z = X @ q
+        u = cho_solve((L, True), T * z, check_finite=False)
+        return lam, T * (2 * z * u - 2 * u * u)
+
+    logt = np.full(n, math.log(t0))
+    v0, _ = value(np.exp(logt), False)
     if v0 is None:
         return None
-    best_v, best_T = float(v0), logt.detach().exp().clone()
-    opt = torch.optim.Adam([logt], lr=0.05)
+    best_v, best_T = v0, np.exp(logt)
+    lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8  # Adam (Kingma & Ba) on log T
+    m1, m2, it = np.zeros(n), np.zeros(n), 0
     for _ in range(steps):
-        v = value(logt.exp())
+        v, g = value(np.exp(logt), True)
         if v is None:  # left the feasible set: back to the best point, smaller steps
-            with torch.no_grad():
-                logt.copy_(torch.log(best_T))
-            for g in opt.param_groups:
-                g["lr"] *= 0.5
+            logt = np.log(best_T)
+            lr *= 0.5
             continue
-        if float(v.detach()) < best_v:
-            best_v, best_T = float(v.detach()), logt.detach().exp().clone()
-        opt.zero_grad()
-        v.backward()
-        opt.step()
-    if best_v >= float(v0) * (1 - 1e-6):
+        if v < best_v:
+            best_v, best_T = v, np.exp(logt)
+        it += 1
+        m1 = b1 * m1 + (1 - b1) * g
+        m2 = b2 * m2 + (1 - b2) * g * g
+        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
+    if best_v >= v0 * (1 - 1e-6):
         return None
     T = best_T
-    A = 2 * torch.diag(T) - Gt - margin * eye  # verified positive definite above (Cholesky)
-    L = torch.linalg.cholesky(A)
-    Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
-    return (Y.T @ Y).detach().numpy()
+    L = factor(T)  # verified positive definite above (Cholesky)
+    if L is None:
+        return None
+    Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)
+    if value_only:  # lambda_max(Y^T Y) on the smaller side
+        return _top_eig(Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y)
+    return Y.T @ Y
 
 
 def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
     """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
-    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix)."""
+    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix). Values are memoised per call (lru_cache) and
+    across calls by the content fingerprints of the factors (:func:`_cached`): the same matrices give the same float."""
     mats = {}
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         mats[("M", i)] = s.M
         mats[("E", i)] = stage_diff(F, Fhat, i)[0]
         mats[("H", i)] = sh.M
     mats.update(extra or {})
+    fps: dict = {}
+
+    def fp(k):
+        if k not in fps:
+            fps[k] = fingerprint(mats[k])
+        return fps[k]
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
         check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
-        b = pair_bound(A, B)
-        return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+        def compute():
+            b = pair_bound(A, B)
+            if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:  # wider: sproc_chain_bound would be the scalar bound again
+                b = min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS))
+            return b
+
+        return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
@@ -255,8 +420,14 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
         ms = [mats[k] for k in keys]
         if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
             return math.inf
-        b = sproc_chain_bound(ms, diag_steps=0)
-        return min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+        def compute():
+            b = sproc_chain_bound(ms, diag_steps=0)
+            if DIAG_STEPS > 0 and any(m.shape[1] <= DIAG_MAX_DIM for m in ms[:-1]):  # else the same scalar bound
+                b = min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS))
+            return b
+
+        return _cached(("segment", tuple(fp(k) for k in keys), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
     pb.segment = seg
     return pb
