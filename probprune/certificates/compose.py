@@ -315,6 +315,41 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
 
 
+def _diag_factor(Gs: np.ndarray, T: np.ndarray, margin: float):
+    """Lower Cholesky factor of 2 diag(T) - Gs - margin I, or None if it does not factorise."""
+    from scipy.linalg import cholesky
+
+    A = 2 * np.diag(T) - Gs - margin * np.eye(Gs.shape[0])
+    try:
+        return cholesky(A, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _diag_objective(Gs: np.ndarray, X: np.ndarray, T: np.ndarray, margin: float, grad: bool = True):
+    """(lambda_max(X^T T (2T - Gs - margin I)^{-1} T X), its gradient in log T or None); (None, None) where the
+    matrix 2T - Gs - margin I does not factorise. Gradient by Danskin's theorem: with q the top unit eigenvector,
+    z = X q and u = (2T - Gs - margin I)^{-1} T z, d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)."""
+    from scipy.linalg import cho_solve, eigh, solve_triangular
+
+    L = _diag_factor(Gs, T, margin)
+    if L is None:
+        return None, None
+    Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)  # G' = Y^T Y
+    small = Y.shape[0] <= Y.shape[1]
+    K = Y @ Y.T if small else Y.T @ Y
+    d = K.shape[0]
+    lam, vec = eigh((K + K.T) / 2, subset_by_index=[d - 1, d - 1], check_finite=False)
+    lam = float(lam[0])
+    if not grad:
+        return lam, None
+    q = Y.T @ vec[:, 0] if small else vec[:, 0]  # top eigenvector of G' (unnormalised when small)
+    q = q / max(np.linalg.norm(q), 1e-300)
+    z = X @ q
+    u = cho_solve((L, True), T * z, check_finite=False)
+    return lam, T * (2 * z * u - 2 * u * u)
+
+
 def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False):
     """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
     valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective,
@@ -322,36 +357,17 @@ def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_on
     d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)); the best T whose 2T - G passes a Cholesky test with a margin is
     used (the final G' is recomputed from that verified factor). Returns G' (``value_only``: its largest eigenvalue,
     from the smaller Gram side) or None (no improvement)."""
-    from scipy.linalg import cho_solve, cholesky, eigh, solve_triangular
+    from scipy.linalg import solve_triangular
 
     Gs = (G + G.T) / 2
     n = Gs.shape[0]
     margin = 1e-9 * float(np.linalg.norm(Gs)) + 1e-300
 
     def factor(T):
-        A = 2 * np.diag(T) - Gs - margin * np.eye(n)
-        try:
-            return cholesky(A, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            return None
+        return _diag_factor(Gs, T, margin)
 
     def value(T, grad: bool):
-        L = factor(T)
-        if L is None:
-            return None, None
-        Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)  # G' = Y^T Y
-        small = Y.shape[0] <= Y.shape[1]
-        K = Y @ Y.T if small else Y.T @ Y
-        d = K.shape[0]
-        lam, vec = eigh((K + K.T) / 2, subset_by_index=[d - 1, d - 1], check_finite=False)
-        lam = float(lam[0])
-        if not grad:
-            return lam, None
-        q = Y.T @ vec[:, 0] if small else vec[:, 0]  # top eigenvector of G' (unnormalised when small)
-        q = q / max(np.linalg.norm(q), 1e-300)
-        z = X @ q
-        u = cho_solve((L, True), T * z, check_finite=False)
-        return lam, T * (2 * z * u - 2 * u * u)
+        return _diag_objective(Gs, X, T, margin, grad)
 
     logt = np.full(n, math.log(t0))
     v0, _ = value(np.exp(logt), False)
