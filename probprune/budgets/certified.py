@@ -884,7 +884,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
     next t comes from a log-log secant through the two evaluated points nearest the target eps (1 - margin) (a power
     law t^p0 from the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the
-    bracket is within ``rtol``. Any evaluated allocation with value <= eps is sound; the search is only for size.
+    bracket is within ``rtol`` or a feasible value is within ``rtol`` of eps. Any evaluated allocation with value <= eps is sound; the search is only for size.
     ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
     Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
     value), and the last fitted exponent is in ``_scale_search.last_p`` (p0 if none was fitted)."""
@@ -912,7 +912,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
                 lo, v_lo = t, v
         elif hi is None or t < hi:
             hi = t
-        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)):
+        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 - rtol)):
             break
         # next point: secant in log-log through the evaluated points nearest the target
         ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)

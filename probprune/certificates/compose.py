@@ -128,15 +128,21 @@ class StageNorms:
     factor_product: np.ndarray  # product of the per-operation norms composed into the stage (nan if unknown)
 
 
+def _norm_upper(M: np.ndarray) -> float:
+    """``spectral_norm_upper(M)`` memoised by the content fingerprint of M (the stage matrices of F recur in every
+    evaluation of a budget search, and "auto" computes the stage norms in composed and again in mixed)."""
+    return _cached(("norm", fingerprint(M)), lambda: spectral_norm_upper(M))
+
+
 def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
     nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
-        nM.append(spectral_norm_upper(s.M))
-        nMh.append(spectral_norm_upper(sh.M))
+        nM.append(_norm_upper(s.M))
+        nMh.append(_norm_upper(sh.M))
         D, dbi = stage_diff(F, Fhat, i)
-        nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
+        nE.append(_norm_upper(D) if np.any(D) else 0.0)
         bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
         bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
         bd.append(float(np.linalg.norm(dbi)) * (1 + 1e-12))
