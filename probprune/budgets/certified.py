@@ -827,15 +827,15 @@ def _lower_F(graph):
         return None, str(e)
 
 
-def _tight_eps(F, graph, masks: dict, method: str):
+def _tight_eps(F, graph, masks: dict, method: str, Fh=None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
-    allocation is then judged by Cert-D alone)."""
+    allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
     from probprune.certificates.lower import lower_graph
     from probprune.certificates.tight import certify_chains
 
     try:
-        Fh = lower_graph(graph.with_masks(masks), "F_hat")
+        Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
         tc = certify_chains(F, Fh, method, 1.0)
@@ -846,8 +846,30 @@ def _tight_eps(F, graph, masks: dict, method: str):
     return float(tc.eps), tc.method, dict(tc.components)
 
 
-def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto"
-                       ) -> AllocationCertificate:
+def _lowered_memo(F, graph, memo: dict | None):
+    """(masks, F_hat) at counts, memoised in ``memo`` (one tight phase: the final certification revisits the
+    allocations its search evaluated) keyed by the counts tuple; F_hat None where the lowering fails (fail closed in
+    :func:`_tight_eps`)."""
+    from probprune.certificates.lower import lower_graph
+
+    def get(counts):
+        key = tuple(int(x) for x in counts)
+        if memo is not None and key in memo:
+            return memo[key]
+        masks = magnitude_masks(graph, counts)
+        try:
+            Fh = lower_graph(graph.with_masks(masks), "F_hat") if F is not None else None
+        except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError):
+            Fh = None
+        if memo is not None:
+            memo[key] = (masks, Fh)
+        return masks, Fh
+
+    return get
+
+
+def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto",
+                       _memo: dict | None = None) -> AllocationCertificate:
     """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
     (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
     (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
@@ -855,14 +877,17 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     already computed."""
     from probprune.certificates.lemma import certify_graph
 
-    masks = magnitude_masks(graph, counts)
-    d = float(certify_graph(graph, masks, conv_method).eps)
     refused = None
     if F is None:
         F, refused = _lower_F(graph)
+    masks, Fh = _lowered_memo(F, graph, _memo)(counts)
+    d = float(certify_graph(graph, masks, conv_method).eps)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    t, how, comps = _tight_eps(F, graph, masks, tight_method)
+    if Fh is None:  # the lowering of the pruned graph failed: _tight_eps names why (fail closed)
+        t, how, comps = _tight_eps(F, graph, masks, tight_method)
+    else:
+        t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -1023,12 +1048,16 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
+    memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
+    lowered = _lowered_memo(F, graph, memo)
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
-        v, how, _ = _tight_eps(F, graph, magnitude_masks(graph, k), state["method"])
+        masks, Fh = lowered(k)
+        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh) if Fh is not None else \
+            _tight_eps(F, graph, masks, state["method"])
         if state["method"] == "auto" and math.isfinite(v):
             state["method"] = how.split("_")[0] if how.startswith("composed") else how
         return v
@@ -1062,7 +1091,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method)
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo)
         if ac.eps <= eps:
             pick = cands[j]
             break
@@ -1072,7 +1101,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
     uni_cert = None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method)
+        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo)
         if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
             raise RuntimeError("internal error: uniform allocation exceeds eps")
     detail.update({"at_allocation": ac.as_dict(),
