@@ -173,3 +173,20 @@ def test_budget_from_the_faster_search_is_certified():
     assert ac.eps <= eps and abs(ac.eps - r.eps_achieved) <= 1e-12 * eps
     with C.bound_cache(False):
         assert bc.certify_allocation(g, counts, tight_method="mixed").eps == ac.eps  # the cache is invisible in the certificate
+
+
+@pytest.mark.parametrize("steps", [0, 20])
+def test_prefix_states_resume_bit_for_bit(steps):
+    """A segment resumed from the stored state of its prefix (Statement 12.10's G_k) equals the segment computed
+    from scratch, bit for bit; a prefix of another matrix is not resumed from."""
+    rng = np.random.default_rng(11)
+    A, B, Cm = rng.normal(size=(7, 9)), rng.normal(size=(9, 12)), rng.normal(size=(12, 5))
+    with C.bound_cache(False):
+        ref = C.sproc_chain_bound([A, B, Cm], diag_steps=steps)
+        ref2 = C.sproc_chain_bound([A, B * 1.5, Cm], diag_steps=steps)
+    C.clear_bound_cache()
+    C.sproc_chain_bound([A, B], diag_steps=steps)  # stores the state after (A, B)
+    assert len(C._STATE) >= 1
+    assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref
+    assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref  # resumed from the (A, B, Cm) prefix states
+    assert C.sproc_chain_bound([A, B * 1.5, Cm], diag_steps=steps) == ref2

@@ -79,6 +79,8 @@ def bound_cache(enabled: bool = True):
 def clear_bound_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _STATE.clear()
+        _STATE_USED[0] = 0
         CACHE_STATS.update(hits=0, misses=0)
 
 
@@ -107,6 +109,38 @@ def _cached(key: tuple, compute):
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return v
+
+
+#: the S-procedure state G_k after a prefix X_1..X_k of a chain (Statement 12.10) is, like the bounds, a pure
+#: function of the prefix's factors and the parameters: kept (byte-bounded LRU) so that a segment resumes where an
+#: earlier call on the same prefix stopped (the F-only prefixes of every F_hat of a search; a pair followed by the
+#: segment that extends it). Resuming from the stored array repeats the same floating-point operations.
+STATE_BYTES = 64 << 20
+_STATE: OrderedDict = OrderedDict()
+_STATE_USED = [0]
+
+
+def _state_get(key: tuple):
+    with _CACHE_LOCK:
+        G = _STATE.get(key)
+        if G is not None:
+            _STATE.move_to_end(key)
+        return G
+
+
+def _state_put(key: tuple, G: np.ndarray) -> None:
+    if G.nbytes > STATE_BYTES // 4:
+        return
+    G = np.array(G, dtype=float, copy=True)
+    G.setflags(write=False)
+    with _CACHE_LOCK:
+        old = _STATE.pop(key, None)
+        if old is not None:
+            _STATE_USED[0] -= old.nbytes
+        _STATE[key] = G
+        _STATE_USED[0] += G.nbytes
+        while _STATE_USED[0] > STATE_BYTES and _STATE:
+            _STATE_USED[0] -= _STATE.popitem(last=False)[1].nbytes
 
 
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
@@ -274,14 +308,16 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM
-                      ) -> float:
+def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM,
+                      _fps: Sequence[bytes] | None = None) -> float:
     """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
     G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
     greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
     log T from the best scalar t, kept only if better and 2T - G_k passes Cholesky with a margin).
-    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2. t_k is chosen on Lanczos estimates; the
-    last G_m is never formed: lambda_max(G_m) is computed on the smaller Gram side (:class:`_ScaledGram`)."""
+    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2. t_k is chosen on Krylov estimates; the
+    last G_m is not needed: lambda_max(G_m) is computed on the smaller Gram side (:class:`_ScaledGram`). While the
+    bound cache is on, the states G_k of prefixes are stored and reused (``_STATE``; ``_fps``: the factors'
+    fingerprints if already computed)."""
     from scipy.optimize import minimize_scalar
 
     mats = [np.asarray(X, float) for X in mats]
@@ -290,9 +326,24 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
             raise ProbPruneError(f"sproc_chain_bound: shapes {a.shape} and {b.shape} do not compose")
     if any(not np.any(X) for X in mats):
         return 0.0
-    G = mats[0].T @ mats[0]
+    use_state = _CACHE_ON.get() and len(mats) >= 2
+    fps = (list(_fps) if _fps is not None else [fingerprint(X) for X in mats]) if use_state else None
+
+    def skey(k):  # the state after the factors 0..k
+        return ("G", tuple(fps[:k + 1]), int(diag_steps), int(diag_max_dim), PAIR_REL)
+
+    G, start = None, 0
+    if use_state:
+        for k in range(len(mats) - 2, 0, -1):
+            st = _state_get(skey(k))
+            if st is not None:
+                G, start = st, k
+                break
+    if G is None:
+        G = mats[0].T @ mats[0]
     val = None
-    for step, X in enumerate(mats[1:]):
+    for step in range(start, len(mats) - 1):
+        X = mats[step + 1]
         last = step == len(mats) - 2
         lam, V = np.linalg.eigh((G + G.T) / 2)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
@@ -312,12 +363,27 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
         best = float(res.x) if res.success and float(res.fun) <= est(0.0) else 0.0
         t_scalar = lmax / 2 * (1 + math.exp(best))
         use_diag = 0 < diag_steps and G.shape[0] <= diag_max_dim
-        Gd = _diagonal_step(G, X, t_scalar, diag_steps, value_only=last) if use_diag else None
+        # the last step's full G_m only to store it, where forming it is cheap (a later segment may extend the chain)
+        keep_last = use_state and last and X.shape[1] <= 512 and X.shape[0] * X.shape[1] ** 2 <= 3e7
         if last:
-            val = SG.exact(weights(best)) if Gd is None else Gd
+            Gd = _diagonal_step(G, X, t_scalar, diag_steps, value_only=True, with_G=keep_last) if use_diag else None
+            if keep_last and Gd is not None:
+                Gd, G_last = Gd
+            if Gd is None:
+                w = weights(best)
+                val = SG.exact(w)
+                if keep_last:
+                    G_last = (VX * w[:, None]).T @ VX
+            else:
+                val = Gd
+            if keep_last:
+                _state_put(skey(step + 1), G_last)
         else:
+            Gd = _diagonal_step(G, X, t_scalar, diag_steps) if use_diag else None
             w = weights(best)
             G = (VX * w[:, None]).T @ VX if Gd is None else Gd
+            if use_state:
+                _state_put(skey(step + 1), G)
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
 
 
@@ -356,13 +422,14 @@ def _diag_objective(Gs: np.ndarray, X: np.ndarray, T: np.ndarray, margin: float,
     return lam, T * (2 * z * u - 2 * u * u)
 
 
-def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False):
+def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False,
+                   with_G: bool = False):
     """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
     valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective,
     gradient by Danskin: with q the top eigenvector of G', z = X q and u = (2T - G)^{-1} T z,
     d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)); the best T whose 2T - G passes a Cholesky test with a margin is
     used (the final G' is recomputed from that verified factor). Returns G' (``value_only``: its largest eigenvalue,
-    from the smaller Gram side) or None (no improvement)."""
+    from the smaller Gram side; with ``with_G`` the pair (value, G')) or None (no improvement)."""
     from scipy.linalg import solve_triangular
 
     Gs = (G + G.T) / 2
@@ -402,7 +469,8 @@ def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_on
         return None
     Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)
     if value_only:  # lambda_max(Y^T Y) on the smaller side
-        return _top_eig(Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y)
+        v = _top_eig(Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y)
+        return (v, Y.T @ Y) if with_G else v
     return Y.T @ Y
 
 
@@ -431,7 +499,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
         def compute():
             b = pair_bound(A, B)
             if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:  # wider: sproc_chain_bound would be the scalar bound again
-                b = min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS))
+                b = min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j)))))
             return b
 
         return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
@@ -444,9 +512,10 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
             return math.inf
 
         def compute():
-            b = sproc_chain_bound(ms, diag_steps=0)
+            fs = [fp(k) for k in keys]
+            b = sproc_chain_bound(ms, diag_steps=0, _fps=fs)
             if DIAG_STEPS > 0 and any(m.shape[1] <= DIAG_MAX_DIM for m in ms[:-1]):  # else the same scalar bound
-                b = min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS))
+                b = min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS, _fps=fs))
             return b
 
         return _cached(("segment", tuple(fp(k) for k in keys), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
