@@ -247,32 +247,36 @@ class _ScaledGram:
         return _top_eig(self.matrix(w))
 
     def estimate(self, w: np.ndarray) -> float:
-        K = self.matrix(w)
-        if K.shape[0] < self.LANCZOS_MIN:
-            return _top_eig(K)
-        val, self.v0 = _krylov_top(K, self.v0)
+        if self.P is None or self.P.shape[0] < self.LANCZOS_MIN:
+            return _top_eig(self.matrix(w))
+        r = np.sqrt(w)
+        P = self.P
+        val, self.v0 = _krylov_top(lambda v: r * (P @ (r * v)), P.shape[0], self.v0)
         return val
 
 
-def _krylov_top(K: np.ndarray, v0, dim: int = 12) -> tuple[float, np.ndarray]:
-    """ESTIMATE of lambda_max(K) (K symmetric): Rayleigh-Ritz on the Krylov space of dimension ``dim`` from v0 (the
-    previous top Ritz vector: warm start; a fixed vector if None), full reorthogonalisation. A lower estimate, used
-    only to choose a multiplier; returns (value, Ritz vector)."""
-    n = K.shape[0]
+def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
+    """ESTIMATE of lambda_max(K) (K symmetric, given by ``matvec``): Rayleigh-Ritz on the Krylov space of dimension
+    ``dim`` from v0 (the previous top Ritz vector: warm start; a fixed vector if None), Gram-Schmidt against the
+    basis. A lower estimate, used only to choose a multiplier; returns (value, Ritz vector)."""
     v = np.ones(n) / math.sqrt(n) if v0 is None else v0 / max(np.linalg.norm(v0), 1e-300)
-    Q = np.empty((n, min(dim, n)))
+    m = min(dim, n)
+    Q = np.empty((n, m))
+    KQ = np.empty((n, m))
     k = 0
-    for k in range(Q.shape[1]):
+    for k in range(m):
         Q[:, k] = v
-        v = K @ v
-        for _ in range(2):
-            v = v - Q[:, :k + 1] @ (Q[:, :k + 1].T @ v)
-        nv = np.linalg.norm(v)
-        if nv <= 1e-12 * max(1.0, abs(float(Q[:, k] @ (K @ Q[:, k])))):
+        KQ[:, k] = matvec(v)
+        if k == m - 1:
             break
-        v = v / nv
-    Qk = Q[:, :k + 1]
-    T = Qk.T @ K @ Qk
+        u = KQ[:, k] - Q[:, :k + 1] @ (Q[:, :k + 1].T @ KQ[:, k])
+        u -= Q[:, :k + 1] @ (Q[:, :k + 1].T @ u)
+        nu = float(np.linalg.norm(u))
+        if nu <= 1e-12 * max(1.0, float(np.linalg.norm(KQ[:, k]))):
+            break
+        v = u / nu
+    Qk, KQk = Q[:, :k + 1], KQ[:, :k + 1]
+    T = Qk.T @ KQk
     lam, U = np.linalg.eigh((T + T.T) / 2)
     return float(lam[-1]), Qk @ U[:, -1]
 
