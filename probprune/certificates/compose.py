@@ -313,7 +313,7 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
 
 
 def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM,
-                      _fps: Sequence[bytes] | None = None) -> float:
+                      _fps: Sequence[bytes] | None = None, xatol: float = 1e-2, scalar_too: bool = False) -> float:
     """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
     G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
     greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
@@ -321,7 +321,9 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2. t_k is chosen on Krylov estimates; the
     last G_m is not needed: lambda_max(G_m) is computed on the smaller Gram side (:class:`_ScaledGram`). While the
     bound cache is on, the states G_k of prefixes are stored and reused (``_STATE``; ``_fps``: the factors'
-    fingerprints if already computed)."""
+    fingerprints if already computed). ``xatol``: tolerance of the scalar search (in log(2t/lambda_max - 1));
+    ``scalar_too``: where the last step used diagonal multipliers, the bound is the smaller of that value and the
+    scalar one at the chosen t (both valid)."""
     from scipy.optimize import minimize_scalar
 
     mats = [np.asarray(X, float) for X in mats]
@@ -334,7 +336,7 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     fps = (list(_fps) if _fps is not None else [fingerprint(X) for X in mats]) if use_state else None
 
     def skey(k):  # the state after the factors 0..k
-        return ("G", tuple(fps[:k + 1]), int(diag_steps), int(diag_max_dim), PAIR_REL)
+        return ("G", tuple(fps[:k + 1]), int(diag_steps), int(diag_max_dim), float(xatol), PAIR_REL)
 
     G, start = None, 0
     if use_state:
@@ -363,7 +365,7 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
         def est(logs):
             return SG.estimate(weights(logs))
 
-        res = minimize_scalar(est, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
+        res = minimize_scalar(est, bounds=(-12.0, 6.0), method="bounded", options={"xatol": xatol})
         best = float(res.x) if res.success and float(res.fun) <= est(0.0) else 0.0
         t_scalar = lmax / 2 * (1 + math.exp(best))
         use_diag = 0 < diag_steps and G.shape[0] <= diag_max_dim
@@ -379,7 +381,7 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
                 if keep_last:
                     G_last = (VX * w[:, None]).T @ VX
             else:
-                val = Gd
+                val = min(Gd, SG.exact(weights(best))) if scalar_too else Gd
             if keep_last:
                 _state_put(skey(step + 1), G_last)
         else:
@@ -501,10 +503,12 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
 
         def compute():
-            b = pair_bound(A, B)
-            if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:  # wider: sproc_chain_bound would be the scalar bound again
-                b = min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j)))))
-            return b
+            if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:
+                # Statement 12.10 with m = 2: the scalar pair bound of Statement 12.2 at the chosen t and the diagonal
+                # multipliers started there, the smaller of the two (the state after the pair is reused by segments)
+                return sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j))),
+                                         scalar_too=True)
+            return pair_bound(A, B)  # wider: no diagonal multipliers (cost)
 
         return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
