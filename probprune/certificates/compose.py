@@ -115,7 +115,7 @@ def _cached(key: tuple, compute):
 #: function of the prefix's factors and the parameters: kept (byte-bounded LRU) so that a segment resumes where an
 #: earlier call on the same prefix stopped (the F-only prefixes of every F_hat of a search; a pair followed by the
 #: segment that extends it). Resuming from the stored array repeats the same floating-point operations.
-STATE_BYTES = 64 << 20
+STATE_BYTES = 32 << 20
 _STATE: OrderedDict = OrderedDict()
 _STATE_USED = [0]
 
