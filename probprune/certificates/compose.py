@@ -9,6 +9,10 @@
   with ReLU slopes S_j in [0, I], each partial product bounded by the best grouping of its factors into single
   norms and pair bounds (Statement 12.3).
 Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding allowance, x (1 + 1e-9)).
+
+Speed (issues 19/22): the pair/segment bounds and stage norms are memoised by content fingerprints of their factors
+(:func:`_cached`; ``bound_cache(False)`` disables it), S-procedure prefix states are resumed (``_STATE``), the scalar
+multipliers are chosen on Krylov estimates and the bound is the LAPACK eigenvalue at the chosen multiplier.
 """
 from __future__ import annotations
 
@@ -223,9 +227,9 @@ class _ScaledGram:
     """lambda_max(Y^T diag(w) Y) for one n x m matrix Y and many weight vectors w >= 0 (the S-procedure steps of
     Statements 12.2 / 12.10 for different multipliers t). The nonzero spectrum of Y^T W Y equals that of
     W^{1/2} (Y Y^T) W^{1/2}: with P = Y Y^T formed once (n <= m), each w costs O(n^2) to form the n x n matrix instead
-    of O(n^2 m). ``exact(w)``: the LAPACK top eigenvalue (what a bound is made of). ``estimate(w)``: a Lanczos
-    (ARPACK) estimate warm-started at the previous top eigenvector, only to choose t in the scalar minimisation (the
-    bound is then evaluated with ``exact`` at the chosen t)."""
+    of O(n^2 m). ``exact(w)``: the LAPACK top eigenvalue (what a bound is made of). ``estimate(w)``: a Krylov
+    (Rayleigh-Ritz, :func:`_krylov_top`) estimate warm-started at the previous top Ritz vector, only to choose t in
+    the scalar minimisation (the bound is then evaluated with ``exact`` at the chosen t)."""
 
     LANCZOS_MIN = 96  # smaller matrices: exact eigenvalues are as cheap as Lanczos
 
@@ -284,7 +288,7 @@ def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
 def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
     multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
-    Lanczos estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
+    Krylov estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
     from scipy.optimize import minimize_scalar
 
     A = np.asarray(A, float)
