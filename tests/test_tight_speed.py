@@ -190,3 +190,13 @@ def test_prefix_states_resume_bit_for_bit(steps):
     assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref
     assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref  # resumed from the (A, B, Cm) prefix states
     assert C.sproc_chain_bound([A, B * 1.5, Cm], diag_steps=steps) == ref2
+
+
+def test_fingerprint_edge_cases():
+    """Empty, non-contiguous and non-float64 inputs; the shape is part of the fingerprint."""
+    z = [C.fingerprint(np.zeros((0, 3))), C.fingerprint(np.zeros((3, 0)))]
+    assert z[0] != z[1]
+    a = np.arange(12.0).reshape(4, 3)
+    assert C.fingerprint(a[:, ::2]) == C.fingerprint(np.ascontiguousarray(a[:, ::2]))
+    assert C.fingerprint(np.ones(5, dtype=np.float32)) == C.fingerprint(np.ones(5))  # same float64 values
+    assert C.fingerprint(np.ones(5)) != C.fingerprint(np.ones((5, 1)))

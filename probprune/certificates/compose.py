@@ -92,7 +92,8 @@ def fingerprint(M) -> bytes:
     """Content fingerprint of a matrix: BLAKE2b-160 of its shape and its float64 bytes (C order)."""
     a = np.ascontiguousarray(M, dtype=np.float64)
     h = hashlib.blake2b(repr(a.shape).encode(), digest_size=20)
-    h.update(memoryview(a).cast("B"))
+    if a.size:
+        h.update(memoryview(a.reshape(-1)).cast("B"))
     return h.digest()
 
 
