@@ -260,6 +260,21 @@ class _ScaledGram:
         return val
 
 
+def _eigh_kept(G: np.ndarray, key: tuple | None):
+    """np.linalg.eigh(G), kept in the state store under ``key`` (a content key of G) while the bound cache is on:
+    the Gram matrices of F-only factors (and of F-only prefix states) recur in every evaluation of a search."""
+    on = key is not None and _CACHE_ON.get()
+    if on:
+        lam, V = _state_get(("eig-lam",) + key), _state_get(("eig-V",) + key)
+        if lam is not None and V is not None:
+            return lam, V
+    lam, V = np.linalg.eigh(G)
+    if on:
+        _state_put(("eig-lam",) + key, lam)
+        _state_put(("eig-V",) + key, V)
+    return lam, V
+
+
 def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
     """ESTIMATE of lambda_max(K) (K symmetric, given by ``matvec``): Rayleigh-Ritz on the Krylov space of dimension
     ``dim`` from v0 (the previous top Ritz vector: warm start; a fixed vector if None), Gram-Schmidt against the
@@ -286,7 +301,7 @@ def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
     return float(lam[-1]), Qk @ U[:, -1]
 
 
-def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
+def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
     multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
     Krylov estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
@@ -299,7 +314,7 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     if not np.any(A) or not np.any(B):
         return 0.0
     G = A.T @ A
-    lam, V = np.linalg.eigh(G)
+    lam, V = _eigh_kept(G, ("AtA", _fpA) if _fpA is not None else None)
     slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
     lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
     SG = _ScaledGram(V.T @ B)
@@ -356,7 +371,7 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     for step in range(start, len(mats) - 1):
         X = mats[step + 1]
         last = step == len(mats) - 2
-        lam, V = np.linalg.eigh((G + G.T) / 2)
+        lam, V = _eigh_kept((G + G.T) / 2, skey(step) if use_state else None)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
         lam = np.maximum(lam, 0.0) + slack
         VX = V.T @ X
@@ -513,7 +528,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
                 # multipliers started there, the smaller of the two (the state after the pair is reused by segments)
                 return sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j))),
                                          scalar_too=True)
-            return pair_bound(A, B)  # wider: no diagonal multipliers (cost)
+            return pair_bound(A, B, fp((kind_a, i)))  # wider: no diagonal multipliers (cost)
 
         return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
