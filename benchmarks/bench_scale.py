@@ -24,6 +24,11 @@ with the timings; ratios old/new are measured in the same run and are the meanin
   inverted, the §12 certificates where the network lowers at its size, else Cert-D, named in ``certificate``);
   ``budget_cert_d`` is the Cert-D inversion in the same run (the budget before issue 22).
 
+* ``certify_auto`` (issue 19): the auto rule at a 30% magnitude pruning (``certify_allocation``, cold bound cache);
+  ``tight_before``: the default budget and that certificate with the package at ``--tight-before`` (default 164a041,
+  before the speed work on the tight path; a git archive run in a subprocess), same model and eps, right after.
+  Wall seconds and process CPU seconds (one thread: the wall time on an idle core) are both recorded.
+
 Since the layout move (core/ net/ theory/ ...), the old-code comparisons (``--before``, the old norms and budget read
 from git) need ``--no-old --before ''``: the old sources import modules by their pre-move names. A merged model keeps
 its replaced entry (with those comparisons) under ``previous_run``.
@@ -200,6 +205,58 @@ def before_budget(commit: str):
     return mods["_before_bc"].certified_budget
 
 
+TIGHT_BEFORE = "164a041"  # the last commit before the issue-22/19 speed work on the tight path (compose.py, search)
+
+_TIGHT_SCRIPT = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+import numpy as np, torch
+torch.set_num_threads(1)
+from bench_scale import build
+from probprune.net import from_torch
+from probprune.budgets import certified as bc
+name, eps = sys.argv[3], float(sys.argv[4])
+model, shape = build(name)
+g = from_torch(model.eval(), shape)
+out = {"loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+tim = {}
+c0 = time.process_time()
+t = time.perf_counter()
+r = bc.certified_budget(g, eps, timings=tim)
+out["budget_seconds"] = time.perf_counter() - t
+out["budget_cpu_seconds"] = time.process_time() - c0
+out.update(certificate=r.certificate, total_prunable=r.total_prunable, eps_achieved=r.eps_achieved,
+           uniform_total=r.uniform_total, tight_evaluations=tim.get("tight_evaluations"))
+N = np.array([n.op.weight.size for n in g.weight_nodes])
+c0 = time.process_time()
+t = time.perf_counter()
+ac = bc.certify_allocation(g, (0.3 * N).astype(np.int64))
+out["certify_auto_seconds"] = time.perf_counter() - t
+out["certify_auto_cpu_seconds"] = time.process_time() - c0
+out.update(certify_auto_eps=ac.eps, certify_auto_certificate=ac.certificate)
+out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+print("JSON" + json.dumps(out))
+"""
+
+
+def tight_code_at(commit: str, name: str, eps: float) -> dict:
+    """The default (tight) certified budget and the auto certificate at a 30% magnitude pruning with the package as
+    it was at ``commit`` (``git archive`` into a temporary directory, run in a subprocess with one thread), for a
+    before/after ratio measured in the same run on the same model and eps."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        arch = subprocess.run(["git", "archive", commit, "probprune"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", d], input=arch, check=True)
+        env = dict(os.environ, PYTHONPATH=d, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        pr = subprocess.run([sys.executable, "-c", _TIGHT_SCRIPT, d, str(ROOT / "benchmarks"), name, repr(eps)],
+                            capture_output=True, text=True, env=env, cwd=d)
+    line = [x for x in pr.stdout.splitlines() if x.startswith("JSON")]
+    if pr.returncode != 0 or not line:
+        return {"commit": commit, "error": (pr.stderr or pr.stdout)[-800:]}
+    return {"commit": commit, **json.loads(line[-1][4:])}
+
+
 # ------------------------------------------------------------------------------------------------ measurements
 def prune30(graph):
     from probprune.budgets.apriori import magnitude_prune_count
@@ -248,7 +305,7 @@ def time_certify(graph, old_norms, old_passes=("norm_W", "norm_What", "norm_E"))
             "old_seconds_per_pass": old_norm / len(old_passes) if old_norm else None}
 
 
-def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) -> dict:
+def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, tight_before=None) -> dict:
     from probprune.budgets import certified as bc
     from probprune.net import from_torch as graph_from_torch
 
@@ -279,10 +336,13 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
     print(name, "budget_cert_d", json.dumps(out["budget_cert_d"]), flush=True)
     # the default (issue 22): the auto rule's certificate inverted (§12 where the network lowers at its size)
     tim = {}
+    c0 = time.process_time()
     t = time.perf_counter()
     r = bc.certified_budget(g, eps, timings=tim)
     wall = time.perf_counter() - t
+    cpu = time.process_time() - c0
     out["budget"] = {"eps": eps, "eps_rule": "0.1 x certificate of pruning every weight", "seconds": wall,
+                     "cpu_seconds": cpu, "cpu_note": "process CPU time (one thread): the wall time on an idle core",
                      "certificate": r.certificate, "tight_refused": bc.tight_refusal(g) if name != "lenet" else None,
                      "split_seconds": {k: v for k, v in tim.items() if k != "log"},
                      "total_prunable": r.total_prunable, "eps_achieved": r.eps_achieved,
@@ -294,6 +354,28 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None) ->
                      "target_note": "issue 22: LeNet-300-100 budget with the tight certificate <= 2 s; VGG/ResNet "
                                     "shapes <= 60 s (Cert-D where the §12 certificates are too costly)"}
     print(name, "budget", json.dumps(out["budget"]), flush=True)
+    if tight_before and r.certificate.startswith("tight:"):
+        # issue 19: the auto certificate (what `certify --bound auto` computes) at a 30% magnitude pruning, cold cache
+        from probprune.certificates.compose import clear_bound_cache
+
+        clear_bound_cache()
+        N = np.array([n.op.weight.size for n in g.weight_nodes])
+        c0 = time.process_time()
+        t = time.perf_counter()
+        ac = bc.certify_allocation(g, (0.3 * N).astype(np.int64))
+        out["certify_auto"] = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c0,
+                               "eps": ac.eps, "certificate": ac.certificate,
+                               "fraction": 0.3, "target_seconds": 2.0 if name == "lenet" else None,
+                               "target_note": "issue 19: auto <= 2 s on LeNet-300-100 (cold bound cache)"}
+        print(name, "certify_auto", json.dumps(out["certify_auto"]), flush=True)
+        tb = tight_code_at(tight_before, name, eps)  # the code before the speed work, same model and eps, right after
+        if "budget_seconds" in tb:
+            tb["ratio_budget_seconds_before_over_new"] = tb["budget_seconds"] / wall
+            tb["ratio_budget_cpu_seconds_before_over_new"] = tb["budget_cpu_seconds"] / cpu
+            tb["ratio_certify_auto_seconds_before_over_new"] = tb["certify_auto_seconds"] / out["certify_auto"]["seconds"]
+            tb["prunable_change_new_vs_before"] = (r.total_prunable - tb["total_prunable"]) / max(tb["total_prunable"], 1)
+        out["tight_before"] = tb
+        print(name, "tight_before", json.dumps(tb), flush=True)
     if before is not None:  # the same budget with the code before this change, right after, in the same process
         commit, fn = before
         t = time.perf_counter()
@@ -340,6 +422,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-old", action="store_true", help="skip the old code entirely")
     ap.add_argument("--before", default="002f22e",
                     help="also time certified_budget (with its norms) at this commit, same run ('' to skip)")
+    ap.add_argument("--tight-before", default=TIGHT_BEFORE,
+                    help="also run the tight budget and the auto certificate with the package at this commit (a "
+                         "subprocess on a git archive), same model and eps, for the models whose budget inverts a §12 "
+                         "certificate ('' to skip)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     ap.add_argument("--gate-only", default="",
                     help="models only traced to record which certificate the default budget inverts (tight_refusal: "
@@ -362,7 +448,7 @@ def main(argv=None) -> int:
     # written to it after every model)
     prev = json.loads(Path(args.merge).read_text()) if args.merge and Path(args.merge).exists() else None
     for name in args.models.split(","):
-        res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before)
+        res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before, args.tight_before or None)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
     from probprune.budgets.certified import tight_refusal
@@ -396,6 +482,14 @@ def main(argv=None) -> int:
                if m["budget"]["target_seconds"] else None,
                "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],
                "budget_ratio_old_over_new": (m.get("old_budget") or {}).get("ratio_old_over_new"),
+               "certify_auto_seconds": (m.get("certify_auto") or {}).get("seconds"),
+               "budget_cpu_seconds": m["budget"].get("cpu_seconds"),
+               "certify_auto_cpu_seconds": (m.get("certify_auto") or {}).get("cpu_seconds"),
+               "tight_before": {k: (m.get("tight_before") or {}).get(k) for k in (
+                   "commit", "budget_seconds", "budget_cpu_seconds", "certify_auto_seconds", "certify_auto_cpu_seconds",
+                   "ratio_budget_seconds_before_over_new", "ratio_budget_cpu_seconds_before_over_new",
+                   "ratio_certify_auto_seconds_before_over_new", "prunable_change_new_vs_before")}
+               if m.get("tight_before") else None,
                "before": {k: (m.get("before") or {}).get(k) for k in ("commit", "seconds", "ratio_before_over_new",
                                                                       "prunable_change")} if m.get("before") else None}
         for name, m in res["models"].items()}

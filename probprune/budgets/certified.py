@@ -101,11 +101,6 @@ def _group_sums_at_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
     return run
 
 
-def _running_group_max_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """:func:`_running_group_max` for groups given as rows of addition times (:func:`_group_sums_at_times`)."""
-    return np.maximum.accumulate(_group_sums_at_times(vals2, times))
-
-
 def _magnitude_order(f: np.ndarray) -> np.ndarray:
     """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then the
     positions inside runs of equal values re-sorted by (value, index)."""
@@ -761,6 +756,8 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
 # --------------------------------------------------------------------------------------------- tight inversion
 CERTIFICATES = ("auto", "lemma-a")  # what a magnitude budget inverts: the auto rule's certificate, or Cert-D only
 TIGHT_EVALUATIONS = 6  # default tight-certificate evaluations per search (uniform, optimal); each costs seconds
+REFINE_STEPS: tuple = ()  # per-layer raise factors after the optimal scale search (_refine_layers); off by default:
+# on LeNet-300-100 the steps (1.25, 1.08) spent 2 of 11 tight evaluations to add 16 weights (0.01%)
 TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
@@ -830,15 +827,15 @@ def _lower_F(graph):
         return None, str(e)
 
 
-def _tight_eps(F, graph, masks: dict, method: str):
+def _tight_eps(F, graph, masks: dict, method: str, Fh=None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
-    allocation is then judged by Cert-D alone)."""
+    allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
     from probprune.certificates.lower import lower_graph
     from probprune.certificates.tight import certify_chains
 
     try:
-        Fh = lower_graph(graph.with_masks(masks), "F_hat")
+        Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
         tc = certify_chains(F, Fh, method, 1.0)
@@ -849,8 +846,30 @@ def _tight_eps(F, graph, masks: dict, method: str):
     return float(tc.eps), tc.method, dict(tc.components)
 
 
-def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto"
-                       ) -> AllocationCertificate:
+def _lowered_memo(F, graph, memo: dict | None):
+    """(masks, F_hat) at counts, memoised in ``memo`` (one tight phase: the final certification revisits the
+    allocations its search evaluated) keyed by the counts tuple; F_hat None where the lowering fails (fail closed in
+    :func:`_tight_eps`)."""
+    from probprune.certificates.lower import lower_graph
+
+    def get(counts):
+        key = tuple(int(x) for x in counts)
+        if memo is not None and key in memo:
+            return memo[key]
+        masks = magnitude_masks(graph, counts)
+        try:
+            Fh = lower_graph(graph.with_masks(masks), "F_hat") if F is not None else None
+        except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError):
+            Fh = None
+        if memo is not None:
+            memo[key] = (masks, Fh)
+        return masks, Fh
+
+    return get
+
+
+def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto",
+                       _memo: dict | None = None) -> AllocationCertificate:
     """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
     (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
     (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
@@ -858,14 +877,17 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     already computed."""
     from probprune.certificates.lemma import certify_graph
 
-    masks = magnitude_masks(graph, counts)
-    d = float(certify_graph(graph, masks, conv_method).eps)
     refused = None
     if F is None:
         F, refused = _lower_F(graph)
+    masks, Fh = _lowered_memo(F, graph, _memo)(counts)
+    d = float(certify_graph(graph, masks, conv_method).eps)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    t, how, comps = _tight_eps(F, graph, masks, tight_method)
+    if Fh is None:  # the lowering of the pruned graph failed: _tight_eps names why (fail closed)
+        t, how, comps = _tight_eps(F, graph, masks, tight_method)
+    else:
+        t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -878,14 +900,19 @@ def _counts_at(t: float, shape: np.ndarray, N: np.ndarray) -> np.ndarray:
     return np.floor(np.minimum(1.0, t * shape) * N + 1e-9).astype(np.int64)
 
 
+SCALE_RTOL = 0.02  # the scale searches stop when the feasible/infeasible bracket is within this relative width
+
+
 def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
-                  deadline: float, rtol: float = 0.01, margin: float = 2e-3, p0: float = 1.3):
+                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = 1.3):
     """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
     next t comes from a log-log secant through the two evaluated points nearest the target eps (1 - margin) (a power
     law t^p0 from the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the
-    bracket is within ``rtol``. Any evaluated allocation with value <= eps is sound; the search is only for size.
-    Returns (t, counts, value at counts or None if not evaluated, log)."""
+    bracket is within ``rtol`` or a feasible value is within ``rtol`` of eps. Any evaluated allocation with value <= eps is sound; the search is only for size.
+    ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
+    Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
+    value), and the last fitted exponent is in ``_scale_search.last_p`` (p0 if none was fitted)."""
     import time
 
     t_max = 1.0 / float(shape[shape > 0].min()) if np.any(shape > 0) else 0.0
@@ -894,6 +921,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     log = []
     lo, v_lo, hi = t_lo, None, None
     t = t_lo
+    _scale_search.last_p = p0
     for _ in range(max_evals):
         if time.perf_counter() > deadline:
             break
@@ -909,7 +937,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
                 lo, v_lo = t, v
         elif hi is None or t < hi:
             hi = t
-        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)):
+        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 - rtol)):
             break
         # next point: secant in log-log through the evaluated points nearest the target
         ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
@@ -921,6 +949,8 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             if a[0] == b[0]:
                 a, b = ev[-2], ev[-1]
             p = math.log(b[1] / a[1]) / math.log(b[0] / a[0]) if b[1] != a[1] and b[0] != a[0] else p0
+            if math.isfinite(p) and p > 0.2:
+                _scale_search.last_p = p
             if math.isfinite(p) and p < 0.2 and max(a[1], b[1]) <= target:
                 nt = math.inf  # a plateau below the target (e.g. a layer fully pruned): go to the top of the bracket
             else:
@@ -1018,12 +1048,16 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
+    memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
+    lowered = _lowered_memo(F, graph, memo)
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
-        v, how, _ = _tight_eps(F, graph, magnitude_masks(graph, k), state["method"])
+        masks, Fh = lowered(k)
+        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh) if Fh is not None else \
+            _tight_eps(F, graph, masks, state["method"])
         if state["method"] == "auto" and math.isfinite(v):
             state["method"] = how.split("_")[0] if how.startswith("composed") else how
         return v
@@ -1031,10 +1065,12 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     log: list = []
     cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
     k_uni = k_uni_d
+    p_fit = 1.3
     if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
         q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
         shape = cand.astype(float)
         _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline)
+        p_fit = _scale_search.last_p  # the optimal search starts from the exponent fitted here
         log += [("uniform",) + e for e in lg]
         if ku.sum() > k_uni_d.sum():
             k_uni = ku
@@ -1044,17 +1080,18 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         q = np.where(cand, k_d / N, 0.0)
         if q.max() > 0:
             shape = q / q.max()
-            _, ko, _, lg = _scale_search(value, shape, N, float(q.max()), eps, max_evals, deadline)
+            _, ko, _, lg = _scale_search(value, shape, N, float(q.max()), eps, max_evals, deadline, p0=p_fit)
             log += [("optimal",) + e for e in lg]
-            ko, _, lg = _refine_layers(value, ko, N, cand, eps, max_evals - len(lg), deadline)
-            log += [("optimal",) + e for e in lg]
+            if REFINE_STEPS:
+                ko, _, lg = _refine_layers(value, ko, N, cand, eps, max_evals - len(lg), deadline, REFINE_STEPS)
+                log += [("optimal",) + e for e in lg]
             k_opt = ko
         cands.append(k_opt)
     # the returned allocation: the largest candidate, certified once more with the full auto rule
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method)
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo)
         if ac.eps <= eps:
             pick = cands[j]
             break
@@ -1064,7 +1101,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
     uni_cert = None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method)
+        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo)
         if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
             raise RuntimeError("internal error: uniform allocation exceeds eps")
     detail.update({"at_allocation": ac.as_dict(),

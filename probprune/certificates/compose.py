@@ -9,13 +9,20 @@
   with ReLU slopes S_j in [0, I], each partial product bounded by the best grouping of its factors into single
   norms and pair bounds (Statement 12.3).
 Every norm is a certified upper bound (float64 Gram eigenvalue with a rounding allowance, x (1 + 1e-9)).
+
+Speed (issues 19/22): the pair/segment bounds and stage norms are memoised by content fingerprints of their factors
+(:func:`_cached`; ``bound_cache(False)`` disables it), S-procedure prefix states are resumed (``_STATE``), the scalar
+multipliers are chosen on Krylov estimates and the bound is the LAPACK eigenvalue at the chosen multiplier.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -50,8 +57,100 @@ def check_deadline() -> None:
         raise TimeLimitReached()
 
 
+# ---------------------------------------------------------------------------------------------- bound cache
+#: the pair/segment bounds (Statements 12.2, 12.10) are pure functions of their factor matrices and of the module
+#: parameters below: a budget search evaluates many F_hat for one F, and "auto" runs pairs and mixed on the same
+#: factors, so the values are memoised by a content fingerprint (BLAKE2b of shape and float64 bytes) of every factor
+#: and the parameters. A hit returns the float computed earlier for bit-identical inputs (never a value for another
+#: matrix); LRU, at most CACHE_SIZE floats. ``bound_cache(False)`` turns it off (benchmarks' "before", tests).
+CACHE_SIZE = 4096
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_ON: contextvars.ContextVar = contextvars.ContextVar("probprune_compose_cache", default=True)
+CACHE_STATS = {"hits": 0, "misses": 0}
+
+
+@contextlib.contextmanager
+def bound_cache(enabled: bool = True):
+    """Enable (default) or disable the content-keyed bound cache inside the block."""
+    tok = _CACHE_ON.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CACHE_ON.reset(tok)
+
+
+def clear_bound_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _STATE.clear()
+        _STATE_USED[0] = 0
+        CACHE_STATS.update(hits=0, misses=0)
+
+
+def fingerprint(M) -> bytes:
+    """Content fingerprint of a matrix: BLAKE2b-160 of its shape and its float64 bytes (C order)."""
+    a = np.ascontiguousarray(M, dtype=np.float64)
+    h = hashlib.blake2b(repr(a.shape).encode(), digest_size=20)
+    if a.size:
+        h.update(memoryview(a.reshape(-1)).cast("B"))
+    return h.digest()
+
+
+def _cached(key: tuple, compute):
+    """compute() memoised under ``key`` (a tuple of fingerprints and parameters) while the cache is on."""
+    if not _CACHE_ON.get():
+        return compute()
+    with _CACHE_LOCK:
+        v = _CACHE.get(key)
+        if v is not None:
+            _CACHE.move_to_end(key)
+            CACHE_STATS["hits"] += 1
+            return v
+    v = compute()
+    with _CACHE_LOCK:
+        CACHE_STATS["misses"] += 1
+        _CACHE[key] = v
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return v
+
+
+#: the S-procedure state G_k after a prefix X_1..X_k of a chain (Statement 12.10) is, like the bounds, a pure
+#: function of the prefix's factors and the parameters: kept (byte-bounded LRU) so that a segment resumes where an
+#: earlier call on the same prefix stopped (the F-only prefixes of every F_hat of a search; a pair followed by the
+#: segment that extends it). Resuming from the stored array repeats the same floating-point operations.
+STATE_BYTES = 32 << 20
+_STATE: OrderedDict = OrderedDict()
+_STATE_USED = [0]
+
+
+def _state_get(key: tuple):
+    with _CACHE_LOCK:
+        G = _STATE.get(key)
+        if G is not None:
+            _STATE.move_to_end(key)
+        return G
+
+
+def _state_put(key: tuple, G: np.ndarray) -> None:
+    if G.nbytes > STATE_BYTES // 4:
+        return
+    G = np.array(G, dtype=float, copy=True)
+    G.setflags(write=False)
+    with _CACHE_LOCK:
+        old = _STATE.pop(key, None)
+        if old is not None:
+            _STATE_USED[0] -= old.nbytes
+        _STATE[key] = G
+        _STATE_USED[0] += G.nbytes
+        while _STATE_USED[0] > STATE_BYTES and _STATE:
+            _STATE_USED[0] -= _STATE.popitem(last=False)[1].nbytes
+
+
 PAIR_REL = 1e-6  # relative allowance on the pair bound's eigen-computations (THEORY §12.2)
 DIAG_STEPS = 20  # Adam steps for the diagonal multipliers of Statement 12.10 in certificates (0: scalar only)
+DIAG_MAX_DIM = 256  # the diagonal multipliers only where the Gram matrix G_k is at most this size (cost)
 SEGMENT_MAX_DIM = 1000  # longer S-procedure segments only for factors up to this size (cost); pairs always
 
 
@@ -68,15 +167,21 @@ class StageNorms:
     factor_product: np.ndarray  # product of the per-operation norms composed into the stage (nan if unknown)
 
 
+def _norm_upper(M: np.ndarray) -> float:
+    """``spectral_norm_upper(M)`` memoised by the content fingerprint of M (the stage matrices of F recur in every
+    evaluation of a budget search, and "auto" computes the stage norms in composed and again in mixed)."""
+    return _cached(("norm", fingerprint(M)), lambda: spectral_norm_upper(M))
+
+
 def stage_norms(F: Chain, Fhat: Chain) -> StageNorms:
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
     nM, nMh, nE, bb, bbh, bd, fp = [], [], [], [], [], [], []
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
-        nM.append(spectral_norm_upper(s.M))
-        nMh.append(spectral_norm_upper(sh.M))
+        nM.append(_norm_upper(s.M))
+        nMh.append(_norm_upper(sh.M))
         D, dbi = stage_diff(F, Fhat, i)
-        nE.append(spectral_norm_upper(D) if np.any(D) else 0.0)
+        nE.append(_norm_upper(D) if np.any(D) else 0.0)
         bb.append(float(np.linalg.norm(s.b)) * (1 + 1e-12))
         bbh.append(float(np.linalg.norm(sh.b)) * (1 + 1e-12))
         bd.append(float(np.linalg.norm(dbi)) * (1 + 1e-12))
@@ -111,9 +216,95 @@ def lemma_a_composed(F: Chain, Fhat: Chain, radius: float = 1.0, norms: StageNor
     return float(run(n.M, n.bias, n.Mhat)), float(run(n.Mhat, n.bias_hat, n.M))
 
 
-def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
+def _top_eig(K: np.ndarray) -> float:
+    """Largest eigenvalue of a symmetric matrix (LAPACK syevr, top eigenvalue only; backward stable)."""
+    from scipy.linalg import eigh
+
+    m = K.shape[0]
+    return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+
+
+class _ScaledGram:
+    """lambda_max(Y^T diag(w) Y) for one n x m matrix Y and many weight vectors w >= 0 (the S-procedure steps of
+    Statements 12.2 / 12.10 for different multipliers t). The nonzero spectrum of Y^T W Y equals that of
+    W^{1/2} (Y Y^T) W^{1/2}: with P = Y Y^T formed once (n <= m), each w costs O(n^2) to form the n x n matrix instead
+    of O(n^2 m). ``exact(w)``: the LAPACK top eigenvalue (what a bound is made of). ``estimate(w)``: a Krylov
+    (Rayleigh-Ritz, :func:`_krylov_top`) estimate warm-started at the previous top Ritz vector, only to choose t in
+    the scalar minimisation (the bound is then evaluated with ``exact`` at the chosen t)."""
+
+    LANCZOS_MIN = 96  # smaller matrices: exact eigenvalues are as cheap as Lanczos
+
+    def __init__(self, Y: np.ndarray):
+        self.Y = Y
+        n, m = Y.shape
+        self.P = Y @ Y.T if n <= m else None
+        self.v0 = None
+
+    def matrix(self, w: np.ndarray) -> np.ndarray:
+        if self.P is not None:
+            r = np.sqrt(w)
+            K = self.P * r[:, None] * r[None, :]
+        else:
+            K = (self.Y * w[:, None]).T @ self.Y
+        return (K + K.T) / 2
+
+    def exact(self, w: np.ndarray) -> float:
+        return _top_eig(self.matrix(w))
+
+    def estimate(self, w: np.ndarray) -> float:
+        if self.P is None or self.P.shape[0] < self.LANCZOS_MIN:
+            return _top_eig(self.matrix(w))
+        r = np.sqrt(w)
+        P = self.P
+        val, self.v0 = _krylov_top(lambda v: r * (P @ (r * v)), P.shape[0], self.v0)
+        return val
+
+
+def _eigh_kept(G: np.ndarray, key: tuple | None):
+    """np.linalg.eigh(G), kept in the state store under ``key`` (a content key of G) while the bound cache is on:
+    the Gram matrices of F-only factors (and of F-only prefix states) recur in every evaluation of a search."""
+    on = key is not None and _CACHE_ON.get()
+    if on:
+        lam, V = _state_get(("eig-lam",) + key), _state_get(("eig-V",) + key)
+        if lam is not None and V is not None:
+            return lam, V
+    lam, V = np.linalg.eigh(G)
+    if on:
+        _state_put(("eig-lam",) + key, lam)
+        _state_put(("eig-V",) + key, V)
+    return lam, V
+
+
+def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
+    """ESTIMATE of lambda_max(K) (K symmetric, given by ``matvec``): Rayleigh-Ritz on the Krylov space of dimension
+    ``dim`` from v0 (the previous top Ritz vector: warm start; a fixed vector if None), Gram-Schmidt against the
+    basis. A lower estimate, used only to choose a multiplier; returns (value, Ritz vector)."""
+    v = np.ones(n) / math.sqrt(n) if v0 is None else v0 / max(np.linalg.norm(v0), 1e-300)
+    m = min(dim, n)
+    Q = np.empty((n, m))
+    KQ = np.empty((n, m))
+    k = 0
+    for k in range(m):
+        Q[:, k] = v
+        KQ[:, k] = matvec(v)
+        if k == m - 1:
+            break
+        u = KQ[:, k] - Q[:, :k + 1] @ (Q[:, :k + 1].T @ KQ[:, k])
+        u -= Q[:, :k + 1] @ (Q[:, :k + 1].T @ u)
+        nu = float(np.linalg.norm(u))
+        if nu <= 1e-12 * max(1.0, float(np.linalg.norm(KQ[:, k]))):
+            break
+        v = u / nu
+    Qk, KQk = Q[:, :k + 1], KQ[:, :k + 1]
+    T = Qk.T @ KQk
+    lam, U = np.linalg.eigh((T + T.T) / 2)
+    return float(lam[-1]), Qk @ U[:, -1]
+
+
+def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
-    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one)."""
+    multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
+    Krylov estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
     from scipy.optimize import minimize_scalar
 
     A = np.asarray(A, float)
@@ -123,30 +314,36 @@ def pair_bound(A: np.ndarray, B: np.ndarray) -> float:
     if not np.any(A) or not np.any(B):
         return 0.0
     G = A.T @ A
-    lam, V = np.linalg.eigh(G)
+    lam, V = _eigh_kept(G, ("AtA", _fpA) if _fpA is not None else None)
     slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
     lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
-    VB = V.T @ B
+    SG = _ScaledGram(V.T @ B)
     lmax = float(lam[-1])
 
-    def rho(logs):
+    def weights(logs):
         t = lmax / 2 * (1 + math.exp(logs))
-        w = t * t / (2 * t - lam)
-        H = (VB * w[:, None]).T @ VB if VB.shape[1] <= VB.shape[0] else (VB * np.sqrt(w)[:, None]) @ (VB * np.sqrt(w)[:, None]).T
-        return float(np.linalg.eigvalsh(H)[-1])
+        return t * t / (2 * t - lam)
 
-    res = minimize_scalar(rho, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-3})
-    val = min(float(res.fun), rho(0.0))
+    res = minimize_scalar(lambda x: SG.estimate(weights(x)), bounds=(-12.0, 6.0), method="bounded",
+                          options={"xatol": 1e-3})
+    val = SG.exact(weights(0.0))
+    if res.success and float(res.x) != 0.0:
+        val = min(val, SG.exact(weights(float(res.x))))
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = 256) -> float:
+def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM,
+                      _fps: Sequence[bytes] | None = None, xatol: float = 1e-2, scalar_too: bool = False) -> float:
     """Statement 12.10: sup over diagonal slopes S_k in [0, I] of ||X_1 S_1 X_2 S_2 ... X_m|| <= sqrt(lambda_max(G_m)),
     G_1 = X_1^T X_1, G_{k+1} = t_k^2 X_{k+1}^T (2 t_k I - G_k)^{-1} X_{k+1} for any t_k > lambda_max(G_k) / 2 (chosen
     greedily), or the diagonal-multiplier form G_{k+1} = X^T T (2T - G_k)^{-1} T X (``diag_steps`` > 0: Adam on
     log T from the best scalar t, kept only if better and 2T - G_k passes Cholesky with a margin).
-    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2."""
-    from scipy.linalg import eigh
+    With m = 2 and diag_steps = 0 this is the pair bound of Statement 12.2. t_k is chosen on Krylov estimates; the
+    last G_m is not needed: lambda_max(G_m) is computed on the smaller Gram side (:class:`_ScaledGram`). While the
+    bound cache is on, the states G_k of prefixes are stored and reused (``_STATE``; ``_fps``: the factors'
+    fingerprints if already computed). ``xatol``: tolerance of the scalar search (in log(2t/lambda_max - 1));
+    ``scalar_too``: where the last step used diagonal multipliers, the bound is the smaller of that value and the
+    scalar one at the chosen t (both valid)."""
     from scipy.optimize import minimize_scalar
 
     mats = [np.asarray(X, float) for X in mats]
@@ -155,99 +352,185 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
             raise ProbPruneError(f"sproc_chain_bound: shapes {a.shape} and {b.shape} do not compose")
     if any(not np.any(X) for X in mats):
         return 0.0
-    G = mats[0].T @ mats[0]
-    for X in mats[1:]:
-        lam, V = np.linalg.eigh((G + G.T) / 2)
+    use_state = _CACHE_ON.get() and len(mats) >= 2
+    fps = (list(_fps) if _fps is not None else [fingerprint(X) for X in mats]) if use_state else None
+
+    def skey(k):  # the state after the factors 0..k
+        return ("G", tuple(fps[:k + 1]), int(diag_steps), int(diag_max_dim), float(xatol), PAIR_REL)
+
+    G, start = None, 0
+    if use_state:
+        for k in range(len(mats) - 2, 0, -1):
+            st = _state_get(skey(k))
+            if st is not None:
+                G, start = st, k
+                break
+    if G is None:
+        G = mats[0].T @ mats[0]
+    val = None
+    for step in range(start, len(mats) - 1):
+        X = mats[step + 1]
+        last = step == len(mats) - 2
+        lam, V = _eigh_kept((G + G.T) / 2, skey(step) if use_state else None)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
         lam = np.maximum(lam, 0.0) + slack
         VX = V.T @ X
+        SG = _ScaledGram(VX)
         lmax = float(lam[-1])
 
-        def nxt(logs, full=False):
+        def weights(logs):
             t = lmax / 2 * (1 + math.exp(logs))
-            w = t * t / (2 * t - lam)
-            if full:
-                return (VX * w[:, None]).T @ VX
-            Y = VX * np.sqrt(w)[:, None]
-            K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y  # same nonzero spectrum, smaller side
-            m = K.shape[0]
-            return float(eigh(K, eigvals_only=True, subset_by_index=[m - 1, m - 1], check_finite=False)[0])
+            return t * t / (2 * t - lam)
 
-        res = minimize_scalar(nxt, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 1e-2})
-        best = float(res.x) if res.success and float(res.fun) <= nxt(0.0) else 0.0
+        def est(logs):
+            return SG.estimate(weights(logs))
+
+        res = minimize_scalar(est, bounds=(-12.0, 6.0), method="bounded", options={"xatol": xatol})
+        best = float(res.x) if res.success and float(res.fun) <= est(0.0) else 0.0
         t_scalar = lmax / 2 * (1 + math.exp(best))
-        Gd = _diagonal_step(G, X, t_scalar, diag_steps) if 0 < diag_steps and G.shape[0] <= diag_max_dim else None
-        G = nxt(best, full=True) if Gd is None else Gd
-    val = float(np.linalg.eigvalsh((G + G.T) / 2)[-1])
+        use_diag = 0 < diag_steps and G.shape[0] <= diag_max_dim
+        # the last step's full G_m only to store it, where forming it is cheap (a later segment may extend the chain)
+        keep_last = use_state and last and X.shape[1] <= 512 and X.shape[0] * X.shape[1] ** 2 <= 3e7
+        if last:
+            Gd = _diagonal_step(G, X, t_scalar, diag_steps, value_only=True, with_G=keep_last) if use_diag else None
+            if keep_last and Gd is not None:
+                Gd, G_last = Gd
+            if Gd is None:
+                w = weights(best)
+                val = SG.exact(w)
+                if keep_last:
+                    G_last = (VX * w[:, None]).T @ VX
+            else:
+                val = min(Gd, SG.exact(weights(best))) if scalar_too else Gd
+            if keep_last:
+                _state_put(skey(step + 1), G_last)
+        else:
+            Gd = _diagonal_step(G, X, t_scalar, diag_steps) if use_diag else None
+            w = weights(best)
+            G = (VX * w[:, None]).T @ VX if Gd is None else Gd
+            if use_state:
+                _state_put(skey(step + 1), G)
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL * len(mats))
 
 
-def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int):
+def _diag_factor(Gs: np.ndarray, T: np.ndarray, margin: float):
+    """Lower Cholesky factor of 2 diag(T) - Gs - margin I, or None if it does not factorise."""
+    from scipy.linalg import cholesky
+
+    A = 2 * np.diag(T) - Gs - margin * np.eye(Gs.shape[0])
+    try:
+        return cholesky(A, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _diag_objective(Gs: np.ndarray, X: np.ndarray, T: np.ndarray, margin: float, grad: bool = True):
+    """(lambda_max(X^T T (2T - Gs - margin I)^{-1} T X), its gradient in log T or None); (None, None) where the
+    matrix 2T - Gs - margin I does not factorise. Gradient by Danskin's theorem: with q the top unit eigenvector,
+    z = X q and u = (2T - Gs - margin I)^{-1} T z, d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)."""
+    from scipy.linalg import cho_solve, eigh, solve_triangular
+
+    L = _diag_factor(Gs, T, margin)
+    if L is None:
+        return None, None
+    Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)  # G' = Y^T Y
+    small = Y.shape[0] <= Y.shape[1]
+    K = Y @ Y.T if small else Y.T @ Y
+    d = K.shape[0]
+    lam, vec = eigh((K + K.T) / 2, subset_by_index=[d - 1, d - 1], check_finite=False)
+    lam = float(lam[0])
+    if not grad:
+        return lam, None
+    q = Y.T @ vec[:, 0] if small else vec[:, 0]  # top eigenvector of G' (unnormalised when small)
+    q = q / max(np.linalg.norm(q), 1e-300)
+    z = X @ q
+    u = cho_solve((L, True), T * z, check_finite=False)
+    return lam, T * (2 * z * u - 2 * u * u)
+
+
+def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False,
+                   with_G: bool = False):
     """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
-    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective);
-    the best T whose 2T - G passes a Cholesky test with a margin is used. Returns G' or None (no improvement)."""
-    import torch
+    valid whenever 2T - G > 0. T starts at t0 I and is improved by Adam on log T (lambda_max of G' as objective,
+    gradient by Danskin: with q the top eigenvector of G', z = X q and u = (2T - G)^{-1} T z,
+    d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)); the best T whose 2T - G passes a Cholesky test with a margin is
+    used (the final G' is recomputed from that verified factor). Returns G' (``value_only``: its largest eigenvalue,
+    from the smaller Gram side; with ``with_G`` the pair (value, G')) or None (no improvement)."""
+    from scipy.linalg import solve_triangular
 
-    Gt = torch.as_tensor((G + G.T) / 2, dtype=torch.float64)
-    Xt = torch.as_tensor(X, dtype=torch.float64)
-    n = Gt.shape[0]
-    margin = 1e-9 * float(torch.linalg.matrix_norm(Gt)) + 1e-300
-    eye = torch.eye(n, dtype=torch.float64)
+    Gs = (G + G.T) / 2
+    n = Gs.shape[0]
+    margin = 1e-9 * float(np.linalg.norm(Gs)) + 1e-300
 
-    def value(T, grad=False):
-        A = 2 * torch.diag(T) - Gt - margin * eye
-        L, info = torch.linalg.cholesky_ex(A)
-        if int(info) != 0:
-            return None
-        Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
-        K = Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y
-        return torch.linalg.eigvalsh((K + K.T) / 2)[-1]
+    def factor(T):
+        return _diag_factor(Gs, T, margin)
 
-    logt = torch.full((n,), math.log(t0), dtype=torch.float64, requires_grad=True)
-    with torch.no_grad():
-        v0 = value(logt.exp())
+    def value(T, grad: bool):
+        return _diag_objective(Gs, X, T, margin, grad)
+
+    logt = np.full(n, math.log(t0))
+    v0, _ = value(np.exp(logt), False)
     if v0 is None:
         return None
-    best_v, best_T = float(v0), logt.detach().exp().clone()
-    opt = torch.optim.Adam([logt], lr=0.05)
+    best_v, best_T = v0, np.exp(logt)
+    lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8  # Adam (Kingma & Ba) on log T
+    m1, m2, it = np.zeros(n), np.zeros(n), 0
     for _ in range(steps):
-        v = value(logt.exp())
+        v, g = value(np.exp(logt), True)
         if v is None:  # left the feasible set: back to the best point, smaller steps
-            with torch.no_grad():
-                logt.copy_(torch.log(best_T))
-            for g in opt.param_groups:
-                g["lr"] *= 0.5
+            logt = np.log(best_T)
+            lr *= 0.5
             continue
-        if float(v.detach()) < best_v:
-            best_v, best_T = float(v.detach()), logt.detach().exp().clone()
-        opt.zero_grad()
-        v.backward()
-        opt.step()
-    if best_v >= float(v0) * (1 - 1e-6):
+        if v < best_v:
+            best_v, best_T = v, np.exp(logt)
+        it += 1
+        m1 = b1 * m1 + (1 - b1) * g
+        m2 = b2 * m2 + (1 - b2) * g * g
+        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
+    if best_v >= v0 * (1 - 1e-6):
         return None
     T = best_T
-    A = 2 * torch.diag(T) - Gt - margin * eye  # verified positive definite above (Cholesky)
-    L = torch.linalg.cholesky(A)
-    Y = torch.linalg.solve_triangular(L, T[:, None] * Xt, upper=False)
-    return (Y.T @ Y).detach().numpy()
+    L = factor(T)  # verified positive definite above (Cholesky)
+    if L is None:
+        return None
+    Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)
+    if value_only:  # lambda_max(Y^T Y) on the smaller side
+        v = _top_eig(Y @ Y.T if Y.shape[0] <= Y.shape[1] else Y.T @ Y)
+        return (v, Y.T @ Y) if with_G else v
+    return Y.T @ Y
 
 
 def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
     """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
-    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix)."""
+    ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix). Values are memoised per call (lru_cache) and
+    across calls by the content fingerprints of the factors (:func:`_cached`): the same matrices give the same float."""
     mats = {}
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         mats[("M", i)] = s.M
         mats[("E", i)] = stage_diff(F, Fhat, i)[0]
         mats[("H", i)] = sh.M
     mats.update(extra or {})
+    fps: dict = {}
+
+    def fp(k):
+        if k not in fps:
+            fps[k] = fingerprint(mats[k])
+        return fps[k]
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
         check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
-        b = pair_bound(A, B)
-        return min(b, sproc_chain_bound([A, B], diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+        def compute():
+            if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:
+                # Statement 12.10 with m = 2: the scalar pair bound of Statement 12.2 at the chosen t and the diagonal
+                # multipliers started there, the smaller of the two (the state after the pair is reused by segments)
+                return sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j))),
+                                         scalar_too=True)
+            return pair_bound(A, B, fp((kind_a, i)))  # wider: no diagonal multipliers (cost)
+
+        return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
     @lru_cache(maxsize=None)
     def seg(keys: tuple):
@@ -255,8 +538,15 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None):
         ms = [mats[k] for k in keys]
         if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
             return math.inf
-        b = sproc_chain_bound(ms, diag_steps=0)
-        return min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS)) if DIAG_STEPS > 0 else b
+
+        def compute():
+            fs = [fp(k) for k in keys]
+            b = sproc_chain_bound(ms, diag_steps=0, _fps=fs)
+            if DIAG_STEPS > 0 and any(m.shape[1] <= DIAG_MAX_DIM for m in ms[:-1]):  # else the same scalar bound
+                b = min(b, sproc_chain_bound(ms, diag_steps=DIAG_STEPS, _fps=fs))
+            return b
+
+        return _cached(("segment", tuple(fp(k) for k in keys), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 
     pb.segment = seg
     return pb

@@ -1,0 +1,202 @@
+"""Speed work on the §12 certificates and the tight certified budget (issues 19 and 22): the content-keyed bound
+cache of certificates/compose.py must be invisible (a cached value equals the uncached one, bit for bit; another
+matrix never gets a cached value), the faster S-procedure primitives stay upper bounds, and the budget returned by
+the faster search is still certified."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from probprune.certificates import compose as C
+from probprune.certificates.lower import lower_graph_pair
+from probprune.certificates.mixed import lemma_a_mixed
+from probprune.certificates.propagate import Region
+from probprune.certificates.tight import certify_chains
+from probprune.net import from_torch
+
+
+def _pair(seed: int, widths=(6, 9, 8, 7, 3), keep=0.6):
+    torch.manual_seed(seed)
+    mods = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    m = nn.Sequential(*mods[:-1]).double()
+    g = from_torch(m, (widths[0],))
+    rng = np.random.default_rng(seed)
+    masks = {n.op.fqn: rng.random(n.op.weight.shape) < keep for n in g.weight_nodes}
+    return lower_graph_pair(g, g.with_masks(masks))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cached_equals_uncached_bit_for_bit(seed):
+    F, Fh = _pair(seed)
+    reg = Region(np.zeros((1, F.n_in)), 1.0, "l2")
+    with C.bound_cache(False):
+        p0 = C.lemma_a_pairs(F, Fh, 1.0)
+        m0 = lemma_a_mixed(F, Fh, reg).eps
+        a0 = certify_chains(F, Fh, "pairs").components
+    C.clear_bound_cache()
+    p1 = C.lemma_a_pairs(F, Fh, 1.0)  # fills the cache
+    m1 = lemma_a_mixed(F, Fh, reg).eps  # pairs' factors served from it
+    hits = C.CACHE_STATS["hits"]
+    p2 = C.lemma_a_pairs(F, Fh, 1.0)  # all hits
+    a1 = certify_chains(F, Fh, "pairs").components
+    assert C.CACHE_STATS["hits"] > hits
+    assert p0 == p1 == p2 and m0 == m1
+    assert a0 == a1
+
+
+def test_cache_never_serves_another_matrix():
+    F, Fh = _pair(5)
+    C.clear_bound_cache()
+    v = C.lemma_a_pairs(F, Fh, 1.0)
+    # the same structure with one weight of F changed by one ulp: every F-factor fingerprint changes
+    s0 = F.stages[1]
+    M = s0.M.copy()
+    M[0, 0] = np.nextafter(M[0, 0], np.inf)
+    assert C.fingerprint(M) != C.fingerprint(s0.M)
+    assert C.fingerprint(s0.M.reshape(-1, 1)) != C.fingerprint(s0.M)  # shape is part of the key
+    F2, Fh2 = _pair(6)  # another network of the same shapes
+    with C.bound_cache(False):
+        ref = C.lemma_a_pairs(F2, Fh2, 1.0)
+    misses = C.CACHE_STATS["misses"]
+    got = C.lemma_a_pairs(F2, Fh2, 1.0)
+    assert got == ref and got != v
+    assert C.CACHE_STATS["misses"] > misses  # computed, not served
+
+
+def test_cache_key_holds_the_parameters(monkeypatch):
+    F, Fh = _pair(3)
+    C.clear_bound_cache()
+    with_diag = C.lemma_a_pairs(F, Fh, 1.0)
+    monkeypatch.setattr(C, "DIAG_STEPS", 0)
+    with C.bound_cache(False):
+        ref = C.lemma_a_pairs(F, Fh, 1.0)
+    assert C.lemma_a_pairs(F, Fh, 1.0) == ref
+    assert with_diag <= ref * (1 + 1e-12)
+
+
+def _vertex_max(mats):
+    """max over all 0/1 diagonal slopes of ||X_1 D_1 X_2 ... X_m|| (exhaustive: the sup over D in [0, I] is attained
+    at a vertex, the norm being convex in each D_k)."""
+    best = 0.0
+    dims = [X.shape[1] for X in mats[:-1]]
+    for ds in itertools.product(*[itertools.product((0.0, 1.0), repeat=d) for d in dims]):
+        P = mats[0]
+        for d, X in zip(ds, mats[1:]):
+            P = (P * np.array(d)) @ X
+        best = max(best, float(np.linalg.norm(P, 2)))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_primitives_stay_upper_bounds(seed):
+    rng = np.random.default_rng(seed)
+    A, B, Cm = rng.normal(size=(3, 5)), rng.normal(size=(5, 4)), rng.normal(size=(4, 3))
+    pb = C.pair_bound(A, B)
+    assert _vertex_max([A, B]) <= pb <= np.linalg.norm(A, 2) * np.linalg.norm(B, 2) * (1 + 1e-6)
+    for steps in (0, 20):
+        cb = C.sproc_chain_bound([A, B, Cm], diag_steps=steps)
+        assert _vertex_max([A, B, Cm]) <= cb
+    assert abs(C.sproc_chain_bound([A, B], diag_steps=0) - pb) <= 1e-3 * pb
+
+
+def test_lanczos_path_is_an_upper_bound_and_matches_exact_search():
+    """Factors wide enough for the Krylov estimates (>= _ScaledGram.LANCZOS_MIN): the bound is the LAPACK value at
+    the chosen t; it must be >= sampled vertices and match a search on exact eigenvalues to 1e-3."""
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(7)
+    n = C._ScaledGram.LANCZOS_MIN + 24
+    A, B = rng.normal(size=(40, n)) / np.sqrt(n), rng.normal(size=(n, 150)) / np.sqrt(150)
+    pb = C.pair_bound(A, B)
+    for _ in range(50):
+        d = (rng.random(n) < 0.5).astype(float)
+        assert np.linalg.norm((A * d) @ B, 2) <= pb
+    G = A.T @ A
+    lam, V = np.linalg.eigh(G)
+    lam = np.maximum(lam, 0) + (A.shape[0] + 10) * np.finfo(float).eps * float((A * A).sum())
+    VB = V.T @ B
+
+    def rho(s):
+        t = lam[-1] / 2 * (1 + np.exp(s))
+        w = t * t / (2 * t - lam)
+        return np.linalg.eigvalsh((VB * np.sqrt(w)[:, None]) @ (VB * np.sqrt(w)[:, None]).T)[-1]
+
+    ref = np.sqrt(minimize_scalar(rho, bounds=(-12, 6), method="bounded", options={"xatol": 1e-4}).fun)
+    assert ref * (1 - 1e-9) <= pb <= ref * (1 + 1e-3)
+
+
+def test_diagonal_step_gradient_is_danskin():
+    """The numpy Adam of Statement 12.10's diagonal step uses d lambda / d log T_j = T_j (2 z_j u_j - 2 u_j^2)
+    (Danskin): equal to central finite differences of the objective; the step improves on its scalar start, and its
+    value_only form is the top eigenvalue of the matrix it returns."""
+    rng = np.random.default_rng(2)
+    A, X = rng.normal(size=(6, 8)), rng.normal(size=(8, 5))
+    G = A.T @ A
+    t0 = float(np.linalg.eigvalsh(G)[-1]) * 0.75
+    T = t0 * np.exp(rng.normal(size=8) * 0.1)
+    lam, g = C._diag_objective(G, X, T, 0.0)
+    h = 1e-6
+    for j in range(8):
+        e = np.zeros(8)
+        e[j] = h
+        fd = (C._diag_objective(G, X, T * np.exp(e), 0.0, False)[0]
+              - C._diag_objective(G, X, T * np.exp(-e), 0.0, False)[0]) / (2 * h)
+        assert abs(fd - g[j]) <= 1e-5 * (1 + abs(lam))
+    Gd = C._diagonal_step(G, X, t0, 20)
+    val = C._diagonal_step(G, X, t0, 20, value_only=True)
+    scalar = t0 * t0 * float(np.linalg.eigvalsh(X.T @ np.linalg.solve(2 * t0 * np.eye(8) - G, X))[-1])
+    assert Gd is not None and val is not None
+    top = float(np.linalg.eigvalsh(Gd)[-1])
+    assert abs(top - val) <= 1e-9 * top
+    assert val < scalar
+
+
+def test_budget_from_the_faster_search_is_certified():
+    from probprune.budgets import certified as bc
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4)).double()
+    g = from_torch(m, (12,))
+    prob = bc.graph_problem(g)
+    full = float(prob.comp(prob.norm_W, np.zeros(len(prob.norm_W)), prob.norm_W))
+    eps = 0.1 * full
+    r = bc.certified_budget(g, eps, tight_method="mixed")  # (auto adds the SDP at this size: slow for a unit test)
+    assert r.certificate in ("tight:mixed", "lemma-a")
+    counts = [L.max_prunable for L in r.layers]
+    ac = bc.certify_allocation(g, counts, tight_method="mixed")
+    assert ac.eps <= eps and abs(ac.eps - r.eps_achieved) <= 1e-12 * eps
+    with C.bound_cache(False):
+        assert bc.certify_allocation(g, counts, tight_method="mixed").eps == ac.eps  # the cache is invisible in the certificate
+
+
+@pytest.mark.parametrize("steps", [0, 20])
+def test_prefix_states_resume_bit_for_bit(steps):
+    """A segment resumed from the stored state of its prefix (Statement 12.10's G_k) equals the segment computed
+    from scratch, bit for bit; a prefix of another matrix is not resumed from."""
+    rng = np.random.default_rng(11)
+    A, B, Cm = rng.normal(size=(7, 9)), rng.normal(size=(9, 12)), rng.normal(size=(12, 5))
+    with C.bound_cache(False):
+        ref = C.sproc_chain_bound([A, B, Cm], diag_steps=steps)
+        ref2 = C.sproc_chain_bound([A, B * 1.5, Cm], diag_steps=steps)
+    C.clear_bound_cache()
+    C.sproc_chain_bound([A, B], diag_steps=steps)  # stores the state after (A, B)
+    assert len(C._STATE) >= 1
+    assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref
+    assert C.sproc_chain_bound([A, B, Cm], diag_steps=steps) == ref  # resumed from the (A, B, Cm) prefix states
+    assert C.sproc_chain_bound([A, B * 1.5, Cm], diag_steps=steps) == ref2
+
+
+def test_fingerprint_edge_cases():
+    """Empty, non-contiguous and non-float64 inputs; the shape is part of the fingerprint."""
+    z = [C.fingerprint(np.zeros((0, 3))), C.fingerprint(np.zeros((3, 0)))]
+    assert z[0] != z[1]
+    a = np.arange(12.0).reshape(4, 3)
+    assert C.fingerprint(a[:, ::2]) == C.fingerprint(np.ascontiguousarray(a[:, ::2]))
+    assert C.fingerprint(np.ones(5, dtype=np.float32)) == C.fingerprint(np.ones(5))  # same float64 values
+    assert C.fingerprint(np.ones(5)) != C.fingerprint(np.ones((5, 1)))
