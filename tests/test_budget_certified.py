@@ -15,6 +15,7 @@ from probprune.core.errors import ProbPruneError
 from probprune.net import Graph
 from probprune.net import from_torch as graph_from_torch
 from probprune.net.templates import from_torch
+from probprune.pruning.sampling import exact_k_order, exact_k_prune_mask
 
 
 def cert_d_budget(*args, **kw):
@@ -167,7 +168,7 @@ def test_running_group_max_times_matches_loop_rows_and_columns():
     rng = np.random.default_rng(1)
     m, n = 13, 17
     f = rng.standard_normal(m * n)
-    o = bc._magnitude_order(f)
+    o = exact_k_order(np.abs(f))
     v2 = f[o] ** 2
     t = np.empty(m * n, np.int64)
     t[o] = np.arange(m * n)
@@ -205,7 +206,7 @@ def test_magnitude_order_is_the_stable_order_with_ties():
     rng = np.random.default_rng(3)
     for _ in range(50):
         f = rng.integers(-4, 5, size=int(rng.integers(1, 200))).astype(float)
-        assert np.array_equal(bc._magnitude_order(f), np.argsort(np.abs(f), kind="stable"))
+        assert np.array_equal(exact_k_order(np.abs(f)), np.argsort(np.abs(f), kind="stable"))
 
 
 def test_warm_conv_estimate_matches_full_estimate():
@@ -241,3 +242,15 @@ def test_warm_conv_estimate_wide_blocks_cholesky_search():
     assert v1 == pytest.approx(v0, rel=1e-5)  # the maximising frequency is among the kept ones
     assert conv_norm_fft_upper(W, ins, 1, pad, dil, hint=v0) >= ub * (1 - 1e-9)
     assert norms._SMALL_BLOCK < 36
+
+
+def test_exact_k_order_prefix_is_the_exact_k_mask():
+    """The budget's curves and its masks use one exact-k rule: the first k of exact_k_order are what
+    exact_k_prune_mask prunes (ties included)."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        f = rng.integers(-3, 4, size=int(rng.integers(1, 120))).astype(float)
+        k = int(rng.integers(0, f.size + 1))
+        mask = np.zeros(f.size, bool)
+        mask[exact_k_order(np.abs(f))[:k]] = True
+        assert np.array_equal(mask, exact_k_prune_mask(np.abs(f), k))

@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_delta, check_eps
+from probprune.pruning.sampling import exact_k_order
 
 _SHARES = 512  # share grid of the allocation DP
 
@@ -101,21 +102,6 @@ def _group_sums_at_times(vals2: np.ndarray, times: np.ndarray) -> np.ndarray:
     return run
 
 
-def _magnitude_order(f: np.ndarray) -> np.ndarray:
-    """Indices of f by increasing |f|, ties by flat index (the stable order): the faster unstable sort, then the
-    positions inside runs of equal values re-sorted by (value, index)."""
-    a = np.abs(f)
-    o = np.argsort(a)
-    s = a[o]
-    eq = s[1:] == s[:-1]
-    if eq.any():  # runs of equal |f|: put each run's indices in increasing order (the stable order)
-        j = np.flatnonzero(eq)
-        pos = np.union1d(j, j + 1)  # every position in a run of ties (sorted, so s[pos] is nondecreasing)
-        op = o[pos]
-        o[pos] = op[np.lexsort((op, s[pos]))]
-    return o
-
-
 class _Curves:
     """Per-layer magnitude-pruning curves k -> (||What_k||, ||E_k||), k = 0..N_i (THEORY §11.3).
 
@@ -132,7 +118,7 @@ class _Curves:
         self.exact = exact
         self.N = np.array([L.N for L in layers], dtype=np.int64)
         self.flat = [np.asarray(L.weight, float).ravel() for L in layers]
-        self.order = [_magnitude_order(f) for f in self.flat]
+        self.order = [exact_k_order(np.abs(f)) for f in self.flat]
         self.state_e: list = [None] * len(layers)
         self.state_h: list = [None] * len(layers)
         self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)

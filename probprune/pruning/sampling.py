@@ -81,6 +81,24 @@ def bernoulli_keep_mask(rng, shape, p):
     return rng.random(shape) >= p
 
 
+def exact_k_order(scores):
+    """The order of :func:`exact_k_prune_mask` for one flat numpy score vector: indices by increasing score, ties by
+    flat index (the stable order), so ``exact_k_order(s)[:k]`` are the entries exact-k pruning removes. Computed as
+    the faster unstable sort with the runs of equal scores re-sorted by index (the same result as a stable sort)."""
+    import numpy as np
+
+    a = np.asarray(scores, float).ravel()
+    o = np.argsort(a)
+    s = a[o]
+    eq = s[1:] == s[:-1]
+    if eq.any():  # runs of equal scores: put each run's indices in increasing order (the stable order)
+        j = np.flatnonzero(eq)
+        pos = np.union1d(j, j + 1)  # every position in a run of ties (sorted, so s[pos] is nondecreasing)
+        op = o[pos]
+        o[pos] = op[np.lexsort((op, s[pos]))]
+    return o
+
+
 def magnitude_pruned(W, k: int):
     """Layer-wise exact-k magnitude pruning of one tensor (THEORY §1.5 / §5): the weights with the ``k`` smallest |w|
     zeroed, ties by flat index (:func:`exact_k_prune_mask` on |W|). Returns the pruned weights (float64, W's shape)."""
