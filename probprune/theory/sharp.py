@@ -56,6 +56,7 @@ CANDIDATES = {
     "product-moment": "THEORY §9.8 S9.8 product moment bound",
     "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
     "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
+    "second-moment": "THEORY §9.11 S9.11 exact second moment of ||D||_F (identity activations, dense or conv)",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -581,3 +582,156 @@ def exact_k_random_lower_bound(d1: int, d2: int, law: str, k: int, a, delta):
         return np.asarray(0.0)
     pmf = float(stats.binom.pmf(k, N, k / N))
     return error_norm_lower_bound(d1, d2, "random", law, k / N, a, np.asarray(delta, float) * pmf)
+
+
+# ------------------------------------------------------------------------------------------- S9.11 second moment
+#: pruning rules S9.11 covers (every rule whose kept and pruned entries have independent symmetric signs)
+SECOND_MOMENT_METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
+
+
+def second_moment_applies(spec) -> bool:
+    """S9.11's hypothesis on the architecture (THEORY §9.11): every layer linear in its input (identity activations),
+    dense or convolutional (any stride, zero padding, dilation), no pooling (fail closed: a pooled net gets no S9.11
+    candidate)."""
+    return all(L.act.name == "identity" and L.pool is None and L.kind in ("linear", "conv") for L in spec.layers)
+
+
+def frobenius_trace_factor(spec) -> float:
+    """c = E||G_l ... G_1||_F^2 for the operators G_k of the spec's layers with i.i.d. unit-variance centred kernel
+    entries (THEORY §9.11 step 2): c = tr Phi_l(...Phi_1(I)), Phi_k(S) = sum_theta T_theta S T_theta^T over the
+    kernel entries theta. A dense layer maps S to tr(S) I_(d_out); a conv layer maps a channel-block-diagonal
+    I_C (x) M to I_(c_out) (x) M' with M'[(y,x),(y',x')] = C sum_(u,v) M[(s y + u dil - pad, ...), (s y' + ...)]
+    (zero outside the input: zero padding). Exact (float64), cost O(k_h k_w (H W)^2) per conv layer."""
+    if not second_moment_applies(spec):
+        raise ProbPruneError("S9.11 needs identity activations, dense or conv layers and no pooling")
+    first = spec.layers[0]
+    if first.kind == "conv":
+        C, H, W = first.in_shape
+        M = np.eye(H * W)
+        scal = None
+    else:
+        scal = float(first.d_in)
+        C = H = W = M = None
+    for L in spec.layers:
+        if L.kind == "conv":
+            if scal is not None:
+                raise ProbPruneError("S9.11: a conv layer after a dense layer is not a layer of this spec format")
+            kh, kw = L.kernel
+            sh, sw = L.stride
+            ph, pw = L.padding
+            dh, dw = L.dilation
+            C, H, W = L.in_shape
+            _, Ho, Wo = L.out_shape
+            M4 = np.pad(M.reshape(H, W, H, W), ((ph, ph), (pw, pw), (ph, ph), (pw, pw)))
+            out = np.zeros((Ho, Wo, Ho, Wo))
+            ey, ex = sh * (Ho - 1) + 1, sw * (Wo - 1) + 1
+            for u in range(kh):
+                for v in range(kw):
+                    y0, x0 = u * dh, v * dw
+                    out += M4[y0:y0 + ey:sh, x0:x0 + ex:sw, y0:y0 + ey:sh, x0:x0 + ex:sw]
+            M = C * out.reshape(Ho * Wo, Ho * Wo)
+            C, H, W = L.d_out, Ho, Wo
+        else:
+            if scal is None:  # flatten: tr(I_C (x) M) = C tr M
+                scal = float(C) * float(np.trace(M))
+            scal *= float(L.d_out)
+    return scal if scal is not None else float(C) * float(np.trace(M))
+
+
+def exact_k_magnitude_pruned_second_moment(N: int, k: int, a, law: str) -> float:
+    """E e_theta^2 for one position of a layer of N i.i.d. entries pruned by exact-k magnitude (the k smallest |w|;
+    THEORY §9.11 table S): (1/N) E sum_(j<=k) |w|_(j)^2. Uniform U[-a, a]: a^2 k(k+1)(k+2) / (3 N(N+1)(N+2))
+    (E u_(j)^2 = j(j+1)/((N+1)(N+2))). Gaussian N(0, a^2): int_0^1 F^-1(u)^2 P(Beta(k, N-k) > u) du with
+    F^-1(u) = a Phi^-1((1+u)/2) (position theta is pruned iff fewer than k of the other N - 1 are smaller)."""
+    N, k = int(N), int(k)
+    if k <= 0:
+        return 0.0
+    if k >= N:
+        return float(a) ** 2 * (1.0 / 3.0 if law == "uniform" else 1.0)
+    if law == "uniform":
+        return float(a) ** 2 * k * (k + 1.0) * (k + 2.0) / (3.0 * N * (N + 1.0) * (N + 2.0))
+    if law == "gaussian":
+        from scipy import integrate
+
+        f = lambda u: stats.norm.ppf((1.0 + u) / 2.0) ** 2 * stats.beta.sf(u, k, N - k)  # noqa: E731
+        hi = float(stats.beta.isf(1e-14, k, N - k))
+        pts = [float(stats.beta.ppf(x, k, N - k)) for x in (0.01, 0.5, 0.99)]
+        v, _ = integrate.quad(f, 0.0, hi, points=pts, limit=400, epsabs=0.0, epsrel=1e-10)
+        return float(a) ** 2 * v
+    raise ProbPruneError(f"unknown weight law {law!r}")
+
+
+def entry_second_moments(method: str, law: str, a, q=None, k=None, N=None):
+    """(alpha, beta, gamma) = (E w^2, E w what, E what^2) of one kernel entry (THEORY §9.11 table S). ``q`` for the
+    threshold / Bernoulli rules (array, broadcasts), ``k`` and ``N`` for the exact-k rules. For the rules with
+    disjoint supports (what in {0, w}) beta = gamma."""
+    a = np.asarray(a, float)
+    alpha = a * a * (1.0 / 3.0 if law == "uniform" else 1.0)
+    if law not in ("uniform", "gaussian"):
+        raise ProbPruneError(f"unknown weight law {law!r}")
+    if method == "magnitude":
+        q = np.asarray(q, float)
+        if law == "uniform":
+            pruned = a * a * q**3 / 3.0
+        else:
+            c = stats.norm.ppf((1.0 + q) / 2.0)
+            with np.errstate(invalid="ignore"):
+                g = np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+            pruned = a * a * g
+        gamma = alpha - pruned
+        return alpha, gamma, gamma
+    if method == "random":
+        gamma = alpha * (1.0 - np.asarray(q, float))
+        return alpha, gamma, gamma
+    if method == "random_rescaled":
+        q = np.asarray(q, float)
+        return alpha, alpha + 0.0 * q, alpha / (1.0 - q)
+    if method == "random_exact":
+        gamma = alpha * (1.0 - int(k) / int(N))
+        return alpha, gamma, gamma
+    if method == "magnitude_exact":
+        gamma = alpha - exact_k_magnitude_pruned_second_moment(int(N), int(k), float(a), law)
+        return alpha, gamma, gamma
+    raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+
+
+def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
+    """S9.11 (THEORY §9.11): for a network with identity activations (dense and conv layers, no pooling), weights
+    i.i.d. per layer from a symmetric law, layers independent, pruned by a rule whose entries have independent
+    symmetric signs (threshold or exact-k magnitude, Bernoulli or exact-k random, rescaled random):
+    E||D||_F^2 = c (prod alpha_k - 2 prod beta_k + prod gamma_k) exactly (c = :func:`frobenius_trace_factor`), and
+    P(err >= x) <= P(||D||_F >= x) <= E||D||_F^2 / x^2, so x = sqrt(E||D||_F^2 / delta) at failure probability delta.
+    ``q`` (trailing layer axis, leading batch axes allowed) for the threshold / Bernoulli rules, ``ks`` (one count per
+    layer) for the exact-k rules. Returns (x, E||D||_F^2)."""
+    if method not in SECOND_MOMENT_METHODS:
+        raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+    c = frobenius_trace_factor(spec)
+    depth = spec.depth
+    al, be, ga = [], [], []
+    for i, L in enumerate(spec.layers):
+        if method in ("magnitude_exact", "random_exact"):
+            m = entry_second_moments(method, law, L.half_width, k=ks[i], N=L.N)
+        else:
+            qi = np.asarray(q, float)[..., i] if np.ndim(q) else float(q)
+            m = entry_second_moments(method, law, L.half_width, q=qi)
+        al.append(m[0])
+        be.append(m[1])
+        ga.append(m[2])
+    # products in logs would lose the cancellation in prod alpha - prod gamma: write it as a telescoping sum of
+    # nonnegative terms instead, prod alpha - prod gamma = sum_k (alpha_k - gamma_k) prod_(j<k) gamma_j prod_(j>k) alpha_j
+    def _diff(xs, ys):  # prod x - prod y = sum_k (x_k - y_k) prod_(j<k) y_j prod_(j>k) x_j
+        tot = 0.0
+        for kk in range(depth):
+            term = np.asarray(xs[kk], float) - np.asarray(ys[kk], float)
+            for j in range(depth):
+                if j < kk:
+                    term = term * ys[j]
+                elif j > kk:
+                    term = term * xs[j]
+            tot = tot + term
+        return tot
+
+    # prod alpha - 2 prod beta + prod gamma = (prod alpha - prod beta) + (prod gamma - prod beta)
+    ed2 = c * (_diff(al, be) + _diff(ga, be))
+    ed2 = np.maximum(np.asarray(ed2, float), 0.0)
+    return np.sqrt(ed2 / np.asarray(delta, float)), ed2

@@ -1,0 +1,124 @@
+"""S9.11 (THEORY §9.11): the exact second moment of ||prod W - prod What||_F for networks with identity activations,
+dense or conv, and its Markov bound. Coverage: T networks drawn from the law, pruned by each rule the statement covers,
+exact error (spectral norm of the linear map's difference) against the bound; refuted when the one-sided
+Clopper-Pearson lower limit of the violation rate exceeds delta (as in tests/test_sharp_coverage.py). Also: the trace
+factor of dense nets, the bound is taken by apriori_bound where it is smaller (conv families), and pooled or ReLU
+nets get no S9.11 candidate (fail closed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from probprune.core.errors import ProbPruneError
+from probprune.mc.stats import cp_lower
+from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, sample_weights
+from probprune.theory import sharp
+from probprune.theory.apriori import apriori_bound
+
+ALPHA = 0.001
+RULES = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
+
+
+def _ops(L):
+    """Unit-kernel operators of a layer (n_theta, d_out_flat, d_in_flat)."""
+    import torch
+    import torch.nn.functional as Fn
+
+    if L.kind == "linear":
+        return np.eye(L.N).reshape(L.N, L.d_out, L.d_in)
+    C, H, W = L.in_shape
+    d_in = C * H * W
+    X = torch.eye(d_in, dtype=torch.float64).reshape(d_in, C, H, W)
+    out = []
+    for idx in np.ndindex(*L.weight_shape):
+        k = torch.zeros(L.weight_shape, dtype=torch.float64)
+        k[idx] = 1.0
+        out.append(Fn.conv2d(X, k, stride=L.stride, padding=L.padding).reshape(d_in, -1).numpy().T)
+    return np.stack(out)
+
+
+def _draw_D(spec, law, method, q, T, seed):
+    """T draws of the difference of the two linear maps (T, d_out, d_in) and the counts k_i."""
+    rng = np.random.default_rng(seed)
+    W = sample_weights(spec, rng, law, n=T)
+    A = B = None
+    ks = []
+    for w, L in zip(W, spec.layers):
+        O = _ops(L)
+        flat = w.reshape(T, -1)
+        k = int(np.floor(q * L.N))
+        ks.append(k)
+        if method == "magnitude":
+            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
+            P = np.abs(flat) < thr
+        elif method in ("random", "random_rescaled"):
+            P = rng.random(flat.shape) < q
+        else:
+            key = np.abs(flat) if method == "magnitude_exact" else rng.random(flat.shape)
+            P = np.zeros(flat.shape, bool)
+            np.put_along_axis(P, np.argsort(key, axis=1)[:, :k], True, axis=1)
+        wh = np.where(P, 0.0, flat) / ((1 - q) if method == "random_rescaled" else 1.0)
+        Xk, Xh = np.einsum("tn,nij->tij", flat, O), np.einsum("tn,nij->tij", wh, O)
+        A = Xk if A is None else Xk @ A
+        B = Xh if B is None else Xh @ B
+    return A - B, ks
+
+
+def test_trace_factor_dense_is_product_of_widths():
+    assert sharp.frobenius_trace_factor(fcn_spec([7, 5, 3, 2], "identity")) == 7 * 5 * 3 * 2
+
+
+def test_fail_closed_for_pooling_and_relu():
+    pooled = cnn_spec((1, 8, 8), [ConvLayer(2, 3, 1, 1, pool=("avg", 2, 2))], [3], "identity")
+    relu = cnn_spec((1, 8, 8), [ConvLayer(2, 3, 1, 1)], [3], "relu")
+    for spec in (pooled, relu):
+        assert not sharp.second_moment_applies(spec)
+        with pytest.raises(ProbPruneError):
+            sharp.frobenius_trace_factor(spec)
+        b = apriori_bound(spec, 0.1, 0.05, "magnitude")
+        assert b.eps_source != "second-moment"
+    with pytest.raises(ProbPruneError):
+        sharp.second_moment_bound(fcn_spec([3, 3], "identity"), "structured", "uniform", 0.05, q=0.1)
+
+
+def test_taken_on_the_conv_family_and_named():
+    conv = cnn_spec((2, 8, 8), [ConvLayer(4, 3, 1, 1), ConvLayer(4, 3, 2, 1)], [10], "identity")
+    for method in RULES:
+        b = apriori_bound(conv, 0.1, 0.05, method)
+        x, _ = sharp.second_moment_bound(conv, method, "uniform", 0.05, q=np.full(3, 0.1),
+                                         ks=[int(np.floor(0.1 * L.N)) for L in conv.layers])
+        assert b.eps <= float(x) + 1e-15
+        assert b.eps_source == "second-moment"
+        assert "§9.11" in b.as_dict()["eps_statement"]
+    # the baseline (A*) with Lemma C is far above: S9.11 is what brought the conv families to ~10x (THEORY §9.9)
+    assert apriori_bound(conv, 0.1, 0.05, "magnitude", statement="bernstein").eps > 10 * apriori_bound(
+        conv, 0.1, 0.05, "magnitude").eps
+
+
+@pytest.mark.parametrize("law", ["uniform", "gaussian"])
+@pytest.mark.parametrize("method", RULES)
+def test_coverage_conv(method, law):
+    spec = cnn_spec((1, 6, 6), [ConvLayer(2, 3, 1, 1), ConvLayer(2, 3, 2, 1)], [4], "identity")
+    T, q = 1500, 0.2
+    D, ks = _draw_D(spec, law, method, q, T, [3, RULES.index(method), law == "gaussian"])
+    err = np.linalg.norm(D, 2, axis=(1, 2))
+    f2 = (D**2).sum(axis=(1, 2))
+    for delta in (0.05, 0.5, 0.9):
+        x, ed2 = sharp.second_moment_bound(spec, method, law, delta, q=np.full(spec.depth, q), ks=ks)
+        V = int(np.sum(err > float(x)))
+        assert cp_lower(V, T, ALPHA) <= delta, f"{method} {law} delta={delta}: {V}/{T} violations"
+    se = f2.std() / np.sqrt(T)
+    assert abs(f2.mean() - float(ed2)) <= 5 * se, (f2.mean(), float(ed2), se)
+
+
+def test_coverage_dense_narrow_deep():
+    spec = fcn_spec([6, 5, 4, 3, 2], "identity")
+    T = 3000
+    for method in ("magnitude", "random_exact"):
+        D, ks = _draw_D(spec, "uniform", method, 0.3, T, [9, RULES.index(method)])
+        err = np.linalg.norm(D, 2, axis=(1, 2))
+        x, ed2 = sharp.second_moment_bound(spec, method, "uniform", 0.5, q=np.full(spec.depth, 0.3), ks=ks)
+        assert cp_lower(int(np.sum(err > float(x))), T, ALPHA) <= 0.5
+        f2 = (D**2).sum(axis=(1, 2))
+        assert abs(f2.mean() - float(ed2)) <= 5 * f2.std() / np.sqrt(T)
