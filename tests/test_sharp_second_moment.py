@@ -122,3 +122,55 @@ def test_coverage_dense_narrow_deep():
         assert cp_lower(int(np.sum(err > float(x))), T, ALPHA) <= 0.5
         f2 = (D**2).sum(axis=(1, 2))
         assert abs(f2.mean() - float(ed2)) <= 5 * f2.std() / np.sqrt(T)
+
+
+# ------------------------------------------------------------------------------------------- S9.12 fourth moment
+def _dense_D(widths, method, law, q, T, seed):
+    rng = np.random.default_rng(seed)
+    spec = fcn_spec(widths, "identity")
+    W = sample_weights(spec, rng, law, n=T)
+    P = Ph = None
+    for w, L in zip(W, spec.layers):
+        if method == "magnitude":
+            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
+            m = np.abs(w) < thr
+        else:
+            m = rng.random(w.shape) < q
+        wh = np.where(m, 0.0, w)
+        P = w if P is None else w @ P
+        Ph = wh if Ph is None else wh @ Ph
+    return spec, P - Ph
+
+
+@pytest.mark.parametrize("law", ["uniform", "gaussian"])
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_fourth_moment_exact_against_sampling(method, law):
+    spec, D = _dense_D([4, 3, 3, 2], method, law, 0.4, 200_000, [11, method == "random", law == "gaussian"])
+    f4 = ((D**2).sum(axis=(1, 2))) ** 2
+    _, m4 = sharp.fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], np.full(3, 0.4), 0.05,
+                                      method, law)
+    assert abs(f4.mean() - float(m4)) <= 5 * f4.std() / np.sqrt(f4.size), (f4.mean(), float(m4))
+
+
+@pytest.mark.parametrize("widths,method,q", [([32, 32, 32, 32, 32], "magnitude", 0.01), ([32, 32, 32], "random", 0.01),
+                                             ([32, 32, 32, 32], "random", 0.1), ([24, 16, 8], "magnitude", 0.3)])
+def test_fourth_moment_coverage(widths, method, q):
+    T = 2000
+    spec, D = _dense_D(widths, method, "uniform", q, T, [12, len(widths), int(q * 100)])
+    err = np.linalg.norm(D, 2, axis=(1, 2))
+    for delta in (0.05, 0.2, 0.5):
+        x, _ = sharp.fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers],
+                                         np.full(spec.depth, q), delta, method, "uniform")
+        V = int(np.sum(err > float(x)))
+        assert cp_lower(V, T, ALPHA) <= delta, f"{widths} {method} q={q} delta={delta}: {V}/{T}"
+        b = apriori_bound(spec, q, delta, method)
+        assert b.eps <= float(x) * (1 + 1e-12)
+        assert cp_lower(int(np.sum(err > b.eps)), T, ALPHA) <= delta
+
+
+def test_fourth_moment_taken_and_named_on_sparse_families():
+    spec = fcn_spec([32] * 5, "identity")
+    b = apriori_bound(spec, 0.01, 0.05, "magnitude")
+    assert b.eps_source == "fourth-moment" and "§9.12" in b.as_dict()["eps_statement"]
+    with pytest.raises(ProbPruneError):
+        sharp.fourth_moment_bound(spec.widths, [1.0] * 4, np.full(4, 0.1), 0.05, "random_rescaled", "uniform")

@@ -225,7 +225,9 @@ class BoundResult:
                                   self.method, "THEORY §9.8 S9.8 product moment bound")
                               if self.eps_source == "product-moment" else
                               "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
-                              if self.eps_source == "second-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+                              if self.eps_source == "second-moment" else
+                              "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense, threshold/Bernoulli)"
+                              if self.eps_source == "fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -357,6 +359,15 @@ def apriori_bound(
                      "the smaller is reported")
     if statement != "bernstein":
         eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
+    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
+        from probprune.theory.sharp import fourth_moment_bound
+
+        x4, _ = fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        eps_source = np.where(x4 < eps, "fourth-moment", eps_source)
+        eps = np.minimum(eps, x4)
+        eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
+        notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
+                     "and Markov (THEORY §9.12, full delta); the smaller is reported")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:

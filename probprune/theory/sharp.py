@@ -57,6 +57,7 @@ CANDIDATES = {
     "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
     "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
     "second-moment": "THEORY §9.11 S9.11 exact second moment of ||D||_F (identity activations, dense or conv)",
+    "fourth-moment": "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense, threshold/Bernoulli)",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -735,3 +736,93 @@ def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
     ed2 = c * (_diff(al, be) + _diff(ga, be))
     ed2 = np.maximum(np.asarray(ed2, float), 0.0)
     return np.sqrt(ed2 / np.asarray(delta, float)), ed2
+
+
+# ------------------------------------------------------------------------------------------- S9.12 fourth moment
+#: rules S9.12 covers: i.i.d. entries with disjoint supports of What and E (threshold magnitude, Bernoulli random)
+FOURTH_MOMENT_METHODS = ("magnitude", "random")
+
+
+def entry_fourth_moments(method: str, law: str, a, q):
+    """(E what^2, E e^2, E what^4, E e^4) of one entry, e = w - what, for threshold magnitude or Bernoulli random
+    pruning (disjoint supports: what e = 0), THEORY §9.12 table F. Uniform U[-a, a]: E w^2 = a^2/3, E w^4 = a^4/5,
+    magnitude E e^2 = a^2 q^3/3, E e^4 = a^4 q^5/5; random E e^(2j) = q E w^(2j). Gaussian N(0, a^2): E[g^(2j) 1{|g|<c}]
+    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q."""
+    a = np.asarray(a, float)
+    q = np.asarray(q, float)
+    if law == "uniform":
+        w2, w4 = a * a / 3.0, a**4 / 5.0
+        if method == "magnitude":
+            e2, e4 = w2 * q**3, w4 * q**5
+        elif method == "random":
+            e2, e4 = w2 * q, w4 * q
+        else:
+            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
+    elif law == "gaussian":
+        w2, w4 = a * a, 3.0 * a**4
+        if method == "magnitude":
+            c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
+            e2, e4 = w2 * stats.chi2.cdf(c2, 3), w4 * stats.chi2.cdf(c2, 5)
+        elif method == "random":
+            e2, e4 = w2 * q, w4 * q
+        else:
+            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
+    else:
+        raise ProbPruneError(f"unknown weight law {law!r}")
+    return w2 - e2, e2, w4 - e4, e4
+
+
+def frobenius_fourth_moment(dims, layer_moments):
+    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
+    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
+    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
+    with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
+    (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
+    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0)."""
+    dims = [int(d) for d in dims]
+    shape = np.broadcast_shapes(*[np.shape(x) for lm in layer_moments for x in lm])
+    zero = np.zeros(shape)
+    # state[f] = [qA, qB, qC, qE] for the flag tuple f (bitmask over the 4 chains)
+    state = {0: [zero + 1.0, zero, zero, zero + 1.0]}  # M_0 = I: (I I^T)_(c1c2)(I I^T)_(c3c4) = d_c1c2 d_c3c4
+    labels = [(l1, l2, l3, l4) for l1 in (0, 1) for l2 in (0, 1) for l3 in (0, 1) for l4 in (0, 1)]
+    for k, (h2, e2, h4, e4) in enumerate(layer_moments):
+        d = float(dims[k])
+        m2 = (np.asarray(h2, float), np.asarray(e2, float))  # m(l, l); m(0, 1) = 0 (disjoint supports)
+        m4 = (np.asarray(h4, float), np.asarray(e4, float))  # E x^4 of the label when all four agree, else 0
+        new: dict = {}
+        for f, (qA, qB, qC, qE) in state.items():
+            for L in labels:
+                l1, l2, l3, l4 = L
+                mA = m2[l1] * m2[l3] if (l1 == l2 and l3 == l4) else None
+                mB = m2[l1] * m2[l2] if (l1 == l3 and l2 == l4) else None
+                mC = m2[l1] * m2[l2] if (l1 == l4 and l2 == l3) else None
+                mE = m4[l1] if (l1 == l2 == l3 == l4) else None
+                if mA is None and mB is None and mC is None:
+                    continue
+                g = f | sum(1 << i for i, li in enumerate(L) if li == 1)
+                nA = mA * (d * (d - 1) * qA + d * qE) if mA is not None else zero
+                nB = mB * (d * (d - 1) * qB + d * qE) if mB is not None else zero
+                nC = mC * (d * (d - 1) * qC + d * qE) if mC is not None else zero
+                nE = d * (d - 1) * ((mA * qA if mA is not None else 0) + (mB * qB if mB is not None else 0)
+                                    + (mC * qC if mC is not None else 0)) + (d * mE * qE if mE is not None else 0)
+                acc = new.setdefault(g, [zero, zero, zero, zero])
+                new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
+        state = new
+    dl = float(dims[-1])
+    qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
+    return dl * (dl - 1) * qA + dl * qE
+
+
+def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
+    """S9.12 (THEORY §9.12): linear dense FCN, threshold magnitude or Bernoulli random pruning:
+    P(err >= x) <= P(||D||_F >= x) <= E||D||_F^4 / x^4, x = (E||D||_F^4 / delta)^(1/4). q has a trailing layer axis.
+    Returns (x, E||D||_F^4)."""
+    if method not in FOURTH_MOMENT_METHODS:
+        raise ProbPruneError(f"S9.12 covers threshold magnitude and Bernoulli random pruning, not {method!r}")
+    q = np.asarray(q, float)
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    lm = [entry_fourth_moments(method, law, half_widths[k], q[..., k]) for k in range(depth)]
+    m4 = frobenius_fourth_moment(dims, lm)
+    return (np.maximum(m4, 0.0) / np.asarray(delta, float)) ** 0.25, m4
