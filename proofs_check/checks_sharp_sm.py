@@ -143,8 +143,8 @@ def _chk_mc():
 
 
 @register("sm-fourth-moment", "S9.12: the pattern recursion for E||D||_F^4 equals the closed form N E e^4 + N(N-1) "
-          "(E e^2)^2 for one dense layer, and a 300,000-draw Monte Carlo for depth 2-3 chains (threshold magnitude and "
-          "Bernoulli random, both laws)", "§9.12", "numeric", covers=("fourth-moment",))
+          "(E e^2)^2 for one dense layer, and a 300,000-draw Monte Carlo for depth 2-3 chains (threshold magnitude, "
+          "Bernoulli random and rescaled random (kappa form), both laws)", "§9.12", "numeric", covers=("fourth-moment",))
 def _chk_fourth():
     from scipy import stats
 
@@ -161,7 +161,7 @@ def _chk_fourth():
     n = 0
     for dims in ([3, 4, 2], [4, 3, 3, 2]):
         for law in ("uniform", "gaussian"):
-            for method in ("magnitude", "random"):
+            for method in ("magnitude", "random", "random_rescaled"):
                 T, q = 300_000, 0.4
                 a = [1.0 / np.sqrt(max(dims[k], dims[k + 1])) for k in range(len(dims) - 1)]
                 P = Ph = None
@@ -170,7 +170,7 @@ def _chk_fourth():
                          else rng.normal(0, a[k], (T, dims[k + 1], dims[k])))
                     thr = q * a[k] if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a[k]
                     m = np.abs(w) < thr if method == "magnitude" else rng.random(w.shape) < q
-                    wh = np.where(m, 0.0, w)
+                    wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
                     P = w if P is None else w @ P
                     Ph = wh if Ph is None else wh @ Ph
                 f4 = ((P - Ph) ** 2).sum(axis=(1, 2)) ** 2

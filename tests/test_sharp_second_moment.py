@@ -136,16 +136,16 @@ def _dense_D(widths, method, law, q, T, seed):
             m = np.abs(w) < thr
         else:
             m = rng.random(w.shape) < q
-        wh = np.where(m, 0.0, w)
+        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
         P = w if P is None else w @ P
         Ph = wh if Ph is None else wh @ Ph
     return spec, P - Ph
 
 
 @pytest.mark.parametrize("law", ["uniform", "gaussian"])
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("method", ["magnitude", "random", "random_rescaled"])
 def test_fourth_moment_exact_against_sampling(method, law):
-    spec, D = _dense_D([4, 3, 3, 2], method, law, 0.4, 200_000, [11, method == "random", law == "gaussian"])
+    spec, D = _dense_D([4, 3, 3, 2], method, law, 0.4, 200_000, [11, len(method), law == "gaussian"])
     f4 = ((D**2).sum(axis=(1, 2))) ** 2
     _, m4 = sharp.fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], np.full(3, 0.4), 0.05,
                                       method, law)
@@ -153,7 +153,8 @@ def test_fourth_moment_exact_against_sampling(method, law):
 
 
 @pytest.mark.parametrize("widths,method,q", [([32, 32, 32, 32, 32], "magnitude", 0.01), ([32, 32, 32], "random", 0.01),
-                                             ([32, 32, 32, 32], "random", 0.1), ([24, 16, 8], "magnitude", 0.3)])
+                                             ([32, 32, 32, 32], "random", 0.1), ([24, 16, 8], "magnitude", 0.3),
+                                             ([32, 32, 32, 32], "random_rescaled", 0.03)])
 def test_fourth_moment_coverage(widths, method, q):
     T = 2000
     spec, D = _dense_D(widths, method, "uniform", q, T, [12, len(widths), int(q * 100)])
@@ -173,4 +174,4 @@ def test_fourth_moment_taken_and_named_on_sparse_families():
     b = apriori_bound(spec, 0.01, 0.05, "magnitude")
     assert b.eps_source == "fourth-moment" and "§9.12" in b.as_dict()["eps_statement"]
     with pytest.raises(ProbPruneError):
-        sharp.fourth_moment_bound(spec.widths, [1.0] * 4, np.full(4, 0.1), 0.05, "random_rescaled", "uniform")
+        sharp.fourth_moment_bound(spec.widths, [1.0] * 4, np.full(4, 0.1), 0.05, "random_exact", "uniform")

@@ -226,7 +226,7 @@ class BoundResult:
                               if self.eps_source == "product-moment" else
                               "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
                               if self.eps_source == "second-moment" else
-                              "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense, threshold/Bernoulli)"
+                              "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)"
                               if self.eps_source == "fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
@@ -359,7 +359,7 @@ def apriori_bound(
                      "the smaller is reported")
     if statement != "bernstein":
         eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
-    if statement != "bernstein" and _is_linear_fcn(spec) and method in ("magnitude", "random"):
+    if statement != "bernstein" and _is_linear_fcn(spec):
         from probprune.theory.sharp import fourth_moment_bound
 
         x4, _ = fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)

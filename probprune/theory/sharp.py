@@ -57,7 +57,7 @@ CANDIDATES = {
     "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
     "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
     "second-moment": "THEORY §9.11 S9.11 exact second moment of ||D||_F (identity activations, dense or conv)",
-    "fourth-moment": "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense, threshold/Bernoulli)",
+    "fourth-moment": "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -740,7 +740,7 @@ def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
 
 # ------------------------------------------------------------------------------------------- S9.12 fourth moment
 #: rules S9.12 covers: i.i.d. entries with disjoint supports of What and E (threshold magnitude, Bernoulli random)
-FOURTH_MOMENT_METHODS = ("magnitude", "random")
+FOURTH_MOMENT_METHODS = ("magnitude", "random", "random_rescaled")
 
 
 def entry_fourth_moments(method: str, law: str, a, q):
@@ -754,7 +754,7 @@ def entry_fourth_moments(method: str, law: str, a, q):
         w2, w4 = a * a / 3.0, a**4 / 5.0
         if method == "magnitude":
             e2, e4 = w2 * q**3, w4 * q**5
-        elif method == "random":
+        elif method in ("random", "random_rescaled"):  # rescaled: the Y/Z split (Z = W o B), kappa in the chain
             e2, e4 = w2 * q, w4 * q
         else:
             raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
@@ -763,7 +763,7 @@ def entry_fourth_moments(method: str, law: str, a, q):
         if method == "magnitude":
             c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
             e2, e4 = w2 * stats.chi2.cdf(c2, 3), w4 * stats.chi2.cdf(c2, 5)
-        elif method == "random":
+        elif method in ("random", "random_rescaled"):
             e2, e4 = w2 * q, w4 * q
         else:
             raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
@@ -772,13 +772,16 @@ def entry_fourth_moments(method: str, law: str, a, q):
     return w2 - e2, e2, w4 - e4, e4
 
 
-def frobenius_fourth_moment(dims, layer_moments):
+def frobenius_fourth_moment(dims, layer_moments, kappa=0.0):
     """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
     with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
     (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
     with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
     (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
-    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0)."""
+    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0).
+    ``kappa`` > 0 (rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
+    D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries the coefficient -kappa:
+    E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
     dims = [int(d) for d in dims]
     shape = np.broadcast_shapes(*[np.shape(x) for lm in layer_moments for x in lm])
     zero = np.zeros(shape)
@@ -809,12 +812,19 @@ def frobenius_fourth_moment(dims, layer_moments):
                 new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
         state = new
     dl = float(dims[-1])
-    qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
-    return dl * (dl - 1) * qA + dl * qE
+    if not kappa:
+        qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
+        return dl * (dl - 1) * qA + dl * qE
+    kap = np.asarray(kappa, float)
+    tot = zero
+    for f, (qA, _, _, qE) in state.items():
+        n0 = 4 - bin(f).count("1")
+        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * qA + dl * qE)
+    return tot
 
 
 def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
-    """S9.12 (THEORY §9.12): linear dense FCN, threshold magnitude or Bernoulli random pruning:
+    """S9.12 (THEORY §9.12): linear dense FCN, threshold magnitude, Bernoulli random or rescaled random pruning:
     P(err >= x) <= P(||D||_F >= x) <= E||D||_F^4 / x^4, x = (E||D||_F^4 / delta)^(1/4). q has a trailing layer axis.
     Returns (x, E||D||_F^4)."""
     if method not in FOURTH_MOMENT_METHODS:
@@ -824,5 +834,11 @@ def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
     if q.shape[-1] != depth:
         raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
     lm = [entry_fourth_moments(method, law, half_widths[k], q[..., k]) for k in range(depth)]
-    m4 = frobenius_fourth_moment(dims, lm)
+    if method == "random_rescaled":
+        if np.any(q >= 1):
+            raise ProbPruneError("rescaled random pruning needs q < 1")
+        kappa = np.expm1(-np.sum(np.log1p(-q), axis=-1))  # prod (1 - q_k)^-1 - 1 (S9.8c)
+        m4 = frobenius_fourth_moment(dims, lm, kappa)
+    else:
+        m4 = frobenius_fourth_moment(dims, lm)
     return (np.maximum(m4, 0.0) / np.asarray(delta, float)) ** 0.25, m4
