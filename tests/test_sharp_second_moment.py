@@ -175,3 +175,44 @@ def test_fourth_moment_taken_and_named_on_sparse_families():
     assert b.eps_source == "fourth-moment" and "§9.12" in b.as_dict()["eps_statement"]
     with pytest.raises(ProbPruneError):
         sharp.fourth_moment_bound(spec.widths, [1.0] * 4, np.full(4, 0.1), 0.05, "random_exact", "uniform")
+
+
+def _exact_k_D(widths, method, q, T, seed):
+    rng = np.random.default_rng(seed)
+    spec = fcn_spec(widths, "identity")
+    W = sample_weights(spec, rng, "uniform", n=T)
+    P = Ph = None
+    ks = []
+    for w, L in zip(W, spec.layers):
+        flat = w.reshape(T, -1)
+        k = int(np.floor(q * L.N))
+        ks.append(k)
+        key = np.abs(flat) if method == "magnitude_exact" else rng.random(flat.shape)
+        M = np.zeros(flat.shape, bool)
+        np.put_along_axis(M, np.argsort(key, axis=1)[:, :k], True, axis=1)
+        wh = np.where(M, 0.0, flat).reshape(w.shape)
+        P = w if P is None else w @ P
+        Ph = wh if Ph is None else wh @ Ph
+    return spec, ks, P - Ph
+
+
+@pytest.mark.parametrize("method", ["magnitude_exact", "random_exact"])
+def test_exact_k_fourth_moment_against_sampling_and_coverage(method):
+    spec, ks, D = _exact_k_D([4, 3, 3, 2], method, 0.4, 200_000, [21, len(method)])
+    f4 = ((D**2).sum(axis=(1, 2))) ** 2
+    _, m4 = sharp.exact_k_fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], ks, 0.05, method)
+    assert abs(f4.mean() - m4) <= 5 * f4.std() / np.sqrt(f4.size), (f4.mean(), m4)
+    spec, ks, D = _exact_k_D([32, 32, 32, 32], method, 0.1, 2000, [22, len(method)])
+    err = np.linalg.norm(D, 2, axis=(1, 2))
+    for delta in (0.05, 0.5):
+        b = apriori_bound(spec, 0.1, delta, method)
+        assert b.eps_source == "fourth-moment"
+        assert cp_lower(int(np.sum(err > b.eps)), err.size, ALPHA) <= delta
+
+
+def test_exact_k_fourth_moments_sum_to_the_full_moments():
+    m = sharp.exact_k_fourth_moments("magnitude_exact", 50, 10, 1.0)
+    assert m[0] + m[1] == pytest.approx(1 / 3) and m[2] + m[3] == pytest.approx(1 / 5)
+    assert m[4] + 2 * m[5] + m[6] == pytest.approx(1 / 9)  # E[w_p^2 w_p'^2] = (E w^2)^2
+    with pytest.raises(ProbPruneError):
+        sharp.exact_k_fourth_moments("magnitude_exact", 50, 10, 1.0, law="gaussian")

@@ -417,6 +417,19 @@ def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, de
     return out, src
 
 
+def _exact_k_fourth_min(spec: NetSpec, eps: float, eps_source: str, method: str, law: str, delta: float, notes: list,
+                        ks) -> tuple[float, str]:
+    """min(eps, x_S9.12(K)) for linear dense FCNs pruned by an exact-k rule (THEORY §9.12(K), full delta, §9.7)."""
+    if not _is_linear_fcn(spec):
+        return eps, eps_source
+    from probprune.theory.sharp import exact_k_fourth_moment_bound
+
+    x, _ = exact_k_fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], ks, delta, method, law)
+    notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
+                 "under the exact-k rule (THEORY §9.12(K), full delta); the smaller is reported")
+    return (float(x), "fourth-moment") if x < eps else (eps, eps_source)
+
+
 def _is_linear_fcn(spec: NetSpec) -> bool:
     """Dense layers with identity activations (the product statement S9.8 applies)."""
     return all(L.kind == "linear" and L.act.name == "identity" for L in spec.layers)
@@ -593,6 +606,8 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         notes.append("identity activations: eps also bounded by S9.8 at delta x P(Bernoulli counts = k_i) (§9.5(b))")
     if statement != "bernstein":
         eps, eps_source = _second_moment_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks=ks)
+    if statement != "bernstein":
+        eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks)
     return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
                        st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
                        layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
@@ -636,6 +651,8 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
             notes.append("identity activations: eps also bounded by S9.8b (THEORY §9.8b: S9.8 given the order "
                          "statistics, full delta); the smaller is reported")
     eps, eps_source = _second_moment_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks=ks)
+    if law == "uniform":
+        eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks)
     return BoundResult(eps, "magnitude_exact", law, delta, q, B, eta, spec.Lip,
                        alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)"
                        + ("; §9.8b product moment" if eps_source == "product-moment" else ""),

@@ -788,17 +788,24 @@ def frobenius_fourth_moment(dims, layer_moments, kappa=0.0):
     # state[f] = [qA, qB, qC, qE] for the flag tuple f (bitmask over the 4 chains)
     state = {0: [zero + 1.0, zero, zero, zero + 1.0]}  # M_0 = I: (I I^T)_(c1c2)(I I^T)_(c3c4) = d_c1c2 d_c3c4
     labels = [(l1, l2, l3, l4) for l1 in (0, 1) for l2 in (0, 1) for l3 in (0, 1) for l4 in (0, 1)]
-    for k, (h2, e2, h4, e4) in enumerate(layer_moments):
+    for k, lmk in enumerate(layer_moments):
+        h2, e2, h4, e4 = lmk[:4]
         d = float(dims[k])
-        m2 = (np.asarray(h2, float), np.asarray(e2, float))  # m(l, l); m(0, 1) = 0 (disjoint supports)
         m4 = (np.asarray(h4, float), np.asarray(e4, float))  # E x^4 of the label when all four agree, else 0
+        if len(lmk) > 4:  # exchangeable, not independent, positions (exact-k): pair moments of two positions
+            P2 = {(0, 0): np.asarray(lmk[4], float), (0, 1): np.asarray(lmk[5], float),
+                  (1, 0): np.asarray(lmk[5], float), (1, 1): np.asarray(lmk[6], float)}
+        else:  # i.i.d. entries: E[x_p^2 y_p'^2] = E x^2 E y^2
+            m2 = (np.asarray(h2, float), np.asarray(e2, float))
+            P2 = {(i, j): m2[i] * m2[j] for i in (0, 1) for j in (0, 1)}
         new: dict = {}
         for f, (qA, qB, qC, qE) in state.items():
             for L in labels:
                 l1, l2, l3, l4 = L
-                mA = m2[l1] * m2[l3] if (l1 == l2 and l3 == l4) else None
-                mB = m2[l1] * m2[l2] if (l1 == l3 and l2 == l4) else None
-                mC = m2[l1] * m2[l2] if (l1 == l4 and l2 == l3) else None
+                # two distinct positions, each used twice (same label at a position: disjoint supports)
+                mA = P2[(l1, l3)] if (l1 == l2 and l3 == l4) else None
+                mB = P2[(l1, l2)] if (l1 == l3 and l2 == l4) else None
+                mC = P2[(l1, l2)] if (l1 == l4 and l2 == l3) else None
                 mE = m4[l1] if (l1 == l2 == l3 == l4) else None
                 if mA is None and mB is None and mC is None:
                     continue
@@ -842,3 +849,59 @@ def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
     else:
         m4 = frobenius_fourth_moment(dims, lm)
     return (np.maximum(m4, 0.0) / np.asarray(delta, float)) ** 0.25, m4
+
+
+def exact_k_fourth_moments(method: str, N: int, k: int, a, law: str = "uniform"):
+    """Single- and pair-position moments of one layer of N i.i.d. entries pruned by an exact-k rule (THEORY §9.12(K)):
+    (E what^2, E e^2, E what^4, E e^4, E[what_p^2 what_p'^2], E[what_p^2 e_p'^2], E[e_p^2 e_p'^2]), p != p'.
+    random_exact (mask a uniform k-subset independent of W, either law): the position moments of w times the label
+    probabilities k/N, k(k-1)/(N(N-1)), k(N-k)/(N(N-1)), (N-k)(N-k-1)/(N(N-1)). magnitude_exact (uniform law only):
+    |w| = a u with uniform order statistics, E[u_(i)^2 u_(j)^2] = N!/(N+4)! i(i+1)(j+2)(j+3) (i < j),
+    E u_(j)^2 = j(j+1)/((N+1)(N+2)), E u_(j)^4 = j(j+1)(j+2)(j+3)/((N+1)...(N+4)); the pruned set is the k smallest."""
+    N, k = int(N), int(k)
+    a = float(a)
+    if law == "uniform":
+        w2, w4 = a * a / 3.0, a**4 / 5.0
+    elif law == "gaussian" and method == "random_exact":
+        w2, w4 = a * a, 3.0 * a**4
+    else:
+        raise ProbPruneError(f"S9.12(K) covers random_exact (either law) and magnitude_exact (uniform law), not "
+                             f"{method!r} under {law!r}")
+    if N < 2 or not 0 <= k <= N:
+        raise ProbPruneError(f"S9.12(K) needs N >= 2 and 0 <= k <= N, got N={N}, k={k}")
+    if method == "random_exact":
+        pk = k / N
+        pp, pm, mm = k * (k - 1) / (N * (N - 1)), k * (N - k) / (N * (N - 1)), (N - k) * (N - k - 1) / (N * (N - 1))
+        return ((1 - pk) * w2, pk * w2, (1 - pk) * w4, pk * w4, mm * w2 * w2, pm * w2 * w2, pp * w2 * w2)
+    if method != "magnitude_exact":
+        raise ProbPruneError(f"S9.12(K) does not cover {method!r}")
+    j = np.arange(1, N + 1, dtype=float)
+    u2 = j * (j + 1) / ((N + 1.0) * (N + 2.0))  # E u_(j)^2
+    u4 = u2 * (j + 2) * (j + 3) / ((N + 3.0) * (N + 4.0))  # E u_(j)^4
+    # E[u_(i)^2 u_(j)^2] = c i(i+1) (j+2)(j+3) for i < j, c = N!/(N+4)!
+    c = 1.0 / ((N + 1.0) * (N + 2.0) * (N + 3.0) * (N + 4.0))
+    f, g = j * (j + 1), (j + 2) * (j + 3)
+    Fcum = np.concatenate([[0.0], np.cumsum(f)])  # Fcum[j-1] = sum_{i<j} f_i
+    below = Fcum[:-1]  # sum_{i<j} i(i+1), for j = 1..N
+    pair_all = c * g * below  # sum_{i<j} E[u_(i)^2 u_(j)^2], per j
+    S_pp = float(np.sum(pair_all[:k]))  # i < j <= k
+    # i <= k < j: c sum_{j>k} g_j sum_{i<=k} f_i
+    S_pm = c * float(Fcum[k]) * float(np.sum(g[k:]))
+    S_mm = float(np.sum(pair_all[k:])) - S_pm  # k < i < j
+    e2 = a * a * float(np.sum(u2[:k])) / N
+    h2 = a * a * float(np.sum(u2[k:])) / N
+    e4 = a**4 * float(np.sum(u4[:k])) / N
+    h4 = a**4 * float(np.sum(u4[k:])) / N
+    nn = N * (N - 1.0)
+    # sum over ordered pairs p != p' = 2 x unordered sums, divided by N(N-1)
+    return (h2, e2, h4, e4, a**4 * 2 * S_mm / nn, a**4 * S_pm / nn, a**4 * 2 * S_pp / nn)
+
+
+def exact_k_fourth_moment_bound(dims, half_widths, ks, delta, method: str, law: str = "uniform"):
+    """S9.12(K) (THEORY §9.12): exact E||D||_F^4 for a linear dense FCN pruned by an exact-k rule (k_i per layer),
+    x = (E||D||_F^4 / delta)^(1/4). Returns (x, E||D||_F^4)."""
+    dims = [int(d) for d in dims]
+    lm = [exact_k_fourth_moments(method, dims[i] * dims[i + 1], int(ks[i]), half_widths[i], law)
+          for i in range(len(dims) - 1)]
+    m4 = frobenius_fourth_moment(dims, lm)
+    return (max(float(m4), 0.0) / float(delta)) ** 0.25, float(m4)
