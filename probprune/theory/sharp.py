@@ -772,14 +772,14 @@ def entry_fourth_moments(method: str, law: str, a, q):
     return w2 - e2, e2, w4 - e4, e4
 
 
-def frobenius_fourth_moment(dims, layer_moments, kappa=0.0):
+def frobenius_fourth_moment(dims, layer_moments, kappa=None):
     """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
     with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
     (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
     with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
     (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
     c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0).
-    ``kappa`` > 0 (rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
+    ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
     D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries the coefficient -kappa:
     E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
     dims = [int(d) for d in dims]
@@ -819,7 +819,7 @@ def frobenius_fourth_moment(dims, layer_moments, kappa=0.0):
                 new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
         state = new
     dl = float(dims[-1])
-    if not kappa:
+    if kappa is None:
         qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
         return dl * (dl - 1) * qA + dl * qE
     kap = np.asarray(kappa, float)
