@@ -218,3 +218,29 @@ def _chk_fourth_k():
             require(abs(est - m4) <= 5 * se, f"{method} {dims}: {m4:.5g} vs MC {est:.5g} +- {se:.2g}")
             n += 1
     return f"6 moment identities; {n} exact-k chains within 5 standard errors of 300,000 draws"
+
+
+@register("sm-cantelli", "S9.12(C): the Cantelli threshold x^2 = mu + sqrt(s2 (1 - delta)/delta) makes s2/(s2 + t^2) "
+          "equal delta (sympy), the returned threshold is the minimum of the three forms, and on a Gamma law with the "
+          "same two moments the tail at x is <= delta", "§9.12", "symbolic+numeric", covers=("fourth-moment",))
+def _chk_cantelli():
+    from scipy import stats
+
+    from probprune.theory.sharp import frobenius_tail_threshold
+
+    s2, d = sp.symbols("s2 delta", positive=True)
+    t = sp.sqrt(s2 * (1 - d) / d)
+    sym_zero(sp.simplify(s2 / (s2 + t**2) - d), "Cantelli at the threshold")
+    n = 0
+    for mu, ratio in ((1.0, 1.0 + 1e-9), (2.0, 1.1), (0.3, 1.9), (1e-6, 5.0)):
+        m4 = ratio * mu * mu
+        for delta in (0.01, 0.05, 0.5, 0.9):
+            x = float(frobenius_tail_threshold(mu, m4, delta))
+            forms = (np.sqrt(mu / delta), (m4 / delta) ** 0.25, np.sqrt(mu + np.sqrt((m4 - mu * mu) * (1 - delta) / delta)))
+            require(abs(x - min(forms)) <= 1e-12 * x, "minimum of the three forms")
+            var = m4 - mu * mu
+            if var > 1e-12 * mu * mu:  # a Gamma law with mean mu and variance var: its tail at x^2 is <= delta
+                k, th = mu * mu / var, var / mu
+                require(stats.gamma.sf(x * x, k, scale=th) <= delta * (1 + 1e-9), f"Gamma tail mu={mu} ratio={ratio}")
+            n += 1
+    return f"sympy identity; {n} (mu, E Y^2, delta) cases: min of the forms, Gamma tails <= delta"

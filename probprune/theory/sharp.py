@@ -830,9 +830,41 @@ def frobenius_fourth_moment(dims, layer_moments, kappa=None):
     return tot
 
 
+def dense_second_moment(dims, layer_moments, kappa=None):
+    """E||D||_F^2 of a dense chain from the same single-position moments (S9.11 for dense layers, c = prod d_k):
+    c (prod(h2 + e2) - prod h2), plus kappa^2 c prod h2 for the rescaled split (the cross term of a chain with a Z
+    and the all-Y chain vanishes: disjoint supports)."""
+    c = float(np.prod([float(d) for d in dims]))
+    h = [np.asarray(lm[0], float) for lm in layer_moments]
+    w = [np.asarray(lm[0], float) + np.asarray(lm[1], float) for lm in layer_moments]
+    diff = 0.0
+    for k in range(len(h)):  # prod w - prod h as a telescoping sum of nonnegative terms (no cancellation)
+        term = w[k] - h[k]
+        for j in range(len(h)):
+            term = term * (h[j] if j < k else (w[j] if j > k else 1.0))
+        diff = diff + term
+    out = c * diff
+    if kappa is not None:
+        out = out + np.asarray(kappa, float) ** 2 * c * np.prod(np.stack(np.broadcast_arrays(*h)), axis=0)
+    return out
+
+
+def frobenius_tail_threshold(m2, m4, delta):
+    """THEORY §9.12 (C): the smallest of three deterministic thresholds x with P(||D||_F >= x) <= delta from
+    mu = E||D||_F^2 and E||D||_F^4 (Y = ||D||_F^2, s2 = Var Y = m4 - mu^2): Markov on Y (x^2 = mu/delta), Markov on
+    Y^2 (x^4 = m4/delta), Cantelli's one-sided Chebyshev P(Y >= mu + t) <= s2/(s2 + t^2) (x^2 = mu +
+    sqrt(s2 (1 - delta)/delta)). Each is valid at delta, so is their minimum (§9.7)."""
+    m2 = np.maximum(np.asarray(m2, float), 0.0)
+    m4 = np.maximum(np.asarray(m4, float), m2 * m2)  # E Y^2 >= (E Y)^2 (guards rounding)
+    d = np.asarray(delta, float)
+    s2 = m4 - m2 * m2
+    return np.minimum(np.minimum(np.sqrt(m2 / d), (m4 / d) ** 0.25), np.sqrt(m2 + np.sqrt(s2 * (1.0 - d) / d)))
+
+
 def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
     """S9.12 (THEORY §9.12): linear dense FCN, threshold magnitude, Bernoulli random or rescaled random pruning:
-    P(err >= x) <= P(||D||_F >= x) <= E||D||_F^4 / x^4, x = (E||D||_F^4 / delta)^(1/4). q has a trailing layer axis.
+    P(err >= x) <= P(||D||_F >= x) <= delta at x = :func:`frobenius_tail_threshold` of E||D||_F^2 and E||D||_F^4
+    (Markov on ||D||_F^2 and ||D||_F^4, Cantelli). q has a trailing layer axis.
     Returns (x, E||D||_F^4)."""
     if method not in FOURTH_MOMENT_METHODS:
         raise ProbPruneError(f"S9.12 covers threshold magnitude and Bernoulli random pruning, not {method!r}")
@@ -845,10 +877,10 @@ def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
         if np.any(q >= 1):
             raise ProbPruneError("rescaled random pruning needs q < 1")
         kappa = np.expm1(-np.sum(np.log1p(-q), axis=-1))  # prod (1 - q_k)^-1 - 1 (S9.8c)
-        m4 = frobenius_fourth_moment(dims, lm, kappa)
     else:
-        m4 = frobenius_fourth_moment(dims, lm)
-    return (np.maximum(m4, 0.0) / np.asarray(delta, float)) ** 0.25, m4
+        kappa = None
+    m4 = frobenius_fourth_moment(dims, lm, kappa)
+    return frobenius_tail_threshold(dense_second_moment(dims, lm, kappa), m4, delta), m4
 
 
 def exact_k_fourth_moments(method: str, N: int, k: int, a, law: str = "uniform"):
@@ -899,9 +931,9 @@ def exact_k_fourth_moments(method: str, N: int, k: int, a, law: str = "uniform")
 
 def exact_k_fourth_moment_bound(dims, half_widths, ks, delta, method: str, law: str = "uniform"):
     """S9.12(K) (THEORY §9.12): exact E||D||_F^4 for a linear dense FCN pruned by an exact-k rule (k_i per layer),
-    x = (E||D||_F^4 / delta)^(1/4). Returns (x, E||D||_F^4)."""
+    x = :func:`frobenius_tail_threshold` (Markov / Cantelli). Returns (x, E||D||_F^4)."""
     dims = [int(d) for d in dims]
     lm = [exact_k_fourth_moments(method, dims[i] * dims[i + 1], int(ks[i]), half_widths[i], law)
           for i in range(len(dims) - 1)]
     m4 = frobenius_fourth_moment(dims, lm)
-    return (max(float(m4), 0.0) / float(delta)) ** 0.25, float(m4)
+    return float(frobenius_tail_threshold(dense_second_moment(dims, lm), m4, delta)), float(m4)
