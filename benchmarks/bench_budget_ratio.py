@@ -192,6 +192,9 @@ def rescore_crossings() -> dict:
         print(method, row["analytic"], row.get("ratio_analytic"), row.get("ratio_analytic_interval"), flush=True)
     res["rescored"] = ("analytic fractions recomputed with the current statements (rescore_crossings); empirical "
                        "crossings as measured; loadavg " + str(os.getloadavg()))
+    out["rows_note"] = ("'rows' are the last full main() run (T = 300, before issue 20's S9.11/S9.12: its analytic "
+                        "column is superseded); the 10% analytic fractions with the current statements and the "
+                        "empirical crossings with 95% intervals are in 'crossing_ci_at_10pct'")
     p.write_text(json.dumps(out, indent=1, default=str))
     return res
 
