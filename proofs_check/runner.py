@@ -28,6 +28,7 @@ CHECK_MODULES = (
     "checks_budget_graph",
     "checks_figure_verdicts",
     "checks_h7_rules",
+    "checks_sharp_sm",
     "bridge",
 )
 

@@ -90,6 +90,8 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("budget-rules", "§3.9", "Statement 3.9b: exact-k counts by the exact-k bound, threshold t_i / Bernoulli p_i by theirs"),
     DStatement("exact-k-product", "§9.8", "S9.8b: S9.8 for exact-k magnitude via the order statistics, the count pmf and monotonicity in t"),
     DStatement("rescaled-product", "§9.8", "S9.8c: rescaled random as prod(Y+Z) - prod Y - kappa prod Y; signs dropped; Minkowski"),
+    DStatement("second-moment", "§9.11", "S9.11: E||D||_F^2 = c(prod alpha - 2 prod beta + prod gamma) for linear dense/conv nets; Markov"),
+    DStatement("fourth-moment", "§9.12", "S9.12: exact E||D||_F^4 for linear dense chains (threshold/Bernoulli) by the index-pattern recursion; Markov"),
     DStatement("rate-lower", "§9.10", "S9.10: max row/column norm lower bound; rates q^(3/2) magnitude, p^(1/2) random"),
     DStatement("calib-multirun", "§10.1", "Statement 10.1c: R runs at rank k(T, delta, gamma/R), min over runs valid"),
     DStatement("median-vacuity", "§10.3", "Statement 10.3b': Y_(j) <= median w.c. 1-gamma; eps < L is a median statement"),

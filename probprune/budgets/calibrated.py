@@ -631,3 +631,85 @@ def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma
     return OutputScale(float(np.sort(U)[k - 1]), float(np.median(U)), float(np.median(low)), analytic, int(trials), k,
                        delta, gamma, "exact ||prod W|| (linear)" if linear else "Lip prod ||W_i|| (certified norms)", lk,
                        ml, j, vac)
+
+
+# --------------------------------------------------------------------------------------------- empirical crossing CI
+@dataclass(frozen=True)
+class EmpiricalCrossing:
+    """The empirical uniform budget with a distribution-free confidence interval for the crossing it estimates (the
+    largest grid fraction whose true (1 - delta)-quantile of err is <= eps; not a guarantee about any network).
+    ``fraction`` is the point estimate (empirical quantile, as :func:`empirical_uniform_budget`); with confidence
+    >= ``confidence`` the true crossing lies in [``lower``, ``upper``] (grid fractions). ``within`` is
+    max(fraction/lower, upper/fraction) - 1 (the half-width in relative terms)."""
+
+    eps: float
+    delta: float
+    method: str
+    trials: int
+    seed: int
+    fraction: float
+    lower: float
+    upper: float
+    confidence: float
+    ranks: tuple[int, int, int]  # (lower-quantile rank l, point rank k, upper-quantile rank u) of the order statistics
+    evaluations: int
+
+    @property
+    def within(self) -> float:
+        if self.fraction <= 0 or self.lower <= 0:
+            return math.inf
+        return max(self.fraction / self.lower, self.upper / self.fraction) - 1.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__) | {"within": self.within}
+
+
+def quantile_rank_bracket(T: int, level: float, alpha: float) -> tuple[int, int]:
+    """Ranks (l, u) of T i.i.d. draws with P(X_(l) > Q) <= alpha/2 and P(X_(u) < Q) <= alpha/2 for the level-quantile
+    Q of a continuous law: #(X_i < Q) ~ Binomial(T, level), X_(u) < Q iff that count >= u, X_(l) > Q iff it is < l.
+    l = 0 / u = T + 1 when T is too small (no bracket on that side)."""
+    ks = np.arange(0, T + 2)
+    cdf = stats.binom.cdf(ks - 1, T, level)  # P(count <= k - 1) = P(count < k)
+    lo = ks[(cdf <= alpha / 2) & (ks >= 1)]
+    hi = ks[(1.0 - cdf <= alpha / 2) & (ks <= T)]  # P(count >= u) <= alpha/2
+    return (int(lo.max()) if lo.size else 0), (int(hi.min()) if hi.size else T + 1)
+
+
+def empirical_crossing(spec: NetSpec, eps: float, delta: float = 0.05, method: str = "magnitude",
+                       law: str = "uniform", trials: int = 1000, seed: int = 1, confidence: float = 0.95,
+                       q_min: float = 1e-6, depth: int = 9, draws: DrawSet | None = None,
+                       assume_law: bool = False) -> EmpiricalCrossing:
+    """Empirical uniform budget (largest grid fraction whose empirical (1 - delta)-quantile of the exact error is
+    <= eps; linear FCNs) and a confidence interval for the true crossing: with (l, u) from
+    :func:`quantile_rank_bracket` at alpha = 1 - confidence, ``lower`` = the largest grid q with X_(u)(q) <= eps (there
+    the true quantile is <= eps unless the upper event fails) and ``upper`` = the largest grid q with X_(l)(q) <= eps
+    (at the next grid point the true quantile is > eps unless the lower event fails); each side uses one fraction's
+    event, so both hold together with probability >= confidence if the quantile is non-decreasing in q. Common
+    random numbers (one DrawSet) for every fraction."""
+    eps = float(check_eps(eps))
+    delta = check_delta(delta)
+    _law_check(spec, assume_law, "the empirical crossing over draws from the law")
+    if not _is_linear(spec):
+        raise ProbPruneError("empirical_crossing needs the exact error: FCNs with identity activations only")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ProbPruneError(f"confidence must be in (0, 1), got {confidence}")
+    trials = int(trials)
+    k = int(math.ceil((1.0 - delta) * trials - 1e-12))
+    l, u = quantile_rank_bracket(trials, 1.0 - delta, 1.0 - float(confidence))
+    if l < 1 or u > trials:
+        raise ProbPruneError(f"{trials} draws are too few for a {confidence:g} interval of the {1 - delta:g}-quantile")
+    hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+    grid = fraction_grid(q_min, depth, hi)
+    ds = draws or DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
+    memo: dict[float, np.ndarray] = {}
+
+    def srt(q: float) -> np.ndarray:
+        if q not in memo:
+            memo[q] = np.sort(measured_errors(ds, np.full(spec.depth, q), method)[0])
+        return memo[q]
+
+    q_pt = float(grid[_largest_ok(grid, lambda q: srt(q)[k - 1] <= eps)])
+    q_lo = float(grid[_largest_ok(grid, lambda q: srt(q)[u - 1] <= eps)])
+    q_hi = float(grid[_largest_ok(grid, lambda q: srt(q)[l - 1] <= eps)])
+    return EmpiricalCrossing(eps, delta, method, trials, int(ds.seed), q_pt, q_lo, q_hi, float(confidence),
+                             (l, k, u), len(memo))

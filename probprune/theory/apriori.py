@@ -223,7 +223,11 @@ class BoundResult:
             "eps_statement": ({"magnitude_exact": "THEORY §9.8b S9.8b product moment bound (exact-k magnitude)",
                                "random_rescaled": "THEORY §9.8c S9.8c product moment bound (rescaled random)"}.get(
                                   self.method, "THEORY §9.8 S9.8 product moment bound")
-                              if self.eps_source == "product-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+                              if self.eps_source == "product-moment" else
+                              "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
+                              if self.eps_source == "second-moment" else
+                              "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)"
+                              if self.eps_source == "fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -353,6 +357,17 @@ def apriori_bound(
         notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
                      f"moment bound (THEORY §9.8{'c' if method == 'random_rescaled' else ''}, full delta, no split); "
                      "the smaller is reported")
+    if statement != "bernstein":
+        eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.sharp import fourth_moment_bound
+
+        x4, _ = fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+        eps_source = np.where(x4 < eps, "fourth-moment", eps_source)
+        eps = np.minimum(eps, x4)
+        eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
+        notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
+                     "and Markov (THEORY §9.12, full delta); the smaller is reported")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -382,6 +397,37 @@ def apriori_bound(
         eta_source=eta_src,
         eps_source=eps_source if np.ndim(eps_source) == 0 else np.asarray(eps_source).reshape(-1)[0],
     )
+
+
+def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list,
+                       q=None, ks=None):
+    """min(eps, x_S9.11) where S9.11 applies (identity activations, dense or conv layers, no pooling; THEORY §9.11):
+    both are deterministic thresholds for the same err at the full delta (§9.7). Returns (eps, eps_source)."""
+    from probprune.theory import sharp
+
+    if not sharp.second_moment_applies(spec):
+        return eps, eps_source
+    x, _ = sharp.second_moment_bound(spec, method, law, delta, q=q, ks=ks)
+    src = np.where(x < eps, "second-moment", eps_source)
+    out = np.minimum(eps, x)
+    notes.append("identity activations: eps is also bounded by the exact second moment of ||prod W - prod What||_F "
+                 "and Markov (THEORY §9.11, full delta); the smaller is reported")
+    if np.ndim(out) == 0:
+        return float(out), str(src)
+    return out, src
+
+
+def _exact_k_fourth_min(spec: NetSpec, eps: float, eps_source: str, method: str, law: str, delta: float, notes: list,
+                        ks) -> tuple[float, str]:
+    """min(eps, x_S9.12(K)) for linear dense FCNs pruned by an exact-k rule (THEORY §9.12(K), full delta, §9.7)."""
+    if not _is_linear_fcn(spec):
+        return eps, eps_source
+    from probprune.theory.sharp import exact_k_fourth_moment_bound
+
+    x, _ = exact_k_fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], ks, delta, method, law)
+    notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
+                 "under the exact-k rule (THEORY §9.12(K), full delta); the smaller is reported")
+    return (float(x), "fourth-moment") if x < eps else (eps, eps_source)
 
 
 def _is_linear_fcn(spec: NetSpec) -> bool:
@@ -558,6 +604,10 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         if float(x) < eps:
             eps, eps_source = float(x), "product-moment"
         notes.append("identity activations: eps also bounded by S9.8 at delta x P(Bernoulli counts = k_i) (§9.5(b))")
+    if statement != "bernstein":
+        eps, eps_source = _second_moment_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks=ks)
+    if statement != "bernstein":
+        eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks)
     return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
                        st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
                        layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,
@@ -600,6 +650,9 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
                 eps, eps_source = float(x), "product-moment"
             notes.append("identity activations: eps also bounded by S9.8b (THEORY §9.8b: S9.8 given the order "
                          "statistics, full delta); the smaller is reported")
+    eps, eps_source = _second_moment_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks=ks)
+    if law == "uniform":
+        eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks)
     return BoundResult(eps, "magnitude_exact", law, delta, q, B, eta, spec.Lip,
                        alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)"
                        + ("; §9.8b product moment" if eps_source == "product-moment" else ""),

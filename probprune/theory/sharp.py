@@ -56,6 +56,8 @@ CANDIDATES = {
     "product-moment": "THEORY §9.8 S9.8 product moment bound",
     "product-moment-exact-k": "THEORY §9.8b S9.8b product moment bound for exact-k magnitude",
     "product-moment-rescaled": "THEORY §9.8c S9.8c product moment bound for rescaled random",
+    "second-moment": "THEORY §9.11 S9.11 exact second moment of ||D||_F (identity activations, dense or conv)",
+    "fourth-moment": "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)",
     "zero": "nothing pruned: E_i = 0",
 }
 
@@ -581,3 +583,357 @@ def exact_k_random_lower_bound(d1: int, d2: int, law: str, k: int, a, delta):
         return np.asarray(0.0)
     pmf = float(stats.binom.pmf(k, N, k / N))
     return error_norm_lower_bound(d1, d2, "random", law, k / N, a, np.asarray(delta, float) * pmf)
+
+
+# ------------------------------------------------------------------------------------------- S9.11 second moment
+#: pruning rules S9.11 covers (every rule whose kept and pruned entries have independent symmetric signs)
+SECOND_MOMENT_METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
+
+
+def second_moment_applies(spec) -> bool:
+    """S9.11's hypothesis on the architecture (THEORY §9.11): every layer linear in its input (identity activations),
+    dense or convolutional (any stride, zero padding, dilation), no pooling (fail closed: a pooled net gets no S9.11
+    candidate)."""
+    return all(L.act.name == "identity" and L.pool is None and L.kind in ("linear", "conv") for L in spec.layers)
+
+
+def frobenius_trace_factor(spec) -> float:
+    """c = E||G_l ... G_1||_F^2 for the operators G_k of the spec's layers with i.i.d. unit-variance centred kernel
+    entries (THEORY §9.11 step 2): c = tr Phi_l(...Phi_1(I)), Phi_k(S) = sum_theta T_theta S T_theta^T over the
+    kernel entries theta. A dense layer maps S to tr(S) I_(d_out); a conv layer maps a channel-block-diagonal
+    I_C (x) M to I_(c_out) (x) M' with M'[(y,x),(y',x')] = C sum_(u,v) M[(s y + u dil - pad, ...), (s y' + ...)]
+    (zero outside the input: zero padding). Exact (float64), cost O(k_h k_w (H W)^2) per conv layer."""
+    if not second_moment_applies(spec):
+        raise ProbPruneError("S9.11 needs identity activations, dense or conv layers and no pooling")
+    first = spec.layers[0]
+    if first.kind == "conv":
+        C, H, W = first.in_shape
+        M = np.eye(H * W)
+        scal = None
+    else:
+        scal = float(first.d_in)
+        C = H = W = M = None
+    for L in spec.layers:
+        if L.kind == "conv":
+            if scal is not None:
+                raise ProbPruneError("S9.11: a conv layer after a dense layer is not a layer of this spec format")
+            kh, kw = L.kernel
+            sh, sw = L.stride
+            ph, pw = L.padding
+            dh, dw = L.dilation
+            C, H, W = L.in_shape
+            _, Ho, Wo = L.out_shape
+            M4 = np.pad(M.reshape(H, W, H, W), ((ph, ph), (pw, pw), (ph, ph), (pw, pw)))
+            out = np.zeros((Ho, Wo, Ho, Wo))
+            ey, ex = sh * (Ho - 1) + 1, sw * (Wo - 1) + 1
+            for u in range(kh):
+                for v in range(kw):
+                    y0, x0 = u * dh, v * dw
+                    out += M4[y0:y0 + ey:sh, x0:x0 + ex:sw, y0:y0 + ey:sh, x0:x0 + ex:sw]
+            M = C * out.reshape(Ho * Wo, Ho * Wo)
+            C, H, W = L.d_out, Ho, Wo
+        else:
+            if scal is None:  # flatten: tr(I_C (x) M) = C tr M
+                scal = float(C) * float(np.trace(M))
+            scal *= float(L.d_out)
+    return scal if scal is not None else float(C) * float(np.trace(M))
+
+
+def exact_k_magnitude_pruned_second_moment(N: int, k: int, a, law: str) -> float:
+    """E e_theta^2 for one position of a layer of N i.i.d. entries pruned by exact-k magnitude (the k smallest |w|;
+    THEORY §9.11 table S): (1/N) E sum_(j<=k) |w|_(j)^2. Uniform U[-a, a]: a^2 k(k+1)(k+2) / (3 N(N+1)(N+2))
+    (E u_(j)^2 = j(j+1)/((N+1)(N+2))). Gaussian N(0, a^2): int_0^1 F^-1(u)^2 P(Beta(k, N-k) > u) du with
+    F^-1(u) = a Phi^-1((1+u)/2) (position theta is pruned iff fewer than k of the other N - 1 are smaller)."""
+    N, k = int(N), int(k)
+    if k <= 0:
+        return 0.0
+    if k >= N:
+        return float(a) ** 2 * (1.0 / 3.0 if law == "uniform" else 1.0)
+    if law == "uniform":
+        return float(a) ** 2 * k * (k + 1.0) * (k + 2.0) / (3.0 * N * (N + 1.0) * (N + 2.0))
+    if law == "gaussian":
+        from scipy import integrate
+
+        f = lambda u: stats.norm.ppf((1.0 + u) / 2.0) ** 2 * stats.beta.sf(u, k, N - k)  # noqa: E731
+        hi = float(stats.beta.isf(1e-14, k, N - k))
+        pts = [float(stats.beta.ppf(x, k, N - k)) for x in (0.01, 0.5, 0.99)]
+        v, _ = integrate.quad(f, 0.0, hi, points=pts, limit=400, epsabs=0.0, epsrel=1e-10)
+        return float(a) ** 2 * v
+    raise ProbPruneError(f"unknown weight law {law!r}")
+
+
+def entry_second_moments(method: str, law: str, a, q=None, k=None, N=None):
+    """(alpha, beta, gamma) = (E w^2, E w what, E what^2) of one kernel entry (THEORY §9.11 table S). ``q`` for the
+    threshold / Bernoulli rules (array, broadcasts), ``k`` and ``N`` for the exact-k rules. For the rules with
+    disjoint supports (what in {0, w}) beta = gamma."""
+    a = np.asarray(a, float)
+    alpha = a * a * (1.0 / 3.0 if law == "uniform" else 1.0)
+    if law not in ("uniform", "gaussian"):
+        raise ProbPruneError(f"unknown weight law {law!r}")
+    if method == "magnitude":
+        q = np.asarray(q, float)
+        if law == "uniform":
+            pruned = a * a * q**3 / 3.0
+        else:
+            c = stats.norm.ppf((1.0 + q) / 2.0)
+            with np.errstate(invalid="ignore"):
+                g = np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+            pruned = a * a * g
+        gamma = alpha - pruned
+        return alpha, gamma, gamma
+    if method == "random":
+        gamma = alpha * (1.0 - np.asarray(q, float))
+        return alpha, gamma, gamma
+    if method == "random_rescaled":
+        q = np.asarray(q, float)
+        return alpha, alpha + 0.0 * q, alpha / (1.0 - q)
+    if method == "random_exact":
+        gamma = alpha * (1.0 - int(k) / int(N))
+        return alpha, gamma, gamma
+    if method == "magnitude_exact":
+        gamma = alpha - exact_k_magnitude_pruned_second_moment(int(N), int(k), float(a), law)
+        return alpha, gamma, gamma
+    raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+
+
+def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
+    """S9.11 (THEORY §9.11): for a network with identity activations (dense and conv layers, no pooling), weights
+    i.i.d. per layer from a symmetric law, layers independent, pruned by a rule whose entries have independent
+    symmetric signs (threshold or exact-k magnitude, Bernoulli or exact-k random, rescaled random):
+    E||D||_F^2 = c (prod alpha_k - 2 prod beta_k + prod gamma_k) exactly (c = :func:`frobenius_trace_factor`), and
+    P(err >= x) <= P(||D||_F >= x) <= E||D||_F^2 / x^2, so x = sqrt(E||D||_F^2 / delta) at failure probability delta.
+    ``q`` (trailing layer axis, leading batch axes allowed) for the threshold / Bernoulli rules, ``ks`` (one count per
+    layer) for the exact-k rules. Returns (x, E||D||_F^2)."""
+    if method not in SECOND_MOMENT_METHODS:
+        raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+    c = frobenius_trace_factor(spec)
+    depth = spec.depth
+    al, be, ga = [], [], []
+    for i, L in enumerate(spec.layers):
+        if method in ("magnitude_exact", "random_exact"):
+            m = entry_second_moments(method, law, L.half_width, k=ks[i], N=L.N)
+        else:
+            qi = np.asarray(q, float)[..., i] if np.ndim(q) else float(q)
+            m = entry_second_moments(method, law, L.half_width, q=qi)
+        al.append(m[0])
+        be.append(m[1])
+        ga.append(m[2])
+    # products in logs would lose the cancellation in prod alpha - prod gamma: write it as a telescoping sum of
+    # nonnegative terms instead, prod alpha - prod gamma = sum_k (alpha_k - gamma_k) prod_(j<k) gamma_j prod_(j>k) alpha_j
+    def _diff(xs, ys):  # prod x - prod y = sum_k (x_k - y_k) prod_(j<k) y_j prod_(j>k) x_j
+        tot = 0.0
+        for kk in range(depth):
+            term = np.asarray(xs[kk], float) - np.asarray(ys[kk], float)
+            for j in range(depth):
+                if j < kk:
+                    term = term * ys[j]
+                elif j > kk:
+                    term = term * xs[j]
+            tot = tot + term
+        return tot
+
+    # prod alpha - 2 prod beta + prod gamma = (prod alpha - prod beta) + (prod gamma - prod beta)
+    ed2 = c * (_diff(al, be) + _diff(ga, be))
+    ed2 = np.maximum(np.asarray(ed2, float), 0.0)
+    return np.sqrt(ed2 / np.asarray(delta, float)), ed2
+
+
+# ------------------------------------------------------------------------------------------- S9.12 fourth moment
+#: rules S9.12 covers: i.i.d. entries with disjoint supports of What and E (threshold magnitude, Bernoulli random)
+FOURTH_MOMENT_METHODS = ("magnitude", "random", "random_rescaled")
+
+
+def entry_fourth_moments(method: str, law: str, a, q):
+    """(E what^2, E e^2, E what^4, E e^4) of one entry, e = w - what, for threshold magnitude or Bernoulli random
+    pruning (disjoint supports: what e = 0), THEORY §9.12 table F. Uniform U[-a, a]: E w^2 = a^2/3, E w^4 = a^4/5,
+    magnitude E e^2 = a^2 q^3/3, E e^4 = a^4 q^5/5; random E e^(2j) = q E w^(2j). Gaussian N(0, a^2): E[g^(2j) 1{|g|<c}]
+    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q."""
+    a = np.asarray(a, float)
+    q = np.asarray(q, float)
+    if law == "uniform":
+        w2, w4 = a * a / 3.0, a**4 / 5.0
+        if method == "magnitude":
+            e2, e4 = w2 * q**3, w4 * q**5
+        elif method in ("random", "random_rescaled"):  # rescaled: the Y/Z split (Z = W o B), kappa in the chain
+            e2, e4 = w2 * q, w4 * q
+        else:
+            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
+    elif law == "gaussian":
+        w2, w4 = a * a, 3.0 * a**4
+        if method == "magnitude":
+            c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
+            e2, e4 = w2 * stats.chi2.cdf(c2, 3), w4 * stats.chi2.cdf(c2, 5)
+        elif method in ("random", "random_rescaled"):
+            e2, e4 = w2 * q, w4 * q
+        else:
+            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
+    else:
+        raise ProbPruneError(f"unknown weight law {law!r}")
+    return w2 - e2, e2, w4 - e4, e4
+
+
+def frobenius_fourth_moment(dims, layer_moments, kappa=None):
+    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
+    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
+    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
+    with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
+    (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
+    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0).
+    ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
+    D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries the coefficient -kappa:
+    E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
+    dims = [int(d) for d in dims]
+    shape = np.broadcast_shapes(*[np.shape(x) for lm in layer_moments for x in lm])
+    zero = np.zeros(shape)
+    # state[f] = [qA, qB, qC, qE] for the flag tuple f (bitmask over the 4 chains)
+    state = {0: [zero + 1.0, zero, zero, zero + 1.0]}  # M_0 = I: (I I^T)_(c1c2)(I I^T)_(c3c4) = d_c1c2 d_c3c4
+    labels = [(l1, l2, l3, l4) for l1 in (0, 1) for l2 in (0, 1) for l3 in (0, 1) for l4 in (0, 1)]
+    for k, lmk in enumerate(layer_moments):
+        h2, e2, h4, e4 = lmk[:4]
+        d = float(dims[k])
+        m4 = (np.asarray(h4, float), np.asarray(e4, float))  # E x^4 of the label when all four agree, else 0
+        if len(lmk) > 4:  # exchangeable, not independent, positions (exact-k): pair moments of two positions
+            P2 = {(0, 0): np.asarray(lmk[4], float), (0, 1): np.asarray(lmk[5], float),
+                  (1, 0): np.asarray(lmk[5], float), (1, 1): np.asarray(lmk[6], float)}
+        else:  # i.i.d. entries: E[x_p^2 y_p'^2] = E x^2 E y^2
+            m2 = (np.asarray(h2, float), np.asarray(e2, float))
+            P2 = {(i, j): m2[i] * m2[j] for i in (0, 1) for j in (0, 1)}
+        new: dict = {}
+        for f, (qA, qB, qC, qE) in state.items():
+            for L in labels:
+                l1, l2, l3, l4 = L
+                # two distinct positions, each used twice (same label at a position: disjoint supports)
+                mA = P2[(l1, l3)] if (l1 == l2 and l3 == l4) else None
+                mB = P2[(l1, l2)] if (l1 == l3 and l2 == l4) else None
+                mC = P2[(l1, l2)] if (l1 == l4 and l2 == l3) else None
+                mE = m4[l1] if (l1 == l2 == l3 == l4) else None
+                if mA is None and mB is None and mC is None:
+                    continue
+                g = f | sum(1 << i for i, li in enumerate(L) if li == 1)
+                nA = mA * (d * (d - 1) * qA + d * qE) if mA is not None else zero
+                nB = mB * (d * (d - 1) * qB + d * qE) if mB is not None else zero
+                nC = mC * (d * (d - 1) * qC + d * qE) if mC is not None else zero
+                nE = d * (d - 1) * ((mA * qA if mA is not None else 0) + (mB * qB if mB is not None else 0)
+                                    + (mC * qC if mC is not None else 0)) + (d * mE * qE if mE is not None else 0)
+                acc = new.setdefault(g, [zero, zero, zero, zero])
+                new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
+        state = new
+    dl = float(dims[-1])
+    if kappa is None:
+        qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
+        return dl * (dl - 1) * qA + dl * qE
+    kap = np.asarray(kappa, float)
+    tot = zero
+    for f, (qA, _, _, qE) in state.items():
+        n0 = 4 - bin(f).count("1")
+        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * qA + dl * qE)
+    return tot
+
+
+def dense_second_moment(dims, layer_moments, kappa=None):
+    """E||D||_F^2 of a dense chain from the same single-position moments (S9.11 for dense layers, c = prod d_k):
+    c (prod(h2 + e2) - prod h2), plus kappa^2 c prod h2 for the rescaled split (the cross term of a chain with a Z
+    and the all-Y chain vanishes: disjoint supports)."""
+    c = float(np.prod([float(d) for d in dims]))
+    h = [np.asarray(lm[0], float) for lm in layer_moments]
+    w = [np.asarray(lm[0], float) + np.asarray(lm[1], float) for lm in layer_moments]
+    diff = 0.0
+    for k in range(len(h)):  # prod w - prod h as a telescoping sum of nonnegative terms (no cancellation)
+        term = w[k] - h[k]
+        for j in range(len(h)):
+            term = term * (h[j] if j < k else (w[j] if j > k else 1.0))
+        diff = diff + term
+    out = c * diff
+    if kappa is not None:
+        out = out + np.asarray(kappa, float) ** 2 * c * np.prod(np.stack(np.broadcast_arrays(*h)), axis=0)
+    return out
+
+
+def frobenius_tail_threshold(m2, m4, delta):
+    """THEORY §9.12 (C): the smallest of three deterministic thresholds x with P(||D||_F >= x) <= delta from
+    mu = E||D||_F^2 and E||D||_F^4 (Y = ||D||_F^2, s2 = Var Y = m4 - mu^2): Markov on Y (x^2 = mu/delta), Markov on
+    Y^2 (x^4 = m4/delta), Cantelli's one-sided Chebyshev P(Y >= mu + t) <= s2/(s2 + t^2) (x^2 = mu +
+    sqrt(s2 (1 - delta)/delta)). Each is valid at delta, so is their minimum (§9.7)."""
+    m2 = np.maximum(np.asarray(m2, float), 0.0)
+    m4 = np.maximum(np.asarray(m4, float), m2 * m2)  # E Y^2 >= (E Y)^2 (guards rounding)
+    d = np.asarray(delta, float)
+    s2 = m4 - m2 * m2
+    return np.minimum(np.minimum(np.sqrt(m2 / d), (m4 / d) ** 0.25), np.sqrt(m2 + np.sqrt(s2 * (1.0 - d) / d)))
+
+
+def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
+    """S9.12 (THEORY §9.12): linear dense FCN, threshold magnitude, Bernoulli random or rescaled random pruning:
+    P(err >= x) <= P(||D||_F >= x) <= delta at x = :func:`frobenius_tail_threshold` of E||D||_F^2 and E||D||_F^4
+    (Markov on ||D||_F^2 and ||D||_F^4, Cantelli). q has a trailing layer axis.
+    Returns (x, E||D||_F^4)."""
+    if method not in FOURTH_MOMENT_METHODS:
+        raise ProbPruneError(f"S9.12 covers threshold magnitude and Bernoulli random pruning, not {method!r}")
+    q = np.asarray(q, float)
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    lm = [entry_fourth_moments(method, law, half_widths[k], q[..., k]) for k in range(depth)]
+    if method == "random_rescaled":
+        if np.any(q >= 1):
+            raise ProbPruneError("rescaled random pruning needs q < 1")
+        kappa = np.expm1(-np.sum(np.log1p(-q), axis=-1))  # prod (1 - q_k)^-1 - 1 (S9.8c)
+    else:
+        kappa = None
+    m4 = frobenius_fourth_moment(dims, lm, kappa)
+    return frobenius_tail_threshold(dense_second_moment(dims, lm, kappa), m4, delta), m4
+
+
+def exact_k_fourth_moments(method: str, N: int, k: int, a, law: str = "uniform"):
+    """Single- and pair-position moments of one layer of N i.i.d. entries pruned by an exact-k rule (THEORY §9.12(K)):
+    (E what^2, E e^2, E what^4, E e^4, E[what_p^2 what_p'^2], E[what_p^2 e_p'^2], E[e_p^2 e_p'^2]), p != p'.
+    random_exact (mask a uniform k-subset independent of W, either law): the position moments of w times the label
+    probabilities k/N, k(k-1)/(N(N-1)), k(N-k)/(N(N-1)), (N-k)(N-k-1)/(N(N-1)). magnitude_exact (uniform law only):
+    |w| = a u with uniform order statistics, E[u_(i)^2 u_(j)^2] = N!/(N+4)! i(i+1)(j+2)(j+3) (i < j),
+    E u_(j)^2 = j(j+1)/((N+1)(N+2)), E u_(j)^4 = j(j+1)(j+2)(j+3)/((N+1)...(N+4)); the pruned set is the k smallest."""
+    N, k = int(N), int(k)
+    a = float(a)
+    if law == "uniform":
+        w2, w4 = a * a / 3.0, a**4 / 5.0
+    elif law == "gaussian" and method == "random_exact":
+        w2, w4 = a * a, 3.0 * a**4
+    else:
+        raise ProbPruneError(f"S9.12(K) covers random_exact (either law) and magnitude_exact (uniform law), not "
+                             f"{method!r} under {law!r}")
+    if N < 2 or not 0 <= k <= N:
+        raise ProbPruneError(f"S9.12(K) needs N >= 2 and 0 <= k <= N, got N={N}, k={k}")
+    if method == "random_exact":
+        pk = k / N
+        pp, pm, mm = k * (k - 1) / (N * (N - 1)), k * (N - k) / (N * (N - 1)), (N - k) * (N - k - 1) / (N * (N - 1))
+        return ((1 - pk) * w2, pk * w2, (1 - pk) * w4, pk * w4, mm * w2 * w2, pm * w2 * w2, pp * w2 * w2)
+    if method != "magnitude_exact":
+        raise ProbPruneError(f"S9.12(K) does not cover {method!r}")
+    j = np.arange(1, N + 1, dtype=float)
+    u2 = j * (j + 1) / ((N + 1.0) * (N + 2.0))  # E u_(j)^2
+    u4 = u2 * (j + 2) * (j + 3) / ((N + 3.0) * (N + 4.0))  # E u_(j)^4
+    # E[u_(i)^2 u_(j)^2] = c i(i+1) (j+2)(j+3) for i < j, c = N!/(N+4)!
+    c = 1.0 / ((N + 1.0) * (N + 2.0) * (N + 3.0) * (N + 4.0))
+    f, g = j * (j + 1), (j + 2) * (j + 3)
+    Fcum = np.concatenate([[0.0], np.cumsum(f)])  # Fcum[j-1] = sum_{i<j} f_i
+    below = Fcum[:-1]  # sum_{i<j} i(i+1), for j = 1..N
+    pair_all = c * g * below  # sum_{i<j} E[u_(i)^2 u_(j)^2], per j
+    S_pp = float(np.sum(pair_all[:k]))  # i < j <= k
+    # i <= k < j: c sum_{j>k} g_j sum_{i<=k} f_i
+    S_pm = c * float(Fcum[k]) * float(np.sum(g[k:]))
+    S_mm = float(np.sum(pair_all[k:])) - S_pm  # k < i < j
+    e2 = a * a * float(np.sum(u2[:k])) / N
+    h2 = a * a * float(np.sum(u2[k:])) / N
+    e4 = a**4 * float(np.sum(u4[:k])) / N
+    h4 = a**4 * float(np.sum(u4[k:])) / N
+    nn = N * (N - 1.0)
+    # sum over ordered pairs p != p' = 2 x unordered sums, divided by N(N-1)
+    return (h2, e2, h4, e4, a**4 * 2 * S_mm / nn, a**4 * S_pm / nn, a**4 * 2 * S_pp / nn)
+
+
+def exact_k_fourth_moment_bound(dims, half_widths, ks, delta, method: str, law: str = "uniform"):
+    """S9.12(K) (THEORY §9.12): exact E||D||_F^4 for a linear dense FCN pruned by an exact-k rule (k_i per layer),
+    x = :func:`frobenius_tail_threshold` (Markov / Cantelli). Returns (x, E||D||_F^4)."""
+    dims = [int(d) for d in dims]
+    lm = [exact_k_fourth_moments(method, dims[i] * dims[i + 1], int(ks[i]), half_widths[i], law)
+          for i in range(len(dims) - 1)]
+    m4 = frobenius_fourth_moment(dims, lm)
+    return float(frobenius_tail_threshold(dense_second_moment(dims, lm), m4, delta)), float(m4)
