@@ -704,13 +704,7 @@ def min_width(
 # --------------------------------------------------------------------------------------------- trained networks
 def magnitude_prune_count(W: np.ndarray, k: int) -> np.ndarray:
     """Layer-wise exact-k magnitude pruning of one tensor: zero the k smallest |w|, ties broken by flat index
-    (THEORY §1.5 / §5). Returns the pruned weights."""
-    from probprune.pruning.sampling import exact_k_prune_mask  # the one exact-k rule
+    (THEORY §1.5 / §5). Returns the pruned weights (``pruning.sampling.magnitude_pruned``, the one exact-k rule)."""
+    from probprune.pruning.sampling import magnitude_pruned
 
-    flat = np.asarray(W, float).ravel()
-    out = flat.copy()
-    out[exact_k_prune_mask(np.abs(flat), k)] = 0.0
-    return out.reshape(np.shape(W))
-
-
-
+    return magnitude_pruned(W, k)

@@ -30,6 +30,7 @@ from scipy import stats
 
 from probprune.theory.apriori import METHODS, broadcast_fractions
 from probprune.core.errors import ProbPruneError, check_delta, check_eps
+from probprune.core.stats import coverage_rank, order_statistic
 from probprune.net.templates import NetSpec, sample_weights
 
 CAL_METHODS = (*METHODS, "magnitude_exact", "random_exact")
@@ -325,7 +326,7 @@ def calibrated_bound(spec: NetSpec, fractions, delta: float = 0.05, gamma: float
     for r in range(runs):
         ds = DrawSet(spec, law, trials, seed + r, masks=method.startswith("random"))
         U, kind = certified_errors(ds, q, method)
-        vals.append(float(np.sort(U)[k - 1]))
+        vals.append(order_statistic(U, k))
         per.append(U)
     best = int(np.argmin(vals))
     notes = law_note + _law_notes(spec, law, method, trials, seed)
@@ -486,7 +487,7 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
     def quant(q: float) -> float:
         if q not in memo:
             U, _ = certified_errors(ds, np.where(cand, q, 0.0), method)
-            memo[q] = float(np.sort(U)[k - 1])
+            memo[q] = order_statistic(U, k)
         return memo[q]
 
     asc = np.concatenate([[0.0], cands[::-1]])
@@ -524,7 +525,7 @@ def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, met
     cand = _cand_mask(spec, prunable)
     hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
     grid = fraction_grid(q_min, depth, hi)
-    k = int(math.ceil((1.0 - delta) * trials - 1e-12))
+    k = coverage_rank(trials, delta)
     ds = draws or DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
     memo: dict[float, float] = {}
     kinds: list[str] = []
@@ -628,7 +629,7 @@ def output_scale(spec: NetSpec, law: str = "uniform", delta: float = 0.05, gamma
            "is not vacuous (pruning everything exceeds it) for at least half of the draws; it is not a statement "
            "about every draw" if j > 0 else
            f"too few lower estimates ({len(low)}) for a median statement at confidence {1 - gamma:g}")
-    return OutputScale(float(np.sort(U)[k - 1]), float(np.median(U)), float(np.median(low)), analytic, int(trials), k,
+    return OutputScale(order_statistic(U, k), float(np.median(U)), float(np.median(low)), analytic, int(trials), k,
                        delta, gamma, "exact ||prod W|| (linear)" if linear else "Lip prod ||W_i|| (certified norms)", lk,
                        ml, j, vac)
 
@@ -694,7 +695,7 @@ def empirical_crossing(spec: NetSpec, eps: float, delta: float = 0.05, method: s
     if not 0.0 < float(confidence) < 1.0:
         raise ProbPruneError(f"confidence must be in (0, 1), got {confidence}")
     trials = int(trials)
-    k = int(math.ceil((1.0 - delta) * trials - 1e-12))
+    k = coverage_rank(trials, delta)
     l, u = quantile_rank_bracket(trials, 1.0 - delta, 1.0 - float(confidence))
     if l < 1 or u > trials:
         raise ProbPruneError(f"{trials} draws are too few for a {confidence:g} interval of the {1 - delta:g}-quantile")

@@ -431,8 +431,9 @@ def _exact_k_fourth_min(spec: NetSpec, eps: float, eps_source: str, method: str,
 
 
 def _is_linear_fcn(spec: NetSpec) -> bool:
-    """Dense layers with identity activations (the product statement S9.8 applies)."""
-    return all(L.kind == "linear" and L.act.name == "identity" for L in spec.layers)
+    """Dense layers with identity activations, the output layer's included (the product statement S9.8 applies):
+    ``NetSpec.is_linear_fcn`` plus the last activation (a spec may carry one on its output)."""
+    return spec.is_linear_fcn and spec.layers[-1].act.name == "identity"
 
 
 def _statement_text(base: str, mode: str) -> str:
