@@ -16,7 +16,7 @@ from .checks_conv import conv_operator
 def _chk_cholesky_search():
     torch = __import__("torch")
     block_top = import_attr("probprune.theory.norms", "_block_top_cpu")
-    norms = __import__("probprune.theory.norms", fromlist=["_SMALL_BLOCK"])
+    norms = __import__("probprune.theory.norms", fromlist=["SMALL_BLOCK"])
     rng = np.random.default_rng(116)
     n = 0
     for trial in range(24):
@@ -43,11 +43,11 @@ def _chk_cholesky_search():
         T, _, _ = conv_operator(W, H, H, (s, s), (p, p), (d, d))
         ex = float(np.linalg.svd(T, compute_uv=False)[0]) if T.size else 0.0
         v = norms.conv_norm_fft_upper(W, (H, H), s, p, d)
-        old, norms._SMALL_BLOCK = norms._SMALL_BLOCK, 10 ** 9
+        old, norms.SMALL_BLOCK = norms.SMALL_BLOCK, 10 ** 9
         try:
             ref = norms.conv_norm_fft_upper(W, (H, H), s, p, d)  # every block by its eigenvalue (11.1)
         finally:
-            norms._SMALL_BLOCK = old
+            norms.SMALL_BLOCK = old
         require(v >= ex, f"wide conv {co}x{ci} below the explicit operator norm")
         require(abs(v / ref - 1) <= 1e-7, f"wide conv {co}x{ci}: {v} vs eigenvalue bound {ref}")
         n += 1

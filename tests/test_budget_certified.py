@@ -241,7 +241,7 @@ def test_warm_conv_estimate_wide_blocks_cholesky_search():
     v1, _ = bc._conv_estimate_warm(W, ins, pad, dil, st, top=4)
     assert v1 == pytest.approx(v0, rel=1e-5)  # the maximising frequency is among the kept ones
     assert conv_norm_fft_upper(W, ins, 1, pad, dil, hint=v0) >= ub * (1 - 1e-9)
-    assert norms._SMALL_BLOCK < 36
+    assert norms.SMALL_BLOCK < 36
 
 
 def test_exact_k_order_prefix_is_the_exact_k_mask():

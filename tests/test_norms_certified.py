@@ -150,7 +150,7 @@ def test_conv_upper_bound_cholesky_search_path(monkeypatch, k, s, p, d, hw, scal
     T, _, _ = conv_operator(W, *hw, s, p, d)
     ex = _exact(T) * scale
     ref = norms.conv_norm_fft_upper(W * scale, hw, s, p, d)
-    monkeypatch.setattr(norms, "_SMALL_BLOCK", 0)
+    monkeypatch.setattr(norms, "SMALL_BLOCK", 0)
     ub = norms.conv_norm_fft_upper(W * scale, hw, s, p, d)
     assert ub >= ex * (1 - 1e-15)
     assert ub == pytest.approx(ref, rel=1e-7)
@@ -200,5 +200,5 @@ def test_block_top_cpu_bounds_every_block(kind, mu_factor):
         assert np.all(bound >= lam)
         if mu_factor is None or mu_factor < 1.01:  # a guess above the maximum is the bound (up to rounding)
             assert bound.max() == pytest.approx(lam.max(), rel=1e-7 if mu_factor is None or mu_factor < 1 else 2e-6)
-        ev, evlam, _ = norms._block_top_estimate_cpu(torch.from_numpy(F.astype(np.complex64)))
+        ev, evlam, _ = norms.block_top_estimate_cpu(torch.from_numpy(F.astype(np.complex64)))
         assert ev == pytest.approx(lam.max(), rel=1e-5)

@@ -572,10 +572,10 @@ def _block_top_eig(F) -> "object":
     """Largest eigenvalue of F_b F_b^H for every block b of a (B, m, n) complex tensor (Gram eigvalsh, chunked)."""
     import torch
 
-    from probprune.theory.norms import _BLOCK_ELEMS
+    from probprune.theory.norms import BLOCK_ELEMS
 
     B, m, n = F.shape
-    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    step = max(1, BLOCK_ELEMS // max(1, min(m, n) ** 2))
     out = []
     for b0 in range(0, B, step):
         Fb = F[b0:b0 + step]
@@ -584,10 +584,10 @@ def _block_top_eig(F) -> "object":
 
 
 def _cholesky_search(F) -> bool:
-    """Use §11.6's Cholesky search (CPU, blocks wider than ``norms._SMALL_BLOCK``) rather than all eigenvalues."""
-    from probprune.theory.norms import _SMALL_BLOCK
+    """Use §11.6's Cholesky search (CPU, blocks wider than ``norms.SMALL_BLOCK``) rather than all eigenvalues."""
+    from probprune.theory.norms import SMALL_BLOCK
 
-    return F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK and F.shape[0] > 1
+    return F.device.type == "cpu" and min(F.shape[1:]) > SMALL_BLOCK and F.shape[0] > 1
 
 
 def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top: int = _TOP_FREQS):
@@ -598,7 +598,7 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
     frequency leaves the set; the certificate is computed from certified norms regardless (§11.3)."""
     import torch
 
-    from probprune.theory.norms import _block_top_estimate_cpu, conv_fft_blocks, dilate_kernel
+    from probprune.theory.norms import block_top_estimate_cpu, conv_fft_blocks, dilate_kernel
 
     Wt = torch.as_tensor(np.asarray(W, float))
     amax = float(Wt.abs().max()) if Wt.numel() else 0.0
@@ -608,7 +608,7 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
     if state is None or Wt.dim() != 4:
         F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation)
         if _cholesky_search(F):  # §11.6's search (float32): eigenvalues of the largest blocks only
-            best, vals, proxy = _block_top_estimate_cpu(F)
+            best, vals, proxy = block_top_estimate_cpu(F)
             rank = np.where(np.isnan(vals), np.minimum(proxy, best * (1 - 1e-9)), vals)  # computed first, then proxy
             lam_max, lam = best, torch.from_numpy(rank)
         else:
@@ -626,7 +626,7 @@ def _conv_estimate_warm(W: np.ndarray, in_spatial, padding, dilation, state, top
                             + fw[:, None, None] * torch.arange(kw, dtype=torch.float64)[None, None, :] / gw)
     T = torch.polar(torch.ones_like(ang), ang).to(torch.complex64)  # (S, kh, kw)
     F = torch.einsum("oiab,sab->soi", Wd.to(torch.complex64), T).contiguous()
-    lam_max = _block_top_estimate_cpu(F)[0] if _cholesky_search(F) else float(_block_top_eig(F).max())
+    lam_max = block_top_estimate_cpu(F)[0] if _cholesky_search(F) else float(_block_top_eig(F).max())
     return math.sqrt(max(lam_max, 0.0)) * amax, state
 
 

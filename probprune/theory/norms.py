@@ -28,8 +28,8 @@ from probprune.net.templates import LayerSpec, as_matrix
 
 SAFETY = 1e-9  # final relative pad: absorbs the rounding of fro2, sqrt and the allowance arithmetic (§11.1)
 EPS = float(np.finfo(float).eps)  # 2^-52 = 2u
-_BLOCK_ELEMS = 1 << 24  # batch chunk for Gram blocks (elements of the stacked Gram matrices)
-_SMALL_BLOCK = 32  # blocks with min(m, n) up to this go through batched torch eigenvalues (the per-block loop of
+BLOCK_ELEMS = 1 << 24  # batch chunk for Gram blocks (elements of the stacked Gram matrices)
+SMALL_BLOCK = 32  # blocks with min(m, n) up to this go through batched torch eigenvalues (the per-block loop of
 # §11.6 costs more in call overhead than it saves there)
 
 
@@ -58,7 +58,7 @@ def _gram_top_upper(M):
     B, m, n = M.shape
     k = max(m, n)  # inner dimension of the smaller Gram
     out = torch.empty(B, dtype=torch.float64, device=M.device)
-    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    step = max(1, BLOCK_ELEMS // max(1, min(m, n) ** 2))
     for b0 in range(0, B, step):
         Mb = M[b0:b0 + step]
         G = Mb @ Mb.mH if m <= n else Mb.mH @ Mb
@@ -88,7 +88,7 @@ def _gram_top_upper_hint(M, mu: float):
     k = max(m, n)
     d = min(m, n)
     best = 0.0
-    step = max(1, _BLOCK_ELEMS // max(1, d * d))
+    step = max(1, BLOCK_ELEMS // max(1, d * d))
     eye = torch.eye(d, dtype=M.dtype, device=M.device)
     for b0 in range(0, B, step):
         Mb = M[b0:b0 + step]
@@ -203,7 +203,7 @@ def _block_top_cpu(F, mu0: float | None = None, certified: bool = True, margin: 
     return bound, lam, proxy
 
 
-def _block_top_estimate_cpu(F):
+def block_top_estimate_cpu(F):
     """ESTIMATE (no allowance; float32 blocks in the searches) of max_b lambda_max(F_b F_b^H): §11.6's procedure with
     a 1e-4 relative margin, so that every block within 1e-4 of the largest gets its eigenvalue computed. Returns
     (the largest computed eigenvalue, per-block eigenvalues (NaN where not computed), ranking proxy)."""
@@ -363,7 +363,7 @@ def conv_norm_fft_upper(W, in_spatial: Sequence[int], stride=1, padding=0, dilat
     Ws = W / s  # exact
     F, grid = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
     mu0 = (hint / s * (1 + 1e-6)) ** 2 if hint is not None and hint > 0 and math.isfinite(hint) else None
-    if F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK:  # per-block herk + Cholesky at a common
+    if F.device.type == "cpu" and min(F.shape[1:]) > SMALL_BLOCK:  # per-block herk + Cholesky at a common
         lam_max = float(_block_top_cpu(F, mu0)[0].max())  # guess, eigenvalues only where needed (§11.6)
     elif mu0 is not None:
         lam_max = _gram_top_upper_hint(F, mu0)
@@ -388,11 +388,11 @@ def conv_norm_fft_estimate(W, in_spatial: Sequence[int], padding=0, dilation=1, 
         return 0.0
     Ws = (W.to(torch.float64) / amax).to(torch.float32)
     F, _ = conv_fft_blocks(Ws, in_spatial, padding, dilation, groups)
-    if F.device.type == "cpu" and min(F.shape[1:]) > _SMALL_BLOCK:  # §11.6's search, float32, no allowance
-        return math.sqrt(max(_block_top_estimate_cpu(F)[0], 0.0)) * amax
+    if F.device.type == "cpu" and min(F.shape[1:]) > SMALL_BLOCK:  # §11.6's search, float32, no allowance
+        return math.sqrt(max(block_top_estimate_cpu(F)[0], 0.0)) * amax
     B, m, n = F.shape
     best = 0.0
-    step = max(1, _BLOCK_ELEMS // max(1, min(m, n) ** 2))
+    step = max(1, BLOCK_ELEMS // max(1, min(m, n) ** 2))
     for b0 in range(0, B, step):
         Fb = F[b0:b0 + step]
         G = Fb @ Fb.mH if m <= n else Fb.mH @ Fb
