@@ -332,7 +332,7 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
         raise ProbPruneError(f"unknown method {method!r}")
     entry = REGISTERED[method]
     # the threshold form's law: a fixed network ("fixed") keeps the Gaussian-quantile threshold it always had here
-    # (tau = Phi^-1((1 + q)/2) a_i); reported to the lead as a question, not changed in this refactor
+    # (tau = Phi^-1((1 + q)/2) a_i), kept as it was; a uniform-style q a_i may be what was meant (an open question)
     tlaw = law if law in LAWS else "gaussian"
 
     What, pruned = [], None
