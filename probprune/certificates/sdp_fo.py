@@ -33,6 +33,8 @@ from probprune.certificates.sdp import (EPS, _certify_multipliers, _certify_schu
 
 FO_MAX_DIM = 12_000  # refuse above this many lifted coordinates (the certified step factors a dense N x N matrix)
 PATIENCE = 15  # Adam steps without a 1e-6 relative improvement before the step is halved (restart at the best point)
+SMOOTH_K = 8  # top Ritz pairs in the smoothed subgradient
+SMOOTH = 0.01  # smoothing width mu = SMOOTH * (objective scale) * (current step / initial step)
 MIN_LR_FRAC = 1e-4  # stop when the step has been halved below this fraction of the initial one
 DENSE_EIG_DIM = 300  # below this N the eigen-steps use a dense eigh (faster than ARPACK at this size)
 STEP_EIG_TOL = 1e-4  # Lanczos tolerance inside the solve (a direction only; the certified step uses 1e-10)
@@ -88,29 +90,35 @@ class DualOperator:
         return self.Gc.T @ (u[self.pr] * u[self.pc])
 
 
-def _top_eig(op: DualOperator, lam, t, v0, tol=1e-7):
-    """(lambda_max, unit eigenvector) of Q(lambda) - t e0 e0^T: dense eigh for small N, else Lanczos (ARPACK)."""
+def _top_eig(op: DualOperator, lam, t, v0, tol=1e-7, k: int = 1):
+    """The k largest eigenvalues (descending) and unit eigenvectors (columns) of Q(lambda) - t e0 e0^T: dense eigh
+    for small N, else Lanczos (ARPACK) started at v0. With k = 1: (lambda_max, its eigenvector)."""
     N = op.N
     if N <= DENSE_EIG_DIM:
         ev, U = np.linalg.eigh(op.dense(lam, t))
-        return float(ev[-1]), U[:, -1]
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+        w, U = ev[::-1][:k], U[:, ::-1][:, :k]
+    else:
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-    Qs = op.sparse(lam)
+        Qs = op.sparse(lam)
 
-    def mv(x):
-        x = np.asarray(x).reshape(-1)
-        y = Qs @ x + op.ADT @ (op.AD @ x)
-        y[0] -= t * x[0]
-        return y
-    A = LinearOperator((N, N), matvec=mv, dtype=float)
-    try:
-        w, U = eigsh(A, k=1, which="LA", v0=v0, tol=tol, ncv=min(N - 1, 24), maxiter=5 * N)
-    except ArpackNoConvergence as e:  # a partial answer is still a direction (the solver is only a guess)
-        if len(e.eigenvalues) == 0:
-            raise ProbPruneError("sdp_fo: Lanczos did not converge") from None
-        w, U = e.eigenvalues, e.eigenvectors
-    return float(w[-1]), U[:, -1]
+        def mv(x):
+            x = np.asarray(x).reshape(-1)
+            y = Qs @ x + op.ADT @ (op.AD @ x)
+            y[0] -= t * x[0]
+            return y
+        A = LinearOperator((N, N), matvec=mv, dtype=float)
+        try:
+            w, U = eigsh(A, k=k, which="LA", v0=v0, tol=tol, ncv=min(N - 1, max(24, 3 * k)), maxiter=5 * N)
+        except ArpackNoConvergence as e:  # a partial answer is still a direction (the solver is only a guess)
+            if len(e.eigenvalues) == 0:
+                raise ProbPruneError("sdp_fo: Lanczos did not converge") from None
+            w, U = e.eigenvalues, e.eigenvectors
+        o = np.argsort(w)[::-1]
+        w, U = w[o], U[:, o]
+    if k == 1:
+        return float(w[0]), U[:, 0]
+    return np.asarray(w, float), U
 
 
 def _deadline_from_context() -> float | None:
@@ -127,7 +135,7 @@ def dense_step_bytes(N: int) -> float:
     return 9.0 * 8.0 * N * N
 
 
-def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, lr: float = 0.05,
+def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, lr: float = 0.01,
                lam0=None, t0=None, t_end: float | None = None, seed: int = 0):
     """Adam on f(lambda, t) = t + V2 max(0, lambda_max(Q(lambda) - t e0 e0^T)) with projection lambda_ineq >= 0 and
     the norm multiplier held at 0 (set in the certified step). Returns (lambda, t, best f, start f, iterations,
@@ -155,7 +163,8 @@ def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, 
             stopped = "time limit"
             it -= 1
             break
-        theta, u = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL)
+        ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+        theta, u = float(ths[0]), Us[:, 0]
         f = t + V2 * max(theta, 0.0)
         if f < best[0] * (1 - 1e-6):
             it_best = it
@@ -171,14 +180,17 @@ def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, 
             if lr_cur < lr * MIN_LR_FRAC:
                 stopped = "converged (step below its floor)"
                 break
-            theta, u = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL)
+            ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+            theta, u = float(ths[0]), Us[:, 0]
         k_adam += 1
-        if theta > 0:
-            g_lam = V2 * op.quad(u)
-            g_t = 1.0 - V2 * u[0] ** 2
-        else:
-            g_lam = np.zeros(K)
-            g_t = 1.0
+        # gradient of the smoothed max(0, lambda_max): mu log(1 + sum_i exp(theta_i / mu)) over the top SMOOTH_K
+        # Ritz pairs (weights p_i; mu shrinks with the step), which spreads the step over a cluster of top eigenvalues
+        mu = SMOOTH * scale * lr_cur / lr
+        z = np.concatenate([[0.0], ths]) / mu
+        p = np.exp(z - z.max())
+        p = p[1:] / p.sum()
+        g_lam = V2 * (op.Gc.T @ ((Us[op.pr] * Us[op.pc]) @ p))
+        g_t = 1.0 - V2 * float(p @ Us[0] ** 2)
         g_lam[fixed] = 0.0
         g = np.concatenate([g_lam, [g_t]])
         m = b1 * m + (1 - b1) * g
@@ -242,7 +254,7 @@ def _drop_first(G: sp.csr_matrix, N: int) -> sp.csr_matrix:
 
 
 def sdp_fo_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, max_dim: int = FO_MAX_DIM,
-                       iters: int = 600, lr: float = 0.05, crown=None, time_limit: float | None = None,
+                       iters: int = 600, lr: float = 0.01, crown=None, time_limit: float | None = None,
                        seed: int = 0) -> FOCertificate:
     """Statement 12.12b (THEORY §12.6b): certified upper bound on sup_{||x - c||_2 <= r} ||F(x) - F_hat(x)||_2 from a
     first-order solve of the §12.6 dual. ``time_limit`` (seconds) or an enclosing ``compose.deadline`` stops the
