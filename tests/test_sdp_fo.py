@@ -119,13 +119,32 @@ def test_refusals_and_skips_are_named(monkeypatch):
     # auto (lifted dim 111 < SDP_AUTO_DIM runs SCS): a net above SDP_AUTO_DIM gets the first-order SDP, skipped by name
     m2, mh2 = _pair([40, 70, 10], True, 0, 0.5)  # lifted dim 181
     F2, Fh2 = lower_pair(m2, mh2, (40,))
-    cert = certify_chains(F2, Fh2, "auto")
+    assert "sdp_fo" not in certify_chains(F2, Fh2, "auto").components  # off by default (SDP_FO_IN_AUTO)
+    cert = certify_chains(F2, Fh2, "auto", sdp_fo=True)
     skipped = [s for s in cert.stages if s["stage"] == "skipped components"]
     assert "sdp_fo" not in cert.components and skipped and "first-order SDP" in skipped[0]["sdp_fo"]
     monkeypatch.delenv("PROBPRUNE_MEMORY_LIMIT")
-    cert = certify_chains(F2, Fh2, "auto")
+    cert = certify_chains(F2, Fh2, "auto", sdp_fo=True)
     assert "sdp_fo" in cert.components and cert.eps == min(cert.components.values())
     assert any(s["stage"].startswith("sdp first-order") for s in cert.stages)
+
+
+def test_auto_time_limit_skips_by_name():
+    m, mh = _pair([40, 70, 10], True, 1, 0.5)
+    F, Fh = lower_pair(m, mh, (40,))
+    import probprune.certificates.tight as tight
+
+    old = tight.SDP_FO_AUTO_MIN_SECONDS
+    tight.SDP_FO_AUTO_MIN_SECONDS = 1e9  # no time left for it under any limit
+    try:
+        cert = certify_chains(F, Fh, "auto", time_limit=30.0, sdp_fo=True)
+    finally:
+        tight.SDP_FO_AUTO_MIN_SECONDS = old
+    skipped = [s for s in cert.stages if s["stage"] == "skipped components"][0]
+    assert "time limit" in skipped["sdp_fo"] and "sdp_fo" not in cert.components
+    cert = certify_chains(F, Fh, "auto", time_limit=3.0, sdp_fo=True)  # runs within the limit (stopped early)
+    info = [s for s in cert.stages if s["stage"].startswith("sdp first-order")]
+    assert "sdp_fo" in cert.components and info and info[0]["iterations"] >= 1
 
 
 def test_method_sdp_uses_first_order_above_max_dim():
