@@ -4,13 +4,14 @@ and the other tight certificates ("auto"), each over a 128-restart PGD attack, o
 Networks (trained once with probprune.net.train, seed 0, cached under $PROBPRUNE_BENCH_CACHE or /tmp/sb_bench_cache):
 * mlp_digits_64-64-64-10 (issue 19's "SDP 2.2x, auto 4.7x" net; 321 lifted coordinates: SCS still runs);
 * lenet300-100_mnist5k (1,585 lifted coordinates: above SCS's 700);
-* cnn_mnist5k_large: Conv(1->8, 5, stride 2) - ReLU - Conv(8->16, 3, pad 1) - ReLU - AvgPool 2 - Linear(576, 10) on
-  28x28 inputs (1 + 784 + 2 (1152 + 2304) = 7,697 lifted coordinates), the scaling case.
+* cnn_mnist5k_large: Conv(1->8, 5, stride 2) - ReLU - Conv(8->24, 3, pad 1) - ReLU - AvgPool 2 - Linear(864, 10) on
+  28x28 inputs (1 + 784 + 2 (1152 + 3456) = 10,001 lifted coordinates), the scaling case (LARGE_ITERS steps).
 Magnitude pruning per layer at the fractions given (default 0.6). Per case: lifted dimension, seconds and
 certificate / PGD for SCS, the first-order SDP (standalone, with the CROWN intervals auto uses), "auto" as shipped (without the first-order SDP:
 tight.SDP_FO_IN_AUTO is False) and with it (sdp_fo=True, default time limit), and os.getloadavg().
 
-Usage: python benchmarks/bench_sdp_fo.py [net names ...] [--fractions 0.3,0.6] [--iters N]
+Usage: python benchmarks/bench_sdp_fo.py [net names ...] [--fractions 0.3,0.6] [--iters N] [--out NAME.json]
+(rows of nets not run are kept from the existing results file).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 
 ITERS = 300  # Adam steps of the first-order solver (the "auto" default, SDP_FO_AUTO_ITERS)
 PGD_RESTARTS, PGD_ITERS = 128, 100
+LARGE_DIM, LARGE_ITERS = 5000, 40  # above LARGE_DIM lifted coordinates the first-order solve runs LARGE_ITERS steps
 
 
 def _nets():
@@ -35,8 +37,8 @@ def _nets():
 
     def cnn_large(seed):
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-                             nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+        return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 24, 3, padding=1), nn.ReLU(),
+                             nn.AvgPool2d(2), nn.Flatten(), nn.Linear(24 * 6 * 6, 10))
 
     # name, dataset, images, builder, epochs
     return [
@@ -126,7 +128,7 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
             prop = CoupledPropagator(F, Fh, Region(np.zeros((1, F.n_in)), 1.0, "l2"))
             r["load_before_fo"] = os.getloadavg()
             t = time.perf_counter()
-            fo = sdp_fo_certificate(F, Fh, 1.0, crown=crown_bounds(prop), iters=iters)
+            fo = sdp_fo_certificate(F, Fh, 1.0, crown=crown_bounds(prop), iters=iters if N <= LARGE_DIM else LARGE_ITERS)
             r["fo_seconds"] = time.perf_counter() - t
             r["fo"] = float(fo.eps) * 2.0 ** F.scale_exp
             r["fo_detail"] = {k: v for k, v in fo.__dict__.items() if k not in ("eps", "statement")}
@@ -156,6 +158,11 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
            "fo_iterations": iters, "pgd": f"{PGD_RESTARTS} restarts x {PGD_ITERS} steps, float64",
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": 1}, "rows": rows}
     path = os.path.join(os.path.dirname(__file__), "results", out_name)
+    if os.path.exists(path):  # runs of other nets are kept (one row per net and fraction, the newest wins)
+        with open(path) as f:
+            prev = json.load(f).get("rows", [])
+        new_keys = {(r["net"], r["fraction"]) for r in rows}
+        out["rows"] = [r for r in prev if (r["net"], r["fraction"]) not in new_keys] + rows
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)
     print("wrote", path)
@@ -164,11 +171,14 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    fr, it, names = (0.6,), ITERS, []
+    fr, it, names, out_name = (0.6,), ITERS, [], "sdp_fo.json"
     i = 0
     while i < len(args):
         if args[i] == "--fractions":
             fr = tuple(float(x) for x in args[i + 1].split(","))
+            i += 2
+        elif args[i] == "--out":
+            out_name = args[i + 1]
             i += 2
         elif args[i] == "--iters":
             it = int(args[i + 1])
@@ -176,4 +186,4 @@ if __name__ == "__main__":
         else:
             names.append(args[i])
             i += 1
-    main(names or None, fr, it)
+    main(names or None, fr, it, out_name)

@@ -156,3 +156,23 @@ def test_method_sdp_uses_first_order_above_max_dim():
     Fb, Fbh = lower_pair(big, pruned_copy(big, {"0.weight": np.ones((7000, 4), bool)}), (4,))
     with pytest.raises(ProbPruneError, match="lifted problem has 14005 coordinates"):
         certify_chains(Fb, Fbh, "sdp")
+
+
+def test_large_problem_path_of_the_certified_step(monkeypatch):
+    """Above DENSE_SIGMA_DIM the norm multiplier comes from lambda_max(Q11) of the re-indexed lower-right block
+    (_drop_first) and form (i) runs only as a fallback: same validity, form (ii) accepted at a solver point."""
+    import probprune.certificates.sdp_fo as fo
+
+    m, mh = _pair([2, 5, 4, 2], True, 3, 0.6)
+    F, Fh = lower_pair(m, mh, (2,))
+    N, AD, G, Gabs, tpr, kinds, fam, box, _ = build_qcqp(F, Fh, np.zeros(2), 1.0)
+    lam = np.where(kinds == "ineq", np.random.default_rng(4).random(len(kinds)), 0.0)
+    dense = certify_point(AD, G, Gabs, tpr, kinds, fam, box, lam, 0.0)
+    sub = fo._drop_first(G, N)
+    Q11 = (G @ lam).reshape(N, N)[1:, 1:]
+    assert np.allclose((sub @ lam).reshape(N - 1, N - 1), Q11)
+    monkeypatch.setattr(fo, "DENSE_SIGMA_DIM", 0)
+    large = certify_point(AD, G, Gabs, tpr, kinds, fam, box, lam, 0.0)
+    truth = _grid_sup(F, Fh)
+    assert np.isfinite(large[3]) and large[2] == np.inf and large[1] == "schur (ii)"
+    assert np.sqrt(large[0]) >= truth * (1 - 1e-9) and large[0] >= dense[3] * (1 - 1e-9)

@@ -138,8 +138,10 @@ def dense_step_bytes(N: int) -> float:
 def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, lr: float = 0.01,
                lam0=None, t0=None, t_end: float | None = None, seed: int = 0):
     """Adam on f(lambda, t) = t + V2 max(0, lambda_max(Q(lambda) - t e0 e0^T)) with projection lambda_ineq >= 0 and
-    the norm multiplier held at 0 (set in the certified step). Returns (lambda, t, best f, start f, iterations,
-    stopped)."""
+    the norm multiplier held at 0 (set in the certified step); the step uses the gradient of the smoothed
+    max(0, lambda_max) over the top SMOOTH_K Ritz pairs, and halves (back at the best point) after PATIENCE steps
+    without progress. Only a guess: the bound comes from :func:`certify_point`. Returns (lambda, t, best f,
+    start f, iterations, stopped)."""
     K = op.Gc.shape[1]
     ineq = kinds == "ineq"
     fixed = family == "norm"
@@ -189,7 +191,10 @@ def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, 
         z = np.concatenate([[0.0], ths]) / mu
         p = np.exp(z - z.max())
         p = p[1:] / p.sum()
-        g_lam = V2 * (op.Gc.T @ ((Us[op.pr] * Us[op.pc]) @ p))
+        acc = np.zeros(len(op.pr))  # sum_i p_i u_i[row] u_i[col] on the nonzero pattern (O(nnz) memory)
+        for i in np.flatnonzero(p > 1e-12 * p.max()):
+            acc += p[i] * (Us[op.pr, i] * Us[op.pc, i])
+        g_lam = V2 * (op.Gc.T @ acc)
         g_t = 1.0 - V2 * float(p @ Us[0] ** 2)
         g_lam[fixed] = 0.0
         g = np.concatenate([g_lam, [g_t]])
