@@ -147,8 +147,11 @@ def test_auto_time_limit_skips_by_name():
     assert "sdp_fo" in cert.components and info and info[0]["iterations"] >= 1
 
 
-def test_method_sdp_uses_first_order_above_max_dim():
-    m, mh = _pair([64, 400, 10], True, 0, 0.5)  # lifted dim 865 > sdp.MAX_DIM
+def test_method_sdp_uses_first_order_above_max_dim(monkeypatch):
+    import probprune.certificates.tight as tight
+
+    monkeypatch.setattr(tight, "SDP_FO_ITERS", 15)  # a short solve: any dual point is certified (Statement 12.12b)
+    m, mh = _pair([64, 330, 10], True, 0, 0.5)  # lifted dim 725 > sdp.MAX_DIM
     F, Fh = lower_pair(m, mh, (64,))
     cert = certify_chains(F, Fh, "sdp")
     assert set(cert.components) >= {"sdp_fo"} and "sdp" not in cert.components

@@ -20,6 +20,7 @@ METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lifted problem has at most this many
 # coordinates (seconds there); explicit method="sdp" runs SCS up to sdp.MAX_DIM (minutes at a few hundred coordinates)
 # and the first-order solver (§12.6b) above it, up to sdp_fo.FO_MAX_DIM
+SDP_FO_ITERS = 600  # Adam steps of the first-order SDP for method="sdp" above sdp.MAX_DIM
 SDP_FO_AUTO_ITERS = 300  # "auto" runs the first-order SDP (§12.6b) above SDP_AUTO_DIM while its time limit lasts,
 # at most this many Adam steps
 SDP_FO_AUTO_MIN_SECONDS = 1.0  # ... and only when at least this much of the time limit is left
@@ -196,7 +197,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             nonlocal sdp_info
             left = None if time_limit is None or method != "auto" else time_limit - (time.perf_counter() - t0)
             sc = sdp_fo_certificate(F, Fhat, radius, None if at_origin else c, crown=crown, time_limit=left,
-                                    iters=SDP_FO_AUTO_ITERS if method == "auto" else 600)
+                                    iters=SDP_FO_AUTO_ITERS if method == "auto" else SDP_FO_ITERS)
             comps["sdp_fo"] = sc.eps
             sdp_info = {"stage": "sdp first-order (whole network, §12.6b)",
                         **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
