@@ -10,7 +10,7 @@ Magnitude pruning per layer at the fractions given (default 0.6). Per case: lift
 certificate / PGD for SCS, the first-order SDP (standalone, with the CROWN intervals auto uses), "auto" as shipped (without the first-order SDP:
 tight.SDP_FO_IN_AUTO is False) and with it (sdp_fo=True, default time limit), and os.getloadavg().
 
-Usage: python benchmarks/bench_sdp_fo.py [net names ...] [--fractions 0.3,0.6] [--iters N] [--out NAME.json]
+Usage: python benchmarks/bench_sdp_fo.py [net names ...] [--fractions 0.3,0.6] [--iters N] [--out NAME.json] [--fo-only]
 (rows of nets not run are kept from the existing results file).
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _magnitude_masks(model, q):
     return out
 
 
-def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> dict:
+def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json", fo_only=False) -> dict:
     import torch
 
     from probprune.certificates.lower import lower_pair, pruned_copy
@@ -107,16 +107,18 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
                                            radius=1.0).value)
             r["pgd_seconds"] = time.perf_counter() - t
             r["pgd_restarts"] = PGD_RESTARTS
+            if fo_only:  # a longer first-order solve only (its row sits next to the full one of the same net)
+                r["net"] = f"{name} (first-order only, {iters} steps)"
             # auto with its default time limit: as shipped (no first-order SDP) and with it (sdp_fo=True)
             r["load_before_auto"] = os.getloadavg()
             t = time.perf_counter()
-            a = certify_chains(F, Fh, "auto")
+            a = certify_chains(F, Fh, "auto", time_limit=1e-3 if fo_only else 30.0)
             r["auto_seconds"] = time.perf_counter() - t
             r["auto_components"] = dict(a.components)
             r["auto"] = float(a.eps)
             r["auto_method"] = a.method
             t = time.perf_counter()
-            a = certify_chains(F, Fh, "auto", sdp_fo=True)
+            a = certify_chains(F, Fh, "auto", sdp_fo=not fo_only, time_limit=1e-3 if fo_only else 30.0)
             r["auto_fo_total_seconds"] = time.perf_counter() - t
             r["auto_with_fo_components"] = dict(a.components)
             r["auto_with_fo"] = float(a.eps)
@@ -132,7 +134,7 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
             r["fo_seconds"] = time.perf_counter() - t
             r["fo"] = float(fo.eps) * 2.0 ** F.scale_exp
             r["fo_detail"] = {k: v for k, v in fo.__dict__.items() if k not in ("eps", "statement")}
-            if N <= MAX_DIM:
+            if N <= MAX_DIM and not fo_only:
                 r["load_before_scs"] = os.getloadavg()
                 t = time.perf_counter()
                 sc = sdp_certificate(F, Fh, 1.0, crown=crown_bounds(prop))
@@ -142,7 +144,7 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
                 r["fo_over_scs"] = r["fo"] / r["scs"]
             else:
                 r["scs"] = None
-                r["scs_refused"] = f"lifted dimension {N} > sdp.MAX_DIM = {MAX_DIM}"
+                r["scs_refused"] = "not run (--fo-only)" if fo_only else f"lifted dimension {N} > sdp.MAX_DIM = {MAX_DIM}"
             for k in ("auto", "auto_with_fo", "fo", "scs"):
                 if r.get(k) is not None:
                     r[f"{k}_over_pgd"] = r[k] / r["pgd"]
@@ -171,12 +173,15 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json") -> d
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    fr, it, names, out_name = (0.6,), ITERS, [], "sdp_fo.json"
+    fr, it, names, out_name, fo_only = (0.6,), ITERS, [], "sdp_fo.json", False
     i = 0
     while i < len(args):
         if args[i] == "--fractions":
             fr = tuple(float(x) for x in args[i + 1].split(","))
             i += 2
+        elif args[i] == "--fo-only":
+            fo_only = True
+            i += 1
         elif args[i] == "--out":
             out_name = args[i + 1]
             i += 2
@@ -186,4 +191,4 @@ if __name__ == "__main__":
         else:
             names.append(args[i])
             i += 1
-    main(names or None, fr, it, out_name)
+    main(names or None, fr, it, out_name, fo_only)

@@ -98,7 +98,7 @@ def _top_eig(op: DualOperator, lam, t, v0, tol=1e-7, k: int = 1):
         ev, U = np.linalg.eigh(op.dense(lam, t))
         w, U = ev[::-1][:k], U[:, ::-1][:, :k]
     else:
-        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+        from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
         Qs = op.sparse(lam)
 
@@ -114,6 +114,8 @@ def _top_eig(op: DualOperator, lam, t, v0, tol=1e-7, k: int = 1):
             if len(e.eigenvalues) == 0:
                 raise ProbPruneError("sdp_fo: Lanczos did not converge") from None
             w, U = e.eigenvalues, e.eigenvectors
+        except ArpackError as e:
+            raise ProbPruneError(f"sdp_fo: Lanczos failed ({str(e).splitlines()[0][:80]})") from None
         o = np.argsort(w)[::-1]
         w, U = w[o], U[:, o]
     if k == 1:
@@ -165,7 +167,12 @@ def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, 
             stopped = "time limit"
             it -= 1
             break
-        ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+        try:
+            ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+        except ProbPruneError as e:  # the best point so far is still certified
+            stopped = str(e)
+            it -= 1
+            break
         theta, u = float(ths[0]), Us[:, 0]
         f = t + V2 * max(theta, 0.0)
         if f < best[0] * (1 - 1e-6):
@@ -182,7 +189,11 @@ def solve_dual(op: DualOperator, kinds, family, V2: float, *, iters: int = 600, 
             if lr_cur < lr * MIN_LR_FRAC:
                 stopped = "converged (step below its floor)"
                 break
-            ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+            try:
+                ths, Us = _top_eig(op, lam, t, u, tol=STEP_EIG_TOL, k=SMOOTH_K)
+            except ProbPruneError as e:
+                stopped = str(e)
+                break
             theta, u = float(ths[0]), Us[:, 0]
         k_adam += 1
         # gradient of the smoothed max(0, lambda_max): mu log(1 + sum_i exp(theta_i / mu)) over the top SMOOTH_K
@@ -231,17 +242,24 @@ def certify_point(AD, G, Gabs, tpr, kinds, family, box, lam, t, op: DualOperator
         del Q
         guess = None
     else:  # lambda_max(Q11) by Lanczos on Q with row/column 0 removed: shift the norm multiplier past it
-        sub = DualOperator(AD[:, 1:], _drop_first(G, N))
-        th11, _ = _top_eig(sub, lam2, 0.0, None, tol=1e-10)
-        lam2[kn] = max(th11, 0.0) + 1e-4 * max(abs(th11), 1e-300)
-        guess = th11 - lam2[kn]
-    sch = _certify_schur(AD, G, Gabs, tpr, lam2, kinds, box, lam_max_guess=guess)
+        try:
+            sub = DualOperator(AD[:, 1:], _drop_first(G, N))
+            th11, _ = _top_eig(sub, lam2, 0.0, None, tol=1e-10)
+            lam2[kn] = max(th11, 0.0) + 1e-4 * max(abs(th11), 1e-300)
+            guess = th11 - lam2[kn]
+        except ProbPruneError:  # no guess: form (ii) is skipped, form (i) below
+            guess = math.nan
+    sch = None if guess is not None and math.isnan(guess) else \
+        _certify_schur(AD, G, Gabs, tpr, lam2, kinds, box, lam_max_guess=guess)
     b2 = sch[0] if sch is not None else math.inf
     b1 = math.inf
     if N <= DENSE_SIGMA_DIM or sch is None:  # form (i): always on small problems, as the fallback on large ones
         theta = None
         if N > DENSE_EIG_DIM:
-            theta, _ = _top_eig(op, lam, t, None, tol=1e-10)
+            try:
+                theta, _ = _top_eig(op, lam, t, None, tol=1e-10)
+            except ProbPruneError:  # the dense eigvalsh of _certify_multipliers gives the shift instead
+                theta = None
         b1, _, _ = _certify_multipliers(AD, G, Gabs, tpr, t, lam, kinds, box,
                                         lam_min_guess=None if theta is None else -theta)
     return (b2, "schur (ii)", b1, b2) if b2 < b1 else (b1, "shift (i)", b1, b2)
