@@ -20,6 +20,7 @@ CHECK_MODULES = (
     "checks_graph",
     "checks_tight",
     "checks_tight_maxpool",
+    "checks_sdp_fo",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",

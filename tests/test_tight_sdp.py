@@ -121,15 +121,16 @@ def test_refused_above_max_dim_and_bad_radius():
 
 
 def test_cli_refuses_sdp_above_its_size(capsys, tmp_path):
-    """`certify --bound sdp` on a network whose lifted problem is too large: exit 2, one error line naming the size."""
+    """`certify --bound sdp` on a network whose lifted problem is too large even for the first-order solver (§12.6b):
+    exit 2, one error line naming the size."""
     from _cli import run_cli
 
     torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(64, 400), nn.ReLU(), nn.Linear(400, 10))
+    m = nn.Sequential(nn.Linear(64, 6000), nn.ReLU(), nn.Linear(6000, 10))
     p = tmp_path / "big.pt"
     torch.save(m, p)
     code, out, err = run_cli(capsys, ["certify", "--model", str(p), "--fraction", "0.5", "--bound", "sdp"])
-    assert code == 2 and "lifted problem has 865 coordinates" in err and "above max_dim" in err
+    assert code == 2 and "lifted problem has 12065 coordinates" in err and "above max_dim" in err
     assert err.strip().startswith("error:") and "Traceback" not in err
 
 

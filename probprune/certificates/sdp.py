@@ -272,20 +272,21 @@ def _v2(box) -> float:
     return float(np.sum(box ** 2)) * (1 + 1e-12)
 
 
-def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box):
+def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box, lam_min_guess: float | None = None):
     """Statement 12.12 (i): a float64 upper bound on sup_{feasible v} ||A_D v||^2 from a solver's (t, lam).
 
     With S = t e0 e0^T - Q: for feasible v (v_0 = 1), ||A_D v||^2 <= t - v^T S v <= t + (mu_c + delta) V2, where
     -mu_c <= lambda_min of the computed S (Cholesky of fl(S + mu I), §11.5 with any real mu), delta bounds the
-    rounding between the computed and the exact S, and V2 >= ||v||^2 on the feasible set. Returns
-    (bound, mu_c, allowance)."""
+    rounding between the computed and the exact S, and V2 >= ||v||^2 on the feasible set. ``lam_min_guess``: a
+    guess of lambda_min(S) (e.g. from Lanczos) used instead of a dense eigvalsh; only the shift of the Cholesky at a
+    guess depends on it, never the validity. Returns (bound, mu_c, allowance)."""
     N = AD.shape[1]
     t = float(t)
     Q, Qabs, gT = _lagrangian(AD, G, Gabs, terms_per_row, lam, kinds)
     S = -Q
     S[0, 0] += t
     Qabs[0, 0] += abs(t)
-    lam_min = float(np.linalg.eigvalsh(S)[0])
+    lam_min = float(np.linalg.eigvalsh(S)[0]) if lam_min_guess is None else float(lam_min_guess)
     scale = max(1.0, float(np.abs(S).max()))
     mu = max(0.0, -lam_min) * (1 + 1e-6) + 1e-13 * scale
     for _ in range(60):
@@ -302,17 +303,18 @@ def _certify_multipliers(AD, G, Gabs, terms_per_row, t, lam, kinds, box):
     return bound, mu_c, allowance
 
 
-def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box):
+def _certify_schur(AD, G, Gabs, terms_per_row, lam, kinds, box, lam_max_guess: float | None = None):
     """Statement 12.12 (ii): with Q = [[q00, q^T], [q, Q11]] and Q11 <= -m I (m > 0 certified by Cholesky at a
     guess, §11.5), sup_{v_0 = 1} v^T Q v <= q(w) + ||q + Q11 w||^2 / m for any w (strong concavity), evaluated at
-    w = (-Q11)^{-1} q with rounding allowances. Returns (bound, m, allowance) or None when Q11 is not certified
-    negative definite."""
+    w = (-Q11)^{-1} q with rounding allowances. ``lam_max_guess``: a guess of lambda_max(Q11) (e.g. from Lanczos)
+    instead of a dense eigvalsh (only the Cholesky shift depends on it). Returns (bound, m, allowance) or None when
+    Q11 is not certified negative definite."""
     from scipy.linalg import cho_factor, cho_solve
 
     N = AD.shape[1]
     Q, Qabs, gT = _lagrangian(AD, G, Gabs, terms_per_row, lam, kinds)
     Q11, q, q00 = Q[1:, 1:], Q[0, 1:], Q[0, 0]
-    lam_max = float(np.linalg.eigvalsh(Q11)[-1])
+    lam_max = float(np.linalg.eigvalsh(Q11)[-1]) if lam_max_guess is None else float(lam_max_guess)
     if not lam_max < 0:
         return None
     m0 = -lam_max / 2
@@ -348,6 +350,38 @@ def check_lifted_dim(F: Chain, max_dim: int | None = None) -> int:
     return N
 
 
+def sigma_star(Q: np.ndarray, W: float):
+    """The norm multiplier of Statement 12.12 (ii) set optimally for a symmetric Q = [[q00, q^T], [q, Q11]] (dense
+    eigendecomposition of Q11): sigma* = argmin_{sigma >= max(0, lambda_max(Q11))} sigma W + q00 + q^T (sigma I -
+    Q11)^{-1} q (a monotone secular equation, bisection). Returns (value, w* = (sigma* I - Q11)^{-1} q, sigma*)."""
+    ev, U = np.linalg.eigh(Q[1:, 1:])
+    p = U.T @ Q[0, 1:]
+    p2 = p * p
+    lo = max(0.0, float(ev[-1]))
+    a = lo + 1e-12 * max(1.0, abs(lo)) + 1e-300
+
+    def dfun(sg):
+        return W - float(np.sum(p2 / (sg - ev) ** 2))
+    if dfun(a) >= 0:
+        sg = a
+    else:
+        b = max(2 * lo, 1.0)
+        while dfun(b) < 0:
+            b *= 2
+        for _ in range(200):
+            mid = (a + b) / 2
+            if dfun(mid) < 0:
+                a = mid
+            else:
+                b = mid
+            if b - a <= 1e-15 * b:
+                break
+        sg = b
+    val = float(Q[0, 0] + sg * W + np.sum(p2 / (sg - ev)))
+    w = U @ (p / (sg - ev))
+    return val, w, sg
+
+
 def _refine(AD, G, kinds, family, lam0, maxiter: int):
     """Minimise the extended dual function over the multipliers (L-BFGS-B, lam >= 0 on inequalities):
     phi(lam) = min_{sigma >= 0, sigma I > Q11} sigma W + q00 + q^T (sigma I - Q11)^{-1} q, the Lagrangian bound with the
@@ -366,32 +400,7 @@ def _refine(AD, G, kinds, family, lam0, maxiter: int):
     def inner(lam):
         Q = C + (G @ lam).reshape(N, N)
         Q = (Q + Q.T) / 2
-        ev, U = np.linalg.eigh(Q[1:, 1:])
-        p = U.T @ Q[0, 1:]
-        p2 = p * p
-        lo = max(0.0, float(ev[-1]))
-        a = lo + 1e-12 * max(1.0, abs(lo)) + 1e-300
-
-        def dfun(sg):
-            return W - float(np.sum(p2 / (sg - ev) ** 2))
-        if dfun(a) >= 0:
-            sg = a
-        else:
-            b = max(2 * lo, 1.0)
-            while dfun(b) < 0:
-                b *= 2
-            for _ in range(200):
-                mid = (a + b) / 2
-                if dfun(mid) < 0:
-                    a = mid
-                else:
-                    b = mid
-                if b - a <= 1e-15 * b:
-                    break
-            sg = b
-        val = float(Q[0, 0] + sg * W + np.sum(p2 / (sg - ev)))
-        w = U @ (p / (sg - ev))
-        return val, w, sg
+        return sigma_star(Q, W)
 
     def phi(lam):
         val, w, _ = inner(lam)

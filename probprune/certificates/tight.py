@@ -13,11 +13,20 @@ from probprune.certificates.compose import TimeLimitReached, certify_composed, d
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
-from probprune.certificates.sdp import check_lifted_dim, crown_bounds, lifted_dim, sdp_certificate
+from probprune.certificates.sdp import MAX_DIM, crown_bounds, lifted_dim, sdp_certificate
+from probprune.certificates.sdp_fo import FO_MAX_DIM, sdp_fo_certificate
 
 METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
-SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6) when the lifted problem has at most this many coordinates
-# (seconds there); explicit method="sdp" runs it up to sdp.MAX_DIM (minutes at a few hundred coordinates)
+SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lifted problem has at most this many
+# coordinates (seconds there); explicit method="sdp" runs SCS up to sdp.MAX_DIM (minutes at a few hundred coordinates)
+# and the first-order solver (§12.6b) above it, up to sdp_fo.FO_MAX_DIM
+SDP_FO_ITERS = 600  # Adam steps of the first-order SDP for method="sdp" above sdp.MAX_DIM
+SDP_FO_AUTO_ITERS = 300  # "auto" runs the first-order SDP (§12.6b) above SDP_AUTO_DIM while its time limit lasts,
+# at most this many Adam steps
+SDP_FO_AUTO_MIN_SECONDS = 1.0  # ... and only when at least this much of the time limit is left
+SDP_FO_IN_AUTO = False  # default of certify_chains(sdp_fo=None): off, because on the benchmark nets the first-order
+# SDP is looser than the mixed bound (benchmarks/results/sdp_fo.json) and would spend the whole time limit in every
+# auto call (the certified budget's search calls auto many times); True turns it on for every auto call
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,14 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 
 
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
-                   time_limit: float | None = AUTO_TIME_LIMIT) -> TightCertificate:
+                   time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited): composed and the coupled propagation always run; pairs, mixed and the SDP start only while it lasts,
     and the pair/segment/mixed searches stop at it (named under the "skipped components" stage). Which components
-    are computed then depends on the machine's speed; every reported number is a valid upper bound."""
+    are computed then depends on the machine's speed; every reported number is a valid upper bound. ``sdp_fo``
+    ("auto" only; None = SDP_FO_IN_AUTO): add the first-order SDP (§12.6b) above SDP_AUTO_DIM lifted coordinates,
+    for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps)."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in METHODS:
@@ -101,8 +112,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped[name] = msg
             return False
 
-    if method == "sdp":
-        check_lifted_dim(F)  # refuse before any work
+    if method == "sdp" and lifted_dim(F) > FO_MAX_DIM:  # refuse before any work
+        raise ProbPruneError(f"sdp certificate: the lifted problem has {lifted_dim(F)} coordinates (input + hidden "
+                             f"units of both networks), above max_dim={FO_MAX_DIM} (first-order solver, §12.6b); "
+                             "use --bound mixed / auto")
     if method in ("auto", "composed", "pairs"):
         if not at_origin:
             if method != "auto":
@@ -163,19 +176,43 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         else:
             guarded("mixed", run_mixed)
     sdp_info = None
-    if method == "sdp" or (method == "auto" and lifted_dim(F) <= SDP_AUTO_DIM):
+    N = lifted_dim(F)
+    use_scs = (method == "sdp" and N <= MAX_DIM) or (method == "auto" and N <= SDP_AUTO_DIM)
+    fo_auto = SDP_FO_IN_AUTO if sdp_fo is None else bool(sdp_fo)
+    use_fo = (method == "sdp" and MAX_DIM < N <= FO_MAX_DIM) or \
+        (method == "auto" and fo_auto and SDP_AUTO_DIM < N <= FO_MAX_DIM)
+    crown = crown_bounds(prop) if prop is not None else None
+    if use_scs:
         def run_sdp():
             nonlocal sdp_info
-            sc = sdp_certificate(F, Fhat, radius, None if at_origin else c,
-                                 crown=crown_bounds(prop) if prop is not None else None)
+            sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown)
             comps["sdp"] = sc.eps
-            sdp_info = {k: v for k, v in sc.__dict__.items() if k != "eps"}
+            sdp_info = {"stage": "sdp (whole network, §12.6)", **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
         if method == "auto" and over_budget():
             skipped["sdp"] = f"time limit {time_limit} s reached"
         else:
             guarded("sdp", run_sdp)
+    elif use_fo:
+        def run_sdp_fo():
+            nonlocal sdp_info
+            left = None if time_limit is None or method != "auto" else time_limit - (time.perf_counter() - t0)
+            sc = sdp_fo_certificate(F, Fhat, radius, None if at_origin else c, crown=crown, time_limit=left,
+                                    iters=SDP_FO_AUTO_ITERS if method == "auto" else SDP_FO_ITERS)
+            comps["sdp_fo"] = sc.eps
+            sdp_info = {"stage": "sdp first-order (whole network, §12.6b)",
+                        **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
+        if method == "auto" and time_limit is not None and \
+                time_limit - (time.perf_counter() - t0) < SDP_FO_AUTO_MIN_SECONDS:
+            skipped["sdp_fo"] = f"time limit {time_limit} s reached"
+        else:
+            try:
+                guarded("sdp_fo", run_sdp_fo)
+            except ProbPruneError as exc:  # memory refusal: auto names it and goes on; explicit sdp refuses
+                if method != "auto":
+                    raise
+                skipped["sdp_fo"] = str(exc)
     comps = {k: unscale(v, F.scale_exp) for k, v in comps.items()}
-    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp") if k in comps]
+    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "propagate", "sdp", "sdp_fo") if k in comps]
     if not keys:
         raise ProbPruneError("no tight certificate could be computed ("
                              + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
@@ -186,11 +223,11 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         stages.append({"stage": "scaling", "scale_exp": int(F.scale_exp),
                        "note": "per-stage numbers are for the power-of-two rescaled chains (§12.1); eps is unscaled"})
     if sdp_info is not None:
-        stages = stages + [{"stage": "sdp (whole network, §12.6)", **sdp_info}]
+        stages = stages + [sdp_info]
     return TightCertificate(
         eps=float(comps[best]), method=best, components=comps, radius=float(radius), stages=tuple(stages),
         statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2, unrolling and mixed bound §12.3, "
-                  "coupled propagation §12.4, cross-network SDP §12.6)",
+                  "coupled propagation §12.4, cross-network SDP §12.6, first-order SDP §12.6b)",
         assumptions=("deterministic: holds for this network and mask",
                      f"inputs in the l2 ball of radius {radius} around {'the origin' if at_origin else 'the centre'}"
                      " (Frobenius for images)",
