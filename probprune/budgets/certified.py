@@ -1139,7 +1139,7 @@ def certified_budget(
     allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
     pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
     ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
-    prints; or one of ``certificates.tight.METHODS``, e.g. "propagate", cheaper). The result
+    prints; or one of ``certificates.tight.TIGHT_METHODS``, e.g. "propagate", cheaper). The result
     (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
@@ -1156,7 +1156,7 @@ def certified_budget(
         raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
     if certificate not in CERTIFICATES:
         raise ProbPruneError(f"unknown certificate {certificate!r}; choose from {', '.join(CERTIFICATES)}")
-    from probprune.certificates.tight import METHODS as _TIGHT_METHODS
+    from probprune.certificates.tight import TIGHT_METHODS as _TIGHT_METHODS
 
     if tight_method not in _TIGHT_METHODS:
         raise ProbPruneError(f"unknown tight_method {tight_method!r}; choose from {', '.join(_TIGHT_METHODS)}")

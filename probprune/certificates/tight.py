@@ -16,7 +16,7 @@ from probprune.certificates.propagate import CoupledPropagator, Region, region_e
 from probprune.certificates.sdp import MAX_DIM, crown_bounds, lifted_dim, sdp_certificate
 from probprune.certificates.sdp_fo import FO_MAX_DIM, sdp_fo_certificate
 
-METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
+TIGHT_METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lifted problem has at most this many
 # coordinates (seconds there); explicit method="sdp" runs SCS up to sdp.MAX_DIM (minutes at a few hundred coordinates)
 # and the first-order solver (§12.6b) above it, up to sdp_fo.FO_MAX_DIM
@@ -75,8 +75,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps)."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    if method not in METHODS:
-        raise ProbPruneError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in TIGHT_METHODS:
+        raise ProbPruneError(f"unknown method {method!r}; choose from {', '.join(TIGHT_METHODS)}")
     if not (math.isfinite(radius) and radius >= 0):
         raise ProbPruneError(f"radius must be finite and >= 0, got {radius!r}")
     c = np.zeros(F.n_in) if center is None else np.asarray(center, float).reshape(-1)
