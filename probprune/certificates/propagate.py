@@ -27,6 +27,29 @@ from probprune.core.errors import ProbPruneError
 from probprune.certificates.lower import Chain, stage_diff
 
 FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (THEORY §12.3)
+SPARSE_MIN_SIZE = 65_536  # stage matrices with at least this many entries ...
+SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of nonzeros are applied as sparse operators (§12.9)
+OPERATORS = ("auto", "dense", "sparse")
+
+
+def _as_operator(A, operators: str):
+    """The stage matrix A (torch float64) as the operator used in the backward substitution L -> L A (THEORY §12.9):
+    a torch sparse CSR matrix when it is large and sparse (convolutions, pooling, max-pool trees and carried identity
+    blocks), else None (dense matmul). The product is the same sum of the same nonzero terms, in another order."""
+    import warnings
+
+    if operators == "dense":
+        return None
+    n = A.numel()
+    if operators == "auto" and n < SPARSE_MIN_SIZE:
+        return None
+    a = A.numpy()
+    nnz = int(np.count_nonzero(a))
+    if operators == "auto" and nnz > SPARSE_MAX_DENSITY * n:
+        return None
+    with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
+        return A.to_sparse_csr()
 
 
 @dataclass(frozen=True)
@@ -58,7 +81,9 @@ def _relu_relax(l, u):
     den = torch.where(unst, u - l, torch.ones_like(u))
     aU = torch.where(act, torch.ones_like(u), torch.where(unst, u / den, torch.zeros_like(u)))
     cU = torch.where(unst, -u * l / den, torch.zeros_like(u))
-    aL = torch.where(act | (unst & (u >= -l)), torch.ones_like(u), torch.zeros_like(u))
+    # any lower slope in [0, 1] is valid; 1 when u >= -l, with a relative tolerance so that exact ties (max-pool
+    # differences a - b over an origin-centred ball have l = -u) do not flip with the summation order (§12.9)
+    aL = torch.where(act | (unst & (u >= -l * (1 - 1e-9))), torch.ones_like(u), torch.zeros_like(u))
     cL = torch.zeros_like(u)
     return aL, cL, aU, cU
 
@@ -118,8 +143,11 @@ class CoupledPropagator:
     """CROWN on the coupled chain (F, F_hat) over a region (one batch of centres). Builds every intermediate bound
     in order on construction; ``output_linear_bounds`` then bounds linear specifications of F - F_hat."""
 
-    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096):
+    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096, operators: str = "auto"):
         import torch
+
+        if operators not in OPERATORS:
+            raise ProbPruneError(f"operators must be one of {', '.join(OPERATORS)}, got {operators!r}")
 
         if not F.same_structure(Fhat):
             raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -135,6 +163,9 @@ class CoupledPropagator:
         self.bh = [t(s.b) for s in Fhat.stages]
         self.db = [t(stage_diff(F, Fhat, i)[1]) for i in range(F.depth)]
         self.relu = [np.flatnonzero(s.relu) for s in F.stages]
+        # operator forms of the stage matrices for the backward substitution (sparse where it pays, §12.9)
+        self._ops = {id(A): _as_operator(A, operators) for A in self.M + self.Mh + self.E}
+        self.n_sparse = sum(o is not None for o in self._ops.values())
         self.x0 = t(region.centers)
         self.B = self.x0.shape[0]
         self.chunk = chunk_rows
@@ -178,24 +209,36 @@ class CoupledPropagator:
             self.bounds.append(info)
 
     # -------------------------------------------------------------------------------------------- backward pass
+    def _rmul(self, L, A):
+        """L A for coefficients L (B, R, n_out) and a stage matrix A (n_out, n_in): dense matmul, or the sparse
+        operator of A (§12.9) applied to the B*R specification rows at once."""
+        import torch
+
+        op = self._ops.get(id(A))
+        if op is None:
+            return L @ A
+        B, R, n = L.shape
+        return (L.reshape(B * R, n) @ op).reshape(B, R, A.shape[1])
+
     def _relax_step(self, nd, nh, j, rel_h, const, mag):
         """Replace the coefficients on (delta_j, shat_j) by coefficients on (dz_j, zhat_j) (upper bound)."""
-        Ld, Lh = None, None
-        if nd is not None:
-            r = self.rel_d[j]
-            p, q = nd.clamp(min=0), nd.clamp(max=0)
-            Ld = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-            const += cc
-            mag += cc.abs()
-        if nh is not None:
-            r = rel_h[j]
-            p, q = nh.clamp(min=0), nh.clamp(max=0)
-            Lh = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-            const += cc
-            mag += cc.abs()
+        Ld = None if nd is None else self._relax_one(nd, self.rel_d[j], const, mag)
+        Lh = None if nh is None else self._relax_one(nh, rel_h[j], const, mag)
         return Ld, Lh
+
+    @staticmethod
+    def _relax_one(n, r, const, mag):
+        """Coefficients n on a relaxed activation -> coefficients on its input (upper relaxation where n > 0, lower
+        where n < 0); the relaxation constants are added to ``const`` (and their magnitude to ``mag``)."""
+        import torch
+
+        pos = n > 0
+        out = n * torch.where(pos, r.aU[:, None, :], r.aL[:, None, :])
+        if bool(r.cU.any()) or bool(r.cL.any()):
+            cc = (n * torch.where(pos, r.cU[:, None, :], r.cL[:, None, :])).sum(-1)
+            const += cc
+            mag += cc.abs()
+        return out
 
     def _backward_upper(self, k, C_dz, C_zh, mode, start_act=False):
         """Upper linear bound, valid on the region, of C_dz . dz_k + C_zh . zhat_k (rows of C: specifications).
@@ -235,14 +278,14 @@ class CoupledPropagator:
                 c = Lh @ bs[j]
                 const += c
                 mag += Lh.abs() @ bs[j].abs()
-                nh = Lh @ Ms[j]
+                nh = self._rmul(Lh, Ms[j])
             if Ld is not None:
                 const += Ld @ self.db[j]
                 mag += Ld.abs() @ self.db[j].abs()
                 if j > 0:
-                    nd = Ld @ self.M[j]
+                    nd = self._rmul(Ld, self.M[j])
                 if not self.E_zero[j]:
-                    t = Ld @ self.E[j]
+                    t = self._rmul(Ld, self.E[j])
                     nh = t if nh is None else nh + t
             if j == 0:
                 Lx = nh if nh is not None else torch.zeros(B, R, self.F.n_in, dtype=torch.float64)
