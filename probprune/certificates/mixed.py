@@ -88,14 +88,18 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     beta = []
     blocks = lip_blocks(F, n)
     rec = beta_in
+    has_err = [bool(np.any(E)) or bool(np.any(db)) for E, db in diffs]
     for i in range(L - 1):
         rec = n.Mhat[i] * rec + n.bias_hat[i]
         for a, (b, Lb) in blocks.items():
             if i == b:  # Statement 12.17
                 rec = min(rec, Lb * (beta[a - 1] if a > 0 else beta_in))
         k = F.stages[i].n_out
-        prop_b = _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)) if k <= 4096 else math.inf
-        rec = min(rec, prop_b)
+        # beta_i enters only the term of stage i + 1 (and, through the recursion, later ones): propagate it where
+        # stage i + 1 carries an error (inside max-pool trees and carried blocks E = 0: the norm recursion and
+        # Statement 12.17 suffice there, §12.9)
+        if has_err[i + 1] and k <= 4096:
+            rec = min(rec, _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)))
         beta.append(rec)
     terms, Vs, Pis = [], [], []
     for i in range(L):
