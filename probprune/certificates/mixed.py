@@ -63,7 +63,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     """Statement 12.8 for one region (one centre)."""
     if region.centers.shape[0] != 1:
         raise ProbPruneError("lemma_a_mixed takes a region with one centre")
-    prop = prop or CoupledPropagator(F, Fhat, region)
+    prop = prop or CoupledPropagator(F, Fhat, region, modes="hat")  # the mixed bound queries F_hat only
     n = norms or stage_norms(F, Fhat)
     L = F.depth
     dims_ok = all(max(s.M.shape) <= max_pair_dim for s in F.stages)

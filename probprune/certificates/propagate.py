@@ -30,6 +30,7 @@ FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (TH
 SPARSE_MIN_SIZE = 65_536  # stage matrices with at least this many entries ...
 SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of nonzeros are applied as sparse operators (§12.9)
 OPERATORS = ("auto", "dense", "sparse")
+_IDENTITY = "identity"
 
 
 def _as_operator(A, operators: str):
@@ -38,6 +39,11 @@ def _as_operator(A, operators: str):
     blocks), else None (dense matmul). The product is the same sum of the same nonzero terms, in another order."""
     import warnings
 
+    import torch
+
+    if A.dim() == 2 and A.shape[0] == A.shape[1] and A.shape[0] > 1 and bool(
+            torch.equal(A, torch.eye(A.shape[0], dtype=A.dtype))):
+        return _IDENTITY  # stage breaks around max-pool trees: L I = L exactly
     if operators == "dense":
         return None
     n = A.numel()
@@ -121,6 +127,15 @@ class _Relax:
     cL: object
     aU: object
     cU: object
+    ident: bool = True  # identity on every coordinate (no ReLU, or every ReLU provably active): n -> n
+    const: bool = False  # some relaxation constant is nonzero
+
+    def finalize(self):
+        self.ident = bool((self.aL == 1).all() and (self.aU == 1).all())
+        self.const = bool(self.cU.any() or self.cL.any())
+        if self.ident and self.const:
+            self.ident = False
+        return self
 
 
 def _identity_relax(relu_mask, B, dtype):
@@ -143,8 +158,16 @@ class CoupledPropagator:
     """CROWN on the coupled chain (F, F_hat) over a region (one batch of centres). Builds every intermediate bound
     in order on construction; ``output_linear_bounds`` then bounds linear specifications of F - F_hat."""
 
-    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096, operators: str = "auto"):
+    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096, operators: str = "auto",
+                 modes: str = "all"):
+        """``modes`` "all": intermediate bounds of F_hat, F and the coupled channel (every query); "hat": F_hat's
+        only (the queries of mode "hat", e.g. the mixed bound's sup ||E shat|| and sup ||shat||; a third of the
+        cost)."""
         import torch
+
+        if modes not in ("all", "hat"):
+            raise ProbPruneError(f"modes must be 'all' or 'hat', got {modes!r}")
+        self.modes = modes
 
         if operators not in OPERATORS:
             raise ProbPruneError(f"operators must be one of {', '.join(OPERATORS)}, got {operators!r}")
@@ -165,7 +188,7 @@ class CoupledPropagator:
         self.relu = [np.flatnonzero(s.relu) for s in F.stages]
         # operator forms of the stage matrices for the backward substitution (sparse where it pays, §12.9)
         self._ops = {id(A): _as_operator(A, operators) for A in self.M + self.Mh + self.E}
-        self.n_sparse = sum(o is not None for o in self._ops.values())
+        self.n_sparse = sum(o is not None and o is not _IDENTITY for o in self._ops.values())
         self.x0 = t(region.centers)
         self.B = self.x0.shape[0]
         self.chunk = chunk_rows
@@ -186,13 +209,17 @@ class CoupledPropagator:
             if len(idx):
                 n = F.stages[j].n_out
                 l, u = self._bounds_rows(j, idx, mode="hat")
+                _set(rh, idx, *_relu_relax(l, u))
+            if len(idx) and modes == "hat":
+                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), None, None))
+                info.update(hat_unstable=float(((l < 0) & (u > 0)).double().mean()))
+            elif len(idx):
                 zl, zu = self._bounds_rows(j, idx, mode="F")
                 dl, du = self._bounds_rows(j, idx, mode="coupled")
                 zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
                 dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
                 self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(),
                                         zu[0].numpy().copy()))
-                _set(rh, idx, *_relu_relax(l, u))
                 _set(rF, idx, *_relu_relax(zl, zu))
                 _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
                 info.update(
@@ -203,9 +230,10 @@ class CoupledPropagator:
                 )
             else:
                 self.pre_bounds.append(None)
-            self.rel_h.append(rh)
-            self.rel_F.append(rF)
-            self.rel_d.append(rd)
+            self.rel_h.append(rh.finalize())
+            if modes == "all":
+                self.rel_F.append(rF.finalize())
+                self.rel_d.append(rd.finalize())
             self.bounds.append(info)
 
     # -------------------------------------------------------------------------------------------- backward pass
@@ -217,6 +245,8 @@ class CoupledPropagator:
         op = self._ops.get(id(A))
         if op is None:
             return L @ A
+        if op is _IDENTITY:
+            return L
         B, R, n = L.shape
         return (L.reshape(B * R, n) @ op).reshape(B, R, A.shape[1])
 
@@ -232,9 +262,11 @@ class CoupledPropagator:
         where n < 0); the relaxation constants are added to ``const`` (and their magnitude to ``mag``)."""
         import torch
 
+        if r.ident:
+            return n
         pos = n > 0
         out = n * torch.where(pos, r.aU[:, None, :], r.aL[:, None, :])
-        if bool(r.cU.any()) or bool(r.cL.any()):
+        if r.const:
             cc = (n * torch.where(pos, r.cU[:, None, :], r.cL[:, None, :])).sum(-1)
             const += cc
             mag += cc.abs()
@@ -246,6 +278,8 @@ class CoupledPropagator:
         mag (B,R)) with mag a magnitude for the floating-point allowance."""
         import torch
 
+        if self.modes == "hat" and (mode != "hat" or C_dz is not None):
+            raise ProbPruneError("this propagator was built with modes='hat': F and coupled queries need modes='all'")
         B = self.B
         R = (C_dz if C_dz is not None else C_zh).shape[-2]
         Ld = None if C_dz is None else C_dz.expand(B, -1, -1)
