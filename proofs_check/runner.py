@@ -20,6 +20,7 @@ CHECK_MODULES = (
     "checks_graph",
     "checks_tight",
     "checks_tight_maxpool",
+    "checks_cnn_operators",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",
