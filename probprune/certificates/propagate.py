@@ -42,8 +42,8 @@ def _as_operator(A, operators: str):
     import torch
 
     if A.dim() == 2 and A.shape[0] == A.shape[1] and A.shape[0] > 1 and bool(
-            torch.equal(A, torch.eye(A.shape[0], dtype=A.dtype))):
-        return _IDENTITY  # stage breaks around max-pool trees: L I = L exactly
+            (torch.diagonal(A) == 1).all()) and int(torch.count_nonzero(A)) == A.shape[0]:
+        return _IDENTITY  # stage breaks around max-pool trees: L I = L exactly (n ones on the diagonal, no other)
     if operators == "dense":
         return None
     n = A.numel()
@@ -187,7 +187,17 @@ class CoupledPropagator:
         self.db = [t(stage_diff(F, Fhat, i)[1]) for i in range(F.depth)]
         self.relu = [np.flatnonzero(s.relu) for s in F.stages]
         # operator forms of the stage matrices for the backward substitution (sparse where it pays, §12.9)
-        self._ops = {id(A): _as_operator(A, operators) for A in self.M + self.Mh + self.E}
+        self._ops = {}
+        for j in range(F.depth):
+            op = self._ops[id(self.M[j])] = _as_operator(self.M[j], operators)
+            # max-pool trees, carried blocks, unpruned stages: M_j = Mhat_j (checked exactly), one operator for both
+            same = self.E_zero[j] and bool(torch.equal(self.M[j], self.Mh[j]))
+            self._ops[id(self.Mh[j])] = op if same else _as_operator(self.Mh[j], operators)
+            if not self.E_zero[j]:
+                self._ops[id(self.E[j])] = _as_operator(self.E[j], operators)
+        self.b_zero = [not bool(v.any()) for v in self.b]
+        self.bh_zero = [not bool(v.any()) for v in self.bh]
+        self.db_zero = [not bool(v.any()) for v in self.db]
         self.n_sparse = sum(o is not None and o is not _IDENTITY for o in self._ops.values())
         self.x0 = t(region.centers)
         self.B = self.x0.shape[0]
@@ -304,18 +314,20 @@ class CoupledPropagator:
         R = const.shape[1]
         Ms = self.M if mode == "F" else self.Mh
         bs = self.b if mode == "F" else self.bh
+        bz = self.b_zero if mode == "F" else self.bh_zero
         rel_h = self.rel_F if mode == "F" else self.rel_h
         for j in range(k, -1, -1):
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
             if Lh is not None:
-                c = Lh @ bs[j]
-                const += c
-                mag += Lh.abs() @ bs[j].abs()
+                if not bz[j]:  # zero biases (carried blocks, stage breaks) add nothing
+                    const += Lh @ bs[j]
+                    mag += Lh.abs() @ bs[j].abs()
                 nh = self._rmul(Lh, Ms[j])
             if Ld is not None:
-                const += Ld @ self.db[j]
-                mag += Ld.abs() @ self.db[j].abs()
+                if not self.db_zero[j]:
+                    const += Ld @ self.db[j]
+                    mag += Ld.abs() @ self.db[j].abs()
                 if j > 0:
                     nd = self._rmul(Ld, self.M[j])
                 if not self.E_zero[j]:
