@@ -69,3 +69,16 @@ def test_unknown_operator_mode_refused():
     F, Fh = lower_graph_pair(g, gh)
     with pytest.raises(ProbPruneError, match="operators"):
         CoupledPropagator(F, Fh, Region(np.zeros((1, F.n_in)), 1.0), operators="fft")
+
+
+def test_hat_only_propagator_gives_the_same_mixed_bound_and_refuses_other_queries():
+    g, gh = _pair(4, 8, "max")
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    full, hat = CoupledPropagator(F, Fh, reg), CoupledPropagator(F, Fh, reg, modes="hat")
+    a, b = lemma_a_mixed(F, Fh, reg, full), lemma_a_mixed(F, Fh, reg, hat)
+    assert a.eps == b.eps and a.V == b.V and a.beta == b.beta
+    with pytest.raises(ProbPruneError, match="modes='hat'"):
+        region_error_bound(F, Fh, reg, hat)
+    with pytest.raises(ProbPruneError, match="modes"):
+        CoupledPropagator(F, Fh, reg, modes="F")
