@@ -332,6 +332,66 @@ def run(names=None, cache=None) -> None:
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
 
 
+FAST_LIMIT = 30.0  # seconds for each fast mixed variant per row
+
+
+def run_fast(names=None, cache=None) -> None:
+    """Diagnostic pass (own folder, so it can run beside :func:`run`): the mixed bound with cheap slope products
+    (``pair_bounds`` "none": single norms; "scalar": Statement 12.2 with the scalar multiplier only; §12.9,
+    Statement 12.33) for every (network, fraction), each stopped after FAST_LIMIT s. ``aggregate`` reports
+    min(auto, fast mixed): what auto would give with the fast mixed bound inserted before the pair search."""
+    import torch
+
+    from probprune.certificates.compose import TimeLimitReached, deadline
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.certificates.tight import unscale
+    from probprune.core.errors import ProbPruneError
+    from probprune.net.trace import from_torch as graph_from_torch
+
+    torch.set_num_threads(1)
+    cache = cache or os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    fdir = os.path.join(cache, RESULTS_DIR + "_fast")
+    os.makedirs(fdir, exist_ok=True)
+    for name, family, dsname, images, build, epochs in _nets():
+        if names and name not in names:
+            continue
+        path = os.path.join(fdir, f"{name}.json")
+        done = json.load(open(path)) if os.path.exists(path) else {}
+        if all(str(q) in done for q in FRACTIONS):
+            continue
+        ds, model = _trained(name, dsname, images, build, epochs, cache)
+        model = model.double().eval()
+        shape = tuple(ds.input_shape)
+        g = graph_from_torch(model, shape)
+        for q in FRACTIONS:
+            if str(q) in done:
+                continue
+            masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+            t = time.perf_counter()
+            F, Fh = lower_graph_pair(g, g.with_masks(masks))
+            row = {"lower_seconds": time.perf_counter() - t, "load_avg_start": os.getloadavg()}
+            for mode in ("none", "scalar"):
+                t = time.perf_counter()
+                try:
+                    with deadline(time.perf_counter() + FAST_LIMIT):
+                        mx = lemma_a_mixed(F, Fh, Region(np.zeros((1, F.n_in)), 1.0), pair_bounds=mode)
+                    row[f"mixed_{mode}_eps"] = unscale(mx.eps, F.scale_exp)
+                except TimeLimitReached:
+                    row[f"mixed_{mode}_stopped"] = f"stopped after {FAST_LIMIT} s"
+                except (ProbPruneError, np.linalg.LinAlgError, ArithmeticError) as e:
+                    row[f"mixed_{mode}_error"] = f"{type(e).__name__}: {e}"[:200]
+                row[f"mixed_{mode}_seconds"] = time.perf_counter() - t
+            done[str(q)] = row
+            with open(path + ".tmp", "w") as f:
+                json.dump(done, f, indent=1, default=float)
+            os.replace(path + ".tmp", path)
+            print(f"{name} q={q}: " + ", ".join(f"{m} {row.get(f'mixed_{m}_eps', float('nan')):.4g} "
+                                                 f"({row[f'mixed_{m}_seconds']:.1f} s)" for m in ("none", "scalar")),
+                  flush=True)
+
+
 def aggregate(cache=None) -> dict:
     """benchmarks/results/certificates.json from the stored rows (whatever finished; the rest listed)."""
     import torch
@@ -346,6 +406,22 @@ def aggregate(cache=None) -> dict:
         missing += [f"{name} q={q}" for q in FRACTIONS if q not in done]
         if net["fractions"]:
             nets_out.append(net)
+    fdir = os.path.join(rdir + "_fast")
+    for n in nets_out:  # merge the fast-mixed diagnostic pass (run_fast)
+        fp = os.path.join(fdir, f"{n['name']}.json")
+        fast = json.load(open(fp)) if os.path.exists(fp) else {}
+        for r in n["fractions"]:
+            fr = fast.get(str(r["fraction"]))
+            if fr is None or "new_eps" not in r:
+                continue
+            r["fast"] = fr
+            cands = [fr[k] for k in ("mixed_none_eps", "mixed_scalar_eps") if k in fr]
+            if cands:
+                r["auto_plus_fast_eps"] = min([r["new_eps"]] + cands)
+                r["auto_plus_fast_over_pgd"] = r["auto_plus_fast_eps"] / r["pgd_ball"]
+                r["fast_seconds"] = sum(fr.get(f"mixed_{m}_seconds", 0.0) for m in ("none", "scalar"))
+                if min(cands) < r["pgd_ball"]:
+                    r["sound_ball"] = False
     rows = [(n["name"], n["family"], r) for n in nets_out for r in n["fractions"]]
     for _, _, r in rows:  # what `certify` prints by default: the minimum of Cert-D and the tight certificate
         if "new_eps" in r:
@@ -368,6 +444,11 @@ def aggregate(cache=None) -> dict:
         "ball_median_of_network_medians_new": med([med(v) for v in per_net_new.values()]),
         "ball_best_over_pgd_median": med([r["best_over_pgd"] for r in ok]),
         "ball_cli_over_pgd_median": med([r["cli_over_pgd"] for r in ok]),
+        "ball_auto_plus_fast_over_pgd_median": med([r["auto_plus_fast_over_pgd"] for r in ok
+                                                    if "auto_plus_fast_over_pgd" in r]),
+        "rows_with_fast": sum("auto_plus_fast_over_pgd" in r for r in ok),
+        "ball_auto_plus_fast_note": "min(auto within 10 s, mixed with cheap slope products (pair_bounds none / "
+                                    "scalar, Statement 12.33)); fast_seconds per row = their extra time",
         "ball_cli_note": "cli = min(old Cert-D, new): what `certify` prints by default",
         "rows_new_worse_than_old": sorted(f"{n} q={r['fraction']}" for n, _, r in rows
                                           if "new_eps" in r and r["new_eps"] > r["old_cert_d"]),
@@ -379,6 +460,8 @@ def aggregate(cache=None) -> dict:
                            "old_over_pgd_median": med([r["old_over_pgd"] for r in v]),
                            "best_over_pgd_median": med([r["best_over_pgd"] for r in v]),
                            "cli_over_pgd_median": med([r["cli_over_pgd"] for r in v]),
+                           "auto_plus_fast_over_pgd_median": med([r["auto_plus_fast_over_pgd"] for r in v
+                                                                  if "auto_plus_fast_over_pgd" in r]),
                            "auto_seconds_max": max(r["auto_seconds"] for r in v), "rows": len(v),
                            "target": 2.5, "met": med([r["new_over_pgd"] for r in v]) <= 2.5}
                        for f, v in sorted(fam.items())},
@@ -492,6 +575,8 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
 if __name__ == "__main__":
     if "--aggregate" in sys.argv:
         aggregate()
+    elif "--fast" in sys.argv:  # the fast-mixed diagnostic pass (its own folder; may run beside --only)
+        run_fast(tuple(a for a in sys.argv[1:] if not a.startswith("--")))
     elif "--only" in sys.argv:  # run (resumably) the named networks, no aggregation
         run(tuple(a for a in sys.argv[1:] if not a.startswith("--")))
     elif "--subset" in sys.argv:

@@ -119,3 +119,35 @@ def _chk_schedule():
                 require(float(np.linalg.norm(S, axis=1).max()) <= m1.beta[i] * (1 + 1e-12), f"beta_{i} too small")
         require(m1.eps >= err, f"mixed {m1.eps} below a sampled error {err}")
     return "2 max-pool CNN pairs: identical relaxations / mixed bound in both modes; beta_i and eps >= samples"
+
+
+@register("cnn-mixed-cheap-pairs", "the mixed bound with single norms / scalar pair bounds / compose's pair bounds: "
+          "ordered and above sampled errors", "§12.9", "numeric", covers=["cnn-mixed-cheap-pairs"], kind="bridge")
+def _chk_cheap_pairs():
+    import torch
+
+    from probprune.certificates.compose import pair_bound
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+
+    rng = np.random.default_rng(933)
+    # a pair bound is >= the norm of A D B for sampled diagonal D in [0, I], and <= ||A|| ||B||
+    for _ in range(5):
+        A, B = rng.normal(size=(6, 7)), rng.normal(size=(7, 5))
+        p = pair_bound(A, B)
+        require(p <= np.linalg.norm(A, 2) * np.linalg.norm(B, 2) * (1 + 1e-6), "pair bound above the norm product")
+        for _ in range(200):
+            D = np.diag(rng.random(7) * (rng.random(7) < 0.7))
+            require(np.linalg.norm(A @ D @ B, 2) <= p, "pair bound below a sampled ||A D B||")
+    for seed, pool in [(6, "max"), (7, "avg")]:
+        g, gh, F, Fh = _pair(seed, pool)
+        reg = Region(np.zeros((1, F.n_in)), 1.0)
+        e = {m: lemma_a_mixed(F, Fh, reg, pair_bounds=m).eps for m in ("full", "scalar", "none")}
+        require(e["full"] <= e["scalar"] * (1 + 1e-9) <= e["none"] * (1 + 2e-9), f"not ordered: {e}")
+        X = rng.normal(size=(4000, F.n_in))
+        X *= rng.random((4000, 1)) ** (1 / F.n_in) / np.linalg.norm(X, axis=1, keepdims=True)
+        with torch.no_grad():
+            xx = torch.as_tensor(X.reshape(-1, *g.input_shape))
+            err = float((g.forward(xx) - gh.forward(xx)).norm(dim=1).max())
+        require(min(e.values()) >= err, f"mixed {min(e.values())} below a sampled error {err}")
+    return "pair bounds >= 1000 sampled ||A D B||; 2 CNN pairs: full <= scalar <= none, all >= sampled errors"

@@ -128,6 +128,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("cnn-operator-backsub", "§12.9", "Statement 12.30: sparse / identity operators in the back-substitution: same sums, another order, within FP_REL"),
     DStatement("cnn-lower-slope", "§12.9", "Statement 12.31: ReLU(z) >= a z for every a in [0, 1]; tie-tolerant adaptive slope"),
     DStatement("cnn-mixed-schedule", "§12.9", "Statement 12.32: beta by propagation only before stages with an error; hat-only propagator"),
+    DStatement("cnn-mixed-cheap-pairs", "§12.9", "Statement 12.33: mixed bound with any valid pair bounds (none / scalar / full), eps_full <= eps_scalar <= eps_none"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),

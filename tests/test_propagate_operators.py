@@ -82,3 +82,18 @@ def test_hat_only_propagator_gives_the_same_mixed_bound_and_refuses_other_querie
         region_error_bound(F, Fh, reg, hat)
     with pytest.raises(ProbPruneError, match="modes"):
         CoupledPropagator(F, Fh, reg, modes="F")
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_mixed_with_cheap_slope_products_is_ordered_and_sound(pool):
+    """Statement 12.33: pair_bounds "none" (single norms) >= "scalar" (12.2, scalar multiplier) >= "full"
+    (compose's pair and segment bounds), all >= PGD."""
+    g, gh = _pair(5, 8, pool)
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    e = {m: lemma_a_mixed(F, Fh, reg, pair_bounds=m).eps for m in ("full", "scalar", "none")}
+    assert e["full"] <= e["scalar"] * (1 + 1e-9) and e["scalar"] <= e["none"] * (1 + 1e-9), e
+    lb = pgd_sup_error(g.forward, gh.forward, (1, 8, 8), 64, 60, 0).value
+    assert min(e.values()) >= lb
+    with pytest.raises(ProbPruneError, match="pair_bounds"):
+        lemma_a_mixed(F, Fh, reg, pair_bounds="segments")
