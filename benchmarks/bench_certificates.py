@@ -420,6 +420,8 @@ def aggregate(cache=None) -> dict:
                 r["auto_plus_fast_eps"] = min([r["new_eps"]] + cands)
                 r["auto_plus_fast_over_pgd"] = r["auto_plus_fast_eps"] / r["pgd_ball"]
                 r["fast_seconds"] = sum(fr.get(f"mixed_{m}_seconds", 0.0) for m in ("none", "scalar"))
+                r["best_eps"] = min([r["best_eps"]] + cands)
+                r["best_over_pgd"] = r["best_eps"] / r["pgd_ball"]
                 if min(cands) < r["pgd_ball"]:
                     r["sound_ball"] = False
     rows = [(n["name"], n["family"], r) for n in nets_out for r in n["fractions"]]
@@ -453,7 +455,8 @@ def aggregate(cache=None) -> dict:
         "rows_new_worse_than_old": sorted(f"{n} q={r['fraction']}" for n, _, r in rows
                                           if "new_eps" in r and r["new_eps"] > r["old_cert_d"]),
         "ball_best_note": "best = min(auto within 10 s, SDP where run, the mixed bound without the time limit "
-                          "(mixed_seconds per row)): what auto would reach if mixed ran within its budget",
+                          "(mixed_seconds per row, stopped at 60 s), the fast mixed variants): every valid bound "
+                          "computed, whatever its time",
         "ball_new_over_pgd_min": min((r["new_over_pgd"] for r in ok), default=float("nan")),
         "ball_new_over_pgd_max": max((r["new_over_pgd"] for r in ok), default=float("nan")),
         "per_family": {f: {"new_over_pgd_median": med([r["new_over_pgd"] for r in v]),
@@ -478,6 +481,10 @@ def aggregate(cache=None) -> dict:
         "networks_certified_by_new": sorted({n for n, _, r in rows if "new_eps" in r}),
         "networks_refused_by_new": sorted({n for n, _, r in rows if "new_refused" in r}),
         "rows_finished": len(rows), "rows_not_finished": missing,
+        "sdp_pass_not_finished": [f"{n} q={r['fraction']}" for n, _, r in rows if "new_eps" in r and not (
+            "sdp_seconds" in r or "sdp_not_run" in r or "sdp_refused" in r)],
+        "region_pass_not_finished": [f"{n} q={r['fraction']}" for n, _, r in rows if "new_eps" in r and not (
+            "region_seconds" in r or "region_error" in r)],
     }
     for n in nets_out:  # docs_numbers reads sdp_over_pgd of the SDP networks: where auto included the SDP, that
         for r in n["fractions"]:  # component is the SDP's value
