@@ -1,24 +1,26 @@
-"""Benchmark (issue 12, tight part): old Cert-D vs the tighter certificates of THEORY §12 on small trained
-networks, each against the best of a many-restart PGD attack; certified prediction stability at 3 pruning levels.
+"""Benchmark (issues 12 and 19): old Cert-D vs the tighter certificates of THEORY §12 on trained networks, each
+against the best of a many-restart PGD attack.
 
-Networks (tiny training on the offline data, cached under $PROBPRUNE_BENCH_CACHE or /tmp): MLPs on digits / mnist5k /
-MNIST-1D, CNNs with average pooling on digits / mnist5k, a residual CNN with BatchNorm on digits, and LeNet-5 with
-max pooling (old Cert-D only: the tight certificates refused max pooling before issue 19; ``--subset`` runs the issue-19 subset). Per-layer magnitude pruning at
-fractions 0.3 / 0.6 / 0.9. Writes benchmarks/results/certificates.json.
+Networks (trained once with seed 0 and cached under $PROBPRUNE_BENCH_CACHE or /tmp/probprune_bench_cache): 3 MLPs
+(digits, mnist5k, MNIST-1D), 5 CNNs with max or average pooling on 8x8 (digits), 16x16 (mnist5k resized) and 28x28
+(mnist5k) inputs, 2 residual CNNs with BatchNorm (8x8, 16x16). Per-layer magnitude pruning at fractions
+0.3 / 0.6 / 0.9. Writes benchmarks/results/certificates.json.
+
+Resumable: every finished (network, fraction) is stored in <cache>/results_issue19/<network>.json and not recomputed;
+``--aggregate`` writes certificates.json from whatever is stored (the unfinished rows are listed in it).
 
 Metrics:
 * ball: sup_{||x||_2 <= 1} ||F(x) - F_hat(x)|| (the paper's metric): old Cert-D / PGD and new / PGD, where new is
-  the smaller of ``certify --bound auto`` and the cross-network SDP (§12.6; run where the lifted problem has at most
-  sdp.MAX_DIM coordinates: the MLPs on digits and MNIST-1D; refused, and recorded, elsewhere);
+  ``certify --bound auto`` with the default 10 s time limit of the issue (every component that finished in time) and,
+  where the lifted problem has at most SDP_BENCH_DIM coordinates, the smaller of it and the cross-network SDP (§12.6);
+  PGD: 128 restarts x 100 iterations (the package's one attack, float64);
 * data region: sup over the l2 ball of radius 0.02 sqrt(d) around each of the first N_REGION test inputs:
-  new / PGD, and the Lemma-A bound over the smallest origin-centred ball containing the region (the best a
-  whole-ball certificate can say there) / PGD;
-* stability: fraction of N_STAB (100; 40 for the residual net, whose CROWN passes cost ~1.6 s per input here) test
-  inputs whose prediction is certified unchanged at radius 0 (point check) and on the data-region ball.
+  new (coupled propagation, §12.4) / PGD (32 restarts x 60 iterations), and the Lemma-A bound over the smallest
+  origin-centred ball containing the region / PGD.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
 import platform
@@ -29,19 +31,35 @@ import time
 import numpy as np
 
 N_REGION = 8
-N_STAB = 100
-N_STAB_LARGE = 40  # for chains with a stage wider than 800 (the residual net: CROWN cost per input)
 FRACTIONS = (0.3, 0.6, 0.9)
+TIME_LIMIT = 10.0  # issue 19: auto <= 10 s per certificate
+MIXED_LIMIT = 60.0  # the mixed bound (§12.3) once more without the 10 s limit of auto, stopped after this many s
+SDP_BENCH_DIM = 300  # explicit SDP (§12.6) in the benchmark only up to this many lifted coordinates (minutes above)
+RESULTS_DIR = "results_issue19"
+
+
+def _dataset(dsname, images):
+    """load_dataset, or "mnist5k16": mnist5k images resized to 1x16x16 (bilinear, antialiased)."""
+    import torch.nn.functional as tF
+
+    from probprune.net.data import load_dataset
+
+    if dsname != "mnist5k16":
+        return load_dataset(dsname, seed=0, images=images)
+    ds = load_dataset("mnist5k", seed=0, images=True)
+    rs = lambda X: tF.interpolate(X, size=(16, 16), mode="bilinear", antialias=True,  # noqa: E731
+                                  align_corners=False).contiguous()
+    return dataclasses.replace(ds, name="mnist5k16", X_train=rs(ds.X_train), X_test=rs(ds.X_test),
+                               input_shape=(1, 16, 16), source=ds.source + ", resized to 16x16 (bilinear, antialias)")
 
 
 def _trained(name, dsname, images, build, epochs, cache):
     """The benchmark's trained network (seed 0), from the cache folder or trained once and cached."""
     import torch
 
-    from probprune.net.data import load_dataset
     from probprune.net.train import train
 
-    ds = load_dataset(dsname, seed=0, images=images)
+    ds = _dataset(dsname, images)
     model = build(0)
     path = os.path.join(cache, f"{name}.pt")
     if os.path.exists(path):
@@ -59,13 +77,13 @@ def _nets():
     from probprune.net.zoo import lenet5, lenet_300_100, mlp
 
     class ResNetBN(nn.Module):
-        def __init__(self, c=8, n_classes=10):
+        def __init__(self, c=8, n_classes=10, pool=2, side=8):
             super().__init__()
             self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU())
             self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
                                       nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
-            self.pool = nn.AvgPool2d(2)
-            self.fc = nn.Linear(c * 4 * 4, n_classes)
+            self.pool = nn.AvgPool2d(pool)
+            self.fc = nn.Linear(c * (side // pool) ** 2, n_classes)
 
         def forward(self, x):
             h = self.stem(x)
@@ -83,19 +101,38 @@ def _nets():
         return nn.Sequential(nn.Conv2d(1, 6, 5, stride=2), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
                              nn.Linear(6 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 10))
 
+    def cnn_max16(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 12, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(12 * 4 * 4, 10))
+
+    def vgg_max16(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+
     def resnet(seed):
         torch.manual_seed(seed)
         return ResNetBN()
 
-    # name, dataset, images, builder, epochs
+    def resnet16(seed):
+        torch.manual_seed(seed)
+        return ResNetBN(c=4, pool=4, side=16)
+
+    # name, family, dataset, images, builder, epochs (cheap networks first: the run is resumable, the last may not finish)
     return [
-        ("mlp_digits_64-64-32", "digits", False, lambda s: mlp((64, 64, 32, 10), seed=s), 8),
-        ("lenet300-100_mnist5k", "mnist5k", False, lambda s: lenet_300_100(seed=s), 2),
-        ("mlp_mnist1d_40-100-100", "mnist1d", False, lambda s: mlp((40, 100, 100, 10), seed=s), 15),
-        ("cnn_avgpool_digits", "digits", True, cnn_digits, 10),
-        ("cnn_avgpool_mnist5k", "mnist5k", True, cnn_mnist, 3),
-        ("resnet_bn_digits", "digits", True, resnet, 10),
-        ("lenet5_maxpool_digits", "digits", True, lambda s: lenet5((1, 8, 8), seed=s), 8),
+        ("mlp_digits_64-64-32", "mlp", "digits", False, lambda s: mlp((64, 64, 32, 10), seed=s), 8),
+        ("mlp_mnist1d_40-100-100", "mlp", "mnist1d", False, lambda s: mlp((40, 100, 100, 10), seed=s), 15),
+        ("lenet300-100_mnist5k", "mlp", "mnist5k", False, lambda s: lenet_300_100(seed=s), 2),
+        ("cnn_avgpool_digits", "cnn", "digits", True, cnn_digits, 10),
+        ("lenet5_maxpool_digits", "cnn", "digits", True, lambda s: lenet5((1, 8, 8), seed=s), 8),
+        ("resnet_bn_digits", "residual", "digits", True, resnet, 10),
+        ("cnn_avgpool_mnist5k", "cnn", "mnist5k", True, cnn_mnist, 3),
+        ("cnn_maxpool_mnist16", "cnn", "mnist5k16", True, cnn_max16, 3),
+        ("resnet_bn_mnist16", "residual", "mnist5k16", True, resnet16, 3),
+        ("vgg_maxpool_mnist16", "cnn", "mnist5k16", True, vgg_max16, 3),
     ]
 
 
@@ -108,150 +145,360 @@ def _magnitude_masks(model, q):
     return out
 
 
-def main() -> dict:
-    import torch
-
+def _run_fraction(model, g, shape, q) -> dict:
+    """One (network, fraction) row of the ball metric: old Cert-D, new auto within TIME_LIMIT, the mixed bound
+    without the limit (diagnostic), PGD. The explicit SDP is added by :func:`_run_sdp` (second pass)."""
+    from probprune.certificates.compose import TimeLimitReached, deadline
     from probprune.certificates.lemma import certify_graph
-    from probprune.net.data import load_dataset
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.certificates.tight import certify_chains, unscale
     from probprune.core.errors import ProbPruneError
-    from probprune.net.trace import from_torch as graph_from_torch
     from probprune.measure.attack import pgd_sup_error as pgd
-    from probprune.certificates.tight import certify_chains
-    from probprune.certificates.compose import lemma_a_composed
-    from probprune.certificates.lower import lower_pair, pruned_copy
-    from probprune.certificates.stability import certified_stability, region_sup_error
-    from probprune.net.train import evaluate, train
 
-    def pgd_sup_error(model, mh, center, radius, norm, restarts, iters, seed):  # the package's one PGD, float64
-        F, Fh = (copy.deepcopy(x).double().eval() for x in (model, mh))
-        c = np.asarray(center, float)
-        return pgd(F, Fh, c.shape, restarts, iters, seed, center=c, radius=radius, norm=norm).value
-
-    torch.set_num_threads(1)
-    cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
-    os.makedirs(cache, exist_ok=True)
-    rows, nets_out = [], []
-    t_all = time.perf_counter()
-    for name, dsname, images, build, epochs in _nets():
-        ds, model = _trained(name, dsname, images, build, epochs, cache)
-        model.eval()
-        acc = float(evaluate(model, ds.X_test, ds.y_test))
-        shape = tuple(ds.input_shape)
-        d = int(np.prod(shape))
-        radius = 0.02 * np.sqrt(d)
-        Xr = ds.X_test[:N_REGION].double().numpy().reshape(N_REGION, -1)
-        n_stab = N_STAB
-        Xs = None
-        net = {"name": name, "dataset": dsname, "test_accuracy": acc, "epochs": epochs,
-               "parameters": int(sum(p.numel() for p in model.parameters())), "region_l2_radius": radius,
-               "fractions": []}
-        print(f"{name}: acc {acc:.3f}", flush=True)
-        for q in FRACTIONS:
-            masks = _magnitude_masks(model, q)
-            mh = pruned_copy(model, masks)
-            r = {"fraction": q}
-            t = time.perf_counter()
-            g = graph_from_torch(model, shape)
-            r["old_cert_d"] = float(certify_graph(g, g.with_masks(masks)).eps)
-            r["old_seconds"] = time.perf_counter() - t
-            r["pgd_ball"] = pgd_sup_error(model, mh, np.zeros(shape), 1.0, "l2", restarts=128, iters=100, seed=1)
-            r["old_over_pgd"] = r["old_cert_d"] / r["pgd_ball"]
+    masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+    gh = g.with_masks(masks)
+    r = {"fraction": q, "load_avg_start": os.getloadavg()}
+    t = time.perf_counter()
+    r["old_cert_d"] = float(certify_graph(g, gh).eps)
+    r["old_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    r["pgd_ball"] = float(pgd(g.forward, gh.forward, shape, 128, 100, 1).value)
+    r["pgd_seconds"] = time.perf_counter() - t
+    r["old_over_pgd"] = r["old_cert_d"] / r["pgd_ball"]
+    try:
+        t = time.perf_counter()
+        F, Fh = lower_graph_pair(g, gh)
+        c = certify_chains(F, Fh, "auto", 1.0, time_limit=TIME_LIMIT)
+        r["new_seconds"] = r["auto_seconds"] = time.perf_counter() - t
+        r["new_eps"] = r["auto_eps"] = c.eps
+        r["new_method"] = r["auto_method"] = c.method
+        r["new_components"] = c.components
+        r["skipped"] = next((s for s in c.stages if s.get("stage") == "skipped components"), {})
+        r["new_over_pgd"] = r["auto_over_pgd"] = c.eps / r["pgd_ball"]
+        if "mixed" not in c.components:  # what auto would give if mixed ran in time (diagnostic column)
             try:
                 t = time.perf_counter()
-                F, Fh = lower_pair(model, mh, shape)
-                c = certify_chains(F, Fh, "auto", 1.0)
-                r["new_seconds"] = time.perf_counter() - t
-                r["new_eps"] = c.eps
-                r["new_method"] = c.method
-                r["new_components"] = c.components
-                r["new_over_pgd"] = c.eps / r["pgd_ball"]
-                r["stages"] = list(c.stages)
-                # the cross-network SDP (§12.6) where the lifted problem is small enough (explicit --bound sdp)
+                with deadline(time.perf_counter() + MIXED_LIMIT):
+                    mx = lemma_a_mixed(F, Fh, Region(np.zeros((1, F.n_in)), 1.0))
+                r["mixed_seconds"] = time.perf_counter() - t
+                r["mixed_eps"] = unscale(mx.eps, F.scale_exp)
+                r["mixed_over_pgd"] = r["mixed_eps"] / r["pgd_ball"]
+            except TimeLimitReached:
+                r["mixed_stopped"] = f"stopped after {MIXED_LIMIT} s"
+            except (ProbPruneError, np.linalg.LinAlgError, ArithmeticError) as e:
+                r["mixed_error"] = f"{type(e).__name__}: {e}"[:200]
+        else:
+            r["mixed_eps"] = c.components["mixed"]
+            r["mixed_over_pgd"] = r["mixed_eps"] / r["pgd_ball"]
+        r["best_eps"] = min(c.eps, r.get("mixed_eps", np.inf))
+        r["best_over_pgd"] = r["best_eps"] / r["pgd_ball"]
+    except ProbPruneError as e:
+        r["new_refused"] = str(e)
+    r["sound_ball"] = bool(r["pgd_ball"] <= min(r["old_cert_d"], r.get("new_eps", np.inf), r.get("best_eps", np.inf)))
+    return r
+
+
+def _run_sdp(model, g, r) -> None:
+    """The explicit cross-network SDP (§12.6) of one stored row where the lifted problem is small (second pass)."""
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.sdp import lifted_dim
+    from probprune.certificates.tight import certify_chains
+    from probprune.core.errors import ProbPruneError
+
+    masks = {k: v for k, v in _magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+    F, Fh = lower_graph_pair(g, g.with_masks(masks))
+    if lifted_dim(F) > SDP_BENCH_DIM or "sdp" in r.get("new_components", {}):
+        r["sdp_not_run"] = f"lifted dimension {lifted_dim(F)} > {SDP_BENCH_DIM}" if lifted_dim(F) > SDP_BENCH_DIM \
+            else "auto included the SDP"
+        return
+    try:
+        t = time.perf_counter()
+        sc = certify_chains(F, Fh, "sdp", 1.0)
+        r["sdp_seconds"] = time.perf_counter() - t
+        r["sdp_eps"], r["sdp_over_pgd"] = sc.eps, sc.eps / r["pgd_ball"]
+        r["sdp_lifted_dim"] = sc.stages[-1]["lifted_dim"]
+        if sc.eps < r["new_eps"]:
+            r["new_eps"], r["new_method"], r["new_over_pgd"] = sc.eps, "sdp", sc.eps / r["pgd_ball"]
+        r["best_eps"] = min(r["best_eps"], sc.eps)
+        r["best_over_pgd"] = r["best_eps"] / r["pgd_ball"]
+        r["sound_ball"] = bool(r["sound_ball"] and sc.eps >= r["pgd_ball"])
+    except ProbPruneError as e:
+        r["sdp_refused"] = str(e)
+
+
+def _run_region(model, g, shape, ds, r) -> None:
+    """The data-region metric of one stored row (second pass of :func:`run`, after every ball row)."""
+    from probprune.certificates.compose import lemma_a_composed
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.stability import region_sup_error
+    from probprune.measure.attack import pgd_sup_error as pgd
+
+    masks = {k: v for k, v in _magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+    gh = g.with_masks(masks)
+    F, Fh = lower_graph_pair(g, gh)
+    d = int(np.prod(shape))
+    radius = 0.02 * np.sqrt(d)
+    Xr = ds.X_test[:N_REGION].double().numpy().reshape(N_REGION, -1)
+    t = time.perf_counter()
+    ub = region_sup_error(F, Fh, Xr, radius, "l2")
+    r["region_seconds"] = time.perf_counter() - t
+    lb = np.array([pgd(g.forward, gh.forward, shape, 32, 60, 2, center=Xr[i].reshape(shape), radius=radius).value
+                   for i in range(len(Xr))])
+    enclosing = np.array([min(lemma_a_composed(F, Fh, float(np.linalg.norm(x)) + radius)) for x in Xr])
+    r["region_new_over_pgd_median"] = float(np.median(ub / lb))
+    r["region_new_over_pgd_max"] = float(np.max(ub / lb))
+    r["region_enclosing_ball_lemma_a_over_pgd_median"] = float(np.median(enclosing / lb))
+    r["region_sound"] = bool(np.all(ub >= lb))
+
+
+def run(names=None, cache=None) -> None:
+    """Compute (resumably) every (network, fraction) row not stored yet; ``names`` restricts the networks. Pass 1:
+    the ball metric for every network (the acceptance numbers); pass 2: the explicit SDP where small; pass 3: the
+    data-region metric of the stored rows."""
+    import torch
+
+    from probprune.core.errors import ProbPruneError
+    from probprune.net.train import evaluate
+    from probprune.net.trace import from_torch as graph_from_torch
+
+    torch.set_num_threads(1)
+    cache = cache or os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    rdir = os.path.join(cache, RESULTS_DIR)
+    os.makedirs(rdir, exist_ok=True)
+
+    def save(net, path):
+        with open(path + ".tmp", "w") as f:
+            json.dump(net, f, indent=1, default=float)
+        os.replace(path + ".tmp", path)
+
+    done_flag = {"sdp": lambda r: "sdp_seconds" in r or "sdp_not_run" in r or "sdp_refused" in r,
+                 "region": lambda r: "region_seconds" in r or "region_error" in r}
+    for pass_ in ("ball", "sdp", "region"):
+        for name, family, dsname, images, build, epochs in _nets():
+            if names and name not in names:
+                continue
+            path = os.path.join(rdir, f"{name}.json")
+            net = json.load(open(path)) if os.path.exists(path) else None
+            if pass_ == "ball" and net is not None and len(net["fractions"]) == len(FRACTIONS):
+                continue
+            if pass_ != "ball" and (net is None or all(done_flag[pass_](r) or "new_eps" not in r
+                                                       for r in net["fractions"])):
+                continue
+            t = time.perf_counter()
+            ds, model = _trained(name, dsname, images, build, epochs, cache)
+            model.eval()
+            if net is None:
+                net = {"name": name, "family": family, "dataset": dsname, "input_shape": list(ds.input_shape),
+                       "test_accuracy": float(evaluate(model, ds.X_test, ds.y_test)), "epochs": epochs,
+                       "parameters": int(sum(p.numel() for p in model.parameters())), "fractions": [],
+                       "train_or_load_seconds": time.perf_counter() - t}
+            model = model.double().eval()
+            shape = tuple(ds.input_shape)
+            g = graph_from_torch(model, shape)
+            print(f"{name} ({pass_}): acc {net['test_accuracy']:.3f}", flush=True)
+            if pass_ == "sdp":
+                for r in net["fractions"]:
+                    if done_flag["sdp"](r) or "new_eps" not in r:
+                        continue
+                    _run_sdp(model, g, r)
+                    save(net, path)
+                    print(f"  q={r['fraction']}: sdp/pgd {r.get('sdp_over_pgd', float('nan')):.2f} "
+                          f"({r.get('sdp_seconds', float('nan')):.1f} s) {r.get('sdp_not_run', '')}", flush=True)
+                continue
+            if pass_ == "region":
+                for r in net["fractions"]:
+                    if done_flag["region"](r) or "new_eps" not in r:
+                        continue
+                    try:
+                        _run_region(model, g, shape, ds, r)
+                    except ProbPruneError as e:
+                        r["region_error"] = str(e)
+                    save(net, path)
+                    print(f"  q={r['fraction']}: region new/pgd {r.get('region_new_over_pgd_median', float('nan')):.2f}"
+                          f" ({r.get('region_seconds', float('nan')):.1f} s)", flush=True)
+                continue
+            done = {f["fraction"] for f in net["fractions"]}
+            for q in FRACTIONS:
+                if q in done:
+                    continue
+                r = _run_fraction(model, g, shape, q)
+                net["fractions"].append(r)
+                save(net, path)
+                print(f"  q={q}: old/pgd {r['old_over_pgd']:.2f} new/pgd {r.get('new_over_pgd', float('nan')):.2f} "
+                      f"best/pgd {r.get('best_over_pgd', float('nan')):.2f} (mixed {r.get('mixed_seconds', 0):.1f} s) "
+                      f"({r.get('new_method')}, auto {r.get('auto_seconds', float('nan')):.1f} s) "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
+FAST_LIMIT = 30.0  # seconds for each fast mixed variant per row
+
+
+def run_fast(names=None, cache=None) -> None:
+    """Diagnostic pass (own folder, so it can run beside :func:`run`): the mixed bound with cheap slope products
+    (``pair_bounds`` "none": single norms; "scalar": Statement 12.2 with the scalar multiplier only; §12.9,
+    Statement 12.33) for every (network, fraction), each stopped after FAST_LIMIT s. ``aggregate`` reports
+    min(auto, fast mixed): what auto would give with the fast mixed bound inserted before the pair search."""
+    import torch
+
+    from probprune.certificates.compose import TimeLimitReached, deadline
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.certificates.tight import unscale
+    from probprune.core.errors import ProbPruneError
+    from probprune.net.trace import from_torch as graph_from_torch
+
+    torch.set_num_threads(1)
+    cache = cache or os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    fdir = os.path.join(cache, RESULTS_DIR + "_fast")
+    os.makedirs(fdir, exist_ok=True)
+    for name, family, dsname, images, build, epochs in _nets():
+        if names and name not in names:
+            continue
+        path = os.path.join(fdir, f"{name}.json")
+        done = json.load(open(path)) if os.path.exists(path) else {}
+        if all(str(q) in done for q in FRACTIONS):
+            continue
+        ds, model = _trained(name, dsname, images, build, epochs, cache)
+        model = model.double().eval()
+        shape = tuple(ds.input_shape)
+        g = graph_from_torch(model, shape)
+        for q in FRACTIONS:
+            if str(q) in done:
+                continue
+            masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+            t = time.perf_counter()
+            F, Fh = lower_graph_pair(g, g.with_masks(masks))
+            row = {"lower_seconds": time.perf_counter() - t, "load_avg_start": os.getloadavg()}
+            for mode in ("none", "scalar"):
+                t = time.perf_counter()
                 try:
-                    t = time.perf_counter()
-                    sc = certify_chains(F, Fh, "sdp", 1.0)  # as `certify --bound sdp`: CROWN intervals + SDP
-                    r["sdp_seconds"] = time.perf_counter() - t
-                    r["sdp_eps"] = sc.eps
-                    r["sdp_over_pgd"] = sc.eps / r["pgd_ball"]
-                    r["sdp_lifted_dim"] = sc.stages[-1]["lifted_dim"]
-                    r["sdp_solver_status"] = sc.stages[-1]["solver_status"]
-                    r["auto_eps"] = c.eps
-                    if sc.eps < c.eps:
-                        r["new_eps"], r["new_method"] = sc.eps, "sdp"
-                        r["new_over_pgd"] = sc.eps / r["pgd_ball"]
-                except ProbPruneError as e:
-                    r["sdp_refused"] = str(e)
-                # data regions
-                t = time.perf_counter()
-                ub = region_sup_error(F, Fh, Xr, radius, "l2")
-                r["region_seconds"] = time.perf_counter() - t
-                lb = np.array([pgd_sup_error(model, mh, Xr[i].reshape(shape), radius, "l2", restarts=32, iters=60,
-                                             seed=2) for i in range(len(Xr))])
-                enclosing = np.array([min(lemma_a_composed(F, Fh, float(np.linalg.norm(x)) + radius)) for x in Xr])
-                r["region_new_over_pgd_median"] = float(np.median(ub / lb))
-                r["region_new_over_pgd_max"] = float(np.max(ub / lb))
-                r["region_enclosing_ball_lemma_a_over_pgd_median"] = float(np.median(enclosing / lb))
-                r["region_pgd_median"] = float(np.median(lb))
-                r["region_new_median"] = float(np.median(ub))
-                r["region_sound"] = bool(np.all(ub >= lb))
-                # stability
-                if Xs is None:
-                    n_stab = N_STAB if max(st.n_out for st in F.stages) <= 800 else N_STAB_LARGE
-                    Xs = ds.X_test[:n_stab].double().numpy().reshape(n_stab, -1)
-                    net["n_stability_inputs"] = n_stab
-                t = time.perf_counter()
-                s0 = certified_stability(F, Fh, Xs, 0.0)
-                s1 = certified_stability(F, Fh, Xs, radius, "l2")
-                r["stability_seconds"] = time.perf_counter() - t
-                r["stable_point"] = s0.fraction
-                r["stable_region"] = s1.fraction
-                r["F_robust_region"] = float(np.mean(s1.F_robust))
-                r["pruned_accuracy"] = float(evaluate(mh, ds.X_test, ds.y_test))
-            except ProbPruneError as e:
-                r["new_refused"] = str(e)
-            r["sound_ball"] = bool(r["pgd_ball"] <= r["old_cert_d"] and r.get("new_eps", np.inf) >= r["pgd_ball"])
-            net["fractions"].append(r)
-            rows.append((name, r))
-            print(f"  q={q}: old/pgd {r['old_over_pgd']:.2f} new/pgd {r.get('new_over_pgd', float('nan')):.2f} "
-                  f"sdp/pgd {r.get('sdp_over_pgd', float('nan')):.2f} "
-                  f"region new/pgd {r.get('region_new_over_pgd_median', float('nan')):.2f} "
-                  f"stable {r.get('stable_point', float('nan')):.2f}/{r.get('stable_region', float('nan')):.2f}",
+                    with deadline(time.perf_counter() + FAST_LIMIT):
+                        mx = lemma_a_mixed(F, Fh, Region(np.zeros((1, F.n_in)), 1.0), pair_bounds=mode)
+                    row[f"mixed_{mode}_eps"] = unscale(mx.eps, F.scale_exp)
+                except TimeLimitReached:
+                    row[f"mixed_{mode}_stopped"] = f"stopped after {FAST_LIMIT} s"
+                except (ProbPruneError, np.linalg.LinAlgError, ArithmeticError) as e:
+                    row[f"mixed_{mode}_error"] = f"{type(e).__name__}: {e}"[:200]
+                row[f"mixed_{mode}_seconds"] = time.perf_counter() - t
+            done[str(q)] = row
+            with open(path + ".tmp", "w") as f:
+                json.dump(done, f, indent=1, default=float)
+            os.replace(path + ".tmp", path)
+            print(f"{name} q={q}: " + ", ".join(f"{m} {row.get(f'mixed_{m}_eps', float('nan')):.4g} "
+                                                 f"({row[f'mixed_{m}_seconds']:.1f} s)" for m in ("none", "scalar")),
                   flush=True)
-        nets_out.append(net)
-    ok = [r for _, r in rows if "new_eps" in r]
-    per_net_old = {}
-    per_net_new = {}
-    for n, r in rows:
+
+
+def aggregate(cache=None) -> dict:
+    """benchmarks/results/certificates.json from the stored rows (whatever finished; the rest listed)."""
+    import torch
+
+    cache = cache or os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    rdir = os.path.join(cache, RESULTS_DIR)
+    nets_out, missing = [], []
+    for name, family, *_ in _nets():
+        path = os.path.join(rdir, f"{name}.json")
+        net = json.load(open(path)) if os.path.exists(path) else {"name": name, "family": family, "fractions": []}
+        done = {f["fraction"] for f in net["fractions"]}
+        missing += [f"{name} q={q}" for q in FRACTIONS if q not in done]
+        if net["fractions"]:
+            nets_out.append(net)
+    fdir = os.path.join(rdir + "_fast")
+    for n in nets_out:  # merge the fast-mixed diagnostic pass (run_fast)
+        fp = os.path.join(fdir, f"{n['name']}.json")
+        fast = json.load(open(fp)) if os.path.exists(fp) else {}
+        for r in n["fractions"]:
+            fr = fast.get(str(r["fraction"]))
+            if fr is None or "new_eps" not in r:
+                continue
+            r["fast"] = fr
+            cands = [fr[k] for k in ("mixed_none_eps", "mixed_scalar_eps") if k in fr]
+            if cands:
+                r["auto_plus_fast_eps"] = min([r["new_eps"]] + cands)
+                r["auto_plus_fast_over_pgd"] = r["auto_plus_fast_eps"] / r["pgd_ball"]
+                r["fast_seconds"] = sum(fr.get(f"mixed_{m}_seconds", 0.0) for m in ("none", "scalar"))
+                r["best_eps"] = min([r["best_eps"]] + cands)
+                r["best_over_pgd"] = r["best_eps"] / r["pgd_ball"]
+                if min(cands) < r["pgd_ball"]:
+                    r["sound_ball"] = False
+    rows = [(n["name"], n["family"], r) for n in nets_out for r in n["fractions"]]
+    for _, _, r in rows:  # what `certify` prints by default: the minimum of Cert-D and the tight certificate
+        if "new_eps" in r:
+            r["cli_eps"] = min(r["old_cert_d"], r["new_eps"])
+            r["cli_over_pgd"] = r["cli_eps"] / r["pgd_ball"]
+    ok = [r for _, _, r in rows if "new_eps" in r]
+    med = lambda v: statistics.median(v) if v else float("nan")  # noqa: E731
+    per_net_old, per_net_new, fam = {}, {}, {}
+    for n, f, r in rows:
         if "new_eps" in r:
             per_net_old.setdefault(n, []).append(r["old_over_pgd"])
             per_net_new.setdefault(n, []).append(r["new_over_pgd"])
+            fam.setdefault(f, []).append(r)
+    auto_t = [r["auto_seconds"] for r in ok]
     summary = {
-        "ball_old_over_pgd_median": statistics.median(r["old_over_pgd"] for r in ok),
-        "ball_new_over_pgd_median": statistics.median(r["new_over_pgd"] for r in ok),
-        "ball_median_of_network_medians_old": statistics.median(statistics.median(v) for v in per_net_old.values()),
-        "ball_median_of_network_medians_new": statistics.median(statistics.median(v) for v in per_net_new.values()),
-        "region_new_over_pgd_median": statistics.median(r["region_new_over_pgd_median"] for r in ok),
-        "region_enclosing_lemma_a_over_pgd_median": statistics.median(
-            r["region_enclosing_ball_lemma_a_over_pgd_median"] for r in ok),
-        "target_median": 2.0,
-        "ball_new_without_sdp_over_pgd_median": statistics.median(r.get("auto_eps", r["new_eps"]) / r["pgd_ball"]
-                                                                  for r in ok),
-        "networks_with_sdp": sorted({n for n, r in rows if "sdp_eps" in r}),
-        "all_sound": bool(all(r["sound_ball"] for _, r in rows) and all(r["region_sound"] for r in ok)),
-        "stability_by_fraction": {
-            str(q): {"point_median": statistics.median(r["stable_point"] for r in ok if r["fraction"] == q),
-                     "region_median": statistics.median(r["stable_region"] for r in ok if r["fraction"] == q)}
-            for q in FRACTIONS},
-        "networks_certified_by_new": sorted({n for n, r in rows if "new_eps" in r}),
-        "networks_refused_by_new": sorted({n for n, r in rows if "new_refused" in r}),
+        "ball_old_over_pgd_median": med([r["old_over_pgd"] for r in ok]),
+        "ball_new_over_pgd_median": med([r["new_over_pgd"] for r in ok]),
+        "ball_new_without_sdp_over_pgd_median": med([r["auto_over_pgd"] for r in ok]),
+        "ball_median_of_network_medians_old": med([med(v) for v in per_net_old.values()]),
+        "ball_median_of_network_medians_new": med([med(v) for v in per_net_new.values()]),
+        "ball_best_over_pgd_median": med([r["best_over_pgd"] for r in ok]),
+        "ball_cli_over_pgd_median": med([r["cli_over_pgd"] for r in ok]),
+        "ball_auto_plus_fast_over_pgd_median": med([r["auto_plus_fast_over_pgd"] for r in ok
+                                                    if "auto_plus_fast_over_pgd" in r]),
+        "rows_with_fast": sum("auto_plus_fast_over_pgd" in r for r in ok),
+        "ball_auto_plus_fast_note": "min(auto within 10 s, mixed with cheap slope products (pair_bounds none / "
+                                    "scalar, Statement 12.33)); fast_seconds per row = their extra time",
+        "ball_cli_note": "cli = min(old Cert-D, new): what `certify` prints by default",
+        "rows_new_worse_than_old": sorted(f"{n} q={r['fraction']}" for n, _, r in rows
+                                          if "new_eps" in r and r["new_eps"] > r["old_cert_d"]),
+        "ball_best_note": "best = min(auto within 10 s, SDP where run, the mixed bound without the time limit "
+                          "(mixed_seconds per row, stopped at 60 s), the fast mixed variants): every valid bound "
+                          "computed, whatever its time",
+        "ball_new_over_pgd_min": min((r["new_over_pgd"] for r in ok), default=float("nan")),
+        "ball_new_over_pgd_max": max((r["new_over_pgd"] for r in ok), default=float("nan")),
+        "per_family": {f: {"new_over_pgd_median": med([r["new_over_pgd"] for r in v]),
+                           "old_over_pgd_median": med([r["old_over_pgd"] for r in v]),
+                           "best_over_pgd_median": med([r["best_over_pgd"] for r in v]),
+                           "cli_over_pgd_median": med([r["cli_over_pgd"] for r in v]),
+                           "auto_plus_fast_over_pgd_median": med([r["auto_plus_fast_over_pgd"] for r in v
+                                                                  if "auto_plus_fast_over_pgd" in r]),
+                           "auto_seconds_max": max(r["auto_seconds"] for r in v), "rows": len(v),
+                           "target": 2.5, "met": med([r["new_over_pgd"] for r in v]) <= 2.5}
+                       for f, v in sorted(fam.items())},
+        "region_new_over_pgd_median": med([r["region_new_over_pgd_median"] for r in ok
+                                           if "region_new_over_pgd_median" in r]),
+        "region_enclosing_lemma_a_over_pgd_median": med([r["region_enclosing_ball_lemma_a_over_pgd_median"]
+                                                         for r in ok if "region_new_over_pgd_median" in r]),
+        "auto_seconds_median": med(auto_t), "auto_seconds_max": max(auto_t, default=float("nan")),
+        "target_median": 2.0, "target_per_family": 2.5, "target_auto_seconds": TIME_LIMIT,
+        "target_median_met": med([r["new_over_pgd"] for r in ok]) <= 2.0,
+        "networks_with_sdp": sorted({n for n, _, r in rows if "sdp_eps" in r or r.get("new_method") == "sdp"
+                                     or "sdp" in r.get("new_components", {})}),
+        "all_sound": bool(all(r["sound_ball"] for _, _, r in rows) and all(r.get("region_sound", True) for r in ok)),
+        "networks_certified_by_new": sorted({n for n, _, r in rows if "new_eps" in r}),
+        "networks_refused_by_new": sorted({n for n, _, r in rows if "new_refused" in r}),
+        "rows_finished": len(rows), "rows_not_finished": missing,
+        "sdp_pass_not_finished": [f"{n} q={r['fraction']}" for n, _, r in rows if "new_eps" in r and not (
+            "sdp_seconds" in r or "sdp_not_run" in r or "sdp_refused" in r)],
+        "region_pass_not_finished": [f"{n} q={r['fraction']}" for n, _, r in rows if "new_eps" in r and not (
+            "region_seconds" in r or "region_error" in r)],
     }
-    out = {"benchmark": "certificates", "summary": summary, "networks": nets_out,
-           "seconds_total": time.perf_counter() - t_all,
+    for n in nets_out:  # docs_numbers reads sdp_over_pgd of the SDP networks: where auto included the SDP, that
+        for r in n["fractions"]:  # component is the SDP's value
+            if "sdp_over_pgd" not in r and "sdp" in r.get("new_components", {}):
+                r["sdp_over_pgd"] = r["new_components"]["sdp"] / r["pgd_ball"]
+    out = {"benchmark": "certificates (issue 19 acceptance run; resumable, rows_not_finished lists what did not finish)",
+           "summary": summary, "networks": nets_out,
            "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg()},
+                           "torch_threads": 1, "torch": torch.__version__,
+                           "load_avg_at_aggregation": os.getloadavg(),
+                           "note": "2-core machine shared by 5 jobs; per-row load averages in load_avg_start"},
            "settings": {"pgd_ball": "128 restarts x 100 iterations", "pgd_region": "32 restarts x 60 iterations",
-                        "n_region": N_REGION, "n_stability": N_STAB, "fractions": FRACTIONS,
-                        "pruning": "per-layer magnitude (weights of Linear/Conv)"}}
+                        "n_region": N_REGION, "fractions": FRACTIONS, "auto_time_limit_s": TIME_LIMIT,
+                        "sdp_bench_dim": SDP_BENCH_DIM, "pruning": "per-layer magnitude (weights of Linear/Conv)"}}
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     with open(os.path.join(os.path.dirname(__file__), "results", "certificates.json"), "w") as f:
         json.dump(out, f, indent=1, default=float)
@@ -259,9 +506,14 @@ def main() -> dict:
     return out
 
 
+def main() -> dict:
+    run()
+    return aggregate()
+
+
 def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
                 out_name: str = "certificates_issue19_subset.json") -> dict:
-    """Issue 19 SUBSET run (the machine is shared; the full run above does not fit): the ball metric only, for the
+    """Issue 19 SUBSET run (before the resumable full run above): the ball metric only, for the
     named networks of :func:`_nets`: old Cert-D, the tight certificate ``auto`` under ``time_limit`` (max pooling is
     now lowered as a ReLU tree, §12.7), each over the best of a 128-restart x 100-iteration PGD. Writes
     benchmarks/results/<out_name>; nothing else."""
@@ -271,15 +523,14 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
     from probprune.certificates.lower import lower_graph_pair
     from probprune.certificates.tight import certify_chains
     from probprune.measure.attack import pgd_sup_error as pgd
-    from probprune.net.data import load_dataset
     from probprune.net.trace import from_torch as graph_from_torch
-    from probprune.net.train import evaluate, train
+    from probprune.net.train import evaluate
 
     torch.set_num_threads(1)
     cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
     os.makedirs(cache, exist_ok=True)
     nets_out = []
-    for name, dsname, images, build, epochs in _nets():
+    for name, _family, dsname, images, build, epochs in _nets():
         if name not in names:
             continue
         ds, model = _trained(name, dsname, images, build, epochs, cache)
@@ -329,7 +580,13 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
 
 
 if __name__ == "__main__":
-    if "--subset" in sys.argv:
+    if "--aggregate" in sys.argv:
+        aggregate()
+    elif "--fast" in sys.argv:  # the fast-mixed diagnostic pass (its own folder; may run beside --only)
+        run_fast(tuple(a for a in sys.argv[1:] if not a.startswith("--")))
+    elif "--only" in sys.argv:  # run (resumably) the named networks, no aggregation
+        run(tuple(a for a in sys.argv[1:] if not a.startswith("--")))
+    elif "--subset" in sys.argv:
         sel = tuple(a for a in sys.argv[1:] if not a.startswith("--")) or ("lenet5_maxpool_digits",)
         main_subset(sel, out_name="certificates_issue19_subset.json" if sel == ("lenet5_maxpool_digits",)
                     else f"certificates_issue19_subset_{'_'.join(sel)}.json")

@@ -21,6 +21,7 @@ CHECK_MODULES = (
     "checks_tight",
     "checks_tight_maxpool",
     "checks_sdp_fo",
+    "checks_cnn_operators",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",

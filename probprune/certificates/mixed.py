@@ -58,16 +58,42 @@ def _sup_l2_rows_impl(prop: CoupledPropagator, stage: int, C: np.ndarray, offset
     return float(r.eps[0])
 
 
+PAIR_MODES = ("full", "scalar", "none")
+
+
+def _scalar_pair_cache(mats: dict):
+    """Pair bounds by Statement 12.2 with the scalar multiplier only (compose.pair_bound; no diagonal multipliers,
+    no longer segments): any valid pair bound may enter the grouping of Statement 12.3 (§12.9, Statement 12.33)."""
+    from functools import lru_cache
+
+    from probprune.certificates.compose import check_deadline, pair_bound
+
+    @lru_cache(maxsize=None)
+    def pb(kind_a, i, kind_b, j):
+        check_deadline()
+        return pair_bound(mats[(kind_a, i)], mats[(kind_b, j)])
+
+    return pb
+
+
 def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator | None = None,
-                  norms: StageNorms | None = None, max_pair_dim: int = 4096) -> MixedResult:
-    """Statement 12.8 for one region (one centre)."""
+                  norms: StageNorms | None = None, max_pair_dim: int = 4096, pair_bounds: str = "full"
+                  ) -> MixedResult:
+    """Statement 12.8 for one region (one centre). ``pair_bounds``: "full" (compose's pair and segment bounds,
+    Statements 12.2 and 12.10), "scalar" (Statement 12.2 with the scalar multiplier only) or "none" (products of
+    single norms): the slope products Pi_i are then looser but cost seconds instead of minutes on CNNs (§12.9,
+    Statement 12.33); every choice is an upper bound."""
     if region.centers.shape[0] != 1:
         raise ProbPruneError("lemma_a_mixed takes a region with one centre")
-    prop = prop or CoupledPropagator(F, Fhat, region)
+    if pair_bounds not in PAIR_MODES:
+        raise ProbPruneError(f"pair_bounds must be one of {', '.join(PAIR_MODES)}, got {pair_bounds!r}")
+    if pair_bounds == "none":
+        max_pair_dim = 0
+    prop = prop or CoupledPropagator(F, Fhat, region, modes="hat")  # the mixed bound queries F_hat only
     n = norms or stage_norms(F, Fhat)
     L = F.depth
     dims_ok = all(max(s.M.shape) <= max_pair_dim for s in F.stages)
-    pb = _pair_cache(F, Fhat) if dims_ok else (lambda *a: math.inf)
+    pb = lambda *a: math.inf  # noqa: E731  (replaced below when pair bounds are used)
     single = {("M", i): n.M[i] for i in range(L)}
     single.update({("E", i): n.E[i] for i in range(L)})
     x0, r = region.centers[0], region.radius
@@ -79,8 +105,13 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         s_at.append(np.where(st.relu, np.maximum(z, 0.0), z))
     diffs = [stage_diff(F, Fhat, i) for i in range(L)]
     w = [diffs[i][0] @ s_at[i] + diffs[i][1] for i in range(L)]
-    if dims_ok:
+    if dims_ok and pair_bounds == "full":
         pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
+    elif dims_ok:
+        mats = {("w", i): w[i][:, None] for i in range(L)}
+        for i, (st, sth) in enumerate(zip(F.stages, Fhat.stages)):
+            mats[("M", i)], mats[("E", i)], mats[("H", i)] = st.M, diffs[i][0], sth.M
+        pb = _scalar_pair_cache(mats)
     single.update({("H", i): n.Mhat[i] for i in range(L)})
     single.update({("w", i): float(np.linalg.norm(w[i])) * (1 + 1e-12) for i in range(L)})
     # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
@@ -88,14 +119,18 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     beta = []
     blocks = lip_blocks(F, n)
     rec = beta_in
+    has_err = [bool(np.any(E)) or bool(np.any(db)) for E, db in diffs]
     for i in range(L - 1):
         rec = n.Mhat[i] * rec + n.bias_hat[i]
         for a, (b, Lb) in blocks.items():
             if i == b:  # Statement 12.17
                 rec = min(rec, Lb * (beta[a - 1] if a > 0 else beta_in))
         k = F.stages[i].n_out
-        prop_b = _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)) if k <= 4096 else math.inf
-        rec = min(rec, prop_b)
+        # beta_i enters only the term of stage i + 1 (and, through the recursion, later ones): propagate it where
+        # stage i + 1 carries an error (inside max-pool trees and carried blocks E = 0: the norm recursion and
+        # Statement 12.17 suffice there, §12.9)
+        if has_err[i + 1] and k <= 4096:
+            rec = min(rec, _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)))
         beta.append(rec)
     terms, Vs, Pis = [], [], []
     for i in range(L):

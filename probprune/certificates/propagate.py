@@ -27,6 +27,35 @@ from probprune.core.errors import ProbPruneError
 from probprune.certificates.lower import Chain, stage_diff
 
 FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (THEORY §12.3)
+SPARSE_MIN_SIZE = 65_536  # stage matrices with at least this many entries ...
+SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of nonzeros are applied as sparse operators (§12.9)
+OPERATORS = ("auto", "dense", "sparse")
+_IDENTITY = "identity"
+
+
+def _as_operator(A, operators: str):
+    """The stage matrix A (torch float64) as the operator used in the backward substitution L -> L A (THEORY §12.9):
+    a torch sparse CSR matrix when it is large and sparse (convolutions, pooling, max-pool trees and carried identity
+    blocks), else None (dense matmul). The product is the same sum of the same nonzero terms, in another order."""
+    import warnings
+
+    import torch
+
+    if A.dim() == 2 and A.shape[0] == A.shape[1] and A.shape[0] > 1 and bool(
+            (torch.diagonal(A) == 1).all()) and int(torch.count_nonzero(A)) == A.shape[0]:
+        return _IDENTITY  # stage breaks around max-pool trees: L I = L exactly (n ones on the diagonal, no other)
+    if operators == "dense":
+        return None
+    n = A.numel()
+    if operators == "auto" and n < SPARSE_MIN_SIZE:
+        return None
+    a = A.numpy()
+    nnz = int(np.count_nonzero(a))
+    if operators == "auto" and nnz > SPARSE_MAX_DENSITY * n:
+        return None
+    with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
+        return A.to_sparse_csr()
 
 
 @dataclass(frozen=True)
@@ -58,7 +87,9 @@ def _relu_relax(l, u):
     den = torch.where(unst, u - l, torch.ones_like(u))
     aU = torch.where(act, torch.ones_like(u), torch.where(unst, u / den, torch.zeros_like(u)))
     cU = torch.where(unst, -u * l / den, torch.zeros_like(u))
-    aL = torch.where(act | (unst & (u >= -l)), torch.ones_like(u), torch.zeros_like(u))
+    # any lower slope in [0, 1] is valid; 1 when u >= -l, with a relative tolerance so that exact ties (max-pool
+    # differences a - b over an origin-centred ball have l = -u) do not flip with the summation order (§12.9)
+    aL = torch.where(act | (unst & (u >= -l * (1 - 1e-9))), torch.ones_like(u), torch.zeros_like(u))
     cL = torch.zeros_like(u)
     return aL, cL, aU, cU
 
@@ -96,6 +127,15 @@ class _Relax:
     cL: object
     aU: object
     cU: object
+    ident: bool = True  # identity on every coordinate (no ReLU, or every ReLU provably active): n -> n
+    const: bool = False  # some relaxation constant is nonzero
+
+    def finalize(self):
+        self.ident = bool((self.aL == 1).all() and (self.aU == 1).all())
+        self.const = bool(self.cU.any() or self.cL.any())
+        if self.ident and self.const:
+            self.ident = False
+        return self
 
 
 def _identity_relax(relu_mask, B, dtype):
@@ -118,8 +158,19 @@ class CoupledPropagator:
     """CROWN on the coupled chain (F, F_hat) over a region (one batch of centres). Builds every intermediate bound
     in order on construction; ``output_linear_bounds`` then bounds linear specifications of F - F_hat."""
 
-    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096):
+    def __init__(self, F: Chain, Fhat: Chain, region: Region, chunk_rows: int = 4096, operators: str = "auto",
+                 modes: str = "all"):
+        """``modes`` "all": intermediate bounds of F_hat, F and the coupled channel (every query); "hat": F_hat's
+        only (the queries of mode "hat", e.g. the mixed bound's sup ||E shat|| and sup ||shat||; a third of the
+        cost)."""
         import torch
+
+        if modes not in ("all", "hat"):
+            raise ProbPruneError(f"modes must be 'all' or 'hat', got {modes!r}")
+        self.modes = modes
+
+        if operators not in OPERATORS:
+            raise ProbPruneError(f"operators must be one of {', '.join(OPERATORS)}, got {operators!r}")
 
         if not F.same_structure(Fhat):
             raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -135,6 +186,19 @@ class CoupledPropagator:
         self.bh = [t(s.b) for s in Fhat.stages]
         self.db = [t(stage_diff(F, Fhat, i)[1]) for i in range(F.depth)]
         self.relu = [np.flatnonzero(s.relu) for s in F.stages]
+        # operator forms of the stage matrices for the backward substitution (sparse where it pays, §12.9)
+        self._ops = {}
+        for j in range(F.depth):
+            op = self._ops[id(self.M[j])] = _as_operator(self.M[j], operators)
+            # max-pool trees, carried blocks, unpruned stages: M_j = Mhat_j (checked exactly), one operator for both
+            same = self.E_zero[j] and bool(torch.equal(self.M[j], self.Mh[j]))
+            self._ops[id(self.Mh[j])] = op if same else _as_operator(self.Mh[j], operators)
+            if not self.E_zero[j]:
+                self._ops[id(self.E[j])] = _as_operator(self.E[j], operators)
+        self.b_zero = [not bool(v.any()) for v in self.b]
+        self.bh_zero = [not bool(v.any()) for v in self.bh]
+        self.db_zero = [not bool(v.any()) for v in self.db]
+        self.n_sparse = sum(o is not None and o is not _IDENTITY for o in self._ops.values())
         self.x0 = t(region.centers)
         self.B = self.x0.shape[0]
         self.chunk = chunk_rows
@@ -155,13 +219,17 @@ class CoupledPropagator:
             if len(idx):
                 n = F.stages[j].n_out
                 l, u = self._bounds_rows(j, idx, mode="hat")
+                _set(rh, idx, *_relu_relax(l, u))
+            if len(idx) and modes == "hat":
+                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), None, None))
+                info.update(hat_unstable=float(((l < 0) & (u > 0)).double().mean()))
+            elif len(idx):
                 zl, zu = self._bounds_rows(j, idx, mode="F")
                 dl, du = self._bounds_rows(j, idx, mode="coupled")
                 zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
                 dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
                 self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(),
                                         zu[0].numpy().copy()))
-                _set(rh, idx, *_relu_relax(l, u))
                 _set(rF, idx, *_relu_relax(zl, zu))
                 _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
                 info.update(
@@ -172,30 +240,47 @@ class CoupledPropagator:
                 )
             else:
                 self.pre_bounds.append(None)
-            self.rel_h.append(rh)
-            self.rel_F.append(rF)
-            self.rel_d.append(rd)
+            self.rel_h.append(rh.finalize())
+            if modes == "all":
+                self.rel_F.append(rF.finalize())
+                self.rel_d.append(rd.finalize())
             self.bounds.append(info)
 
     # -------------------------------------------------------------------------------------------- backward pass
+    def _rmul(self, L, A):
+        """L A for coefficients L (B, R, n_out) and a stage matrix A (n_out, n_in): dense matmul, or the sparse
+        operator of A (§12.9) applied to the B*R specification rows at once."""
+        import torch
+
+        op = self._ops.get(id(A))
+        if op is None:
+            return L @ A
+        if op is _IDENTITY:
+            return L
+        B, R, n = L.shape
+        return (L.reshape(B * R, n) @ op).reshape(B, R, A.shape[1])
+
     def _relax_step(self, nd, nh, j, rel_h, const, mag):
         """Replace the coefficients on (delta_j, shat_j) by coefficients on (dz_j, zhat_j) (upper bound)."""
-        Ld, Lh = None, None
-        if nd is not None:
-            r = self.rel_d[j]
-            p, q = nd.clamp(min=0), nd.clamp(max=0)
-            Ld = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-            const += cc
-            mag += cc.abs()
-        if nh is not None:
-            r = rel_h[j]
-            p, q = nh.clamp(min=0), nh.clamp(max=0)
-            Lh = p * r.aU[:, None, :] + q * r.aL[:, None, :]
-            cc = (p * r.cU[:, None, :]).sum(-1) + (q * r.cL[:, None, :]).sum(-1)
-            const += cc
-            mag += cc.abs()
+        Ld = None if nd is None else self._relax_one(nd, self.rel_d[j], const, mag)
+        Lh = None if nh is None else self._relax_one(nh, rel_h[j], const, mag)
         return Ld, Lh
+
+    @staticmethod
+    def _relax_one(n, r, const, mag):
+        """Coefficients n on a relaxed activation -> coefficients on its input (upper relaxation where n > 0, lower
+        where n < 0); the relaxation constants are added to ``const`` (and their magnitude to ``mag``)."""
+        import torch
+
+        if r.ident:
+            return n
+        pos = n > 0
+        out = n * torch.where(pos, r.aU[:, None, :], r.aL[:, None, :])
+        if r.const:
+            cc = (n * torch.where(pos, r.cU[:, None, :], r.cL[:, None, :])).sum(-1)
+            const += cc
+            mag += cc.abs()
+        return out
 
     def _backward_upper(self, k, C_dz, C_zh, mode, start_act=False):
         """Upper linear bound, valid on the region, of C_dz . dz_k + C_zh . zhat_k (rows of C: specifications).
@@ -203,6 +288,8 @@ class CoupledPropagator:
         mag (B,R)) with mag a magnitude for the floating-point allowance."""
         import torch
 
+        if self.modes == "hat" and (mode != "hat" or C_dz is not None):
+            raise ProbPruneError("this propagator was built with modes='hat': F and coupled queries need modes='all'")
         B = self.B
         R = (C_dz if C_dz is not None else C_zh).shape[-2]
         Ld = None if C_dz is None else C_dz.expand(B, -1, -1)
@@ -227,22 +314,24 @@ class CoupledPropagator:
         R = const.shape[1]
         Ms = self.M if mode == "F" else self.Mh
         bs = self.b if mode == "F" else self.bh
+        bz = self.b_zero if mode == "F" else self.bh_zero
         rel_h = self.rel_F if mode == "F" else self.rel_h
         for j in range(k, -1, -1):
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
             if Lh is not None:
-                c = Lh @ bs[j]
-                const += c
-                mag += Lh.abs() @ bs[j].abs()
-                nh = Lh @ Ms[j]
+                if not bz[j]:  # zero biases (carried blocks, stage breaks) add nothing
+                    const += Lh @ bs[j]
+                    mag += Lh.abs() @ bs[j].abs()
+                nh = self._rmul(Lh, Ms[j])
             if Ld is not None:
-                const += Ld @ self.db[j]
-                mag += Ld.abs() @ self.db[j].abs()
+                if not self.db_zero[j]:
+                    const += Ld @ self.db[j]
+                    mag += Ld.abs() @ self.db[j].abs()
                 if j > 0:
-                    nd = Ld @ self.M[j]
+                    nd = self._rmul(Ld, self.M[j])
                 if not self.E_zero[j]:
-                    t = Ld @ self.E[j]
+                    t = self._rmul(Ld, self.E[j])
                     nh = t if nh is None else nh + t
             if j == 0:
                 Lx = nh if nh is not None else torch.zeros(B, R, self.F.n_in, dtype=torch.float64)
