@@ -1045,7 +1045,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh) if Fh is not None else \
             _tight_eps(F, graph, masks, state["method"])
         if state["method"] == "auto" and math.isfinite(v):
-            state["method"] = how.split("_")[0] if how.startswith("composed") else how
+            state["method"] = how.split("_")[0] if how.startswith(("composed", "mixed")) else how
         return v
 
     log: list = []
