@@ -557,16 +557,20 @@ def chain_product_bound(factors: list[tuple[str, int]], single: dict, pb) -> flo
     adjacent pair bounds: f(k) = min(single_k f(k+1), pair_{k,k+1} f(k+2)) (Statement 12.3)."""
     n = len(factors)
     f = [1.0] * (n + 2)
+
+    def mul(a: float, b: float) -> float:  # a zero factor makes the product zero, also against an inf bound
+        return 0.0 if a == 0.0 or b == 0.0 else a * b
+
     seg = getattr(pb, "segment", None)
     for k in range(n - 1, -1, -1):
-        best = single[factors[k]] * f[k + 1]
+        best = mul(single[factors[k]], f[k + 1])
         if k + 1 < n and factors[k][0] != "B" and factors[k + 1][0] != "B":
-            best = min(best, pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]) * f[k + 2])
+            best = min(best, mul(pb(factors[k][0], factors[k][1], factors[k + 1][0], factors[k + 1][1]), f[k + 2]))
         if seg is not None:  # longer segments by the S-procedure chain bound (Statement 12.10)
             for j in range(k + 2, n):
                 if any(fk[0] == "B" for fk in factors[k:j + 1]):
                     break
-                best = min(best, seg(tuple(factors[k:j + 1])) * f[j + 1])
+                best = min(best, mul(seg(tuple(factors[k:j + 1])), f[j + 1]))
         f[k] = best
     return f[0]
 
