@@ -200,3 +200,21 @@ def test_fingerprint_edge_cases():
     assert C.fingerprint(a[:, ::2]) == C.fingerprint(np.ascontiguousarray(a[:, ::2]))
     assert C.fingerprint(np.ones(5, dtype=np.float32)) == C.fingerprint(np.ones(5))  # same float64 values
     assert C.fingerprint(np.ones(5)) != C.fingerprint(np.ones((5, 1)))
+
+
+def test_trs_dual_bound_from_the_smaller_gram_side_is_sound_both_orientations():
+    """Lemma 12.4's bound through an eigh of the smaller Gram matrix: >= max ||M u + g|| over sampled u on the
+    sphere of radius r (and along +-v_1), for wide and tall M."""
+    from probprune.certificates.propagate import trs_dual_bound
+
+    rng = np.random.default_rng(7)
+    for shape in [(3, 9), (9, 3), (5, 5), (1, 7), (7, 1)]:
+        for _ in range(5):
+            M = rng.standard_normal(shape) * 10 ** rng.uniform(-2, 2)
+            g = rng.standard_normal(shape[0])
+            r = float(rng.uniform(0.2, 2.0))
+            U = rng.standard_normal((3000, shape[1]))
+            U *= r / np.linalg.norm(U, axis=1, keepdims=True)
+            v1 = np.linalg.svd(M)[2][0] * r
+            lb = max(np.linalg.norm(U @ M.T + g, axis=1).max(), np.linalg.norm(M @ v1 + g), np.linalg.norm(g - M @ v1))
+            assert lb <= trs_dual_bound(M, g, r)

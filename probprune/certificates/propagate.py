@@ -435,14 +435,23 @@ def trs_dual_bound(M: np.ndarray, g: np.ndarray, r: float) -> float:
     g = np.asarray(g, float)
     if r == 0 or not np.any(M):
         return float(np.linalg.norm(g)) * (1 + 1e-9)
-    U, s, _ = np.linalg.svd(M, full_matrices=False)
-    s1 = float(s[0]) * (1 + 1e-9) + 1e-300
-    proj2 = (U.T @ g) ** 2
+    # the singular values and projections from the Gram matrix on the smaller side (an eigh of min(m, n)^2 instead
+    # of an SVD): s_i^2 (u_i.g)^2 = lam_i (u_i.g)^2 (left side) = (v_i.M^T g)^2 (right side)
+    if M.shape[0] <= M.shape[1]:
+        lam, U = np.linalg.eigh(M @ M.T)
+        lam = np.maximum(lam, 0.0)
+        num = lam * (U.T @ g) ** 2
+    else:
+        lam, V = np.linalg.eigh(M.T @ M)
+        lam = np.maximum(lam, 0.0)
+        num = (V.T @ (M.T @ g)) ** 2
+    s1 = math.sqrt(float(lam[-1])) * (1 + 1e-9) + 1e-300
+    s2 = lam
     g2 = float(g @ g)
 
     def f(logt):
         mu = s1 * s1 + math.exp(logt)
-        return g2 + mu * r * r + float(np.sum(s * s * proj2 / (mu - s * s)))
+        return g2 + mu * r * r + float(np.sum(num / (mu - s2)))
 
     scale = math.log(max(s1 * s1, 1e-300))
     grid = np.linspace(scale - 40, scale + 40, 161)
