@@ -442,7 +442,8 @@ def block_glance_table(r: Results) -> str:
     ]
     if r.get(CERTS, "summary").get("networks_with_sdp"):
         so, sn = cert_sdp_range(r, "old_over_pgd"), cert_sdp_range(r, "sdp_over_pgd")
-        rows.append(f"| same, the {len(cert_summary(r, 'networks_with_sdp'))} MLPs small enough for the cross-network "
+        n_sdp = len(cert_summary(r, 'networks_with_sdp'))
+        rows.append(f"| same, the {'MLP' if n_sdp == 1 else f'{n_sdp} MLPs'} small enough for the cross-network "
                     f"SDP (§12.6, `--bound sdp`) | {rng(*so)}x | **{rng(*sn)}x** | <= {tc:g}x there | same |")
     rows += [
         f"| same on l2 balls around test inputs (data region), median | - "
