@@ -28,7 +28,7 @@ MATH = {
     "±": r"\pm", "×": r"\times", "·": r"\cdot", "‖": r"\|", "…": r"\dots", "′": r"'", "ℓ": r"\ell", "ℝ": r"\mathbb{R}",
     "←": r"\leftarrow", "↑": r"\uparrow", "→": r"\to", "↦": r"\mapsto", "⇐": r"\Leftarrow", "⇒": r"\Rightarrow",
     "∂": r"\partial", "∅": r"\emptyset", "∇": r"\nabla", "∈": r"\in", "∎": r"\blacksquare", "∏": r"\prod",
-    "∑": r"\sum", "−": r"-", "∘": r"\circ", "√": r"\surd", "∝": r"\propto", "∞": r"\infty", "∪": r"\cup",
+    "∑": r"\sum", "∫": r"\int", "−": r"-", "∘": r"\circ", "√": r"\surd", "∝": r"\propto", "∞": r"\infty", "∪": r"\cup",
     "∩": r"\cap", "≈": r"\approx", "≠": r"\neq", "≡": r"\equiv", "≤": r"\le", "≥": r"\ge", "≲": r"\lesssim",
     "≻": r"\succ", "⊆": r"\subseteq", "⊙": r"\odot", "⋯": r"\cdots", "⌈": r"\lceil", "⌉": r"\rceil",
     "⌊": r"\lfloor", "⌋": r"\rfloor", "⟨": r"\langle", "⟩": r"\rangle", "⪯": r"\preceq", "⪰": r"\succeq",
