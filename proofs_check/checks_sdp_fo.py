@@ -22,7 +22,7 @@ def _grid_sup(F, Fh, n=301):
 @register("tight-sdp-fo", "first-order SDP (§12.6b): certified step >= the exhaustive sup of tiny ReLU nets and >= "
           "the spectral norm of the product difference of linear nets, at the solver's point and at random "
           "multipliers; subgradient of the penalised dual = (V2 u^T G_k u, 1 - V2 u_0^2); form (ii) refused when "
-          "Q11 is not negative definite", "§12.6b", "numeric", covers=["tight-sdp-fo"])
+          "Q11 is not negative definite", "§12.6", "numeric", covers=["tight-sdp-fo"])
 def _chk_sdp_fo():
     import torch
     import torch.nn as nn

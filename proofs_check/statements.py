@@ -137,7 +137,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-stability", "§12.5", "Statement 12.7: positive margins of F and F_hat on R fix both predictions"),
     DStatement("tight-sdp-constraints", "§12.6", "Statement 12.11: ReLU, triangle, cross-network, ball, box and norm constraints hold on R"),
     DStatement("tight-sdp-dual", "§12.6", "Statement 12.12: Lagrangian certificate from any multipliers (eigenvalue and strongly concave forms)"),
-    DStatement("tight-sdp-fo", "§12.6b", "Statement 12.12b: first-order dual solve; the certified float64 step bounds the sup at any multipliers"),
+    DStatement("tight-sdp-fo", "§12.6", "Statement 12.12b (§12.6b): first-order dual solve; the certified float64 step bounds the sup at any multipliers"),
     # §9 sharper a-priori bounds [D] (issue 11 part A; proofs_check/checks_sharp.py)
     DStatement("sharp-setting", "§9", "every §9 statement is a deterministic threshold x(shapes, fractions, delta') with P(||X|| > x) <= delta'"),
     DStatement("sharp-S9.1", "§9.1", "S9.1 moment comparison: P(||X|| >= x) <= T_p/x^(2p), T_p from Gordon, Rayleigh tail, Hoelder, chi2"),
