@@ -218,3 +218,34 @@ def test_trs_dual_bound_from_the_smaller_gram_side_is_sound_both_orientations():
             v1 = np.linalg.svd(M)[2][0] * r
             lb = max(np.linalg.norm(U @ M.T + g, axis=1).max(), np.linalg.norm(M @ v1 + g), np.linalg.norm(g - M @ v1))
             assert lb <= trs_dual_bound(M, g, r)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_scalar_mixed_only_as_fallback_keeps_the_auto_value(seed):
+    """certify_chains(scalar_if_mixed_fails=True) (the certified budget's final certification) skips the scalar
+    mixed bound when the full mixed one finishes: the full mode's pair bounds are <= the scalar ones (Statement
+    12.33), so the full mixed value is <= the scalar one and the auto minimum is unchanged bit for bit."""
+    F, Fh = _pair(seed)
+    full = certify_chains(F, Fh, "auto", 1.0, time_limit=None)
+    lean = certify_chains(F, Fh, "auto", 1.0, time_limit=None, scalar_if_mixed_fails=True)
+    assert "mixed_scalar" in full.components and "mixed_scalar" not in lean.components
+    assert full.components["mixed"] <= full.components["mixed_scalar"]
+    assert lean.eps == full.eps and lean.method == full.method
+
+
+def test_scalar_mixed_fallback_runs_when_the_full_mixed_is_stopped(monkeypatch):
+    """If the full mixed bound does not finish (here: it raises a numerical failure), the scalar variant still
+    runs as the fallback, without the time limit."""
+    import probprune.certificates.tight as T
+
+    F, Fh = _pair(0)
+    real = T.lemma_a_mixed
+
+    def flaky(*a, **kw):
+        if kw.get("pair_bounds", "full") == "full":
+            raise FloatingPointError("injected")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(T, "lemma_a_mixed", flaky)
+    lean = certify_chains(F, Fh, "auto", 1.0, time_limit=None, scalar_if_mixed_fails=True)
+    assert "mixed" not in lean.components and "mixed_scalar" in lean.components
