@@ -249,3 +249,21 @@ def test_scalar_mixed_fallback_runs_when_the_full_mixed_is_stopped(monkeypatch):
     monkeypatch.setattr(T, "lemma_a_mixed", flaky)
     lean = certify_chains(F, Fh, "auto", 1.0, time_limit=None, scalar_if_mixed_fails=True)
     assert "mixed" not in lean.components and "mixed_scalar" in lean.components
+
+
+def test_magnitude_masks_from_stored_orders_equal_the_exact_k_rule():
+    """magnitude_masks(_orders=...) (one sort per layer for a tight phase) gives the same masks as the exact-k rule,
+    ties by flat index included, at every count 0..N."""
+    from probprune.budgets.certified import magnitude_masks
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        m[0].weight[:, :3] = 0.25  # ties
+        m[2].weight[0] = -m[2].weight[1]
+    g = from_torch(m, (5,))
+    orders: dict = {}
+    for k0 in range(31):
+        for k1 in (0, 7, 18):
+            a, b = magnitude_masks(g, [k0, k1]), magnitude_masks(g, [k0, k1], orders)
+            assert a.keys() == b.keys() and all(np.array_equal(a[f], b[f]) for f in a)

@@ -747,7 +747,7 @@ REFINE_STEPS: tuple = ()  # per-layer raise factors after the optimal scale sear
 TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
-def magnitude_masks(graph, counts) -> dict:
+def magnitude_masks(graph, counts, _orders: dict | None = None) -> dict:
     """Layer-wise exact-k magnitude masks of a graph's weight layers (True = kept): the ``counts[i]`` smallest |w| of
     layer i pruned, ties by flat index (the package's one exact-k rule, ``pruning.sampling.exact_k_prune_mask``; the
     same order as the search's curves). ``counts``: one count per weight node (topological order) or a dict FQN ->
@@ -765,7 +765,20 @@ def magnitude_masks(graph, counts) -> dict:
     out = {}
     for n, k in zip(nodes, counts):
         W = np.asarray(n.op.weight, float)
-        out[n.op.fqn] = ~exact_k_prune_mask(np.abs(W.ravel()), int(k)).reshape(W.shape)
+        if _orders is None:
+            out[n.op.fqn] = ~exact_k_prune_mask(np.abs(W.ravel()), int(k)).reshape(W.shape)
+            continue
+        # the same rule from a stored order (exact_k_order = the stable order of exact_k_prune_mask): one sort per
+        # layer for all the allocations of one tight phase
+        from probprune.pruning.sampling import exact_k_order
+
+        if not 0 <= int(k) <= W.size:
+            raise ProbPruneError(f"exact-k pruning needs 0 <= k <= {W.size}, got k={int(k)}")
+        if n.op.fqn not in _orders:
+            _orders[n.op.fqn] = exact_k_order(np.abs(W.ravel()))
+        keep = np.ones(W.size, dtype=bool)
+        keep[_orders[n.op.fqn][:int(k)]] = False
+        out[n.op.fqn] = keep.reshape(W.shape)
     return out
 
 
@@ -842,7 +855,7 @@ def _lowered_memo(F, graph, memo: dict | None):
         key = tuple(int(x) for x in counts)
         if memo is not None and key in memo:
             return memo[key]
-        masks = magnitude_masks(graph, counts)
+        masks = magnitude_masks(graph, counts, None if memo is None else memo.setdefault("_orders", {}))
         try:
             Fh = lower_graph(graph.with_masks(masks), "F_hat") if F is not None else None
         except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError):
