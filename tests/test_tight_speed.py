@@ -5,6 +5,7 @@ the faster search is still certified."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -267,3 +268,21 @@ def test_magnitude_masks_from_stored_orders_equal_the_exact_k_rule():
         for k1 in (0, 7, 18):
             a, b = magnitude_masks(g, [k0, k1]), magnitude_masks(g, [k0, k1], orders)
             assert a.keys() == b.keys() and all(np.array_equal(a[f], b[f]) for f in a)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lowering_without_op_norms_gives_the_same_stages_bit_for_bit(seed):
+    """lower_graph(op_norms=False) (the certified budget's F_hat lowerings) differs only in the diagnostic
+    factor_norms (nan): every stage array is bit-identical to the default lowering."""
+    from probprune.certificates.lower import lower_graph
+
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    g = from_torch(m, (6,))
+    rng = np.random.default_rng(seed)
+    g = g.with_masks({n.op.fqn: rng.random(n.op.weight.shape) < 0.6 for n in g.weight_nodes})
+    a, b = lower_graph(g, "F_hat"), lower_graph(g, "F_hat", op_norms=False)
+    assert a.scale_exp == b.scale_exp and a.same_structure(b)
+    for sa, sb in zip(a.stages, b.stages):
+        assert np.array_equal(sa.M, sb.M) and np.array_equal(sa.b, sb.b) and np.array_equal(sa.relu, sb.relu)
+        assert all(math.isnan(x) for x in sb.factor_norms)

@@ -857,7 +857,7 @@ def _lowered_memo(F, graph, memo: dict | None):
             return memo[key]
         masks = magnitude_masks(graph, counts, None if memo is None else memo.setdefault("_orders", {}))
         try:
-            Fh = lower_graph(graph.with_masks(masks), "F_hat") if F is not None else None
+            Fh = lower_graph(graph.with_masks(masks), "F_hat", op_norms=False) if F is not None else None
         except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError):
             Fh = None
         if memo is not None:
