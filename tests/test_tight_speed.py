@@ -5,6 +5,7 @@ the faster search is still certified."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -218,3 +219,70 @@ def test_trs_dual_bound_from_the_smaller_gram_side_is_sound_both_orientations():
             v1 = np.linalg.svd(M)[2][0] * r
             lb = max(np.linalg.norm(U @ M.T + g, axis=1).max(), np.linalg.norm(M @ v1 + g), np.linalg.norm(g - M @ v1))
             assert lb <= trs_dual_bound(M, g, r)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_scalar_mixed_only_as_fallback_keeps_the_auto_value(seed):
+    """certify_chains(scalar_if_mixed_fails=True) (the certified budget's final certification) skips the scalar
+    mixed bound when the full mixed one finishes: the full mode's pair bounds are <= the scalar ones (Statement
+    12.33), so the full mixed value is <= the scalar one and the auto minimum is unchanged bit for bit."""
+    F, Fh = _pair(seed)
+    full = certify_chains(F, Fh, "auto", 1.0, time_limit=None)
+    lean = certify_chains(F, Fh, "auto", 1.0, time_limit=None, scalar_if_mixed_fails=True)
+    assert "mixed_scalar" in full.components and "mixed_scalar" not in lean.components
+    assert full.components["mixed"] <= full.components["mixed_scalar"]
+    assert lean.eps == full.eps and lean.method == full.method
+
+
+def test_scalar_mixed_fallback_runs_when_the_full_mixed_is_stopped(monkeypatch):
+    """If the full mixed bound does not finish (here: it raises a numerical failure), the scalar variant still
+    runs as the fallback, without the time limit."""
+    import probprune.certificates.tight as T
+
+    F, Fh = _pair(0)
+    real = T.lemma_a_mixed
+
+    def flaky(*a, **kw):
+        if kw.get("pair_bounds", "full") == "full":
+            raise FloatingPointError("injected")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(T, "lemma_a_mixed", flaky)
+    lean = certify_chains(F, Fh, "auto", 1.0, time_limit=None, scalar_if_mixed_fails=True)
+    assert "mixed" not in lean.components and "mixed_scalar" in lean.components
+
+
+def test_magnitude_masks_from_stored_orders_equal_the_exact_k_rule():
+    """magnitude_masks(_orders=...) (one sort per layer for a tight phase) gives the same masks as the exact-k rule,
+    ties by flat index included, at every count 0..N."""
+    from probprune.budgets.certified import magnitude_masks
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        m[0].weight[:, :3] = 0.25  # ties
+        m[2].weight[0] = -m[2].weight[1]
+    g = from_torch(m, (5,))
+    orders: dict = {}
+    for k0 in range(31):
+        for k1 in (0, 7, 18):
+            a, b = magnitude_masks(g, [k0, k1]), magnitude_masks(g, [k0, k1], orders)
+            assert a.keys() == b.keys() and all(np.array_equal(a[f], b[f]) for f in a)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lowering_without_op_norms_gives_the_same_stages_bit_for_bit(seed):
+    """lower_graph(op_norms=False) (the certified budget's F_hat lowerings) differs only in the diagnostic
+    factor_norms (nan): every stage array is bit-identical to the default lowering."""
+    from probprune.certificates.lower import lower_graph
+
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    g = from_torch(m, (6,))
+    rng = np.random.default_rng(seed)
+    g = g.with_masks({n.op.fqn: rng.random(n.op.weight.shape) < 0.6 for n in g.weight_nodes})
+    a, b = lower_graph(g, "F_hat"), lower_graph(g, "F_hat", op_norms=False)
+    assert a.scale_exp == b.scale_exp and a.same_structure(b)
+    for sa, sb in zip(a.stages, b.stages):
+        assert np.array_equal(sa.M, sb.M) and np.array_equal(sa.b, sb.b) and np.array_equal(sa.relu, sb.relu)
+        assert all(math.isnan(x) for x in sb.factor_norms)

@@ -747,7 +747,7 @@ REFINE_STEPS: tuple = ()  # per-layer raise factors after the optimal scale sear
 TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
-def magnitude_masks(graph, counts) -> dict:
+def magnitude_masks(graph, counts, _orders: dict | None = None) -> dict:
     """Layer-wise exact-k magnitude masks of a graph's weight layers (True = kept): the ``counts[i]`` smallest |w| of
     layer i pruned, ties by flat index (the package's one exact-k rule, ``pruning.sampling.exact_k_prune_mask``; the
     same order as the search's curves). ``counts``: one count per weight node (topological order) or a dict FQN ->
@@ -765,7 +765,20 @@ def magnitude_masks(graph, counts) -> dict:
     out = {}
     for n, k in zip(nodes, counts):
         W = np.asarray(n.op.weight, float)
-        out[n.op.fqn] = ~exact_k_prune_mask(np.abs(W.ravel()), int(k)).reshape(W.shape)
+        if _orders is None:
+            out[n.op.fqn] = ~exact_k_prune_mask(np.abs(W.ravel()), int(k)).reshape(W.shape)
+            continue
+        # the same rule from a stored order (exact_k_order = the stable order of exact_k_prune_mask): one sort per
+        # layer for all the allocations of one tight phase
+        from probprune.pruning.sampling import exact_k_order
+
+        if not 0 <= int(k) <= W.size:
+            raise ProbPruneError(f"exact-k pruning needs 0 <= k <= {W.size}, got k={int(k)}")
+        if n.op.fqn not in _orders:
+            _orders[n.op.fqn] = exact_k_order(np.abs(W.ravel()))
+        keep = np.ones(W.size, dtype=bool)
+        keep[_orders[n.op.fqn][:int(k)]] = False
+        out[n.op.fqn] = keep.reshape(W.shape)
     return out
 
 
@@ -813,7 +826,7 @@ def _lower_F(graph):
         return None, str(e)
 
 
-def _tight_eps(F, graph, masks: dict, method: str, Fh=None):
+def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
@@ -824,7 +837,7 @@ def _tight_eps(F, graph, masks: dict, method: str, Fh=None):
         Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
-        tc = certify_chains(F, Fh, method, 1.0)
+        tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean)
     except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
         return math.inf, f"{type(e).__name__}: {e}", {}
     if not math.isfinite(tc.eps):
@@ -842,9 +855,9 @@ def _lowered_memo(F, graph, memo: dict | None):
         key = tuple(int(x) for x in counts)
         if memo is not None and key in memo:
             return memo[key]
-        masks = magnitude_masks(graph, counts)
+        masks = magnitude_masks(graph, counts, None if memo is None else memo.setdefault("_orders", {}))
         try:
-            Fh = lower_graph(graph.with_masks(masks), "F_hat") if F is not None else None
+            Fh = lower_graph(graph.with_masks(masks), "F_hat", op_norms=False) if F is not None else None
         except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError):
             Fh = None
         if memo is not None:
@@ -855,7 +868,7 @@ def _lowered_memo(F, graph, memo: dict | None):
 
 
 def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto",
-                       _memo: dict | None = None) -> AllocationCertificate:
+                       _memo: dict | None = None, _lean: bool = False) -> AllocationCertificate:
     """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
     (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
     (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
@@ -871,9 +884,9 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
     if Fh is None:  # the lowering of the pruned graph failed: _tight_eps names why (fail closed)
-        t, how, comps = _tight_eps(F, graph, masks, tight_method)
+        t, how, comps = _tight_eps(F, graph, masks, tight_method, lean=_lean)
     else:
-        t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh)
+        t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -1077,7 +1090,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo)
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo, _lean=True)
         if ac.eps <= eps:
             pick = cands[j]
             break
@@ -1087,7 +1100,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
     uni_cert = None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo)
+        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
         if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
             raise RuntimeError("internal error: uniform allocation exceeds eps")
     detail.update({"at_allocation": ac.as_dict(),

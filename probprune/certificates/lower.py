@@ -224,9 +224,10 @@ class _Engine:
     the largest entry of F's or F_hat's part leaves [2^-32, 2^32]; the state of every stage is then a positive
     diagonal rescaling of the true one, which ReLU commutes with (THEORY §12.1, scaling)."""
 
-    def __init__(self, name: str, users: dict, pair: bool):
+    def __init__(self, name: str, users: dict, pair: bool, op_norms: bool = True):
         self.name = name
         self.pair = pair
+        self.op_norms = op_norms  # False: factor_norms are nan (diagnostics only; skips one SVD per operation)
         self.users_left = dict(users)
         self.expr: dict[str, _Expr] = {}
         self.stages: list[Stage] = []
@@ -311,6 +312,8 @@ class _Engine:
                 new = _Expr(Mt, b, e=ex.e)
             new = self._normalise(new)
             self._check(new, label)
+            if hint is None and not self.op_norms:
+                hint = float("nan")
             if hint is None:
                 n_in = int(np.prod(ex.b.shape[1:]))
                 if n_in <= 4096:  # the operation's own norm (diagnostics: what a per-operation product uses)
@@ -566,7 +569,7 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
     return lower_graph(from_torch(m, tuple(int(v) for v in input_shape)).with_ties_from(m), name)
 
 
-def _run_engine(graph, pruned, name: str):
+def _run_engine(graph, pruned, name: str, op_norms: bool = True):
     """Feed the nodes of ``graph`` (and, for a pair, the matching nodes of ``pruned``) to the engine."""
     from probprune.net import ops as O
     from probprune.net.ir import graph_differences
@@ -577,7 +580,7 @@ def _run_engine(graph, pruned, name: str):
             raise ProbPruneError(f"F and F_hat differ in structure or beyond weights, biases and BatchNorm: {diffs[0]}"
                                  + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""))
     eng = _Engine(name, {n.name: len(c) for n, c in ((n, graph.consumers[n.name]) for n in graph.nodes)},
-                  pruned is not None)
+                  pruned is not None, op_norms)
     eng.users_left[graph.output] = eng.users_left.get(graph.output, 0) + 1  # the output is used by the result
     hnodes = pruned.nodes if pruned is not None else [None] * len(graph.nodes)
     for node, hnode in zip(graph.nodes, hnodes):
@@ -609,12 +612,14 @@ def _run_engine(graph, pruned, name: str):
     return eng.output(graph.output, tuple(int(v) for v in graph.input_shape), "lowering of a probprune.net Graph")
 
 
-def lower_graph(graph, name: str = "model") -> Chain:
+def lower_graph(graph, name: str = "model", op_norms: bool = True) -> Chain:
     """Lower a :class:`probprune.net.ir.Graph` (issue 10's traced IR; BatchNorm already folded) to a
     :class:`Chain` (§12.1): affine/average-pool/reshape/gain/shift nodes are composed exactly, ``add`` nodes too,
     ReLU activations close stages; max pooling and other activations are refused by name. Power-of-two rescaling
-    keeps the composition in float64's normal range (``Chain.scale_exp``); under/overflow is refused."""
-    return _run_engine(graph, None, name)
+    keeps the composition in float64's normal range (``Chain.scale_exp``); under/overflow is refused. ``op_norms``
+    False: the per-operation norms (``Stage.factor_norms``, diagnostics only) are nan and not computed (the
+    certified budget's F_hat lowerings); the stages are the same arrays."""
+    return _run_engine(graph, None, name, op_norms)
 
 
 ERROR_RANGE_EXP = 200  # tight certificates refuse a pruning error below 2^-200 of the network's scale (§12.1)

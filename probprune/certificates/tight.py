@@ -65,7 +65,8 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 
 
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
-                   time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None) -> TightCertificate:
+                   time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
+                   scalar_if_mixed_fails: bool = False) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited): composed and the coupled propagation always run; the scalar mixed bound, the mixed bound, pairs and
@@ -73,7 +74,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     and the pair/segment/mixed searches stop at it (named under the "skipped components" stage). Which components
     are computed then depends on the machine's speed; every reported number is a valid upper bound. ``sdp_fo``
     ("auto" only; None = SDP_FO_IN_AUTO): add the first-order SDP (§12.6b) above SDP_AUTO_DIM lifted coordinates,
-    for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps)."""
+    for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps). ``scalar_if_mixed_fails`` ("auto" only): run
+    the scalar mixed bound only after the full mixed bound and only if that did not finish (the full mode's pair
+    bounds are min(scalar, diagonal) of the same factors, so where it finishes the scalar variant cannot be smaller,
+    Statement 12.33); used by the certified budget's final certification, not by ``certify --bound auto``."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -96,11 +100,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     def over_budget() -> bool:
         return time_limit is not None and time.perf_counter() - t0 >= time_limit
 
-    def guarded(name: str, fn) -> bool:
+    def guarded(name: str, fn, limited: bool = True) -> bool:
         """Run one component; numerical-library failures (LinAlgError, FloatingPointError) never reach the user: under
-        "auto" the component is skipped (named in ``skipped``), an explicit method refuses with ProbPruneError."""
+        "auto" the component is skipped (named in ``skipped``), an explicit method refuses with ProbPruneError.
+        ``limited`` False: no deadline (the scalar mixed fallback, which "auto" otherwise runs before the limit)."""
         try:
-            with deadline(None if (time_limit is None or method != "auto") else t0 + time_limit):
+            with deadline(None if (time_limit is None or method != "auto" or not limited) else t0 + time_limit):
                 fn()
             return True
         except TimeLimitReached:
@@ -164,7 +169,9 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         # seconds on CNNs, so "auto" has a mixed-type bound even when the time limit stops the full one
         def run_mixed_scalar():
             comps["mixed_scalar"] = lemma_a_mixed(F, Fhat, reg, prop, norms=norms, pair_bounds="scalar").eps
-        if over_budget():
+        if scalar_if_mixed_fails:
+            pass  # after the full mixed bound, below
+        elif over_budget():
             skipped["mixed_scalar"] = f"time limit {time_limit} s reached"
         else:
             guarded("mixed_scalar", run_mixed_scalar)
@@ -178,6 +185,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped["mixed"] = f"time limit {time_limit} s reached"
         else:
             guarded("mixed", run_mixed)
+        if method == "auto" and scalar_if_mixed_fails:
+            if "mixed" in comps:
+                skipped["mixed_scalar"] = "not run: the full mixed bound finished (its pair bounds are <= the scalar ones)"
+            else:  # no time check: the scalar variant is the fallback when the full one was stopped or refused
+                skipped.pop("mixed_scalar", None)
+                guarded("mixed_scalar", run_mixed_scalar, limited=False)
     if method == "auto" and at_origin and norms is not None:
         if over_budget():
             skipped["pairs"] = f"time limit {time_limit} s reached"
