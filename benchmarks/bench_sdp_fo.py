@@ -49,19 +49,11 @@ def _nets():
 
 
 def _trained(name, dsname, images, build, epochs, cache):
-    import torch
+    """The trained network from the cache folder (or trained once, seed 0): bench_certificates' loader."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_certificates import _trained as load_or_train
 
-    from probprune.net.data import load_dataset
-    from probprune.net.train import train
-
-    ds = load_dataset(dsname, seed=0, images=images)
-    model = build(0)
-    path = os.path.join(cache, f"{name}.pt")
-    if os.path.exists(path):
-        model.load_state_dict(torch.load(path))
-    else:
-        train(model, ds, epochs=epochs, seed=0)
-        torch.save(model.state_dict(), path)
+    ds, model = load_or_train(name, dsname, images, build, epochs, cache)
     return ds, model.eval()
 
 

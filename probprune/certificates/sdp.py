@@ -419,6 +419,17 @@ def _refine(AD, G, kinds, family, lam0, maxiter: int):
     return lam, int(res.nit)
 
 
+def ball(F: Chain, radius, center) -> tuple[float, np.ndarray]:
+    """(r, c) of the input ball ||x - c||_2 <= r, checked (r finite and >= 0; c None = the origin, F.n_in entries)."""
+    r = float(radius)
+    if not (math.isfinite(r) and r >= 0):
+        raise ProbPruneError(f"radius must be finite and >= 0, got {radius!r}")
+    c = np.zeros(F.n_in) if center is None else np.asarray(center, float).reshape(-1)
+    if c.size != F.n_in:
+        raise ProbPruneError(f"center has {c.size} entries, the network input has {F.n_in}")
+    return r, c
+
+
 def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, max_dim: int = MAX_DIM,
                     max_iters: int = 2000, solver_eps: float = 1e-6, refine_iters: int = 3000, crown=None
                     ) -> SDPCertificate:
@@ -427,12 +438,7 @@ def sdp_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, *, 
     (idx, l, u) CROWN pre-activation bounds to tighten the intervals (must be sound). Refuses (ProbPruneError)
     when the lifted dimension exceeds ``max_dim`` or cvxpy is missing."""
     t0 = time.perf_counter()
-    r = float(radius)
-    if not (math.isfinite(r) and r >= 0):
-        raise ProbPruneError(f"radius must be finite and >= 0, got {radius!r}")
-    c = np.zeros(F.n_in) if center is None else np.asarray(center, float).reshape(-1)
-    if c.size != F.n_in:
-        raise ProbPruneError(f"center has {c.size} entries, the network input has {F.n_in}")
+    r, c = ball(F, radius, center)
     check_lifted_dim(F, max_dim)
     try:
         import cvxpy as cp

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from probprune.core.errors import ProbPruneError, check_memory
 from probprune.certificates.lower import Chain
-from probprune.certificates.sdp import (EPS, _certify_multipliers, _certify_schur, _v2, build_qcqp, lifted_dim,
+from probprune.certificates.sdp import (EPS, _certify_multipliers, _certify_schur, _v2, ball, build_qcqp, lifted_dim,
                                         sigma_star)
 
 FO_MAX_DIM = 12_000  # refuse above this many lifted coordinates (the certified step factors a dense N x N matrix)
@@ -285,12 +285,7 @@ def sdp_fo_certificate(F: Chain, Fhat: Chain, radius: float = 1.0, center=None, 
     Refuses (ProbPruneError) above ``max_dim`` lifted coordinates or when the dense certified step does not fit in
     memory."""
     t_start = time.perf_counter()
-    r = float(radius)
-    if not (math.isfinite(r) and r >= 0):
-        raise ProbPruneError(f"radius must be finite and >= 0, got {radius!r}")
-    c = np.zeros(F.n_in) if center is None else np.asarray(center, float).reshape(-1)
-    if c.size != F.n_in:
-        raise ProbPruneError(f"center has {c.size} entries, the network input has {F.n_in}")
+    r, c = ball(F, radius, center)
     N = lifted_dim(F)
     if N > max_dim:
         raise ProbPruneError(f"sdp_fo certificate: the lifted problem has {N} coordinates, above max_dim={max_dim}")
