@@ -455,11 +455,12 @@ def trs_dual_bound(M: np.ndarray, g: np.ndarray, r: float) -> float:
 
     scale = math.log(max(s1 * s1, 1e-300))
     grid = np.linspace(scale - 40, scale + 40, 161)
-    vals = [f(t) for t in grid]
+    mu = s1 * s1 + np.exp(grid)  # the grid evaluated at once (the same formula as f, one row per mu)
+    vals = g2 + mu * r * r + np.sum(num[None, :] / (mu[:, None] - s2[None, :]), axis=1)
     i = int(np.argmin(vals))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
-    best = min(vals[i], float(res.fun)) if res.success else vals[i]
+    best = min(float(vals[i]), float(res.fun)) if res.success else float(vals[i])
     return math.sqrt(max(best, 0.0)) * (1 + 1e-9)
 
 

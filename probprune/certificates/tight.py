@@ -150,7 +150,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if method in ("auto", "mixed", "propagate", "sdp"):
         def run_prop():
             nonlocal prop
-            prop = CoupledPropagator(F, Fhat, reg)
+            # method "mixed" queries F_hat only (Statement 12.32): its intermediate bounds alone, a third of the cost
+            prop = CoupledPropagator(F, Fhat, reg, modes="hat" if method == "mixed" else "all")
         guarded("propagate", run_prop)
     if method in ("auto", "propagate") and prop is not None:
         def run_region():
@@ -204,7 +205,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     fo_auto = SDP_FO_IN_AUTO if sdp_fo is None else bool(sdp_fo)
     use_fo = (method == "sdp" and MAX_DIM < N <= FO_MAX_DIM) or \
         (method == "auto" and fo_auto and SDP_AUTO_DIM < N <= FO_MAX_DIM)
-    crown = crown_bounds(prop) if prop is not None else None
+    crown = crown_bounds(prop) if prop is not None and (use_scs or use_fo) else None  # only the SDPs read it
     if use_scs:
         def run_sdp():
             nonlocal sdp_info
