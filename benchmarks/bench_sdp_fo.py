@@ -58,12 +58,11 @@ def _trained(name, dsname, images, build, epochs, cache):
 
 
 def _magnitude_masks(model, q):
-    out = {}
-    for k, p in model.named_parameters():
-        if k.endswith("weight") and p.dim() >= 2:
-            a = p.detach().abs().numpy()
-            out[k] = a >= np.quantile(a, q)
-    return out
+    """bench_certificates' per-layer magnitude masks (the same rows as the certificate benchmark)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_certificates import _magnitude_masks as masks
+
+    return masks(model, q)
 
 
 def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json", fo_only=False) -> dict:
