@@ -286,3 +286,29 @@ def test_lowering_without_op_norms_gives_the_same_stages_bit_for_bit(seed):
     for sa, sb in zip(a.stages, b.stages):
         assert np.array_equal(sa.M, sb.M) and np.array_equal(sa.b, sb.b) and np.array_equal(sa.relu, sb.relu)
         assert all(math.isnan(x) for x in sb.factor_norms)
+
+
+def test_every_op_class_declares_its_lowering_and_lower_dispatches_on_it():
+    """Each graph op class names how the §12 lowering treats it (net/ops.py ``lowering``); lower.py dispatches on that
+    attribute, so a new linear op needs no change there, and an op without one is refused by name."""
+    import pytest
+    import torch.nn as nn
+
+    from probprune.certificates.lower import lower_graph
+    from probprune.core.errors import UnsupportedLayerError
+    from probprune.net import from_torch as graph_from_torch
+    from probprune.net import ops as O
+
+    kinds = {"input", "add", "act", "max_pool", "concat", "affine", None}
+    for cls in (O.Op, O.Input, O.Affine, O.Act, O.Lipschitz, O.LinearPool, O.MaxPool, O.Reshape, O.Permute,
+                O.Concat, O.Gain, O.ConstShift, O.Add, O.ChannelAffine):
+        assert cls.lowering in kinds, cls
+    g = graph_from_torch(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double(), (4,))
+    assert lower_graph(g).depth == 2
+    node = next(n for n in g.nodes if n.op.kind == "act")
+    object.__setattr__(node.op, "lowering", None)  # the instance now declares no lowering: refused, named
+    try:
+        with pytest.raises(UnsupportedLayerError, match="not supported by the tight certificates"):
+            lower_graph(g)
+    finally:
+        object.__delattr__(node.op, "lowering")

@@ -73,6 +73,9 @@ class Op:
     """Base class. ``kind`` is the registry key; ``where`` names the place (module FQN or function) for messages."""
 
     kind: ClassVar[str] = "op"
+    #: how the §12 lowering (certificates/lower.py) treats the op: "input", "add", "act", "max_pool", "concat",
+    #: "affine" (composed exactly into the stage), or None (refused, named)
+    lowering: ClassVar[str | None] = None
     where: str = ""
 
     def forward(self, *xs):
@@ -95,6 +98,7 @@ class Op:
 @dataclass(frozen=True)
 class Input(Op):
     kind: ClassVar[str] = "input"
+    lowering: ClassVar[str | None] = "input"
 
     def forward(self, x):
         return x
@@ -109,6 +113,7 @@ class Affine(Op):
     it); ``bn_scale``/``bn_shift`` fold an eval-mode BatchNorm: W' = diag(s) W, b' = s (b - mu) + beta (§8.1 S6)."""
 
     kind: ClassVar[str] = "affine"
+    lowering: ClassVar[str | None] = "affine"
     fqn: str = ""
     layer: str = "linear"  # linear | conv1d | conv2d
     weight: np.ndarray = field(default=None, repr=False, compare=False)
@@ -199,6 +204,7 @@ class Act(Op):
     ||s(h)|| <= L ||h|| + |s(0)| sqrt(dim)."""
 
     kind: ClassVar[str] = "act"
+    lowering: ClassVar[str | None] = "act"
     act: Activation = None
     dim: int = 0
 
@@ -218,6 +224,7 @@ class Lipschitz(Op):
     """A parameter-free map f with f(0) = 0 and ||f(x) - f(y)|| <= P ||x - y|| (pools, reshapes, gains)."""
 
     kind: ClassVar[str] = "lipschitz"
+    lowering: ClassVar[str | None] = None
     P: float = 1.0
 
     def rule(self, ins, weight_norms=None):
@@ -245,6 +252,7 @@ class LinearPool(_FunctionalPool):
     P = sqrt(||A 1||_inf ||A^T 1||_inf) (1 + 1e-9) (Schur test, S4)."""
 
     kind: ClassVar[str] = "avgpool"
+    lowering: ClassVar[str | None] = "affine"
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,7 @@ class MaxPool(_FunctionalPool):
     """Max pooling (any parameters): P = sqrt(c_max) (S5)."""
 
     kind: ClassVar[str] = "maxpool"
+    lowering: ClassVar[str | None] = "max_pool"
     c_max: int = 1
 
 
@@ -260,6 +269,7 @@ class Reshape(Lipschitz):
     """Flatten / view / reshape keeping the batch axis: an isometry (P = 1)."""
 
     kind: ClassVar[str] = "reshape"
+    lowering: ClassVar[str | None] = "affine"
     shape: tuple = ()
 
     def forward(self, x):
@@ -271,6 +281,7 @@ class Permute(Lipschitz):
     """permute / transpose / movedim keeping the batch axis: a permutation of coordinates, an isometry (P = 1)."""
 
     kind: ClassVar[str] = "permute"
+    lowering: ClassVar[str | None] = "affine"
     fn: Callable = field(default=None, compare=False)
 
     def forward(self, x):
@@ -283,6 +294,7 @@ class Concat(Op):
     root of the sum of squares of the inputs' bounds (S7)."""
 
     kind: ClassVar[str] = "concat"
+    lowering: ClassVar[str | None] = "concat"
     dim: int = 1
 
     def forward(self, *xs):
@@ -302,6 +314,7 @@ class Gain(Lipschitz):
     """x -> c x for a Python constant c: P = |c|."""
 
     kind: ClassVar[str] = "gain"
+    lowering: ClassVar[str | None] = "affine"
     c: float = 1.0
 
     def forward(self, x):
@@ -313,6 +326,7 @@ class ConstShift(Op):
     """x -> x + t for a constant t: D unchanged, ||h|| grows by at most ||t|| (broadcast to the node's shape)."""
 
     kind: ClassVar[str] = "shift"
+    lowering: ClassVar[str | None] = "affine"
     t: Any = field(default=0.0, compare=False)
     t_norm: float = 0.0
 
@@ -335,6 +349,7 @@ class Add(Op):
     second term (triangle inequality, S7)."""
 
     kind: ClassVar[str] = "add"
+    lowering: ClassVar[str | None] = "add"
     sign: float = 1.0
 
     def forward(self, x, y):
@@ -352,6 +367,7 @@ class ChannelAffine(Op):
     ||y|| <= max|s| ||x|| + ||t broadcast|| (S6)."""
 
     kind: ClassVar[str] = "channel_affine"
+    lowering: ClassVar[str | None] = "affine"
     scale: np.ndarray = field(default=None, repr=False, compare=False)
     shift: np.ndarray = field(default=None, repr=False, compare=False)
     spatial: int = 1
