@@ -387,20 +387,7 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     if method not in _KEPT or method == "random_rescaled":
         # rescaled random: E and What overlap on the kept entries, so the expansion has mixed-sign monomials (§9.8)
         raise ProbPruneError(f"S9.8 needs E_k and What_k with disjoint supports (magnitude, random); not {method!r}")
-    q = np.asarray(q, float)
-    dims = [int(d) for d in dims]
-    depth = len(dims) - 1
-    if q.shape[-1] != depth:
-        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
-    sE2s, sW2s = [], []
-    for k in range(depth):
-        qk = q[..., k]
-        hw = float(half_widths[k])
-        pos = (qk > 0)[..., None]
-        qq = np.where(qk > 0, qk, 0.5)
-        sE2s.append(np.where(pos, hw * hw * dominating_variance(method, law, qq, p_max), 0.0))
-        sW2s.append(np.where(pos, hw * hw * dominating_variance(_KEPT[method], law, qq, p_max),
-                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    dims, sE2s, sW2s = _dominating_variances(dims, half_widths, q, law, p_max, method, _KEPT[method])
     return product_moment_core(dims, sE2s, sW2s, delta, p_max)
 
 
@@ -469,6 +456,27 @@ def _s98_markov(e, ef, delta, p_max: int = P_MAX):
     return np.exp(np.take_along_axis(lx, i[..., None], axis=-1)[..., 0]), i + 1
 
 
+def _dominating_variances(dims, half_widths, q, law: str, p_max: int, e_method: str, kept_method: str):
+    """(dims, sigma_E^2 per layer, sigma_What^2 per layer) for S9.8/S9.8c: the dominating variances (table M) of the
+    pruned entries (``e_method``) and of the kept ones (``kept_method``; the full law where a layer is not pruned),
+    scaled by the half-width squared. q has a trailing layer axis (batched leading axes allowed)."""
+    q = np.asarray(q, float)
+    dims = [int(d) for d in dims]
+    depth = len(dims) - 1
+    if q.shape[-1] != depth:
+        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
+    sE2s, sW2s = [], []
+    for k in range(depth):
+        qk = q[..., k]
+        hw = float(half_widths[k])
+        pos = (qk > 0)[..., None]
+        qq = np.where(qk > 0, qk, 0.5)
+        sE2s.append(np.where(pos, hw * hw * dominating_variance(e_method, law, qq, p_max), 0.0))
+        sW2s.append(np.where(pos, hw * hw * dominating_variance(kept_method, law, qq, p_max),
+                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    return dims, sE2s, sW2s
+
+
 def rescaled_product_moment_bound(dims, half_widths, q, delta, law: str, p_max: int = P_MAX):
     """S9.8c (THEORY §9.8c): rescaled random pruning (What_k = W_k o (1 - B_k)/(1 - q_k)) of a linear FCN. With
     Y_k = W_k o (1 - B_k), Z_k = W_k o B_k and kappa = prod_k (1 - q_k)^-1 - 1, D = [prod(Y + Z) - prod Y] - kappa
@@ -476,21 +484,9 @@ def rescaled_product_moment_bound(dims, half_widths, q, delta, law: str, p_max: 
     the first part (method "random") and the a-recursion with tau = sigma_Y for prod Y, added by Minkowski:
     e+ = e_l + kappa abar_l, f+ = f_l + kappa afbar_l, Markov. q has a trailing layer axis. Returns (x, best p)."""
     q = np.asarray(q, float)
-    dims = [int(d) for d in dims]
-    depth = len(dims) - 1
-    if q.shape[-1] != depth:
-        raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
     if np.any(q >= 1):
         raise ProbPruneError("rescaled random pruning needs q < 1")
-    sE2s, sW2s = [], []
-    for k in range(depth):
-        qk = q[..., k]
-        hw = float(half_widths[k])
-        pos = (qk > 0)[..., None]
-        qq = np.where(qk > 0, qk, 0.5)
-        sE2s.append(np.where(pos, hw * hw * dominating_variance("random", law, qq, p_max), 0.0))
-        sW2s.append(np.where(pos, hw * hw * dominating_variance("kept_random", law, qq, p_max),
-                             hw * hw * dominating_variance("full", law, 1.0, p_max)))
+    dims, sE2s, sW2s = _dominating_variances(dims, half_widths, q, law, p_max, "random", "kept_random")
     e, ef, _, _ = _s98_chain(dims, sE2s, sW2s, p_max)
     _, _, ab, afb = _s98_chain(dims, [np.zeros_like(x) for x in sE2s], sW2s, p_max)
     kappa = (np.expm1(-np.sum(np.log1p(-q), axis=-1)))[..., None]
