@@ -493,20 +493,14 @@ def max_pool_windows(op, in_shape: tuple) -> np.ndarray:
     import torch
     import torch.nn.functional as tF
 
+    from probprune.net import ops as O
+
     kw = dict(op.kwargs)
     if kw.get("return_indices"):
         raise UnsupportedLayerError(f"max pooling {op.where}: return_indices is not supported")
     spatial = tuple(int(v) for v in in_shape[1:])
     nd = len(spatial)
-
-    def tup(v, default):
-        v = default if v is None else v
-        return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
-
-    k = tup(kw.get("kernel_size"), None)
-    s = tup(kw.get("stride") or None, k)
-    p = tup(kw.get("padding", 0), 0)
-    d = tup(kw.get("dilation", 1), 1)
+    k, s, p, d = O.pool_params(kw, nd)
     C = int(in_shape[0])
     n_in = int(np.prod(in_shape))
     with torch.no_grad():

@@ -293,16 +293,7 @@ def make_pool_node(name: str, kind: str, fn, kwargs: dict, inp: str, in_shape: t
     if kind == "avg":
         P = O.schur_norm_linear_pool(fn, kwargs, in_shape)
         return Node(name, O.LinearPool(where=where, P=P, fn=fn, kwargs=tuple(kwargs.items())), (inp,), out)
-    nd = len(in_shape) - 1
-
-    def tup(v, default):
-        v = default if v is None else v
-        return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
-
-    k = tup(kwargs.get("kernel_size"), None)
-    s = tup(kwargs.get("stride") or None, k)
-    p = tup(kwargs.get("padding", 0), 0)
-    d = tup(kwargs.get("dilation", 1), 1)
+    k, s, p, d = O.pool_params(kwargs, len(in_shape) - 1)
     c = O.max_pool_window_count(in_shape, k, s, p, d, bool(kwargs.get("ceil_mode", False)), out[1:])
     return Node(name, O.MaxPool(where=where, P=float(np.sqrt(c)) * (1.0 + O.FACT_SAFETY), fn=fn,
                                 kwargs=tuple(kwargs.items()), c_max=c), (inp,), out)

@@ -410,6 +410,17 @@ def schur_norm_linear_pool(fn, kwargs: dict, in_shape: tuple) -> float:
     return math.sqrt(row * col) * (1.0 + FACT_SAFETY)
 
 
+def pool_params(kwargs, nd: int) -> tuple[tuple[int, ...], ...]:
+    """(kernel, stride, padding, dilation) of a torch pooling call as ``nd``-tuples (ints broadcast; stride None or 0
+    = the kernel), the one reading of pooling arguments for the tracer and the §12 lowering."""
+    def tup(v, default):
+        v = default if v is None else v
+        return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+    k = tup(kwargs.get("kernel_size"), None)
+    return k, tup(kwargs.get("stride") or None, k), tup(kwargs.get("padding", 0), 0), tup(kwargs.get("dilation", 1), 1)
+
+
 def max_pool_window_count(in_shape: tuple, kernel, stride, padding, dilation, ceil_mode: bool, out_spatial: tuple) -> int:
     """S5: c_max = the largest number of pooling windows that contain one real (non-padding) input element.
     Counted exactly: the windows are those of ``unfold`` on the padded input, extended on the high side so that
