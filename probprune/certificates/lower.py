@@ -28,6 +28,7 @@ import numpy as np
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError
 
 MAX_DENSE = 40_000_000  # entries of one dense stage matrix (320 MB in float64): above this, refuse
+OP_NORM_MAX_ENTRIES = 1 << 20  # per-operation diagnostic norms (Stage.factor_norms) only for operators up to this size
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,10 @@ class _Engine:
                 hint = float("nan")
             if hint is None:
                 n_in = int(np.prod(ex.b.shape[1:]))
-                if n_in <= 4096:  # the operation's own norm (diagnostics: what a per-operation product uses)
+                n_out = int(np.prod(new.b.shape[1:]))
+                # the operation's own norm (diagnostics: what a per-operation product uses), by a dense SVD only up
+                # to OP_NORM_MAX_ENTRIES entries (seconds per 16x16 convolution otherwise; nan above, TB)
+                if n_in <= 4096 and n_in * n_out <= OP_NORM_MAX_ENTRIES:
                     Op = linF(torch.eye(n_in, dtype=torch.float64).reshape(n_in, *ex.b.shape[1:])).reshape(n_in, -1)
                     hint = float(np.linalg.norm(Op.numpy(), 2)) if bool(torch.isfinite(Op).all()) else float("nan")
                 else:

@@ -18,14 +18,18 @@ by a floating-point allowance (§12.3, FP_REL).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
+from probprune.certificates.compose import check_deadline
 from probprune.certificates.lower import Chain, stage_diff
 
+MEMO_BYTES = 256 << 20  # (TB) memo of the mixed bound's propagator queries, bytes
 FP_REL = 1e-7  # relative floating-point allowance on every propagated bound (THEORY §12.3)
 SPARSE_MIN_SIZE = 65_536  # stage matrices with at least this many entries ...
 SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of nonzeros are applied as sparse operators (§12.9)
@@ -55,7 +59,16 @@ def _as_operator(A, operators: str):
         return None
     with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
         warnings.simplefilter("ignore")
-        return A.to_sparse_csr()
+        # stored transposed: L A = (A^T L^T)^T, a sparse-times-dense product (about 2x faster than dense-times-sparse
+        # on one thread; the same terms summed in another order, TB)
+        return _SparseT(A.T.contiguous().to_sparse_csr())
+
+
+@dataclass(frozen=True, eq=False)
+class _SparseT:
+    """A^T of a stage matrix A as a torch sparse CSR matrix (the operator form of §12.9)."""
+
+    At: object
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,13 @@ class CoupledPropagator:
         if modes not in ("all", "hat"):
             raise ProbPruneError(f"modes must be 'all' or 'hat', got {modes!r}")
         self.modes = modes
+        # (TB) the F_hat queries of the mixed bound, memoised by content: "auto" runs the mixed bound with single
+        # norms, scalar pair bounds and full pair bounds on one propagator, and each asks the same sup ||E_i shat||
+        # and sup ||shat_i||; a hit returns the tensors computed earlier for identical inputs (callers never modify
+        # them); LRU within MEMO_BYTES
+        self._memo: OrderedDict = OrderedDict()
+        self._memo_bytes = 0
+        self._l2_memo: dict = {}
 
         if operators not in OPERATORS:
             raise ProbPruneError(f"operators must be one of {', '.join(OPERATORS)}, got {operators!r}")
@@ -210,41 +230,73 @@ class CoupledPropagator:
         # CROWN pre-activation bounds of the first centre per hidden stage: (ReLU indices, l, u of F_hat, l, u of F)
         # (sound on the region; the SDP certificate of §12.6 intersects its intervals with them)
         self.pre_bounds: list = []
+        self._hat_lu: list = []  # (l, u) of F_hat's ReLU inputs per hidden stage (reused by upgrade())
         for j in range(L - 1):
+            check_deadline()  # interruptible between stages (certify_chains' time limit, TB)
             idx = self.relu[j]
             rh = _identity_relax(F.stages[j].relu, self.B, torch.float64)
-            rF = _identity_relax(F.stages[j].relu, self.B, torch.float64)
-            rd = _identity_relax(F.stages[j].relu, self.B, torch.float64)
             info = {"n_relu": int(len(idx))}
+            l = u = None
             if len(idx):
-                n = F.stages[j].n_out
                 l, u = self._bounds_rows(j, idx, mode="hat")
                 _set(rh, idx, *_relu_relax(l, u))
-            if len(idx) and modes == "hat":
-                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), None, None))
                 info.update(hat_unstable=float(((l < 0) & (u > 0)).double().mean()))
-            elif len(idx):
-                zl, zu = self._bounds_rows(j, idx, mode="F")
-                dl, du = self._bounds_rows(j, idx, mode="coupled")
-                zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
-                dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
-                self.pre_bounds.append((idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(),
-                                        zu[0].numpy().copy()))
-                _set(rF, idx, *_relu_relax(zl, zu))
-                _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
-                info.update(
-                    hat_unstable=float(((l < 0) & (u > 0)).double().mean()),
-                    F_unstable=float(((zl < 0) & (zu > 0)).double().mean()),
-                    pair_unfixed=float((~(((u <= 0) & (zu <= 0)) | ((l >= 0) & (zl >= 0)))).double().mean()),
-                    dz_width_mean=float((du - dl).mean()),
-                )
-            else:
-                self.pre_bounds.append(None)
+            self._hat_lu.append((l, u))
             self.rel_h.append(rh.finalize())
-            if modes == "all":
-                self.rel_F.append(rF.finalize())
-                self.rel_d.append(rd.finalize())
             self.bounds.append(info)
+            if modes == "all":
+                self._coupled_stage(j)
+            else:
+                self.pre_bounds.append(None if not len(idx) else
+                                       (idx, l[0].numpy().copy(), u[0].numpy().copy(), None, None))
+
+    def _coupled_stage(self, j: int) -> None:
+        """The bounds of F and of the coupled channel at hidden stage j (F_hat's are in ``_hat_lu``): the
+        relaxations rel_F[j], rel_d[j] and pre_bounds[j] (the same operations whether built at construction or by
+        :meth:`upgrade`)."""
+        import torch
+
+        F = self.F
+        idx = self.relu[j]
+        rF = _identity_relax(F.stages[j].relu, self.B, torch.float64)
+        rd = _identity_relax(F.stages[j].relu, self.B, torch.float64)
+        info = self.bounds[j]
+        if len(idx):
+            l, u = self._hat_lu[j]
+            zl, zu = self._bounds_rows(j, idx, mode="F")
+            dl, du = self._bounds_rows(j, idx, mode="coupled")
+            zl, zu = torch.maximum(zl, l + dl), torch.minimum(zu, u + du)
+            dl, du = torch.maximum(dl, zl - u), torch.minimum(du, zu - l)
+            pb = (idx, l[0].numpy().copy(), u[0].numpy().copy(), zl[0].numpy().copy(), zu[0].numpy().copy())
+            _set(rF, idx, *_relu_relax(zl, zu))
+            _set(rd, idx, *_delta_relax(l, u, zl, zu, dl, du))
+            info.update(
+                F_unstable=float(((zl < 0) & (zu > 0)).double().mean()),
+                pair_unfixed=float((~(((u <= 0) & (zu <= 0)) | ((l >= 0) & (zl >= 0)))).double().mean()),
+                dz_width_mean=float((du - dl).mean()),
+            )
+        else:
+            pb = None
+        if len(self.pre_bounds) > j:
+            self.pre_bounds[j] = pb
+        else:
+            self.pre_bounds.append(pb)
+        self.rel_F.append(rF.finalize())
+        self.rel_d.append(rd.finalize())
+
+    def upgrade(self) -> "CoupledPropagator":
+        """A propagator built with modes="hat" -> modes="all" in place: F's and the coupled channel's bounds are
+        added stage by stage on top of the stored F_hat bounds, with the same operations as a construction with
+        modes="all" (so the same numbers); interruptible between stages (certify_chains' time limit). Used by
+        "auto", which runs the mixed bound (F_hat queries only) before the coupled propagation (TB)."""
+        if self.modes == "all":
+            return self
+        done = len(self.rel_F)
+        for j in range(done, self.F.depth - 1):
+            check_deadline()
+            self._coupled_stage(j)
+        self.modes = "all"
+        return self
 
     # -------------------------------------------------------------------------------------------- backward pass
     def _rmul(self, L, A):
@@ -258,7 +310,7 @@ class CoupledPropagator:
         if op is _IDENTITY:
             return L
         B, R, n = L.shape
-        return (L.reshape(B * R, n) @ op).reshape(B, R, A.shape[1])
+        return (op.At @ L.reshape(B * R, n).T).T.reshape(B, R, A.shape[1])
 
     def _relax_step(self, nd, nh, j, rel_h, const, mag):
         """Replace the coefficients on (delta_j, shat_j) by coefficients on (dz_j, zhat_j) (upper bound)."""
@@ -290,6 +342,26 @@ class CoupledPropagator:
 
         if self.modes == "hat" and (mode != "hat" or C_dz is not None):
             raise ProbPruneError("this propagator was built with modes='hat': F and coupled queries need modes='all'")
+        key = None
+        if C_dz is None and mode == "hat" and start_act:  # the mixed bound's queries (sup ||E shat||, sup ||shat||)
+            key = (k, C_zh.shape, hashlib.blake2b(C_zh.contiguous().numpy().tobytes(), digest_size=20).digest())
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        out = self._backward_upper_impl(k, C_dz, C_zh, mode, start_act)
+        if key is not None:
+            nbytes = sum(t.numel() * 8 for t in out)
+            if nbytes <= MEMO_BYTES // 4:
+                self._memo[key] = out
+                self._memo_bytes += nbytes
+                while self._memo_bytes > MEMO_BYTES:
+                    self._memo_bytes -= sum(t.numel() * 8 for t in self._memo.popitem(last=False)[1])
+        return out
+
+    def _backward_upper_impl(self, k, C_dz, C_zh, mode, start_act=False):
+        import torch
+
         B = self.B
         R = (C_dz if C_dz is not None else C_zh).shape[-2]
         Ld = None if C_dz is None else C_dz.expand(B, -1, -1)
@@ -317,6 +389,7 @@ class CoupledPropagator:
         bz = self.b_zero if mode == "F" else self.bh_zero
         rel_h = self.rel_F if mode == "F" else self.rel_h
         for j in range(k, -1, -1):
+            check_deadline()  # interruptible between stages (certify_chains' time limit, TB)
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
             if Lh is not None:
@@ -378,6 +451,7 @@ class CoupledPropagator:
         lo, up = [], []
         B = self.B
         for a in range(0, R, self.chunk):
+            check_deadline()
             sl = slice(a, a + self.chunk)
             nd = None if nd0 is None else torch.cat([nd0[sl], -nd0[sl]]).expand(B, -1, -1)
             nh = None if nh0 is None else torch.cat([nh0[sl], -nh0[sl]]).expand(B, -1, -1)
@@ -489,7 +563,26 @@ def region_error_bound(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropa
 
 def l2_sup_from_linear(prop: CoupledPropagator, Lx, const, mag, n: int) -> RegionErrorBound:
     """Statement 12.6: from upper linear bounds of +v_k (rows 0..n-1) and -v_k (rows n..2n-1) on the region, an upper
-    bound on sup ||v||_2 (coordinate form and, for l2 balls, midpoint TRS-dual form)."""
+    bound on sup ||v||_2 (coordinate form and, for l2 balls, midpoint TRS-dual form). Memoised on ``prop`` for the
+    same Lx object (a memoised query of the mixed bound) and the same const / mag bytes (TB)."""
+    memo = getattr(prop, "_l2_memo", None)
+    key = None
+    if memo is not None and any(v[0] is Lx for v in prop._memo.values()):
+        key = (id(Lx), n, hashlib.blake2b(const.contiguous().numpy().tobytes() + mag.contiguous().numpy().tobytes(),
+                                          digest_size=20).digest())
+        hit = memo.get(key)
+        if hit is not None and hit[0] is Lx:
+            return hit[1]
+    out = _l2_sup_from_linear(prop, Lx, const, mag, n)
+    if key is not None:
+        live = [v[0] for v in prop._memo.values()]
+        for kk in [kk for kk, v in memo.items() if not any(v[0] is x for x in live)]:
+            del memo[kk]  # entries whose query left the LRU (do not keep its tensors alive)
+        memo[key] = (Lx, out)
+    return out
+
+
+def _l2_sup_from_linear(prop: CoupledPropagator, Lx, const, mag, n: int) -> RegionErrorBound:
     region = prop.region
     up_all = prop._concretize(Lx, const, mag).numpy()
     Lx, const, mag = Lx.numpy(), const.numpy(), mag.numpy()

@@ -23,6 +23,7 @@ SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lif
 SDP_FO_ITERS = 600  # Adam steps of the first-order SDP for method="sdp" above sdp.MAX_DIM
 SDP_FO_AUTO_ITERS = 300  # "auto" runs the first-order SDP (§12.6b) above SDP_AUTO_DIM while its time limit lasts,
 # at most this many Adam steps
+PAIR_STAGES = ("mixed_scalar", "mixed", "pairs")  # the "auto" stages made of pair bounds
 SDP_FO_AUTO_MIN_SECONDS = 1.0  # ... and only when at least this much of the time limit is left
 SDP_FO_IN_AUTO = False  # default of certify_chains(sdp_fo=None): off, because on the benchmark nets the first-order
 # SDP is looser than the mixed bound (benchmarks/results/sdp_fo.json) and would spend the whole time limit in every
@@ -60,24 +61,56 @@ def unscale(v: float, k: int) -> float:
     return out
 
 
+PAIR_COST_EIGHS = 8.0  # "auto": one pair bound (Statement 12.2, compose.pair_bound, not interruptible inside) is
+# predicted to cost this many dense symmetric eigendecompositions of size d = the largest smaller side of a stage
+# matrix (the Gram size; on the 16x16 residual net, d = 1024, one pair bound took 7.3 s at load 4, about 8 of the
+# uncontended eigh times below x the load); a
+# pair-bound stage is not started when that exceeds the time left (TB)
+PAIR_COST_MIN_DIM = 512  # ... predicted only for chains with d above this (cheap below)
+
+
+def predicted_pair_seconds(F: Chain) -> float:
+    """Predicted seconds of one pair bound on F (TB): PAIR_COST_EIGHS x the time of a dense eigh of a d x d symmetric
+    matrix (d = the largest smaller side of a stage matrix), extrapolated (d^3) from the fastest of three timed
+    256 x 256 eighs on this machine now; 0 for d <= PAIR_COST_MIN_DIM. A prediction: a stage it lets start may
+    still run past the limit by up to one pair bound (the searches check the deadline between pair bounds)."""
+    d = max(min(s.M.shape) for s in F.stages)
+    if d <= PAIR_COST_MIN_DIM:
+        return 0.0
+    X = np.random.default_rng(0).standard_normal((256, 256))
+    X = X + X.T
+    ts = []
+    for _ in range(3):  # the fastest of three (robust to a scheduling hiccup)
+        t = time.perf_counter()
+        np.linalg.eigh(X)
+        ts.append(time.perf_counter() - t)
+    return PAIR_COST_EIGHS * min(ts) * (d / 256.0) ** 3
+
+
 AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimited); every benchmark net of issue 12
 # finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
 
 
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
-                   scalar_if_mixed_fails: bool = False) -> TightCertificate:
+                   scalar_if_mixed_fails: bool = False, clock_start: float | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
-    unlimited): composed and the coupled propagation always run; the scalar mixed bound, the mixed bound, pairs and
-    the SDP start (in that order) only while it lasts,
-    and the pair/segment/mixed searches stop at it (named under the "skipped components" stage). Which components
-    are computed then depends on the machine's speed; every reported number is a valid upper bound. ``sdp_fo``
-    ("auto" only; None = SDP_FO_IN_AUTO): add the first-order SDP (§12.6b) above SDP_AUTO_DIM lifted coordinates,
-    for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps). ``scalar_if_mixed_fails`` ("auto" only): run
-    the scalar mixed bound only after the full mixed bound and only if that did not finish (the full mode's pair
-    bounds are min(scalar, diagonal) of the same factors, so where it finishes the scalar variant cannot be smaller,
-    Statement 12.33); used by the certified budget's final certification, not by ``certify --bound auto``."""
+    unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
+    that the limit covers it; None = now). Under "auto" the composed bound (its stage norms) always runs; every
+    other stage runs under the deadline and is stopped at it (the propagator between stages and row chunks, the
+    pair/segment/mixed searches between bounds), in the order of their cost on the benchmark's large CNNs (TB):
+    the F_hat-only propagator, the mixed bound with single-norm slope products ("mixed_none") and with scalar pair
+    bounds ("mixed_scalar", Statement 12.33), the full mixed bound, pairs, then the coupled propagation (its
+    propagator upgraded to F and the coupled channel) and the SDP; off the origin the coupled propagation comes
+    before the mixed bounds. Stages skipped or stopped are named under the "skipped components" stage. Which
+    components are computed then depends on the machine's speed; every reported number is a valid upper bound.
+    ``sdp_fo`` ("auto" only; None = SDP_FO_IN_AUTO): add the first-order SDP (§12.6b) above SDP_AUTO_DIM lifted
+    coordinates, for the rest of the time limit (at most SDP_FO_AUTO_ITERS steps). ``scalar_if_mixed_fails``
+    ("auto" only): skip the cheap mixed variants and run the scalar one only after the full mixed bound and only if
+    that did not finish (the full mode's pair bounds are min(scalar, diagonal) of the same factors, so where it
+    finishes the cheap variants cannot be smaller, Statement 12.33); used by the certified budget's final
+    certification, not by ``certify --bound auto``."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -95,7 +128,9 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     stages: list = []
     norms = None
     skipped: dict[str, str] = {}
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if clock_start is None else float(clock_start)
+    auto = method == "auto"
+    pair_cost: list = [None]  # predicted seconds of one pair bound (computed once, when first needed)
 
     def over_budget() -> bool:
         return time_limit is not None and time.perf_counter() - t0 >= time_limit
@@ -103,9 +138,22 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     def guarded(name: str, fn, limited: bool = True) -> bool:
         """Run one component; numerical-library failures (LinAlgError, FloatingPointError) never reach the user: under
         "auto" the component is skipped (named in ``skipped``), an explicit method refuses with ProbPruneError.
-        ``limited`` False: no deadline (the scalar mixed fallback, which "auto" otherwise runs before the limit)."""
+        ``limited`` False: no deadline (the composed bound; the scalar mixed fallback of ``scalar_if_mixed_fails``).
+        Under "auto" a limited component is not started once the limit is reached."""
+        limited = limited and auto and time_limit is not None
+        if limited and over_budget():
+            skipped[name] = f"time limit {time_limit} s reached"
+            return False
+        if limited and name in PAIR_STAGES:  # a pair bound cannot be stopped inside: do not start one that cannot end
+            left = time_limit - (time.perf_counter() - t0)
+            if pair_cost[0] is None:
+                pair_cost[0] = predicted_pair_seconds(F)
+            if pair_cost[0] > left:
+                skipped[name] = (f"not started: one pair bound is predicted to take {pair_cost[0]:.1f} s, "
+                                 f"{max(left, 0.0):.1f} s of the time limit {time_limit} s left")
+                return False
         try:
-            with deadline(None if (time_limit is None or method != "auto" or not limited) else t0 + time_limit):
+            with deadline(t0 + time_limit if limited else None):
                 fn()
             return True
         except TimeLimitReached:
@@ -113,7 +161,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             return False
         except (np.linalg.LinAlgError, FloatingPointError, ArithmeticError) as exc:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-            if method != "auto":
+            if not auto:
                 raise ProbPruneError(f"method {name!r} failed numerically ({msg}); refusing") from None
             skipped[name] = msg
             return False
@@ -124,7 +172,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                              "use --bound mixed / auto")
     if method in ("auto", "composed", "pairs"):
         if not at_origin:
-            if method != "auto":
+            if not auto:
                 raise ProbPruneError(f"method {method!r} bounds the ball centred at the origin only; use "
                                      "'propagate' for a ball around a data point")
         else:
@@ -142,80 +190,85 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                    "product_of_op_norms": float(n.factor_product[i]),
                                    "composition_gain": float(n.factor_product[i] / n.M[i]) if n.M[i] > 0
                                    else float("nan"), "bias_diff": float(n.bias_diff[i])})
-            guarded("composed", run_composed)
+            # the guaranteed component of "auto" (no deadline: stage_norms is not interruptible); "pairs" under auto
+            # runs separately below
+            guarded("composed", run_composed, limited=method != "auto")
     prop = None
     reg = Region(c[None, :], float(radius), "l2")
-    # "auto": the cheap components first (composed norms, coupled propagation), then pairs, mixed and the SDP while
-    # the time budget lasts (a component that has started finishes: the limit is checked between components)
+
+    def run_prop():
+        nonlocal prop
+        # "auto" and "mixed" start with F_hat's bounds only (Statement 12.32: what the mixed bound queries, a third
+        # of the cost); "auto" upgrades the propagator for the coupled propagation and the SDP
+        prop = CoupledPropagator(F, Fhat, reg, modes="hat" if method in ("auto", "mixed") else "all")
+
+    def run_region():
+        prop.upgrade()
+        r = region_error_bound(F, Fhat, reg, prop)
+        comps["propagate"] = float(r.eps[0])
+        comps["propagate_coordinate"] = float(r.coordinate[0])
+        comps["propagate_affine"] = float(r.affine[0])
+        for i, info in enumerate(r.layer_info):
+            if i < len(stages):
+                stages[i].update({k: v for k, v in info.items()})
+            else:
+                stages.append({"stage": F.stages[i].name, **info})
+
+    def run_mixed_cheap(mode: str):
+        def fn():
+            comps["mixed_" + mode] = lemma_a_mixed(F, Fhat, reg, prop, norms=norms, pair_bounds=mode).eps
+        return fn
+
+    def run_mixed():
+        mx = lemma_a_mixed(F, Fhat, reg, prop, norms=norms)
+        comps["mixed"] = mx.eps
+        for i in range(min(len(stages), len(mx.terms))):
+            stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
+
     if method in ("auto", "mixed", "propagate", "sdp"):
-        def run_prop():
-            nonlocal prop
-            # method "mixed" queries F_hat only (Statement 12.32): its intermediate bounds alone, a third of the cost
-            prop = CoupledPropagator(F, Fhat, reg, modes="hat" if method == "mixed" else "all")
         guarded("propagate", run_prop)
-    if method in ("auto", "propagate") and prop is not None:
-        def run_region():
-            r = region_error_bound(F, Fhat, reg, prop)
-            comps["propagate"] = float(r.eps[0])
-            comps["propagate_coordinate"] = float(r.coordinate[0])
-            comps["propagate_affine"] = float(r.affine[0])
-            for i, info in enumerate(r.layer_info):
-                if i < len(stages):
-                    stages[i].update({k: v for k, v in info.items()})
-                else:
-                    stages.append({"stage": F.stages[i].name, **info})
+    if method == "propagate" and prop is not None:
         guarded("propagate", run_region)
-    if method == "auto" and prop is not None:
-        # the mixed bound with scalar pair multipliers only (Statement 12.33: any valid pair bound in the grouping):
-        # seconds on CNNs, so "auto" has a mixed-type bound even when the time limit stops the full one
-        def run_mixed_scalar():
-            comps["mixed_scalar"] = lemma_a_mixed(F, Fhat, reg, prop, norms=norms, pair_bounds="scalar").eps
+    if auto and prop is not None:
+        if not at_origin:  # off the origin the coupled propagation is the main bound (composed/pairs do not apply)
+            guarded("propagate", run_region)
         if scalar_if_mixed_fails:
-            pass  # after the full mixed bound, below
-        elif over_budget():
-            skipped["mixed_scalar"] = f"time limit {time_limit} s reached"
-        else:
-            guarded("mixed_scalar", run_mixed_scalar)
-    if method in ("auto", "mixed") and prop is not None:
-        def run_mixed():
-            mx = lemma_a_mixed(F, Fhat, reg, prop, norms=norms)
-            comps["mixed"] = mx.eps
-            for i in range(min(len(stages), len(mx.terms))):
-                stages[i].update({"mixed_term": mx.terms[i], "sup_v_bound": mx.V[i], "slope_product_bound": mx.Pi[i]})
-        if method == "auto" and over_budget():
-            skipped["mixed"] = f"time limit {time_limit} s reached"
-        else:
             guarded("mixed", run_mixed)
-        if method == "auto" and scalar_if_mixed_fails:
             if "mixed" in comps:
-                skipped["mixed_scalar"] = "not run: the full mixed bound finished (its pair bounds are <= the scalar ones)"
+                skipped["mixed_scalar"] = ("not run: the full mixed bound finished (its pair bounds are <= the scalar "
+                                           "ones)")
             else:  # no time check: the scalar variant is the fallback when the full one was stopped or refused
-                skipped.pop("mixed_scalar", None)
-                guarded("mixed_scalar", run_mixed_scalar, limited=False)
-    if method == "auto" and at_origin and norms is not None:
-        if over_budget():
-            skipped["pairs"] = f"time limit {time_limit} s reached"
+                guarded("mixed_scalar", run_mixed_cheap("scalar"), limited=False)
         else:
-            def run_pairs():
-                comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
-            guarded("pairs", run_pairs)
+            # single norms first (seconds on the 16x16 CNNs), then the scalar pair bounds, then the full searches
+            # (Statement 12.33: each is a valid pair bound choice; where a later one finishes it is <= the earlier)
+            guarded("mixed_none", run_mixed_cheap("none"))
+            guarded("mixed_scalar", run_mixed_cheap("scalar"))
+            guarded("mixed", run_mixed)
+    if method == "mixed" and prop is not None:
+        guarded("mixed", run_mixed)
+    if auto and at_origin and norms is not None:
+        def run_pairs():
+            comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
+        guarded("pairs", run_pairs)
+    if auto and at_origin and prop is not None:
+        guarded("propagate", run_region)
     sdp_info = None
     N = lifted_dim(F)
     use_scs = (method == "sdp" and N <= MAX_DIM) or (method == "auto" and N <= SDP_AUTO_DIM)
     fo_auto = SDP_FO_IN_AUTO if sdp_fo is None else bool(sdp_fo)
     use_fo = (method == "sdp" and MAX_DIM < N <= FO_MAX_DIM) or \
         (method == "auto" and fo_auto and SDP_AUTO_DIM < N <= FO_MAX_DIM)
-    crown = crown_bounds(prop) if prop is not None and (use_scs or use_fo) else None  # only the SDPs read it
+    if prop is not None and prop.modes != "all" and (use_scs or use_fo):
+        guarded("propagate", prop.upgrade)  # the SDPs read F's CROWN bounds too
+    crown = crown_bounds(prop) if prop is not None and prop.modes == "all" and (use_scs or use_fo) else None
     if use_scs:
         def run_sdp():
             nonlocal sdp_info
             sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown)
             comps["sdp"] = sc.eps
             sdp_info = {"stage": "sdp (whole network, §12.6)", **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
-        if method == "auto" and over_budget():
-            skipped["sdp"] = f"time limit {time_limit} s reached"
-        else:
-            guarded("sdp", run_sdp)
+        guarded("sdp", run_sdp)
     elif use_fo:
         def run_sdp_fo():
             nonlocal sdp_info
@@ -236,7 +289,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                     raise
                 skipped["sdp_fo"] = str(exc)
     comps = {k: unscale(v, F.scale_exp) for k, v in comps.items()}
-    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "mixed_scalar", "propagate", "sdp", "sdp_fo")
+    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "mixed_scalar", "mixed_none", "propagate",
+                        "sdp", "sdp_fo")
             if k in comps]
     if not keys:
         raise ProbPruneError("no tight certificate could be computed ("
