@@ -1,0 +1,122 @@
+"""TB (issue 19, time budget of ``certify --bound auto``): auto runs the cheap mixed bounds before the full searches
+and the coupled propagation, every stage but the composed bound checks the deadline (counted from ``clock_start``,
+which may precede the lowering), and the reordering changes no value: with no limit every component equals the
+explicit method's bound bit for bit."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from probprune.certificates import tight as T
+from probprune.certificates.compose import TimeLimitReached, bound_cache, deadline
+from probprune.certificates.lower import lower_graph_pair
+from probprune.certificates.mixed import lemma_a_mixed
+from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
+from probprune.certificates.tight import certify_chains
+from probprune.measure.attack import pgd_sup_error
+from probprune.net.trace import from_torch
+
+
+def _pair(seed=0, hw=8, pool="max", keep=0.6, c=4):
+    torch.manual_seed(seed)
+    P2 = nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)
+    m = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), P2, nn.Conv2d(c, 6, 3, padding=1), nn.ReLU(),
+                      nn.Flatten(), nn.Linear(6 * (hw // 2) ** 2, 5)).double().eval()
+    g = from_torch(m, (1, hw, hw))
+    rng = np.random.default_rng(seed)
+    masks = {k: rng.random(p.shape) < keep for k, p in m.named_parameters() if k.endswith("weight")}
+    return g, g.with_masks(masks)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_auto_without_limit_equals_the_explicit_methods_bit_for_bit(pool):
+    g, gh = _pair(1, 8, pool)
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    with bound_cache(False):
+        c = certify_chains(F, Fh, "auto", 1.0, time_limit=None)
+        assert c.components["mixed"] == certify_chains(F, Fh, "mixed", 1.0).eps
+        assert c.components["propagate"] == certify_chains(F, Fh, "propagate", 1.0).eps
+        assert c.components["composed_bwd"] == certify_chains(F, Fh, "composed", 1.0).components["composed_bwd"]
+        full = CoupledPropagator(F, Fh, reg)
+        for mode in ("scalar", "none"):
+            assert c.components["mixed_" + mode] == lemma_a_mixed(F, Fh, reg, full, pair_bounds=mode).eps
+    assert c.eps == min(v for k, v in c.components.items() if k not in ("propagate_coordinate", "propagate_affine"))
+    assert c.components["mixed_scalar"] <= c.components["mixed_none"] * (1 + 1e-12)
+    lb = pgd_sup_error(g.forward, gh.forward, (1, 8, 8), 32, 40, 0).value
+    assert c.components["mixed_none"] >= lb and c.eps >= lb
+
+
+def test_upgraded_hat_propagator_equals_the_full_one_bit_for_bit():
+    g, gh = _pair(2, 8, "max")
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    full = CoupledPropagator(F, Fh, reg)
+    up = CoupledPropagator(F, Fh, reg, modes="hat")
+    lemma_a_mixed(F, Fh, reg, up, pair_bounds="none")  # memoised queries on the way
+    up.upgrade()
+    assert up.modes == "all" and up.upgrade() is up
+    a, b = region_error_bound(F, Fh, reg, full), region_error_bound(F, Fh, reg, up)
+    assert np.array_equal(a.eps, b.eps) and np.array_equal(a.coord_upper, b.coord_upper)
+    for x, y in zip(full.pre_bounds, up.pre_bounds):
+        assert (x is None) == (y is None)
+        if x is not None:
+            assert all(np.array_equal(u, v) for u, v in zip(x, y))
+    assert full.bounds == up.bounds
+
+
+def test_memoised_mixed_queries_give_the_same_bound():
+    g, gh = _pair(3, 8, "avg")
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    p = CoupledPropagator(F, Fh, reg, modes="hat")
+    a = lemma_a_mixed(F, Fh, reg, p, pair_bounds="none")
+    assert len(p._memo) > 0
+    b = lemma_a_mixed(F, Fh, reg, p, pair_bounds="none")
+    c = lemma_a_mixed(F, Fh, reg, CoupledPropagator(F, Fh, reg, modes="hat"), pair_bounds="none")
+    assert a == b == c
+
+
+def test_propagator_is_interruptible():
+    g, gh = _pair(0, 16, "max", c=8)
+    F, Fh = lower_graph_pair(g, gh)
+    with pytest.raises(TimeLimitReached):
+        with deadline(time.perf_counter() - 1.0):
+            CoupledPropagator(F, Fh, Region(np.zeros((1, F.n_in)), 1.0))
+
+
+def test_tiny_limit_names_the_stages_skipped_for_time_and_returns_the_composed_bound():
+    """A mid-size CNN (16x16, max pooling) with a limit already spent (clock started 100 s ago): the composed bound
+    (the guaranteed component) and nothing else; every other stage named in the skipped report."""
+    g, gh = _pair(0, 16, "max", c=8)
+    t = time.perf_counter()
+    F, Fh = lower_graph_pair(g, gh)
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=0.5, clock_start=t - 100.0)
+    assert time.perf_counter() - t < 120.0  # generous: only the composed bound runs
+    assert set(c.components) == {"composed_fwd", "composed_bwd"} and c.method.startswith("composed")
+    sk = next(s for s in c.stages if s.get("stage") == "skipped components")
+    for name in ("propagate", "pairs"):
+        assert "time limit" in sk[name], sk
+    assert c.components["composed_bwd"] == certify_chains(F, Fh, "composed", 1.0).components["composed_bwd"]
+
+
+def test_pair_stages_not_started_when_predicted_too_slow(monkeypatch):
+    g, gh = _pair(0, 8, "max")
+    F, Fh = lower_graph_pair(g, gh)
+    monkeypatch.setattr(T, "predicted_pair_seconds", lambda F: 1e9)
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=60.0)
+    sk = next(s for s in c.stages if s.get("stage") == "skipped components")
+    for name in ("mixed_scalar", "mixed", "pairs"):
+        assert sk[name].startswith("not started: one pair bound is predicted"), sk
+    assert "mixed_none" in c.components and "propagate" in c.components
+    assert T.predicted_pair_seconds.__name__ == "<lambda>"
+
+
+def test_pair_cost_prediction_is_zero_on_small_chains():
+    g, gh = _pair(0, 8, "max")
+    F, _ = lower_graph_pair(g, gh)
+    assert T.predicted_pair_seconds(F) == 0.0
