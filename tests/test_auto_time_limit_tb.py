@@ -99,7 +99,7 @@ def test_tiny_limit_names_the_stages_skipped_for_time_and_returns_the_composed_b
     assert time.perf_counter() - t < 120.0  # generous: only the composed bound runs
     assert set(c.components) == {"composed_fwd", "composed_bwd"} and c.method.startswith("composed")
     sk = next(s for s in c.stages if s.get("stage") == "skipped components")
-    for name in ("propagate", "pairs"):
+    for name in ("propagate", "pairs", "mixed_none", "mixed_scalar", "mixed"):
         assert "time limit" in sk[name], sk
     assert c.components["composed_bwd"] == certify_chains(F, Fh, "composed", 1.0).components["composed_bwd"]
 

@@ -119,10 +119,13 @@ class _Expr:
     """An affine expression of the current (scaled) state s~: true value = 2^e (Mt s~ + b) for F; (Mth, bh) the same
     for F_hat and (dMt, db) for F - F_hat, composed directly from the weight differences (no cancellation)."""
 
-    __slots__ = ("Mt", "b", "Mth", "bh", "dMt", "db", "e")
+    __slots__ = ("Mt", "b", "Mth", "bh", "dMt", "db", "e", "dzero")
 
-    def __init__(self, Mt, b, Mth=None, bh=None, dMt=None, db=None, e=0):
+    def __init__(self, Mt, b, Mth=None, bh=None, dMt=None, db=None, e=0, dzero=False):
         self.Mt, self.b, self.Mth, self.bh, self.dMt, self.db, self.e = Mt, b, Mth, bh, dMt, db, e
+        # (TB) dMt and db are known to be exactly zero (a fresh state block, or only parameter-free / unpruned
+        # operations since): the engine skips applying F_hat's operation to them (its result is zero)
+        self.dzero = bool(dzero)
 
     @property
     def pair(self) -> bool:
@@ -135,7 +138,7 @@ class _Expr:
         """The same value with e + k (every stored part times 2^-k, exact unless it leaves the normal range)."""
         if k == 0:
             return self
-        return _Expr(*(None if t is None else _ldexp(t, -k) for t in self.parts()), e=self.e + k)
+        return _Expr(*(None if t is None else _ldexp(t, -k) for t in self.parts()), e=self.e + k, dzero=self.dzero)
 
 
 def _lin_parts(op, oph):
@@ -247,7 +250,7 @@ class _Engine:
         self.state_dim = n0
         Mt = torch.eye(n0, dtype=torch.float64).reshape(n0, *in_shape)
         b = torch.zeros(1, *in_shape, dtype=torch.float64)
-        self.expr[node] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b)) if self.pair
+        self.expr[node] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b), dzero=True) if self.pair
                            else _Expr(Mt, b))
         self.pending_ops[node] = ()
 
@@ -261,7 +264,7 @@ class _Engine:
 
     def _check(self, ex: _Expr, where: str):
         for tname, tt in zip(("M", "b", "Mhat", "bhat", "dM", "db"), ex.parts()):
-            if tt is None:
+            if tt is None or (ex.dzero and tname in ("dM", "db")):  # known zero (TB)
                 continue
             if not bool(torch_isfinite(tt)):
                 raise ProbPruneError(f"{self.name}: the composition overflows float64 at {where}; refusing")
@@ -301,14 +304,18 @@ class _Engine:
                 Mth, fbh = linH(ex.Mth), linH(ex.bh)
                 Ch = _const(cH, fbh)
                 bh = fbh if Ch is None else fbh + two_e(Ch)
-                dMt, db = linH(ex.dMt), linH(ex.db)
-                if linD is not None:
-                    dMt = dMt + linD(ex.Mt)
-                    db = db + linD(ex.b)
+                if ex.dzero:  # F_hat's operation applied to zero is zero: not computed (TB)
+                    dMt = linD(ex.Mt) if linD is not None else torch.zeros_like(Mth)
+                    db = linD(ex.b) if linD is not None else torch.zeros_like(fbh)
+                else:
+                    dMt, db = linH(ex.dMt), linH(ex.db)
+                    if linD is not None:
+                        dMt = dMt + linD(ex.Mt)
+                        db = db + linD(ex.b)
                 CD = _const(cD, db)
                 if CD is not None:
                     db = db + two_e(CD)
-                new = _Expr(Mt, b, Mth, bh, dMt, db, ex.e)
+                new = _Expr(Mt, b, Mth, bh, dMt, db, ex.e, dzero=ex.dzero and linD is None and CD is None)
             else:
                 new = _Expr(Mt, b, e=ex.e)
             new = self._normalise(new)
@@ -341,7 +348,7 @@ class _Engine:
         e = max(e1.e, e2.e)
         e1, e2 = e1.scaled(e - e1.e), e2.scaled(e - e2.e)
         parts = [None if x is None else x + sign * y for x, y in zip(e1.parts(), e2.parts())]
-        new = self._normalise(_Expr(*parts, e=e))
+        new = self._normalise(_Expr(*parts, e=e, dzero=e1.dzero and e2.dzero))
         self._check(new, f"add {node!r}")
         self.expr[node] = new
         self.pending_ops[node] = self.pending_ops.get(a, ()) + self.pending_ops.get(b, ()) + ("add",)
@@ -378,7 +385,7 @@ class _Engine:
         for j in range(6):
             ts = [x.parts()[j] for x in exs]
             parts.append(None if ts[0] is None else torch.cat(ts, dim=dim))
-        new = self._normalise(_Expr(*parts, e=e))
+        new = self._normalise(_Expr(*parts, e=e, dzero=all(x.dzero for x in exs)))
         self._check(new, f"concat {node!r}")
         self.expr[node] = new
         self.pending_ops[node] = sum((self.pending_ops.get(a, ()) for a in args), ()) + ("concat",)
@@ -458,8 +465,8 @@ class _Engine:
             Mt = Mt.reshape(new_dim, *shp)
             b = torch.zeros(1, *shp, dtype=torch.float64)
             # the new state coordinates of this block are 2^-e times the true values: the expression keeps e
-            new_expr[out_name] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b), ex.e) if self.pair
-                                  else _Expr(Mt, b, e=ex.e))
+            new_expr[out_name] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b), ex.e, dzero=True)
+                                  if self.pair else _Expr(Mt, b, e=ex.e))
             off += k
         self.expr = new_expr
         self.pending_ops = {}

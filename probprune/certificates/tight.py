@@ -245,6 +245,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             guarded("mixed_none", run_mixed_cheap("none"))
             guarded("mixed_scalar", run_mixed_cheap("scalar"))
             guarded("mixed", run_mixed)
+    if auto and prop is None:  # the mixed bounds need the propagator: name them with the reason
+        why = skipped.get("propagate", "the propagator was not built")
+        for name in (("mixed",) if scalar_if_mixed_fails else ("mixed_none", "mixed_scalar", "mixed")):
+            skipped[name] = f"not run: no F_hat propagator ({why})"
     if method == "mixed" and prop is not None:
         guarded("mixed", run_mixed)
     if auto and at_origin and norms is not None:
