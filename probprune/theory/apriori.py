@@ -191,7 +191,8 @@ class BoundResult:
     #: (keys of probprune.theory.sharp.CANDIDATES); empty for results built before §9
     B_source: np.ndarray | None = None
     eta_source: np.ndarray | None = None
-    #: "A-star" (eps = (A*) of B and eta, §3.1) or "product-moment" (THEORY §9.8, linear FCNs; first batch element)
+    #: "A-star" (eps = (A*) of B and eta, §3.1), "product-moment" (THEORY §9.8, linear FCNs; first batch element),
+    #: "second-moment" (§9.11), "fourth-moment" (§9.12) or "trace-moment" (§9.13)
     eps_source: str = "A-star"
 
     @property
@@ -227,7 +228,10 @@ class BoundResult:
                               "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
                               if self.eps_source == "second-moment" else
                               "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)"
-                              if self.eps_source == "fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+                              if self.eps_source == "fourth-moment" else
+                              "THEORY §9.13 S9.13 exact Schatten moments E tr((DD^T)^p) (linear dense; threshold, "
+                              "Bernoulli, rescaled; exact-k random via §9.5(b))"
+                              if self.eps_source == "trace-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -368,6 +372,19 @@ def apriori_bound(
         eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
         notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
                      "and Markov (THEORY §9.12, full delta); the smaller is reported")
+        from probprune.theory.trace_moments import TRACE_BATCH_MAX, trace_moment_bound
+
+        if q.size // spec.depth <= TRACE_BATCH_MAX:
+            xt, _ = trace_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+            eps_source = np.where(xt < eps, "trace-moment", eps_source)
+            eps = np.minimum(eps, xt)
+            eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
+            notes.append("identity activations: eps is also bounded by the exact Schatten moments E tr((DD^T)^p), "
+                         "p = 2, 3, of D = prod W - prod What and Markov (THEORY §9.13, full delta); the smaller is "
+                         "reported")
+        else:
+            notes.append(f"S9.13 (THEORY §9.13) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call "
+                         "(its cost); eps is the minimum of the other statements (valid, possibly larger)")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -609,6 +626,18 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         eps, eps_source = _second_moment_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks=ks)
     if statement != "bernstein":
         eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks)
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.trace_moments import trace_moment_bound
+
+        # S9.13 with S9.5(b): the exact-k masks are Bernoulli(k_i/N_i) masks conditioned on their counts
+        qe = np.array([k / L.N for L, k in zip(spec.layers, ks)])
+        pmf = float(np.prod([stats.binom.pmf(k, L.N, k / L.N) for L, k in zip(spec.layers, ks)]))
+        if pmf > 0:
+            xt, _ = trace_moment_bound(spec.widths, [L.half_width for L in spec.layers], qe, delta * pmf, "random", law)
+            if float(xt) < eps:
+                eps, eps_source = float(xt), "trace-moment"
+            notes.append("identity activations: eps also bounded by S9.13 at delta x P(Bernoulli counts = k_i) "
+                         "(THEORY §9.13 with §9.5(b))")
     return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
                        st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
                        layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,

@@ -768,16 +768,11 @@ def entry_fourth_moments(method: str, law: str, a, q):
     return w2 - e2, e2, w4 - e4, e4
 
 
-def frobenius_fourth_moment(dims, layer_moments, kappa=None):
-    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
-    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
-    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
-    with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
-    (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
-    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0).
-    ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
-    D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries the coefficient -kappa:
-    E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
+def _fourth_order_state(dims, layer_moments):
+    """The S9.12 recursion (THEORY §9.12 steps (2)-(3)) through all layers: {flag tuple f: [qA, qB, qC, qE]} with
+    q* = E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4 (A), c1=c3!=c2=c4 (B),
+    c1=c4!=c2=c3 (C) and all equal (E) of the output index; f records which of the four chains already holds an E.
+    Shared by :func:`frobenius_fourth_moment` (contraction A) and :func:`trace_fourth_moment` (contraction C, §9.13)."""
     dims = [int(d) for d in dims]
     shape = np.broadcast_shapes(*[np.shape(x) for lm in layer_moments for x in lm])
     zero = np.zeros(shape)
@@ -814,16 +809,43 @@ def frobenius_fourth_moment(dims, layer_moments, kappa=None):
                 acc = new.setdefault(g, [zero, zero, zero, zero])
                 new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
         state = new
+    return state, zero
+
+
+def _contract(dims, state, zero, slot: int, kappa=None):
+    """sum over output indices of the final state: d_l(d_l - 1) q[slot] + d_l qE, for the all-E flag tuple (or the
+    signed sum over flag tuples with (-kappa)^(#chains without a Z) for the rescaled split, §9.12(R))."""
     dl = float(dims[-1])
     if kappa is None:
-        qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
-        return dl * (dl - 1) * qA + dl * qE
+        st = state.get(15, [zero, zero, zero, zero])
+        return dl * (dl - 1) * st[slot] + dl * st[3]
     kap = np.asarray(kappa, float)
     tot = zero
-    for f, (qA, _, _, qE) in state.items():
+    for f, st in state.items():
         n0 = 4 - bin(f).count("1")
-        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * qA + dl * qE)
+        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * st[slot] + dl * st[3])
     return tot
+
+
+def frobenius_fourth_moment(dims, layer_moments, kappa=None):
+    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
+    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
+    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes), or with three pair moments
+    appended for exchangeable (exact-k) layers (§9.12(K)). D = sum over label sequences with at least one E of
+    prod_k (What_k or E_k); ||D||_F^4 = sum_(a, a') (DD^T)_(aa)(DD^T)_(a'a'): contraction of pattern A
+    (:func:`_fourth_order_state`). ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels
+    are Y (kept) and Z (pruned), D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries
+    the coefficient -kappa: E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
+    state, zero = _fourth_order_state(dims, layer_moments)
+    return _contract(dims, state, zero, 0, kappa)
+
+
+def trace_fourth_moment(dims, layer_moments, kappa=None):
+    """E tr((D D^T)^2) exactly (THEORY §9.13 S9.13): the same chain state as :func:`frobenius_fourth_moment`, contracted
+    on pattern C: tr((DD^T)^2) = sum_(a, b) (DD^T)_(ab) (DD^T)_(ba), i.e. c1 = c4 = a, c2 = c3 = b. Same hypotheses and
+    arguments as :func:`frobenius_fourth_moment` (every term >= 0 without kappa)."""
+    state, zero = _fourth_order_state(dims, layer_moments)
+    return _contract(dims, state, zero, 2, kappa)
 
 
 def dense_second_moment(dims, layer_moments, kappa=None):
