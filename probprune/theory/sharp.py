@@ -743,29 +743,11 @@ def entry_fourth_moments(method: str, law: str, a, q):
     """(E what^2, E e^2, E what^4, E e^4) of one entry, e = w - what, for threshold magnitude or Bernoulli random
     pruning (disjoint supports: what e = 0), THEORY §9.12 table F. Uniform U[-a, a]: E w^2 = a^2/3, E w^4 = a^4/5,
     magnitude E e^2 = a^2 q^3/3, E e^4 = a^4 q^5/5; random E e^(2j) = q E w^(2j). Gaussian N(0, a^2): E[g^(2j) 1{|g|<c}]
-    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q."""
-    a = np.asarray(a, float)
-    q = np.asarray(q, float)
-    if law == "uniform":
-        w2, w4 = a * a / 3.0, a**4 / 5.0
-        if method == "magnitude":
-            e2, e4 = w2 * q**3, w4 * q**5
-        elif method in ("random", "random_rescaled"):  # rescaled: the Y/Z split (Z = W o B), kappa in the chain
-            e2, e4 = w2 * q, w4 * q
-        else:
-            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
-    elif law == "gaussian":
-        w2, w4 = a * a, 3.0 * a**4
-        if method == "magnitude":
-            c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
-            e2, e4 = w2 * stats.chi2.cdf(c2, 3), w4 * stats.chi2.cdf(c2, 5)
-        elif method in ("random", "random_rescaled"):
-            e2, e4 = w2 * q, w4 * q
-        else:
-            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
-    else:
-        raise ProbPruneError(f"unknown weight law {law!r}")
-    return w2 - e2, e2, w4 - e4, e4
+    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q. One implementation of the even entry moments:
+    :func:`probprune.theory.trace_moments.entry_even_moments` at order 4 (§9.13 extends the table)."""
+    from probprune.theory.trace_moments import entry_even_moments
+
+    return entry_even_moments(method, law, a, q, 2)
 
 
 def _fourth_order_state(dims, layer_moments):
