@@ -192,7 +192,7 @@ class BoundResult:
     B_source: np.ndarray | None = None
     eta_source: np.ndarray | None = None
     #: "A-star" (eps = (A*) of B and eta, §3.1), "product-moment" (THEORY §9.8, linear FCNs; first batch element),
-    #: "second-moment" (§9.11), "fourth-moment" (§9.12) or "trace-moment" (§9.13)
+    #: "second-moment" (§9.11), "fourth-moment" (§9.12), "trace-moment" (§9.13) or "conv-fourth-moment" (§9.14)
     eps_source: str = "A-star"
 
     @property
@@ -231,7 +231,9 @@ class BoundResult:
                               if self.eps_source == "fourth-moment" else
                               "THEORY §9.13 S9.13 exact Schatten moments E tr((DD^T)^p) (linear dense; threshold, "
                               "Bernoulli, rescaled; exact-k random via §9.5(b))"
-                              if self.eps_source == "trace-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+                              if self.eps_source == "trace-moment" else
+                              "THEORY §9.14 S9.14 exact fourth moment of ||D||_F with weight sharing (conv, identity)"
+                              if self.eps_source == "conv-fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -363,6 +365,8 @@ def apriori_bound(
                      "the smaller is reported")
     if statement != "bernstein":
         eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
+    if statement != "bernstein":
+        eps, eps_source = _conv_fourth_min(spec, eps, eps_source, method, law, delta, notes, q)
     if statement != "bernstein" and _is_linear_fcn(spec):
         from probprune.theory.sharp import fourth_moment_bound
 
@@ -429,6 +433,32 @@ def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, de
     out = np.minimum(eps, x)
     notes.append("identity activations: eps is also bounded by the exact second moment of ||prod W - prod What||_F "
                  "and Markov (THEORY §9.11, full delta); the smaller is reported")
+    if np.ndim(out) == 0:
+        return float(out), str(src)
+    return out, src
+
+
+def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list, q):
+    """min(eps, x_S9.14) for small conv nets with identity activations (THEORY §9.14: exact E||D||_F^4 with weight
+    sharing, Cantelli/Markov with S9.11's exact second moment; full delta, §9.7). Threshold magnitude and Bernoulli
+    random only; skipped (noted) above TRACE_BATCH_MAX fraction vectors per call."""
+    from probprune.theory import conv_fourth_td
+    from probprune.theory.trace_moments import TRACE_BATCH_MAX
+
+    if method not in ("magnitude", "random") or not any(L.kind == "conv" for L in spec.layers) \
+            or not conv_fourth_td.applies(spec):
+        return eps, eps_source
+    rows = np.asarray(q, float).reshape(-1, spec.depth)
+    if rows.shape[0] > TRACE_BATCH_MAX:
+        notes.append(f"S9.14 (THEORY §9.14) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call")
+        return eps, eps_source
+    x = np.array([conv_fourth_td.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
+    x = x.reshape(np.shape(eps)) if np.ndim(eps) else float(x[0])
+    src = np.where(x < eps, "conv-fourth-moment", eps_source)
+    out = np.minimum(eps, x)
+    notes.append("identity activations, conv layers: eps is also bounded by the exact fourth moment of "
+                 "||prod W - prod What||_F with weight sharing and Cantelli (THEORY §9.14, full delta); the smaller "
+                 "is reported")
     if np.ndim(out) == 0:
         return float(out), str(src)
     return out, src
