@@ -77,7 +77,8 @@ def test_conv_fourth_moment_fails_closed():
     pooled = cnn_spec((1, 8, 8), [ConvLayer(2, 3, 1, 1, pool=("avg", 2, 2))], [3], "identity")
     relu = cnn_spec((1, 8, 8), [ConvLayer(2, 3, 1, 1)], [3], "relu")
     big = cnn_spec((1, 28, 28), [ConvLayer(2, 3, 1, 1)], [3], "identity")
-    for spec in (pooled, relu, big, fcn_spec([4, 4, 4], "identity")):
+    costly = cnn_spec((1, 8, 8), [ConvLayer(4, 3, 1, 1), ConvLayer(4, 3, 1, 1)], [10], "identity")  # 256 x 256
+    for spec in (pooled, relu, big, costly, fcn_spec([4, 4, 4], "identity")):
         assert not cf.applies(spec) or all(L.kind != "conv" for L in spec.layers)
     assert apriori_bound(big, 0.1, 0.05, "magnitude").eps_source != "conv-fourth-moment"
     small = cnn_spec((1, 4, 4), [ConvLayer(2, 3, 1, 1)], [3], "identity")

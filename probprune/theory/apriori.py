@@ -452,7 +452,11 @@ def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delt
     if rows.shape[0] > TRACE_BATCH_MAX:
         notes.append(f"S9.14 (THEORY §9.14) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call")
         return eps, eps_source
-    x = np.array([conv_fourth_td.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
+    try:
+        x = np.array([conv_fourth_td.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
+    except ProbPruneError as e:  # too large an intermediate state: no S9.14 candidate (fail closed, noted)
+        notes.append(f"S9.14 (THEORY §9.14) skipped: {e}")
+        return eps, eps_source
     x = x.reshape(np.shape(eps)) if np.ndim(eps) else float(x[0])
     src = np.where(x < eps, "conv-fourth-moment", eps_source)
     out = np.minimum(eps, x)

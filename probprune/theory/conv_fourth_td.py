@@ -25,7 +25,7 @@ from probprune.core.errors import ProbPruneError
 
 PAIRINGS = ("12|34", "13|24", "14|23", "diag")
 #: largest number of nonzeros of an intermediate state (memory guard; the issue-20 conv family needs ~2e6)
-MAX_STATE_NNZ = 40_000_000
+MAX_STATE_NNZ = 20_000_000
 
 
 def unit_kernel_maps(L):
@@ -178,6 +178,10 @@ def _diagram_weight(diagram, layer_moments):
 #: S9.14 is attempted only when every flattened layer input/output has at most this many entries (cost guard; the
 #: issue-20 conv family has 128/256/64/10); larger nets get no S9.14 candidate (the other statements stand)
 MAX_DIM = 256
+#: and every conv layer's K has at most this many nonzeros (the issue-20 family: 294,912 and 36,864)
+MAX_KRON_NNZ = 1_000_000
+#: and every conv layer after the first has (flattened input) x (flattened output) <= this (the family: 256 x 64)
+MAX_INOUT = 16_384
 _CLOSINGS: dict = {}
 
 
@@ -194,6 +198,12 @@ def applies(spec) -> bool:
     for L in layers:
         dims = (L.d_in, L.d_out) if L.kind != "conv" else (int(np.prod(L.in_shape)), int(np.prod(L.out_shape)))
         if max(dims) > MAX_DIM:
+            return False
+        if L.kind == "conv":  # nnz of K = sum_theta T_theta (x) T_theta: at most (#kernel entries) (H_out W_out)^2
+            if int(np.prod(L.weight_shape)) * int(np.prod(L.out_shape[1:])) ** 2 > MAX_KRON_NNZ:
+                return False
+    for L in layers[1:]:  # a conv layer after the first acts on a state over its input: in x out bounds the cost
+        if L.kind == "conv" and int(np.prod(L.in_shape)) * int(np.prod(L.out_shape)) > MAX_INOUT:
             return False
     return True
 
