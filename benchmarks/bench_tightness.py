@@ -240,15 +240,35 @@ def timing(repeat: int = 20):
     return out
 
 
+def linear_timing(repeat: int = 5):
+    """Seconds per apriori_bound call on a linear family ([512] * 5, q = 0.03, magnitude): the old default against
+    the current best (which evaluates S9.8, S9.11, S9.12 and S9.13 there), same process and load."""
+    spec = fcn_spec([512] * 5, "identity")
+    out = {}
+    for st in ("bernstein", "best"):
+        apriori_bound(spec, 0.03, DELTA, "magnitude", statement=st)
+        t = time.perf_counter()
+        for _ in range(repeat):
+            apriori_bound(spec, 0.03, DELTA, "magnitude", statement=st)
+        out[st] = (time.perf_counter() - t) / repeat
+    out["ratio_best_over_bernstein"] = out["best"] / out["bernstein"]
+    out["loadavg"] = list(os.getloadavg())
+    return out
+
+
 def rescore(path: str) -> dict:
     """Recompute every family's bound with the current statements on the families of an existing results file and
     rescale its ratios exactly (ratio = median over the same draws of bound / exact error, the bound is one number per
     family, so new ratio = old ratio x new bound / old bound); the exact errors and the calibrated and ReLU columns are
-    kept as measured (the ReLU statements are unchanged by §9.11-9.12, which need identity activations)."""
+    kept as measured (the ReLU statements are unchanged by §9.11-9.13, which need identity activations). Appends the
+    before/after summaries, the load average and a timing to ``rescore_history``."""
     from probprune.net.templates import ConvLayer, cnn_spec
 
     with open(path) as f:
         res = json.load(f)
+    t0 = time.time()
+    before = {"linear": dict(res["linear_summary"]["new_default"]), "all_linear": dict(res["all_linear_summary"]),
+              "extra": {k: dict(v) for k, v in res["extra_summary"].items()}}
     conv = cnn_spec((2, 8, 8), [ConvLayer(4, 3, 1, 1), ConvLayer(4, 3, 2, 1)], [10], "identity")
     for f in res["linear_families"]:
         b = apriori_bound(fcn_spec(f["widths"], "identity"), f["fraction"], DELTA, f["method"])
@@ -281,6 +301,14 @@ def rescore(path: str) -> dict:
                           "linear_p90": bool(np.quantile(lin, 0.9) <= 6.0), "no_family_above_10x": bool(max(lin) <= 10.0)}
     res["rescored"] = ("bounds recomputed with the current statements (bench_tightness.py --rescore) on the families "
                        "and draws of the run; ratios rescaled exactly by new bound / old bound")
+    stmts = {}
+    for f in fams:
+        stmts[f["new_eps_statement"]] = stmts.get(f["new_eps_statement"], 0) + 1
+    res.setdefault("rescore_history", []).append({
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_seconds": time.time() - t0,
+        "loadavg": list(os.getloadavg()), "before": before,
+        "after": {"linear": s["new_default"], "all_linear": res["all_linear_summary"]},
+        "linear_eps_statements": stmts, "linear_bound_eval_seconds": linear_timing()})
     with open(path, "w") as f:
         json.dump(res, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     print(json.dumps({"linear": s["new_default"], "all_linear": res["all_linear_summary"],

@@ -31,6 +31,7 @@ CHECK_MODULES = (
     "checks_figure_verdicts",
     "checks_h7_rules",
     "checks_sharp_sm",
+    "checks_td_trace",
     "bridge",
 )
 

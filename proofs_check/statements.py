@@ -92,6 +92,8 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("rescaled-product", "§9.8", "S9.8c: rescaled random as prod(Y+Z) - prod Y - kappa prod Y; signs dropped; Minkowski"),
     DStatement("second-moment", "§9.11", "S9.11: E||D||_F^2 = c(prod alpha - 2 prod beta + prod gamma) for linear dense/conv nets; Markov"),
     DStatement("fourth-moment", "§9.12", "S9.12: exact E||D||_F^4 for linear dense chains (threshold/Bernoulli) by the index-pattern recursion; Markov"),
+    DStatement("conv-fourth-moment", "§9.14", "S9.14: exact E||D||_F^4 for small conv nets (weight sharing) by the pairing expansion over kernel entries; Cantelli"),
+    DStatement("trace-moment", "§9.13", "S9.13: exact E tr((DD^T)^p), p = 2, 3, for linear dense chains by the 2p-chain pattern recursion; ||D||^(2p) <= tr; Markov"),
     DStatement("rate-lower", "§9.10", "S9.10: max row/column norm lower bound; rates q^(3/2) magnitude, p^(1/2) random"),
     DStatement("calib-multirun", "§10.1", "Statement 10.1c: R runs at rank k(T, delta, gamma/R), min over runs valid"),
     DStatement("median-vacuity", "§10.3", "Statement 10.3b': Y_(j) <= median w.c. 1-gamma; eps < L is a median statement"),

@@ -247,3 +247,24 @@ def test_calibrated_budget_names_its_rule_and_masks_follow_it():
     emp = empirical_uniform_budget(spec, 0.1, 0.1, trials=20, depth=3)
     with pytest.raises(ProbPruneError, match="empirical"):
         masks_from_budget(W, emp.as_dict())
+
+
+def test_uniform_budget_uses_the_small_batch_statement_on_linear_nets():
+    """S9.13 (THEORY §9.13) is evaluated by apriori_bound only on small batches; the uniform budget search extends
+    above the large-table optimum with small-batch calls, and what it returns is certified by the full bound."""
+    import probprune.budgets.apriori as BA
+
+    spec = fcn_spec([32, 32, 32, 32], "identity")
+    eps = 0.05
+    r = BA.max_prunable(spec, eps, 0.05, "random", "uniform", rule="bernoulli")
+    q = r.uniform_fraction
+    b = apriori_bound(spec, q, 0.05, "random")
+    assert b.eps <= eps * (1 + 1e-9)
+    assert b.eps_source == "trace-moment"
+    orig = BA._extend_small_batches
+    try:
+        BA._extend_small_batches = lambda *a, **k: a[8]  # the large-table search alone
+        q0 = BA.max_prunable(spec, eps, 0.05, "random", "uniform", rule="bernoulli").uniform_fraction
+    finally:
+        BA._extend_small_batches = orig
+    assert q >= q0 and q > q0 * 1.01

@@ -34,8 +34,9 @@ def test_gain_on_lenet_shape_and_linear_product_statement():
     spec = fcn_spec([784, 300, 100, 10], "identity")
     best = apriori_bound(spec, 0.1, 0.05, "magnitude")
     old = apriori_bound(spec, 0.1, 0.05, "magnitude", statement="bernstein")
-    # S9.12 (exact Frobenius moments + Cantelli) beats S9.8 here since issue 20; both are linear-net product statements
-    assert best.eps_source in ("product-moment", "fourth-moment") and best.eps < old.eps / 20
+    # S9.12 (exact Frobenius moments + Cantelli) and S9.13 (exact Schatten moments) beat S9.8 here since issue 20;
+    # all are linear-net product statements
+    assert best.eps_source in ("product-moment", "fourth-moment", "trace-moment") and best.eps < old.eps / 20
     assert best.eps <= apriori_bound(spec, 0.1, 0.05, "magnitude").eps
     assert np.all(best.B / old.B < 0.4)  # ||W|| bounds: S9.1 vs matrix Bernstein
 

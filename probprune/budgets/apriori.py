@@ -540,9 +540,41 @@ def _uniform_sup(spec, eps, delta, method, law, cand, alloc, statement: str = "b
         j = int(ok.max()) if len(ok) else 0
         lo = qs[j] if len(ok) else 0.0
         if j + 1 >= len(qs):
-            return float(lo)
+            return _extend_small_batches(spec, eps, delta, method, law, cand, alloc, statement, float(lo))
         qs = np.linspace(lo, qs[j + 1], _Q_TABLE + 1)
-    return float(lo)
+    return _extend_small_batches(spec, eps, delta, method, law, cand, alloc, statement, float(lo))
+
+
+def _extend_small_batches(spec, eps, delta, method, law, cand, alloc, statement: str, lo: float,
+                          rounds: int = 4) -> float:
+    """Where apriori_bound has a candidate it evaluates only on small batches (S9.13, THEORY §9.13: linear dense FCNs,
+    threshold / Bernoulli / rescaled random; skipped above ``TRACE_BATCH_MAX`` fraction vectors per call), search
+    above ``lo`` with calls of at most that many points: a geometric table up to the method's maximum, then
+    ``rounds - 1`` linear refinements between the last feasible point and the next (bracket ~ 255^-rounds). Every
+    returned q was evaluated by the full bound (<= eps); otherwise ``lo`` is returned unchanged."""
+    from probprune.theory.apriori import _is_linear_fcn
+    from probprune.theory.trace_moments import TRACE_BATCH_MAX
+
+    if statement == "bernstein" or method not in ("magnitude", "random", "random_rescaled") or not _is_linear_fcn(spec):
+        return lo
+    hi = _max_q(method)
+    if lo >= hi:
+        return lo
+    n = TRACE_BATCH_MAX - 1
+    qs = np.concatenate([[lo], np.geomspace(max(lo, 1e-7), hi, n)])
+    qs = np.maximum.accumulate(qs)
+    for _ in range(rounds):
+        Q = np.where(cand[None, :], qs[:, None], 0.0)
+        e = np.asarray(_ab(statement, spec, Q, delta, method, law, allocation=alloc).eps, float)
+        ok = np.flatnonzero(e <= eps)
+        if not len(ok):
+            return lo
+        j = int(ok.max())
+        lo = max(lo, float(qs[j]))
+        if j + 1 >= len(qs):
+            return lo
+        qs = np.linspace(qs[j], qs[j + 1], n + 1)
+    return lo
 
 
 def _solve_pruned_set(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np.ndarray, N: np.ndarray, statement: str = "best",

@@ -191,7 +191,8 @@ class BoundResult:
     #: (keys of probprune.theory.sharp.CANDIDATES); empty for results built before §9
     B_source: np.ndarray | None = None
     eta_source: np.ndarray | None = None
-    #: "A-star" (eps = (A*) of B and eta, §3.1) or "product-moment" (THEORY §9.8, linear FCNs; first batch element)
+    #: "A-star" (eps = (A*) of B and eta, §3.1), "product-moment" (THEORY §9.8, linear FCNs; first batch element),
+    #: "second-moment" (§9.11), "fourth-moment" (§9.12), "trace-moment" (§9.13) or "conv-fourth-moment" (§9.14)
     eps_source: str = "A-star"
 
     @property
@@ -227,7 +228,12 @@ class BoundResult:
                               "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
                               if self.eps_source == "second-moment" else
                               "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)"
-                              if self.eps_source == "fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+                              if self.eps_source == "fourth-moment" else
+                              "THEORY §9.13 S9.13 exact Schatten moments E tr((DD^T)^p) (linear dense; threshold, "
+                              "Bernoulli, rescaled; exact-k random via §9.5(b))"
+                              if self.eps_source == "trace-moment" else
+                              "THEORY §9.14 S9.14 exact fourth moment of ||D||_F with weight sharing (conv, identity)"
+                              if self.eps_source == "conv-fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -359,6 +365,8 @@ def apriori_bound(
                      "the smaller is reported")
     if statement != "bernstein":
         eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
+    if statement != "bernstein":
+        eps, eps_source = _conv_fourth_min(spec, eps, eps_source, method, law, delta, notes, q)
     if statement != "bernstein" and _is_linear_fcn(spec):
         from probprune.theory.sharp import fourth_moment_bound
 
@@ -368,6 +376,19 @@ def apriori_bound(
         eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
         notes.append("identity activations: eps is also bounded by the exact fourth moment of ||prod W - prod What||_F "
                      "and Markov (THEORY §9.12, full delta); the smaller is reported")
+        from probprune.theory.trace_moments import TRACE_BATCH_MAX, trace_moment_bound
+
+        if q.size // spec.depth <= TRACE_BATCH_MAX:
+            xt, _ = trace_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
+            eps_source = np.where(xt < eps, "trace-moment", eps_source)
+            eps = np.minimum(eps, xt)
+            eps_source = str(eps_source) if np.ndim(eps_source) == 0 else eps_source
+            notes.append("identity activations: eps is also bounded by the exact Schatten moments E tr((DD^T)^p), "
+                         "p = 2, 3, of D = prod W - prod What and Markov (THEORY §9.13, full delta); the smaller is "
+                         "reported")
+        else:
+            notes.append(f"S9.13 (THEORY §9.13) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call "
+                         "(its cost); eps is the minimum of the other statements (valid, possibly larger)")
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -412,6 +433,36 @@ def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, de
     out = np.minimum(eps, x)
     notes.append("identity activations: eps is also bounded by the exact second moment of ||prod W - prod What||_F "
                  "and Markov (THEORY §9.11, full delta); the smaller is reported")
+    if np.ndim(out) == 0:
+        return float(out), str(src)
+    return out, src
+
+
+def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list, q):
+    """min(eps, x_S9.14) for small conv nets with identity activations (THEORY §9.14: exact E||D||_F^4 with weight
+    sharing, Cantelli/Markov with S9.11's exact second moment; full delta, §9.7). Threshold magnitude and Bernoulli
+    random only; skipped (noted) above TRACE_BATCH_MAX fraction vectors per call."""
+    from probprune.theory import conv_fourth_td
+    from probprune.theory.trace_moments import TRACE_BATCH_MAX
+
+    if method not in ("magnitude", "random") or not any(L.kind == "conv" for L in spec.layers) \
+            or not conv_fourth_td.applies(spec):
+        return eps, eps_source
+    rows = np.asarray(q, float).reshape(-1, spec.depth)
+    if rows.shape[0] > TRACE_BATCH_MAX:
+        notes.append(f"S9.14 (THEORY §9.14) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call")
+        return eps, eps_source
+    try:
+        x = np.array([conv_fourth_td.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
+    except ProbPruneError as e:  # too large an intermediate state: no S9.14 candidate (fail closed, noted)
+        notes.append(f"S9.14 (THEORY §9.14) skipped: {e}")
+        return eps, eps_source
+    x = x.reshape(np.shape(eps)) if np.ndim(eps) else float(x[0])
+    src = np.where(x < eps, "conv-fourth-moment", eps_source)
+    out = np.minimum(eps, x)
+    notes.append("identity activations, conv layers: eps is also bounded by the exact fourth moment of "
+                 "||prod W - prod What||_F with weight sharing and Cantelli (THEORY §9.14, full delta); the smaller "
+                 "is reported")
     if np.ndim(out) == 0:
         return float(out), str(src)
     return out, src
@@ -609,6 +660,18 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         eps, eps_source = _second_moment_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks=ks)
     if statement != "bernstein":
         eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "random_exact", law, delta, notes, ks)
+    if statement != "bernstein" and _is_linear_fcn(spec):
+        from probprune.theory.trace_moments import trace_moment_bound
+
+        # S9.13 with S9.5(b): the exact-k masks are Bernoulli(k_i/N_i) masks conditioned on their counts
+        qe = np.array([k / L.N for L, k in zip(spec.layers, ks)])
+        pmf = float(np.prod([stats.binom.pmf(k, L.N, k / L.N) for L, k in zip(spec.layers, ks)]))
+        if pmf > 0:
+            xt, _ = trace_moment_bound(spec.widths, [L.half_width for L in spec.layers], qe, delta * pmf, "random", law)
+            if float(xt) < eps:
+                eps, eps_source = float(xt), "trace-moment"
+            notes.append("identity activations: eps also bounded by S9.13 at delta x P(Bernoulli counts = k_i) "
+                         "(THEORY §9.13 with §9.5(b))")
     return BoundResult(eps, "random_exact", law, delta, q, B, eta, spec.Lip, alloc,
                        st, assumptions=tuple(notes), paper_hypotheses_violated=tuple(spec.paper_hypotheses()),
                        layer_names=tuple(L.name for L in spec.layers), B_source=B_src, eta_source=eta_src,

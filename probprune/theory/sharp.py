@@ -743,41 +743,18 @@ def entry_fourth_moments(method: str, law: str, a, q):
     """(E what^2, E e^2, E what^4, E e^4) of one entry, e = w - what, for threshold magnitude or Bernoulli random
     pruning (disjoint supports: what e = 0), THEORY §9.12 table F. Uniform U[-a, a]: E w^2 = a^2/3, E w^4 = a^4/5,
     magnitude E e^2 = a^2 q^3/3, E e^4 = a^4 q^5/5; random E e^(2j) = q E w^(2j). Gaussian N(0, a^2): E[g^(2j) 1{|g|<c}]
-    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q."""
-    a = np.asarray(a, float)
-    q = np.asarray(q, float)
-    if law == "uniform":
-        w2, w4 = a * a / 3.0, a**4 / 5.0
-        if method == "magnitude":
-            e2, e4 = w2 * q**3, w4 * q**5
-        elif method in ("random", "random_rescaled"):  # rescaled: the Y/Z split (Z = W o B), kappa in the chain
-            e2, e4 = w2 * q, w4 * q
-        else:
-            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
-    elif law == "gaussian":
-        w2, w4 = a * a, 3.0 * a**4
-        if method == "magnitude":
-            c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
-            e2, e4 = w2 * stats.chi2.cdf(c2, 3), w4 * stats.chi2.cdf(c2, 5)
-        elif method in ("random", "random_rescaled"):
-            e2, e4 = w2 * q, w4 * q
-        else:
-            raise ProbPruneError(f"S9.12 does not cover the pruning rule {method!r}")
-    else:
-        raise ProbPruneError(f"unknown weight law {law!r}")
-    return w2 - e2, e2, w4 - e4, e4
+    = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j) with 2 Phi(c) - 1 = q. One implementation of the even entry moments:
+    :func:`probprune.theory.trace_moments.entry_even_moments` at order 4 (§9.13 extends the table)."""
+    from probprune.theory.trace_moments import entry_even_moments
+
+    return entry_even_moments(method, law, a, q, 2)
 
 
-def frobenius_fourth_moment(dims, layer_moments, kappa=None):
-    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
-    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
-    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes). D = sum over label sequences
-    with at least one E of prod_k (What_k or E_k); the state, per 4-tuple of 'has an E yet' flags, is the four values
-    (qA, qB, qC, qE) of E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4, c1=c3!=c2=c4,
-    c1=c4!=c2=c3 and all equal (every other pattern has mean 0 by the sign symmetry; every term is >= 0).
-    ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels are Y (kept) and Z (pruned),
-    D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries the coefficient -kappa:
-    E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
+def _fourth_order_state(dims, layer_moments):
+    """The S9.12 recursion (THEORY §9.12 steps (2)-(3)) through all layers: {flag tuple f: [qA, qB, qC, qE]} with
+    q* = E[(M1 M2^T)_(c1 c2) (M3 M4^T)_(c3 c4)] on the index patterns c1=c2!=c3=c4 (A), c1=c3!=c2=c4 (B),
+    c1=c4!=c2=c3 (C) and all equal (E) of the output index; f records which of the four chains already holds an E.
+    Shared by :func:`frobenius_fourth_moment` (contraction A) and :func:`trace_fourth_moment` (contraction C, §9.13)."""
     dims = [int(d) for d in dims]
     shape = np.broadcast_shapes(*[np.shape(x) for lm in layer_moments for x in lm])
     zero = np.zeros(shape)
@@ -814,16 +791,43 @@ def frobenius_fourth_moment(dims, layer_moments, kappa=None):
                 acc = new.setdefault(g, [zero, zero, zero, zero])
                 new[g] = [acc[0] + nA, acc[1] + nB, acc[2] + nC, acc[3] + nE]
         state = new
+    return state, zero
+
+
+def _contract(dims, state, zero, slot: int, kappa=None):
+    """sum over output indices of the final state: d_l(d_l - 1) q[slot] + d_l qE, for the all-E flag tuple (or the
+    signed sum over flag tuples with (-kappa)^(#chains without a Z) for the rescaled split, §9.12(R))."""
     dl = float(dims[-1])
     if kappa is None:
-        qA, _, _, qE = state.get(15, [zero, zero, zero, zero])
-        return dl * (dl - 1) * qA + dl * qE
+        st = state.get(15, [zero, zero, zero, zero])
+        return dl * (dl - 1) * st[slot] + dl * st[3]
     kap = np.asarray(kappa, float)
     tot = zero
-    for f, (qA, _, _, qE) in state.items():
+    for f, st in state.items():
         n0 = 4 - bin(f).count("1")
-        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * qA + dl * qE)
+        tot = tot + (-kap) ** n0 * (dl * (dl - 1) * st[slot] + dl * st[3])
     return tot
+
+
+def frobenius_fourth_moment(dims, layer_moments, kappa=None):
+    """E||D||_F^4 exactly (THEORY §9.12) for a dense linear chain with independent layers, i.i.d. entries per layer
+    with independent symmetric signs and disjoint supports of What_k and E_k. ``layer_moments[k]`` =
+    (E what^2, E e^2, E what^4, E e^4) of layer k (arrays broadcast over batch axes), or with three pair moments
+    appended for exchangeable (exact-k) layers (§9.12(K)). D = sum over label sequences with at least one E of
+    prod_k (What_k or E_k); ||D||_F^4 = sum_(a, a') (DD^T)_(aa)(DD^T)_(a'a'): contraction of pattern A
+    (:func:`_fourth_order_state`). ``kappa`` (array; rescaled random, S9.8c's split What = (1 + kappa) prod Y): labels
+    are Y (kept) and Z (pruned), D = sum_(label sequences with a Z) prod - kappa prod Y, so a chain without a Z carries
+    the coefficient -kappa: E||D||_F^4 = sum_f (-kappa)^(#chains without a Z) value(f) (exact; signed)."""
+    state, zero = _fourth_order_state(dims, layer_moments)
+    return _contract(dims, state, zero, 0, kappa)
+
+
+def trace_fourth_moment(dims, layer_moments, kappa=None):
+    """E tr((D D^T)^2) exactly (THEORY §9.13 S9.13): the same chain state as :func:`frobenius_fourth_moment`, contracted
+    on pattern C: tr((DD^T)^2) = sum_(a, b) (DD^T)_(ab) (DD^T)_(ba), i.e. c1 = c4 = a, c2 = c3 = b. Same hypotheses and
+    arguments as :func:`frobenius_fourth_moment` (every term >= 0 without kappa)."""
+    state, zero = _fourth_order_state(dims, layer_moments)
+    return _contract(dims, state, zero, 2, kappa)
 
 
 def dense_second_moment(dims, layer_moments, kappa=None):
