@@ -46,32 +46,33 @@ def check_prune_options(method: str, sampling: str = "exact", scheme: str | None
     method = str(method).lower().replace("-", "_")
     fam = FAMILY_RULES.get(method, _NO_FAMILY)
     sch = (scheme or "uniform").lower().replace("-", "_")
-    if sampling in ("threshold", "bernoulli") and sampling not in fam.samplings:
+    smp = registry.SAMPLINGS.get(sampling)  # the sampling model's behaviour (None: refused by prune)
+    if smp is not None and not smp.counted and sampling not in fam.samplings:
         raise ProbPruneError(f"{flag('sampling')} {sampling} applies to {_families_with(sampling)} pruning only, not "
                              f"{method}")
-    if sampling == "threshold":
+    if smp is not None and not smp.fraction_given:
         if "fraction" in given:
-            raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} threshold (the "
+            raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} {sampling} (the "
                                  f"threshold decides what is pruned); give one of them")
         for opt in ("scope", "rounding"):
             if opt in given:
-                raise ProbPruneError(f"{flag(opt)} does not apply with {flag('sampling')} threshold (every |w| < "
-                                     f"tau is pruned)")
+                raise ProbPruneError(f"{flag(opt)} does not apply with {flag('sampling')} {sampling} "
+                                     f"({smp.no_rounding})")
     elif "threshold" in given:
         raise ProbPruneError(f"{flag('threshold')} applies to {flag('sampling')} threshold only")
-    if sampling == "bernoulli":
-        if "rounding" in given:
-            raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} bernoulli (each weight "
-                                 "is kept independently; no count is rounded)")
+    elif smp is not None and smp.no_rounding and "rounding" in given:
+        raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} {sampling} "
+                             f"({smp.no_rounding})")
     for opt, (methods, what) in OPTION_APPLIES.items():
         if opt in given and method not in methods:
             raise ProbPruneError(f"{flag(opt)} does not apply to {method} pruning ({what})")
     if fam.global_only and "scope" in given and scope != "global":
         raise ProbPruneError(f"{flag('scope')} {scope} does not apply to {method} pruning ({method} ranks all weights "
                              "globally)")
-    if fam.random and "erk_power_scale" in given and sch != "erk":
+    entry = D.SCHEME_TABLE.get(sch)
+    if fam.random and "erk_power_scale" in given and (entry is None or "erk_power_scale" not in entry.options):
         raise ProbPruneError(f"{flag('erk_power_scale')} applies to {flag('scheme')} erk only, not {sch}")
-    if fam.random and "batch_for_scores" in given and sch != "snip_ratio":
+    if fam.random and "batch_for_scores" in given and (entry is None or not entry.needs_batch):
         raise ProbPruneError(f"{flag('batch_for_scores')} applies to random pruning with {flag('scheme')} "
                              f"snip_ratio only, not {sch}")
 
@@ -123,10 +124,10 @@ def prune(
         raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
     if scope not in ("layer", "global"):
         raise ProbPruneError(f"unknown scope {scope!r}; use 'layer' or 'global'")
-    if sampling not in ("exact", "bernoulli", "threshold"):
+    if sampling not in registry.SAMPLINGS:
         raise ProbPruneError(f"unknown sampling {sampling!r}; use exact, bernoulli or threshold")
     fam = FAMILY_RULES[method]
-    if sampling == "threshold":
+    if not registry.SAMPLINGS[sampling].fraction_given:  # threshold: the threshold decides
         if "threshold" not in fam.samplings or threshold is None:
             raise ProbPruneError("sampling='threshold' is for magnitude pruning and needs threshold=tau")
     else:
@@ -205,7 +206,7 @@ class _Job:
 def _magnitude_masks(job: _Job):
     """|w| scores: threshold (every |w| < tau), or exact top-k per layer / globally (THEORY §5)."""
     sc = magnitude_scores(job.model, names=list(job.shapes))
-    if job.sampling == "threshold":
+    if not registry.SAMPLINGS[job.sampling].fraction_given:  # threshold: every |w| < tau
         return threshold_mask(sc, float(job.threshold), job.prev_mask), None, None
     return job.topk(sc, job.scope == "global"), None, job.sparsity
 
@@ -226,16 +227,14 @@ def _grad_masks(job: _Job):
 
 def _random_masks(job: _Job):
     """Per-layer densities by the scheme (uniform | er | erk | snip_ratio), positions by the sampling model."""
-    sch = job.scheme.lower().replace("-", "_")
-    if sch == "snip_ratio":
+    sch = D.scheme(job.scheme)
+    if sch.needs_batch:  # snip_ratio
         job.need_batch()
         alloc = D.snip_ratio_densities(job.model, job.X, job.y, job.sparsity, seed=job.seed, names=list(job.shapes))
-    elif sch in ("er", "erk"):
-        alloc = D.allocate(sch, job.shapes, job.sparsity, custom=job.custom_densities,
-                           custom_in_budget=job.custom_in_budget,
-                           **({"erk_power_scale": job.erk_power_scale} if sch == "erk" else {}))
     else:
-        alloc = D.allocate(sch, job.shapes, job.sparsity)
+        given = {"custom": job.custom_densities, "custom_in_budget": job.custom_in_budget,
+                 "erk_power_scale": job.erk_power_scale}
+        alloc = sch.allocate(job.shapes, job.sparsity, **{k: given[k] for k in sch.options})
     mask = random_mask(job.shapes, alloc.densities, job.seed, sampling=job.sampling, rounding=job.rounding)
     return job.keep_previous(mask), alloc, {k: 1.0 - d for k, d in alloc.densities.items()}
 
