@@ -413,6 +413,17 @@ def bound(name: str) -> Bound:
     return get("bound", name)
 
 
+def error_exponent(name: str, default: float | None = None) -> float | None:
+    """The exponent of the fraction in the a-priori error's leading term for the method ``name`` (its family's
+    :attr:`MethodFamily.error_exponent`: 1.5 magnitude, 0.5 random; THEORY §3.4); ``default`` for names the registry
+    does not know (e.g. the Monte Carlo engine's lib_* methods) or families without one."""
+    try:
+        e = method(name).family_model.error_exponent
+    except ProbPruneError:
+        return default
+    return default if e is None else e
+
+
 def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMethod:
     """The registered method with this family, sampling model and rescaling (e.g. ("random", "exact") ->
     random_exact); ProbPruneError when no method has that combination."""
@@ -425,4 +436,4 @@ def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMet
 
 __all__ = ["PruningMethod", "MethodFamily", "SamplingModel", "WeightLaw", "Bound", "ActivationName", "METHODS",
            "FAMILIES", "SAMPLINGS", "LAWS", "BOUNDS", "table", "choices", "canonical", "normalize", "get", "method",
-           "law", "bound", "method_for"]
+           "law", "bound", "error_exponent", "method_for"]

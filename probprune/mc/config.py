@@ -137,11 +137,15 @@ def _int(x):
     return int(x)
 
 
+#: names a sweep accepts beyond the registry's, per registry kind (the lib_* methods of probprune.pruning.prune)
+_EXTRA_NAMES = {"method": LIB_METHODS}
+
+
 def _canonical(kind: str, name) -> str:
     """One spelling per strategy (probprune.core.registry): aliases become the canonical name before hashing; names the
     registry does not know (lib_* methods, typos) are only case/dash-folded and checked below."""
     folded = str(name).lower().replace("-", "_")
-    if kind == "method" and folded in LIB_METHODS:
+    if folded in _EXTRA_NAMES.get(kind, ()):
         return folded
     try:
         return _registry.canonical(kind, folded)

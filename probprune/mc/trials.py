@@ -56,12 +56,52 @@ class MeasurementBug(AssertionError):
     """LB > UB (1 + 1e-9): the lower and upper bounds on the error contradict each other (a bug, §6)."""
 
 
+def _fcn_template(net: "Network", activation: str, K: float) -> NetSpec:
+    return fcn_spec(net.widths, activation, K)
+
+
+def _cnn_template(net: "Network", activation: str, K: float) -> NetSpec:
+    d = json.loads(net.cnn_json)
+    convs = []
+    for c in d.get("convs", []):
+        if not isinstance(c, dict):
+            raise ProbPruneError("each conv of a cnns entry is a mapping (c_out, kernel, stride, padding, pool)")
+        extra = set(c) - {"c_out", "kernel", "stride", "padding", "pool"}
+        if extra:
+            raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a conv layer description")
+        pool = tuple(c["pool"]) if c.get("pool") else None
+        convs.append(ConvLayer(int(c["c_out"]), c.get("kernel", 3), c.get("stride", 1), c.get("padding", 0), pool))
+    return cnn_spec(d["input_shape"], convs, [int(v) for v in d["fc"]], activation, K)
+
+
+@dataclass(frozen=True)
+class NetworkKind:
+    """Where a sweep's networks come from: ``template(network, activation, K)`` builds the law template the trials
+    are drawn from (THEORY §1.3: FCN width list, CNN description), or None for a network read from a file (fixed
+    weights; one group per file, law :data:`FIXED_LAW`, activations of the file)."""
+
+    name: str
+    template: Any = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.template is None
+
+
+#: the group "law" of a fixed network: its weights are read, not drawn (random methods get Cert-R, §3.11)
+FIXED_LAW = "fixed"
+#: the ``kind`` column of a row -> where the network comes from
+NETWORK_KINDS = {k.name: k for k in (NetworkKind("fcn", _fcn_template), NetworkKind("cnn", _cnn_template),
+                                     NetworkKind("model"))}
+
+
 @dataclass(frozen=True)
 class Network:
-    """One architecture of the sweep (FCN width list or CNN description)."""
+    """One architecture of the sweep (FCN width list, CNN description, or a model file); ``kind`` names its
+    :class:`NetworkKind`."""
 
     label: str
-    kind: str  # "fcn" | "cnn"
+    kind: str  # a key of NETWORK_KINDS: "fcn" | "cnn" | "model"
     widths: tuple[int, ...] | None = None
     cnn_json: str | None = None
     width: int | None = None  # hidden width for grid networks
@@ -70,25 +110,17 @@ class Network:
     model_input_shape: tuple[int, ...] | None = None
     graph_model: bool = False  # a fixed network without a chain view (residual, BatchNorm, ...): measured on its graph
 
+    @property
+    def source(self) -> NetworkKind:
+        return NETWORK_KINDS[self.kind]
+
     def spec(self, activation: str, K: float) -> NetSpec:
         """The law template of a grid / ``archs`` / ``cnns`` network (THEORY §1.3): the networks are drawn from it. A
         model file is no draw from a law: its weights are read as a graph (:func:`read_model`)."""
-        if self.model_path is not None:
+        if self.source.fixed:
             raise ProbPruneError(f"{self.label} is a network read from a file, not a law template: read it with "
                                  "probprune.mc.trials.read_model")
-        if self.kind == "fcn":
-            return fcn_spec(self.widths, activation, K)
-        d = json.loads(self.cnn_json)
-        convs = []
-        for c in d.get("convs", []):
-            if not isinstance(c, dict):
-                raise ProbPruneError("each conv of a cnns entry is a mapping (c_out, kernel, stride, padding, pool)")
-            extra = set(c) - {"c_out", "kernel", "stride", "padding", "pool"}
-            if extra:
-                raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a conv layer description")
-            pool = tuple(c["pool"]) if c.get("pool") else None
-            convs.append(ConvLayer(int(c["c_out"]), c.get("kernel", 3), c.get("stride", 1), c.get("padding", 0), pool))
-        return cnn_spec(d["input_shape"], convs, [int(v) for v in d["fc"]], activation, K)
+        return self.source.template(self, activation, K)
 
 
 def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
@@ -187,8 +219,8 @@ def groups(cfg: MCConfig) -> list[Group]:
     d0 = dataset_dim(cfg.dataset) if cfg.dataset else None
     out = []
     for net in networks(cfg, d0):
-        if net.kind == "model":  # fixed weights and activations: one group
-            out.append(Group(len(out), net, "model", "fixed"))
+        if net.source.fixed:  # fixed weights and activations: one group
+            out.append(Group(len(out), net, "model", FIXED_LAW))
             continue
         for act in cfg.activations:
             for law in cfg.laws:
@@ -224,7 +256,7 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
     from probprune.core.registry import METHODS as REGISTERED
 
     entry = REGISTERED.get(method)
-    if law == "fixed":
+    if fixed is not None or graph is not None:  # a fixed network (law FIXED_LAW): Cert-R over the mask
         from probprune.certificates.lemma import certify_random
 
         if entry is None or entry.cert_r_sampling is None:
@@ -252,7 +284,7 @@ def bound_setting(cfg: MCConfig, g: Group):
     model file with a chain view (its chain spec, (weights, biases), None); any other model graph (None, "graph",
     graph)."""
     net = g.network
-    if net.model_path is None:
+    if not net.source.fixed:
         return net.spec(g.activation, cfg.K), None, None
     _, graph, chain = read_model(net.model_path, net.model_input_shape)
     if chain is None:
@@ -456,7 +488,7 @@ class _Unit:
         setting = bound_setting(cfg, g)
         spec, _, graph = setting
         kw: dict = {}
-        if net.model_path is not None:  # fixed weights (a trained net, a residual graph, ...): only masks are random
+        if net.source.fixed:  # fixed weights (a trained net, a residual graph, ...): only the masks are random
             module, mgraph, chain = read_model(net.model_path, net.model_input_shape)
             prune_net = mgraph
             kw = dict(fixed_module=module, cgraph=mgraph)
