@@ -37,6 +37,8 @@ def write_models(folder: Path) -> dict:
     torch.manual_seed(5)
     mlp = nn.Sequential(nn.Linear(8, 12), nn.Sigmoid(), nn.Linear(12, 3)).double().eval()
     fcn = nn.Sequential(nn.Linear(8, 10, bias=False), nn.ReLU(), nn.Linear(10, 3, bias=False)).double().eval()
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(18, 3)).double().eval()
     m = ResBN()
     for bn in (m.bn0, m.bn1):
         bn.running_mean.uniform_(-0.3, 0.3)
@@ -44,7 +46,7 @@ def write_models(folder: Path) -> dict:
         bn.weight.data.uniform_(0.5, 1.5)
         bn.bias.data.uniform_(-0.2, 0.2)
     out = {}
-    for name, mod in (("mlp", mlp), ("fcn", fcn), ("resbn", m.double().eval())):
+    for name, mod in (("mlp", mlp), ("fcn", fcn), ("cnn", cnn), ("resbn", m.double().eval())):
         p = folder / f"{name}.pt"
         torch.save(mod, p)
         out[name] = str(p)
@@ -64,6 +66,9 @@ def configs(models: dict) -> dict:
         "cnn": MCConfig(cnns=(cnn,), activations=("relu",), methods=METHODS, **base),
         "models": MCConfig(models=(models["mlp"], models["fcn"],
                                    {"path": models["resbn"], "input_shape": [1, 6, 6]}), methods=METHODS, **base),
+        "cnn_model": MCConfig(models=({"path": models["cnn"], "input_shape": [1, 6, 6]},), methods=METHODS, **base),
+        "digits": MCConfig(archs=((64, 10, 3),), activations=("relu",), laws=("gaussian",), dataset="digits",
+                           dataset_n=32, methods=("magnitude", "random_exact", "lib_random_erk"), **base),
     }
 
 

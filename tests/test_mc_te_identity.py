@@ -40,6 +40,6 @@ def test_model_files_identical(models):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["grid_relu", "linear", "cnn"])
+@pytest.mark.parametrize("name", ["grid_relu", "linear", "cnn", "cnn_model", "digits"])
 def test_law_networks_identical(models, name):
     _check(name, models)
