@@ -39,13 +39,12 @@ def is_linear_fcn(spec: NetSpec) -> bool:
     return spec.is_linear_fcn
 
 
-def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False,
+def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor,
                     biases: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
     """F(x) for n stacked networks at once.
 
     ``weights[i]`` has shape (n, *weight_shape); ``x`` has shape (n, S, *input_shape) (S inputs per network) or
-    (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``linear=True`` replaces
-    every activation by the identity and skips pooling (the "linear part" used for the SVD start). ``biases``
+    (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``biases``
     (optional, one (d_out,) / (c_out,) tensor or None per layer) are shared by all n networks (fixed networks)."""
     n = weights[0].shape[0]
     x = _per_network_inputs(x, n, tuple(spec.input_shape))
@@ -71,7 +70,7 @@ def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Ten
             h = torch.bmm(h, W.transpose(1, 2))
             if biases is not None and biases[i] is not None:
                 h = h + biases[i]
-        if i < spec.depth - 1 and not linear:
+        if i < spec.depth - 1:
             h = L.act.torch(h)  # the one activation table (networks.Activation)
             if L.pool is not None:
                 pool = F.max_pool2d if L.pool.kind == "max" else F.avg_pool2d
