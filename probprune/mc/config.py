@@ -153,6 +153,12 @@ def _canonical(kind: str, name) -> str:
         return folded
 
 
+def draws_mask_scores(methods) -> bool:
+    """Whether a sweep draws the uniform mask scores (stream 1): some method is a registry method whose mask is
+    independent of W (R-Bern, R-Bern-rescaled, R-exact)."""
+    return any(_registry.METHODS[m].random_mask for m in methods if m in _registry.METHODS)
+
+
 def validate(c: MCConfig) -> None:
     """Raise ProbPruneError (one line) for anything that would fail later; called on construction."""
     object.__setattr__(c, "widths", _tuple(c.widths, "widths", _int))
@@ -242,7 +248,7 @@ def validate(c: MCConfig) -> None:
     for q in c.fractions:
         if not (0.0 <= q <= 1.0):
             raise ProbPruneError(f"fractions must be in [0, 1], got {q}")
-    if any(m.startswith("lib_") for m in c.methods) and any(q >= 1.0 for q in c.fractions):
+    if any(m in LIB_METHODS for m in c.methods) and any(q >= 1.0 for q in c.fractions):
         raise ProbPruneError("probprune.pruning methods (lib_*) need fractions < 1")
     if "random_rescaled" in c.methods and any(q >= 1.0 for q in c.fractions):
         raise ProbPruneError("random_rescaled needs fractions < 1 (kept weights are divided by 1 - p)")

@@ -81,10 +81,11 @@ def _networks_per_block(n: int, per_network: int) -> int:
 
 def chunk_memory(cfg: MCConfig) -> ChunkMemory:
     """The estimated peak memory of one chunk of the sweep's most demanding group (module doc)."""
+    from probprune.mc.config import draws_mask_scores
     from probprune.mc.trials import groups
 
     n = min(cfg.batch_size, cfg.n_trials)
-    rnd = 1 if any(m.startswith("random") for m in cfg.methods) else 0
+    rnd = 1 if draws_mask_scores(cfg.methods) else 0
     best = None
     for g in groups(cfg):
         d0, sizes, depth, fcn, nonlinear, act = _layers(cfg, g)

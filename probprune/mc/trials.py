@@ -47,7 +47,7 @@ import pandas as pd
 
 from probprune.core.errors import HypothesisError, ProbPruneError
 from probprune.net.templates import ConvLayer, NetSpec, cnn_spec, fcn_spec
-from probprune.mc.config import MCConfig
+from probprune.mc.config import LIB_METHODS, MCConfig, draws_mask_scores
 
 TOL = 1e-9
 
@@ -272,7 +272,7 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
             # apriori_bound routes random_exact / magnitude_exact to exact_k_bound / exact_k_magnitude_bound with
             # the law (THEORY §9.5, §9.6; the Gaussian law and exact-k magnitude are covered there)
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
-        if method.startswith("lib_"):
+        if method in LIB_METHODS:
             return None, f"no a-priori bound for probprune.pruning method {method[4:]} (Cert-D only)"
         return None, f"no a-priori bound registered for {method} (probprune.core.registry)"
     except HypothesisError as e:
@@ -324,7 +324,6 @@ def prune_batched(net, W, U, method: str, fraction: float, law: str, lib_seeds=N
     import torch
 
     from probprune.core.registry import LAWS, METHODS as REGISTERED
-    from probprune.mc.config import LIB_METHODS
 
     if method in LIB_METHODS:
         return _prune_lib(net, W, method, fraction, lib_seeds, module)
@@ -358,7 +357,6 @@ def _prune_lib(net, W, method: str, fraction: float, seeds, module=None):
 
     from probprune.net.templates import to_torch
     from probprune.pruning import prune
-    from probprune.mc.config import LIB_METHODS
 
     kw = dict(LIB_METHODS[method])
     name = kw.pop("method")
@@ -502,7 +500,7 @@ class _Unit:
             per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
             W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
             del per_trial
-        if any(m.startswith("random") for m in cfg.methods):
+        if draws_mask_scores(cfg.methods):
             per_u = [_uniform_scores(trial_rng(seed, g, t, 1), W) for t in trials]
             U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(len(W))]
             del per_u
