@@ -193,14 +193,12 @@ def random_mask(shapes: Mapping[str, tuple], densities: Mapping[str, float] | fl
 
     from probprune.pruning.scores import random_scores
 
-    from probprune.core.registry import SAMPLINGS
-
     if sampling not in ("exact", "bernoulli"):
         raise ProbPruneError(f"unknown sampling {sampling!r} for random masks; use 'exact' or 'bernoulli'")
     dens = {k: (densities[k] if isinstance(densities, Mapping) else densities) for k in shapes}
     for k, d in dens.items():
         check_fraction(d, f"density of {k}")
     u = random_scores(shapes, seed)
-    if not SAMPLINGS[sampling].counted:  # bernoulli: keep where u < d
+    if sampling == "bernoulli":  # keep where u < d (pruning.sampling sits below the registry: no import of it)
         return {k: u[k] < float(dens[k]) for k in shapes}
     return layerwise_topk_mask(u, {k: 1.0 - float(d) for k, d in dens.items()}, rounding=rounding)
