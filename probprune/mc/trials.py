@@ -185,11 +185,22 @@ def load_model(path: str, input_shape: tuple[int, ...] | None = None):
 def weight_layers(net) -> tuple[tuple[str, tuple[int, ...], float], ...]:
     """(FQN, weight shape, a_i) of every weight layer of a law template :class:`NetSpec` (a_i its half-width) or of a
     network :class:`probprune.net.Graph` (``graph.weight_nodes`` order; a_i = max |w|, the scale the threshold rules
-    use for a fixed network)."""
+    use for a fixed network). Cached per object (a graph's max |w| is read once)."""
+    hit = _WEIGHT_LAYERS.get(id(net))
+    if hit is not None and hit[0] is net:
+        return hit[1]
     if isinstance(net, NetSpec):
-        return tuple((L.name, tuple(L.weight_shape), L.half_width) for L in net.layers)
-    return tuple((n.op.fqn, tuple(n.op.weight.shape), float(np.abs(n.op.weight).max(initial=0.0)))
-                 for n in net.weight_nodes)
+        layers = tuple((L.name, tuple(L.weight_shape), L.half_width) for L in net.layers)
+    else:
+        layers = tuple((n.op.fqn, tuple(n.op.weight.shape), float(np.abs(n.op.weight).max(initial=0.0)))
+                       for n in net.weight_nodes)
+    if len(_WEIGHT_LAYERS) > 64:
+        _WEIGHT_LAYERS.clear()
+    _WEIGHT_LAYERS[id(net)] = (net, layers)
+    return layers
+
+
+_WEIGHT_LAYERS: dict = {}
 
 
 def _cnn_label(c: dict) -> str:
