@@ -15,6 +15,7 @@ def test_every_method_names_a_family_and_a_sampling_model():
         assert m.family_model is registry.FAMILIES[m.family]
         assert m.sampling_model is registry.SAMPLINGS[m.sampling]
         assert m.random_mask == (m.family == "random")
+    assert tuple(registry.FAMILIES) == tuple(dict.fromkeys(m.family for m in registry.METHODS.values()))
     assert registry.SAMPLINGS["exact"].counted and registry.SAMPLINGS["exact"].no_rounding is None
     assert not registry.SAMPLINGS["threshold"].fraction_given
 

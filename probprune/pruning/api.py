@@ -20,9 +20,10 @@ from probprune.pruning.sampling import ROUNDING, global_topk_mask, layerwise_top
 from probprune.pruning.scores import grad_magnitude_scores, magnitude_scores, snip_scores
 from probprune.pruning.structured import structured_mask
 
-#: the method families ``prune`` accepts (registry query: the families of :data:`probprune.core.registry.METHODS`,
-#: in registration order); a registry method name (e.g. ``random_exact``) fixes family and sampling model
-FAMILIES = tuple(dict.fromkeys(m.family for m in registry.METHODS.values()))
+#: the method families ``prune`` accepts: the names of :data:`probprune.core.registry.FAMILIES` (the families of the
+#: registry's methods, in registration order); a registry method name (e.g. ``random_exact``) fixes family and
+#: sampling model
+FAMILIES = tuple(registry.FAMILIES)
 
 
 #: which options each pruning method reads (the others would be silently ignored, so they are refused):
