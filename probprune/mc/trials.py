@@ -257,7 +257,8 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 # ------------------------------------------------------------------------------------------------ bounds
 def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, law: str, fixed=None, graph=None):
     """The a-priori bound object (``probprune.theory.apriori``) for this setting, or ``(None, reason)`` when none applies.
-    For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
+    For a fixed network (``fixed = (weights, biases)`` of a chain, or its ``graph``; group law :data:`FIXED_LAW`) the
+    bound is Cert-R (THEORY §3.11): with
     probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
     Which statement covers which method is read from :data:`probprune.core.registry.METHODS` (``apriori``,
     ``cert_r_sampling``); every method with an a-priori statement goes through :func:`probprune.theory.apriori.apriori_bound`
@@ -292,14 +293,14 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
 
 def bound_setting(cfg: MCConfig, g: Group):
     """The arguments ``(spec, fixed, graph)`` of :func:`bound_for` for a group: a law template (spec, None, None); a
-    model file with a chain view (its chain spec, (weights, biases), None); any other model graph (None, "graph",
+    model file with a chain view (its chain spec, (weights, biases), None); any other model graph (None, None,
     graph)."""
     net = g.network
     if not net.source.fixed:
         return net.spec(g.activation, cfg.K), None, None
     _, graph, chain = read_model(net.model_path, net.model_input_shape)
     if chain is None:
-        return None, "graph", graph
+        return None, None, graph
     return chain.spec, (chain.weights, chain.biases), None
 
 
@@ -482,9 +483,9 @@ class _Unit:
         return len(self.trials)
 
     @property
-    def fixed(self):
-        """Not None for a fixed network (Cert-R is the bound of its random methods)."""
-        return self.setting[1]
+    def fixed(self) -> bool:
+        """A fixed network (weights read from a file): Cert-R is the bound of its random methods."""
+        return self.g.network.source.fixed
 
     @classmethod
     def draw(cls, cfg: MCConfig, seed: int, g: Group, trials: range) -> "_Unit":
@@ -599,7 +600,7 @@ class _Unit:
             verdict = np.array(["no_bound"] * n, dtype=object)
         else:
             b = float(res.eps)
-            if self.fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
+            if self.fixed:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
                 B, eta = np.full(len(self.W), np.nan), np.asarray(res.norm_E, float)
             else:
                 B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
