@@ -26,6 +26,11 @@ from probprune.pruning.structured import structured_mask
 FAMILIES = tuple(registry.FAMILIES)
 
 
+#: ranking scope -> the exact top-k rule (per layer, or over all maskable weights at once)
+SCOPES = {"layer": layerwise_topk_mask, "global": global_topk_mask}
+GLOBAL = "global"  # the scope of the families that always rank globally (FamilyRules.global_only)
+
+
 #: which options each pruning method reads (the others would be silently ignored, so they are refused):
 #: option -> (methods that read it, what decides instead for the others)
 OPTION_APPLIES = {
@@ -67,7 +72,7 @@ def check_prune_options(method: str, sampling: str = "exact", scheme: str | None
     for opt, (methods, what) in OPTION_APPLIES.items():
         if opt in given and method not in methods:
             raise ProbPruneError(f"{flag(opt)} does not apply to {method} pruning ({what})")
-    if fam.global_only and "scope" in given and scope != "global":
+    if fam.global_only and "scope" in given and scope != GLOBAL:
         raise ProbPruneError(f"{flag('scope')} {scope} does not apply to {method} pruning ({method} ranks all weights "
                              "globally)")
     entry = D.SCHEME_TABLE.get(sch)
@@ -123,7 +128,7 @@ def prune(
                              "(or magnitude_exact / random_exact)")
     if rounding not in ROUNDING:
         raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
-    if scope not in ("layer", "global"):
+    if scope not in SCOPES:
         raise ProbPruneError(f"unknown scope {scope!r}; use 'layer' or 'global'")
     if sampling not in registry.SAMPLINGS:
         raise ProbPruneError(f"unknown sampling {sampling!r}; use exact, bernoulli or threshold")
@@ -198,10 +203,9 @@ class _Job:
             return mask
         return {k: v & self.prev_mask[k] if k in self.prev_mask else v for k, v in mask.items()}
 
-    def topk(self, scores, global_scope: bool) -> dict:
-        if global_scope:
-            return global_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
-        return layerwise_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
+    def topk(self, scores, scope: str | None = None) -> dict:
+        """Exact top-k of the scores in the scope's ranking (:data:`SCOPES`; the call's own scope by default)."""
+        return SCOPES[scope or self.scope](scores, self.sparsity, self.prev_mask, self.rounding)
 
 
 def _magnitude_masks(job: _Job):
@@ -209,21 +213,21 @@ def _magnitude_masks(job: _Job):
     sc = magnitude_scores(job.model, names=list(job.shapes))
     if not registry.SAMPLINGS[job.sampling].fraction_given:  # threshold: every |w| < tau
         return threshold_mask(sc, float(job.threshold), job.prev_mask), None, None
-    return job.topk(sc, job.scope == "global"), None, job.sparsity
+    return job.topk(sc), None, job.sparsity
 
 
 def _snip_masks(job: _Job):
     """SNIP |w dL/dw| on one batch, global top-k."""
     job.need_batch()
     sc = snip_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
-    return job.topk(sc, True), None, job.sparsity
+    return job.topk(sc, GLOBAL), None, job.sparsity
 
 
 def _grad_masks(job: _Job):
     """|w dL/dw| on trained weights, layer-wise or global top-k."""
     job.need_batch()
     sc = grad_magnitude_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
-    return job.topk(sc, job.scope == "global"), None, job.sparsity
+    return job.topk(sc), None, job.sparsity
 
 
 def _random_masks(job: _Job):
