@@ -106,21 +106,22 @@ def test_mc_cert_equals_certify_graph_for_random_masks_on_a_residual_model(tmp_p
     """Random masks: each trial's mask is rebuilt from the documented stream 1 (prune where u < q, one u per weight in
     graph.weight_nodes order) and certified by certificates.certify_graph: equal to the row's cert."""
     from probprune.certificates.lemma import certify_graph
-    from probprune.mc.trials import graph_network
+    from probprune.mc.trials import read_model
 
     path = tmp_path / "res.pt"
     torch.save(_resbn(), path)
     cfg, df = _mc_rows(path, (1, 6, 6), methods=("random",), q=0.25, n=3)
     g = groups(cfg)[0]
-    gn = graph_network(str(path), (1, 6, 6))
+    graph = read_model(str(path), (1, 6, 6))[1]
+    n_weights = sum(node.op.weight.size for node in graph.weight_nodes)
     for t in range(cfg.n_trials):
         r = trial_rng(0, g, t, 1)
-        masks = {L.name: r.random(L.weight_shape) >= 0.25 for L in gn.layers}
-        c = certify_graph(gn.graph, masks)
+        masks = {node.op.fqn: r.random(node.op.weight.shape) >= 0.25 for node in graph.weight_nodes}
+        c = certify_graph(graph, masks)
         row = df[df.trial == t].iloc[0]
         assert row["cert"] == pytest.approx(c.eps, rel=REL)
         assert row["realized_fraction"] == pytest.approx(
-            sum(int((~m).sum()) for m in masks.values()) / gn.n_weights, rel=1e-12)
+            sum(int((~m).sum()) for m in masks.values()) / n_weights, rel=1e-12)
 
 
 def test_grid_cnn_cert_equals_certify_of_the_trial_network():

@@ -5,7 +5,9 @@ to it once, by :func:`canonical`, which raises :class:`~probprune.core.errors.Pr
 unknown name. Modules validate names through this file instead of keeping their own tuples of strings.
 
 * ``METHODS``: pruning methods, each with the sampling model it implies (THEORY §1.5, §1.6, §5) and the
-  statements that cover it (a-priori theorem, per-network certificate).
+  statements that cover it (a-priori theorem, per-network certificate); a method's behaviour is that of its
+  ``FAMILIES`` entry (what ranks the weights: the score and its cut-off) and its ``SAMPLINGS`` entry (how the pruned
+  set is drawn given the score).
 * ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12).
 * ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
   implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
@@ -22,6 +24,72 @@ from probprune.core.errors import ProbPruneError
 
 
 # --------------------------------------------------------------------------------------------- entries
+def _magnitude_score(w, u):
+    return w.abs()
+
+
+def _random_score(w, u):
+    return u
+
+
+def _magnitude_cutoff(fraction: float, a: float, law: str) -> float:
+    return LAWS[law].magnitude_threshold(fraction, a)
+
+
+def _random_cutoff(fraction: float, a: float, law: str) -> float:
+    return fraction
+
+
+@dataclass(frozen=True)
+class MethodFamily:
+    """What ranks the weights of a pruning method (THEORY §1.5, §1.6, §5). For the data-free families of the Monte
+    Carlo engine: ``batched_score(w, u)`` (stacked weights and their uniform draws -> the score; pruned = low score)
+    and ``cutoff(fraction, a, law)`` (the score below which an entry is pruned by a threshold / Bernoulli sampling
+    model: tau(q) a_i under the weight law for |w|, §1.5; p for u, §1.6). ``random``: the mask is independent of W
+    (Cert-R applies). ``error_exponent``: the exponent of the fraction in the a-priori error's leading term (THEORY
+    §3.4: q^{3/2} magnitude, p^{1/2} random), drawn as the theory line of the figures. ``fraction_label``: how the
+    fraction is called on a figure axis."""
+
+    name: str
+    description: str
+    random: bool = False
+    batched_score: Callable | None = None
+    cutoff: Callable | None = None
+    error_exponent: float | None = None
+    fraction_label: str = "pruned fraction q"
+
+
+def _below_cutoff(score, cutoff: float, fraction: float):
+    return score < cutoff
+
+
+def _exact_k(score, cutoff: float, fraction: float):
+    import math
+
+    from probprune.pruning.sampling import exact_k_prune_mask
+
+    n = score.shape[0]
+    k = int(math.floor(fraction * (score.numel() // n)))
+    return exact_k_prune_mask(score.reshape(n, -1), k).reshape(score.shape)
+
+
+@dataclass(frozen=True)
+class SamplingModel:
+    """How the pruned set is drawn given the scores (THEORY §1.5, §1.6): ``batched_mask(score, cutoff, fraction)``
+    is the prune mask (True = pruned) for stacked scores (n, ...): every score below the family's cut-off
+    ("threshold", "bernoulli": u < p), or exactly floor(q N_i) lowest scores per network ("exact"; ties by flat
+    index, :func:`probprune.pruning.sampling.exact_k_prune_mask`). ``counted``: a count is rounded (the rounding
+    option applies); ``fraction_given``: the fraction is an input (False for "threshold": the threshold decides).
+    ``no_rounding``: why the rounding option does not apply (None where it does)."""
+
+    name: str
+    description: str
+    batched_mask: Callable
+    counted: bool = False
+    fraction_given: bool = True
+    no_rounding: str | None = None
+
+
 @dataclass(frozen=True)
 class PruningMethod:
     """A pruning method and the sampling model it implies.
@@ -50,10 +118,20 @@ class PruningMethod:
     aliases: tuple[str, ...] = ()
 
     @property
+    def family_model(self) -> MethodFamily:
+        """The family's behaviour (:data:`FAMILIES`)."""
+        return FAMILIES[self.family]
+
+    @property
+    def sampling_model(self) -> SamplingModel:
+        """The sampling model's behaviour (:data:`SAMPLINGS`)."""
+        return SAMPLINGS[self.sampling]
+
+    @property
     def random_mask(self) -> bool:
         """The mask is drawn independently of the weights (R-Bern, R-Bern-rescaled, R-exact): Cert-R applies, and a
         measured statement about it is one over seeded draws."""
-        return self.family == "random"
+        return self.family_model.random
 
     def prune(self, model, fraction, **kw):
         """Prune a torch module with this method: :func:`probprune.pruning.prune` (the family and sampling model
@@ -66,21 +144,12 @@ class PruningMethod:
         uniform scores ``u`` (same shape; the random masks' draws, nested in the fraction): threshold form
         |w| < tau(q) a_i under the weight law (THEORY §1.5), Bernoulli u < p (§1.6), or exact-k of |w| / u (ties by
         flat index, :func:`probprune.pruning.sampling.exact_k_prune_mask`). Pruned weights: ``where(P, 0, w)``, then
-        :meth:`rescale`."""
-        import math
-
-        from probprune.pruning.sampling import exact_k_prune_mask
-
-        if self.sampling == "threshold" and self.family == "magnitude":
-            return w.abs() < LAWS[law].magnitude_threshold(fraction, half_width)
-        if self.sampling == "bernoulli" and self.random_mask:
-            return u < fraction
-        if self.sampling == "exact" and self.family in ("magnitude", "random"):
-            n = w.shape[0]
-            k = int(math.floor(fraction * (w.numel() // n)))
-            score = (w.abs() if self.family == "magnitude" else u).reshape(n, -1)
-            return exact_k_prune_mask(score, k).reshape(w.shape)
-        raise ProbPruneError(f"method {self.name!r} has no batched data-free mask (use probprune.pruning.prune)")
+        :meth:`rescale`. The family gives the score and cut-off, the sampling model the rule."""
+        fam = self.family_model
+        if fam.batched_score is None:
+            raise ProbPruneError(f"method {self.name!r} has no batched data-free mask (use probprune.pruning.prune)")
+        return self.sampling_model.batched_mask(fam.batched_score(w, u), fam.cutoff(fraction, half_width, law),
+                                                fraction)
 
     def rescale(self, fraction: float) -> float:
         """The factor on kept weights: 1/(1 - p) for rescaled methods (inverted dropout, §1.6), else 1."""
@@ -89,6 +158,14 @@ class PruningMethod:
 
 def _uniform_quantile(q: float) -> float:
     return q
+
+
+def _uniform_sample(rng, a: float, shape):
+    return rng.uniform(-a, a, size=shape)
+
+
+def _normal_sample(rng, a: float, shape):
+    return rng.normal(0.0, a, size=shape)
 
 
 def _gaussian_quantile(q: float) -> float:
@@ -109,15 +186,13 @@ class WeightLaw:
     theory: str
     description: str
     aliases: tuple[str, ...] = ()
-    generator_method: str = "uniform"
+    sampler: Callable = _uniform_sample
     var_factor: float = 1.0 / 3.0
     quantile: Callable[[float], float] = _uniform_quantile
 
     def sample(self, rng, a: float, shape):
         """i.i.d. draws of this law with scale ``a`` (half-width / standard deviation) from a numpy Generator."""
-        if self.generator_method == "uniform":
-            return rng.uniform(-a, a, size=shape)
-        return rng.normal(0.0, a, size=shape)
+        return self.sampler(rng, a, shape)
 
     def second_moment(self, a: float) -> float:
         return self.var_factor * a * a
@@ -156,6 +231,26 @@ def _table(*entries) -> Mapping:
     return MappingProxyType({e.name: e for e in entries})
 
 
+FAMILIES: Mapping[str, MethodFamily] = _table(
+    MethodFamily("magnitude", "|w| ranks the weights (THEORY §1.5)", batched_score=_magnitude_score,
+                 cutoff=_magnitude_cutoff, error_exponent=1.5),
+    MethodFamily("random", "a uniform draw u per weight, independent of W (THEORY §1.6)", random=True,
+                 batched_score=_random_score, cutoff=_random_cutoff, error_exponent=0.5,
+                 fraction_label="prune probability p"),
+    MethodFamily("snip", "|w dL/dw| on a data batch (THEORY §5)"),
+    MethodFamily("grad", "gradient-magnitude scores on a data batch (THEORY §5)"),
+    MethodFamily("structured", "the l1 / l2 norm of a neuron's / channel's weights (THEORY §5)"),
+)
+
+SAMPLINGS: Mapping[str, SamplingModel] = _table(
+    SamplingModel("exact", "exactly floor(q_i N_i) lowest scores per layer (THEORY §1.5 exact-k, §1.6 R-exact)",
+                  _exact_k, counted=True),
+    SamplingModel("bernoulli", "each entry independently with probability p_i (THEORY §1.6 R-Bern)", _below_cutoff,
+                  no_rounding="each weight is kept independently; no count is rounded"),
+    SamplingModel("threshold", "every |w| < tau_i (THEORY §1.5 threshold form; count Binomial(N_i, q_i))",
+                  _below_cutoff, fraction_given=False, no_rounding="every |w| < tau is pruned"),
+)
+
 METHODS: Mapping[str, PruningMethod] = _table(
     PruningMethod("magnitude", "magnitude", "threshold", "THEORY §1.5, §3.4 Theorem RM",
                   "prune every |w| < q_i a_i per layer (threshold form; count Binomial(N_i, q_i))",
@@ -186,7 +281,7 @@ METHODS: Mapping[str, PruningMethod] = _table(
 LAWS: Mapping[str, WeightLaw] = _table(
     WeightLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
     WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n"),
-              generator_method="normal", var_factor=1.0, quantile=_gaussian_quantile),
+              sampler=_normal_sample, var_factor=1.0, quantile=_gaussian_quantile),
 )
 
 BOUNDS: Mapping[str, Bound] = _table(
@@ -236,9 +331,6 @@ BOUNDS: Mapping[str, Bound] = _table(
           "error composition of per-layer subset-sum approximations"),
 )
 
-_KINDS: dict[str, Mapping] = {"method": METHODS, "law": LAWS, "bound": BOUNDS}
-
-
 @dataclass(frozen=True)
 class ActivationName:
     """An activation of the one table in ``probprune.net.templates`` (its numpy/torch/module dispatch lives there)."""
@@ -260,17 +352,20 @@ def _activation_table() -> Mapping[str, ActivationName]:
                              for n in ACTIVATIONS})
 
 
+#: registry kind -> its table (the activation table is read lazily from probprune.net.activations: no import cycle)
+_KINDS: dict[str, Callable[[], Mapping]] = {"method": lambda: METHODS, "law": lambda: LAWS, "bound": lambda: BOUNDS,
+                                            "activation": _activation_table}
+
+
 def _norm(name: str) -> str:
     return str(name).strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def table(kind: str) -> Mapping:
     """The registry of ``kind``: "method", "law", "bound" or "activation"."""
-    if kind == "activation":
-        return _activation_table()
     if kind not in _KINDS:
-        raise ProbPruneError(f"unknown registry kind {kind!r}; choices: {', '.join([*_KINDS, 'activation'])}")
-    return _KINDS[kind]
+        raise ProbPruneError(f"unknown registry kind {kind!r}; choices: {', '.join(_KINDS)}")
+    return _KINDS[kind]()
 
 
 def choices(kind: str) -> tuple[str, ...]:
@@ -318,6 +413,17 @@ def bound(name: str) -> Bound:
     return get("bound", name)
 
 
+def error_exponent(name: str, default: float | None = None) -> float | None:
+    """The exponent of the fraction in the a-priori error's leading term for the method ``name`` (its family's
+    :attr:`MethodFamily.error_exponent`: 1.5 magnitude, 0.5 random; THEORY §3.4); ``default`` for names the registry
+    does not know (e.g. the Monte Carlo engine's lib_* methods) or families without one."""
+    try:
+        e = method(name).family_model.error_exponent
+    except ProbPruneError:
+        return default
+    return default if e is None else e
+
+
 def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMethod:
     """The registered method with this family, sampling model and rescaling (e.g. ("random", "exact") ->
     random_exact); ProbPruneError when no method has that combination."""
@@ -328,5 +434,6 @@ def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMet
                          f"{', rescaled' if rescaled else ''}; methods: {', '.join(METHODS)}")
 
 
-__all__ = ["PruningMethod", "WeightLaw", "Bound", "ActivationName", "METHODS", "LAWS", "BOUNDS", "table", "choices", "canonical",
-           "normalize", "get", "method", "law", "bound", "method_for"]
+__all__ = ["PruningMethod", "MethodFamily", "SamplingModel", "WeightLaw", "Bound", "ActivationName", "METHODS",
+           "FAMILIES", "SAMPLINGS", "LAWS", "BOUNDS", "table", "choices", "canonical", "normalize", "get", "method",
+           "law", "bound", "error_exponent", "method_for"]

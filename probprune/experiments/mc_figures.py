@@ -8,10 +8,12 @@ lower bound + Cert-D upper bound for ReLU networks, Clopper-Pearson statistics) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
+from probprune.core import registry
 from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, n_workers, register
 from probprune.experiments.grammar import k_of_n, rate_at_most
 
@@ -70,7 +72,7 @@ def fraction_scaling(cfg: FractionScalingConfig, ctx: Context) -> dict:
         f = fit_power_law(g["fraction"], g["error"])
         fb = fit_power_law(g["fraction"], g["bound"])
         fits.append({"method": m, "width": int(w), "exponent": f.exponent, "stderr": f.stderr, "r2": f.r2,
-                     "bound_exponent": fb.exponent, "theory": 1.5 if m == "magnitude" else 0.5})
+                     "bound_exponent": fb.exponent, "theory": registry.error_exponent(m)})
     fits = pd.DataFrame(fits)
     ctx.save_table(fits, "fits")
 
@@ -82,8 +84,9 @@ def fraction_scaling(cfg: FractionScalingConfig, ctx: Context) -> dict:
                      ax=ax, legend=False)
         for w, gb in agg[agg["method"] == m].groupby("width"):
             ax.plot(gb["fraction"], gb["bound"], ls="--", color=pal[w], lw=1)
-        ax.set(xscale="log", yscale="log", xlabel="pruned fraction q" if m == "magnitude" else "prune probability p",
-               ylabel="sup error on the unit ball", title=f"{m} pruning (theory slope {'3/2' if m == 'magnitude' else '1/2'})")
+        fam = registry.method(m).family_model  # axis label and theory slope (3/2 magnitude, 1/2 random)
+        ax.set(xscale="log", yscale="log", xlabel=fam.fraction_label,
+               ylabel="sup error on the unit ball", title=f"{m} pruning (theory slope {Fraction(fam.error_exponent)})")
         from matplotlib.lines import Line2D
 
         fm = fits[fits["method"] == m].set_index("width")

@@ -87,13 +87,6 @@ def export_summary(run_dir: Path, dest: Path, name: str, size: str) -> dict:
     return s["provenance"]
 
 
-def _pm(x) -> str:
-    import numpy as np
-
-    x = np.asarray(x, float)
-    return f"{100 * x.mean():.1f} $\\pm$ {100 * x.std(ddof=1):.1f}" if len(x) > 1 else f"{100 * x.mean():.1f}"
-
-
 def lth_table(folder: Path, gen: Path, levels=(0, 3, 6, 9, 12, 15, 18, 21)) -> dict:
     """The lottery-ticket study (``python experiments/lth_study.py``: >= 5 seeds, early stopping on a validation
     split, down to <= 1% of the weights, ticket-density control, late rewinding) as ``generated/lth_table.tex``:

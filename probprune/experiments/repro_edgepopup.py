@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from probprune.core.errors import ProbPruneError
 from probprune.experiments.base import Context, Experiment, distinct_colors, fmt, legend_below, register
 from probprune.experiments.figure_verdicts import above_chance
 from probprune.experiments.grammar import count, join_list
@@ -71,11 +72,28 @@ def _masked_param(shape, std, gen):
     return w, torch.nn.Parameter(s)
 
 
+@dataclass(frozen=True)
+class NetKind:
+    """One random network of the comparison: ``wide`` (one wide hidden layer, the baseline) or the two-block
+    construction of the target (r units per input), with a ReLU on the units (``unit_relu``: "relu") or without
+    ("linear")."""
+
+    name: str
+    wide: bool = False
+    unit_relu: bool = False
+
+
+NET_KINDS = {k.name: k for k in (NetKind("linear"), NetKind("relu", unit_relu=True), NetKind("wide", wide=True))}
+
+
 def build_network(kind: str, n_in: int, hidden: int, n_out: int, r: int, wide: int, seed: int):
-    """The random network whose subnetwork edge-popup searches: kind in {"linear", "relu", "wide"}."""
+    """The random network whose subnetwork edge-popup searches: kind in {"linear", "relu", "wide"} (:data:`NET_KINDS`)."""
     import torch
     import torch.nn as nn
 
+    if kind not in NET_KINDS:
+        raise ProbPruneError(f"unknown edge-popup network kind {kind!r}; use one of {', '.join(NET_KINDS)}")
+    arch = NET_KINDS[kind]
     GetSubnet = _subnet_fn()
     gen = torch.Generator().manual_seed(seed)
 
@@ -84,12 +102,12 @@ def build_network(kind: str, n_in: int, hidden: int, n_out: int, r: int, wide: i
             super().__init__()
             self.keep = 1.0
             self.frozen, self.scores = [], nn.ParameterList()
-            if kind == "wide":
+            if arch.wide:
                 dims = [(wide, n_in), (n_out, wide)]
             else:
                 dims = [(r, n_in), (hidden, n_in * r), (r, hidden), (n_out, hidden * r)]
             for i, shp in enumerate(dims):
-                fan_in = 1 if (kind != "wide" and i % 2 == 0) else shp[1]  # W1: one input per scalar, N(0, 2)
+                fan_in = 1 if (not arch.wide and i % 2 == 0) else shp[1]  # W1: one input per scalar, N(0, 2)
                 w, s = _masked_param(shp, math.sqrt(2.0 / fan_in), gen)
                 self.register_buffer(f"w{len(self.frozen)}", w)
                 self.frozen.append(f"w{len(self.frozen)}")
@@ -101,13 +119,13 @@ def build_network(kind: str, n_in: int, hidden: int, n_out: int, r: int, wide: i
 
         def forward(self, x):
             W = self.weights()
-            if kind == "wide":
+            if arch.wide:
                 return torch.relu(x @ W[0].T) @ W[1].T
             h = x
             for j in range(2):
                 W1, W2 = W[2 * j], W[2 * j + 1]
                 u = (W1[:, None, :] * h[None, :, :]).permute(1, 2, 0).reshape(h.shape[0], -1)  # (batch, in*r)
-                if kind == "relu":
+                if arch.unit_relu:
                     u = torch.relu(u)
                 h = u @ W2.T
                 if j == 0:
@@ -216,7 +234,7 @@ def edge_popup(cfg: EdgePopupConfig, ctx: Context) -> dict:
     ctx.save_table(agg, "summary")
     all_above = [sp for sp in piv.index if all(ch[(k, sp)].above for k in cfg.kinds)]
     some_above = [sp for sp in piv.index if any(ch[(k, sp)].above for k in cfg.kinds)]
-    others = [k for k in cfg.kinds if k != "wide"]
+    others = [k for k in cfg.kinds if not NET_KINDS[k].wide]
     s_cmp = max(all_above) if all_above else None
 
     def ahead(a, b, sp):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from probprune.core import registry
 from probprune.experiments.base import distinct_colors, legend_below, Context, Experiment, fmt, register
 
 
@@ -69,7 +70,8 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
         grids += [("asymptotic", m, e) for m in cfg.methods for e in asym.get(m, ())]
     bar = ctx.bar(len(grids) * len(cfg.deltas), "min_width")
     for grid, m, e in grids:
-        gamma = (2 * cfg.alpha / 3) if m == "magnitude" else 2 * cfg.alpha
+        # gamma = alpha / (error exponent): 2 alpha / 3 magnitude, 2 alpha random (written so the float is unchanged)
+        gamma = 2 * cfg.alpha / (2 * registry.error_exponent(m))
         for d in cfg.deltas:
             r = min_width(e, d, cfg.q0, cfg.d0, cfg.dl, cfg.depth, method=m, K=cfg.K, gamma=gamma,
                           d_ref=cfg.d_ref)

@@ -137,16 +137,26 @@ def _int(x):
     return int(x)
 
 
+#: names a sweep accepts beyond the registry's, per registry kind (the lib_* methods of probprune.pruning.prune)
+_EXTRA_NAMES = {"method": LIB_METHODS}
+
+
 def _canonical(kind: str, name) -> str:
     """One spelling per strategy (probprune.core.registry): aliases become the canonical name before hashing; names the
     registry does not know (lib_* methods, typos) are only case/dash-folded and checked below."""
     folded = str(name).lower().replace("-", "_")
-    if kind == "method" and folded in LIB_METHODS:
+    if folded in _EXTRA_NAMES.get(kind, ()):
         return folded
     try:
         return _registry.canonical(kind, folded)
     except ProbPruneError:
         return folded
+
+
+def draws_mask_scores(methods) -> bool:
+    """Whether a sweep draws the uniform mask scores (stream 1): some method is a registry method whose mask is
+    independent of W (R-Bern, R-Bern-rescaled, R-exact)."""
+    return any(_registry.METHODS[m].random_mask for m in methods if m in _registry.METHODS)
 
 
 def validate(c: MCConfig) -> None:
@@ -238,7 +248,7 @@ def validate(c: MCConfig) -> None:
     for q in c.fractions:
         if not (0.0 <= q <= 1.0):
             raise ProbPruneError(f"fractions must be in [0, 1], got {q}")
-    if any(m.startswith("lib_") for m in c.methods) and any(q >= 1.0 for q in c.fractions):
+    if any(m in LIB_METHODS for m in c.methods) and any(q >= 1.0 for q in c.fractions):
         raise ProbPruneError("probprune.pruning methods (lib_*) need fractions < 1")
     if "random_rescaled" in c.methods and any(q >= 1.0 for q in c.fractions):
         raise ProbPruneError("random_rescaled needs fractions < 1 (kept weights are divided by 1 - p)")

@@ -208,12 +208,11 @@ class Verification:
         parts = []
         if self.manifest_problem:
             parts.append(self.manifest_problem)
+        table_kind, _, table_reason = self.table_problem.partition(": ")  # "missing" | "damaged: <reason>" | ""
         for kind in BAD:
             items = [c for c in self.problems if c.status == kind]
-            if kind == "missing" and self.table_problem.startswith("missing"):
-                items = items + [ChunkCheck(TABLE, "missing")]
-            if kind == "damaged" and self.table_problem.startswith("damaged"):
-                items = items + [ChunkCheck(TABLE, "damaged", self.table_problem.split(": ", 1)[-1])]
+            if table_kind == kind:
+                items = items + [ChunkCheck(TABLE, kind, table_reason)]
             if items:
                 shown = [f"{c.name}" + (f" ({c.reason})" if c.reason else "") for c in items[:8]]
                 more = f" and {len(items) - 8} more" if len(items) > 8 else ""

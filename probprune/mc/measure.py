@@ -21,7 +21,8 @@ Provenance: protocol [D] (THEORY §6); Lemma A / Cert-D [D] (§3.1, §3.11).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,46 +40,81 @@ def is_linear_fcn(spec: NetSpec) -> bool:
     return spec.is_linear_fcn
 
 
-def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor, linear: bool = False,
+def batched_forward(spec: NetSpec, weights: Sequence[torch.Tensor], x: torch.Tensor,
                     biases: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
     """F(x) for n stacked networks at once.
 
     ``weights[i]`` has shape (n, *weight_shape); ``x`` has shape (n, S, *input_shape) (S inputs per network) or
-    (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``linear=True`` replaces
-    every activation by the identity and skips pooling (the "linear part" used for the SVD start). ``biases``
+    (S, *input_shape) (the same inputs for every network). Returns (n, S, d_out). ``biases``
     (optional, one (d_out,) / (c_out,) tensor or None per layer) are shared by all n networks (fixed networks)."""
     n = weights[0].shape[0]
     x = _per_network_inputs(x, n, tuple(spec.input_shape))
     S = x.shape[1]
-    h = x
-    conv_layout = False  # when True h is (S, n*C, H, W)
+    h, conv_layout = x, False  # conv_layout: h is (S, n*C, H, W)
     for i, L in enumerate(spec.layers):
-        W = weights[i]
-        if L.kind == "conv":
-            if not conv_layout:
-                h = h.reshape(n, S, *L.in_shape).transpose(0, 1).reshape(S, n * L.in_shape[0], *L.in_shape[1:])
-                conv_layout = True
-            Wg = W.reshape(n * W.shape[1], *W.shape[2:])
-            h = F.conv2d(h, Wg, stride=L.stride, padding=L.padding, dilation=L.dilation, groups=n)
-            if biases is not None and biases[i] is not None:
-                h = h + biases[i].repeat(n).reshape(1, -1, 1, 1)
-        else:
-            if conv_layout:
-                h = h.reshape(S, n, -1).transpose(0, 1)
-                conv_layout = False
-            elif h.dim() > 3:
-                h = h.reshape(n, S, -1)
-            h = torch.bmm(h, W.transpose(1, 2))
-            if biases is not None and biases[i] is not None:
-                h = h + biases[i]
-        if i < spec.depth - 1 and not linear:
+        b = None if biases is None else biases[i]
+        h, conv_layout = _LAYER_STEPS[L.kind].forward(L, weights[i], b, h, n, S, conv_layout)
+        if i < spec.depth - 1:
             h = L.act.torch(h)  # the one activation table (networks.Activation)
             if L.pool is not None:
-                pool = F.max_pool2d if L.pool.kind == "max" else F.avg_pool2d
-                h = pool(h, L.pool.kernel, L.pool.stride)
+                h = _POOLS[L.pool.kind](h, L.pool.kernel, L.pool.stride)
     if conv_layout:
         h = h.reshape(S, n, -1).transpose(0, 1)
     return h
+
+
+def _conv_forward(L, W, b, h, n: int, S: int, conv_layout: bool):
+    """One conv layer of n stacked chains: a grouped conv on the (S, n*C, H, W) layout."""
+    if not conv_layout:
+        h = h.reshape(n, S, *L.in_shape).transpose(0, 1).reshape(S, n * L.in_shape[0], *L.in_shape[1:])
+    Wg = W.reshape(n * W.shape[1], *W.shape[2:])
+    h = F.conv2d(h, Wg, stride=L.stride, padding=L.padding, dilation=L.dilation, groups=n)
+    if b is not None:
+        h = h + b.repeat(n).reshape(1, -1, 1, 1)
+    return h, True
+
+
+def _dense_forward(L, W, b, h, n: int, S: int, conv_layout: bool):
+    """One dense layer of n stacked chains: a bmm on the (n, S, d) layout."""
+    if conv_layout:
+        h = h.reshape(S, n, -1).transpose(0, 1)
+    elif h.dim() > 3:
+        h = h.reshape(n, S, -1)
+    h = torch.bmm(h, W.transpose(1, 2))
+    if b is not None:
+        h = h + b
+    return h, False
+
+
+def _conv_norms(L, W: torch.Tensor, conv_method: str) -> torch.Tensor:
+    """Certified operator norms of one conv layer of n trials (per trial: FFT bound / Lemma C, §11.2, §3.5)."""
+    from probprune.theory.norms import layer_operator_norm_upper
+
+    n = W.shape[0]
+    Wn = W.detach().cpu().numpy().reshape(n, *L.weight_shape)
+    return torch.tensor([layer_operator_norm_upper(L, Wn[k], conv_method) for k in range(n)], dtype=torch.float64,
+                        device=W.device)
+
+
+def _dense_norms(L, W: torch.Tensor, conv_method: str) -> torch.Tensor:
+    """Certified spectral norms of one dense layer of n trials, batched (§11.1)."""
+    from probprune.theory.norms import matrix_norm_upper
+
+    return matrix_norm_upper(W.reshape(W.shape[0], L.d_out, L.d_in)).to(W.device)
+
+
+@dataclass(frozen=True)
+class _LayerStep:
+    """What the batched chain measurement does with a layer of a law template (:class:`NetSpec` layer kind)."""
+
+    forward: Callable
+    norms: Callable
+
+
+#: NetSpec layer kind -> its batched forward and certified norms
+_LAYER_STEPS = {"linear": _LayerStep(_dense_forward, _dense_norms), "conv": _LayerStep(_conv_forward, _conv_norms)}
+#: NetSpec pool kind -> the torch functional
+_POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 
 
 def _matrices(spec: NetSpec, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -108,19 +144,8 @@ def operator_norms_upper(spec: NetSpec, weights: Sequence[torch.Tensor], conv_me
     conv layers ``probprune.theory.norms.layer_operator_norm_upper`` per trial (``conv_method="fft"``: the smaller of the
     periodic-extension FFT bound §11.2 and Lemma C sqrt(r_i) ||mat W_i|| §3.5; ``"kernel"``: Lemma C alone). Never
     power iteration (§3.11)."""
-    from probprune.theory.norms import layer_operator_norm_upper, matrix_norm_upper  # the package's one certified norm (§11)
-
-    cols = []
-    for W, L in zip(weights, spec.layers):
-        n = W.shape[0]
-        if L.kind == "conv":
-            Wn = W.detach().cpu().numpy().reshape(n, *L.weight_shape)
-            s = torch.tensor([layer_operator_norm_upper(L, Wn[k], conv_method) for k in range(n)],
-                             dtype=torch.float64, device=W.device)
-        else:
-            s = matrix_norm_upper(W.reshape(n, L.d_out, L.d_in)).to(W.device)
-        cols.append(s)
-    return torch.stack(cols, dim=-1)
+    # the package's one certified norms (probprune.theory.norms, §11), per layer kind (_LAYER_STEPS)
+    return torch.stack([_LAYER_STEPS[L.kind].norms(L, W, conv_method) for W, L in zip(weights, spec.layers)], dim=-1)
 
 
 def lemma_a_batched(norm_W: np.ndarray, norm_What: np.ndarray, norm_E: np.ndarray, lips: Sequence[float],

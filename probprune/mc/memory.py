@@ -59,16 +59,14 @@ def _layers(cfg: MCConfig, g):
     group, without drawing weights."""
     import numpy as np
 
-    from probprune.mc.trials import graph_network
+    from probprune.mc.trials import bound_setting
 
-    net = g.network
-    if net.graph_model:
-        gn = graph_network(net.model_path, net.model_input_shape)
-        d0 = int(np.prod(gn.input_shape))
-        outs = [int(np.prod(node.out_shape)) if node.out_shape else 1 for node in gn.graph.nodes]
-        sizes = [(L.N, 1, max(outs)) for L in gn.layers]
-        return d0, sizes, len(gn.layers), False, True, d0 + sum(outs)
-    spec = net.spec(g.activation, cfg.K)
+    spec, _, graph = bound_setting(cfg, g)  # the chain measured (law template or chain view), or the graph
+    if graph is not None:
+        d0 = int(np.prod(graph.input_shape))
+        outs = [int(np.prod(node.out_shape)) if node.out_shape else 1 for node in graph.nodes]
+        sizes = [(int(node.op.weight.size), 1, max(outs)) for node in graph.weight_nodes]
+        return d0, sizes, len(sizes), False, True, d0 + sum(outs)
     d0 = int(np.prod(spec.input_shape))
     sizes = [(L.d_out, L.d_in, int(np.prod(L.out_shape)) if L.out_shape else L.d_out) for L in spec.layers]
     linear = spec.is_linear_fcn
@@ -83,10 +81,11 @@ def _networks_per_block(n: int, per_network: int) -> int:
 
 def chunk_memory(cfg: MCConfig) -> ChunkMemory:
     """The estimated peak memory of one chunk of the sweep's most demanding group (module doc)."""
+    from probprune.mc.config import draws_mask_scores
     from probprune.mc.trials import groups
 
     n = min(cfg.batch_size, cfg.n_trials)
-    rnd = 1 if any(m.startswith("random") for m in cfg.methods) else 0
+    rnd = 1 if draws_mask_scores(cfg.methods) else 0
     best = None
     for g in groups(cfg):
         d0, sizes, depth, fcn, nonlinear, act = _layers(cfg, g)

@@ -52,6 +52,14 @@ def summarize(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _theory_exponent(method: str) -> float:
+    """The theory slope drawn next to a fit: the registry family's exponent (1.5 magnitude, 0.5 random; THEORY §3.4);
+    0.5 for the lib_* methods, as this report has always written for them."""
+    from probprune.core.registry import error_exponent
+
+    return error_exponent(method, 0.5)
+
+
 def fraction_fits(df: pd.DataFrame) -> pd.DataFrame:
     """log-log least squares of mean error (LB; exact for linear nets) and of the bound vs the fraction, over
     fractions > 0, per (network, activation, law, method)."""
@@ -64,7 +72,7 @@ def fraction_fits(df: pd.DataFrame) -> pd.DataFrame:
         d = dict(zip(["network", "activation", "law", "method"], key))
         fe = fit_power_law(m.index.values, m["err"].values)
         d.update(fractions=list(map(float, m.index.values)), err_exponent=fe.exponent, err_exponent_se=fe.stderr,
-                 err_r2=fe.r2, theory=1.5 if key[3].startswith("magnitude") else 0.5)
+                 err_r2=fe.r2, theory=_theory_exponent(key[3]))
         if m["bound"].notna().all():
             fb = fit_power_law(m.index.values, m["bound"].values)
             d.update(bound_exponent=fb.exponent)

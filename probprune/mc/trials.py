@@ -20,9 +20,11 @@ smallest |w| per layer (ties by flat index; no a-priori bound, THEORY §7.6); ``
 uniformly random entries (bound: ``bounds.exact_k_bound``, uniform law); ``lib_*`` any data-free method of
 :func:`probprune.pruning.prune` (magnitude layer/global, random uniform/ER/ERK, structured L1; Cert-D only).
 
-Fixed networks (``models``): a chain runs on its chain view; any other graph (residual additions, BatchNorm,
-grouped / 1-d convs, ...) as a :class:`GraphNetwork`: masks over the graph's weight FQNs, PGD through the graph's
-batched forward, Cert-R on the graph as the bound of random methods. The ``cert`` column is always
+Fixed networks (``models``): read once as the traced :class:`probprune.net.Graph` (:func:`read_model`); masks are
+drawn over the graph's weight FQNs (``graph.weight_nodes`` order) for every file. A graph that has a chain view
+(weight layer -> activation -> pooling) is measured on that chain (PGD with the SVD start, Cert-R on the chain); any
+other graph (residual additions, BatchNorm, grouped / 1-d convs, ...) through the graph's batched forward (each op's
+``forward_batched``), with Cert-R on the graph as the bound of random methods. The ``cert`` column is always
 ``probprune certify``'s Cert-D for the trial's network and mask (:func:`probprune.mc.measure.cert_d_graph`; the
 bias-free FCN fast path computes the same recursion from batched norms).
 
@@ -45,7 +47,7 @@ import pandas as pd
 
 from probprune.core.errors import HypothesisError, ProbPruneError
 from probprune.net.templates import ConvLayer, NetSpec, cnn_spec, fcn_spec
-from probprune.mc.config import MCConfig
+from probprune.mc.config import LIB_METHODS, MCConfig, draws_mask_scores
 
 TOL = 1e-9
 
@@ -54,38 +56,71 @@ class MeasurementBug(AssertionError):
     """LB > UB (1 + 1e-9): the lower and upper bounds on the error contradict each other (a bug, §6)."""
 
 
+def _fcn_template(net: "Network", activation: str, K: float) -> NetSpec:
+    return fcn_spec(net.widths, activation, K)
+
+
+def _cnn_template(net: "Network", activation: str, K: float) -> NetSpec:
+    d = json.loads(net.cnn_json)
+    convs = []
+    for c in d.get("convs", []):
+        if not isinstance(c, dict):
+            raise ProbPruneError("each conv of a cnns entry is a mapping (c_out, kernel, stride, padding, pool)")
+        extra = set(c) - {"c_out", "kernel", "stride", "padding", "pool"}
+        if extra:
+            raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a conv layer description")
+        pool = tuple(c["pool"]) if c.get("pool") else None
+        convs.append(ConvLayer(int(c["c_out"]), c.get("kernel", 3), c.get("stride", 1), c.get("padding", 0), pool))
+    return cnn_spec(d["input_shape"], convs, [int(v) for v in d["fc"]], activation, K)
+
+
+@dataclass(frozen=True)
+class NetworkKind:
+    """Where a sweep's networks come from: ``template(network, activation, K)`` builds the law template the trials
+    are drawn from (THEORY §1.3: FCN width list, CNN description), or None for a network read from a file (fixed
+    weights; one group per file, law :data:`FIXED_LAW`, activations of the file)."""
+
+    name: str
+    template: Any = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.template is None
+
+
+#: the group "law" of a fixed network: its weights are read, not drawn (random methods get Cert-R, §3.11)
+FIXED_LAW = "fixed"
+#: the ``kind`` column of a row -> where the network comes from
+NETWORK_KINDS = {k.name: k for k in (NetworkKind("fcn", _fcn_template), NetworkKind("cnn", _cnn_template),
+                                     NetworkKind("model"))}
+
+
 @dataclass(frozen=True)
 class Network:
-    """One architecture of the sweep (FCN width list or CNN description)."""
+    """One architecture of the sweep (FCN width list, CNN description, or a model file); ``kind`` names its
+    :class:`NetworkKind`."""
 
     label: str
-    kind: str  # "fcn" | "cnn"
+    kind: str  # a key of NETWORK_KINDS: "fcn" | "cnn" | "model"
     widths: tuple[int, ...] | None = None
     cnn_json: str | None = None
     width: int | None = None  # hidden width for grid networks
     depth: int = 0
     model_path: str | None = None  # fixed networks: a torch.save'd nn.Module
     model_input_shape: tuple[int, ...] | None = None
-    graph_model: bool = False  # a fixed network that is not a chain (residual, BatchNorm, ...): see GraphNetwork
+    graph_model: bool = False  # a fixed network without a chain view (residual, BatchNorm, ...): measured on its graph
+
+    @property
+    def source(self) -> NetworkKind:
+        return NETWORK_KINDS[self.kind]
 
     def spec(self, activation: str, K: float) -> NetSpec:
-        if self.graph_model:
-            raise ProbPruneError(f"{self.label} is a network graph, not a chain: it has no chain spec")
-        if self.kind == "model":
-            return load_model(self.model_path, self.model_input_shape).spec
-        if self.kind == "fcn":
-            return fcn_spec(self.widths, activation, K)
-        d = json.loads(self.cnn_json)
-        convs = []
-        for c in d.get("convs", []):
-            if not isinstance(c, dict):
-                raise ProbPruneError("each conv of a cnns entry is a mapping (c_out, kernel, stride, padding, pool)")
-            extra = set(c) - {"c_out", "kernel", "stride", "padding", "pool"}
-            if extra:
-                raise ProbPruneError(f"unknown key {sorted(extra)[0]!r} in a conv layer description")
-            pool = tuple(c["pool"]) if c.get("pool") else None
-            convs.append(ConvLayer(int(c["c_out"]), c.get("kernel", 3), c.get("stride", 1), c.get("padding", 0), pool))
-        return cnn_spec(d["input_shape"], convs, [int(v) for v in d["fc"]], activation, K)
+        """The law template of a grid / ``archs`` / ``cnns`` network (THEORY §1.3): the networks are drawn from it. A
+        model file is no draw from a law: its weights are read as a graph (:func:`read_model`)."""
+        if self.source.fixed:
+            raise ProbPruneError(f"{self.label} is a network read from a file, not a law template: read it with "
+                                 "probprune.mc.trials.read_model")
+        return self.source.template(self, activation, K)
 
 
 def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
@@ -103,8 +138,8 @@ def networks(cfg: MCConfig, input_dim: int | None = None) -> list[Network]:
         out.append(Network(_cnn_label(c), "cnn", None, js, None, len(c.get("convs", [])) + len(c["fc"])))
     for m in getattr(cfg, "models", ()):
         ishape = tuple(m["input_shape"]) if m.get("input_shape") else None
-        is_graph = not is_chain_model(m["path"], ishape)
-        depth = len(load_network(m["path"], ishape)[1].weight_nodes)
+        _, graph, chain = read_model(m["path"], ishape)
+        is_graph, depth = chain is None, len(graph.weight_nodes)
         digest = _file_md5(m["path"])
         label = f"model:{Path(m['path']).name}:{digest[:8]}"
         out.append(Network(label, "model", None, None, None, depth, m["path"], ishape, is_graph))
@@ -116,84 +151,56 @@ def _file_md5(path: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def load_network(path: str, input_shape: tuple[int, ...] | None = None):
+def read_model(path: str, input_shape: tuple[int, ...] | None = None):
     """A fixed network from a file through the package's one model reader :func:`probprune.net.io.read_network`
     (a whole ``torch.save``d module, or a state dict saved with its architecture by ``probprune train``; torch.fx
     tracing, refusals naming the operation, forward verification; the input shape stored by ``probprune train`` is
-    used when none is given): (module in eval mode, :class:`probprune.net.Graph`). The file is trusted code
-    (pickle)."""
+    used when none is given): (module in eval mode, :class:`probprune.net.Graph`, chain view). The chain view
+    (:func:`probprune.net.templates.parsed_from_graph`: weights, biases, spec of the same graph) exists for a chain of
+    weight layer -> activation -> pooling; None for any other graph (residual additions, folded BatchNorm, grouped /
+    1-d convs, gains, ...), which is measured on the graph itself. The file is trusted code (pickle)."""
+    from probprune.core.errors import UnsupportedLayerError
     from probprune.net.io import read_network
-
-    return read_network(path, input_shape=input_shape)
-
-
-@lru_cache(maxsize=8)
-def load_model(path: str, input_shape: tuple[int, ...] | None = None):
-    """The chain view (:class:`probprune.net.templates.ParsedModel`: weights, biases, spec, and the traced graph) of a
-    fixed network file read by :func:`load_network`; non-chains raise
-    :class:`~probprune.core.errors.UnsupportedLayerError` naming the node (they run as :class:`GraphNetwork`)."""
     from probprune.net.templates import parsed_from_graph
 
-    return parsed_from_graph(load_network(path, input_shape)[1])
-
-
-def is_chain_model(path: str, input_shape: tuple[int, ...] | None = None) -> bool:
-    """True when the model file has a chain view (weight layer -> activation -> pooling); False for graphs
-    (residual additions, folded BatchNorm, grouped / 1-d convs, gains, ...), which run as :class:`GraphNetwork`."""
-    from probprune.core.errors import UnsupportedLayerError
-
+    module, graph = read_network(path, input_shape=input_shape)
     try:
-        load_model(path, input_shape)
+        chain = parsed_from_graph(graph)
     except UnsupportedLayerError:
-        return False
-    return True
+        chain = None
+    return module, graph, chain
 
 
-@dataclass(frozen=True)
-class WeightLayer:
-    """One weight parameter of a fixed network graph as the pruning rules see it: FQN, shape, and the scale a_i of
-    the threshold rules (max |w|, as in the chain view of a fixed network)."""
+def load_model(path: str, input_shape: tuple[int, ...] | None = None):
+    """The chain view (:class:`probprune.net.templates.ParsedModel`) of a model file read by :func:`read_model`;
+    a graph without one raises :class:`~probprune.core.errors.UnsupportedLayerError` naming the node."""
+    _, graph, chain = read_model(path, input_shape)
+    if chain is None:
+        from probprune.net.templates import parsed_from_graph
 
-    name: str
-    weight_shape: tuple[int, ...]
-    half_width: float
-
-    @property
-    def N(self) -> int:
-        return int(np.prod(self.weight_shape))
+        parsed_from_graph(graph)  # raises, naming the node
+    return chain
 
 
-@dataclass(frozen=True)
-class GraphNetwork:
-    """A fixed network that is a graph (THEORY §8: residual additions, BatchNorm folded, grouped / 1-d convs, ...):
-    masks are drawn over the graph's weight FQNs (``layers``, in ``graph.weight_nodes`` order), the error is
-    measured by PGD through the graph's batched forward (:func:`probprune.mc.measure.graph_pgd_lower_bound`), the
-    certificate is Cert-D on the graph (:func:`probprune.mc.measure.cert_d_graph`, = ``probprune certify``), the
-    bound for random methods Cert-R on the graph (:func:`probprune.certificates.lemma.certify_random_graph`)."""
-
-    graph: Any
-    module: Any
-    layers: tuple[WeightLayer, ...]
-
-    @property
-    def depth(self) -> int:
-        return len(self.layers)
-
-    @property
-    def n_weights(self) -> int:
-        return sum(L.N for L in self.layers)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.graph.input_shape)
+def weight_layers(net) -> tuple[tuple[str, tuple[int, ...], float], ...]:
+    """(FQN, weight shape, a_i) of every weight layer of a law template :class:`NetSpec` (a_i its half-width) or of a
+    network :class:`probprune.net.Graph` (``graph.weight_nodes`` order; a_i = max |w|, the scale the threshold rules
+    use for a fixed network). Cached per object (a graph's max |w| is read once)."""
+    hit = _WEIGHT_LAYERS.get(id(net))
+    if hit is not None and hit[0] is net:
+        return hit[1]
+    if isinstance(net, NetSpec):
+        layers = tuple((L.name, tuple(L.weight_shape), L.half_width) for L in net.layers)
+    else:
+        layers = tuple((n.op.fqn, tuple(n.op.weight.shape), float(np.abs(n.op.weight).max(initial=0.0)))
+                       for n in net.weight_nodes)
+    if len(_WEIGHT_LAYERS) > 64:
+        _WEIGHT_LAYERS.clear()
+    _WEIGHT_LAYERS[id(net)] = (net, layers)
+    return layers
 
 
-@lru_cache(maxsize=8)
-def graph_network(path: str, input_shape: tuple[int, ...] | None = None) -> GraphNetwork:
-    module, graph = load_network(path, input_shape)
-    layers = tuple(WeightLayer(n.op.fqn, tuple(n.op.weight.shape), float(np.abs(n.op.weight).max(initial=0.0)))
-                   for n in graph.weight_nodes)
-    return GraphNetwork(graph, module, layers)
+_WEIGHT_LAYERS: dict = {}
 
 
 def _cnn_label(c: dict) -> str:
@@ -223,8 +230,8 @@ def groups(cfg: MCConfig) -> list[Group]:
     d0 = dataset_dim(cfg.dataset) if cfg.dataset else None
     out = []
     for net in networks(cfg, d0):
-        if net.kind == "model":  # fixed weights and activations: one group
-            out.append(Group(len(out), net, "model", "fixed"))
+        if net.source.fixed:  # fixed weights and activations: one group
+            out.append(Group(len(out), net, "model", FIXED_LAW))
             continue
         for act in cfg.activations:
             for law in cfg.laws:
@@ -250,7 +257,8 @@ def trial_rng(seed: int, group: Group, trial: int, stream: int) -> np.random.Gen
 # ------------------------------------------------------------------------------------------------ bounds
 def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, law: str, fixed=None, graph=None):
     """The a-priori bound object (``probprune.theory.apriori``) for this setting, or ``(None, reason)`` when none applies.
-    For a fixed network (``fixed = (weights, biases)``, law "fixed") the bound is Cert-R (THEORY §3.11): with
+    For a fixed network (``fixed = (weights, biases)`` of a chain, or its ``graph``; group law :data:`FIXED_LAW`) the
+    bound is Cert-R (THEORY §3.11): with
     probability >= 1 - delta over the random mask, for these weights; magnitude pruning of a fixed net has none.
     Which statement covers which method is read from :data:`probprune.core.registry.METHODS` (``apriori``,
     ``cert_r_sampling``); every method with an a-priori statement goes through :func:`probprune.theory.apriori.apriori_bound`
@@ -260,7 +268,7 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
     from probprune.core.registry import METHODS as REGISTERED
 
     entry = REGISTERED.get(method)
-    if law == "fixed":
+    if fixed is not None or graph is not None:  # a fixed network (law FIXED_LAW): Cert-R over the mask
         from probprune.certificates.lemma import certify_random
 
         if entry is None or entry.cert_r_sampling is None:
@@ -276,11 +284,24 @@ def bound_for(spec: NetSpec | None, method: str, fraction: float, delta: float, 
             # apriori_bound routes random_exact / magnitude_exact to exact_k_bound / exact_k_magnitude_bound with
             # the law (THEORY §9.5, §9.6; the Gaussian law and exact-k magnitude are covered there)
             return bounds.apriori_bound(spec, fraction, delta, method, law), ""
-        if method.startswith("lib_"):
+        if method in LIB_METHODS:
             return None, f"no a-priori bound for probprune.pruning method {method[4:]} (Cert-D only)"
         return None, f"no a-priori bound registered for {method} (probprune.core.registry)"
     except HypothesisError as e:
         return None, str(e).splitlines()[0]
+
+
+def bound_setting(cfg: MCConfig, g: Group):
+    """The arguments ``(spec, fixed, graph)`` of :func:`bound_for` for a group: a law template (spec, None, None); a
+    model file with a chain view (its chain spec, (weights, biases), None); any other model graph (None, None,
+    graph)."""
+    net = g.network
+    if not net.source.fixed:
+        return net.spec(g.activation, cfg.K), None, None
+    _, graph, chain = read_model(net.model_path, net.model_input_shape)
+    if chain is None:
+        return None, None, graph
+    return chain.spec, (chain.weights, chain.biases), None
 
 
 def check_bounds(cfg: MCConfig) -> list[str]:
@@ -288,17 +309,8 @@ def check_bounds(cfg: MCConfig) -> list[str]:
     settings without an a-priori bound."""
     notes = []
     for g in groups(cfg):
-        fixed = graph = spec = None
-        if g.network.graph_model:
-            graph = graph_network(g.network.model_path, g.network.model_input_shape).graph
-            ishape = graph.input_shape
-            fixed = "graph"
-        else:
-            spec = g.network.spec(g.activation, cfg.K)
-            ishape = spec.input_shape
-            if g.network.kind == "model":
-                pm = load_model(g.network.model_path, g.network.model_input_shape)
-                fixed = (pm.weights, pm.biases)
+        spec, fixed, graph = bound_setting(cfg, g)
+        ishape = graph.input_shape if spec is None else spec.input_shape
         if cfg.dataset and int(np.prod(ishape)) != dataset_dim(cfg.dataset):
             raise ProbPruneError(
                 f"network {g.network.label} takes {int(np.prod(ishape))} inputs but dataset "
@@ -313,21 +325,20 @@ def check_bounds(cfg: MCConfig) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ pruning
-def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: float, law: str, lib_seeds=None,
-                  module=None):
+def prune_batched(net, W, U, method: str, fraction: float, law: str, lib_seeds=None, module=None):
     """Pruned weights for stacked target weights ``W`` (torch, (n, ...)) and mask scores ``U`` (uniform, same shapes).
-    ``spec``: a chain spec, or a :class:`GraphNetwork` (weights in ``graph.weight_nodes`` order).
-    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` (on ``module``, the
-    fixed network's own module, when given, so masks are keyed by its parameter FQNs; a graph network's module by
-    default) (a per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
+    ``net``: the law template :class:`NetSpec` the weights were drawn from, or a fixed network's
+    :class:`probprune.net.Graph` (weights in ``graph.weight_nodes`` order; :func:`weight_layers`).
+    ``lib_*`` methods call :func:`probprune.pruning.prune` on each trial's ``nn.Sequential`` built from the template
+    (on ``module``, the fixed network's own module, for a graph, so masks are keyed by its parameter FQNs) (a
+    per-trial loop; the measurement stays batched) with the mask seed ``lib_seeds[k]``.
     Returns (What list, realised pruned fraction (n,) over all weights)."""
     import torch
 
     from probprune.core.registry import LAWS, METHODS as REGISTERED
-    from probprune.mc.config import LIB_METHODS
 
     if method in LIB_METHODS:
-        return _prune_lib(spec, W, method, fraction, lib_seeds, module)
+        return _prune_lib(net, W, method, fraction, lib_seeds, module)
     if method not in REGISTERED:
         raise ProbPruneError(f"unknown method {method!r}")
     entry = REGISTERED[method]
@@ -336,44 +347,49 @@ def prune_batched(spec: NetSpec | GraphNetwork, W, U, method: str, fraction: flo
     tlaw = law if law in LAWS else "gaussian"
 
     What, pruned = [], None
-    for L, w, u in zip(spec.layers, W, U):
+    for (_, _, a), w, u in zip(weight_layers(net), W, U):
         n = w.shape[0]
-        P = entry.prune_batched(w, u, fraction, L.half_width, tlaw)
+        P = entry.prune_batched(w, u, fraction, a, tlaw)
         wh = torch.where(P, torch.zeros_like(w), w)
         if entry.rescaled:
             wh = wh / (1.0 - fraction)
         What.append(wh)
         c = P.reshape(n, -1).sum(dim=1).double()
         pruned = c if pruned is None else pruned + c
-    return What, (pruned / spec.n_weights).numpy()
+    return What, (pruned / _n_weights(W)).numpy()
 
 
-def _prune_lib(spec: NetSpec | GraphNetwork, W, method: str, fraction: float, seeds, module=None):
+def _n_weights(W) -> int:
+    """Weights per network of stacked weights (n, *shape) per layer."""
+    return int(sum(int(np.prod(w.shape[1:])) for w in W))
+
+
+def _prune_lib(net, W, method: str, fraction: float, seeds, module=None):
     import torch
 
     from probprune.net.templates import to_torch
     from probprune.pruning import prune
-    from probprune.mc.config import LIB_METHODS
 
     kw = dict(LIB_METHODS[method])
     name = kw.pop("method")
     n = W[0].shape[0]
-    masks = [[] for _ in spec.layers]
-    if module is None and isinstance(spec, GraphNetwork):
-        module = spec.module
+    layers = weight_layers(net)
+    masks = [[] for _ in layers]
+    if module is None and not isinstance(net, NetSpec):
+        raise ProbPruneError(f"probprune.pruning method {method[4:]} on a fixed network graph needs its module")
     for k in range(n):  # a fixed network: its module holds the weights of every trial
-        model = module if module is not None else to_torch(spec, [w[k].numpy() for w in W])
+        model = module if module is not None else to_torch(net, [w[k].numpy() for w in W])
         res = prune(model, name, fraction, seed=int(seeds[k]) if seeds is not None else 0, apply=False, **kw)
-        for i, L in enumerate(spec.layers):
-            if L.name not in res.mask:
-                raise ProbPruneError(f"probprune.pruning method {method[4:]} gave no mask for weight {L.name!r}")
-            masks[i].append(torch.as_tensor(np.asarray(res.mask[L.name]), dtype=torch.bool).reshape(L.weight_shape))
+        for i, (fqn, shape, _) in enumerate(layers):
+            if fqn not in res.mask:
+                raise ProbPruneError(f"probprune.pruning method {method[4:]} gave no mask for weight {fqn!r}")
+            masks[i].append(torch.as_tensor(np.asarray(res.mask[fqn]), dtype=torch.bool).reshape(shape))
     What, pruned = [], 0
     for w, m in zip(W, masks):
         keep = torch.stack(m)
         What.append(torch.where(keep, w, torch.zeros_like(w)))
         pruned = pruned + (~keep).reshape(n, -1).sum(dim=1).double()
-    return What, (pruned / spec.n_weights).numpy()
+    return What, (pruned / _n_weights(W)).numpy()
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -425,8 +441,8 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
             for delta in cfg.deltas:
                 key = (method, q, delta)
                 if key not in bound_cache:
-                    bound_cache[key] = bound_for(u.spec, method, q, delta, u.g.law, u.fixed,
-                                                 u.gnet.graph if u.gnet is not None else None)[0]
+                    bound_cache[key] = bound_for(method=method, fraction=q, delta=delta, law=u.g.law,
+                                                 **dict(zip(("spec", "fixed", "graph"), u.setting)))[0]
                 frames.append(u.rows(method, q, delta, m, bound_cache[key]))
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
     return df.sort_values(["trial", "method", "fraction", "delta"], kind="stable", ignore_index=True)
@@ -435,19 +451,22 @@ def evaluate_unit(cfg: MCConfig, seed: int, group_index: int, block: int) -> pd.
 @dataclass
 class _Unit:
     """One chunk's networks and draws (per trial, so rows do not depend on batching): stacked weights ``W``, mask
-    scores ``U``, library-method seeds, PGD generators, data inputs, and how the chunk is certified and measured."""
+    scores ``U``, library-method seeds, PGD generators, data inputs, and how the chunk is certified and measured.
+    ``net``: what the masks are drawn over (the law template, or the model file's graph); ``spec``: the chain the
+    error is measured on (the template, or a model file's chain view; None: measured on ``graph``, a model graph
+    without a chain view); ``setting``: the arguments of :func:`bound_for` (:func:`bound_setting`)."""
 
     cfg: MCConfig
     seed: int
     g: Group
     trials: range
     spec: NetSpec | None
-    gnet: GraphNetwork | None
-    view: object  # the layers the pruning rules act on
+    graph: object  # a fixed network graph measured as a graph (no chain view), else None
+    net: object
+    setting: tuple
     W: list
     U: list
     lib_seeds: list
-    fixed: object = None
     biases_t: list | None = None
     cgraph: object = None  # the graph whose Cert-D is the cert column
     fixed_module: object = None  # a fixed network's own module (library pruning methods mask it by FQN)
@@ -463,6 +482,11 @@ class _Unit:
     def n(self) -> int:
         return len(self.trials)
 
+    @property
+    def fixed(self) -> bool:
+        """A fixed network (weights read from a file): Cert-R is the bound of its random methods."""
+        return self.g.network.source.fixed
+
     @classmethod
     def draw(cls, cfg: MCConfig, seed: int, g: Group, trials: range) -> "_Unit":
         import torch
@@ -471,44 +495,40 @@ class _Unit:
 
         net = g.network
         n = len(trials)
-        gnet = graph_network(net.model_path, net.model_input_shape) if net.graph_model else None
-        spec = None if gnet is not None else net.spec(g.activation, cfg.K)
-        view = gnet if gnet is not None else spec
+        setting = bound_setting(cfg, g)
+        spec, _, graph = setting
         kw: dict = {}
-        if gnet is not None:  # a fixed network graph: only the masks are random
-            kw = dict(fixed="graph", fixed_module=gnet.module, cgraph=gnet.graph)
-            weights = [n_.op.weight for n_ in gnet.graph.weight_nodes]
+        if net.source.fixed:  # fixed weights (a trained net, a residual graph, ...): only the masks are random
+            module, mgraph, chain = read_model(net.model_path, net.model_input_shape)
+            prune_net = mgraph
+            kw = dict(fixed_module=module, cgraph=mgraph)
             W = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)).unsqueeze(0).repeat(n, *([1] * w.ndim))
-                 for w in weights]
-        elif net.kind == "model":  # fixed weights (e.g. a trained net): only the masks are random
-            pm = load_model(net.model_path, net.model_input_shape)
-            kw = dict(fixed=(pm.weights, pm.biases), cgraph=pm.graph,
-                      fixed_module=load_network(net.model_path, net.model_input_shape)[0])
-            W = [torch.from_numpy(np.ascontiguousarray(w)).unsqueeze(0).repeat(n, *([1] * w.ndim)) for w in pm.weights]
-            if pm.has_bias:
+                 for w in (nd.op.weight for nd in mgraph.weight_nodes)]
+            if chain is not None and chain.has_bias:
                 kw["biases_t"] = [None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64))
-                                  for b in pm.biases]
+                                  for b in chain.biases]
         else:
+            prune_net = spec
             per_trial = [_draw_weights(spec, g.law, trial_rng(seed, g, t, 0)) for t in trials]
             W = [torch.from_numpy(np.stack([pt[i] for pt in per_trial])) for i in range(spec.depth)]
             del per_trial
-        if any(m.startswith("random") for m in cfg.methods):
-            per_u = [_uniform_scores(trial_rng(seed, g, t, 1), view.layers) for t in trials]
-            U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(len(view.layers))]
+        if draws_mask_scores(cfg.methods):
+            per_u = [_uniform_scores(trial_rng(seed, g, t, 1), W) for t in trials]
+            U = [torch.from_numpy(np.stack([pu[i] for pu in per_u])) for i in range(len(W))]
             del per_u
         else:
-            U = [None] * len(view.layers)
+            U = [None] * len(W)
         lib_seeds = [int(trial_rng(seed, g, t, 3).integers(2**31)) for t in trials]
-        u = cls(cfg, seed, g, trials, spec, gnet, view, W, U, lib_seeds, **kw)
+        u = cls(cfg, seed, g, trials, spec, graph, prune_net, setting, W, U, lib_seeds, **kw)
         u.linear = spec is not None and spec.is_linear_fcn and u.biases_t is None
         # bias-free FCN chains with sigma(0) = 0: batched dense norms + the chain recursion (equal to certify's graph)
         u.fast = spec is not None and spec.is_fcn and u.biases_t is None and spec.zero_at_zero
         if not u.linear:
             u.gens = [torch.Generator().manual_seed(int(trial_rng(seed, g, t, 2).integers(2**62))) for t in trials]
-        input_shape = tuple(view.input_shape)
+        input_shape = tuple(prune_net.input_shape)
         if cfg.dataset:
             u.X = _dataset_inputs(cfg.dataset, cfg.dataset_n, len(input_shape) > 1, input_shape)
-        u.use_graph_cert = not u.fast and (cfg.certificate or gnet is not None)
+        u.use_graph_cert = not u.fast and (cfg.certificate or graph is not None)
         if u.use_graph_cert and u.cgraph is None:  # a grid network: its chain's graph (structure; norms per trial)
             from probprune.net import Graph
 
@@ -537,8 +557,8 @@ class _Unit:
         FCNs, PGD otherwise), the average error on data, ||E||/||W||. Raises MeasurementBug when LB > UB."""
         from probprune.mc import measure as M
 
-        spec, gnet, W, trials, n = self.spec, self.gnet, self.W, self.trials, self.n
-        What, realized = prune_batched(self.view, W, self.U, method, q, self.g.law, self.lib_seeds, self.fixed_module)
+        spec, graph, W, trials, n = self.spec, self.graph, self.W, self.trials, self.n
+        What, realized = prune_batched(self.net, W, self.U, method, q, self.g.law, self.lib_seeds, self.fixed_module)
         cert, normE = self.certificate(What, [a - b for a, b in zip(W, What)])
         if self.linear:
             lb = M.exact_linear_error(spec, W, What).numpy()
@@ -549,8 +569,8 @@ class _Unit:
         else:
             pgd = dict(n_random=cfg.pgd_starts, iters=cfg.pgd_iters, step=cfg.pgd_step, generators=self.gens,
                        basis=cfg.pgd_basis)
-            if gnet is not None:
-                lb = M.graph_pgd_lower_bound(gnet.graph, W, What, **pgd).numpy()
+            if graph is not None:
+                lb = M.graph_pgd_lower_bound(graph, W, What, **pgd).numpy()
             else:
                 lb = M.pgd_lower_bound(spec, W, What, biases=self.biases_t, **pgd).numpy()
             ub, lb_method = cert, "pgd"
@@ -560,8 +580,8 @@ class _Unit:
             raise MeasurementBug(f"LB {lb[k]!r} > UB {ub[k]!r} for trial {trials[k]} ({method}, q={q})")
         if self.X is None:
             avg = avg_max = np.full(n, np.nan)
-        elif gnet is not None:
-            avg, avg_max = (a.numpy() for a in M.graph_average_error(gnet.graph, W, What, self.X))
+        elif graph is not None:
+            avg, avg_max = (a.numpy() for a in M.graph_average_error(graph, W, What, self.X))
         else:
             avg, avg_max = (a.numpy() for a in M.average_error(spec, W, What, self.X, biases=self.biases_t))
         normW = self.normW
@@ -580,8 +600,8 @@ class _Unit:
             verdict = np.array(["no_bound"] * n, dtype=object)
         else:
             b = float(res.eps)
-            if self.fixed is not None:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
-                B, eta = np.full(len(self.view.layers), np.nan), np.asarray(res.norm_E, float)
+            if self.fixed:  # Cert-R: per-layer bounds on ||E_i|| (and on ||What_i||)
+                B, eta = np.full(len(self.W), np.nan), np.asarray(res.norm_E, float)
             else:
                 B, eta = np.asarray(res.B, float), np.asarray(res.eta, float)
             wb = np.max(m["normW"] / B, axis=-1)
@@ -596,8 +616,8 @@ class _Unit:
         net, g, cfg = self.g.network, self.g, self.cfg
         base = {
             "seed": int(self.seed), "group": g.index, "network": net.label, "kind": net.kind,
-            "depth": len(self.view.layers), "width": net.width if net.width is not None else -1,
-            "n_weights": self.view.n_weights, "activation": g.activation, "law": g.law, "K": cfg.K,
+            "depth": len(self.W), "width": net.width if net.width is not None else -1,
+            "n_weights": _n_weights(self.W), "activation": g.activation, "law": g.law, "K": cfg.K,
         }
         return pd.DataFrame({
             **{k: [v] * n for k, v in base.items()},
@@ -609,9 +629,10 @@ class _Unit:
         })
 
 
-def _uniform_scores(rng: np.random.Generator, layers) -> list[np.ndarray]:
-    """One trial's mask scores: U[0, 1) per weight, layer after layer from the trial's one generator."""
-    return [rng.random(L.weight_shape) for L in layers]
+def _uniform_scores(rng: np.random.Generator, W) -> list[np.ndarray]:
+    """One trial's mask scores: U[0, 1) per weight, layer after layer from the trial's one generator (``W``: the
+    stacked weights (n, *shape) per layer)."""
+    return [rng.random(tuple(w.shape[1:])) for w in W]
 
 
 def _draw_weights(spec: NetSpec, law: str, rng: np.random.Generator) -> list[np.ndarray]:

@@ -20,9 +20,15 @@ from probprune.pruning.sampling import ROUNDING, global_topk_mask, layerwise_top
 from probprune.pruning.scores import grad_magnitude_scores, magnitude_scores, snip_scores
 from probprune.pruning.structured import structured_mask
 
-#: the method families ``prune`` accepts (registry query: the families of :data:`probprune.core.registry.METHODS`,
-#: in registration order); a registry method name (e.g. ``random_exact``) fixes family and sampling model
-FAMILIES = tuple(dict.fromkeys(m.family for m in registry.METHODS.values()))
+#: the method families ``prune`` accepts: the names of :data:`probprune.core.registry.FAMILIES` (the families of the
+#: registry's methods, in registration order); a registry method name (e.g. ``random_exact``) fixes family and
+#: sampling model
+FAMILIES = tuple(registry.FAMILIES)
+
+
+#: ranking scope -> the exact top-k rule (per layer, or over all maskable weights at once)
+SCOPES = {"layer": layerwise_topk_mask, "global": global_topk_mask}
+GLOBAL = "global"  # the scope of the families that always rank globally (FamilyRules.global_only)
 
 
 #: which options each pruning method reads (the others would be silently ignored, so they are refused):
@@ -46,32 +52,33 @@ def check_prune_options(method: str, sampling: str = "exact", scheme: str | None
     method = str(method).lower().replace("-", "_")
     fam = FAMILY_RULES.get(method, _NO_FAMILY)
     sch = (scheme or "uniform").lower().replace("-", "_")
-    if sampling in ("threshold", "bernoulli") and sampling not in fam.samplings:
+    smp = registry.SAMPLINGS.get(sampling)  # the sampling model's behaviour (None: refused by prune)
+    if smp is not None and not smp.counted and sampling not in fam.samplings:
         raise ProbPruneError(f"{flag('sampling')} {sampling} applies to {_families_with(sampling)} pruning only, not "
                              f"{method}")
-    if sampling == "threshold":
+    if smp is not None and not smp.fraction_given:
         if "fraction" in given:
-            raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} threshold (the "
+            raise ProbPruneError(f"{flag('fraction')} does not apply with {flag('sampling')} {sampling} (the "
                                  f"threshold decides what is pruned); give one of them")
         for opt in ("scope", "rounding"):
             if opt in given:
-                raise ProbPruneError(f"{flag(opt)} does not apply with {flag('sampling')} threshold (every |w| < "
-                                     f"tau is pruned)")
+                raise ProbPruneError(f"{flag(opt)} does not apply with {flag('sampling')} {sampling} "
+                                     f"({smp.no_rounding})")
     elif "threshold" in given:
         raise ProbPruneError(f"{flag('threshold')} applies to {flag('sampling')} threshold only")
-    if sampling == "bernoulli":
-        if "rounding" in given:
-            raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} bernoulli (each weight "
-                                 "is kept independently; no count is rounded)")
+    elif smp is not None and smp.no_rounding and "rounding" in given:
+        raise ProbPruneError(f"{flag('rounding')} does not apply with {flag('sampling')} {sampling} "
+                             f"({smp.no_rounding})")
     for opt, (methods, what) in OPTION_APPLIES.items():
         if opt in given and method not in methods:
             raise ProbPruneError(f"{flag(opt)} does not apply to {method} pruning ({what})")
-    if fam.global_only and "scope" in given and scope != "global":
+    if fam.global_only and "scope" in given and scope != GLOBAL:
         raise ProbPruneError(f"{flag('scope')} {scope} does not apply to {method} pruning ({method} ranks all weights "
                              "globally)")
-    if fam.random and "erk_power_scale" in given and sch != "erk":
+    entry = D.SCHEME_TABLE.get(sch)
+    if fam.random and "erk_power_scale" in given and (entry is None or "erk_power_scale" not in entry.options):
         raise ProbPruneError(f"{flag('erk_power_scale')} applies to {flag('scheme')} erk only, not {sch}")
-    if fam.random and "batch_for_scores" in given and sch != "snip_ratio":
+    if fam.random and "batch_for_scores" in given and (entry is None or not entry.needs_batch):
         raise ProbPruneError(f"{flag('batch_for_scores')} applies to random pruning with {flag('scheme')} "
                              f"snip_ratio only, not {sch}")
 
@@ -121,12 +128,12 @@ def prune(
                              "(or magnitude_exact / random_exact)")
     if rounding not in ROUNDING:
         raise ProbPruneError(f"unknown rounding {rounding!r}; use one of {', '.join(ROUNDING)}")
-    if scope not in ("layer", "global"):
+    if scope not in SCOPES:
         raise ProbPruneError(f"unknown scope {scope!r}; use 'layer' or 'global'")
-    if sampling not in ("exact", "bernoulli", "threshold"):
+    if sampling not in registry.SAMPLINGS:
         raise ProbPruneError(f"unknown sampling {sampling!r}; use exact, bernoulli or threshold")
     fam = FAMILY_RULES[method]
-    if sampling == "threshold":
+    if not registry.SAMPLINGS[sampling].fraction_given:  # threshold: the threshold decides
         if "threshold" not in fam.samplings or threshold is None:
             raise ProbPruneError("sampling='threshold' is for magnitude pruning and needs threshold=tau")
     else:
@@ -196,46 +203,43 @@ class _Job:
             return mask
         return {k: v & self.prev_mask[k] if k in self.prev_mask else v for k, v in mask.items()}
 
-    def topk(self, scores, global_scope: bool) -> dict:
-        if global_scope:
-            return global_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
-        return layerwise_topk_mask(scores, self.sparsity, self.prev_mask, self.rounding)
+    def topk(self, scores, scope: str | None = None) -> dict:
+        """Exact top-k of the scores in the scope's ranking (:data:`SCOPES`; the call's own scope by default)."""
+        return SCOPES[scope or self.scope](scores, self.sparsity, self.prev_mask, self.rounding)
 
 
 def _magnitude_masks(job: _Job):
     """|w| scores: threshold (every |w| < tau), or exact top-k per layer / globally (THEORY §5)."""
     sc = magnitude_scores(job.model, names=list(job.shapes))
-    if job.sampling == "threshold":
+    if not registry.SAMPLINGS[job.sampling].fraction_given:  # threshold: every |w| < tau
         return threshold_mask(sc, float(job.threshold), job.prev_mask), None, None
-    return job.topk(sc, job.scope == "global"), None, job.sparsity
+    return job.topk(sc), None, job.sparsity
 
 
 def _snip_masks(job: _Job):
     """SNIP |w dL/dw| on one batch, global top-k."""
     job.need_batch()
     sc = snip_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
-    return job.topk(sc, True), None, job.sparsity
+    return job.topk(sc, GLOBAL), None, job.sparsity
 
 
 def _grad_masks(job: _Job):
     """|w dL/dw| on trained weights, layer-wise or global top-k."""
     job.need_batch()
     sc = grad_magnitude_scores(job.model, job.X, job.y, names=list(job.shapes), mask=job.prev_mask)
-    return job.topk(sc, job.scope == "global"), None, job.sparsity
+    return job.topk(sc), None, job.sparsity
 
 
 def _random_masks(job: _Job):
     """Per-layer densities by the scheme (uniform | er | erk | snip_ratio), positions by the sampling model."""
-    sch = job.scheme.lower().replace("-", "_")
-    if sch == "snip_ratio":
+    sch = D.scheme(job.scheme)
+    if sch.needs_batch:  # snip_ratio
         job.need_batch()
         alloc = D.snip_ratio_densities(job.model, job.X, job.y, job.sparsity, seed=job.seed, names=list(job.shapes))
-    elif sch in ("er", "erk"):
-        alloc = D.allocate(sch, job.shapes, job.sparsity, custom=job.custom_densities,
-                           custom_in_budget=job.custom_in_budget,
-                           **({"erk_power_scale": job.erk_power_scale} if sch == "erk" else {}))
     else:
-        alloc = D.allocate(sch, job.shapes, job.sparsity)
+        given = {"custom": job.custom_densities, "custom_in_budget": job.custom_in_budget,
+                 "erk_power_scale": job.erk_power_scale}
+        alloc = sch.allocate(job.shapes, job.sparsity, **{k: given[k] for k in sch.options})
     mask = random_mask(job.shapes, alloc.densities, job.seed, sampling=job.sampling, rounding=job.rounding)
     return job.keep_previous(mask), alloc, {k: 1.0 - d for k, d in alloc.densities.items()}
 

@@ -168,14 +168,46 @@ def snip_ratio_densities(model, X, y, sparsity: float, seed: int = 0, names=None
     return DensityAllocation("snip_ratio", s, dens, target_zeros=int(zeros))
 
 
-def allocate(scheme: str, shapes: Mapping[str, tuple], sparsity: float, **kw) -> DensityAllocation:
+@dataclass(frozen=True)
+class DensityScheme:
+    """A density scheme of random pruning (THEORY §5): ``allocate(shapes, sparsity, **kw)`` (None for ``snip_ratio``,
+    which needs a model and a batch: :func:`snip_ratio_densities`); ``options``: the keyword options it reads
+    (custom densities, the ERK exponent); ``needs_batch``: it scores a data batch."""
+
+    name: str
+    allocate: object = None
+    options: tuple[str, ...] = ()
+    needs_batch: bool = False
+
+
+def _uniform_allocate(shapes, sparsity, **kw):
+    return uniform_densities(shapes, sparsity)
+
+
+#: scheme name -> its strategy (the names of :data:`SCHEMES`, in that order)
+SCHEME_TABLE: Mapping[str, DensityScheme] = {
+    "uniform": DensityScheme("uniform", _uniform_allocate),
+    "er": DensityScheme("er", lambda shapes, sparsity, **kw: er_densities(shapes, sparsity, **kw),
+                        ("custom", "custom_in_budget")),
+    "erk": DensityScheme("erk", lambda shapes, sparsity, **kw: erk_densities(shapes, sparsity, **kw),
+                         ("custom", "custom_in_budget", "erk_power_scale")),
+    "snip_ratio": DensityScheme("snip_ratio", needs_batch=True),
+}
+assert tuple(SCHEME_TABLE) == SCHEMES
+
+
+def scheme(name: str) -> DensityScheme:
+    """The strategy of a density scheme name (case and '-' folded); ProbPruneError listing the schemes otherwise."""
+    key = str(name).lower().replace("-", "_")
+    if key not in SCHEME_TABLE:
+        raise ProbPruneError(f"unknown density scheme {key!r}; use one of {', '.join(SCHEMES)}")
+    return SCHEME_TABLE[key]
+
+
+def allocate(scheme_name: str, shapes: Mapping[str, tuple], sparsity: float, **kw) -> DensityAllocation:
     """Dispatch by scheme name: ``uniform`` | ``er`` | ``erk`` (``snip_ratio`` needs a model and a batch: call
     :func:`snip_ratio_densities`)."""
-    scheme = scheme.lower().replace("-", "_")
-    if scheme == "uniform":
-        return uniform_densities(shapes, sparsity)
-    if scheme == "er":
-        return er_densities(shapes, sparsity, **kw)
-    if scheme == "erk":
-        return erk_densities(shapes, sparsity, **kw)
-    raise ProbPruneError(f"unknown density scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    entry = scheme(scheme_name)
+    if entry.allocate is None:
+        raise ProbPruneError(f"unknown density scheme {entry.name!r}; use one of {', '.join(SCHEMES)}")
+    return entry.allocate(shapes, sparsity, **kw)

@@ -239,7 +239,7 @@ def run_imp(model, dataset, config: IMPConfig, progress: Callable[[dict], None] 
                 else:
                     from probprune.pruning.densities import allocate
 
-                    alloc = allocate("uniform" if c == "uniform" else "erk", shapes, sparsity)
+                    alloc = allocate(c, shapes, sparsity)  # c: "uniform" or "erk" (CONTROLS)
                     rm = random_mask(shapes, alloc.densities, seed=cseed, sampling=config.control_sampling)
                 cm = copy.deepcopy(template)
                 cm.load_state_dict(theta_k)

@@ -199,6 +199,6 @@ def random_mask(shapes: Mapping[str, tuple], densities: Mapping[str, float] | fl
     for k, d in dens.items():
         check_fraction(d, f"density of {k}")
     u = random_scores(shapes, seed)
-    if sampling == "bernoulli":
+    if sampling == "bernoulli":  # keep where u < d (pruning.sampling sits below the registry: no import of it)
         return {k: u[k] < float(dens[k]) for k in shapes}
     return layerwise_topk_mask(u, {k: 1.0 - float(d) for k, d in dens.items()}, rounding=rounding)

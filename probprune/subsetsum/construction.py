@@ -78,7 +78,7 @@ class ConstructionConfig:
         check_positive(self.C, "C")
         if self.tolerance not in ("theorem", "per-weight"):
             raise ProbPruneError(f"tolerance must be 'theorem' or 'per-weight', got {self.tolerance!r}")
-        if self.signs not in ("random", "assigned"):
+        if self.signs not in SIGN_SCHEMES:
             raise ProbPruneError(f"signs must be 'random' or 'assigned', got {self.signs!r}")
         if self.mode not in ("sparsest", "closest"):
             raise ProbPruneError(f"mode must be 'sparsest' or 'closest', got {self.mode!r}")
@@ -196,11 +196,12 @@ def parse_target(model, input_shape=None) -> ParsedModel:
             )
     seen_linear = False
     for L in parsed.spec.layers:
-        if L.kind == "linear":
+        block = BLOCK_KINDS[L.kind]
+        if block.flat:
             seen_linear = True
         elif seen_linear:
             raise UnsupportedLayerError(f"layer {L.name!r}: conv layers after linear layers are not supported")
-        if L.kind == "conv" and L.dilation != (1, 1):
+        if not block.flat and L.dilation != (1, 1):
             raise UnsupportedLayerError(f"layer {L.name!r}: dilated convolutions are not supported")
     for nm, W in zip(parsed.names, parsed.weights):
         m = float(np.abs(W).max(initial=0.0))
@@ -237,13 +238,9 @@ def construction_memory_bytes(spec, cfg: ConstructionConfig) -> float:
     holds the draws, masked copies and keep masks besides (about 16 A + 18 B bytes)."""
     keep, peak = 0.0, 0.0
     for i, L in enumerate(spec.layers):
-        n_prime = units_per_input(L, spec.depth, cfg)
-        nu = 2 * n_prime if (cfg.signs == "random" or i == 0) else n_prime
-        if L.kind == "conv":
-            c_out, n_in, kh, kw = L.weight_shape
-            P = kh * kw
-        else:
-            c_out, n_in, P = L.d_out, L.d_in, 1
+        nu = SIGN_SCHEMES[cfg.signs].units(units_per_input(L, spec.depth, cfg), i == 0)
+        c_out, n_in, kh, kw = BLOCK_KINDS[L.kind].dims(L)
+        P = kh * kw
         A = float(n_in) * n_in * nu
         B = float(c_out) * n_in * nu * P
         peak = max(peak, keep + 16 * A + 18 * B)
@@ -261,7 +258,7 @@ def _draw_first(rng, n_in: int, nu: int, first: bool, signs: str) -> np.ndarray:
     """Dense random M_{2i-1} (n_in*nu, n_in), U[-1, 1]; with signs='assigned' the block-diagonal entries get set
     signs (first block: nu/2 positive then negative; later blocks: positive)."""
     M = rng.uniform(-1.0, 1.0, size=(n_in * nu, n_in))
-    if signs == "assigned":
+    if SIGN_SCHEMES[signs].assigned:
         j = np.repeat(np.arange(n_in), nu)
         k = np.tile(np.arange(nu), n_in)
         sgn = np.where(k < (nu + 1) // 2, 1.0, -1.0) if first else np.ones_like(k, dtype=float)
@@ -357,13 +354,10 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
     for i, (L, W) in enumerate(zip(spec.layers, parsed.weights)):
         t0 = time.perf_counter()
         first = i == 0
-        n_prime = units_per_input(L, depth, cfg)
-        nu = 2 * n_prime if (cfg.signs == "random" or first) else n_prime
+        block = BLOCK_KINDS[L.kind]
+        nu = SIGN_SCHEMES[cfg.signs].units(units_per_input(L, depth, cfg), first)
         tol = entry_tolerance(L, i, depth, cfg)
-        if L.kind == "conv":
-            c_out, n_in, kh, kw = L.weight_shape
-        else:
-            c_out, n_in, kh, kw = L.d_out, L.d_in, 1, 1
+        c_out, n_in, kh, kw = block.dims(L)
         M1 = _draw_first(rng, n_in, nu, first, cfg.signs)
         u = M1[np.arange(n_in * nu), np.repeat(np.arange(n_in), nu)].reshape(n_in, nu)
         V = rng.uniform(-1.0, 1.0, size=(c_out, n_in * nu, kh * kw))
@@ -376,12 +370,12 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
         mask2 = sol["keep"].reshape(c_out, n_in * nu, kh * kw)
         what = sol["what"]
         E = [what["+"] - W] + ([what["-"] + W] if first else [])
-        norm_E, norm_W = _realized_error_norm(L, W, E, c_out, n_in), layer_operator_norm_upper(L, W)
+        norm_E, norm_W = block.error_norm(L, W, E, c_out, n_in), layer_operator_norm_upper(L, W)
         W_hat.append(what)
-        if L.kind == "linear" and not flattened:
+        if block.flat and not flattened:
             mods.append(nn.Flatten())
             flattened = True
-        l1, l2 = _block_layers(L, M1 * mask1, V * mask2, n_in, nu, c_out, dtype)
+        l1, l2 = block.layers(L, M1 * mask1, V * mask2, n_in, nu, c_out, dtype)
         i1 = len(mods)
         mods += [l1, nn.ReLU(), l2]
         masks[f"{i1}.weight"] = torch.as_tensor(mask1.reshape(l1.weight.shape))
@@ -389,8 +383,7 @@ def construct(model, cfg: ConstructionConfig | None = None, input_shape=None, dt
         if i < depth - 1:
             mods.append(nn.ReLU())
             if L.pool is not None:
-                Pm = nn.MaxPool2d if L.pool.kind == "max" else nn.AvgPool2d
-                mods.append(Pm(L.pool.kernel, L.pool.stride))
+                mods.append(_pool_module(L.pool.kind)(L.pool.kernel, L.pool.stride))
         all_err = np.concatenate([e.ravel() for e in sol["errs"].values()])
         all_terms, all_c = np.concatenate(sol["terms"]), np.concatenate(sol["cands"])
         reports.append(LayerReport(
@@ -424,7 +417,7 @@ def _solve_layer(L, T, Vr, u, first: bool, tol: float, cfg, progress, shape, kw:
         out["cands"].append(nc)
         for idx in np.argwhere(~ok)[:1000]:
             a, j, p = (int(v) for v in idx)
-            full = (a, j) if L.kind == "linear" else (a, j, p // kw, p % kw)
+            full = BLOCK_KINDS[L.kind].entry_index(a, j, p, kw)
             out["fails"].append({"layer": L.name, "branch": key, "index": full, "target": float(target[a, j, p]),
                                  "achieved": float(ach[a, j, p]), "error": float(err[a, j, p]), "tol": tol})
         n_fail_branch = int(np.count_nonzero(~ok))
@@ -434,34 +427,91 @@ def _solve_layer(L, T, Vr, u, first: bool, tol: float, cfg, progress, shape, kw:
     return out
 
 
-def _realized_error_norm(L, W, E, c_out: int, n_in: int) -> float:
-    """Certified ||[E+, E-]|| of one block (layer 1 acts on [s(x); s(-x)] with [E+, E-]; others with E+ on s(.) >= 0)."""
+def _error_norm_linear(L, W, E, c_out: int, n_in: int) -> float:
+    """Certified ||[E+, E-]|| of one dense block (layer 1 acts on [s(x); s(-x)] with [E+, E-]; others with E+)."""
+    return spectral_norm_upper(np.concatenate([e.reshape(c_out, n_in, *W.shape[2:]) for e in E], axis=1))
+
+
+def _error_norm_conv(L, W, E, c_out: int, n_in: int) -> float:
+    """Certified ||[E+, E-]|| of one conv block: the conv operator norm of the stacked kernels (§11.2)."""
     Ecat = np.concatenate([e.reshape(c_out, n_in, *W.shape[2:]) for e in E], axis=1)
-    if L.kind == "conv":
-        return layer_operator_norm_upper(replace(L, d_in=L.d_in * len(E), in_shape=(n_in * len(E), *L.in_shape[1:])),
-                                         Ecat)
-    return spectral_norm_upper(Ecat)
+    return layer_operator_norm_upper(replace(L, d_in=L.d_in * len(E), in_shape=(n_in * len(E), *L.in_shape[1:])), Ecat)
 
 
-def _block_layers(L, w1, V_kept, n_in: int, nu: int, c_out: int, dtype):
-    """The two torch layers of one block (Linear or 1x1 conv then the layer's own conv), weights copied in."""
-    import torch
+def _layers_linear(L, w1, V_kept, n_in: int, nu: int, c_out: int, dtype):
     import torch.nn as nn
 
-    if L.kind == "linear":
-        l1 = nn.Linear(n_in, n_in * nu, bias=False)
-        l2 = nn.Linear(n_in * nu, c_out, bias=False)
-        w2 = V_kept.reshape(c_out, n_in * nu)
-    else:
-        l1 = nn.Conv2d(n_in, n_in * nu, 1, bias=False)
-        l2 = nn.Conv2d(n_in * nu, c_out, L.kernel, stride=L.stride, padding=L.padding, bias=False)
-        w1 = w1.reshape(n_in * nu, n_in, 1, 1)
-        w2 = V_kept.reshape(c_out, n_in * nu, *L.weight_shape[2:])
+    l1 = nn.Linear(n_in, n_in * nu, bias=False)
+    l2 = nn.Linear(n_in * nu, c_out, bias=False)
+    return _copy_in(l1, l2, w1, V_kept.reshape(c_out, n_in * nu), dtype)
+
+
+def _layers_conv(L, w1, V_kept, n_in: int, nu: int, c_out: int, dtype):
+    import torch.nn as nn
+
+    l1 = nn.Conv2d(n_in, n_in * nu, 1, bias=False)
+    l2 = nn.Conv2d(n_in * nu, c_out, L.kernel, stride=L.stride, padding=L.padding, bias=False)
+    return _copy_in(l1, l2, w1.reshape(n_in * nu, n_in, 1, 1), V_kept.reshape(c_out, n_in * nu, *L.weight_shape[2:]),
+                    dtype)
+
+
+def _copy_in(l1, l2, w1, w2, dtype):
+    import torch
+
     l1, l2 = l1.to(dtype), l2.to(dtype)
     with torch.no_grad():
         l1.weight.copy_(torch.as_tensor(w1))
         l2.weight.copy_(torch.as_tensor(w2))
     return l1, l2
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """What the construction does for a target layer of one kind (a :class:`LayerSpec` kind): ``dims(L)`` ->
+    (c_out, n_in, kh, kw); ``flat``: a dense layer (flattened input, after every conv); ``entry_index`` of entry
+    (a, j, p) of the (c_out, n_in, kh*kw) view in the weight's own shape; ``error_norm``: the certified norm of the
+    block's realized error (§4.4); ``layers``: the two torch layers of the block (Linear or 1x1 conv, then the
+    layer's own conv), weights copied in."""
+
+    name: str
+    flat: bool
+    dims: object
+    entry_index: object
+    error_norm: object
+    layers: object
+
+
+BLOCK_KINDS = {
+    "linear": BlockKind("linear", True, lambda L: (L.d_out, L.d_in, 1, 1), lambda a, j, p, kw: (a, j),
+                        _error_norm_linear, _layers_linear),
+    "conv": BlockKind("conv", False, lambda L: tuple(L.weight_shape), lambda a, j, p, kw: (a, j, p // kw, p % kw),
+                      _error_norm_conv, _layers_conv),
+}
+
+
+@dataclass(frozen=True)
+class SignScheme:
+    """How the first matrix of a block is signed (``ConstructionConfig.signs``): "random" draws every entry U[-1, 1]
+    and keeps 2 n' units per input in every block; "assigned" sets the signs of the block-diagonal entries
+    (``assigned``) and needs the 2 n' units in the first block only."""
+
+    name: str
+    assigned: bool
+    doubled_every_block: bool
+
+    def units(self, n_prime: int, first: bool) -> int:
+        """nu: units per input of a block."""
+        return 2 * n_prime if (self.doubled_every_block or first) else n_prime
+
+
+SIGN_SCHEMES = {"random": SignScheme("random", False, True), "assigned": SignScheme("assigned", True, False)}
+
+
+def _pool_module(kind: str):
+    """The torch pooling module class of a LayerSpec pool kind (torch imported lazily)."""
+    import torch.nn as nn
+
+    return {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[kind]
 
 
 def _construction_report(cfg, spec, parsed, reports, t_start: float) -> ConstructionReport:

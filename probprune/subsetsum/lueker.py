@@ -53,15 +53,25 @@ def check_coverage_plan(n_count: int, n_max: int, trials: int) -> None:
     check_memory(48.0 * n_max, f"one coverage draw of {n_max:,} summands")
 
 
+def _uniform_summands(size, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(-1.0, 1.0, size=size)
+
+
+def _product_summands(size, rng: np.random.Generator) -> np.ndarray:
+    u = rng.uniform(-1.0, 1.0, size=size)
+    v = rng.uniform(-1.0, 1.0, size=size)
+    return v * np.abs(u)
+
+
+#: summand law -> its sampler (the names of :data:`LAWS`)
+SUMMAND_SAMPLERS = {"uniform": _uniform_summands, "product": _product_summands}
+
+
 def sample_summands(law: str, size, rng: np.random.Generator) -> np.ndarray:
     """Draw summands from ``law``: "uniform" = U[-1, 1]; "product" = v*|u|, u, v i.i.d. U[-1, 1] (§4.1)."""
-    if law == "uniform":
-        return rng.uniform(-1.0, 1.0, size=size)
-    if law == "product":
-        u = rng.uniform(-1.0, 1.0, size=size)
-        v = rng.uniform(-1.0, 1.0, size=size)
-        return v * np.abs(u)
-    raise ProbPruneError(f"unknown summand law {law!r}; use one of {LAWS}")
+    if law not in SUMMAND_SAMPLERS:
+        raise ProbPruneError(f"unknown summand law {law!r}; use one of {LAWS}")
+    return SUMMAND_SAMPLERS[law](size, rng)
 
 
 def _merge(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

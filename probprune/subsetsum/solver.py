@@ -117,8 +117,8 @@ def validate(coeffs, targets, eps, mode, on_uncoverable="raise"):
         eps = float(np.asarray(eps))
         if not math.isfinite(eps) or eps <= 0:
             raise ProbPruneError(f"eps must be a finite number > 0, got {eps!r}")
-    elif mode == "sparsest":
-        raise ProbPruneError("mode 'sparsest' needs a tolerance eps > 0")
+    elif SOLVE_MODES[mode].needs_eps:
+        raise ProbPruneError(f"mode {mode!r} needs a tolerance eps > 0")
     if on_uncoverable == "raise":
         lo = np.minimum(C, 0).sum(axis=1, keepdims=True) - (eps or 0.0)
         hi = np.maximum(C, 0).sum(axis=1, keepdims=True) + (eps or 0.0)
@@ -337,20 +337,29 @@ def _sorted_b(B, idx=None):
 
 
 def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
-    """Solve a block of rows. Returns bits (R, m) int64 of the chosen subsets and found (R, m) bool (sparsest)."""
+    """Solve a block of rows by the mode's MITM (:data:`SOLVE_MODES`). Returns bits (R, m) int64 of the chosen
+    subsets and found (R, m) bool (sparsest)."""
+    return SOLVE_MODES[mode].mitm(C, Z, eps)
+
+
+def _mitm_closest(C: np.ndarray, Z: np.ndarray, eps):
+    """Closest: the sorted half-sums of the two halves, one search per target."""
+    R, n = C.shape
+    n1 = n // 2
+    A = half_sums(C[:, :n1])  # (R, 2^n1)
+    B = half_sums(C[:, n1:])  # (R, 2^n2)
+    Bs, Bo = _sorted_b(B)
+    _, ia, ib = _closest_rows(A, Bs, Bo, Z)
+    return ia | (ib << n1), np.ones(Z.shape, dtype=bool)
+
+
+def _mitm_sparsest(C: np.ndarray, Z: np.ndarray, eps):
+    """Sparsest: half-sums grouped by popcount, built lazily from index combinations (most targets stop at a small
+    total size k, so only the small groups are ever enumerated); increasing k, early exit per target."""
     import torch
 
     R, n = C.shape
     n1 = n // 2
-    if mode == "closest":
-        A = half_sums(C[:, :n1])  # (R, 2^n1)
-        B = half_sums(C[:, n1:])  # (R, 2^n2)
-        Bs, Bo = _sorted_b(B)
-        _, ia, ib = _closest_rows(A, Bs, Bo, Z)
-        return ia | (ib << n1), np.ones(Z.shape, dtype=bool)
-
-    # ---- sparsest: half-sums grouped by popcount, built lazily from index combinations (most targets stop at a
-    # small total size k, so only the small groups are ever enumerated); increasing k, early exit per target
     n2 = n - n1
     CA, CB = C[:, :n1], C[:, n1:]
     A_groups: dict = {}
@@ -403,6 +412,37 @@ def _mitm_block(C: np.ndarray, Z: np.ndarray, eps, mode: str):
     return bits, found
 
 
+def _brute_closest(err: np.ndarray, pop: np.ndarray, eps):
+    return err.argmin(axis=2), np.ones(err.shape[:2], dtype=bool)
+
+
+def _brute_sparsest(err: np.ndarray, pop: np.ndarray, eps):
+    feasible = err <= eps
+    found = feasible.any(axis=2)
+    # lexicographic (popcount, error): key = popcount * big + error on feasible entries
+    key = np.where(feasible, pop[None, None, :] * (err.max() + 1.0) * 2 + err, np.inf)
+    return np.where(found, key.argmin(axis=2), err.argmin(axis=2)), found
+
+
+@dataclass(frozen=True)
+class SolveMode:
+    """An objective of the subset-sum solvers (module doc): ``mitm(C, Z, eps)`` and ``brute(err, pop, eps)`` return
+    (bits, found) for a block of rows; ``needs_eps``: the objective is constrained by the tolerance;
+    ``success_needs_found``: a target counts as solved only where a feasible subset was found."""
+
+    name: str
+    mitm: object
+    brute: object
+    needs_eps: bool = False
+    success_needs_found: bool = False
+
+
+#: mode name -> its objective (the names of :data:`MODES`)
+SOLVE_MODES = {"closest": SolveMode("closest", _mitm_closest, _brute_closest),
+               "sparsest": SolveMode("sparsest", _mitm_sparsest, _brute_sparsest, needs_eps=True,
+                                     success_needs_found=True)}
+
+
 @functools.lru_cache(maxsize=256)
 def _combos(h: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     """All q-subsets of range(h): index matrix (C(h, q), q) and their bit masks (C(h, q),)."""
@@ -430,7 +470,7 @@ def _finish(C, Z, bits, found, eps, mode, method, batched, squeeze, tol, extra=(
         success = np.ones(Z.shape, dtype=bool)
     else:
         success = err <= eps + tol
-        if (mode == "sparsest") if use_found is None else use_found:
+        if SOLVE_MODES[mode].success_needs_found if use_found is None else use_found:
             success &= found
     n_terms = subset.sum(axis=-1)
     if not batched:
@@ -486,14 +526,6 @@ def brute_force(coeffs, targets, eps: float | None = None, mode: str = "closest"
     S = half_sums(C)  # (R, 2^n), index = bit mask
     pop = _popcount(np.arange(S.shape[1]))
     err = np.abs(Z[:, :, None] - S[:, None, :])  # (R, m, 2^n)
-    if mode == "closest":
-        bits = err.argmin(axis=2)
-        found = np.ones(Z.shape, dtype=bool)
-    else:
-        feasible = err <= eps
-        found = feasible.any(axis=2)
-        # lexicographic (popcount, error): key = popcount * big + error on feasible entries
-        key = np.where(feasible, pop[None, None, :] * (err.max() + 1.0) * 2 + err, np.inf)
-        bits = np.where(found, key.argmin(axis=2), err.argmin(axis=2))
+    bits, found = SOLVE_MODES[mode].brute(err, pop, eps)
     return _finish(C, Z, bits.astype(np.int64), found, eps, mode, "brute", batched, squeeze, tol,
                    ("exhaustive enumeration of all 2^n subsets",))
