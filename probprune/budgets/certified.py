@@ -900,28 +900,39 @@ def _counts_at(t: float, shape: np.ndarray, N: np.ndarray) -> np.ndarray:
 
 
 SCALE_RTOL = 0.02  # the scale searches stop when the feasible/infeasible bracket is within this relative width
+FINAL_RTOL = 0.005  # ... for a uniform budget's own search (its fraction is the answer; the uniform reference of an
+# optimal budget keeps SCALE_RTOL)
+P0 = 1.5  # first-step exponent of a scale search (value ~ t^p): the log-log slopes of the mixed certificate measured
+# along uniform scales were 1.47 on LeNet-300-100 (fractions 0.12-0.23) and 1.5-2.0 on the digits MLP (0.26-0.35); at
+# 1.3 the first step overshot eps on both and cost one more evaluation
 
 
 def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
-                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = 1.3):
+                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = P0):
     """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
-    next t comes from a log-log secant through the two evaluated points nearest the target eps (1 - margin) (a power
-    law t^p0 from the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the
-    bracket is within ``rtol`` or a feasible value is within ``rtol`` of eps. Any evaluated allocation with value <= eps is sound; the search is only for size.
+    next t comes from a log-log secant through the two evaluated points nearest the target (a power law t^p0 from
+    the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the bracket is within
+    ``rtol`` or a feasible value is at least eps (1 + rtol)^-p (p the fitted exponent: the value's t is then within
+    about ``rtol`` of the largest feasible t); the target is eps min(1 - margin, (1 + rtol / 2)^-p), the middle of
+    that window. Any evaluated allocation with value <= eps is sound; the search is only for size.
     ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
     Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
-    value), and the last fitted exponent is in ``_scale_search.last_p`` (p0 if none was fitted)."""
+    value), and the exponent fitted between the first evaluated point and the last feasible one (the widest span:
+    a secant between two nearby points is noisy) is in ``_scale_search.last_p`` (p0 if none was fitted)."""
     import time
 
     t_max = 1.0 / float(shape[shape > 0].min()) if np.any(shape > 0) else 0.0
-    target = eps * (1 - margin)
     pts: dict = {}
     log = []
     lo, v_lo, hi = t_lo, None, None
     t = t_lo
     _scale_search.last_p = p0
     for _ in range(max_evals):
+        # the tolerance is on the scale t (the fraction): with value ~ t^p, a feasible value >= eps (1 + rtol)^-p is
+        # within rtol of the largest feasible t, and the next point aims at the middle of that window
+        p_cur = min(max(_scale_search.last_p, 0.5), 4.0)
+        target = eps * min(1 - margin, (1 + rtol / 2) ** -p_cur)
         if time.perf_counter() > deadline:
             break
         k = _counts_at(t, shape, N)
@@ -936,7 +947,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
                 lo, v_lo = t, v
         elif hi is None or t < hi:
             hi = t
-        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 - rtol)):
+        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 + rtol) ** -p_cur):
             break
         # next point: secant in log-log through the evaluated points nearest the target
         ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
@@ -969,6 +980,10 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             nt = math.sqrt(max(lo, 1e-12) * hi)
         t = float(min(nt, t_max))
     k = _counts_at(lo, shape, N)
+    if log and v_lo is not None and lo > log[0][2] > 0 and v_lo > log[0][3] > 0:
+        p = math.log(v_lo / log[0][3]) / math.log(lo / log[0][2])
+        if math.isfinite(p) and p > 0.2:
+            _scale_search.last_p = p
     return lo, k, pts.get(tuple(int(x) for x in k)), log
 
 
@@ -1064,11 +1079,12 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     log: list = []
     cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
     k_uni = k_uni_d
-    p_fit = 1.3
+    p_fit = P0
     if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
         q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
         shape = cand.astype(float)
-        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline)
+        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline,
+                                     rtol=FINAL_RTOL if mode == "uniform" else SCALE_RTOL)
         p_fit = _scale_search.last_p  # the optimal search starts from the exponent fitted here
         log += [("uniform",) + e for e in lg]
         if ku.sum() > k_uni_d.sum():
