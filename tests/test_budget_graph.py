@@ -236,3 +236,32 @@ def test_scale_search_returns_feasible_scale_within_its_tolerance_ta(p_true):
         assert value(k) <= eps
         assert t <= t_star and t >= t_star / (1 + rtol) - 2e-4  # the floor to integer counts
         assert len(log) <= 6
+
+
+def test_refine_phase_returns_only_an_allocation_its_method_certifies_ta():
+    """refine="sdp" (the SCS SDP, tiny net): the returned allocation is certified by the named method (what
+    ``api.certify(bound="sdp")`` reports for the same masks) <= eps and prunes at least what the auto search found;
+    a refine method that cannot beat the auto allocation leaves it (and its certificate) unchanged."""
+    from probprune import api
+
+    torch.manual_seed(5)
+    m = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    g = _graph(m, (5,))
+    eps = 0.3
+    base = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4)
+    r = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4, refine="sdp",
+                            refine_evaluations=2)
+    assert r.eps_achieved <= eps and r.total_prunable >= base.total_prunable
+    ref = r.certificate_detail["refine"]
+    assert ref["method"] == "sdp" and "evaluations" in ref
+    bound = r.certificate.split(":")[-1] if r.certificate.startswith("tight:") else "lemma-a"
+    rep = api.certify(g, masks=exact_k_masks(g, _counts(r)), bound=bound)
+    assert rep.certificate["eps"] == pytest.approx(r.eps_achieved, rel=1e-9, abs=1e-12)
+    assert rep.certificate["eps"] <= eps
+    # composed (looser than mixed here) cannot grow the allocation: the auto allocation is kept
+    rc = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4, refine="composed")
+    assert rc.total_prunable >= base.total_prunable and rc.eps_achieved <= eps
+    if rc.certificate == base.certificate:
+        assert rc.total_prunable == base.total_prunable
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(g, eps, refine="nope")
