@@ -1058,6 +1058,8 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     if F is None:
         detail["tight_refused"] = refused
         detail["note"] = f"Cert-D inverted: the §12 certificates refuse this network ({refused})"
+        if refine is not None:
+            detail["refine"] = {"method": refine, "skipped": "the §12 certificates refuse this network"}
         steps["tight"] = time.perf_counter() - t0
         return k_d, k_uni_d, eps_d, "lemma-a", detail
     # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
