@@ -197,3 +197,71 @@ def test_refusals_and_time_limit():
     # random pruning keeps Cert-R (the §12 certificates are for a given mask)
     rr = bc.certified_budget(g, 0.5, "random", delta=0.1)
     assert rr.certificate == "cert-r"
+
+
+def test_budget_allocation_equals_the_library_certify_ta():
+    """The budget's certificate at its allocation is what ``probprune.api.certify`` (the library behind
+    ``probprune certify --bound auto``) reports for the same exact-k masks, in uniform and optimal mode."""
+    from probprune import api
+
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
+    g = _graph(m, (8,))
+    for mode in ("uniform", "optimal"):
+        r = bc.certified_budget(g, 0.4, mode=mode, tight_method="propagate", tight_evaluations=4)
+        assert r.eps_achieved <= 0.4
+        rep = api.certify(g, masks=exact_k_masks(g, _counts(r)), bound=r.certificate.split(":")[-1]
+                          if r.certificate.startswith("tight:") else "lemma-a")
+        assert rep.certificate["eps"] == pytest.approx(r.eps_achieved, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("p_true", [1.0, 1.5, 2.2])
+def test_scale_search_returns_feasible_scale_within_its_tolerance_ta(p_true):
+    """_scale_search on a synthetic value c t^p (known largest feasible t*): every returned scale is feasible, within
+    the relative tolerance of t* (on the fraction), with at most a few evaluations."""
+    N = np.array([10_000, 4_000])
+    shape = np.ones(2)
+    eps, c = 1.0, 10.0
+    t_star = (eps / c) ** (1 / p_true)
+    calls = []
+
+    def value(k):
+        t = k[0] / N[0]
+        calls.append(t)
+        return c * t ** p_true
+
+    for rtol in (bc.SCALE_RTOL, bc.FINAL_RTOL):
+        calls.clear()
+        t, k, v, log = bc._scale_search(value, shape, N, 0.3 * t_star, eps, 8, math.inf, rtol=rtol)
+        assert value(k) <= eps
+        assert t <= t_star and t >= t_star / (1 + rtol) - 2e-4  # the floor to integer counts
+        assert len(log) <= 6
+
+
+def test_refine_phase_returns_only_an_allocation_its_method_certifies_ta():
+    """refine="sdp" (the SCS SDP, tiny net): the returned allocation is certified by the named method (what
+    ``api.certify(bound="sdp")`` reports for the same masks) <= eps and prunes at least what the auto search found;
+    a refine method that cannot beat the auto allocation leaves it (and its certificate) unchanged."""
+    from probprune import api
+
+    torch.manual_seed(5)
+    m = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    g = _graph(m, (5,))
+    eps = 0.3
+    base = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4)
+    r = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4, refine="sdp",
+                            refine_evaluations=2)
+    assert r.eps_achieved <= eps and r.total_prunable >= base.total_prunable
+    ref = r.certificate_detail["refine"]
+    assert ref["method"] == "sdp" and "evaluations" in ref
+    bound = r.certificate.split(":")[-1] if r.certificate.startswith("tight:") else "lemma-a"
+    rep = api.certify(g, masks=exact_k_masks(g, _counts(r)), bound=bound)
+    assert rep.certificate["eps"] == pytest.approx(r.eps_achieved, rel=1e-9, abs=1e-12)
+    assert rep.certificate["eps"] <= eps
+    # composed (looser than mixed here) cannot grow the allocation: the auto allocation is kept
+    rc = bc.certified_budget(g, eps, mode="uniform", tight_method="mixed", tight_evaluations=4, refine="composed")
+    assert rc.total_prunable >= base.total_prunable and rc.eps_achieved <= eps
+    if rc.certificate == base.certificate:
+        assert rc.total_prunable == base.total_prunable
+    with pytest.raises(ProbPruneError):
+        bc.certified_budget(g, eps, refine="nope")

@@ -900,28 +900,39 @@ def _counts_at(t: float, shape: np.ndarray, N: np.ndarray) -> np.ndarray:
 
 
 SCALE_RTOL = 0.02  # the scale searches stop when the feasible/infeasible bracket is within this relative width
+FINAL_RTOL = 0.005  # ... for a uniform budget's own search (its fraction is the answer; the uniform reference of an
+# optimal budget keeps SCALE_RTOL)
+P0 = 1.5  # first-step exponent of a scale search (value ~ t^p): the log-log slopes of the mixed certificate measured
+# along uniform scales were 1.47 on LeNet-300-100 (fractions 0.12-0.23) and 1.5-2.0 on the digits MLP (0.26-0.35); at
+# 1.3 the first step overshot eps on both and cost one more evaluation
 
 
 def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
-                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = 1.3):
+                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = P0):
     """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
-    next t comes from a log-log secant through the two evaluated points nearest the target eps (1 - margin) (a power
-    law t^p0 from the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the
-    bracket is within ``rtol`` or a feasible value is within ``rtol`` of eps. Any evaluated allocation with value <= eps is sound; the search is only for size.
+    next t comes from a log-log secant through the two evaluated points nearest the target (a power law t^p0 from
+    the first point), kept strictly inside the bracket (feasible lo, infeasible hi); stops when the bracket is within
+    ``rtol`` or a feasible value is at least eps (1 + rtol)^-p (p the fitted exponent: the value's t is then within
+    about ``rtol`` of the largest feasible t); the target is eps min(1 - margin, (1 + rtol / 2)^-p), the middle of
+    that window. Any evaluated allocation with value <= eps is sound; the search is only for size.
     ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
     Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
-    value), and the last fitted exponent is in ``_scale_search.last_p`` (p0 if none was fitted)."""
+    value), and the exponent fitted between the first evaluated point and the last feasible one (the widest span:
+    a secant between two nearby points is noisy) is in ``_scale_search.last_p`` (p0 if none was fitted)."""
     import time
 
     t_max = 1.0 / float(shape[shape > 0].min()) if np.any(shape > 0) else 0.0
-    target = eps * (1 - margin)
     pts: dict = {}
     log = []
     lo, v_lo, hi = t_lo, None, None
     t = t_lo
     _scale_search.last_p = p0
     for _ in range(max_evals):
+        # the tolerance is on the scale t (the fraction): with value ~ t^p, a feasible value >= eps (1 + rtol)^-p is
+        # within rtol of the largest feasible t, and the next point aims at the middle of that window
+        p_cur = min(max(_scale_search.last_p, 0.5), 4.0)
+        target = eps * min(1 - margin, (1 + rtol / 2) ** -p_cur)
         if time.perf_counter() > deadline:
             break
         k = _counts_at(t, shape, N)
@@ -936,7 +947,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
                 lo, v_lo = t, v
         elif hi is None or t < hi:
             hi = t
-        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 - rtol)):
+        if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 + rtol) ** -p_cur):
             break
         # next point: secant in log-log through the evaluated points nearest the target
         ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
@@ -969,6 +980,10 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             nt = math.sqrt(max(lo, 1e-12) * hi)
         t = float(min(nt, t_max))
     k = _counts_at(lo, shape, N)
+    if log and v_lo is not None and lo > log[0][2] > 0 and v_lo > log[0][3] > 0:
+        p = math.log(v_lo / log[0][3]) / math.log(lo / log[0][2])
+        if math.isfinite(p) and p > 0.2:
+            _scale_search.last_p = p
     return lo, k, pts.get(tuple(int(x) for x in k)), log
 
 
@@ -1028,7 +1043,8 @@ def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built 
 
 
 def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
-                 max_evals: int, deadline: float, steps: dict, tight_method: str = "auto"):
+                 max_evals: int, deadline: float, steps: dict, tight_method: str = "auto", refine: str | None = None,
+                 refine_evaluations: int = 4, refine_time_limit: float = 60.0):
     """The "auto" inversion (see :func:`certified_budget`) after the Cert-D search: returns (counts, uniform counts,
     certificate value, certificate name, detail)."""
     import time
@@ -1042,6 +1058,8 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     if F is None:
         detail["tight_refused"] = refused
         detail["note"] = f"Cert-D inverted: the §12 certificates refuse this network ({refused})"
+        if refine is not None:
+            detail["refine"] = {"method": refine, "skipped": "the §12 certificates refuse this network"}
         steps["tight"] = time.perf_counter() - t0
         return k_d, k_uni_d, eps_d, "lemma-a", detail
     # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
@@ -1064,11 +1082,12 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     log: list = []
     cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
     k_uni = k_uni_d
-    p_fit = 1.3
+    p_fit = P0
     if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
         q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
         shape = cand.astype(float)
-        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline)
+        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline,
+                                     rtol=FINAL_RTOL if mode == "uniform" else SCALE_RTOL)
         p_fit = _scale_search.last_p  # the optimal search starts from the exponent fitted here
         log += [("uniform",) + e for e in lg]
         if ku.sum() > k_uni_d.sum():
@@ -1107,9 +1126,66 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
                    "uniform_at_allocation": (uni_cert or ac).as_dict() if k_uni is not None else None,
                    "search_method": state["method"], "tight_evaluations": state["evaluations"],
                    "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e) for e in log]})
+    eps_out, name_out = float(ac.eps), ac.certificate
+    if refine is not None:
+        ref = _refine_phase(F, graph, memo, pick, N, cand, eps, refine, refine_evaluations, refine_time_limit)
+        detail["refine"] = ref["detail"]
+        if ref["counts"] is not None:
+            if mode == "uniform" or (k_uni is not None and k_uni is pick):
+                k_uni = ref["counts"]
+                detail["uniform_at_allocation"] = ref["detail"]["at_allocation"]
+            pick, eps_out, name_out = ref["counts"], ref["eps"], f"tight:{refine}"
+            detail["at_allocation"] = ref["detail"]["at_allocation"]
     steps["tight"] = time.perf_counter() - t0
     steps["tight_evaluations"] = state["evaluations"]
-    return pick, k_uni, float(ac.eps), ac.certificate, detail
+    return pick, k_uni, eps_out, name_out, detail
+
+
+REFINE_METHODS = ("sdp", "mixed", "pairs", "propagate", "composed")  # what the refine phase may invert (certify --bound)
+REFINE_MAX_DIM = 700  # the refine phase runs only up to this many lifted coordinates (sdp: SCS, certificates.sdp.MAX_DIM)
+
+
+def _refine_phase(F, graph, memo: dict, k: np.ndarray, N: np.ndarray, cand: np.ndarray, eps: float, method: str,
+                  max_evals: int, time_limit: float) -> dict:
+    """Optional last phase of the tight inversion: grow the returned allocation (its per-layer fractions scaled by a
+    common factor, :func:`_scale_search` from the allocation itself) with one explicit §12 method (``certify --bound
+    <method>``: ``certify_chains(F, F_hat, method)``), at most ``max_evals`` evaluations and ``time_limit`` seconds.
+    Fail closed: an allocation is returned only if that method's value *at it* was computed and is <= eps, and it
+    prunes more than ``k``; the value reported is that method's (so ``certify --bound <method>`` prints it). Skipped
+    (with the reason) above REFINE_MAX_DIM lifted coordinates."""
+    import time
+
+    from probprune.certificates.sdp_fo import lifted_dim
+
+    out = {"counts": None, "eps": None, "detail": {"method": method}}
+    dim = lifted_dim(F)
+    out["detail"]["lifted_dim"] = dim
+    if dim > REFINE_MAX_DIM:
+        out["detail"]["skipped"] = f"lifted dimension {dim} > {REFINE_MAX_DIM}"
+        return out
+    q = np.where(cand, k / N, 0.0)
+    if q.max() <= 0:
+        out["detail"]["skipped"] = "nothing pruned"
+        return out
+    lowered = _lowered_memo(F, graph, memo)
+    t0 = time.perf_counter()
+
+    def value(kk):
+        masks, Fh = lowered(kk)
+        return _tight_eps(F, graph, masks, method, Fh)[0] if Fh is not None else _tight_eps(F, graph, masks, method)[0]
+
+    t, kr, v, lg = _scale_search(value, q / q.max(), N, float(q.max()), eps, max_evals, t0 + time_limit,
+                                 rtol=FINAL_RTOL)
+    out["detail"].update({"evaluations": len(lg), "seconds": time.perf_counter() - t0,
+                          "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e)
+                                  for e in lg]})
+    if v is None or not math.isfinite(v) or v > eps or kr.sum() <= k.sum():
+        out["detail"]["kept"] = "the auto allocation (the refine method found no larger allocation <= eps)"
+        return out
+    out.update(counts=kr, eps=float(v))
+    out["detail"]["at_allocation"] = {"eps": float(v), "certificate": f"tight:{method}",
+                                      "note": f"certify --bound {method} at this allocation"}
+    return out
 
 
 def certified_budget(
@@ -1128,6 +1204,9 @@ def certified_budget(
     tight_evaluations: int = TIGHT_EVALUATIONS,
     time_limit: float | None = TIGHT_TIME_LIMIT,
     tight_method: str = "auto",
+    refine: str | None = None,
+    refine_evaluations: int = 4,
+    refine_time_limit: float = 60.0,
 ):
     """Budget for a GIVEN network from its certificate (THEORY §3.11, search §11.3). ``model``: a
     :class:`~probprune.net.templates.ParsedModel` (a chain) or a :class:`probprune.net.Graph` (any traced model):
@@ -1152,7 +1231,11 @@ def certified_budget(
     allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
     pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
     ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
-    prints; or one of ``certificates.tight.TIGHT_METHODS``, e.g. "propagate", cheaper). The result
+    prints; or one of ``certificates.tight.TIGHT_METHODS``, e.g. "propagate", cheaper). ``refine`` (None: off; one of
+    ``REFINE_METHODS``, e.g. "sdp"): after the search, grow the allocation with that §12 method alone
+    (:func:`_refine_phase`: ``refine_evaluations`` evaluations, ``refine_time_limit`` seconds, networks up to
+    ``REFINE_MAX_DIM`` lifted coordinates); where it certifies a larger allocation, that one is returned and
+    ``certificate`` is "tight:<refine>" (``certify --bound <refine>`` prints its value). The result
     (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
@@ -1173,6 +1256,12 @@ def certified_budget(
 
     if tight_method not in _TIGHT_METHODS:
         raise ProbPruneError(f"unknown tight_method {tight_method!r}; choose from {', '.join(_TIGHT_METHODS)}")
+    if refine is not None and refine not in REFINE_METHODS:
+        raise ProbPruneError(f"unknown refine method {refine!r}; choose from {', '.join(REFINE_METHODS)}")
+    if refine is not None and (method != "magnitude" or certificate != "auto"):
+        raise ProbPruneError("refine applies to magnitude budgets with certificate 'auto'")
+    if int(refine_evaluations) < 0 or not (math.isfinite(refine_time_limit) and refine_time_limit > 0):
+        raise ProbPruneError("refine_evaluations must be >= 0 and refine_time_limit a positive number of seconds")
     if int(tight_evaluations) < 0:
         raise ProbPruneError(f"tight_evaluations must be >= 0, got {tight_evaluations}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
@@ -1255,7 +1344,8 @@ def certified_budget(
     if method == "magnitude" and certificate == "auto":
         k, k_uni, eps_ach, cert_name, cert_detail = _tight_phase(
             graph, prob, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
-            (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method)
+            (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method, refine,
+            int(refine_evaluations), float(refine_time_limit))
     q = k / N
     q_uni = float(np.max(np.where(cand, k_uni / N, 0.0))) if k_uni is not None else float("nan")
     if eps_ach > eps:  # never report an allocation that violates the budget
