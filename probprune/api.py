@@ -434,7 +434,8 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
            trials: Optional[int] = None, gamma: float = 0.05, law: Optional[str] = None,
            activation: Optional[str] = None, K: Optional[float] = None, arch: Optional[str] = None,
            input_shape: Optional[Sequence[int]] = None, conv_norm: str = "fft", time_limit: Optional[float] = None,
-           trained_demo: bool = False) -> BudgetReport:
+           trained_demo: bool = False, refine: Optional[str] = None, refine_evaluations: int = 4,
+           refine_time_limit: float = 600.0) -> BudgetReport:
     """Max prunable weights per layer for an error budget (eps, or eps_rel x a certified bound of sup ||F||).
 
     ``network``: a law template (None = the default 784-300-100-10 widths, a list of widths, or a NetSpec; ``law``,
@@ -442,7 +443,10 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
     ``empirical`` uniform budgets, and (``trained_demo``) the certified budget of a LeNet-300-100 trained on MNIST;
     or a given network (module, model file + ``arch``/``input_shape``, traced Graph) -> the certified budget
     (:func:`probprune.budgets.certified.certified_budget`, ``certificate`` passed on when not "auto"), with
-    ``eps_rel`` (§10.3), certified accuracy and ``max_acc_drop`` (§10.4) on ``data`` and ``empirical`` (PGD)."""
+    ``eps_rel`` (§10.3), certified accuracy and ``max_acc_drop`` (§10.4) on ``data`` and ``empirical`` (PGD).
+    ``refine`` (a given network only; e.g. "sdp"): after the auto search, grow the allocation with that one §12 method
+    (at most ``refine_evaluations`` evaluations, ``refine_time_limit`` seconds; fail closed, the inverted certificate
+    is then that method's, so ``certify --bound <refine>`` reproduces it; minutes for the SDP)."""
     eps_abs, eps_rel = resolve_tolerance(eps, eps_rel)
     delta = check_delta(delta)
     seed = check_seed(seed, "--seed")
@@ -456,6 +460,17 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
         raise ProbPruneError(f"--conv-norm must be fft or kernel, got {conv_norm!r}")
     if isinstance(data, str):
         _check_dataset_name(data)
+    if refine is not None:
+        from probprune.budgets.certified import REFINE_METHODS
+
+        if refine not in REFINE_METHODS:
+            raise ProbPruneError(f"--refine must be one of {', '.join(REFINE_METHODS)}, got {refine!r}")
+        if is_law_template(network):
+            raise ProbPruneError("--refine grows a certified budget of a given network: it applies to --model")
+        if certificate == "lemma-a":
+            raise ProbPruneError("--refine follows the tight (auto) search; drop --certificate lemma-a or --refine")
+        refine_evaluations = check_count(refine_evaluations, "--refine-evaluations", 1)
+        refine_time_limit = check_time_limit(refine_time_limit)
     if is_law_template(network):
         return _law_budget(network, eps_abs, eps_rel, delta, method, mode, calibrated, empirical, max_acc_drop,
                            seed, trials, gamma, law or "uniform", activation or "relu", 1.0 if K is None else K,
@@ -477,7 +492,10 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
     net = read_network(network, arch, input_shape)
     _refuse_zero_layers(net.graph, net.source or "the network")
     return _model_budget(net.graph, eps_abs, eps_rel, delta, method, mode, certificate, empirical, max_acc_drop,
-                         data, seed, trials, conv_norm, time_limit, {"model": net.source})
+                         data, seed, trials, conv_norm, time_limit, {"model": net.source},
+                         refine=None if refine is None else {"refine": refine,
+                                                             "refine_evaluations": refine_evaluations,
+                                                             "refine_time_limit": refine_time_limit})
 
 
 def _certified_budget_kw(certificate: str, time_limit: Optional[float]) -> dict:
@@ -492,11 +510,11 @@ def _certified_budget_kw(certificate: str, time_limit: Optional[float]) -> dict:
 
 
 def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empirical, max_acc_drop, data, seed,
-                  trials, conv_norm, time_limit, network: dict) -> BudgetReport:
+                  trials, conv_norm, time_limit, network: dict, refine: Optional[dict] = None) -> BudgetReport:
     from probprune.budgets import task as T
     from probprune.budgets.certified import certified_budget
 
-    kw = _certified_budget_kw(certificate, time_limit)
+    kw = {**_certified_budget_kw(certificate, time_limit), **(refine or {})}
     X = y = None
     if max_acc_drop is not None or eps_rel is not None or data is not None:
         X, y, _ = eval_data(graph, data)

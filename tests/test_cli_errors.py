@@ -445,3 +445,29 @@ def test_mc_report_on_a_damaged_run_is_one_error_line(files, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert "1 damaged: s0_g0000_b000001 (checksum mismatch)" in err and "internal error" not in err, err
     assert _snapshot(root) == before
+
+
+# ------------------------------------------------------------------------------------------------ budget --refine
+REFINE_CASES = [
+    (["budget", "--refine", "sdp"], "applies to --model"),
+    (["budget", "--refine-evaluations", "3"], "add --refine METHOD"),
+    (["budget", "--refine-time-limit", "5"], "add --refine METHOD"),
+]
+
+
+@pytest.mark.parametrize("argv,msg", REFINE_CASES, ids=[_id(c) for c in REFINE_CASES])
+def test_budget_refine_usage_is_one_error_line(argv, msg, files, capsys):
+    root, subs = files
+    before = _snapshot(root)
+    code, out, err = _run(_subst(argv, subs), capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert msg in err and "internal error" not in err, err
+    assert _snapshot(root) == before
+
+
+def test_api_budget_refine_unknown_method_is_refused():
+    import probprune.api as api
+    from probprune.core.errors import ProbPruneError
+
+    with pytest.raises(ProbPruneError, match="--refine must be one of"):
+        api.budget([4, 3, 2], eps=0.1, refine="bogus")

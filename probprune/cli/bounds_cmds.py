@@ -82,6 +82,11 @@ def budget(
                                     "auto rule picks; lemma-a = Cert-D)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds for the certificate searches "
                                                "(where the installed certificate supports a limit)"),
+    refine: Optional[str] = typer.Option(None, "--refine", help="with --model: grow the auto budget with one §12 "
+                                         "method (sdp: minutes; mixed, pairs, propagate, composed); `certify --bound "
+                                         "<it>` then prints the inverted certificate"),
+    refine_evaluations: int = typer.Option(4, "--refine-evaluations", help="certificate evaluations of --refine"),
+    refine_time_limit: float = typer.Option(600.0, "--refine-time-limit", help="seconds for --refine"),
     as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
@@ -89,6 +94,8 @@ def budget(
     from probprune.cli import budget_task as BT  # noqa: F401
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
+    if refine is None and (refine_evaluations != 4 or refine_time_limit != 600.0):
+        raise ProbPruneError("--refine-evaluations / --refine-time-limit set --refine; add --refine METHOD or drop them")
     if model is not None:
         given = [n for n, v in zip(LAW_OPTIONS, (widths, activation, law, K)) if v is not None]
         if calibrated:
@@ -101,7 +108,8 @@ def budget(
         rep = api.budget(model, eps=eps, eps_rel=eps_rel, delta=delta, method=method, mode=mode,
                          certificate=certificate, empirical=empirical, max_acc_drop=max_acc_drop, data=dataset,
                          seed=seed, trials=trials, gamma=gamma, arch=arch, input_shape=_parse_shape(input_shape),
-                         time_limit=time_limit)
+                         time_limit=time_limit, refine=refine, refine_evaluations=refine_evaluations,
+                         refine_time_limit=refine_time_limit)
         inv = rep.inverted_certificate
 
         def render_model(d):
@@ -116,6 +124,8 @@ def budget(
     if certificate != "auto":
         raise ProbPruneError("--certificate applies to --model; the law template's budget inverts the a-priori "
                              "statement")
+    if refine is not None:
+        raise ProbPruneError("--refine grows a certified budget of a given network: it applies to --model")
     if trials is not None and not (calibrated or empirical):
         raise ProbPruneError("--trials sets the draws of --calibrated / --empirical; add one of them or drop it")
     w = parse_int_list(widths if widths is not None else DEFAULT_WIDTHS, "--widths")
