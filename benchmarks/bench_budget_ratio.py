@@ -464,7 +464,18 @@ def trained(names=None, seed: int = 0, rel: float = 0.1) -> dict:
     return out
 
 
+USAGE = ("usage: bench_budget_ratio.py [--rescore-crossings | --crossings [METHOD ...] | --trained [NAME ...]]\n"
+         "  no option: the full LeNet-shape run (about 10 minutes), rewriting benchmarks/results/budget_ratio.json")
+
 if __name__ == "__main__":
+    flags = [a for a in sys.argv[1:] if a.startswith("-")]
+    if any(f in ("-h", "--help") for f in flags):
+        print(USAGE)
+        sys.exit(0)
+    unknown = [f for f in flags if f not in ("--rescore-crossings", "--crossings", "--trained")]
+    if unknown:  # never start the long default run on a typo
+        print(f"error: unknown option {unknown[0]}\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
     if "--rescore-crossings" in sys.argv[1:]:
         rescore_crossings()
     elif "--crossings" in sys.argv[1:]:
