@@ -77,12 +77,13 @@ def _scalar_pair_cache(mats: dict):
 
 
 def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator | None = None,
-                  norms: StageNorms | None = None, max_pair_dim: int = 4096, pair_bounds: str = "full"
-                  ) -> MixedResult:
+                  norms: StageNorms | None = None, max_pair_dim: int = 4096, pair_bounds: str = "full",
+                  anchored_beta: bool = False, pool_segments: bool = True) -> MixedResult:
     """Statement 12.8 for one region (one centre). ``pair_bounds``: "full" (compose's pair and segment bounds,
     Statements 12.2 and 12.10), "scalar" (Statement 12.2 with the scalar multiplier only) or "none" (products of
     single norms): the slope products Pi_i are then looser but cost seconds instead of minutes on CNNs (§12.9,
-    Statement 12.33); every choice is an upper bound."""
+    Statement 12.33); every choice is an upper bound. ``anchored_beta``: beta_i also by Statement 12.40;
+    ``pool_segments`` (with "full"): segments through max-pool blocks by Statement 12.41 (THEORY §12.10)."""
     if region.centers.shape[0] != 1:
         raise ProbPruneError("lemma_a_mixed takes a region with one centre")
     if pair_bounds not in PAIR_MODES:
@@ -106,7 +107,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     diffs = [stage_diff(F, Fhat, i) for i in range(L)]
     w = [diffs[i][0] @ s_at[i] + diffs[i][1] for i in range(L)]
     if dims_ok and pair_bounds == "full":
-        pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)})
+        pb = _pair_cache(F, Fhat, {("w", i): w[i][:, None] for i in range(L)}, pool_segments=pool_segments)
     elif dims_ok:
         mats = {("w", i): w[i][:, None] for i in range(L)}
         for i, (st, sth) in enumerate(zip(F.stages, Fhat.stages)):
@@ -125,6 +126,9 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         for a, (b, Lb) in blocks.items():
             if i == b:  # Statement 12.17
                 rec = min(rec, Lb * (beta[a - 1] if a > 0 else beta_in))
+        if anchored_beta:  # Statement 12.40: ||shat_i(x0)|| + g(Mhat_i, ..., Mhat_1) rho
+            hs = collapse_blocks([("H", j) for j in range(i, -1, -1)], blocks, single)
+            rec = min(rec, float(np.linalg.norm(s_at[i + 1])) * (1 + 1e-12) + chain_product_bound(hs, single, pb) * r2)
         k = F.stages[i].n_out
         # beta_i enters only the term of stage i + 1 (and, through the recursion, later ones): propagate it where
         # stage i + 1 carries an error (inside max-pool trees and carried blocks E = 0: the norm recursion and
