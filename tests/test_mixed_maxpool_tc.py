@@ -113,3 +113,35 @@ def test_mixed_with_pool_segments_above_attack(seed, hw, ch, two, bias, keep):
     with C.bound_cache(False):
         new = lemma_a_mixed(F, Fh, reg, pair_bounds="full").eps
     assert new >= att * (1 - 1e-9), (new, att)
+
+
+class _Res(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+        self.fc = nn.Linear(c * 16, 2)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.fc(torch.flatten(torch.relu(h + self.body(h)), 1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mixed_long_segments_residual_above_attack(seed):
+    """long_segment_dim (Statement 12.10 segments over the wide carried stages of a residual block): still >= PGD,
+    and never above the default (a grouping with more candidates)."""
+    torch.manual_seed(seed)
+    m = _Res(2).double().eval()
+    shape = (1, 4, 4)
+    g = from_torch(m, shape)
+    rng = np.random.default_rng(seed)
+    gh = g.with_masks({k: rng.random(w.shape) < 0.5 for k, w in g.weights.items()})
+    F, Fh = lower_graph_pair(g, gh)
+    att = pgd_sup_error(g.forward, gh.forward, shape, 64, 60, seed).value
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    with C.bound_cache(False), mock.patch.object(C, "SEGMENT_MAX_DIM", 8):
+        short = lemma_a_mixed(F, Fh, reg, pair_bounds="full").eps
+        long_ = lemma_a_mixed(F, Fh, reg, pair_bounds="full", long_segment_dim=4096).eps
+    assert long_ >= att * (1 - 1e-9), (long_, att)
+    assert long_ <= short * (1 + 1e-9)

@@ -509,7 +509,8 @@ POOL_GAMMAS = (1.0,)  # exponents gamma of T = alpha diag(G)^gamma tried at a ma
 # (0, 0.5, 1) measured on LeNet-5 q = 0.6: 89.85 in 13 s against 90.38 in 5 s for (1,) alone)
 POOL_SHRINKS = (0.0,)  # window shapes s tried at a max-pool step (0: Q_j = I; 0.5/0.75/0.9 measured: no gain, 3x time)
 POOL_MAX_STATES = 9  # alternatives kept along a segment (the smallest lambda_max; 9 = all for two blocks)
-POOL_SEGMENT_MAX_DIM = 4096  # segments through a max-pool block only for factors up to this size (cost)
+POOL_SEGMENT_MAX_DIM = 1024  # segments through a max-pool block only for factors up to this size (cost; at 4096 the
+# 16x16 max-pool CNN of the benchmark took 161 s instead of 35 s for 11.92 -> 11.33)
 
 
 def block_windows(F: Chain, first: int, last: int) -> np.ndarray:
@@ -632,10 +633,14 @@ def pool_chain_bound(mats: Sequence, xatol: float = 1e-2) -> float:
     return pool_chain_prefix_bounds(mats, xatol, min_len=len(mats))[-1]
 
 
-def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments: bool = True):
+def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments: bool = True,
+                segment_max_dim: int | None = None):
     """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
     ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix). Values are memoised per call (lru_cache) and
-    across calls by the content fingerprints of the factors (:func:`_cached`): the same matrices give the same float."""
+    across calls by the content fingerprints of the factors (:func:`_cached`): the same matrices give the same float.
+    ``segment_max_dim``: the largest factor dimension of a longer segment (default SEGMENT_MAX_DIM); ``pool_segments``:
+    segments through max-pool blocks (Statement 12.41)."""
+    seg_dim = SEGMENT_MAX_DIM if segment_max_dim is None else int(segment_max_dim)
     mats = {}
     for i, (s, sh) in enumerate(zip(F.stages, Fhat.stages)):
         mats[("M", i)] = s.M
@@ -668,7 +673,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
     def seg(keys: tuple):
         check_deadline()
         ms = [mats[k] for k in keys]
-        if any(max(m.shape) > SEGMENT_MAX_DIM for m in ms):
+        if any(max(m.shape) > seg_dim for m in ms):
             return math.inf
 
         def compute():
