@@ -690,9 +690,10 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
     return pb
 
 
-def _pool_segment_fn(F: Chain, mats: dict, fp):
+def _pool_segment_fn(F: Chain, mats: dict, fp, max_len: int = 0):
     """Segments through max-pool blocks ("B", first) by Statement 12.41 (:func:`pool_chain_bound`), memoised per
-    call and by content (the factors' fingerprints and the block's window incidence)."""
+    call and by content (the factors' fingerprints and the block's window incidence). ``max_len`` > 0: segments of at
+    most that many factors (the cheap variant)."""
     ends = {a: b for a, b, _ in getattr(F, "lip_blocks", ())}
     wins: dict = {}
 
@@ -713,6 +714,8 @@ def _pool_segment_fn(F: Chain, mats: dict, fp):
         if any(big):  # only the prefixes before the first too-large factor
             cut = big.index(True)
             fs = fs[:cut]
+        if max_len:
+            fs = fs[:max_len]
         if len(fs) < 2:
             return [math.inf] * (len(keys) - 1)
         vals = _cached(("pool-segment", tuple(f for _, f in fs), POOL_GAMMAS, POOL_SHRINKS, POOL_MAX_STATES,
