@@ -38,6 +38,8 @@ def main(names=NETS, out="benchmarks/results/certificates_mixed_tc.json"):
     torch.set_num_threads(1)
     cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
     rows = []
+    if os.path.exists(out):  # keep the stored rows of the networks not rerun now
+        rows = [r for r in json.load(open(out))["rows"] if r["network"] not in names]
     for name, family, dsname, images, build, epochs in bc._nets():
         if name not in names:
             continue
