@@ -147,3 +147,24 @@ def test_mixed_long_segments_residual_above_attack(seed):
         long_ = lemma_a_mixed(F, Fh, reg, pair_bounds="full", long_segment_dim=4096).eps
     assert long_ >= att * (1 - 1e-9), (long_, att)
     assert long_ <= short * (1 + 1e-9)
+
+
+def test_deadline_during_pool_segments_returns_the_first_pass():
+    """A deadline reached while the max-pool segments run (Statement 12.41) gives the value without them, not an
+    exception (auto keeps what it had); a full run is <= it."""
+    m = _cnn(3, 6, 2, True, True)
+    g = from_torch(m, (1, 6, 6))
+    rng = np.random.default_rng(3)
+    F, Fh = lower_graph_pair(g, g.with_masks({k: rng.random(w.shape) < 0.5 for k, w in g.weights.items()}))
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+
+    def boom(*a, **k):
+        raise C.TimeLimitReached()
+
+    with C.bound_cache(False):
+        ref = lemma_a_mixed(F, Fh, reg, pool_segments=False).eps
+        full = lemma_a_mixed(F, Fh, reg).eps
+        with mock.patch.object(C, "pool_chain_prefix_bounds", boom):
+            cut = lemma_a_mixed(F, Fh, reg).eps
+    assert cut == ref
+    assert full <= ref

@@ -560,8 +560,8 @@ def _pool_lift(G: np.ndarray, J: np.ndarray, gamma: float, shrink: float, d: np.
     return out * (1 + 1e-12)
 
 
-POOL_OPT_STEPS = 20  # L-BFGS iterations choosing the diagonal D of T = alpha D at a max-pool step (0: off;
-# LeNet-5 q = 0.6, load 3: 0 -> 90.38 in 2.5 s, 8 -> 77.62 in 5.8 s, 20 -> 76.11 in 8.1 s, 40 -> 75.44)
+POOL_OPT_STEPS = 8  # L-BFGS iterations choosing the diagonal D of T = alpha D at a max-pool step (0: off;
+# LeNet-5 q = 0.6, load 3: 0 -> 90.38 in 2.5 s, 8 -> 77.62 in 5.8 s, 20 -> 76.11 in 8.1 s, 40 -> 75.44 in 18 s)
 
 
 def _opt_pool_weights(G: np.ndarray, J: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -688,7 +688,7 @@ def pool_chain_bound(mats: Sequence, xatol: float = 1e-2) -> float:
     return pool_chain_prefix_bounds(mats, xatol, min_len=len(mats))[-1]
 
 
-def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments: bool = True,
+def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments: bool = False,
                 segment_max_dim: int | None = None):
     """Pair bounds between named factors: ("M", i) = M_i, ("E", i) = M_i - Mhat_i, ("H", i) = Mhat_i, and any
     ``extra`` factors (e.g. ("w", i): a vector as a one-column matrix). Values are memoised per call (lru_cache) and

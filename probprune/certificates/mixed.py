@@ -152,20 +152,20 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         if has_err[i + 1] and k <= 4096:
             rec = min(rec, _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)))
         beta.append(rec)
-    terms, Vs, Pis = [], [], []
-    for i in range(L):
+    pool_seg = getattr(pb, "pool_segment", None)
+    if pool_seg is not None:  # first pass without the max-pool segments of Statement 12.41 (cheap, kept on a deadline)
+        pb.pool_segment = None
+
+    def term(i, V=None):
         E, db = diffs[i]
-        if not np.any(E) and not np.any(db):
-            terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
-            continue
         prefix = collapse_blocks([("M", j) for j in range(L - 1, i, -1)], blocks, single)
         Pi = chain_product_bound(prefix, single, pb) if prefix else 1.0
-        if i == 0:
+        if V is None and i == 0:
             if region.norm == "l2":
                 V = trs_dual_bound(E, E @ x0 + db, r)
             else:
                 V = float(np.linalg.norm(E @ x0 + db)) + r * float(np.abs(E).sum(1).max()) * math.sqrt(E.shape[0])
-        else:
+        elif V is None:
             V = _sup_l2_rows(prop, i - 1, E, db) if E.shape[0] <= 4096 else math.inf
         b_prev = beta_in if i == 0 else beta[i - 1]
         alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
@@ -173,7 +173,27 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
                     + (chain_product_bound(prefix + [("E", i)] + collapse_blocks(
                         [("H", j) for j in range(i - 1, -1, -1)], blocks, single), single, pb)
                        * r2 if n.E[i] > 0 else 0.0))
-        terms.append(min(Pi * V, alt, anchored))
-        Vs.append(V)
-        Pis.append(Pi)
+        return min(Pi * V, alt, anchored), V, Pi
+
+    terms, Vs, Pis = [], [], []
+    live = [i for i in range(L) if np.any(diffs[i][0]) or np.any(diffs[i][1])]
+    for i in range(L):
+        if i not in live:
+            terms.append(0.0), Vs.append(0.0), Pis.append(float("nan"))
+            continue
+        t_i, V, Pi = term(i)
+        terms.append(t_i), Vs.append(V), Pis.append(Pi)
+    if pool_seg is not None:
+        # second pass with them: each term is an upper bound of its own sup (Statement 12.8's proof), so the smaller
+        # of the two passes is kept term by term; past the deadline the first pass is returned as it is
+        from probprune.certificates.compose import TimeLimitReached
+
+        pb.pool_segment = pool_seg
+        try:
+            better = {i: term(i, Vs[i]) for i in live}
+        except TimeLimitReached:
+            better = {}
+        for i, (t_i, _, Pi) in better.items():
+            terms[i] = min(terms[i], t_i)
+            Pis[i] = min(Pis[i], Pi)
     return MixedResult(float(sum(terms)) * (1 + 1e-9), tuple(terms), tuple(Vs), tuple(Pis), tuple(beta))
