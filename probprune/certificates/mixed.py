@@ -99,6 +99,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         max_pair_dim = 0
     if pool_segments is None:
         pool_segments = pair_bounds == "full"
+    pool_segments = bool(pool_segments) and bool(getattr(F, "lip_blocks", ()))  # no max pooling: one pass
     prop = prop or CoupledPropagator(F, Fhat, region, modes="hat")  # the mixed bound queries F_hat only
     n = norms or stage_norms(F, Fhat)
     L = F.depth
