@@ -22,6 +22,7 @@ CHECK_MODULES = (
     "checks_tight_maxpool",
     "checks_sdp_fo",
     "checks_cnn_operators",
+    "checks_mixed_pool_tc",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",

@@ -133,6 +133,8 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("cnn-lower-slope", "§12.9", "Statement 12.31: ReLU(z) >= a z for every a in [0, 1]; tie-tolerant adaptive slope"),
     DStatement("cnn-mixed-schedule", "§12.9", "Statement 12.32: beta by propagation only before stages with an error; hat-only propagator"),
     DStatement("cnn-mixed-cheap-pairs", "§12.9", "Statement 12.33: mixed bound with any valid pair bounds (none / scalar / full), eps_full <= eps_scalar <= eps_none"),
+    DStatement("mixed-anchored-beta-tc", "§12.10", "Statement 12.40: sup ||shat_i|| <= ||shat_i(x0)|| + g(Mhat_i, ..., Mhat_1) rho"),
+    DStatement("mixed-pool-segment-tc", "§12.10", "Statement 12.41: S-procedure segment through a max-pool block: G -> sum_j t_j Q_j for diagonal T >= G"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
     DStatement("tight-l2", "§12.4", "Statement 12.6: l2 from coordinate bounds; trust-region Lagrangian dual"),

@@ -312,3 +312,25 @@ def test_every_op_class_declares_its_lowering_and_lower_dispatches_on_it():
             lower_graph(g)
     finally:
         object.__delattr__(node.op, "lowering")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pool_segments_cached_equals_uncached_bit_for_bit(seed):
+    """THEORY §12.10 (Statement 12.41): the segments through max-pool blocks are memoised by the content of their
+    factors and window incidences; a warm cache returns the same float as no cache, and the pool segments never make
+    the mixed bound larger (the grouping keeps every earlier candidate)."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1),
+                      nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3), nn.ReLU(), nn.Linear(3, 2)).double()
+    g = from_torch(m.eval(), (1, 8, 8))
+    rng = np.random.default_rng(seed)
+    F, Fh = lower_graph_pair(g, g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()}))
+    reg = Region(np.zeros((1, F.n_in)), 1.0, "l2")
+    C.clear_bound_cache()
+    with C.bound_cache(False):
+        ref = lemma_a_mixed(F, Fh, reg).eps
+        without = lemma_a_mixed(F, Fh, reg, pool_segments=False).eps
+    cold = lemma_a_mixed(F, Fh, reg).eps
+    warm = lemma_a_mixed(F, Fh, reg).eps
+    assert ref == cold == warm
+    assert ref <= without
