@@ -469,7 +469,7 @@ def budget(network=None, *, eps: Optional[float] = None, eps_rel: Optional[float
             raise ProbPruneError("--refine grows a certified budget of a given network: it applies to --model")
         if certificate == "lemma-a":
             raise ProbPruneError("--refine follows the tight (auto) search; drop --certificate lemma-a or --refine")
-        refine_evaluations = check_count(refine_evaluations, "--refine-evaluations", 1)
+        refine_evaluations = check_count(refine_evaluations, "--refine-evals", 1)
         refine_time_limit = check_time_limit(refine_time_limit)
     if is_law_template(network):
         return _law_budget(network, eps_abs, eps_rel, delta, method, mode, calibrated, empirical, max_acc_drop,

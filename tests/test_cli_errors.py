@@ -450,8 +450,8 @@ def test_mc_report_on_a_damaged_run_is_one_error_line(files, capsys):
 # ------------------------------------------------------------------------------------------------ budget --refine
 REFINE_CASES = [
     (["budget", "--refine", "sdp"], "applies to --model"),
-    (["budget", "--refine-evaluations", "3"], "add --refine METHOD"),
-    (["budget", "--refine-time-limit", "5"], "add --refine METHOD"),
+    (["budget", "--refine-evals", "3"], "add --refine METHOD"),
+    (["budget", "--refine-seconds", "5"], "add --refine METHOD"),
 ]
 
 

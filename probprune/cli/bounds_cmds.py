@@ -85,8 +85,8 @@ def budget(
     refine: Optional[str] = typer.Option(None, "--refine", help="with --model: grow the auto budget with one §12 "
                                          "method (sdp: minutes; mixed, pairs, propagate, composed); `certify --bound "
                                          "<it>` then prints the inverted certificate"),
-    refine_evaluations: int = typer.Option(4, "--refine-evaluations", help="certificate evaluations of --refine"),
-    refine_time_limit: float = typer.Option(600.0, "--refine-time-limit", help="seconds for --refine"),
+    refine_evaluations: int = typer.Option(4, "--refine-evals", help="certificate evaluations of --refine"),
+    refine_time_limit: float = typer.Option(600.0, "--refine-seconds", help="seconds for --refine"),
     as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
@@ -95,7 +95,7 @@ def budget(
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
     if refine is None and (refine_evaluations != 4 or refine_time_limit != 600.0):
-        raise ProbPruneError("--refine-evaluations / --refine-time-limit set --refine; add --refine METHOD or drop them")
+        raise ProbPruneError("--refine-evals / --refine-seconds set --refine; add --refine METHOD or drop them")
     if model is not None:
         given = [n for n, v in zip(LAW_OPTIONS, (widths, activation, law, K)) if v is not None]
         if calibrated:
