@@ -701,7 +701,18 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
     return out
 
 
+USAGE = ("usage: bench_certificates.py [--aggregate | --rescore-auto [--force] [NET ...] | --fast [NET ...] | "
+         "--only NET ... | --subset [NET ...]]\n  no option: the full resumable run (hours cold), then --aggregate")
+
 if __name__ == "__main__":
+    flags = [a for a in sys.argv[1:] if a.startswith("-")]
+    if any(f in ("-h", "--help") for f in flags):
+        print(USAGE)
+        sys.exit(0)
+    unknown = [f for f in flags if f not in ("--aggregate", "--rescore-auto", "--force", "--fast", "--only", "--subset")]
+    if unknown:  # never start the long default run on a typo
+        print(f"error: unknown option {unknown[0]}\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
     if "--aggregate" in sys.argv:
         aggregate()
     elif "--rescore-auto" in sys.argv:  # the new auto of this tree on the stored rows (same PGD values)
