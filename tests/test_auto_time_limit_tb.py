@@ -120,3 +120,16 @@ def test_pair_cost_prediction_is_zero_on_small_chains():
     g, gh = _pair(0, 8, "max")
     F, _ = lower_graph_pair(g, gh)
     assert T.predicted_pair_seconds(F) == 0.0
+
+
+def test_a_pair_bound_predicted_to_end_past_the_deadline_is_not_started():
+    import time as _time
+
+    from probprune.certificates import compose as C
+
+    with C.deadline(_time.perf_counter() + 5.0):
+        C.check_deadline()  # time left, nothing predicted
+        with pytest.raises(C.TimeLimitReached):
+            C.check_deadline(predicted=60.0)
+    assert C.predicted_pair_seconds(C.PAIR_COST_MIN_DIM) == 0.0
+    assert C.predicted_pair_seconds(2 * C.PAIR_COST_MIN_DIM) > 0.0

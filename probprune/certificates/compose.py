@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import math
 import threading
@@ -51,10 +52,41 @@ def deadline(t_end: float | None):
         _DEADLINE.reset(tok)
 
 
-def check_deadline() -> None:
+def check_deadline(predicted: float = 0.0) -> None:
+    """Raise :class:`TimeLimitReached` past the deadline, or when a computation predicted to take ``predicted``
+    seconds (and not interruptible inside) would end past it."""
     t_end = _DEADLINE.get()
-    if t_end is not None and time.perf_counter() > t_end:
+    if t_end is not None and time.perf_counter() + predicted > t_end:
         raise TimeLimitReached()
+
+
+PAIR_COST_EIGHS = 3.0  # one pair bound (Statement 12.2/12.10 with m = 2, not interruptible inside) is predicted to
+# cost this many dense eigendecompositions (np.linalg.eigh) of its middle dimension d (the Gram matrix it decomposes);
+# measured at load 5.3 (TB): resnet_bn_mnist16 d = 2048: 1.7 of them, d = 1024: 1.3 and 1.9; cnn_avgpool_mnist5k
+# d = 864: 5.3 (an S-procedure Gram on the larger side)
+PAIR_COST_MIN_DIM = 512  # ... predicted only above this middle dimension (cheap below)
+
+
+@functools.lru_cache(maxsize=1)
+def _eigh256_seconds() -> float:
+    """Seconds of np.linalg.eigh of a 256 x 256 symmetric matrix on this machine (the fastest of three, measured once
+    per process: robust to a scheduling hiccup)."""
+    X = np.random.default_rng(0).standard_normal((256, 256))
+    X = X + X.T
+    ts = []
+    for _ in range(3):
+        t = time.perf_counter()
+        np.linalg.eigh(X)
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def predicted_pair_seconds(d: int) -> float:
+    """Predicted seconds of one pair bound with middle dimension ``d``: PAIR_COST_EIGHS x eigh(d) extrapolated (d^3)
+    from :func:`_eigh256_seconds`; 0 for d <= PAIR_COST_MIN_DIM. A prediction, used only to decide whether to start."""
+    if d <= PAIR_COST_MIN_DIM:
+        return 0.0
+    return PAIR_COST_EIGHS * _eigh256_seconds() * (d / 256.0) ** 3
 
 
 # ---------------------------------------------------------------------------------------------- bound cache
@@ -714,7 +746,8 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
         check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
 
-        def compute():
+        def compute():  # (not cached: a pair bound cannot be stopped inside, do not start one that cannot end)
+            check_deadline(predicted_pair_seconds(A.shape[1]))
             if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:
                 # Statement 12.10 with m = 2: the scalar pair bound of Statement 12.2 at the chosen t and the diagonal
                 # multipliers started there, the smaller of the two (the state after the pair is reused by segments)

@@ -10,6 +10,7 @@ import numpy as np
 
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, deadline, lemma_a_pairs
+from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -61,30 +62,12 @@ def unscale(v: float, k: int) -> float:
     return out
 
 
-PAIR_COST_EIGHS = 3.0  # "auto": one pair bound (Statement 12.2, compose.pair_bound, not interruptible inside) is
-# predicted to cost this many dense eigendecompositions (np.linalg.eigh) of size d = the widest hidden stage (the
-# middle dimension of a pair, whose Gram matrix pair_bound decomposes); measured at load 5.3 (TB): resnet_bn_mnist16
-# d = 2048: 17.0 s = 1.7 of them, d = 1024: 1.3 and 1.9; cnn_avgpool_mnist5k d = 864: 5.3 of them (an S-procedure
-# Gram on the larger side). A pair-bound stage is not started when that exceeds the time left
-PAIR_COST_MIN_DIM = 512  # ... predicted only for chains with d above this (cheap below)
-
-
 def predicted_pair_seconds(F: Chain) -> float:
-    """Predicted seconds of one pair bound on F (TB): PAIR_COST_EIGHS x the time of np.linalg.eigh of a d x d
-    symmetric matrix (d = the widest hidden stage), extrapolated (d^3) from the fastest of three timed 256 x 256
-    eighs on this machine now; 0 for d <= PAIR_COST_MIN_DIM. A prediction: a stage it lets start may still run past
-    the limit by up to one pair bound (the searches check the deadline between pair bounds)."""
+    """Predicted seconds of one pair bound on F (TB): compose.predicted_pair_seconds of the widest hidden stage. A
+    prediction: a stage it lets start may still run past the limit by up to one pair bound (the searches check the
+    deadline, with this prediction, before each uncached pair bound)."""
     d = max([s.n_out for s in F.stages[:-1]], default=0)
-    if d <= PAIR_COST_MIN_DIM:
-        return 0.0
-    X = np.random.default_rng(0).standard_normal((256, 256))
-    X = X + X.T
-    ts = []
-    for _ in range(3):  # the fastest of three (robust to a scheduling hiccup)
-        t = time.perf_counter()
-        np.linalg.eigh(X)
-        ts.append(time.perf_counter() - t)
-    return PAIR_COST_EIGHS * min(ts) * (d / 256.0) ** 3
+    return compose_pair_seconds(d)
 
 
 AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimited); every benchmark net of issue 12
