@@ -98,4 +98,7 @@ def _write(rows, out):
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     main(tuple(sys.argv[1:]) or NETS)

@@ -63,5 +63,8 @@ def main(evals: int = 4, seconds: float = 1100.0, name: str = "digits_mlp", seed
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     a = sys.argv[1:]
     main(int(a[0]) if a else 4, float(a[1]) if len(a) > 1 else 1100.0)

@@ -163,6 +163,9 @@ def main(names=None, fractions=(0.6,), iters=ITERS, out_name="sdp_fo.json", fo_o
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     args = sys.argv[1:]
     fr, it, names, out_name, fo_only = (0.6,), ITERS, [], "sdp_fo.json", False
     i = 0

@@ -142,4 +142,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     raise SystemExit(main())

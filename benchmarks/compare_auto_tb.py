@@ -76,6 +76,9 @@ def main():
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     if len(sys.argv) > 1 and sys.argv[1] == "run":
         child(sys.argv[2:])
     else:

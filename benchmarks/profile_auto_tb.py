@@ -24,6 +24,9 @@ def load(name, q):
 
 
 if __name__ == "__main__":
+    from probprune.core.threads import limit_threads
+
+    limit_threads()  # an entry point: one BLAS thread unless the user chose (2 BLAS threads made auto 3x slower)
     torch.set_num_threads(1)
     name, q = sys.argv[1], float(sys.argv[2])
     lim = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
