@@ -338,6 +338,23 @@ def _krylov_top(matvec, n: int, v0, dim: int = 10) -> tuple[float, np.ndarray]:
     return float(lam[-1]), Qk @ U[:, -1]
 
 
+def _scalar_sproc(lam: np.ndarray, V: np.ndarray, X: np.ndarray, slack: float):
+    """The scalar S-procedure step of Statements 12.2 / 12.10 on a state with eigenpairs (lam, V) and the next factor
+    X: the eigenvalues lifted by ``slack`` (every one moved up, so Q below is <= the true 2tI - G), X in the
+    eigenbasis, its scaled Gram and the weights t^2 / (2t - lam) of the multiplier t = lmax/2 (1 + e^s).
+    Returns (lam, VX, SG, lmax, weights)."""
+    lam = np.maximum(lam, 0.0) + slack
+    VX = V.T @ X
+    SG = _ScaledGram(VX)
+    lmax = float(lam[-1])
+
+    def weights(logs):
+        t = lmax / 2 * (1 + math.exp(logs))
+        return t * t / (2 * t - lam)
+
+    return lam, VX, SG, lmax, weights
+
+
 def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
     multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
@@ -353,13 +370,7 @@ def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float
     G = A.T @ A
     lam, V = _eigh_kept(G, ("AtA", _fpA) if _fpA is not None else None)
     slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
-    lam = np.maximum(lam, 0.0) + slack  # every eigenvalue moved up: Q below is then <= the true 2tI - A^T A
-    SG = _ScaledGram(V.T @ B)
-    lmax = float(lam[-1])
-
-    def weights(logs):
-        t = lmax / 2 * (1 + math.exp(logs))
-        return t * t / (2 * t - lam)
+    lam, _, SG, lmax, weights = _scalar_sproc(lam, V, B, slack)
 
     res = minimize_scalar(lambda x: SG.estimate(weights(x)), bounds=(-12.0, 6.0), method="bounded",
                           options={"xatol": 1e-3})
@@ -410,14 +421,7 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
         last = step == len(mats) - 2
         lam, V = _eigh_kept((G + G.T) / 2, skey(step) if use_state else None)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
-        lam = np.maximum(lam, 0.0) + slack
-        VX = V.T @ X
-        SG = _ScaledGram(VX)
-        lmax = float(lam[-1])
-
-        def weights(logs):
-            t = lmax / 2 * (1 + math.exp(logs))
-            return t * t / (2 * t - lam)
+        lam, VX, SG, lmax, weights = _scalar_sproc(lam, V, X, slack)
 
         def est(logs):
             return SG.estimate(weights(logs))
@@ -662,14 +666,7 @@ def pool_chain_prefix_bounds(mats: Sequence, xatol: float = 1e-2, min_len: int =
         Gs = (G + G.T) / 2
         lam, V = np.linalg.eigh(Gs)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
-        lam = np.maximum(lam, 0.0) + slack
-        VX = V.T @ X
-        SG = _ScaledGram(VX)
-        lmax = float(lam[-1])
-
-        def weights(logs):
-            t = lmax / 2 * (1 + math.exp(logs))
-            return t * t / (2 * t - lam)
+        lam, VX, SG, lmax, weights = _scalar_sproc(lam, V, X, slack)
 
         res = minimize_scalar(lambda x: SG.estimate(weights(x)), bounds=(-12.0, 6.0), method="bounded",
                               options={"xatol": xatol})
