@@ -113,7 +113,7 @@ def _chk_conv_fourth():
     from scipy import stats
 
     from probprune.net.templates import ConvLayer, cnn_spec
-    from probprune.theory import conv_fourth_td as cf
+    from probprune.theory import conv_moments as cf
     from probprune.theory.trace_moments import entry_even_moments
 
     mom = (0.3, 0.2, 0.11, 0.07)

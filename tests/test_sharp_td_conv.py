@@ -13,7 +13,7 @@ import torch.nn.functional as Fn
 from probprune.core.errors import ProbPruneError
 from probprune.mc.stats import cp_lower
 from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, sample_weights
-from probprune.theory import conv_fourth_td as cf
+from probprune.theory import conv_moments as cf
 from probprune.theory.apriori import apriori_bound
 from probprune.theory.trace_moments import entry_even_moments
 
@@ -49,7 +49,7 @@ def _D(spec, method, q, T, seed):
     return P - Ph
 
 
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("method", ["magnitude", pytest.param("random", marks=pytest.mark.slow)])
 def test_conv_fourth_moment_exact_against_sampling(method):
     spec = cnn_spec((1, 5, 5), [ConvLayer(2, 3, 1, 1), ConvLayer(2, 3, 2, 0)], [3], "identity")
     D = _D(spec, method, 0.4, 100_000, [41, len(method)])
@@ -61,7 +61,7 @@ def test_conv_fourth_moment_exact_against_sampling(method):
     assert m4b == pytest.approx(m4, rel=1e-12) and abs(y.mean() - m2) <= 5 * y.std() / np.sqrt(y.size)
 
 
-@pytest.mark.parametrize("method,q", [("magnitude", 0.1), ("random", 0.3)])
+@pytest.mark.parametrize("method,q", [("magnitude", 0.1), pytest.param("random", 0.3, marks=pytest.mark.slow)])
 def test_conv_fourth_moment_coverage_on_the_issue_family(method, q):
     spec = cnn_spec((2, 8, 8), [ConvLayer(4, 3, 1, 1), ConvLayer(4, 3, 2, 1)], [10], "identity")
     T = 600

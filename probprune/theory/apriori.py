@@ -442,18 +442,18 @@ def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delt
     """min(eps, x_S9.14) for small conv nets with identity activations (THEORY §9.14: exact E||D||_F^4 with weight
     sharing, Cantelli/Markov with S9.11's exact second moment; full delta, §9.7). Threshold magnitude and Bernoulli
     random only; skipped (noted) above TRACE_BATCH_MAX fraction vectors per call."""
-    from probprune.theory import conv_fourth_td
+    from probprune.theory import conv_moments
     from probprune.theory.trace_moments import TRACE_BATCH_MAX
 
     if method not in ("magnitude", "random") or not any(L.kind == "conv" for L in spec.layers) \
-            or not conv_fourth_td.applies(spec):
+            or not conv_moments.applies(spec):
         return eps, eps_source
     rows = np.asarray(q, float).reshape(-1, spec.depth)
     if rows.shape[0] > TRACE_BATCH_MAX:
         notes.append(f"S9.14 (THEORY §9.14) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call")
         return eps, eps_source
     try:
-        x = np.array([conv_fourth_td.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
+        x = np.array([conv_moments.conv_fourth_moment_bound(spec, r, delta, method, law)[0] for r in rows])
     except ProbPruneError as e:  # too large an intermediate state: no S9.14 candidate (fail closed, noted)
         notes.append(f"S9.14 (THEORY §9.14) skipped: {e}")
         return eps, eps_source
