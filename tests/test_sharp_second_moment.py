@@ -15,27 +15,13 @@ from probprune.mc.stats import cp_lower
 from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, sample_weights
 from probprune.theory import sharp
 from probprune.theory.apriori import apriori_bound
+from sharp_sampling import dense_product_difference as _dense_D, unit_kernel_ops as _ops
 
 ALPHA = 0.001
 RULES = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
 
 
-def _ops(L):
-    """Unit-kernel operators of a layer (n_theta, d_out_flat, d_in_flat)."""
-    import torch
-    import torch.nn.functional as Fn
 
-    if L.kind == "linear":
-        return np.eye(L.N).reshape(L.N, L.d_out, L.d_in)
-    C, H, W = L.in_shape
-    d_in = C * H * W
-    X = torch.eye(d_in, dtype=torch.float64).reshape(d_in, C, H, W)
-    out = []
-    for idx in np.ndindex(*L.weight_shape):
-        k = torch.zeros(L.weight_shape, dtype=torch.float64)
-        k[idx] = 1.0
-        out.append(Fn.conv2d(X, k, stride=L.stride, padding=L.padding).reshape(d_in, -1).numpy().T)
-    return np.stack(out)
 
 
 def _draw_D(spec, law, method, q, T, seed):
@@ -128,23 +114,6 @@ def test_coverage_dense_narrow_deep():
 
 
 # ------------------------------------------------------------------------------------------- S9.12 fourth moment
-def _dense_D(widths, method, law, q, T, seed):
-    rng = np.random.default_rng(seed)
-    spec = fcn_spec(widths, "identity")
-    W = sample_weights(spec, rng, law, n=T)
-    P = Ph = None
-    for w, L in zip(W, spec.layers):
-        if method == "magnitude":
-            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
-            m = np.abs(w) < thr
-        else:
-            m = rng.random(w.shape) < q
-        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
-        P = w if P is None else w @ P
-        Ph = wh if Ph is None else wh @ Ph
-    return spec, P - Ph
-
-
 @pytest.mark.parametrize("law", ["uniform", "gaussian"])
 @pytest.mark.parametrize("method", ["magnitude", "random", "random_rescaled"])
 def test_fourth_moment_exact_against_sampling(method, law):

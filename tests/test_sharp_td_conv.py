@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as Fn
 
 from probprune.core.errors import ProbPruneError
 from probprune.mc.stats import cp_lower
@@ -16,22 +14,12 @@ from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec, sample_weight
 from probprune.theory import conv_moments as cf
 from probprune.theory.apriori import apriori_bound
 from probprune.theory.trace_moments import entry_even_moments
+from sharp_sampling import unit_kernel_ops as _ops
 
 ALPHA = 0.001
 
 
-def _ops(L):
-    if L.kind == "linear":
-        return np.eye(L.N).reshape(L.N, L.d_out, L.d_in)
-    C, H, W = L.in_shape
-    d_in = C * H * W
-    X = torch.eye(d_in, dtype=torch.float64).reshape(d_in, C, H, W)
-    out = []
-    for idx in np.ndindex(*L.weight_shape):
-        k = torch.zeros(L.weight_shape, dtype=torch.float64)
-        k[idx] = 1.0
-        out.append(Fn.conv2d(X, k, stride=L.stride, padding=L.padding).reshape(d_in, -1).numpy().T)
-    return np.stack(out)
+
 
 
 def _D(spec, method, q, T, seed):

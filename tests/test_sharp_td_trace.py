@@ -7,32 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from probprune.core.errors import ProbPruneError
 from probprune.mc.stats import cp_lower
-from probprune.net.templates import fcn_spec, sample_weights
+from probprune.net.templates import fcn_spec
 from probprune.theory import sharp, trace_moments as tm
 from probprune.theory.apriori import apriori_bound
+from sharp_sampling import dense_product_difference as _dense_D
 
 ALPHA = 0.001
-
-
-def _dense_D(widths, method, law, q, T, seed):
-    rng = np.random.default_rng(seed)
-    spec = fcn_spec(widths, "identity")
-    W = sample_weights(spec, rng, law, n=T)
-    P = Ph = None
-    for w, L in zip(W, spec.layers):
-        if method == "magnitude":
-            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
-            m = np.abs(w) < thr
-        else:
-            m = rng.random(w.shape) < q
-        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
-        P = w if P is None else w @ P
-        Ph = wh if Ph is None else wh @ Ph
-    return spec, P - Ph
 
 
 @pytest.mark.parametrize("law", ["uniform", "gaussian"])
