@@ -10,6 +10,25 @@ import sympy as sp
 from ._core import register, require, sym_zero
 
 
+def sample_product_difference(rng, dims, law: str, method: str, T: int, q: float):
+    """(a, D): T draws of a linear dense net with widths ``dims`` (half-widths a_k = 1/sqrt(max(d_k, d_k+1)), uniform
+    or Gaussian), pruned by threshold magnitude / Bernoulli / rescaled Bernoulli at q, and D = prod W - prod What,
+    drawn directly with numpy (independent of the library's samplers)."""
+    from scipy import stats
+
+    a = [1.0 / np.sqrt(max(dims[k], dims[k + 1])) for k in range(len(dims) - 1)]
+    P = Ph = None
+    for k in range(len(dims) - 1):
+        w = (rng.uniform(-a[k], a[k], (T, dims[k + 1], dims[k])) if law == "uniform"
+             else rng.normal(0, a[k], (T, dims[k + 1], dims[k])))
+        thr = q * a[k] if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a[k]
+        m = np.abs(w) < thr if method == "magnitude" else rng.random(w.shape) < q
+        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
+        P = w if P is None else w @ P
+        Ph = wh if Ph is None else wh @ Ph
+    return a, P - Ph
+
+
 def _unit_kernel_ops(L):
     """The operators T_theta (d_out_flat x d_in_flat) of every unit kernel of layer L (torch, float64)."""
     import torch
@@ -163,17 +182,8 @@ def _chk_fourth():
         for law in ("uniform", "gaussian"):
             for method in ("magnitude", "random", "random_rescaled"):
                 T, q = 300_000, 0.4
-                a = [1.0 / np.sqrt(max(dims[k], dims[k + 1])) for k in range(len(dims) - 1)]
-                P = Ph = None
-                for k in range(len(dims) - 1):
-                    w = (rng.uniform(-a[k], a[k], (T, dims[k + 1], dims[k])) if law == "uniform"
-                         else rng.normal(0, a[k], (T, dims[k + 1], dims[k])))
-                    thr = q * a[k] if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a[k]
-                    m = np.abs(w) < thr if method == "magnitude" else rng.random(w.shape) < q
-                    wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
-                    P = w if P is None else w @ P
-                    Ph = wh if Ph is None else wh @ Ph
-                f4 = ((P - Ph) ** 2).sum(axis=(1, 2)) ** 2
+                a, D = sample_product_difference(rng, dims, law, method, T, q)
+                f4 = (D ** 2).sum(axis=(1, 2)) ** 2
                 _, m4 = fourth_moment_bound(dims, a, np.full(len(dims) - 1, q), 0.05, method, law)
                 est, se = f4.mean(), f4.std() / np.sqrt(T)
                 require(abs(est - float(m4)) <= 5 * se, f"{dims} {law} {method}: {float(m4):.5g} vs MC {est:.5g} +- {se:.2g}")

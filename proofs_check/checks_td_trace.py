@@ -48,9 +48,9 @@ def _chk_recursion():
           "uniform and Gaussian laws; the returned threshold is min_p (V_p/delta)^(1/(2p))", "§9.13", "numeric",
           covers=("trace-moment",))
 def _chk_mc():
-    from scipy import stats
-
     from probprune.theory.trace_moments import trace_moment_bound
+
+    from proofs_check.checks_sharp_sm import sample_product_difference
 
     rng = np.random.default_rng(2027)
     n = 0
@@ -58,17 +58,7 @@ def _chk_mc():
         for law in ("uniform", "gaussian"):
             for method in ("magnitude", "random", "random_rescaled"):
                 T, q = 200_000, 0.4
-                a = [1.0 / np.sqrt(max(dims[k], dims[k + 1])) for k in range(len(dims) - 1)]
-                P = Ph = None
-                for k in range(len(dims) - 1):
-                    w = (rng.uniform(-a[k], a[k], (T, dims[k + 1], dims[k])) if law == "uniform"
-                         else rng.normal(0, a[k], (T, dims[k + 1], dims[k])))
-                    thr = q * a[k] if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a[k]
-                    m = np.abs(w) < thr if method == "magnitude" else rng.random(w.shape) < q
-                    wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
-                    P = w if P is None else w @ P
-                    Ph = wh if Ph is None else wh @ Ph
-                D = P - Ph
+                a, D = sample_product_difference(rng, dims, law, method, T, q)
                 G = D @ D.transpose(0, 2, 1)
                 emp = {2: np.einsum("tab,tba->t", G, G), 3: np.einsum("tab,tbc,tca->t", G, G, G)}
                 x, vals = trace_moment_bound(dims, a, np.full(len(dims) - 1, q), 0.05, method, law)
