@@ -98,13 +98,13 @@ def _chk_schatten():
           "laws); the label weights reproduce E[x^4] = mu4 for equal labels and 0 for mixed labels (all 16 tuples)",
           "§9.14", "numeric", covers=("conv-fourth-moment",))
 def _chk_conv_fourth():
-    import torch
-    import torch.nn.functional as Fn
     from scipy import stats
 
     from probprune.net.templates import ConvLayer, cnn_spec
     from probprune.theory import conv_moments as cf
     from probprune.theory.trace_moments import entry_even_moments
+
+    from proofs_check.checks_sharp_sm import _unit_kernel_ops
 
     mom = (0.3, 0.2, 0.11, 0.07)
     for t in range(16):
@@ -113,20 +113,7 @@ def _chk_conv_fourth():
         want = (mom[2 + labels[0]] if len(set(labels)) == 1 else 0.0)
         require(abs(w["12|34"] + w["13|24"] + w["14|23"] + w["diag"] - want) < 1e-15, f"all-equal weight {labels}")
     spec = cnn_spec((1, 4, 4), [ConvLayer(2, 3, 1, 1), ConvLayer(2, 3, 2, 1)], [3], "identity")
-    ops = []
-    for L in spec.layers:
-        if L.kind == "conv":
-            C, H, W = L.in_shape
-            d_in = C * H * W
-            X = torch.eye(d_in, dtype=torch.float64).reshape(d_in, C, H, W)
-            Ts = []
-            for idx in np.ndindex(*L.weight_shape):
-                k = torch.zeros(L.weight_shape, dtype=torch.float64)
-                k[idx] = 1.0
-                Ts.append(Fn.conv2d(X, k, stride=L.stride, padding=L.padding).reshape(d_in, -1).numpy().T)
-            ops.append(np.stack(Ts))
-        else:
-            ops.append(np.eye(L.N).reshape(L.N, L.d_out, L.d_in))
+    ops = [np.stack(_unit_kernel_ops(L)) for L in spec.layers]  # torch-built, independent of conv_moments
     rng = np.random.default_rng(99)
     n = 0
     for law in ("uniform", "gaussian"):
