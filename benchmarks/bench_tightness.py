@@ -100,13 +100,20 @@ def linear(T: int, calibrated_max_width: int, seed: int = 0):
             "old_over_new": _summ([f["old_ratio"] / f["new_ratio"] for f in fams])}
     cr = [f["calibrated_ratio"] for f in fams if "calibrated_ratio" in f]
     summ["calibrated"] = _summ(cr) if cr else ("probprune.budgets.calibrated not available" if cal is None else "skipped")
-    for m in METHODS:
-        summ[f"new_default_{m}"] = _summ([f["new_ratio"] for f in fams if f["method"] == m])
-    for q in FRACTIONS:
-        summ[f"new_default_q{q}"] = _summ([f["new_ratio"] for f in fams if f["fraction"] == q])
-    for d in LIN_DEPTHS:
-        summ[f"new_default_depth{d}"] = _summ([f["new_ratio"] for f in fams if len(f["widths"]) == d + 1])
+    summ.update(_breakdown(fams))
     return fams, summ
+
+
+def _breakdown(fams) -> dict:
+    """The new default's ratio summaries by method, fraction and depth of the linear families."""
+    out = {}
+    for m in METHODS:
+        out[f"new_default_{m}"] = _summ([f["new_ratio"] for f in fams if f["method"] == m])
+    for q in FRACTIONS:
+        out[f"new_default_q{q}"] = _summ([f["new_ratio"] for f in fams if f["fraction"] == q])
+    for d in LIN_DEPTHS:
+        out[f"new_default_depth{d}"] = _summ([f["new_ratio"] for f in fams if len(f["widths"]) == d + 1])
+    return out
 
 
 def relu(T: int, seed: int = 0, n_random: int = 16, iters: int = 40):
@@ -283,12 +290,7 @@ def rescore(path: str) -> dict:
     s = res["linear_summary"]
     s["new_default"] = _summ([f["new_ratio"] for f in fams])
     s["old_over_new"] = _summ([f["old_ratio"] / f["new_ratio"] for f in fams])
-    for m in METHODS:
-        s[f"new_default_{m}"] = _summ([f["new_ratio"] for f in fams if f["method"] == m])
-    for q in FRACTIONS:
-        s[f"new_default_q{q}"] = _summ([f["new_ratio"] for f in fams if f["fraction"] == q])
-    for d in LIN_DEPTHS:
-        s[f"new_default_depth{d}"] = _summ([f["new_ratio"] for f in fams if len(f["widths"]) == d + 1])
+    s.update(_breakdown(fams))
     ex = res["extra_families"]
     res["extra_summary"]["all"] = _summ([f["new_ratio"] for f in ex])
     for fam in sorted({f["family"] for f in ex}):
