@@ -136,6 +136,12 @@ def _nets():
     ]
 
 
+def graph_masks(model, g, q):
+    """The per-layer magnitude masks of the benchmark (:func:`_magnitude_masks`) for the weights of the traced
+    graph ``g``."""
+    return {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+
+
 def _magnitude_masks(model, q):
     out = {}
     for k, p in model.named_parameters():
@@ -157,7 +163,7 @@ def _run_fraction(model, g, shape, q) -> dict:
     from probprune.core.errors import ProbPruneError
     from probprune.measure.attack import pgd_sup_error as pgd
 
-    masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+    masks = graph_masks(model, g, q)
     gh = g.with_masks(masks)
     r = {"fraction": q, "load_avg_start": os.getloadavg()}
     t = time.perf_counter()
@@ -207,7 +213,7 @@ def _run_sdp(model, g, r) -> None:
     from probprune.certificates.tight import certify_chains
     from probprune.core.errors import ProbPruneError
 
-    masks = {k: v for k, v in _magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+    masks = graph_masks(model, g, r["fraction"])
     F, Fh = lower_graph_pair(g, g.with_masks(masks))
     if lifted_dim(F) > SDP_BENCH_DIM or "sdp" in r.get("new_components", {}):
         r["sdp_not_run"] = f"lifted dimension {lifted_dim(F)} > {SDP_BENCH_DIM}" if lifted_dim(F) > SDP_BENCH_DIM \
@@ -235,7 +241,7 @@ def _run_region(model, g, shape, ds, r) -> None:
     from probprune.certificates.stability import region_sup_error
     from probprune.measure.attack import pgd_sup_error as pgd
 
-    masks = {k: v for k, v in _magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+    masks = graph_masks(model, g, r["fraction"])
     gh = g.with_masks(masks)
     F, Fh = lower_graph_pair(g, gh)
     d = int(np.prod(shape))
@@ -368,7 +374,7 @@ def run_fast(names=None, cache=None) -> None:
         for q in FRACTIONS:
             if str(q) in done:
                 continue
-            masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+            masks = graph_masks(model, g, q)
             t = time.perf_counter()
             F, Fh = lower_graph_pair(g, g.with_masks(masks))
             row = {"lower_seconds": time.perf_counter() - t, "load_avg_start": os.getloadavg()}
@@ -428,7 +434,7 @@ def rescore_auto(names=None, cache=None, force: bool = False) -> None:
         model = model.double().eval()
         g = graph_from_torch(model, tuple(ds.input_shape))
         for r in todo:
-            masks = {k: v for k, v in _magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+            masks = graph_masks(model, g, r["fraction"])
             load = os.getloadavg()[0]
             if "merged_auto_eps" in r and "prev_merged_auto_eps" not in r:
                 for k in [k for k in r if k.startswith("merged_")]:
@@ -662,7 +668,7 @@ def main_subset(names=("lenet5_maxpool_digits",), time_limit: float = 10.0,
         model = model.double()
         g = graph_from_torch(model, shape)
         for q in FRACTIONS:
-            masks = {k: v for k, v in _magnitude_masks(model, q).items() if k in g.weight_names}
+            masks = graph_masks(model, g, q)
             gh = g.with_masks(masks)
             r = {"fraction": q}
             t = time.perf_counter()

@@ -49,7 +49,7 @@ def main(names=NETS, out="benchmarks/results/certificates_mixed_tc.json"):
         stored = json.load(open(os.path.join(cache, bc.RESULTS_DIR, f"{name}.json")))
         for q in FRACTIONS:
             pgd = next(r["pgd_ball"] for r in stored["fractions"] if r["fraction"] == q)
-            masks = {k: v for k, v in bc._magnitude_masks(model, q).items() if k in g.weight_names}
+            masks = bc.graph_masks(model, g, q)
             F, Fh = lower_graph_pair(g, g.with_masks(masks))
             reg = Region(np.zeros((1, F.n_in)), 1.0)
             row = {"network": name, "family": family, "fraction": q, "pgd": pgd, "load_avg": os.getloadavg()}

@@ -34,7 +34,7 @@ def child(nets):
         g = from_torch(model, tuple(d.input_shape))
         rows = json.load(open(os.path.join(cache, "results_issue19", name + ".json")))["fractions"]
         for r in rows:
-            masks = {k: v for k, v in B._magnitude_masks(model, r["fraction"]).items() if k in g.weight_names}
+            masks = B.graph_masks(model, g, r["fraction"])
             load = os.getloadavg()[0]
             t = time.perf_counter()
             F, Fh = lower_graph_pair(g, g.with_masks(masks))

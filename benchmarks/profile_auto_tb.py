@@ -19,7 +19,7 @@ def load(name, q):
             d, model = B._trained(nm, ds, im, build, ep, "/tmp/probprune_bench_cache")
             model = model.double().eval()
             g = from_torch(model, tuple(d.input_shape))
-            masks = {k: v for k, v in B._magnitude_masks(model, q).items() if k in g.weight_names}
+            masks = B.graph_masks(model, g, q)
             return g, g.with_masks(masks)
 
 
