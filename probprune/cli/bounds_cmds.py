@@ -85,8 +85,10 @@ def budget(
     refine: Optional[str] = typer.Option(None, "--refine", help="with --model: grow the auto budget with one §12 "
                                          "method (sdp: minutes; mixed, pairs, propagate, composed); `certify --bound "
                                          "<it>` then prints the inverted certificate"),
-    refine_evaluations: int = typer.Option(4, "--refine-evals", help="certificate evaluations of --refine"),
-    refine_time_limit: float = typer.Option(600.0, "--refine-seconds", help="seconds for --refine"),
+    refine_evaluations: Optional[int] = typer.Option(None, "--refine-evals", help="certificate evaluations of "
+                                                     "--refine [default: 4]"),
+    refine_time_limit: Optional[float] = typer.Option(None, "--refine-seconds", help="seconds for --refine "
+                                                      "[default: 600]"),
     as_json: bool = json_option(),
 ):
     """Max prunable weights per layer for an error budget (eps, delta), with a guarantee (THEORY §3.9, §10)."""
@@ -94,7 +96,7 @@ def budget(
     from probprune.cli import budget_task as BT  # noqa: F401
 
     method, mode, activation, law = val(method), val(mode), val(activation), val(law)
-    if refine is None and (refine_evaluations != 4 or refine_time_limit != 600.0):
+    if refine is None and (refine_evaluations is not None or refine_time_limit is not None):
         raise ProbPruneError("--refine-evals / --refine-seconds set --refine; add --refine METHOD or drop them")
     if model is not None:
         given = [n for n, v in zip(LAW_OPTIONS, (widths, activation, law, K)) if v is not None]
@@ -108,8 +110,9 @@ def budget(
         rep = api.budget(model, eps=eps, eps_rel=eps_rel, delta=delta, method=method, mode=mode,
                          certificate=certificate, empirical=empirical, max_acc_drop=max_acc_drop, data=dataset,
                          seed=seed, trials=trials, gamma=gamma, arch=arch, input_shape=_parse_shape(input_shape),
-                         time_limit=time_limit, refine=refine, refine_evaluations=refine_evaluations,
-                         refine_time_limit=refine_time_limit)
+                         time_limit=time_limit, refine=refine,
+                         **{k: v for k, v in (("refine_evaluations", refine_evaluations),
+                                              ("refine_time_limit", refine_time_limit)) if v is not None})
         inv = rep.inverted_certificate
 
         def render_model(d):
