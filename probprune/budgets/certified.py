@@ -883,10 +883,7 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     d = float(certify_graph(graph, masks, conv_method).eps)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    if Fh is None:  # the lowering of the pruned graph failed: _tight_eps names why (fail closed)
-        t, how, comps = _tight_eps(F, graph, masks, tight_method, lean=_lean)
-    else:
-        t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean)
+    t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean)  # Fh None: it lowers (or names why)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -1073,8 +1070,7 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
         masks, Fh = lowered(k)
-        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh) if Fh is not None else \
-            _tight_eps(F, graph, masks, state["method"])
+        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh)
         if state["method"] == "auto" and math.isfinite(v):
             state["method"] = how.split("_")[0] if how.startswith(("composed", "mixed")) else how
         return v
@@ -1172,7 +1168,7 @@ def _refine_phase(F, graph, memo: dict, k: np.ndarray, N: np.ndarray, cand: np.n
 
     def value(kk):
         masks, Fh = lowered(kk)
-        return _tight_eps(F, graph, masks, method, Fh)[0] if Fh is not None else _tight_eps(F, graph, masks, method)[0]
+        return _tight_eps(F, graph, masks, method, Fh)[0]
 
     t, kr, v, lg = _scale_search(value, q / q.max(), N, float(q.max()), eps, max_evals, t0 + time_limit,
                                  rtol=FINAL_RTOL)
