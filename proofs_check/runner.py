@@ -33,6 +33,7 @@ CHECK_MODULES = (
     "checks_h7_rules",
     "checks_sharp_sm",
     "checks_td_trace",
+    "checks_lemma_moments",
     "bridge",
 )
 

@@ -94,6 +94,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("fourth-moment", "§9.12", "S9.12: exact E||D||_F^4 for linear dense chains (threshold/Bernoulli) by the index-pattern recursion; Markov"),
     DStatement("conv-fourth-moment", "§9.14", "S9.14: exact E||D||_F^4 for small conv nets (weight sharing) by the pairing expansion over kernel entries; Cantelli"),
     DStatement("trace-moment", "§9.13", "S9.13: exact E tr((DD^T)^p), p = 2, 3, for linear dense chains by the 2p-chain pattern recursion; ||D||^(2p) <= tr; Markov"),
+    DStatement("lemma-moment", "§9.15", "S9.15: Lemma A in one event: exact layer trace moments E tr((XX^T)^p), p <= 6, Minkowski over independent layers; Markov"),
     DStatement("rate-lower", "§9.10", "S9.10: max row/column norm lower bound; rates q^(3/2) magnitude, p^(1/2) random"),
     DStatement("calib-multirun", "§10.1", "Statement 10.1c: R runs at rank k(T, delta, gamma/R), min over runs valid"),
     DStatement("median-vacuity", "§10.3", "Statement 10.3b': Y_(j) <= median w.c. 1-gamma; eps < L is a median statement"),

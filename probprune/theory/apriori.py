@@ -221,19 +221,7 @@ class BoundResult:
             "law": self.law,
             "delta": self.delta,
             "statement": self.statement,
-            "eps_statement": ({"magnitude_exact": "THEORY §9.8b S9.8b product moment bound (exact-k magnitude)",
-                               "random_rescaled": "THEORY §9.8c S9.8c product moment bound (rescaled random)"}.get(
-                                  self.method, "THEORY §9.8 S9.8 product moment bound")
-                              if self.eps_source == "product-moment" else
-                              "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)"
-                              if self.eps_source == "second-moment" else
-                              "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)"
-                              if self.eps_source == "fourth-moment" else
-                              "THEORY §9.13 S9.13 exact Schatten moments E tr((DD^T)^p) (linear dense; threshold, "
-                              "Bernoulli, rescaled; exact-k random via §9.5(b))"
-                              if self.eps_source == "trace-moment" else
-                              "THEORY §9.14 S9.14 exact fourth moment of ||D||_F with weight sharing (conv, identity)"
-                              if self.eps_source == "conv-fourth-moment" else "THEORY §3.1 (A*) of the per-layer terms"),
+            "eps_statement": _eps_statement(self.eps_source, self.method),
             "provenance": self.provenance,
             "Lip": self.Lip,
             "layers": [
@@ -252,6 +240,26 @@ class BoundResult:
             "assumptions": list(self.assumptions),
             "paper_hypotheses_violated": list(self.paper_hypotheses_violated),
         }
+
+
+#: eps_source -> the statement that produced eps (THEORY §9.7: eps is the minimum of these candidates)
+EPS_STATEMENTS = {
+    "second-moment": "THEORY §9.11 S9.11 second moment of ||D||_F (identity activations, dense or conv)",
+    "fourth-moment": "THEORY §9.12 S9.12 exact fourth moment of ||D||_F (linear dense; threshold, Bernoulli, rescaled)",
+    "trace-moment": "THEORY §9.13 S9.13 exact Schatten moments E tr((DD^T)^p) (linear dense; threshold, Bernoulli, "
+                    "rescaled; exact-k random via §9.5(b))",
+    "conv-fourth-moment": "THEORY §9.14 S9.14 exact fourth moment of ||D||_F with weight sharing (conv, identity)",
+    "lemma-moment": "THEORY §9.15 S9.15 Lemma A in one event by exact layer trace moments (dense, (H-act) activations)",
+}
+#: the product-moment statement by method (S9.8 and its exact-k / rescaled variants)
+PRODUCT_MOMENT_STATEMENTS = {"magnitude_exact": "THEORY §9.8b S9.8b product moment bound (exact-k magnitude)",
+                             "random_rescaled": "THEORY §9.8c S9.8c product moment bound (rescaled random)"}
+
+
+def _eps_statement(eps_source: str, method: str) -> str:
+    if eps_source == "product-moment":
+        return PRODUCT_MOMENT_STATEMENTS.get(method, "THEORY §9.8 S9.8 product moment bound")
+    return EPS_STATEMENTS.get(eps_source, "THEORY §3.1 (A*) of the per-layer terms")
 
 
 def broadcast_fractions(spec: NetSpec, fractions, upper_open: bool = False) -> tuple[np.ndarray, bool]:
@@ -389,6 +397,8 @@ def apriori_bound(
         else:
             notes.append(f"S9.13 (THEORY §9.13) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call "
                          "(its cost); eps is the minimum of the other statements (valid, possibly larger)")
+    if statement != "bernstein":
+        eps, eps_source = _lemma_moment_min(spec, eps, eps_source, method, law, delta, notes, q)
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
@@ -433,6 +443,26 @@ def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, de
     out = np.minimum(eps, x)
     notes.append("identity activations: eps is also bounded by the exact second moment of ||prod W - prod What||_F "
                  "and Markov (THEORY §9.11, full delta); the smaller is reported")
+    if np.ndim(out) == 0:
+        return float(out), str(src)
+    return out, src
+
+
+def _lemma_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list, q):
+    """min(eps, x_S9.15) for dense FCNs with (H-act) activations, ReLU included (THEORY §9.15: Lemma A's sum in one
+    event by the exact trace moments of every layer's W, What and E, Minkowski over the independent layers and Markov;
+    full delta, §9.7). Threshold magnitude, Bernoulli and rescaled random pruning (i.i.d. entries)."""
+    from probprune.theory.lemma_moments import LEMMA_METHODS, lemma_moment_bound
+
+    if method not in LEMMA_METHODS or not spec.is_fcn:
+        return eps, eps_source
+    res = lemma_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law, lip=spec.Lip)
+    x = res.eps
+    src = np.where(x < eps, "lemma-moment", eps_source)
+    out = np.minimum(eps, x)
+    notes.append("dense layers: eps is also bounded by Lemma A's sum with every layer's norm replaced by its exact "
+                 "Schatten moment (E tr((XX^T)^p))^(1/(2p)), p <= 6, in one Markov event over the independent layers "
+                 "(THEORY §9.15, full delta); the smaller is reported")
     if np.ndim(out) == 0:
         return float(out), str(src)
     return out, src
