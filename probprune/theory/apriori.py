@@ -23,6 +23,7 @@ from scipy import stats
 from probprune.core import registry
 from probprune.core.errors import HypothesisError, ProbPruneError, check_delta, check_fraction
 from probprune.net.templates import NetSpec
+from probprune.theory.lemma_moments import unroll as _unroll  # Lemma A's sum, one implementation
 
 METHODS = ("magnitude", "random", "random_rescaled")
 EXACT_METHODS = ("random_exact", "magnitude_exact")
@@ -57,14 +58,6 @@ def lemma_a(norm_W, norm_What, norm_E, lips=None):
     w, wh, e = (np.asarray(x, float) for x in (norm_W, norm_What, norm_E))
     Lip = 1.0 if lips is None else float(np.prod(lips))
     return Lip * np.minimum(_unroll(e, w, wh), _unroll(e, wh, w))
-
-
-def _unroll(e, before, after):
-    """sum_i e_i prod_{j<i} before_j prod_{j>i} after_j, vectorised over leading axes."""
-    ones = np.ones_like(e[..., :1])
-    pre = np.cumprod(np.concatenate([ones, before[..., :-1]], axis=-1), axis=-1)
-    suf = np.cumprod(np.concatenate([ones, after[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-    return np.sum(e * pre * suf, axis=-1)
 
 
 # --------------------------------------------------------------------------------------------- delta split

@@ -141,17 +141,19 @@ class LemmaMomentBound:
     statement: str = "THEORY §9.15 S9.15 Lemma A in one event by exact layer trace moments"
 
 
-def _unroll(e, before, after):
-    """sum_i e_i prod_{j<i} before_j prod_{j>i} after_j over lists of (broadcasting) arrays."""
-    tot = 0.0
-    for i in range(len(e)):
-        t = e[i]
-        for j in range(i):
-            t = t * before[j]
-        for j in range(i + 1, len(e)):
-            t = t * after[j]
-        tot = tot + t
-    return tot
+def unroll(e, before, after):
+    """Lemma A's sum (THEORY §3.1): sum_i e_i prod_{j<i} before_j prod_{j>i} after_j, last axis = layer, vectorised
+    over leading axes (the one implementation; ``theory.apriori.lemma_a`` and S9.15 use it)."""
+    e, before, after = (np.asarray(x, float) for x in (e, before, after))
+    ones = np.ones_like(e[..., :1])
+    pre = np.cumprod(np.concatenate([ones, before[..., :-1]], axis=-1), axis=-1)
+    suf = np.cumprod(np.concatenate([ones, after[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return np.sum(e * pre * suf, axis=-1)
+
+
+def _layers(xs) -> np.ndarray:
+    """per-layer values (scalars or batch arrays) stacked on a last layer axis"""
+    return np.stack(np.broadcast_arrays(*[np.asarray(x, float) for x in xs]), axis=-1)
 
 
 def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str, lip: float = 1.0,
@@ -184,8 +186,9 @@ def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str
         # threshold / Bernoulli: m_p(What) <= m_p(W) (dominated entry moments, nonnegative coefficients) is used in
         # its place so that eps is nondecreasing in every q_i (the budget inversions rely on it, §9.15)
         hat = m["What"] if method == "random_rescaled" else m["W"]
-        xf = scale * _unroll(m["E"], m["W"], hat)
-        xb = scale * _unroll(m["E"], hat, m["W"])
+        E_, W_, H_ = _layers(m["E"]), _layers(m["W"]), _layers(hat)
+        xf = scale * unroll(E_, W_, H_)
+        xb = scale * unroll(E_, H_, W_)
         per_order[p] = (xf, xb)
         norms[p] = m
         x = np.minimum(xf, xb)
