@@ -511,6 +511,10 @@ class Bound:
     kind: str  # "a-priori" | "certificate" | "lemma" | "lottery"
     description: str
     aliases: tuple[str, ...] = ()
+    #: a matrix-Bernstein statement (THEORY §3.4/§3.12; statement mode "bernstein" of the a-priori bounds)
+    bernstein: bool = False
+    #: the weight laws the statement is proved for (a-priori statements)
+    laws: tuple[str, ...] = ("uniform", "gaussian")
 
     @property
     def function(self) -> Callable:
@@ -606,9 +610,10 @@ LAWS: Mapping[str, WeightLaw] = _table(
 BOUNDS: Mapping[str, Bound] = _table(
     Bound("thm-RM-RR", "THEORY §3.4, §3.6, §3.12", "probprune.theory.apriori:apriori_bound", "a-priori",
           "Theorems RM, RR, RR' (and RC for conv layers, Gaussian analogue): eps bound w.p. >= 1 - delta",
-          aliases=("apriori",)),
+          aliases=("apriori",), bernstein=True),
     Bound("RR-mask", "THEORY §3.4 RR-mask", "probprune.theory.apriori:exact_k_bound", "a-priori",
-          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",)),
+          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",),
+          bernstein=True, laws=("uniform",)),
     # THEORY §9 sharper a-priori bounds [D] (proofs_check ids sharp-S9.*): per-layer norm thresholds in
     # probprune.theory.sharp, the network bounds that combine them in probprune.theory.apriori
     Bound("sharp-S9.1", "THEORY §9.1", "probprune.theory.sharp:moment_bound", "lemma",

@@ -65,7 +65,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
     if b.get("kind") == "empirical":
         raise ProbPruneError("an empirical budget certifies nothing (not a guarantee); use a certified, a-priori or "
                              "calibrated budget")
-    if entry is None or entry.rescaled or entry.family not in ("magnitude", "random"):
+    if entry is None or entry.rescaled or entry.family_model.batched_score is None:  # magnitude or random family
         raise ProbPruneError(f"masks_from_budget applies magnitude or random budgets, not {method!r} (rescaled random "
                              "changes the kept weights as well)")
     rule = budget_rule(b)
