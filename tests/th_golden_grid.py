@@ -34,7 +34,8 @@ def _enc(x):
     return str(x)
 
 
-def grid() -> dict:
+def grid(heavy: bool = True) -> dict:
+    """The grid; ``heavy=False``: only the §9 per-entry functions (a second, fast part of the same file)."""
     from probprune.budgets.apriori import max_prunable
     from probprune.budgets.calibrated import calibrated_bound
     from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec
@@ -48,7 +49,7 @@ def grid() -> dict:
         "linear": fcn_spec([8, 10, 10, 3], "identity"),
         "cnn": cnn_spec((1, 6, 6), [ConvLayer(2, 3)], [3], "identity"),
     }
-    for sn, spec in specs.items():
+    for sn, spec in (specs.items() if heavy else ()):
         for law in ("uniform", "gaussian"):
             for method in ("magnitude", "random", "random_rescaled"):
                 for st in ("best", "bernstein", "sharp"):
@@ -65,7 +66,7 @@ def grid() -> dict:
                     except Exception as e:  # noqa: BLE001
                         r = {"error": f"{type(e).__name__}: {e}"}
                     out[f"ek/{sn}/{law}/{fn.__name__}/{st}"] = r
-    for sn in ("relu", "linear"):
+    for sn in (("relu", "linear") if heavy else ()):
         for law in ("uniform", "gaussian"):
             for method in ("magnitude", "random", "random_rescaled"):
                 for mode in ("uniform", "optimal", "equal_share"):
@@ -74,7 +75,7 @@ def grid() -> dict:
                     except Exception as e:  # noqa: BLE001
                         r = {"error": f"{type(e).__name__}: {e}"}
                     out[f"budget/{sn}/{law}/{method}/{mode}"] = r
-    for method in ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact"):
+    for method in (("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact") if heavy else ()):
         for law in ("uniform", "gaussian"):
             try:
                 r = calibrated_bound(specs["linear"], 0.2, 0.1, 0.1, method, law, trials=40, seed=3).as_dict()
