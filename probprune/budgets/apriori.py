@@ -40,7 +40,6 @@ from probprune.theory.apriori import (
     DeltaAllocation,
     apriori_bound,
     check_spec_for_apriori,
-    error_bound,
 )
 from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
 from probprune.core.registry import BOUNDS as _BOUNDS
@@ -200,37 +199,10 @@ class BudgetResult:
 
 
 # --------------------------------------------------------------------------------------------- generic inverses
-def _bisect_sup(pred: Callable[[np.ndarray], np.ndarray], shape, hi: float = 1.0, iters: int = 60) -> np.ndarray:
-    """Vectorised sup{q in [0, hi] : pred(q)} for predicates monotone (true then false) in q; 0 if pred fails on
-    (0, hi]. Tolerance hi * 2^-iters (< 1e-12 at 60 iterations with hi <= 1)."""
-    lo = np.zeros(shape)
-    h = np.full(shape, hi)
-    ok_hi = pred(h)
-    for _ in range(iters):
-        mid = 0.5 * (lo + h)
-        ok = pred(mid)
-        lo = np.where(ok, mid, lo)
-        h = np.where(ok, h, mid)
-    return np.where(ok_hi, hi, lo)
-
-
 def _max_q(method: str) -> float:
     """The largest fraction searched: the registered method's ``max_fraction`` (1 for unknown names)."""
     m = _REGISTRY.get(method) if isinstance(method, str) else None
     return 1.0 if m is None else m.max_fraction
-
-
-def invert_eta(spec: NetSpec, alloc: DeltaAllocation, method: str, law: str, targets: np.ndarray) -> np.ndarray:
-    """Per layer, the largest q with eta_i(q) <= target_i (THEORY §3.9; vectorised bisection). ``targets`` has
-    shape (..., depth)."""
-    targets = np.asarray(targets, float)
-
-    def pred(q):
-        eta = error_bound(spec, q, np.broadcast_to(alloc.delta_E, q.shape), method, law,
-                          delta_T=np.broadcast_to(alloc.delta_T, q.shape))
-        return eta <= targets
-
-    return _bisect_sup(pred, targets.shape, hi=_max_q(method))
 
 
 def equal_share_closed_form(t, a, m, lam, method: str):

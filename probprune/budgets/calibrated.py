@@ -28,14 +28,17 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from scipy import stats
 
-from probprune.theory.apriori import METHODS, broadcast_fractions
+from probprune.theory.apriori import broadcast_fractions
 from probprune.core.errors import ProbPruneError, check_delta, check_eps
 from probprune.core.registry import LAWS as _LAWS
 from probprune.core.registry import METHODS as _REGISTRY
 from probprune.core.stats import coverage_rank, order_statistic
 from probprune.net.templates import NetSpec, sample_weights
 
-CAL_METHODS = (*METHODS, "magnitude_exact", "random_exact")
+#: the methods the calibrated simulation prunes: the data-free families (a batched score on stacked draws; the
+#: registry's FAMILIES), the i.i.d. rules first, then their exact-k variants
+CAL_METHODS = tuple(m.name for m in sorted((m for m in _REGISTRY.values() if m.family_model.batched_score is not None),
+                                           key=lambda m: m.exact_of is not None))
 STATEMENT = ("calibrated (THEORY.md §10.1): with confidence >= 1 - gamma over the simulation, "
              "P(err > eps) <= delta for a fresh network (and mask) drawn from the law")
 #: THEORY §10.1c: the confidence is for ONE run fixed in advance; choosing among runs needs the adjusted rank

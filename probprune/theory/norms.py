@@ -262,14 +262,6 @@ def spectral_norm_upper(M) -> float:
     return math.sqrt(lam) * s * (1.0 + SAFETY)
 
 
-def spectral_norm_upper_batched(M) -> np.ndarray:
-    """Batched ``spectral_norm_upper`` over leading axes (same guarantee, THEORY §11.1)."""
-    import torch
-
-    M = check_finite_array(M, "matrices")
-    return matrix_norm_upper(torch.from_numpy(np.ascontiguousarray(M)).to(default_device())).cpu().numpy()
-
-
 def _tuple(v, d: int, what: str) -> tuple[int, ...]:
     t = (int(v),) * d if np.ndim(v) == 0 else tuple(int(x) for x in v)
     if len(t) != d:
