@@ -8,7 +8,16 @@ unknown name. Modules validate names through this file instead of keeping their 
   statements that cover it (a-priori theorem, per-network certificate); a method's behaviour is that of its
   ``FAMILIES`` entry (what ranks the weights: the score and its cut-off) and its ``SAMPLINGS`` entry (how the pruned
   set is drawn given the score).
-* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12).
+  A method also carries what the statements ask of it: ``entry`` (its i.i.d. entry model), ``exact_of`` (the
+  i.i.d. rule it is the exact-k version of), ``second_moments`` (table S, §9.11), and the derived ``is_threshold``,
+  ``max_fraction``, ``exact_variant``, ``exact_k_random`` / ``exact_k_magnitude``.
+* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12), each with its formulas, once: the threshold of a
+  fraction, the even-moment ratios of table M (§9.1), the line-sum statistics of table L (§9.4), the second and even
+  moments of tables S and F (§9.11-9.13) (:class:`UniformLaw`, :class:`GaussianLaw`).
+* ``ENTRY_MODELS``: the law of one pruned or kept entry for the i.i.d. rules ("full", "magnitude", "random",
+  "random_rescaled", "kept_*"), combining the law's moments (THEORY §9.1 table M). The §9 modules, the a-priori and
+  calibrated budgets and the API ask these objects instead of comparing names to string literals
+  (tests/test_registry_th.py counts what is left).
 * ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
   implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
 * ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.net.templates.ACTIVATIONS``.
