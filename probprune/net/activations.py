@@ -55,13 +55,13 @@ def _nn(cls_name: str, *args):
     return getattr(nn, cls_name)(*args)
 
 
-def _tf(fn_name: str):
-    """torch.nn.functional.<fn_name>(x) (and (x, slope) for leaky_relu)."""
+def _tf(fn_name: str, with_slope: bool = False):
+    """torch.nn.functional.<fn_name>(x), or (x, slope) for the activations that take one (leaky_relu)."""
 
     def f(x, slope=None):
         import torch.nn.functional as F
 
-        return getattr(F, fn_name)(x, slope) if fn_name == "leaky_relu" else getattr(F, fn_name)(x)
+        return getattr(F, fn_name)(x, slope) if with_slope else getattr(F, fn_name)(x)
 
     return f
 
@@ -71,7 +71,7 @@ _ACT_IMPL = {
     "identity": (lambda x, a: x, lambda x, a: x, lambda a: _nn("Identity")),
     "relu": (lambda x, a: np.maximum(x, 0.0), _tf("relu"), lambda a: _nn("ReLU")),
     "leaky_relu": (lambda x, a: np.where(x >= 0, x, a * x),
-                   _tf("leaky_relu"),
+                   _tf("leaky_relu", with_slope=True),
                    lambda a: _nn("LeakyReLU", a)),
     "tanh": (lambda x, a: np.tanh(x), _tf("tanh"), lambda a: _nn("Tanh")),
     "hardtanh": (lambda x, a: np.clip(x, -1.0, 1.0), _tf("hardtanh"), lambda a: _nn("Hardtanh")),
