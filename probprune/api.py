@@ -559,6 +559,13 @@ def _model_budget(graph, eps, eps_rel, delta, method, mode, certificate, empiric
     return BudgetReport(d, network, float(eps), eps_info, None, emp, ca, acc, str(inverted))
 
 
+def _draws_masks(method) -> bool:
+    """Whether a simulation for ``method`` draws mask scores too: the registered method's ``random_mask`` (False for a
+    name the registry does not know; the statement refuses it afterwards)."""
+    m = registry.METHODS.get(method) if isinstance(method, str) else None
+    return bool(m is not None and m.random_mask)
+
+
 def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirical, max_acc_drop, seed, trials,
                 gamma, law, activation, K, trained_demo, certificate, time_limit) -> BudgetReport:
     from probprune.budgets.apriori import max_prunable
@@ -566,7 +573,7 @@ def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirica
 
     if not (math.isfinite(float(K)) and K > 0):
         raise ProbPruneError(f"--K must be a finite number > 0, got {K}")
-    if law not in ("uniform", "gaussian"):
+    if law not in registry.LAWS:
         raise ProbPruneError(f"unknown law {law!r}; use uniform or gaussian")
     if max_acc_drop is not None and not trained_demo:
         raise ProbPruneError("--max-acc-drop is about a trained network's accuracy; a law template has none: give "
@@ -581,7 +588,7 @@ def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirica
         if T_cal < need:
             raise ProbPruneError(f"--calibrated with --trials {T_cal}: the (1 - {delta:g})-quantile at confidence "
                                  f"1 - {gamma:g} needs at least {need} trials")
-    masks = method.startswith("random")
+    masks = _draws_masks(method)
     if eps_rel is not None:
         check_memory(simulation_bytes(spec.n_weights, 100, False), f"the --eps-rel reference (a simulation of the "
                      f"weight law, 100 draws of {spec.n_weights:,} weights; give --eps for an absolute budget)")
@@ -606,7 +613,8 @@ def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirica
 
         mdl, acc = train_demo(seed)
         net = read_network(mdl, None, None)
-        meth = "random" if method.startswith("random") else method
+        m = registry.METHODS.get(method)  # a random method's certified budget is about its Bernoulli mask
+        meth = registry.method_for(m.family, "bernoulli").name if m is not None and m.random_mask else method
         trained = _model_budget(net.graph, eps, eps_rel, delta, meth, "optimal" if mode == "equal_share" else mode,
                                 "auto", False, 1.0 if max_acc_drop is None else max_acc_drop, None, seed, None, "fft",
                                 time_limit, {"network": DEMO_NETWORK, "test_accuracy": acc, "seed": seed})
@@ -660,7 +668,7 @@ def bound(network=None, *, fraction, delta: float = 0.05, method: str = "magnitu
         if trials < need:
             raise ProbPruneError(f"--calibrated with --trials {trials}: the (1 - {delta:g})-quantile at confidence "
                                  f"1 - {gamma:g} needs at least {need} trials")
-        check_memory(simulation_bytes(spec.n_weights, trials, method.startswith("random")),
+        check_memory(simulation_bytes(spec.n_weights, trials, _draws_masks(method)),
                      f"--calibrated (a simulation of {spec.n_weights:,} weights per draw)")
     from probprune.theory.apriori import apriori_bound
 

@@ -15,7 +15,7 @@ from probprune.theory.apriori import (
     product_form,
     random_mask_bound,
 )
-from probprune.budgets.apriori import equal_share_closed_form, invert_eta, max_prunable, min_width
+from probprune.budgets.apriori import equal_share_closed_form, max_prunable, min_width
 from probprune.core.errors import HypothesisError, ProbPruneError
 from probprune.net.templates import ConvLayer, cnn_spec, fcn_spec
 
@@ -183,6 +183,23 @@ def test_budget_inverts_bound_many(method, q, widths):
     _budget_inverts_bound(method, q, widths)
 
 
+def _invert_eta_by_bisection(spec, alloc, method, targets, iters=60):
+    """Per layer, the largest q with eta_i(q) <= target_i (THEORY §3.9) by plain bisection on error_bound: the
+    independent reference for the closed forms (the library's own inversion goes through max_prunable)."""
+    from probprune.theory.apriori import error_bound
+
+    def ok(q):
+        return error_bound(spec, q, alloc.delta_E, method, "uniform", delta_T=alloc.delta_T) <= targets
+
+    lo, hi = np.zeros(len(targets)), np.ones(len(targets))
+    ok_hi = ok(hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+    return np.where(ok_hi, 1.0, lo)
+
+
 def test_equal_share_closed_forms_match_bisection():
     spec = fcn_spec([100, 300, 300, 10])
     for method in ("magnitude", "random"):
@@ -191,7 +208,7 @@ def test_equal_share_closed_forms_match_bisection():
 
         B = norm_bound(spec, alloc.delta_W)
         targets = 0.05 * B
-        q_bis = invert_eta(spec, alloc, method, "uniform", targets)
+        q_bis = _invert_eta_by_bisection(spec, alloc, method, targets)
         a = np.array([L.half_width for L in spec.layers])
         m = np.array([L.m for L in spec.layers])
         lam = np.log(np.array([L.n for L in spec.layers]) / alloc.delta_E)

@@ -44,7 +44,6 @@ def test_batched_torch_equals_numpy_and_upper():
     for i in range(5):
         assert b[i] == pytest.approx(norms.spectral_norm_upper(M[i]), rel=1e-14)
         assert b[i] >= _exact(M[i] / np.abs(M[i]).max()) * np.abs(M[i]).max() * (1 - 1e-15)
-    assert np.allclose(norms.spectral_norm_upper_batched(M), b, rtol=1e-14)
 
 
 CONV_CASES = [  # (kernel, stride, padding, dilation, (H, W))

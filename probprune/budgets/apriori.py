@@ -40,12 +40,75 @@ from probprune.theory.apriori import (
     DeltaAllocation,
     apriori_bound,
     check_spec_for_apriori,
-    error_bound,
 )
 from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
+from probprune.core.registry import BOUNDS as _BOUNDS
+from probprune.core.registry import LAWS as _LAWS
+from probprune.core.registry import METHODS as _REGISTRY
 from probprune.net.templates import NetSpec, fcn_spec
 
-MODES = ("optimal", "uniform", "equal_share")
+
+@dataclass(frozen=True)
+class _ModeInputs:
+    """What an allocation mode needs: the problem, the candidate layers, the common-fraction optimum ``q_uniform``
+    and the tables ``T`` (with their delta allocation) it was found on."""
+
+    spec: NetSpec
+    eps: float
+    delta: float
+    method: str
+    law: str
+    cand: np.ndarray
+    statement: str
+    T: "_Terms"
+    q_uniform: np.ndarray
+    N: np.ndarray
+
+
+def _allocate_uniform(x: _ModeInputs):
+    return x.q_uniform, x.T.alloc
+
+
+def _allocate_equal_share(x: _ModeInputs):
+    share = np.where(x.cand, x.T.C / x.cand.sum(), 0.0)
+    return _refine_separable(x.T, x.spec, x.delta, x.method, x.law, x.statement, share), x.T.alloc
+
+
+def _allocate_optimal(x: _ModeInputs):
+    q, alloc = optimal_allocation(x.spec, x.eps, x.delta, x.method, x.law, x.cand, x.statement)
+    if np.sum(q * x.N) < np.sum(x.q_uniform * x.N):  # the uniform optimum is exact; the optimal search is on tables
+        return x.q_uniform, x.T.alloc
+    return q, alloc
+
+
+@dataclass(frozen=True)
+class AllocationMode:
+    """How a budget spreads eps over the layers (THEORY §3.9, §10.5): ``allocate(inputs) -> (q, allocation)``;
+    ``per_layer``: the fractions differ per layer (the exact-k inversion also tries the scaled threshold
+    allocation)."""
+
+    name: str
+    description: str
+    allocate: Callable[[_ModeInputs], tuple]
+    per_layer: bool = True
+
+
+#: the allocation modes of :func:`max_prunable`, by name (registration order = ``MODES``)
+ALLOCATION_MODES = {m.name: m for m in (
+    AllocationMode("optimal", "per-layer fractions maximising the pruned count (§10.5; never below uniform)",
+                   _allocate_optimal),
+    AllocationMode("uniform", "one common fraction on the candidate layers (§3.9)", _allocate_uniform,
+                   per_layer=False),
+    AllocationMode("equal_share", "each candidate layer gets an equal share of the budget (§3.9)",
+                   _allocate_equal_share),
+)}
+MODES = tuple(ALLOCATION_MODES)
+
+
+def _mode(mode: str) -> AllocationMode:
+    if mode not in ALLOCATION_MODES:
+        raise ProbPruneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return ALLOCATION_MODES[mode]
 
 
 #: pruning rules a budget can be about (THEORY §3.9b): exact-k counts, or the threshold (magnitude) / Bernoulli
@@ -136,35 +199,10 @@ class BudgetResult:
 
 
 # --------------------------------------------------------------------------------------------- generic inverses
-def _bisect_sup(pred: Callable[[np.ndarray], np.ndarray], shape, hi: float = 1.0, iters: int = 60) -> np.ndarray:
-    """Vectorised sup{q in [0, hi] : pred(q)} for predicates monotone (true then false) in q; 0 if pred fails on
-    (0, hi]. Tolerance hi * 2^-iters (< 1e-12 at 60 iterations with hi <= 1)."""
-    lo = np.zeros(shape)
-    h = np.full(shape, hi)
-    ok_hi = pred(h)
-    for _ in range(iters):
-        mid = 0.5 * (lo + h)
-        ok = pred(mid)
-        lo = np.where(ok, mid, lo)
-        h = np.where(ok, h, mid)
-    return np.where(ok_hi, hi, lo)
-
-
 def _max_q(method: str) -> float:
-    return 1.0 - 1e-9 if method == "random_rescaled" else 1.0
-
-
-def invert_eta(spec: NetSpec, alloc: DeltaAllocation, method: str, law: str, targets: np.ndarray) -> np.ndarray:
-    """Per layer, the largest q with eta_i(q) <= target_i (THEORY §3.9; vectorised bisection). ``targets`` has
-    shape (..., depth)."""
-    targets = np.asarray(targets, float)
-
-    def pred(q):
-        eta = error_bound(spec, q, np.broadcast_to(alloc.delta_E, q.shape), method, law,
-                          delta_T=np.broadcast_to(alloc.delta_T, q.shape))
-        return eta <= targets
-
-    return _bisect_sup(pred, targets.shape, hi=_max_q(method))
+    """The largest fraction searched: the registered method's ``max_fraction`` (1 for unknown names)."""
+    m = _REGISTRY.get(method) if isinstance(method, str) else None
+    return 1.0 if m is None else m.max_fraction
 
 
 def equal_share_closed_form(t, a, m, lam, method: str):
@@ -173,18 +211,31 @@ def equal_share_closed_form(t, a, m, lam, method: str):
     (2 lam m a^2/3) q^3 + (2 lam a t/3) q - t^2 = 0 (Cardano; one real root since the cubic is increasing). Clipped
     to [0, 1]."""
     t, a, m, lam = (np.asarray(x, float) for x in (t, a, m, lam))
-    if method == "random":
-        p = t * (3 * t - 2 * a * lam) / (2 * m * a * a * lam)
-        return np.clip(np.where(t <= 2 * a * lam / 3, 0.0, p), 0.0, 1.0)
-    if method == "magnitude":
-        A = 2 * lam * m * a * a / 3
-        Bc = 2 * lam * a * t / 3
-        # q^3 + P q + Q = 0 with P = Bc/A > 0, Q = -t^2/A
-        P, Q = Bc / A, -t * t / A
-        disc = np.sqrt((Q / 2) ** 2 + (P / 3) ** 3)
-        q = np.cbrt(-Q / 2 + disc) + np.cbrt(-Q / 2 - disc)
-        return np.clip(q, 0.0, 1.0)
-    raise ProbPruneError(f"no closed form for method {method!r}")
+    form = _CLOSED_FORMS.get(method) if isinstance(method, str) else None
+    if form is None:
+        raise ProbPruneError(f"no closed form for method {method!r}")
+    return form(t, a, m, lam)
+
+
+def _closed_form_bernoulli(t, a, m, lam):
+    """RR (THEORY §3.9): p = t(3t - 2 a lam)/(2 m a^2 lam), 0 if t <= 2 a lam/3, clipped to [0, 1]."""
+    p = t * (3 * t - 2 * a * lam) / (2 * m * a * a * lam)
+    return np.clip(np.where(t <= 2 * a * lam / 3, 0.0, p), 0.0, 1.0)
+
+
+def _closed_form_threshold(t, a, m, lam):
+    """RM (THEORY §3.9): the positive root of (2 lam m a^2/3) q^3 + (2 lam a t/3) q - t^2 = 0 (Cardano)."""
+    A = 2 * lam * m * a * a / 3
+    Bc = 2 * lam * a * t / 3
+    # q^3 + P q + Q = 0 with P = Bc/A > 0, Q = -t^2/A
+    P, Q = Bc / A, -t * t / A
+    disc = np.sqrt((Q / 2) ** 2 + (P / 3) ** 3)
+    q = np.cbrt(-Q / 2 + disc) + np.cbrt(-Q / 2 - disc)
+    return np.clip(q, 0.0, 1.0)
+
+
+#: method -> its closed form of THEORY §3.9 (uniform law, equal share of the budget)
+_CLOSED_FORMS = {"random": _closed_form_bernoulli, "magnitude": _closed_form_threshold}
 
 
 # --------------------------------------------------------------------------------------------- a-priori budget
@@ -267,23 +318,16 @@ def max_prunable(
     T_c = _terms(spec, eps, delta, method, law, cand, statement)
     q_uni = _uniform_sup(spec, eps, delta, method, law, cand, T_c.alloc, statement=statement)
     q_uniform = np.where(cand, q_uni, 0.0)
-    alloc = T_c.alloc
-    if mode == "uniform":
-        q = q_uniform
-    elif mode == "equal_share":
-        x = np.where(cand, T_c.C / cand.sum(), 0.0)
-        q = _refine_separable(T_c, spec, delta, method, law, statement, x)
-    else:
-        q, alloc = optimal_allocation(spec, eps, delta, method, law, cand, statement)
-        if np.sum(q * N) < np.sum(q_uniform * N):  # the uniform optimum is exact; the optimal search is on tables
-            q, alloc = q_uniform, T_c.alloc
+    q, alloc = ALLOCATION_MODES[mode].allocate(_ModeInputs(spec, eps, delta, method, law, cand, statement, T_c,
+                                                           q_uniform, N))
     fin = _ab(statement, spec, q, delta, method, law, allocation=alloc)
     eps_ach = float(fin.eps)
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
         raise RuntimeError(f"internal error: allocation bound {eps_ach} exceeds eps {eps}")
     res_eta, B = np.asarray(fin.eta, float), np.asarray(fin.B, float)
     uni_total_thr = int(sum(math.floor(q_uni * L.N + 1e-9) for L, c in zip(spec.layers, cand) if c))
-    thr_name = "threshold" if method == "magnitude" else "bernoulli"
+    meth, wlaw = _REGISTRY[method], _LAWS[law]
+    thr_name = meth.sampling  # the rule of the fractions: "threshold" (magnitude) or "bernoulli" (random)
     rule_st = {thr_name: f"{fin.statement} at the fractions q_i (eps = {eps_ach:.6g})"}
     ks = uni_ks = None
     if _exact_method(method) is not None and _has_exact_statement(method, law, statement):
@@ -295,24 +339,25 @@ def max_prunable(
         raise ProbPruneError(f"no exact-k statement for method {method!r} with law {law!r} and statement "
                              f"{statement!r}; use rule='{thr_name}'")
     a = np.array([L.half_width for L in spec.layers])
-    thr = _threshold(q, a, law) if method == "magnitude" else None
+    thr = _threshold(q, a, law) if meth.is_threshold else None
     layers = tuple(
         LayerBudget(L.name, L.N, float(qi), int(ks[i]) if rule == "exact_k" else int(math.floor(qi * L.N + 1e-9)),
                     float(e), float(b), None if ks is None else int(ks[i]),
-                    None if thr is None else float(thr[i]), float(qi) if method != "magnitude" else None)
+                    None if thr is None else float(thr[i]), None if meth.is_threshold else float(qi))
         for i, (L, qi, e, b) in enumerate(zip(spec.layers, q, res_eta, B))
     )
     notes.append(f"delta split equally over {int(alloc.n_events)} events (the W events of every layer and the E events "
                  f"of the {int(np.sum(alloc.delta_E > 0))} pruned layers), fixed before inversion (§3.8-3.9)")
     if rule == "exact_k":
         notes.append("rule exact_k: max_prunable = k_i, prune exactly the k_i "
-                     + ("smallest |w| of layer i (torch.nn.utils.prune.l1_unstructured)" if method == "magnitude"
-                        else "entries of layer i chosen uniformly at random") + "; covered by the exact-k statement")
+                     + ("entries of layer i chosen uniformly at random" if meth.random_mask
+                        else "smallest |w| of layer i (torch.nn.utils.prune.l1_unstructured)")
+                     + "; covered by the exact-k statement")
     else:
         notes.append(f"rule {rule}: max_prunable = floor(q_i N_i), the expected count; the realised count is "
                      "Binomial(N_i, q_i); covered by the " + thr_name + " statement, NOT by exact-k pruning")
-    notes.append(("threshold t_i = q_i a_i" if law == "uniform" else "threshold t_i = Phi^-1((1+q_i)/2) s_i")
-                 + ": prune |w| < t_i (covered by the threshold statement)" if method == "magnitude" else
+    notes.append(wlaw.threshold_text + ": prune |w| < t_i (covered by the threshold statement)" if meth.is_threshold
+                 else
                  "bernoulli_p = q_i: prune each entry independently with probability p_i (covered by the Bernoulli "
                  "statement)")
     return BudgetResult(
@@ -326,18 +371,26 @@ def max_prunable(
 
 
 def _exact_method(method: str) -> str | None:
-    return {"magnitude": "magnitude_exact", "random": "random_exact"}.get(method)
+    """The exact-k method of ``method`` (the registry's ``exact_variant``), None when there is none."""
+    m = _REGISTRY.get(method) if isinstance(method, str) else None
+    ex = None if m is None else m.exact_variant
+    return None if ex is None else ex.name
 
 
 def _has_exact_statement(method: str, law: str, statement: str) -> bool:
-    """Exact-k magnitude has no matrix-Bernstein statement (§9.6); exact-k random under the Gaussian law neither."""
+    """An exact-k statement covers the method's exact-k variant in this statement mode: with "bernstein" only a
+    matrix-Bernstein one proved for the law (RR-mask: exact-k random, uniform law; exact-k magnitude has none, §9.6)."""
+    em = _exact_method(method)
+    if em is None:
+        return False
     if statement == "bernstein":
-        return method == "random" and law == "uniform"
-    return _exact_method(method) is not None
+        st = _BOUNDS[_REGISTRY[em].apriori]
+        return st.bernstein and law in st.laws
+    return True
 
 
 def _resolve_rule(method: str, law: str, statement: str, rule: str | None) -> str:
-    thr = "threshold" if method == "magnitude" else "bernoulli"
+    thr = _REGISTRY[method].sampling  # "threshold" (magnitude) or "bernoulli" (random)
     if rule is None:
         return "exact_k" if _has_exact_statement(method, law, statement) else thr
     if rule not in RULES:
@@ -348,11 +401,10 @@ def _resolve_rule(method: str, law: str, statement: str, rule: str | None) -> st
 
 
 def _threshold(q, a, law: str):
-    """The magnitude threshold of fraction q: q a (uniform, §1.5), Phi^-1((1+q)/2) s (Gaussian, §3.12)."""
-    from scipy import stats
-
+    """The magnitude threshold of fraction q: q a (uniform, §1.5), Phi^-1((1+q)/2) s (Gaussian, §3.12); the law's
+    :meth:`~probprune.core.registry.WeightLaw.threshold`."""
     q = np.asarray(q, float)
-    return q * a if law == "uniform" else stats.norm.ppf((1.0 + q) / 2.0) * a
+    return _LAWS[law].threshold(q, a)
 
 
 @dataclass(frozen=True)
@@ -408,7 +460,7 @@ def exact_k_counts(spec: NetSpec, eps: float, delta: float, method: str, law: st
     uni_key, (uni_eps, uni_st) = ev(cand * u)
     best_key, best_eps, how = uni_key, uni_eps, f"best common fraction {u:.6g}"
     qt = np.asarray(q_threshold, float)
-    if mode != "uniform" and qt.max() > 0:
+    if _mode(mode).per_layer and qt.max() > 0:
         s = sup(qt / qt.max(), 1.0)
         key, (e, _) = ev(qt / qt.max() * s)
         if sum(k * 1 for k in key) > sum(best_key):
@@ -555,7 +607,8 @@ def _extend_small_batches(spec, eps, delta, method, law, cand, alloc, statement:
     from probprune.theory.apriori import _is_linear_fcn
     from probprune.theory.trace_moments import TRACE_BATCH_MAX
 
-    if statement == "bernstein" or method not in ("magnitude", "random", "random_rescaled") or not _is_linear_fcn(spec):
+    m = _REGISTRY.get(method) if isinstance(method, str) else None
+    if statement == "bernstein" or m is None or m.entry is None or not _is_linear_fcn(spec):
         return lo
     hi = _max_q(method)
     if lo >= hi:

@@ -28,18 +28,30 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from scipy import stats
 
-from probprune.theory.apriori import METHODS, broadcast_fractions
+from probprune.theory.apriori import broadcast_fractions
 from probprune.core.errors import ProbPruneError, check_delta, check_eps
+from probprune.core.registry import LAWS as _LAWS
+from probprune.core.registry import METHODS as _REGISTRY
 from probprune.core.stats import coverage_rank, order_statistic
 from probprune.net.templates import NetSpec, sample_weights
 
-CAL_METHODS = (*METHODS, "magnitude_exact", "random_exact")
+#: the methods the calibrated simulation prunes: the data-free families (a batched score on stacked draws; the
+#: registry's FAMILIES), the i.i.d. rules first, then their exact-k variants
+CAL_METHODS = tuple(m.name for m in sorted((m for m in _REGISTRY.values() if m.family_model.batched_score is not None),
+                                           key=lambda m: m.exact_of is not None))
 STATEMENT = ("calibrated (THEORY.md §10.1): with confidence >= 1 - gamma over the simulation, "
              "P(err > eps) <= delta for a fresh network (and mask) drawn from the law")
 #: THEORY §10.1c: the confidence is for ONE run fixed in advance; choosing among runs needs the adjusted rank
 SELECTION_WARNING = ("the confidence 1 - gamma holds for one calibrated run (seed, T, rank) fixed in advance; choosing "
                      "among several runs (e.g. the smallest eps over seeds) voids it: use runs=R, which takes rank "
                      "k(T, delta, gamma/R) in each run and then allows the smallest (Bonferroni, THEORY §10.1c)")
+
+
+def _cal_method(method: str):
+    """The registry's entry of a calibrated method (CAL_METHODS); ProbPruneError naming the choices otherwise."""
+    if method not in CAL_METHODS:
+        raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(CAL_METHODS)}")
+    return _REGISTRY[method]
 
 
 def _law_check(spec: NetSpec, assume_law: bool, what: str) -> list[str]:
@@ -124,10 +136,11 @@ def prune_stack(spec: NetSpec, W: Sequence, U: Sequence | None, fractions, metho
 
     if method not in CAL_METHODS:
         raise ProbPruneError(f"unknown method {method!r}; use one of {', '.join(CAL_METHODS)}")
-    if method.startswith("random") and U is None:
+    meth = _REGISTRY[method]
+    if meth.random_mask and U is None:
         raise ProbPruneError("random pruning needs mask scores")
     q = np.broadcast_to(np.asarray(fractions, float), (spec.depth,))
-    if method == "random_rescaled" and bool(np.any(q >= 1)):
+    if meth.rescaled and bool(np.any(q >= 1)):
         raise ProbPruneError("random_rescaled needs p < 1")
     out = []
     for i, (L, w) in enumerate(zip(spec.layers, W)):
@@ -180,7 +193,7 @@ class DrawSet:
 
     def __init__(self, spec: NetSpec, law: str, T: int, seed: int, masks: bool, chunk: int = 50,
                  cache_elems: int = 30_000_000):
-        if law not in ("uniform", "gaussian"):
+        if law not in _LAWS:
             raise ProbPruneError(f"unknown weight law {law!r}; use uniform or gaussian")
         self.spec, self.law, self.T, self.seed, self.masks, self.chunk = spec, law, int(T), int(seed), masks, chunk
         per = spec.n_weights * (2 if masks else 1)
@@ -320,11 +333,11 @@ def calibrated_bound(spec: NetSpec, fractions, delta: float = 0.05, gamma: float
     gamma = _check_gamma(gamma)
     runs = _check_runs(runs)
     law_note = _law_check(spec, assume_law, "the calibrated bound")
-    q, _ = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
+    q, _ = broadcast_fractions(spec, fractions, upper_open=_cal_method(method).rescaled)
     k = order_statistic_rank(trials, delta, gamma / runs)
     vals, per = [], []
     for r in range(runs):
-        ds = DrawSet(spec, law, trials, seed + r, masks=method.startswith("random"))
+        ds = DrawSet(spec, law, trials, seed + r, masks=_cal_method(method).random_mask)
         U, kind = certified_errors(ds, q, method)
         vals.append(order_statistic(U, k))
         per.append(U)
@@ -391,9 +404,8 @@ class UniformBudget:
     def rule(self) -> str:
         """The pruning rule the statement is about (THEORY §3.9b): exact_k for the exact-k methods, threshold for
         magnitude (prune |w| < q a_i), bernoulli for random and rescaled random."""
-        if self.method.endswith("_exact"):
-            return "exact_k"
-        return "threshold" if self.method == "magnitude" else "bernoulli"
+        meth = _REGISTRY[self.method]
+        return "exact_k" if meth.exact_of is not None else meth.sampling
 
     @property
     def total_prunable(self) -> int:
@@ -411,11 +423,8 @@ class UniformBudget:
             elif self.rule == "bernoulli":
                 d["bernoulli_p"] = self.fraction if c else 0.0
             elif self.half_widths:
-                from scipy import stats as _st
-
                 q = self.fraction if c else 0.0
-                a = self.half_widths[i]
-                d["threshold"] = q * a if self.law == "uniform" else float(_st.norm.ppf((1 + q) / 2) * a)
+                d["threshold"] = float(_LAWS[self.law].threshold(q, self.half_widths[i]))
             return d
 
         return {"kind": self.kind, "eps": self.eps, "delta": self.delta, "gamma": self.gamma,
@@ -456,9 +465,9 @@ def calibrated_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, ga
     gamma = _check_gamma(gamma)
     law_note = _law_check(spec, assume_law, "the calibrated budget")
     cand = _cand_mask(spec, prunable)
-    hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+    hi = _cal_method(method).max_fraction
     grid = fraction_grid(q_min, depth, hi)
-    masks = method.startswith("random")
+    masks = _cal_method(method).random_mask
     pilot_note = None
     if pilot_trials:
         pk = order_statistic_rank(pilot_trials, delta, gamma)
@@ -523,10 +532,10 @@ def empirical_uniform_budget(spec: NetSpec, eps: float, delta: float = 0.05, met
     delta = check_delta(delta)
     law_note = _law_check(spec, assume_law, "the empirical budget over draws from the law")
     cand = _cand_mask(spec, prunable)
-    hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+    hi = _cal_method(method).max_fraction
     grid = fraction_grid(q_min, depth, hi)
     k = coverage_rank(trials, delta)
-    ds = draws or DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
+    ds = draws or DrawSet(spec, law, trials, seed, masks=_cal_method(method).random_mask)
     memo: dict[float, float] = {}
     kinds: list[str] = []
 
@@ -699,9 +708,9 @@ def empirical_crossing(spec: NetSpec, eps: float, delta: float = 0.05, method: s
     l, u = quantile_rank_bracket(trials, 1.0 - delta, 1.0 - float(confidence))
     if l < 1 or u > trials:
         raise ProbPruneError(f"{trials} draws are too few for a {confidence:g} interval of the {1 - delta:g}-quantile")
-    hi = 1.0 - 1e-9 if method == "random_rescaled" else 1.0
+    hi = _cal_method(method).max_fraction
     grid = fraction_grid(q_min, depth, hi)
-    ds = draws or DrawSet(spec, law, trials, seed, masks=method.startswith("random"))
+    ds = draws or DrawSet(spec, law, trials, seed, masks=_cal_method(method).random_mask)
     memo: dict[float, np.ndarray] = {}
 
     def srt(q: float) -> np.ndarray:

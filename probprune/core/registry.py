@@ -8,7 +8,16 @@ unknown name. Modules validate names through this file instead of keeping their 
   statements that cover it (a-priori theorem, per-network certificate); a method's behaviour is that of its
   ``FAMILIES`` entry (what ranks the weights: the score and its cut-off) and its ``SAMPLINGS`` entry (how the pruned
   set is drawn given the score).
-* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12).
+  A method also carries what the statements ask of it: ``entry`` (its i.i.d. entry model), ``exact_of`` (the
+  i.i.d. rule it is the exact-k version of), ``second_moments`` (table S, §9.11), and the derived ``is_threshold``,
+  ``max_fraction``, ``exact_variant``, ``exact_k_random`` / ``exact_k_magnitude``.
+* ``LAWS``: weight laws of the target network (THEORY §1.3, §3.12), each with its formulas, once: the threshold of a
+  fraction, the even-moment ratios of table M (§9.1), the line-sum statistics of table L (§9.4), the second and even
+  moments of tables S and F (§9.11-9.13) (:class:`UniformLaw`, :class:`GaussianLaw`).
+* ``ENTRY_MODELS``: the law of one pruned or kept entry for the i.i.d. rules ("full", "magnitude", "random",
+  "random_rescaled", "kept_*"), combining the law's moments (THEORY §9.1 table M). The §9 modules, the a-priori and
+  calibrated budgets and the API ask these objects instead of comparing names to string literals
+  (tests/test_registry_th.py counts what is left).
 * ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
   implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
 * ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.net.templates.ACTIVATIONS``.
@@ -16,9 +25,12 @@ unknown name. Modules validate names through this file instead of keeping their 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
+
+import numpy as np
 
 from probprune.core.errors import ProbPruneError
 
@@ -116,6 +128,9 @@ class PruningMethod:
     cert_r_sampling: str | None = None
     needs_data: bool = False
     aliases: tuple[str, ...] = ()
+    entry: str | None = None
+    exact_of: str | None = None
+    second_moments: Callable | None = None
 
     @property
     def family_model(self) -> MethodFamily:
@@ -132,6 +147,49 @@ class PruningMethod:
         """The mask is drawn independently of the weights (R-Bern, R-Bern-rescaled, R-exact): Cert-R applies, and a
         measured statement about it is one over seeded draws."""
         return self.family_model.random
+
+    @property
+    def is_threshold(self) -> bool:
+        """The pruned set is every |w| below a threshold (THEORY §1.5 threshold form): the budget reports the
+        threshold t_i, not a Bernoulli probability."""
+        return not self.sampling_model.fraction_given
+
+    @property
+    def entry_model(self) -> "EntryModel | None":
+        """The law of one pruned entry for the rules that prune entries i.i.d. given the fraction (threshold
+        magnitude, Bernoulli random, rescaled random; :data:`ENTRY_MODELS`); None for exact-k and data rules."""
+        return None if self.entry is None else ENTRY_MODELS[self.entry]
+
+    @property
+    def max_fraction(self) -> float:
+        """The largest fraction the a-priori / calibrated searches try: 1, or 1 - 1e-9 for a rescaled method (the
+        factor 1/(1 - p) needs p < 1)."""
+        return 1.0 - 1e-9 if self.rescaled else 1.0
+
+    @property
+    def exact_variant(self) -> "PruningMethod | None":
+        """The exact-k method of this i.i.d. rule (magnitude -> magnitude_exact, random -> random_exact;
+        THEORY §9.5-9.6), None when there is none."""
+        return next((m for m in METHODS.values() if m.exact_of == self.name), None)
+
+    @property
+    def exact_k_random(self) -> bool:
+        """An exact-k mask drawn independently of W (R-exact: a uniform k-subset; THEORY §1.6, §9.5)."""
+        return self.exact_of is not None and self.random_mask
+
+    @property
+    def exact_k_magnitude(self) -> bool:
+        """The k smallest |w| of the layer (exact-k magnitude, THEORY §1.5, §9.6)."""
+        return self.exact_of is not None and not self.random_mask
+
+    def entry_second_moments(self, law: "WeightLaw", a, q=None, k=None, N=None):
+        """(E w^2, E w what, E what^2) of one kernel entry under ``law`` (THEORY §9.11 table S); ``q`` for the
+        threshold / Bernoulli rules, ``k`` and ``N`` for the exact-k rules. ProbPruneError where S9.11 does not cover
+        this method."""
+        if self.second_moments is None:
+            raise ProbPruneError(f"S9.11 does not cover the pruning rule {self.name!r}")
+        a = np.asarray(a, float)
+        return self.second_moments(law, a, a * a * law.var_factor, q, k, N)
 
     def prune(self, model, fraction, **kw):
         """Prune a torch module with this method: :func:`probprune.pruning.prune` (the family and sampling model
@@ -176,11 +234,27 @@ def _gaussian_quantile(q: float) -> float:
     return float(norm.ppf((1.0 + q) / 2.0)) if q < 1 else math.inf
 
 
+def log_double_factorial_odd(k):
+    """log (2k-1)!! = log (2k)! - k log 2 - log k!  (k >= 0; (-1)!! = 1); arrays broadcast."""
+    from scipy import special
+
+    k = np.asarray(k, float)
+    return special.gammaln(2 * k + 1) - k * np.log(2.0) - special.gammaln(k + 1)
+
+
 @dataclass(frozen=True)
 class WeightLaw:
     """A weight law of the target network: U[-a_i, a_i] or N(0, s_i^2) with s_i = a_i (THEORY §1.3, §3.12), with its
     sampler (numpy ``Generator`` method and how ``a`` enters it), its second moment E w^2 = ``var_factor`` a^2, and
-    the |w|-quantile of a fraction q (P(|w| < c a) = q: c = q uniform, Phi^-1((1 + q)/2) Gaussian)."""
+    the |w|-quantile of a fraction q (P(|w| < c a) = q: c = q uniform, Phi^-1((1 + q)/2) Gaussian).
+
+    The law's moments live here, once (subclasses :class:`UniformLaw`, :class:`GaussianLaw`): the threshold of a
+    fraction (:meth:`threshold`), the even-moment ratios of table M of THEORY §9.1 (:meth:`log_base_ratio`,
+    :meth:`log_truncated_ratio`, :meth:`log_tail_ratio`), the line-sum statistics of table L (§9.4), the second
+    moments of table S (§9.11) and the even moments of table F (§9.12-9.13). The pruning rules combine them
+    (:data:`ENTRY_MODELS`, :attr:`PruningMethod.second_moments`). ``threshold_text``: how a budget names the
+    threshold; ``abs_uniform``: |w|/a is U[0, 1] (closed-form order statistics, §9.12(K)); ``full_tail``: the §9
+    candidate name of the full-matrix tail bound besides S9.1 (S9.3 "lipschitz" or S9.2 "gauss-full")."""
 
     name: str
     theory: str
@@ -189,6 +263,9 @@ class WeightLaw:
     sampler: Callable = _uniform_sample
     var_factor: float = 1.0 / 3.0
     quantile: Callable[[float], float] = _uniform_quantile
+    threshold_text: str = "threshold t_i = q_i a_i"
+    abs_uniform: bool = True
+    full_tail: str = "lipschitz"
 
     def sample(self, rng, a: float, shape):
         """i.i.d. draws of this law with scale ``a`` (half-width / standard deviation) from a numpy Generator."""
@@ -199,10 +276,238 @@ class WeightLaw:
 
     def magnitude_threshold(self, q: float, a: float) -> float:
         """tau with P(|w| < tau) = q for w of this law with scale a (magnitude pruning's threshold form, §1.5)."""
-        import math
-
         c = self.quantile(q)
         return c * a if math.isfinite(c) else c
+
+    # the law's formulas (THEORY §1.5, §9.1 table M, §9.4 table L, §9.11 table S, §9.12 table F); arrays broadcast
+    def threshold(self, q, a):
+        """The magnitude threshold of fraction q, vectorised: q a (uniform, §1.5), Phi^-1((1+q)/2) s (Gaussian)."""
+        raise NotImplementedError
+
+    def log_base_ratio(self, k):
+        """log rho_k of the full entry w (table M): log(E w^(2k) / (a^(2k) (2k-1)!!)), k broadcast."""
+        raise NotImplementedError
+
+    def log_truncated_ratio(self, q, k):
+        """log rho_k of w 1{|w| < tau(q)} (the threshold magnitude pruned entry, table M)."""
+        raise NotImplementedError
+
+    def log_tail_ratio(self, q, k):
+        """log rho_k of w 1{|w| >= tau(q)} (the threshold magnitude kept entry, table M)."""
+        raise NotImplementedError
+
+    def truncated_abs_stats(self, q, a):
+        """Table L (§9.4) of e = w 1{|w| < tau(q)}: (E|e|, E e^2, R, R_nz, m_nz, bounded)."""
+        raise NotImplementedError
+
+    def bernoulli_abs_stats(self, q, a):
+        """Table L (§9.4) of e = w b, b ~ Bern(q)."""
+        raise NotImplementedError
+
+    def rescaled_abs_stats(self, q, a):
+        """Table L (§9.4) of e = w (b - (1 - b) q/(1 - q))."""
+        raise NotImplementedError
+
+    def truncated_second_moment(self, q, a):
+        """E[w^2 1{|w| < tau(q)}] (table S, §9.11)."""
+        raise NotImplementedError
+
+    def even_moment(self, j: int, a):
+        """E w^(2j) (table F, §9.12-9.13)."""
+        raise NotImplementedError
+
+    def truncated_even_moment(self, j: int, q, w):
+        """E[w^(2j) 1{|w| < tau(q)}] given ``w`` = E w^(2j) (table F)."""
+        raise NotImplementedError
+
+    def position_moments(self, a: float) -> tuple[float, float]:
+        """(E w^2, E w^4) of one entry (§9.12(K))."""
+        raise NotImplementedError
+
+    def exact_k_pruned_second_moment(self, N: int, k: int, a) -> float:
+        """E e_theta^2 for one position of a layer of N i.i.d. entries pruned by exact-k magnitude (the k smallest
+        |w|; THEORY §9.11 table S): (1/N) E sum_(j<=k) |w|_(j)^2; 0 for k <= 0, E w^2 for k >= N."""
+        N, k = int(N), int(k)
+        if k <= 0:
+            return 0.0
+        if k >= N:
+            return float(a) ** 2 * self.var_factor
+        return self._exact_k_pruned_second_moment(N, k, a)
+
+    def _exact_k_pruned_second_moment(self, N: int, k: int, a) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class UniformLaw(WeightLaw):
+    """w ~ U[-a, a] (THEORY §1.3): E w^(2k) = a^(2k)/(2k+1), |w| = a u with u ~ U[0, 1]."""
+
+    def threshold(self, q, a):
+        return q * a
+
+    def log_base_ratio(self, k):
+        return -(log_double_factorial_odd(k + 1))  # E w^(2k)/(a^(2k) (2k-1)!!) = 1/(2k+1)!!
+
+    def log_truncated_ratio(self, q, k):
+        return self.log_base_ratio(k) + (2 * k + 1) * np.log(q)
+
+    def log_tail_ratio(self, q, k):
+        return self.log_base_ratio(k) + np.log1p(-np.power(q, 2 * k + 1))
+
+    def truncated_abs_stats(self, q, a):
+        return q * q * a / 2, q**3 * a * a / 3, q * a, q * a, q * a / 2, True
+
+    def bernoulli_abs_stats(self, q, a):
+        return q * a / 2, q * a * a / 3, a + 0 * q, a + 0 * q, a / 2 + 0 * q, True
+
+    def rescaled_abs_stats(self, q, a):
+        r = q / (1 - q)
+        return q * a, (q + q * q / (1 - q)) * a * a / 3, a * np.maximum(1.0, r), None, None, True
+
+    def truncated_second_moment(self, q, a):
+        return a * a * q**3 / 3.0
+
+    def even_moment(self, j: int, a):
+        return a ** (2 * j) / (2 * j + 1)
+
+    def truncated_even_moment(self, j: int, q, w):
+        return w * q ** (2 * j + 1)
+
+    def position_moments(self, a: float) -> tuple[float, float]:
+        return a * a / 3.0, a**4 / 5.0
+
+    def _exact_k_pruned_second_moment(self, N: int, k: int, a) -> float:
+        # E u_(j)^2 = j(j+1)/((N+1)(N+2)): a^2 k(k+1)(k+2) / (3 N(N+1)(N+2))
+        return float(a) ** 2 * k * (k + 1.0) * (k + 2.0) / (3.0 * N * (N + 1.0) * (N + 2.0))
+
+
+def _gaussian_c(q):
+    from scipy import stats
+
+    return stats.norm.ppf((1.0 + q) / 2.0)
+
+
+@dataclass(frozen=True)
+class GaussianLaw(WeightLaw):
+    """w ~ N(0, s^2), s = a (THEORY §3.12): E w^(2k) = (2k-1)!! s^(2k); E[g^(2k) 1{|g| < c}] = (2k-1)!!
+    P(chi2_(2k+1) < c^2) with 2 Phi(c) - 1 = q."""
+
+    def threshold(self, q, a):
+        return _gaussian_c(q) * a
+
+    def log_base_ratio(self, k):
+        return 0.0 * k
+
+    def log_truncated_ratio(self, q, k):
+        from scipy import stats
+
+        c2 = _gaussian_c(q) ** 2
+        return np.log(stats.chi2.cdf(c2, 2 * k + 1))  # E[g^(2k) 1{|g|<c}] = (2k-1)!! P(chi2_(2k+1) < c^2)
+
+    def log_tail_ratio(self, q, k):
+        from scipy import stats
+
+        c2 = _gaussian_c(q) ** 2
+        return np.log(stats.chi2.sf(c2, 2 * k + 1))
+
+    def truncated_abs_stats(self, q, a):
+        from scipy import stats
+
+        c = stats.norm.ppf((1 + q) / 2)
+        ma = a * np.sqrt(2 / np.pi) * (1 - np.exp(-c * c / 2))
+        with np.errstate(invalid="ignore"):
+            sec = a * a * np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+        return ma, sec, c * a, c * a, ma / q, True
+
+    def bernoulli_abs_stats(self, q, a):
+        return None, None, None, None, a * np.sqrt(2 / np.pi) + 0 * q, False
+
+    def rescaled_abs_stats(self, q, a):
+        return None, None, None, None, None, False
+
+    def truncated_second_moment(self, q, a):
+        from scipy import stats
+
+        c = _gaussian_c(q)
+        with np.errstate(invalid="ignore"):
+            g = np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
+        return a * a * g
+
+    def even_moment(self, j: int, a):
+        return float(np.prod(np.arange(1, 2 * j, 2))) * a ** (2 * j)
+
+    def truncated_even_moment(self, j: int, q, w):
+        from scipy import stats
+
+        return w * stats.chi2.cdf(_gaussian_c(q) ** 2, 2 * j + 1)
+
+    def position_moments(self, a: float) -> tuple[float, float]:
+        return a * a, 3.0 * a**4
+
+    def _exact_k_pruned_second_moment(self, N: int, k: int, a) -> float:
+        # int_0^1 F^-1(u)^2 P(Beta(k, N-k) > u) du, F^-1(u) = a Phi^-1((1+u)/2): position theta is pruned iff fewer
+        # than k of the other N - 1 are smaller
+        from scipy import integrate, stats
+
+        f = lambda u: stats.norm.ppf((1.0 + u) / 2.0) ** 2 * stats.beta.sf(u, k, N - k)  # noqa: E731
+        hi = float(stats.beta.isf(1e-14, k, N - k))
+        pts = [float(stats.beta.ppf(x, k, N - k)) for x in (0.01, 0.5, 0.99)]
+        v, _ = integrate.quad(f, 0.0, hi, points=pts, limit=400, epsabs=0.0, epsrel=1e-10)
+        return float(a) ** 2 * v
+
+
+@dataclass(frozen=True)
+class EntryModel:
+    """The law of one entry e of a pruned (or kept) matrix for a rule that treats entries i.i.d. given the fraction
+    (THEORY §9.1 table M, §9.4 table L, §9.12 table F): "full" (e = w), "magnitude" (w 1{|w| < tau(q)}), "random"
+    (w b, b ~ Bern(q)), "random_rescaled" (w (b - (1 - b) q/(1 - q))), and the kept entries "kept_*". The law supplies
+    the moments (:class:`WeightLaw`), the entry model says which: ``log_ratio(law, q, k)`` = log rho_k,
+    ``abs_stats(law, q, a)`` = table L (None: no line-sum statistics), ``even_pruned(law, j, q, w)`` = E e^(2j) given
+    w = E w^(2j) (None: not a pruned entry of table F), ``kept``: the entry model of the kept entries."""
+
+    name: str
+    description: str
+    log_ratio: Callable
+    abs_stats: Callable | None = None
+    even_pruned: Callable | None = None
+    kept: str | None = None
+
+    def log_moment_ratio(self, law: WeightLaw, q, k):
+        return self.log_ratio(law, q, k)
+
+    def line_stats(self, law: WeightLaw, q, a):
+        if self.abs_stats is None:
+            raise ProbPruneError(f"no Schur line-sum statistics for {self.name!r} under the {law.name!r} law")
+        return self.abs_stats(law, q, a)
+
+
+def _second_threshold(law, a, alpha, q, k, N):
+    gamma = alpha - law.truncated_second_moment(np.asarray(q, float), a)
+    return alpha, gamma, gamma
+
+
+def _second_bernoulli(law, a, alpha, q, k, N):
+    gamma = alpha * (1.0 - np.asarray(q, float))
+    return alpha, gamma, gamma
+
+
+def _second_rescaled(law, a, alpha, q, k, N):
+    q = np.asarray(q, float)
+    return alpha, alpha + 0.0 * q, alpha / (1.0 - q)
+
+
+def _second_random_exact(law, a, alpha, q, k, N):
+    gamma = alpha * (1.0 - int(k) / int(N))
+    return alpha, gamma, gamma
+
+
+def _second_magnitude_exact(law, a, alpha, q, k, N):
+    gamma = alpha - law.exact_k_pruned_second_moment(int(N), int(k), float(a))
+    return alpha, gamma, gamma
+
+
+def _even_times_q(law, j, q, w):
+    return w * q
 
 
 @dataclass(frozen=True)
@@ -215,6 +520,10 @@ class Bound:
     kind: str  # "a-priori" | "certificate" | "lemma" | "lottery"
     description: str
     aliases: tuple[str, ...] = ()
+    #: a matrix-Bernstein statement (THEORY §3.4/§3.12; statement mode "bernstein" of the a-priori bounds)
+    bernstein: bool = False
+    #: the weight laws the statement is proved for (a-priori statements)
+    laws: tuple[str, ...] = ("uniform", "gaussian")
 
     @property
     def function(self) -> Callable:
@@ -251,25 +560,47 @@ SAMPLINGS: Mapping[str, SamplingModel] = _table(
                   _below_cutoff, fraction_given=False, no_rounding="every |w| < tau is pruned"),
 )
 
+ENTRY_MODELS: Mapping[str, EntryModel] = _table(
+    EntryModel("full", "e = w (the full matrix)", lambda law, q, k: law.log_base_ratio(k) + 0.0 * q),
+    EntryModel("magnitude", "e = w 1{|w| < tau(q)} (threshold magnitude, THEORY §1.5)",
+               lambda law, q, k: law.log_truncated_ratio(q, k), lambda law, q, a: law.truncated_abs_stats(q, a),
+               lambda law, j, q, w: law.truncated_even_moment(j, q, w), kept="kept_magnitude"),
+    EntryModel("random", "e = w b, b ~ Bern(q) independent of W (R-Bern, THEORY §1.6)",
+               lambda law, q, k: law.log_base_ratio(k) + np.log(q), lambda law, q, a: law.bernoulli_abs_stats(q, a),
+               _even_times_q, kept="kept_random"),
+    EntryModel("random_rescaled", "e = w (b - (1 - b) q/(1 - q)) (R-Bern-rescaled, THEORY §1.6)",
+               lambda law, q, k: law.log_base_ratio(k) + np.logaddexp(np.log(q), 2 * k * np.log(q)
+                                                                       - (2 * k - 1) * np.log1p(-q)),
+               lambda law, q, a: law.rescaled_abs_stats(q, a), _even_times_q, kept="kept_rescaled"),
+    EntryModel("kept_magnitude", "what = w 1{|w| >= tau(q)}", lambda law, q, k: law.log_tail_ratio(q, k)),
+    EntryModel("kept_random", "what = w (1 - b)", lambda law, q, k: law.log_base_ratio(k) + np.log1p(-q)),
+    EntryModel("kept_rescaled", "what = w (1 - b)/(1 - q)",
+               lambda law, q, k: law.log_base_ratio(k) + (1 - 2 * k) * np.log1p(-q)),
+)
+
 METHODS: Mapping[str, PruningMethod] = _table(
     PruningMethod("magnitude", "magnitude", "threshold", "THEORY §1.5, §3.4 Theorem RM",
                   "prune every |w| < q_i a_i per layer (threshold form; count Binomial(N_i, q_i))",
-                  apriori="thm-RM-RR", aliases=("magnitude_threshold", "rm")),
+                  apriori="thm-RM-RR", aliases=("magnitude_threshold", "rm"), entry="magnitude",
+                  second_moments=_second_threshold),
     PruningMethod("magnitude_exact", "magnitude", "exact", "THEORY §1.5 exact-k, §9.6 S9.6, §3.11 Cert-D",
                   "prune the floor(q_i N_i) smallest |w| per layer (ties by flat index); a-priori bound S9.6 (§9.6)",
-                  apriori="sharp-S9.6", aliases=("magnitude_topk", "exact_k_magnitude")),
+                  apriori="sharp-S9.6", aliases=("magnitude_topk", "exact_k_magnitude"), exact_of="magnitude",
+                  second_moments=_second_magnitude_exact),
     PruningMethod("random", "random", "bernoulli", "THEORY §1.6 R-Bern, §3.4 Theorem RR",
                   "prune each entry independently with probability p_i; kept weights unchanged",
                   apriori="thm-RM-RR", certificate="cert-R-bern", cert_r_sampling="bernoulli",
-                  aliases=("random_bernoulli", "bernoulli", "r_bern", "rr")),
+                  aliases=("random_bernoulli", "bernoulli", "r_bern", "rr"), entry="random",
+                  second_moments=_second_bernoulli),
     PruningMethod("random_rescaled", "random", "bernoulli", "THEORY §1.6 R-Bern-rescaled, §3.4 Theorem RR'",
                   "R-Bern, then kept weights multiplied by 1/(1 - p_i) (inverted dropout)", rescaled=True,
                   apriori="thm-RM-RR", certificate="cert-R-rescaled", cert_r_sampling="rescaled",
-                  aliases=("rescaled", "r_bern_rescaled", "random_bernoulli_rescaled")),
+                  aliases=("rescaled", "r_bern_rescaled", "random_bernoulli_rescaled"), entry="random_rescaled",
+                  second_moments=_second_rescaled),
     PruningMethod("random_exact", "random", "exact", "THEORY §1.6 R-exact, §3.11 Cert-R",
                   "prune a uniformly random subset of exactly floor(p_i N_i) entries per layer",
                   apriori="RR-mask", certificate="cert-R-exact", cert_r_sampling="exact",
-                  aliases=("r_exact", "exact_random")),
+                  aliases=("r_exact", "exact_random"), exact_of="random", second_moments=_second_random_exact),
     PruningMethod("snip", "snip", "exact", "THEORY §5 (SNIP |w dL/dw|), §3.11 Cert-D",
                   "prune the lowest |w * dL/dw| on a data batch (exact count)", needs_data=True),
     PruningMethod("grad", "grad", "exact", "THEORY §5 (gradient-magnitude scores), §3.11 Cert-D",
@@ -279,17 +610,19 @@ METHODS: Mapping[str, PruningMethod] = _table(
 )
 
 LAWS: Mapping[str, WeightLaw] = _table(
-    WeightLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
-    WeightLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n"),
-              sampler=_normal_sample, var_factor=1.0, quantile=_gaussian_quantile),
+    UniformLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
+    GaussianLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n"),
+                sampler=_normal_sample, var_factor=1.0, quantile=_gaussian_quantile,
+                threshold_text="threshold t_i = Phi^-1((1+q_i)/2) s_i", abs_uniform=False, full_tail="gauss-full"),
 )
 
 BOUNDS: Mapping[str, Bound] = _table(
     Bound("thm-RM-RR", "THEORY §3.4, §3.6, §3.12", "probprune.theory.apriori:apriori_bound", "a-priori",
           "Theorems RM, RR, RR' (and RC for conv layers, Gaussian analogue): eps bound w.p. >= 1 - delta",
-          aliases=("apriori",)),
+          aliases=("apriori",), bernstein=True),
     Bound("RR-mask", "THEORY §3.4 RR-mask", "probprune.theory.apriori:exact_k_bound", "a-priori",
-          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",)),
+          "random masks independent of W with at most D_i pruned per line (R-exact)", aliases=("exact_k",),
+          bernstein=True, laws=("uniform",)),
     # THEORY §9 sharper a-priori bounds [D] (proofs_check ids sharp-S9.*): per-layer norm thresholds in
     # probprune.theory.sharp, the network bounds that combine them in probprune.theory.apriori
     Bound("sharp-S9.1", "THEORY §9.1", "probprune.theory.sharp:moment_bound", "lemma",
@@ -434,6 +767,7 @@ def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMet
                          f"{', rescaled' if rescaled else ''}; methods: {', '.join(METHODS)}")
 
 
-__all__ = ["PruningMethod", "MethodFamily", "SamplingModel", "WeightLaw", "Bound", "ActivationName", "METHODS",
+__all__ = ["PruningMethod", "MethodFamily", "SamplingModel", "WeightLaw", "UniformLaw", "GaussianLaw",
+           "EntryModel", "ENTRY_MODELS", "log_double_factorial_odd", "Bound", "ActivationName", "METHODS",
            "FAMILIES", "SAMPLINGS", "LAWS", "BOUNDS", "table", "choices", "canonical", "normalize", "get", "method",
            "law", "bound", "error_exponent", "method_for"]

@@ -23,6 +23,12 @@ class Activation:
     value_at_zero: float = 0.0
     positively_homogeneous: bool = True
     slope: float | None = None  # leaky ReLU negative slope
+    linear: bool = False  # sigma(x) = x (the identity): the network is linear in its input
+
+    @property
+    def is_identity(self) -> bool:
+        """sigma is the identity (THEORY §6: a net of such layers is the product of its matrices)."""
+        return self.linear
 
     @property
     def zero_at_zero(self) -> bool:
@@ -49,13 +55,13 @@ def _nn(cls_name: str, *args):
     return getattr(nn, cls_name)(*args)
 
 
-def _tf(fn_name: str):
-    """torch.nn.functional.<fn_name>(x) (and (x, slope) for leaky_relu)."""
+def _tf(fn_name: str, with_slope: bool = False):
+    """torch.nn.functional.<fn_name>(x), or (x, slope) for the activations that take one (leaky_relu)."""
 
     def f(x, slope=None):
         import torch.nn.functional as F
 
-        return getattr(F, fn_name)(x, slope) if fn_name == "leaky_relu" else getattr(F, fn_name)(x)
+        return getattr(F, fn_name)(x, slope) if with_slope else getattr(F, fn_name)(x)
 
     return f
 
@@ -65,7 +71,7 @@ _ACT_IMPL = {
     "identity": (lambda x, a: x, lambda x, a: x, lambda a: _nn("Identity")),
     "relu": (lambda x, a: np.maximum(x, 0.0), _tf("relu"), lambda a: _nn("ReLU")),
     "leaky_relu": (lambda x, a: np.where(x >= 0, x, a * x),
-                   _tf("leaky_relu"),
+                   _tf("leaky_relu", with_slope=True),
                    lambda a: _nn("LeakyReLU", a)),
     "tanh": (lambda x, a: np.tanh(x), _tf("tanh"), lambda a: _nn("Tanh")),
     "hardtanh": (lambda x, a: np.clip(x, -1.0, 1.0), _tf("hardtanh"), lambda a: _nn("Hardtanh")),
@@ -76,20 +82,21 @@ ACTIVATIONS: tuple[str, ...] = tuple(_ACT_IMPL)
 ACTIVATION_ALIASES = {"linear": "identity", "none": "identity", "leakyrelu": "leaky_relu"}
 
 
+#: name -> the Activation for a leaky-ReLU slope (the facts of §1.2: Lipschitz constant, sigma(0), homogeneity)
+_ACT_FACTS = {
+    "identity": lambda slope: Activation("identity", 1.0, linear=True),
+    "relu": lambda slope: Activation("relu", 1.0),
+    "leaky_relu": lambda slope: Activation("leaky_relu", max(1.0, abs(slope)), slope=float(slope)),
+    "tanh": lambda slope: Activation("tanh", 1.0, positively_homogeneous=False),
+    "hardtanh": lambda slope: Activation("hardtanh", 1.0, positively_homogeneous=False),
+    "sigmoid": lambda slope: Activation("sigmoid", 0.25, value_at_zero=0.5, positively_homogeneous=False),
+}
+
+
 def activation(name: str, slope: float = 0.01) -> Activation:
     """Activation by name: identity, relu, leaky_relu (slope a: L = max(1, |a|)), tanh, hardtanh, sigmoid."""
     key = str(name).lower().replace("-", "_")
     key = ACTIVATION_ALIASES.get(key, key)
-    if key == "identity":
-        return Activation("identity", 1.0)
-    if key == "relu":
-        return Activation("relu", 1.0)
-    if key == "leaky_relu":
-        return Activation("leaky_relu", max(1.0, abs(slope)), slope=float(slope))
-    if key == "tanh":
-        return Activation("tanh", 1.0, positively_homogeneous=False)
-    if key == "hardtanh":
-        return Activation("hardtanh", 1.0, positively_homogeneous=False)
-    if key == "sigmoid":
-        return Activation("sigmoid", 0.25, value_at_zero=0.5, positively_homogeneous=False)
-    raise ProbPruneError(f"unknown activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
+    if key not in _ACT_FACTS:
+        raise ProbPruneError(f"unknown activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
+    return _ACT_FACTS[key](slope)

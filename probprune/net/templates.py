@@ -154,7 +154,7 @@ class NetSpec:
     def is_linear_fcn(self) -> bool:
         """Dense layers with identity activations: the network is the matrix product (exact error = spectral norm of
         the product difference, THEORY §6; the product statement §9.8 applies). The one test of this property."""
-        return self.is_fcn and all(L.act.name == "identity" for L in self.layers[:-1])
+        return self.is_fcn and all(L.act.is_identity for L in self.layers[:-1])
 
     @property
     def zero_at_zero(self) -> bool:
@@ -460,7 +460,7 @@ def parsed_from_graph(graph) -> ParsedModel:
             refuse(n, f"operation {op.kind!r}")
     if not layers:
         raise UnsupportedLayerError("the model has no Linear or Conv2d layer")
-    if layers[-1].act.name != "identity":
+    if not layers[-1].act.is_identity:
         raise UnsupportedLayerError("the output layer must be linear (an activation follows the last weight layer)")
     return ParsedModel(NetSpec(tuple(layers), input_shape=tuple(graph.input_shape), origin="model"), weights, biases,
                        names, graph)

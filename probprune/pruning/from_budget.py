@@ -50,13 +50,46 @@ def budget_rule(budget) -> str:
     raise ProbPruneError("the budget names no pruning rule (made before rules were recorded); recompute it")
 
 
+def _exact_k_pruned(name, L, w, rng, random: bool, recorded: bool):
+    """exact_k: exactly k entries, the k smallest |w| or k uniformly random ones (ties by flat index); k is the
+    budget's ``exact_k`` where the budget recorded the rule, else its ``max_prunable`` (certified budgets)."""
+    from probprune.pruning.sampling import exact_k_prune_mask
+
+    n = w.size
+    k = int(L.get("exact_k", L["max_prunable"]) if recorded else L["max_prunable"])
+    if not 0 <= k <= n:
+        raise ProbPruneError(f"layer {name!r}: exact-k count {k} outside 0..{n}")
+    scores = rng.random(n) if random else np.abs(w.ravel())
+    return exact_k_prune_mask(scores, k)
+
+
+def _threshold_pruned(name, L, w, rng, random: bool, recorded: bool):
+    """threshold: every |w| < t (the count is random)."""
+    t = L.get("threshold")
+    if t is None or not math.isfinite(float(t)) or float(t) < 0:
+        raise ProbPruneError(f"layer {name!r}: the budget has no threshold for the threshold rule")
+    return np.abs(w.ravel()) < float(t)
+
+
+def _bernoulli_pruned(name, L, w, rng, random: bool, recorded: bool):
+    """bernoulli: each entry independently with probability p (seeded)."""
+    from probprune.pruning.sampling import bernoulli_keep_mask
+
+    p = L.get("bernoulli_p", L.get("fraction"))
+    if p is None or not 0.0 <= float(p) <= 1.0:
+        raise ProbPruneError(f"layer {name!r}: the budget has no Bernoulli probability in [0, 1]")
+    return ~bernoulli_keep_mask(rng, w.size, float(p))
+
+
+#: budget rule (THEORY §3.9b; ``budgets.apriori.RULES``) -> the pruned set it certifies for one layer
+_RULE_MASKS = {"exact_k": _exact_k_pruned, "threshold": _threshold_pruned, "bernoulli": _bernoulli_pruned}
+
+
 def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 0) -> dict[str, np.ndarray]:
     """Keep-masks (bool arrays, True = kept) for ``weights`` (name -> array, the budget's layer names) applying exactly
     the rule the budget certified (module docstring). Layers the budget lists with nothing pruned get all-True masks;
     weights the budget does not list are refused, as are budget layers missing from ``weights`` or of another size.
     ``seed`` drives the random rules (exact-k random, Bernoulli)."""
-    from probprune.pruning.sampling import bernoulli_keep_mask, exact_k_prune_mask
-
     from probprune.core.registry import METHODS
 
     b = _as_dict(budget)
@@ -65,11 +98,11 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
     if b.get("kind") == "empirical":
         raise ProbPruneError("an empirical budget certifies nothing (not a guarantee); use a certified, a-priori or "
                              "calibrated budget")
-    if entry is None or entry.rescaled or entry.family not in ("magnitude", "random"):
+    if entry is None or entry.rescaled or entry.family_model.batched_score is None:  # magnitude or random family
         raise ProbPruneError(f"masks_from_budget applies magnitude or random budgets, not {method!r} (rescaled random "
                              "changes the kept weights as well)")
     rule = budget_rule(b)
-    if rule not in ("exact_k", "threshold", "bernoulli"):
+    if rule not in _RULE_MASKS:
         raise ProbPruneError(f"unknown budget rule {rule!r}")
     random = entry.random_mask
     if random:
@@ -87,23 +120,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
         n = w.size
         if int(L.get("n_weights", n)) != n:
             raise ProbPruneError(f"layer {name!r}: the budget is for {L['n_weights']} weights, the tensor has {n}")
-        if rule == "exact_k":
-            k = L.get("exact_k", L["max_prunable"]) if b.get("rule") == "exact_k" else L["max_prunable"]
-            k = int(k)
-            if not 0 <= k <= n:
-                raise ProbPruneError(f"layer {name!r}: exact-k count {k} outside 0..{n}")
-            scores = rng.random(n) if random else np.abs(w.ravel())
-            pruned = exact_k_prune_mask(scores, k)
-        elif rule == "threshold":
-            t = L.get("threshold")
-            if t is None or not math.isfinite(float(t)) or float(t) < 0:
-                raise ProbPruneError(f"layer {name!r}: the budget has no threshold for the threshold rule")
-            pruned = np.abs(w.ravel()) < float(t)
-        else:
-            p = L.get("bernoulli_p", L.get("fraction"))
-            if p is None or not 0.0 <= float(p) <= 1.0:
-                raise ProbPruneError(f"layer {name!r}: the budget has no Bernoulli probability in [0, 1]")
-            pruned = ~bernoulli_keep_mask(rng, n, float(p))
+        pruned = _RULE_MASKS[rule](name, L, w, rng, random, b.get("rule") == "exact_k")
         out[name] = ~np.asarray(pruned, bool).reshape(w.shape)
     return out
 

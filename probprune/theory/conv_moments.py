@@ -22,6 +22,7 @@ import numpy as np
 from scipy import sparse
 
 from probprune.core.errors import ProbPruneError
+from probprune.core.registry import METHODS
 
 PAIRINGS = ("12|34", "13|24", "14|23", "diag")
 #: largest number of nonzeros of an intermediate state (memory guard; the issue-20 conv family needs ~2e6)
@@ -276,7 +277,8 @@ def conv_fourth_moment_bound(spec, q, delta, method: str, law: str):
     from probprune.theory import sharp
     from probprune.theory.trace_moments import entry_even_moments
 
-    if method not in ("magnitude", "random"):
+    m = METHODS.get(method) if isinstance(method, str) else None
+    if m is None or m.entry is None or m.rescaled:  # i.i.d. entries, What and E with disjoint supports
         raise ProbPruneError(f"S9.14 covers threshold magnitude and Bernoulli random pruning, not {method!r}")
     q = np.asarray(q, float).reshape(-1)
     if q.size != spec.depth:

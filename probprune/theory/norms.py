@@ -262,14 +262,6 @@ def spectral_norm_upper(M) -> float:
     return math.sqrt(lam) * s * (1.0 + SAFETY)
 
 
-def spectral_norm_upper_batched(M) -> np.ndarray:
-    """Batched ``spectral_norm_upper`` over leading axes (same guarantee, THEORY §11.1)."""
-    import torch
-
-    M = check_finite_array(M, "matrices")
-    return matrix_norm_upper(torch.from_numpy(np.ascontiguousarray(M)).to(default_device())).cpu().numpy()
-
-
 def _tuple(v, d: int, what: str) -> tuple[int, ...]:
     t = (int(v),) * d if np.ndim(v) == 0 else tuple(int(x) for x in v)
     if len(t) != d:
@@ -420,11 +412,17 @@ def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft", hin
     if layer.kind == "linear":
         return spectral_norm_upper(W.reshape(layer.d_out, layer.d_in))
     W = W.reshape(layer.weight_shape)
-    if conv_method == "fft":
-        return min(conv_norm_fft(W, layer, hint), conv_norm_kernel_bound(W, layer))
-    if conv_method == "kernel":
-        return conv_norm_kernel_bound(W, layer)
-    raise ProbPruneError(f"unknown conv norm method {conv_method!r}; use 'fft' or 'kernel'")
+    if conv_method not in CONV_NORMS:
+        raise ProbPruneError(f"unknown conv norm method {conv_method!r}; use 'fft' or 'kernel'")
+    return CONV_NORMS[conv_method](W, layer, hint)
+
+
+#: conv norm method -> a certified upper bound on a conv layer's operator norm (W, layer, hint): "fft" = the smaller
+#: of the FFT block bound (§11.2) and Lemma C (§3.5), "kernel" = Lemma C alone
+CONV_NORMS = {
+    "fft": lambda W, layer, hint: min(conv_norm_fft(W, layer, hint), conv_norm_kernel_bound(W, layer)),
+    "kernel": lambda W, layer, hint: conv_norm_kernel_bound(W, layer),
+}
 
 
 # --------------------------------------------------------------------------------------------- lower estimates

@@ -36,8 +36,9 @@ from functools import lru_cache
 import numpy as np
 from scipy import special, stats
 
-from probprune.theory.bernstein import beta
 from probprune.core.errors import ProbPruneError
+from probprune.core.registry import ENTRY_MODELS, LAWS, METHODS, log_double_factorial_odd
+from probprune.theory.bernstein import beta
 
 #: p = 1 .. P_MAX is searched for the moment bound (the optimum is ~ (A ln(N/delta))^(2/3), < 100 for widths <= 4096)
 P_MAX = 192
@@ -64,56 +65,34 @@ CANDIDATES = {
 
 # ------------------------------------------------------------------------------------------- entry moments
 def _log_dfact_odd(k):
-    """log (2k-1)!! = log (2k)! - k log 2 - log k!  (k >= 0; (-1)!! = 1)."""
-    k = np.asarray(k, float)
-    return special.gammaln(2 * k + 1) - k * np.log(2.0) - special.gammaln(k + 1)
+    """log (2k-1)!! (the registry's :func:`~probprune.core.registry.log_double_factorial_odd`)."""
+    return log_double_factorial_odd(k)
+
+
+def _law(law: str):
+    """The registry's weight law ``law`` (exact canonical name, as every caller here passes it)."""
+    entry = LAWS.get(law) if isinstance(law, str) else None
+    if entry is None:
+        raise ProbPruneError(f"unknown weight law {law!r}")
+    return entry
 
 
 def log_moment_ratio(kind: str, law: str, q, k):
     """log rho_k with rho_k = E e^(2k) / (a^(2k) (2k-1)!!) for one entry e of the matrix (THEORY §9.1, table M).
 
     kind: "full" (e = w), "magnitude" (e = w 1{|w| < tau}, P(|w| < tau) = q), "random" (e = w b, b ~ Bern(q)),
-    "random_rescaled" (e = w (b - (1-b) q/(1-q))). law: "uniform" (w ~ U[-a, a]) or "gaussian" (w ~ N(0, a^2)).
+    "random_rescaled" (e = w (b - (1-b) q/(1-q))), "kept_*" (the kept entries). law: "uniform" (w ~ U[-a, a]) or
+    "gaussian" (w ~ N(0, a^2)). The entry models and the laws' moments are the registry's
+    (:data:`~probprune.core.registry.ENTRY_MODELS`, :class:`~probprune.core.registry.WeightLaw`).
     Broadcasts q (..., ) against k (the last axis of the result is k when k is 1-D and q has a trailing axis)."""
     q = np.asarray(q, float)
     k = np.asarray(k, float)
+    lw = _law(law)
+    entry = ENTRY_MODELS.get(kind)
+    if entry is None:
+        raise ProbPruneError(f"unknown entry kind {kind!r}")
     with np.errstate(divide="ignore", invalid="ignore"):
-        if law == "uniform":
-            base = -(_log_dfact_odd(k + 1))  # E w^(2k)/(a^(2k) (2k-1)!!) = 1/(2k+1)!!
-            if kind == "full":
-                return base + 0.0 * q
-            if kind == "magnitude":
-                return base + (2 * k + 1) * np.log(q)
-            if kind == "random":
-                return base + np.log(q)
-            if kind == "random_rescaled":
-                return base + np.logaddexp(np.log(q), 2 * k * np.log(q) - (2 * k - 1) * np.log1p(-q))
-            if kind == "kept_magnitude":  # What entry w 1{|w| >= q a}
-                return base + np.log1p(-np.power(q, 2 * k + 1))
-            if kind == "kept_random":  # w (1 - b)
-                return base + np.log1p(-q)
-            if kind == "kept_rescaled":  # w (1 - b)/(1 - q)
-                return base + (1 - 2 * k) * np.log1p(-q)
-        elif law == "gaussian":
-            if kind == "full":
-                return 0.0 * (k + q)
-            if kind == "magnitude":
-                c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
-                return np.log(stats.chi2.cdf(c2, 2 * k + 1))  # E[g^(2k) 1{|g|<c}] = (2k-1)!! P(chi2_(2k+1) < c^2)
-            if kind == "random":
-                return np.log(q) + 0.0 * k
-            if kind == "random_rescaled":
-                return np.logaddexp(np.log(q), 2 * k * np.log(q) - (2 * k - 1) * np.log1p(-q))
-            if kind == "kept_magnitude":
-                c2 = stats.norm.ppf((1.0 + q) / 2.0) ** 2
-                return np.log(stats.chi2.sf(c2, 2 * k + 1))
-            if kind == "kept_random":
-                return np.log1p(-q) + 0.0 * k
-            if kind == "kept_rescaled":
-                return (1 - 2 * k) * np.log1p(-q)
-        else:
-            raise ProbPruneError(f"unknown weight law {law!r}")
-    raise ProbPruneError(f"unknown entry kind {kind!r}")
+        return entry.log_moment_ratio(lw, q, k)
 
 
 def dominating_variance(kind: str, law: str, q, p_max: int = P_MAX):
@@ -198,14 +177,15 @@ def lipschitz_uniform_bound(d1: int, d2: int, a, delta):
 
 
 def full_norm_bound(d1: int, d2: int, a, delta, law: str):
-    """Best of the new bounds on ||W|| (S9.1-S9.3) at failure probability delta; returns (bound, candidate name)."""
-    if law == "gaussian":
-        g = gaussian_full_bound(d1, d2, a, delta)
-        m, _ = moment_bound(d1, d2, dominating_variance("full", "gaussian", 1.0), a, delta)
-        return _argmin_named([("gauss-full", g), ("moment", m)])
-    m, _ = moment_bound(d1, d2, dominating_variance("full", "uniform", 1.0), a, delta)
-    lip = lipschitz_uniform_bound(d1, d2, a, delta)
-    return _argmin_named([("moment", m), ("lipschitz", lip)])
+    """Best of the new bounds on ||W|| (S9.1-S9.3) at failure probability delta; returns (bound, candidate name):
+    S9.1 and the law's own tail bound (``WeightLaw.full_tail``: S9.3 uniform, S9.2 Gaussian)."""
+    lw = _law(law)
+    m, _ = moment_bound(d1, d2, dominating_variance("full", lw.name, 1.0), a, delta)
+    return _argmin_named([("moment", m), (lw.full_tail, FULL_TAIL_BOUNDS[lw.full_tail](d1, d2, a, delta))])
+
+
+#: the full-matrix tail bounds besides S9.1, by candidate name (``WeightLaw.full_tail``)
+FULL_TAIL_BOUNDS = {"gauss-full": gaussian_full_bound, "lipschitz": lipschitz_uniform_bound}
 
 
 def _argmin_named(cands):
@@ -220,29 +200,13 @@ def _argmin_named(cands):
 def _entry_abs_stats(kind: str, law: str, q, a):
     """Statistics of one entry e of E for the line sums of S9.4 (THEORY §9.4, table L):
     (E|e|, E e^2, R, R_nz, m_nz, bounded) with R a bound on |e|, and, given e != 0, |e| <= R_nz with mean m_nz
-    (the conditional law used with the count form). ``bounded`` is False for Gaussian random kinds (|e| unbounded)."""
-    q = np.asarray(q, float)
-    a = np.asarray(a, float)
-    if law == "uniform":
-        if kind == "magnitude":
-            return q * q * a / 2, q**3 * a * a / 3, q * a, q * a, q * a / 2, True
-        if kind == "random":
-            return q * a / 2, q * a * a / 3, a + 0 * q, a + 0 * q, a / 2 + 0 * q, True
-        if kind == "random_rescaled":
-            r = q / (1 - q)
-            return q * a, (q + q * q / (1 - q)) * a * a / 3, a * np.maximum(1.0, r), None, None, True
-    elif law == "gaussian":
-        if kind == "magnitude":
-            c = stats.norm.ppf((1 + q) / 2)
-            ma = a * np.sqrt(2 / np.pi) * (1 - np.exp(-c * c / 2))
-            with np.errstate(invalid="ignore"):
-                sec = a * a * np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
-            return ma, sec, c * a, c * a, ma / q, True
-        if kind == "random":
-            return None, None, None, None, a * np.sqrt(2 / np.pi) + 0 * q, False
-        if kind == "random_rescaled":
-            return None, None, None, None, None, False
-    raise ProbPruneError(f"no Schur line-sum statistics for {kind!r} under the {law!r} law")
+    (the conditional law used with the count form). ``bounded`` is False for Gaussian random kinds (|e| unbounded).
+    The table is the registry's (``EntryModel.abs_stats`` of the law's ``*_abs_stats``)."""
+    entry = ENTRY_MODELS.get(kind)
+    lw = LAWS.get(law) if isinstance(law, str) else None
+    if entry is None or entry.abs_stats is None or lw is None:
+        raise ProbPruneError(f"no Schur line-sum statistics for {kind!r} under the {law!r} law")
+    return entry.abs_stats(lw, np.asarray(q, float), np.asarray(a, float))
 
 
 def line_sum_bound(n_line: int, kind: str, law: str, q, a, delta_line, count_quantile=None):
@@ -319,10 +283,8 @@ def exact_k_random_bound(d1: int, d2: int, law: str, k: int, a, delta):
     cands.append(("conditioned-bernoulli", v))
     mom, _ = moment_bound(d1, d2, dominating_variance("full", law, 1.0), a, delta)
     cands.append(("masked-moment", mom))
-    if law == "gaussian":
-        cands.append(("gauss-full", gaussian_full_bound(d1, d2, a, delta)))
-    else:
-        cands.append(("lipschitz", lipschitz_uniform_bound(d1, d2, a, delta)))
+    tail = _law(law).full_tail  # S9.2 Gaussian (Sudakov-Fernique conditional on M), S9.3 uniform
+    cands.append((tail, FULL_TAIL_BOUNDS[tail](d1, d2, a, delta)))
     return _argmin_named(cands)
 
 
@@ -363,7 +325,7 @@ def exact_k_magnitude_bound(d1: int, d2: int, law: str, k: int, a, delta):
 
 def _shell_schur(d1, d2, law, x_lo, x_hi, a, delta):
     """Schur bound (S9.4, count form) for entries nonzero with probability x_hi - x_lo and |e| <= threshold(x_hi)."""
-    R = x_hi * a if law == "uniform" else stats.norm.ppf((1 + x_hi) / 2) * a
+    R = _law(law).threshold(x_hi, a)
     pz = max(x_hi - x_lo, 0.0)
     kr = stats.binom.isf(delta / (2 * d1), d2, pz)
     kc = stats.binom.isf(delta / (2 * d2), d1, pz)
@@ -371,9 +333,6 @@ def _shell_schur(d1, d2, law, x_lo, x_hi, a, delta):
 
 
 # ------------------------------------------------------------------------------------------- S9.8 products
-_KEPT = {"magnitude": "kept_magnitude", "random": "kept_random", "random_rescaled": "kept_rescaled"}
-
-
 def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_max: int = P_MAX):
     """S9.8 (THEORY §9.8): for a *linear* FCN (identity activations, dense layers) with independent layers whose
     entries are i.i.d., P(||W_l...W_1 - What_l...What_1|| > x) <= delta at the returned x (no per-layer split).
@@ -384,10 +343,12 @@ def product_moment_bound(dims, half_widths, q, delta, method: str, law: str, p_m
     tau^2 = s_What^2 + s_E^2), e_k <= (sqrt(d_k) + r_p) z_k + zf_k, ef_k <= c_k zf_k with
     z_k = sqrt(s_What^2 e_(k-1)^2 + s_E^2 a_(k-1)^2), zf_k likewise with the Frobenius moments; r_p = ||Rayleigh||_2p,
     c_k = ||chi2_(d_k)||_p^(1/2). Then E tr((D D^T)^p) <= e_l^(2p-2) ef_l^2 and Markov. Returns (x, best p)."""
-    if method not in _KEPT or method == "random_rescaled":
+    m = METHODS.get(method) if isinstance(method, str) else None
+    entry = None if m is None else m.entry_model
+    if entry is None or m.rescaled:
         # rescaled random: E and What overlap on the kept entries, so the expansion has mixed-sign monomials (§9.8)
         raise ProbPruneError(f"S9.8 needs E_k and What_k with disjoint supports (magnitude, random); not {method!r}")
-    dims, sE2s, sW2s = _dominating_variances(dims, half_widths, q, law, p_max, method, _KEPT[method])
+    dims, sE2s, sW2s = _dominating_variances(dims, half_widths, q, law, p_max, entry.name, entry.kept)
     return product_moment_core(dims, sE2s, sW2s, delta, p_max)
 
 
@@ -493,11 +454,6 @@ def rescaled_product_moment_bound(dims, half_widths, q, delta, law: str, p_max: 
     return _s98_markov(e + kappa * ab, ef + kappa * afb, delta, p_max)
 
 
-def _magnitude_threshold(t, a, law: str):
-    """The magnitude of the entry at probability level t: t a (uniform), Phi^-1((1+t)/2) s (Gaussian)."""
-    return t * a if law == "uniform" else stats.norm.ppf((1.0 + t) / 2.0) * a
-
-
 def exact_k_magnitude_product_bound(dims, half_widths, ks, delta, law: str, p_max: int = P_MAX):
     """S9.8b (THEORY §9.8b): S9.8 for exact-k magnitude pruning of a linear FCN (the k_i smallest |w| of layer i).
     Per pruned layer, t_i = u_(k_i+1) (probability scale) is bracketed at delta/(2 l_p); given t_i the pruned set is a
@@ -529,7 +485,7 @@ def exact_k_magnitude_product_bound(dims, half_widths, ks, delta, law: str, p_ma
             raise ProbPruneError("S9.8b needs k_i < N_i (a kept entry above the pruned ones)")
         t_lo, t_hi = order_statistic_bracket(N, k + 1, d / (2 * lp))
         sE2s.append(hw * hw * dominating_variance("magnitude", law, float(t_hi), p_max))
-        c = float(_magnitude_threshold(t_hi, hw, law))
+        c = float(_law(law).threshold(t_hi, hw))  # the entry at probability level t_hi
         sW2s.append(np.maximum(full, c * c))
         log_pmf += min(stats.binom.logpmf(k, N - 1, t_lo), stats.binom.logpmf(k, N - 1, t_hi))
     return product_moment_core(dims, sE2s, sW2s, d / 2 * math.exp(log_pmf), p_max)
@@ -583,14 +539,14 @@ def exact_k_random_lower_bound(d1: int, d2: int, law: str, k: int, a, delta):
 
 # ------------------------------------------------------------------------------------------- S9.11 second moment
 #: pruning rules S9.11 covers (every rule whose kept and pruned entries have independent symmetric signs)
-SECOND_MOMENT_METHODS = ("magnitude", "random", "random_rescaled", "magnitude_exact", "random_exact")
+SECOND_MOMENT_METHODS = tuple(m.name for m in METHODS.values() if m.second_moments is not None)
 
 
 def second_moment_applies(spec) -> bool:
     """S9.11's hypothesis on the architecture (THEORY §9.11): every layer linear in its input (identity activations),
     dense or convolutional (any stride, zero padding, dilation), no pooling (fail closed: a pooled net gets no S9.11
     candidate)."""
-    return all(L.act.name == "identity" and L.pool is None and L.kind in ("linear", "conv") for L in spec.layers)
+    return all(L.act.is_identity and L.pool is None and L.kind in ("linear", "conv") for L in spec.layers)
 
 
 def frobenius_trace_factor(spec) -> float:
@@ -639,57 +595,21 @@ def exact_k_magnitude_pruned_second_moment(N: int, k: int, a, law: str) -> float
     """E e_theta^2 for one position of a layer of N i.i.d. entries pruned by exact-k magnitude (the k smallest |w|;
     THEORY §9.11 table S): (1/N) E sum_(j<=k) |w|_(j)^2. Uniform U[-a, a]: a^2 k(k+1)(k+2) / (3 N(N+1)(N+2))
     (E u_(j)^2 = j(j+1)/((N+1)(N+2))). Gaussian N(0, a^2): int_0^1 F^-1(u)^2 P(Beta(k, N-k) > u) du with
-    F^-1(u) = a Phi^-1((1+u)/2) (position theta is pruned iff fewer than k of the other N - 1 are smaller)."""
-    N, k = int(N), int(k)
-    if k <= 0:
-        return 0.0
-    if k >= N:
-        return float(a) ** 2 * (1.0 / 3.0 if law == "uniform" else 1.0)
-    if law == "uniform":
-        return float(a) ** 2 * k * (k + 1.0) * (k + 2.0) / (3.0 * N * (N + 1.0) * (N + 2.0))
-    if law == "gaussian":
-        from scipy import integrate
-
-        f = lambda u: stats.norm.ppf((1.0 + u) / 2.0) ** 2 * stats.beta.sf(u, k, N - k)  # noqa: E731
-        hi = float(stats.beta.isf(1e-14, k, N - k))
-        pts = [float(stats.beta.ppf(x, k, N - k)) for x in (0.01, 0.5, 0.99)]
-        v, _ = integrate.quad(f, 0.0, hi, points=pts, limit=400, epsabs=0.0, epsrel=1e-10)
-        return float(a) ** 2 * v
-    raise ProbPruneError(f"unknown weight law {law!r}")
+    F^-1(u) = a Phi^-1((1+u)/2) (position theta is pruned iff fewer than k of the other N - 1 are smaller).
+    The formula is the law's (:meth:`probprune.core.registry.WeightLaw.exact_k_pruned_second_moment`)."""
+    return _law(law).exact_k_pruned_second_moment(N, k, a)
 
 
 def entry_second_moments(method: str, law: str, a, q=None, k=None, N=None):
     """(alpha, beta, gamma) = (E w^2, E w what, E what^2) of one kernel entry (THEORY §9.11 table S). ``q`` for the
     threshold / Bernoulli rules (array, broadcasts), ``k`` and ``N`` for the exact-k rules. For the rules with
-    disjoint supports (what in {0, w}) beta = gamma."""
-    a = np.asarray(a, float)
-    alpha = a * a * (1.0 / 3.0 if law == "uniform" else 1.0)
-    if law not in ("uniform", "gaussian"):
-        raise ProbPruneError(f"unknown weight law {law!r}")
-    if method == "magnitude":
-        q = np.asarray(q, float)
-        if law == "uniform":
-            pruned = a * a * q**3 / 3.0
-        else:
-            c = stats.norm.ppf((1.0 + q) / 2.0)
-            with np.errstate(invalid="ignore"):
-                g = np.where(np.isinf(c), 1.0, 2 * stats.norm.cdf(c) - 1 - 2 * c * stats.norm.pdf(c))
-            pruned = a * a * g
-        gamma = alpha - pruned
-        return alpha, gamma, gamma
-    if method == "random":
-        gamma = alpha * (1.0 - np.asarray(q, float))
-        return alpha, gamma, gamma
-    if method == "random_rescaled":
-        q = np.asarray(q, float)
-        return alpha, alpha + 0.0 * q, alpha / (1.0 - q)
-    if method == "random_exact":
-        gamma = alpha * (1.0 - int(k) / int(N))
-        return alpha, gamma, gamma
-    if method == "magnitude_exact":
-        gamma = alpha - exact_k_magnitude_pruned_second_moment(int(N), int(k), float(a), law)
-        return alpha, gamma, gamma
-    raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+    disjoint supports (what in {0, w}) beta = gamma. The formula is the pruning method's
+    (:meth:`probprune.core.registry.PruningMethod.entry_second_moments`)."""
+    lw = _law(law)
+    m = METHODS.get(method) if isinstance(method, str) else None
+    if m is None or m.second_moments is None:
+        raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+    return m.entry_second_moments(lw, a, q=q, k=k, N=N)
 
 
 def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
@@ -702,11 +622,12 @@ def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
     layer) for the exact-k rules. Returns (x, E||D||_F^2)."""
     if method not in SECOND_MOMENT_METHODS:
         raise ProbPruneError(f"S9.11 does not cover the pruning rule {method!r}")
+    counted = METHODS[method].exact_of is not None  # the exact-k rules take counts, the others fractions
     c = frobenius_trace_factor(spec)
     depth = spec.depth
     al, be, ga = [], [], []
     for i, L in enumerate(spec.layers):
-        if method in ("magnitude_exact", "random_exact"):
+        if counted:
             m = entry_second_moments(method, law, L.half_width, k=ks[i], N=L.N)
         else:
             qi = np.asarray(q, float)[..., i] if np.ndim(q) else float(q)
@@ -736,7 +657,7 @@ def second_moment_bound(spec, method: str, law: str, delta, q=None, ks=None):
 
 # ------------------------------------------------------------------------------------------- S9.12 fourth moment
 #: rules S9.12 covers: i.i.d. entries with disjoint supports of What and E (threshold magnitude, Bernoulli random)
-FOURTH_MOMENT_METHODS = ("magnitude", "random", "random_rescaled")
+FOURTH_MOMENT_METHODS = tuple(m.name for m in METHODS.values() if m.entry is not None)
 
 
 def entry_fourth_moments(method: str, law: str, a, q):
@@ -873,7 +794,7 @@ def fourth_moment_bound(dims, half_widths, q, delta, method: str, law: str):
     if q.shape[-1] != depth:
         raise ProbPruneError(f"need one fraction per layer ({depth}), got shape {q.shape}")
     lm = [entry_fourth_moments(method, law, half_widths[k], q[..., k]) for k in range(depth)]
-    if method == "random_rescaled":
+    if METHODS[method].rescaled:
         if np.any(q >= 1):
             raise ProbPruneError("rescaled random pruning needs q < 1")
         kappa = np.expm1(-np.sum(np.log1p(-q), axis=-1))  # prod (1 - q_k)^-1 - 1 (S9.8c)
@@ -892,20 +813,21 @@ def exact_k_fourth_moments(method: str, N: int, k: int, a, law: str = "uniform")
     E u_(j)^2 = j(j+1)/((N+1)(N+2)), E u_(j)^4 = j(j+1)(j+2)(j+3)/((N+1)...(N+4)); the pruned set is the k smallest."""
     N, k = int(N), int(k)
     a = float(a)
-    if law == "uniform":
-        w2, w4 = a * a / 3.0, a**4 / 5.0
-    elif law == "gaussian" and method == "random_exact":
-        w2, w4 = a * a, 3.0 * a**4
-    else:
+    lw = LAWS.get(law) if isinstance(law, str) else None
+    m = METHODS.get(method) if isinstance(method, str) else None
+    mask_random = m is not None and m.exact_k_random
+    # magnitude_exact needs |w|/a ~ U[0, 1] (closed-form order statistics); random_exact holds under either law
+    if lw is None or not (lw.abs_uniform or mask_random):
         raise ProbPruneError(f"S9.12(K) covers random_exact (either law) and magnitude_exact (uniform law), not "
                              f"{method!r} under {law!r}")
+    w2, w4 = lw.position_moments(a)
     if N < 2 or not 0 <= k <= N:
         raise ProbPruneError(f"S9.12(K) needs N >= 2 and 0 <= k <= N, got N={N}, k={k}")
-    if method == "random_exact":
+    if mask_random:
         pk = k / N
         pp, pm, mm = k * (k - 1) / (N * (N - 1)), k * (N - k) / (N * (N - 1)), (N - k) * (N - k - 1) / (N * (N - 1))
         return ((1 - pk) * w2, pk * w2, (1 - pk) * w4, pk * w4, mm * w2 * w2, pm * w2 * w2, pp * w2 * w2)
-    if method != "magnitude_exact":
+    if m is None or not m.exact_k_magnitude:
         raise ProbPruneError(f"S9.12(K) does not cover {method!r}")
     j = np.arange(1, N + 1, dtype=float)
     u2 = j * (j + 1) / ((N + 1.0) * (N + 2.0))  # E u_(j)^2

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from probprune.core.errors import ProbPruneError
+from probprune.core.registry import LAWS, METHODS
 
 #: orders p with a precomputed transfer structure (Bell(2p) patterns: 15, 203)
 TRACE_ORDERS = (2, 3)
@@ -179,7 +180,8 @@ def trace_moment_bound(dims, half_widths, q, delta, method: str, law: str, order
     over p in ``orders`` (each deterministic, §9.7), for a linear dense FCN pruned by threshold magnitude, Bernoulli
     random or rescaled random pruning (S9.12(R)'s split; the signed sum gets a relative rounding margin).
     q has a trailing layer axis. Returns (x, {p: E tr((DD^T)^p)})."""
-    if method not in ("magnitude", "random", "random_rescaled"):
+    entry = _entry_model(method)
+    if entry is None:
         raise ProbPruneError(f"S9.13 covers threshold magnitude, Bernoulli random and rescaled random pruning, "
                              f"not {method!r}")
     q = np.asarray(q, float)
@@ -190,7 +192,7 @@ def trace_moment_bound(dims, half_widths, q, delta, method: str, law: str, order
     pmax = max(orders)
     lm = [entry_even_moments(method, law, half_widths[k], q[..., k], pmax) for k in range(depth)]
     kappa = None
-    if method == "random_rescaled":
+    if METHODS[method].rescaled:
         if np.any(q >= 1):
             raise ProbPruneError("rescaled random pruning needs q < 1")
         kappa = np.expm1(-np.sum(np.log1p(-q), axis=-1))
@@ -204,30 +206,32 @@ def trace_moment_bound(dims, half_widths, q, delta, method: str, law: str, order
     return (float(x) if np.ndim(x) == 0 else x), vals
 
 
+def _entry_model(method):
+    """The registry's i.i.d. entry model of ``method`` (threshold magnitude, Bernoulli random, rescaled random), or
+    None for any other name."""
+    m = METHODS.get(method) if isinstance(method, str) else None
+    return None if m is None else m.entry_model
+
+
 def entry_even_moments(method: str, law: str, a, q, p: int):
     """(E what^2, E e^2, E what^4, E e^4, ..., E what^(2p), E e^(2p)) of one entry, e = w - what (THEORY §9.12 table F
     extended to order 2p, §9.13). Uniform U[-a, a]: E w^(2j) = a^(2j)/(2j+1); threshold magnitude (prune |w| < q a):
     E e^(2j) = q^(2j+1) E w^(2j); Bernoulli random and the rescaled split's Z: E e^(2j) = q E w^(2j). Gaussian
     N(0, a^2): E w^(2j) = (2j-1)!! a^(2j), magnitude E[g^(2j) 1{|g| < c}] = (2j-1)!! P(chi2_(2j+1) < c^2) a^(2j),
-    2 Phi(c) - 1 = q. what-moments are w-moments minus e-moments (disjoint supports). Arrays broadcast."""
-    from scipy import stats
-
+    2 Phi(c) - 1 = q. what-moments are w-moments minus e-moments (disjoint supports). Arrays broadcast. The law's
+    moments (``WeightLaw.even_moment``, ``truncated_even_moment``) and the rule's pruned moment
+    (``EntryModel.even_pruned``) are the registry's."""
     a = np.asarray(a, float)
     q = np.asarray(q, float)
-    if method not in ("magnitude", "random", "random_rescaled"):
+    entry = _entry_model(method)
+    if entry is None:
         raise ProbPruneError(f"S9.12/S9.13 do not cover the pruning rule {method!r}")
+    lw = LAWS.get(law) if isinstance(law, str) else None
+    if lw is None:
+        raise ProbPruneError(f"unknown weight law {law!r}")
     out = []
     for j in range(1, p + 1):
-        if law == "uniform":
-            w = a ** (2 * j) / (2 * j + 1)
-            e = w * q ** (2 * j + 1) if method == "magnitude" else w * q
-        elif law == "gaussian":
-            w = float(np.prod(np.arange(1, 2 * j, 2))) * a ** (2 * j)
-            if method == "magnitude":
-                e = w * stats.chi2.cdf(stats.norm.ppf((1.0 + q) / 2.0) ** 2, 2 * j + 1)
-            else:
-                e = w * q
-        else:
-            raise ProbPruneError(f"unknown weight law {law!r}")
+        w = lw.even_moment(j, a)
+        e = entry.even_pruned(lw, j, q, w)
         out += [w - e, e]
     return tuple(out)
