@@ -75,6 +75,11 @@ def _class_arrays(p: int):
     return counts, r, c, expo
 
 
+@lru_cache(maxsize=None)
+def _class_arrays_float(p: int) -> np.ndarray:
+    return _class_arrays(p)[3].astype(float)
+
+
 @lru_cache(maxsize=1024)
 def _coefficients(n_rows: int, n_cols: int, p: int) -> np.ndarray:
     counts, r, c, _ = _class_arrays(p)
@@ -97,16 +102,23 @@ def matrix_trace_moment(n_rows: int, n_cols: int, even_moments, p: int):
             total = total + term
         return total
     mom = np.stack(np.broadcast_arrays(*[np.asarray(m, float) for m in even_moments[:p]]))  # (p, *batch)
-    logs = np.log(np.maximum(mom, np.finfo(float).tiny))
-    zero = mom <= 0.0
-    # prod_j mom_j^e_j per class, through logs (moments are > 0; an exact 0 moment zeroes its classes)
-    expo_f = expo.astype(float)
-    terms = np.exp(np.tensordot(expo_f, logs, axes=(1, 0)))  # (classes, *batch)
-    if zero.any():
-        dead = np.tensordot(expo_f, zero.astype(float), axes=(1, 0)) > 0
-        terms = np.where(dead, 0.0, terms)
-    out = np.tensordot(coef, terms, axes=(0, 0))
+    out = _trace_moment_rows(int(n_rows), int(n_cols), mom.reshape(p, -1), p).reshape(mom.shape[1:])
     return float(out) if np.ndim(out) == 0 else out
+
+
+def _trace_moment_rows(n_rows: int, n_cols: int, mom: np.ndarray, p: int) -> np.ndarray:
+    """matrix_trace_moment for moments given as a (p, N) float array (row j - 1 = E x^(2j)); returns (N,)."""
+    coef = _coefficients(n_rows, n_cols, p)
+    expo_f = _class_arrays_float(p)
+    mom = mom[:p]
+    # prod_j mom_j^e_j per class through logs (the moments are > 0; an exact 0 moment zeroes its classes)
+    with np.errstate(divide="ignore"):
+        logs = np.log(mom)
+    pos = mom > 0.0
+    terms = np.exp(expo_f @ np.where(pos, logs, 0.0))  # (classes, N)
+    if not pos.all():
+        terms = np.where((expo_f @ (~pos).astype(float)) > 0, 0.0, terms)
+    return coef @ terms
 
 
 def layer_entry_moments(method: str, law: str, a, q, p: int) -> dict:
@@ -178,10 +190,15 @@ def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str
     moms = [layer_entry_moments(method, law, half_widths[k], q[..., k], pmax) for k in range(depth)]
     best, best_p, best_dir = np.inf, None, None
     per_order, norms = {}, {}
+    keys = ("W", "What", "E") if method == "random_rescaled" else ("W", "E")
+    shape = np.broadcast_shapes(*[np.shape(x) for k in range(depth) for key in keys for x in moms[k][key]])
+    # per layer, the moments of every key in one (pmax, keys * batch) array: one table contraction per layer and p
+    rows = [np.concatenate([np.stack([np.broadcast_to(np.asarray(x, float), shape).reshape(-1)
+                                      for x in moms[k][key]]) for key in keys], axis=1) for k in range(depth)]
+    nb = int(np.prod(shape)) if shape else 1
     for p in orders:
-        keys = ("W", "What", "E") if method == "random_rescaled" else ("W", "E")
-        m = {key: [matrix_trace_moment(dims[k + 1], dims[k], moms[k][key], p) ** (1.0 / (2 * p))
-                   for k in range(depth)] for key in keys}
+        vals = [_trace_moment_rows(dims[k + 1], dims[k], rows[k], p) ** (1.0 / (2 * p)) for k in range(depth)]
+        m = {key: [v[i * nb:(i + 1) * nb].reshape(shape) for v in vals] for i, key in enumerate(keys)}
         scale = lip * delta ** (-1.0 / (2 * p))
         # threshold / Bernoulli: m_p(What) <= m_p(W) (dominated entry moments, nonnegative coefficients) is used in
         # its place so that eps is nondecreasing in every q_i (the budget inversions rely on it, §9.15)
