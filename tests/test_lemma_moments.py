@@ -95,3 +95,17 @@ def test_nondecreasing_in_every_fraction(method):
         q[:, i] = qs
         eps = lm.lemma_moment_bound([2, 2, 2, 2], [1.0, 1.0, 1.0], q, 0.5, method, "uniform").eps
         assert np.all(np.diff(eps) >= -1e-12 * eps[1:])
+
+
+def test_optimal_budget_inverts_s915_on_relu_nets():
+    """The optimal a-priori budget also solves S9.15's separable knapsack (THEORY §9.15, §10.5): on a ReLU LeNet shape
+    it prunes more than the uniform budget, and the bound at its allocation is <= eps."""
+    from probprune.budgets.apriori import _lemma_moment_allocation, max_prunable
+
+    spec = fcn_spec([784, 300, 100, 10], "relu")
+    opt = max_prunable(spec, eps=0.1, delta=0.05, method="magnitude", mode="optimal", rule="threshold")
+    uni = max_prunable(spec, eps=0.1, delta=0.05, method="magnitude", mode="uniform", rule="threshold")
+    assert opt.total_prunable > uni.total_prunable
+    assert opt.eps_achieved <= 0.1
+    q = _lemma_moment_allocation(spec, 0.1, 0.05, "magnitude", "uniform", np.ones(3, bool))
+    assert q is not None and apriori_bound(spec, q, 0.05, "magnitude").eps <= 0.1

@@ -709,9 +709,71 @@ def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law
                 break
             sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
     q, T, _ = max(sols, key=lambda s: s[2])
+    q_lm = _lemma_moment_allocation(spec, eps, delta, method, law, cand, statement)
+    if q_lm is not None and np.sum(q_lm * N) > np.sum(q * N):
+        return q_lm, _default_alloc(spec, delta, method, law, q_lm > 0, statement)
     if not np.any(q > 0):  # nothing prunable: report the all-candidates split
         return q, _default_alloc(spec, delta, method, law, cand, statement)
     return _refine(spec, delta, method, law, T, q, N, statement), T.alloc
+
+
+def _lemma_moment_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray,
+                             statement: str = "best") -> np.ndarray | None:
+    """The per-layer fractions that maximise the pruned count under S9.15 alone (THEORY §9.15, §10.5): with
+    M_p(What) = m_p(W) the bound is x_p = Lip delta^(-1/(2p)) prod_j m_p(W_j) sum_i r_i(q_i), r_i = m_p(E_i)/m_p(W_i)
+    nondecreasing, so for each p the allocation is a separable knapsack sum_i r_i(q_i) <= C_p, solved on the q table
+    by a Lagrangian bisection and one greedy raise per layer. The best p's allocation is returned only if the full
+    :func:`apriori_bound` at it is <= eps (fail closed; None otherwise or where S9.15 does not apply)."""
+    from probprune.theory.lemma_moments import LEMMA_METHODS, LEMMA_ORDERS, layer_moment_norms
+
+    m = _REGISTRY.get(method) if isinstance(method, str) else None
+    # rescaled random: its What factor grows with q (not the separable form); S9.15 needs dense layers
+    if statement == "bernstein" or method not in LEMMA_METHODS or m is None or m.rescaled or not spec.is_fcn:
+        return None
+    N = np.array([L.N for L in spec.layers], float)
+    qs = _q_table(_max_q(method))
+    dims = spec.widths
+    best, best_total = None, -1.0
+    for p in LEMMA_ORDERS:
+        mW, r = [], []
+        for i, L in enumerate(spec.layers):
+            nm = layer_moment_norms(dims[i + 1], dims[i], method, law, L.half_width, qs, p)
+            mW.append(float(nm["W"][0]))
+            r.append(np.maximum.accumulate(nm["E"] / nm["W"]))  # nondecreasing already; the running max keeps it so
+        C = eps * delta ** (1.0 / (2 * p)) / (spec.Lip * float(np.prod(mW))) * (1 - 1e-9)
+        if not np.isfinite(C) or C <= 0:
+            continue
+
+        def pick(lam):
+            return np.array([int(np.argmax(N[i] * qs - lam * r[i])) if cand[i] else 0 for i in range(spec.depth)])
+
+        def used(idx):
+            return sum(r[i][j] for i, j in enumerate(idx))
+
+        lo, hi = -30.0, 30.0  # log10 of the multiplier
+        if used(pick(10.0**lo)) <= C:
+            idx = pick(10.0**lo)
+        else:
+            for _ in range(80):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if used(pick(10.0**mid)) <= C else (mid, hi)
+            idx = pick(10.0**hi)
+        if used(idx) > C:
+            continue
+        for i in np.argsort(-N):  # greedy: raise each layer as far as the slack allows
+            if not cand[i]:
+                continue
+            rest = C - (used(idx) - r[i][idx[i]])
+            j = int(np.searchsorted(r[i], rest, side="right")) - 1
+            idx[i] = max(idx[i], min(j, len(qs) - 1))
+        q = np.array([qs[j] for j in idx])
+        if used(idx) <= C and float(np.sum(q * N)) > best_total:
+            best, best_total = q, float(np.sum(q * N))
+    if best is None or not np.any(best > 0):
+        return None
+    if float(_ab(statement, spec, best, delta, method, law).eps) > eps:
+        return None
+    return best
 
 
 # --------------------------------------------------------------------------------------------- width inverse

@@ -217,3 +217,14 @@ def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str
     if np.ndim(best) == 0:
         best, best_p, best_dir = float(best), int(best_p), str(best_dir)
     return LemmaMomentBound(best, best_p, best_dir, per_order, norms)
+
+
+def layer_moment_norms(n_rows: int, n_cols: int, method: str, law: str, a, q, p: int) -> dict:
+    """m_p(X) = (E tr((XX^T)^p))^(1/(2p)) of one layer's W, What and E at fractions q (any shape) (THEORY §9.15)."""
+    mom = layer_entry_moments(method, law, a, q, p)
+    shape = np.broadcast_shapes(*[np.shape(x) for v in mom.values() for x in v])
+    out = {}
+    for key, v in mom.items():
+        rows = np.stack([np.broadcast_to(np.asarray(x, float), shape).reshape(-1) for x in v])
+        out[key] = (_trace_moment_rows(int(n_rows), int(n_cols), rows, p) ** (1.0 / (2 * p))).reshape(shape)
+    return out
