@@ -65,3 +65,42 @@ def _chk_stage_norms():
     small = np.random.default_rng(5012).normal(size=(40, 300))
     require(stage_norm_upper(small) == spectral_norm_upper(small), "dense path not bit-identical")
     return f"{', '.join(names)}: bound >= exact SVD norm, at most {worst:.1e} above; dense path identical"
+
+
+@register("tg-mixed-noprop", "Statement 12.51: mixed bound without propagation >= propagated variant (term by term) "
+          ">= sampled sup ||F - F_hat||", "§12.11", "numeric", covers=["tg-mixed-noprop"])
+def _chk_mixed_noprop():
+    import torch
+    import torch.nn as nn
+
+    from probprune.certificates.compose import bound_cache
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.net.trace import from_torch
+
+    n = 0
+    for seed in (5021, 5022, 5023):
+        torch.manual_seed(seed)
+        m = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 5),
+                          nn.ReLU(), nn.Linear(5, 3)).double().eval()
+        g = from_torch(m, (1, 4, 4))
+        rng = np.random.default_rng(seed)
+        gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
+        F, Fh = lower_graph_pair(g, gh)
+        reg = Region(np.zeros((1, F.n_in)), 1.0)
+        for mode in ("none", "scalar"):
+            with bound_cache(False):
+                a = lemma_a_mixed(F, Fh, reg, pair_bounds=mode)
+                b = lemma_a_mixed(F, Fh, reg, None, pair_bounds=mode, propagation=False)
+            require(all(tb >= ta * (1 - 1e-12) for ta, tb in zip(a.terms, b.terms)),
+                    f"seed {seed} {mode}: a term without propagation below the propagated one")
+            X = rng.normal(size=(4000, F.n_in))
+            X /= np.linalg.norm(X, axis=1, keepdims=True)
+            X *= rng.random((4000, 1)) ** (1 / F.n_in)
+            with torch.no_grad():
+                t = torch.as_tensor(X.reshape(-1, 1, 4, 4))
+                err = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
+            require(b.eps >= err, f"seed {seed} {mode}: {b.eps} below a sampled error {err}")
+            n += 1
+    return f"{n} (net, mode) pairs: no-propagation terms >= propagated terms, eps >= sampled sup"

@@ -135,6 +135,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("cnn-mixed-cheap-pairs", "§12.9", "Statement 12.33: mixed bound with any valid pair bounds (none / scalar / full), eps_full <= eps_scalar <= eps_none"),
     DStatement("mixed-anchored-beta-tc", "§12.10", "Statement 12.40: sup ||shat_i|| <= ||shat_i(x0)|| + g(Mhat_i, ..., Mhat_1) rho"),
     DStatement("mixed-pool-segment-tc", "§12.10", "Statement 12.41: S-procedure segment through a max-pool block: G -> sum_j t_j Q_j for diagonal T >= G"),
+    DStatement("tg-mixed-noprop", "§12.11", "Statement 12.51: the mixed bound with V_i = inf (i > 1) and beta by the norm recursion is valid and >= the propagated variant term by term"),
     DStatement("tg-stage-norm-sparse", "§12.11", "Statement 12.50: stage norm by row/column components (max over blocks) and sparse Gram + Cholesky at a Lanczos guess"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),

@@ -266,9 +266,13 @@ class _Engine:
         for tname, tt in zip(("M", "b", "Mhat", "bhat", "dM", "db"), ex.parts()):
             if tt is None or (ex.dzero and tname in ("dM", "db")):  # known zero (TB)
                 continue
-            if not bool(torch_isfinite(tt)):
-                raise ProbPruneError(f"{self.name}: the composition overflows float64 at {where}; refusing")
+            if not tt.numel():
+                continue
             a = tt.abs()
+            # one pass fewer than torch.isfinite(tt).all(): the max of |tt| is inf or NaN iff an entry is (torch's
+            # max reduction propagates NaN)
+            if not math.isfinite(float(a.max())):
+                raise ProbPruneError(f"{self.name}: the composition overflows float64 at {where}; refusing")
             if bool(((a > 0) & (a < TINY)).any()):
                 raise ProbPruneError(f"{self.name}: the composition underflows float64 at {where} (subnormal values "
                                      f"in {tname}); refusing rather than losing part of the network or of the error")
