@@ -6,7 +6,8 @@ Each certificate runs in a fresh process (no warm bound cache), "before" with th
 started from (extracted with ``git archive`` into a temporary folder), "after" with this tree; the two alternate per
 row, with os.getloadavg() recorded next to each time. The PGD values (128 restarts x 100 iterations) are the stored
 ones of benchmarks/bench_certificates.py (<cache>/results_issue19/<net>.json), not recomputed. Writes
-benchmarks/results/certificates_tg.json. Usage: bench_tg_maxpool.py [NET ...]
+benchmarks/results/certificates_tg.json. ``--diagnose``: the per-stage diagnostics (see :func:`diagnose`).
+Usage: bench_tg_maxpool.py [--diagnose | NET ...]
 """
 from __future__ import annotations
 
@@ -137,9 +138,73 @@ def main(names) -> dict:
     return out
 
 
+def diagnose(names=("lenet5_maxpool_digits", "cnn_maxpool_mnist16", "vgg_maxpool_mnist16"), q: float = 0.6,
+             n_samples: int = 512) -> dict:
+    """Where the mixed bound (single-norm slope products, Statement 12.33 (a)) loses on the max-pool CNNs: per stage
+    with an error, the propagated bounds V_i >= sup ||v_i|| and beta_i >= sup ||shat_i|| (CROWN, Statements 12.5-12.6)
+    against lower bounds from sampled inputs (the centre and n_samples points on the unit sphere), and the terms with
+    and without propagation (Statement 12.51). Adds "diagnostics" to benchmarks/results/certificates_tg.json."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path.insert(0, HERE)
+    import bench_certificates as bc
+    from probprune.certificates.compose import stage_norms
+    from probprune.certificates.lower import lower_graph_pair, stage_diff
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import CoupledPropagator, Region
+    from probprune.net.trace import from_torch
+
+    cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    out = {}
+    for n, fam, ds_, im, build, ep in bc._nets():
+        if n not in names:
+            continue
+        ds, model = bc._trained(n, ds_, im, build, ep, cache)
+        model = model.double().eval()
+        g = from_torch(model, tuple(ds.input_shape))
+        F, Fh = lower_graph_pair(g, g.with_masks(bc.graph_masks(model, g, q)))
+        nrm = stage_norms(F, Fh)
+        reg = Region(np.zeros((1, F.n_in)), 1.0, "l2")
+        prop = CoupledPropagator(F, Fh, reg, modes="hat")
+        a = lemma_a_mixed(F, Fh, reg, prop, norms=nrm, pair_bounds="none")
+        b = lemma_a_mixed(F, Fh, reg, None, norms=nrm, pair_bounds="none", propagation=False)
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(n_samples, F.n_in))
+        X = np.vstack([np.zeros((1, F.n_in)), X / np.linalg.norm(X, axis=1, keepdims=True)])
+        s, stages = X, []
+        for i in range(F.depth):
+            E, db = stage_diff(F, Fh, i)
+            if np.any(E) or np.any(db):
+                lbV = float(np.linalg.norm(s @ E.T + db, axis=1).max())
+                lbB = float(np.linalg.norm(s, axis=1).max())
+                stages.append({"stage": i, "name": F.stages[i].name, "term_propagated": a.terms[i],
+                               "term_without_propagation": b.terms[i], "slope_product_bound": a.Pi[i],
+                               "V_crown": a.V[i], "V_sampled_lower": lbV,
+                               "beta_prev_bound": a.beta[i - 1] if i > 0 else None,
+                               "beta_prev_sampled_lower": lbB if i > 0 else None})
+            if i < F.depth - 1:
+                st = Fh.stages[i]
+                z = s @ st.M.T + st.b
+                s = np.where(st.relu, np.maximum(z, 0.0), z)
+        out[n] = {"fraction": q, "mixed_none_propagated": a.eps, "mixed_none_without_propagation": b.eps,
+                  "stages": stages}
+        print(n, json.dumps(out[n], default=float)[:600], flush=True)
+    path = os.path.join(HERE, "results", "certificates_tg.json")
+    res = json.load(open(path)) if os.path.exists(path) else {}
+    res["diagnostics"] = {"what": diagnose.__doc__.split("\n\n")[0].strip(), "region": "unit l2 ball at the origin",
+                          "networks": out}
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1, default=float)
+    return out
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
         print(json.dumps(worker(sys.argv[2], float(sys.argv[3])), default=float))
+    elif sys.argv[1:2] == ["--diagnose"]:
+        diagnose()
     elif any(a.startswith("-") for a in sys.argv[1:]):
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         sys.exit(2)
