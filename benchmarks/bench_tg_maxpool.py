@@ -95,7 +95,8 @@ def main(names) -> dict:
             res = {}
             for which in order:
                 res[which] = _run(before_root if which == "before" else ROOT, name, q)
-            row = {"network": name, "fraction": q, "pgd_ball": pgd, "order": list(order)}
+            row = {"network": name, "fraction": q, "pgd_ball": pgd, "order": list(order),
+                   "after_code": commit + (" (uncommitted changes)" if dirty else "")}
             for which in ("before", "after"):
                 x = res[which]
                 row[which] = x
@@ -108,6 +109,11 @@ def main(names) -> dict:
                   f"{b.get('seconds', float('nan')):.1f} s) after {a.get('over_pgd', float('nan')):.2f}x "
                   f"({a.get('method')}, {a.get('seconds', float('nan')):.1f} s) load {a.get('load_start', [0])[0]:.1f}",
                   flush=True)
+    path = os.path.join(HERE, "results", "certificates_tg.json")
+    prev = json.load(open(path)) if os.path.exists(path) else {}
+    rerun = {(r["network"], r["fraction"]) for r in rows}
+    kept = [r for r in prev.get("rows", []) if (r["network"], r["fraction"]) not in rerun]  # rows of earlier runs
+    rows = kept + rows
     ok = [r for r in rows if "eps" in r["before"] and "eps" in r["after"]]
     fam = {"cnn": ("lenet5_maxpool_digits", "cnn_maxpool_mnist16", "vgg_maxpool_mnist16"),
            "residual": ("resnet_bn_digits", "resnet_bn_mnist16")}
@@ -127,11 +133,13 @@ def main(names) -> dict:
     }
     out = {"benchmark": "issue 19 helper TG: auto (10 s, one BLAS thread) before / after, same run",
            "statements": "THEORY §12.11: Statement 12.50 (stage norms), Statement 12.51 (mixed without propagation)",
-           "before_code": BASE_COMMIT, "after_code": commit + (" (uncommitted changes)" if dirty else ""),
+           "before_code": BASE_COMMIT, "after_code": "per row (after_code): rows of a network rerun replace the "
+                                                     "earlier ones",
            "pgd": "stored 128-restart x 100-iteration PGD of bench_certificates (results_issue19)",
            "rows": rows, "summary": summary, "environment": {"python": sys.version.split()[0],
                                                              "cpu_count": os.cpu_count()}}
-    path = os.path.join(HERE, "results", "certificates_tg.json")
+    if "diagnostics" in prev:
+        out["diagnostics"] = prev["diagnostics"]
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)
     print(json.dumps(summary, indent=1, default=float))

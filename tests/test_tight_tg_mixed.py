@@ -83,3 +83,28 @@ def test_auto_uses_it_only_when_the_propagated_one_does_not_finish(monkeypatch):
     assert "mixed_none" not in skipped and "mixed_none_np" not in skipped
     att = pgd_sup_error(g.forward, gh.forward, shape, 64, 60, 3).value
     assert c.eps >= att * (1 - 1e-9)
+
+
+
+def test_auto_has_it_when_the_limit_ends_during_the_propagator(monkeypatch):
+    """The limit is reached while the propagator is built (a slow propagator): mixed_none is the value of Statement
+    12.51 and the propagated variant is named in the stage note."""
+    g, gh, shape = _pair(5)
+    F, Fh = lower_graph_pair(g, gh)
+    real = T.CoupledPropagator
+
+    def slow(*a, **k):
+        import time as _t
+
+        _t.sleep(1.2)
+        C.check_deadline()
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "CoupledPropagator", slow)
+    t0 = __import__("time").perf_counter()
+    c = T.certify_chains(F, Fh, "auto", 1.0, time_limit=1.0, clock_start=t0)
+    assert {"composed_fwd", "composed_bwd", "mixed_none"} <= set(c.components)
+    note = next(s for s in c.stages if "without propagation" in s.get("stage", ""))
+    assert "time limit" in note["propagated_variant"]
+    att = pgd_sup_error(g.forward, gh.forward, shape, 64, 60, 5).value
+    assert min(c.components.values()) >= att * (1 - 1e-9)
