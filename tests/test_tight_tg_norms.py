@@ -109,3 +109,21 @@ def test_one_maxpool_cnn_above_attack_fast():
         c = certify_chains(F, Fh, "composed", 1.0)
     for v in c.components.values():
         assert v >= att * (1 - 1e-9)
+
+
+def test_sparse_fingerprint_is_a_content_key():
+    rng = np.random.default_rng(9)
+    M = np.zeros((1100, 1000))
+    idx = rng.choice(M.size, 5000, replace=False)
+    M.flat[idx] = rng.normal(size=idx.size)
+    assert M.size >= C.FINGERPRINT_SPARSE_MIN
+    assert C.fingerprint(M) == C.fingerprint(M.copy()) == C.fingerprint(np.asfortranarray(M))
+    M2 = M.copy()
+    M2.flat[idx[7]] *= 1 + 2 ** -50
+    assert C.fingerprint(M2) != C.fingerprint(M)
+    M3 = M.copy()
+    M3.flat[idx[7]] = 0.0
+    M3.flat[(idx[7] + 1) % M.size] = M.flat[idx[7]] if M.flat[(idx[7] + 1) % M.size] == 0 else 0.0
+    assert C.fingerprint(M3) != C.fingerprint(M)  # a value moved to another position
+    D = rng.normal(size=M.shape)  # dense: the byte hash, another message length
+    assert C.fingerprint(D) != C.fingerprint(M)

@@ -120,10 +120,28 @@ def clear_bound_cache() -> None:
         CACHE_STATS.update(hits=0, misses=0)
 
 
+FINGERPRINT_SPARSE_MIN = 1 << 20  # matrices with at least this many entries and at most 1/8 nonzero are hashed by
+# their nonzero entries (positions and values) instead of all their bytes (a 2048 x 2048 stage: ~40 ms -> ~10 ms)
+
+
 def fingerprint(M) -> bytes:
-    """Content fingerprint of a matrix: BLAKE2b-160 of its shape and its float64 bytes (C order)."""
+    """Content fingerprint of a matrix: BLAKE2b-160 of its shape and its float64 bytes (C order); for a large sparse
+    matrix (FINGERPRINT_SPARSE_MIN), of its shape, a marker, the flat positions of its nonzero entries and their
+    float64 bytes (an injective encoding of the same content: equal fingerprints for equal matrices; the sparse
+    message is at most 2 x size + 40 bytes long and the dense one 8 x size, so for one shape the two kinds of message
+    never coincide, and a collision needs a BLAKE2b collision as before; -0.0 counts as zero, which no bound
+    distinguishes)."""
     a = np.ascontiguousarray(M, dtype=np.float64)
     h = hashlib.blake2b(repr(a.shape).encode(), digest_size=20)
+    if a.size >= FINGERPRINT_SPARSE_MIN:
+        flat = a.reshape(-1)
+        nz = np.flatnonzero(flat)
+        if nz.size * 8 <= flat.size:
+            h.update(b"|sparse|" + repr(int(nz.size)).encode() + b"|")
+            h.update(memoryview(nz.astype(np.int64, copy=False)).cast("B"))
+            vals = np.ascontiguousarray(flat[nz])
+            h.update(memoryview(vals).cast("B"))
+            return h.digest()
     if a.size:
         h.update(memoryview(a.reshape(-1)).cast("B"))
     return h.digest()
