@@ -104,3 +104,33 @@ def _chk_mixed_noprop():
             require(b.eps >= err, f"seed {seed} {mode}: {b.eps} below a sampled error {err}")
             n += 1
     return f"{n} (net, mode) pairs: no-propagation terms >= propagated terms, eps >= sampled sup"
+
+
+@register("tg-conv-identity", "Statement 12.52: conv of a fresh block's identity rows = kernel entries placed by "
+          "unfold (entry by entry equal to the convolution)", "§12.11", "numeric", covers=["tg-conv-identity"])
+def _chk_conv_identity():
+    import torch
+
+    from probprune.certificates.lower import _Conv2dLin
+
+    class _Op:
+        def __init__(self, stride, padding, dilation, out_shape):
+            self.stride, self.padding, self.dilation, self.out_shape = stride, padding, dilation, out_shape
+
+    rng = np.random.default_rng(5031)
+    n = 0
+    for ci, co, kh, kw, s, p, d, H, W in [(1, 2, 3, 3, 1, 1, 1, 5, 6), (2, 3, 2, 3, 2, (1, 0), 1, 7, 5),
+                                          (3, 2, 3, 1, (1, 2), 1, (2, 1), 6, 6), (2, 2, 1, 1, 1, 0, 1, 4, 4)]:
+        Wt = torch.as_tensor(rng.normal(size=(co, ci, kh, kw)))
+        k = ci * H * W
+        with torch.no_grad():
+            ref = torch.nn.functional.conv2d(torch.eye(k, dtype=torch.float64).reshape(k, ci, H, W), Wt,
+                                             stride=s, padding=p, dilation=d)
+        for off, extra in ((0, 0), (3, 5)):
+            lin = _Conv2dLin(Wt, _Op(s, p, d, tuple(ref.shape[1:])))
+            got = lin.on_identity(k + extra, off, (ci, H, W))
+            full = torch.zeros((k + extra,) + tuple(ref.shape[1:]), dtype=torch.float64)
+            full[off:off + k] = ref
+            require(got is not None and torch.equal(got, full), f"case {n}: placed kernel != convolution")
+            n += 1
+    return f"{n} (kernel, stride, padding, dilation, offset) cases: placed kernel equals the convolution entry by entry"

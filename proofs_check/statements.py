@@ -136,6 +136,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("mixed-anchored-beta-tc", "§12.10", "Statement 12.40: sup ||shat_i|| <= ||shat_i(x0)|| + g(Mhat_i, ..., Mhat_1) rho"),
     DStatement("mixed-pool-segment-tc", "§12.10", "Statement 12.41: S-procedure segment through a max-pool block: G -> sum_j t_j Q_j for diagonal T >= G"),
     DStatement("tg-mixed-noprop", "§12.11", "Statement 12.51: the mixed bound with V_i = inf (i > 1) and beta by the norm recursion is valid and >= the propagated variant term by term"),
+    DStatement("tg-conv-identity", "§12.11", "Statement 12.52: a convolution of a fresh state block's identity rows is the kernel placed by unfold of an index image"),
     DStatement("tg-stage-norm-sparse", "§12.11", "Statement 12.50: stage norm by row/column components (max over blocks) and sparse Gram + Cholesky at a Lanczos guess"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
     DStatement("tight-crown-coupled", "§12.4", "Statement 12.5: coupled CROWN on (delta, shat) is an upper bound on the region"),
