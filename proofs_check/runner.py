@@ -23,6 +23,7 @@ CHECK_MODULES = (
     "checks_sdp_fo",
     "checks_cnn_operators",
     "checks_mixed_pool_tc",
+    "checks_tg_stage_norms",
     "checks_calibrated",
     "checks_sharp",
     "checks_scale",

@@ -28,6 +28,8 @@ import numpy as np
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError
 
 MAX_DENSE = 40_000_000  # entries of one dense stage matrix (320 MB in float64): above this, refuse
+USE_CONV_ON_IDENTITY = True  # (TG) conv2d of a fresh state block's identity rows by placing the kernel entries
+# (_Conv2dLin.on_identity; the same entries as the convolution); False: always convolve (tests compare the two)
 OP_NORM_MAX_ENTRIES = 1 << 20  # per-operation diagnostic norms (Stage.factor_norms) only for operators up to this size
 
 
@@ -119,10 +121,13 @@ class _Expr:
     """An affine expression of the current (scaled) state s~: true value = 2^e (Mt s~ + b) for F; (Mth, bh) the same
     for F_hat and (dMt, db) for F - F_hat, composed directly from the weight differences (no cancellation)."""
 
-    __slots__ = ("Mt", "b", "Mth", "bh", "dMt", "db", "e", "dzero")
+    __slots__ = ("Mt", "b", "Mth", "bh", "dMt", "db", "e", "dzero", "ident")
 
-    def __init__(self, Mt, b, Mth=None, bh=None, dMt=None, db=None, e=0, dzero=False):
+    def __init__(self, Mt, b, Mth=None, bh=None, dMt=None, db=None, e=0, dzero=False, ident=None):
         self.Mt, self.b, self.Mth, self.bh, self.dMt, self.db, self.e = Mt, b, Mth, bh, dMt, db, e
+        # (TG) (off, k): Mt (and Mth) are exactly the identity rows off..off+k-1 of the state, b = 0, dMt = db = 0
+        # (a fresh state block, set by relu(); any operation makes a new _Expr without it)
+        self.ident = ident
         # (TB) dMt and db are known to be exactly zero (a fresh state block, or only parameter-free / unpruned
         # operations since): the engine skips applying F_hat's operation to them (its result is zero)
         self.dzero = bool(dzero)
@@ -141,6 +146,50 @@ class _Expr:
         return _Expr(*(None if t is None else _ldexp(t, -k) for t in self.parts()), e=self.e + k, dzero=self.dzero)
 
 
+class _Conv2dLin:
+    """x -> conv2d(x, W) (no bias, groups = 1) for the lowering, plus ``on_identity``: the same result for the
+    identity rows of a fresh state block built by placing the kernel's entries (TG, THEORY §12.11): conv2d of a basis
+    image e_j at output (co, y, x) is a sum whose only nonzero product is W[co, ci, ky, kx] * 1 (the tap that reads
+    input j), i.e. exactly that entry (adding zero products is exact), so the operator's entries are the kernel's,
+    at the positions given by unfold of an index image (the same windows as the convolution); outputs no tap of which
+    reads input j are zero. Equal to the convolution of the identity entry by entry (signed zeros aside)."""
+
+    def __init__(self, Wt, o):
+        self.Wt, self.o = Wt, o
+
+    def __call__(self, x):
+        import torch.nn.functional as tF
+
+        o = self.o
+        return tF.conv2d(x, self.Wt, None, stride=o.stride, padding=o.padding, dilation=o.dilation, groups=1)
+
+    def on_identity(self, new_dim: int, off: int, in_shape: tuple):
+        """conv2d of the (new_dim, *in_shape) expression whose rows off..off+k-1 are the identity, other rows 0."""
+        import torch
+        import torch.nn.functional as tF
+
+        o = self.o
+        ci, H, Wd = (int(v) for v in in_shape)
+        k = ci * H * Wd
+        co, _, kh, kw = self.Wt.shape
+        idx = (torch.arange(k, dtype=torch.float64) + 1.0).reshape(1, ci, H, Wd)  # 0 marks padding
+        cols = tF.unfold(idx, kernel_size=(kh, kw), dilation=o.dilation, padding=o.padding, stride=o.stride)
+        out_shape = tuple(int(v) for v in o.out_shape)
+        Ho, Wo = out_shape[1], out_shape[2]
+        L = cols.shape[-1]
+        if L != Ho * Wo or out_shape[0] != co:
+            return None  # not the layout expected: the caller convolves
+        cols = cols[0].to(torch.int64) - 1  # (ci*kh*kw, L): input index read by tap t at output location l, or -1
+        Wf = self.Wt.reshape(co, ci * kh * kw)
+        valid = cols >= 0
+        t_idx, l_idx = torch.nonzero(valid, as_tuple=True)
+        j = cols[t_idx, l_idx]
+        out = torch.zeros(new_dim, co, Ho * Wo, dtype=torch.float64)
+        # rows off + j, every output channel, location l: W[:, tap]
+        out[off + j, :, l_idx] = Wf[:, t_idx].T
+        return out.reshape(new_dim, co, Ho, Wo)
+
+
 def _lin_parts(op, oph):
     """(lin_F, c_F, lin_Fh, c_Fh, lin_D, c_D) for one graph operation of F and its counterpart in F_hat: the linear
     part, the constant, and the linear part / constant of the difference op - oph computed from the parameter
@@ -156,6 +205,8 @@ def _lin_parts(op, oph):
         Wt = t(W)
         if o.layer == "linear":
             return lambda x: tF.linear(x, Wt)
+        if o.layer == "conv2d" and o.groups == 1:
+            return _Conv2dLin(Wt, o)
         fn = tF.conv1d if o.layer == "conv1d" else tF.conv2d
         return lambda x: fn(x, Wt, None, stride=o.stride, padding=o.padding, dilation=o.dilation, groups=o.groups)
 
@@ -266,9 +317,13 @@ class _Engine:
         for tname, tt in zip(("M", "b", "Mhat", "bhat", "dM", "db"), ex.parts()):
             if tt is None or (ex.dzero and tname in ("dM", "db")):  # known zero (TB)
                 continue
-            if not bool(torch_isfinite(tt)):
-                raise ProbPruneError(f"{self.name}: the composition overflows float64 at {where}; refusing")
+            if not tt.numel():
+                continue
             a = tt.abs()
+            # one pass fewer than torch.isfinite(tt).all(): the max of |tt| is inf or NaN iff an entry is (torch's
+            # max reduction propagates NaN)
+            if not math.isfinite(float(a.max())):
+                raise ProbPruneError(f"{self.name}: the composition overflows float64 at {where}; refusing")
             if bool(((a > 0) & (a < TINY)).any()):
                 raise ProbPruneError(f"{self.name}: the composition underflows float64 at {where} (subnormal values "
                                      f"in {tname}); refusing rather than losing part of the network or of the error")
@@ -296,16 +351,25 @@ class _Engine:
                 self._check(ex, label + " (pre-scaled input)")
             def two_e(c):  # 2^-e c, exact unless it leaves the normal range (then _check refuses)
                 return None if c is None else _ldexp(c, -ex.e)
-            Mt = linF(ex.Mt)
+            ident = ex.ident if USE_CONV_ON_IDENTITY else None
+
+            def apply(lin, X):  # lin(X) for X = the expression's identity rows (Mt or Mth of a fresh block)
+                if ident is not None and isinstance(lin, _Conv2dLin):
+                    r = lin.on_identity(X.shape[0], ident[0], tuple(X.shape[1:]))
+                    if r is not None:
+                        return r
+                return lin(X)
+
+            Mt = apply(linF, ex.Mt)
             fb = linF(ex.b)
             C = _const(cF, fb)
             b = fb if C is None else fb + two_e(C)
             if self.pair:
-                Mth, fbh = linH(ex.Mth), linH(ex.bh)
+                Mth, fbh = apply(linH, ex.Mth), linH(ex.bh)
                 Ch = _const(cH, fbh)
                 bh = fbh if Ch is None else fbh + two_e(Ch)
                 if ex.dzero:  # F_hat's operation applied to zero is zero: not computed (TB)
-                    dMt = linD(ex.Mt) if linD is not None else torch.zeros_like(Mth)
+                    dMt = apply(linD, ex.Mt) if linD is not None else torch.zeros_like(Mth)
                     db = linD(ex.b) if linD is not None else torch.zeros_like(fbh)
                 else:
                     dMt, db = linH(ex.dMt), linH(ex.db)
@@ -465,8 +529,9 @@ class _Engine:
             Mt = Mt.reshape(new_dim, *shp)
             b = torch.zeros(1, *shp, dtype=torch.float64)
             # the new state coordinates of this block are 2^-e times the true values: the expression keeps e
-            new_expr[out_name] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b), ex.e, dzero=True)
-                                  if self.pair else _Expr(Mt, b, e=ex.e))
+            new_expr[out_name] = (_Expr(Mt, b, Mt, b, torch.zeros_like(Mt), torch.zeros_like(b), ex.e, dzero=True,
+                                        ident=(off, k))
+                                  if self.pair else _Expr(Mt, b, e=ex.e, ident=(off, k)))
             off += k
         self.expr = new_expr
         self.pending_ops = {}

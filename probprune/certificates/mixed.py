@@ -80,8 +80,8 @@ def _scalar_pair_cache(mats: dict):
 
 def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator | None = None,
                   norms: StageNorms | None = None, max_pair_dim: int = 4096, pair_bounds: str = "full",
-                  anchored_beta: bool = False, pool_segments: bool | None = None, long_segment_dim: int = 0
-                  ) -> MixedResult:
+                  anchored_beta: bool = False, pool_segments: bool | None = None, long_segment_dim: int = 0,
+                  propagation: bool = True) -> MixedResult:
     """Statement 12.8 for one region (one centre). ``pair_bounds``: "full" (compose's pair and segment bounds,
     Statements 12.2 and 12.10), "scalar" (Statement 12.2 with the scalar multiplier only) or "none" (products of
     single norms): the slope products Pi_i are then looser but cost seconds instead of minutes on CNNs (§12.9,
@@ -90,7 +90,11 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     "full", off with "scalar" (LeNet-5 digits q = 0.6, scalar: 112.3 -> 105.0 with segments of <= 4 factors, 103.3
     with <= 5, but 3.4 s -> 8.5 / 10.0 s: the cheap mode stays cheap);
     ``long_segment_dim`` (with "full"): Statement 12.10 segments of factors up to this size (0: compose.SEGMENT_MAX_DIM;
-    residual nets carry 2x-wide stages: resnet_bn_digits q = 0.6, 2048: 135.0 -> 97.7 in 49 s instead of 23 s)."""
+    residual nets carry 2x-wide stages: resnet_bn_digits q = 0.6, 2048: 135.0 -> 97.7 in 49 s instead of 23 s).
+    ``propagation`` False (Statement 12.51, THEORY §12.11): no bound propagation at all (``prop`` unused, none built):
+    V_i = +inf for i > 1 (V_1 is the exact trust-region bound of the affine v_1) and beta by the norm recursion
+    (with Statement 12.17 at max-pool blocks; Statement 12.40 if ``anchored_beta``); every term then comes from the
+    trust-region, the norm-recursion or the anchored candidate. Term by term never below the propagated variant."""
     if region.centers.shape[0] != 1:
         raise ProbPruneError("lemma_a_mixed takes a region with one centre")
     if pair_bounds not in PAIR_MODES:
@@ -100,7 +104,8 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
     if pool_segments is None:
         pool_segments = pair_bounds == "full"
     pool_segments = bool(pool_segments) and bool(getattr(F, "lip_blocks", ()))  # no max pooling: one pass
-    prop = prop or CoupledPropagator(F, Fhat, region, modes="hat")  # the mixed bound queries F_hat only
+    if propagation:
+        prop = prop or CoupledPropagator(F, Fhat, region, modes="hat")  # the mixed bound queries F_hat only
     n = norms or stage_norms(F, Fhat)
     L = F.depth
     dims_ok = all(max(s.M.shape) <= max_pair_dim for s in F.stages)
@@ -150,7 +155,7 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         # beta_i enters only the term of stage i + 1 (and, through the recursion, later ones): propagate it where
         # stage i + 1 carries an error (inside max-pool trees and carried blocks E = 0: the norm recursion and
         # Statement 12.17 suffice there, §12.9)
-        if has_err[i + 1] and k <= 4096:
+        if propagation and has_err[i + 1] and k <= 4096:
             rec = min(rec, _sup_l2_rows(prop, i, np.eye(k), np.zeros(k)))
         beta.append(rec)
     pool_seg = getattr(pb, "pool_segment", None)
@@ -167,14 +172,14 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
             else:
                 V = float(np.linalg.norm(E @ x0 + db)) + r * float(np.abs(E).sum(1).max()) * math.sqrt(E.shape[0])
         elif V is None:
-            V = _sup_l2_rows(prop, i - 1, E, db) if E.shape[0] <= 4096 else math.inf
+            V = _sup_l2_rows(prop, i - 1, E, db) if propagation and E.shape[0] <= 4096 else math.inf
         b_prev = beta_in if i == 0 else beta[i - 1]
         alt = (chain_product_bound(prefix + [("E", i)], single, pb) * b_prev if n.E[i] > 0 else 0.0) + Pi * n.bias_diff[i]
         anchored = (chain_product_bound(prefix + [("w", i)], single, pb)
                     + (chain_product_bound(prefix + [("E", i)] + collapse_blocks(
                         [("H", j) for j in range(i - 1, -1, -1)], blocks, single), single, pb)
                        * r2 if n.E[i] > 0 else 0.0))
-        return min(Pi * V, alt, anchored), V, Pi
+        return min(Pi * V if math.isfinite(V) else math.inf, alt, anchored), V, Pi
 
     terms, Vs, Pis = [], [], []
     live = [i for i in range(L) if np.any(diffs[i][0]) or np.any(diffs[i][1])]
