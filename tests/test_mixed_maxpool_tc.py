@@ -24,6 +24,8 @@ from probprune.certificates.propagate import Region
 from probprune.measure.attack import pgd_sup_error
 from probprune.net.trace import from_torch
 
+from maxpool_cnns import maxpool_cnn
+
 
 def _windows(n_in, size, stride):
     rows = []
@@ -87,15 +89,7 @@ def test_pool_lift_dominates_windows_max():
 
 
 def _cnn(seed, hw, ch, two, bias):
-    torch.manual_seed(seed)
-    layers = [nn.Conv2d(1, ch, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2)]
-    if two:
-        layers += [nn.Conv2d(ch, ch, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
-    body = nn.Sequential(*layers, nn.Flatten()).double()
-    with torch.no_grad():
-        n = body(torch.zeros(1, 1, hw, hw, dtype=torch.float64)).shape[1]
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(n, 3, bias=bias), nn.ReLU(),
-                         nn.Linear(3, 2, bias=bias)).double().eval()
+    return maxpool_cnn(seed, hw, ch, two, bias, hidden=3)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
