@@ -219,6 +219,7 @@ name, eps = sys.argv[3], float(sys.argv[4])
 model, shape = build(name)
 g = from_torch(model.eval(), shape)
 out = {"loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+bc.certified_budget(g, eps, certificate="lemma-a")  # as in the main run: the Cert-D budget first (imports, warm-up)
 tim = {}
 c0 = time.process_time()
 t = time.perf_counter()

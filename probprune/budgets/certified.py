@@ -1008,6 +1008,20 @@ def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _searched_certificate(entry, eps: float) -> dict | None:
+    """The certificate of the uniform reference allocation (optimal mode, not the one returned) from the value the
+    tight search computed there (``entry`` = (value, method): ``certify_chains(F, F_hat, method)``, what
+    ``certify --bound <method>`` prints at that allocation; the auto rule's value there is <= it), instead of a second
+    certification with the full auto rule (THEORY §11.7; the returned allocation is always certified with it). None
+    when the search did not evaluate it or the value is above eps."""
+    if entry is None or not entry[0] <= eps:
+        return None
+    v, how = entry
+    return {"eps": v, "certificate": f"tight:{how}", "lemma_a_eps": None, "tight_eps": v, "tight_components": {how: v},
+            "tight_refused": None, "source": f"the tight search's value (certify --bound {how.split('_')[0]} at this "
+                                              "allocation); the auto rule's value there is <= it"}
+
+
 def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
                  max_evals: int, deadline: float, steps: dict, tight_method: str = "auto", refine: str | None = None,
                  refine_evaluations: int = 4, refine_time_limit: float = 60.0):
@@ -1033,12 +1047,16 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
     lowered = _lowered_memo(F, graph, memo)
 
+    searched: dict = {}  # counts -> (value, method) of every search evaluation (each a §12 certificate there)
+
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
         masks, Fh = lowered(k)
         v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh)
+        if math.isfinite(v):
+            searched[tuple(int(x) for x in k)] = (float(v), how)
         if state["method"] == "auto" and math.isfinite(v):
             state["method"] = how.split("_")[0] if how.startswith(("composed", "mixed")) else how
         return v
@@ -1081,13 +1099,16 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
         raise RuntimeError("internal error: no certified allocation")
     if mode == "uniform":
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
-    uni_cert = None
+    uni_at = ac.as_dict() if k_uni is not None else None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
-        if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
-            raise RuntimeError("internal error: uniform allocation exceeds eps")
+        uni_at = _searched_certificate(searched.get(tuple(int(x) for x in k_uni)), eps)
+        if uni_at is None:  # not evaluated by the search (or above eps there): the auto rule, once
+            uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
+            if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
+                raise RuntimeError("internal error: uniform allocation exceeds eps")
+            uni_at = uni_cert.as_dict()
     detail.update({"at_allocation": ac.as_dict(),
-                   "uniform_at_allocation": (uni_cert or ac).as_dict() if k_uni is not None else None,
+                   "uniform_at_allocation": uni_at,
                    "search_method": state["method"], "tight_evaluations": state["evaluations"],
                    "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e) for e in log]})
     eps_out, name_out = float(ac.eps), ac.certificate
