@@ -784,8 +784,10 @@ def tight_refusal(graph) -> str | None:
     return _lower_F(graph)[1]
 
 
-def _lower_F(graph):
-    """(F, None) with F the §12 lowering of ``graph``, or (None, reason)."""
+def _lower_F(graph, op_norms: bool = True):
+    """(F, None) with F the §12 lowering of ``graph``, or (None, reason). ``op_norms`` False: without the
+    per-operation diagnostic norms (``Stage.factor_norms``, one dense SVD per operation; no certificate value uses
+    them, the stage matrices are the same arrays): what the certified budget's tight phase lowers."""
     from probprune.certificates.lower import MAX_DENSE, lower_graph
 
     n_in = int(np.prod(graph.input_shape))
@@ -794,7 +796,7 @@ def _lower_F(graph):
         return None, (f"the exact composition would need dense stage matrices of about {max(n_in, widest) * widest:,}"
                       f" entries (> {MAX_DENSE:,}); the §12 certificates are not applied at this size")
     try:
-        return lower_graph(graph, "F"), None
+        return lower_graph(graph, "F", op_norms=op_norms), None
     except ProbPruneError as e:
         return None, str(e)
 
@@ -1047,15 +1049,16 @@ def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built 
 def _searched_certificate(entry, eps: float) -> dict | None:
     """The certificate of the uniform reference allocation (optimal mode, not the one returned) from the value the
     tight search computed there (``entry`` = (value, method): ``certify_chains(F, F_hat, method)``, what
-    ``certify --bound <method>`` prints at that allocation; the auto rule's value there is <= it), instead of a second
-    certification with the full auto rule (THEORY §11.7; the returned allocation is always certified with it). None
-    when the search did not evaluate it or the value is above eps."""
+    ``certify --bound <method>`` prints at that allocation; the auto rule's value there is <= it when its <method>
+    component finishes within its time limit), instead of a second certification with the full auto rule (THEORY
+    §11.8; the returned allocation is always certified with it, §11.7). None when the search did not evaluate it or
+    the value is above eps."""
     if entry is None or not entry[0] <= eps:
         return None
     v, how = entry
     return {"eps": v, "certificate": f"tight:{how}", "lemma_a_eps": None, "tight_eps": v, "tight_components": {how: v},
             "tight_refused": None, "source": f"the tight search's value (certify --bound {how.split('_')[0]} at this "
-                                              "allocation); the auto rule's value there is <= it"}
+                                              "allocation, THEORY §11.8)"}
 
 
 def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
@@ -1069,7 +1072,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
 
     t0 = time.perf_counter()
     N = np.array([n.op.weight.size for n in graph.weight_nodes], dtype=np.int64)
-    F, refused = _lower_F(graph)
+    F, refused = _lower_F(graph, op_norms=False)  # the budget reports no per-operation diagnostics
     detail: dict = {"lemma_a_search": {"total_prunable": int(k_d.sum()), "eps_achieved": eps_d,
                                        "uniform_total": int(k_uni_d.sum()) if k_uni_d is not None else -1}}
     if F is None:
