@@ -407,10 +407,10 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, ti
                                          "old pass time in this run"}
         print(name, "old budget", json.dumps(out["old_budget"]), flush=True)
     elif not g.is_chain:
-        per = out["certify"]["old_seconds_per_pass"]
+        per = out["certify"]["old_seconds_per_pass"]  # None under --no-old
         out["old_budget"] = {"seconds": None, "measured": False, "note": "the old certified_budget cannot read a "
-                             "residual network; an old norm pass over the same layers takes "
-                             f"{per:.1f} s, x 68 = {per * 68:.0f} s"}
+                             "residual network" + (f"; an old norm pass over the same layers takes {per:.1f} s, x 68 = "
+                                                   f"{per * 68:.0f} s" if per is not None else "")}
     out["loadavg_end"] = _load()
     return out
 
@@ -451,7 +451,9 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before, args.tight_before or None)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2))  # partial results survive an interruption
+        # partial results survive an interruption (beside the file being merged into, which is written at the end)
+        part = Path(args.out + ".partial.json") if prev is not None else Path(args.out)
+        part.write_text(json.dumps(res, indent=2))
     from probprune.budgets.certified import tight_refusal
     from probprune.net import from_torch as graph_from_torch
 
@@ -481,6 +483,9 @@ def main(argv=None) -> int:
                "budget_cert_d_seconds": (m.get("budget_cert_d") or {}).get("seconds"),
                "meets_target": (m["budget"]["seconds"] <= m["budget"]["target_seconds"])
                if m["budget"]["target_seconds"] else None,
+               # process CPU seconds (one thread) = the wall time on an idle core: the target on a loaded machine
+               "meets_target_cpu": (m["budget"]["cpu_seconds"] <= m["budget"]["target_seconds"])
+               if m["budget"]["target_seconds"] and m["budget"].get("cpu_seconds") is not None else None,
                "norm_ratio_old_over_new": m["certify"]["norm_ratio_old_over_new"],
                "budget_ratio_old_over_new": (m.get("old_budget") or {}).get("ratio_old_over_new"),
                "certify_auto_seconds": (m.get("certify_auto") or {}).get("seconds"),
@@ -495,6 +500,8 @@ def main(argv=None) -> int:
                                                                       "prunable_change")} if m.get("before") else None}
         for name, m in res["models"].items()}
     Path(args.out).write_text(json.dumps(res, indent=2))
+    if prev is not None:
+        Path(args.out + ".partial.json").unlink(missing_ok=True)
     print(json.dumps(res["summary"], indent=1))
     print(f"wrote {args.out}")
     return 0

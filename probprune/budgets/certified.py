@@ -1086,6 +1086,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
+    if curves is not None:  # the exact-k orders the Cert-D curves sorted (the same rule, exact_k_order of |w|)
+        memo["_orders"] = {op.fqn: o for op, o in zip(curves.ops, curves.order)}
     lowered = _lowered_memo(F, graph, memo)
 
     searched: dict = {}  # counts -> (value, method) of every search evaluation (each a §12 certificate there)
