@@ -1270,9 +1270,10 @@ def certified_budget(
     §11.7: the smaller of Cert-D and the §12 certificates, :func:`certify_allocation`; what
     ``certify --bound auto`` prints), "lemma-a" inverts Cert-D only. With "auto" the Cert-D search above gives the
     shape of the allocation (and a feasible start: the auto value is <= Cert-D); candidates along a common scale of the
-    per-layer fractions (and, for the optimal mode, per-layer raises) are then certified with the §12 method that won
-    at the start (``tight_evaluations`` evaluations per search, ``time_limit`` seconds in all), and the returned
-    allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
+    per-layer fractions are then certified with the §12 method that won at the start (``tight_evaluations``
+    evaluations per search, ``time_limit`` seconds in all), and the returned allocation is certified once more with
+    the full auto rule (§11.7). In the optimal mode the uniform reference beside it takes one evaluation at a
+    predicted scale (``REFERENCE_PREDICTED``) and keeps that evaluation's value (§11.8). Where the §12 certificates refuse the network (max
     pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
     ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
     prints; or one of ``certificates.tight.TIGHT_METHODS``, e.g. "propagate", cheaper). ``refine`` (None: off; one of
