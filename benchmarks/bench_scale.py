@@ -415,6 +415,19 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, ti
     return out
 
 
+def carry_old_budget(new: dict, old: dict) -> None:
+    """Under --no-old the old certified_budget (git OLD_COMMIT) is not run (its sources import modules by their
+    pre-move names and no longer run): keep the old-code figure of the replaced entry, labelled with the run it comes
+    from, so that the old-code comparison stays visible."""
+    ob = old.get("old_budget")
+    if "old_budget" in new or ob is None:
+        return
+    src = ob.get("carried_from") or (f"the run of code {old.get('code_commit')} (load {old.get('loadavg_start')}); "
+                                     f"the old code (git {OLD_COMMIT}) is not rerun (--no-old)")
+    new["old_budget"] = {**{k: v for k, v in ob.items() if k not in ("ratio_old_over_new", "compared_with")},
+                         "carried_from": src}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="lenet,mlp1000,vgg11,vgg16,resnet18")
@@ -473,6 +486,7 @@ def main(argv=None) -> int:
             old = prev.get("models", {}).get(name)
             if old is not None:
                 m["previous_run"] = {k: v for k, v in old.items() if k != "previous_run"}
+                carry_old_budget(m, old)
         res["models"] = {**prev.get("models", {}), **res["models"]}
         gate = {**prev.get("tight_gate", {}), **gate}
     if gate:
