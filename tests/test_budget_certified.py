@@ -251,3 +251,23 @@ def test_exact_k_order_prefix_is_the_exact_k_mask():
         mask = np.zeros(f.size, bool)
         mask[exact_k_order(np.abs(f))[:k]] = True
         assert np.array_equal(mask, exact_k_prune_mask(np.abs(f), k))
+
+
+def test_predicted_scale_inverts_the_scaled_cert_d_curve_tf():
+    """_predicted_scale: the largest scale whose ratio x Cert-D curve value is <= the target (the curves here are the
+    exact certified ones, nondecreasing along a uniform scale): at ratio 1 and the curve's own value at t0 it returns
+    t0 or a scale just above it with the same counts' value; a larger ratio gives a smaller scale; a target below the
+    curve everywhere returns t_lo."""
+    p = from_torch(_mlp([6, 7, 5], 11))
+    g = _graph(p)
+    curves = bc._Curves(g, bc.weight_norms(g), exact=True)
+    comp = bc.graph_composition(g)
+    N, shape = curves.N, np.ones(len(curves.N))
+    t0 = 0.37
+    target = float(bc._comp_batch(curves, comp, bc._counts_at(t0, shape, N)))
+    t = bc._predicted_scale(curves, comp, shape, N, 0.01, 1.0, target)
+    assert float(bc._comp_batch(curves, comp, bc._counts_at(t, shape, N))) <= target
+    assert t >= t0 * (1 - 1e-3)
+    t2 = bc._predicted_scale(curves, comp, shape, N, 0.01, 2.0, target)
+    assert t2 < t and 2.0 * float(bc._comp_batch(curves, comp, bc._counts_at(t2, shape, N))) <= target
+    assert bc._predicted_scale(curves, comp, shape, N, 0.2, 1e6, target) == 0.2
