@@ -30,6 +30,7 @@ CHECK_MODULES = (
     "checks_scale_fast",
     "checks_h1_api",
     "checks_budget_graph",
+    "checks_budget_tf",
     "checks_figure_verdicts",
     "checks_h7_rules",
     "checks_sharp_sm",

@@ -115,6 +115,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("norm-cholesky-hint", "§11.5", "Cholesky of fl(mu I - G) completes => lambda_max(G) <= mu + gamma_{4(d+1)} ||R||_F^2 + u max|A_ii|"),
     DStatement("norm-cholesky-search", "§11.6", "max over blocks of (11.1 eigenvalue bound or 11.5 Cholesky bound at a common guess) bounds max_b lambda_max(G_b); herk Gram of conj(F_b)"),
     DStatement("budget-auto-sound", "§11.7", "the auto-rule budget's counts have min(Cert-D, §12 certificate) <= eps, recomputed from the exact-k masks, and >= a PGD lower bound"),
+    DStatement("budget-uniform-reference-tf", "§11.8", "the optimal tight budget's uniform reference counts are certified <= eps by the reported value: the named §12 method recomputed from exact-k masks equals it (search's own value), or the auto rule"),
     DStatement("budget-shapes", "§11.4", "||E|| >= max(||E||_F/sqrt(min dim), row and column norms); |u^T W v| <= ||W||"),
     # §12 tighter certificates
     DStatement("tight-min", "§12", "every §12 bound is an upper bound on sup_R ||F - F_hat||; the minimum of valid bounds is valid"),

@@ -38,23 +38,23 @@ def _graph(parsed):
     return Graph.from_spec(parsed.spec, parsed.weights, parsed.biases, parsed.names or None)
 
 
-def _masks_for(layers, k):
+def _masks_for(graph, k):
     out = {}
-    for L, kk in zip(layers, k):
-        flat = np.abs(np.asarray(L.weight, float).ravel())
+    for n, kk in zip(graph.weight_nodes, k):
+        flat = np.abs(np.asarray(n.op.weight, float).ravel())
         order = np.argsort(flat, kind="stable")
         m = np.ones(flat.size, bool)
         m[order[:kk]] = False
-        out[L.name] = m.reshape(np.shape(L.weight))
+        out[n.op.fqn] = m.reshape(np.shape(n.op.weight))
     return out
 
 
-def _brute_force(prob, eps):
+def _brute_force(g, eps):
     """max sum k over all count vectors with comp(exact certified curves) <= eps."""
-    curves = bc._Curves(prob.layers, prob.norm_W, exact=True)
-    grids = [range(L.N + 1) if c else [0] for L, c in zip(prob.layers, prob.cand)]
+    curves = bc._Curves(g, bc.weight_norms(g), exact=True)
+    grids = [range(int(n) + 1) for n in curves.N]
     K = np.array(list(itertools.product(*grids)), dtype=np.int64)
-    ok = bc._comp_batch(curves, prob.comp, K) <= eps
+    ok = bc._comp_batch(curves, bc.graph_composition(g), K) <= eps
     tot = np.where(ok, K.sum(axis=1), -1)
     return int(tot.max()), K[int(np.argmax(tot))]
 
@@ -63,14 +63,13 @@ def _brute_force(prob, eps):
 def test_optimal_within_one_percent_of_brute_force(seed, eps, bias):
     p = from_torch(_mlp([4, 5, 4, 3], seed, bias))
     g = _graph(p)
-    prob = bc.graph_problem(g)
-    opt, _ = _brute_force(prob, eps)
+    opt, _ = _brute_force(g, eps)
     r = cert_d_budget(p, eps, exact_search=True)
     assert r.total_prunable >= 0.99 * opt
     assert r.total_prunable <= opt
     # the reported certificate is the graph certificate of the pruned network, recomputed independently
     k = [L.max_prunable for L in r.layers]
-    c = certify_graph(g, _masks_for(prob.layers, k))
+    c = certify_graph(g, _masks_for(g, k))
     assert c.eps <= eps
     assert r.eps_achieved == pytest.approx(c.eps, rel=1e-9)
 
@@ -78,11 +77,10 @@ def test_optimal_within_one_percent_of_brute_force(seed, eps, bias):
 def test_fast_search_is_sound_and_close_to_exact_search():
     p = from_torch(_mlp([30, 20, 10], 5))
     g = _graph(p)
-    prob = bc.graph_problem(g)
     fast = cert_d_budget(p, 0.3, exact_search=False)
     exact = cert_d_budget(p, 0.3, exact_search=True)
     k = [L.max_prunable for L in fast.layers]
-    assert certify_graph(g, _masks_for(prob.layers, k)).eps <= 0.3
+    assert certify_graph(g, _masks_for(g, k)).eps <= 0.3
     assert fast.total_prunable >= 0.97 * exact.total_prunable
 
 
@@ -128,8 +126,7 @@ def test_conv_and_residual_graph_budget_is_certified():
     g = graph_from_torch(m, (3, 6, 6))
     tim = {}
     r = cert_d_budget(g, 1.0, timings=tim)
-    prob = bc.graph_problem(g)
-    c = certify_graph(g, _masks_for(prob.layers, [L.max_prunable for L in r.layers]))
+    c = certify_graph(g, _masks_for(g, [L.max_prunable for L in r.layers]))
     # conv layers are certified through Cholesky at the probe's estimate (§11.5): at most ~1e-6 above the
     # eigenvalue bound that certify_graph uses; both are upper bounds and both fit eps
     assert c.eps <= r.eps_achieved * (1 + 1e-9) <= 1.0 * (1 + 1e-9) and r.eps_achieved <= c.eps * (1 + 1e-5)
@@ -254,3 +251,23 @@ def test_exact_k_order_prefix_is_the_exact_k_mask():
         mask = np.zeros(f.size, bool)
         mask[exact_k_order(np.abs(f))[:k]] = True
         assert np.array_equal(mask, exact_k_prune_mask(np.abs(f), k))
+
+
+def test_predicted_scale_inverts_the_scaled_cert_d_curve_tf():
+    """_predicted_scale: the largest scale whose ratio x Cert-D curve value is <= the target (the curves here are the
+    exact certified ones, nondecreasing along a uniform scale): at ratio 1 and the curve's own value at t0 it returns
+    t0 or a scale just above it with the same counts' value; a larger ratio gives a smaller scale; a target below the
+    curve everywhere returns t_lo."""
+    p = from_torch(_mlp([6, 7, 5], 11))
+    g = _graph(p)
+    curves = bc._Curves(g, bc.weight_norms(g), exact=True)
+    comp = bc.graph_composition(g)
+    N, shape = curves.N, np.ones(len(curves.N))
+    t0 = 0.37
+    target = float(bc._comp_batch(curves, comp, bc._counts_at(t0, shape, N)))
+    t = bc._predicted_scale(curves, comp, shape, N, 0.01, 1.0, target)
+    assert float(bc._comp_batch(curves, comp, bc._counts_at(t, shape, N))) <= target
+    assert t >= t0 * (1 - 1e-3)
+    t2 = bc._predicted_scale(curves, comp, shape, N, 0.01, 2.0, target)
+    assert t2 < t and 2.0 * float(bc._comp_batch(curves, comp, bc._counts_at(t2, shape, N))) <= target
+    assert bc._predicted_scale(curves, comp, shape, N, 0.2, 1e6, target) == 0.2

@@ -265,3 +265,55 @@ def test_refine_phase_returns_only_an_allocation_its_method_certifies_ta():
         assert rc.total_prunable == base.total_prunable
     with pytest.raises(ProbPruneError):
         bc.certified_budget(g, eps, refine="nope")
+
+
+def test_uniform_reference_is_certified_at_its_reported_counts_tf():
+    """Optimal mode: the uniform reference allocation (``uniform_counts``) is certified <= eps by the value in
+    ``uniform_at_allocation``; where that value is the tight search's own (``source``), the named §12 method
+    recomputed at those counts gives it exactly (what ``certify --bound <method>`` prints there)."""
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
+    g = _graph(m, (8,))
+    eps = 0.4
+    seen_source = False
+    for method in ("mixed", "propagate"):
+        r = bc.certified_budget(g, eps, tight_evaluations=4, tight_method=method)
+        d = r.certificate_detail
+        counts = d["uniform_counts"]
+        assert sum(counts) == r.uniform_total
+        u = d["uniform_at_allocation"]
+        assert u["eps"] <= eps
+        val, tight = _recertify(g, counts, method)
+        assert val <= eps
+        if "source" in u:
+            seen_source = True
+            assert u["certificate"] == f"tight:{method}"
+            assert tight == pytest.approx(u["eps"], rel=1e-12, abs=1e-15)
+        assert certify_graph(g, exact_k_masks(g, counts)).eps >= val  # the auto rule is <= Cert-D
+    assert seen_source
+
+
+@pytest.mark.parametrize("t_first_rel", [0.7, 0.98, 1.4])
+def test_scale_search_from_a_predicted_first_point_tf(t_first_rel):
+    """_scale_search with ``t_first`` (a predicted scale) and ``accept_feasible`` (a reference): the first evaluation
+    is at t_first; a feasible one is accepted as is (one evaluation); an infeasible one is followed by the power-law
+    step from it, and the returned scale is always feasible and >= t_lo."""
+    N = np.array([10_000, 4_000])
+    shape = np.ones(2)
+    eps, c, p = 1.0, 10.0, 1.5
+    t_star = (eps / c) ** (1 / p)
+    calls = []
+
+    def value(k):
+        t = k[0] / N[0]
+        calls.append(t)
+        return c * t ** p
+
+    t, k, v, log = bc._scale_search(value, shape, N, 0.3 * t_star, eps, 6, math.inf, t_first=t_first_rel * t_star,
+                                    accept_feasible=True)
+    assert calls[0] == pytest.approx(t_first_rel * t_star, rel=1e-3)
+    assert value(k) <= eps and t >= 0.3 * t_star
+    if t_first_rel < 1:
+        assert len(log) == 1 and t == pytest.approx(t_first_rel * t_star)
+    else:
+        assert 2 <= len(log) <= 4 and t >= t_star / (1 + bc.SCALE_RTOL) ** 2

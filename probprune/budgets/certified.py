@@ -6,12 +6,11 @@ The question: how many weights may magnitude pruning remove, per layer, so that 
 deterministic upper bound on sup_{||x||<=1} ||F(x) - F_pruned(x)||) stays <= eps? (Or, for random pruning, the
 largest Bernoulli fractions with Cert-R <= eps with probability >= 1 - delta.)
 
-The search works on a simple interface so that any network representation can use it:
-
-* a list of :class:`WeightLayer` (name, weight tensor, a *certified* operator-norm function, optionally a cheap
-  norm *estimate*), and
-* a composition ``comp(norm_W, norm_What, norm_E) -> certificate`` (Lemma A on the chain, or on a graph), assumed
-  nondecreasing in every ||What_i|| and ||E_i|| (true for Lemma A: all coefficients are >= 0).
+The search reads the traced :class:`probprune.net.Graph` directly: its weight nodes (``graph.weight_nodes``, each an
+:class:`probprune.net.ops.Affine`: the weight as stored, masks act on it; norms of its effective, BatchNorm-folded
+weight) give the per-layer curves (:class:`_Curves`), and the composition ``comp(norm_W, norm_What, norm_E) ->
+certificate`` is Lemma A on the graph (:func:`graph_composition`: node-wise min, the certificate ``certify_graph``
+reports; nondecreasing in every ||What_i|| and ||E_i||: all coefficients are >= 0).
 
 Algorithm (THEORY §11.3): sort every layer's |w| once (exact-k magnitude pruning, ties by flat index); per-layer
 curves k -> (||What_k||, ||E_k||) for every k at once from prefix sums of the sorted weights (lower-bound shapes,
@@ -38,27 +37,6 @@ from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_d
 from probprune.pruning.sampling import exact_k_order
 
 _SHARES = 512  # share grid of the allocation DP
-
-
-@dataclass(frozen=True)
-class WeightLayer:
-    """One weight tensor of the network for the budget search.
-
-    ``norm_upper(T)``: a certified upper bound on the operator norm of the layer with weights T (same shape as
-    ``weight``; used for every reported certificate). ``estimator(T, state) -> (value, state)``: a cheap estimate
-    of the same norm, warm-started from ``state`` (None: probe with ``norm_upper``). ``prunable``: may the search
-    prune it. ``norm_upper_hint(T, estimate)``: the same certified bound, computed faster given an estimate."""
-
-    name: str
-    weight: np.ndarray
-    norm_upper: Callable[[np.ndarray], float]
-    estimator: Callable | None = None
-    prunable: bool = True
-    norm_upper_hint: Callable | None = None  # (T, estimate) -> certified bound, faster given an estimate
-
-    @property
-    def N(self) -> int:
-        return int(np.size(self.weight))
 
 
 @dataclass(frozen=True)
@@ -112,16 +90,19 @@ class _Curves:
     a calibration ratio interpolated between measured points (k = 0 and k = N are exact for free: ||E_N|| =
     ||What_0|| = ||W||; every probe the search makes adds a point). Only certified values enter a result."""
 
-    def __init__(self, layers: Sequence[WeightLayer], w: np.ndarray, exact: bool):
-        self.layers = list(layers)
+    def __init__(self, graph, w: np.ndarray, exact: bool, cand: np.ndarray | None = None, conv_method: str = "fft"):
+        self.ops = [n.op for n in graph.weight_nodes]
+        l = len(self.ops)
         self.w = np.asarray(w, float)
         self.exact = exact
-        self.N = np.array([L.N for L in layers], dtype=np.int64)
-        self.flat = [np.asarray(L.weight, float).ravel() for L in layers]
+        self.cand = np.ones(l, bool) if cand is None else np.asarray(cand, bool)
+        self.conv_method = conv_method
+        self.N = np.array([op.weight.size for op in self.ops], dtype=np.int64)
+        self.flat = [np.asarray(op.weight, float).ravel() for op in self.ops]
         self.order = [exact_k_order(np.abs(f)) for f in self.flat]
-        self.state_e: list = [None] * len(layers)
-        self.state_h: list = [None] * len(layers)
-        self.points: list[dict] = [dict() for _ in layers]  # k -> (wh, e) measured (estimate or certified)
+        self.state_e: list = [None] * l
+        self.state_h: list = [None] * l
+        self.points: list[dict] = [dict() for _ in range(l)]  # k -> (wh, e) measured (estimate or certified)
         self._base: dict = {}
         self._arr: dict = {}
         self._env: dict = {}  # i -> (E array, the DP's surrogate envelope computed from it)
@@ -134,19 +115,19 @@ class _Curves:
         E = np.zeros_like(f)
         idx = self.order[i][:k]
         E[idx] = f[idx]
-        shp = np.shape(self.layers[i].weight)
+        shp = self.ops[i].weight.shape
         return (f - E).reshape(shp), E.reshape(shp)
 
     def certified(self, i: int, k: int) -> tuple[float, float]:
-        L = self.layers[i]
+        op, cm = self.ops[i], self.conv_method
         if k == 0:
             return float(self.w[i]), 0.0
         Wh, E = self.pruned(i, k)
         self.certified_evaluations += 1
         p = self.points[i].get(k)
-        if p is not None and not p[2] and L.norm_upper_hint is not None:  # certify at the probe's estimate (§11.5)
-            return float(L.norm_upper_hint(Wh, p[0])), float(L.norm_upper_hint(E, p[1]))
-        return float(L.norm_upper(Wh)), float(L.norm_upper(E))
+        if p is not None and not p[2] and op.layer != "linear":  # conv: certify at the probe's estimate (§11.5)
+            return float(norm_upper_at(op, Wh, p[0], cm)), float(norm_upper_at(op, E, p[1], cm))
+        return float(norm_upper(op, Wh, cm)), float(norm_upper(op, E, cm))
 
     # -- curves
     def base(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +138,7 @@ class _Curves:
             c = [self.certified(i, k) for k in range(N + 1)]
             out = (np.array([x[0] for x in c]), np.array([x[1] for x in c]))
         else:
-            W = np.asarray(self.layers[i].weight, float)
+            W = np.asarray(self.ops[i].weight, float)
             M = W.reshape(W.shape[0], -1)
             m, n = M.shape
             o = self.order[i]
@@ -216,15 +197,15 @@ class _Curves:
             return True
         if k in self.points[i]:
             return self.points[i][k][2]
-        L = self.layers[i]
+        op = self.ops[i]
         self.evaluations += 1
-        if L.estimator is None:
+        if probed_by_certified_norm(op):
             h, e = self.certified(i, k)
             cert = True
         else:
             Wh, E = self.pruned(i, k)
-            h, self.state_h[i] = L.estimator(Wh, self.state_h[i])
-            e, self.state_e[i] = L.estimator(E, self.state_e[i]) if k else (0.0, None)
+            h, self.state_h[i] = norm_estimate(op, Wh, self.state_h[i])
+            e, self.state_e[i] = norm_estimate(op, E, self.state_e[i]) if k else (0.0, None)
             cert = False
         self.set_point(i, k, float(h), float(e), cert)
         return cert
@@ -414,14 +395,11 @@ def _refine(curves, comp, eps, cand, k, sweeps: int = 2) -> np.ndarray:
 
 
 def search_certified_counts(
-    layers: Sequence[WeightLayer],
+    curves: "_Curves",
     comp: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
     eps: float,
-    norm_W: np.ndarray | None = None,
     uniform: bool = False,
-    exact: bool = False,
     rounds: int = 8,
-    curves: "_Curves | None" = None,
     slack_tol: float = 5e-3,
     accept_tol: float = 1e-2,
     target_margin: float = 1e-3,
@@ -429,10 +407,10 @@ def search_certified_counts(
 ) -> SearchResult:
     """The largest magnitude-pruning counts per layer with comp(certified norms) <= eps (THEORY §11.3).
 
-    ``layers``: the weight layers; ``comp``: the certificate from per-layer norm bounds (nondecreasing in the
-    pruned and error norms); ``norm_W``: certified norms of the unpruned layers (computed if None); ``uniform``:
-    one common fraction; ``exact``: search on certified norms at every count (small nets); ``rounds``:
-    search/probe/certify rounds; ``curves``: reuse the curves (and calibration points) of an earlier search;
+    ``curves``: the per-layer curves of the graph's weight nodes (:class:`_Curves`: the certified norms of the
+    unpruned layers, which layers may be pruned, exact or calibrated curves; a second search reuses the calibration
+    points of the first); ``comp``: the certificate from per-layer norm bounds (nondecreasing in the pruned and
+    error norms, :func:`graph_composition`); ``uniform``: one common fraction; ``rounds``: search/probe/certify rounds;
     ``slack_tol``: certify once the measured candidate is within this relative distance of eps; ``accept_tol``:
     stop once the certificate is (another round re-certifies every changed layer); ``target_margin``: search for eps (1 - margin) (estimates sit slightly below certified norms);
     ``probe_rtol``: a layer is not probed again when measured points bracket its count within this relative
@@ -441,18 +419,14 @@ def search_certified_counts(
 
     eps = float(check_eps(eps))
     t0 = time.perf_counter()
-    l = len(layers)
-    cand = np.array([L.prunable for L in layers], bool)
-    if curves is None:
-        w = np.array([float(L.norm_upper(np.asarray(L.weight, float))) for L in layers]) if norm_W is None \
-            else np.asarray(norm_W, float)
-        curves = _Curves(layers, w, exact)
+    l = len(curves.N)
+    cand = curves.cand
     w = curves.w
     timings = {"norm_W": time.perf_counter() - t0, "search": 0.0, "probe": 0.0, "certify": 0.0}
     best = (np.zeros(l, np.int64), w.copy(), np.zeros(l), 0.0)  # no pruning: certificate 0
     # searched-for value: estimates are a little below the certified norms; when every prunable layer is probed by
     # its certified norm (curves.exact, or no estimator) the probes are the certificate's own values: search for eps
-    all_cert = curves.exact or all(L.estimator is None for L, c in zip(layers, cand) if c)
+    all_cert = curves.exact or all(probed_by_certified_norm(op) for op, c in zip(curves.ops, cand) if c)
     eps_t = eps if all_cert else eps * (1 - target_margin)
 
     def certify(k):
@@ -517,9 +491,12 @@ class _CertRCurves(_Curves):
     with probability delta_layer per pruned layer (``certificates._cert_r_layer``, Bernoulli masks). The shape for
     all k is interpolated from a grid of fractions; probes are exact and are the certificate's own values."""
 
-    def __init__(self, layers, w, specs, delta_layer: float, n_grid: int = 32):
-        super().__init__(layers, w, exact=False)
-        self.specs, self.delta_layer, self.n_grid = specs, delta_layer, n_grid
+    def __init__(self, graph, w, cand, delta_layer: float, n_grid: int = 32):
+        from probprune.certificates.lemma import weight_layer_specs
+
+        super().__init__(graph, w, exact=False, cand=cand)
+        self.specs = [weight_layer_specs(op)[0] for op in self.ops]  # the matrix/conv view (one group: see the caller)
+        self.delta_layer, self.n_grid = delta_layer, n_grid
 
     def _exact(self, i: int, k: int) -> tuple[float, float]:
         from probprune.certificates.lemma import _cert_r_layer
@@ -527,7 +504,7 @@ class _CertRCurves(_Curves):
         if k == 0:
             return float(self.w[i]), 0.0
         L = self.specs[i]
-        We = self.layers[i].effective(np.asarray(self.layers[i].weight, float))
+        We = self.ops[i].effective_weight(np.asarray(self.ops[i].weight, float))
         return _cert_r_layer(L, We.reshape(L.weight_shape), float(self.w[i]), k / self.N[i], self.delta_layer,
                              "bernoulli")
 
@@ -550,7 +527,7 @@ class _CertRCurves(_Curves):
         return True
 
 
-# --------------------------------------------------------------------------------------------- network adapter
+# ------------------------------------------------------------------------------ per-layer norms of a weight node
 def _dense_estimator(T, state):
     """Estimate of ||T||_2 for a dense layer (searches only): the top singular value by Lanczos (ARPACK ``svds``,
     residual tolerance 1e-6, fixed start vector), or the exact SVD for small matrices."""
@@ -648,45 +625,53 @@ def _conv_estimate(op, We: np.ndarray, state=None):
     return max(vals), new
 
 
-@dataclass(frozen=True)
-class BudgetProblem:
-    """A budget problem on a network graph (THEORY §8): the weight layers (raw weights, masks act on them; norms
-    of the effective, BatchNorm-folded weights), their certified norms, the Cert-D composition (Lemma A on the
-    graph, node-wise min: the certificate ``certify_graph`` reports), the Cert-R composition (the graph's A-fwd),
-    the candidate layers and their matrix/conv views (for Cert-R)."""
+def norm_upper(op, T: np.ndarray, conv_method: str = "fft") -> float:
+    """Certified upper bound on the operator norm of weight node ``op`` (:class:`probprune.net.ops.Affine`) with
+    weights ``T`` as stored (same shape as ``op.weight``; masks act on it): ``graph_weight_norm`` of the effective,
+    BatchNorm-folded weight (what ``certify_graph`` uses). Every reported certificate is built from these."""
+    from probprune.certificates.lemma import graph_weight_norm
 
-    graph: object
-    layers: list
-    norm_W: np.ndarray
-    comp: Callable
-    comp_fwd: Callable
-    cand: np.ndarray
-    specs: list
+    return graph_weight_norm(op, op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)), conv_method)
 
 
-@dataclass(frozen=True)
-class _GraphLayer(WeightLayer):
-    op: object = None
-
-    def effective(self, T):
-        return self.op.effective_weight(np.asarray(T, float).reshape(self.op.weight.shape))
-
-
-def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str] | None = None) -> BudgetProblem:
-    """The :class:`BudgetProblem` of a :class:`probprune.net.Graph` (a chain from ``Graph.from_spec`` or a traced
-    model with residual blocks and BatchNorm). ``prunable``: names (FQN) or indices of the weight layers to prune
-    (default all)."""
-    from probprune.certificates.lemma import graph_weight_norm, weight_layer_specs
-    from probprune.net.lemma import lemma_a_graph
+def norm_upper_at(op, T: np.ndarray, hint: float, conv_method: str = "fft") -> float:
+    """The same certified bound as :func:`norm_upper` (max over groups of min(FFT, Lemma C)), computed faster given an
+    estimate ``hint`` of it (conv blocks by Cholesky at the estimate, THEORY §11.5)."""
+    from probprune.certificates.lemma import weight_layer_specs
     from probprune.theory.norms import layer_operator_norm_upper
 
-    nodes = list(graph.weight_nodes)
-    names = [n.op.fqn for n in nodes]
-    cand = np.ones(len(nodes), bool)
+    We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+    specs = weight_layer_specs(op)
+    co = We.shape[0] // len(specs)
+    return max(layer_operator_norm_upper(L, We[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method, hint=hint)
+               for j, L in enumerate(specs))
+
+
+def probed_by_certified_norm(op) -> bool:
+    """Does the search probe weight node ``op`` by its certified norm itself (no estimate)? Dense layers up to 1500
+    wide: a LAPACK top eigenvalue is as cheap as Lanczos there, and a certified probe needs no second evaluation."""
+    return op.layer == "linear" and min(op.weight.shape) <= 1500
+
+
+def norm_estimate(op, T: np.ndarray, state=None):
+    """A cheap ESTIMATE of :func:`norm_upper` for the search's probes (never in a certificate), warm-started from
+    ``state``: dense layers by Lanczos (:func:`_dense_estimator`), convolutions by float32 FFT blocks
+    (:func:`_conv_estimate`). Returns (estimate, state)."""
+    We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
+    if op.layer == "linear":
+        return _dense_estimator(We, state)
+    return _conv_estimate(op, We, state)
+
+
+def prunable_mask(graph, prunable: Sequence[int | str] | None = None) -> np.ndarray:
+    """Which weight nodes of ``graph`` the budget may prune: ``prunable`` names (FQN) or indices (topological order of
+    ``graph.weight_nodes``); None: all."""
+    names = list(graph.weight_names)
+    cand = np.ones(len(names), bool)
     if prunable is not None:
         cand[:] = False
         for q in prunable:
-            if isinstance(q, (int, np.integer)) and 0 <= q < len(nodes):
+            if isinstance(q, (int, np.integer)) and 0 <= q < len(names):
                 cand[q] = True
             elif q in names:
                 cand[names.index(q)] = True
@@ -694,49 +679,33 @@ def graph_problem(graph, conv_method: str = "fft", prunable: Sequence[int | str]
                 raise ProbPruneError(f"unknown layer {q!r}; layers are {names}")
         if not cand.any():
             raise ProbPruneError("no prunable layer selected")
-    layers, specs = [], []
-    for n, c in zip(nodes, cand):
-        op = n.op
+    return cand
 
-        def nu(T, op=op):
-            return graph_weight_norm(op, op.effective_weight(np.asarray(T, float).reshape(op.weight.shape)),
-                                     conv_method)
 
-        def est(T, state, op=op):  # dense: power iteration on the effective matrix; conv: float32 FFT blocks
-            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
-            if op.layer == "linear":
-                return _dense_estimator(We, state)
-            return _conv_estimate(op, We, state)
+def graph_composition(graph, form: str = "D") -> Callable:
+    """``comp(norm_W, norm_What, norm_E)``: Lemma A on ``graph`` (THEORY §8.2, ``net.lemma.lemma_a_graph``) from
+    per-layer norm bounds (arrays over the weight nodes; leading batch axes allowed), biases entering through each
+    node's ``bias_map_norm``. ``form`` "D": the node-wise min of the forward and backward recursions (Cert-D, what
+    ``certify_graph`` reports); "Df": the forward recursion (the form Cert-R uses)."""
+    from probprune.net.lemma import lemma_a_graph
 
-        # probes: dense layers up to 1500 wide are probed by the certified norm itself (a LAPACK top eigenvalue is
-        # as cheap as Lanczos there, and a certified probe needs no second evaluation); wider ones by Lanczos
-        cheap = op.layer == "linear" and min(op.weight.shape) <= 1500
-
-        def nu_hint(T, hint, op=op):  # graph_weight_norm's bound (max over groups of min(FFT, Lemma C)), §11.5
-            We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
-            specs = weight_layer_specs(op)
-            co = We.shape[0] // len(specs)
-            return max(layer_operator_norm_upper(L, We[j * co:(j + 1) * co].reshape(L.weight_shape), conv_method,
-                                                 hint=hint) for j, L in enumerate(specs))
-
-        layers.append(_GraphLayer(op.fqn, np.asarray(op.weight, float), nu, None if cheap else est, bool(c),
-                                  nu_hint if op.layer != "linear" else None, op))
-        specs.append(weight_layer_specs(op)[0])
-    nW = np.array([L.norm_upper(L.weight) for L in layers])
-    cmap = [op.bias_map_norm() for op in (n.op for n in nodes)]
-
-    def _run(w, wh, e):
-        wh, e = np.asarray(wh, float), np.asarray(e, float)
-        norms = {nm: (w[i], wh[..., i], e[..., i], cmap[i]) for i, nm in enumerate(names)}
-        return lemma_a_graph(graph, norms)
+    if form not in ("D", "Df"):
+        raise ProbPruneError(f"unknown composition form {form!r}; use 'D' or 'Df'")
+    names = list(graph.weight_names)
+    cmap = [n.op.bias_map_norm() for n in graph.weight_nodes]
 
     def comp(w, wh, e):
-        return _run(w, wh, e).D
+        wh, e = np.asarray(wh, float), np.asarray(e, float)
+        norms = {nm: (w[i], wh[..., i], e[..., i], cmap[i]) for i, nm in enumerate(names)}
+        return getattr(lemma_a_graph(graph, norms), form)
 
-    def comp_fwd(w, wh, e):
-        return _run(w, wh, e).Df
+    return comp
 
-    return BudgetProblem(graph, layers, nW, comp, comp_fwd, cand, specs)
+
+def weight_norms(graph, conv_method: str = "fft") -> np.ndarray:
+    """Certified ||W_i|| of every weight node (:func:`norm_upper` at the stored weights)."""
+    return np.array([norm_upper(op, np.asarray(op.weight, float), conv_method)
+                     for op in (n.op for n in graph.weight_nodes)])
 
 
 # --------------------------------------------------------------------------------------------- tight inversion
@@ -744,6 +713,10 @@ CERTIFICATES = ("auto", "lemma-a")  # what a magnitude budget inverts: the auto 
 TIGHT_EVALUATIONS = 6  # default tight-certificate evaluations per search (uniform, optimal); each costs seconds
 REFINE_STEPS: tuple = ()  # per-layer raise factors after the optimal scale search (_refine_layers); off by default:
 # on LeNet-300-100 the steps (1.25, 1.08) spent 2 of 11 tight evaluations to add 16 weights (0.01%)
+REFERENCE_PREDICTED = True  # optimal mode: the uniform reference takes one tight evaluation at the scale predicted
+# from the optimal allocation's tight/Cert-D ratio (_predicted_scale; a second if that one is above eps) instead of a
+# search to SCALE_RTOL from Cert-D's uniform fraction (two evaluations or more): on LeNet-300-100 one evaluation less
+# for a uniform reference below the searched one; mode="uniform" (where the uniform fraction is the answer) searches
 TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
@@ -811,8 +784,10 @@ def tight_refusal(graph) -> str | None:
     return _lower_F(graph)[1]
 
 
-def _lower_F(graph):
-    """(F, None) with F the §12 lowering of ``graph``, or (None, reason)."""
+def _lower_F(graph, op_norms: bool = True):
+    """(F, None) with F the §12 lowering of ``graph``, or (None, reason). ``op_norms`` False: without the
+    per-operation diagnostic norms (``Stage.factor_norms``, one dense SVD per operation; no certificate value uses
+    them, the stage matrices are the same arrays): what the certified budget's tight phase lowers."""
     from probprune.certificates.lower import MAX_DENSE, lower_graph
 
     n_in = int(np.prod(graph.input_shape))
@@ -821,7 +796,7 @@ def _lower_F(graph):
         return None, (f"the exact composition would need dense stage matrices of about {max(n_in, widest) * widest:,}"
                       f" entries (> {MAX_DENSE:,}); the §12 certificates are not applied at this size")
     try:
-        return lower_graph(graph, "F"), None
+        return lower_graph(graph, "F", op_norms=op_norms), None
     except ProbPruneError as e:
         return None, str(e)
 
@@ -905,7 +880,8 @@ P0 = 1.5  # first-step exponent of a scale search (value ~ t^p): the log-log slo
 
 
 def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
-                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = P0):
+                  deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = P0,
+                  t_first: float | None = None, accept_feasible: bool = False):
     """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
     next t comes from a log-log secant through the two evaluated points nearest the target (a power law t^p0 from
@@ -914,6 +890,9 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     about ``rtol`` of the largest feasible t); the target is eps min(1 - margin, (1 + rtol / 2)^-p), the middle of
     that window. Any evaluated allocation with value <= eps is sound; the search is only for size.
     ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
+    ``t_first``: evaluate there first instead of at t_lo (a predicted scale, :func:`_predicted_scale`; t_lo stays the
+    known-feasible end of the bracket); ``accept_feasible``: stop at the first evaluated t with value <= eps (a
+    reference allocation, not searched to ``rtol``).
     Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
     value), and the exponent fitted between the first evaluated point and the last feasible one (the widest span:
     a secant between two nearby points is noisy) is in ``_scale_search.last_p`` (p0 if none was fitted)."""
@@ -923,7 +902,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     pts: dict = {}
     log = []
     lo, v_lo, hi = t_lo, None, None
-    t = t_lo
+    t = t_lo if t_first is None else float(min(max(t_first, t_lo), t_max))
     _scale_search.last_p = p0
     for _ in range(max_evals):
         # the tolerance is on the scale t (the fraction): with value ~ t^p, a feasible value >= eps (1 + rtol)^-p is
@@ -946,6 +925,8 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             hi = t
         if lo >= t_max or (hi is not None and hi <= lo * (1 + rtol)) or (v_lo is not None and v_lo >= eps * (1 + rtol) ** -p_cur):
             break
+        if accept_feasible and v <= eps:
+            break
         # next point: secant in log-log through the evaluated points nearest the target
         ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
         if len(ev) >= 2:
@@ -965,6 +946,8 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
                 nt = a[0] * (target / a[1]) ** (1.0 / p)
         elif v_lo is not None and v_lo > 0:
             nt = lo * (target / v_lo) ** (1.0 / p0)
+        elif len(ev) == 1:  # one evaluated point, above eps (a predicted first point): the power law from it
+            nt = ev[0][0] * (target / ev[0][1]) ** (1.0 / p0)
         else:  # from t = 0: the larger of 1e-3 and the smallest t that prunes one weight
             t_one = float(np.min(1.0 / (shape[shape > 0] * N[shape > 0]))) * (1 + 1e-9) if np.any(shape > 0) else 1.0
             nt = 2 * lo if lo > 0 else min(t_max, max(1e-3, t_one))
@@ -982,6 +965,30 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
         if math.isfinite(p) and p > 0.2:
             _scale_search.last_p = p
     return lo, k, pts.get(tuple(int(x) for x in k)), log
+
+
+def _predicted_scale(curves: "_Curves", comp: Callable, shape: np.ndarray, N: np.ndarray, t_lo: float, ratio: float,
+                     target: float) -> float:
+    """The largest scale t >= t_lo (on a geometric grid, refined once) at which ``ratio`` x the Cert-D curve value
+    (``comp`` on the search's calibrated curves, :func:`_comp_batch`: estimates, no certified norm) of the counts
+    floor(min(1, t shape_i) N_i) is <= ``target``: a first guess for a tight scale search (:func:`_scale_search`'s
+    ``t_first``), where ``ratio`` is a tight/Cert-D ratio measured at another allocation. Only a guess: the
+    allocation is certified by the tight certificate itself."""
+    t_max = 1.0 / float(shape[shape > 0].min()) if np.any(shape > 0) else 0.0
+    lo, hi = max(float(t_lo), 1e-9), t_max
+    if not (hi > lo and ratio > 0 and math.isfinite(ratio)):
+        return float(t_lo)
+    for _ in range(2):
+        ts = np.geomspace(lo, hi, 129)
+        v = ratio * _comp_batch(curves, comp, np.stack([_counts_at(t, shape, N) for t in ts]))
+        ok = np.flatnonzero(v <= target)
+        if ok.size == 0:
+            return float(t_lo)
+        j = int(ok[-1])
+        if j == ts.size - 1:
+            return float(ts[-1])
+        lo, hi = float(ts[j]), float(ts[j + 1])
+    return lo
 
 
 def _refine_layers(value, k: np.ndarray, N: np.ndarray, cand: np.ndarray, eps: float, max_evals: int,
@@ -1039,17 +1046,33 @@ def __getattr__(name):  # ``certified.CertifiedBudgetResult``: the class, built 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
+def _searched_certificate(entry, eps: float) -> dict | None:
+    """The certificate of the uniform reference allocation (optimal mode, not the one returned) from the value the
+    tight search computed there (``entry`` = (value, method): ``certify_chains(F, F_hat, method)``, what
+    ``certify --bound <method>`` prints at that allocation; the auto rule's value there is <= it when its <method>
+    component finishes within its time limit), instead of a second certification with the full auto rule (THEORY
+    §11.8; the returned allocation is always certified with it, §11.7). None when the search did not evaluate it or
+    the value is above eps."""
+    if entry is None or not entry[0] <= eps:
+        return None
+    v, how = entry
+    return {"eps": v, "certificate": f"tight:{how}", "lemma_a_eps": None, "tight_eps": v, "tight_components": {how: v},
+            "tight_refused": None, "source": f"the tight search's value (certify --bound {how.split('_')[0]} at this "
+                                              "allocation, THEORY §11.8)"}
+
+
+def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray, k_uni_d, eps_d: float, conv_method: str,
                  max_evals: int, deadline: float, steps: dict, tight_method: str = "auto", refine: str | None = None,
-                 refine_evaluations: int = 4, refine_time_limit: float = 60.0):
+                 refine_evaluations: int = 4, refine_time_limit: float = 60.0, curves: "_Curves | None" = None,
+                 comp: Callable | None = None):
     """The "auto" inversion (see :func:`certified_budget`) after the Cert-D search: returns (counts, uniform counts,
-    certificate value, certificate name, detail)."""
+    certificate value, certificate name, detail). Optimal mode: the optimal scale search first, then the uniform
+    reference (with ``REFERENCE_PREDICTED``: from the scale predicted by the Cert-D search's ``curves``/``comp``)."""
     import time
 
     t0 = time.perf_counter()
-    N = np.array([L.N for L in prob.layers], dtype=np.int64)
-    cand = prob.cand
-    F, refused = _lower_F(graph)
+    N = np.array([n.op.weight.size for n in graph.weight_nodes], dtype=np.int64)
+    F, refused = _lower_F(graph, op_norms=False)  # the budget reports no per-operation diagnostics
     detail: dict = {"lemma_a_search": {"total_prunable": int(k_d.sum()), "eps_achieved": eps_d,
                                        "uniform_total": int(k_uni_d.sum()) if k_uni_d is not None else -1}}
     if F is None:
@@ -1063,7 +1086,11 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
+    if curves is not None:  # the exact-k orders the Cert-D curves sorted (the same rule, exact_k_order of |w|)
+        memo["_orders"] = {op.fqn: o for op, o in zip(curves.ops, curves.order)}
     lowered = _lowered_memo(F, graph, memo)
+
+    searched: dict = {}  # counts -> (value, method) of every search evaluation (each a §12 certificate there)
 
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
@@ -1071,6 +1098,8 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         state["evaluations"] += 1
         masks, Fh = lowered(k)
         v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh)
+        if math.isfinite(v):
+            searched[tuple(int(x) for x in k)] = (float(v), how)
         if state["method"] == "auto" and math.isfinite(v):
             state["method"] = how.split("_")[0] if how.startswith(("composed", "mixed")) else how
         return v
@@ -1079,28 +1108,38 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
     cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
     k_uni = k_uni_d
     p_fit = P0
-    if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
-        q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
-        shape = cand.astype(float)
-        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline,
-                                     rtol=FINAL_RTOL if mode == "uniform" else SCALE_RTOL)
-        p_fit = _scale_search.last_p  # the optimal search starts from the exponent fitted here
-        log += [("uniform",) + e for e in lg]
-        if ku.sum() > k_uni_d.sum():
-            k_uni = ku
-            cands.append(ku)
+    uniform_kw: dict = {"rtol": FINAL_RTOL if mode == "uniform" else SCALE_RTOL}
     k_opt = k_d
-    if mode == "optimal" and max_evals > 0:  # optimal: Cert-D's allocation scaled, then per-layer raises
+    if mode == "optimal" and max_evals > 0:  # optimal: Cert-D's allocation scaled (first: it is the answer)
         q = np.where(cand, k_d / N, 0.0)
         if q.max() > 0:
             shape = q / q.max()
-            _, ko, _, lg = _scale_search(value, shape, N, float(q.max()), eps, max_evals, deadline, p0=p_fit)
+            _, ko, v_o, lg = _scale_search(value, shape, N, float(q.max()), eps, max_evals, deadline)
+            p_fit = _scale_search.last_p  # the uniform reference starts from the exponent fitted here
             log += [("optimal",) + e for e in lg]
             if REFINE_STEPS:
                 ko, _, lg = _refine_layers(value, ko, N, cand, eps, max_evals - len(lg), deadline, REFINE_STEPS)
                 log += [("optimal",) + e for e in lg]
             k_opt = ko
+            if REFERENCE_PREDICTED and k_uni_d is not None and curves is not None and v_o is not None:
+                # the uniform reference: one evaluation at the scale the Cert-D curve predicts with the tight/Cert-D
+                # ratio just measured at the optimal allocation (a second only if that one is above eps)
+                cd = float(_comp_batch(curves, comp, ko))
+                if cd > 0 and v_o > 0:
+                    q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
+                    target = eps * min(1 - 2e-3, (1 + SCALE_RTOL / 2) ** -min(max(p_fit, 0.5), 4.0))
+                    uniform_kw = {"rtol": SCALE_RTOL, "accept_feasible": True,
+                                  "t_first": _predicted_scale(curves, comp, cand.astype(float), N, q0, v_o / cd,
+                                                              target)}
         cands.append(k_opt)
+    if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
+        q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
+        shape = cand.astype(float)
+        _, ku, _, lg = _scale_search(value, shape, N, q0, eps, max_evals, deadline, p0=p_fit, **uniform_kw)
+        log += [("uniform",) + e for e in lg]
+        if ku.sum() > k_uni_d.sum():
+            k_uni = ku
+            cands.append(ku)
     # the returned allocation: the largest candidate, certified once more with the full auto rule
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
@@ -1113,14 +1152,23 @@ def _tight_phase(graph, prob, eps: float, mode: str, k_d: np.ndarray, k_uni_d, e
         raise RuntimeError("internal error: no certified allocation")
     if mode == "uniform":
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
-    uni_cert = None
+    uni_at = ac.as_dict() if k_uni is not None else None
     if k_uni is not None and k_uni is not pick:
-        uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
-        if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
-            raise RuntimeError("internal error: uniform allocation exceeds eps")
+        uni_at = _searched_certificate(searched.get(tuple(int(x) for x in k_uni)), eps)
+        if uni_at is None:  # not evaluated by the search (or above eps there): the auto rule, once
+            uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
+            if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
+                raise RuntimeError("internal error: uniform allocation exceeds eps")
+            uni_at = uni_cert.as_dict()
     detail.update({"at_allocation": ac.as_dict(),
-                   "uniform_at_allocation": (uni_cert or ac).as_dict() if k_uni is not None else None,
+                   "uniform_at_allocation": uni_at,
+                   "uniform_counts": [int(x) for x in k_uni] if k_uni is not None else None,
                    "search_method": state["method"], "tight_evaluations": state["evaluations"],
+                   "uniform_reference": ("one tight evaluation at the scale predicted from the optimal allocation's "
+                                         "tight/Cert-D ratio (accepted if <= eps; not searched to the scale tolerance)"
+                                         if uniform_kw.get("accept_feasible") else
+                                         f"scale search to a relative tolerance {uniform_kw['rtol']} on the fraction")
+                   if k_uni_d is not None else None,
                    "log": [tuple(None if isinstance(x, float) and not math.isfinite(x) else x for x in e) for e in log]})
     eps_out, name_out = float(ac.eps), ac.certificate
     if refine is not None:
@@ -1222,9 +1270,10 @@ def certified_budget(
     §11.7: the smaller of Cert-D and the §12 certificates, :func:`certify_allocation`; what
     ``certify --bound auto`` prints), "lemma-a" inverts Cert-D only. With "auto" the Cert-D search above gives the
     shape of the allocation (and a feasible start: the auto value is <= Cert-D); candidates along a common scale of the
-    per-layer fractions (and, for the optimal mode, per-layer raises) are then certified with the §12 method that won
-    at the start (``tight_evaluations`` evaluations per search, ``time_limit`` seconds in all), and the returned
-    allocation is certified once more with the full auto rule. Where the §12 certificates refuse the network (max
+    per-layer fractions are then certified with the §12 method that won at the start (``tight_evaluations``
+    evaluations per search, ``time_limit`` seconds in all), and the returned allocation is certified once more with
+    the full auto rule (§11.7). In the optimal mode the uniform reference beside it takes one evaluation at a
+    predicted scale (``REFERENCE_PREDICTED``) and keeps that evaluation's value (§11.8). Where the §12 certificates refuse the network (max
     pooling, other activations, too large to densify: :func:`tight_refusal`) Cert-D is inverted and a note says why.
     ``tight_method``: the §12 method ("auto": every method that applies at this size, the minimum, as ``certify``
     prints; or one of ``certificates.tight.TIGHT_METHODS``, e.g. "propagate", cheaper). ``refine`` (None: off; one of
@@ -1269,9 +1318,10 @@ def certified_budget(
 
         graph = Graph.from_spec(model.spec, model.weights, model.biases, model.names or None)
         has_bias = model.has_bias
-    prob = graph_problem(graph, conv_method, prunable)
-    layers, nW, cand = prob.layers, prob.norm_W, prob.cand
-    N = np.array([L.N for L in layers])
+    cand = prunable_mask(graph, prunable)
+    nW = weight_norms(graph, conv_method)
+    ops = [n.op for n in graph.weight_nodes]
+    N = np.array([op.weight.size for op in ops])
     if exact_search is None:
         exact_search = int(N.sum()) <= 4000
     t1 = time.perf_counter()
@@ -1281,15 +1331,16 @@ def certified_budget(
         uniform_reference = int(N.sum()) <= 2_000_000
     uniform_reference = uniform_reference or mode == "uniform"
     if method == "magnitude":
-        curves = _Curves(layers, nW, exact_search)
+        curves = _Curves(graph, nW, exact_search, cand, conv_method)
+        comp = graph_composition(graph, "D")
         runs = []
         if uniform_reference:
-            uni = search_certified_counts(layers, prob.comp, eps, uniform=True, rounds=rounds, curves=curves)
+            uni = search_certified_counts(curves, comp, eps, uniform=True, rounds=rounds)
             runs.append(uni)
         if mode == "uniform":
             res = uni
         else:
-            res = search_certified_counts(layers, prob.comp, eps, rounds=rounds, curves=curves)
+            res = search_certified_counts(curves, comp, eps, rounds=rounds)
             runs.append(res)
         if uniform_reference and res.k.sum() < uni.k.sum():
             res = uni
@@ -1304,10 +1355,10 @@ def certified_budget(
         steps["curves"] = time.perf_counter() - t1 - sum(steps[x] for x in ("search", "probe", "certify"))
         steps["total"] = time.perf_counter() - t0
     else:
-        names = [L.name for L in layers]
-        for L, c in zip(layers, cand):
-            if c and getattr(L.op, "groups", 1) != 1:
-                raise UnsupportedLayerError(f"Cert-R budget for the grouped convolution {L.name!r} is not supported "
+        names = list(graph.weight_names)
+        for op, c in zip(ops, cand):
+            if c and getattr(op, "groups", 1) != 1:
+                raise UnsupportedLayerError(f"Cert-R budget for the grouped convolution {op.fqn!r} is not supported "
                                             "(certify_random_graph handles a given p; the budget search does not)")
 
         def cert_r(K):
@@ -1315,11 +1366,11 @@ def certified_budget(
                                         conv_method).eps
 
         def best_r(uniform):
-            n_assumed, best = int(cand.sum()), np.zeros(len(layers), np.int64)
+            n_assumed, best = int(cand.sum()), np.zeros(len(ops), np.int64)
+            comp_fwd = graph_composition(graph, "Df")
             while n_assumed >= 1:
-                curves = _CertRCurves(layers, nW, prob.specs, delta / n_assumed)
-                K = search_certified_counts(layers, prob.comp_fwd, eps, uniform=uniform, rounds=rounds,
-                                            curves=curves).k
+                curves = _CertRCurves(graph, nW, cand, delta / n_assumed)
+                K = search_certified_counts(curves, comp_fwd, eps, uniform=uniform, rounds=rounds).k
                 if K.sum() > best.sum():
                     best = K  # certified below with the actual split (never larger than the assumed one)
                 n_pr = int(np.count_nonzero(K))
@@ -1339,9 +1390,9 @@ def certified_budget(
     cert_name, cert_detail = ("lemma-a" if method == "magnitude" else "cert-r"), {}
     if method == "magnitude" and certificate == "auto":
         k, k_uni, eps_ach, cert_name, cert_detail = _tight_phase(
-            graph, prob, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
+            graph, cand, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
             (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method, refine,
-            int(refine_evaluations), float(refine_time_limit))
+            int(refine_evaluations), float(refine_time_limit), curves, comp)
     q = k / N
     q_uni = float(np.max(np.where(cand, k_uni / N, 0.0))) if k_uni is not None else float("nan")
     if eps_ach > eps:  # never report an allocation that violates the budget
@@ -1349,7 +1400,7 @@ def certified_budget(
     steps["total"] = time.perf_counter() - t0
     if timings is not None:
         timings.update(steps)
-    out_layers = tuple(LayerBudget(L.name, L.N, float(qi), int(ki)) for L, qi, ki in zip(layers, q, k))
+    out_layers = tuple(LayerBudget(op.fqn, int(op.weight.size), float(qi), int(ki)) for op, qi, ki in zip(ops, q, k))
     notes = ["a given network: no distributional assumption on the weights",
              "Cert-D: deterministic, layer-wise exact-k magnitude pruning (ties by flat index); every reported "
              "certificate uses certified operator norms (THEORY §11)" if method == "magnitude"
@@ -1361,6 +1412,9 @@ def certified_budget(
         notes.append("best uniform allocation not computed (uniform_reference=False): uniform_total = -1")
     if cert_detail.get("note"):
         notes.append(cert_detail["note"])
+    if str(cert_detail.get("uniform_reference") or "").startswith("one tight evaluation"):
+        notes.append("uniform allocation (a reference beside the optimal one): certified <= eps with one tight "
+                     "evaluation at a predicted scale, not searched to tolerance (mode='uniform' searches it)")
     statement = "THEORY.md §3.11 (Cert-D / Cert-R) inverted per §3.9, search §11.3"
     if cert_name.startswith("tight:"):
         statement = ("THEORY.md §12 certificates (auto rule: min with Cert-D §3.11) inverted: Cert-D search §11.3 for "
