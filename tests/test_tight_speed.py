@@ -164,8 +164,8 @@ def test_budget_from_the_faster_search_is_certified():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4)).double()
     g = from_torch(m, (12,))
-    prob = bc.graph_problem(g)
-    full = float(prob.comp(prob.norm_W, np.zeros(len(prob.norm_W)), prob.norm_W))
+    w = bc.weight_norms(g)
+    full = float(bc.graph_composition(g)(w, np.zeros(len(w)), w))
     eps = 0.1 * full
     r = bc.certified_budget(g, eps, tight_method="mixed")  # (auto adds the SDP at this size: slow for a unit test)
     assert r.certificate in ("tight:mixed", "lemma-a")

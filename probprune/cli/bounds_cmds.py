@@ -37,7 +37,10 @@ def _budget_table(d: dict, title: str) -> None:
     console.print(t)
     console.print(f"  bound at this allocation: {d['eps_achieved']:.6g} <= eps = {d['eps']:g}"
                   + (f" (prob >= 1 - {d['delta']:g})" if d.get("delta") is not None else " (deterministic)"))
-    console.print(f"  best uniform allocation: fraction {d['uniform']['fraction']:.4%}, "
+    ref = str((d.get("certificate_detail") or {}).get("uniform_reference") or "")
+    label = ("uniform reference (one evaluation, not searched)" if ref.startswith("one tight evaluation")
+             else "best uniform allocation")
+    console.print(f"  {label}: fraction {d['uniform']['fraction']:.4%}, "
                   f"{d['uniform']['total_prunable']:,} weights  |  mode: {d['mode']}  |  {d['statement']}")
     for h in d.get("paper_hypotheses_violated", []):
         console.print(f"  note: paper hypothesis not met ({h}); the derived bound does not need it", markup=False)
