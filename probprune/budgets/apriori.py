@@ -63,6 +63,8 @@ class _ModeInputs:
     T: "_Terms"
     q_uniform: np.ndarray
     N: np.ndarray
+    #: per-layer allocations the mode found besides the one it returns (the exact-k inversion scales each of them)
+    directions: list = field(default_factory=list)
 
 
 def _allocate_uniform(x: _ModeInputs):
@@ -75,7 +77,8 @@ def _allocate_equal_share(x: _ModeInputs):
 
 
 def _allocate_optimal(x: _ModeInputs):
-    q, alloc = optimal_allocation(x.spec, x.eps, x.delta, x.method, x.law, x.cand, x.statement)
+    q, alloc = optimal_allocation(x.spec, x.eps, x.delta, x.method, x.law, x.cand, x.statement,
+                                  directions=x.directions)
     if np.sum(q * x.N) < np.sum(x.q_uniform * x.N):  # the uniform optimum is exact; the optimal search is on tables
         return x.q_uniform, x.T.alloc
     return q, alloc
@@ -318,8 +321,8 @@ def max_prunable(
     T_c = _terms(spec, eps, delta, method, law, cand, statement)
     q_uni = _uniform_sup(spec, eps, delta, method, law, cand, T_c.alloc, statement=statement)
     q_uniform = np.where(cand, q_uni, 0.0)
-    q, alloc = ALLOCATION_MODES[mode].allocate(_ModeInputs(spec, eps, delta, method, law, cand, statement, T_c,
-                                                           q_uniform, N))
+    inputs = _ModeInputs(spec, eps, delta, method, law, cand, statement, T_c, q_uniform, N)
+    q, alloc = ALLOCATION_MODES[mode].allocate(inputs)
     fin = _ab(statement, spec, q, delta, method, law, allocation=alloc)
     eps_ach = float(fin.eps)
     if eps_ach > eps * (1 + 1e-9):  # never report an allocation that violates the budget
@@ -331,7 +334,8 @@ def max_prunable(
     rule_st = {thr_name: f"{fin.statement} at the fractions q_i (eps = {eps_ach:.6g})"}
     ks = uni_ks = None
     if _exact_method(method) is not None and _has_exact_statement(method, law, statement):
-        ek = exact_k_counts(spec, eps, delta, method, law, cand, q, mode, statement)
+        dirs = [q] + [d for d in inputs.directions if d is not None and not np.array_equal(d, q)]
+        ek = exact_k_counts(spec, eps, delta, method, law, cand, np.array(dirs), mode, statement)
         ks, uni_ks = ek.counts, ek.uniform_counts
         rule_st["exact_k"] = f"{ek.statement} at the counts k_i (eps = {ek.eps_achieved:.6g})"
         notes.append(f"exact_k: counts certified by the exact-k statement ({ek.how})")
@@ -459,12 +463,12 @@ def exact_k_counts(spec: NetSpec, eps: float, delta: float, method: str, law: st
     u = sup(cand.astype(float), 1.0)
     uni_key, (uni_eps, uni_st) = ev(cand * u)
     best_key, best_eps, how = uni_key, uni_eps, f"best common fraction {u:.6g}"
-    qt = np.asarray(q_threshold, float)
-    if _mode(mode).per_layer and qt.max() > 0:
-        s = sup(qt / qt.max(), 1.0)
-        key, (e, _) = ev(qt / qt.max() * s)
-        if sum(k * 1 for k in key) > sum(best_key):
-            best_key, best_eps, how = key, e, f"threshold allocation scaled to max fraction {s:.6g}"
+    for qt in np.atleast_2d(np.asarray(q_threshold, float)):  # one or several threshold allocations (directions)
+        if _mode(mode).per_layer and qt.max() > 0:
+            s = sup(qt / qt.max(), 1.0)
+            key, (e, _) = ev(qt / qt.max() * s)
+            if sum(k * 1 for k in key) > sum(best_key):
+                best_key, best_eps, how = key, e, f"threshold allocation scaled to max fraction {s:.6g}"
     if best_eps > eps * (1 + 1e-12):  # fail closed
         best_key, best_eps = tuple(0 for _ in N), 0.0
     st = ev(np.array(best_key) / N)[1][1] or uni_st or f"exact-k ({em})"
@@ -686,7 +690,8 @@ def _refine(spec, delta, method, law, T: _Terms, q: np.ndarray, N: np.ndarray, s
     return q
 
 
-def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray, statement: str = "best"):
+def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray,
+                       statement: str = "best", directions: list | None = None):
     """The ``optimal`` mode of :func:`max_prunable` (THEORY §3.9, §10.5 [D]): the best over the pruned sets S of the
     candidate layers (all of them when there are at most 6 candidates; otherwise the candidates, then repeatedly the
     layers the optimum actually prunes) of :func:`_solve_pruned_set`, whose delta split covers the E events of S only.
@@ -709,12 +714,16 @@ def optimal_allocation(spec: NetSpec, eps: float, delta: float, method: str, law
                 break
             sols.append(_solve_pruned_set(spec, eps, delta, method, law, S, N, statement=statement))
     q, T, _ = max(sols, key=lambda s: s[2])
+    if np.any(q > 0):
+        q = _refine(spec, delta, method, law, T, q, N, statement)
     q_lm = _lemma_moment_allocation(spec, eps, delta, method, law, cand, statement)
+    if directions is not None:  # both optima: the exact-k inversion scales each (either may suit it better)
+        directions.extend([q, q_lm])
     if q_lm is not None and np.sum(q_lm * N) > np.sum(q * N):
         return q_lm, _default_alloc(spec, delta, method, law, q_lm > 0, statement)
     if not np.any(q > 0):  # nothing prunable: report the all-candidates split
         return q, _default_alloc(spec, delta, method, law, cand, statement)
-    return _refine(spec, delta, method, law, T, q, N, statement), T.alloc
+    return q, T.alloc
 
 
 def _lemma_moment_allocation(spec: NetSpec, eps: float, delta: float, method: str, law: str, cand: np.ndarray,

@@ -513,9 +513,10 @@ def _is_linear_fcn(spec: NetSpec) -> bool:
 def _statement_text(base: str, mode: str) -> str:
     if mode == "bernstein":
         return base
+    whole = "; min with the whole-network statements S9.8-S9.15 that apply (eps_statement names the one)"
     if mode == "sharp":
-        return "THEORY.md §9 sharper a-priori bounds (S9.1-S9.5) composed by (A*) §3.1"
-    return f"THEORY.md §9.7 best of {{{base}; §9 S9.1-S9.5}} per term, composed by (A*) §3.1"
+        return "THEORY.md §9 sharper a-priori bounds (S9.1-S9.5) composed by (A*) §3.1" + whole
+    return f"THEORY.md §9.7 best of {{{base}; §9 S9.1-S9.5}} per term, composed by (A*) §3.1" + whole
 
 
 def _terms(spec: NetSpec, q, alloc: DeltaAllocation, method: str, law: str, mode: str):
