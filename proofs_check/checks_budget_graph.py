@@ -11,6 +11,29 @@ from ._core import import_attr, register, require
 from .ground_truth import exact_k_masks
 
 
+def residual_bn_net(seed: int):
+    """The small residual MLP with BatchNorm (eval statistics drawn from the seed) of the budget checks (§11.7, §11.8)."""
+    import torch
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.bn = nn.Linear(5, 7), nn.BatchNorm1d(7)
+            self.b, self.c, self.o = nn.Linear(7, 7), nn.Linear(7, 7), nn.Linear(7, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.bn(self.a(x)))
+            return self.o(torch.relu(h + self.c(torch.relu(self.b(h)))))
+
+    torch.manual_seed(seed)
+    res = Res()
+    with torch.no_grad():
+        res.bn.running_mean.uniform_(-0.3, 0.3)
+        res.bn.running_var.uniform_(0.5, 2.0)
+    return res
+
+
 @register("budget-auto-sound", "11.7: auto-rule budget counts -> independent exact-k masks; min(Cert-D, §12) <= eps, "
           "== the reported value, >= 64-restart PGD (residual + BatchNorm and chain nets)", "§11.7", "numeric",
           covers=["budget-auto-sound"])
@@ -24,23 +47,9 @@ def _chk_budget_auto():
     pgd = import_attr("probprune.measure.attack", "pgd_sup_error")
     graph_from_torch = import_attr("probprune.net", "from_torch")
 
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.bn = nn.Linear(5, 7), nn.BatchNorm1d(7)
-            self.b, self.c, self.o = nn.Linear(7, 7), nn.Linear(7, 7), nn.Linear(7, 3)
-
-        def forward(self, x):
-            h = torch.relu(self.bn(self.a(x)))
-            return self.o(torch.relu(h + self.c(torch.relu(self.b(h)))))
-
     n = 0
     for seed, eps in ((0, 0.1), (1, 0.4)):
-        torch.manual_seed(seed)
-        res = Res()
-        with torch.no_grad():
-            res.bn.running_mean.uniform_(-0.3, 0.3)
-            res.bn.running_var.uniform_(0.5, 2.0)
+        res = residual_bn_net(seed)
         mlp = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 8), nn.ReLU(), nn.Linear(8, 3))
         for model, shape in ((res, (5,)), (mlp, (6,))):
             g = graph_from_torch(model.double().eval(), shape)

@@ -5,6 +5,7 @@ that value is the search's own, it is <= eps, and a multi-restart PGD on the pru
 error) stays below it."""
 from __future__ import annotations
 
+from .checks_budget_graph import residual_bn_net
 from ._core import import_attr, register, require
 from .ground_truth import exact_k_masks
 
@@ -21,23 +22,9 @@ def _chk_uniform_reference():
     pgd = import_attr("probprune.measure.attack", "pgd_sup_error")
     graph_from_torch = import_attr("probprune.net", "from_torch")
 
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.bn = nn.Linear(5, 7), nn.BatchNorm1d(7)
-            self.b, self.c, self.o = nn.Linear(7, 7), nn.Linear(7, 7), nn.Linear(7, 3)
-
-        def forward(self, x):
-            h = torch.relu(self.bn(self.a(x)))
-            return self.o(torch.relu(h + self.c(torch.relu(self.b(h)))))
-
     n = sourced = 0
     for seed, eps in ((0, 0.2), (1, 0.4)):
-        torch.manual_seed(seed)
-        res = Res()
-        with torch.no_grad():
-            res.bn.running_mean.uniform_(-0.3, 0.3)
-            res.bn.running_var.uniform_(0.5, 2.0)
+        res = residual_bn_net(seed)
         mlp = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 8), nn.ReLU(), nn.Linear(8, 3))
         for model, shape in ((res, (5,)), (mlp, (6,))):
             g = graph_from_torch(model.double().eval(), shape)

@@ -423,6 +423,17 @@ def apriori_bound(
     )
 
 
+def _min_candidate(eps, eps_source, x, source: str, note: str, notes: list):
+    """min(eps, x) with the source of each element (THEORY §9.7: every candidate is a deterministic threshold at the
+    full delta, so the minimum is valid) and the candidate's note; scalars stay Python scalars."""
+    src = np.where(x < eps, source, eps_source)
+    out = np.minimum(eps, x)
+    notes.append(note)
+    if np.ndim(out) == 0:
+        return float(out), str(src)
+    return out, src
+
+
 def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list,
                        q=None, ks=None):
     """min(eps, x_S9.11) where S9.11 applies (identity activations, dense or conv layers, no pooling; THEORY §9.11):
@@ -432,13 +443,9 @@ def _second_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, de
     if not sharp.second_moment_applies(spec):
         return eps, eps_source
     x, _ = sharp.second_moment_bound(spec, method, law, delta, q=q, ks=ks)
-    src = np.where(x < eps, "second-moment", eps_source)
-    out = np.minimum(eps, x)
-    notes.append("identity activations: eps is also bounded by the exact second moment of ||prod W - prod What||_F "
-                 "and Markov (THEORY §9.11, full delta); the smaller is reported")
-    if np.ndim(out) == 0:
-        return float(out), str(src)
-    return out, src
+    return _min_candidate(eps, eps_source, x, "second-moment",
+                          "identity activations: eps is also bounded by the exact second moment of ||prod W - prod "
+                          "What||_F and Markov (THEORY §9.11, full delta); the smaller is reported", notes)
 
 
 def _lemma_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list, q):
@@ -450,15 +457,10 @@ def _lemma_moment_min(spec: NetSpec, eps, eps_source, method: str, law: str, del
     if method not in LEMMA_METHODS or not spec.is_fcn:
         return eps, eps_source
     res = lemma_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law, lip=spec.Lip)
-    x = res.eps
-    src = np.where(x < eps, "lemma-moment", eps_source)
-    out = np.minimum(eps, x)
-    notes.append("dense layers: eps is also bounded by Lemma A's sum with every layer's norm replaced by its exact "
-                 "Schatten moment (E tr((XX^T)^p))^(1/(2p)), p <= 6, in one Markov event over the independent layers "
-                 "(THEORY §9.15, full delta); the smaller is reported")
-    if np.ndim(out) == 0:
-        return float(out), str(src)
-    return out, src
+    return _min_candidate(eps, eps_source, res.eps, "lemma-moment",
+                          "dense layers: eps is also bounded by Lemma A's sum with every layer's norm replaced by its "
+                          "exact Schatten moment (E tr((XX^T)^p))^(1/(2p)), p <= 6, in one Markov event over the "
+                          "independent layers (THEORY §9.15, full delta); the smaller is reported", notes)
 
 
 def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delta: float, notes: list, q):
@@ -481,14 +483,10 @@ def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delt
         notes.append(f"S9.14 (THEORY §9.14) skipped: {e}")
         return eps, eps_source
     x = x.reshape(np.shape(eps)) if np.ndim(eps) else float(x[0])
-    src = np.where(x < eps, "conv-fourth-moment", eps_source)
-    out = np.minimum(eps, x)
-    notes.append("identity activations, conv layers: eps is also bounded by the exact fourth moment of "
-                 "||prod W - prod What||_F with weight sharing and Cantelli (THEORY §9.14, full delta); the smaller "
-                 "is reported")
-    if np.ndim(out) == 0:
-        return float(out), str(src)
-    return out, src
+    return _min_candidate(eps, eps_source, x, "conv-fourth-moment",
+                          "identity activations, conv layers: eps is also bounded by the exact fourth moment of "
+                          "||prod W - prod What||_F with weight sharing and Cantelli (THEORY §9.14, full delta); the "
+                          "smaller is reported", notes)
 
 
 def _exact_k_fourth_min(spec: NetSpec, eps: float, eps_source: str, method: str, law: str, delta: float, notes: list,
