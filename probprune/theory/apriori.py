@@ -336,7 +336,7 @@ def apriori_bound(
     if method in EXACT_METHODS:
         if allocation is not None:
             raise ProbPruneError(f"{method}: a custom delta allocation is not supported")
-        fn = exact_k_bound if method == "random_exact" else exact_k_magnitude_bound
+        fn = exact_k_bound if registry.METHODS[method].exact_k_random else exact_k_magnitude_bound
         return fn(spec, fractions, delta, law=law, statement=statement, assume_law=assume_law)
     if statement not in STATEMENT_MODES:
         raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
@@ -345,9 +345,10 @@ def apriori_bound(
     if law not in LAWS:
         raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
     delta = check_delta(delta)
-    q, scalar = broadcast_fractions(spec, fractions, upper_open=(method == "random_rescaled"))
+    meth = registry.METHODS[method]
+    q, scalar = broadcast_fractions(spec, fractions, upper_open=meth.rescaled)
     notes = check_spec_for_apriori(spec, assume_law)
-    truncation = law == "gaussian" and method != "magnitude" and statement == "bernstein"
+    truncation = law == "gaussian" and not meth.is_threshold and statement == "bernstein"
     alloc = allocation or DeltaAllocation.equal_split(delta, q > 0, truncation=truncation)
     B, B_src, eta, eta_src = _terms(spec, q, alloc, method, law, statement)
     Lip = spec.Lip
@@ -357,7 +358,7 @@ def apriori_bound(
         from probprune.theory.sharp import product_moment_bound, rescaled_product_moment_bound
 
         hw = [L.half_width for L in spec.layers]
-        x = (rescaled_product_moment_bound(spec.widths, hw, q, delta, law)[0] if method == "random_rescaled"
+        x = (rescaled_product_moment_bound(spec.widths, hw, q, delta, law)[0] if meth.rescaled
              else product_moment_bound(spec.widths, hw, q, delta, method, law)[0])
         eps_source = np.where(x < eps, "product-moment", "A-star")
         eps = np.minimum(eps, x)
@@ -396,7 +397,7 @@ def apriori_bound(
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
     else:
         notes.append(f"weights i.i.d. N(0, s_i^2), s = {[round(L.half_width, 6) for L in spec.layers]}")
-    if method == "magnitude":
+    if meth.is_threshold:
         notes.append("magnitude pruning in threshold form: prune |w| < tau_i = q_i a_i; E[#pruned] = q_i N_i (§1.5)")
     else:
         notes.append("random pruning: Bernoulli(p_i) mask independent of the weights (R-Bern, §1.6)")
@@ -470,7 +471,8 @@ def _conv_fourth_min(spec: NetSpec, eps, eps_source, method: str, law: str, delt
     from probprune.theory import conv_moments
     from probprune.theory.trace_moments import TRACE_BATCH_MAX
 
-    if method not in ("magnitude", "random") or not any(L.kind == "conv" for L in spec.layers) \
+    m = registry.METHODS.get(method)
+    if m is None or m.entry is None or m.rescaled or not any(L.kind == "conv" for L in spec.layers) \
             or not conv_moments.applies(spec):
         return eps, eps_source
     rows = np.asarray(q, float).reshape(-1, spec.depth)
@@ -505,7 +507,7 @@ def _exact_k_fourth_min(spec: NetSpec, eps: float, eps_source: str, method: str,
 def _is_linear_fcn(spec: NetSpec) -> bool:
     """Dense layers with identity activations, the output layer's included (the product statement S9.8 applies):
     ``NetSpec.is_linear_fcn`` plus the last activation (a spec may carry one on its output)."""
-    return spec.is_linear_fcn and spec.layers[-1].act.name == "identity"
+    return spec.is_linear_fcn and spec.layers[-1].act.is_identity
 
 
 def _statement_text(base: str, mode: str) -> str:
@@ -529,7 +531,7 @@ def _terms(spec: NetSpec, q, alloc: DeltaAllocation, method: str, law: str, mode
     cands_B, cands_E = [], []
     if mode in ("bernstein", "best"):
         cands_B.append(("bernstein", np.broadcast_to(norm_bound(spec, dW, law), q.shape)))
-        if law == "gaussian" and method != "magnitude" and not np.any(dT > 0):
+        if law == "gaussian" and not registry.METHODS[method].is_threshold and not np.any(dT > 0):
             with np.errstate(divide="ignore", invalid="ignore"):  # no truncation events: spend half of delta_E on it
                 eb = error_bound(spec, q, dE / 2, method, law, delta_T=dE / 2)
         else:
