@@ -503,13 +503,19 @@ def _ab(statement: str, *args, **kw):
     return apriori_bound(*args, **kw)
 
 
+def _ab_terms(statement: str, *args, **kw):
+    """:func:`_ab` for the term tables, which read only B, eta and the allocation: the whole-network minimums
+    (S9.8-S9.15, THEORY §9.7), whose eps these callers never read, are not computed."""
+    return _ab(statement, *args, whole_network=False, **kw)
+
+
 def _q_table(hi: float) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(1e-7, hi, _Q_TABLE)])
 
 
 def _default_alloc(spec: NetSpec, delta: float, method: str, law: str, S: np.ndarray, statement: str = "best") -> DeltaAllocation:
     """The split apriori_bound uses by default for fractions supported on S (events of the pruned layers only)."""
-    return _ab(statement, spec, np.where(S, 0.5 * _max_q(method), 0.0), delta, method, law).allocation
+    return _ab_terms(statement, spec, np.where(S, 0.5 * _max_q(method), 0.0), delta, method, law).allocation
 
 
 def _row(alloc: DeltaAllocation, k: int = 0) -> DeltaAllocation:
@@ -526,7 +532,7 @@ def _terms(spec: NetSpec, eps: float, delta: float, method: str, law: str, S: np
     """One vectorised apriori_bound call on the table: eta_i depends only on q_i (and the split), B_i not on q."""
     qs = _q_table(_max_q(method))
     Q = np.where(S[None, :], qs[1:, None], 0.0)  # every row pruned exactly on S: apriori_bound's own default split
-    r = _ab(statement, spec, Q, delta, method, law)
+    r = _ab_terms(statement, spec, Q, delta, method, law)
     alloc = _row(r.allocation)
     if not all(np.allclose(_row(r.allocation, k).delta_E, alloc.delta_E) for k in (len(Q) // 2, len(Q) - 1)):
         raise ProbPruneError("internal: the default delta split differs between fractions on the same pruned set")
@@ -563,7 +569,7 @@ def _refine_separable(T: _Terms, spec: NetSpec, delta: float, method: str, law: 
         hi = np.where(j < len(T.qs), T.qs[np.minimum(j, len(T.qs) - 1)], lo) if _ == 0 else hi_next
         grid = lo[None, :] + (hi - lo)[None, :] * np.linspace(0.0, 1.0, _Q_TABLE + 1)[:, None]
         Q = np.where(T.S[None, :], grid, 0.0)
-        r = _ab(statement, spec, Q, delta, method, law, allocation=T.alloc)
+        r = _ab_terms(statement, spec, Q, delta, method, law, allocation=T.alloc)
         g = np.log1p(np.asarray(r.eta, float).reshape(Q.shape) / T.B[None, :])
         ok = np.where(T.S[None, :], g <= x[None, :] * (1 + 1e-15), True)
         # the largest grid point whose whole prefix is feasible (row 0 = lo is feasible by construction)
@@ -677,7 +683,7 @@ def _refine(spec, delta, method, law, T: _Terms, q: np.ndarray, N: np.ndarray, s
     if slack > 0:
         nxt = np.array([T.qs[min(np.searchsorted(T.qs, q[i], side="right"), len(T.qs) - 1)] for i in range(spec.depth)])
         R = np.where(T.S[None, :], q[None, :] + np.linspace(0.0, 1.0, 65)[:, None] * (nxt - q)[None, :], 0.0)
-        r = _ab(statement, spec, R, delta, method, law, allocation=T.alloc)
+        r = _ab_terms(statement, spec, R, delta, method, law, allocation=T.alloc)
         gR = np.log1p(np.asarray(r.eta, float) / T.B)
         best, gain = None, 0.0
         for i in idx:
@@ -743,10 +749,12 @@ def _lemma_moment_allocation(spec: NetSpec, eps: float, delta: float, method: st
     qs = _q_table(_max_q(method))
     dims = spec.widths
     best, best_total = None, -1.0
+    norms = [layer_moment_norms(dims[i + 1], dims[i], method, law, L.half_width, qs)
+             for i, L in enumerate(spec.layers)]
     for p in LEMMA_ORDERS:
         mW, r = [], []
-        for i, L in enumerate(spec.layers):
-            nm = layer_moment_norms(dims[i + 1], dims[i], method, law, L.half_width, qs, p)
+        for i in range(spec.depth):
+            nm = norms[i][p]
             mW.append(float(nm["W"][0]))
             r.append(np.maximum.accumulate(nm["E"] / nm["W"]))  # nondecreasing already; the running max keeps it so
         C = eps * delta ** (1.0 / (2 * p)) / (spec.Lip * float(np.prod(mW))) * (1 - 1e-9)

@@ -317,6 +317,7 @@ def apriori_bound(
     allocation: DeltaAllocation | None = None,
     statement: str = "best",
     assume_law: bool = False,
+    whole_network: bool = True,
 ) -> BoundResult:
     """The a-priori bound for pruning a network drawn from the weight law (THEORY §3.4 RM/RR/RR', §3.6 RC for conv
     layers, §3.12 Gaussian). With probability >= 1 - delta, err <= eps = Lip prod B (prod(1 + eta/B) - 1).
@@ -331,7 +332,9 @@ def apriori_bound(
     "bernstein" = §3.4/§3.12 only (the pre-§9 bound); "sharp" = §9 only. ``result.term_statements`` says which
     statement produced each B_i and eta_i. Methods "random_exact" / "magnitude_exact" (exactly floor(q_i N_i)
     entries pruned per layer) are routed to :func:`exact_k_bound` / :func:`exact_k_magnitude_bound` (§9.5, §9.6).
-    A spec read from a model (``spec.origin == "model"``) is refused unless ``assume_law=True`` (THEORY §3.0)."""
+    A spec read from a model (``spec.origin == "model"``) is refused unless ``assume_law=True`` (THEORY §3.0).
+    ``whole_network=False`` skips the minimum with the whole-network statements (S9.8-S9.15): eps is then (A*) of
+    the per-layer terms alone, for callers that read only B, eta and the allocation (the budgets' term tables)."""
     method, law = registry.normalize("method", method), registry.normalize("law", law)  # aliases -> one spelling
     if method in EXACT_METHODS:
         if allocation is not None:
@@ -354,7 +357,8 @@ def apriori_bound(
     Lip = spec.Lip
     eps = product_form(B, eta, Lip)
     eps_source = "A-star"
-    if statement != "bernstein" and _is_linear_fcn(spec):
+    whole = statement != "bernstein" and whole_network
+    if whole and _is_linear_fcn(spec):
         from probprune.theory.sharp import product_moment_bound, rescaled_product_moment_bound
 
         hw = [L.half_width for L in spec.layers]
@@ -365,11 +369,11 @@ def apriori_bound(
         notes.append("identity activations: eps is also bounded directly on ||prod W - prod What|| by the product "
                      f"moment bound (THEORY §9.8{'c' if method == 'random_rescaled' else ''}, full delta, no split); "
                      "the smaller is reported")
-    if statement != "bernstein":
+    if whole:
         eps, eps_source = _second_moment_min(spec, eps, eps_source, method, law, delta, notes, q=q)
-    if statement != "bernstein":
+    if whole:
         eps, eps_source = _conv_fourth_min(spec, eps, eps_source, method, law, delta, notes, q)
-    if statement != "bernstein" and _is_linear_fcn(spec):
+    if whole and _is_linear_fcn(spec):
         from probprune.theory.sharp import fourth_moment_bound
 
         x4, _ = fourth_moment_bound(spec.widths, [L.half_width for L in spec.layers], q, delta, method, law)
@@ -391,7 +395,7 @@ def apriori_bound(
         else:
             notes.append(f"S9.13 (THEORY §9.13) skipped: more than {TRACE_BATCH_MAX} fraction vectors in one call "
                          "(its cost); eps is the minimum of the other statements (valid, possibly larger)")
-    if statement != "bernstein":
+    if whole:
         eps, eps_source = _lemma_moment_min(spec, eps, eps_source, method, law, delta, notes, q)
     if law == "uniform":
         notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
