@@ -14,19 +14,28 @@ from ._core import register, require, sym_zero
 
 
 def _sample_layers(rng, dims, law: str, method: str, T: int, q: float):
-    """Per layer (W, What, E) stacks drawn directly with numpy (independent of the library's samplers)."""
-    from scipy import stats
+    """Per layer (a, W, What, E): proofs_check's own numpy sampler (checks_sharp_sm.sample_pruned_layers)."""
+    from proofs_check.checks_sharp_sm import sample_pruned_layers
 
-    out = []
-    for k in range(len(dims) - 1):
-        a = 1.0 / np.sqrt(max(dims[k], dims[k + 1]))
-        shape = (T, dims[k + 1], dims[k])
-        w = rng.uniform(-a, a, shape) if law == "uniform" else rng.normal(0, a, shape)
-        thr = q * a if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a
-        m = np.abs(w) < thr if method == "magnitude" else rng.random(shape) < q
-        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
-        out.append((a, w, wh, w - wh))
-    return out
+    return [(a, w, wh, w - wh) for a, w, wh in sample_pruned_layers(rng, dims, law, method, T, q)]
+
+
+def index_sum_trace_moment(n: int, m: int, mom, p: int):
+    """E tr((XX^T)^p) by brute force over every index tuple (i_1..i_p, j_1..j_p) of an n x m matrix with i.i.d.
+    symmetric entries, E x^(2j) = mom[j - 1] (numbers or sympy symbols): the independent count S9.15 step 3 groups."""
+    total = 0
+    for rows in itertools.product(range(n), repeat=p):
+        for cols in itertools.product(range(m), repeat=p):
+            mult = Counter()
+            for s in range(p):
+                mult[(rows[s], cols[s])] += 1
+                mult[(rows[(s + 1) % p], cols[s])] += 1
+            if all(v % 2 == 0 for v in mult.values()):
+                term = 1
+                for v in mult.values():
+                    term = term * mom[v // 2 - 1]
+                total = total + term
+    return total
 
 
 @register("lm-walk-table", "S9.15 step 3: E tr((XX^T)^p) = sum over classes of (row, column) set-partition pairs of "
@@ -41,15 +50,7 @@ def _chk_table():
     for p, shapes in ((1, [(2, 3), (4, 1)]), (2, [(2, 3), (3, 3)]), (3, [(2, 3), (3, 2)]), (4, [(2, 2), (3, 2)]),
                       (5, [(2, 3)])):
         for n, m in shapes:
-            brute = 0
-            for rows in itertools.product(range(n), repeat=p):
-                for cols in itertools.product(range(m), repeat=p):
-                    mult = Counter()
-                    for s in range(p):
-                        mult[(rows[s], cols[s])] += 1
-                        mult[(rows[(s + 1) % p], cols[s])] += 1
-                    if all(v % 2 == 0 for v in mult.values()):
-                        brute += sp.Mul(*[mu[v // 2 - 1] for v in mult.values()])
+            brute = index_sum_trace_moment(n, m, mu, p)
             got = lm.matrix_trace_moment(n, m, list(mu[:p]), p)
             sym_zero(sp.expand(brute - got), f"p={p} {n}x{m}")
             n_cases += 1

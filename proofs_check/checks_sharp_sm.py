@@ -10,23 +10,31 @@ import sympy as sp
 from ._core import register, require, sym_zero
 
 
-def sample_product_difference(rng, dims, law: str, method: str, T: int, q: float):
-    """(a, D): T draws of a linear dense net with widths ``dims`` (half-widths a_k = 1/sqrt(max(d_k, d_k+1)), uniform
-    or Gaussian), pruned by threshold magnitude / Bernoulli / rescaled Bernoulli at q, and D = prod W - prod What,
-    drawn directly with numpy (independent of the library's samplers)."""
+def sample_pruned_layers(rng, dims, law: str, method: str, T: int, q: float):
+    """Per layer k, (a_k, W_k, What_k): T draws of a dense net with widths ``dims`` (half-widths
+    a_k = 1/sqrt(max(d_k, d_k+1)), uniform or Gaussian) pruned by threshold magnitude / Bernoulli / rescaled
+    Bernoulli at q, drawn directly with numpy (independent of the library's samplers)."""
     from scipy import stats
 
-    a = [1.0 / np.sqrt(max(dims[k], dims[k + 1])) for k in range(len(dims) - 1)]
-    P = Ph = None
+    out = []
     for k in range(len(dims) - 1):
-        w = (rng.uniform(-a[k], a[k], (T, dims[k + 1], dims[k])) if law == "uniform"
-             else rng.normal(0, a[k], (T, dims[k + 1], dims[k])))
-        thr = q * a[k] if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a[k]
+        a = 1.0 / np.sqrt(max(dims[k], dims[k + 1]))
+        w = (rng.uniform(-a, a, (T, dims[k + 1], dims[k])) if law == "uniform"
+             else rng.normal(0, a, (T, dims[k + 1], dims[k])))
+        thr = q * a if law == "uniform" else stats.norm.ppf((1 + q) / 2) * a
         m = np.abs(w) < thr if method == "magnitude" else rng.random(w.shape) < q
-        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
+        out.append((a, w, np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)))
+    return out
+
+
+def sample_product_difference(rng, dims, law: str, method: str, T: int, q: float):
+    """(a, D): the layers of :func:`sample_pruned_layers` and D = prod W - prod What."""
+    P = Ph = None
+    layers = sample_pruned_layers(rng, dims, law, method, T, q)
+    for _, w, wh in layers:
         P = w if P is None else w @ P
         Ph = wh if Ph is None else wh @ Ph
-    return a, P - Ph
+    return [x[0] for x in layers], P - Ph
 
 
 def _unit_kernel_ops(L):

@@ -9,6 +9,20 @@ from scipy import stats
 from probprune.net.templates import fcn_spec, sample_weights
 
 
+def prune_draws(rng, W, spec, method, law, q):
+    """The pruned weights of stacked draws W (one array per layer of ``spec``): threshold magnitude (|w| below
+    q a_i, or the Gaussian quantile), Bernoulli random, rescaled random (kept weights / (1 - q)); masks from ``rng``."""
+    out = []
+    for w, L in zip(W, spec.layers):
+        if method == "magnitude":
+            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
+            m = np.abs(w) < thr
+        else:
+            m = rng.random(w.shape) < q
+        out.append(np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0))
+    return out
+
+
 def dense_product_difference(widths, method, law, q, T, seed):
     """(spec, D) with D = prod W - prod What, shape (T, d_L, d_0): T draws of a linear dense net under ``law``
     pruned by ``method`` (threshold magnitude, Bernoulli random, rescaled random) at fraction ``q``."""
@@ -16,13 +30,7 @@ def dense_product_difference(widths, method, law, q, T, seed):
     spec = fcn_spec(widths, "identity")
     W = sample_weights(spec, rng, law, n=T)
     P = Ph = None
-    for w, L in zip(W, spec.layers):
-        if method == "magnitude":
-            thr = q * L.half_width if law == "uniform" else stats.norm.ppf((1 + q) / 2) * L.half_width
-            m = np.abs(w) < thr
-        else:
-            m = rng.random(w.shape) < q
-        wh = np.where(m, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0)
+    for w, wh in zip(W, prune_draws(rng, W, spec, method, law, q)):
         P = w if P is None else w @ P
         Ph = wh if Ph is None else wh @ Ph
     return spec, P - Ph

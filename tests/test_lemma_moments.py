@@ -2,9 +2,6 @@
 (linear nets: spectral norm of the product difference) and a many-start PGD attack (ReLU nets)."""
 from __future__ import annotations
 
-import itertools
-from collections import Counter
-
 import numpy as np
 import pytest
 import torch
@@ -13,25 +10,14 @@ from probprune.mc.measure import pgd_lower_bound
 from probprune.net.templates import fcn_spec, sample_weights
 from probprune.theory import lemma_moments as lm
 from probprune.theory.apriori import apriori_bound
-
-
-def _brute(n, m, mom, p):
-    tot = 0.0
-    for rows in itertools.product(range(n), repeat=p):
-        for cols in itertools.product(range(m), repeat=p):
-            mult = Counter()
-            for s in range(p):
-                mult[(rows[s], cols[s])] += 1
-                mult[(rows[(s + 1) % p], cols[s])] += 1
-            if all(v % 2 == 0 for v in mult.values()):
-                tot += np.prod([mom[v // 2 - 1] for v in mult.values()])
-    return tot
+from proofs_check.checks_lemma_moments import index_sum_trace_moment
+from sharp_sampling import prune_draws
 
 
 @pytest.mark.parametrize("p,n,m", [(1, 3, 2), (2, 3, 3), (3, 2, 4), (4, 3, 2)])
 def test_table_equals_brute_force(p, n, m):
     mom = [0.3, 0.2, 0.17, 0.15]
-    assert lm.matrix_trace_moment(n, m, mom, p) == pytest.approx(_brute(n, m, mom, p), rel=1e-12)
+    assert lm.matrix_trace_moment(n, m, mom, p) == pytest.approx(index_sum_trace_moment(n, m, mom, p), rel=1e-12)
 
 
 def test_batched_fractions_match_scalar_calls():
@@ -62,10 +48,7 @@ def test_linear_coverage_exact_error(method):
     dims, T, q, delta = [6, 8, 5], 3000, 0.3, 0.05
     spec = fcn_spec(dims, "identity")
     W = sample_weights(spec, rng, "uniform", n=T)
-    Wh = []
-    for w, L in zip(W, spec.layers):
-        P = np.abs(w) < q * L.half_width if method == "magnitude" else rng.random(w.shape) < q
-        Wh.append(np.where(P, 0.0, w) / ((1 - q) if method == "random_rescaled" else 1.0))
+    Wh = prune_draws(rng, W, spec, method, "uniform", q)
     err = np.linalg.norm(W[1] @ W[0] - Wh[1] @ Wh[0], 2, axis=(1, 2))
     eps = lm.lemma_moment_bound(dims, [L.half_width for L in spec.layers], [q, q], delta, method, "uniform").eps
     assert np.mean(err > eps) <= delta
@@ -78,8 +61,7 @@ def test_relu_coverage_pgd(method, q):
     dims, T, delta = [5, 8, 8, 3], 150, 0.05
     spec = fcn_spec(dims, "relu")
     W = sample_weights(spec, rng, "uniform", n=T)
-    Wh = [np.where((np.abs(w) < q * L.half_width) if method == "magnitude" else (rng.random(w.shape) < q), 0.0, w)
-          for w, L in zip(W, spec.layers)]
+    Wh = prune_draws(rng, W, spec, method, "uniform", q)
     gens = [torch.Generator().manual_seed(t) for t in range(T)]
     lb = pgd_lower_bound(spec, [torch.as_tensor(x) for x in W], [torch.as_tensor(x) for x in Wh],
                          n_random=16, iters=40, generators=gens).numpy()

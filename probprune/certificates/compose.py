@@ -252,7 +252,7 @@ def stage_norm_upper(M: np.ndarray) -> float:
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
-    from probprune.theory.norms import EPS, SAFETY
+    from probprune.theory.norms import SAFETY, gram_allowance
 
     S = sp.csr_matrix(M)
     r, c = S.nonzero()
@@ -271,8 +271,7 @@ def stage_norm_upper(M: np.ndarray) -> float:
     vec = (nrow == 1) | (ncol == 1)
     live = (nrow > 0) & (ncol > 0)
     if np.any(vec & live):
-        k = np.maximum(nrow, ncol)
-        lam = rowsq_by_comp + (k + nrow + ncol + 10) * EPS * rowsq_by_comp + 4 * (nrow + ncol) * k * 2.0 ** -1074
+        lam = rowsq_by_comp + gram_allowance(rowsq_by_comp, nrow, ncol)
         best = max(best, float(np.sqrt(lam[vec & live].max())) * (1 + SAFETY))
     other = np.flatnonzero(~vec & live)
     if other.size:
@@ -296,8 +295,7 @@ def stage_norm_upper(M: np.ndarray) -> float:
             G = B @ np.swapaxes(B, 1, 2) if a <= b else np.swapaxes(B, 1, 2) @ B
             lam = np.maximum(np.linalg.eigvalsh((G + np.swapaxes(G, 1, 2)) / 2)[:, -1], 0.0)
             fro2 = np.einsum("bij,bij->b", B, B)
-            k = max(a, b)
-            lam = lam + (k + a + b + 10) * EPS * fro2 + 4 * (a + b) * k * 2.0 ** -1074
+            lam = lam + gram_allowance(fro2, a, b)
             best = max(best, float(np.sqrt(lam.max())) * (1 + SAFETY))
     return best
 
@@ -308,16 +306,14 @@ def _sparse_block_norm_upper(S) -> float:
     fl(mu I - Ghat) => lambda_max(Ghat) <= mu + cholesky_slack (§11.5), + §11.1's Gram allowance. Falls back to the
     dense §11.1 bound where the factorisation fails twice."""
     import scipy.sparse as sp
-    from scipy.linalg import cholesky
     from scipy.sparse.linalg import eigsh
 
-    from probprune.theory.norms import EPS, SAFETY, cholesky_slack
+    from probprune.theory.norms import SAFETY, cholesky_top_upper, gram_allowance
 
     m, n = S.shape
     G = (S @ S.T) if m <= n else (S.T @ S)
-    d, k = G.shape[0], max(m, n)
-    fro2 = float(S.multiply(S).sum())
-    allowance = (k + m + n + 10) * EPS * fro2 + 4 * (m + n) * k * 2.0 ** -1074
+    d = G.shape[0]
+    allowance = gram_allowance(float(S.multiply(S).sum()), m, n)
     Gd = G.toarray()
     Gd = (Gd + Gd.T) / 2  # exact (the product is symmetric up to the order of its sums; averaging two values)
     try:
@@ -328,17 +324,10 @@ def _sparse_block_norm_upper(S) -> float:
     if est is not None and math.isfinite(est) and est > 0:
         mu = est * (1 + 1e-9)
         for _ in range(2):
-            A = -Gd
-            A[np.diag_indices(d)] += mu
-            try:
-                R = cholesky(A, lower=False, check_finite=False)
-            except np.linalg.LinAlgError:
-                mu = mu * (1 + 1e-6)
-                continue
-            if not np.all(np.isfinite(np.diag(R))):
-                break
-            lam = mu + float(cholesky_slack(float(np.sum(R * R)), float(np.abs(np.diag(A)).max()), d)) + allowance
-            return math.sqrt(lam) * (1 + SAFETY)
+            top = cholesky_top_upper(Gd, mu)
+            if top is not None:
+                return math.sqrt(top + allowance) * (1 + SAFETY)
+            mu = mu * (1 + 1e-6)
     return spectral_norm_upper(S.toarray())
 
 

@@ -68,16 +68,11 @@ def _class_arrays(p: int):
     counts = np.array([cnt for _, cnt in rows], float)
     r = np.array([k[0] for k, _ in rows])
     c = np.array([k[1] for k, _ in rows])
-    expo = np.zeros((len(rows), p), int)
+    expo = np.zeros((len(rows), p))
     for i, ((_, _, ms), _) in enumerate(rows):
         for m in ms:
             expo[i, m // 2 - 1] += 1
     return counts, r, c, expo
-
-
-@lru_cache(maxsize=None)
-def _class_arrays_float(p: int) -> np.ndarray:
-    return _class_arrays(p)[3].astype(float)
 
 
 @lru_cache(maxsize=1024)
@@ -109,7 +104,7 @@ def matrix_trace_moment(n_rows: int, n_cols: int, even_moments, p: int):
 def _trace_moment_rows(n_rows: int, n_cols: int, mom: np.ndarray, p: int) -> np.ndarray:
     """matrix_trace_moment for moments given as a (p, N) float array (row j - 1 = E x^(2j)); returns (N,)."""
     coef = _coefficients(n_rows, n_cols, p)
-    expo_f = _class_arrays_float(p)
+    expo_f = _class_arrays(p)[3]
     mom = mom[:p]
     # prod_j mom_j^e_j per class through logs (the moments are > 0; an exact 0 moment zeroes its classes)
     with np.errstate(divide="ignore"):
@@ -119,6 +114,17 @@ def _trace_moment_rows(n_rows: int, n_cols: int, mom: np.ndarray, p: int) -> np.
     if not pos.all():
         terms = np.where((expo_f @ (~pos).astype(float)) > 0, 0.0, terms)
     return coef @ terms
+
+
+def _moment_norms(n_rows: int, n_cols: int, moments: dict, keys, p: int, shape) -> dict:
+    """m_p(X) = (E tr((XX^T)^p))^(1/(2p)) for the matrices ``keys`` of one layer, whose entry moments ``moments[key]``
+    (E x^(2j), j = 1..>= p, broadcasting to ``shape``) come from :func:`layer_entry_moments`: one table contraction
+    for all of them."""
+    nb = int(np.prod(shape)) if shape else 1
+    rows = np.concatenate([np.stack([np.broadcast_to(np.asarray(x, float), shape).reshape(-1)
+                                     for x in moments[key][:p]]) for key in keys], axis=1)
+    vals = _trace_moment_rows(int(n_rows), int(n_cols), rows, p) ** (1.0 / (2 * p))
+    return {key: vals[i * nb:(i + 1) * nb].reshape(shape) for i, key in enumerate(keys)}
 
 
 def layer_entry_moments(method: str, law: str, a, q, p: int) -> dict:
@@ -192,13 +198,9 @@ def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str
     per_order, norms = {}, {}
     keys = ("W", "What", "E") if method == "random_rescaled" else ("W", "E")
     shape = np.broadcast_shapes(*[np.shape(x) for k in range(depth) for key in keys for x in moms[k][key]])
-    # per layer, the moments of every key in one (pmax, keys * batch) array: one table contraction per layer and p
-    rows = [np.concatenate([np.stack([np.broadcast_to(np.asarray(x, float), shape).reshape(-1)
-                                      for x in moms[k][key]]) for key in keys], axis=1) for k in range(depth)]
-    nb = int(np.prod(shape)) if shape else 1
     for p in orders:
-        vals = [_trace_moment_rows(dims[k + 1], dims[k], rows[k], p) ** (1.0 / (2 * p)) for k in range(depth)]
-        m = {key: [v[i * nb:(i + 1) * nb].reshape(shape) for v in vals] for i, key in enumerate(keys)}
+        per_layer = [_moment_norms(dims[k + 1], dims[k], moms[k], keys, p, shape) for k in range(depth)]
+        m = {key: [nm[key] for nm in per_layer] for key in keys}
         scale = lip * delta ** (-1.0 / (2 * p))
         # threshold / Bernoulli: m_p(What) <= m_p(W) (dominated entry moments, nonnegative coefficients) is used in
         # its place so that eps is nondecreasing in every q_i (the budget inversions rely on it, §9.15)
@@ -219,12 +221,9 @@ def lemma_moment_bound(dims, half_widths, q, delta: float, method: str, law: str
     return LemmaMomentBound(best, best_p, best_dir, per_order, norms)
 
 
-def layer_moment_norms(n_rows: int, n_cols: int, method: str, law: str, a, q, p: int) -> dict:
-    """m_p(X) = (E tr((XX^T)^p))^(1/(2p)) of one layer's W, What and E at fractions q (any shape) (THEORY §9.15)."""
-    mom = layer_entry_moments(method, law, a, q, p)
+def layer_moment_norms(n_rows: int, n_cols: int, method: str, law: str, a, q, orders=LEMMA_ORDERS) -> dict:
+    """{p: {"W", "What", "E": m_p(X) = (E tr((XX^T)^p))^(1/(2p))}} of one layer at fractions q (any shape), for every
+    p in ``orders`` from one computation of the entry moments (THEORY §9.15)."""
+    mom = layer_entry_moments(method, law, a, q, max(orders))
     shape = np.broadcast_shapes(*[np.shape(x) for v in mom.values() for x in v])
-    out = {}
-    for key, v in mom.items():
-        rows = np.stack([np.broadcast_to(np.asarray(x, float), shape).reshape(-1) for x in v])
-        out[key] = (_trace_moment_rows(int(n_rows), int(n_cols), rows, p) ** (1.0 / (2 * p))).reshape(shape)
-    return out
+    return {p: _moment_norms(n_rows, n_cols, mom, tuple(mom), p, shape) for p in orders}

@@ -68,6 +68,30 @@ def _gram_top_upper(M):
     return out
 
 
+def gram_allowance(fro2, m, n):
+    """THEORY §11.1, the one formula: the rounding allowance of the top eigenvalue of a computed Gram of an m x n
+    matrix with ||M||_F^2 = fro2, (k + m + n + 10) eps fro2 + 4 (m + n) k 2^-1074, k = max(m, n) (arrays broadcast)."""
+    k = np.maximum(m, n)
+    return (k + m + n + 10) * EPS * fro2 + 4 * (m + n) * k * 2.0 ** -1074
+
+
+def cholesky_top_upper(G: np.ndarray, mu: float) -> float | None:
+    """THEORY §11.5 on a dense symmetric numpy G: if fl(mu I - G) factorises (scipy Cholesky) with a finite factor,
+    lambda_max(G) <= mu + :func:`cholesky_slack`; None when it does not."""
+    from scipy.linalg import cholesky
+
+    d = G.shape[0]
+    A = -G
+    A[np.diag_indices(d)] += mu
+    try:
+        R = cholesky(A, lower=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(np.diag(R))):
+        return None
+    return mu + float(cholesky_slack(float(np.sum(R * R)), float(np.abs(np.diag(A)).max()), d))
+
+
 def cholesky_slack(rf2, diag_max, d: int):
     """THEORY §11.5 (Cholesky at a guess), the one formula: if fl(mu I - G) (d x d, Hermitian, mu any real) factorises
     with computed factor R, then lambda_min(mu I - G) >= -slack, slack = gamma_{4(d+1)} 1.01 ||R||_F^2 + eps max|A_ii|
@@ -258,7 +282,7 @@ def spectral_norm_upper(M) -> float:
     d = G.shape[0]
     lam = max(float(eigh(G, eigvals_only=True, subset_by_index=[d - 1, d - 1], check_finite=False)[0]), 0.0)
     fro2 = float(np.einsum("ij,ij->", Ms, Ms))
-    lam += (max(m, n) + m + n + 10) * EPS * fro2 + 4 * (m + n) * max(m, n) * 2.0 ** -1074
+    lam += gram_allowance(fro2, m, n)
     return math.sqrt(lam) * s * (1.0 + SAFETY)
 
 
