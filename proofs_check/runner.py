@@ -36,6 +36,7 @@ CHECK_MODULES = (
     "checks_sharp_sm",
     "checks_td_trace",
     "checks_lemma_moments",
+    "checks_joint",
     "bridge",
 )
 

@@ -11,13 +11,21 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, deadline, lemma_a_pairs
 from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
+from probprune.certificates.joint import JOINT_MAX_DIM, coupled_width, joint_bound
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
 from probprune.certificates.sdp import MAX_DIM, crown_bounds, lifted_dim, sdp_certificate
 from probprune.certificates.sdp_fo import FO_MAX_DIM, sdp_fo_certificate
 
-TIGHT_METHODS = ("auto", "composed", "pairs", "mixed", "propagate", "sdp")
+TIGHT_METHODS = ("auto", "composed", "pairs", "mixed", "joint", "propagate", "sdp")
+JOINT_DIAG_STEPS = 60  # Adam steps of the joint bound's diagonal multipliers per step (§12.12): measured on the budget
+# LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.6 / 2.2 / 4.6 s)
+JOINT_EXPLICIT_DIAG_STEPS = 150  # --bound joint
+JOINT_AUTO_DIAG_SECONDS = 0.5  # "auto": the Adam steps stop after this long in all (LeNet-300-100: ~22 ms a step)
+JOINT_AUTO_MAX_DIM = 801  # "auto" runs the joint bound up to this coupled width (LeNet-300-100: 785). Measured on the
+# 8x8 average-pool CNN (coupled width 1,025): 2.4-2.5x the attack with 60 Adam steps (4-6 s) but 2.3-3.2x with 0.5 s
+# of them, where mixed gives 1.9-3.0x in 2 s
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lifted problem has at most this many
 # coordinates (seconds there); explicit method="sdp" runs SCS up to sdp.MAX_DIM (minutes at a few hundred coordinates)
 # and the first-order solver (§12.6b) above it, up to sdp_fo.FO_MAX_DIM
@@ -245,6 +253,33 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped[name] = f"not run: no F_hat propagator ({why})"
     if method == "mixed" and prop is not None:
         guarded("mixed", run_mixed)
+    joint_info = None
+    if method == "joint" and not at_origin:
+        raise ProbPruneError("method 'joint' bounds the ball centred at the origin only; use 'propagate' for a ball "
+                             "around a data point")
+    if (method == "joint" or (auto and norms is not None)) and at_origin:
+        def run_joint():
+            nonlocal joint_info
+            jr = joint_bound(F, Fhat, radius, norms=norms,
+                             diag_steps=JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS,
+                             diag_seconds=JOINT_AUTO_DIAG_SECONDS if auto else None)
+            comps["joint"] = jr.eps
+            joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
+                          **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
+        if auto and coupled_width(F) > JOINT_AUTO_MAX_DIM:
+            skipped["joint"] = (f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_AUTO_MAX_DIM} "
+                                "in auto; --bound joint takes up to " f"{JOINT_MAX_DIM})")
+        elif auto and F.lip_blocks:
+            # max-pool trees as ReLU stages: the recursion compounds over every tree level (LeNet-5 on digits:
+            # 72-97x the attack against mixed's 9-11x), so auto does not spend its time limit on it
+            skipped["joint"] = "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
+        else:
+            try:
+                guarded("joint", run_joint)
+            except ProbPruneError as exc:
+                if not auto:
+                    raise
+                skipped["joint"] = str(exc)
     if auto and at_origin and norms is not None:
         def run_pairs():
             comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
@@ -293,8 +328,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         stages.append({"stage": "mixed_none without propagation (THEORY §12.11, Statement 12.51)",
                        "propagated_variant": skipped.pop("mixed_none", "not run")})
     comps = {k: unscale(v, F.scale_exp) for k, v in comps.items()}
-    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "mixed_scalar", "mixed_none", "propagate",
-                        "sdp", "sdp_fo")
+    keys = [k for k in ("composed_fwd", "composed_bwd", "pairs", "mixed", "mixed_scalar", "mixed_none", "joint",
+                        "propagate", "sdp", "sdp_fo")
             if k in comps]
     if not keys:
         raise ProbPruneError("no tight certificate could be computed ("
@@ -305,12 +340,14 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if F.scale_exp:
         stages.append({"stage": "scaling", "scale_exp": int(F.scale_exp),
                        "note": "per-stage numbers are for the power-of-two rescaled chains (§12.1); eps is unscaled"})
+    if joint_info is not None:
+        stages = stages + [joint_info]
     if sdp_info is not None:
         stages = stages + [sdp_info]
     return TightCertificate(
         eps=float(comps[best]), method=best, components=comps, radius=float(radius), stages=tuple(stages),
         statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2, unrolling and mixed bound §12.3, "
-                  "coupled propagation §12.4, cross-network SDP §12.6, first-order SDP §12.6b)",
+                  "coupled propagation §12.4, cross-network SDP §12.6, first-order SDP §12.6b, joint S-procedure §12.12)",
         assumptions=("deterministic: holds for this network and mask",
                      f"inputs in the l2 ball of radius {radius} around {'the origin' if at_origin else 'the centre'}"
                      " (Frobenius for images)",

@@ -1,0 +1,116 @@
+"""The joint S-procedure bound on the coupled chain (THEORY §12.12, Statement 12.60): exact on linear chains,
+>= a strong attack on ReLU nets with biases and on hypothesis-generated max-pool CNNs, part of auto on MLPs (and
+skipped with a reason on max-pool chains), `certify --bound joint` from the command line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _cli import run_cli
+from maxpool_cnns import maxpool_cnn
+from probprune.certificates.joint import joint_bound
+from probprune.certificates.lower import lower_graph_pair
+from probprune.certificates.tight import certify_chains, unscale
+from probprune.core.errors import ProbPruneError
+from probprune.measure.attack import pgd_sup_error
+from probprune.net.trace import from_torch
+
+
+def _pair(model, shape, seed, keep=0.6):
+    g = from_torch(model.double().eval(), shape)
+    rng = np.random.default_rng(seed)
+    gh = g.with_masks({k: rng.random(w.shape) < keep for k, w in g.weights.items()})
+    return g, gh, *lower_graph_pair(g, gh)
+
+
+def _mlp(seed, widths, act=nn.ReLU, bias=True):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b, bias=bias), act()]
+    return nn.Sequential(*layers[:-1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_on_linear_chains_with_biases(seed):
+    """Identity activations: F - F_hat is affine, its sup over the ball is a trust-region problem; the joint bound
+    (no slope is relaxed but the constant) equals it up to the floating-point margins."""
+    g, gh, F, Fh = _pair(_mlp(seed, (6, 7, 5, 3), nn.Identity), (6,), seed)
+    A, c, Ah, ch = np.eye(6), np.zeros(6), np.eye(6), np.zeros(6)
+    for s, sh in zip(F.stages, Fh.stages):
+        A, c, Ah, ch = s.M @ A, s.M @ c + s.b, sh.M @ Ah, sh.M @ ch + sh.b
+    D, d = A - Ah, c - ch
+    # exact: max over the sphere/ball by a dense sample of the secular equation's dual (any mu is an upper bound;
+    # the maximum over a fine grid of directions is a lower bound)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(200_000, 6))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    lower = float(np.linalg.norm(X @ D.T + d, axis=1).max())
+    jb = joint_bound(F, Fh, 1.0, diag_steps=20).eps
+    assert jb >= lower
+    assert jb <= lower * 1.02  # the grid's lower bound is within 2 % of the exact sup in 6 dimensions
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_at_least_a_strong_attack_relu_with_biases(seed):
+    g, gh, F, Fh = _pair(_mlp(seed, (5, 9, 7, 3)), (5,), seed)
+    jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
+    a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=64, steps=100, seed=seed).value
+    assert jb >= a
+
+
+def test_bias_free_and_nothing_pruned():
+    g, gh, F, Fh = _pair(_mlp(7, (4, 6, 3), bias=False), (4,), 7, keep=1.0)
+    assert joint_bound(F, Fh, 1.0).eps == 0.0
+    g, gh, F, Fh = _pair(_mlp(7, (4, 6, 3), bias=False), (4,), 7, keep=0.5)
+    a = pgd_sup_error(g.forward, gh.forward, (4,), restarts=64, steps=100, seed=7, homogeneous=True).value
+    assert joint_bound(F, Fh, 1.0, diag_steps=10).eps >= a
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), hw=st.integers(4, 6), ch=st.integers(1, 2), two=st.booleans(),
+       bias=st.booleans())
+def test_maxpool_cnns_at_least_the_attack(seed, hw, ch, two, bias):
+    """`--bound joint` accepts max-pool chains (trees of ReLU(a - b) stages): every value >= a 64-restart PGD."""
+    m = maxpool_cnn(seed, hw, ch, two, bias)
+    g, gh, F, Fh = _pair(m, (1, hw, hw), seed)
+    c = certify_chains(F, Fh, "joint", 1.0)
+    a = pgd_sup_error(g.forward, gh.forward, (1, hw, hw), restarts=64, steps=80, seed=seed).value
+    assert c.eps >= a
+
+
+def test_auto_uses_it_on_mlps_and_names_why_not_on_maxpool():
+    g, gh, F, Fh = _pair(_mlp(8, (16, 24, 24, 5)), (16,), 8)
+    c = certify_chains(F, Fh, "auto", 1.0)
+    assert "joint" in c.components
+    assert c.eps == min(c.components.values())
+    assert any("§12.12" in s.get("stage", "") for s in c.stages)
+    m = maxpool_cnn(3, 4, 1, False, True)
+    g, gh, F, Fh = _pair(m, (1, 4, 4), 3)
+    c = certify_chains(F, Fh, "auto", 1.0)
+    skipped = next(s for s in c.stages if s.get("stage") == "skipped components")
+    assert "max-pool" in skipped["joint"]
+
+
+def test_refusals():
+    g, gh, F, Fh = _pair(_mlp(9, (4, 5, 2)), (4,), 9)
+    with pytest.raises(ProbPruneError, match="origin"):
+        certify_chains(F, Fh, "joint", 1.0, center=np.ones(4))
+    with pytest.raises(ProbPruneError, match="max_dim"):
+        joint_bound(F, Fh, 1.0, max_dim=5)
+
+
+def test_cli_bound_joint(capsys, tmp_path):
+    torch.manual_seed(0)
+    p = tmp_path / "m.pt"
+    torch.save(nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4)), p)
+    code, out, _ = run_cli(capsys, ["certify", "--model", str(p), "--fraction", "0.4", "--bound", "joint", "--json"])
+    assert code == 0
+    d = json.loads(out)
+    assert d["certificate"]["bound"] == "tight:joint"
+    assert d["tight"]["method"] == "joint"
+    assert d["certificate"]["eps"] == pytest.approx(d["tight"]["eps"])
