@@ -433,6 +433,17 @@ def _gaussian_c(q):
     return stats.norm.ppf((1.0 + q) / 2.0)
 
 
+def gaussian_g(c):
+    """E[w^2 1{|w| < c s}]/s^2 for w ~ N(0, s^2): g(c) = 2 Phi(c) - 1 - 2 c phi(c) (THEORY §3.12 [D]); g(inf) = 1.
+    (``probprune.theory.apriori.gaussian_g`` is this function.)"""
+    from scipy import stats
+
+    c = np.asarray(c, float)
+    with np.errstate(invalid="ignore"):
+        out = 2.0 * stats.norm.cdf(c) - 1.0 - 2.0 * c * stats.norm.pdf(c)
+    return np.where(np.isinf(c), 1.0, out)
+
+
 @dataclass(frozen=True)
 class GaussianLaw(WeightLaw):
     """w ~ N(0, s^2), s = a (THEORY §3.12): E w^(2k) = (2k-1)!! s^(2k); E[g^(2k) 1{|g| < c}] = (2k-1)!!
@@ -506,8 +517,6 @@ class GaussianLaw(WeightLaw):
 
     def truncated_bernstein(self, m, q, a):
         from scipy import stats
-
-        from probprune.theory.apriori import gaussian_g  # g(c) = E[w^2 1{|w| < c s}]/s^2 (§3.12), one implementation
 
         c = stats.norm.ppf((1.0 + q) / 2.0)
         return m * a * a * gaussian_g(c), c * a  # beta(m s^2 g(c), c s, lam)

@@ -108,12 +108,7 @@ def norm_bound(spec: NetSpec, delta_W, law: str = "uniform"):
     return registry.LAWS[law].bernstein_norm_bound(m, n, a, sr, d_out, d_in, dW)  # the law's formula (§3.4, §3.12)
 
 
-def gaussian_g(c):
-    """E[w^2 1{|w| < c s}]/s^2 for w ~ N(0, s^2): g(c) = 2 Phi(c) - 1 - 2 c phi(c) (THEORY §3.12 [D])."""
-    c = np.asarray(c, float)
-    with np.errstate(invalid="ignore"):
-        out = 2.0 * stats.norm.cdf(c) - 1.0 - 2.0 * c * stats.norm.pdf(c)
-    return np.where(np.isinf(c), 1.0, out)
+gaussian_g = registry.gaussian_g  # g(c) = E[w^2 1{|w| < c s}]/s^2 (THEORY §3.12 [D]), the law's formula, once
 
 
 def error_bound(spec: NetSpec, q, delta_E, method: str, law: str = "uniform", delta_T=None):
