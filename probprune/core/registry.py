@@ -21,6 +21,11 @@ unknown name. Modules validate names through this file instead of keeping their 
 * ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
   implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
 * ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.net.templates.ACTIVATIONS``.
+* ``BUDGET_RULES``: the budget rules of THEORY §3.9b ("exact_k", "threshold", "bernoulli") -> their sampling model
+  (what a budget's ``max_prunable`` counts and which per-layer field it reports); ``LAYER_KINDS``: weight-layer kinds
+  (``dense`` or a convolution); :func:`cert_r_method`: Cert-R's ``sampling`` argument -> its method; ``BASE_METHODS``:
+  the i.i.d. rules with an exact-k variant (magnitude, random). Outside this file and the CLI's parsing no module
+  compares a strategy name to a spelled string (tests/test_registry_switches_ub.py runs the issue-22 grep).
 """
 from __future__ import annotations
 
