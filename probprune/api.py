@@ -34,7 +34,9 @@ from probprune.core.errors import (ProbPruneError, check_delta, check_eps, check
 
 DEFAULT_EPS_REL = 0.1
 DEFAULT_WIDTHS = (784, 300, 100, 10)
-CERT_METHODS = ("magnitude", "random")  # certify / budget of a given network: exact-k magnitude, Bernoulli random
+#: certify / budget of a given network: exact-k magnitude (Cert-D), Bernoulli random (Cert-R); the registry's methods
+#: with a ``budget_certificate``
+CERT_METHODS = tuple(m.name for m in registry.METHODS.values() if m.budget_certificate is not None)
 CERT_MODES = ("optimal", "uniform")
 RADIUS_NORMS = ("l2", "linf")
 CONV_NORMS = ("fft", "kernel")
@@ -615,7 +617,9 @@ def _law_budget(network, eps, eps_rel, delta, method, mode, calibrated, empirica
         net = read_network(mdl, None, None)
         m = registry.METHODS.get(method)  # a random method's certified budget is about its Bernoulli mask
         meth = registry.method_for(m.family, "bernoulli").name if m is not None and m.random_mask else method
-        trained = _model_budget(net.graph, eps, eps_rel, delta, meth, "optimal" if mode == "equal_share" else mode,
+        from probprune.budgets.apriori import ALLOCATION_MODES
+
+        trained = _model_budget(net.graph, eps, eps_rel, delta, meth, ALLOCATION_MODES[mode].certified_as,
                                 "auto", False, 1.0 if max_acc_drop is None else max_acc_drop, None, seed, None, "fft",
                                 time_limit, {"network": DEMO_NETWORK, "test_accuracy": acc, "seed": seed})
     return BudgetReport(res.as_dict(), desc, float(eps_val), eps_info, ex.get("calibrated"), ex.get("empirical"),

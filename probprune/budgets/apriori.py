@@ -43,6 +43,7 @@ from probprune.theory.apriori import (
 )
 from probprune.core.errors import ProbPruneError, check_delta, check_eps, check_fraction
 from probprune.core.registry import BOUNDS as _BOUNDS
+from probprune.core.registry import BUDGET_RULES as _BUDGET_RULES
 from probprune.core.registry import LAWS as _LAWS
 from probprune.core.registry import METHODS as _REGISTRY
 from probprune.net.templates import NetSpec, fcn_spec
@@ -88,22 +89,25 @@ def _allocate_optimal(x: _ModeInputs):
 class AllocationMode:
     """How a budget spreads eps over the layers (THEORY §3.9, §10.5): ``allocate(inputs) -> (q, allocation)``;
     ``per_layer``: the fractions differ per layer (the exact-k inversion also tries the scaled threshold
-    allocation)."""
+    allocation). ``certified_as``: the mode a certified budget of a given network searches for this one (§3.9,
+    §11.3: the optimal or the uniform search; equal_share is an a-priori allocation, its certified counterpart the
+    optimal search)."""
 
     name: str
     description: str
     allocate: Callable[[_ModeInputs], tuple]
     per_layer: bool = True
+    certified_as: str | None = None
 
 
 #: the allocation modes of :func:`max_prunable`, by name (registration order = ``MODES``)
 ALLOCATION_MODES = {m.name: m for m in (
     AllocationMode("optimal", "per-layer fractions maximising the pruned count (§10.5; never below uniform)",
-                   _allocate_optimal),
+                   _allocate_optimal, certified_as="optimal"),
     AllocationMode("uniform", "one common fraction on the candidate layers (§3.9)", _allocate_uniform,
-                   per_layer=False),
+                   per_layer=False, certified_as="uniform"),
     AllocationMode("equal_share", "each candidate layer gets an equal share of the budget (§3.9)",
-                   _allocate_equal_share),
+                   _allocate_equal_share, certified_as="optimal"),
 )}
 MODES = tuple(ALLOCATION_MODES)
 
@@ -116,7 +120,7 @@ def _mode(mode: str) -> AllocationMode:
 
 #: pruning rules a budget can be about (THEORY §3.9b): exact-k counts, or the threshold (magnitude) / Bernoulli
 #: (random) rule whose count is Binomial
-RULES = ("exact_k", "threshold", "bernoulli")
+RULES = tuple(_BUDGET_RULES)  # ("exact_k", "threshold", "bernoulli"): the registry's budget rules
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,7 @@ def max_prunable(
     notes = check_spec_for_apriori(spec, assume_law)
     spec = replace(spec, origin="law")  # checked (or assumed, noted) above; the internal evaluations are law statements
     rule = _resolve_rule(method, law, statement, rule)
+    counted = _BUDGET_RULES[rule].counted  # rule exact_k: max_prunable reports the exact-k counts
     cand = _candidates(spec, prunable)
     N = np.array([L.N for L in spec.layers], float)
     T_c = _terms(spec, eps, delta, method, law, cand, statement)
@@ -339,20 +344,20 @@ def max_prunable(
         ks, uni_ks = ek.counts, ek.uniform_counts
         rule_st["exact_k"] = f"{ek.statement} at the counts k_i (eps = {ek.eps_achieved:.6g})"
         notes.append(f"exact_k: counts certified by the exact-k statement ({ek.how})")
-    elif rule == "exact_k":
+    elif counted:
         raise ProbPruneError(f"no exact-k statement for method {method!r} with law {law!r} and statement "
                              f"{statement!r}; use rule='{thr_name}'")
     a = np.array([L.half_width for L in spec.layers])
     thr = _threshold(q, a, law) if meth.is_threshold else None
     layers = tuple(
-        LayerBudget(L.name, L.N, float(qi), int(ks[i]) if rule == "exact_k" else int(math.floor(qi * L.N + 1e-9)),
+        LayerBudget(L.name, L.N, float(qi), int(ks[i]) if counted else int(math.floor(qi * L.N + 1e-9)),
                     float(e), float(b), None if ks is None else int(ks[i]),
                     None if thr is None else float(thr[i]), None if meth.is_threshold else float(qi))
         for i, (L, qi, e, b) in enumerate(zip(spec.layers, q, res_eta, B))
     )
     notes.append(f"delta split equally over {int(alloc.n_events)} events (the W events of every layer and the E events "
                  f"of the {int(np.sum(alloc.delta_E > 0))} pruned layers), fixed before inversion (§3.8-3.9)")
-    if rule == "exact_k":
+    if counted:
         notes.append("rule exact_k: max_prunable = k_i, prune exactly the k_i "
                      + ("entries of layer i chosen uniformly at random" if meth.random_mask
                         else "smallest |w| of layer i (torch.nn.utils.prune.l1_unstructured)")
@@ -366,7 +371,7 @@ def max_prunable(
                  "statement)")
     return BudgetResult(
         eps, delta, method, mode, layers, float(eps_ach), q_uni,
-        int(sum(uni_ks)) if (rule == "exact_k" and uni_ks is not None) else uni_total_thr,
+        int(sum(uni_ks)) if (counted and uni_ks is not None) else uni_total_thr,
         "a-priori", f"THEORY.md §3.9/§10.5 inversion of {apriori_bound.__module__}.apriori_bound ({method}, {law}; "
         f"{fin.statement})",
         tuple(notes), tuple(spec.paper_hypotheses()), rule, rule_st,

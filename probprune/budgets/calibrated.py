@@ -30,6 +30,7 @@ from scipy import stats
 
 from probprune.theory.apriori import broadcast_fractions
 from probprune.core.errors import ProbPruneError, check_delta, check_eps
+from probprune.core.registry import BUDGET_RULES as _BUDGET_RULES
 from probprune.core.registry import LAWS as _LAWS
 from probprune.core.registry import METHODS as _REGISTRY
 from probprune.core.stats import coverage_rank, order_statistic
@@ -404,8 +405,7 @@ class UniformBudget:
     def rule(self) -> str:
         """The pruning rule the statement is about (THEORY §3.9b): exact_k for the exact-k methods, threshold for
         magnitude (prune |w| < q a_i), bernoulli for random and rescaled random."""
-        meth = _REGISTRY[self.method]
-        return "exact_k" if meth.exact_of is not None else meth.sampling
+        return _REGISTRY[self.method].sampling_model.rule
 
     @property
     def total_prunable(self) -> int:
@@ -416,15 +416,17 @@ class UniformBudget:
         return int(sum(n for _, n, _ in self.layers))
 
     def as_dict(self) -> dict:
+        rule = _BUDGET_RULES[self.rule]  # the rule's sampling model (THEORY §3.9b)
+
         def layer(i, n, N, c):
             d = {"name": n, "n_weights": N, "max_prunable": c, "fraction": self.fraction if c else 0.0}
-            if self.rule == "exact_k":
-                d["exact_k"] = c
-            elif self.rule == "bernoulli":
-                d["bernoulli_p"] = self.fraction if c else 0.0
-            elif self.half_widths:
+            if rule.counted:  # exact_k: the count
+                d[rule.budget_field] = c
+            elif rule.fraction_given:  # bernoulli: the probability
+                d[rule.budget_field] = self.fraction if c else 0.0
+            elif self.half_widths:  # threshold: t_i under the law
                 q = self.fraction if c else 0.0
-                d["threshold"] = float(_LAWS[self.law].threshold(q, self.half_widths[i]))
+                d[rule.budget_field] = float(_LAWS[self.law].threshold(q, self.half_widths[i]))
             return d
 
         return {"kind": self.kind, "eps": self.eps, "delta": self.delta, "gamma": self.gamma,

@@ -125,7 +125,7 @@ class _Curves:
         Wh, E = self.pruned(i, k)
         self.certified_evaluations += 1
         p = self.points[i].get(k)
-        if p is not None and not p[2] and op.layer != "linear":  # conv: certify at the probe's estimate (§11.5)
+        if p is not None and not p[2] and not op.is_dense:  # conv: certify at the probe's estimate (§11.5)
             return float(norm_upper_at(op, Wh, p[0], cm)), float(norm_upper_at(op, E, p[1], cm))
         return float(norm_upper(op, Wh, cm)), float(norm_upper(op, E, cm))
 
@@ -650,7 +650,7 @@ def norm_upper_at(op, T: np.ndarray, hint: float, conv_method: str = "fft") -> f
 def probed_by_certified_norm(op) -> bool:
     """Does the search probe weight node ``op`` by its certified norm itself (no estimate)? Dense layers up to 1500
     wide: a LAPACK top eigenvalue is as cheap as Lanczos there, and a certified probe needs no second evaluation."""
-    return op.layer == "linear" and min(op.weight.shape) <= 1500
+    return op.is_dense and min(op.weight.shape) <= 1500
 
 
 def norm_estimate(op, T: np.ndarray, state=None):
@@ -658,7 +658,7 @@ def norm_estimate(op, T: np.ndarray, state=None):
     ``state``: dense layers by Lanczos (:func:`_dense_estimator`), convolutions by float32 FFT blocks
     (:func:`_conv_estimate`). Returns (estimate, state)."""
     We = op.effective_weight(np.asarray(T, float).reshape(op.weight.shape))
-    if op.layer == "linear":
+    if op.is_dense:
         return _dense_estimator(We, state)
     return _conv_estimate(op, We, state)
 
@@ -1108,9 +1108,12 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     cands = [k_d] + ([k_uni_d] if k_uni_d is not None else [])
     k_uni = k_uni_d
     p_fit = P0
-    uniform_kw: dict = {"rtol": FINAL_RTOL if mode == "uniform" else SCALE_RTOL}
+    from probprune.budgets.apriori import ALLOCATION_MODES
+
+    uniform_mode = not ALLOCATION_MODES[mode].per_layer  # "uniform": one common fraction; else "optimal"
+    uniform_kw: dict = {"rtol": FINAL_RTOL if uniform_mode else SCALE_RTOL}
     k_opt = k_d
-    if mode == "optimal" and max_evals > 0:  # optimal: Cert-D's allocation scaled (first: it is the answer)
+    if not uniform_mode and max_evals > 0:  # optimal: Cert-D's allocation scaled (first: it is the answer)
         q = np.where(cand, k_d / N, 0.0)
         if q.max() > 0:
             shape = q / q.max()
@@ -1150,7 +1153,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
             break
     if pick is None:  # cannot happen (Cert-D's allocation is feasible); fail closed
         raise RuntimeError("internal error: no certified allocation")
-    if mode == "uniform":
+    if uniform_mode:
         k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
     uni_at = ac.as_dict() if k_uni is not None else None
     if k_uni is not None and k_uni is not pick:
@@ -1175,7 +1178,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
         ref = _refine_phase(F, graph, memo, pick, N, cand, eps, refine, refine_evaluations, refine_time_limit)
         detail["refine"] = ref["detail"]
         if ref["counts"] is not None:
-            if mode == "uniform" or (k_uni is not None and k_uni is pick):
+            if uniform_mode or (k_uni is not None and k_uni is pick):
                 k_uni = ref["counts"]
                 detail["uniform_at_allocation"] = ref["detail"]["at_allocation"]
             pick, eps_out, name_out = ref["counts"], ref["eps"], f"tight:{refine}"
@@ -1284,17 +1287,22 @@ def certified_budget(
     (:class:`CertifiedBudgetResult`) names the certificate inverted and its value at the allocation."""
     import time
 
-    from probprune.budgets.apriori import LayerBudget
+    from probprune.budgets.apriori import ALLOCATION_MODES, LayerBudget
     from probprune.certificates.lemma import certify_random_graph
+    from probprune.core.registry import METHODS
 
     t0 = time.perf_counter()
     eps = float(check_eps(eps))
-    if method not in ("magnitude", "random"):
+    meth = METHODS.get(method) if isinstance(method, str) else None
+    if meth is None or meth.budget_certificate is None:
         raise ProbPruneError("certified budgets support method 'magnitude' (Cert-D) or 'random' (Cert-R)")
-    if method == "random":
+    random = meth.random_mask  # Cert-R over the Bernoulli mask; else Cert-D (the k smallest |w|)
+    if random:
         delta = check_delta(delta)
-    if mode not in ("optimal", "uniform"):
+    am = ALLOCATION_MODES.get(mode) if isinstance(mode, str) else None
+    if am is None or am.certified_as != mode:
         raise ProbPruneError("certified budgets support mode 'optimal' or 'uniform'")
+    uniform_mode = not am.per_layer
     if certificate not in CERTIFICATES:
         raise ProbPruneError(f"unknown certificate {certificate!r}; choose from {', '.join(CERTIFICATES)}")
     from probprune.certificates.tight import TIGHT_METHODS as _TIGHT_METHODS
@@ -1303,7 +1311,7 @@ def certified_budget(
         raise ProbPruneError(f"unknown tight_method {tight_method!r}; choose from {', '.join(_TIGHT_METHODS)}")
     if refine is not None and refine not in REFINE_METHODS:
         raise ProbPruneError(f"unknown refine method {refine!r}; choose from {', '.join(REFINE_METHODS)}")
-    if refine is not None and (method != "magnitude" or certificate != "auto"):
+    if refine is not None and (random or certificate != "auto"):
         raise ProbPruneError("refine applies to magnitude budgets with certificate 'auto'")
     if int(refine_evaluations) < 0 or not (math.isfinite(refine_time_limit) and refine_time_limit > 0):
         raise ProbPruneError("refine_evaluations must be >= 0 and refine_time_limit a positive number of seconds")
@@ -1329,15 +1337,15 @@ def certified_budget(
 
     if uniform_reference is None:
         uniform_reference = int(N.sum()) <= 2_000_000
-    uniform_reference = uniform_reference or mode == "uniform"
-    if method == "magnitude":
+    uniform_reference = uniform_reference or uniform_mode
+    if not random:
         curves = _Curves(graph, nW, exact_search, cand, conv_method)
         comp = graph_composition(graph, "D")
         runs = []
         if uniform_reference:
             uni = search_certified_counts(curves, comp, eps, uniform=True, rounds=rounds)
             runs.append(uni)
-        if mode == "uniform":
+        if uniform_mode:
             res = uni
         else:
             res = search_certified_counts(curves, comp, eps, rounds=rounds)
@@ -1380,15 +1388,15 @@ def certified_budget(
             return best
 
         k_uni = best_r(True)
-        k = k_uni if mode == "uniform" else best_r(False)
+        k = k_uni if uniform_mode else best_r(False)
         if k.sum() < k_uni.sum():
             k = k_uni
         t2 = time.perf_counter()
         steps["search"] = t2 - t1
         eps_ach = cert_r(k) if k.any() else 0.0
         steps["certify"] = time.perf_counter() - t2
-    cert_name, cert_detail = ("lemma-a" if method == "magnitude" else "cert-r"), {}
-    if method == "magnitude" and certificate == "auto":
+    cert_name, cert_detail = meth.budget_certificate, {}
+    if not random and certificate == "auto":
         k, k_uni, eps_ach, cert_name, cert_detail = _tight_phase(
             graph, cand, eps, mode, k, k_uni, float(eps_ach), conv_method, int(tight_evaluations),
             (t0 + time_limit) if time_limit is not None else math.inf, steps, tight_method, refine,
@@ -1403,7 +1411,7 @@ def certified_budget(
     out_layers = tuple(LayerBudget(op.fqn, int(op.weight.size), float(qi), int(ki)) for op, qi, ki in zip(ops, q, k))
     notes = ["a given network: no distributional assumption on the weights",
              "Cert-D: deterministic, layer-wise exact-k magnitude pruning (ties by flat index); every reported "
-             "certificate uses certified operator norms (THEORY §11)" if method == "magnitude"
+             "certificate uses certified operator norms (THEORY §11)" if not random
              else f"Cert-R: probability >= 1 - {delta} over the Bernoulli mask, conditional on the weights; delta "
                   "split over the layers actually pruned"]
     if has_bias:
@@ -1419,6 +1427,6 @@ def certified_budget(
     if cert_name.startswith("tight:"):
         statement = ("THEORY.md §12 certificates (auto rule: min with Cert-D §3.11) inverted: Cert-D search §11.3 for "
                      "the shape, §12 certificates on the candidates")
-    return _result_class()(eps, delta if method == "random" else None, method, mode, out_layers, float(eps_ach), q_uni,
+    return _result_class()(eps, delta if random else None, method, mode, out_layers, float(eps_ach), q_uni,
                            int(k_uni.sum()) if k_uni is not None else -1, "certificate", statement, tuple(notes),
                            certificate=cert_name, certificate_detail=cert_detail)

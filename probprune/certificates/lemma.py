@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from probprune.theory.apriori import beta
+from probprune.core import registry
 from probprune.core.errors import ProbPruneError, check_delta, check_finite_array, check_fraction
 from probprune.net.templates import NetSpec, ParsedModel, as_matrix
 from probprune.theory.norms import layer_operator_norm_upper, power_iteration_norm
@@ -86,7 +87,7 @@ def weight_layer_specs(op) -> list:
 
     ident = activation("identity")
     W = op.weight
-    if op.layer == "linear":
+    if op.is_dense:
         return [LayerSpec(op.fqn, "linear", W.shape[0], W.shape[1], 1.0, ident, 1.0)]
     nd = 1 if op.layer == "conv1d" else 2
     k = tuple(W.shape[2:])
@@ -228,7 +229,7 @@ def certify_graph(graph, pruned, conv_method: str = "fft", show_power_iteration:
     if folded:
         notes.append(f"BatchNorm (eval) folded into the preceding layer: {', '.join(folded)}; masks act on the layer's "
                      "own weights")
-    if any(n.op.layer != "linear" for n in graph.weight_nodes):
+    if any(not n.op.is_dense for n in graph.weight_nodes):
         notes.append("conv operator norms: " + ("FFT of the periodic extension (Sedghi et al.) and Lemma C, the smaller"
                                                 if conv_method == "fft" else "Lemma C kernel-matrix bound")
                      + "; grouped convs: max over groups")
@@ -304,20 +305,22 @@ def _cert_r_line_terms(W: np.ndarray):
 
 def _cert_r_layer(L, W: np.ndarray, w: float, pi: float, de: float, sampling: str) -> tuple[float, float]:
     """Cert-R bounds (||What||, ||E||) of one layer (§3.11) with probability >= 1 - de over its mask, given the
-    certified ||W|| <= w; conv layers through Lemma C's sqrt(r) lift of the mat-level Bernstein bound."""
+    certified ||W|| <= w; conv layers through Lemma C's sqrt(r) lift of the mat-level Bernstein bound. ``sampling``:
+    the method's Cert-R sampling (:func:`probprune.core.registry.cert_r_method`)."""
+    meth = registry.cert_r_method(sampling)
     rho, mu = _cert_r_line_terms(W)
     lam = math.log(L.n / de)
     sr = math.sqrt(L.r)
-    if sampling == "bernoulli":
-        t = sr * float(beta(pi * (1 - pi) * rho**2, max(pi, 1 - pi) * mu, lam))
-        e, wh = pi * w + t, (1 - pi) * w + t
-    elif sampling == "rescaled":
+    if meth.rescaled:  # R-Bern-rescaled
         t = sr * float(beta(pi * rho**2 / (1 - pi), mu * max(pi, 1 - pi) / (1 - pi), lam))
         e, wh = t, w + t
-    else:
+    elif meth.sampling_model.counted:  # R-exact
         t = sr * float(beta(pi * rho**2, mu + w / L.N, lam))
         e, wh = pi * w + t, (1 - pi) * w + t
-    if pi == 1.0 and sampling != "rescaled":
+    else:  # R-Bern
+        t = sr * float(beta(pi * (1 - pi) * rho**2, max(pi, 1 - pi) * mu, lam))
+        e, wh = pi * w + t, (1 - pi) * w + t
+    if pi == 1.0 and not meth.rescaled:
         e, wh = w, 0.0  # everything pruned: deterministic
     return wh, e
 
@@ -330,8 +333,7 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
     (delta of the layer split equally over its groups), the max over groups (block-diagonal operator).
     ``norm_W``: FQN -> certified ||W'|| already computed by the caller (reused, not recomputed)."""
     delta = check_delta(delta)
-    if sampling not in ("bernoulli", "rescaled", "exact"):
-        raise ProbPruneError(f"unknown sampling {sampling!r}; use bernoulli, rescaled or exact")
+    meth = registry.cert_r_method(sampling)  # ProbPruneError naming the samplings for an unknown one
     nodes = graph.weight_nodes
     if isinstance(p, Mapping):
         unknown = set(p) - set(graph.weight_names)
@@ -340,7 +342,7 @@ def certify_random_graph(graph, p, delta: float, sampling: str = "bernoulli", co
         ps = np.array([float(p.get(n.op.fqn, 0.0)) for n in nodes])
     else:
         ps = np.full(len(nodes), float(p))
-    check_fraction(ps, "p", upper_open=(sampling == "rescaled"))
+    check_fraction(ps, "p", upper_open=meth.rescaled)
     de = delta / max(int(np.sum(ps > 0)), 1)
     norms, nW, nWh, nE = {}, [], [], []
     for n, pi in zip(nodes, ps):
@@ -388,7 +390,7 @@ def certify_random(
     from probprune.net import Graph
 
     delta = check_delta(delta)
-    p = check_fraction(p, "p", upper_open=(sampling == "rescaled"))
+    p = check_fraction(p, "p", upper_open=registry.cert_r_method(sampling).rescaled)
     p = np.full(spec.depth, float(p)) if p.ndim == 0 else p
     if p.shape != (spec.depth,):
         raise ProbPruneError(f"p must be a scalar or {spec.depth} per-layer values")

@@ -203,7 +203,7 @@ def _lin_parts(op, oph):
 
     def affine_lin(o, W):
         Wt = t(W)
-        if o.layer == "linear":
+        if o.is_dense:
             return lambda x: tF.linear(x, Wt)
         if o.layer == "conv2d" and o.groups == 1:
             return _Conv2dLin(Wt, o)
@@ -642,8 +642,10 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
 def _run_engine(graph, pruned, name: str, op_norms: bool = True):
     """Feed the nodes of ``graph`` (and, for a pair, the matching nodes of ``pruned``) to the engine, dispatching on
     each op class's declared ``lowering``."""
+    from probprune.net.activations import activation
     from probprune.net.ir import graph_differences
 
+    relu = activation("relu")  # the one activation the engine encodes exactly (the table's entry, not its name)
     if pruned is not None:
         diffs = graph_differences(graph, pruned, "pair")
         if diffs:
@@ -663,9 +665,9 @@ def _run_engine(graph, pruned, name: str, op_norms: bool = True):
         elif how == "add":
             eng.add(node.name, node.inputs[0], node.inputs[1], float(op.sign))
         elif how == "act":
-            if op.act.name == "relu":
+            if op.act == relu:
                 eng.relu(node.name, node.inputs[0])
-            elif op.act.name == "identity":
+            elif op.act.is_identity:
                 eng.affine(node.name, node.inputs[0], op, oph, label, 1.0)
             else:
                 raise UnsupportedLayerError(f"{name}: activation {op.act.name!r} at {label} is not ReLU; the tight "

@@ -21,6 +21,11 @@ unknown name. Modules validate names through this file instead of keeping their 
 * ``BOUNDS``: statement ids of docs/THEORY.md (the ids of ``proofs_check.statements``) -> the function that
   implements the statement, as a ``"module:function"`` target resolved lazily (no import cycles).
 * ``ACTIVATIONS``: the activation names of the one activation table, ``probprune.net.templates.ACTIVATIONS``.
+* ``BUDGET_RULES``: the budget rules of THEORY §3.9b ("exact_k", "threshold", "bernoulli") -> their sampling model
+  (what a budget's ``max_prunable`` counts and which per-layer field it reports); ``LAYER_KINDS``: weight-layer kinds
+  (``dense`` or a convolution); :func:`cert_r_method`: Cert-R's ``sampling`` argument -> its method; ``BASE_METHODS``:
+  the i.i.d. rules with an exact-k variant (magnitude, random). Outside this file and the CLI's parsing no module
+  compares a strategy name to a spelled string (tests/test_registry_switches_ub.py runs the issue-22 grep).
 """
 from __future__ import annotations
 
@@ -92,7 +97,10 @@ class SamplingModel:
     ("threshold", "bernoulli": u < p), or exactly floor(q N_i) lowest scores per network ("exact"; ties by flat
     index, :func:`probprune.pruning.sampling.exact_k_prune_mask`). ``counted``: a count is rounded (the rounding
     option applies); ``fraction_given``: the fraction is an input (False for "threshold": the threshold decides).
-    ``no_rounding``: why the rounding option does not apply (None where it does)."""
+    ``no_rounding``: why the rounding option does not apply (None where it does). ``rule``: the name of the budget
+    rule (THEORY §3.9b) whose guarantee is about this sampling model ("exact_k", "threshold", "bernoulli";
+    :data:`BUDGET_RULES`), and ``budget_field``: the per-layer field a budget of that rule reports (the count
+    ``exact_k``, the ``threshold`` t_i, the probability ``bernoulli_p``)."""
 
     name: str
     description: str
@@ -100,6 +108,8 @@ class SamplingModel:
     counted: bool = False
     fraction_given: bool = True
     no_rounding: str | None = None
+    rule: str = ""
+    budget_field: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,9 @@ class PruningMethod:
     entry: str | None = None
     exact_of: str | None = None
     second_moments: Callable | None = None
+    #: the certificate a certified budget of a given network inverts for this method (THEORY §3.9, §3.11):
+    #: "lemma-a" (Cert-D: the k smallest |w|) or "cert-r" (Cert-R over the Bernoulli mask); None: not supported
+    budget_certificate: str | None = None
 
     @property
     def family_model(self) -> MethodFamily:
@@ -254,7 +267,11 @@ class WeightLaw:
     moments of table S (§9.11) and the even moments of table F (§9.12-9.13). The pruning rules combine them
     (:data:`ENTRY_MODELS`, :attr:`PruningMethod.second_moments`). ``threshold_text``: how a budget names the
     threshold; ``abs_uniform``: |w|/a is U[0, 1] (closed-form order statistics, §9.12(K)); ``full_tail``: the §9
-    candidate name of the full-matrix tail bound besides S9.1 (S9.3 "lipschitz" or S9.2 "gauss-full")."""
+    candidate name of the full-matrix tail bound besides S9.1 (S9.3 "lipschitz" or S9.2 "gauss-full"). ``bounded``:
+    the entries are a.s. bounded by a_i (the matrix-Bernstein range of a Bernoulli-pruned entry needs no truncation
+    event, THEORY §3.4 vs §3.12); ``iid_text``: how the assumptions name the law and its scale. The matrix-Bernstein
+    terms of Theorems RM/RR/RR' (§3.4) and their Gaussian analogue (§3.12): :meth:`bernstein_norm_bound` (B_i) and
+    the entry models' :attr:`EntryModel.bernstein` (the variance and range of eta_i)."""
 
     name: str
     theory: str
@@ -266,6 +283,8 @@ class WeightLaw:
     threshold_text: str = "threshold t_i = q_i a_i"
     abs_uniform: bool = True
     full_tail: str = "lipschitz"
+    bounded: bool = True
+    iid_text: str = "U[-a_i, a_i], a"
 
     def sample(self, rng, a: float, shape):
         """i.i.d. draws of this law with scale ``a`` (half-width / standard deviation) from a numpy Generator."""
@@ -314,6 +333,23 @@ class WeightLaw:
 
     def even_moment(self, j: int, a):
         """E w^(2j) (table F, §9.12-9.13)."""
+        raise NotImplementedError
+
+    # the matrix-Bernstein terms of THEORY §3.4 (uniform) and §3.12 (Gaussian); arrays broadcast (layer axis last)
+    def bernstein_norm_bound(self, m, n, a, sr, d_out, d_in, dW):
+        """B_i with ||W_i|| <= B_i w.p. >= 1 - dW (x sqrt(r_i) = ``sr`` for conv layers; §3.4, §3.12)."""
+        raise NotImplementedError
+
+    def truncated_bernstein(self, m, q, a):
+        """(variance sum s2, range R) of the threshold magnitude error matrix (Theorem RM, §3.4; §3.12)."""
+        raise NotImplementedError
+
+    def bernoulli_bernstein(self, m, q, a, N, pruned, delta_T):
+        """(s2, R) of the R-Bern error matrix (Theorem RR, §3.4; §3.12 with the truncation event delta_T)."""
+        raise NotImplementedError
+
+    def rescaled_bernstein(self, m, q, a, N, pruned, delta_T):
+        """(s2, R) of the R-Bern-rescaled error matrix (Theorem RR', §3.4; §3.12), p < 1."""
         raise NotImplementedError
 
     def truncated_even_moment(self, j: int, q, w):
@@ -380,11 +416,37 @@ class UniformLaw(WeightLaw):
         # E u_(j)^2 = j(j+1)/((N+1)(N+2)): a^2 k(k+1)(k+2) / (3 N(N+1)(N+2))
         return float(a) ** 2 * k * (k + 1.0) * (k + 2.0) / (3.0 * N * (N + 1.0) * (N + 2.0))
 
+    def bernstein_norm_bound(self, m, n, a, sr, d_out, d_in, dW):
+        from probprune.theory.bernstein import beta
+
+        return sr * beta(m * a * a / 3.0, a, np.log(n / dW))  # beta(m a^2/3, a, ln(n/delta_W)) (§3.4)
+
+    def truncated_bernstein(self, m, q, a):
+        return m * q**3 * a * a / 3.0, q * a  # RM: beta(m q^3 a^2/3, q a, lam)
+
+    def bernoulli_bernstein(self, m, q, a, N, pruned, delta_T):
+        return m * q * a * a / 3.0, np.broadcast_to(a, q.shape)  # RR: beta(m p a^2/3, a, lam)
+
+    def rescaled_bernstein(self, m, q, a, N, pruned, delta_T):
+        # RR': beta(m p a^2/(3(1-p)), a max(1, p/(1-p)), lam)
+        return m * q * a * a / (3.0 * (1.0 - q)), a * np.maximum(1.0, q / (1.0 - q))
+
 
 def _gaussian_c(q):
     from scipy import stats
 
     return stats.norm.ppf((1.0 + q) / 2.0)
+
+
+def gaussian_g(c):
+    """E[w^2 1{|w| < c s}]/s^2 for w ~ N(0, s^2): g(c) = 2 Phi(c) - 1 - 2 c phi(c) (THEORY §3.12 [D]); g(inf) = 1.
+    (``probprune.theory.apriori.gaussian_g`` is this function.)"""
+    from scipy import stats
+
+    c = np.asarray(c, float)
+    with np.errstate(invalid="ignore"):
+        out = 2.0 * stats.norm.cdf(c) - 1.0 - 2.0 * c * stats.norm.pdf(c)
+    return np.where(np.isinf(c), 1.0, out)
 
 
 @dataclass(frozen=True)
@@ -455,6 +517,24 @@ class GaussianLaw(WeightLaw):
         v, _ = integrate.quad(f, 0.0, hi, points=pts, limit=400, epsabs=0.0, epsrel=1e-10)
         return float(a) ** 2 * v
 
+    def bernstein_norm_bound(self, m, n, a, sr, d_out, d_in, dW):
+        return sr * a * (np.sqrt(d_out) + np.sqrt(d_in) + np.sqrt(2.0 * np.log(2.0 / dW)))  # §3.12
+
+    def truncated_bernstein(self, m, q, a):
+        from scipy import stats
+
+        c = stats.norm.ppf((1.0 + q) / 2.0)
+        return m * a * a * gaussian_g(c), c * a  # beta(m s^2 g(c), c s, lam)
+
+    def bernoulli_bernstein(self, m, q, a, N, pruned, delta_T):
+        dT = np.asarray(delta_T, float)
+        u = np.sqrt(2.0 * np.log(N / np.where(pruned, dT, 1.0)))  # |w| <= s u on the truncation event (§3.12)
+        return m * q * a * a, a * u  # beta(m p s^2, s u, lam)
+
+    def rescaled_bernstein(self, m, q, a, N, pruned, delta_T):
+        s2, R = self.bernoulli_bernstein(m, q, a, N, pruned, delta_T)
+        return s2 / (1.0 - q), R * np.maximum(1.0, q / (1.0 - q))  # variance and range / (1 - p)
+
 
 @dataclass(frozen=True)
 class EntryModel:
@@ -463,7 +543,9 @@ class EntryModel:
     (w b, b ~ Bern(q)), "random_rescaled" (w (b - (1 - b) q/(1 - q))), and the kept entries "kept_*". The law supplies
     the moments (:class:`WeightLaw`), the entry model says which: ``log_ratio(law, q, k)`` = log rho_k,
     ``abs_stats(law, q, a)`` = table L (None: no line-sum statistics), ``even_pruned(law, j, q, w)`` = E e^(2j) given
-    w = E w^(2j) (None: not a pruned entry of table F), ``kept``: the entry model of the kept entries."""
+    w = E w^(2j) (None: not a pruned entry of table F), ``kept``: the entry model of the kept entries.
+    ``bernstein(law, m, q, a, N, pruned, delta_T)``: (s2, R) of the pruned-entry error matrix for the matrix-Bernstein
+    eta_i of Theorems RM/RR/RR' (THEORY §3.4) and §3.12 (None: no such theorem)."""
 
     name: str
     description: str
@@ -471,6 +553,7 @@ class EntryModel:
     abs_stats: Callable | None = None
     even_pruned: Callable | None = None
     kept: str | None = None
+    bernstein: Callable | None = None
 
     def log_moment_ratio(self, law: WeightLaw, q, k):
         return self.log_ratio(law, q, k)
@@ -553,25 +636,29 @@ FAMILIES: Mapping[str, MethodFamily] = _table(
 
 SAMPLINGS: Mapping[str, SamplingModel] = _table(
     SamplingModel("exact", "exactly floor(q_i N_i) lowest scores per layer (THEORY §1.5 exact-k, §1.6 R-exact)",
-                  _exact_k, counted=True),
+                  _exact_k, counted=True, rule="exact_k", budget_field="exact_k"),
     SamplingModel("bernoulli", "each entry independently with probability p_i (THEORY §1.6 R-Bern)", _below_cutoff,
-                  no_rounding="each weight is kept independently; no count is rounded"),
+                  no_rounding="each weight is kept independently; no count is rounded", rule="bernoulli",
+                  budget_field="bernoulli_p"),
     SamplingModel("threshold", "every |w| < tau_i (THEORY §1.5 threshold form; count Binomial(N_i, q_i))",
-                  _below_cutoff, fraction_given=False, no_rounding="every |w| < tau is pruned"),
+                  _below_cutoff, fraction_given=False, no_rounding="every |w| < tau is pruned", rule="threshold",
+                  budget_field="threshold"),
 )
 
 ENTRY_MODELS: Mapping[str, EntryModel] = _table(
     EntryModel("full", "e = w (the full matrix)", lambda law, q, k: law.log_base_ratio(k) + 0.0 * q),
     EntryModel("magnitude", "e = w 1{|w| < tau(q)} (threshold magnitude, THEORY §1.5)",
                lambda law, q, k: law.log_truncated_ratio(q, k), lambda law, q, a: law.truncated_abs_stats(q, a),
-               lambda law, j, q, w: law.truncated_even_moment(j, q, w), kept="kept_magnitude"),
+               lambda law, j, q, w: law.truncated_even_moment(j, q, w), kept="kept_magnitude",
+               bernstein=lambda law, m, q, a, N, pruned, dT: law.truncated_bernstein(m, q, a)),
     EntryModel("random", "e = w b, b ~ Bern(q) independent of W (R-Bern, THEORY §1.6)",
                lambda law, q, k: law.log_base_ratio(k) + np.log(q), lambda law, q, a: law.bernoulli_abs_stats(q, a),
-               _even_times_q, kept="kept_random"),
+               _even_times_q, kept="kept_random", bernstein=lambda law, *x: law.bernoulli_bernstein(*x)),
     EntryModel("random_rescaled", "e = w (b - (1 - b) q/(1 - q)) (R-Bern-rescaled, THEORY §1.6)",
                lambda law, q, k: law.log_base_ratio(k) + np.logaddexp(np.log(q), 2 * k * np.log(q)
                                                                        - (2 * k - 1) * np.log1p(-q)),
-               lambda law, q, a: law.rescaled_abs_stats(q, a), _even_times_q, kept="kept_rescaled"),
+               lambda law, q, a: law.rescaled_abs_stats(q, a), _even_times_q, kept="kept_rescaled",
+               bernstein=lambda law, *x: law.rescaled_bernstein(*x)),
     EntryModel("kept_magnitude", "what = w 1{|w| >= tau(q)}", lambda law, q, k: law.log_tail_ratio(q, k)),
     EntryModel("kept_random", "what = w (1 - b)", lambda law, q, k: law.log_base_ratio(k) + np.log1p(-q)),
     EntryModel("kept_rescaled", "what = w (1 - b)/(1 - q)",
@@ -582,7 +669,7 @@ METHODS: Mapping[str, PruningMethod] = _table(
     PruningMethod("magnitude", "magnitude", "threshold", "THEORY §1.5, §3.4 Theorem RM",
                   "prune every |w| < q_i a_i per layer (threshold form; count Binomial(N_i, q_i))",
                   apriori="thm-RM-RR", aliases=("magnitude_threshold", "rm"), entry="magnitude",
-                  second_moments=_second_threshold),
+                  second_moments=_second_threshold, budget_certificate="lemma-a"),
     PruningMethod("magnitude_exact", "magnitude", "exact", "THEORY §1.5 exact-k, §9.6 S9.6, §3.11 Cert-D",
                   "prune the floor(q_i N_i) smallest |w| per layer (ties by flat index); a-priori bound S9.6 (§9.6)",
                   apriori="sharp-S9.6", aliases=("magnitude_topk", "exact_k_magnitude"), exact_of="magnitude",
@@ -591,7 +678,7 @@ METHODS: Mapping[str, PruningMethod] = _table(
                   "prune each entry independently with probability p_i; kept weights unchanged",
                   apriori="thm-RM-RR", certificate="cert-R-bern", cert_r_sampling="bernoulli",
                   aliases=("random_bernoulli", "bernoulli", "r_bern", "rr"), entry="random",
-                  second_moments=_second_bernoulli),
+                  second_moments=_second_bernoulli, budget_certificate="cert-r"),
     PruningMethod("random_rescaled", "random", "bernoulli", "THEORY §1.6 R-Bern-rescaled, §3.4 Theorem RR'",
                   "R-Bern, then kept weights multiplied by 1/(1 - p_i) (inverted dropout)", rescaled=True,
                   apriori="thm-RM-RR", certificate="cert-R-rescaled", cert_r_sampling="rescaled",
@@ -613,7 +700,8 @@ LAWS: Mapping[str, WeightLaw] = _table(
     UniformLaw("uniform", "THEORY §1.3", "w ~ U[-a_i, a_i], a_i = K / sqrt(m_i)", aliases=("u", "unif")),
     GaussianLaw("gaussian", "THEORY §3.12", "w ~ N(0, s_i^2), s_i = a_i", aliases=("normal", "gauss", "n"),
                 sampler=_normal_sample, var_factor=1.0, quantile=_gaussian_quantile,
-                threshold_text="threshold t_i = Phi^-1((1+q_i)/2) s_i", abs_uniform=False, full_tail="gauss-full"),
+                threshold_text="threshold t_i = Phi^-1((1+q_i)/2) s_i", abs_uniform=False, full_tail="gauss-full",
+                bounded=False, iid_text="N(0, s_i^2), s"),
 )
 
 BOUNDS: Mapping[str, Bound] = _table(
@@ -663,6 +751,60 @@ BOUNDS: Mapping[str, Bound] = _table(
     Bound("composition", "THEORY §4.4", "probprune.subsetsum.construction:compose_bound", "lottery",
           "error composition of per-layer subset-sum approximations"),
 )
+
+#: the i.i.d. rules that have an exact-k variant, one per data-free family (magnitude, random): the methods the
+#: figures and benchmark tables compare side by side
+BASE_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.exact_variant is not None)
+
+#: budget rule (THEORY §3.9b) -> the sampling model its guarantee is about (registration order: exact_k, threshold,
+#: bernoulli); :func:`budget_rule` looks a name up
+BUDGET_RULES: Mapping[str, SamplingModel] = MappingProxyType(
+    {SAMPLINGS[s].rule: SAMPLINGS[s] for s in ("exact", "threshold", "bernoulli")})
+
+
+def budget_rule(name: str) -> SamplingModel:
+    """The sampling model of the budget rule ``name`` ("exact_k", "threshold", "bernoulli"); ProbPruneError naming the
+    valid rules otherwise."""
+    if name not in BUDGET_RULES:
+        raise ProbPruneError(f"unknown rule {name!r}; use one of {', '.join(BUDGET_RULES)}")
+    return BUDGET_RULES[name]
+
+
+def cert_r_method(sampling: str) -> PruningMethod:
+    """The method whose Cert-R ``sampling`` argument is ``sampling`` ("bernoulli" R-Bern, "rescaled" R-Bern-rescaled,
+    "exact" R-exact; :attr:`PruningMethod.cert_r_sampling`, THEORY §3.11); ProbPruneError naming the valid ones."""
+    by = {m.cert_r_sampling: m for m in METHODS.values() if m.cert_r_sampling is not None}
+    if sampling not in by:
+        *first, last = by
+        raise ProbPruneError(f"unknown sampling {sampling!r}; use {', '.join(first)} or {last}")
+    return by[sampling]
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """A weight layer's kind: ``LayerSpec.kind`` ("linear", "conv") and the traced ``Affine.layer`` ("linear",
+    "conv1d", "conv2d"). ``dense``: a matrix acting on the flattened input (nn.Linear): its operator norm is the
+    matrix norm (THEORY §11.1), no Lemma C lift (§3.5); otherwise a convolution (§3.5-3.6, §11.2)."""
+
+    name: str
+    description: str
+    dense: bool = False
+
+
+LAYER_KINDS: Mapping[str, LayerKind] = _table(
+    LayerKind("linear", "a dense layer x -> W x (+ b)", dense=True),
+    LayerKind("conv", "a 2-d convolution in its kernel-matrix view (LayerSpec; Lemma C, THEORY §3.5)"),
+    LayerKind("conv1d", "a traced 1-d convolution (nn.Conv1d)"),
+    LayerKind("conv2d", "a traced 2-d convolution (nn.Conv2d)"),
+)
+
+
+def layer_kind(name: str) -> LayerKind:
+    """The :data:`LAYER_KINDS` entry of a layer kind; ProbPruneError naming the kinds otherwise."""
+    if name not in LAYER_KINDS:
+        raise ProbPruneError(f"unknown layer kind {name!r}; choices: {', '.join(LAYER_KINDS)}")
+    return LAYER_KINDS[name]
+
 
 @dataclass(frozen=True)
 class ActivationName:
@@ -769,5 +911,6 @@ def method_for(family: str, sampling: str, rescaled: bool = False) -> PruningMet
 
 __all__ = ["PruningMethod", "MethodFamily", "SamplingModel", "WeightLaw", "UniformLaw", "GaussianLaw",
            "EntryModel", "ENTRY_MODELS", "log_double_factorial_odd", "Bound", "ActivationName", "METHODS",
+           "BASE_METHODS", "BUDGET_RULES", "budget_rule", "cert_r_method", "LayerKind", "LAYER_KINDS", "layer_kind",
            "FAMILIES", "SAMPLINGS", "LAWS", "BOUNDS", "table", "choices", "canonical", "normalize", "get", "method",
            "law", "bound", "error_exponent", "method_for"]

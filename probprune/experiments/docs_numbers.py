@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from probprune.core.errors import ProbPruneError
+from probprune.core.registry import BASE_METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 #: files scanned for markers (a file without markers is left alone; docs/budgets.md, certificates.md and cli.md are
@@ -417,7 +418,7 @@ def block_glance_table(r: Results) -> str:
         net = budget_ratio_network(r, file)
         before = r.get(file, "before_issue_at_10pct") if "before_issue_at_10pct" in r.json(file) else {}
         first = True
-        for method in ("magnitude", "random"):
+        for method in BASE_METHODS:
             row = budget_ratio_row(r, method, 0.1, file)
             a, c, t = row["ratio_analytic"], row["ratio_calibrated"], row.get("target")
             tgt = "" if t is None else (f">= {t:g}: {target_verdict(a, t, False)} / {target_verdict(c, t, False)}")

@@ -354,11 +354,11 @@ def budget_curves(cfg: BudgetConfig, ctx: Context) -> dict:
     from probprune.net.templates import fcn_spec
 
     df = _mc(ctx, widths=(cfg.width,), depths=(cfg.depth,), activations=("identity",),
-             methods=("magnitude", "random"), fractions=tuple(cfg.fractions), deltas=(cfg.delta,),
+             methods=registry.BASE_METHODS, fractions=tuple(cfg.fractions), deltas=(cfg.delta,),
              n_trials=cfg.n_trials, batch_size=min(cfg.n_trials, 50), K=cfg.K, certificate=False, seeds=(cfg.seed,))
     spec = fcn_spec([cfg.width] * (cfg.depth + 1), "identity", cfg.K)
     rows = []
-    for m in ("magnitude", "random"):
+    for m in registry.BASE_METHODS:
         g = df[df["method"] == m]
         quant = g.groupby("fraction")["err_lb"].quantile(1 - cfg.delta)
         for e in cfg.eps:
@@ -392,7 +392,8 @@ def budget_curves(cfg: BudgetConfig, ctx: Context) -> dict:
     untested = int((~piv["testable"]).sum())
     ref_e = min(cfg.eps, key=lambda e: abs(np.log(e / 0.1)))
     r = piv[piv["eps"] == ref_e].set_index("method")
-    zero_rand = int(((piv["method"] == "random") & (piv["guaranteed (theory)"] == 0)).sum())
+    random_mask = piv["method"].map(lambda m: registry.method(m).random_mask).astype(bool)
+    zero_rand = int((random_mask & (piv["guaranteed (theory)"] == 0)).sum())
     numbers = {
         "figFourWidth": str(cfg.width), "figFourRefEps": fmt(ref_e), "figFourRandZero": str(zero_rand),
         "figFourEpsCount": str(len(cfg.eps)),

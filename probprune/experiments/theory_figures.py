@@ -138,7 +138,8 @@ def width_condition(cfg: WidthConditionConfig, ctx: Context) -> dict:
         "figFiveFeasible": str(feasible), "figFivePoints": str(len(df)),
         "figFiveMagDeltaRatio": fmt(dd.get("magnitude", np.nan), 3),
         "figFiveRandDeltaRatio": fmt(dd.get("random", np.nan), 3),
-        "figFiveMagMinWidth": str(int(wd[wd["method"] == "magnitude"]["min_width"].min())) if len(wd) else "n/a",
+        "figFiveMagMinWidth": str(int(wd[wd["method"].map(lambda m: registry.method(m).is_threshold).astype(bool)]
+                                      ["min_width"].min())) if len(wd) else "n/a",
     }
     fitted = [m for m in cfg.methods if np.isfinite(fm.get(m, np.nan))]
     ab = {"magnitude": "Mag", "random": "Rand"}
@@ -221,6 +222,9 @@ class SubsetSumConfig:
     cover_ns: tuple = tuple(range(2, 41, 2))
     cover_trials: int = 200
     laws: tuple = ("uniform", "product")
+    #: the summand law (of ``laws``; probprune.subsetsum.lueker) whose n_min gives the figure's numbers: Lueker's
+    #: U[-1, 1] (§4.1)
+    calibration_law: str = "uniform"
     width_ds: tuple = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
     width_eps: tuple = (0.1, 0.01)
     width_l: int = 3
@@ -320,7 +324,7 @@ def subset_sum(cfg: SubsetSumConfig, ctx: Context) -> dict:
     from probprune.mc import fit_power_law  # noqa: F401
 
     slope = float(np.polyfit(med.index.values, np.log10(med.values), 1)[0])
-    cu = cal[cal["law"] == "uniform"].dropna(subset=["n_min"])
+    cu = cal[cal["law"] == cfg.calibration_law].dropna(subset=["n_min"])
     numbers = {
         "figSixTrials": str(cfg.cover_trials),
         "figSixDecadesPerTerm": fmt(-slope, 2), "figSixTermsPerDecade": fmt(-1 / slope, 2),

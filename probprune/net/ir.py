@@ -191,7 +191,7 @@ class Graph:
             W = W.reshape(L.weight_shape)
             b = None if biases is None or biases[i] is None else np.asarray(biases[i], float)
             fqn = names[i] if names is not None else L.name
-            if L.kind == "linear":
+            if L.is_dense:
                 if len(shape) != 1:
                     nodes.append(Node(f"flatten_{i}", O.Reshape(where="flatten", shape=(int(np.prod(shape)),)),
                                       (prev,), (int(np.prod(shape)),)))
@@ -208,7 +208,7 @@ class Graph:
             prev, shape = name, out
             last = i == spec.depth - 1
             act = L.act if not last else activation("identity")
-            if act.name != "identity":
+            if not act.is_identity:
                 nodes.append(Node(f"act_{i}", O.Act(where=act.name, act=act, dim=int(np.prod(shape))), (prev,), shape))
                 prev = f"act_{i}"
             if L.pool is not None:

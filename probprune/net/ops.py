@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
+from probprune.core.registry import layer_kind
 from probprune.net.activations import Activation
 
 #: relative allowance added to numerically evaluated norm facts (float64 sums of a few non-negative terms)
@@ -133,6 +134,11 @@ class Affine(Op):
     def folded(self) -> bool:
         return self.bn_scale is not None
 
+    @property
+    def is_dense(self) -> bool:
+        """nn.Linear (the registry's layer kind ``LAYER_KINDS[layer].dense``), not a convolution."""
+        return layer_kind(self.layer).dense
+
     def effective_weight(self, W: np.ndarray | None = None) -> np.ndarray:
         """W' = diag(s) W (s over output channels/features), or W when no BatchNorm is folded."""
         W = self.weight if W is None else W
@@ -161,7 +167,7 @@ class Affine(Op):
         W = torch.as_tensor(self.effective_weight(weight), dtype=x.dtype)
         c = self.effective_bias()
         c = None if c is None else torch.as_tensor(c, dtype=x.dtype)
-        if self.layer == "linear":
+        if self.is_dense:
             return F.linear(x, W, c)
         fn = F.conv1d if self.layer == "conv1d" else F.conv2d
         return fn(x, W, c, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
@@ -183,7 +189,7 @@ class Affine(Op):
         c = self.effective_bias()
         c = None if c is None else torch.as_tensor(c, dtype=h.dtype)
         S = h.shape[0] // n
-        if self.layer == "linear":
+        if self.is_dense:
             lead = h.shape[1:-1]
             y = torch.bmm(h.reshape(n, -1, h.shape[-1]), W.transpose(1, 2))
             if c is not None:

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from probprune.core.errors import ProbPruneError, UnsupportedLayerError, check_positive, check_widths
+from probprune.core.registry import layer_kind
 
 
 # the activation table lives in probprune.net.activations (the graph's ops use it; this module builds on the graph)
@@ -72,6 +73,11 @@ class LayerSpec:
     in_shape: tuple[int, ...] | None = None  # (C, H, W) for conv inputs
     out_shape: tuple[int, ...] | None = None  # (C, H, W) after conv (before pooling)
     pool: Pool | None = None
+
+    @property
+    def is_dense(self) -> bool:
+        """A dense layer (the registry's layer kind, ``probprune.core.registry.LAYER_KINDS``), not a convolution."""
+        return layer_kind(self.kind).dense
 
     @property
     def n(self) -> int:
@@ -148,7 +154,7 @@ class NetSpec:
 
     @property
     def is_fcn(self) -> bool:
-        return all(L.kind == "linear" for L in self.layers)
+        return all(L.is_dense for L in self.layers)
 
     @property
     def is_linear_fcn(self) -> bool:
@@ -341,9 +347,9 @@ def to_torch(spec: NetSpec, weights: Sequence[np.ndarray] | None = None, dtype=N
 
     dtype = dtype or torch.float64
     mods: list[nn.Module] = []
-    flattened = spec.layers[0].kind == "linear"
+    flattened = spec.layers[0].is_dense
     for i, L in enumerate(spec.layers):
-        if L.kind == "linear" and not flattened:
+        if L.is_dense and not flattened:
             mods.append(nn.Flatten())
             flattened = True
         if L.kind == "conv":
@@ -427,7 +433,7 @@ def parsed_from_graph(graph) -> ParsedModel:
             W = op.weight
             b = op.bias if op.bias is not None and np.any(op.bias) else None
             amax = float(np.abs(W).max(initial=0.0))
-            if op.layer == "linear":
+            if op.is_dense:
                 L = LayerSpec(op.fqn, "linear", W.shape[0], W.shape[1], amax, activation("identity"), 1.0)
             else:
                 kh, kw = W.shape[2:]

@@ -4,11 +4,11 @@ A budget (:class:`probprune.budgets.apriori.BudgetResult`, or its ``as_dict()`` 
 guarantee is about. :func:`masks_from_budget` turns it into masks (True = kept, the package's convention, §5) by that
 rule and no other:
 
-* ``rule == "exact_k"``: magnitude prunes exactly ``max_prunable`` (= ``exact_k``) smallest |w| per layer, ties by
+* rule ``exact_k``: magnitude prunes exactly ``max_prunable`` (= ``exact_k``) smallest |w| per layer, ties by
   flat index (the one exact-k rule :func:`probprune.pruning.sampling.exact_k_prune_mask`); random prunes exactly that
   many entries chosen uniformly at random (i.i.d. uniform scores from ``seed``, the same rule);
-* ``rule == "threshold"``: prunes |w| < ``threshold`` (the pruned count is random);
-* ``rule == "bernoulli"``: prunes each entry independently with probability ``bernoulli_p`` (seeded);
+* rule ``threshold``: prunes |w| < ``threshold`` (the pruned count is random);
+* rule ``bernoulli``: prunes each entry independently with probability ``bernoulli_p`` (seeded);
 * certified budgets of a given network (``source == "certificate"``, no rule): magnitude prunes the
   ``max_prunable`` smallest |w| (the ordering Cert-D certified, §11.3); random prunes each entry with probability
   ``fraction`` (the Bernoulli masks Cert-R is about).
@@ -104,6 +104,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
     rule = budget_rule(b)
     if rule not in _RULE_MASKS:
         raise ProbPruneError(f"unknown budget rule {rule!r}")
+    recorded = b.get("rule") is not None  # the budget recorded its rule (certified budgets: none)
     random = entry.random_mask
     if random:
         seed = check_seed(seed)
@@ -120,7 +121,7 @@ def masks_from_budget(weights: Mapping[str, np.ndarray], budget, *, seed: int = 
         n = w.size
         if int(L.get("n_weights", n)) != n:
             raise ProbPruneError(f"layer {name!r}: the budget is for {L['n_weights']} weights, the tensor has {n}")
-        pruned = _RULE_MASKS[rule](name, L, w, rng, random, b.get("rule") == "exact_k")
+        pruned = _RULE_MASKS[rule](name, L, w, rng, random, recorded)
         out[name] = ~np.asarray(pruned, bool).reshape(w.shape)
     return out
 

@@ -193,12 +193,24 @@ def random_mask(shapes: Mapping[str, tuple], densities: Mapping[str, float] | fl
 
     from probprune.pruning.scores import random_scores
 
-    if sampling not in ("exact", "bernoulli"):
+    if sampling not in _RANDOM_MASKS:
         raise ProbPruneError(f"unknown sampling {sampling!r} for random masks; use 'exact' or 'bernoulli'")
     dens = {k: (densities[k] if isinstance(densities, Mapping) else densities) for k in shapes}
     for k, d in dens.items():
         check_fraction(d, f"density of {k}")
-    u = random_scores(shapes, seed)
-    if sampling == "bernoulli":  # keep where u < d (pruning.sampling sits below the registry: no import of it)
-        return {k: u[k] < float(dens[k]) for k in shapes}
+    return _RANDOM_MASKS[sampling](random_scores(shapes, seed), dens, rounding)
+
+
+def _bernoulli_keep(u, dens, rounding):
+    """Bernoulli: keep where u < d (each entry independently)."""
+    return {k: u[k] < float(dens[k]) for k in dens}
+
+
+def _exact_keep(u, dens, rounding):
+    """exact: the top (1 - d) share of the uniform scores pruned (a seeded permutation)."""
     return layerwise_topk_mask(u, {k: 1.0 - float(d) for k, d in dens.items()}, rounding=rounding)
+
+
+#: the sampling model of a random mask (the names of ``probprune.core.registry.SAMPLINGS`` that a density drives;
+#: this module sits below the registry, which imports it) -> the keep-mask from the uniform scores
+_RANDOM_MASKS = {"exact": _exact_keep, "bernoulli": _bernoulli_keep}

@@ -39,6 +39,7 @@ import numpy as np
 
 from probprune.core.errors import (ProbPruneError, UnsupportedLayerError, check_delta, check_memory,
                                    check_positive)
+from probprune.net.activations import activation
 from probprune.net.templates import LayerSpec, ParsedModel, from_torch
 from probprune.theory.norms import layer_operator_norm_upper, spectral_norm_upper
 from probprune.subsetsum.solver import solve
@@ -189,8 +190,9 @@ def parse_target(model, input_shape=None) -> ParsedModel:
         raise UnsupportedLayerError(
             f"the subset-sum construction is bias-free (THEORY §4.2); layer(s) {', '.join(bad)} have non-zero biases"
         )
+    relu = activation("relu")  # the activation table's ReLU (s(ux) = u s(x) for u >= 0, §4.2)
     for L in parsed.spec.layers[:-1]:
-        if L.act.name != "relu":
+        if L.act != relu:
             raise UnsupportedLayerError(
                 f"layer {L.name!r} is followed by {L.act.name}; the construction needs ReLU (s(ux) = u s(x), §4.2)"
             )

@@ -103,19 +103,12 @@ def norm_bound(spec: NetSpec, delta_W, law: str = "uniform"):
     Uniform: beta(m a^2/3, a, ln(n/delta_W)). Gaussian: s(sqrt(d_i) + sqrt(d_{i-1}) + sqrt(2 ln(2/delta_W)))."""
     m, n, N, a, sr, d_out, d_in = _layer_arrays(spec)
     dW = np.asarray(delta_W, float)
-    if law == "uniform":
-        return sr * beta(m * a * a / 3.0, a, np.log(n / dW))
-    if law == "gaussian":
-        return sr * a * (np.sqrt(d_out) + np.sqrt(d_in) + np.sqrt(2.0 * np.log(2.0 / dW)))
-    raise ProbPruneError(f"unknown weight law {law!r}; use one of {LAWS}")
+    if law not in LAWS:
+        raise ProbPruneError(f"unknown weight law {law!r}; use one of {LAWS}")
+    return registry.LAWS[law].bernstein_norm_bound(m, n, a, sr, d_out, d_in, dW)  # the law's formula (§3.4, §3.12)
 
 
-def gaussian_g(c):
-    """E[w^2 1{|w| < c s}]/s^2 for w ~ N(0, s^2): g(c) = 2 Phi(c) - 1 - 2 c phi(c) (THEORY §3.12 [D])."""
-    c = np.asarray(c, float)
-    with np.errstate(invalid="ignore"):
-        out = 2.0 * stats.norm.cdf(c) - 1.0 - 2.0 * c * stats.norm.pdf(c)
-    return np.where(np.isinf(c), 1.0, out)
+gaussian_g = registry.gaussian_g  # g(c) = E[w^2 1{|w| < c s}]/s^2 (THEORY §3.12 [D]), the law's formula, once
 
 
 def error_bound(spec: NetSpec, q, delta_E, method: str, law: str = "uniform", delta_T=None):
@@ -131,31 +124,12 @@ def error_bound(spec: NetSpec, q, delta_E, method: str, law: str = "uniform", de
     pruned = q > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = np.log(n / np.where(pruned, dE, 1.0))
-        if law == "uniform":
-            if method == "magnitude":
-                s2, R = m * q**3 * a * a / 3.0, q * a
-            elif method == "random":
-                s2, R = m * q * a * a / 3.0, np.broadcast_to(a, q.shape)
-            elif method == "random_rescaled":
-                s2 = m * q * a * a / (3.0 * (1.0 - q))
-                R = a * np.maximum(1.0, q / (1.0 - q))
-            else:
-                raise ProbPruneError(f"unknown method {method!r}; use one of {METHODS}")
-        elif law == "gaussian":
-            if method == "magnitude":
-                c = stats.norm.ppf((1.0 + q) / 2.0)
-                s2, R = m * a * a * gaussian_g(c), c * a
-            elif method in ("random", "random_rescaled"):
-                dT = np.asarray(delta_T, float)
-                u = np.sqrt(2.0 * np.log(N / np.where(pruned, dT, 1.0)))
-                s2, R = m * q * a * a, a * u
-                if method == "random_rescaled":
-                    s2 = s2 / (1.0 - q)
-                    R = R * np.maximum(1.0, q / (1.0 - q))
-            else:
-                raise ProbPruneError(f"unknown method {method!r}; use one of {METHODS}")
-        else:
+        if law not in LAWS:
             raise ProbPruneError(f"unknown weight law {law!r}; use one of {LAWS}")
+        if method not in METHODS:
+            raise ProbPruneError(f"unknown method {method!r}; use one of {METHODS}")
+        # the pruned entry's (variance, range) under the law: the method's entry model, the law's formula
+        s2, R = registry.METHODS[method].entry_model.bernstein(registry.LAWS[law], m, q, a, N, pruned, delta_T)
         eta = sr * beta(s2, R, lam)
     return np.where(pruned, eta, 0.0)
 
@@ -351,7 +325,7 @@ def apriori_bound(
     meth = registry.METHODS[method]
     q, scalar = broadcast_fractions(spec, fractions, upper_open=meth.rescaled)
     notes = check_spec_for_apriori(spec, assume_law)
-    truncation = law == "gaussian" and not meth.is_threshold and statement == "bernstein"
+    truncation = not registry.LAWS[law].bounded and not meth.is_threshold and statement == "bernstein"
     alloc = allocation or DeltaAllocation.equal_split(delta, q > 0, truncation=truncation)
     B, B_src, eta, eta_src = _terms(spec, q, alloc, method, law, statement)
     Lip = spec.Lip
@@ -397,10 +371,7 @@ def apriori_bound(
                          "(its cost); eps is the minimum of the other statements (valid, possibly larger)")
     if whole:
         eps, eps_source = _lemma_moment_min(spec, eps, eps_source, method, law, delta, notes, q)
-    if law == "uniform":
-        notes.append(f"weights i.i.d. U[-a_i, a_i], a = {[round(L.half_width, 6) for L in spec.layers]}")
-    else:
-        notes.append(f"weights i.i.d. N(0, s_i^2), s = {[round(L.half_width, 6) for L in spec.layers]}")
+    notes.append(f"weights i.i.d. {registry.LAWS[law].iid_text} = {[round(L.half_width, 6) for L in spec.layers]}")
     if meth.is_threshold:
         notes.append("magnitude pruning in threshold form: prune |w| < tau_i = q_i a_i; E[#pruned] = q_i N_i (§1.5)")
     else:
@@ -535,7 +506,7 @@ def _terms(spec: NetSpec, q, alloc: DeltaAllocation, method: str, law: str, mode
     cands_B, cands_E = [], []
     if mode in ("bernstein", "best"):
         cands_B.append(("bernstein", np.broadcast_to(norm_bound(spec, dW, law), q.shape)))
-        if law == "gaussian" and not registry.METHODS[method].is_threshold and not np.any(dT > 0):
+        if not registry.LAWS[law].bounded and not registry.METHODS[method].is_threshold and not np.any(dT > 0):
             with np.errstate(divide="ignore", invalid="ignore"):  # no truncation events: spend half of delta_E on it
                 eb = error_bound(spec, q, dE / 2, method, law, delta_T=dE / 2)
         else:
@@ -648,7 +619,8 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         raise ProbPruneError(f"unknown weight law {law!r}; use one of {', '.join(LAWS)}")
     if statement not in STATEMENT_MODES:
         raise ProbPruneError(f"unknown statement {statement!r}; use one of {', '.join(STATEMENT_MODES)}")
-    if law == "gaussian" and statement == "bernstein":
+    rr_mask = law in registry.BOUNDS["RR-mask"].laws  # the §3.4 RR-mask statement is proved for this law
+    if not rr_mask and statement == "bernstein":
         raise ProbPruneError("exact-k random pruning under the Gaussian law has no matrix-Bernstein (RR-mask) bound; "
                              "use statement='best' or 'sharp' (THEORY §9.5)")
     q, scalar, notes, pruned, alloc, ks = _exact_k_setup(
@@ -656,7 +628,7 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         "R-exact: exactly floor(p_i N_i) entries pruned per layer, uniformly at random, independent of W", assume_law)
     de = float(alloc.delta_W[0])  # the per-event failure probability
     cB, cE = [], []
-    if statement in ("bernstein", "best") and law == "uniform":
+    if statement in ("bernstein", "best") and rr_mask:
         D = np.array([exact_k_line_count_bound(L.d_out, L.d_in, k, de) if k > 0 else 0
                       for L, k in zip(spec.layers, ks)], float)
         old = _line_count_bound(spec, D, alloc, "random_exact", q, "", notes)
@@ -664,13 +636,13 @@ def exact_k_bound(spec: NetSpec, fractions, delta: float, law: str = "uniform", 
         cE.append(("bernstein", old.eta))
     if statement in ("sharp", "best"):
         cB.append(_sharp_B(spec, alloc.delta_W, law))
-        cE.append(_exact_terms(spec, ks, de, law, "random"))
+        cE.append(_exact_terms(spec, ks, de, law, "random_exact"))
     B, B_src = _pick(cB, q.shape)
     eta, eta_src = _pick(cE, q.shape)
     base = "THEORY.md §3.4 RR-mask + hypergeometric line counts [D here]"
     st = {"bernstein": base, "sharp": "THEORY.md §9.4-9.5 exact-k random (Schur with hypergeometric counts, masked "
           "moments, Bernoulli given its count)"}.get(
-        statement, f"THEORY.md §9.7 best of {{{base}; §9.4-9.5}} per term" if law == "uniform"
+        statement, f"THEORY.md §9.7 best of {{{base}; §9.4-9.5}} per term" if rr_mask
         else "THEORY.md §9.4-9.5 exact-k random, Gaussian law (no §3.4 statement applies)")
     eps = float(product_form(B, eta, spec.Lip))
     eps_source = "A-star"
@@ -730,7 +702,7 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
     if statement == "best":
         cB.append(("bernstein", norm_bound(spec, alloc.delta_W, law)))
     B, B_src = _pick(cB, q.shape)
-    eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude")], q.shape)
+    eta, eta_src = _pick([_exact_terms(spec, ks, de, law, "magnitude_exact")], q.shape)
     eps = float(product_form(B, eta, spec.Lip))
     eps_source = "A-star"
     if _is_linear_fcn(spec) and any(k < L.N for k, L in zip(ks, spec.layers) if k > 0):
@@ -743,7 +715,7 @@ def exact_k_magnitude_bound(spec: NetSpec, fractions, delta: float, law: str = "
             notes.append("identity activations: eps also bounded by S9.8b (THEORY §9.8b: S9.8 given the order "
                          "statistics, full delta); the smaller is reported")
     eps, eps_source = _second_moment_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks=ks)
-    if law == "uniform":
+    if registry.LAWS[law].abs_uniform:  # S9.12(K) for exact-k magnitude needs |w|/a ~ U[0, 1]
         eps, eps_source = _exact_k_fourth_min(spec, eps, eps_source, "magnitude_exact", law, delta, notes, ks)
     return BoundResult(eps, "magnitude_exact", law, delta, q, B, eta, spec.Lip,
                        alloc, "THEORY.md §9.6 exact-k magnitude (order-statistic bracket, Schur / moment + shell)"
@@ -764,11 +736,12 @@ def _sharp_B(spec: NetSpec, delta_W, law: str):
     return ("sharp", (vals, names))
 
 
-def _exact_terms(spec: NetSpec, ks, de: float, law: str, kind: str):
-    """eta_i for exact-k pruning at failure probability 2 de per pruned layer (its E and count/bracket events)."""
+def _exact_terms(spec: NetSpec, ks, de: float, law: str, method: str):
+    """eta_i for exact-k pruning (``method``: an exact-k method) at failure probability 2 de per pruned layer (its E
+    and count/bracket events)."""
     from probprune.theory import sharp
 
-    fn = sharp.exact_k_random_bound if kind == "random" else sharp.exact_k_magnitude_bound
+    fn = sharp.exact_k_random_bound if registry.METHODS[method].exact_k_random else sharp.exact_k_magnitude_bound
     vals, names = np.zeros(spec.depth), np.full(spec.depth, "zero", dtype=object)
     for i, (L, k) in enumerate(zip(spec.layers, ks)):
         if k > 0:

@@ -433,7 +433,7 @@ def layer_operator_norm_upper(layer: LayerSpec, W, conv_method: str = "fft", hin
     """A certified upper bound on the operator norm of one weight layer (dense: §11.1; conv: min of the FFT bound
     §11.2 and Lemma C §3.5, or Lemma C alone). ``hint``: a norm estimate for the conv FFT blocks (§11.5)."""
     W = np.asarray(W, float)
-    if layer.kind == "linear":
+    if layer.is_dense:
         return spectral_norm_upper(W.reshape(layer.d_out, layer.d_in))
     W = W.reshape(layer.weight_shape)
     if conv_method not in CONV_NORMS:
