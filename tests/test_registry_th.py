@@ -227,17 +227,9 @@ OWNED_GLOBS = ["probprune/pruning/*.py", "probprune/experiments/*.py"]
 SWITCH = re.compile(r'(==|!=) *"(magnitude|random|random_rescaled|random_exact|magnitude_exact|uniform|gaussian|relu|'
                     r'identity)"|in \("(magnitude|random|uniform|gaussian|relu)|\.(starts|ends)with\("(random|magnitude|'
                     r'_exact)')
-#: (file, text on the line, why it stays): data selections on stored tables and figure loops, not behaviour
-EXCEPTIONS = [
-    ("probprune/experiments/mc_figures.py", 'for m in ("magnitude", "random"):',
-     "figure 4 draws the two families of the paper (a plot's fixed series, not a dispatch)"),
-    ("probprune/experiments/mc_figures.py", 'piv["method"] == "random"',
-     "pandas filter on the stored 'method' column for the figFourRandZero macro (data selection)"),
-    ("probprune/experiments/theory_figures.py", 'wd["method"] == "magnitude"',
-     "pandas filter on the stored 'method' column for the figFiveMagMinWidth macro (data selection)"),
-    ("probprune/experiments/theory_figures.py", 'cal["law"] == "uniform"',
-     "pandas filter on figure 6's 'law' column, whose values are 'uniform' / 'product' (a label, not a weight law)"),
-]
+#: (file, text on the line, why it stays): none left (helper UB replaced the figure loops' and pandas filters' names
+#: by the registry's BASE_METHODS / random_mask / is_threshold and a config field for figure 6's summand law)
+EXCEPTIONS: list = []
 
 
 def _owned_files():
