@@ -801,7 +801,20 @@ def _lower_F(graph, op_norms: bool = True):
         return None, str(e)
 
 
-def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False):
+SEARCH_JOINT_STEPS = 15  # the joint bound's Adam steps per recursion step in the budget search's probes (§12.12)
+
+
+def joint_applies(F) -> bool:
+    """Whether auto runs the joint bound (§12.12) on the lowered chain F: no max-pool blocks and coupled width at
+    most certificates.tight.JOINT_AUTO_MAX_DIM (the same rule as certify_chains)."""
+    from probprune.certificates.joint import coupled_width
+    from probprune.certificates.tight import JOINT_AUTO_MAX_DIM
+
+    return F is not None and not F.lip_blocks and coupled_width(F) <= JOINT_AUTO_MAX_DIM
+
+
+def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, joint: bool | None = None,
+               joint_steps: int | None = None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
@@ -812,7 +825,7 @@ def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False):
         Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
-        tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean)
+        tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean, joint=joint, joint_steps=joint_steps)
     except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
         return math.inf, f"{type(e).__name__}: {e}", {}
     if not math.isfinite(tc.eps):
@@ -843,7 +856,8 @@ def _lowered_memo(F, graph, memo: dict | None):
 
 
 def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_method: str = "auto",
-                       _memo: dict | None = None, _lean: bool = False) -> AllocationCertificate:
+                       _memo: dict | None = None, _lean: bool = False, _joint: bool | None = None
+                       ) -> AllocationCertificate:
     """The auto rule at one magnitude allocation (layer-wise exact-k counts, :func:`magnitude_masks`): Cert-D
     (``certify_graph``) and, where the network lowers (:func:`tight_refusal`), the §12 certificates
     (``certify_chains(F, F_hat, tight_method)``, "auto" = the minimum of every §12 method that applies at this
@@ -858,7 +872,7 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     d = float(certify_graph(graph, masks, conv_method).eps)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean)  # Fh None: it lowers (or names why)
+    t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean, joint=_joint)  # Fh None: it lowers (or names why)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -1084,7 +1098,10 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
         return k_d, k_uni_d, eps_d, "lemma-a", detail
     # the search probes with one §12 method ("auto": mixed, the strongest of the cheap ones; the SDP costs seconds to
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
-    state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0}
+    # (auto) the first probe also computes the joint bound (§12.12) where auto would run it, and the search goes on
+    # with the smaller of the two; "joint": None until decided, then whether the final certification runs it
+    state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0,
+             "joint": None if tight_method == "auto" and joint_applies(F) else False}
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
     if curves is not None:  # the exact-k orders the Cert-D curves sorted (the same rule, exact_k_order of |w|)
         memo["_orders"] = {op.fqn: o for op, o in zip(curves.ops, curves.order)}
@@ -1097,7 +1114,13 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
         masks, Fh = lowered(k)
-        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh)
+        v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh,
+                               joint_steps=SEARCH_JOINT_STEPS if state["method"] == "joint" else None)
+        if state["joint"] is None:  # first probe: the joint bound too; the smaller method leads the search
+            vj, howj, _ = _tight_eps(F, graph, masks, "joint", Fh, joint_steps=SEARCH_JOINT_STEPS)
+            state["joint"] = bool(math.isfinite(vj) and vj < v)
+            if state["joint"]:
+                v, how, state["method"] = vj, howj, "joint"
         if math.isfinite(v):
             searched[tuple(int(x) for x in k)] = (float(v), how)
         if state["method"] == "auto" and math.isfinite(v):
@@ -1147,7 +1170,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo, _lean=True)
+        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo, _lean=True,
+                                _joint=False if state["joint"] is False else None)
         if ac.eps <= eps:
             pick = cands[j]
             break
@@ -1159,7 +1183,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     if k_uni is not None and k_uni is not pick:
         uni_at = _searched_certificate(searched.get(tuple(int(x) for x in k_uni)), eps)
         if uni_at is None:  # not evaluated by the search (or above eps there): the auto rule, once
-            uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True)
+            uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True,
+                                          _joint=False if state["joint"] is False else None)
             if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
                 raise RuntimeError("internal error: uniform allocation exceeds eps")
             uni_at = uni_cert.as_dict()

@@ -19,10 +19,10 @@ from probprune.certificates.sdp import MAX_DIM, crown_bounds, lifted_dim, sdp_ce
 from probprune.certificates.sdp_fo import FO_MAX_DIM, sdp_fo_certificate
 
 TIGHT_METHODS = ("auto", "composed", "pairs", "mixed", "joint", "propagate", "sdp")
-JOINT_DIAG_STEPS = 60  # Adam steps of the joint bound's diagonal multipliers per step (§12.12): measured on the budget
-# LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.6 / 2.2 / 4.6 s)
+JOINT_DIAG_STEPS = 25  # "auto": Adam steps of the joint bound's diagonal multipliers per step (§12.12), a count (not a
+# time) so that without a time limit the result does not depend on the machine's speed; measured on the budget
+# LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.1 / 1.8 / 3.2 s)
 JOINT_EXPLICIT_DIAG_STEPS = 150  # --bound joint
-JOINT_AUTO_DIAG_SECONDS = 0.5  # "auto": the Adam steps stop after this long in all (LeNet-300-100: ~22 ms a step)
 JOINT_AUTO_MAX_DIM = 801  # "auto" runs the joint bound up to this coupled width (LeNet-300-100: 785). Measured on the
 # 8x8 average-pool CNN (coupled width 1,025): 2.4-2.5x the attack with 60 Adam steps (4-6 s) but 2.3-3.2x with 0.5 s
 # of them, where mixed gives 1.9-3.0x in 2 s
@@ -84,7 +84,8 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
-                   scalar_if_mixed_fails: bool = False, clock_start: float | None = None) -> TightCertificate:
+                   scalar_if_mixed_fails: bool = False, clock_start: float | None = None,
+                   joint: bool | None = None, joint_steps: int | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
@@ -103,7 +104,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     ("auto" only): skip the cheap mixed variants and run the scalar one only after the full mixed bound and only if
     that did not finish (the full mode's pair bounds are min(scalar, diagonal) of the same factors, so where it
     finishes the cheap variants cannot be smaller, Statement 12.33); used by the certified budget's final
-    certification, not by ``certify --bound auto``."""
+    certification, not by ``certify --bound auto``. ``joint`` ("auto" only): False skips the joint bound (§12.12;
+    the certified budget passes it when its first probe found the mixed bound smaller), None = the default rule.
+    ``joint_steps``: the joint bound's Adam steps per recursion step (None: JOINT_DIAG_STEPS under auto,
+    JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``)."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -260,13 +264,14 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if (method == "joint" or (auto and norms is not None)) and at_origin:
         def run_joint():
             nonlocal joint_info
-            jr = joint_bound(F, Fhat, radius, norms=norms,
-                             diag_steps=JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS,
-                             diag_seconds=JOINT_AUTO_DIAG_SECONDS if auto else None)
+            jr = joint_bound(F, Fhat, radius, norms=norms, diag_steps=joint_steps if joint_steps is not None else
+                             (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS))
             comps["joint"] = jr.eps
             joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
                           **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
-        if auto and coupled_width(F) > JOINT_AUTO_MAX_DIM:
+        if auto and joint is False:
+            skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
+        elif auto and coupled_width(F) > JOINT_AUTO_MAX_DIM:
             skipped["joint"] = (f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_AUTO_MAX_DIM} "
                                 "in auto; --bound joint takes up to " f"{JOINT_MAX_DIM})")
         elif auto and F.lip_blocks:
