@@ -64,7 +64,7 @@ def _chk_identity():
         k0 = first_pruned_stage(F, Fh)
         rng = np.random.default_rng(seed)
         kappa = np.exp(rng.normal(size=F.depth - 1))
-        mats = coupled_factors(F, Fh, kappa, 1.0)[::-1]  # input side first
+        mats = coupled_factors(F, Fh, kappa)[::-1]  # input side first
         for _ in range(50):
             x = rng.normal(size=F.n_in)
             s, sh = x.copy(), x.copy()
@@ -88,32 +88,45 @@ def _chk_identity():
             "to 1e-9, slopes in [0, 1]")
 
 
-@register("joint-step", "Statement 12.60 (b): u^T G u <= u'^T G' u' for u = D X u', D = diag(D_R, 1), D_R in [0, I], "
-          "any diagonal T with 2T - G_RR > 0", "§12.12", "numeric", covers=["joint-step"])
+@register("joint-step", "Statement 12.60 (b): u^T G u <= u'^T G' u' for u = D X u', D = 1 on the fixed coordinates "
+          "(identity, constant), in [0, 1] on the relaxed ones, any diagonal T with 2T - G_RR > 0", "§12.12", "numeric",
+          covers=["joint-step"])
 def _chk_step():
+    from probprune.certificates.joint import _Step
+
     rng = np.random.default_rng(6111)
     worst = -np.inf
     for trial in range(300):
-        n, m = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+        n, m = int(rng.integers(2, 8)), int(rng.integers(2, 6))
         B = rng.normal(size=(n + 2, n + 1))
-        G = B.T @ B  # PSD form on [u_R; u_c]
+        G = B.T @ B  # PSD form on the state (last coordinate: the constant)
         X = rng.normal(size=(n + 1, m + 1))
         X[-1] = 0.0
         X[-1, -1] = 1.0  # the constant row
-        lmax = np.linalg.eigvalsh(G[:-1, :-1])[-1]
-        T = lmax / 2 * (1 + np.exp(rng.normal(size=n)))  # 2T - G_RR > 0
-        Q = np.linalg.inv(2 * np.diag(T) - G[:-1, :-1])
-        Z = T[:, None] * X[:-1] + np.outer(G[:-1, -1], X[-1])
-        Gp = Z.T @ Q @ Z + G[-1, -1] * np.outer(X[-1], X[-1])
+        rel = np.r_[rng.random(n) < 0.7, False]  # relaxed (ReLU) coordinates; the others are fixed at slope 1
+        if not rel.any():
+            rel[0] = True
+        R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
+        lmax = np.linalg.eigvalsh(G[np.ix_(R, R)])[-1]
+        T = lmax / 2 * (1 + np.exp(rng.normal(size=R.size)))  # 2T - G_RR > 0
+        Q = np.linalg.inv(2 * np.diag(T) - G[np.ix_(R, R)])
+        Z = T[:, None] * X[R] + G[np.ix_(R, Fx)] @ X[Fx]
+        Gp = Z.T @ Q @ Z + X[Fx].T @ G[np.ix_(Fx, Fx)] @ X[Fx]
+        st = _Step(B, X, rel)  # the code's step (scalar t = lmax, certified by its eigenvalues) is also an upper form
+        st.scalar_setup()
+        Cs = st.scalar_C(float(st.lam[-1]))
         for _ in range(20):
             up = np.r_[rng.normal(size=m), rng.normal()]
             y = X @ up
-            D = np.r_[rng.random(n) * (rng.random(n) < 0.8), 1.0]
+            D = np.where(rel, rng.random(n + 1) * (rng.random(n + 1) < 0.8), 1.0)
             u = D * y
             lhs, rhs = float(u @ G @ u), float(up @ Gp @ up)
             require(lhs <= rhs * (1 + 1e-10) + 1e-10, f"trial {trial}: {lhs} > {rhs}")
+            rc = float(np.sum((Cs @ up) ** 2))
+            require(lhs <= rc * (1 + 1e-10) + 1e-10, f"trial {trial}: code step {rc} < {lhs}")
             worst = max(worst, lhs - rhs)
-    return f"300 random (G, X, T) x 20 (u', D): u^T G u <= u'^T G' u' (largest lhs - rhs {worst:.2e})"
+    return (f"300 random (G, X, T, fixed set) x 20 (u', D): u^T G u <= u'^T G' u' and <= the code's scalar step "
+            f"(largest lhs - rhs {worst:.2e})")
 
 
 @register("joint-ground-truth", "Statement 12.60 (c): joint bound >= exact sup (linear chains with biases) and >= "

@@ -71,72 +71,130 @@ def first_pruned_stage(F: Chain, Fhat: Chain) -> int | None:
     return None
 
 
-def coupled_factors(F: Chain, Fhat: Chain, kappa, gamma: float = 1.0) -> list[np.ndarray]:
-    """[X_L, X_{L-1}, ..., X_1] of Statement 12.60 (output side first). Stages before the first pruned one k carry
-    no delta block (delta = 0 there; at stage k the factor has no M_k delta column)."""
+def coupled_chain(F: Chain, Fhat: Chain, kappa) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """([X_L, X_{L-1}, ..., X_1], [relaxed rows of X_{L-1}, ..., X_1]) of Statement 12.60 (output side first).
+    Stages before the first pruned one k carry no delta block (delta = 0 there; at stage k the factor has no M_k
+    delta column). A row is relaxed (its slope ranges over [0, 1]) where the stage applies ReLU; identity coordinates
+    (carried values of residual additions and max-pool trees, §12.1 / §12.7) and the constant have slope exactly 1."""
     L = F.depth
     first = first_pruned_stage(F, Fhat)
     if first is None:
         raise ProbPruneError("F_hat = F: nothing is pruned (the error is 0)")
     k = [1.0] + [float(v) for v in kappa]  # k[i] = kappa_i, kappa_0 = 1 (the input)
-    out = []
+    mats, rel = [], []
     for i in range(L - 1, -1, -1):  # stage index i (0-based) maps u_i -> pre-activation of stage i + 1
         s, sh = F.stages[i], Fhat.stages[i]
         E, db = stage_diff(F, Fhat, i)
         n = s.n_out
         has_delta_in = i > first  # the state entering stage i carries delta_{i-1}
         has_delta_out = i >= first
-        rows = []
+        rows, mask = [], []
         if has_delta_out:
-            top = ([s.M] if has_delta_in else []) + [E / k[i], (db / gamma)[:, None]]
-            rows.append(np.hstack(top))
+            rows.append(np.hstack(([s.M] if has_delta_in else []) + [E / k[i], db[:, None]]))
+            mask.append(np.asarray(s.relu, bool))
         if i < L - 1:  # hidden stage: F_hat's channel and the constant
-            mid = ([np.zeros((n, s.n_in))] if has_delta_in else []) + [k[i + 1] * sh.M / k[i],
-                                                                       (k[i + 1] * sh.b / gamma)[:, None]]
-            rows.append(np.hstack(mid))
+            rows.append(np.hstack(([np.zeros((n, s.n_in))] if has_delta_in else [])
+                                  + [k[i + 1] * sh.M / k[i], (k[i + 1] * sh.b)[:, None]]))
+            mask.append(np.asarray(sh.relu, bool))
             one = np.zeros((1, rows[-1].shape[1]))
             one[0, -1] = 1.0
             rows.append(one)
-        out.append(np.vstack(rows))
-    return out
+            mask.append(np.zeros(1, bool))
+        mats.append(np.vstack(rows))
+        if i < L - 1:
+            rel.append(np.concatenate(mask))
+    return mats, rel
 
 
-def _diag_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, margin: float, t_end: float | None = None):
-    """Statement 12.60's step with a diagonal multiplier T on the slope coordinates (none on the constant):
-    G' = C^T C, C = [L^{-1} (T X_R + g_RF X_F); sqrt(g_FF) X_F] with L L^T = 2T - G_RR - margin I (Cholesky: the
-    certificate that the step is valid; the margin only lowers the matrix, so C^T C is >= the exact form). T starts
-    at t0 I and takes ``steps`` Adam steps on log T against lambda_max(G') (Danskin: with q its top eigenvector,
-    a = X_R q, z = T a + g_RF (X_F q), u = (2T - G_RR)^{-1} z: d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)).
-    Stops early at ``t_end`` (a time.perf_counter() value). Returns (C, lambda_max estimate) of the best T that
-    factorises, or None."""
-    from scipy.linalg import cho_solve, cholesky, solve_triangular
+def coupled_factors(F: Chain, Fhat: Chain, kappa) -> list[np.ndarray]:
+    """[X_L, ..., X_1] of Statement 12.60 (:func:`coupled_chain` without the masks)."""
+    return coupled_chain(F, Fhat, kappa)[0]
 
-    from probprune.certificates.compose import _krylov_top
 
-    GRR, gRF, gFF = G[:-1, :-1], G[:-1, -1], float(G[-1, -1]) + margin
-    XR, xf = X[:-1], X[-1]
-    n = GRR.shape[0]
+class _Step:
+    """One step of Statement 12.60 (b) from the state form G = C^T C through the factor X (rows: the state's
+    coordinates; ``rel`` the relaxed ones R, the others F fixed at slope 1): for a diagonal T > 0 with
+    2T - G_RR > 0, G' = Z^T (2T - G_RR)^{-1} Z + X_F^T G_FF X_F, Z = T X_R + G_RF X_F, returned as C' with
+    G' = C'^T C'. The eigenvalues of G_RR (scalar T = tI) are lifted by a rounding slack, G_FF by the same (both only
+    enlarge G'); a diagonal T is certified by the Cholesky factor of 2T - G_RR - slack I."""
 
-    def factor(T):
+    def __init__(self, C: np.ndarray, X: np.ndarray, rel: np.ndarray):
+        G = C.T @ C
+        G = (G + G.T) / 2
+        self.X, self.rel = X, rel
+        R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
+        self.GRR = G[np.ix_(R, R)]
+        self.GRF = G[np.ix_(R, Fx)]
+        self.XR, self.XF = X[R], X[Fx]
+        self.slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
+        GFF = G[np.ix_(Fx, Fx)]
+        sg, U = np.linalg.eigh(GFF) if Fx.size else (np.zeros(0), np.zeros((0, 0)))
+        self.KF = (U * np.sqrt(np.maximum(sg, 0.0) + self.slack)).T @ self.XF  # G_FF + slack I = LF LF^T
+        self.m = X.shape[1]
+
+    # ---- scalar multiplier
+    def scalar_setup(self):
+        lam, V = np.linalg.eigh(self.GRR)
+        self.lam = np.maximum(lam, 0.0) + self.slack
+        self.P = V.T @ self.XR
+        self.H = V.T @ (self.GRF @ self.XF)
+        return float(self.lam[-1]) if self.lam.size else 0.0
+
+    def scalar_matvec(self, t: float):
+        d = 1.0 / np.sqrt(2 * t - self.lam)
+        P, H, KF = self.P, self.H, self.KF
+
+        def mv(v):
+            w = d * d * (t * (P @ v) + H @ v)
+            return t * (P.T @ w) + H.T @ w + KF.T @ (KF @ v)
+        return mv
+
+    def scalar_C(self, t: float) -> np.ndarray:
+        d = 1.0 / np.sqrt(2 * t - self.lam)
+        return np.vstack([(t * self.P + self.H) * d[:, None], self.KF])
+
+    # ---- diagonal multiplier
+    def diag_factor(self, T):
+        from scipy.linalg import cholesky
+        n = self.GRR.shape[0]
         try:
-            return cholesky(2 * np.diag(T) - GRR - margin * np.eye(n), lower=True, check_finite=False)
+            return cholesky(2 * np.diag(T) - self.GRR - self.slack * np.eye(n), lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
 
-    def top(T, L, v0):
-        def mv(v):  # C^T C v without forming C
-            w = solve_triangular(L, T * (XR @ v) + gRF * (xf @ v), lower=True, check_finite=False)
-            wt = solve_triangular(L, w, lower=True, trans="T", check_finite=False)
-            return XR.T @ (T * wt) + xf * (gRF @ wt) + gFF * xf * (xf @ v)
-        return _krylov_top(mv, X.shape[1], v0, dim=6)  # warm-started: a few vectors suffice to choose T
+    def diag_matvec(self, T, Lc):
+        from scipy.linalg import solve_triangular
+        XR, XF, GRF, KF = self.XR, self.XF, self.GRF, self.KF
 
+        def mv(v):
+            w = solve_triangular(Lc, T * (XR @ v) + GRF @ (XF @ v), lower=True, check_finite=False)
+            wt = solve_triangular(Lc, w, lower=True, trans="T", check_finite=False)
+            return XR.T @ (T * wt) + XF.T @ (GRF.T @ wt) + KF.T @ (KF @ v)
+        return mv
+
+    def diag_C(self, T, Lc) -> np.ndarray:
+        from scipy.linalg import solve_triangular
+        Z = T[:, None] * self.XR + self.GRF @ self.XF
+        return np.vstack([solve_triangular(Lc, Z, lower=True, check_finite=False), self.KF])
+
+
+def _diag_search(st: _Step, t0: float, steps: int, t_end: float | None = None):
+    """Adam on log T (Statement 12.60 (b) with a diagonal T on the relaxed coordinates) from T = t0 I against
+    lambda_max(G') (Danskin: with q its top eigenvector, a = X_R q, z = T a + G_RF X_F q, u = (2T - G_RR)^{-1} z:
+    d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)). Returns (C', lambda_max estimate) of the best T that
+    factorises, or None."""
+    from scipy.linalg import cho_solve
+
+    from probprune.certificates.compose import _krylov_top
+
+    n = st.GRR.shape[0]
     logt = np.full(n, math.log(t0))
-    L = factor(np.exp(logt))
-    if L is None:
+    T = np.exp(logt)
+    Lc = st.diag_factor(T)
+    if Lc is None:
         return None
-    v0 = None
-    lam0, v0 = top(np.exp(logt), L, v0)
-    best = (lam0, np.exp(logt), L)
+    lam0, v0 = _krylov_top(st.diag_matvec(T, Lc), st.m, None, dim=6)
+    best = (lam0, T, Lc)
     lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8  # Adam (Kingma & Ba) on log T
     m1, m2, it = np.zeros(n), np.zeros(n), 0
     for _ in range(steps):
@@ -144,37 +202,32 @@ def _diag_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, margin: floa
         if t_end is not None and time.perf_counter() > t_end:
             break
         T = np.exp(logt)
-        L = factor(T)
-        if L is None:  # left the feasible set: back to the best point, smaller steps
+        Lc = st.diag_factor(T)
+        if Lc is None:  # left the feasible set: back to the best point, smaller steps
             logt = np.log(best[1])
             lr *= 0.5
             continue
-        lam, v0 = top(T, L, v0)
+        lam, v0 = _krylov_top(st.diag_matvec(T, Lc), st.m, v0, dim=6)  # warm-started: a few vectors suffice
         if lam < best[0]:
-            best = (lam, T, L)
+            best = (lam, T, Lc)
         q = v0 / max(np.linalg.norm(v0), 1e-300)
-        a = XR @ q
-        z = T * a + gRF * float(xf @ q)
-        u = cho_solve((L, True), z, check_finite=False)
+        a = st.XR @ q
+        u = cho_solve((Lc, True), T * a + st.GRF @ (st.XF @ q), check_finite=False)
         g = T * (2 * a * u - 2 * u * u)
         it += 1
         m1 = b1 * m1 + (1 - b1) * g
         m2 = b2 * m2 + (1 - b2) * g * g
         logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
-    lam, T, L = best
-    C = np.vstack([solve_triangular(L, T[:, None] * XR + np.outer(gRF, xf), lower=True, check_finite=False),
-                   math.sqrt(max(gFF, 0.0)) * xf[None, :]])
-    return C, lam
+    lam, T, Lc = best
+    return st.diag_C(T, Lc), lam
 
 
-def _recursion(mats: list[np.ndarray], r: float, diag_steps: int = 0, diag_max_dim: int = 0,
-               diag_seconds: float | None = None) -> tuple[float, tuple[float, ...]]:
-    """Statement 12.60's bound for fixed scales: Statement 12.10's S-procedure with one scalar multiplier t per step
-    on the slope coordinates and none on the constant one (fixed at 1), then the trust-region bound at the input
-    (Lemma 12.4; the constant is the offset). t is chosen on Krylov estimates of lambda_max of the next state
-    (only a choice: any t > lambda_max(G_RR) / 2 is valid). The next state is G' = C^T C,
-    C = [diag(2t - lam)^(-1/2) V^T (t X_R + g_RF X_F); sqrt(g_FF) X_F] (V, lam: eigenpairs of G_RR, lifted by a
-    rounding slack, which only lowers 2t - lam)."""
+def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0,
+               diag_max_dim: int = 0, diag_seconds: float | None = None) -> tuple[float, tuple[float, ...]]:
+    """Statement 12.60's bound for fixed scales: Statement 12.10's S-procedure step (b) with a scalar multiplier t
+    per step on the relaxed (ReLU) coordinates, chosen on Krylov estimates of lambda_max of the next state (any
+    t > lambda_max(G_RR) / 2 is valid), then optionally a diagonal T (Adam from t, kept where its estimate is
+    smaller), and the trust-region bound at the input (Lemma 12.4; the constant coordinate is the offset)."""
     from scipy.optimize import minimize_scalar
 
     from probprune.certificates.compose import _krylov_top
@@ -182,36 +235,20 @@ def _recursion(mats: list[np.ndarray], r: float, diag_steps: int = 0, diag_max_d
     ts = []
     C = mats[0]  # G_1 = C^T C
     diag_end = None if diag_seconds is None else time.perf_counter() + diag_seconds
-    for j, X in enumerate(mats[1:]):
+    for j, (X, rj) in enumerate(zip(mats[1:], rel)):
         check_deadline()
-        G = C.T @ C
-        G = (G + G.T) / 2
-        GRR = G[:-1, :-1]
-        lam, V = np.linalg.eigh(GRR)
-        slack = (GRR.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
-        lam = np.maximum(lam, 0.0) + slack
-        gRF, gFF = G[:-1, -1], float(G[-1, -1]) + slack
-        lmax = float(lam[-1])
-        if lmax <= 0:
-            return 0.0, tuple(ts)
-        VX = V.T @ X[:-1]
-        vg = V.T @ gRF
-        xf = X[-1]
-        # C(t) C(t)^T on the small side from t-independent pieces: O(n^2) per t instead of O(n^2 m)
-        A, a, xx = VX @ VX.T, VX @ xf, float(xf @ xf)
-
-        def small(t):
-            d = 1.0 / np.sqrt(2 * t - lam)
-            K = t * t * A + t * (np.outer(a, vg) + np.outer(vg, a)) + xx * np.outer(vg, vg)
-            top = K * d[:, None] * d[None, :]
-            cross = d * (t * a + xx * vg) * math.sqrt(gFF)
-            return np.block([[top, cross[:, None]], [cross[None, :], np.array([[gFF * xx]])]])
-
+        st = _Step(C, X, rj)
+        if not rj.any():  # no slope relaxed: G' = X^T G X exactly
+            C = np.vstack([st.KF])
+            ts.append(0.0)
+            continue
+        lmax = st.scalar_setup()
+        if lmax <= 0:  # G_RR = 0: any small t; the relaxed rows drop out as t -> 0
+            lmax = st.slack
         v0 = [None]
 
-        def f(s):
-            K = small(lmax / 2 * (1 + math.exp(s)))
-            val, v0[0] = _krylov_top(lambda v: K @ v, K.shape[0], v0[0])
+        def f(sv):
+            val, v0[0] = _krylov_top(st.scalar_matvec(lmax / 2 * (1 + math.exp(sv))), st.m, v0[0])
             return val
 
         res = minimize_scalar(f, bounds=(-12.0, 6.0), method="bounded", options={"xatol": 2e-2})
@@ -219,15 +256,10 @@ def _recursion(mats: list[np.ndarray], r: float, diag_steps: int = 0, diag_max_d
         s_best, f_best = (float(res.x), float(res.fun)) if res.success and float(res.fun) <= f0 else (0.0, f0)
         t = lmax / 2 * (1 + math.exp(s_best))
         ts.append(t)
-        # the Adam steps' share of the time left (``diag_seconds`` over the remaining steps)
-        share = None if diag_end is None else time.perf_counter() + (diag_end - time.perf_counter()) / (len(mats) - 1 - j)
-        dg = _diag_step(G, X, t, diag_steps, slack, share) if 0 < diag_steps and GRR.shape[0] <= diag_max_dim \
-            else None
-        if dg is not None and dg[1] < f_best:
-            C = dg[0]
-        else:
-            C = np.vstack([(t * VX + np.outer(vg, xf)) / np.sqrt(2 * t - lam)[:, None],
-                           math.sqrt(gFF) * xf[None, :]])
+        share = None if diag_end is None else \
+            time.perf_counter() + (diag_end - time.perf_counter()) / (len(mats) - 1 - j)
+        dg = _diag_search(st, t, diag_steps, share) if 0 < diag_steps and st.GRR.shape[0] <= diag_max_dim else None
+        C = dg[0] if dg is not None and dg[1] < f_best else st.scalar_C(t)
     # sup over ||x|| <= r of ||C [x; 1]||: the trust-region bound (Statement 12.6 (ii), Lemma 12.4)
     val = trs_dual_bound(C[:, :-1], C[:, -1], r)
     return val * (1 + PAIR_REL * (len(mats) + 1)), tuple(ts)
@@ -273,7 +305,7 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, refin
     def bound(theta: np.ndarray) -> float:
         kap = np.clip(np.exp(theta), *KAPPA_RANGE)
         gam = 1.0  # the constant coordinate carries no multiplier: its scale does not change the bound
-        v, ts = _recursion(coupled_factors(F, Fhat, kap, gam), r)
+        v, ts = _recursion(*coupled_chain(F, Fhat, kap), r)
         evals[0] += 1
         if not math.isfinite(v):
             return math.inf
@@ -303,7 +335,7 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, refin
         from probprune.certificates.compose import TimeLimitReached
 
         try:
-            v, ts = _recursion(coupled_factors(F, Fhat, best[1], 1.0), r, diag_steps, diag_max_dim, diag_seconds)
+            v, ts = _recursion(*coupled_chain(F, Fhat, best[1]), r, diag_steps, diag_max_dim, diag_seconds)
             evals[0] += 1
             if math.isfinite(v) and v < best[0]:
                 best[0], best[3] = v, ts
@@ -317,5 +349,5 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, refin
                        seconds=time.perf_counter() - t0)
 
 
-__all__ = ["JointResult", "joint_bound", "coupled_factors", "first_pruned_stage", "coupled_width", "check_joint_dim", "heuristic_scales",
+__all__ = ["JointResult", "joint_bound", "coupled_chain", "coupled_factors", "first_pruned_stage", "coupled_width", "check_joint_dim", "heuristic_scales",
            "JOINT_MAX_DIM"]

@@ -276,7 +276,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                 "in auto; --bound joint takes up to " f"{JOINT_MAX_DIM})")
         elif auto and F.lip_blocks:
             # max-pool trees as ReLU stages: the recursion compounds over every tree level (LeNet-5 on digits:
-            # 72-97x the attack against mixed's 9-11x), so auto does not spend its time limit on it
+            # 25-33x the attack against mixed's 9-11x), so auto does not spend its time limit on it
             skipped["joint"] = "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
         else:
             try:
