@@ -1213,7 +1213,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     return pick, k_uni, eps_out, name_out, detail
 
 
-REFINE_METHODS = ("sdp", "mixed", "pairs", "propagate", "composed")  # what the refine phase may invert (certify --bound)
+REFINE_METHODS = ("sdp", "mixed", "joint", "pairs", "propagate", "composed")  # what the refine phase may invert (certify --bound)
 REFINE_MAX_DIM = 700  # the refine phase runs only up to this many lifted coordinates (sdp: SCS, certificates.sdp.MAX_DIM)
 
 
