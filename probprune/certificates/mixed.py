@@ -39,10 +39,27 @@ class MixedResult:
 
 
 def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
-    from probprune.certificates.compose import check_deadline
+    """:func:`_sup_l2_rows_impl` under certify_chains' deadline: not started when it is predicted to end past it
+    (issue 19 UA, the hard wall): seconds = rate x rows x (stage + 1), the rate measured on the largest query of this
+    propagator so far (its fixed costs weigh least there); no prediction before the first query."""
+    import time
 
-    check_deadline()
-    return _sup_l2_rows_impl(prop, stage, C, offset)
+    from probprune.certificates.compose import _STEPS, check_deadline
+
+    work = float(C.shape[0]) * (stage + 1)
+    rate = getattr(prop, "_query_rate", None)  # (work, seconds) of the largest query so far
+    if rate is not None:
+        predicted = rate[1] * work / rate[0]
+    else:  # the first query: its backward substitution (2 x rows, from the activation of ``stage`` down) at the
+        # per-row rates measured while the propagator was built, x 1.5 for the memo key and the concretisation
+        hist = _STEPS.get() or {}
+        predicted = 1.5 * 2.0 * C.shape[0] * sum(hist.get(("backsub", j), 0.0) for j in range(stage + 2))
+    check_deadline(predicted)
+    t = time.perf_counter()
+    out = _sup_l2_rows_impl(prop, stage, C, offset)
+    if rate is None or work >= rate[0]:
+        prop._query_rate = (work, time.perf_counter() - t)
+    return out
 
 
 def _sup_l2_rows_impl(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
