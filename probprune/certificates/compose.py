@@ -591,10 +591,11 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     val = None
     clock = StepClock()
     for step in range(start, len(mats) - 1):
-        # between the S-procedure steps (a stopped chain returns nothing; stored states stay valid): a step costs about
-        # one pair bound of its middle dimension (the model predicts the first step, the measured one the next)
-        clock.check(predicted_pair_seconds(mats[step].shape[1]))
+        # between the S-procedure steps (a stopped chain returns nothing; stored states stay valid): a step is
+        # predicted by the pair-bound model of its middle dimension and by the last measured step of its shape
         X = mats[step + 1]
+        d = X.shape[0]
+        clock.check(predicted_pair_seconds(d), kind=("sproc", d, X.shape[1], 0 < diag_steps and d <= diag_max_dim))
         last = step == len(mats) - 2
         lam, V = _eigh_kept((G + G.T) / 2, skey(step) if use_state else None)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
@@ -881,7 +882,8 @@ def pool_chain_prefix_bounds(mats: Sequence, xatol: float = 1e-2, min_len: int =
     clock = StepClock()
     for k in range(1, len(mats)):
         X = mats[k - 1]  # between the steps of a max-pool segment (a stopped segment returns nothing)
-        clock.check(predicted_pair_seconds(X[1].shape[1] if is_pool(X) else np.shape(X)[1]))
+        d = X[1].shape[1] if is_pool(X) else np.shape(X)[1]
+        clock.check(predicted_pair_seconds(d), kind=("pool", d, is_pool(mats[k])))
         states = advance(states, k)
         if len(states) > POOL_MAX_STATES:  # keep the best alternatives so far (any subset is valid)
             vals = [_top_eig((G + G.T) / 2) for G in states]
