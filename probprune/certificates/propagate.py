@@ -234,8 +234,8 @@ class CoupledPropagator:
         clock = StepClock()
         for j in range(L - 1):
             # interruptible between stages (certify_chains' time limit, TB); UA: not started when predicted (stage j's
-            # measured rate; F, F_hat and the coupled channel ~3 x F_hat alone) to end past the deadline
-            clock.check(work=3.0 if modes == "all" else 1.0, kind=("stage", j))
+            # measured rate; F, F_hat and the coupled channel ~5 x F_hat alone) to end past the deadline
+            clock.check(work=5.0 if modes == "all" else 1.0, kind=("stage", j))
             idx = self.relu[j]
             rh = _identity_relax(F.stages[j].relu, self.B, torch.float64)
             info = {"n_relu": int(len(idx))}
@@ -297,7 +297,7 @@ class CoupledPropagator:
         done = len(self.rel_F)
         clock = StepClock()
         for j in range(done, self.F.depth - 1):
-            clock.check(work=2.0, kind=("stage", j))  # F and the coupled channel: ~2 x the F_hat stage built first
+            clock.check(work=4.0, kind=("stage", j))  # F (~1) and the coupled channel (~3) x the F_hat stage built first
             self._coupled_stage(j)
         self.modes = "all"
         return self
@@ -396,7 +396,7 @@ class CoupledPropagator:
         for j in range(k, -1, -1):
             # interruptible between stages (certify_chains' time limit, TB); UA: a step (stage j's products and the
             # relaxation below it, ~ rows) is not started when predicted (stage j's last step) to end past the deadline
-            clock.check(work=R * (2.0 if mode == "coupled" else 1.0), kind=("backsub", j))
+            clock.check(work=R * (3.0 if mode == "coupled" else 1.0), kind=("backsub", j))  # coupled: 3 products
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
             if Lh is not None:
@@ -459,7 +459,7 @@ class CoupledPropagator:
         B = self.B
         clock = StepClock()
         for a in range(0, R, self.chunk):
-            clock.check(work=min(self.chunk, R - a) * (2.0 if mode == "coupled" else 1.0), kind=("chunk", k))
+            clock.check(work=min(self.chunk, R - a) * (3.0 if mode == "coupled" else 1.0), kind=("chunk", k))
             sl = slice(a, a + self.chunk)
             nd = None if nd0 is None else torch.cat([nd0[sl], -nd0[sl]]).expand(B, -1, -1)
             nh = None if nh0 is None else torch.cat([nh0[sl], -nh0[sl]]).expand(B, -1, -1)
