@@ -2,7 +2,8 @@
 (the clock starts before the lowering, as in bench_certificates.rescore_auto) on the benchmark's cached networks,
 with the eps each gives, the phases (lowering, composed bound) and the "skipped components" report.
 
-    python benchmarks/bench_time_ua.py LABEL [OUT.json]   # appends rows under LABEL ("before" / "after")
+    python benchmarks/bench_time_ua.py LABEL [OUT.json] [all]   # rows under LABEL ("before" / "after");
+                                                                 # "all": the ten networks x three fractions
 
 The code measured is whatever ``probprune`` PYTHONPATH imports (run "before" on an export of the old commit and
 "after" on this tree, back to back). One BLAS thread; os.getloadavg() recorded next to every timing."""
@@ -26,6 +27,7 @@ CACHE = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
 TIME_LIMIT = 10.0
 ROWS = [("vgg_maxpool_mnist16", 0.3), ("vgg_maxpool_mnist16", 0.6), ("vgg_maxpool_mnist16", 0.9),
         ("cnn_avgpool_mnist5k", 0.3), ("resnet_bn_mnist16", 0.3), ("lenet300-100_mnist5k", 0.3)]
+ALL_ROWS = ROWS + [(n[0], q) for n in B._nets() for q in B.FRACTIONS if (n[0], q) not in ROWS]  # the 30 of issue 19
 
 
 def main(label: str, out: str, rows=ROWS) -> None:
@@ -93,5 +95,41 @@ def main(label: str, out: str, rows=ROWS) -> None:
     os.replace(out + ".tmp", out)
 
 
+def summarize(out: str, before: str = "before", after: str = "after") -> dict:
+    """Per-row comparison of two labels (seconds, eps, eps ratio) and the target's verdict, written into ``out``."""
+    res = json.load(open(out))
+    b = {(r["network"], r["fraction"]): r for r in res["runs"][before]["rows"]}
+    rows = []
+    for r in res["runs"][after]["rows"]:
+        o = b.get((r["network"], r["fraction"]))
+        if o is None:
+            continue
+        rows.append({"network": r["network"], "fraction": r["fraction"], "seconds_before": round(o["seconds"], 3),
+                     "seconds_after": round(r["seconds"], 3), "eps_before": o["eps"], "eps_after": r["eps"],
+                     "eps_after_over_before": r["eps"] / o["eps"], "method_after": r["method"]})
+    lenet = [x["seconds_after"] for x in rows if x["network"].startswith("lenet300")]
+    res["summary"] = {
+        "before": before, "after": after, "rows": rows,
+        "max_seconds_before": max(x["seconds_before"] for x in rows),
+        "max_seconds_after": max(x["seconds_after"] for x in rows),
+        "rows_over_10s_before": sum(x["seconds_before"] > TIME_LIMIT for x in rows),
+        "rows_over_10s_after": sum(x["seconds_after"] > TIME_LIMIT for x in rows),
+        "max_seconds_after_lenet300_100": max(lenet) if lenet else None,
+        "max_eps_ratio_after_over_before": max(x["eps_after_over_before"] for x in rows),
+        "target": "auto <= 10 s per certificate (lowering included) on the 30 rows, <= 2 s on LeNet-300-100; eps not "
+                  "worse by more than ~1% where the old run was under 10 s",
+    }
+    with open(out + ".tmp", "w") as f:
+        json.dump(res, f, indent=1, default=float)
+    os.replace(out + ".tmp", out)
+    return res["summary"]
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "results", "certificates_time_ua.json"))
+    if sys.argv[1] == "summary":
+        sm = summarize(os.path.join(HERE, "results", "certificates_time_ua.json"))
+        print({k: v for k, v in sm.items() if k != "rows"})
+        sys.exit(0)
+    out = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else os.path.join(HERE, "results",
+                                                                                    "certificates_time_ua.json")
+    main(sys.argv[1], out, ALL_ROWS if len(sys.argv) > 3 and sys.argv[3] == "all" else ROWS)

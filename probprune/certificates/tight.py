@@ -83,7 +83,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
-    that the limit covers it; None = now). Under "auto" the composed bound (its stage norms) always runs; every
+    that the limit covers it; None = now); a wall (issue 19 UA): the stages after the composed bound stop before a
+    step predicted to end past clock_start + time_limit - TAIL_RESERVE_SECONDS (compose.StepClock: measured step
+    rates of this call; pair bounds: compose.predicted_pair_seconds), and a stopped stage contributes nothing (the
+    best completed bound is returned). Under "auto" the composed bound (its stage norms) always runs; every
     other stage runs under the deadline and is stopped at it (the propagator between stages and row chunks, the
     pair/segment/mixed searches between bounds), in the order of their cost on the benchmark's large CNNs (TB):
     the F_hat-only propagator, the mixed bound with single-norm slope products ("mixed_none") and with scalar pair
