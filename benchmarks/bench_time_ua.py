@@ -84,7 +84,8 @@ def main(label: str, out: str, rows=ROWS) -> None:
         row = {"network": name, "fraction": q, "seconds": secs, "lower_seconds": t_low,
                "composed_seconds": phases.get("composed"), "eps": c.eps, "method": c.method,
                "components": c.components, "load_start": load, "load_end": os.getloadavg(),
-               "spans": list(spans), "skipped": next((x for x in c.stages if x.get("stage") == "skipped components"), {})}
+               "spans": list(spans),
+               "skipped": next((x for x in c.stages if x.get("stage") == "skipped components"), {})}
         got.append(row)
         print(f"{label} {name} q={q}: {secs:.2f} s (lower {t_low:.2f}, composed {phases.get('composed', 0):.2f}) "
               f"eps {c.eps:.6g} {c.method} load {load[0]:.2f}", flush=True)

@@ -65,3 +65,44 @@ def test_step_clock_stops_before_a_step_predicted_past_the_deadline():
     clock.check()
     time.sleep(0.01)
     clock.check()
+
+
+def test_api_certify_counts_the_limit_from_its_entry_with_a_10_s_default(tmp_path, monkeypatch):
+    import probprune
+    import probprune.certificates.tight as T
+
+    torch.manual_seed(0)
+    p = tmp_path / "m.pt"
+    # 256 lifted coordinates: no SCS solve (seconds) in auto
+    torch.save(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), p)
+    seen = {}
+    real = T.certify_chains
+
+    def spy(*a, **k):
+        seen.update(k, t_call=time.perf_counter())
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "certify_chains", spy)
+    t = time.perf_counter()
+    rep = probprune.certify(str(p), fraction=0.4)
+    assert t <= seen["clock_start"] < seen["t_call"] and seen["time_limit"] == 10.0
+    tl = rep.tight["time_limit"]
+    assert tl["seconds"] == 10.0 and tl["default"] is True
+    rep = probprune.certify(str(p), fraction=0.4, time_limit=3.0)
+    assert seen["time_limit"] == 3.0 and rep.tight["time_limit"]["default"] is False
+
+
+def test_auto_does_not_start_an_scs_solve_predicted_past_the_limit():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10)).double().eval()  # 113 lifted coordinates
+    g = from_torch(m, (64,))
+    rng = np.random.default_rng(0)
+    gh = g.with_masks({k: rng.random(p.shape) < 0.6 for k, p in m.named_parameters() if k.endswith("weight")})
+    F, Fh = lower_graph_pair(g, gh)
+    t = time.perf_counter()
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=1.0)  # SCS took 5-6 s here
+    assert time.perf_counter() - t <= 1.0 + 0.3
+    skipped = next(s for s in c.stages if s.get("stage") == "skipped components")
+    assert skipped["sdp"].startswith("not started: the SCS solve is predicted") and "sdp" not in c.components
+    lb = pgd_sup_error(g.forward, gh.forward, (64,), 16, 40, 0).value
+    assert c.eps >= lb > 0

@@ -297,7 +297,7 @@ class CoupledPropagator:
         done = len(self.rel_F)
         clock = StepClock()
         for j in range(done, self.F.depth - 1):
-            clock.check(work=4.0, kind=("stage", j))  # F (~1) and the coupled channel (~3) x the F_hat stage built first
+            clock.check(work=4.0, kind=("stage", j))  # F (~1) + the coupled channel (~3) x the F_hat stage
             self._coupled_stage(j)
         self.modes = "all"
         return self

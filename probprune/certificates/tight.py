@@ -70,6 +70,20 @@ def predicted_pair_seconds(F: Chain) -> float:
     return compose_pair_seconds(d)
 
 
+SDP_SCS_COST = (160.0, 0.05)  # (a, b): "auto" starts the SCS SDP (§12.6, not interruptible) only when the
+# predicted eigh256 x (a + b N^2) seconds (N lifted coordinates; eigh256 = compose._eigh256_seconds, the machine's
+# speed) fit in what is left of the limit. Measured (UA, load 2, eigh256 8.7 ms): N = 33 / 65 / 113 / 129 / 145 took
+# 1.5 / 1.3 / 6.0 / 9.2 / 10.8 s (predicted 1.8 / 3.2 / 6.9 / 8.6 / 10.5 s)
+
+
+def predicted_sdp_seconds(N: int) -> float:
+    """Predicted seconds of sdp_certificate (cvxpy + SCS + refinement) at N lifted coordinates (SDP_SCS_COST)."""
+    from probprune.certificates.compose import _eigh256_seconds
+
+    a, b = SDP_SCS_COST
+    return _eigh256_seconds() * (a + b * float(N) ** 2)
+
+
 TAIL_RESERVE_SECONDS = 0.02  # the limited stages of "auto" end this much before the time limit: the work after the
 # last of them (the fallback promotion of Statement 12.51's value, unscaling, the report) takes < 1 ms on the
 # benchmark networks (issue 19 UA); the composed bound (the always-available fallback) runs first, outside the wall
@@ -274,7 +288,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown)
             comps["sdp"] = sc.eps
             sdp_info = {"stage": "sdp (whole network, §12.6)", **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
-        guarded("sdp", run_sdp)
+        left = None if not (auto and time_limit is not None) else wall - time.perf_counter()
+        if left is not None and predicted_sdp_seconds(N) > left:  # SCS cannot be stopped inside (UA wall)
+            skipped["sdp"] = (f"not started: the SCS solve is predicted to take {predicted_sdp_seconds(N):.1f} s, "
+                              f"{max(left, 0.0):.1f} s of the time limit {time_limit} s left")
+        else:
+            guarded("sdp", run_sdp)
     elif use_fo:
         def run_sdp_fo():
             nonlocal sdp_info
