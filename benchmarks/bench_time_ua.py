@@ -109,7 +109,10 @@ def summarize(out: str, before: str = "before", after: str = "after") -> dict:
                      "seconds_after": round(r["seconds"], 3), "eps_before": o["eps"], "eps_after": r["eps"],
                      "eps_after_over_before": r["eps"] / o["eps"], "method_after": r["method"]})
     lenet = [x["seconds_after"] for x in rows if x["network"].startswith("lenet300")]
-    res["summary"] = {
+    res.setdefault("summary", {})
+    if "rows" in res["summary"]:  # an older single summary
+        res["summary"] = {}
+    res["summary"][after] = sm = {
         "before": before, "after": after, "rows": rows,
         "max_seconds_before": max(x["seconds_before"] for x in rows),
         "max_seconds_after": max(x["seconds_after"] for x in rows),
@@ -123,13 +126,14 @@ def summarize(out: str, before: str = "before", after: str = "after") -> dict:
     with open(out + ".tmp", "w") as f:
         json.dump(res, f, indent=1, default=float)
     os.replace(out + ".tmp", out)
-    return res["summary"]
+    return sm
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "summary":
-        sm = summarize(os.path.join(HERE, "results", "certificates_time_ua.json"))
-        print({k: v for k, v in sm.items() if k != "rows"})
+    if sys.argv[1] == "summary":  # summary [AFTER_LABEL ...] against "before"
+        for lab in sys.argv[2:] or ["after"]:
+            sm = summarize(os.path.join(HERE, "results", "certificates_time_ua.json"), after=lab)
+            print({k: v for k, v in sm.items() if k != "rows"})
         sys.exit(0)
     out = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else os.path.join(HERE, "results",
                                                                                     "certificates_time_ua.json")
