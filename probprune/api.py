@@ -58,6 +58,9 @@ def check_count(x, name: str, minimum: int = 1) -> int:
     return v
 
 
+CERTIFY_AUTO_TIME_LIMIT = 10.0  # certify(bound="auto") without time_limit: seconds for the whole call (issue 19)
+
+
 def check_time_limit(t) -> Optional[float]:
     if t is None:
         return None
@@ -253,8 +256,10 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
     ({parameter FQN: mask}, True = kept) or ``pruned`` (a module or Graph of the same structure, or {FQN: weight}).
     ``bound``: "auto" (the smallest of Cert-D and the §12 certificates that apply; refusals of §12 are reported, not
     raised), "lemma-a" (Cert-D), or one §12 method. ``radius``: certified prediction stability on ``n_inputs`` test
-    inputs within this radius (§12.5). ``time_limit``: seconds for the §12 certificate (passed on when the installed
-    ``certify_chains`` takes it)."""
+    inputs within this radius (§12.5). ``time_limit``: seconds (None: CERTIFY_AUTO_TIME_LIMIT for "auto") counted
+    from this call's entry, after the argument checks: reading the network, Cert-D, the data, the lowering and every
+    §12 stage share it (issue 19: auto <= 10 s per certificate); the §12 stages after the composed bound stop at it
+    (certificates.tight.certify_chains). The measured errors and ``radius``'s stability check come after it."""
     # ---- every check before any work
     given = [x is not None for x in (fraction, masks, pruned)]
     if sum(given) != 1:
@@ -280,6 +285,10 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
     if isinstance(dataset, str):
         _check_dataset_name(dataset)
     time_limit = check_time_limit(time_limit)
+    limit_default = time_limit is None and bound == "auto"
+    if limit_default:
+        time_limit = CERTIFY_AUTO_TIME_LIMIT
+    clock_start = time.perf_counter()  # the time limit covers the whole call from here (issue 19 UA)
 
     from probprune.certificates.lemma import certify_graph, certify_random_graph
     from probprune.pruning.sampling import bernoulli_keep_mask, magnitude_pruned
@@ -307,7 +316,8 @@ def certify(model, *, fraction: Optional[float] = None, masks: Optional[Mapping]
     Gh = graph.with_weights(Wh)
     cert = certify_graph(graph, Gh, conv_method=conv_norm, show_power_iteration=True).as_dict()
     cert["bound"] = "lemma-a"
-    tight = _tight(cert, graph, Gh, bound, radius, radius_norm, X, dsname, n_inputs, time_limit)
+    tight = _tight(cert, graph, Gh, bound, radius, radius_norm, X, dsname, n_inputs, time_limit, clock_start,
+                   limit_default)
     measured = _measured(graph, Gh, X, dsname) if X is not None else None
     return CertifyReport(net.source, method, fraction, cert, tight, pre, measured)
 
@@ -330,15 +340,18 @@ def _pruned_weights(graph, pruned, input_shape) -> dict:
     return g.weights
 
 
-def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_inputs, time_limit) -> Optional[dict]:
+def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_inputs, time_limit,
+           clock_start: Optional[float] = None, limit_default: bool = False) -> Optional[dict]:
     """THEORY §12 certificates next to Cert-D, the "auto" rule: ``cert["eps"]`` becomes the smaller bound (for an
-    explicit §12 method, that method's bound); returns the ``tight`` dict (None when nothing beyond Cert-D ran)."""
+    explicit §12 method, that method's bound); returns the ``tight`` dict (None when nothing beyond Cert-D ran).
+    ``clock_start``: where ``time_limit`` is counted from (None: here, before the lowering)."""
     from probprune.certificates.lower import lower_graph_pair
     from probprune.certificates.tight import certify_chains
 
     if bound == "lemma-a" and radius is None:
         return None
-    clock_start = time.perf_counter()  # the time limit counts the lowering too (issue 19: auto <= 10 s in all)
+    if clock_start is None:  # the time limit counts the lowering too (issue 19: auto <= 10 s in all)
+        clock_start = time.perf_counter()
     try:
         F, Fh = lower_graph_pair(graph, Gh)
     except ProbPruneError as e:
@@ -351,7 +364,8 @@ def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_
         tc = certify_chains(F, Fh, bound, 1.0, clock_start=clock_start, **kw)
         t = tc.as_dict()
         if time_limit is not None:
-            t["time_limit"] = {"seconds": time_limit, "applied": True}
+            t["time_limit"] = {"seconds": time_limit, "applied": True, "default": bool(limit_default),
+                               "counted_from": "the certify call's entry (network, Cert-D, data, lowering, §12)"}
         if tc.eps < cert["eps"] or bound != "auto":
             cert["lemma_a_eps"] = cert["eps"]
             cert["eps"] = min(tc.eps, cert["eps"]) if bound == "auto" else tc.eps

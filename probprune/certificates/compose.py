@@ -43,12 +43,22 @@ class TimeLimitReached(Exception):
     """The component ran past the caller's time limit (caught by certify_chains; the component is skipped)."""
 
 
+#: measured seconds per unit of work of the loop steps (:class:`StepClock`) by step kind, shared by the stages of one
+#: certify_chains call (``deadline(..., steps=)``): the first step of a loop is predicted from the same kind's last one
+_STEPS: contextvars.ContextVar = contextvars.ContextVar("probprune_tight_steps", default=None)
+
+
 @contextlib.contextmanager
-def deadline(t_end: float | None):
+def deadline(t_end: float | None, steps: dict | None = None):
+    """Within the block, :func:`check_deadline` and :class:`StepClock` stop work at ``t_end`` (a time.perf_counter()
+    value; None: no deadline). ``steps``: the step-time history to use (a dict kept by the caller across blocks; None:
+    a fresh one)."""
     tok = _DEADLINE.set(t_end)
+    tok2 = _STEPS.set(None if t_end is None else ({} if steps is None else steps))
     try:
         yield
     finally:
+        _STEPS.reset(tok2)
         _DEADLINE.reset(tok)
 
 
@@ -58,6 +68,46 @@ def check_deadline(predicted: float = 0.0) -> None:
     t_end = _DEADLINE.get()
     if t_end is not None and time.perf_counter() + predicted > t_end:
         raise TimeLimitReached()
+
+
+STEP_SAFETY = 1.25  # StepClock: measured step rates x this (steps of one kind vary by ~20% on a loaded machine)
+
+
+class StepClock:
+    """Deadline checks between the steps of one loop (the hard wall of certify_chains' time limit, issue 19 UA): a
+    step cannot be stopped inside, so :meth:`check` (called before each step, with the step's ``work``, e.g. its
+    number of rows) raises :class:`TimeLimitReached` when the step is predicted to end past the deadline, instead of
+    starting it and overrunning by one step. Prediction: max(``predicted``, rate x work) with the rate (seconds per
+    unit of work) measured on the previous step of this loop, or, for its first step, on the last step of the same
+    ``kind`` in this certify_chains call (none: 0); a ``kind`` given to :meth:`check` names that step alone (steps
+    of a loop that differ, e.g. one per stage): its own history comes first. Without a deadline: no-op."""
+
+    __slots__ = ("t", "kind", "work", "rate")
+
+    def __init__(self, kind=None) -> None:
+        self.t = 0.0
+        self.kind = kind
+        self.work = None  # work of the step started at the previous check (None: no step yet)
+        self.rate = None
+
+    def check(self, predicted: float = 0.0, work: float = 1.0, kind=None) -> None:
+        if _DEADLINE.get() is None:
+            return
+        now = time.perf_counter()
+        hist = _STEPS.get()
+        if hist is None:
+            hist = {}
+        if self.work is not None and self.work > 0:  # the step since the previous check, measured
+            self.rate = (now - self.t) / self.work
+            if self.kind is not None:
+                hist[self.kind] = self.rate
+        if kind is not None:
+            self.kind = kind
+            rate = hist.get(kind, self.rate or 0.0)
+        else:
+            rate = self.rate if self.rate is not None else hist.get(self.kind, 0.0)
+        self.t, self.work = now, float(work)
+        check_deadline(max(float(predicted), STEP_SAFETY * rate * float(work)))
 
 
 PAIR_COST_EIGHS = 3.0  # one pair bound (Statement 12.2/12.10 with m = 2, not interruptible inside) is predicted to
@@ -542,8 +592,13 @@ def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max
     if G is None:
         G = mats[0].T @ mats[0]
     val = None
+    clock = StepClock()
     for step in range(start, len(mats) - 1):
+        # between the S-procedure steps (a stopped chain returns nothing; stored states stay valid): a step is
+        # predicted by the pair-bound model of its middle dimension and by the last measured step of its shape
         X = mats[step + 1]
+        d = X.shape[0]
+        clock.check(predicted_pair_seconds(d), kind=("sproc", d, X.shape[1], 0 < diag_steps and d <= diag_max_dim))
         last = step == len(mats) - 2
         lam, V = _eigh_kept((G + G.T) / 2, skey(step) if use_state else None)
         slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
@@ -827,7 +882,11 @@ def pool_chain_prefix_bounds(mats: Sequence, xatol: float = 1e-2, min_len: int =
         X0 = np.asarray(X0, float)
         states = [X0.T @ X0]
     out = []
+    clock = StepClock()
     for k in range(1, len(mats)):
+        X = mats[k - 1]  # between the steps of a max-pool segment (a stopped segment returns nothing)
+        d = X[1].shape[1] if is_pool(X) else np.shape(X)[1]
+        clock.check(predicted_pair_seconds(d), kind=("pool", d, is_pool(mats[k])))
         states = advance(states, k)
         if len(states) > POOL_MAX_STATES:  # keep the best alternatives so far (any subset is valid)
             vals = [_top_eig((G + G.T) / 2) for G in states]

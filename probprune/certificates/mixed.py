@@ -39,10 +39,35 @@ class MixedResult:
 
 
 def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:
-    from probprune.certificates.compose import check_deadline
+    """:func:`_sup_l2_rows_impl` under certify_chains' deadline: not started when it is predicted to end past it
+    (issue 19 UA, the hard wall). Seconds predicted x compose.STEP_SAFETY: the per-row rate of the last query at this
+    stage; else the rate of the largest query so far (rows x (stage + 1), its fixed costs weigh least there); before
+    the first query, the back-substitution (2 x rows) at the per-row rates measured while the propagator was built,
+    x 1.5 for the memo key and the concretisation."""
+    import time
 
-    check_deadline()
-    return _sup_l2_rows_impl(prop, stage, C, offset)
+    from probprune.certificates.compose import _STEPS, STEP_SAFETY, check_deadline
+
+    hist = _STEPS.get()
+    if hist is None:
+        hist = {}
+    rows = float(C.shape[0])
+    work = rows * (stage + 1)
+    rate = getattr(prop, "_query_rate", None)  # (work, seconds) of the largest query so far
+    if ("query", stage) in hist:
+        predicted = hist[("query", stage)] * rows
+    elif rate is not None:
+        predicted = rate[1] * work / rate[0]
+    else:
+        predicted = 1.5 * 2.0 * rows * sum(hist.get(("backsub", j), 0.0) for j in range(stage + 2))
+    check_deadline(STEP_SAFETY * predicted)
+    t = time.perf_counter()
+    out = _sup_l2_rows_impl(prop, stage, C, offset)
+    dt = time.perf_counter() - t
+    hist[("query", stage)] = dt / max(rows, 1.0)
+    if rate is None or work >= rate[0]:
+        prop._query_rate = (work, dt)
+    return out
 
 
 def _sup_l2_rows_impl(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.ndarray) -> float:

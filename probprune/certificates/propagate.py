@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import check_deadline
+from probprune.certificates.compose import StepClock
 from probprune.certificates.lower import Chain, stage_diff
 
 MEMO_BYTES = 256 << 20  # (TB) memo of the mixed bound's propagator queries, bytes
@@ -231,8 +231,11 @@ class CoupledPropagator:
         # (sound on the region; the SDP certificate of §12.6 intersects its intervals with them)
         self.pre_bounds: list = []
         self._hat_lu: list = []  # (l, u) of F_hat's ReLU inputs per hidden stage (reused by upgrade())
+        clock = StepClock()
         for j in range(L - 1):
-            check_deadline()  # interruptible between stages (certify_chains' time limit, TB)
+            # interruptible between stages (certify_chains' time limit, TB); UA: not started when predicted (stage j's
+            # measured rate; F, F_hat and the coupled channel ~5 x F_hat alone) to end past the deadline
+            clock.check(work=5.0 if modes == "all" else 1.0, kind=("stage", j))
             idx = self.relu[j]
             rh = _identity_relax(F.stages[j].relu, self.B, torch.float64)
             info = {"n_relu": int(len(idx))}
@@ -292,8 +295,9 @@ class CoupledPropagator:
         if self.modes == "all":
             return self
         done = len(self.rel_F)
+        clock = StepClock()
         for j in range(done, self.F.depth - 1):
-            check_deadline()
+            clock.check(work=4.0, kind=("stage", j))  # F (~1) + the coupled channel (~3) x the F_hat stage
             self._coupled_stage(j)
         self.modes = "all"
         return self
@@ -388,8 +392,11 @@ class CoupledPropagator:
         bs = self.b if mode == "F" else self.bh
         bz = self.b_zero if mode == "F" else self.bh_zero
         rel_h = self.rel_F if mode == "F" else self.rel_h
+        clock = StepClock()
         for j in range(k, -1, -1):
-            check_deadline()  # interruptible between stages (certify_chains' time limit, TB)
+            # interruptible between stages (certify_chains' time limit, TB); UA: a step (stage j's products and the
+            # relaxation below it, ~ rows) is not started when predicted (stage j's last step) to end past the deadline
+            clock.check(work=R * (3.0 if mode == "coupled" else 1.0), kind=("backsub", j))  # coupled: 3 products
             # linear stage j: zhat_j = Mh_j shat_{j-1} + bh_j; dz_j = M_j delta_{j-1} + E_j shat_{j-1} + db_j
             nd, nh = None, None
             if Lh is not None:
@@ -450,8 +457,9 @@ class CoupledPropagator:
             return center - rad - allow, center + rad + allow
         lo, up = [], []
         B = self.B
+        clock = StepClock()
         for a in range(0, R, self.chunk):
-            check_deadline()
+            clock.check(work=min(self.chunk, R - a) * (3.0 if mode == "coupled" else 1.0), kind=("chunk", k))
             sl = slice(a, a + self.chunk)
             nd = None if nd0 is None else torch.cat([nd0[sl], -nd0[sl]]).expand(B, -1, -1)
             nh = None if nh0 is None else torch.cat([nh0[sl], -nh0[sl]]).expand(B, -1, -1)

@@ -78,6 +78,23 @@ def predicted_pair_seconds(F: Chain) -> float:
     return compose_pair_seconds(d)
 
 
+SDP_SCS_COST = (160.0, 0.05)  # (a, b): "auto" starts the SCS SDP (§12.6, not interruptible) only when the
+# predicted eigh256 x (a + b N^2) seconds (N lifted coordinates; eigh256 = compose._eigh256_seconds, the machine's
+# speed) fit in what is left of the limit. Measured (UA, load 2, eigh256 8.7 ms): N = 33 / 65 / 113 / 129 / 145 took
+# 1.5 / 1.3 / 6.0 / 9.2 / 10.8 s (predicted 1.8 / 3.2 / 6.9 / 8.6 / 10.5 s)
+
+
+def predicted_sdp_seconds(N: int) -> float:
+    """Predicted seconds of sdp_certificate (cvxpy + SCS + refinement) at N lifted coordinates (SDP_SCS_COST)."""
+    from probprune.certificates.compose import _eigh256_seconds
+
+    a, b = SDP_SCS_COST
+    return _eigh256_seconds() * (a + b * float(N) ** 2)
+
+
+TAIL_RESERVE_SECONDS = 0.02  # the limited stages of "auto" end this much before the time limit: the work after the
+# last of them (the fallback promotion of Statement 12.51's value, unscaling, the report) takes < 1 ms on the
+# benchmark networks (issue 19 UA); the composed bound (the always-available fallback) runs first, outside the wall
 AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimited); every benchmark net of issue 12
 # finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
 
@@ -89,7 +106,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
-    that the limit covers it; None = now). Under "auto" the composed bound (its stage norms) always runs; every
+    that the limit covers it; None = now); a wall (issue 19 UA): the stages after the composed bound stop before a
+    step predicted to end past clock_start + time_limit - TAIL_RESERVE_SECONDS (compose.StepClock: measured step
+    rates of this call; pair bounds: compose.predicted_pair_seconds), and a stopped stage contributes nothing (the
+    best completed bound is returned). Under "auto" the composed bound (its stage norms) always runs; every
     other stage runs under the deadline and is stopped at it (the propagator between stages and row chunks, the
     pair/segment/mixed searches between bounds), in the order of their cost on the benchmark's large CNNs (TB):
     the F_hat-only propagator, the mixed bound with single-norm slope products ("mixed_none") and with scalar pair
@@ -128,9 +148,11 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     t0 = time.perf_counter() if clock_start is None else float(clock_start)
     auto = method == "auto"
     pair_cost: list = [None]  # predicted seconds of one pair bound (computed once, when first needed)
+    steps: dict = {}  # measured loop-step rates shared by the stages (compose.StepClock): predictions for the wall
+    wall = None if time_limit is None else t0 + time_limit - min(TAIL_RESERVE_SECONDS, time_limit / 10)
 
     def over_budget() -> bool:
-        return time_limit is not None and time.perf_counter() - t0 >= time_limit
+        return wall is not None and time.perf_counter() >= wall
 
     def guarded(name: str, fn, limited: bool = True) -> bool:
         """Run one component; numerical-library failures (LinAlgError, FloatingPointError) never reach the user: under
@@ -142,7 +164,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped[name] = f"time limit {time_limit} s reached"
             return False
         if limited and name in PAIR_STAGES:  # a pair bound cannot be stopped inside: do not start one that cannot end
-            left = time_limit - (time.perf_counter() - t0)
+            left = wall - time.perf_counter()
             if pair_cost[0] is None:
                 pair_cost[0] = predicted_pair_seconds(F)
             if pair_cost[0] > left:
@@ -150,7 +172,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                  f"{max(left, 0.0):.1f} s of the time limit {time_limit} s left")
                 return False
         try:
-            with deadline(t0 + time_limit if limited else None):
+            with deadline(wall if limited else None, steps):
                 fn()
             return True
         except TimeLimitReached:
@@ -306,18 +328,22 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             sc = sdp_certificate(F, Fhat, radius, None if at_origin else c, crown=crown)
             comps["sdp"] = sc.eps
             sdp_info = {"stage": "sdp (whole network, §12.6)", **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
-        guarded("sdp", run_sdp)
+        left = None if not (auto and time_limit is not None) else wall - time.perf_counter()
+        if left is not None and predicted_sdp_seconds(N) > left:  # SCS cannot be stopped inside (UA wall)
+            skipped["sdp"] = (f"not started: the SCS solve is predicted to take {predicted_sdp_seconds(N):.1f} s, "
+                              f"{max(left, 0.0):.1f} s of the time limit {time_limit} s left")
+        else:
+            guarded("sdp", run_sdp)
     elif use_fo:
         def run_sdp_fo():
             nonlocal sdp_info
-            left = None if time_limit is None or method != "auto" else time_limit - (time.perf_counter() - t0)
+            left = None if time_limit is None or method != "auto" else wall - time.perf_counter()
             sc = sdp_fo_certificate(F, Fhat, radius, None if at_origin else c, crown=crown, time_limit=left,
                                     iters=SDP_FO_AUTO_ITERS if method == "auto" else SDP_FO_ITERS)
             comps["sdp_fo"] = sc.eps
             sdp_info = {"stage": "sdp first-order (whole network, §12.6b)",
                         **{k: v for k, v in sc.__dict__.items() if k != "eps"}}
-        if method == "auto" and time_limit is not None and \
-                time_limit - (time.perf_counter() - t0) < SDP_FO_AUTO_MIN_SECONDS:
+        if method == "auto" and time_limit is not None and wall - time.perf_counter() < SDP_FO_AUTO_MIN_SECONDS:
             skipped["sdp_fo"] = f"time limit {time_limit} s reached"
         else:
             try:
