@@ -236,8 +236,8 @@ def certify(
                                            "test inputs within this radius (0 = point check; THEORY §12.5)"),
     radius_norm: str = typer.Option("l2", help="l2 | linf (for --radius)"),
     n_inputs: int = typer.Option(200, help="test inputs for --radius"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds for the §12 certificate (where "
-                                               "the installed certificate supports a limit)"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds for the whole certify call "
+                                               "(default 10 s for --bound auto, counted from its entry)"),
     as_json: bool = json_option(),
 ):
     """Certificate for one trained network and pruning (THEORY §3.11, §12), with the measured error on real inputs."""
