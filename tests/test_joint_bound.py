@@ -114,3 +114,21 @@ def test_cli_bound_joint(capsys, tmp_path):
     assert d["certificate"]["bound"] == "tight:joint"
     assert d["tight"]["method"] == "joint"
     assert d["certificate"]["eps"] == pytest.approx(d["tight"]["eps"])
+
+
+def test_deadline_keeps_a_valid_value():
+    """Under a deadline the diagonal steps stop early (keeping the best multipliers) and the value stays an upper
+    bound; a deadline already passed stops the bound (TimeLimitReached), never a partial value."""
+    import time
+
+    from probprune.certificates.compose import TimeLimitReached, deadline
+
+    g, gh, F, Fh = _pair(_mlp(11, (8, 12, 12, 3)), (8,), 11)
+    full = joint_bound(F, Fh, 1.0, diag_steps=50).eps
+    with deadline(time.perf_counter() + 0.3):
+        quick = joint_bound(F, Fh, 1.0, diag_steps=10_000).eps
+    a = pgd_sup_error(g.forward, gh.forward, (8,), restarts=64, steps=100, seed=11).value
+    assert quick >= a and full >= a
+    with pytest.raises(TimeLimitReached):
+        with deadline(time.perf_counter() - 1.0):
+            joint_bound(F, Fh, 1.0, diag_steps=5)
