@@ -446,6 +446,18 @@ def block_glance_table(r: Results) -> str:
         n_sdp = len(cert_summary(r, 'networks_with_sdp'))
         rows.append(f"| same, the {'MLP' if n_sdp == 1 else f'{n_sdp} MLPs'} small enough for the cross-network "
                     f"SDP (§12.6, `--bound sdp`) | {rng(*so)}x | **{rng(*sn)}x** | <= {tc:g}x there | same |")
+    fam = r.get(CERTS, "summary").get("per_family") or {}
+    if fam:  # issue 19: the median within each family, and auto's time
+        parts = [f"{k} {ratio(v['new_over_pgd_median'])} ({target_verdict(v['new_over_pgd_median'], v['target'])})"
+                 for k, v in sorted(fam.items())]
+        olds = " / ".join(ratio(v["old_over_pgd_median"]) for k, v in sorted(fam.items()))
+        tf = next(iter(fam.values()))["target"]
+        rows.append(f"| same, median within each family ({' / '.join(sorted(fam))}) | {olds} | **{'; '.join(parts)}** "
+                    f"| <= {tf:g}x each | same |")
+        ts = cert_summary(r, "target_auto_seconds")
+        rows.append(f"| `auto` time per certificate, max over the rows (lowering included) | - "
+                    f"| **{seconds(cert_summary(r, 'auto_seconds_max'))}** | <= {seconds(ts)}, "
+                    f"{target_verdict(cert_summary(r, 'auto_seconds_max'), ts)} | same |")
     rows += [
         f"| same on l2 balls around test inputs (data region), median | - "
         f"| **{ratio(cert_summary(r, 'region_new_over_pgd_median'))}** | | same |",
