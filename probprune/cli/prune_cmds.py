@@ -132,16 +132,17 @@ def _check_prune_args(method, fraction, sparsity, scope, scheme, sampling, thres
     erk_power_scale = 1.0 if erk_power_scale is None else erk_power_scale
     batch_for_scores = 256 if batch_for_scores is None else batch_for_scores
     fraction = _fraction_and_seeds(fraction, sparsity, "prune --sparsity", seed, data_seed)
-    if sampling == "threshold":
+    from probprune.core import registry
+
+    by_threshold = not registry.SAMPLINGS[sampling].fraction_given if sampling in registry.SAMPLINGS else False
+    if by_threshold:  # the sampling model cuts at a given threshold (check_prune_options refused --fraction)
         if threshold is None:
-            raise ProbPruneError("--sampling threshold needs --threshold TAU")
+            raise ProbPruneError(f"--sampling {sampling} needs --threshold TAU")
         check_finite(threshold, "--threshold", lo=0)
     elif fraction is None:
         raise ProbPruneError("missing option --fraction (the fraction of weights to prune, in [0, 1))")
     if fraction is not None:
         check_fraction(fraction, "--fraction", upper_open=True)
-    if threshold is not None and sampling != "threshold":
-        raise ProbPruneError("--threshold applies to --sampling threshold only")
     check_int(epochs, "--epochs", 0)
     check_int(finetune_epochs, "--finetune-epochs", 0)
     check_int(batch_size, "--batch-size", 1)
@@ -213,7 +214,7 @@ def prune_cmd(
     dense_acc = evaluate(net, ds.X_test, ds.y_test)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds.y_train), generator=g)[:batch_for_scores]
-    res = prune(net, method, None if sampling == "threshold" else sparsity, scope=scope, scheme=scheme,
+    res = prune(net, method, sparsity, scope=scope, scheme=scheme,  # None with a threshold sampling (refused with it)
                 sampling=sampling, threshold=threshold, rounding=rounding, norm=norm, seed=seed,
                 X=ds.X_train[idx], y=ds.y_train[idx], exclude_first=exclude_first, exclude_last=exclude_last,
                 erk_power_scale=erk_power_scale, input_shape=ds.input_shape)
