@@ -134,13 +134,10 @@ def _chk_step():
           covers=["joint-ground-truth"])
 def _chk_ground_truth():
     import torch
-    import torch.nn as nn
 
     from probprune.certificates.joint import joint_bound
-    from probprune.certificates.lower import lower_graph_pair
     from probprune.certificates.tight import unscale
     from probprune.measure.attack import pgd_sup_error
-    from probprune.net.trace import from_torch
 
     ratios = []
     for seed in (6121, 6122, 6123):  # linear chains with biases: exact sup of an affine map over the ball
@@ -168,13 +165,9 @@ def _chk_ground_truth():
             smp = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
         require(jb >= max(a, smp), f"relu seed {seed}: joint {jb} < attack {max(a, smp)}")
         pg.append(jb / max(a, smp))
-    torch.manual_seed(6141)  # a max-pool CNN (the explicit method accepts it; auto skips it)
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 4),
-                      nn.ReLU(), nn.Linear(4, 2)).double().eval()
-    g = from_torch(m, (1, 4, 4))
-    rng = np.random.default_rng(6141)
-    gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
-    F, Fh = lower_graph_pair(g, gh)
+    from .checks_mixed_pool_tc import tiny_maxpool_pair
+
+    g, gh, F, Fh = tiny_maxpool_pair(6141)  # a max-pool CNN (the explicit method accepts it; auto skips it)
     jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
     a = pgd_sup_error(g.forward, gh.forward, (1, 4, 4), restarts=32, steps=80, seed=6141).value
     require(jb >= a, f"max-pool CNN: joint {jb} < attack {a}")

@@ -14,6 +14,24 @@ import sympy as sp
 from ._core import register, require, sym_zero
 
 
+def tiny_maxpool_pair(seed: int, keep: float = 0.6):
+    """(g, g_hat, F, F_hat): conv 3x3 (2 channels) -> ReLU -> max pool 2 -> fc 4 -> ReLU -> fc 2 on 1x4x4 inputs,
+    float64, weights from torch.manual_seed(seed), masks keeping each weight with probability ``keep`` (numpy seed)."""
+    import torch
+    import torch.nn as nn
+
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 4),
+                      nn.ReLU(), nn.Linear(4, 2)).double().eval()
+    g = from_torch(m, (1, 4, 4))
+    rng = np.random.default_rng(seed)
+    gh = g.with_masks({k: rng.random(w.shape) < keep for k, w in g.weights.items()})
+    return g, gh, *lower_graph_pair(g, gh)
+
+
 @register("mixed-pool-window-form-tc", "Q(s) = (1/(Ks)) 11^T/K + ((K-1)/(K(1-s))) (I - 11^T/K) >= e_i e_i^T",
           "§12.10", "symbolic", covers=["mixed-pool-segment-tc"])
 def _chk_window_form():
@@ -66,21 +84,13 @@ def _chk_pool_segment():
 @register("mixed-anchored-beta-tc", "beta_i <= ||shat_i(x0)|| + g(Mhat_i..Mhat_1) rho >= sampled ||shat_i(x)||",
           "§12.10", "numeric", covers=["mixed-anchored-beta-tc"])
 def _chk_anchored_beta():
-    import torch
-    import torch.nn as nn
-
-    from probprune.certificates.lower import lower_graph_pair
     from probprune.certificates.mixed import lemma_a_mixed
     from probprune.certificates.propagate import Region
-    from probprune.net.trace import from_torch
 
-    torch.manual_seed(4102)
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 4),
-                      nn.ReLU(), nn.Linear(4, 2)).double().eval()
-    g = from_torch(m, (1, 4, 4))
+    g, gh, F, Fh = tiny_maxpool_pair(4102)
     rng = np.random.default_rng(4102)
-    gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
-    F, Fh = lower_graph_pair(g, gh)
+    for w in g.weights.values():  # the mask draws of tiny_maxpool_pair: the stream continues as before
+        rng.random(w.shape)
     x0 = rng.normal(size=F.n_in) * 0.3
     res = lemma_a_mixed(F, Fh, Region(x0[None, :], 0.7), pair_bounds="full", anchored_beta=True)
     X = rng.normal(size=(4000, F.n_in))
