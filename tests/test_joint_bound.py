@@ -2,6 +2,7 @@
 >= a strong attack on ReLU nets with biases and on hypothesis-generated max-pool CNNs, part of auto on MLPs (and
 skipped with a reason on max-pool chains), `certify --bound joint` from the command line."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -132,3 +133,35 @@ def test_deadline_keeps_a_valid_value():
     with pytest.raises(TimeLimitReached):
         with deadline(time.perf_counter() - 1.0):
             joint_bound(F, Fh, 1.0, diag_steps=5)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), exps=st.lists(st.integers(-120, 120), min_size=3, max_size=3),
+       keep=st.floats(0.2, 0.9))
+def test_extreme_scales_linear_chains_exact_or_refused(seed, exps, keep):
+    """Linear chains with layer scales 10^k (|k| <= 120): the joint bound is >= the exact sup ||M - M_hat|| (computed
+    at unit scale and rescaled exactly) or refuses; never a value below it (issue 19, U1/U2)."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(4, 5, bias=False), nn.Linear(5, 4, bias=False), nn.Linear(4, 3, bias=False)).double()
+    rng = np.random.default_rng(seed)
+    masks = [rng.random(l.weight.shape) < keep for l in m]
+    with torch.no_grad():
+        W = [l.weight.detach().numpy().copy() for l in m]
+        for l, e in zip(m, exps):
+            l.weight.mul_(10.0 ** e)
+    g = from_torch(m.eval(), (4,))
+    gh = g.with_masks({k: mk for k, mk in zip(sorted(g.weights), masks)})
+    try:
+        F, Fh = lower_graph_pair(g, gh)
+        jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=5).eps, F.scale_exp)
+    except ProbPruneError:
+        return
+    P = W[2] @ W[1] @ W[0]
+    Ph = (W[2] * masks[2]) @ (W[1] * masks[1]) @ (W[0] * masks[0])
+    exact_unit = float(np.linalg.norm(P - Ph, 2))
+    if exact_unit == 0.0:
+        assert jb >= 0.0
+        return
+    # in log10, since 10^sum(exps) may leave the float64 range (a bound of inf is valid, 0 is not)
+    assert jb > 0.0
+    assert math.log10(jb) >= math.log10(exact_unit) + sum(exps) - 1e-7

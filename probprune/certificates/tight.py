@@ -62,7 +62,10 @@ def unscale(v: float, k: int) -> float:
     v = float(v)
     if k == 0 or not math.isfinite(v) or v == 0.0:
         return v
-    out = math.ldexp(v, k)
+    try:
+        out = math.ldexp(v, k)
+    except OverflowError:  # math.ldexp raises instead of returning inf
+        out = math.inf
     if not math.isfinite(out):
         raise ProbPruneError(f"the certificate 2^{k} x {v:.6g} overflows float64; refusing")
     if out < 2.0 ** -1022:  # subnormal: ldexp may have rounded down
