@@ -1,20 +1,20 @@
 """Joint S-procedure bound on the coupled chain (THEORY.md §12.12, Statement 12.60 [D]).
 
 The mixed bound (§12.3) sums one sup per stage; this bound takes ONE sup over the whole difference network. With
-delta_i = s_i - shat_i, the state u_i = [delta_i; kappa_i shat_i; gamma] (kappa_i > 0, gamma > 0 free scales) obeys
+delta_i = s_i - shat_i and scales kappa_i > 0, the state u_i = [delta_i; kappa_i shat_i; 1] obeys
 
-    u_i = D_i X_i u_{i-1},   u_0 = [x; gamma],   F(x) - F_hat(x) = X_L u_{L-1},
+    u_i = D_i X_i u_{i-1},   u_0 = [x; 1],   F(x) - F_hat(x) = X_L u_{L-1},
 
-    X_i = [[M_i, E_i / kappa_{i-1}, db_i / gamma], [0, kappa_i Mhat_i / kappa_{i-1}, kappa_i bhat_i / gamma], [0, 0, 1]]
+    X_i = [[M_i, E_i / kappa_{i-1}, db_i], [0, kappa_i Mhat_i / kappa_{i-1}, kappa_i bhat_i], [0, 0, 1]]
 
-(kappa_0 = 1; no delta block before the first pruned stage, where delta = 0 exactly), D_i diagonal in [0, I]: the ReLU difference quotient on the delta
-coordinates, the activation pattern of F_hat on the shat coordinates, 1 on identity and constant coordinates. So
-sup ||F - F_hat|| over the ball is at most sup over diagonal slopes in [0, I] of ||X_L D X_{L-1} ... D X_1 [x; gamma]||,
-bounded by Statement 12.10's S-procedure recursion and, at the input, the trust-region bound of Statement 12.6 (ii)
-(the constant coordinate is fixed at gamma, x ranges over the ball). Any kappa, gamma and multipliers are valid:
-they are chosen by a heuristic (kappa_i = the composed bound's delta recursion over its shat recursion) and
-optionally refined by Nelder-Mead on the bound itself. The constant coordinate carries no S-procedure multiplier
-(its slope is exactly 1), so gamma does not change the bound and is 1."""
+(kappa_0 = 1; no delta block before the first pruned stage, where delta = 0 exactly) with D_i diagonal: the ReLU
+difference quotient on the delta coordinates and F_hat's activation pattern on the shat coordinates (both in
+[0, 1], "relaxed"), exactly 1 on identity coordinates (values carried past residual additions and max-pool trees)
+and on the constant ("fixed"). Statement 12.10's S-procedure recursion runs on this chain with multipliers on the
+relaxed coordinates only (scalar, then diagonal by Adam steps), and the trust-region bound of Lemma 12.4 handles the
+input ball (the constant column is the offset). Every positive kappa and admissible multiplier gives a valid bound;
+kappa comes from a heuristic (the composed bound's delta recursion over its shat recursion), optionally refined by
+Nelder-Mead on the bound itself."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import (PAIR_REL, _scalar_sproc, check_deadline, stage_norms)
+from probprune.certificates.compose import PAIR_REL, check_deadline, stage_norms
 from probprune.certificates.lower import Chain, stage_diff
 from probprune.certificates.propagate import trs_dual_bound
 
