@@ -130,7 +130,8 @@ def _chk_step():
 
 
 @register("joint-ground-truth", "Statement 12.60 (c): joint bound >= exact sup (linear chains with biases) and >= "
-          "sampled / PGD errors (ReLU MLPs with biases, a max-pool CNN)", "§12.12", "numeric",
+          "sampled / PGD errors (ReLU MLPs with biases, residual nets with BatchNorm, a max-pool CNN)", "§12.12",
+          "numeric",
           covers=["joint-ground-truth"])
 def _chk_ground_truth():
     import torch
@@ -165,11 +166,26 @@ def _chk_ground_truth():
             smp = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
         require(jb >= max(a, smp), f"relu seed {seed}: joint {jb} < attack {max(a, smp)}")
         pg.append(jb / max(a, smp))
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    from .checks_budget_graph import residual_bn_net
     from .checks_mixed_pool_tc import tiny_maxpool_pair
+
+    res = []
+    for seed in (6151, 6152):  # residual + BatchNorm: carried coordinates (identity, fixed at slope 1)
+        g = from_torch(residual_bn_net(seed).double().eval(), (5,))
+        rng = np.random.default_rng(seed)
+        gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
+        F, Fh = lower_graph_pair(g, gh)
+        jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
+        a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=32, steps=80, seed=seed).value
+        require(jb >= a, f"residual seed {seed}: joint {jb} < attack {a}")
+        res.append(jb / a)
 
     g, gh, F, Fh = tiny_maxpool_pair(6141)  # a max-pool CNN (the explicit method accepts it; auto skips it)
     jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
     a = pgd_sup_error(g.forward, gh.forward, (1, 4, 4), restarts=32, steps=80, seed=6141).value
     require(jb >= a, f"max-pool CNN: joint {jb} < attack {a}")
     return (f"linear chains: joint / exact {min(ratios):.3f}-{max(ratios):.3f}; ReLU MLPs: joint / attack "
-            f"{min(pg):.2f}-{max(pg):.2f}; max-pool CNN: {jb / a:.2f}")
+            f"{min(pg):.2f}-{max(pg):.2f}; residual+BN: {min(res):.2f}-{max(res):.2f}; max-pool CNN: {jb / a:.2f}")

@@ -165,3 +165,29 @@ def test_extreme_scales_linear_chains_exact_or_refused(seed, exps, keep):
     # in log10, since 10^sum(exps) may leave the float64 range (a bound of inf is valid, 0 is not)
     assert jb > 0.0
     assert math.log10(jb) >= math.log10(exact_unit) + sum(exps) - 1e-7
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_residual_bn_carried_coordinates_fixed(seed):
+    """A residual MLP with BatchNorm: the lowering carries h past the block as identity coordinates, which the joint
+    bound keeps at slope 1 (Statement 12.60 (b) with a fixed set); the value is >= a 64-restart PGD and >= 4,000
+    sampled inputs, by method "joint" and inside auto."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from proofs_check.checks_budget_graph import residual_bn_net
+
+    m = residual_bn_net(seed).double().eval()
+    g, gh, F, Fh = _pair(m, (5,), seed)
+    assert any(not np.all(s.relu) for s in F.stages[:-1])  # carried (identity) coordinates exist
+    jb = certify_chains(F, Fh, "joint", 1.0).eps
+    a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=64, steps=100, seed=seed).value
+    X = np.random.default_rng(seed).normal(size=(4000, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    with torch.no_grad():
+        t = torch.as_tensor(X)
+        smp = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
+    assert jb >= max(a, smp)
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=1.5)
+    assert "joint" in c.components and c.eps >= max(a, smp)
