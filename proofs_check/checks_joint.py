@@ -54,7 +54,7 @@ def _exact_affine_sup(A: np.ndarray, c: np.ndarray, r: float) -> float:
 @register("joint-identity", "Statement 12.60 (a): u_i = D_i X_i u_(i-1) with diagonal slopes in [0, 1] and F - F_hat "
           "= X_L u_(L-1)", "§12.12", "numeric", covers=["joint-identity"])
 def _chk_identity():
-    from probprune.certificates.joint import coupled_factors, first_pruned_stage
+    from probprune.certificates.joint import coupled_chain, first_pruned_stage
 
     n = 0
     for seed, keep_first in ((6101, False), (6102, False), (6103, True)):
@@ -64,7 +64,7 @@ def _chk_identity():
         k0 = first_pruned_stage(F, Fh)
         rng = np.random.default_rng(seed)
         kappa = np.exp(rng.normal(size=F.depth - 1))
-        mats = coupled_factors(F, Fh, kappa)[::-1]  # input side first
+        mats = coupled_chain(F, Fh, kappa)[0][::-1]  # input side first
         for _ in range(50):
             x = rng.normal(size=F.n_in)
             s, sh = x.copy(), x.copy()

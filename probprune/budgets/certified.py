@@ -804,15 +804,6 @@ def _lower_F(graph, op_norms: bool = True):
 SEARCH_JOINT_STEPS = 15  # the joint bound's Adam steps per recursion step in the budget search's probes (§12.12)
 
 
-def joint_applies(F) -> bool:
-    """Whether auto runs the joint bound (§12.12) on the lowered chain F: no max-pool blocks and coupled width at
-    most certificates.tight.JOINT_AUTO_MAX_DIM (the same rule as certify_chains)."""
-    from probprune.certificates.joint import coupled_width
-    from probprune.certificates.tight import JOINT_AUTO_MAX_DIM
-
-    return F is not None and not F.lip_blocks and coupled_width(F) <= JOINT_AUTO_MAX_DIM
-
-
 def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, joint: bool | None = None,
                joint_steps: int | None = None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
@@ -1100,8 +1091,10 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     # (auto) the first probe also computes the joint bound (§12.12) where auto would run it, and the search goes on
     # with the smaller of the two; "joint": None until decided, then whether the final certification runs it
+    from probprune.certificates.tight import joint_auto_skip
+
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0,
-             "joint": None if tight_method == "auto" and joint_applies(F) else False}
+             "joint": None if tight_method == "auto" and F is not None and joint_auto_skip(F) is None else False}
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
     if curves is not None:  # the exact-k orders the Cert-D curves sorted (the same rule, exact_k_order of |w|)
         memo["_orders"] = {op.fqn: o for op, o in zip(curves.ops, curves.order)}

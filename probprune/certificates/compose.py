@@ -670,6 +670,38 @@ def _diag_objective(Gs: np.ndarray, X: np.ndarray, T: np.ndarray, margin: float,
     return lam, T * (2 * z * u - 2 * u * u)
 
 
+def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = math.inf):
+    """Adam (Kingma & Ba; step 0.05, betas 0.9 / 0.999) on log T for a diagonal S-procedure multiplier T (Statements
+    12.10, 12.60), from T = t0 1. ``evaluate(T, grad)`` returns (value, gradient in log T or None, payload), or None
+    where T is not admissible (then back to the best T, half the step). Each of the ``steps`` iterations evaluates
+    the current T; the loop also ends at time ``stop`` (time.perf_counter()). Returns ((value, T, payload) at t0 1,
+    (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
+    logt = np.full(n, math.log(t0))
+    first = evaluate(np.exp(logt), False)
+    if first is None:
+        return None
+    start = best = (first[0], np.exp(logt), first[2])
+    lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8
+    m1, m2, it = np.zeros(n), np.zeros(n), 0
+    for _ in range(steps):
+        if time.perf_counter() > stop:
+            break
+        T = np.exp(logt)
+        e = evaluate(T, True)
+        if e is None:  # left the feasible set: back to the best point, smaller steps
+            logt = np.log(best[1])
+            lr *= 0.5
+            continue
+        v, g, payload = e
+        if v < best[0]:
+            best = (v, T, payload)
+        it += 1
+        m1 = b1 * m1 + (1 - b1) * g
+        m2 = b2 * m2 + (1 - b2) * g * g
+        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
+    return start, best
+
+
 def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_only: bool = False,
                    with_G: bool = False):
     """One step of Statement 12.10 with a diagonal multiplier T (LipSDP-Neuron style): G' = X^T T (2T - G)^{-1} T X,
@@ -684,35 +716,17 @@ def _diagonal_step(G: np.ndarray, X: np.ndarray, t0: float, steps: int, value_on
     n = Gs.shape[0]
     margin = 1e-9 * float(np.linalg.norm(Gs)) + 1e-300
 
-    def factor(T):
-        return _diag_factor(Gs, T, margin)
+    def evaluate(T, grad: bool):
+        v, g = _diag_objective(Gs, X, T, margin, grad)
+        return None if v is None else (v, g, None)
 
-    def value(T, grad: bool):
-        return _diag_objective(Gs, X, T, margin, grad)
-
-    logt = np.full(n, math.log(t0))
-    v0, _ = value(np.exp(logt), False)
-    if v0 is None:
+    found = adam_log_multipliers(evaluate, t0, n, steps)
+    if found is None:
         return None
-    best_v, best_T = v0, np.exp(logt)
-    lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8  # Adam (Kingma & Ba) on log T
-    m1, m2, it = np.zeros(n), np.zeros(n), 0
-    for _ in range(steps):
-        v, g = value(np.exp(logt), True)
-        if v is None:  # left the feasible set: back to the best point, smaller steps
-            logt = np.log(best_T)
-            lr *= 0.5
-            continue
-        if v < best_v:
-            best_v, best_T = v, np.exp(logt)
-        it += 1
-        m1 = b1 * m1 + (1 - b1) * g
-        m2 = b2 * m2 + (1 - b2) * g * g
-        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
+    (v0, _, _), (best_v, T, _) = found
     if best_v >= v0 * (1 - 1e-6):
         return None
-    T = best_T
-    L = factor(T)  # verified positive definite above (Cholesky)
+    L = _diag_factor(Gs, T, margin)  # verified positive definite above (Cholesky)
     if L is None:
         return None
     Y = solve_triangular(L, T[:, None] * X, lower=True, check_finite=False)

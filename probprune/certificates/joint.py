@@ -13,8 +13,7 @@ difference quotient on the delta coordinates and F_hat's activation pattern on t
 and on the constant ("fixed"). Statement 12.10's S-procedure recursion runs on this chain with multipliers on the
 relaxed coordinates only (scalar, then diagonal by Adam steps), and the trust-region bound of Lemma 12.4 handles the
 input ball (the constant column is the offset). Every positive kappa and admissible multiplier gives a valid bound;
-kappa comes from a heuristic (the composed bound's delta recursion over its shat recursion), optionally refined by
-Nelder-Mead on the bound itself."""
+kappa comes from a heuristic (the composed bound's delta recursion over its shat recursion)."""
 from __future__ import annotations
 
 import math
@@ -42,7 +41,7 @@ class JointResult:
     kappa: tuple[float, ...]  # scale of F_hat's channel after each hidden stage
     gamma: float  # value of the constant coordinate (1: it carries no multiplier, so its scale is immaterial)
     multipliers: tuple[float, ...]  # scalar S-procedure multiplier t per step (output side first)
-    evaluations: int  # recursions computed (1 + the Nelder-Mead refinement's)
+    evaluations: int  # recursions computed
     seconds: float
     assumptions: tuple[str, ...] = field(default=(
         "deterministic: holds for this network and mask",
@@ -106,11 +105,6 @@ def coupled_chain(F: Chain, Fhat: Chain, kappa) -> tuple[list[np.ndarray], list[
         if i < L - 1:
             rel.append(np.concatenate(mask))
     return mats, rel
-
-
-def coupled_factors(F: Chain, Fhat: Chain, kappa) -> list[np.ndarray]:
-    """[X_L, ..., X_1] of Statement 12.60 (:func:`coupled_chain` without the masks)."""
-    return coupled_chain(F, Fhat, kappa)[0]
 
 
 class _Step:
@@ -180,55 +174,41 @@ class _Step:
         return np.vstack([solve_triangular(Lc, Z, lower=True, check_finite=False), self.KF])
 
 
-def _diag_search(st: _Step, t0: float, steps: int, t_end: float | None = None):
-    """Adam on log T (Statement 12.60 (b) with a diagonal T on the relaxed coordinates) from T = t0 I against
-    lambda_max(G') (Danskin: with q its top eigenvector, a = X_R q, z = T a + G_RF X_F q, u = (2T - G_RR)^{-1} z:
-    d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)). Returns (C', lambda_max estimate) of the best T that
-    factorises, or None."""
+def _diag_search(st: _Step, t0: float, steps: int):
+    """Adam on log T (:func:`compose.adam_log_multipliers`; Statement 12.60 (b) with a diagonal T on the relaxed
+    coordinates) from T = t0 I against lambda_max(G') (Danskin: with q its top eigenvector, a = X_R q,
+    z = T a + G_RF X_F q, u = (2T - G_RR)^{-1} z: d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)). The steps stop
+    DIAG_RESERVE_SECONDS before the caller's deadline, so that the rest of the recursion can still finish. Returns
+    (C', lambda_max estimate) of the best T that factorises, or None."""
     from scipy.linalg import cho_solve
 
-    from probprune.certificates.compose import _krylov_top
+    from probprune.certificates.compose import _DEADLINE, _krylov_top, adam_log_multipliers
 
-    n = st.GRR.shape[0]
-    logt = np.full(n, math.log(t0))
-    T = np.exp(logt)
-    Lc = st.diag_factor(T)
-    if Lc is None:
-        return None
-    lam0, v0 = _krylov_top(st.diag_matvec(T, Lc), st.m, None, dim=6)
-    best = (lam0, T, Lc)
-    lr, b1, b2, eps_a = 0.05, 0.9, 0.999, 1e-8  # Adam (Kingma & Ba) on log T
-    m1, m2, it = np.zeros(n), np.zeros(n), 0
-    from probprune.certificates.compose import _DEADLINE
+    v0 = [None]  # the Krylov start: the previous top Ritz vector
 
-    wall = _DEADLINE.get()  # the caller's deadline: stop the Adam steps (keeping the best T) a reserve before it, so
-    stop = min(e for e in (t_end, None if wall is None else wall - DIAG_RESERVE_SECONDS, math.inf) if e is not None)
-    for _ in range(steps):  # that the rest of the recursion can still finish
-        if time.perf_counter() > stop:
-            break
-        T = np.exp(logt)
+    def evaluate(T, grad: bool):
         Lc = st.diag_factor(T)
-        if Lc is None:  # left the feasible set: back to the best point, smaller steps
-            logt = np.log(best[1])
-            lr *= 0.5
-            continue
-        lam, v0 = _krylov_top(st.diag_matvec(T, Lc), st.m, v0, dim=6)  # warm-started: a few vectors suffice
-        if lam < best[0]:
-            best = (lam, T, Lc)
-        q = v0 / max(np.linalg.norm(v0), 1e-300)
+        if Lc is None:
+            return None
+        lam, v0[0] = _krylov_top(st.diag_matvec(T, Lc), st.m, v0[0], dim=6)  # warm-started: a few vectors suffice
+        if not grad:
+            return lam, None, Lc
+        q = v0[0] / max(np.linalg.norm(v0[0]), 1e-300)
         a = st.XR @ q
         u = cho_solve((Lc, True), T * a + st.GRF @ (st.XF @ q), check_finite=False)
-        g = T * (2 * a * u - 2 * u * u)
-        it += 1
-        m1 = b1 * m1 + (1 - b1) * g
-        m2 = b2 * m2 + (1 - b2) * g * g
-        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
-    lam, T, Lc = best
+        return lam, T * (2 * a * u - 2 * u * u), Lc
+
+    wall = _DEADLINE.get()
+    found = adam_log_multipliers(evaluate, t0, st.GRR.shape[0], steps,
+                                 math.inf if wall is None else wall - DIAG_RESERVE_SECONDS)
+    if found is None:
+        return None
+    lam, T, Lc = found[1]
     return st.diag_C(T, Lc), lam
 
 
-def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0,
-               diag_max_dim: int = 0, diag_seconds: float | None = None) -> tuple[float, tuple[float, ...]]:
+def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0
+               ) -> tuple[float, tuple[float, ...]]:
     """Statement 12.60's bound for fixed scales: Statement 12.10's S-procedure step (b) with a scalar multiplier t
     per step on the relaxed (ReLU) coordinates, chosen on Krylov estimates of lambda_max of the next state (any
     t > lambda_max(G_RR) / 2 is valid), then optionally a diagonal T (Adam from t, kept where its estimate is
@@ -239,12 +219,11 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
 
     ts = []
     C = mats[0]  # G_1 = C^T C
-    diag_end = None if diag_seconds is None else time.perf_counter() + diag_seconds
-    for j, (X, rj) in enumerate(zip(mats[1:], rel)):
+    for X, rj in zip(mats[1:], rel):
         check_deadline()
         st = _Step(C, X, rj)
         if not rj.any():  # no slope relaxed: G' = X^T G X exactly
-            C = np.vstack([st.KF])
+            C = st.KF
             ts.append(0.0)
             continue
         lmax = st.scalar_setup()
@@ -261,9 +240,7 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
         s_best, f_best = (float(res.x), float(res.fun)) if res.success and float(res.fun) <= f0 else (0.0, f0)
         t = lmax / 2 * (1 + math.exp(s_best))
         ts.append(t)
-        share = None if diag_end is None else \
-            time.perf_counter() + (diag_end - time.perf_counter()) / (len(mats) - 1 - j)
-        dg = _diag_search(st, t, diag_steps, share) if 0 < diag_steps and st.GRR.shape[0] <= diag_max_dim else None
+        dg = _diag_search(st, t, diag_steps) if diag_steps > 0 else None
         C = dg[0] if dg is not None and dg[1] < f_best else st.scalar_C(t)
     # sup over ||x|| <= r of ||C [x; 1]||: the trust-region bound (Statement 12.6 (ii), Lemma 12.4)
     val = trs_dual_bound(C[:, :-1], C[:, -1], r)
@@ -283,14 +260,13 @@ def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
     return np.clip(np.asarray(ks, float), *KAPPA_RANGE)
 
 
-def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, refine_evals: int = 0,
-                refine_seconds: float | None = None, max_dim: int = JOINT_MAX_DIM, diag_steps: int = 0,
-                diag_max_dim: int = JOINT_MAX_DIM, diag_seconds: float | None = None) -> JointResult:
+def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_steps: int = 0,
+                max_dim: int = JOINT_MAX_DIM) -> JointResult:
     """Statement 12.60 (THEORY §12.12): certified upper bound on sup_{||x||_2 <= radius} ||F(x) - F_hat(x)||_2 for a
-    lowered chain pair (ball centred at the origin). ``refine_evals`` > 0: Nelder-Mead on log kappa from
-    the heuristic scales, at most that many recursions (each is a valid bound; the smallest is returned), stopped
-    after ``refine_seconds`` or at the caller's deadline (the best completed recursion is returned). Refuses
-    (ProbPruneError) when a coupled state exceeds ``max_dim`` coordinates or the chains differ in structure."""
+    lowered chain pair (ball centred at the origin), at the heuristic scales, with ``diag_steps`` Adam steps of
+    diagonal multipliers per recursion step (0: scalar multipliers only). Refuses (ProbPruneError) when a coupled
+    state exceeds ``max_dim`` coordinates or the chains differ in structure; past the caller's deadline
+    (compose.deadline) it raises TimeLimitReached, never a partial value."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -303,56 +279,13 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, refin
     if first_pruned_stage(F, Fhat) is None:  # F_hat = F: the error is 0 (no bound to compute)
         return JointResult(eps=0.0, kappa=(), gamma=1.0, multipliers=(), evaluations=0,
                            seconds=time.perf_counter() - t0)
-    kappa0 = heuristic_scales(F, Fhat, r, norms)
-    evals = [0]
-    best = [math.inf, kappa0, 1.0, ()]
-
-    def bound(theta: np.ndarray) -> float:
-        kap = np.clip(np.exp(theta), *KAPPA_RANGE)
-        gam = 1.0  # the constant coordinate carries no multiplier: its scale does not change the bound
-        v, ts = _recursion(*coupled_chain(F, Fhat, kap), r)
-        evals[0] += 1
-        if not math.isfinite(v):
-            return math.inf
-        if v < best[0]:
-            best[:] = [v, kap, gam, ts]
-        return v
-
-    theta0 = np.log(kappa0)
-    if diag_steps <= 0 or refine_evals > 0:  # else the diagonal recursion below is the only one (it starts from the
-        bound(theta0)                         # scalar multipliers and keeps a step's scalar form where that is better)
-    if refine_evals > 0 and theta0.size:
-        from scipy.optimize import minimize
-
-        from probprune.certificates.compose import _DEADLINE, TimeLimitReached, deadline
-
-        ends = [e for e in (_DEADLINE.get(), None if refine_seconds is None else time.perf_counter() + refine_seconds)
-                if e is not None]
-        try:
-            with deadline(min(ends) if ends else None):
-                minimize(bound, theta0, method="Nelder-Mead",
-                         options={"maxfev": int(refine_evals), "xatol": 0.02, "fatol": 1e-4 * best[0],
-                                  "initial_simplex": theta0 + np.vstack([np.zeros(theta0.size),
-                                                                         0.7 * np.eye(theta0.size)])})
-        except TimeLimitReached:  # the refinement stops at the deadline: every completed recursion is a valid bound
-            pass
-    if diag_steps > 0:  # diagonal multipliers once, at the best scales
-        from probprune.certificates.compose import TimeLimitReached
-
-        try:
-            v, ts = _recursion(*coupled_chain(F, Fhat, best[1]), r, diag_steps, diag_max_dim, diag_seconds)
-            evals[0] += 1
-            if math.isfinite(v) and v < best[0]:
-                best[0], best[3] = v, ts
-        except TimeLimitReached:  # the scalar result stands (if there is none, the caller's deadline stops the bound)
-            if not math.isfinite(best[0]):
-                raise
-    if not math.isfinite(best[0]):
+    kappa = heuristic_scales(F, Fhat, r, norms)
+    v, ts = _recursion(*coupled_chain(F, Fhat, kappa), r, diag_steps)
+    if not math.isfinite(v):
         raise ProbPruneError("joint S-procedure bound: no finite value")
-    return JointResult(eps=float(best[0]), kappa=tuple(float(v) for v in best[1]), gamma=float(best[2]),
-                       multipliers=tuple(float(t) for t in best[3]), evaluations=evals[0],
-                       seconds=time.perf_counter() - t0)
+    return JointResult(eps=float(v), kappa=tuple(float(x) for x in kappa), gamma=1.0,
+                       multipliers=tuple(float(t) for t in ts), evaluations=1, seconds=time.perf_counter() - t0)
 
 
-__all__ = ["JointResult", "joint_bound", "coupled_chain", "coupled_factors", "first_pruned_stage", "coupled_width", "check_joint_dim", "heuristic_scales",
-           "JOINT_MAX_DIM"]
+__all__ = ["JointResult", "joint_bound", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
+           "heuristic_scales", "JOINT_MAX_DIM"]

@@ -102,6 +102,18 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 # finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
 
 
+def joint_auto_skip(F: Chain) -> str | None:
+    """Why "auto" does not run the joint bound (§12.12) on the lowered chain F, or None where it does: coupled width
+    above JOINT_AUTO_MAX_DIM, or max-pool blocks (the recursion compounds over every pool-tree level: LeNet-5 on
+    digits 25-33x the attack against mixed's 9-11x, so auto does not spend its time limit on it)."""
+    if coupled_width(F) > JOINT_AUTO_MAX_DIM:
+        return (f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_AUTO_MAX_DIM} in auto; "
+                f"--bound joint takes up to {JOINT_MAX_DIM})")
+    if F.lip_blocks:
+        return "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
+    return None
+
+
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
                    scalar_if_mixed_fails: bool = False, clock_start: float | None = None,
@@ -294,15 +306,11 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             comps["joint"] = jr.eps
             joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
                           **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
+        why_not = joint_auto_skip(F) if auto else None
         if auto and joint is False:
             skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
-        elif auto and coupled_width(F) > JOINT_AUTO_MAX_DIM:
-            skipped["joint"] = (f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_AUTO_MAX_DIM} "
-                                "in auto; --bound joint takes up to " f"{JOINT_MAX_DIM})")
-        elif auto and F.lip_blocks:
-            # max-pool trees as ReLU stages: the recursion compounds over every tree level (LeNet-5 on digits:
-            # 25-33x the attack against mixed's 9-11x), so auto does not spend its time limit on it
-            skipped["joint"] = "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
+        elif why_not is not None:
+            skipped["joint"] = why_not
         else:
             try:
                 guarded("joint", run_joint)
