@@ -191,3 +191,43 @@ def test_residual_bn_carried_coordinates_fixed(seed):
     assert jb >= max(a, smp)
     c = certify_chains(F, Fh, "auto", 1.0, time_limit=1.5)
     assert "joint" in c.components and c.eps >= max(a, smp)
+
+
+def _pool_nets():
+    """CNNs with pooling in every position: at the input, between convolutions (average and max), before the dense
+    head (adaptive average), with BatchNorm."""
+    def first(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2, 2))
+
+    def middle(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.AvgPool2d(2),
+                             nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+
+    def last(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(3, 2))
+    def scaled(build):  # input-side weights x 10: on the unit ball the ReLUs switch (else the error can be 0 there)
+        def make(seed):
+            m = build(seed)
+            conv = next(mod for mod in m if isinstance(mod, nn.Conv2d))
+            with torch.no_grad():
+                conv.weight.mul_(10.0)
+            return m
+        return make
+    return {"pool-first": scaled(first), "pool-middle-bn": scaled(middle), "pool-last": scaled(last)}
+
+
+@pytest.mark.parametrize("where", ["pool-first", "pool-middle-bn", "pool-last"])
+def test_pooling_in_every_position_at_least_the_attack(where):
+    m = _pool_nets()[where](32)
+    if where == "pool-middle-bn":
+        with torch.no_grad():
+            m[1].running_mean.uniform_(-0.3, 0.3)
+            m[1].running_var.uniform_(0.5, 2.0)
+    g, gh, F, Fh = _pair(m, (1, 4, 4), 32)
+    jb = certify_chains(F, Fh, "joint", 1.0).eps
+    a = pgd_sup_error(g.forward, gh.forward, (1, 4, 4), restarts=64, steps=100, seed=32).value
+    assert jb >= a > 0
