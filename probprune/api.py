@@ -58,7 +58,7 @@ def check_count(x, name: str, minimum: int = 1) -> int:
     return v
 
 
-CERTIFY_AUTO_TIME_LIMIT = 10.0  # certify(bound="auto") without time_limit: seconds for the whole call (issue 19)
+from probprune.certificates.tight import CERTIFY_AUTO_TIME_LIMIT  # noqa: E402  (seconds of certify(bound="auto"))
 
 
 def check_time_limit(t) -> Optional[float]:

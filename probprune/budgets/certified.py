@@ -1091,10 +1091,12 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     # minutes a call); the returned allocation is certified with ``tight_method`` itself (auto: what certify prints)
     # (auto) the first probe also computes the joint bound (§12.12) where auto would run it, and the search goes on
     # with the smaller of the two; "joint": None until decided, then whether the final certification runs it
-    from probprune.certificates.tight import joint_auto_skip
+    from probprune.certificates.tight import CERTIFY_AUTO_TIME_LIMIT, joint_auto_skip
 
+    # the joint bound joins the search where certify's auto would start it within its default time limit
     state = {"method": "mixed" if tight_method == "auto" else tight_method, "evaluations": 0,
-             "joint": None if tight_method == "auto" and F is not None and joint_auto_skip(F) is None else False}
+             "joint": None if tight_method == "auto" and F is not None
+             and joint_auto_skip(F, CERTIFY_AUTO_TIME_LIMIT) is None else False}
     memo: dict = {}  # counts -> (masks, F_hat lowered): the final certification revisits evaluated allocations
     if curves is not None:  # the exact-k orders the Cert-D curves sorted (the same rule, exact_k_order of |w|)
         memo["_orders"] = {op.fqn: o for op, o in zip(curves.ops, curves.order)}

@@ -31,6 +31,11 @@ JOINT_MAX_DIM = 4200  # refuse when a coupled state (2 x width + 1) exceeds this
 # per step; resnet_bn_digits, 2,049: 10.9 s with 10 Adam steps, 21.7 s with 40)
 KAPPA_RANGE = (1e-8, 1e8)
 DIAG_RESERVE_SECONDS = 0.25  # the diagonal steps stop this long before the caller's deadline (the recursion's rest)
+JOINT_COST = 0.4  # predicted seconds of the recursion without diagonal steps = eigh256 x JOINT_COST x the work of
+# predicted_joint_seconds (measured under load 1-2, one BLAS thread: resnet_bn_digits 2.1-2.5 s, coupled width
+# 2,049; the 28x28 average-pool CNN 1.1 s, 1,729; the 16x16 residual net 11-13 s, 4,097: predicted 3.3 / 1.5 / 27 s)
+JOINT_STEP_OVERHEAD = 10.0  # ... plus this many eigh256 per step (the scalar search's Krylov runs; LeNet-300-100:
+# 0.34 s, 3 steps)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,23 @@ def check_joint_dim(F: Chain, max_dim: int = JOINT_MAX_DIM) -> None:
     if w > max_dim:
         raise ProbPruneError(f"joint S-procedure bound: a coupled state has {w} coordinates (2 x width + 1), above "
                              f"max_dim={max_dim}")
+
+
+def _step_work(m_out: int, m_in: int) -> float:
+    """Work of one recursion step in units of a 256 x 256 eigh: the form's Gram, eigh and factors are ~m_out^2 (m_out +
+    m_in) flops (m_out: the state after the factor, m_in: before it)."""
+    return m_out * m_out * (m_out + m_in) / 256.0 ** 3
+
+
+def predicted_joint_seconds(F: Chain) -> float:
+    """Predicted seconds of :func:`joint_bound` without diagonal steps on F (every stage taken as pruned, the widest
+    case): eigh256 x JOINT_COST x the summed work of the steps. A prediction, used only to decide whether to start
+    (``auto``'s time limit)."""
+    from probprune.certificates.compose import _eigh256_seconds
+
+    dims = [F.n_in + 1] + [2 * s.n_out + 1 for s in F.stages[:-1]]
+    work = sum(_step_work(dims[i], dims[i - 1]) for i in range(1, len(dims)))
+    return _eigh256_seconds() * (JOINT_COST * work + JOINT_STEP_OVERHEAD * (len(dims) - 1))
 
 
 def first_pruned_stage(F: Chain, Fhat: Chain) -> int | None:
@@ -107,6 +129,22 @@ def coupled_chain(F: Chain, Fhat: Chain, kappa) -> tuple[list[np.ndarray], list[
     return mats, rel
 
 
+def _lifted_factor(GFF: np.ndarray, slack: float) -> np.ndarray:
+    """U with U^T U = G_FF + slack I (G_FF symmetric positive semidefinite up to rounding): the upper Cholesky factor
+    (a Cholesky is ~15x cheaper than an eigh at 2,000 coordinates); where it fails (G_FF not numerically positive
+    definite even after the slack), the eigen-factor of G_FF with its eigenvalues clipped at 0 and lifted by slack.
+    Both only enlarge the form (Statement 12.60 (b), floating point)."""
+    from scipy.linalg import cholesky
+
+    if GFF.size == 0:
+        return np.zeros((0, 0))
+    try:
+        return cholesky(GFF + slack * np.eye(GFF.shape[0]), lower=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        sg, U = np.linalg.eigh(GFF)
+        return (U * np.sqrt(np.maximum(sg, 0.0) + slack)).T
+
+
 class _Step:
     """One step of Statement 12.60 (b) from the state form G = C^T C through the factor X (rows: the state's
     coordinates; ``rel`` the relaxed ones R, the others F fixed at slope 1): for a diagonal T > 0 with
@@ -123,9 +161,7 @@ class _Step:
         self.GRF = G[np.ix_(R, Fx)]
         self.XR, self.XF = X[R], X[Fx]
         self.slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
-        GFF = G[np.ix_(Fx, Fx)]
-        sg, U = np.linalg.eigh(GFF) if Fx.size else (np.zeros(0), np.zeros((0, 0)))
-        self.KF = (U * np.sqrt(np.maximum(sg, 0.0) + self.slack)).T @ self.XF  # G_FF + slack I = LF LF^T
+        self.KF = _lifted_factor(G[np.ix_(Fx, Fx)], self.slack) @ self.XF  # KF^T KF = X_F^T (G_FF + slack I) X_F
         self.m = X.shape[1]
 
     # ---- scalar multiplier
@@ -174,11 +210,12 @@ class _Step:
         return np.vstack([solve_triangular(Lc, Z, lower=True, check_finite=False), self.KF])
 
 
-def _diag_search(st: _Step, t0: float, steps: int):
+def _diag_search(st: _Step, t0: float, steps: int, stop: float = math.inf):
     """Adam on log T (:func:`compose.adam_log_multipliers`; Statement 12.60 (b) with a diagonal T on the relaxed
     coordinates) from T = t0 I against lambda_max(G') (Danskin: with q its top eigenvector, a = X_R q,
     z = T a + G_RF X_F q, u = (2T - G_RR)^{-1} z: d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)). The steps stop
-    DIAG_RESERVE_SECONDS before the caller's deadline, so that the rest of the recursion can still finish. Returns
+    DIAG_RESERVE_SECONDS before the caller's deadline, so that the rest of the recursion can still finish, and at
+    ``stop`` (a time.perf_counter() value: this step's share of the caller's time). Returns
     (C', lambda_max estimate) of the best T that factorises, or None."""
     from scipy.linalg import cho_solve
 
@@ -200,27 +237,32 @@ def _diag_search(st: _Step, t0: float, steps: int):
 
     wall = _DEADLINE.get()
     found = adam_log_multipliers(evaluate, t0, st.GRR.shape[0], steps,
-                                 math.inf if wall is None else wall - DIAG_RESERVE_SECONDS)
+                                 min(stop, math.inf if wall is None else wall - DIAG_RESERVE_SECONDS))
     if found is None:
         return None
     lam, T, Lc = found[1]
     return st.diag_C(T, Lc), lam
 
 
-def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0
-               ) -> tuple[float, tuple[float, ...]]:
+def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0,
+               adam_stop: float | None = None) -> tuple[float, tuple[float, ...]]:
     """Statement 12.60's bound for fixed scales: Statement 12.10's S-procedure step (b) with a scalar multiplier t
     per step on the relaxed (ReLU) coordinates, chosen on Krylov estimates of lambda_max of the next state (any
     t > lambda_max(G_RR) / 2 is valid), then optionally a diagonal T (Adam from t, kept where its estimate is
-    smaller), and the trust-region bound at the input (Lemma 12.4; the constant coordinate is the offset)."""
+    smaller), and the trust-region bound at the input (Lemma 12.4; the constant coordinate is the offset).
+    ``adam_stop`` (a time.perf_counter() value): the diagonal steps of all recursion steps end by then; each step gets
+    an equal share of what is left after the predicted fixed cost of the steps after it (its own measured fixed cost
+    scaled by the steps' work, :func:`_step_work`)."""
     from scipy.optimize import minimize_scalar
 
     from probprune.certificates.compose import _krylov_top
 
     ts = []
     C = mats[0]  # G_1 = C^T C
-    for X, rj in zip(mats[1:], rel):
+    work = [_step_work(X.shape[0], X.shape[1]) if rj.any() else 0.0 for X, rj in zip(mats[1:], rel)]
+    for k, (X, rj) in enumerate(zip(mats[1:], rel)):
         check_deadline()
+        t_step = time.perf_counter()
         st = _Step(C, X, rj)
         if not rj.any():  # no slope relaxed: G' = X^T G X exactly
             C = st.KF
@@ -240,7 +282,12 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
         s_best, f_best = (float(res.x), float(res.fun)) if res.success and float(res.fun) <= f0 else (0.0, f0)
         t = lmax / 2 * (1 + math.exp(s_best))
         ts.append(t)
-        dg = _diag_search(st, t, diag_steps) if diag_steps > 0 else None
+        stop = math.inf
+        if adam_stop is not None:  # this step's share of the time left for the diagonal steps
+            now = time.perf_counter()
+            rest = (now - t_step) * sum(work[k + 1:]) / max(work[k], 1e-300)  # the later steps' fixed cost
+            stop = now + max(0.0, adam_stop - now - rest) / (1 + sum(w > 0 for w in work[k + 1:]))
+        dg = _diag_search(st, t, diag_steps, stop) if diag_steps > 0 else None
         C = dg[0] if dg is not None and dg[1] < f_best else st.scalar_C(t)
     # sup over ||x|| <= r of ||C [x; 1]||: the trust-region bound (Statement 12.6 (ii), Lemma 12.4)
     val = trs_dual_bound(C[:, :-1], C[:, -1], r)
@@ -261,12 +308,14 @@ def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
 
 
 def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_steps: int = 0,
-                max_dim: int = JOINT_MAX_DIM) -> JointResult:
+                max_dim: int = JOINT_MAX_DIM, adam_stop: float | None = None) -> JointResult:
     """Statement 12.60 (THEORY §12.12): certified upper bound on sup_{||x||_2 <= radius} ||F(x) - F_hat(x)||_2 for a
     lowered chain pair (ball centred at the origin), at the heuristic scales, with ``diag_steps`` Adam steps of
     diagonal multipliers per recursion step (0: scalar multipliers only). Refuses (ProbPruneError) when a coupled
     state exceeds ``max_dim`` coordinates or the chains differ in structure; past the caller's deadline
-    (compose.deadline) it raises TimeLimitReached, never a partial value."""
+    (compose.deadline) it raises TimeLimitReached, never a partial value. ``adam_stop`` (a time.perf_counter()
+    value, optional): the diagonal steps end by then (shared among the recursion steps); the result is a valid bound
+    whatever their number."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -280,7 +329,7 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
         return JointResult(eps=0.0, kappa=(), gamma=1.0, multipliers=(), evaluations=0,
                            seconds=time.perf_counter() - t0)
     kappa = heuristic_scales(F, Fhat, r, norms)
-    v, ts = _recursion(*coupled_chain(F, Fhat, kappa), r, diag_steps)
+    v, ts = _recursion(*coupled_chain(F, Fhat, kappa), r, diag_steps, adam_stop)
     if not math.isfinite(v):
         raise ProbPruneError("joint S-procedure bound: no finite value")
     return JointResult(eps=float(v), kappa=tuple(float(x) for x in kappa), gamma=1.0,
@@ -288,4 +337,4 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
 
 
 __all__ = ["JointResult", "joint_bound", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
-           "heuristic_scales", "JOINT_MAX_DIM"]
+           "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]

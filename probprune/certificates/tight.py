@@ -11,7 +11,7 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, deadline, lemma_a_pairs
 from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
-from probprune.certificates.joint import JOINT_MAX_DIM, coupled_width, joint_bound
+from probprune.certificates.joint import JOINT_MAX_DIM, coupled_width, joint_bound, predicted_joint_seconds
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -23,9 +23,12 @@ JOINT_DIAG_STEPS = 25  # "auto": Adam steps of the joint bound's diagonal multip
 # time) so that without a time limit the result does not depend on the machine's speed; measured on the budget
 # LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.1 / 1.8 / 3.2 s)
 JOINT_EXPLICIT_DIAG_STEPS = 150  # --bound joint
-JOINT_AUTO_MAX_DIM = 801  # "auto" runs the joint bound up to this coupled width (LeNet-300-100: 785). Measured on the
-# 8x8 average-pool CNN (coupled width 1,025): 2.4-2.5x the attack with 60 Adam steps (4-6 s) but 2.3-3.2x with 0.5 s
-# of them, where mixed gives 1.9-3.0x in 2 s
+CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
+# (issue 19); also the time the certified budget assumes when it decides whether its search probes the joint bound
+JOINT_TIME_SHARE = 0.7  # "auto" with a time limit: the joint bound (run first after the composed bound: on chains
+# without max-pool blocks it is the smallest component wherever it finishes its Adam steps) may use this share of the
+# time left; it is started only when its recursion without Adam steps is predicted (predicted_joint_seconds) to fit
+# in the share, and its Adam steps stop at the end of the share. Without a time limit it runs up to JOINT_MAX_DIM.
 SDP_AUTO_DIM = 160  # "auto" adds the SDP certificate (§12.6, SCS) when the lifted problem has at most this many
 # coordinates (seconds there); explicit method="sdp" runs SCS up to sdp.MAX_DIM (minutes at a few hundred coordinates)
 # and the first-order solver (§12.6b) above it, up to sdp_fo.FO_MAX_DIM
@@ -102,15 +105,20 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 # finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
 
 
-def joint_auto_skip(F: Chain) -> str | None:
-    """Why "auto" does not run the joint bound (§12.12) on the lowered chain F, or None where it does: coupled width
-    above JOINT_AUTO_MAX_DIM, or max-pool blocks (the recursion compounds over every pool-tree level: LeNet-5 on
-    digits 25-33x the attack against mixed's 9-11x, so auto does not spend its time limit on it)."""
-    if coupled_width(F) > JOINT_AUTO_MAX_DIM:
-        return (f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_AUTO_MAX_DIM} in auto; "
-                f"--bound joint takes up to {JOINT_MAX_DIM})")
+def joint_auto_skip(F: Chain, seconds_left: float | None = None) -> str | None:
+    """Why "auto" does not run the joint bound (§12.12) on the lowered chain F, or None where it does: max-pool blocks
+    (the recursion compounds over every pool-tree level: LeNet-5 on digits 25-33x the attack against mixed's 9-11x,
+    so auto does not spend its time limit on it), a coupled width above JOINT_MAX_DIM, or (``seconds_left`` given:
+    the time limit) a recursion predicted to take more than JOINT_TIME_SHARE of the seconds left."""
     if F.lip_blocks:
         return "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
+    if coupled_width(F) > JOINT_MAX_DIM:
+        return f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_MAX_DIM})"
+    if seconds_left is not None:
+        need = predicted_joint_seconds(F)
+        if need > JOINT_TIME_SHARE * seconds_left:
+            return (f"not started: predicted {need:.1f} s without Adam steps (coupled width {coupled_width(F)}), more "
+                    f"than {JOINT_TIME_SHARE:g} x the {max(seconds_left, 0.0):.1f} s of the time limit left")
     return None
 
 
@@ -268,6 +276,35 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         # auto returns the composed bound alone (tests/test_auto_time_limit_tb.py)
         guarded("mixed_none_np", run_mixed_np)
         skipped.pop("mixed_none_np", None)  # internal: only its value is used, below
+    joint_info = None
+    if method == "joint" and not at_origin:
+        raise ProbPruneError("method 'joint' bounds the ball centred at the origin only; use 'propagate' for a ball "
+                             "around a data point")
+    if (method == "joint" or (auto and norms is not None)) and at_origin:
+        # under "auto" first after the composed bound (§12.12: on chains without max-pool blocks the smallest
+        # component wherever its Adam steps finish), with JOINT_TIME_SHARE of the time left
+        left = None if not (auto and time_limit is not None) else wall - time.perf_counter()
+
+        def run_joint():
+            nonlocal joint_info
+            jr = joint_bound(F, Fhat, radius, norms=norms, diag_steps=joint_steps if joint_steps is not None else
+                             (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
+                             adam_stop=None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left)
+            comps["joint"] = jr.eps
+            joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
+                          **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
+        why_not = joint_auto_skip(F, left) if auto else None
+        if auto and joint is False:
+            skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
+        elif why_not is not None:
+            skipped["joint"] = why_not
+        else:
+            try:
+                guarded("joint", run_joint)
+            except ProbPruneError as exc:
+                if not auto:
+                    raise
+                skipped["joint"] = str(exc)
     if method in ("auto", "mixed", "propagate", "sdp"):
         guarded("propagate", run_prop)
     if method == "propagate" and prop is not None:
@@ -294,30 +331,6 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped[name] = f"not run: no F_hat propagator ({why})"
     if method == "mixed" and prop is not None:
         guarded("mixed", run_mixed)
-    joint_info = None
-    if method == "joint" and not at_origin:
-        raise ProbPruneError("method 'joint' bounds the ball centred at the origin only; use 'propagate' for a ball "
-                             "around a data point")
-    if (method == "joint" or (auto and norms is not None)) and at_origin:
-        def run_joint():
-            nonlocal joint_info
-            jr = joint_bound(F, Fhat, radius, norms=norms, diag_steps=joint_steps if joint_steps is not None else
-                             (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS))
-            comps["joint"] = jr.eps
-            joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
-                          **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
-        why_not = joint_auto_skip(F) if auto else None
-        if auto and joint is False:
-            skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
-        elif why_not is not None:
-            skipped["joint"] = why_not
-        else:
-            try:
-                guarded("joint", run_joint)
-            except ProbPruneError as exc:
-                if not auto:
-                    raise
-                skipped["joint"] = str(exc)
     if auto and at_origin and norms is not None:
         def run_pairs():
             comps["pairs"] = lemma_a_pairs(F, Fhat, radius, norms)
