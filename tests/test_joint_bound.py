@@ -1,6 +1,7 @@
 """The joint S-procedure bound on the coupled chain (THEORY §12.12, Statement 12.60): exact on linear chains,
 >= a strong attack on ReLU nets with biases and on hypothesis-generated max-pool CNNs, part of auto on MLPs (and
-skipped with a reason on max-pool chains), `certify --bound joint` from the command line."""
+skipped with a reason on max-pool chains; started by predicted time under a limit), `certify --bound joint` from the
+command line."""
 import json
 import math
 
@@ -231,3 +232,44 @@ def test_pooling_in_every_position_at_least_the_attack(where):
     jb = certify_chains(F, Fh, "joint", 1.0).eps
     a = pgd_sup_error(g.forward, gh.forward, (1, 4, 4), restarts=64, steps=100, seed=32).value
     assert jb >= a > 0
+
+
+def test_adam_stop_shares_time_and_keeps_a_valid_value():
+    """``adam_stop``: the diagonal steps of every recursion step end by then (each step its share), the value stays
+    >= a strong attack, and it is never below the value without Adam steps' best (the start is kept)."""
+    import time
+
+    g, gh, F, Fh = _pair(_mlp(12, (8, 40, 40, 40, 3)), (8,), 12)
+    scalar = joint_bound(F, Fh, 1.0, diag_steps=0)
+    t = time.perf_counter()
+    quick = joint_bound(F, Fh, 1.0, diag_steps=100_000, adam_stop=time.perf_counter() + 0.5)
+    took = time.perf_counter() - t
+    assert took < scalar.seconds * 3 + 0.5 + 1.0  # the share plus the recursion's own work (loaded CI machines)
+    a = pgd_sup_error(g.forward, gh.forward, (8,), restarts=64, steps=100, seed=12).value
+    assert quick.eps >= a
+    assert quick.eps <= scalar.eps * (1 + 1e-9)
+
+
+def test_auto_gates_the_joint_bound_by_predicted_time():
+    """auto starts the joint bound only when its recursion is predicted to fit in JOINT_TIME_SHARE of the time left
+    (no width cap below JOINT_MAX_DIM): a 450-wide MLP (coupled width 901) gets it within the limit; a vanishing
+    time left names the prediction; max-pool chains are skipped whatever the time."""
+    import time
+
+    from probprune.certificates.joint import predicted_joint_seconds
+    from probprune.certificates.tight import JOINT_TIME_SHARE, joint_auto_skip
+
+    g, gh, F, Fh = _pair(_mlp(13, (20, 450, 30, 4)), (20,), 13)
+    assert joint_auto_skip(F) is None
+    assert predicted_joint_seconds(F) > 0
+    why = joint_auto_skip(F, seconds_left=1e-9)
+    assert why is not None and "predicted" in why and f"{JOINT_TIME_SHARE:g}" in why
+    t = time.perf_counter()
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=20.0, clock_start=t)
+    assert time.perf_counter() - t <= 20.0 + 0.5
+    assert "joint" in c.components
+    a = pgd_sup_error(g.forward, gh.forward, (20,), restarts=64, steps=100, seed=13).value
+    assert min(c.components.values()) >= a
+    m = maxpool_cnn(3, 4, 1, False, True)
+    _, _, Fm, _ = _pair(m, (1, 4, 4), 3)
+    assert "max-pool" in joint_auto_skip(Fm, seconds_left=1e9)
