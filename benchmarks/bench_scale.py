@@ -306,7 +306,8 @@ def time_certify(graph, old_norms, old_passes=("norm_W", "norm_What", "norm_E"))
             "old_seconds_per_pass": old_norm / len(old_passes) if old_norm else None}
 
 
-def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, tight_before=None) -> dict:
+def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, tight_before=None, repeats: int = 1
+              ) -> dict:
     from probprune.budgets import certified as bc
     from probprune.net import from_torch as graph_from_torch
 
@@ -375,6 +376,20 @@ def run_model(name, old_norms, old_budget, run_old_budget: bool, before=None, ti
             tb["ratio_budget_cpu_seconds_before_over_new"] = tb["budget_cpu_seconds"] / cpu
             tb["ratio_certify_auto_seconds_before_over_new"] = tb["certify_auto_seconds"] / out["certify_auto"]["seconds"]
             tb["prunable_change_new_vs_before"] = (r.total_prunable - tb["total_prunable"]) / max(tb["total_prunable"], 1)
+        if repeats > 1 and "budget_seconds" in tb:
+            # the machine's speed drifts by +-30% over minutes: `repeats` interleaved pairs (this code with a cold
+            # bound cache, then the code at tight_before in its fresh subprocess), medians reported, samples kept
+            new_s, old_s = [wall], [tb["budget_seconds"]]
+            for _ in range(repeats - 1):
+                clear_bound_cache()
+                t = time.perf_counter()
+                bc.certified_budget(g, eps)
+                new_s.append(time.perf_counter() - t)
+                old_s.append(tight_code_at(tight_before, name, eps).get("budget_seconds", float("nan")))
+            out["budget"].update(seconds=float(np.median(new_s)), seconds_samples=new_s,
+                                 seconds_note=f"median of {repeats} runs interleaved with the code at {tight_before}")
+            tb.update(budget_seconds=float(np.median(old_s)), budget_seconds_samples=old_s,
+                      ratio_budget_seconds_before_over_new=float(np.median(old_s) / np.median(new_s)))
         out["tight_before"] = tb
         print(name, "tight_before", json.dumps(tb), flush=True)
     if before is not None:  # the same budget with the code before this change, right after, in the same process
@@ -444,6 +459,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gate-only", default="",
                     help="models only traced to record which certificate the default budget inverts (tight_refusal: "
                          "the §12 size/operation gate), without rerunning them")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="with --tight-before: this many interleaved budget runs of both codes, medians reported")
     ap.add_argument("--merge", default=None,
                     help="a results file to update: its models not rerun are kept, this run's machine entry is added")
     args = ap.parse_args(argv)
@@ -462,7 +479,8 @@ def main(argv=None) -> int:
     # written to it after every model)
     prev = json.loads(Path(args.merge).read_text()) if args.merge and Path(args.merge).exists() else None
     for name in args.models.split(","):
-        res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before, args.tight_before or None)
+        res["models"][name] = run_model(name, old_norms, old_budget, name in olds, before, args.tight_before or None,
+                                        args.repeats)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         # partial results survive an interruption (beside the file being merged into, which is written at the end)
         part = Path(args.out + ".partial.json") if prev is not None else Path(args.out)
