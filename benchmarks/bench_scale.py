@@ -34,7 +34,8 @@ from git) need ``--no-old --before ''``: the old sources import modules by their
 its replaced entry (with those comparisons) under ``previous_run``.
 
 Usage: python benchmarks/bench_scale.py [--models lenet,mlp1000,vgg11,vgg16,resnet18] [--no-old-budget]
-       [--before COMMIT] [--tight-before COMMIT [--repeats N]] [--merge benchmarks/results/scale.json] (update only the models run, keeping the others')
+       [--before COMMIT] [--tight-before COMMIT [--repeats N]]
+       [--merge benchmarks/results/scale.json] (update only the models run, keeping the others')
 Writes benchmarks/results/scale.json.
 """
 from __future__ import annotations

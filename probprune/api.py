@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from probprune.certificates.tight import CERTIFY_AUTO_TIME_LIMIT  # seconds of certify(bound="auto")
 from probprune.core import registry
 from probprune.core.errors import (ProbPruneError, check_delta, check_eps, check_fraction, check_memory, check_seed)
 
@@ -56,9 +57,6 @@ def check_count(x, name: str, minimum: int = 1) -> int:
     if isinstance(x, bool) or v != x or v < minimum:
         raise ProbPruneError(f"{name} must be an integer >= {minimum}, got {x!r}")
     return v
-
-
-from probprune.certificates.tight import CERTIFY_AUTO_TIME_LIMIT  # noqa: E402  (seconds of certify(bound="auto"))
 
 
 def check_time_limit(t) -> Optional[float]:

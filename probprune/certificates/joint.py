@@ -192,12 +192,10 @@ class _Step:
 
     # ---- diagonal multiplier
     def diag_factor(self, T):
-        from scipy.linalg import cholesky
-        n = self.GRR.shape[0]
-        try:
-            return cholesky(2 * np.diag(T) - self.GRR - self.slack * np.eye(n), lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            return None
+        """Lower Cholesky factor of 2T - G_RR - slack I (compose._diag_factor, Statement 12.10's), or None."""
+        from probprune.certificates.compose import _diag_factor
+
+        return _diag_factor(self.GRR, T, self.slack)
 
     def diag_matvec(self, T, Lc):
         from scipy.linalg import solve_triangular
