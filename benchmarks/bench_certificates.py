@@ -551,7 +551,8 @@ def aggregate(cache=None) -> dict:
                        for f, v in sorted(fam.items())},
         "merged_auto": {
             "note": "auto (10 s) recomputed by --rescore-auto with the merged code (compose.py bound cache and prefix "
-                    "states, operator propagation, auto order mixed_scalar -> mixed -> pairs) on the same rows and "
+                    "states, operator propagation, auto order composed -> joint (chains without max pooling, half the "
+                    "time left) -> mixed_scalar -> mixed -> pairs) on the same rows and "
                     "PGD values (the first fraction of each network with a cold bound cache, the later ones reuse F-only pair "
                     "bounds, as a budget search does)",
             "rows": sum("merged_auto_eps" in r for r in ok),
