@@ -863,7 +863,8 @@ def certify_allocation(graph, counts, conv_method: str = "fft", F=None, tight_me
     d = float(certify_graph(graph, masks, conv_method).eps)
     if F is None:
         return AllocationCertificate(d, "lemma-a", d, None, {}, refused)
-    t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean, joint=_joint)  # Fh None: it lowers (or names why)
+    # Fh None: it lowers (or names why)
+    t, how, comps = _tight_eps(F, graph, masks, tight_method, Fh, lean=_lean, joint=_joint)
     if not math.isfinite(t):
         return AllocationCertificate(d, "lemma-a", d, None, {}, how)
     if t < d:
@@ -1208,7 +1209,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     return pick, k_uni, eps_out, name_out, detail
 
 
-REFINE_METHODS = ("sdp", "mixed", "joint", "pairs", "propagate", "composed")  # what the refine phase may invert (certify --bound)
+#: what the refine phase may invert (certify --bound)
+REFINE_METHODS = ("sdp", "mixed", "joint", "pairs", "propagate", "composed")
 REFINE_MAX_DIM = 700  # the refine phase runs only up to this many lifted coordinates (sdp: SCS, certificates.sdp.MAX_DIM)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, deadline, lemma_a_pairs
 from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
-from probprune.certificates.joint import JOINT_MAX_DIM, coupled_width, joint_bound, predicted_joint_seconds
+from probprune.certificates.joint import check_joint_dim, coupled_width, joint_bound, predicted_joint_seconds
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -115,8 +115,10 @@ def joint_auto_skip(F: Chain, seconds_left: float | None = None) -> str | None:
     the time limit) a recursion predicted to take more than JOINT_TIME_SHARE of the seconds left."""
     if F.lip_blocks:
         return "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
-    if coupled_width(F) > JOINT_MAX_DIM:
-        return f"not run: a coupled state has {coupled_width(F)} coordinates (> {JOINT_MAX_DIM})"
+    try:  # the width refusal of joint_bound itself
+        check_joint_dim(F)
+    except ProbPruneError as exc:
+        return f"not run: {exc}"
     if seconds_left is not None:
         need = predicted_joint_seconds(F)
         if need > JOINT_TIME_SHARE * seconds_left:
@@ -405,7 +407,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     return TightCertificate(
         eps=float(comps[best]), method=best, components=comps, radius=float(radius), stages=tuple(stages),
         statement="THEORY.md §12 (composed Lemma A §12.1, pair bound §12.2, unrolling and mixed bound §12.3, "
-                  "coupled propagation §12.4, cross-network SDP §12.6, first-order SDP §12.6b, joint S-procedure §12.12)",
+                  "coupled propagation §12.4, cross-network SDP §12.6, first-order SDP §12.6b, "
+                  "joint S-procedure §12.12)",
         assumptions=("deterministic: holds for this network and mask",
                      f"inputs in the l2 ball of radius {radius} around {'the origin' if at_origin else 'the centre'}"
                      " (Frobenius for images)",

@@ -28,7 +28,8 @@ LIB_METHODS = {
     "lib_random_erk": {"method": "random", "scheme": "erk", "sampling": "exact"},
     "lib_structured_l1": {"method": "structured", "norm": "l1"},
 }
-#: the registry's data-free (magnitude/random family) methods (each with its sampling model, probprune.core.registry), then the lib_* ones
+#: the registry's data-free (magnitude/random family) methods (each with its sampling model,
+#: probprune.core.registry), then the lib_* ones
 MC_METHODS = (*(m.name for m in _registry.METHODS.values() if m.family_model.batched_score is not None),
               *LIB_METHODS)
 #: methods with an a-priori bound in ``probprune.theory.apriori.apriori_bound`` (THEORY §3.4)
