@@ -1,0 +1,276 @@
+"""Probes of the joint bound (THEORY §12.12) on the certificate benchmark's networks: what would have to change for
+it to reach the max-pool and residual rows of issue 19, measured (every value is a valid bound; only its size and
+time are in question).
+
+* ``kappa``: the heuristic scales kappa_i against a coordinate search over them (one sweep of x4, x1/4, x2, x1/2 per
+  stage, scalar multipliers), then both with 25 Adam steps of diagonal multipliers;
+* ``gamma``: the constant coordinate scaled per step by gamma_i = c Delta_i (c = 0.1, 1, 10; Delta_i the composed
+  bound's delta recursion); the bound's value is invariant for fixed multipliers, the greedy per-step choice is not;
+* ``adam``: the joint bound through max-pool trees with 0 / 10 / 40 Adam steps against the mixed bound;
+* ``stability``: the share of F_hat's ReLU inputs that CROWN leaves unstable on the unit ball, per hidden stage
+  (stable ones could be fixed in the recursion);
+* ``perterm``: Statement 12.8's terms, each by Statement 12.60's recursion on its own chain, against the mixed
+  bound's terms;
+* ``cost``: the scalar joint bound on the 16x16 residual net (4,097 coupled coordinates) next to one eigh of its
+  relaxed block size, in the same run.
+
+Ratios are to the PGD values stored in benchmarks/results/certificates.json (same networks, masks and fractions).
+Networks come from bench_certificates' cache (trained there with seed 0). One BLAS thread.
+Usage: bench_joint_probes.py [PROBE ...]   (default: all); writes benchmarks/results/joint_probes.json."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import bench_certificates as BC  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results", "joint_probes.json")
+KAPPA_NETS = ("mlp_mnist1d_40-100-100", "lenet300-100_mnist5k", "cnn_avgpool_digits", "lenet5_maxpool_digits")
+KAPPA_FRACTIONS = (0.3, 0.6)
+ADAM_STEPS = 25
+POOL_NET = "lenet5_maxpool_digits"
+COST_NET = "resnet_bn_mnist16"
+
+
+def _stored():
+    with open(os.path.join(HERE, "results", "certificates.json")) as f:
+        res = json.load(f)
+    return {(n["name"], f["fraction"]): f for n in res["networks"] for f in n["fractions"]}
+
+
+def _pair(name, q):
+    import torch
+
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    torch.set_num_threads(1)
+    cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
+    for (n, _fam, dsn, img, build, ep) in BC._nets():
+        if n == name:
+            ds, model = BC._trained(n, dsn, img, build, ep, cache)
+            model = model.double().eval()
+            g = from_torch(model, tuple(ds.input_shape))
+            return lower_graph_pair(g, g.with_masks(BC.graph_masks(model, g, q)))
+    raise SystemExit(f"error: unknown network {name!r}")
+
+
+def _value(F, Fh, kappa, steps=0, gamma=None):
+    """Statement 12.60's bound (unscaled) at scales kappa, with the constant coordinate of state i scaled by
+    gamma[i - 1] (a diagonal change of variables on a fixed coordinate)."""
+    from probprune.certificates.joint import _recursion, coupled_chain
+    from probprune.certificates.tight import unscale
+
+    mats, rel = coupled_chain(F, Fh, kappa)
+    if gamma is not None:
+        L = len(mats)
+        mats = [X.copy() for X in mats]
+        for j, X in enumerate(mats):
+            i = L - j  # X maps u_{i-1} -> stage i
+            X[:, -1] /= 1.0 if i == 1 else gamma[i - 2]
+            if j > 0:
+                X[-1, :] *= gamma[i - 1]
+    v, _ = _recursion(mats, rel, 1.0, steps)
+    return unscale(v, F.scale_exp)
+
+
+def probe_kappa(stored):
+    from probprune.certificates.joint import heuristic_scales
+
+    rows = []
+    for name in KAPPA_NETS:
+        for q in KAPPA_FRACTIONS:
+            F, Fh = _pair(name, q)
+            pgd = stored[(name, q)]["pgd_ball"]
+            k0 = heuristic_scales(F, Fh, 1.0)
+            v0 = _value(F, Fh, k0)
+            k, best = k0.copy(), v0
+            for i in range(len(k)):
+                for fct in (4.0, 0.25, 2.0, 0.5):
+                    kk = k.copy()
+                    kk[i] *= fct
+                    v = _value(F, Fh, kk)
+                    if v < best:
+                        best, k = v, kk
+            rows.append({"network": name, "fraction": q, "scalar_heuristic_over_pgd": v0 / pgd,
+                         "scalar_searched_over_pgd": best / pgd,
+                         f"adam{ADAM_STEPS}_heuristic_over_pgd": _value(F, Fh, k0, ADAM_STEPS) / pgd,
+                         f"adam{ADAM_STEPS}_searched_over_pgd": _value(F, Fh, k, ADAM_STEPS) / pgd})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _deltas(F, Fh):
+    from probprune.certificates.compose import stage_norms
+
+    n = stage_norms(F, Fh)
+    h, d, out = 1.0, 0.0, []
+    for i in range(F.depth - 1):
+        d = float(n.E[i]) * h + float(n.M[i]) * d + float(n.bias_diff[i])
+        h = float(n.Mhat[i]) * h + float(n.bias_hat[i])
+        out.append(max(d, 1e-300))
+    return np.asarray(out)
+
+
+def probe_gamma(stored):
+    from probprune.certificates.joint import heuristic_scales
+
+    rows = []
+    for name in ("mlp_mnist1d_40-100-100", POOL_NET):
+        for q in KAPPA_FRACTIONS:
+            F, Fh = _pair(name, q)
+            pgd = stored[(name, q)]["pgd_ball"]
+            k0, D = heuristic_scales(F, Fh, 1.0), _deltas(F, Fh)
+            row = {"network": name, "fraction": q, "gamma_1_over_pgd": _value(F, Fh, k0) / pgd}
+            for c in (0.1, 1.0, 10.0):
+                row[f"gamma_{c:g}Delta_over_pgd"] = _value(F, Fh, k0, gamma=c * D) / pgd
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def probe_adam(stored):
+    from probprune.certificates.joint import heuristic_scales
+
+    rows = []
+    for q in BC.FRACTIONS:
+        F, Fh = _pair(POOL_NET, q)
+        pgd = stored[(POOL_NET, q)]["pgd_ball"]
+        row = {"network": POOL_NET, "fraction": q, "mixed_over_pgd": stored[(POOL_NET, q)]["merged_auto_components"]
+               .get("mixed", float("nan")) / pgd}
+        for s in (0, 10, 40):
+            t = time.perf_counter()
+            row[f"joint_adam{s}_over_pgd"] = _value(F, Fh, heuristic_scales(F, Fh, 1.0), s) / pgd
+            row[f"joint_adam{s}_seconds"] = time.perf_counter() - t
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def probe_stability(stored):
+    from probprune.certificates.propagate import CoupledPropagator, Region
+
+    F, Fh = _pair(POOL_NET, 0.6)
+    P = CoupledPropagator(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0), modes="hat")
+    rows = [{"network": POOL_NET, "fraction": 0.6, "stage": F.stages[j].name, "relu": info["n_relu"],
+             "hat_unstable": info["hat_unstable"]} for j, info in enumerate(P.bounds) if info["n_relu"]]
+    for r in rows:
+        print(r, flush=True)
+    return rows
+
+
+def probe_cost(stored):
+    from probprune.certificates.joint import coupled_chain, coupled_width, heuristic_scales
+
+    F, Fh = _pair(COST_NET, 0.3)
+    t = time.perf_counter()
+    v = _value(F, Fh, heuristic_scales(F, Fh, 1.0))
+    sec = time.perf_counter() - t
+    _, rel = coupled_chain(F, Fh, heuristic_scales(F, Fh, 1.0))
+    relaxed = max(int(r.sum()) for r in rel)  # the largest G_RR block: ReLU rows of both channels
+    A = np.random.default_rng(0).standard_normal((relaxed, relaxed))
+    A = A @ A.T
+    t = time.perf_counter()
+    np.linalg.eigh(A)
+    eig = time.perf_counter() - t
+    row = {"network": COST_NET, "fraction": 0.3, "coupled_width": coupled_width(F), "relaxed_block": relaxed,
+           "scalar_joint_seconds": sec, "scalar_joint_over_pgd": v / stored[(COST_NET, 0.3)]["pgd_ball"],
+           "auto_over_pgd": stored[(COST_NET, 0.3)]["merged_auto_over_pgd"], "one_eigh_seconds": eig,
+           "recursion_steps_with_relaxed_block": sum(bool(np.any(s.relu)) for s in F.stages[:-1])}
+    print(row, flush=True)
+    return [row]
+
+
+def _term_chain(F, Fh, i):
+    """The chain of Statement 12.8's term i (0-based stage i pruned) for Statement 12.60's recursion: F_hat's channel
+    [shat; 1] before stage i, the rows [E_i, db_i] at it, then only the error channel through F's stages (slopes in
+    [0, 1], no constant: E and db are 0 there in the term). Output side first, as joint.coupled_chain."""
+    from probprune.certificates.lower import stage_diff
+
+    L, mats, rel = F.depth, [], []
+    for j in range(L - 1, -1, -1):
+        if j > i:
+            mats.append(F.stages[j].M)
+        elif j == i:
+            E, db = stage_diff(F, Fh, j)
+            mats.append(np.hstack([E, db[:, None]]))
+        else:
+            sh = Fh.stages[j]
+            one = np.zeros((1, sh.M.shape[1] + 1))
+            one[0, -1] = 1.0
+            mats.append(np.vstack([np.hstack([sh.M, sh.b[:, None]]), one]))
+    for j in range(L - 2, -1, -1):
+        rel.append(np.asarray(F.stages[j].relu, bool) if j >= i
+                   else np.concatenate([np.asarray(Fh.stages[j].relu, bool), [False]]))
+    return mats, rel
+
+
+def probe_perterm(stored):
+    """Statement 12.8's terms one by one by Statement 12.60's recursion (each term is the sup of one error vector
+    through the unpruned rest: a valid bound of the term), against the mixed bound's own terms."""
+    from probprune.certificates.joint import _recursion
+    from probprune.certificates.lower import stage_diff
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.certificates.tight import unscale
+
+    rows = []
+    for name, q in ((POOL_NET, 0.3), (POOL_NET, 0.6), ("mlp_mnist1d_40-100-100", 0.3)):
+        F, Fh = _pair(name, q)
+        pgd = stored[(name, q)]["pgd_ball"]
+        mx = lemma_a_mixed(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0))
+        for i in range(F.depth):
+            E, db = stage_diff(F, Fh, i)
+            if not (np.any(E) or np.any(db)):
+                continue
+            mats, rel = _term_chain(F, Fh, i)
+            row = {"network": name, "fraction": q, "stage": F.stages[i].name,
+                   "mixed_term_over_pgd": unscale(mx.terms[i], F.scale_exp) / pgd}
+            for s in (0, ADAM_STEPS):
+                row[f"joint_term_adam{s}_over_pgd"] = unscale(_recursion(mats, rel, 1.0, s)[0], F.scale_exp) / pgd
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+PROBES = {"kappa": probe_kappa, "gamma": probe_gamma, "adam": probe_adam, "stability": probe_stability,
+          "cost": probe_cost, "perterm": probe_perterm}
+
+
+def main(argv):
+    names = argv or list(PROBES)
+    bad = [n for n in names if n not in PROBES]
+    if bad:
+        print(f"error: unknown probe {bad[0]!r} (one of {', '.join(PROBES)})", file=sys.stderr)
+        return 2
+    stored = _stored()
+    out = {}
+    if os.path.exists(OUT):
+        with open(OUT) as f:
+            out = json.load(f)
+    out.setdefault("probes", {})
+    for n in names:
+        t = time.perf_counter()
+        out["probes"][n] = {"rows": PROBES[n](stored), "seconds": time.perf_counter() - t,
+                            "load_start": os.getloadavg()[0]}
+    out.update(benchmark="joint bound probes (THEORY §12.12, issue 19)", doc=__doc__.split("\n\n")[0],
+               machine=platform.processor() or platform.machine(), blas_threads=1)
+    tmp = OUT + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(tmp, OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
