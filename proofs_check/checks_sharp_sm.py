@@ -158,8 +158,9 @@ def _chk_mc():
                     P = np.zeros_like(flat, bool)
                     np.put_along_axis(P, np.argsort(key, axis=1)[:, :k], True, axis=1)
                 wh = np.where(P, 0.0, flat) / ((1 - q) if method == "random_rescaled" else 1.0)
-                Xk = np.einsum("tn,nij->tij", flat, O)
-                Xh = np.einsum("tn,nij->tij", wh, O)
+                Of = O.reshape(O.shape[0], -1)  # a BLAS product instead of an einsum loop (same sums)
+                Xk = (flat @ Of).reshape(-1, *O.shape[1:])
+                Xh = (wh @ Of).reshape(-1, *O.shape[1:])
                 A = Xk if A is None else Xk @ A
                 B = Xh if B is None else Xh @ B
             f2 = ((A - B) ** 2).sum(axis=(1, 2))
