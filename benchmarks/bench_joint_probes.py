@@ -11,6 +11,8 @@ time are in question).
   (stable ones could be fixed in the recursion);
 * ``perterm``: Statement 12.8's terms, each by Statement 12.60's recursion on its own chain, against the mixed
   bound's terms;
+* ``budget_cnn``: issue 22's digits CNN with max pooling at q = 0.4: the mixed bound's terms against a PGD of each
+  term, and CROWN's rows of the last term against a PGD of each row;
 * ``cost``: the scalar joint bound on the 16x16 residual net (4,097 coupled coordinates) next to one eigh of its
   relaxed block size, in the same run.
 
@@ -243,8 +245,71 @@ def probe_perterm(stored):
     return rows
 
 
+def probe_budget_cnn(stored):
+    """Issue 22's digits CNN with max pooling (bench_budget_ratio's trained network) at the uniform fraction 0.4,
+    where its budget target needs a certificate <= eps = 12.34: the mixed bound's terms (Statement 12.8) against a
+    PGD of each term alone (sup_x ||H_{i-1}(x) - H_i(x)||, H_i = F with its first i weight layers pruned; the terms'
+    sups sum to at least the total's), and CROWN's per-row bounds of the last term against a PGD of each row."""
+    import copy
+
+    import torch
+
+    import bench_budget_ratio as BR
+    from probprune.budgets.apriori import magnitude_prune_count
+    from probprune.certificates.lower import lower_graph_pair, stage_diff
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import CoupledPropagator, Region, l2_sup_from_linear
+    from probprune.certificates.tight import unscale
+    from probprune.measure.attack import pgd_sup_error
+    from probprune.net.trace import from_torch
+
+    torch.set_num_threads(1)
+    q = 0.4
+    m, shape, _, _ = BR.trained_networks(0)["digits_cnn_maxpool"]
+    g = from_torch(m, shape)
+    masks = {k: magnitude_prune_count(w, int(q * w.size)) != 0 for k, w in g.weights.items()}
+    F, Fh = lower_graph_pair(g, g.with_masks(masks))
+    mx = lemma_a_mixed(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0))
+    names = [k for k in masks]
+
+    def hybrid(i):  # the first i weight layers pruned
+        h = copy.deepcopy(m)
+        with torch.no_grad():
+            params = dict(h.named_parameters())
+            for k in names[:i]:
+                params[k].mul_(torch.as_tensor(masks[k], dtype=params[k].dtype))
+        return h.eval()
+
+    H = [hybrid(i) for i in range(len(names) + 1)]
+    total = pgd_sup_error(H[0], H[-1], shape, restarts=128, steps=100).value
+    terms = [pgd_sup_error(H[i], H[i + 1], shape, restarts=128, steps=100).value for i in range(len(names))]
+    live = [unscale(t, F.scale_exp) for t in mx.terms if t > 0]
+    # the last term's rows: CROWN upper / lower bounds against a PGD of |row|
+    P = CoupledPropagator(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0), modes="hat")
+    E, db = stage_diff(F, Fh, F.depth - 1)
+    Lx, const, mag = P._backward_upper(F.depth - 2, None, torch.as_tensor(np.vstack([E, -E])), "hat", start_act=True)
+    off = torch.as_tensor(np.concatenate([db, -db]))
+    r = l2_sup_from_linear(P, Lx, const + off, mag + off.abs(), E.shape[0])
+    crown_rows = unscale(1.0, F.scale_exp) * np.maximum(r.coord_upper[0], -r.coord_lower[0])
+    feat = torch.nn.Sequential(*list(H[-1].children())[:-1])
+    Wd = (m[-1].weight - H[-1][-1].weight).detach()
+    bd = (m[-1].bias - H[-1][-1].bias).detach()
+    zero = lambda x: torch.zeros(x.shape[0], 1, dtype=torch.float64)  # noqa: E731
+    pgd_rows = [pgd_sup_error(lambda x, j=j: (feat(x) @ Wd.T + bd)[:, j:j + 1], zero, shape, restarts=32,
+                              steps=60).value for j in range(E.shape[0])]
+    row = {"network": "digits_cnn_maxpool (bench_budget_ratio)", "fraction": q, "eps_needed": 12.335,
+           "mixed": unscale(mx.eps, F.scale_exp), "mixed_terms": live, "pgd_total": total, "pgd_terms": terms,
+           "pgd_terms_sum_over_total": sum(terms) / total,
+           "mixed_term_over_pgd_term": [a / b for a, b in zip(live, terms)],
+           "last_term_crown_row_over_pgd_row": [float(a / b) for a, b in zip(crown_rows, pgd_rows)],
+           "last_term_crown_l2": unscale(float(r.eps[0]), F.scale_exp)}
+    print(row, flush=True)
+    return [row]
+
+
 PROBES = {"kappa": probe_kappa, "gamma": probe_gamma, "adam": probe_adam, "stability": probe_stability,
-          "cost": probe_cost, "perterm": probe_perterm}
+          "cost": probe_cost, "perterm": probe_perterm,
+          "budget_cnn": probe_budget_cnn}
 
 
 def main(argv):
