@@ -13,6 +13,8 @@ time are in question).
   bound's terms;
 * ``budget_cnn``: issue 22's digits CNN with max pooling at q = 0.4: the mixed bound's terms against a PGD of each
   term, and CROWN's rows of the last term against a PGD of each row;
+* ``median_row``: the row at the overall median (cnn_maxpool_mnist16, q = 0.9): the mixed bound's terms against
+  a PGD of each term;
 * ``cost``: the scalar joint bound on the 16x16 residual net (4,097 coupled coordinates) next to one eigh of its
   relaxed block size, in the same run.
 
@@ -50,21 +52,26 @@ def _stored():
     return {(n["name"], f["fraction"]): f for n in res["networks"] for f in n["fractions"]}
 
 
-def _pair(name, q):
+def _model(name):
+    """(float64 model, input shape) of a bench_certificates network (its cache; trained there with seed 0)."""
     import torch
-
-    from probprune.certificates.lower import lower_graph_pair
-    from probprune.net.trace import from_torch
 
     torch.set_num_threads(1)
     cache = os.environ.get("PROBPRUNE_BENCH_CACHE", "/tmp/probprune_bench_cache")
     for (n, _fam, dsn, img, build, ep) in BC._nets():
         if n == name:
             ds, model = BC._trained(n, dsn, img, build, ep, cache)
-            model = model.double().eval()
-            g = from_torch(model, tuple(ds.input_shape))
-            return lower_graph_pair(g, g.with_masks(BC.graph_masks(model, g, q)))
+            return model.double().eval(), tuple(ds.input_shape)
     raise SystemExit(f"error: unknown network {name!r}")
+
+
+def _pair(name, q):
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    model, shape = _model(name)
+    g = from_torch(model, shape)
+    return lower_graph_pair(g, g.with_masks(BC.graph_masks(model, g, q)))
 
 
 def _value(F, Fh, kappa, steps=0, gamma=None):
@@ -245,13 +252,58 @@ def probe_perterm(stored):
     return rows
 
 
+def _term_attacks(m, masks, shape):
+    """(hybrids H_0..H_k, PGD of ||H_0 - H_k||, PGD of each ||H_{i-1} - H_i||), H_i = the model with its first i
+    masked weight layers pruned (``masks`` in the model's parameter order): Statement 12.8's terms one by one."""
+    import copy
+
+    import torch
+
+    from probprune.measure.attack import pgd_sup_error
+
+    names = list(masks)
+
+    def hybrid(i):
+        h = copy.deepcopy(m)
+        with torch.no_grad():
+            params = dict(h.named_parameters())
+            for k in names[:i]:
+                params[k].mul_(torch.as_tensor(masks[k], dtype=params[k].dtype))
+        return h.eval()
+
+    H = [hybrid(i) for i in range(len(names) + 1)]
+    total = pgd_sup_error(H[0], H[-1], shape, restarts=128, steps=100).value
+    return H, total, [pgd_sup_error(H[i], H[i + 1], shape, restarts=128, steps=100).value for i in range(len(names))]
+
+
+def probe_median_row(stored):
+    """The row at the overall median of certificates.json (cnn_maxpool_mnist16, q = 0.9): the mixed bound's terms
+    against a PGD of each term alone, and the slope products Pi_i."""
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+    from probprune.certificates.tight import unscale
+
+    name, q = "cnn_maxpool_mnist16", 0.9
+    m, shape = _model(name)
+    F, Fh = _pair(name, q)
+    mx = lemma_a_mixed(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0), pair_bounds="none")
+    _, total, terms = _term_attacks(m, BC._magnitude_masks(m, q), shape)
+    live = [i for i, t in enumerate(mx.terms) if t > 0]
+    row = {"network": name, "fraction": q, "pgd_total_stored": stored[(name, q)]["pgd_ball"], "pgd_total": total,
+           "mixed_none_over_pgd": unscale(mx.eps, F.scale_exp) / total,
+           "mixed_terms": [unscale(mx.terms[i], F.scale_exp) for i in live], "pgd_terms": terms,
+           "mixed_term_over_pgd_term": [unscale(mx.terms[i], F.scale_exp) / t for i, t in zip(live, terms)],
+           "pgd_terms_sum_over_total": sum(terms) / total, "V": [float(mx.V[i]) for i in live],
+           "Pi": [float(mx.Pi[i]) for i in live]}
+    print(row, flush=True)
+    return [row]
+
+
 def probe_budget_cnn(stored):
     """Issue 22's digits CNN with max pooling (bench_budget_ratio's trained network) at the uniform fraction 0.4,
     where its budget target needs a certificate <= eps = 12.34: the mixed bound's terms (Statement 12.8) against a
     PGD of each term alone (sup_x ||H_{i-1}(x) - H_i(x)||, H_i = F with its first i weight layers pruned; the terms'
     sups sum to at least the total's), and CROWN's per-row bounds of the last term against a PGD of each row."""
-    import copy
-
     import torch
 
     import bench_budget_ratio as BR
@@ -270,19 +322,7 @@ def probe_budget_cnn(stored):
     masks = {k: magnitude_prune_count(w, int(q * w.size)) != 0 for k, w in g.weights.items()}
     F, Fh = lower_graph_pair(g, g.with_masks(masks))
     mx = lemma_a_mixed(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0))
-    names = [k for k in masks]
-
-    def hybrid(i):  # the first i weight layers pruned
-        h = copy.deepcopy(m)
-        with torch.no_grad():
-            params = dict(h.named_parameters())
-            for k in names[:i]:
-                params[k].mul_(torch.as_tensor(masks[k], dtype=params[k].dtype))
-        return h.eval()
-
-    H = [hybrid(i) for i in range(len(names) + 1)]
-    total = pgd_sup_error(H[0], H[-1], shape, restarts=128, steps=100).value
-    terms = [pgd_sup_error(H[i], H[i + 1], shape, restarts=128, steps=100).value for i in range(len(names))]
+    H, total, terms = _term_attacks(m, masks, shape)
     live = [unscale(t, F.scale_exp) for t in mx.terms if t > 0]
     # the last term's rows: CROWN upper / lower bounds against a PGD of |row|
     P = CoupledPropagator(F, Fh, Region(centers=np.zeros((1, F.n_in)), radius=1.0), modes="hat")
@@ -309,7 +349,7 @@ def probe_budget_cnn(stored):
 
 PROBES = {"kappa": probe_kappa, "gamma": probe_gamma, "adam": probe_adam, "stability": probe_stability,
           "cost": probe_cost, "perterm": probe_perterm,
-          "budget_cnn": probe_budget_cnn}
+          "budget_cnn": probe_budget_cnn, "median_row": probe_median_row}
 
 
 def main(argv):
