@@ -43,12 +43,40 @@ def test_auto_without_limit_equals_the_explicit_methods_bit_for_bit(pool):
         assert c.components["propagate"] == certify_chains(F, Fh, "propagate", 1.0).eps
         assert c.components["composed_bwd"] == certify_chains(F, Fh, "composed", 1.0).components["composed_bwd"]
         full = CoupledPropagator(F, Fh, reg)
-        for mode in ("scalar", "none"):
+        # on max-pool chains the scalar variant runs only where the full mixed bound was stopped (THEORY §12.9)
+        modes = ("none",) if pool == "max" else ("scalar", "none")
+        for mode in modes:
             assert c.components["mixed_" + mode] == lemma_a_mixed(F, Fh, reg, full, pair_bounds=mode).eps
+    if pool == "max":
+        skipped = next(st for st in c.stages if st.get("stage") == "skipped components")
+        assert "mixed_scalar" not in c.components and "full mixed bound finished" in skipped["mixed_scalar"]
+    else:
+        assert c.components["mixed_scalar"] <= c.components["mixed_none"] * (1 + 1e-12)
     assert c.eps == min(v for k, v in c.components.items() if k not in ("propagate_coordinate", "propagate_affine"))
-    assert c.components["mixed_scalar"] <= c.components["mixed_none"] * (1 + 1e-12)
+    assert c.components["mixed"] <= c.components["mixed_none"] * (1 + 1e-12)
     lb = pgd_sup_error(g.forward, gh.forward, (1, 8, 8), 32, 40, 0).value
     assert c.components["mixed_none"] >= lb and c.eps >= lb
+
+
+def test_max_pool_chains_run_the_scalar_mixed_bound_only_when_the_full_one_stops(monkeypatch):
+    """On max-pool chains "auto" runs the full mixed bound right after the single-norm one (its segments through the
+    pools are what the scalar variant lacks, THEORY §12.9); where the full one fails, the scalar one still runs."""
+    import probprune.certificates.tight as T
+
+    g, gh = _pair(1, 8, "max")
+    F, Fh = lower_graph_pair(g, gh)
+    real = T.lemma_a_mixed
+
+    def flaky(*a, **kw):
+        if kw.get("pair_bounds", "full") == "full":
+            raise FloatingPointError("injected")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(T, "lemma_a_mixed", flaky)
+    with bound_cache(False):
+        c = certify_chains(F, Fh, "auto", 1.0, time_limit=None)
+    assert "mixed" not in c.components and "mixed_scalar" in c.components
+    assert c.components["mixed_scalar"] <= c.components["mixed_none"] * (1 + 1e-12)
 
 
 def test_upgraded_hat_propagator_equals_the_full_one_bit_for_bit():

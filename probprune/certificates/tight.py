@@ -141,7 +141,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     other stage runs under the deadline and is stopped at it (the propagator between stages and row chunks, the
     pair/segment/mixed searches between bounds), in the order of their cost on the benchmark's large CNNs (TB):
     the F_hat-only propagator, the mixed bound with single-norm slope products ("mixed_none") and with scalar pair
-    bounds ("mixed_scalar", Statement 12.33), the full mixed bound, pairs, then the coupled propagation (its
+    bounds ("mixed_scalar", Statement 12.33), the full mixed bound (on max-pool chains before the scalar one, which
+    then runs only if the full one was stopped: THEORY §12.9), pairs, then the coupled propagation (its
     propagator upgraded to F and the coupled channel) and the SDP; off the origin the coupled propagation comes
     before the mixed bounds. Right after the composed bound (at the origin, if the limit is not yet spent), the mixed
     bound without propagation (Statement 12.51, milliseconds) is computed: it is reported as "mixed_none" only if
@@ -324,6 +325,17 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                            "ones)")
             else:  # no time check: the scalar variant is the fallback when the full one was stopped or refused
                 guarded("mixed_scalar", run_mixed_cheap("scalar"), limited=False)
+        elif F.lip_blocks:
+            # max-pool chains: single norms first, then the full searches, whose segments through the pools
+            # (Statement 12.41) the scalar pair bounds lack; the scalar variant only where the full one was stopped
+            # (POOL_FULL_FIRST: measured gains below)
+            guarded("mixed_none", run_mixed_cheap("none"))
+            guarded("mixed", run_mixed)
+            if "mixed" in comps:
+                skipped["mixed_scalar"] = ("not run: the full mixed bound finished (its pair bounds are <= the scalar "
+                                           "ones)")
+            else:
+                guarded("mixed_scalar", run_mixed_cheap("scalar"))
         else:
             # single norms first (seconds on the 16x16 CNNs), then the scalar pair bounds, then the full searches
             # (Statement 12.33: each is a valid pair bound choice; where a later one finishes it is <= the earlier)
