@@ -38,9 +38,12 @@ def test_auto_time_limit_is_a_hard_wall_on_a_cnn():
         wall = time.perf_counter() - t
     assert wall <= 1.5 + 0.3, wall
     skipped = next(s for s in c.stages if s.get("stage") == "skipped components")
-    assert {"mixed", "pairs"} <= set(skipped), skipped  # seconds-long searches on this CNN: not run in 1.5 s
-    for k in ("mixed", "pairs"):
-        assert "time limit" in skipped[k] and k not in c.components
+    # seconds-long searches on this CNN do not all fit in 1.5 s (the full mixed bound may, since on max-pool chains
+    # it runs before the scalar one, THEORY §12.9): what the limit stopped is named and contributes nothing
+    timed = {k for k, v in skipped.items() if k != "stage" and "time limit" in v}
+    assert "pairs" in timed, skipped
+    for k in timed:
+        assert k not in c.components
     assert "composed_bwd" in c.components and c.eps == min(
         v for k, v in c.components.items() if k not in ("propagate_coordinate", "propagate_affine"))
     lb = pgd_sup_error(g.forward, gh.forward, (1, 14, 14), 16, 40, 0).value
