@@ -318,24 +318,19 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if auto and prop is not None:
         if not at_origin:  # off the origin the coupled propagation is the main bound (composed/pairs do not apply)
             guarded("propagate", run_region)
-        if scalar_if_mixed_fails:
-            guarded("mixed", run_mixed)
-            if "mixed" in comps:
-                skipped["mixed_scalar"] = ("not run: the full mixed bound finished (its pair bounds are <= the scalar "
-                                           "ones)")
-            else:  # no time check: the scalar variant is the fallback when the full one was stopped or refused
-                guarded("mixed_scalar", run_mixed_cheap("scalar"), limited=False)
-        elif F.lip_blocks:
-            # max-pool chains: single norms first, then the full searches, whose segments through the pools
-            # (Statement 12.41) the scalar pair bounds lack; the scalar variant only where the full one was stopped
-            # (POOL_FULL_FIRST: measured gains below)
-            guarded("mixed_none", run_mixed_cheap("none"))
+        if scalar_if_mixed_fails or F.lip_blocks:
+            # the full mixed bound first, the scalar variant only where it was stopped or refused: the certified
+            # budget's final certification (scalar_if_mixed_fails; then without a time check) and max-pool chains
+            # (after single norms: the scalar pair bounds lack the full ones' segments through the pools, Statement
+            # 12.41; THEORY §12.9)
+            if not scalar_if_mixed_fails:
+                guarded("mixed_none", run_mixed_cheap("none"))
             guarded("mixed", run_mixed)
             if "mixed" in comps:
                 skipped["mixed_scalar"] = ("not run: the full mixed bound finished (its pair bounds are <= the scalar "
                                            "ones)")
             else:
-                guarded("mixed_scalar", run_mixed_cheap("scalar"))
+                guarded("mixed_scalar", run_mixed_cheap("scalar"), limited=not scalar_if_mixed_fails)
         else:
             # single norms first (seconds on the 16x16 CNNs), then the scalar pair bounds, then the full searches
             # (Statement 12.33: each is a valid pair bound choice; where a later one finishes it is <= the earlier)
