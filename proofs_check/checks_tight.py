@@ -105,6 +105,43 @@ def _chk_pair():
     return "3 identities; 20 random pairs and 8 three-factor chains vs exhaustive vertices"
 
 
+@register("tight-pair-thin", "push-through identity of Statement 12.2b; the thin pair bound (p < n) equals the "
+          "12.2 bound on A^T A at the same t and is >= every vertex value", "§12.2", "symbolic+numeric",
+          covers=["tight-pair-thin"])
+def _chk_pair_thin():
+    from probprune.certificates.compose import _scalar_sproc, _thin_pair, pair_bound
+
+    # symbolic: (tau I - A^T A)^{-1} = tau^{-1} (I + A^T (tau I - A A^T)^{-1} A) on a 1 x 2 A (p < n)
+    a1, a2 = sp.symbols("a1 a2", real=True)
+    tau = sp.Symbol("tau", positive=True)
+    A = sp.Matrix([[a1, a2]])
+    lhs = (tau * sp.eye(2) - A.T * A).inv()
+    rhs = (sp.eye(2) + A.T * (tau * sp.eye(1) - A * A.T).inv() * A) / tau
+    for e in lhs - rhs:
+        sym_zero(sp.simplify(e), "push-through identity")
+    rng = np.random.default_rng(1222)
+    n_pairs = 0
+    for _ in range(25):
+        n = int(rng.integers(3, 11))
+        p = int(rng.integers(1, n))
+        A, B = rng.normal(size=(p, n)), rng.normal(size=(n, int(rng.integers(1, 7))))
+        lmax, SG, weights = _thin_pair(A, B, None)
+        G = A.T @ A
+        lam, V = np.linalg.eigh(G)
+        slack = (p + 10) * np.finfo(float).eps * float((A * A).sum())
+        lam2, _, SG2, lmax2, w2 = _scalar_sproc(lam, V, B, slack)
+        for s in (-3.0, 0.0, 2.0):  # the same t: equal values up to rounding (slacks differ by O(u ||A||^2))
+            t1, t2 = lmax / 2 * (1 + np.exp(s)), lmax2 / 2 * (1 + np.exp(s))
+            require(abs(t1 - t2) <= 1e-9 * t1, "thin and full forms choose different t")
+            v1, v2 = SG.exact(weights(s)), SG2.exact(w2(s))
+            require(abs(v1 - v2) <= 1e-7 * max(v1, v2), f"thin {v1} != full {v2} at the same t")
+        vmax = max(np.linalg.norm(A * np.array(dd) @ B, 2) for dd in itertools.product((0.0, 1.0), repeat=n))
+        pb = pair_bound(A, B)
+        require(vmax <= pb, f"thin pair bound {pb} below a vertex value {vmax}")
+        n_pairs += 1
+    return f"1 identity; {n_pairs} random pairs with p < n: thin = full at 3 multipliers, >= exhaustive vertices"
+
+
 @register("tight-unroll", "F - F_hat = sum_i M_L S ... S_i (E_i shat + db_i) with slopes in [0,1]; grouping and "
           "mixed bounds >= sampled errors", "§12.3", "numeric", covers=["tight-unroll", "tight-mixed", "tight-anchored"])
 def _chk_unroll():

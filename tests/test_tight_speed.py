@@ -324,3 +324,39 @@ def test_pool_segments_cached_equals_uncached_bit_for_bit(seed):
     warm = lemma_a_mixed(F, Fh, reg).eps
     assert ref == cold == warm
     assert ref <= without
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thin_pair_bound_equals_the_full_form_and_stays_above_vertices(seed):
+    """Statement 12.2b: for a wide A (p < n) pair_bound decomposes A A^T; at the same multiplier t its value is the
+    full form's (A^T A) up to rounding, and it is >= every vertex value of sup ||A D B||."""
+    rng = np.random.default_rng(seed)
+    n, p = 9, int(rng.integers(1, 9))
+    A, B = rng.normal(size=(p, n)), rng.normal(size=(n, int(rng.integers(1, 12))))
+    lmax, SG, w = C._thin_pair(A, B, None)
+    lam, V = np.linalg.eigh(A.T @ A)
+    _, _, SG2, lmax2, w2 = C._scalar_sproc(lam, V, B, (p + 10) * np.finfo(float).eps * float((A * A).sum()))
+    for s in (-2.0, 0.0, 1.5):
+        assert SG.exact(w(s)) == pytest.approx(SG2.exact(w2(s)), rel=1e-8)
+    vmax = max(np.linalg.norm(A * np.array(d) @ B, 2) for d in itertools.product((0.0, 1.0), repeat=n))
+    assert vmax <= C.pair_bound(A, B)
+
+
+def test_scalar_and_full_mixed_share_the_wide_pair_bounds(monkeypatch):
+    """The mixed bound's "scalar" and "full" modes compute a pair bound above DIAG_MAX_DIM once (one content key)."""
+    monkeypatch.setattr(C, "DIAG_MAX_DIM", 2)  # every pair of this small net counts as wide
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    g = from_torch(m, (6,))
+    masks = {k: np.random.default_rng(1).random(tuple(v.shape)) < 0.6 for k, v in g.weights.items()}
+    F, Fh = lower_graph_pair(g, g.with_masks(masks))
+    calls = []
+    orig = C.pair_bound
+    monkeypatch.setattr(C, "pair_bound", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    C.clear_bound_cache()
+    reg = Region(np.zeros((1, 6)), 1.0)
+    lemma_a_mixed(F, Fh, reg, pair_bounds="scalar")
+    n_scalar = len(calls)
+    assert n_scalar > 0
+    lemma_a_mixed(F, Fh, reg, pair_bounds="full")
+    assert len(calls) == n_scalar

@@ -131,12 +131,16 @@ def _eigh256_seconds() -> float:
     return min(ts)
 
 
-def predicted_pair_seconds(d: int) -> float:
-    """Predicted seconds of one pair bound with middle dimension ``d``: PAIR_COST_EIGHS x eigh(d) extrapolated (d^3)
-    from :func:`_eigh256_seconds`; 0 for d <= PAIR_COST_MIN_DIM. A prediction, used only to decide whether to start."""
-    if d <= PAIR_COST_MIN_DIM:
+def predicted_pair_seconds(d: int, rows: int | None = None, cols: int | None = None) -> float:
+    """Predicted seconds of one pair bound sup ||A D B|| with middle dimension ``d`` (A: rows x d, B: d x cols):
+    PAIR_COST_EIGHS x eigh(k) extrapolated (k^3) from :func:`_eigh256_seconds`, where k is the largest dense matrix
+    the bound decomposes: d alone (shapes not given: the S-procedure chain steps), or max(min(rows, d), min(d, cols))
+    (:func:`pair_bound`: the Gram of A on its smaller side, Statement 12.2b, and the scaled Gram of the second factor
+    on its smaller side); 0 for k <= PAIR_COST_MIN_DIM. A prediction, used only to decide whether to start."""
+    k = d if rows is None or cols is None else max(min(rows, d), min(d, cols))
+    if k <= PAIR_COST_MIN_DIM:
         return 0.0
-    return PAIR_COST_EIGHS * _eigh256_seconds() * (d / 256.0) ** 3
+    return PAIR_COST_EIGHS * _eigh256_seconds() * (k / 256.0) ** 3
 
 
 # ---------------------------------------------------------------------------------------------- bound cache
@@ -441,22 +445,29 @@ class _ScaledGram:
     """lambda_max(Y^T diag(w) Y) for one n x m matrix Y and many weight vectors w >= 0 (the S-procedure steps of
     Statements 12.2 / 12.10 for different multipliers t). The nonzero spectrum of Y^T W Y equals that of
     W^{1/2} (Y Y^T) W^{1/2}: with P = Y Y^T formed once (n <= m), each w costs O(n^2) to form the n x n matrix instead
-    of O(n^2 m). ``exact(w)``: the LAPACK top eigenvalue (what a bound is made of). ``estimate(w)``: a Krylov
-    (Rayleigh-Ritz, :func:`_krylov_top`) estimate warm-started at the previous top Ritz vector, only to choose t in
-    the scalar minimisation (the bound is then evaluated with ``exact`` at the chosen t)."""
+    of O(n^2 m). ``fixed`` (> 0, n > m): the first ``fixed`` rows share one weight w[0] (the thin pair bound,
+    Statement 12.2b), so their Gram C = Y[:fixed]^T Y[:fixed] is formed once. ``exact(w)``: the LAPACK top eigenvalue
+    (what a bound is made of). ``estimate(w)``: a Krylov (Rayleigh-Ritz, :func:`_krylov_top`) estimate warm-started
+    at the previous top Ritz vector, only to choose t in the scalar minimisation (the bound is then evaluated with
+    ``exact`` at the chosen t)."""
 
     LANCZOS_MIN = 96  # smaller matrices: exact eigenvalues are as cheap as Lanczos
 
-    def __init__(self, Y: np.ndarray):
+    def __init__(self, Y: np.ndarray, fixed: int = 0):
         self.Y = Y
         n, m = Y.shape
         self.P = Y @ Y.T if n <= m else None
+        self.fixed = int(fixed) if self.P is None else 0
+        self.C = Y[:self.fixed].T @ Y[:self.fixed] if self.fixed else None
         self.v0 = None
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         if self.P is not None:
             r = np.sqrt(w)
             K = self.P * r[:, None] * r[None, :]
+        elif self.fixed:
+            k = self.fixed
+            K = w[0] * self.C + (self.Y[k:] * w[k:, None]).T @ self.Y[k:]
         else:
             K = (self.Y * w[:, None]).T @ self.Y
         return (K + K.T) / 2
@@ -465,11 +476,15 @@ class _ScaledGram:
         return _top_eig(self.matrix(w))
 
     def estimate(self, w: np.ndarray) -> float:
-        if self.P is None or self.P.shape[0] < self.LANCZOS_MIN:
+        if min(self.Y.shape) < self.LANCZOS_MIN:
             return _top_eig(self.matrix(w))
-        r = np.sqrt(w)
-        P = self.P
-        val, self.v0 = _krylov_top(lambda v: r * (P @ (r * v)), P.shape[0], self.v0)
+        if self.P is not None:
+            r = np.sqrt(w)
+            P = self.P
+            val, self.v0 = _krylov_top(lambda v: r * (P @ (r * v)), P.shape[0], self.v0)
+        else:  # m x m operator Y^T diag(w) Y by two products with Y (O(nm) per step, not O(n m^2) to form it)
+            Y = self.Y
+            val, self.v0 = _krylov_top(lambda v: Y.T @ (w * (Y @ v)), Y.shape[1], self.v0)
         return val
 
 
@@ -534,7 +549,9 @@ def _scalar_sproc(lam: np.ndarray, V: np.ndarray, X: np.ndarray, slack: float):
 def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float:
     """Statement 12.2: an upper bound on sup_{D diagonal, 0 <= D <= I} ||A D B||_2, minimised over the scalar
     multiplier t > ||A||^2 / 2 (any such t gives a valid bound; the minimisation only picks a good one: it runs on
-    Krylov estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`)."""
+    Krylov estimates, and the bound is the LAPACK eigenvalue at the chosen t, :class:`_ScaledGram`). Where A has
+    fewer rows than columns (p < n), the same bound in its thin form (Statement 12.2b): the eigendecomposition of the
+    p x p matrix A A^T instead of the n x n A^T A (a 1024 x 2048 factor: one eigh of 1024, not of 2048)."""
     from scipy.optimize import minimize_scalar
 
     A = np.asarray(A, float)
@@ -543,10 +560,13 @@ def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float
         raise ProbPruneError(f"pair_bound: shapes {A.shape} and {B.shape} do not compose")
     if not np.any(A) or not np.any(B):
         return 0.0
-    G = A.T @ A
-    lam, V = _eigh_kept(G, ("AtA", _fpA) if _fpA is not None else None)
-    slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
-    lam, _, SG, lmax, weights = _scalar_sproc(lam, V, B, slack)
+    if A.shape[0] < A.shape[1]:
+        lmax, SG, weights = _thin_pair(A, B, _fpA)
+    else:
+        G = A.T @ A
+        lam, V = _eigh_kept(G, ("AtA", _fpA) if _fpA is not None else None)
+        slack = (A.shape[0] + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
+        lam, _, SG, lmax, weights = _scalar_sproc(lam, V, B, slack)
 
     res = minimize_scalar(lambda x: SG.estimate(weights(x)), bounds=(-12.0, 6.0), method="bounded",
                           options={"xatol": 1e-3})
@@ -554,6 +574,39 @@ def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float
     if res.success and float(res.x) != 0.0:
         val = min(val, SG.exact(weights(float(res.x))))
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
+
+
+def scalar_pair_bound(A: np.ndarray, B: np.ndarray, fpA: bytes, fpB: bytes) -> float:
+    """:func:`pair_bound` (Statement 12.2, scalar multiplier) memoised by the factors' content fingerprints, under
+    the deadline (not started when predicted to end past it): one value shared by the mixed bound's "scalar" and
+    "full" modes, whose pair bounds above DIAG_MAX_DIM are this same computation."""
+    def compute():
+        check_deadline(predicted_pair_seconds(A.shape[1], A.shape[0], B.shape[1]))
+        return pair_bound(A, B, fpA)
+
+    return _cached(("pair-scalar", fpA, fpB, PAIR_REL), compute)
+
+
+def _thin_pair(A: np.ndarray, B: np.ndarray, _fpA: bytes | None):
+    """Statement 12.2b (A is p x n with p < n): with A A^T = U diag(lam) U^T (eigenvalues padded up by a rounding
+    allowance, as in 12.2) and W = U^T A B, for t > lam_max / 2
+    t^2 B^T (2tI - A^T A)^{-1} B <= (t / 2) (B^T B + W^T diag(1 / (2t - lam)) W)   (push-through identity),
+    i.e. Y^T diag(w) Y with Y = [B; W] and w = (t/2, ..., t/2, (t/2) / (2t - lam)). Returns (lam_max, the scaled
+    Gram of Y, weights(log s)) with t = lam_max / 2 (1 + e^s), as :func:`_scalar_sproc`."""
+    n = A.shape[1]
+    H = A @ A.T
+    lam, U = _eigh_kept((H + H.T) / 2, ("AAt", _fpA) if _fpA is not None else None)
+    # the Gram's inner dimension is n here (m in 12.2's A^T A): the same allowance with the roles exchanged
+    slack = (n + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", A, A))
+    lam = np.maximum(lam, 0.0) + slack
+    SG = _ScaledGram(np.vstack([B, U.T @ (A @ B)]), fixed=n)
+    lmax = float(lam[-1])
+
+    def weights(logs):
+        t = lmax / 2 * (1 + math.exp(logs))
+        return np.concatenate([np.full(n, t / 2), (t / 2) / (2 * t - lam)])
+
+    return lmax, SG, weights
 
 
 def sproc_chain_bound(mats: Sequence[np.ndarray], diag_steps: int = 20, diag_max_dim: int = DIAG_MAX_DIM,
@@ -942,14 +995,15 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
         check_deadline()
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
 
+        if not (DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM):  # wider: no diagonal multipliers (cost)
+            return scalar_pair_bound(A, B, fp((kind_a, i)), fp((kind_b, j)))
+
         def compute():  # (not cached: a pair bound cannot be stopped inside, do not start one that cannot end)
-            check_deadline(predicted_pair_seconds(A.shape[1]))
-            if DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM:
-                # Statement 12.10 with m = 2: the scalar pair bound of Statement 12.2 at the chosen t and the diagonal
-                # multipliers started there, the smaller of the two (the state after the pair is reused by segments)
-                return sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j))),
-                                         scalar_too=True)
-            return pair_bound(A, B, fp((kind_a, i)))  # wider: no diagonal multipliers (cost)
+            check_deadline(predicted_pair_seconds(A.shape[1], A.shape[0], B.shape[1]))
+            # Statement 12.10 with m = 2: the scalar pair bound of Statement 12.2 at the chosen t and the diagonal
+            # multipliers started there, the smaller of the two (the state after the pair is reused by segments)
+            return sproc_chain_bound([A, B], diag_steps=DIAG_STEPS, _fps=(fp((kind_a, i)), fp((kind_b, j))),
+                                     scalar_too=True)
 
         return _cached(("pair", fp((kind_a, i)), fp((kind_b, j)), DIAG_STEPS, DIAG_MAX_DIM, PAIR_REL), compute)
 

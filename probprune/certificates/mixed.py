@@ -89,17 +89,26 @@ SCALAR_POOL_SEGMENT_LEN = 4
 
 
 def _scalar_pair_cache(mats: dict):
-    """Pair bounds by Statement 12.2 with the scalar multiplier only (compose.pair_bound; no diagonal multipliers,
-    no longer segments): any valid pair bound may enter the grouping of Statement 12.3 (§12.9, Statement 12.33)."""
+    """Pair bounds by Statement 12.2 with the scalar multiplier only (compose.scalar_pair_bound; no diagonal
+    multipliers, no longer segments): any valid pair bound may enter the grouping of Statement 12.3 (§12.9, Statement
+    12.33). Memoised by content: the "full" mode reuses the values of its pairs above compose.DIAG_MAX_DIM."""
     from functools import lru_cache
 
-    from probprune.certificates.compose import check_deadline, pair_bound
+    from probprune.certificates.compose import check_deadline, fingerprint, scalar_pair_bound
+
+    fps: dict = {}
+
+    def fp(k):
+        if k not in fps:
+            fps[k] = fingerprint(mats[k])
+        return fps[k]
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
         check_deadline()
-        return pair_bound(mats[(kind_a, i)], mats[(kind_b, j)])
+        return scalar_pair_bound(mats[(kind_a, i)], mats[(kind_b, j)], fp((kind_a, i)), fp((kind_b, j)))
 
+    pb.fp = fp
     return pb
 
 
@@ -155,11 +164,9 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
             mats[("M", i)], mats[("E", i)], mats[("H", i)] = st.M, diffs[i][0], sth.M
         pb = _scalar_pair_cache(mats)
         if pool_segments and F.lip_blocks:  # Statement 12.41 segments through max-pool blocks (one pass per start)
-            from probprune.certificates.compose import _pool_segment_fn, fingerprint
+            from probprune.certificates.compose import _pool_segment_fn
 
-            fps: dict = {}
-            pb.pool_segment = _pool_segment_fn(F, mats, lambda k: fps.setdefault(k, fingerprint(mats[k])),
-                                              max_len=SCALAR_POOL_SEGMENT_LEN)
+            pb.pool_segment = _pool_segment_fn(F, mats, pb.fp, max_len=SCALAR_POOL_SEGMENT_LEN)
     single.update({("H", i): n.Mhat[i] for i in range(L)})
     single.update({("w", i): float(np.linalg.norm(w[i])) * (1 + 1e-12) for i in range(L)})
     # beta_{i}: sup ||shat_i||, i = -1 (the input) .. L-2
