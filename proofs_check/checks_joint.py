@@ -189,3 +189,47 @@ def _chk_ground_truth():
     require(jb >= a, f"max-pool CNN: joint {jb} < attack {a}")
     return (f"linear chains: joint / exact {min(ratios):.3f}-{max(ratios):.3f}; ReLU MLPs: joint / attack "
             f"{min(pg):.2f}-{max(pg):.2f}; residual+BN: {min(res):.2f}-{max(res):.2f}; max-pool CNN: {jb / a:.2f}")
+
+
+@register("tight-joint-thin", "Statement 12.61: the thin scalar step (state C with fewer rows than relaxed "
+          "coordinates) gives the form of 12.60 (b) at the same t up to rounding, and u^T G u <= ||C' u'||^2",
+          "§12.12", "numeric", covers=["tight-joint-thin"])
+def _chk_thin_step():
+    import probprune.certificates.joint as J
+
+    rng = np.random.default_rng(6112)
+    worst_rel = 0.0
+    for trial in range(200):
+        n, m = int(rng.integers(4, 12)), int(rng.integers(2, 6))
+        rel = np.r_[rng.random(n) < 0.8, False]
+        if rel.sum() < 3:
+            rel[:3] = True
+        C = rng.normal(size=(int(rng.integers(1, rel.sum())), n + 1))  # fewer rows than relaxed coordinates
+        X = rng.normal(size=(n + 1, m + 1))
+        X[-1] = 0.0
+        X[-1, -1] = 1.0
+        forms = []
+        try:
+            for thin in (True, False):
+                J.THIN_STEPS = thin
+                st = J._Step(C, X, rel)
+                require(st.thin == thin, "the thin path was not taken")
+                lmax = st.scalar_setup()
+                if thin:  # one multiplier for both forms (the slacks differ by O(u), far below its margin)
+                    t = lmax / 2 * (1 + float(np.exp(rng.normal())))
+                Cs = st.scalar_C(t)
+                forms.append((Cs.T @ Cs, st))
+        finally:
+            J.THIN_STEPS = True
+        Gt, Gf = forms[0][0], forms[1][0]
+        rel_err = float(np.abs(Gt - Gf).max() / max(np.abs(Gf).max(), 1e-300))
+        worst_rel = max(worst_rel, rel_err)
+        require(rel_err <= 1e-8, f"trial {trial}: thin and full forms differ by {rel_err:.2e} (relative)")
+        G = C.T @ C
+        for _ in range(20):
+            up = np.r_[rng.normal(size=m), rng.normal()]
+            y = X @ up
+            u = np.where(rel, rng.random(n + 1) * (rng.random(n + 1) < 0.8), 1.0) * y
+            lhs, rhs = float(u @ G @ u), float(up @ Gt @ up)
+            require(lhs <= rhs * (1 + 1e-10) + 1e-10, f"trial {trial}: {lhs} > {rhs}")
+    return f"200 random thin steps x 20 (u', D): thin = full form at the same t (largest relative gap {worst_rel:.1e})"

@@ -126,6 +126,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("tight-mixed", "§12.3", "Statement 12.8: sum_i min(Pi_i V_i, pi_i beta_{i-1} + Pi_i db_i)"),
     DStatement("tight-anchored", "§12.3", "Statement 12.9: v_i = w_i + E_i Shat Mhat ... (x - x0); chain bounds of both parts"),
     DStatement("tight-pair-thin", "§12.2", "Statement 12.2b: t^2 B^T (2tI - A^T A)^{-1} B <= (t/2)(B^T B + W^T diag(1/(2t - lam')) W), W = U^T A B, A A^T <= U diag(lam') U^T"),
+    DStatement("tight-joint-thin", "§12.12", "Statement 12.61: the joint step from G = C^T C with fewer rows than relaxed coordinates by the r x r matrix C_R C_R^T (push-through)"),
     DStatement("tight-chain", "§12.2", "Statement 12.10: S-procedure chain recursion G_{k+1} = t^2 X^T (2tI - G_k)^{-1} X"),
     DStatement("tight-maxpool", "§12.7", "Statement 12.13: max over a window = ReLU tree b + ReLU(a - b); exact chain lowering"),
     DStatement("tight-maxpool-block", "§12.7", "Statement 12.17: a max-pool block is one sqrt(c_max)-Lipschitz step of composed Lemma A"),

@@ -360,3 +360,17 @@ def test_scalar_and_full_mixed_share_the_wide_pair_bounds(monkeypatch):
     assert n_scalar > 0
     lemma_a_mixed(F, Fh, reg, pair_bounds="full")
     assert len(calls) == n_scalar
+
+
+def test_thin_joint_step_gives_the_full_steps_bound(monkeypatch):
+    """Statement 12.61: the joint bound with the thin first step equals the one with every step in the full form."""
+    from probprune.certificates import joint as J
+
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Linear(7, 12), nn.ReLU(), nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 3)).double()
+    g = from_torch(m, (7,))
+    masks = {k: np.random.default_rng(2).random(tuple(v.shape)) < 0.6 for k, v in g.weights.items()}
+    F, Fh = lower_graph_pair(g, g.with_masks(masks))
+    thin = J.joint_bound(F, Fh, 1.0).eps
+    monkeypatch.setattr(J, "THIN_STEPS", False)
+    assert thin == pytest.approx(J.joint_bound(F, Fh, 1.0).eps, rel=1e-9)

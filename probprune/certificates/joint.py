@@ -30,6 +30,7 @@ from probprune.certificates.propagate import trs_dual_bound
 JOINT_MAX_DIM = 4200  # refuse when a coupled state (2 x width + 1) exceeds this (an eigh and Choleskys of that size
 # per step; resnet_bn_digits, 2,049: 10.9 s with 10 Adam steps, 21.7 s with 40)
 KAPPA_RANGE = (1e-8, 1e8)
+THIN_STEPS = True  # Statement 12.61's thin scalar step where the state has fewer rows than relaxed coordinates
 JOINT_ADAM_LR = 0.1  # Adam step on log T of the joint bound's diagonal multipliers (compose's default 0.05 for the
 # pair/segment bounds). Measured at 15 / 25 steps: LeNet-300-100 (trained, q = 0.3) 0.693 / 0.668 -> 0.661 / 0.654,
 # digits MLP 2.068 / 2.018 -> 2.021 / 1.989, residual digits MLP (q = 0.4) 25.37 / 23.18 -> 22.90 / 22.35; at 5 / 10
@@ -155,22 +156,56 @@ class _Step:
     coordinates; ``rel`` the relaxed ones R, the others F fixed at slope 1): for a diagonal T > 0 with
     2T - G_RR > 0, G' = Z^T (2T - G_RR)^{-1} Z + X_F^T G_FF X_F, Z = T X_R + G_RF X_F, returned as C' with
     G' = C'^T C'. The eigenvalues of G_RR (scalar T = tI) are lifted by a rounding slack, G_FF by the same (both only
-    enlarge G'); a diagonal T is certified by the Cholesky factor of 2T - G_RR - slack I."""
+    enlarge G'); a diagonal T is certified by the Cholesky factor of 2T - G_RR - slack I.
+
+    Thin form (Statement 12.61, C with fewer rows r than relaxed coordinates): the scalar step decomposes the r x r
+    matrix C_R C_R^T instead of the |R| x |R| G_RR (push-through identity, as 12.2b); G_RR and G_RF are formed only
+    if a diagonal step asks for them."""
 
     def __init__(self, C: np.ndarray, X: np.ndarray, rel: np.ndarray):
-        G = C.T @ C
-        G = (G + G.T) / 2
         self.X, self.rel = X, rel
         R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
-        self.GRR = G[np.ix_(R, R)]
-        self.GRF = G[np.ix_(R, Fx)]
         self.XR, self.XF = X[R], X[Fx]
-        self.slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
-        self.KF = _lifted_factor(G[np.ix_(Fx, Fx)], self.slack) @ self.XF  # KF^T KF = X_F^T (G_FF + slack I) X_F
         self.m = X.shape[1]
+        self.thin = THIN_STEPS and C.shape[0] < R.size
+        if self.thin:
+            self.CR, self.CF = C[:, R], C[:, Fx]
+            self.slack = (max(C.shape) + 10) * np.finfo(float).eps * float(np.einsum("ij,ij->", C, C))
+            GFF = self.CF.T @ self.CF
+            self._GRR = self._GRF = None
+        else:
+            G = C.T @ C
+            G = (G + G.T) / 2
+            self._GRR = G[np.ix_(R, R)]
+            self._GRF = G[np.ix_(R, Fx)]
+            self.slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
+            GFF = G[np.ix_(Fx, Fx)]
+        self.KF = _lifted_factor((GFF + GFF.T) / 2, self.slack) @ self.XF  # KF^T KF = X_F^T (G_FF + slack I) X_F
+
+    @property
+    def GRR(self) -> np.ndarray:
+        if self._GRR is None:
+            G = self.CR.T @ self.CR
+            self._GRR = (G + G.T) / 2
+        return self._GRR
+
+    @property
+    def GRF(self) -> np.ndarray:
+        if self._GRF is None:
+            self._GRF = self.CR.T @ self.CF
+        return self._GRF
 
     # ---- scalar multiplier
     def scalar_setup(self):
+        if self.thin:
+            # 12.61: (2tI - C_R^T C_R)^{-1} = (2t)^{-1} (I + C_R^T (2tI - H)^{-1} C_R), H = C_R C_R^T = U diag(lam) U^T
+            H = self.CR @ self.CR.T
+            lam, U = np.linalg.eigh((H + H.T) / 2)
+            self.lam = np.maximum(lam, 0.0) + self.slack
+            self.Q = self.CF @ self.XF  # G_RF X_F = C_R^T Q
+            self.P1 = U.T @ (self.CR @ self.XR)  # U^T C_R Z(t) = t P1 + P2
+            self.P2 = U.T @ (H @ self.Q)
+            return float(self.lam[-1]) if self.lam.size else 0.0
         lam, V = np.linalg.eigh(self.GRR)
         self.lam = np.maximum(lam, 0.0) + self.slack
         self.P = V.T @ self.XR
@@ -178,8 +213,19 @@ class _Step:
         return float(self.lam[-1]) if self.lam.size else 0.0
 
     def scalar_matvec(self, t: float):
+        KF = self.KF
+        if self.thin:
+            XR, CR, Q, P1, P2 = self.XR, self.CR, self.Q, self.P1, self.P2
+            c = 1.0 / (2 * t)
+            d2 = c / (2 * t - self.lam)
+
+            def mv(v):
+                z = t * (XR @ v) + CR.T @ (Q @ v)
+                w = d2 * (t * (P1 @ v) + P2 @ v)
+                return c * (t * (XR.T @ z) + Q.T @ (CR @ z)) + t * (P1.T @ w) + P2.T @ w + KF.T @ (KF @ v)
+            return mv
         d = 1.0 / np.sqrt(2 * t - self.lam)
-        P, H, KF = self.P, self.H, self.KF
+        P, H = self.P, self.H
 
         def mv(v):
             w = d * d * (t * (P @ v) + H @ v)
@@ -187,6 +233,10 @@ class _Step:
         return mv
 
     def scalar_C(self, t: float) -> np.ndarray:
+        if self.thin:
+            Z = t * self.XR + self.CR.T @ self.Q
+            d = 1.0 / np.sqrt(2 * t * (2 * t - self.lam))
+            return np.vstack([Z / math.sqrt(2 * t), (t * self.P1 + self.P2) * d[:, None], self.KF])
         d = 1.0 / np.sqrt(2 * t - self.lam)
         return np.vstack([(t * self.P + self.H) * d[:, None], self.KF])
 
