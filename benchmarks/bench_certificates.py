@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import platform
 import statistics
 import sys
@@ -68,6 +69,28 @@ def _trained(name, dsname, images, build, epochs, cache):
         train(model, ds, epochs=epochs, seed=0)
         torch.save(model.state_dict(), path)
     return ds, model
+
+
+def model_sha1(model) -> str:
+    """SHA-1 of a model's state (parameter and buffer names, shapes, float32 bytes): the stored rows name the network
+    they were measured on, so a cache trained by other code is detected instead of mixed in."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_model(net: dict, model, path: str) -> None:
+    """Refuse rows measured on another model than the cached one (stale cache or changed training code)."""
+    sha = model_sha1(model)
+    if net.get("model_sha1", sha) != sha:
+        raise SystemExit(f"error: {path} was measured on model {net['model_sha1'][:12]}, the cache holds "
+                         f"{sha[:12]}; move the stale results away and rerun")
+    net["model_sha1"] = sha
 
 
 def _nets():
@@ -176,7 +199,7 @@ def _run_fraction(model, g, shape, q) -> dict:
     try:
         t = time.perf_counter()
         F, Fh = lower_graph_pair(g, gh)
-        c = certify_chains(F, Fh, "auto", 1.0, time_limit=TIME_LIMIT)
+        c = certify_chains(F, Fh, "auto", 1.0, time_limit=TIME_LIMIT, clock_start=t)  # the limit covers the lowering
         r["new_seconds"] = r["auto_seconds"] = time.perf_counter() - t
         r["new_eps"] = r["auto_eps"] = c.eps
         r["new_method"] = r["auto_method"] = c.method
@@ -300,6 +323,7 @@ def run(names=None, cache=None) -> None:
                        "test_accuracy": float(evaluate(model, ds.X_test, ds.y_test)), "epochs": epochs,
                        "parameters": int(sum(p.numel() for p in model.parameters())), "fractions": [],
                        "train_or_load_seconds": time.perf_counter() - t}
+            _check_model(net, model, path)
             model = model.double().eval()
             shape = tuple(ds.input_shape)
             g = graph_from_torch(model, shape)
@@ -330,6 +354,8 @@ def run(names=None, cache=None) -> None:
                 if q in done:
                     continue
                 r = _run_fraction(model, g, shape, q)
+                r["code"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                           cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
                 net["fractions"].append(r)
                 save(net, path)
                 print(f"  q={q}: old/pgd {r['old_over_pgd']:.2f} new/pgd {r.get('new_over_pgd', float('nan')):.2f} "
@@ -431,6 +457,7 @@ def rescore_auto(names=None, cache=None, force: bool = False) -> None:
         if not todo:
             continue
         ds, model = _trained(name, dsname, images, build, epochs, cache)
+        _check_model(net, model, path)
         model = model.double().eval()
         g = graph_from_torch(model, tuple(ds.input_shape))
         for r in todo:
