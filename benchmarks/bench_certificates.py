@@ -431,8 +431,6 @@ def rescore_auto(names=None, cache=None, force: bool = False) -> None:
     counts from before the lowering (``clock_start``), so ``merged_auto_seconds`` (lowering + certificate) is what
     the limit bounds. ``force`` (``--force``): rescore rows scored by another commit too; their earlier
     ``merged_*`` fields are kept as ``prev_merged_*`` (once: the first earlier value stays)."""
-    import subprocess
-
     import torch
 
     from probprune.certificates.lower import lower_graph_pair
