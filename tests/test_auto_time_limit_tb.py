@@ -122,16 +122,54 @@ def test_tiny_limit_names_the_stages_skipped_for_time_and_returns_the_composed_b
     assert c.components["composed_bwd"] == certify_chains(F, Fh, "composed", 1.0).components["composed_bwd"]
 
 
-def test_pair_stages_not_started_when_predicted_too_slow(monkeypatch):
+def test_pairs_stage_not_started_and_mixed_leaves_out_slow_pairs(monkeypatch):
+    """A pair bound predicted past the limit: the "pairs" stage is not started; the mixed bounds run and leave such
+    pairs out one by one (single norms there), naming how many; their value is then the single-norm one."""
+    from probprune.certificates import compose as C
+
     g, gh = _pair(0, 8, "max")
     F, Fh = lower_graph_pair(g, gh)
     monkeypatch.setattr(T, "predicted_pair_seconds", lambda F: 1e9)
+    monkeypatch.setattr(C, "predicted_pair_seconds", lambda d, rows=None, cols=None: 1e9)
+    monkeypatch.setattr(C, "DIAG_MAX_DIM", 0)  # every pair goes through the scalar (predicted) path
     c = certify_chains(F, Fh, "auto", 1.0, time_limit=60.0)
     sk = next(s for s in c.stages if s.get("stage") == "skipped components")
-    for name in ("mixed_scalar", "mixed", "pairs"):
-        assert sk[name].startswith("not started: one pair bound is predicted"), sk
-    assert "mixed_none" in c.components and "propagate" in c.components
+    assert sk["pairs"].startswith("not started: one pair bound is predicted"), sk
+    left = next(s for s in c.stages if s.get("stage") == "pair bounds left out for time")
+    assert "pair bound(s) left out" in left["mixed"]
+    assert {"mixed_none", "mixed", "propagate"} <= set(c.components)
+    assert c.components["mixed"] <= c.components["mixed_none"] * (1 + 1e-9)
     assert T.predicted_pair_seconds.__name__ == "<lambda>"
+
+
+def test_pool_pass_keeps_the_terms_finished_before_the_deadline(monkeypatch):
+    """The mixed bound's second pass (segments through max-pool blocks) stopped after its first term: that term's
+    improvement is kept, the others keep their first-pass values (each term bounds its own sup, Statement 12.8)."""
+    from probprune.certificates import compose as C
+    from probprune.certificates.mixed import lemma_a_mixed
+    from probprune.certificates.propagate import Region
+
+    g, gh = _pair(0, 8, "max")
+    F, Fh = lower_graph_pair(g, gh)
+    reg = Region(np.zeros((1, F.n_in)), 1.0)
+    full = lemma_a_mixed(F, Fh, reg)
+    first = lemma_a_mixed(F, Fh, reg, pool_segments=False)
+    orig = C._pool_segment_fn
+    calls = {"n": 0}
+
+    def stopping(*a, **k):
+        fn = orig(*a, **k)
+
+        def wrapped(keys):
+            calls["n"] += 1
+            if calls["n"] > 1:
+                raise C.TimeLimitReached()
+            return fn(keys)
+        return wrapped
+    monkeypatch.setattr(C, "_pool_segment_fn", stopping)
+    part = lemma_a_mixed(F, Fh, reg)
+    assert full.eps <= part.eps * (1 + 1e-12) <= first.eps * (1 + 1e-9)
+    assert all(p >= f * (1 - 1e-12) for p, f in zip(part.terms, full.terms))
 
 
 def test_pair_cost_prediction_is_zero_on_small_chains():

@@ -43,11 +43,17 @@ def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.
     (issue 19 UA, the hard wall). Seconds predicted x compose.STEP_SAFETY: the per-row rate of the last query at this
     stage; else the rate of the largest query so far (rows x (stage + 1), its fixed costs weigh least there); before
     the first query, the back-substitution (2 x rows) at the per-row rates measured while the propagator was built,
-    x 1.5 for the memo key and the concretisation."""
+    x 1.5 for the memo key and the concretisation. Memoised on the propagator by content (stage, its modes, the
+    fingerprints of C and the offset): "auto" runs the mixed bound in several pair modes on one propagator, and the
+    sups V_i and beta_i do not depend on the mode."""
     import time
 
-    from probprune.certificates.compose import _STEPS, STEP_SAFETY, check_deadline
+    from probprune.certificates.compose import _STEPS, STEP_SAFETY, check_deadline, fingerprint
 
+    memo = prop.__dict__.setdefault("_rows_memo", {})
+    key = (stage, prop.modes, fingerprint(C), fingerprint(offset))
+    if key in memo:
+        return memo[key]
     hist = _STEPS.get()
     if hist is None:
         hist = {}
@@ -67,6 +73,7 @@ def _sup_l2_rows(prop: CoupledPropagator, stage: int, C: np.ndarray, offset: np.
     hist[("query", stage)] = dt / max(rows, 1.0)
     if rate is None or work >= rate[0]:
         prop._query_rate = (work, dt)
+    memo[key] = out
     return out
 
 
@@ -94,7 +101,7 @@ def _scalar_pair_cache(mats: dict):
     12.33). Memoised by content: the "full" mode reuses the values of its pairs above compose.DIAG_MAX_DIM."""
     from functools import lru_cache
 
-    from probprune.certificates.compose import check_deadline, fingerprint, scalar_pair_bound
+    from probprune.certificates.compose import check_deadline, fingerprint, pair_fits, scalar_pair_bound
 
     fps: dict = {}
 
@@ -106,7 +113,10 @@ def _scalar_pair_cache(mats: dict):
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
         check_deadline()
-        return scalar_pair_bound(mats[(kind_a, i)], mats[(kind_b, j)], fp((kind_a, i)), fp((kind_b, j)))
+        A, B = mats[(kind_a, i)], mats[(kind_b, j)]
+        if not pair_fits(A, B):  # predicted past the deadline: single norms for this pair, the others go on
+            return math.inf
+        return scalar_pair_bound(A, B, fp((kind_a, i)), fp((kind_b, j)))
 
     pb.fp = fp
     return pb
@@ -223,14 +233,16 @@ def lemma_a_mixed(F: Chain, Fhat: Chain, region: Region, prop: CoupledPropagator
         terms.append(t_i), Vs.append(V), Pis.append(Pi)
     if pool_seg is not None:
         # second pass with them: each term is an upper bound of its own sup (Statement 12.8's proof), so the smaller
-        # of the two passes is kept term by term; past the deadline the first pass is returned as it is
+        # of the two passes is kept term by term; past the deadline the terms not reached keep their first-pass value
         from probprune.certificates.compose import TimeLimitReached
 
         pb.pool_segment = pool_seg
-        try:
-            better = {i: term(i, Vs[i]) for i in live}
-        except TimeLimitReached:
-            better = {}
+        better = {}
+        for i in sorted(live, key=lambda j: -terms[j]):  # the largest terms first: past the deadline the terms
+            try:  # finished so far are kept
+                better[i] = term(i, Vs[i])
+            except TimeLimitReached:
+                break
         for i, (t_i, _, Pi) in better.items():
             terms[i] = min(terms[i], t_i)
             Pis[i] = min(Pis[i], Pi)
