@@ -1,8 +1,9 @@
 """TH (issue 22 item 5): registries of behaviour instead of string switches.
 
-* the before/after grid (tests/th_golden_grid.py, recorded on the commit before the refactor, 6a63040): bit-identical
-  numbers, JSON and error messages of a-priori bounds, budgets, calibrated bounds and the §9 per-entry functions
-  (the full grid is slow; its §9 part runs by default);
+* the before/after grid (tests/th_golden_grid.py, recorded on the commit before the refactor, 6a63040): the same
+  numbers (within GOLDEN_ULPS units in the last place: CPU-specific SIMD kernels change last bits across machines),
+  JSON and error messages of a-priori bounds, budgets, calibrated bounds and the §9 per-entry functions (the full
+  grid is slow; its §9 part runs by default);
 * the registry's strategy objects (laws, entry models, pruning methods, bounds, allocation modes, activations),
   checked against independent ground truths (quadrature, simulation, closed forms);
 * a guard that counts the string switches left in the files this change owns."""
@@ -26,6 +27,33 @@ from probprune.core.errors import ProbPruneError  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+GOLDEN_ULPS = 64  # floats (hex strings) may differ by this many units in the last place (~1.4e-14 relative) from
+# the recording machine: numpy/scipy pick CPU-specific SIMD kernels for exp/log/pow, whose last bits differ between
+# CPUs (a fresh machine on 2026-12-07 gave 12 of the entry functions' values 1-9 ulps off the recording, the 9 after
+# a subtraction); a changed formula moves far more bits than that
+
+
+def _ulps(a: str, b: str) -> int:
+    """Distance in units in the last place between two float64 values written by float.hex()."""
+    ia, ib = (np.float64(float.fromhex(v)).view(np.int64) for v in (a, b))
+    ia, ib = (int(i) if i >= 0 else -(1 << 63) - int(i) for i in (ia, ib))  # order-preserving integer map
+    return abs(ia - ib)
+
+
+def _same(got, want) -> bool:
+    """Structure, non-floats and exact zeros equal; floats within GOLDEN_ULPS."""
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want))
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(_same(got[k], want[k]) for k in got)
+    if isinstance(got, str) and isinstance(want, str) and got != want:
+        try:
+            return _ulps(got, want) <= GOLDEN_ULPS and (float.fromhex(got) == 0) == (float.fromhex(want) == 0)
+        except ValueError:  # not a float: an error message or a name
+            return False
+    return got == want
+
+
 def _compare(heavy: bool):
     from th_golden_grid import GOLDEN, grid
 
@@ -33,18 +61,27 @@ def _compare(heavy: bool):
     got = grid(heavy=heavy)
     if heavy:
         assert sorted(got) == sorted(want)
-    bad = [k for k in got if got[k] != want[k]]
-    assert not bad, f"{len(bad)} grid entries changed, e.g. {bad[:5]}"
+    bad = [k for k in got if not _same(got[k], want[k])]
+    assert not bad, f"{len(bad)} grid entries changed beyond {GOLDEN_ULPS} ulps, e.g. {bad[:5]}"
     return got
 
 
-def test_golden_entry_functions_bit_identical():
+def test_golden_ulp_distance_is_what_it_says():
+    one = (1.0).hex()
+    assert _ulps(one, np.nextafter(1.0, 2.0).hex()) == 1
+    assert _ulps((-0.5).hex(), np.nextafter(-0.5, 0.0).hex()) == 1
+    assert _ulps(one, (1.0 + 1e-12).hex()) > GOLDEN_ULPS
+    assert not _same([one], [(1.0 + 1e-12).hex()]) and _same([one, 3], [one, 3]) and not _same([one], [one, one])
+    assert _same({"a": one, "b": [one]}, {"b": [one], "a": one}) and not _same({"a": one}, {"a": one, "b": 1})
+
+
+def test_golden_entry_functions_within_ulps():
     got = _compare(heavy=False)
     assert len(got) > 60
 
 
 @pytest.mark.slow
-def test_golden_grid_bit_identical():
+def test_golden_grid_within_ulps():
     _compare(heavy=True)
 
 
