@@ -374,3 +374,22 @@ def test_thin_joint_step_gives_the_full_steps_bound(monkeypatch):
     thin = J.joint_bound(F, Fh, 1.0).eps
     monkeypatch.setattr(J, "THIN_STEPS", False)
     assert thin == pytest.approx(J.joint_bound(F, Fh, 1.0).eps, rel=1e-9)
+
+
+def test_a_cached_pair_bound_is_used_even_when_a_new_one_would_be_late(monkeypatch):
+    """compose.scalar_pair_bound(skip_if_late=True) under a deadline: +inf for an uncached pair predicted past it
+    (single norms stand in), the cached value for a pair computed before."""
+    import time
+
+    rng = np.random.default_rng(5)
+    A, B = rng.normal(size=(5, 9)), rng.normal(size=(9, 4))
+    fa, fb = C.fingerprint(A), C.fingerprint(B)
+    C.clear_bound_cache()
+    v = C.scalar_pair_bound(A, B, fa, fb)
+    monkeypatch.setattr(C, "predicted_pair_seconds", lambda d, rows=None, cols=None: 1e9)
+    with C.deadline(time.perf_counter() + 60.0), C.count_pair_skips() as skips:
+        assert C.scalar_pair_bound(A, B, fa, fb, skip_if_late=True) == v
+        assert skips == []
+        B2 = B + 1.0
+        assert C.scalar_pair_bound(A, B2, fa, C.fingerprint(B2), skip_if_late=True) == math.inf
+        assert skips == [((5, 9), (9, 4))]

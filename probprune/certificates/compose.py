@@ -607,15 +607,26 @@ def pair_bound(A: np.ndarray, B: np.ndarray, _fpA: bytes | None = None) -> float
     return math.sqrt(max(val, 0.0)) * (1 + PAIR_REL)
 
 
-def scalar_pair_bound(A: np.ndarray, B: np.ndarray, fpA: bytes, fpB: bytes) -> float:
+def scalar_pair_bound(A: np.ndarray, B: np.ndarray, fpA: bytes, fpB: bytes, skip_if_late: bool = False) -> float:
     """:func:`pair_bound` (Statement 12.2, scalar multiplier) memoised by the factors' content fingerprints, under
     the deadline (not started when predicted to end past it): one value shared by the mixed bound's "scalar" and
-    "full" modes, whose pair bounds above DIAG_MAX_DIM are this same computation."""
+    "full" modes, whose pair bounds above DIAG_MAX_DIM are this same computation. ``skip_if_late``: a value not in
+    the cache and predicted to end past the deadline is returned as +inf (:func:`pair_fits`; not cached) instead of
+    stopping the caller."""
+    key = ("pair-scalar", fpA, fpB, PAIR_REL)
+    if skip_if_late and _CACHE_ON.get():
+        with _CACHE_LOCK:
+            hit = key in _CACHE
+        if not hit and not pair_fits(A, B):
+            return math.inf
+    elif skip_if_late and not pair_fits(A, B):
+        return math.inf
+
     def compute():
         check_deadline(predicted_pair_seconds(A.shape[1], A.shape[0], B.shape[1]))
         return pair_bound(A, B, fpA)
 
-    return _cached(("pair-scalar", fpA, fpB, PAIR_REL), compute)
+    return _cached(key, compute)
 
 
 def _thin_pair(A: np.ndarray, B: np.ndarray, _fpA: bytes | None):
@@ -1027,9 +1038,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
         A, B = mats[(kind_a, i)], mats[(kind_b, j)]
 
         if not (DIAG_STEPS > 0 and A.shape[1] <= DIAG_MAX_DIM):  # wider: no diagonal multipliers (cost)
-            if not pair_fits(A, B):
-                return math.inf
-            return scalar_pair_bound(A, B, fp((kind_a, i)), fp((kind_b, j)))
+            return scalar_pair_bound(A, B, fp((kind_a, i)), fp((kind_b, j)), skip_if_late=True)
 
         def compute():  # (not cached: a pair bound cannot be stopped inside, do not start one that cannot end)
             check_deadline(predicted_pair_seconds(A.shape[1], A.shape[0], B.shape[1]))

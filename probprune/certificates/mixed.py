@@ -101,7 +101,7 @@ def _scalar_pair_cache(mats: dict):
     12.33). Memoised by content: the "full" mode reuses the values of its pairs above compose.DIAG_MAX_DIM."""
     from functools import lru_cache
 
-    from probprune.certificates.compose import check_deadline, fingerprint, pair_fits, scalar_pair_bound
+    from probprune.certificates.compose import check_deadline, fingerprint, scalar_pair_bound
 
     fps: dict = {}
 
@@ -113,10 +113,9 @@ def _scalar_pair_cache(mats: dict):
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
         check_deadline()
-        A, B = mats[(kind_a, i)], mats[(kind_b, j)]
-        if not pair_fits(A, B):  # predicted past the deadline: single norms for this pair, the others go on
-            return math.inf
-        return scalar_pair_bound(A, B, fp((kind_a, i)), fp((kind_b, j)))
+        # a pair not cached and predicted past the deadline is +inf: single norms there, the others go on
+        return scalar_pair_bound(mats[(kind_a, i)], mats[(kind_b, j)], fp((kind_a, i)), fp((kind_b, j)),
+                                 skip_if_late=True)
 
     pb.fp = fp
     return pb

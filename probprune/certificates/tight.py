@@ -39,7 +39,7 @@ SDP_FO_ITERS = 600  # Adam steps of the first-order SDP for method="sdp" above s
 SDP_FO_AUTO_ITERS = 300  # "auto" runs the first-order SDP (§12.6b) above SDP_AUTO_DIM while its time limit lasts,
 # at most this many Adam steps
 PAIR_STAGES = ("pairs",)  # the "auto" stage not started when one pair bound is predicted past the limit (the mixed
-# bounds leave such pairs out one by one instead, compose.pair_fits, and name how many under "skipped components")
+# bounds leave such pairs out one by one instead, compose.pair_fits, named under "pair bounds left out for time")
 SDP_FO_AUTO_MIN_SECONDS = 1.0  # ... and only when at least this much of the time limit is left
 SDP_FO_IN_AUTO = False  # default of certify_chains(sdp_fo=None): off, because on the benchmark nets the first-order
 # SDP is looser than the mixed bound (benchmarks/results/sdp_fo.json) and would spend the whole time limit in every
