@@ -251,6 +251,14 @@ def _cached(key: tuple, compute):
     return v
 
 
+def _cache_has(key: tuple) -> bool:
+    """Whether :func:`_cached` would answer ``key`` from the cache (False while the cache is off)."""
+    if not _CACHE_ON.get():
+        return False
+    with _CACHE_LOCK:
+        return key in _CACHE
+
+
 #: the S-procedure state G_k after a prefix X_1..X_k of a chain (Statement 12.10) is, like the bounds, a pure
 #: function of the prefix's factors and the parameters: kept (byte-bounded LRU) so that a segment resumes where an
 #: earlier call on the same prefix stopped (the F-only prefixes of every F_hat of a search; a pair followed by the
@@ -614,12 +622,7 @@ def scalar_pair_bound(A: np.ndarray, B: np.ndarray, fpA: bytes, fpB: bytes, skip
     the cache and predicted to end past the deadline is returned as +inf (:func:`pair_fits`; not cached) instead of
     stopping the caller."""
     key = ("pair-scalar", fpA, fpB, PAIR_REL)
-    if skip_if_late and _CACHE_ON.get():
-        with _CACHE_LOCK:
-            hit = key in _CACHE
-        if not hit and not pair_fits(A, B):
-            return math.inf
-    elif skip_if_late and not pair_fits(A, B):
+    if skip_if_late and not _cache_has(key) and not pair_fits(A, B):
         return math.inf
 
     def compute():
