@@ -232,6 +232,17 @@ def fingerprint(M) -> bytes:
     return h.digest()
 
 
+def fingerprint_memo(mats: dict):
+    """k -> fingerprint(mats[k]), each computed once (the pair searches ask for the same factor many times)."""
+    fps: dict = {}
+
+    def fp(k):
+        if k not in fps:
+            fps[k] = fingerprint(mats[k])
+        return fps[k]
+    return fp
+
+
 def _cached(key: tuple, compute):
     """compute() memoised under ``key`` (a tuple of fingerprints and parameters) while the cache is on."""
     if not _CACHE_ON.get():
@@ -772,8 +783,8 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     """Adam (Kingma & Ba; step ``lr``, default 0.05, betas 0.9 / 0.999) on log T for a diagonal S-procedure multiplier
     T (Statements 12.10, 12.60), from T = t0 1. ``evaluate(T, grad)`` returns (value, gradient in log T or None,
     payload), or None where T is not admissible (then back to the best T, half the step). Each of the ``steps``
-    iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). Returns ((value, T, payload) at t0 1,
-    (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
+    iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). Returns
+    ((value, T, payload) at t0 1, (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
     logt = np.full(n, math.log(t0))
     first = evaluate(np.exp(logt), False)
     if first is None:
@@ -1028,12 +1039,7 @@ def _pair_cache(F: Chain, Fhat: Chain, extra: dict | None = None, pool_segments:
         mats[("E", i)] = stage_diff(F, Fhat, i)[0]
         mats[("H", i)] = sh.M
     mats.update(extra or {})
-    fps: dict = {}
-
-    def fp(k):
-        if k not in fps:
-            fps[k] = fingerprint(mats[k])
-        return fps[k]
+    fp = fingerprint_memo(mats)
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):

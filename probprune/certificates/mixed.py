@@ -101,14 +101,9 @@ def _scalar_pair_cache(mats: dict):
     12.33). Memoised by content: the "full" mode reuses the values of its pairs above compose.DIAG_MAX_DIM."""
     from functools import lru_cache
 
-    from probprune.certificates.compose import check_deadline, fingerprint, scalar_pair_bound
+    from probprune.certificates.compose import check_deadline, fingerprint_memo, scalar_pair_bound
 
-    fps: dict = {}
-
-    def fp(k):
-        if k not in fps:
-            fps[k] = fingerprint(mats[k])
-        return fps[k]
+    fp = fingerprint_memo(mats)
 
     @lru_cache(maxsize=None)
     def pb(kind_a, i, kind_b, j):
