@@ -65,5 +65,8 @@ def _chk_budget_auto():
                 require(abs(v - r.eps_achieved) <= 1e-12 * max(v, 1e-300), f"reported {r.eps_achieved} != {v}")
                 a = pgd(g.forward, g.with_masks(masks).forward, shape, restarts=64, steps=60, seed=seed).value
                 require(a <= v * (1 + 1e-9), f"PGD {a} above the certificate {v}")
+                if mode == "uniform":  # one allocation: the layers are the uniform counts the fraction describes
+                    require(counts == list(r.certificate_detail["uniform_counts"]) and sum(counts) == r.uniform_total,
+                            f"uniform mode: layers {counts} != uniform counts {r.certificate_detail['uniform_counts']}")
                 n += 1
     return f"{n} budgets (residual+BatchNorm and MLP, optimal and uniform) recertified from independent masks"

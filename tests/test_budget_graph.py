@@ -317,3 +317,48 @@ def test_scale_search_from_a_predicted_first_point_tf(t_first_rel):
         assert len(log) == 1 and t == pytest.approx(t_first_rel * t_star)
     else:
         assert 2 <= len(log) <= 4 and t >= t_star / (1 + bc.SCALE_RTOL) ** 2
+
+
+@pytest.mark.parametrize("mode", ["uniform", "optimal"])
+def test_search_method_above_the_final_rule_is_searched_again_under_it_tf(monkeypatch, mode):
+    """Found on issue 22's residual digits net: the search's joint bound (SEARCH_JOINT_STEPS Adam steps) certified a
+    uniform allocation at which the final auto rule (what ``certify`` prints) is above eps; the budget then returned
+    Cert-D's allocation as its layers beside the search's uniform fraction. Here the search's probes are made
+    optimistic (x0.8) so that the final rule rejects what they find: the result must re-search under the final rule
+    and report one allocation whose recomputed certificate is its ``eps_achieved`` <= eps (uniform mode: layers =
+    uniform counts = uniform total)."""
+    g = _graph(_ResBN(0), (6,))
+    eps = 0.3
+    real = bc._tight_eps
+
+    def optimistic(F, graph, masks, method, Fh=None, lean=False, joint=None, joint_steps=None):
+        v, how, comps = real(F, graph, masks, method, Fh, lean=lean, joint=joint, joint_steps=joint_steps)
+        return (0.8 * v if not lean else v), how, comps  # lean: the final certification
+
+    monkeypatch.setattr(bc, "_tight_eps", optimistic)
+    r = bc.certified_budget(g, eps, mode=mode, tight_evaluations=5, tight_method="propagate")
+    monkeypatch.setattr(bc, "_tight_eps", real)
+    base = bc.certified_budget(g, eps, certificate="lemma-a", mode=mode)
+    assert r.eps_achieved <= eps
+    val, _ = _recertify(g, _counts(r), "propagate")
+    assert val == pytest.approx(r.eps_achieved, rel=1e-12, abs=1e-15) and val <= eps
+    assert any(e[0] == "final_rule" for e in r.certificate_detail["log"])
+    assert r.total_prunable >= base.total_prunable
+    if mode == "uniform":
+        assert _counts(r) == r.certificate_detail["uniform_counts"]
+        assert r.total_prunable == r.uniform_total
+
+
+def test_optimal_tight_budget_of_a_small_net_prunes_at_least_its_searched_uniform_reference_tf():
+    """Optimal mode on a small net (<= REFERENCE_SEARCHED_MAX_WEIGHTS): the uniform reference is searched (not one
+    predicted evaluation) and is a candidate, so the optimal allocation prunes at least as many weights; both are
+    certified <= eps by the full rule recomputed at their counts."""
+    g = _graph(_ResBN(1), (6,))
+    eps = 0.3
+    r = bc.certified_budget(g, eps, tight_evaluations=5)
+    d = r.certificate_detail
+    assert "scale search" in d["uniform_reference"]
+    assert r.total_prunable >= r.uniform_total > 0
+    for counts in (_counts(r), d["uniform_counts"]):
+        val, _ = _recertify(g, counts)
+        assert val <= eps

@@ -717,6 +717,10 @@ REFERENCE_PREDICTED = True  # optimal mode: the uniform reference takes one tigh
 # from the optimal allocation's tight/Cert-D ratio (_predicted_scale; a second if that one is above eps) instead of a
 # search to SCALE_RTOL from Cert-D's uniform fraction (two evaluations or more): on LeNet-300-100 one evaluation less
 # for a uniform reference below the searched one; mode="uniform" (where the uniform fraction is the answer) searches
+REFERENCE_SEARCHED_MAX_WEIGHTS = 50_000  # optimal mode up to this many prunable weights: the uniform reference is
+# searched as in uniform mode (FINAL_RTOL, its own choice between the mixed and the joint bound) and returned when it
+# prunes more than the scaled Cert-D shape: on issue 22's residual digits net (12,928 weights) the optimal search
+# (mixed, chosen at Cert-D's allocation) certified 3,575 weights where the uniform one (joint) certifies 4,122
 TIGHT_TIME_LIMIT = 30.0  # default seconds for the tight search (the allocation found by then is certified and returned)
 
 
@@ -877,6 +881,7 @@ def _counts_at(t: float, shape: np.ndarray, N: np.ndarray) -> np.ndarray:
     return np.floor(np.minimum(1.0, t * shape) * N + 1e-9).astype(np.int64)
 
 
+FINAL_RULE_EVALS = 3  # evaluations of the final auto rule below a searched allocation it rejects (§11.7)
 SCALE_RTOL = 0.02  # the scale searches stop when the feasible/infeasible bracket is within this relative width
 FINAL_RTOL = 0.005  # ... for a uniform budget's own search (its fraction is the answer; the uniform reference of an
 # optimal budget keeps SCALE_RTOL)
@@ -887,7 +892,8 @@ P0 = 1.5  # first-step exponent of a scale search (value ~ t^p): the log-log slo
 
 def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: float, max_evals: int,
                   deadline: float, rtol: float = SCALE_RTOL, margin: float = 2e-3, p0: float = P0,
-                  t_first: float | None = None, accept_feasible: bool = False):
+                  t_first: float | None = None, accept_feasible: bool = False,
+                  hi_point: tuple[float, float] | None = None):
     """Largest t with value(counts(t)) <= eps found with at most ``max_evals`` evaluations of ``value`` (a tight
     certificate, seconds each): counts(t) = floor(min(1, t shape_i) N_i); t_lo is known to be feasible (Cert-D). The
     next t comes from a log-log secant through the two evaluated points nearest the target (a power law t^p0 from
@@ -898,7 +904,8 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     ``p0``: the exponent of the first step (e.g. the one fitted by an earlier search on the same network).
     ``t_first``: evaluate there first instead of at t_lo (a predicted scale, :func:`_predicted_scale`; t_lo stays the
     known-feasible end of the bracket); ``accept_feasible``: stop at the first evaluated t with value <= eps (a
-    reference allocation, not searched to ``rtol``).
+    reference allocation, not searched to ``rtol``); ``hi_point``: a scale t > t_lo and its value > eps, evaluated
+    before (the bracket's infeasible end and a secant point; not evaluated again, not in ``log``).
     Returns (t, counts, value at counts or None if not evaluated, log); ``log`` entries are ("tight", total, t,
     value), and the exponent fitted between the first evaluated point and the last feasible one (the widest span:
     a secant between two nearby points is noisy) is in ``_scale_search.last_p`` (p0 if none was fitted)."""
@@ -908,7 +915,11 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
     pts: dict = {}
     log = []
     lo, v_lo, hi = t_lo, None, None
-    t = t_lo if t_first is None else float(min(max(t_first, t_lo), t_max))
+    seeded = []  # (t, value) known before the search: the secant uses them, the log does not list them
+    if hi_point is not None and hi_point[0] > t_lo and hi_point[1] > eps:
+        hi = float(hi_point[0])
+        seeded.append((hi, float(hi_point[1])))
+    t = t_lo if t_first is None else float(min(max(t_first, t_lo), t_max if hi is None else hi))
     _scale_search.last_p = p0
     for _ in range(max_evals):
         # the tolerance is on the scale t (the fraction): with value ~ t^p, a feasible value >= eps (1 + rtol)^-p is
@@ -934,7 +945,8 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
         if accept_feasible and v <= eps:
             break
         # next point: secant in log-log through the evaluated points nearest the target
-        ev = sorted((tt, vv) for (tt, vv) in ((e[2], e[3]) for e in log) if math.isfinite(vv) and vv > 0 and tt > 0)
+        ev = sorted((tt, vv) for (tt, vv) in [(e[2], e[3]) for e in log] + seeded
+                    if math.isfinite(vv) and vv > 0 and tt > 0)
         if len(ev) >= 2:
             below = [e for e in ev if e[1] <= target]
             above = [e for e in ev if e[1] > target]
@@ -1154,6 +1166,11 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
                                   "t_first": _predicted_scale(curves, comp, cand.astype(float), N, q0, v_o / cd,
                                                               target)}
         cands.append(k_opt)
+    if not uniform_mode and int(N[cand].sum()) <= REFERENCE_SEARCHED_MAX_WEIGHTS:
+        # a small net: the uniform reference is searched (a candidate: optimal >= uniform) and chooses its own method
+        uniform_kw = {"rtol": FINAL_RTOL}
+        if state["joint"] is False and tight_method == "auto" and joint_auto_skip(F, CERTIFY_AUTO_TIME_LIMIT) is None:
+            state["joint"], state["method"] = None, "mixed"
     if k_uni_d is not None and max_evals > 0:  # uniform: one common fraction, from Cert-D's uniform fraction
         q0 = float(np.max(np.where(cand, k_uni_d / N, 0.0)))
         shape = cand.astype(float)
@@ -1165,16 +1182,50 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     # the returned allocation: the largest candidate, certified once more with the full auto rule
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
     pick, ac = None, None
+    rejected = set()  # counts the full rule put above eps (certify prints more than eps there)
     for j in order:
         ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo, _lean=True,
                                 _joint=False if state["joint"] is False else None)
         if ac.eps <= eps:
             pick = cands[j]
             break
+        rejected.add(tuple(int(x) for x in cands[j]))
     if pick is None:  # cannot happen (Cert-D's allocation is feasible); fail closed
         raise RuntimeError("internal error: no certified allocation")
-    if uniform_mode:
-        k_uni = pick if k_uni is None or pick.sum() >= k_uni.sum() else k_uni
+    top = cands[order[0]]
+    if max_evals > 0 and top.sum() > pick.sum():
+        # the search certified its largest allocation with one §12 method (the joint bound with SEARCH_JOINT_STEPS
+        # Adam steps), but the final auto rule, what certify prints, is above eps there (its joint bound ends its
+        # Adam steps on time): search the scale of that allocation's shape once more with the final rule itself
+        # (a uniform budget's layers are then its uniform allocation, not Cert-D's)
+        def final_value(k):
+            return certify_allocation(graph, k, conv_method, F, tight_method, _memo=memo, _lean=True,
+                                      _joint=False if state["joint"] is False else None).eps
+
+        q_top = np.where(cand, top / N, 0.0)
+        shape = q_top / q_top.max()
+        q_pick = np.where(cand, pick / N, 0.0)
+        # the known-feasible end: the pick's scale where it lies on the same shape (uniform mode), else 0
+        t_lo = float(q_pick.max()) if np.allclose(q_pick * q_top.max(), q_top * q_pick.max(), atol=2.0 / N.min()) \
+            else 0.0
+        v_hi = float(final_value(top))
+        p = min(max(_scale_search.last_p, 0.5), 4.0)
+        _, kf, _, lg = _scale_search(final_value, shape, N, t_lo, eps, FINAL_RULE_EVALS, deadline, rtol=FINAL_RTOL,
+                                     p0=p, hi_point=(float(q_top.max()), v_hi),
+                                     t_first=float(q_top.max()) * (eps * (1 - 2e-3) / v_hi) ** (1.0 / p))
+        log += [("final_rule",) + e for e in lg]
+        if kf.sum() > pick.sum():
+            ac_f = certify_allocation(graph, kf, conv_method, F, tight_method, _memo=memo, _lean=True,
+                                      _joint=False if state["joint"] is False else None)
+            if ac_f.eps <= eps:  # fail closed: the value at the returned counts, recomputed
+                pick, ac = kf, ac_f
+    if uniform_mode:  # the answer is the allocation the final rule certified: layers, total and fraction agree
+        k_uni = pick
+    elif k_uni is not None and tuple(int(x) for x in k_uni) in rejected:
+        # the reference the search certified is above eps by the full rule: the largest uniform allocation the full
+        # rule certified instead (the pick where it is uniform, else Cert-D's uniform one: the full rule <= Cert-D)
+        q_pick = np.where(cand, pick / N, 0.0)
+        k_uni = pick if np.all(np.abs(_counts_at(q_pick.max(), cand.astype(float), N) - pick) <= 1) else k_uni_d
     uni_at = ac.as_dict() if k_uni is not None else None
     if k_uni is not None and k_uni is not pick:
         uni_at = _searched_certificate(searched.get(tuple(int(x) for x in k_uni)), eps)
