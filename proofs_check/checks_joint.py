@@ -233,3 +233,78 @@ def _chk_thin_step():
             lhs, rhs = float(u @ G @ u), float(up @ Gt @ up)
             require(lhs <= rhs * (1 + 1e-10) + 1e-10, f"trial {trial}: {lhs} > {rhs}")
     return f"200 random thin steps x 20 (u', D): thin = full form at the same t (largest relative gap {worst_rel:.1e})"
+
+
+@register("joint-end-to-end", "Statement 12.62: the joint bound at multipliers chosen end to end (all steps at once "
+          "against the final bound) is certified at them: >= exact sup (linear chains with biases, 2-D ReLU nets on a "
+          "fine grid of the disk), >= PGD (ReLU MLPs, residual + BatchNorm), <= the greedy value it starts from",
+          "§12.12", "numeric", covers=["joint-end-to-end"])
+def _chk_end_to_end():
+    import torch
+
+    from probprune.certificates.joint import (_end_to_end, _recursion, _recursion_at, coupled_chain, heuristic_scales,
+                                              joint_bound)
+    from probprune.certificates.tight import unscale
+    from probprune.measure.attack import pgd_sup_error
+
+    gains, ratios, n = [], [], 0
+    for seed in (6151, 6152, 6153):  # linear chains with biases: exact sup
+        g, gh, F, Fh = _mlp_pair(seed, act="identity")
+        A, c = np.eye(F.n_in), np.zeros(F.n_in)
+        Ah, ch = A.copy(), c.copy()
+        for st, sth in zip(F.stages, Fh.stages):
+            A, c = st.M @ A, st.M @ c + st.b
+            Ah, ch = sth.M @ Ah, sth.M @ ch + sth.b
+        ex = unscale(_exact_affine_sup(A - Ah, c - ch, 1.0), F.scale_exp)
+        jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=30).eps, F.scale_exp)
+        require(jb >= ex * (1 - 1e-9), f"linear seed {seed}: end-to-end joint {jb} < exact {ex}")
+        n += 1
+    th = np.linspace(0, 2 * np.pi, 4001)[:-1]
+    rad = np.sqrt(np.linspace(0, 1, 301))
+    disk = np.concatenate([np.c_[r * np.cos(th), r * np.sin(th)] for r in rad])  # 1.2M points of the unit disk
+    for seed in (6161, 6162, 6163, 6164, 6165, 6166):  # 2-D ReLU nets: the grid maximum (a near-exact sup)
+        for widths in ((2, 6, 5, 2), (2, 8, 2)):
+            g, gh, F, Fh = _mlp_pair(seed, widths=widths, keep=0.5)
+            kappa = heuristic_scales(F, Fh, 1.0)
+            mats, rel = coupled_chain(F, Fh, kappa)
+            used: list = []
+            vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
+            require(abs(_recursion_at(mats, rel, used, 1.0) - vg) <= 1e-12 * vg,
+                    f"seed {seed}: the certified recursion at the greedy multipliers differs from the greedy value")
+            Ts = _end_to_end(mats, rel, used, 1.0, 60)
+            ve = _recursion_at(mats, rel, Ts, 1.0) if Ts is not None else vg
+            jb = unscale(min(vg, ve), F.scale_exp)
+            with torch.no_grad():
+                t = torch.as_tensor(disk)
+                grid = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
+            require(jb >= grid, f"2-D seed {seed}: end-to-end joint {jb} < grid maximum {grid}")
+            ratios.append(jb / grid)
+            gains.append(min(vg, ve) / vg)
+            n += 1
+    for seed in (6171, 6172, 6173):  # ReLU MLPs with biases: a 64-restart PGD
+        g, gh, F, Fh = _mlp_pair(seed, widths=(5, 9, 7, 3))
+        jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40).eps, F.scale_exp)
+        a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=64, steps=100, seed=seed).value
+        require(jb >= a, f"relu seed {seed}: end-to-end joint {jb} < PGD {a}")
+        n += 1
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    from .checks_budget_graph import residual_bn_net
+
+    for seed in (6181, 6182):  # residual + BatchNorm (carried coordinates fixed)
+        m = residual_bn_net(seed).double().eval()
+        g = from_torch(m, (5,))
+        rng = np.random.default_rng(seed)
+        gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
+        F, Fh = lower_graph_pair(g, gh)
+        r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
+        r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
+        require(r1.eps <= r0.eps, f"residual seed {seed}: end-to-end {r1.eps} above the greedy {r0.eps}")
+        jb = unscale(r1.eps, F.scale_exp)
+        a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=64, steps=100, seed=seed).value
+        require(jb >= a, f"residual seed {seed}: end-to-end joint {jb} < PGD {a}")
+        gains.append(r1.eps / r0.eps)
+        n += 1
+    return (f"{n} pairs: >= exact / grid maximum / PGD; on 2-D nets bound / grid maximum {min(ratios):.3f}-"
+            f"{max(ratios):.3f}; end-to-end / greedy {min(gains):.3f}-{max(gains):.3f}")

@@ -273,3 +273,35 @@ def test_auto_gates_the_joint_bound_by_predicted_time():
     m = maxpool_cnn(3, 4, 1, False, True)
     _, _, Fm, _ = _pair(m, (1, 4, 4), 3)
     assert "max-pool" in joint_auto_skip(Fm, seconds_left=1e9)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_end_to_end_multipliers_certified_and_at_least_the_attack(seed):
+    """Statement 12.62: the end-to-end multipliers (Adam on all steps against the final bound) give a value that is
+    certified at them, never above the greedy one, and >= a strong attack; the certified recursion at the greedy
+    multipliers reproduces the greedy value."""
+    from probprune.certificates.joint import _recursion, _recursion_at, coupled_chain, heuristic_scales
+
+    g, gh, F, Fh = _pair(_mlp(seed, (5, 9, 7, 3)), (5,), seed)
+    mats, rel = coupled_chain(F, Fh, heuristic_scales(F, Fh, 1.0))
+    used: list = []
+    vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
+    assert _recursion_at(mats, rel, used, 1.0) == pytest.approx(vg, rel=1e-12)
+    assert _recursion_at(mats, rel, [None if T is None else 1e-12 * T for T in used], 1.0) == math.inf  # inadmissible
+    r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
+    r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
+    assert r1.eps <= r0.eps
+    if r1.end_to_end is not None:
+        assert r1.eps == r1.end_to_end
+    a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=128, steps=100, seed=seed).value
+    assert unscale(r1.eps, F.scale_exp) >= a
+
+
+def test_end_to_end_step_counts_follow_the_shape():
+    from probprune.certificates.joint import e2e_steps_for, joint_work
+    from probprune.certificates.tight import JOINT_E2E_STEPS
+
+    _, _, F, _ = _pair(_mlp(1, (16, 32, 32, 4)), (16,), 1)
+    assert e2e_steps_for(F, JOINT_E2E_STEPS) == JOINT_E2E_STEPS  # small: the cap
+    _, _, F, _ = _pair(_mlp(1, (784, 300, 100, 10)), (784,), 1)
+    assert 25 < joint_work(F) < 40 and e2e_steps_for(F, JOINT_E2E_STEPS) == 2  # LeNet-300-100's shape

@@ -44,6 +44,24 @@ JOINT_STEP_OVERHEAD = 10.0  # ... plus this many eigh256 per step (the scalar se
 # 0.34 s, 3 steps)
 
 
+JOINT_E2E_WORK = 70.0  # the end-to-end multipliers (_end_to_end) get floor(JOINT_E2E_WORK / work) Adam steps, work =
+# the recursion's summed _step_work (units of a 256^3 eigh), at most the caller's cap: a count fixed by the network's
+# shape, not by the machine's speed. One step (torch forward and backward) took ~1.7 x eigh256 x work: LeNet-300-100
+# (work 32) 0.3 s, so 2 steps in ~0.6 s (its auto target is 2 s); the 64-wide digits MLPs 5-12 ms, so the cap
+
+
+def joint_work(F: Chain) -> float:
+    """The summed :func:`_step_work` of the coupled recursion on F (every stage taken as pruned, the widest case)."""
+    dims = [F.n_in + 1] + [2 * s.n_out + 1 for s in F.stages[:-1]]
+    return sum(_step_work(dims[i], dims[i - 1]) for i in range(1, len(dims)))
+
+
+def e2e_steps_for(F: Chain, cap: int, work_budget: float = JOINT_E2E_WORK) -> int:
+    """Adam steps of the end-to-end multipliers on F: floor(work_budget / joint_work(F)), at most ``cap``."""
+    w = joint_work(F)
+    return int(max(0, min(cap, math.floor(work_budget / w)))) if w > 0 else int(cap)
+
+
 @dataclass(frozen=True)
 class JointResult:
     """Statement 12.60's bound with the scales and multipliers that produced it (provenance)."""
@@ -54,6 +72,7 @@ class JointResult:
     multipliers: tuple[float, ...]  # scalar S-procedure multiplier t per step (output side first)
     evaluations: int  # recursions computed
     seconds: float
+    end_to_end: float | None = None  # the certified value at the end-to-end multipliers (None: not run / no gain)
     assumptions: tuple[str, ...] = field(default=(
         "deterministic: holds for this network and mask",
         "inputs in the l2 ball of radius r around the origin",
@@ -85,9 +104,8 @@ def predicted_joint_seconds(F: Chain) -> float:
     (``auto``'s time limit)."""
     from probprune.certificates.compose import _eigh256_seconds
 
-    dims = [F.n_in + 1] + [2 * s.n_out + 1 for s in F.stages[:-1]]
-    work = sum(_step_work(dims[i], dims[i - 1]) for i in range(1, len(dims)))
-    return _eigh256_seconds() * (JOINT_COST * work + JOINT_STEP_OVERHEAD * (len(dims) - 1))
+    work = joint_work(F)
+    return _eigh256_seconds() * (JOINT_COST * work + JOINT_STEP_OVERHEAD * (F.depth - 1))
 
 
 def first_pruned_stage(F: Chain, Fhat: Chain) -> int | None:
@@ -269,7 +287,7 @@ def _diag_search(st: _Step, t0: float, steps: int, stop: float = math.inf):
     z = T a + G_RF X_F q, u = (2T - G_RR)^{-1} z: d lambda / d log T_j = T_j (2 a_j u_j - 2 u_j^2)). The steps stop
     DIAG_RESERVE_SECONDS before the caller's deadline, so that the rest of the recursion can still finish, and at
     ``stop`` (a time.perf_counter() value: this step's share of the caller's time). Returns
-    (C', lambda_max estimate) of the best T that factorises, or None."""
+    (C', lambda_max estimate, T) of the best T that factorises, or None."""
     from scipy.linalg import cho_solve
 
     from probprune.certificates.compose import _DEADLINE, _krylov_top, adam_log_multipliers
@@ -294,18 +312,19 @@ def _diag_search(st: _Step, t0: float, steps: int, stop: float = math.inf):
     if found is None:
         return None
     lam, T, Lc = found[1]
-    return st.diag_C(T, Lc), lam
+    return st.diag_C(T, Lc), lam, T
 
 
 def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_steps: int = 0,
-               adam_stop: float | None = None) -> tuple[float, tuple[float, ...]]:
+               adam_stop: float | None = None, used: list | None = None) -> tuple[float, tuple[float, ...]]:
     """Statement 12.60's bound for fixed scales: Statement 12.10's S-procedure step (b) with a scalar multiplier t
     per step on the relaxed (ReLU) coordinates, chosen on Krylov estimates of lambda_max of the next state (any
     t > lambda_max(G_RR) / 2 is valid), then optionally a diagonal T (Adam from t, kept where its estimate is
     smaller), and the trust-region bound at the input (Lemma 12.4; the constant coordinate is the offset).
     ``adam_stop`` (a time.perf_counter() value): the diagonal steps of all recursion steps end by then; each step gets
     an equal share of what is left after the predicted fixed cost of the steps after it (its own measured fixed cost
-    scaled by the steps' work, :func:`_step_work`)."""
+    scaled by the steps' work, :func:`_step_work`). ``used``: a list that receives the multiplier of every step (the
+    vector T on its relaxed coordinates; None where none is relaxed), the start of :func:`_end_to_end`."""
     from scipy.optimize import minimize_scalar
 
     from probprune.certificates.compose import _krylov_top
@@ -320,6 +339,8 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
         if not rj.any():  # no slope relaxed: G' = X^T G X exactly
             C = st.KF
             ts.append(0.0)
+            if used is not None:
+                used.append(None)
             continue
         lmax = st.scalar_setup()
         if lmax <= 0:  # G_RR = 0: any small t; the relaxed rows drop out as t -> 0
@@ -341,10 +362,110 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
             rest = (now - t_step) * sum(work[k + 1:]) / max(work[k], 1e-300)  # the later steps' fixed cost
             stop = now + max(0.0, adam_stop - now - rest) / (1 + sum(w > 0 for w in work[k + 1:]))
         dg = _diag_search(st, t, diag_steps, stop) if diag_steps > 0 else None
-        C = dg[0] if dg is not None and dg[1] < f_best else st.scalar_C(t)
+        diag = dg is not None and dg[1] < f_best
+        C = dg[0] if diag else st.scalar_C(t)
+        if used is not None:
+            used.append(dg[2] if diag else np.full(int(rj.sum()), t))
     # sup over ||x|| <= r of ||C [x; 1]||: the trust-region bound (Statement 12.6 (ii), Lemma 12.4)
     val = trs_dual_bound(C[:, :-1], C[:, -1], r)
     return val * (1 + PAIR_REL * (len(mats) + 1)), tuple(ts)
+
+
+def _recursion_at(mats: list[np.ndarray], rel: list[np.ndarray], Ts: list, r: float) -> float:
+    """Statement 12.60's bound at given diagonal multipliers (one vector T per step on its relaxed coordinates, None
+    where none is relaxed), with the arithmetic of :func:`_recursion`'s diagonal steps: each step's 2T - G_RR - slack I
+    is certified by its Cholesky factor (+inf where that fails: no bound at this T), G_FF lifted, the trust-region
+    bound at the input and the same final inflation. Any positive T that factorises gives a valid bound (12.60 (b))."""
+    C = mats[0]
+    for X, rj, T in zip(mats[1:], rel, Ts):
+        check_deadline()
+        st = _Step(C, X, rj)
+        if not rj.any():
+            C = st.KF
+            continue
+        T = np.asarray(T, float)
+        if not (T.shape == (int(rj.sum()),) and np.all(np.isfinite(T)) and np.all(T > 0)):
+            return math.inf
+        Lc = st.diag_factor(T)
+        if Lc is None:
+            return math.inf
+        C = st.diag_C(T, Lc)
+    val = trs_dual_bound(C[:, :-1], C[:, -1], r)
+    return val * (1 + PAIR_REL * (len(mats) + 1))
+
+
+def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: float, steps: int,
+                stop: float = math.inf) -> list | None:
+    """All steps' diagonal multipliers at once by Adam on log T (:func:`compose.adam_log_multipliers`, step
+    JOINT_ADAM_LR) against the *final* bound, from the greedy recursion's multipliers ``Ts0``: the greedy steps each
+    minimise the next form's largest eigenvalue, which is not the bound. The value and its gradient come from the
+    recursion written in torch (autograd through the Choleskys and the input trust-region bound at its best mu =
+    lambda_max(A) + d, d fixed per evaluation: valid for every A, so the gradient flows through lambda_max). Only
+    proposes multipliers: the caller certifies them with :func:`_recursion_at`. Returns the best T found (by the
+    torch value), or None if no step improved on the start."""
+    import torch
+
+    from probprune.certificates.compose import adam_log_multipliers
+
+    idx = [np.flatnonzero(rj) for rj in rel]
+    fix = [np.flatnonzero(~rj) for rj in rel]
+    sizes = [0 if T is None else len(T) for T in Ts0]
+    if sum(sizes) == 0 or steps <= 0:
+        return None
+    Xt = [torch.from_numpy(np.ascontiguousarray(X)) for X in mats]
+    parts = [(Xt[k + 1][idx[k]], Xt[k + 1][fix[k]]) for k in range(len(rel))]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+    def value(logt: "torch.Tensor"):
+        C = Xt[0]
+        for k, (XR, XF) in enumerate(parts):
+            R, Fx = idx[k], fix[k]
+            if R.size == 0:
+                C = C @ Xt[k + 1]
+                continue
+            T = torch.exp(logt[offsets[k]:offsets[k + 1]])
+            CR, CF = C[:, R], C[:, Fx]
+            K = torch.diag(2 * T) - CR.T @ CR
+            Lc, info = torch.linalg.cholesky_ex(K)
+            if int(info) != 0:
+                return None
+            Z = T[:, None] * XR + CR.T @ (CF @ XF)
+            C = torch.vstack([torch.linalg.solve_triangular(Lc, Z, upper=False), CF @ XF])
+        M, g = C[:, :-1], C[:, -1]
+        if M.shape[0] <= M.shape[1]:
+            lam, U = torch.linalg.eigh(M @ M.T)
+            num = lam.clamp_min(0) * (U.T @ g) ** 2
+        else:
+            lam, V = torch.linalg.eigh(M.T @ M)
+            num = (V.T @ (M.T @ g)) ** 2
+        lam = lam.clamp_min(0)
+        with torch.no_grad():  # the best offset d of mu = lambda_max + d on a log grid (any d > 0 is valid)
+            l1 = float(lam[-1])
+            ds = max(l1, 1e-300) * np.exp(np.linspace(-25, 40, 261))
+            mus = torch.from_numpy(l1 + ds)
+            f = float(g @ g) + mus * r * r + (num[None, :] / (mus[:, None] - lam[None, :])).sum(1)
+            d = float(ds[int(torch.argmin(f))])
+        mu = lam[-1] + d
+        return torch.sqrt(g @ g + mu * r * r + torch.sum(num / (mu - lam)))
+
+    def evaluate(T, grad: bool):
+        check_deadline()
+        lt = torch.from_numpy(np.log(T)).requires_grad_(grad)
+        v = value(lt)
+        if v is None or not torch.isfinite(v):
+            return None
+        if not grad:
+            return float(v), None, None
+        v.backward()
+        gr = lt.grad.numpy().copy()
+        return (float(v), gr, None) if np.all(np.isfinite(gr)) else None
+
+    t0 = np.concatenate([np.asarray(T, float) for T in Ts0 if T is not None])
+    found = adam_log_multipliers(evaluate, t0, t0.size, steps, stop, lr=JOINT_ADAM_LR)
+    if found is None or not found[1][0] < found[0][0]:
+        return None
+    T = found[1][1]
+    return [None if n == 0 else T[offsets[k]:offsets[k + 1]].copy() for k, n in enumerate(sizes)]
 
 
 def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
@@ -361,14 +482,17 @@ def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
 
 
 def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_steps: int = 0,
-                max_dim: int = JOINT_MAX_DIM, adam_stop: float | None = None) -> JointResult:
+                max_dim: int = JOINT_MAX_DIM, adam_stop: float | None = None, e2e_steps: int = 0,
+                e2e_stop: float | None = None) -> JointResult:
     """Statement 12.60 (THEORY §12.12): certified upper bound on sup_{||x||_2 <= radius} ||F(x) - F_hat(x)||_2 for a
     lowered chain pair (ball centred at the origin), at the heuristic scales, with ``diag_steps`` Adam steps of
     diagonal multipliers per recursion step (0: scalar multipliers only). Refuses (ProbPruneError) when a coupled
     state exceeds ``max_dim`` coordinates or the chains differ in structure; past the caller's deadline
     (compose.deadline) it raises TimeLimitReached, never a partial value. ``adam_stop`` (a time.perf_counter()
     value, optional): the diagonal steps end by then (shared among the recursion steps); the result is a valid bound
-    whatever their number."""
+    whatever their number. ``e2e_steps``: then up to this many Adam steps on all multipliers at once against the
+    final bound (:func:`_end_to_end`, ending at ``e2e_stop``), whose multipliers are certified again
+    (:func:`_recursion_at`); the smaller of the two certified values is returned."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -382,12 +506,23 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
         return JointResult(eps=0.0, kappa=(), gamma=1.0, multipliers=(), evaluations=0,
                            seconds=time.perf_counter() - t0)
     kappa = heuristic_scales(F, Fhat, r, norms)
-    v, ts = _recursion(*coupled_chain(F, Fhat, kappa), r, diag_steps, adam_stop)
+    mats, rel = coupled_chain(F, Fhat, kappa)
+    used: list = []
+    v, ts = _recursion(mats, rel, r, diag_steps, adam_stop, used)
+    evaluations, e2e = 1, None
+    if e2e_steps > 0 and (e2e_stop is None or time.perf_counter() < e2e_stop):
+        Ts = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop)
+        if Ts is not None:
+            ve = _recursion_at(mats, rel, Ts, r)  # the certified value at the proposed multipliers
+            evaluations += 1
+            e2e = ve
+            v = min(v, ve)
     if not math.isfinite(v):
         raise ProbPruneError("joint S-procedure bound: no finite value")
     return JointResult(eps=float(v), kappa=tuple(float(x) for x in kappa), gamma=1.0,
-                       multipliers=tuple(float(t) for t in ts), evaluations=1, seconds=time.perf_counter() - t0)
+                       multipliers=tuple(float(t) for t in ts), evaluations=evaluations,
+                       seconds=time.perf_counter() - t0, end_to_end=e2e)
 
 
-__all__ = ["JointResult", "joint_bound", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
+__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
            "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]

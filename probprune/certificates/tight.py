@@ -11,7 +11,8 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, count_pair_skips, deadline, lemma_a_pairs
 from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
-from probprune.certificates.joint import check_joint_dim, coupled_width, joint_bound, predicted_joint_seconds
+from probprune.certificates.joint import (check_joint_dim, coupled_width, e2e_steps_for, joint_bound,
+                                         predicted_joint_seconds)
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
 from probprune.certificates.propagate import CoupledPropagator, Region, region_error_bound
@@ -23,6 +24,12 @@ JOINT_DIAG_STEPS = 25  # "auto": Adam steps of the joint bound's diagonal multip
 # time) so that without a time limit the result does not depend on the machine's speed; measured on the budget
 # LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.1 / 1.8 / 3.2 s)
 JOINT_EXPLICIT_DIAG_STEPS = 150  # --bound joint
+JOINT_E2E_STEPS = 40  # "auto": at most this many Adam steps on all of the joint bound's multipliers at once against the
+# final bound (§12.12 "End-to-end multipliers"), fewer on wide chains (joint.e2e_steps_for: a count fixed by the
+# shape); measured on the budget's residual digits net (q = 0.4): greedy 23.30, + 10 / 40 / 100 steps 19.29 / 18.47 /
+# 18.41 (0.2 / 0.5 / 1.1 s)
+JOINT_EXPLICIT_E2E_STEPS = 100  # --bound joint: at most this many, within JOINT_EXPLICIT_E2E_WORK
+JOINT_EXPLICIT_E2E_WORK = 3000.0  # --bound joint: the work budget of joint.e2e_steps_for (auto: JOINT_E2E_WORK)
 CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
 # (issue 19); also the time the certified budget assumes when it decides whether its search probes the joint bound
 JOINT_TIME_SHARE = 0.5  # "auto" with a time limit: the joint bound (run first after the composed bound: on chains
@@ -135,7 +142,8 @@ def joint_auto_skip(F: Chain, seconds_left: float | None = None) -> str | None:
 def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 1.0, center=None,
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
                    scalar_if_mixed_fails: bool = False, clock_start: float | None = None,
-                   joint: bool | None = None, joint_steps: int | None = None) -> TightCertificate:
+                   joint: bool | None = None, joint_steps: int | None = None,
+                   joint_e2e: bool | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
@@ -161,7 +169,9 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     certification, not by ``certify --bound auto``. ``joint`` ("auto" only): False skips the joint bound (§12.12;
     the certified budget passes it when its first probe found the mixed bound smaller), None = the default rule.
     ``joint_steps``: the joint bound's Adam steps per recursion step (None: JOINT_DIAG_STEPS under auto,
-    JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``)."""
+    JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``). ``joint_e2e``: the end-to-end multiplier steps of the joint
+    bound with auto's count (True), the explicit method's (None with ``method="joint"``) or none (False); None under
+    auto = auto's count."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -308,9 +318,14 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
 
         def run_joint():
             nonlocal joint_info
+            explicit_e2e = not auto and joint_e2e is None
+            e2e = 0 if joint_e2e is False else (
+                e2e_steps_for(F, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK) if explicit_e2e
+                else e2e_steps_for(F, JOINT_E2E_STEPS))
+            stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
             jr = joint_bound(F, Fhat, radius, norms=norms, diag_steps=joint_steps if joint_steps is not None else
                              (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
-                             adam_stop=None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left)
+                             adam_stop=stop, e2e_steps=e2e, e2e_stop=stop)
             comps["joint"] = jr.eps
             joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)",
                           **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
