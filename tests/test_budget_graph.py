@@ -331,8 +331,9 @@ def test_search_method_above_the_final_rule_is_searched_again_under_it_tf(monkey
     eps = 0.3
     real = bc._tight_eps
 
-    def optimistic(F, graph, masks, method, Fh=None, lean=False, joint=None, joint_steps=None):
-        v, how, comps = real(F, graph, masks, method, Fh, lean=lean, joint=joint, joint_steps=joint_steps)
+    def optimistic(F, graph, masks, method, Fh=None, lean=False, joint=None, joint_steps=None, joint_e2e=None):
+        v, how, comps = real(F, graph, masks, method, Fh, lean=lean, joint=joint, joint_steps=joint_steps,
+                             joint_e2e=joint_e2e)
         return (0.8 * v if not lean else v), how, comps  # lean: the final certification
 
     monkeypatch.setattr(bc, "_tight_eps", optimistic)

@@ -806,10 +806,13 @@ def _lower_F(graph, op_norms: bool = True):
 
 
 SEARCH_JOINT_STEPS = 15  # the joint bound's Adam steps per recursion step in the budget search's probes (§12.12)
+SEARCH_E2E_WORK = 20.0  # ... and its end-to-end steps (Statement 12.62): joint.e2e_steps_for(F, 40, this), a smaller
+# work budget than auto's (a search evaluates 3-6 allocations): none on LeNet-300-100 (work 32, 0.3 s a step), 9 on
+# the residual digits net (work 2.1), 40 on the digits MLP
 
 
 def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, joint: bool | None = None,
-               joint_steps: int | None = None):
+               joint_steps: int | None = None, joint_e2e: bool | None = None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
@@ -820,7 +823,8 @@ def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, 
         Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
-        tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean, joint=joint, joint_steps=joint_steps)
+        tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean, joint=joint, joint_steps=joint_steps,
+                            joint_e2e=joint_e2e)
     except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
         return math.inf, f"{type(e).__name__}: {e}", {}
     if not math.isfinite(tc.eps):
@@ -921,11 +925,15 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
         seeded.append((hi, float(hi_point[1])))
     t = t_lo if t_first is None else float(min(max(t_first, t_lo), t_max if hi is None else hi))
     _scale_search.last_p = p0
+    n_bad = 0  # infeasible evaluations in a row: the certificate is not monotone in t (the joint bound's multipliers
+    # are searched), so after each the target moves further below eps (margin x 2^n_bad): on the digits MLP five
+    # evaluations in a row landed 0.4-4% above eps and the search returned its start
     for _ in range(max_evals):
         # the tolerance is on the scale t (the fraction): with value ~ t^p, a feasible value >= eps (1 + rtol)^-p is
         # within rtol of the largest feasible t, and the next point aims at the middle of that window
         p_cur = min(max(_scale_search.last_p, 0.5), 4.0)
-        target = eps * min(1 - margin, (1 + rtol / 2) ** -p_cur)
+        shrink = min(margin * (2 ** n_bad - 1), 0.1)  # 0, 0.2%, 0.6%, 1.4%, 3% ... after infeasible evaluations
+        target = eps * min(1 - margin, (1 + rtol / 2) ** -p_cur) * (1 - shrink)
         if time.perf_counter() > deadline:
             break
         k = _counts_at(t, shape, N)
@@ -935,6 +943,7 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
         v = value(k)
         pts[key] = v
         log.append(("tight", int(k.sum()), float(t), v))
+        n_bad = n_bad + 1 if v > eps else 0
         if v <= eps:
             if t >= lo:
                 lo, v_lo = t, v
@@ -1117,15 +1126,23 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
 
     searched: dict = {}  # counts -> (value, method) of every search evaluation (each a §12 certificate there)
 
+    from probprune.certificates.joint import e2e_steps_for
+    from probprune.certificates.tight import JOINT_E2E_STEPS
+
+    search_e2e = e2e_steps_for(F, JOINT_E2E_STEPS, SEARCH_E2E_WORK)
+
     def value(k):  # the §12 certificate at counts k (the method that won at the first evaluation)
         if not np.any(k):
             return 0.0  # nothing pruned: F_hat = F
         state["evaluations"] += 1
         masks, Fh = lowered(k)
+        # the search's joint bound: SEARCH_JOINT_STEPS greedy steps, search_e2e end-to-end ones (Statement 12.62)
         v, how, _ = _tight_eps(F, graph, masks, state["method"], Fh,
-                               joint_steps=SEARCH_JOINT_STEPS if state["method"] == "joint" else None)
+                               joint_steps=SEARCH_JOINT_STEPS if state["method"] == "joint" else None,
+                               joint_e2e=search_e2e)
         if state["joint"] is None:  # first probe: the joint bound too; the smaller method leads the search
-            vj, howj, _ = _tight_eps(F, graph, masks, "joint", Fh, joint_steps=SEARCH_JOINT_STEPS)
+            vj, howj, _ = _tight_eps(F, graph, masks, "joint", Fh, joint_steps=SEARCH_JOINT_STEPS,
+                                     joint_e2e=search_e2e)
             state["joint"] = bool(math.isfinite(vj) and vj < v)
             if state["joint"]:
                 v, how, state["method"] = vj, howj, "joint"

@@ -44,10 +44,11 @@ JOINT_STEP_OVERHEAD = 10.0  # ... plus this many eigh256 per step (the scalar se
 # 0.34 s, 3 steps)
 
 
-JOINT_E2E_WORK = 70.0  # the end-to-end multipliers (_end_to_end) get floor(JOINT_E2E_WORK / work) Adam steps, work =
+JOINT_E2E_WORK = 30.0  # the end-to-end multipliers (_end_to_end) get floor(JOINT_E2E_WORK / work) Adam steps, work =
 # the recursion's summed _step_work (units of a 256^3 eigh), at most the caller's cap: a count fixed by the network's
-# shape, not by the machine's speed. One step (torch forward and backward) took ~1.7 x eigh256 x work: LeNet-300-100
-# (work 32) 0.3 s, so 2 steps in ~0.6 s (its auto target is 2 s); the 64-wide digits MLPs 5-12 ms, so the cap
+# shape, not by the machine's speed. On LeNet-300-100 (work 32) one step (torch forward and backward, the first with
+# the start's evaluation) cost 0.3-0.6 s: 2 steps took its auto certificate from 0.77 s to 1.92 s for 2.8% (its target
+# is 2 s), so it gets none; the 64-wide digits MLPs (work 0.45-2.1) 5-12 ms a step: the cap
 
 
 def joint_work(F: Chain) -> float:
@@ -454,11 +455,12 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
         v = value(lt)
         if v is None or not torch.isfinite(v):
             return None
+        val = float(v.detach())
         if not grad:
-            return float(v), None, None
+            return val, None, None
         v.backward()
         gr = lt.grad.numpy().copy()
-        return (float(v), gr, None) if np.all(np.isfinite(gr)) else None
+        return (val, gr, None) if np.all(np.isfinite(gr)) else None
 
     t0 = np.concatenate([np.asarray(T, float) for T in Ts0 if T is not None])
     found = adam_log_multipliers(evaluate, t0, t0.size, steps, stop, lr=JOINT_ADAM_LR)
