@@ -337,7 +337,7 @@ def test_search_method_above_the_final_rule_is_searched_again_under_it_tf(monkey
         return (0.8 * v if not lean else v), how, comps  # lean: the final certification
 
     monkeypatch.setattr(bc, "_tight_eps", optimistic)
-    r = bc.certified_budget(g, eps, mode=mode, tight_evaluations=5, tight_method="propagate")
+    r = bc.certified_budget(g, eps, mode=mode, tight_evaluations=8, tight_method="propagate")
     monkeypatch.setattr(bc, "_tight_eps", real)
     base = bc.certified_budget(g, eps, certificate="lemma-a", mode=mode)
     assert r.eps_achieved <= eps
