@@ -242,8 +242,8 @@ def _chk_thin_step():
 def _chk_end_to_end():
     import torch
 
-    from probprune.certificates.joint import (_end_to_end, _recursion, _recursion_at, coupled_chain, heuristic_scales,
-                                              joint_bound)
+    from probprune.certificates.joint import (ReluRows, _end_to_end, _recursion, _recursion_at, _recursion_relu_at,
+                                              coupled_chain, heuristic_scales, joint_bound, relu_rows)
     from probprune.certificates.tight import unscale
     from probprune.measure.attack import pgd_sup_error
 
@@ -271,8 +271,13 @@ def _chk_end_to_end():
             vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
             require(abs(_recursion_at(mats, rel, used, 1.0) - vg) <= 1e-12 * vg,
                     f"seed {seed}: the certified recursion at the greedy multipliers differs from the greedy value")
-            Ts = _end_to_end(mats, rel, used, 1.0, 60)
-            ve = _recursion_at(mats, rel, Ts, 1.0) if Ts is not None else vg
+            none = [ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
+            zero = [np.zeros(0)] * len(none)
+            require(abs(_recursion_relu_at(mats, rel, none, used, zero, 1.0) - vg) <= 1e-8 * vg,
+                    f"seed {seed}: the dense recursion with nu = 0 differs from the greedy value")
+            rows = relu_rows(F, Fh, kappa)
+            found = _end_to_end(mats, rel, used, 1.0, 60, rows=rows)
+            ve = _recursion_relu_at(mats, rel, rows, *found, 1.0) if found is not None else vg
             jb = unscale(min(vg, ve), F.scale_exp)
             with torch.no_grad():
                 t = torch.as_tensor(disk)
@@ -308,3 +313,49 @@ def _chk_end_to_end():
         n += 1
     return (f"{n} pairs: >= exact / grid maximum / PGD; on 2-D nets bound / grid maximum {min(ratios):.3f}-"
             f"{max(ratios):.3f}; end-to-end / greedy {min(gains):.3f}-{max(gains):.3f}")
+
+
+@register("joint-relu-step", "Statement 12.63: with the ReLU's linear constraints (shat >= 0, shat >= zhat, s >= 0, "
+          "s >= z) and multipliers nu >= 0 the step's form bounds u^T G u at every actual ReLU point, for indefinite G",
+          "§12.12", "numeric", covers=["joint-relu-step"])
+def _chk_relu_step():
+    from probprune.certificates.joint import ReluRows, _relu_step
+
+    rng = np.random.default_rng(6191)
+    worst, n = -np.inf, 0
+    for trial in range(300):
+        nu_n = int(rng.integers(1, 5))  # ReLU units; state u = [delta (nu_n); kappa shat (nu_n); carried (c); 1]
+        c = int(rng.integers(0, 3))
+        m = 2 * nu_n + c + 1
+        mi = int(rng.integers(2, 6)) + 1  # the previous state, its constant last
+        kap = float(np.exp(rng.normal()))
+        rows = ReluRows(m=m, h=nu_n + np.arange(nu_n), d=np.arange(nu_n), dh=nu_n + np.arange(nu_n), inv_kappa=1 / kap)
+        rel = np.zeros(m, bool)
+        rel[:2 * nu_n] = True
+        B = rng.normal(size=(m + 1, m))
+        G = B.T @ B
+        w = rng.normal(size=m)  # an indefinite part in the constant's row and column (as 12.63's forms carry)
+        G[:, -1] += w
+        G[-1, :] += w
+        X = rng.normal(size=(m, mi))
+        X[-1] = 0.0
+        X[-1, -1] = 1.0
+        R = np.flatnonzero(rel)
+        lmax = max(np.linalg.eigvalsh(G[np.ix_(R, R)])[-1], 1e-3)
+        T = lmax / 2 * (1 + np.exp(rng.normal(size=R.size)))
+        nu = np.exp(rng.normal(size=rows.n_nu) - 1) * (rng.random(rows.n_nu) < 0.8)
+        Gp = _relu_step(G, X, rel, rows, T, nu)
+        require(Gp is not None, f"trial {trial}: admissible multipliers refused")
+        for _ in range(20):
+            up = np.r_[rng.normal(size=mi - 1), 1.0]
+            y = X @ up
+            u = y.copy()
+            sh = np.maximum(y[nu_n:2 * nu_n], 0.0)  # kappa shat = ReLU(kappa zhat)
+            s_ = np.maximum(y[:nu_n] + y[nu_n:2 * nu_n] / kap, 0.0)  # s = ReLU(z), z = dz + zhat
+            u[nu_n:2 * nu_n] = sh
+            u[:nu_n] = s_ - sh / kap  # delta = s - shat
+            lhs, rhs = float(u @ G @ u), float(up @ Gp @ up)
+            require(lhs <= rhs + 1e-9 * (1 + abs(rhs)), f"trial {trial}: u^T G u {lhs} > {rhs}")
+            worst = max(worst, lhs - rhs)
+            n += 1
+    return f"{n} actual ReLU points of 300 random steps (indefinite G, nu >= 0): u^T G u <= u'^T G' u' (max {worst:.2e})"

@@ -144,6 +144,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("joint-identity", "§12.12", "Statement 12.60 (a): the coupled chain u_i = D_i X_i u_(i-1) with slopes in [0, 1] (F_hat's pattern, the difference quotient, 1 on the constant)"),
     DStatement("joint-step", "§12.12", "Statement 12.60 (b): the S-procedure step with diagonal multipliers on the slope coordinates and none on the constant"),
     DStatement("joint-end-to-end", "§12.12", "Statement 12.62: the joint bound at multipliers proposed end to end is an upper bound wherever every step's 2T - G_RR - slack I factorises; the minimum with the greedy value"),
+    DStatement("joint-relu-step", "§12.12", "Statement 12.63: the joint step with the ReLU's linear constraints (shat >= 0, shat >= zhat, s >= 0, s >= z) times the constant, multipliers nu >= 0, on indefinite forms"),
     DStatement("joint-ground-truth", "§12.12", "Statement 12.60 (c): the trust-region bound at the input makes the joint recursion an upper bound on sup ||F - F_hat||"),
     DStatement("tg-stage-norm-sparse", "§12.11", "Statement 12.50: stage norm by row/column components (max over blocks) and sparse Gram + Cholesky at a Lanczos guess"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),

@@ -288,8 +288,13 @@ def test_end_to_end_multipliers_certified_and_at_least_the_attack(seed):
     vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
     assert _recursion_at(mats, rel, used, 1.0) == pytest.approx(vg, rel=1e-12)
     assert _recursion_at(mats, rel, [None if T is None else 1e-12 * T for T in used], 1.0) == math.inf  # inadmissible
+    from probprune.certificates.joint import _recursion_relu_at, relu_rows
+    rows = relu_rows(F, Fh, heuristic_scales(F, Fh, 1.0))
+    zero = [np.zeros(rw.n_nu) for rw in rows]
+    assert _recursion_relu_at(mats, rel, rows, used, zero, 1.0) == pytest.approx(vg, rel=1e-8)  # nu = 0: 12.60
+    assert _recursion_relu_at(mats, rel, rows, used, [-1.0 - z for z in zero], 1.0) == math.inf  # nu < 0 refused
     r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
-    r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
+    r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)  # with the ReLU constraints (Statement 12.63)
     assert r1.eps <= r0.eps
     if r1.end_to_end is not None:
         assert r1.eps == r1.end_to_end
@@ -305,3 +310,30 @@ def test_end_to_end_step_counts_follow_the_shape():
     assert e2e_steps_for(F, JOINT_E2E_STEPS) == JOINT_E2E_STEPS  # small: the cap
     _, _, F, _ = _pair(_mlp(1, (784, 300, 100, 10)), (784,), 1)
     assert 25 < joint_work(F) < 40 and e2e_steps_for(F, JOINT_E2E_STEPS) == 0  # LeNet-300-100's shape: none
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_relu_constraints_above_a_fine_grid_on_2d_nets(seed):
+    """Statement 12.63 against a near-exact ground truth: on 2-D ReLU nets with biases the end-to-end joint bound with
+    the ReLU constraints stays >= the maximum over 640,000 points of the unit disk."""
+    widths = ((2, 6, 5, 2), (2, 8, 2), (2, 5, 5, 5, 2))[seed % 3]
+    g, gh, F, Fh = _pair(_mlp(100 + seed, widths), (2,), 100 + seed, keep=0.5)
+    jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=60).eps, F.scale_exp)
+    th = np.linspace(0, 2 * np.pi, 3201)[:-1]
+    rad = np.sqrt(np.linspace(0, 1, 201))
+    disk = torch.as_tensor(np.concatenate([np.c_[r * np.cos(th), r * np.sin(th)] for r in rad]))
+    with torch.no_grad():
+        grid = float(np.linalg.norm((g.forward(disk) - gh.forward(disk)).numpy(), axis=1).max())
+    assert jb >= grid
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_relu_constraints_on_residual_batchnorm_nets_at_least_the_attack(seed):
+    from test_budget_graph import _ResBN
+
+    g, gh, F, Fh = _pair(_ResBN(seed), (6,), seed)
+    r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
+    r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
+    assert r1.eps <= r0.eps
+    a = pgd_sup_error(g.forward, gh.forward, (6,), restarts=128, steps=100, seed=seed).value
+    assert unscale(r1.eps, F.scale_exp) >= a

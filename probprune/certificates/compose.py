@@ -783,7 +783,7 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     """Adam (Kingma & Ba; step ``lr``, default 0.05, betas 0.9 / 0.999) on log T for a diagonal S-procedure multiplier
     T (Statements 12.10, 12.60), from T = t0 1. ``evaluate(T, grad)`` returns (value, gradient in log T or None,
     payload), or None where T is not admissible (then back to the best T, half the step); ``t0`` may be a vector (the
-    start T itself). Each of the ``steps``
+    start T itself) and ``lr`` a vector (a step per coordinate). Each of the ``steps``
     iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). Returns
     ((value, T, payload) at t0 1, (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
     logt = np.log(np.broadcast_to(np.asarray(t0, float), (n,))).copy()  # t0: a scalar or a start vector

@@ -44,11 +44,16 @@ JOINT_STEP_OVERHEAD = 10.0  # ... plus this many eigh256 per step (the scalar se
 # 0.34 s, 3 steps)
 
 
-JOINT_E2E_WORK = 30.0  # the end-to-end multipliers (_end_to_end) get floor(JOINT_E2E_WORK / work) Adam steps, work =
-# the recursion's summed _step_work (units of a 256^3 eigh), at most the caller's cap: a count fixed by the network's
-# shape, not by the machine's speed. On LeNet-300-100 (work 32) one step (torch forward and backward, the first with
-# the start's evaluation) cost 0.3-0.6 s: 2 steps took its auto certificate from 0.77 s to 1.92 s for 2.8% (its target
-# is 2 s), so it gets none; the 64-wide digits MLPs (work 0.45-2.1) 5-12 ms a step: the cap
+JOINT_RELU_CONSTRAINTS = True  # the end-to-end phase adds the ReLU's linear constraints (Statement 12.63)
+JOINT_NU0 = -14.0  # their multipliers start at exp(JOINT_NU0) x the T of the coordinate they name first (so that the
+# start is the greedy value: at -8 the bias-free LeNet-300-100 started at 1.25 against 0.654) ...
+JOINT_NU_LR = 0.3  # ... and move by this Adam step on their logarithms (T's: JOINT_ADAM_LR)
+JOINT_E2E_WORK = 100.0  # the end-to-end phase (_end_to_end) gets floor(JOINT_E2E_WORK / work) Adam steps, work = the
+# recursion's summed _step_work (units of a 256^3 eigh), at most the caller's cap, and none where that is below
+# JOINT_E2E_MIN_STEPS: a count fixed by the network's shape, not by the machine's speed. A step (torch forward and
+# backward) cost 0.3-0.6 s on LeNet-300-100 (work 32: 3 steps, so none; 2 steps had taken its auto certificate from
+# 0.77 s to 1.92 s for 2.8%, against a 2 s target) and 5-15 ms on the 64-wide digits MLPs (work 0.45-2.1: the cap)
+JOINT_E2E_MIN_STEPS = 10  # fewer end-to-end steps than this are not run (they moved the bound by < 3%)
 
 
 def joint_work(F: Chain) -> float:
@@ -58,9 +63,11 @@ def joint_work(F: Chain) -> float:
 
 
 def e2e_steps_for(F: Chain, cap: int, work_budget: float = JOINT_E2E_WORK) -> int:
-    """Adam steps of the end-to-end multipliers on F: floor(work_budget / joint_work(F)), at most ``cap``."""
+    """Adam steps of the end-to-end multipliers on F: floor(work_budget / joint_work(F)), at most ``cap``; 0 where that
+    is below JOINT_E2E_MIN_STEPS (or the cap, if smaller)."""
     w = joint_work(F)
-    return int(max(0, min(cap, math.floor(work_budget / w)))) if w > 0 else int(cap)
+    n = int(max(0, min(cap, math.floor(work_budget / w)))) if w > 0 else int(cap)
+    return n if n >= min(JOINT_E2E_MIN_STEPS, cap) else 0
 
 
 @dataclass(frozen=True)
@@ -395,15 +402,148 @@ def _recursion_at(mats: list[np.ndarray], rel: list[np.ndarray], Ts: list, r: fl
     return val * (1 + PAIR_REL * (len(mats) + 1))
 
 
+@dataclass(frozen=True)
+class ReluRows:
+    """The ReLU units of one recursion state u = [delta; kappa shat; 1] (Statement 12.63): ``h`` the coordinates of
+    F_hat's ReLU units (u_j = kappa shat_j = ReLU(y_j)), ``d`` those of delta at F's ReLU units and ``dh`` their
+    F_hat partners (s_j = delta_j + u_dh / kappa = ReLU(z_j), z_j = y_d + y_dh / kappa); ``m`` the state's size."""
+
+    m: int
+    h: np.ndarray
+    d: np.ndarray
+    dh: np.ndarray
+    inv_kappa: float
+
+    @property
+    def n_nu(self) -> int:
+        return 2 * self.h.size + 2 * self.d.size
+
+    def linear_terms(self, nu, xp=np):
+        """(c_u, c_y) with sum_k nu_k (a_k.u + b_k.y) = c_u.u + c_y.y for the constraints, in this order (each >= 0
+        on the network): u_h >= 0, u_h - y_h >= 0, s_d >= 0, s_d - z_d >= 0. ``xp``: numpy or torch."""
+        nh, nd = self.h.size, self.d.size
+        n1, n2, n3, n4 = nu[:nh], nu[nh:2 * nh], nu[2 * nh:2 * nh + nd], nu[2 * nh + nd:]
+        if xp is np:
+            cu, cy = np.zeros(self.m), np.zeros(self.m)
+            np.add.at(cu, self.h, n1 + n2)
+            np.add.at(cy, self.h, -n2)
+            np.add.at(cu, self.d, n3 + n4)
+            np.add.at(cu, self.dh, (n3 + n4) * self.inv_kappa)
+            np.add.at(cy, self.d, -n4)
+            np.add.at(cy, self.dh, -n4 * self.inv_kappa)
+            return cu, cy
+        import torch
+        z = torch.zeros(self.m, dtype=torch.float64)
+        h, d, dh = (torch.from_numpy(v) for v in (self.h, self.d, self.dh))
+        cu = z.index_add(0, h, n1 + n2).index_add(0, d, n3 + n4).index_add(0, dh, (n3 + n4) * self.inv_kappa)
+        cy = z.index_add(0, h, -n2).index_add(0, d, -n4).index_add(0, dh, -n4 * self.inv_kappa)
+        return cu, cy
+
+
+def relu_rows(F: Chain, Fhat: Chain, kappa) -> list[ReluRows]:
+    """:class:`ReluRows` of every recursion state of :func:`coupled_chain` (output side first, as its ``rel``)."""
+    L = F.depth
+    first = first_pruned_stage(F, Fhat)
+    k = [1.0] + [float(v) for v in kappa]
+    out = []
+    for i in range(L - 2, -1, -1):
+        s, sh = F.stages[i], Fhat.stages[i]
+        off = s.n_out if i >= first else 0
+        h = off + np.flatnonzero(np.asarray(sh.relu, bool))
+        jd = np.flatnonzero(np.asarray(s.relu, bool)) if i >= first else np.zeros(0, int)
+        out.append(ReluRows(m=off + s.n_out + 1, h=h.astype(np.int64), d=jd.astype(np.int64),
+                            dh=(off + jd).astype(np.int64), inv_kappa=1.0 / k[i + 1]))
+    return out
+
+
+def _form_trs(G: np.ndarray, r: float) -> float:
+    """sup_{||x|| <= r} [x; 1]^T G [x; 1] <= c + mu r^2 + b^T (mu I - A)^{-1} b for every mu >= 0 with mu I - A > 0
+    (G = [[A, b], [b^T, c]] symmetric, A possibly indefinite; Lemma 12.4's dual); the eigenvalues of A lifted by
+    (n + 10) u ||A||_F, mu minimised numerically (any mu is valid). Returns the square root, inflated by 1e-9."""
+    from scipy.optimize import minimize_scalar
+
+    A, b, c = G[:-1, :-1], G[:-1, -1], float(G[-1, -1])
+    n = A.shape[0]
+    lam, V = np.linalg.eigh((A + A.T) / 2)
+    lam = lam + (n + 10) * np.finfo(float).eps * float(np.linalg.norm(A))
+    beta2 = (V.T @ b) ** 2
+    top = max(float(lam[-1]), 0.0)
+    scale = max(abs(float(lam[-1])), float(np.abs(b).max(initial=0.0)), 1e-300)
+
+    def f(z):
+        mu = top + scale * math.exp(z)
+        return c + mu * r * r + float(np.sum(beta2 / (mu - lam)))
+
+    grid = np.linspace(-30.0, 30.0, 121)
+    vals = [f(z) for z in grid]
+    j = int(np.argmin(vals))
+    res = minimize_scalar(f, bounds=(grid[max(j - 1, 0)], grid[min(j + 1, grid.size - 1)]), method="bounded")
+    best = min(vals[j], float(res.fun)) if res.success else vals[j]
+    return math.sqrt(max(best, 0.0)) * (1 + 1e-9)
+
+
+def _relu_step(G: np.ndarray, X: np.ndarray, rj: np.ndarray, rw: ReluRows, T, nu) -> np.ndarray | None:
+    """One step of Statement 12.63 on a dense symmetric form G of the state u (relaxed coordinates ``rj``, the
+    constant last) through the factor X: G' = Z^T (2T - G_RR - s I)^{-1} Z + X_F^T (G_FF + s I) X_F + sym(2 v e_c^T),
+    Z = T X_R + G_RF X_F + c_u,R e_c^T, v = X_F^T c_u,F + X^T c_y ((c_u, c_y) = :meth:`ReluRows.linear_terms` of nu,
+    e_c the constant of the previous state, s 12.60's slack); None where the Cholesky factor of 2T - G_RR - s I does not
+    exist or a multiplier is not admissible (T > 0, nu >= 0, finite)."""
+    from scipy.linalg import cholesky, solve_triangular
+
+    G = (G + G.T) / 2
+    R, Fx = np.flatnonzero(rj), np.flatnonzero(~rj)
+    slack = (G.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(G))
+    nu = np.asarray(nu, float)
+    if nu.shape != (rw.n_nu,) or not np.all(np.isfinite(nu)) or np.any(nu < 0):
+        return None
+    cu, cy = rw.linear_terms(nu)
+    XF = X[Fx]
+    Gp = XF.T @ (G[np.ix_(Fx, Fx)] + slack * np.eye(Fx.size)) @ XF
+    if R.size:
+        T = np.asarray(T, float)
+        if not (T.shape == (R.size,) and np.all(np.isfinite(T)) and np.all(T > 0)):
+            return None
+        try:
+            Lc = cholesky(2 * np.diag(T) - G[np.ix_(R, R)] - slack * np.eye(R.size), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        Z = T[:, None] * X[R] + G[np.ix_(R, Fx)] @ XF
+        Z[:, -1] += cu[R]  # the constraints' u_R terms, times the constant (the last coordinate of u')
+        W = solve_triangular(Lc, Z, lower=True, check_finite=False)
+        Gp += W.T @ W
+    v = XF.T @ cu[Fx] + X.T @ cy  # their u_F and y terms, times the constant
+    Gp[:, -1] += v
+    Gp[-1, :] += v
+    return Gp
+
+
+def _recursion_relu_at(mats: list[np.ndarray], rel: list[np.ndarray], rows: list[ReluRows], Ts: list, nus: list,
+                       r: float) -> float:
+    """Statement 12.63's bound at given diagonal multipliers T (one vector per step on its relaxed coordinates) and
+    ReLU-constraint multipliers nu >= 0 (one vector per step, :meth:`ReluRows.linear_terms` order): :func:`_relu_step`
+    per step on dense symmetric forms (the constant's row and column make them indefinite; +inf where a step has no
+    certified factor), the input by :func:`_form_trs`, the result inflated as 12.60's. nu = 0 gives 12.60 (b)'s
+    recursion at T."""
+    G = mats[0].T @ mats[0]
+    for X, rj, rw, T, nu in zip(mats[1:], rel, rows, Ts, nus):
+        check_deadline()
+        G = _relu_step(G, X, rj, rw, T, nu)
+        if G is None:
+            return math.inf
+    return _form_trs(G, r) * (1 + PAIR_REL * (len(mats) + 1))
+
+
 def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: float, steps: int,
-                stop: float = math.inf) -> list | None:
-    """All steps' diagonal multipliers at once by Adam on log T (:func:`compose.adam_log_multipliers`, step
-    JOINT_ADAM_LR) against the *final* bound, from the greedy recursion's multipliers ``Ts0``: the greedy steps each
-    minimise the next form's largest eigenvalue, which is not the bound. The value and its gradient come from the
-    recursion written in torch (autograd through the Choleskys and the input trust-region bound at its best mu =
-    lambda_max(A) + d, d fixed per evaluation: valid for every A, so the gradient flows through lambda_max). Only
-    proposes multipliers: the caller certifies them with :func:`_recursion_at`. Returns the best T found (by the
-    torch value), or None if no step improved on the start."""
+                stop: float = math.inf, rows: list[ReluRows] | None = None):
+    """All steps' multipliers at once by Adam on their logarithms (:func:`compose.adam_log_multipliers`, step
+    JOINT_ADAM_LR) against the *final* bound, from the greedy recursion's diagonal multipliers ``Ts0``: the greedy
+    steps each minimise the next form's largest eigenvalue, which is not the bound. With ``rows`` (Statement 12.63)
+    the ReLU constraints' multipliers nu join, started at exp(JOINT_NU0) x the T of the coordinate each constraint
+    names first. The value and its gradient come from the recursion written in torch on dense forms (autograd
+    through the Choleskys and the input's trust-region bound at mu = max(lambda_max(A), 0) + d, d fixed per
+    evaluation on a log grid: any d > 0 is valid for every A, so the gradient flows through lambda_max). Only
+    proposes multipliers: the caller certifies them with :func:`_recursion_relu_at`. Returns (T per step, nu per
+    step) of the best point (by the torch value), or None if no step improved on the start."""
     import torch
 
     from probprune.certificates.compose import adam_log_multipliers
@@ -411,47 +551,52 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
     idx = [np.flatnonzero(rj) for rj in rel]
     fix = [np.flatnonzero(~rj) for rj in rel]
     sizes = [0 if T is None else len(T) for T in Ts0]
-    if sum(sizes) == 0 or steps <= 0:
+    nsz = [0 if rows is None else rw.n_nu for rw in (rows or [None] * len(rel))]
+    if (sum(sizes) == 0 and sum(nsz) == 0) or steps <= 0:
         return None
     Xt = [torch.from_numpy(np.ascontiguousarray(X)) for X in mats]
-    parts = [(Xt[k + 1][idx[k]], Xt[k + 1][fix[k]]) for k in range(len(rel))]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
 
-    def value(logt: "torch.Tensor"):
-        C = Xt[0]
-        for k, (XR, XF) in enumerate(parts):
-            R, Fx = idx[k], fix[k]
-            if R.size == 0:
-                C = C @ Xt[k + 1]
-                continue
-            T = torch.exp(logt[offsets[k]:offsets[k + 1]])
-            CR, CF = C[:, R], C[:, Fx]
-            K = torch.diag(2 * T) - CR.T @ CR
-            Lc, info = torch.linalg.cholesky_ex(K)
-            if int(info) != 0:
-                return None
-            Z = T[:, None] * XR + CR.T @ (CF @ XF)
-            C = torch.vstack([torch.linalg.solve_triangular(Lc, Z, upper=False), CF @ XF])
-        M, g = C[:, :-1], C[:, -1]
-        if M.shape[0] <= M.shape[1]:
-            lam, U = torch.linalg.eigh(M @ M.T)
-            num = lam.clamp_min(0) * (U.T @ g) ** 2
-        else:
-            lam, V = torch.linalg.eigh(M.T @ M)
-            num = (V.T @ (M.T @ g)) ** 2
-        lam = lam.clamp_min(0)
-        with torch.no_grad():  # the best offset d of mu = lambda_max + d on a log grid (any d > 0 is valid)
-            l1 = float(lam[-1])
-            ds = max(l1, 1e-300) * np.exp(np.linspace(-25, 40, 261))
-            mus = torch.from_numpy(l1 + ds)
-            f = float(g @ g) + mus * r * r + (num[None, :] / (mus[:, None] - lam[None, :])).sum(1)
+    def value(theta: "torch.Tensor"):
+        G = Xt[0].T @ Xt[0]
+        for k in range(len(rel)):
+            X, R, Fx = Xt[k + 1], idx[k], fix[k]
+            XF = X[Fx]
+            if rows is not None:
+                cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
+            else:
+                cu = cy = torch.zeros(X.shape[0], dtype=torch.float64)
+            Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
+            if R.size:
+                T = torch.exp(theta[offs[k]:offs[k + 1]])
+                Lc, info = torch.linalg.cholesky_ex(torch.diag(2 * T) - G[np.ix_(R, R)])
+                if int(info) != 0:
+                    return None
+                Z = T[:, None] * X[R] + G[np.ix_(R, Fx)] @ XF
+                Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
+                W = torch.linalg.solve_triangular(Lc, Z, upper=False)
+                Gp = Gp + W.T @ W
+            v = XF.T @ cu[Fx] + X.T @ cy
+            ec = torch.zeros(X.shape[1], dtype=torch.float64)
+            ec[-1] = 1.0
+            G = Gp + torch.outer(v, ec) + torch.outer(ec, v)
+        A, b, c = G[:-1, :-1], G[:-1, -1], G[-1, -1]
+        lam, V = torch.linalg.eigh((A + A.T) / 2)
+        beta2 = (V.T @ b) ** 2
+        with torch.no_grad():  # the best offset d of mu = max(lambda_max, 0) + d on a log grid (any d > 0 is valid)
+            top = max(float(lam[-1]), 0.0)
+            scale = max(abs(float(lam[-1])), float(b.abs().max()) if b.numel() else 0.0, 1e-300)
+            ds = scale * np.exp(np.linspace(-30.0, 30.0, 241))
+            mus = torch.from_numpy(top + ds)
+            f = float(c) + mus * r * r + (beta2[None, :] / (mus[:, None] - lam[None, :])).sum(1)
             d = float(ds[int(torch.argmin(f))])
-        mu = lam[-1] + d
-        return torch.sqrt(g @ g + mu * r * r + torch.sum(num / (mu - lam)))
+        mu = torch.clamp(lam[-1], min=0.0) + d
+        return torch.sqrt(torch.clamp(c + mu * r * r + torch.sum(beta2 / (mu - lam)), min=0.0))
 
-    def evaluate(T, grad: bool):
+    def evaluate(P, grad: bool):
         check_deadline()
-        lt = torch.from_numpy(np.log(T)).requires_grad_(grad)
+        lt = torch.from_numpy(np.log(P)).requires_grad_(grad)
         v = value(lt)
         if v is None or not torch.isfinite(v):
             return None
@@ -462,12 +607,23 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
         gr = lt.grad.numpy().copy()
         return (val, gr, None) if np.all(np.isfinite(gr)) else None
 
-    t0 = np.concatenate([np.asarray(T, float) for T in Ts0 if T is not None])
-    found = adam_log_multipliers(evaluate, t0, t0.size, steps, stop, lr=JOINT_ADAM_LR)
+    starts = [np.asarray(T, float) for T in Ts0 if T is not None]
+    for k, n in enumerate(nsz):
+        if n:
+            rw, Tk = rows[k], np.ones(rows[k].m)
+            if Ts0[k] is not None:
+                Tk[idx[k]] = np.asarray(Ts0[k], float)
+            starts.append(math.exp(JOINT_NU0) * Tk[np.concatenate([rw.h, rw.h, rw.d, rw.d])])
+    p0 = np.concatenate(starts)
+    lr = np.full(p0.size, JOINT_ADAM_LR)
+    lr[offs[-1]:] = JOINT_NU_LR  # the constraints' multipliers start far below where they help
+    found = adam_log_multipliers(evaluate, p0, p0.size, steps, stop, lr=lr)
     if found is None or not found[1][0] < found[0][0]:
         return None
-    T = found[1][1]
-    return [None if n == 0 else T[offsets[k]:offsets[k + 1]].copy() for k, n in enumerate(sizes)]
+    P = found[1][1]
+    Ts = [None if n == 0 else P[offs[k]:offs[k + 1]].copy() for k, n in enumerate(sizes)]
+    nus = [P[noffs[k]:noffs[k + 1]].copy() for k in range(len(rel))]
+    return Ts, nus
 
 
 def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
@@ -513,9 +669,11 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     v, ts = _recursion(mats, rel, r, diag_steps, adam_stop, used)
     evaluations, e2e = 1, None
     if e2e_steps > 0 and (e2e_stop is None or time.perf_counter() < e2e_stop):
-        Ts = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop)
-        if Ts is not None:
-            ve = _recursion_at(mats, rel, Ts, r)  # the certified value at the proposed multipliers
+        rows = relu_rows(F, Fhat, kappa) if JOINT_RELU_CONSTRAINTS else [
+            ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
+        found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows)
+        if found is not None:
+            ve = _recursion_relu_at(mats, rel, rows, *found, r)  # certified at the proposed multipliers
             evaluations += 1
             e2e = ve
             v = min(v, ve)
@@ -526,5 +684,5 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
                        seconds=time.perf_counter() - t0, end_to_end=e2e)
 
 
-__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
+__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
            "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]
