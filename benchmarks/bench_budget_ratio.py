@@ -281,7 +281,7 @@ TRAINED_BEFORE_ISSUE = {"lenet_300_100": 0.32, "digits_mlp": None, "digits_cnn_m
 PGD_RESTARTS, PGD_STEPS = 32, 60
 # the "after" ratios of the previous run of this benchmark, quoted beside this run's
 PREVIOUS_RUN_AFTER = {"lenet_300_100": 0.650, "digits_mlp": 0.704, "digits_cnn_maxpool": 0.284,
-                      "digits_residual_bn": 0.319}  # dbfe6d6: the final-rule re-search, before Statement 12.62
+                      "digits_residual_bn": 0.319}  # dbfe6d6: the final-rule re-search, before Statements 12.62-12.63
 
 
 class _ResidualBN(__import__("torch").nn.Module):
