@@ -242,8 +242,8 @@ def _chk_thin_step():
 def _chk_end_to_end():
     import torch
 
-    from probprune.certificates.joint import (ReluRows, _end_to_end, _recursion, _recursion_at, _recursion_relu_at,
-                                              coupled_chain, heuristic_scales, joint_bound, relu_rows)
+    from probprune.certificates.joint import (ReluRows, _end_to_end, _recursion, _recursion_relu_at, coupled_chain,
+                                              heuristic_scales, joint_bound, relu_rows)
     from probprune.certificates.tight import unscale
     from probprune.measure.attack import pgd_sup_error
 
@@ -269,8 +269,6 @@ def _chk_end_to_end():
             mats, rel = coupled_chain(F, Fh, kappa)
             used: list = []
             vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
-            require(abs(_recursion_at(mats, rel, used, 1.0) - vg) <= 1e-12 * vg,
-                    f"seed {seed}: the certified recursion at the greedy multipliers differs from the greedy value")
             none = [ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
             zero = [np.zeros(0)] * len(none)
             require(abs(_recursion_relu_at(mats, rel, none, used, zero, 1.0) - vg) <= 1e-8 * vg,

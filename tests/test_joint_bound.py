@@ -280,18 +280,17 @@ def test_end_to_end_multipliers_certified_and_at_least_the_attack(seed):
     """Statement 12.62: the end-to-end multipliers (Adam on all steps against the final bound) give a value that is
     certified at them, never above the greedy one, and >= a strong attack; the certified recursion at the greedy
     multipliers reproduces the greedy value."""
-    from probprune.certificates.joint import _recursion, _recursion_at, coupled_chain, heuristic_scales
+    from probprune.certificates.joint import _recursion, _recursion_relu_at, coupled_chain, heuristic_scales, relu_rows
 
     g, gh, F, Fh = _pair(_mlp(seed, (5, 9, 7, 3)), (5,), seed)
     mats, rel = coupled_chain(F, Fh, heuristic_scales(F, Fh, 1.0))
     used: list = []
     vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
-    assert _recursion_at(mats, rel, used, 1.0) == pytest.approx(vg, rel=1e-12)
-    assert _recursion_at(mats, rel, [None if T is None else 1e-12 * T for T in used], 1.0) == math.inf  # inadmissible
-    from probprune.certificates.joint import _recursion_relu_at, relu_rows
     rows = relu_rows(F, Fh, heuristic_scales(F, Fh, 1.0))
     zero = [np.zeros(rw.n_nu) for rw in rows]
     assert _recursion_relu_at(mats, rel, rows, used, zero, 1.0) == pytest.approx(vg, rel=1e-8)  # nu = 0: 12.60
+    tiny = [None if T is None else 1e-12 * T for T in used]
+    assert _recursion_relu_at(mats, rel, rows, tiny, zero, 1.0) == math.inf  # inadmissible T
     assert _recursion_relu_at(mats, rel, rows, used, [-1.0 - z for z in zero], 1.0) == math.inf  # nu < 0 refused
     r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
     r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)  # with the ReLU constraints (Statement 12.63)

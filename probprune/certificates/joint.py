@@ -379,29 +379,6 @@ def _recursion(mats: list[np.ndarray], rel: list[np.ndarray], r: float, diag_ste
     return val * (1 + PAIR_REL * (len(mats) + 1)), tuple(ts)
 
 
-def _recursion_at(mats: list[np.ndarray], rel: list[np.ndarray], Ts: list, r: float) -> float:
-    """Statement 12.60's bound at given diagonal multipliers (one vector T per step on its relaxed coordinates, None
-    where none is relaxed), with the arithmetic of :func:`_recursion`'s diagonal steps: each step's 2T - G_RR - slack I
-    is certified by its Cholesky factor (+inf where that fails: no bound at this T), G_FF lifted, the trust-region
-    bound at the input and the same final inflation. Any positive T that factorises gives a valid bound (12.60 (b))."""
-    C = mats[0]
-    for X, rj, T in zip(mats[1:], rel, Ts):
-        check_deadline()
-        st = _Step(C, X, rj)
-        if not rj.any():
-            C = st.KF
-            continue
-        T = np.asarray(T, float)
-        if not (T.shape == (int(rj.sum()),) and np.all(np.isfinite(T)) and np.all(T > 0)):
-            return math.inf
-        Lc = st.diag_factor(T)
-        if Lc is None:
-            return math.inf
-        C = st.diag_C(T, Lc)
-    val = trs_dual_bound(C[:, :-1], C[:, -1], r)
-    return val * (1 + PAIR_REL * (len(mats) + 1))
-
-
 @dataclass(frozen=True)
 class ReluRows:
     """The ReLU units of one recursion state u = [delta; kappa shat; 1] (Statement 12.63): ``h`` the coordinates of
@@ -650,7 +627,7 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     value, optional): the diagonal steps end by then (shared among the recursion steps); the result is a valid bound
     whatever their number. ``e2e_steps``: then up to this many Adam steps on all multipliers at once against the
     final bound (:func:`_end_to_end`, ending at ``e2e_stop``), whose multipliers are certified again
-    (:func:`_recursion_at`); the smaller of the two certified values is returned."""
+    (:func:`_recursion_relu_at`); the smaller of the two certified values is returned."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
