@@ -48,11 +48,11 @@ JOINT_RELU_CONSTRAINTS = True  # the end-to-end phase adds the ReLU's linear con
 JOINT_NU0 = -14.0  # their multipliers start at exp(JOINT_NU0) x the T of the coordinate they name first (so that the
 # start is the greedy value: at -8 the bias-free LeNet-300-100 started at 1.25 against 0.654) ...
 JOINT_NU_LR = 0.3  # ... and move by this Adam step on their logarithms (T's: JOINT_ADAM_LR)
-JOINT_E2E_WORK = 100.0  # the end-to-end phase (_end_to_end) gets floor(JOINT_E2E_WORK / work) Adam steps, work = the
+JOINT_E2E_WORK = 200.0  # the end-to-end phase (_end_to_end) gets floor(JOINT_E2E_WORK / work) Adam steps, work = the
 # recursion's summed _step_work (units of a 256^3 eigh), at most the caller's cap, and none where that is below
 # JOINT_E2E_MIN_STEPS: a count fixed by the network's shape, not by the machine's speed. A step (torch forward and
 # backward) cost 0.3-0.6 s on LeNet-300-100 (work 32: 3 steps, so none; 2 steps had taken its auto certificate from
-# 0.77 s to 1.92 s for 2.8%, against a 2 s target) and 5-15 ms on the 64-wide digits MLPs (work 0.45-2.1: the cap)
+# 0.77 s to 1.92 s for 2.8%, against a 2 s target) and 5-15 ms on the 64-wide digits MLPs (work 0.45-2.1: 95-100)
 JOINT_E2E_MIN_STEPS = 10  # fewer end-to-end steps than this are not run (they moved the bound by < 3%)
 
 

@@ -24,10 +24,10 @@ JOINT_DIAG_STEPS = 25  # "auto": Adam steps of the joint bound's diagonal multip
 # time) so that without a time limit the result does not depend on the machine's speed; measured on the budget
 # LeNet-300-100 at q = 0.28: scalar 0.764, 20 steps 0.618, 60 steps 0.602, 150 steps 0.593 (1.1 / 1.8 / 3.2 s)
 JOINT_EXPLICIT_DIAG_STEPS = 150  # --bound joint
-JOINT_E2E_STEPS = 40  # "auto": at most this many Adam steps on all of the joint bound's multipliers at once against the
+JOINT_E2E_STEPS = 100  # "auto": at most this many Adam steps on all of the joint bound's multipliers at once against the
 # final bound (§12.12 "End-to-end multipliers"), fewer on wide chains (joint.e2e_steps_for: a count fixed by the
-# shape); measured on the budget's residual digits net (q = 0.4): greedy 23.30, + 10 / 40 / 100 steps 19.29 / 18.47 /
-# 18.41 (0.2 / 0.5 / 1.1 s)
+# shape); measured on the budget's residual digits net (q = 0.4): greedy 23.30, + 10 / 40 / 100 steps 19.33 / 16.35 /
+# 14.62 with the ReLU constraints (0.2 / 0.7 / 1.5 s); its uniform budget 0.400 at 40, 0.434 at 100 (5.4 / 10.8 s)
 JOINT_EXPLICIT_E2E_STEPS = 100  # --bound joint: at most this many, within JOINT_EXPLICIT_E2E_WORK
 JOINT_EXPLICIT_E2E_WORK = 3000.0  # --bound joint: the work budget of joint.e2e_steps_for (auto: JOINT_E2E_WORK)
 CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
