@@ -336,3 +336,19 @@ def test_relu_constraints_on_residual_batchnorm_nets_at_least_the_attack(seed):
     assert r1.eps <= r0.eps
     a = pgd_sup_error(g.forward, gh.forward, (6,), restarts=128, steps=100, seed=seed).value
     assert unscale(r1.eps, F.scale_exp) >= a
+
+
+def test_end_to_end_interrupted_at_the_deadline_keeps_the_greedy_value(monkeypatch):
+    """A deadline inside the end-to-end phase drops its proposal and keeps the (complete, valid) greedy value."""
+    from probprune.certificates import joint as J
+    from probprune.certificates.compose import TimeLimitReached
+
+    g, gh, F, Fh = _pair(_mlp(21, (5, 9, 7, 3)), (5,), 21)
+    r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
+
+    def stop(*a, **k):
+        raise TimeLimitReached("deadline")
+
+    monkeypatch.setattr(J, "_end_to_end", stop)
+    r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
+    assert r1.eps == r0.eps and r1.end_to_end is None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from probprune.core.errors import ProbPruneError
-from probprune.certificates.compose import PAIR_REL, check_deadline, stage_norms
+from probprune.certificates.compose import PAIR_REL, TimeLimitReached, check_deadline, stage_norms
 from probprune.certificates.lower import Chain, stage_diff
 from probprune.certificates.propagate import trs_dual_bound
 
@@ -627,7 +627,8 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     value, optional): the diagonal steps end by then (shared among the recursion steps); the result is a valid bound
     whatever their number. ``e2e_steps``: then up to this many Adam steps on all multipliers at once against the
     final bound (:func:`_end_to_end`, ending at ``e2e_stop``), whose multipliers are certified again
-    (:func:`_recursion_relu_at`); the smaller of the two certified values is returned."""
+    (:func:`_recursion_relu_at`); the smaller of the two certified values is returned (a deadline inside that phase
+    keeps the greedy value, which is complete)."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -648,9 +649,12 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     if e2e_steps > 0 and (e2e_stop is None or time.perf_counter() < e2e_stop):
         rows = relu_rows(F, Fhat, kappa) if JOINT_RELU_CONSTRAINTS else [
             ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
-        found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows)
-        if found is not None:
-            ve = _recursion_relu_at(mats, rel, rows, *found, r)  # certified at the proposed multipliers
+        try:  # interrupted at the deadline: the greedy value is complete and valid (12.60), the proposal is dropped
+            found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows)
+            ve = _recursion_relu_at(mats, rel, rows, *found, r) if found is not None else None  # certified at them
+        except TimeLimitReached:
+            ve = None
+        if ve is not None:
             evaluations += 1
             e2e = ve
             v = min(v, ve)
