@@ -51,6 +51,17 @@ def _exact_affine_sup(A: np.ndarray, c: np.ndarray, r: float) -> float:
     return float(np.sqrt(res.fun))
 
 
+def _exact_linear_chain_sup(F, Fh, r: float = 1.0) -> float:
+    """The exact sup over the ball of ||F(x) - F_hat(x)|| for lowered chains with identity activations (affine maps,
+    composed exactly, then :func:`_exact_affine_sup`)."""
+    A, c = np.eye(F.n_in), np.zeros(F.n_in)
+    Ah, ch = A.copy(), c.copy()
+    for st, sth in zip(F.stages, Fh.stages):
+        A, c = st.M @ A, st.M @ c + st.b
+        Ah, ch = sth.M @ Ah, sth.M @ ch + sth.b
+    return _exact_affine_sup(A - Ah, c - ch, r)
+
+
 @register("joint-identity", "Statement 12.60 (a): u_i = D_i X_i u_(i-1) with diagonal slopes in [0, 1] and F - F_hat "
           "= X_L u_(L-1)", "§12.12", "numeric", covers=["joint-identity"])
 def _chk_identity():
@@ -143,13 +154,7 @@ def _chk_ground_truth():
     ratios = []
     for seed in (6121, 6122, 6123):  # linear chains with biases: exact sup of an affine map over the ball
         g, gh, F, Fh = _mlp_pair(seed, act="identity")
-        A = np.eye(F.n_in)
-        c = np.zeros(F.n_in)
-        Ah, ch = A.copy(), c.copy()
-        for st, sth in zip(F.stages, Fh.stages):
-            A, c = st.M @ A, st.M @ c + st.b
-            Ah, ch = sth.M @ Ah, sth.M @ ch + sth.b
-        ex = unscale(_exact_affine_sup(A - Ah, c - ch, 1.0), F.scale_exp)
+        ex = unscale(_exact_linear_chain_sup(F, Fh), F.scale_exp)
         jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
         require(jb >= ex * (1 - 1e-9), f"linear seed {seed}: joint {jb} < exact {ex}")
         ratios.append(jb / ex)
@@ -250,12 +255,7 @@ def _chk_end_to_end():
     gains, ratios, n = [], [], 0
     for seed in (6151, 6152, 6153):  # linear chains with biases: exact sup
         g, gh, F, Fh = _mlp_pair(seed, act="identity")
-        A, c = np.eye(F.n_in), np.zeros(F.n_in)
-        Ah, ch = A.copy(), c.copy()
-        for st, sth in zip(F.stages, Fh.stages):
-            A, c = st.M @ A, st.M @ c + st.b
-            Ah, ch = sth.M @ Ah, sth.M @ ch + sth.b
-        ex = unscale(_exact_affine_sup(A - Ah, c - ch, 1.0), F.scale_exp)
+        ex = unscale(_exact_linear_chain_sup(F, Fh), F.scale_exp)
         jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=30).eps, F.scale_exp)
         require(jb >= ex * (1 - 1e-9), f"linear seed {seed}: end-to-end joint {jb} < exact {ex}")
         n += 1
