@@ -665,5 +665,6 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
                        seconds=time.perf_counter() - t0, end_to_end=e2e)
 
 
-__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
+__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain",
+           "first_pruned_stage", "coupled_width", "check_joint_dim",
            "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]
