@@ -812,7 +812,7 @@ SEARCH_E2E_WORK = 200.0  # ... and its end-to-end steps (Statements 12.62-12.63)
 
 
 def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, joint: bool | None = None,
-               joint_steps: int | None = None, joint_e2e: bool | None = None):
+               joint_steps: int | None = None, joint_e2e: bool | int | None = None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
@@ -1159,6 +1159,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     from probprune.budgets.apriori import ALLOCATION_MODES
 
     uniform_mode = not ALLOCATION_MODES[mode].per_layer  # "uniform": one common fraction; else "optimal"
+    reference_searched = not uniform_mode and int(N[cand].sum()) <= REFERENCE_SEARCHED_MAX_WEIGHTS
     uniform_kw: dict = {"rtol": FINAL_RTOL if uniform_mode else SCALE_RTOL}
     k_opt = k_d
     if not uniform_mode and max_evals > 0:  # optimal: Cert-D's allocation scaled (first: it is the answer)
@@ -1172,7 +1173,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
                 ko, _, lg = _refine_layers(value, ko, N, cand, eps, max_evals - len(lg), deadline, REFINE_STEPS)
                 log += [("optimal",) + e for e in lg]
             k_opt = ko
-            if REFERENCE_PREDICTED and k_uni_d is not None and curves is not None and v_o is not None:
+            if REFERENCE_PREDICTED and not reference_searched and k_uni_d is not None and curves is not None \
+                    and v_o is not None:
                 # the uniform reference: one evaluation at the scale the Cert-D curve predicts with the tight/Cert-D
                 # ratio just measured at the optimal allocation (a second only if that one is above eps)
                 cd = float(_comp_batch(curves, comp, ko))
@@ -1183,7 +1185,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
                                   "t_first": _predicted_scale(curves, comp, cand.astype(float), N, q0, v_o / cd,
                                                               target)}
         cands.append(k_opt)
-    if not uniform_mode and int(N[cand].sum()) <= REFERENCE_SEARCHED_MAX_WEIGHTS:
+    if reference_searched:
         # a small net: the uniform reference is searched (a candidate: optimal >= uniform) and chooses its own method
         uniform_kw = {"rtol": FINAL_RTOL}
         if state["joint"] is False and tight_method == "auto" and joint_auto_skip(F, CERTIFY_AUTO_TIME_LIMIT) is None:
