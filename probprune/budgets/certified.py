@@ -812,7 +812,7 @@ SEARCH_E2E_WORK = 200.0  # ... and its end-to-end steps (Statements 12.62-12.63)
 
 
 def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, joint: bool | None = None,
-               joint_steps: int | None = None, joint_e2e: bool | int | None = None):
+               joint_steps: int | None = None, joint_e2e: int | None = None):
     """(eps, method, components) of ``certify_chains`` (§12) on (F, the masked graph lowered), or (inf, reason, {})
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""

@@ -143,7 +143,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
                    scalar_if_mixed_fails: bool = False, clock_start: float | None = None,
                    joint: bool | None = None, joint_steps: int | None = None,
-                   joint_e2e: bool | int | None = None) -> TightCertificate:
+                   joint_e2e: int | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
     unlimited), counted from ``clock_start`` (a ``time.perf_counter()`` value, e.g. taken before the lowering, so
@@ -169,9 +169,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     certification, not by ``certify --bound auto``. ``joint`` ("auto" only): False skips the joint bound (§12.12;
     the certified budget passes it when its first probe found the mixed bound smaller), None = the default rule.
     ``joint_steps``: the joint bound's Adam steps per recursion step (None: JOINT_DIAG_STEPS under auto,
-    JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``). ``joint_e2e``: the end-to-end multiplier steps of the joint
-    bound with auto's count (True), the explicit method's (None with ``method="joint"``), none (False) or this many
-    (an int); None under auto = auto's count."""
+    JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``). ``joint_e2e``: the joint bound's end-to-end steps (Statements
+    12.62-12.63; 0: none); None: auto's count under auto (JOINT_E2E_STEPS), the explicit method's otherwise."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -318,13 +317,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
 
         def run_joint():
             nonlocal joint_info
-            explicit_e2e = not auto and joint_e2e is None
-            if joint_e2e is False or joint_e2e is True or joint_e2e is None:
-                e2e = 0 if joint_e2e is False else (
-                    e2e_steps_for(F, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK) if explicit_e2e
-                    else e2e_steps_for(F, JOINT_E2E_STEPS))
-            else:
+            if joint_e2e is not None:
                 e2e = max(0, int(joint_e2e))
+            elif auto:
+                e2e = e2e_steps_for(F, JOINT_E2E_STEPS)
+            else:
+                e2e = e2e_steps_for(F, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
             jr = joint_bound(F, Fhat, radius, norms=norms, diag_steps=joint_steps if joint_steps is not None else
                              (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
