@@ -1200,15 +1200,21 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
             cands.append(ku)
     # the returned allocation: the largest candidate, certified once more with the full auto rule
     order = sorted(range(len(cands)), key=lambda j: -int(cands[j].sum()))
+    finals: dict = {}  # counts -> the full rule's certificate there (each allocation certified once)
+
+    def final_rule(k) -> AllocationCertificate:
+        key = tuple(int(x) for x in k)
+        if key not in finals:
+            finals[key] = certify_allocation(graph, k, conv_method, F, tight_method, _memo=memo, _lean=True,
+                                             _joint=False if state["joint"] is False else None)
+        return finals[key]
+
     pick, ac = None, None
-    rejected = set()  # counts the full rule put above eps (certify prints more than eps there)
     for j in order:
-        ac = certify_allocation(graph, cands[j], conv_method, F, tight_method, _memo=memo, _lean=True,
-                                _joint=False if state["joint"] is False else None)
+        ac = final_rule(cands[j])
         if ac.eps <= eps:
             pick = cands[j]
             break
-        rejected.add(tuple(int(x) for x in cands[j]))
     if pick is None:  # cannot happen (Cert-D's allocation is feasible); fail closed
         raise RuntimeError("internal error: no certified allocation")
     top = cands[order[0]]
@@ -1217,30 +1223,23 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
         # Adam steps), but the final auto rule, what certify prints, is above eps there (its joint bound ends its
         # Adam steps on time): search the scale of that allocation's shape once more with the final rule itself
         # (a uniform budget's layers are then its uniform allocation, not Cert-D's)
-        def final_value(k):
-            return certify_allocation(graph, k, conv_method, F, tight_method, _memo=memo, _lean=True,
-                                      _joint=False if state["joint"] is False else None).eps
-
         q_top = np.where(cand, top / N, 0.0)
         shape = q_top / q_top.max()
         q_pick = np.where(cand, pick / N, 0.0)
         # the known-feasible end: the pick's scale where it lies on the same shape (uniform mode), else 0
         t_lo = float(q_pick.max()) if np.allclose(q_pick * q_top.max(), q_top * q_pick.max(), atol=2.0 / N.min()) \
             else 0.0
-        v_hi = float(final_value(top))
+        v_hi = float(final_rule(top).eps)  # computed by the candidate loop (rejected there)
         p = min(max(_scale_search.last_p, 0.5), 4.0)
-        _, kf, _, lg = _scale_search(final_value, shape, N, t_lo, eps, FINAL_RULE_EVALS, deadline, rtol=FINAL_RTOL,
-                                     p0=p, hi_point=(float(q_top.max()), v_hi),
+        _, kf, _, lg = _scale_search(lambda k: final_rule(k).eps, shape, N, t_lo, eps, FINAL_RULE_EVALS, deadline,
+                                     rtol=FINAL_RTOL, p0=p, hi_point=(float(q_top.max()), v_hi),
                                      t_first=float(q_top.max()) * (eps * (1 - 2e-3) / v_hi) ** (1.0 / p))
         log += [("final_rule",) + e for e in lg]
-        if kf.sum() > pick.sum():
-            ac_f = certify_allocation(graph, kf, conv_method, F, tight_method, _memo=memo, _lean=True,
-                                      _joint=False if state["joint"] is False else None)
-            if ac_f.eps <= eps:  # fail closed: the value at the returned counts, recomputed
-                pick, ac = kf, ac_f
+        if kf.sum() > pick.sum() and final_rule(kf).eps <= eps:  # fail closed: the full rule at exactly kf
+            pick, ac = kf, final_rule(kf)
     if uniform_mode:  # the answer is the allocation the final rule certified: layers, total and fraction agree
         k_uni = pick
-    elif k_uni is not None and tuple(int(x) for x in k_uni) in rejected:
+    elif k_uni is not None and finals.get(tuple(int(x) for x in k_uni), ac).eps > eps:  # (ac: the pick's, <= eps)
         # the reference the search certified is above eps by the full rule: the largest uniform allocation the full
         # rule certified instead (the pick where it is uniform, else Cert-D's uniform one: the full rule <= Cert-D)
         q_pick = np.where(cand, pick / N, 0.0)
@@ -1249,9 +1248,8 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
     if k_uni is not None and k_uni is not pick:
         uni_at = _searched_certificate(searched.get(tuple(int(x) for x in k_uni)), eps)
         if uni_at is None:  # not evaluated by the search (or above eps there): the auto rule, once
-            uni_cert = certify_allocation(graph, k_uni, conv_method, F, tight_method, _memo=memo, _lean=True,
-                                          _joint=False if state["joint"] is False else None)
-            if uni_cert.eps > eps:  # the uniform search's value was a single §12 method; auto is never larger
+            uni_cert = final_rule(k_uni)
+            if uni_cert.eps > eps:  # fail closed (k_uni here is Cert-D's uniform allocation or searched <= eps)
                 raise RuntimeError("internal error: uniform allocation exceeds eps")
             uni_at = uni_cert.as_dict()
     detail.update({"at_allocation": ac.as_dict(),
