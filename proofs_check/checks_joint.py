@@ -269,7 +269,7 @@ def _chk_end_to_end():
             mats, rel = coupled_chain(F, Fh, kappa)
             used: list = []
             vg, _ = _recursion(mats, rel, 1.0, 10, None, used)
-            none = [ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
+            none = [ReluRows.none(X.shape[0]) for X in mats[1:]]
             zero = [np.zeros(0)] * len(none)
             require(abs(_recursion_relu_at(mats, rel, none, used, zero, 1.0) - vg) <= 1e-8 * vg,
                     f"seed {seed}: the dense recursion with nu = 0 differs from the greedy value")

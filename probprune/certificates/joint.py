@@ -25,7 +25,7 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import PAIR_REL, TimeLimitReached, check_deadline, stage_norms
 from probprune.certificates.lower import Chain, stage_diff
-from probprune.certificates.propagate import trs_dual_bound
+from probprune.certificates.propagate import trs_dual_bound, trs_dual_from_spectrum
 
 JOINT_MAX_DIM = 4200  # refuse when a coupled state (2 x width + 1) exceeds this (an eigh and Choleskys of that size
 # per step; resnet_bn_digits, 2,049: 10.9 s with 10 Adam steps, 21.7 s with 40)
@@ -391,6 +391,12 @@ class ReluRows:
     dh: np.ndarray
     inv_kappa: float
 
+    @classmethod
+    def none(cls, m: int) -> "ReluRows":
+        """A state of size m whose ReLU constraints are left out (nu empty: 12.60 (b)'s step)."""
+        empty = np.zeros(0, np.int64)
+        return cls(int(m), empty, empty, empty, 1.0)
+
     @property
     def n_nu(self) -> int:
         return 2 * self.h.size + 2 * self.d.size
@@ -435,28 +441,15 @@ def relu_rows(F: Chain, Fhat: Chain, kappa) -> list[ReluRows]:
 
 def _form_trs(G: np.ndarray, r: float) -> float:
     """sup_{||x|| <= r} [x; 1]^T G [x; 1] <= c + mu r^2 + b^T (mu I - A)^{-1} b for every mu >= 0 with mu I - A > 0
-    (G = [[A, b], [b^T, c]] symmetric, A possibly indefinite; Lemma 12.4's dual); the eigenvalues of A lifted by
-    (n + 10) u ||A||_F, mu minimised numerically (any mu is valid). Returns the square root, inflated by 1e-9."""
-    from scipy.optimize import minimize_scalar
-
+    (G = [[A, b], [b^T, c]] symmetric, A possibly indefinite; Lemma 12.4's dual, minimised by
+    :func:`propagate.trs_dual_from_spectrum`); the eigenvalues of A lifted by (n + 10) u ||A||_F. Returns the square
+    root, inflated by 1e-9."""
     A, b, c = G[:-1, :-1], G[:-1, -1], float(G[-1, -1])
-    n = A.shape[0]
     lam, V = np.linalg.eigh((A + A.T) / 2)
-    lam = lam + (n + 10) * np.finfo(float).eps * float(np.linalg.norm(A))
-    beta2 = (V.T @ b) ** 2
-    top = max(float(lam[-1]), 0.0)
+    lam = lam + (A.shape[0] + 10) * np.finfo(float).eps * float(np.linalg.norm(A))
     scale = max(abs(float(lam[-1])), float(np.abs(b).max(initial=0.0)), 1e-300)
-
-    def f(z):
-        mu = top + scale * math.exp(z)
-        return c + mu * r * r + float(np.sum(beta2 / (mu - lam)))
-
-    grid = np.linspace(-30.0, 30.0, 121)
-    vals = [f(z) for z in grid]
-    j = int(np.argmin(vals))
-    res = minimize_scalar(f, bounds=(grid[max(j - 1, 0)], grid[min(j + 1, grid.size - 1)]), method="bounded")
-    best = min(vals[j], float(res.fun)) if res.success else vals[j]
-    return math.sqrt(max(best, 0.0)) * (1 + 1e-9)
+    top = max(float(lam[-1]), 0.0) * (1 + 1e-9) + 1e-300  # strictly above lambda_max, as trs_dual_bound's s1^2
+    return trs_dual_from_spectrum(lam, (V.T @ b) ** 2, c, r, top, scale)
 
 
 def _relu_step(G: np.ndarray, X: np.ndarray, rj: np.ndarray, rw: ReluRows, T, nu) -> np.ndarray | None:
@@ -465,7 +458,9 @@ def _relu_step(G: np.ndarray, X: np.ndarray, rj: np.ndarray, rw: ReluRows, T, nu
     Z = T X_R + G_RF X_F + c_u,R e_c^T, v = X_F^T c_u,F + X^T c_y ((c_u, c_y) = :meth:`ReluRows.linear_terms` of nu,
     e_c the constant of the previous state, s 12.60's slack); None where the Cholesky factor of 2T - G_RR - s I does not
     exist or a multiplier is not admissible (T > 0, nu >= 0, finite)."""
-    from scipy.linalg import cholesky, solve_triangular
+    from scipy.linalg import solve_triangular
+
+    from probprune.certificates.compose import _diag_factor
 
     G = (G + G.T) / 2
     R, Fx = np.flatnonzero(rj), np.flatnonzero(~rj)
@@ -480,9 +475,8 @@ def _relu_step(G: np.ndarray, X: np.ndarray, rj: np.ndarray, rw: ReluRows, T, nu
         T = np.asarray(T, float)
         if not (T.shape == (R.size,) and np.all(np.isfinite(T)) and np.all(T > 0)):
             return None
-        try:
-            Lc = cholesky(2 * np.diag(T) - G[np.ix_(R, R)] - slack * np.eye(R.size), lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
+        Lc = _diag_factor(G[np.ix_(R, R)], T, slack)  # certifies 2T - G_RR - slack I > 0
+        if Lc is None:
             return None
         Z = T[:, None] * X[R] + G[np.ix_(R, Fx)] @ XF
         Z[:, -1] += cu[R]  # the constraints' u_R terms, times the constant (the last coordinate of u')
@@ -647,8 +641,7 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     v, ts = _recursion(mats, rel, r, diag_steps, adam_stop, used)
     evaluations, e2e = 1, None
     if e2e_steps > 0 and (e2e_stop is None or time.perf_counter() < e2e_stop):
-        rows = relu_rows(F, Fhat, kappa) if JOINT_RELU_CONSTRAINTS else [
-            ReluRows(int(X.shape[0]), *(np.zeros(0, np.int64),) * 3, 1.0) for X in mats[1:]]
+        rows = relu_rows(F, Fhat, kappa) if JOINT_RELU_CONSTRAINTS else [ReluRows.none(X.shape[0]) for X in mats[1:]]
         try:  # interrupted at the deadline: the greedy value is complete and valid (12.60), the proposal is dropped
             found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows)
             ve = _recursion_relu_at(mats, rel, rows, *found, r) if found is not None else None  # certified at them

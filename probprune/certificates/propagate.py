@@ -511,8 +511,6 @@ def trs_dual_bound(M: np.ndarray, g: np.ndarray, r: float) -> float:
     """Upper bound on max_{||u||_2 <= r} ||M u + g||_2 (Lemma 12.4): for every mu > ||M||^2,
     max <= sqrt(||g||^2 + mu r^2 + sum_i s_i^2 (u_i.g)^2 / (mu - s_i^2)); minimised over mu numerically (any mu is
     valid). Inflated by 1e-9 relative."""
-    from scipy.optimize import minimize_scalar
-
     M = np.asarray(M, float)
     g = np.asarray(g, float)
     if r == 0 or not np.any(M):
@@ -528,17 +526,24 @@ def trs_dual_bound(M: np.ndarray, g: np.ndarray, r: float) -> float:
         lam = np.maximum(lam, 0.0)
         num = (V.T @ (M.T @ g)) ** 2
     s1 = math.sqrt(float(lam[-1])) * (1 + 1e-9) + 1e-300
-    s2 = lam
-    g2 = float(g @ g)
+    return trs_dual_from_spectrum(lam, num, float(g @ g), r, s1 * s1, s1 * s1)
+
+
+def trs_dual_from_spectrum(lam: np.ndarray, num: np.ndarray, c: float, r: float, top: float, scale: float) -> float:
+    """sqrt(min over mu of c + mu r^2 + sum_i num_i / (mu - lam_i)) (1 + 1e-9), mu = top + e^z on a log grid of z
+    around log(scale) (+-40, 161 points), refined by a bounded 1-D search: Lemma 12.4's dual for a form with
+    eigenvalues ``lam`` and numerators ``num`` = (projections of its linear term)^2 (any mu > max(lam), mu >= 0 is
+    valid, so the minimisation is only for size; ``top`` must be >= both)."""
+    from scipy.optimize import minimize_scalar
 
     def f(logt):
-        mu = s1 * s1 + math.exp(logt)
-        return g2 + mu * r * r + float(np.sum(num / (mu - s2)))
+        mu = top + math.exp(logt)
+        return c + mu * r * r + float(np.sum(num / (mu - lam)))
 
-    scale = math.log(max(s1 * s1, 1e-300))
-    grid = np.linspace(scale - 40, scale + 40, 161)
-    mu = s1 * s1 + np.exp(grid)  # the grid evaluated at once (the same formula as f, one row per mu)
-    vals = g2 + mu * r * r + np.sum(num[None, :] / (mu[:, None] - s2[None, :]), axis=1)
+    centre = math.log(max(scale, 1e-300))
+    grid = np.linspace(centre - 40, centre + 40, 161)
+    mu = top + np.exp(grid)  # the grid evaluated at once (the same formula as f, one row per mu)
+    vals = c + mu * r * r + np.sum(num[None, :] / (mu[:, None] - lam[None, :]), axis=1)
     i = int(np.argmin(vals))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
