@@ -15,6 +15,12 @@ time are in question).
   term, and CROWN's rows of the last term against a PGD of each row;
 * ``median_row``: the row at the overall median (cnn_maxpool_mnist16, q = 0.9): the mixed bound's terms against
   a PGD of each term;
+* ``commute``: the joint bound with end-to-end multipliers (Statement 12.62, 0 / 15 / 50 / 100 steps) on the lowering
+  of LeNet-5 with every ReLU -> MaxPool2d pair written MaxPool2d -> ReLU (max_i ReLU(z_i) = ReLU(max_i z_i): the same
+  function, so every value is a bound on the same error), against the mixed bound of both lowerings;
+* ``fcomp``: F's own complementarity s_j (z_j - s_j) = 0 (s = delta + shat, z = dz + zhat) added to the end-to-end
+  phase as 2x2 blocks rho_j a_j a_j^T of the step's multiplier (a_j = e_delta + e_shat / kappa), rho_j >= 0 started
+  at 1e-6 T: the proposal's torch value at 40 steps with and without it (a probe of the relaxation, not certified);
 * ``cost``: the scalar joint bound on the 16x16 residual net (4,097 coupled coordinates) next to one eigh of its
   relaxed block size, in the same run.
 
@@ -347,8 +353,176 @@ def probe_budget_cnn(stored):
     return [row]
 
 
-PROBES = {"kappa": probe_kappa, "gamma": probe_gamma, "adam": probe_adam, "stability": probe_stability,
-          "cost": probe_cost, "perterm": probe_perterm,
+def _commuted(model):
+    """The model with every ReLU -> MaxPool2d pair of its Sequential swapped (the same function, Statement 12.64):
+    proofs_check's helper, which its check `relu-maxpool-commute` tests."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from proofs_check.checks_joint import relu_pool_commuted
+
+    return relu_pool_commuted(model)
+
+def probe_commute(stored):
+    import torch
+
+    from probprune.certificates.joint import joint_bound
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.certificates.tight import certify_chains, unscale
+    from probprune.net.trace import from_torch
+
+    model, shape = _model(POOL_NET)
+    m2 = _commuted(model)
+    x = torch.randn(64, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = float((model(x) - m2(x)).abs().max())
+    g, g2 = from_torch(model, shape), from_torch(m2, shape)
+    names = [n for n, p in model.named_parameters() if n.endswith("weight")]
+    names2 = [n for n, p in m2.named_parameters() if n.endswith("weight")]
+    rows = []
+    for q in BC.FRACTIONS:
+        masks = BC.graph_masks(model, g, q)
+        F2, Fh2 = lower_graph_pair(g2, g2.with_masks({b: masks[a] for a, b in zip(names, names2) if a in masks}))
+        pgd = stored[(POOL_NET, q)]["pgd_ball"]
+        row = {"network": POOL_NET, "fraction": q, "max_abs_output_difference_of_the_rewrite": same,
+               "mixed_over_pgd": stored[(POOL_NET, q)]["merged_auto_components"].get("mixed", float("nan")) / pgd}
+        t = time.perf_counter()
+        row["mixed_commuted_over_pgd"] = unscale(certify_chains(F2, Fh2, "mixed", 1.0).eps, F2.scale_exp) / pgd
+        row["mixed_commuted_seconds"] = time.perf_counter() - t
+        for s in (0, 15, 50, 100):
+            t = time.perf_counter()
+            r = joint_bound(F2, Fh2, 1.0, diag_steps=ADAM_STEPS, e2e_steps=s)
+            row[f"joint_commuted_e2e{s}_over_pgd"] = unscale(r.eps, F2.scale_exp) / pgd
+            row[f"joint_commuted_e2e{s}_seconds"] = time.perf_counter() - t
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def _e2e_with_rho(F, Fh, steps, with_rho):
+    """The torch value of joint._end_to_end's objective after ``steps`` Adam steps from the greedy multipliers, with
+    (``with_rho``) or without F's complementarity blocks; (start, best), unscaled. A probe: not certified."""
+    import math
+
+    import numpy as np
+    import torch
+
+    import probprune.certificates.joint as J
+    from probprune.certificates.compose import adam_log_multipliers
+    from probprune.certificates.tight import unscale
+
+    kappa = J.heuristic_scales(F, Fh, 1.0)
+    mats, rel = J.coupled_chain(F, Fh, kappa)
+    used: list = []
+    J._recursion(mats, rel, 1.0, ADAM_STEPS, None, used)
+    rows = J.relu_rows(F, Fh, kappa)
+    idx = [np.flatnonzero(rj) for rj in rel]
+    fix = [np.flatnonzero(~rj) for rj in rel]
+    pairs = [(np.searchsorted(R, rw.d), np.searchsorted(R, rw.dh)) if with_rho and rw.d.size and R.size else None
+             for R, rw in zip(idx, rows)]
+    sizes = [0 if T is None else len(T) for T in used]
+    nsz = [rw.n_nu for rw in rows]
+    rsz = [0 if p is None else p[0].size for p in pairs]
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
+    roffs = noffs[-1] + np.concatenate([[0], np.cumsum(rsz)])
+    Xt = [torch.from_numpy(np.ascontiguousarray(X)) for X in mats]
+
+    def value(theta):
+        G = Xt[0].T @ Xt[0]
+        for k in range(len(rel)):
+            X, R, Fx = Xt[k + 1], idx[k], fix[k]
+            XF = X[Fx]
+            cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
+            Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
+            if R.size:
+                Q = torch.diag(torch.exp(theta[offs[k]:offs[k + 1]]))
+                if pairs[k] is not None:
+                    pd, ph = (torch.from_numpy(v) for v in pairs[k])
+                    ik, rho = rows[k].inv_kappa, torch.exp(theta[roffs[k]:roffs[k + 1]])
+                    for (a, b), w in (((pd, pd), rho), ((pd, ph), rho * ik), ((ph, pd), rho * ik),
+                                      ((ph, ph), rho * ik * ik)):
+                        Q = Q.index_put((a, b), w, accumulate=True)
+                Lc, info = torch.linalg.cholesky_ex(2 * Q - G[np.ix_(R, R)])
+                if int(info) != 0:
+                    return None
+                Z = Q @ X[R] + G[np.ix_(R, Fx)] @ XF
+                Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
+                W = torch.linalg.solve_triangular(Lc, Z, upper=False)
+                Gp = Gp + W.T @ W
+            v = XF.T @ cu[Fx] + X.T @ cy
+            ec = torch.zeros(X.shape[1], dtype=torch.float64)
+            ec[-1] = 1.0
+            G = Gp + torch.outer(v, ec) + torch.outer(ec, v)
+        A, b, c = G[:-1, :-1], G[:-1, -1], G[-1, -1]
+        lam, V = torch.linalg.eigh((A + A.T) / 2)
+        beta2 = (V.T @ b) ** 2
+        with torch.no_grad():
+            top = max(float(lam[-1]), 0.0)
+            scale = max(abs(float(lam[-1])), float(b.abs().max()) if b.numel() else 0.0, 1e-300)
+            ds = scale * np.exp(np.linspace(-30.0, 30.0, 241))
+            f = float(c) + torch.from_numpy(top + ds) * 1.0 + (beta2[None, :] / (
+                torch.from_numpy(top + ds)[:, None] - lam[None, :])).sum(1)
+            d = float(ds[int(torch.argmin(f))])
+        mu = torch.clamp(lam[-1], min=0.0) + d
+        return torch.sqrt(torch.clamp(c + mu + torch.sum(beta2 / (mu - lam)), min=0.0))
+
+    def evaluate(P, grad):
+        lt = torch.from_numpy(np.log(P)).requires_grad_(grad)
+        v = value(lt)
+        if v is None or not torch.isfinite(v):
+            return None
+        if not grad:
+            return float(v.detach()), None, None
+        v.backward()
+        gr = lt.grad.numpy().copy()
+        return (float(v.detach()), gr, None) if np.all(np.isfinite(gr)) else None
+
+    starts = [np.asarray(T, float) for T in used if T is not None]
+    for k, n in enumerate(nsz):
+        if n:
+            Tk = np.ones(rows[k].m)
+            if used[k] is not None:
+                Tk[idx[k]] = np.asarray(used[k], float)
+            rw = rows[k]
+            starts.append(math.exp(J.JOINT_NU0) * Tk[np.concatenate([rw.h, rw.h, rw.d, rw.d])])
+    starts += [1e-6 * np.asarray(used[k], float)[p[0]] for k, p in enumerate(pairs) if p is not None]
+    p0 = np.concatenate(starts)
+    lr = np.full(p0.size, J.JOINT_ADAM_LR)
+    lr[offs[-1]:] = J.JOINT_NU_LR
+    found = adam_log_multipliers(evaluate, p0, p0.size, steps, lr=lr)
+    return unscale(found[0][0], F.scale_exp), unscale(found[1][0], F.scale_exp)
+
+
+def probe_fcomp(stored):
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    rows = []
+    for name, q, commute in (("mlp_digits_64-64-32", 0.3, False), ("mlp_mnist1d_40-100-100", 0.3, False),
+                             (POOL_NET, 0.6, True)):
+        model, shape = _model(name)
+        g = from_torch(model, shape)
+        masks = BC.graph_masks(model, g, q)
+        if commute:
+            m2 = _commuted(model)
+            names = [n for n, p in model.named_parameters() if n.endswith("weight")]
+            names2 = [n for n, p in m2.named_parameters() if n.endswith("weight")]
+            g = from_torch(m2, shape)
+            masks = {b: masks[a] for a, b in zip(names, names2) if a in masks}
+        F, Fh = lower_graph_pair(g, g.with_masks(masks))
+        pgd = stored[(name, q)]["pgd_ball"]
+        row = {"network": name, "fraction": q, "relu_maxpool_commuted": commute, "steps": 40}
+        for tag, flag in (("without", False), ("with_rho", True)):
+            t = time.perf_counter()
+            s0, best = _e2e_with_rho(F, Fh, 40, flag)
+            row[f"{tag}_start_over_pgd"], row[f"{tag}_best_over_pgd"] = s0 / pgd, best / pgd
+            row[f"{tag}_seconds"] = time.perf_counter() - t
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+PROBES = {"commute": probe_commute, "fcomp": probe_fcomp, "kappa": probe_kappa, "gamma": probe_gamma,
+          "adam": probe_adam, "stability": probe_stability, "cost": probe_cost, "perterm": probe_perterm,
           "budget_cnn": probe_budget_cnn, "median_row": probe_median_row}
 
 

@@ -145,6 +145,7 @@ D_STATEMENTS: tuple[DStatement, ...] = (
     DStatement("joint-step", "§12.12", "Statement 12.60 (b): the S-procedure step with diagonal multipliers on the slope coordinates and none on the constant"),
     DStatement("joint-end-to-end", "§12.12", "Statement 12.62: the joint bound at multipliers proposed end to end is an upper bound wherever every step's 2T - G_RR - slack I factorises; the minimum with the greedy value"),
     DStatement("joint-relu-step", "§12.12", "Statement 12.63: the joint step with the ReLU's linear constraints (shat >= 0, shat >= zhat, s >= 0, s >= z) times the constant, multipliers nu >= 0, on indefinite forms"),
+    DStatement("relu-maxpool-commute", "§12.12", "Statement 12.64: max_i sigma(z_i) = sigma(max_i z_i) for nondecreasing sigma (bitwise for ReLU): ReLU -> max pooling may be rewritten max pooling -> ReLU without changing F or F_hat"),
     DStatement("joint-ground-truth", "§12.12", "Statement 12.60 (c): the trust-region bound at the input makes the joint recursion an upper bound on sup ||F - F_hat||"),
     DStatement("tg-stage-norm-sparse", "§12.11", "Statement 12.50: stage norm by row/column components (max over blocks) and sparse Gram + Cholesky at a Lanczos guess"),
     DStatement("tight-delta-relax", "§12.4", "Statement 12.4: linear relaxation of ReLU(zhat + dz) - ReLU(zhat) in dz"),
