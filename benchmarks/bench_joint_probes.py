@@ -429,41 +429,21 @@ def _e2e_with_rho(F, Fh, steps, with_rho):
     def value(theta):
         G = Xt[0].T @ Xt[0]
         for k in range(len(rel)):
-            X, R, Fx = Xt[k + 1], idx[k], fix[k]
-            XF = X[Fx]
+            X, R = Xt[k + 1], idx[k]
             cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
-            Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
+            Q = None
             if R.size:
                 Q = torch.diag(torch.exp(theta[offs[k]:offs[k + 1]]))
-                if pairs[k] is not None:
+                if pairs[k] is not None:  # F's complementarity: rho_j a_j a_j^T, a_j = e_delta + e_shat / kappa
                     pd, ph = (torch.from_numpy(v) for v in pairs[k])
                     ik, rho = rows[k].inv_kappa, torch.exp(theta[roffs[k]:roffs[k + 1]])
                     for (a, b), w in (((pd, pd), rho), ((pd, ph), rho * ik), ((ph, pd), rho * ik),
                                       ((ph, ph), rho * ik * ik)):
                         Q = Q.index_put((a, b), w, accumulate=True)
-                Lc, info = torch.linalg.cholesky_ex(2 * Q - G[np.ix_(R, R)])
-                if int(info) != 0:
-                    return None
-                Z = Q @ X[R] + G[np.ix_(R, Fx)] @ XF
-                Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
-                W = torch.linalg.solve_triangular(Lc, Z, upper=False)
-                Gp = Gp + W.T @ W
-            v = XF.T @ cu[Fx] + X.T @ cy
-            ec = torch.zeros(X.shape[1], dtype=torch.float64)
-            ec[-1] = 1.0
-            G = Gp + torch.outer(v, ec) + torch.outer(ec, v)
-        A, b, c = G[:-1, :-1], G[:-1, -1], G[-1, -1]
-        lam, V = torch.linalg.eigh((A + A.T) / 2)
-        beta2 = (V.T @ b) ** 2
-        with torch.no_grad():
-            top = max(float(lam[-1]), 0.0)
-            scale = max(abs(float(lam[-1])), float(b.abs().max()) if b.numel() else 0.0, 1e-300)
-            ds = scale * np.exp(np.linspace(-30.0, 30.0, 241))
-            f = float(c) + torch.from_numpy(top + ds) * 1.0 + (beta2[None, :] / (
-                torch.from_numpy(top + ds)[:, None] - lam[None, :])).sum(1)
-            d = float(ds[int(torch.argmin(f))])
-        mu = torch.clamp(lam[-1], min=0.0) + d
-        return torch.sqrt(torch.clamp(c + mu + torch.sum(beta2 / (mu - lam)), min=0.0))
+            G = J._torch_relu_step(G, X, R, fix[k], Q, cu, cy)
+            if G is None:
+                return None
+        return J._torch_form_trs(G, 1.0)
 
     def evaluate(P, grad):
         lt = torch.from_numpy(np.log(P)).requires_grad_(grad)

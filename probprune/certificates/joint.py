@@ -504,6 +504,48 @@ def _recursion_relu_at(mats: list[np.ndarray], rel: list[np.ndarray], rows: list
     return _form_trs(G, r) * (1 + PAIR_REL * (len(mats) + 1))
 
 
+def _torch_relu_step(G, X, R, Fx, T, cu, cy):
+    """:func:`_relu_step` in torch without the rounding margins (the end-to-end phase's proposal, differentiable):
+    the multiplier T is a vector (diagonal, Statement 12.63) or a symmetric matrix on the relaxed coordinates R (a
+    probe's block multipliers); None where 2T - G_RR has no Cholesky factor."""
+    import torch
+
+    XF = X[Fx]
+    Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
+    if R.size:
+        diag = T.dim() == 1
+        Lc, info = torch.linalg.cholesky_ex((torch.diag(2 * T) if diag else 2 * T) - G[np.ix_(R, R)])
+        if int(info) != 0:
+            return None
+        Z = (T[:, None] * X[R] if diag else T @ X[R]) + G[np.ix_(R, Fx)] @ XF
+        Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
+        W = torch.linalg.solve_triangular(Lc, Z, upper=False)
+        Gp = Gp + W.T @ W
+    v = XF.T @ cu[Fx] + X.T @ cy
+    ec = torch.zeros(X.shape[1], dtype=X.dtype)
+    ec[-1] = 1.0
+    return Gp + torch.outer(v, ec) + torch.outer(ec, v)
+
+
+def _torch_form_trs(G, r: float):
+    """:func:`_form_trs` in torch without the rounding margins (differentiable through lambda_max): the trust-region
+    bound at mu = max(lambda_max(A), 0) + d with d fixed on a log grid per call (any d > 0 is valid for every A)."""
+    import torch
+
+    A, b, c = G[:-1, :-1], G[:-1, -1], G[-1, -1]
+    lam, V = torch.linalg.eigh((A + A.T) / 2)
+    beta2 = (V.T @ b) ** 2
+    with torch.no_grad():  # the best offset d of mu = max(lambda_max, 0) + d on a log grid
+        top = max(float(lam[-1]), 0.0)
+        scale = max(abs(float(lam[-1])), float(b.abs().max()) if b.numel() else 0.0, 1e-300)
+        ds = scale * np.exp(np.linspace(-30.0, 30.0, 241))
+        mus = torch.from_numpy(top + ds)
+        f = float(c) + mus * r * r + (beta2[None, :] / (mus[:, None] - lam[None, :])).sum(1)
+        d = float(ds[int(torch.argmin(f))])
+    mu = torch.clamp(lam[-1], min=0.0) + d
+    return torch.sqrt(torch.clamp(c + mu * r * r + torch.sum(beta2 / (mu - lam)), min=0.0))
+
+
 def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: float, steps: int,
                 stop: float = math.inf, rows: list[ReluRows] | None = None):
     """All steps' multipliers at once by Adam on their logarithms (:func:`compose.adam_log_multipliers`, step
@@ -533,37 +575,15 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
         G = Xt[0].T @ Xt[0]
         for k in range(len(rel)):
             X, R, Fx = Xt[k + 1], idx[k], fix[k]
-            XF = X[Fx]
             if rows is not None:
                 cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
             else:
                 cu = cy = torch.zeros(X.shape[0], dtype=torch.float64)
-            Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
-            if R.size:
-                T = torch.exp(theta[offs[k]:offs[k + 1]])
-                Lc, info = torch.linalg.cholesky_ex(torch.diag(2 * T) - G[np.ix_(R, R)])
-                if int(info) != 0:
-                    return None
-                Z = T[:, None] * X[R] + G[np.ix_(R, Fx)] @ XF
-                Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
-                W = torch.linalg.solve_triangular(Lc, Z, upper=False)
-                Gp = Gp + W.T @ W
-            v = XF.T @ cu[Fx] + X.T @ cy
-            ec = torch.zeros(X.shape[1], dtype=torch.float64)
-            ec[-1] = 1.0
-            G = Gp + torch.outer(v, ec) + torch.outer(ec, v)
-        A, b, c = G[:-1, :-1], G[:-1, -1], G[-1, -1]
-        lam, V = torch.linalg.eigh((A + A.T) / 2)
-        beta2 = (V.T @ b) ** 2
-        with torch.no_grad():  # the best offset d of mu = max(lambda_max, 0) + d on a log grid (any d > 0 is valid)
-            top = max(float(lam[-1]), 0.0)
-            scale = max(abs(float(lam[-1])), float(b.abs().max()) if b.numel() else 0.0, 1e-300)
-            ds = scale * np.exp(np.linspace(-30.0, 30.0, 241))
-            mus = torch.from_numpy(top + ds)
-            f = float(c) + mus * r * r + (beta2[None, :] / (mus[:, None] - lam[None, :])).sum(1)
-            d = float(ds[int(torch.argmin(f))])
-        mu = torch.clamp(lam[-1], min=0.0) + d
-        return torch.sqrt(torch.clamp(c + mu * r * r + torch.sum(beta2 / (mu - lam)), min=0.0))
+            T = torch.exp(theta[offs[k]:offs[k + 1]]) if R.size else None
+            G = _torch_relu_step(G, X, R, Fx, T, cu, cy)
+            if G is None:
+                return None
+        return _torch_form_trs(G, r)
 
     def evaluate(P, grad: bool):
         check_deadline()
