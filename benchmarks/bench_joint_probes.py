@@ -424,12 +424,13 @@ def _e2e_with_rho(F, Fh, steps, with_rho):
     offs = np.concatenate([[0], np.cumsum(sizes)])
     noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
     roffs = noffs[-1] + np.concatenate([[0], np.cumsum(rsz)])
-    Xt = [torch.from_numpy(np.ascontiguousarray(X)) for X in mats]
+    X0 = torch.from_numpy(np.ascontiguousarray(mats[0]))
+    factors = [J.TorchFactor.of(X, rj) for X, rj in zip(mats[1:], rel)]
 
     def value(theta):
-        G = Xt[0].T @ Xt[0]
+        G = X0.T @ X0
         for k in range(len(rel)):
-            X, R = Xt[k + 1], idx[k]
+            R = idx[k]
             cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
             Q = None
             if R.size:
@@ -440,7 +441,7 @@ def _e2e_with_rho(F, Fh, steps, with_rho):
                     for (a, b), w in (((pd, pd), rho), ((pd, ph), rho * ik), ((ph, pd), rho * ik),
                                       ((ph, ph), rho * ik * ik)):
                         Q = Q.index_put((a, b), w, accumulate=True)
-            G = J._torch_relu_step(G, X, R, fix[k], Q, cu, cy)
+            G = J._torch_relu_step(G, factors[k], Q, cu, cy)
             if G is None:
                 return None
         return J._torch_form_trs(G, 1.0)

@@ -504,25 +504,56 @@ def _recursion_relu_at(mats: list[np.ndarray], rel: list[np.ndarray], rows: list
     return _form_trs(G, r) * (1 + PAIR_REL * (len(mats) + 1))
 
 
-def _torch_relu_step(G, X, R, Fx, T, cu, cy):
+TORCH_SPARSE_DENSITY = 0.05  # the end-to-end phase applies a factor's X_F^T as a sparse matrix below this density
+# (max-pool trees, stage breaks and carried blocks are 0.2-1% dense; LeNet-5's rewritten chain, 5 Adam steps: see
+# THEORY §12.12, Statement 12.62's *In the code*)
+
+
+@dataclass(frozen=True)
+class TorchFactor:
+    """One recursion step's factor X for the torch end-to-end phase: X (dense), its relaxed rows R and fixed rows F
+    (index tensors), X_R (dense) and X_F^T (a sparse COO matrix where X_F is sparser than TORCH_SPARSE_DENSITY)."""
+
+    X: "torch.Tensor"
+    R: "torch.Tensor"
+    F: "torch.Tensor"
+    XR: "torch.Tensor"
+    XFt: "torch.Tensor"
+
+    @classmethod
+    def of(cls, X: np.ndarray, rel: np.ndarray, dtype=None) -> "TorchFactor":
+        import torch
+
+        dtype = dtype or torch.float64
+        R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
+        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dtype)
+        XFt = Xt[torch.from_numpy(Fx)].T.contiguous()
+        if XFt.numel() and np.count_nonzero(X[Fx]) <= TORCH_SPARSE_DENSITY * XFt.numel():
+            XFt = XFt.to_sparse().coalesce()
+        return cls(Xt, torch.from_numpy(R), torch.from_numpy(Fx), Xt[torch.from_numpy(R)], XFt)
+
+
+def _torch_relu_step(G, f: TorchFactor, T, cu, cy):
     """:func:`_relu_step` in torch without the rounding margins (the end-to-end phase's proposal, differentiable):
     the multiplier T is a vector (diagonal, Statement 12.63) or a symmetric matrix on the relaxed coordinates R (a
-    probe's block multipliers); None where 2T - G_RR has no Cholesky factor."""
+    probe's block multipliers); None where 2T - G_RR has no Cholesky factor. G must be symmetric: X_F^T G_FF X_F is
+    formed as X_F^T (X_F^T G_FF)^T (two products with X_F^T, sparse where it is)."""
     import torch
 
-    XF = X[Fx]
-    Gp = XF.T @ G[np.ix_(Fx, Fx)] @ XF
-    if R.size:
+    GxF = G.index_select(1, f.F)  # G_{:, F}
+    Gp = f.XFt @ (f.XFt @ GxF.index_select(0, f.F)).T
+    if f.R.numel():
         diag = T.dim() == 1
-        Lc, info = torch.linalg.cholesky_ex((torch.diag(2 * T) if diag else 2 * T) - G[np.ix_(R, R)])
+        GRR = G.index_select(0, f.R).index_select(1, f.R)
+        Lc, info = torch.linalg.cholesky_ex((torch.diag(2 * T) if diag else 2 * T) - GRR)
         if int(info) != 0:
             return None
-        Z = (T[:, None] * X[R] if diag else T @ X[R]) + G[np.ix_(R, Fx)] @ XF
-        Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[R])[:, None]], dim=1)
+        Z = (T[:, None] * f.XR if diag else T @ f.XR) + (f.XFt @ GxF.index_select(0, f.R).T).T
+        Z = torch.cat([Z[:, :-1], (Z[:, -1] + cu[f.R])[:, None]], dim=1)
         W = torch.linalg.solve_triangular(Lc, Z, upper=False)
         Gp = Gp + W.T @ W
-    v = XF.T @ cu[Fx] + X.T @ cy
-    ec = torch.zeros(X.shape[1], dtype=X.dtype)
+    v = f.XFt @ cu[f.F] + f.X.T @ cy
+    ec = torch.zeros(f.X.shape[1], dtype=f.X.dtype)
     ec[-1] = 1.0
     return Gp + torch.outer(v, ec) + torch.outer(ec, v)
 
@@ -562,25 +593,25 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
     from probprune.certificates.compose import adam_log_multipliers
 
     idx = [np.flatnonzero(rj) for rj in rel]
-    fix = [np.flatnonzero(~rj) for rj in rel]
     sizes = [0 if T is None else len(T) for T in Ts0]
     nsz = [0 if rows is None else rw.n_nu for rw in (rows or [None] * len(rel))]
     if (sum(sizes) == 0 and sum(nsz) == 0) or steps <= 0:
         return None
-    Xt = [torch.from_numpy(np.ascontiguousarray(X)) for X in mats]
+    X0 = torch.from_numpy(np.ascontiguousarray(mats[0]))
+    factors = [TorchFactor.of(X, rj) for X, rj in zip(mats[1:], rel)]
     offs = np.concatenate([[0], np.cumsum(sizes)])
     noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
 
     def value(theta: "torch.Tensor"):
-        G = Xt[0].T @ Xt[0]
+        G = X0.T @ X0
         for k in range(len(rel)):
-            X, R, Fx = Xt[k + 1], idx[k], fix[k]
+            X, R = factors[k].X, idx[k]
             if rows is not None:
                 cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
             else:
                 cu = cy = torch.zeros(X.shape[0], dtype=torch.float64)
             T = torch.exp(theta[offs[k]:offs[k + 1]]) if R.size else None
-            G = _torch_relu_step(G, X, R, Fx, T, cu, cy)
+            G = _torch_relu_step(G, factors[k], T, cu, cy)
             if G is None:
                 return None
         return _torch_form_trs(G, r)
