@@ -344,7 +344,7 @@ def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_
     explicit §12 method, that method's bound); returns the ``tight`` dict (None when nothing beyond Cert-D ran).
     ``clock_start``: where ``time_limit`` is counted from (None: here, before the lowering)."""
     from probprune.certificates.lower import lower_graph_pair
-    from probprune.certificates.tight import certify_chains
+    from probprune.certificates.tight import certify_chains, pool_pair_for
 
     if bound == "lemma-a" and radius is None:
         return None
@@ -359,7 +359,8 @@ def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_
     t: dict = {}
     if bound != "lemma-a":
         kw = {} if time_limit is None else {"time_limit": time_limit}  # else certify_chains' default budget
-        tc = certify_chains(F, Fh, bound, 1.0, clock_start=clock_start, **kw)
+        tc = certify_chains(F, Fh, bound, 1.0, clock_start=clock_start, pool_pair=pool_pair_for(graph, Gh, bound),
+                            **kw)
         t = tc.as_dict()
         if time_limit is not None:
             t["time_limit"] = {"seconds": time_limit, "applied": True, "default": bool(limit_default),

@@ -16,7 +16,7 @@ from _cli import run_cli
 from maxpool_cnns import maxpool_cnn
 from probprune.certificates.joint import joint_bound
 from probprune.certificates.lower import lower_graph_pair
-from probprune.certificates.tight import certify_chains, unscale
+from probprune.certificates.tight import certify_chains, pool_pair_for, unscale
 from probprune.core.errors import ProbPruneError
 from probprune.measure.attack import pgd_sup_error
 from probprune.net.trace import from_torch
@@ -83,6 +83,46 @@ def test_maxpool_cnns_at_least_the_attack(seed, hw, ch, two, bias):
     c = certify_chains(F, Fh, "joint", 1.0)
     a = pgd_sup_error(g.forward, gh.forward, (1, hw, hw), restarts=64, steps=80, seed=seed).value
     assert c.eps >= a
+    # Statement 12.64: the same pair lowered with ReLU after max pooling (what `certify --bound joint` uses)
+    cr = certify_chains(F, Fh, "joint", 1.0, pool_pair=pool_pair_for(g, gh, "joint"))
+    assert any("Statement 12.64" in s.get("stage", "") for s in cr.stages)
+    assert cr.eps >= a
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_relu_after_max_pooling_lowers_the_same_functions(seed):
+    """Statement 12.64 in the lowering: with ``commute_relu_pool`` every ReLU whose only consumer is a max pooling
+    is applied after it; the chains compute F and F_hat as before (float64 rounding), a ReLU with another consumer
+    stays where it is, and the rewritten chain has a quarter of the pooled layer's ReLU coordinates."""
+    from probprune.certificates.lower import relu_pool_pairs
+
+    class Branchy(nn.Module):  # h = ReLU(conv(x)) feeds a max pooling and a convolution: it stays where it is
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 4 * 4 * 2, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.c1(x))
+            p = nn.functional.max_pool2d(h, 2)
+            r = nn.functional.max_pool2d(torch.relu(self.c2(h)), 2)
+            return self.fc(torch.cat([torch.flatten(p, 1), torch.flatten(r, 1)], 1))
+
+    for m, shape in ((maxpool_cnn(seed, 6, 2, True, True), (1, 6, 6)), (Branchy().double().eval(), (1, 8, 8))):
+        torch.manual_seed(seed)
+        g, gh, F, Fh = _pair(m, shape, seed)
+        F2, Fh2 = lower_graph_pair(g, gh, commute_relu_pool=True)
+        x = torch.randn(64, *shape, dtype=torch.float64)
+        with torch.no_grad():
+            y, yh = g.forward(x).numpy(), gh.forward(x).numpy()
+        for C, ref in ((F, y), (F2, y), (Fh, yh), (Fh2, yh)):
+            assert np.allclose(C.forward(x.numpy()), ref, rtol=1e-10, atol=1e-12)
+        moved = relu_pool_pairs(g)
+        relus = lambda C: sum(int(s.relu.sum()) for s in C.stages)  # noqa: E731
+        if isinstance(m, nn.Sequential):
+            assert len(moved) == 2 and relus(F2) < relus(F)
+        else:
+            assert len(moved) == 1  # h feeds a pooling and a slice: it stays; relu(c2(h)) moves
 
 
 def test_auto_uses_it_on_mlps_and_names_why_not_on_maxpool():
@@ -352,3 +392,21 @@ def test_end_to_end_interrupted_at_the_deadline_keeps_the_greedy_value(monkeypat
     monkeypatch.setattr(J, "_end_to_end", stop)
     r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
     assert r1.eps == r0.eps and r1.end_to_end is None
+
+
+def test_cli_bound_joint_on_a_maxpool_cnn_uses_the_rewritten_lowering(capsys, tmp_path):
+    """`certify --bound joint` on a CNN with ReLU -> max pooling: the joint stage names Statement 12.64 and the value
+    is the library's (its soundness against PGD: test_maxpool_cnns_at_least_the_attack)."""
+    m = maxpool_cnn(5, 6, 2, True, True)
+    p = tmp_path / "cnn.pt"
+    torch.save(m, p)
+    code, out, _ = run_cli(capsys, ["certify", "--model", str(p), "--input-shape", "1,6,6", "--fraction", "0.4",
+                                    "--bound", "joint", "--json"])
+    assert code == 0, out
+    d = json.loads(out)
+    assert d["tight"]["method"] == "joint"
+    assert any("Statement 12.64" in s.get("stage", "") for s in d["tight"]["stages"])
+    import probprune
+
+    lib = probprune.certify(m, fraction=0.4, bound="joint", input_shape=(1, 6, 6))
+    assert d["certificate"]["eps"] == pytest.approx(lib.as_dict()["certificate"]["eps"], rel=1e-12)

@@ -455,9 +455,12 @@ class _Engine:
         self.pending_ops[node] = sum((self.pending_ops.get(a, ()) for a in args), ()) + ("concat",)
         self.norms[node] = ()
 
-    def max_pool(self, node: str, arg: str, op, label: str):
+    def max_pool(self, node: str, arg: str, op, label: str, then_relu: bool = False):
         """THEORY §12.7: max over each window as a balanced tree of max(a, b) = b + ReLU(a - b): every level is one
-        ReLU stage (the differences a - b) with the b's carried; exact, so every §12 certificate applies."""
+        ReLU stage (the differences a - b) with the b's carried; exact, so every §12 certificate applies.
+        ``then_relu``: ``arg`` is the pre-activation of a ReLU whose only consumer is this pooling (Statement 12.64:
+        max_i ReLU(z_i) = ReLU(max_i z_i)): the tree runs on the pre-activations and one ReLU stage on the pooled
+        values follows the block."""
         # stage breaks before and after the tree: stages [first, last] then map (pool input, carried values) to
         # (pool output, carried values), a map with Lipschitz constant max(sqrt(c_max), 1) and value 0 at 0 (§12.7)
         pre = f"{node}#in"
@@ -496,12 +499,24 @@ class _Engine:
         post = f"{node}#out"
         self.users_left[post] = 1
         self.affine(post, cur, shape, shape, label + " reshape", 1.0)
-        self.relu(node, post, is_relu=False)  # node = the pool's output, now a block of the state
+        pooled = f"{node}#pooled" if then_relu else node
+        if then_relu:
+            self.users_left[pooled] = 1
+        self.relu(pooled, post, is_relu=False)  # the pool's output, now a block of the state
         cnt = np.zeros(int(np.prod(in_shape)), int)
         for row in win:
             cnt[np.unique(row)] += 1  # windows containing each input element (repeats counted once)
         L = max(math.sqrt(float(cnt.max())), 1.0) * (1 + 1e-12)
         self.lip_blocks.append((first, len(self.stages) - 1, L))
+        if then_relu:  # after the block (whose slope products Statement 12.41 reads): ReLU of the pooled values
+            self.relu(node, pooled)
+
+    def alias(self, node: str, arg: str):
+        """node = arg (a ReLU moved past the max pooling that is its only consumer, Statement 12.64)."""
+        self.expr[node] = self._get(arg)
+        self.consume(arg)
+        self.pending_ops[node] = self.pending_ops.get(arg, ())
+        self.norms[node] = self.norms.get(arg, ())
 
     def relu(self, node: str, arg: str, is_relu: bool = True):
         """Close a stage: [ReLU (or identity, ``is_relu`` False) of arg's expression; carried live values]."""
@@ -639,9 +654,21 @@ def lower_torch(model, input_shape: Sequence[int], name: str = "model") -> Chain
     return lower_graph(from_torch(m, tuple(int(v) for v in input_shape)).with_ties_from(m), name)
 
 
-def _run_engine(graph, pruned, name: str, op_norms: bool = True):
+def relu_pool_pairs(graph) -> frozenset:
+    """Names of the ReLU nodes whose only consumer is a max pooling (Statement 12.64 may move them past it)."""
+    from probprune.net.activations import activation
+
+    relu, cons = activation("relu"), graph.consumers
+    by_name = {n.name: n for n in graph.nodes}
+    return frozenset(n.name for n in graph.nodes if n.op.lowering == "act" and n.op.act == relu
+                     and len(cons[n.name]) == 1 and by_name[cons[n.name][0]].op.lowering == "max_pool"
+                     and n.name != graph.output)
+
+
+def _run_engine(graph, pruned, name: str, op_norms: bool = True, commute_relu_pool: bool = False):
     """Feed the nodes of ``graph`` (and, for a pair, the matching nodes of ``pruned``) to the engine, dispatching on
-    each op class's declared ``lowering``."""
+    each op class's declared ``lowering``. ``commute_relu_pool``: every ReLU whose only consumer is a max pooling is
+    applied after the pooling instead (Statement 12.64; the same functions F and F_hat)."""
     from probprune.net.activations import activation
     from probprune.net.ir import graph_differences
 
@@ -655,6 +682,7 @@ def _run_engine(graph, pruned, name: str, op_norms: bool = True):
                   pruned is not None, op_norms)
     eng.users_left[graph.output] = eng.users_left.get(graph.output, 0) + 1  # the output is used by the result
     hnodes = pruned.nodes if pruned is not None else [None] * len(graph.nodes)
+    moved = relu_pool_pairs(graph) if commute_relu_pool else frozenset()
     for node, hnode in zip(graph.nodes, hnodes):
         op = node.op
         oph = None if hnode is None else hnode.op
@@ -665,7 +693,9 @@ def _run_engine(graph, pruned, name: str, op_norms: bool = True):
         elif how == "add":
             eng.add(node.name, node.inputs[0], node.inputs[1], float(op.sign))
         elif how == "act":
-            if op.act == relu:
+            if node.name in moved:
+                eng.alias(node.name, node.inputs[0])
+            elif op.act == relu:
                 eng.relu(node.name, node.inputs[0])
             elif op.act.is_identity:
                 eng.affine(node.name, node.inputs[0], op, oph, label, 1.0)
@@ -673,7 +703,7 @@ def _run_engine(graph, pruned, name: str, op_norms: bool = True):
                 raise UnsupportedLayerError(f"{name}: activation {op.act.name!r} at {label} is not ReLU; the tight "
                                             "certificates refuse it")
         elif how == "max_pool":
-            eng.max_pool(node.name, node.inputs[0], op, label)
+            eng.max_pool(node.name, node.inputs[0], op, label, then_relu=node.inputs[0] in moved)
         elif how == "concat":
             eng.concat(node.name, node.inputs, int(op.dim))
         elif how == "affine":
@@ -745,9 +775,10 @@ def pruned_copy(model, masks: Mapping[str, np.ndarray]):
     return m
 
 
-def lower_graph_pair(graph, pruned_graph) -> tuple[Chain, Chain]:
-    """Lower a graph and its pruned copy (``graph.with_masks`` / ``with_weights``) to chains of the same structure."""
-    C, Ch = _run_engine(graph, pruned_graph, "F, F_hat")
+def lower_graph_pair(graph, pruned_graph, commute_relu_pool: bool = False) -> tuple[Chain, Chain]:
+    """Lower a graph and its pruned copy (``graph.with_masks`` / ``with_weights``) to chains of the same structure.
+    ``commute_relu_pool``: ReLUs whose only consumer is a max pooling are applied after it (Statement 12.64)."""
+    C, Ch = _run_engine(graph, pruned_graph, "F, F_hat", commute_relu_pool=commute_relu_pool)
     if not C.same_structure(Ch):
         raise ProbPruneError("F and F_hat lower to chains of different structure")
     check_error_range(C, Ch)
