@@ -375,8 +375,9 @@ def relu_pool_commuted(model):
 
 
 @register("relu-maxpool-commute", "Statement 12.64: max_i ReLU(z_i) = ReLU(max_i z_i) bitwise (random windows with "
-          "ties and signed zeros; random CNNs and their rewritten Sequentials); the joint bound of the rewritten pair "
-          ">= PGD on the original pair", "§12.12", "numeric", covers=["relu-maxpool-commute"])
+          "ties and signed zeros; random CNNs and their rewritten Sequentials, and the lowering's rewrite "
+          "(commute_relu_pool) against both); the joint bound of the rewritten pair >= PGD on the original pair",
+          "§12.12", "numeric", covers=["relu-maxpool-commute"])
 def _chk_relu_maxpool_commute():
     import torch
     import torch.nn as nn
@@ -409,11 +410,16 @@ def _chk_relu_maxpool_commute():
         masks = {k: np.random.default_rng(seed).random(w.shape) < 0.6 for k, w in g.weights.items()}
         require(set(masks) == set(g2.weights), f"seed {seed}: the rewrite renamed a weight")
         gh, gh2 = g.with_masks(masks), g2.with_masks(masks)
-        F2, Fh2 = lower_graph_pair(g2, gh2)
+        F2, Fh2 = lower_graph_pair(g, gh, commute_relu_pool=True)  # the package's rewrite, in the lowering
+        S2, Sh2 = lower_graph_pair(g2, gh2)  # the rewritten Sequential, lowered as it is
+        with torch.no_grad():
+            for C, S, net in ((F2, S2, g2), (Fh2, Sh2, gh2)):
+                require(np.allclose(C.forward(x.numpy()), net.forward(x).numpy(), rtol=1e-10, atol=1e-12)
+                        and C.same_structure(S), f"seed {seed}: the lowering's rewrite differs from the Sequential's")
         jb = unscale(joint_bound(F2, Fh2, 1.0, diag_steps=10, e2e_steps=30).eps, F2.scale_exp)
         a = pgd_sup_error(g.forward, gh.forward, (1, 7, 7), restarts=128, steps=100, seed=seed).value
         require(jb >= a, f"seed {seed}: joint bound of the rewritten pair {jb} < PGD of the original {a}")
         if a > 0:
             ratios.append(jb / a)
-    return (f"max ReLU = ReLU max bitwise on 100,000 windows; 3 random CNNs rewritten exactly; joint bound of the "
-            f"rewritten pair / PGD {min(ratios):.2f}-{max(ratios):.2f}")
+    return (f"max ReLU = ReLU max bitwise on 100,000 windows; 3 random CNNs rewritten exactly (Sequential and "
+            f"lowering); joint bound of the rewritten pair / PGD {min(ratios):.2f}-{max(ratios):.2f}")
