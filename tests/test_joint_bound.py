@@ -410,3 +410,23 @@ def test_cli_bound_joint_on_a_maxpool_cnn_uses_the_rewritten_lowering(capsys, tm
 
     lib = probprune.certify(m, fraction=0.4, bound="joint", input_shape=(1, 6, 6))
     assert d["certificate"]["eps"] == pytest.approx(lib.as_dict()["certificate"]["eps"], rel=1e-12)
+
+
+def test_auto_with_time_to_spare_runs_the_rewritten_joint_bound_on_maxpool_cnns():
+    """Statement 12.64 under "auto": with at least JOINT_POOL_MIN_SECONDS of the limit left the joint bound runs on the
+    lowering with ReLU after max pooling (named in its stage), and the certificate is >= a strong attack; under the
+    default 10 s it is not run and the reason names the statement."""
+    from probprune.certificates.tight import JOINT_POOL_MIN_SECONDS
+
+    m = maxpool_cnn(11, 6, 2, True, True)
+    g, gh, F, Fh = _pair(m, (1, 6, 6), 11)
+    assert pool_pair_for(g, gh, "auto", 10.0) is None and pool_pair_for(g, gh, "mixed") is None
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=JOINT_POOL_MIN_SECONDS + 40,
+                       pool_pair=pool_pair_for(g, gh, "auto", JOINT_POOL_MIN_SECONDS + 40))
+    assert "joint" in c.components and c.eps == min(c.components.values())
+    assert any("Statement 12.64" in s.get("stage", "") for s in c.stages)
+    a = pgd_sup_error(g.forward, gh.forward, (1, 6, 6), restarts=128, steps=100, seed=11).value
+    assert c.eps >= a
+    c10 = certify_chains(F, Fh, "auto", 1.0, time_limit=10.0)
+    skipped = next(s for s in c10.stages if s.get("stage") == "skipped components")
+    assert "Statement 12.64" in skipped["joint"] and "joint" not in c10.components

@@ -29,6 +29,12 @@ JOINT_E2E_STEPS = 100  # "auto": at most this many Adam steps on all of the join
 # shape); measured on the budget's residual digits net (q = 0.4): greedy 23.30, + 10 / 40 / 100 steps 19.33 / 16.35 /
 # 14.62 with the ReLU constraints (0.2 / 0.7 / 1.5 s); its uniform budget 0.400 at 40, 0.434 at 100 (5.4 / 10.8 s)
 JOINT_EXPLICIT_E2E_STEPS = 100  # --bound joint: at most this many, within JOINT_EXPLICIT_E2E_WORK
+JOINT_POOL_MIN_SECONDS = 20.0  # "auto" on max-pool chains runs the joint bound on the lowering with ReLU after max
+# pooling (Statement 12.64) only where this much of the time limit is left after its other components: LeNet-5 on
+# digits, q = 0.3 / 0.6 / 0.9: 7.9 / 6.6 / 5.9x the attack with 100 end-to-end steps (16.5 s) against mixed's 9.3 /
+# 10.9 / 10.6x, but 10.7 / 10.7 / 9.4x with the ~35 steps that fit in the default 10 s (8.7 s instead of 1.7 s)
+JOINT_POOL_E2E_STEPS = 100  # ... with up to this many end-to-end steps ...
+JOINT_POOL_TIME_SHARE = 0.85  # ... ending at this share of the time left (the proposal's certification follows)
 JOINT_EXPLICIT_E2E_WORK = 3000.0  # --bound joint: the work budget of joint.e2e_steps_for (auto: JOINT_E2E_WORK)
 CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
 # (issue 19); also the time the certified budget assumes when it decides whether its search probes the joint bound
@@ -120,13 +126,16 @@ AUTO_TIME_LIMIT = 30.0  # default soft budget of "auto" in seconds (None: unlimi
 # finished all components within 16 s; chains with max-pool trees (§12.7) can spend minutes in pairs/mixed
 
 
-def pool_pair_for(graph, pruned, method: str = "auto") -> tuple[Chain, Chain] | None:
+def pool_pair_for(graph, pruned, method: str = "auto", time_limit: float | None = None
+                  ) -> tuple[Chain, Chain] | None:
     """The pair lowered with every ReLU whose only consumer is a max pooling moved past it (Statement 12.64), for the
     joint bound on max-pool networks (``certify_chains(pool_pair=...)``); None where the graph has no such ReLU, the
-    method is not "joint" (the only one that uses it) or the lowering refuses."""
+    method does not use it ("joint" does; "auto" only with ``time_limit`` None or >= JOINT_POOL_MIN_SECONDS) or the
+    lowering refuses."""
     from probprune.certificates.lower import lower_graph_pair, relu_pool_pairs
 
-    if method != "joint" or not relu_pool_pairs(graph):
+    uses = method == "joint" or (method == "auto" and (time_limit is None or time_limit >= JOINT_POOL_MIN_SECONDS))
+    if not uses or not relu_pool_pairs(graph):
         return None
     try:
         return lower_graph_pair(graph, pruned, commute_relu_pool=True)
@@ -140,7 +149,9 @@ def joint_auto_skip(F: Chain, seconds_left: float | None = None) -> str | None:
     so auto does not spend its time limit on it), a coupled width above JOINT_MAX_DIM, or (``seconds_left`` given:
     the time limit) a recursion predicted to take more than JOINT_TIME_SHARE of the seconds left."""
     if F.lip_blocks:
-        return "not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12)"
+        return ("not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12; with at least "
+                f"{JOINT_POOL_MIN_SECONDS:g} s of the time limit left it runs on the lowering with ReLU after max "
+                "pooling, Statement 12.64)")
     try:  # the width refusal of joint_bound itself
         check_joint_dim(F)
     except ProbPruneError as exc:
@@ -188,7 +199,9 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     12.62-12.63; 0: none); None: auto's count under auto (JOINT_E2E_STEPS), the explicit method's otherwise.
     ``pool_pair``: the same pair lowered with ReLU after max pooling (:func:`pool_pair_for`, Statement 12.64): on
     max-pool chains ``method="joint"`` runs on it instead of F, F_hat (the same error, a tighter recursion); "auto"
-    does not use it (within its time limit it moved LeNet-5 by 0-11% for 5x the time, THEORY §12.12)."""
+    uses it last, with the rest of the time limit, where at least JOINT_POOL_MIN_SECONDS of it are left (up to
+    JOINT_POOL_E2E_STEPS end-to-end steps, stopped at JOINT_POOL_TIME_SHARE of the time left: the count depends on the
+    machine's speed; every value is a valid bound)."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if method not in TIGHT_METHODS:
@@ -202,6 +215,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     if F.scale_exp != Fhat.scale_exp:
         raise ProbPruneError("F and F_hat were lowered with different power-of-two scalings; lower them together "
                              "(lower_graph_pair)")
+    if pool_pair is not None and not (len(pool_pair) == 2 and pool_pair[0].same_structure(pool_pair[1])
+                                      and pool_pair[0].n_in == F.n_in and pool_pair[0].n_out == F.n_out):
+        raise ProbPruneError("pool_pair must be the pair (F, F_hat) lowered with ReLU after max pooling "
+                             "(pool_pair_for): same input and output sizes, chains of the same structure")
     comps: dict[str, float] = {}
     stages: list = []
     norms = None
@@ -407,6 +424,24 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         guarded("pairs", run_pairs)
     if auto and at_origin and prop is not None:
         guarded("propagate", run_region)
+    if auto and at_origin and F.lip_blocks and pool_pair is not None and joint is not False:
+        left = None if time_limit is None else wall - time.perf_counter()
+        if left is not None and left < JOINT_POOL_MIN_SECONDS:
+            skipped["joint"] = (f"not run: max-pool blocks; on the lowering with ReLU after max pooling (Statement "
+                                f"12.64) it runs with at least {JOINT_POOL_MIN_SECONDS:g} s of the time limit left after "
+                                f"the other components, {max(left, 0.0):.1f} s were left")
+        elif left is not None and predicted_joint_seconds(pool_pair[0]) > JOINT_TIME_SHARE * left:
+            skipped["joint"] = (f"not started on the lowering with ReLU after max pooling (Statement 12.64): predicted "
+                                f"{predicted_joint_seconds(pool_pair[0]):.1f} s without Adam steps, more than "
+                                f"{JOINT_TIME_SHARE:g} x the {left:.1f} s of the time limit left")
+        else:
+            stop = None if left is None else time.perf_counter() + JOINT_POOL_TIME_SHARE * left
+            steps_e2e = JOINT_POOL_E2E_STEPS if joint_e2e is None else max(0, int(joint_e2e))
+            skipped.pop("joint", None)
+            try:
+                guarded("joint", lambda: joint_on(*pool_pair, steps_e2e, stop))
+            except ProbPruneError as exc:
+                skipped["joint"] = str(exc)
     sdp_info = None
     N = lifted_dim(F)
     use_scs = (method == "sdp" and N <= MAX_DIM) or (method == "auto" and N <= SDP_AUTO_DIM)
