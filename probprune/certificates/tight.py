@@ -351,7 +351,11 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                          diag_steps=joint_steps if joint_steps is not None else
                          (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
                          adam_stop=stop, e2e_steps=e2e, e2e_stop=stop)
-        comps["joint"] = math.ldexp(jr.eps, Fj.scale_exp - F.scale_exp)  # exact (a power of two)
+        v = math.ldexp(jr.eps, Fj.scale_exp - F.scale_exp)  # exact (a power of two) unless it leaves the range
+        if jr.eps > 0 and not (0 < v < math.inf):
+            raise ProbPruneError("joint bound: rescaling the rewritten lowering's value to F's scale under/overflows; "
+                                 "refusing")
+        comps["joint"] = v
         joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)"
                       + ("" if Fj is F else "; lowered with ReLU after max pooling (Statement 12.64)"),
                       **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
