@@ -417,8 +417,6 @@ def probe_commute(stored):
 def _e2e_with_rho(F, Fh, steps, with_rho):
     """The torch value of joint._end_to_end's objective after ``steps`` Adam steps from the greedy multipliers, with
     (``with_rho``) or without F's complementarity blocks; (start, best), unscaled. A probe: not certified."""
-    import math
-
     import numpy as np
     import torch
 
@@ -432,15 +430,13 @@ def _e2e_with_rho(F, Fh, steps, with_rho):
     J._recursion(mats, rel, 1.0, ADAM_STEPS, None, used)
     rows = J.relu_rows(F, Fh, kappa)
     idx = [np.flatnonzero(rj) for rj in rel]
-    fix = [np.flatnonzero(~rj) for rj in rel]
     pairs = [(np.searchsorted(R, rw.d), np.searchsorted(R, rw.dh)) if with_rho and rw.d.size and R.size else None
              for R, rw in zip(idx, rows)]
-    sizes = [0 if T is None else len(T) for T in used]
-    nsz = [rw.n_nu for rw in rows]
-    rsz = [0 if p is None else p[0].size for p in pairs]
-    offs = np.concatenate([[0], np.cumsum(sizes)])
-    noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
-    roffs = noffs[-1] + np.concatenate([[0], np.cumsum(rsz)])
+    p0, lr, offs, noffs = J._e2e_layout(used, idx, rows)  # T and nu as joint._end_to_end, then the rho blocks
+    rho0 = [1e-6 * np.asarray(used[k], float)[p[0]] for k, p in enumerate(pairs) if p is not None]
+    roffs = p0.size + np.concatenate([[0], np.cumsum([0 if p is None else p[0].size for p in pairs])]).astype(int)
+    p0 = np.concatenate([p0] + rho0)
+    lr = np.concatenate([lr, np.full(p0.size - lr.size, J.JOINT_NU_LR)])
     X0 = torch.from_numpy(np.ascontiguousarray(mats[0]))
     factors = [J.TorchFactor.of(X, rj) for X, rj in zip(mats[1:], rel)]
 
@@ -463,30 +459,7 @@ def _e2e_with_rho(F, Fh, steps, with_rho):
                 return None
         return J._torch_form_trs(G, 1.0)
 
-    def evaluate(P, grad):
-        lt = torch.from_numpy(np.log(P)).requires_grad_(grad)
-        v = value(lt)
-        if v is None or not torch.isfinite(v):
-            return None
-        if not grad:
-            return float(v.detach()), None, None
-        v.backward()
-        gr = lt.grad.numpy().copy()
-        return (float(v.detach()), gr, None) if np.all(np.isfinite(gr)) else None
-
-    starts = [np.asarray(T, float) for T in used if T is not None]
-    for k, n in enumerate(nsz):
-        if n:
-            Tk = np.ones(rows[k].m)
-            if used[k] is not None:
-                Tk[idx[k]] = np.asarray(used[k], float)
-            rw = rows[k]
-            starts.append(math.exp(J.JOINT_NU0) * Tk[np.concatenate([rw.h, rw.h, rw.d, rw.d])])
-    starts += [1e-6 * np.asarray(used[k], float)[p[0]] for k, p in enumerate(pairs) if p is not None]
-    p0 = np.concatenate(starts)
-    lr = np.full(p0.size, J.JOINT_ADAM_LR)
-    lr[offs[-1]:] = J.JOINT_NU_LR
-    found = adam_log_multipliers(evaluate, p0, p0.size, steps, lr=lr)
+    found = adam_log_multipliers(J._log_evaluate(value), p0, p0.size, steps, lr=lr)
     return unscale(found[0][0], F.scale_exp), unscale(found[1][0], F.scale_exp)
 
 

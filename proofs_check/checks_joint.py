@@ -34,6 +34,19 @@ def _mlp_pair(seed: int, widths=(6, 7, 5, 3), keep: float = 0.6, act: str = "rel
     return g, gh, F, Fh
 
 
+def _residual_pair(seed: int, keep: float = 0.6):
+    """(g, g_hat, F, F_hat): proofs_check's residual + BatchNorm net (5 inputs) with a random mask keeping ``keep``."""
+    from probprune.certificates.lower import lower_graph_pair
+    from probprune.net.trace import from_torch
+
+    from .checks_budget_graph import residual_bn_net
+
+    g = from_torch(residual_bn_net(seed).double().eval(), (5,))
+    rng = np.random.default_rng(seed)
+    gh = g.with_masks({k: rng.random(w.shape) < keep for k, w in g.weights.items()})
+    return (g, gh) + lower_graph_pair(g, gh)
+
+
 def _exact_affine_sup(A: np.ndarray, c: np.ndarray, r: float) -> float:
     """max_{||x|| <= r} ||A x + c||: the trust-region problem, solved by bisection on the secular equation
     (the easy case; the hard case is avoided with probability one for random data) and a boundary check."""
@@ -171,18 +184,11 @@ def _chk_ground_truth():
             smp = float(np.linalg.norm((g.forward(t) - gh.forward(t)).numpy(), axis=1).max())
         require(jb >= max(a, smp), f"relu seed {seed}: joint {jb} < attack {max(a, smp)}")
         pg.append(jb / max(a, smp))
-    from probprune.certificates.lower import lower_graph_pair
-    from probprune.net.trace import from_torch
-
-    from .checks_budget_graph import residual_bn_net
     from .checks_mixed_pool_tc import tiny_maxpool_pair
 
     res = []
     for seed in (6151, 6152):  # residual + BatchNorm: carried coordinates (identity, fixed at slope 1)
-        g = from_torch(residual_bn_net(seed).double().eval(), (5,))
-        rng = np.random.default_rng(seed)
-        gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
-        F, Fh = lower_graph_pair(g, gh)
+        g, gh, F, Fh = _residual_pair(seed)
         jb = unscale(joint_bound(F, Fh, 1.0, diag_steps=30).eps, F.scale_exp)
         a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=32, steps=80, seed=seed).value
         require(jb >= a, f"residual seed {seed}: joint {jb} < attack {a}")
@@ -290,17 +296,8 @@ def _chk_end_to_end():
         a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=64, steps=100, seed=seed).value
         require(jb >= a, f"relu seed {seed}: end-to-end joint {jb} < PGD {a}")
         n += 1
-    from probprune.certificates.lower import lower_graph_pair
-    from probprune.net.trace import from_torch
-
-    from .checks_budget_graph import residual_bn_net
-
     for seed in (6181, 6182):  # residual + BatchNorm (carried coordinates fixed)
-        m = residual_bn_net(seed).double().eval()
-        g = from_torch(m, (5,))
-        rng = np.random.default_rng(seed)
-        gh = g.with_masks({k: rng.random(w.shape) < 0.6 for k, w in g.weights.items()})
-        F, Fh = lower_graph_pair(g, gh)
+        g, gh, F, Fh = _residual_pair(seed)
         r0 = joint_bound(F, Fh, 1.0, diag_steps=10)
         r1 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40)
         require(r1.eps <= r0.eps, f"residual seed {seed}: end-to-end {r1.eps} above the greedy {r0.eps}")

@@ -521,12 +521,11 @@ class TorchFactor:
     XFt: "torch.Tensor"
 
     @classmethod
-    def of(cls, X: np.ndarray, rel: np.ndarray, dtype=None) -> "TorchFactor":
+    def of(cls, X: np.ndarray, rel: np.ndarray) -> "TorchFactor":
         import torch
 
-        dtype = dtype or torch.float64
         R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
-        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dtype)
+        Xt = torch.from_numpy(np.ascontiguousarray(X))
         XFt = Xt[torch.from_numpy(Fx)].T.contiguous()
         if XFt.numel() and np.count_nonzero(X[Fx]) <= TORCH_SPARSE_DENSITY * XFt.numel():
             XFt = XFt.to_sparse().coalesce()
@@ -577,6 +576,47 @@ def _torch_form_trs(G, r: float):
     return torch.sqrt(torch.clamp(c + mu * r * r + torch.sum(beta2 / (mu - lam)), min=0.0))
 
 
+def _e2e_layout(Ts0: list, idx: list, rows: list | None):
+    """The end-to-end phase's parameter vector (log multipliers): (p0, lr, offs, noffs) with the T of step k at
+    p[offs[k]:offs[k+1]] (started at the greedy ``Ts0[k]``, Adam step JOINT_ADAM_LR) and its ReLU constraints' nu at
+    p[noffs[k]:noffs[k+1]] (started at exp(JOINT_NU0) x the T of the coordinate each names first, step JOINT_NU_LR)."""
+    sizes = [0 if T is None else len(T) for T in Ts0]
+    nsz = [0 if rows is None else rw.n_nu for rw in (rows or [None] * len(idx))]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)]).astype(int)
+    starts = [np.asarray(T, float) for T in Ts0 if T is not None]
+    for k, n in enumerate(nsz):
+        if n:
+            rw, Tk = rows[k], np.ones(rows[k].m)
+            if Ts0[k] is not None:
+                Tk[idx[k]] = np.asarray(Ts0[k], float)
+            starts.append(math.exp(JOINT_NU0) * Tk[np.concatenate([rw.h, rw.h, rw.d, rw.d])])
+    p0 = np.concatenate(starts) if starts else np.zeros(0)
+    lr = np.full(p0.size, JOINT_ADAM_LR)
+    lr[offs[-1]:] = JOINT_NU_LR  # the constraints' multipliers start far below where they help
+    return p0, lr, offs, noffs
+
+
+def _log_evaluate(value):
+    """``evaluate(P, grad)`` for :func:`compose.adam_log_multipliers` from a torch ``value(theta)`` of the log
+    multipliers (None where inadmissible): (value, gradient in log P or None, None), or None."""
+    import torch
+
+    def evaluate(P, grad: bool):
+        check_deadline()
+        lt = torch.from_numpy(np.log(P)).requires_grad_(grad)
+        v = value(lt)
+        if v is None or not torch.isfinite(v):
+            return None
+        val = float(v.detach())
+        if not grad:
+            return val, None, None
+        v.backward()
+        gr = lt.grad.numpy().copy()
+        return (val, gr, None) if np.all(np.isfinite(gr)) else None
+    return evaluate
+
+
 def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: float, steps: int,
                 stop: float = math.inf, rows: list[ReluRows] | None = None):
     """All steps' multipliers at once by Adam on their logarithms (:func:`compose.adam_log_multipliers`, step
@@ -593,57 +633,30 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
     from probprune.certificates.compose import adam_log_multipliers
 
     idx = [np.flatnonzero(rj) for rj in rel]
-    sizes = [0 if T is None else len(T) for T in Ts0]
-    nsz = [0 if rows is None else rw.n_nu for rw in (rows or [None] * len(rel))]
-    if (sum(sizes) == 0 and sum(nsz) == 0) or steps <= 0:
+    p0, lr, offs, noffs = _e2e_layout(Ts0, idx, rows)
+    if p0.size == 0 or steps <= 0:
         return None
     X0 = torch.from_numpy(np.ascontiguousarray(mats[0]))
     factors = [TorchFactor.of(X, rj) for X, rj in zip(mats[1:], rel)]
-    offs = np.concatenate([[0], np.cumsum(sizes)])
-    noffs = offs[-1] + np.concatenate([[0], np.cumsum(nsz)])
 
     def value(theta: "torch.Tensor"):
         G = X0.T @ X0
-        for k in range(len(rel)):
-            X, R = factors[k].X, idx[k]
+        for k, f in enumerate(factors):
             if rows is not None:
                 cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
             else:
-                cu = cy = torch.zeros(X.shape[0], dtype=torch.float64)
-            T = torch.exp(theta[offs[k]:offs[k + 1]]) if R.size else None
-            G = _torch_relu_step(G, factors[k], T, cu, cy)
+                cu = cy = torch.zeros(f.X.shape[0], dtype=torch.float64)
+            T = torch.exp(theta[offs[k]:offs[k + 1]]) if f.R.numel() else None
+            G = _torch_relu_step(G, f, T, cu, cy)
             if G is None:
                 return None
         return _torch_form_trs(G, r)
 
-    def evaluate(P, grad: bool):
-        check_deadline()
-        lt = torch.from_numpy(np.log(P)).requires_grad_(grad)
-        v = value(lt)
-        if v is None or not torch.isfinite(v):
-            return None
-        val = float(v.detach())
-        if not grad:
-            return val, None, None
-        v.backward()
-        gr = lt.grad.numpy().copy()
-        return (val, gr, None) if np.all(np.isfinite(gr)) else None
-
-    starts = [np.asarray(T, float) for T in Ts0 if T is not None]
-    for k, n in enumerate(nsz):
-        if n:
-            rw, Tk = rows[k], np.ones(rows[k].m)
-            if Ts0[k] is not None:
-                Tk[idx[k]] = np.asarray(Ts0[k], float)
-            starts.append(math.exp(JOINT_NU0) * Tk[np.concatenate([rw.h, rw.h, rw.d, rw.d])])
-    p0 = np.concatenate(starts)
-    lr = np.full(p0.size, JOINT_ADAM_LR)
-    lr[offs[-1]:] = JOINT_NU_LR  # the constraints' multipliers start far below where they help
-    found = adam_log_multipliers(evaluate, p0, p0.size, steps, stop, lr=lr)
+    found = adam_log_multipliers(_log_evaluate(value), p0, p0.size, steps, stop, lr=lr)
     if found is None or not found[1][0] < found[0][0]:
         return None
     P = found[1][1]
-    Ts = [None if n == 0 else P[offs[k]:offs[k + 1]].copy() for k, n in enumerate(sizes)]
+    Ts = [None if offs[k + 1] == offs[k] else P[offs[k]:offs[k + 1]].copy() for k in range(len(rel))]
     nus = [P[noffs[k]:noffs[k + 1]].copy() for k in range(len(rel))]
     return Ts, nus
 

@@ -368,6 +368,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         # component wherever its Adam steps finish), with JOINT_TIME_SHARE of the time left
         left = None if not (auto and time_limit is not None) else wall - time.perf_counter()
 
+        Fj, Fhj = pool_pair if (F.lip_blocks and pool_pair is not None and not auto) else (F, Fhat)
+
         def run_joint():
             if joint_e2e is not None:
                 e2e = max(0, int(joint_e2e))
@@ -377,7 +379,6 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 e2e = e2e_steps_for(Fj, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
             joint_on(Fj, Fhj, e2e, stop)
-        Fj, Fhj = pool_pair if (F.lip_blocks and pool_pair is not None and not auto) else (F, Fhat)
         why_not = joint_auto_skip(F, left) if auto else None
         if auto and joint is False:
             skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
@@ -434,10 +435,10 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             skipped["joint"] = (f"not run: max-pool blocks; on the lowering with ReLU after max pooling (Statement "
                                 f"12.64) it runs with at least {JOINT_POOL_MIN_SECONDS:g} s of the time limit left after "
                                 f"the other components, {max(left, 0.0):.1f} s were left")
-        elif left is not None and predicted_joint_seconds(pool_pair[0]) > JOINT_TIME_SHARE * left:
+        elif left is not None and (need := predicted_joint_seconds(pool_pair[0])) > JOINT_TIME_SHARE * left:
             skipped["joint"] = (f"not started on the lowering with ReLU after max pooling (Statement 12.64): predicted "
-                                f"{predicted_joint_seconds(pool_pair[0]):.1f} s without Adam steps, more than "
-                                f"{JOINT_TIME_SHARE:g} x the {left:.1f} s of the time limit left")
+                                f"{need:.1f} s without Adam steps, more than {JOINT_TIME_SHARE:g} x the {left:.1f} s "
+                                "of the time limit left")
         else:
             stop = None if left is None else time.perf_counter() + JOINT_POOL_TIME_SHARE * left
             steps_e2e = JOINT_POOL_E2E_STEPS if joint_e2e is None else max(0, int(joint_e2e))
