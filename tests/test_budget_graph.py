@@ -215,6 +215,23 @@ def test_budget_allocation_equals_the_library_certify_ta():
         assert rep.certificate["eps"] == pytest.approx(r.eps_achieved, rel=1e-12, abs=1e-15)
 
 
+def test_scale_search_a_value_that_falls_as_t_grows_is_not_a_plateau():
+    """A searched certificate (the joint bound's Adam multipliers) can be smaller at a larger t: the search then goes
+    on by the power law from its largest feasible point, not to the top of the bracket (issue 22's digits CNN under
+    --refine joint: 9.46 at t = 0.284, 6.75 at 0.338, then t = 1.02 with value 824)."""
+    N = np.array([10_000, 4_000])
+    calls = []
+
+    def value(k):  # the truth is 10 t^1.5 (eps = 1: t* = 0.215); the first evaluation comes out high
+        t = k[0] / N[0]
+        calls.append(t)
+        return 0.9 if len(calls) == 1 else 10 * t ** 1.5
+
+    t, k, v, log = bc._scale_search(value, np.ones(2), N, 0.1, 1.0, 5, math.inf)
+    assert max(calls) < 0.5  # no jump towards t = 1
+    assert v is not None and v <= 1.0 and t > 0.2
+
+
 @pytest.mark.parametrize("p_true", [1.0, 1.5, 2.2])
 def test_scale_search_returns_feasible_scale_within_its_tolerance_ta(p_true):
     """_scale_search on a synthetic value c t^p (known largest feasible t*): every returned scale is feasible, within
@@ -265,6 +282,37 @@ def test_refine_phase_returns_only_an_allocation_its_method_certifies_ta():
         assert rc.total_prunable == base.total_prunable
     with pytest.raises(ProbPruneError):
         bc.certified_budget(g, eps, refine="nope")
+
+
+def test_refine_joint_on_a_maxpool_cnn_inverts_the_rewritten_joint_bound():
+    """refine="joint" on a CNN with ReLU -> max pooling: the refine phase runs the joint bound on Statement 12.64's
+    lowering (as ``certify --bound joint``), so the returned allocation's certificate equals what
+    ``api.certify(bound="joint")`` reports for the same masks, is <= eps, and is >= a PGD attack there."""
+    from probprune import api
+
+    torch.manual_seed(2)
+    m = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(12, 4)).double()
+    g = _graph(m, (1, 4, 4))
+    base = bc.certified_budget(g, 1.0, mode="uniform", tight_evaluations=3)
+    eps = 0.8 * base.eps_achieved if base.eps_achieved > 0 else 0.5
+    r = bc.certified_budget(g, eps, mode="uniform", tight_evaluations=3, refine="joint", refine_evaluations=3)
+    ref = r.certificate_detail["refine"]
+    assert ref["method"] == "joint" and "skipped" not in ref and ref["evaluations"] >= 1
+    assert r.eps_achieved <= eps
+    masks = exact_k_masks(g, _counts(r))
+    bound = r.certificate.split(":")[-1] if r.certificate.startswith("tight:") else "lemma-a"
+    rep = api.certify(g, masks=masks, bound=bound)
+    assert rep.certificate["eps"] == pytest.approx(r.eps_achieved, rel=1e-9, abs=1e-12)
+    # the refine's first evaluation is at the auto allocation: there it is `certify --bound joint` (rewritten)
+    kept = "kept" in ref
+    rj = api.certify(g, masks=exact_k_masks(g, _counts(r)), bound="joint") if kept else rep
+    assert "Statement 12.64" in rj.tight["stages"][0]["stage"]
+    if kept:
+        assert rj.certificate["eps"] == pytest.approx(ref["log"][0][3], rel=1e-9)
+    gh = g.with_masks(masks)
+    a = pgd_sup_error(g.forward, gh.forward, (1, 4, 4), restarts=32, steps=60, seed=0).value
+    assert r.eps_achieved >= a * (1 - 1e-9)
 
 
 def test_uniform_reference_is_certified_at_its_reported_counts_tf():

@@ -339,6 +339,18 @@ def test_end_to_end_multipliers_certified_and_at_least_the_attack(seed):
         assert r1.eps == r1.end_to_end
     a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=128, steps=100, seed=seed).value
     assert unscale(r1.eps, F.scale_exp) >= a
+    # the proposal in float32 with a decaying double step (the rewritten max-pool lowering's settings): still
+    # certified in float64 at its multipliers, never above the greedy value, >= the attack
+    from probprune.certificates.joint import E2EOptions
+    from probprune.certificates.tight import JOINT_POOL_E2E
+
+    r2 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40, e2e_options=JOINT_POOL_E2E)
+    assert r2.eps <= r0.eps and unscale(r2.eps, F.scale_exp) >= a
+    if r2.end_to_end is not None:
+        assert r2.eps == r2.end_to_end
+    for bad in ({"dtype": "float16"}, {"lr_scale": 0.0}, {"lr_end": 1.5}, {"lr_end": float("nan")}):
+        with pytest.raises(ProbPruneError):
+            E2EOptions(**bad)
 
 
 def test_end_to_end_step_counts_follow_the_shape():
@@ -430,3 +442,51 @@ def test_auto_with_time_to_spare_runs_the_rewritten_joint_bound_on_maxpool_cnns(
     c10 = certify_chains(F, Fh, "auto", 1.0, time_limit=10.0)
     skipped = next(s for s in c10.stages if s.get("stage") == "skipped components")
     assert "Statement 12.64" in skipped["joint"] and "joint" not in c10.components
+
+
+def test_adam_step_decay_by_count_and_by_time():
+    """compose.adam_log_multipliers with lr_end < 1: the step decays (cosine) from lr to lr_end x lr over the steps,
+    or over the time to ``stop`` where that comes first; lr_end = 1 keeps the constant step."""
+    import time as _time
+
+    from probprune.certificates.compose import adam_log_multipliers
+
+    def run(lr_end, stop=math.inf, pause=0.0):
+        seen = []
+
+        def evaluate(P, grad):  # a constant gradient: Adam's step is then exactly the scheduled lr
+            seen.append(float(np.log(P[0])))
+            if pause:
+                _time.sleep(pause)
+            return float(P[0]), (np.ones(1) if grad else None), None
+        adam_log_multipliers(evaluate, 1.0, 1, 10, stop, lr=0.1, lr_end=lr_end)
+        return -np.diff(seen[1:])
+
+    const = run(1.0)
+    assert np.allclose(const, 0.1)
+    dec = run(0.1)
+    assert dec[0] == pytest.approx(0.1) and np.all(np.diff(dec) < 0) and dec[-1] >= 0.01 - 1e-12
+    timed = run(0.1, stop=_time.perf_counter() + 0.2, pause=0.03)  # the time runs out before the steps
+    assert timed.size >= 2 and timed[-1] < dec[timed.size - 1]
+
+
+def test_adam_recovers_its_step_after_an_inadmissible_point():
+    """recover=True: after an inadmissible T the halved step grows back; without it the step stays halved (the
+    rewritten max-pool lowering's end-to-end phase uses recover: 33 inadmissible float32 points had frozen its Adam on
+    issue 22's digits CNN at 10.4x the attack; with recover 4.1x)."""
+    from probprune.certificates.compose import adam_log_multipliers
+
+    def run(recover):
+        seen, calls = [], [0]
+
+        def evaluate(P, grad):
+            calls[0] += 1
+            if calls[0] == 4:  # one inadmissible point
+                return None
+            seen.append(float(np.log(P[0])))
+            return float(P[0]), (np.ones(1) if grad else None), None
+        adam_log_multipliers(evaluate, 1.0, 1, 20, lr=0.1, recover=recover)
+        return -np.diff(seen[-6:])
+
+    assert np.allclose(run(False), 0.05)
+    assert np.all(run(True) > 0.09)

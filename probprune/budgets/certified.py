@@ -817,14 +817,16 @@ def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, 
     when the pruned network does not lower to the same structure or the certificate refuses (fail closed: the
     allocation is then judged by Cert-D alone). ``Fh``: the lowering of the masked graph if already computed."""
     from probprune.certificates.lower import lower_graph
-    from probprune.certificates.tight import certify_chains
+    from probprune.certificates.tight import certify_chains, pool_pair_for
 
     try:
         Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
+        # the explicit joint bound on max-pool networks runs on Statement 12.64's lowering, as `certify --bound joint`
+        pool = pool_pair_for(graph, graph.with_masks(masks), "joint") if method == "joint" else None
         tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean, joint=joint, joint_steps=joint_steps,
-                            joint_e2e=joint_e2e)
+                            joint_e2e=joint_e2e, pool_pair=pool)
     except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
         return math.inf, f"{type(e).__name__}: {e}", {}
     if not math.isfinite(tc.eps):
@@ -966,8 +968,13 @@ def _scale_search(value, shape: np.ndarray, N: np.ndarray, t_lo: float, eps: flo
             p = math.log(b[1] / a[1]) / math.log(b[0] / a[0]) if b[1] != a[1] and b[0] != a[0] else p0
             if math.isfinite(p) and p > 0.2:
                 _scale_search.last_p = p
-            if math.isfinite(p) and p < 0.2 and max(a[1], b[1]) <= target:
+            if math.isfinite(p) and 0 <= p < 0.2 and max(a[1], b[1]) <= target:
                 nt = math.inf  # a plateau below the target (e.g. a layer fully pruned): go to the top of the bracket
+            elif math.isfinite(p) and p < 0 and v_lo is not None and v_lo > 0:
+                # the value fell as t grew: the joint bound's searched multipliers, not a plateau (issue 22's
+                # digits CNN under --refine joint: 9.46 at t = 0.284, 6.75 at 0.338, then a jump to t = 1.02,
+                # 824); the power law with the last fitted exponent from the largest feasible point instead
+                nt = lo * (target / v_lo) ** (1.0 / min(max(_scale_search.last_p, 0.5), 4.0))
             else:
                 p = p if (math.isfinite(p) and p > 0.2) else p0
                 nt = a[0] * (target / a[1]) ** (1.0 / p)
@@ -1279,7 +1286,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
 
 #: what the refine phase may invert (certify --bound)
 REFINE_METHODS = ("sdp", "mixed", "joint", "pairs", "propagate", "composed")
-REFINE_MAX_DIM = 700  # the refine phase runs only up to this many lifted coordinates (sdp: SCS, certificates.sdp.MAX_DIM)
+REFINE_MAX_DIM = 700  # the sdp refine phase runs only up to this many lifted coordinates (SCS, certificates.sdp.MAX_DIM)
 
 
 def _refine_phase(F, graph, memo: dict, k: np.ndarray, N: np.ndarray, cand: np.ndarray, eps: float, method: str,
@@ -1297,7 +1304,7 @@ def _refine_phase(F, graph, memo: dict, k: np.ndarray, N: np.ndarray, cand: np.n
     out = {"counts": None, "eps": None, "detail": {"method": method}}
     dim = lifted_dim(F)
     out["detail"]["lifted_dim"] = dim
-    if dim > REFINE_MAX_DIM:
+    if method == "sdp" and dim > REFINE_MAX_DIM:  # the other methods refuse by their own size limits
         out["detail"]["skipped"] = f"lifted dimension {dim} > {REFINE_MAX_DIM}"
         return out
     q = np.where(cand, k / N, 0.0)

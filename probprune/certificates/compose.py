@@ -779,12 +779,17 @@ def _diag_objective(Gs: np.ndarray, X: np.ndarray, T: np.ndarray, margin: float,
     return lam, T * (2 * z * u - 2 * u * u)
 
 
-def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = math.inf, lr: float = 0.05):
+def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = math.inf, lr: float = 0.05,
+                         lr_end: float = 1.0, recover: bool = False):
     """Adam (Kingma & Ba; step ``lr``, default 0.05, betas 0.9 / 0.999) on log T for a diagonal S-procedure multiplier
     T (Statements 12.10, 12.60), from T = t0 1. ``evaluate(T, grad)`` returns (value, gradient in log T or None,
     payload), or None where T is not admissible (then back to the best T, half the step); ``t0`` may be a vector (the
     start T itself) and ``lr`` a vector (a step per coordinate). Each of the ``steps``
-    iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). Returns
+    iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). ``lr_end`` < 1:
+    the step decays from ``lr`` to ``lr_end`` x ``lr`` (cosine) over the ``steps`` iterations or, where ``stop`` comes
+    first, over the time to it (the larger of the two progress fractions). ``recover``: after an inadmissible T the
+    momentum restarts and the halved step grows back (x 1.5 per admissible step, up to the schedule's) instead of
+    staying halved for the rest of the run. Returns
     ((value, T, payload) at t0 1, (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
     logt = np.log(np.broadcast_to(np.asarray(t0, float), (n,))).copy()  # t0: a scalar or a start vector
     first = evaluate(np.exp(logt), False)
@@ -793,22 +798,31 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     start = best = (first[0], np.exp(logt), first[2])
     b1, b2, eps_a = 0.9, 0.999, 1e-8
     m1, m2, it = np.zeros(n), np.zeros(n), 0
-    for _ in range(steps):
+    t_start = time.perf_counter()
+    cut = 1.0  # the step's factor after inadmissible points (recover: it grows back)
+    for j in range(steps):
         if time.perf_counter() > stop:
             break
         T = np.exp(logt)
         e = evaluate(T, True)
         if e is None:  # left the feasible set: back to the best point, smaller steps
             logt = np.log(best[1])
-            lr *= 0.5
+            cut *= 0.5
+            if recover:
+                m1 = np.zeros(n)
             continue
+        if recover:
+            cut = min(1.0, cut * 1.5)
         v, g, payload = e
         if v < best[0]:
             best = (v, T, payload)
         it += 1
         m1 = b1 * m1 + (1 - b1) * g
         m2 = b2 * m2 + (1 - b2) * g * g
-        logt = logt - lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
+        now = time.perf_counter()
+        progress = max(j / steps, (now - t_start) / (stop - t_start) if stop > t_start else 0.0)
+        decay = lr_end + (1 - lr_end) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        logt = logt - cut * decay * lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
     return start, best
 
 

@@ -53,6 +53,32 @@ JOINT_E2E_WORK = 200.0  # the end-to-end phase (_end_to_end) gets floor(JOINT_E2
 # JOINT_E2E_MIN_STEPS: a count fixed by the network's shape, not by the machine's speed. A step (torch forward and
 # backward) cost 0.3-0.6 s on LeNet-300-100 (work 32: 3 steps, so none; 2 steps had taken its auto certificate from
 # 0.77 s to 1.92 s for 2.8%, against a 2 s target) and 5-15 ms on the 64-wide digits MLPs (work 0.45-2.1: 95-100)
+E2E_DTYPES = ("float64", "float32")  # the end-to-end proposal's arithmetic (E2EOptions.dtype)
+
+
+@dataclass(frozen=True)
+class E2EOptions:
+    """How the end-to-end phase (:func:`_end_to_end`, Statements 12.62-12.63) searches its multipliers; only the
+    proposal depends on them (it is certified in float64 at the multipliers found). ``dtype``: the torch forms'
+    arithmetic ("float32": about half the time a step); ``lr_scale``: the Adam steps (JOINT_ADAM_LR, JOINT_NU_LR)
+    times this at the start, decaying (cosine) to ``lr_end`` x that over the steps or the time
+    (compose.adam_log_multipliers); ``recover``: after an inadmissible point the momentum restarts and the step grows
+    back. The default is the phase as measured on the MLPs (float64, constant step): there float32 was 2-4% looser
+    (MNIST-1D) and a decaying double step moved the bound by -4% to +1%."""
+
+    dtype: str = "float64"
+    lr_scale: float = 1.0
+    lr_end: float = 1.0
+    recover: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in E2E_DTYPES:
+            raise ProbPruneError(f"end-to-end dtype must be one of {', '.join(E2E_DTYPES)}, got {self.dtype!r}")
+        if not (math.isfinite(self.lr_scale) and self.lr_scale > 0 and math.isfinite(self.lr_end)
+                and 0 < self.lr_end <= 1):
+            raise ProbPruneError(f"end-to-end lr_scale must be positive and lr_end in (0, 1], got {self.lr_scale!r}, "
+                                 f"{self.lr_end!r}")
+
 JOINT_E2E_MIN_STEPS = 10  # fewer end-to-end steps than this are not run (they moved the bound by < 3%)
 
 
@@ -521,11 +547,12 @@ class TorchFactor:
     XFt: "torch.Tensor"
 
     @classmethod
-    def of(cls, X: np.ndarray, rel: np.ndarray) -> "TorchFactor":
+    def of(cls, X: np.ndarray, rel: np.ndarray, dtype=None) -> "TorchFactor":
+        """``dtype``: torch.float64 (None) or torch.float32 (a proposal's arithmetic; certified in float64 after)."""
         import torch
 
         R, Fx = np.flatnonzero(rel), np.flatnonzero(~rel)
-        Xt = torch.from_numpy(np.ascontiguousarray(X))
+        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(torch.float64 if dtype is None else dtype)
         XFt = Xt[torch.from_numpy(Fx)].T.contiguous()
         if XFt.numel() and np.count_nonzero(X[Fx]) <= TORCH_SPARSE_DENSITY * XFt.numel():
             XFt = XFt.to_sparse().coalesce()
@@ -618,7 +645,8 @@ def _log_evaluate(value):
 
 
 def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: float, steps: int,
-                stop: float = math.inf, rows: list[ReluRows] | None = None):
+                stop: float = math.inf, rows: list[ReluRows] | None = None,
+                options: "E2EOptions | None" = None):
     """All steps' multipliers at once by Adam on their logarithms (:func:`compose.adam_log_multipliers`, step
     JOINT_ADAM_LR) against the *final* bound, from the greedy recursion's diagonal multipliers ``Ts0``: the greedy
     steps each minimise the next form's largest eigenvalue, which is not the bound. With ``rows`` (Statement 12.63)
@@ -626,33 +654,37 @@ def _end_to_end(mats: list[np.ndarray], rel: list[np.ndarray], Ts0: list, r: flo
     names first. The value and its gradient come from the recursion written in torch on dense forms (autograd
     through the Choleskys and the input's trust-region bound at mu = max(lambda_max(A), 0) + d, d fixed per
     evaluation on a log grid: any d > 0 is valid for every A, so the gradient flows through lambda_max). Only
-    proposes multipliers: the caller certifies them with :func:`_recursion_relu_at`. Returns (T per step, nu per
-    step) of the best point (by the torch value), or None if no step improved on the start."""
+    proposes multipliers: the caller certifies them with :func:`_recursion_relu_at`. ``options``
+    (:class:`E2EOptions`): the proposal's arithmetic and Adam schedule. Returns (T per step, nu per step) of the best
+    point (by the torch value), or None if no step improved on the start."""
     import torch
 
     from probprune.certificates.compose import adam_log_multipliers
 
+    opt = E2EOptions() if options is None else options
+    dt = getattr(torch, opt.dtype)
     idx = [np.flatnonzero(rj) for rj in rel]
     p0, lr, offs, noffs = _e2e_layout(Ts0, idx, rows)
     if p0.size == 0 or steps <= 0:
         return None
-    X0 = torch.from_numpy(np.ascontiguousarray(mats[0]))
-    factors = [TorchFactor.of(X, rj) for X, rj in zip(mats[1:], rel)]
+    X0 = torch.from_numpy(np.ascontiguousarray(mats[0])).to(dt)
+    factors = [TorchFactor.of(X, rj, dt) for X, rj in zip(mats[1:], rel)]
 
     def value(theta: "torch.Tensor"):
         G = X0.T @ X0
         for k, f in enumerate(factors):
             if rows is not None:
-                cu, cy = rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch)
+                cu, cy = (c.to(dt) for c in rows[k].linear_terms(torch.exp(theta[noffs[k]:noffs[k + 1]]), xp=torch))
             else:
-                cu = cy = torch.zeros(f.X.shape[0], dtype=torch.float64)
-            T = torch.exp(theta[offs[k]:offs[k + 1]]) if f.R.numel() else None
+                cu = cy = torch.zeros(f.X.shape[0], dtype=dt)
+            T = torch.exp(theta[offs[k]:offs[k + 1]]).to(dt) if f.R.numel() else None
             G = _torch_relu_step(G, f, T, cu, cy)
             if G is None:
                 return None
         return _torch_form_trs(G, r)
 
-    found = adam_log_multipliers(_log_evaluate(value), p0, p0.size, steps, stop, lr=lr)
+    found = adam_log_multipliers(_log_evaluate(value), p0, p0.size, steps, stop, lr=lr * opt.lr_scale,
+                                 lr_end=opt.lr_end, recover=opt.recover)
     if found is None or not found[1][0] < found[0][0]:
         return None
     P = found[1][1]
@@ -676,7 +708,7 @@ def heuristic_scales(F: Chain, Fhat: Chain, r: float, norms=None) -> np.ndarray:
 
 def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_steps: int = 0,
                 max_dim: int = JOINT_MAX_DIM, adam_stop: float | None = None, e2e_steps: int = 0,
-                e2e_stop: float | None = None) -> JointResult:
+                e2e_stop: float | None = None, e2e_options: "E2EOptions | None" = None) -> JointResult:
     """Statement 12.60 (THEORY §12.12): certified upper bound on sup_{||x||_2 <= radius} ||F(x) - F_hat(x)||_2 for a
     lowered chain pair (ball centred at the origin), at the heuristic scales, with ``diag_steps`` Adam steps of
     diagonal multipliers per recursion step (0: scalar multipliers only). Refuses (ProbPruneError) when a coupled
@@ -686,7 +718,8 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     whatever their number. ``e2e_steps``: then up to this many Adam steps on all multipliers at once against the
     final bound (:func:`_end_to_end`, ending at ``e2e_stop``), whose multipliers are certified again
     (:func:`_recursion_relu_at`); the smaller of the two certified values is returned (a deadline inside that phase
-    keeps the greedy value, which is complete)."""
+    keeps the greedy value, which is complete). ``e2e_options`` (:class:`E2EOptions`, default float64, constant
+    step): that phase's arithmetic and Adam schedule (they change only the proposal, never the certification)."""
     t0 = time.perf_counter()
     if not F.same_structure(Fhat):
         raise ProbPruneError("F and F_hat must be chains of the same structure")
@@ -707,7 +740,8 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
     if e2e_steps > 0 and (e2e_stop is None or time.perf_counter() < e2e_stop):
         rows = relu_rows(F, Fhat, kappa) if JOINT_RELU_CONSTRAINTS else [ReluRows.none(X.shape[0]) for X in mats[1:]]
         try:  # interrupted at the deadline: the greedy value is complete and valid (12.60), the proposal is dropped
-            found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows)
+            found = _end_to_end(mats, rel, used, r, e2e_steps, math.inf if e2e_stop is None else e2e_stop, rows,
+                                e2e_options)
             ve = _recursion_relu_at(mats, rel, rows, *found, r) if found is not None else None  # certified at them
         except TimeLimitReached:
             ve = None
@@ -722,6 +756,6 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
                        seconds=time.perf_counter() - t0, end_to_end=e2e)
 
 
-__all__ = ["JointResult", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain",
+__all__ = ["JointResult", "E2EOptions", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain",
            "first_pruned_stage", "coupled_width", "check_joint_dim",
            "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]

@@ -11,7 +11,7 @@ import numpy as np
 from probprune.core.errors import ProbPruneError
 from probprune.certificates.compose import TimeLimitReached, certify_composed, count_pair_skips, deadline, lemma_a_pairs
 from probprune.certificates.compose import predicted_pair_seconds as compose_pair_seconds
-from probprune.certificates.joint import (check_joint_dim, coupled_width, e2e_steps_for, joint_bound,
+from probprune.certificates.joint import (E2EOptions, check_joint_dim, coupled_width, e2e_steps_for, joint_bound,
                                          predicted_joint_seconds)
 from probprune.certificates.lower import Chain, lower_pair
 from probprune.certificates.mixed import lemma_a_mixed
@@ -31,10 +31,20 @@ JOINT_E2E_STEPS = 100  # "auto": at most this many Adam steps on all of the join
 JOINT_EXPLICIT_E2E_STEPS = 100  # --bound joint: at most this many, within JOINT_EXPLICIT_E2E_WORK
 JOINT_POOL_MIN_SECONDS = 20.0  # "auto" on max-pool chains runs the joint bound on the lowering with ReLU after max
 # pooling (Statement 12.64) only where this much of the time limit is left after its other components: LeNet-5 on
-# digits, q = 0.3 / 0.6 / 0.9: 7.9 / 6.6 / 5.9x the attack with 100 end-to-end steps (16.5 s) against mixed's 9.3 /
-# 10.9 / 10.6x, but 10.7 / 10.7 / 9.4x with the ~35 steps that fit in the default 10 s (8.7 s instead of 1.7 s)
-JOINT_POOL_E2E_STEPS = 100  # ... with up to this many end-to-end steps ...
+# digits, q = 0.3 / 0.6 / 0.9, with the default 10 s (about 50 float32 steps of JOINT_POOL_E2E, 8.7 s instead of
+# 1.7 s) it gave 13.0 / 8.4 / 13.6x the attack against mixed's 9.3 / 10.9 / 10.6x: one row in three, for 5x the time
+JOINT_POOL_E2E_STEPS = 300  # ... with up to this many end-to-end steps ...
 JOINT_POOL_TIME_SHARE = 0.85  # ... ending at this share of the time left (the proposal's certification follows)
+JOINT_POOL_E2E = E2EOptions(dtype="float32", lr_scale=2.0, lr_end=0.1, recover=True)  # ... searched in
+# float32 (certified in float64), its Adam step decaying to a tenth and recovering after inadmissible points
+# (joint.E2EOptions); 300 steps, ratio to the attack (PGD) on issue 22's digits CNN at q = 0.4 / 0.3816 and LeNet-5 at
+# q = 0.3 / 0.6 / 0.9: 5.12 / 4.01 and 4.52 / 5.21 / 5.52 (x1 constant, no recovery: 6.80 on the CNN at 0.4; x2
+# constant: 5.27 there, 7.07 on LeNet-5 at 0.9; x2 decaying without recovery 4.82 / 4.60, 5.20 at 0.6, 5.40 at 0.9;
+# x1 decaying: 10.4 at 0.4 with 33 inadmissible points, 4.06 with recovery, but 11.4 on LeNet-5 at 0.6). Values
+# move by tens of percent between nearby fractions (the Adam path is not smooth in the masks); each is a bound
+JOINT_POOL_EXPLICIT_E2E_STEPS = 300  # --bound joint on the rewritten lowering: at most this many end-to-end steps,
+JOINT_POOL_EXPLICIT_E2E_WORK = 80_000.0  # ... within this work (joint.e2e_steps_for): 300 on LeNet-5 (work 129) and
+# issue 22's digits CNN (258), 11 on the 16x16 max-pool CNN (6,974); the 300 steps take 30-60 s on the first two
 JOINT_EXPLICIT_E2E_WORK = 3000.0  # --bound joint: the work budget of joint.e2e_steps_for (auto: JOINT_E2E_WORK)
 CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
 # (issue 19); also the time the certified budget assumes when it decides whether its search probes the joint bound
@@ -347,10 +357,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         """The joint bound (§12.12) on the pair (F, F_hat) itself or on its rewritten lowering (Statement 12.64), in
         F's power-of-two scale."""
         nonlocal joint_info
-        jr = joint_bound(Fj, Fhj, radius, norms=norms if Fj is F else None,
+        rewritten = Fj is not F
+        jr = joint_bound(Fj, Fhj, radius, norms=norms if not rewritten else None,
                          diag_steps=joint_steps if joint_steps is not None else
                          (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
-                         adam_stop=stop, e2e_steps=e2e, e2e_stop=stop)
+                         adam_stop=stop, e2e_steps=e2e, e2e_stop=stop,
+                         e2e_options=JOINT_POOL_E2E if rewritten else None)
         v = math.ldexp(jr.eps, Fj.scale_exp - F.scale_exp)  # exact (a power of two) unless it leaves the range
         if jr.eps > 0 and not (0 < v < math.inf):
             raise ProbPruneError("joint bound: rescaling the rewritten lowering's value to F's scale under/overflows; "
@@ -375,6 +387,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 e2e = max(0, int(joint_e2e))
             elif auto:
                 e2e = e2e_steps_for(F, JOINT_E2E_STEPS)
+            elif Fj is not F:  # the rewritten max-pool lowering (Statement 12.64): its Adam converges slowly
+                e2e = e2e_steps_for(Fj, JOINT_POOL_EXPLICIT_E2E_STEPS, JOINT_POOL_EXPLICIT_E2E_WORK)
             else:
                 e2e = e2e_steps_for(Fj, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
