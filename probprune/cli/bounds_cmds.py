@@ -230,8 +230,8 @@ def certify(
     seed: int = typer.Option(0, help="mask seed (random)"),
     conv_norm: ConvNorm = typer.Option("fft", help="fft (exact periodic norm, Sedghi et al.) | kernel (Lemma C)"),
     bound: str = typer.Option("auto", help="auto (tightest valid: min of all) | lemma-a (Cert-D, §3.11) | composed | "
-                              "pairs | mixed | propagate | sdp (THEORY §12; sdp: small nets, "
-                              "seconds to minutes)"),
+                              "pairs | mixed | joint | propagate | sdp (THEORY §12; joint on max-pool nets and "
+                              "sdp: tens of seconds to minutes)"),
     radius: Optional[float] = typer.Option(None, help="per-input certified prediction stability on the --dataset "
                                            "test inputs within this radius (0 = point check; THEORY §12.5)"),
     radius_norm: str = typer.Option("l2", help="l2 | linf (for --radius)"),
