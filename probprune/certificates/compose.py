@@ -786,8 +786,9 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     payload), or None where T is not admissible (then back to the best T, half the step); ``t0`` may be a vector (the
     start T itself) and ``lr`` a vector (a step per coordinate). Each of the ``steps``
     iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). ``lr_end`` < 1:
-    the step decays from ``lr`` to ``lr_end`` x ``lr`` (cosine) over the ``steps`` iterations or, where ``stop`` comes
-    first, over the time to it (the larger of the two progress fractions). ``recover``: after an inadmissible T the
+    the step decays from ``lr`` to ``lr_end`` x ``lr`` (cosine) over the ``steps`` iterations or, where ``stop`` is
+    predicted to come first (from the first step's time, measured once), over the steps predicted to fit: a count,
+    so that where the time does not bind the result does not depend on the machine's speed. ``recover``: after an inadmissible T the
     momentum restarts and the halved step grows back (x 1.5 per admissible step, up to the schedule's) instead of
     staying halved for the rest of the run. Returns
     ((value, T, payload) at t0 1, (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
@@ -799,6 +800,7 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     b1, b2, eps_a = 0.9, 0.999, 1e-8
     m1, m2, it = np.zeros(n), np.zeros(n), 0
     t_start = time.perf_counter()
+    horizon = steps  # the decay's length in steps (fewer where the first step predicts that stop comes first)
     cut = 1.0  # the step's factor after inadmissible points (recover: it grows back)
     for j in range(steps):
         if time.perf_counter() > stop:
@@ -819,9 +821,11 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
         it += 1
         m1 = b1 * m1 + (1 - b1) * g
         m2 = b2 * m2 + (1 - b2) * g * g
-        now = time.perf_counter()
-        progress = max(j / steps, (now - t_start) / (stop - t_start) if stop > t_start else 0.0)
-        decay = lr_end + (1 - lr_end) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if it == 1 and lr_end < 1 and math.isfinite(stop):
+            dt = time.perf_counter() - t_start
+            if dt > 0 and (stop - t_start) / dt < steps:
+                horizon = max(1, int((stop - t_start) / dt))
+        decay = lr_end + (1 - lr_end) * 0.5 * (1 + math.cos(math.pi * min(j / horizon, 1.0)))
         logt = logt - cut * decay * lr * (m1 / (1 - b1 ** it)) / (np.sqrt(m2 / (1 - b2 ** it)) + eps_a)
     return start, best
 
