@@ -282,9 +282,9 @@ PGD_RESTARTS, PGD_STEPS = 32, 60
 # the "after" ratios of the previous run of this benchmark, quoted beside this run's
 PREVIOUS_RUN_AFTER = {"lenet_300_100": 0.650, "digits_mlp": 0.738, "digits_cnn_maxpool": 0.284,
                       "digits_residual_bn": 0.434}  # e63a0c0 (the stored run before --refine joint was added)
-REFINE = {"refine": "joint", "refine_evaluations": 4, "refine_time_limit": 600.0}  # `budget --model M --refine
-# joint` with the command's defaults (api.budget): the auto budget grown with the explicit joint bound, on max-pool
-# networks on Statement 12.64's lowering
+REFINE_METHOD = "joint"  # `budget --model M --refine joint` with the command's defaults (api.budget's
+# refine_evaluations, refine_time_limit): the auto budget grown with the explicit joint bound, on max-pool networks on
+# Statement 12.64's lowering
 
 
 class _ResidualBN(__import__("torch").nn.Module):
@@ -410,6 +410,14 @@ def trained(names=None, seed: int = 0, rel: float = 0.1) -> dict:
            "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
                        "torch_threads": torch.get_num_threads(), "loadavg_start": os.getloadavg()},
            "rows": []}
+    import inspect
+
+    from probprune import api
+
+    defaults = inspect.signature(api.budget).parameters  # what the command runs with
+    refine_kw = {"refine": REFINE_METHOD,
+                 **{k: defaults[k].default for k in ("refine_evaluations", "refine_time_limit")}}
+    out["after_refine_settings"] = refine_kw
     t = time.perf_counter()
     nets = trained_networks(seed)
     out["training_seconds"] = time.perf_counter() - t
@@ -431,7 +439,7 @@ def trained(names=None, seed: int = 0, rel: float = 0.1) -> dict:
         row["eps"] = eps
         row["tight_refused"] = tight_refusal(g)
         homog = (name == "lenet_300_100")  # bias-free ReLU net: positively homogeneous
-        for key, cert, kw in (("before", "lemma-a", {}), ("after", "auto", {}), ("after_refine", "auto", REFINE)):
+        for key, cert, kw in (("before", "lemma-a", {}), ("after", "auto", {}), ("after_refine", "auto", refine_kw)):
             tim: dict = {}
             t = time.perf_counter()
             r = certified_budget(g, eps, mode="uniform", certificate=cert, timings=tim, **kw)

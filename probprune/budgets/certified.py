@@ -820,11 +820,12 @@ def _tight_eps(F, graph, masks: dict, method: str, Fh=None, lean: bool = False, 
     from probprune.certificates.tight import certify_chains, pool_pair_for
 
     try:
-        Fh = lower_graph(graph.with_masks(masks), "F_hat") if Fh is None else Fh
+        gh = graph.with_masks(masks) if Fh is None or method == "joint" else None
+        Fh = lower_graph(gh, "F_hat") if Fh is None else Fh
         if not F.same_structure(Fh):
             return math.inf, "F and F_hat lower to chains of different structure", {}
         # the explicit joint bound on max-pool networks runs on Statement 12.64's lowering, as `certify --bound joint`
-        pool = pool_pair_for(graph, graph.with_masks(masks), "joint") if method == "joint" else None
+        pool = pool_pair_for(graph, gh, "joint") if method == "joint" else None
         tc = certify_chains(F, Fh, method, 1.0, scalar_if_mixed_fails=lean, joint=joint, joint_steps=joint_steps,
                             joint_e2e=joint_e2e, pool_pair=pool)
     except (ProbPruneError, np.linalg.LinAlgError, FloatingPointError) as e:  # fail closed: Cert-D judges alone
@@ -1286,7 +1287,7 @@ def _tight_phase(graph, cand: np.ndarray, eps: float, mode: str, k_d: np.ndarray
 
 #: what the refine phase may invert (certify --bound)
 REFINE_METHODS = ("sdp", "mixed", "joint", "pairs", "propagate", "composed")
-REFINE_MAX_DIM = 700  # the sdp refine phase runs only up to this many lifted coordinates (SCS, certificates.sdp.MAX_DIM)
+REFINE_MAX_DIM = 700  # the sdp refine phase runs only up to this many lifted coordinates (SCS, sdp.MAX_DIM)
 
 
 def _refine_phase(F, graph, memo: dict, k: np.ndarray, N: np.ndarray, cand: np.ndarray, eps: float, method: str,

@@ -788,9 +788,9 @@ def adam_log_multipliers(evaluate, t0: float, n: int, steps: int, stop: float = 
     iterations evaluates the current T; the loop also ends at time ``stop`` (time.perf_counter()). ``lr_end`` < 1:
     the step decays from ``lr`` to ``lr_end`` x ``lr`` (cosine) over the ``steps`` iterations or, where ``stop`` is
     predicted to come first (from the first step's time, measured once), over the steps predicted to fit: a count,
-    so that where the time does not bind the result does not depend on the machine's speed. ``recover``: after an inadmissible T the
-    momentum restarts and the halved step grows back (x 1.5 per admissible step, up to the schedule's) instead of
-    staying halved for the rest of the run. Returns
+    so that where the time does not bind the result does not depend on the machine's speed. ``recover``: after an
+    inadmissible T the momentum restarts and the halved step grows back (x 1.5 per admissible step, up to the
+    schedule's) instead of staying halved for the rest of the run. Returns
     ((value, T, payload) at t0 1, (value, T, payload) of the smallest value seen), or None if t0 1 is not admissible."""
     logt = np.log(np.broadcast_to(np.asarray(t0, float), (n,))).copy()  # t0: a scalar or a start vector
     first = evaluate(np.exp(logt), False)

@@ -53,6 +53,7 @@ JOINT_E2E_WORK = 200.0  # the end-to-end phase (_end_to_end) gets floor(JOINT_E2
 # JOINT_E2E_MIN_STEPS: a count fixed by the network's shape, not by the machine's speed. A step (torch forward and
 # backward) cost 0.3-0.6 s on LeNet-300-100 (work 32: 3 steps, so none; 2 steps had taken its auto certificate from
 # 0.77 s to 1.92 s for 2.8%, against a 2 s target) and 5-15 ms on the 64-wide digits MLPs (work 0.45-2.1: 95-100)
+JOINT_E2E_MIN_STEPS = 10  # fewer end-to-end steps than this are not run (they moved the bound by < 3%)
 E2E_DTYPES = ("float64", "float32")  # the end-to-end proposal's arithmetic (E2EOptions.dtype)
 
 
@@ -78,8 +79,6 @@ class E2EOptions:
                 and 0 < self.lr_end <= 1):
             raise ProbPruneError(f"end-to-end lr_scale must be positive and lr_end in (0, 1], got {self.lr_scale!r}, "
                                  f"{self.lr_end!r}")
-
-JOINT_E2E_MIN_STEPS = 10  # fewer end-to-end steps than this are not run (they moved the bound by < 3%)
 
 
 def joint_work(F: Chain) -> float:
@@ -756,6 +755,6 @@ def joint_bound(F: Chain, Fhat: Chain, radius: float = 1.0, *, norms=None, diag_
                        seconds=time.perf_counter() - t0, end_to_end=e2e)
 
 
-__all__ = ["JointResult", "E2EOptions", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows", "coupled_chain",
-           "first_pruned_stage", "coupled_width", "check_joint_dim",
+__all__ = ["JointResult", "E2EOptions", "joint_bound", "e2e_steps_for", "joint_work", "ReluRows", "relu_rows",
+           "coupled_chain", "first_pruned_stage", "coupled_width", "check_joint_dim",
            "heuristic_scales", "predicted_joint_seconds", "JOINT_MAX_DIM"]
