@@ -360,7 +360,8 @@ def _tight(cert: dict, graph, Gh, bound: str, radius, radius_norm, X, dsname, n_
     if bound != "lemma-a":
         kw = {} if time_limit is None else {"time_limit": time_limit}  # else certify_chains' default budget
         pool = pool_pair_for(graph, Gh, bound, time_limit)  # Statement 12.64's lowering, where the joint bound uses it
-        tc = certify_chains(F, Fh, bound, 1.0, clock_start=clock_start, pool_pair=pool, **kw)
+        tc = certify_chains(F, Fh, bound, 1.0, clock_start=clock_start, pool_pair=pool,
+                            joint_long=time_limit is not None, **kw)
         t = tc.as_dict()
         if time_limit is not None:
             t["time_limit"] = {"seconds": time_limit, "applied": True, "default": bool(limit_default),

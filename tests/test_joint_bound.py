@@ -342,9 +342,9 @@ def test_end_to_end_multipliers_certified_and_at_least_the_attack(seed):
     # the proposal in float32 with a decaying double step (the rewritten max-pool lowering's settings): still
     # certified in float64 at its multipliers, never above the greedy value, >= the attack
     from probprune.certificates.joint import E2EOptions
-    from probprune.certificates.tight import JOINT_POOL_E2E
+    from probprune.certificates.tight import JOINT_LONG_E2E
 
-    r2 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40, e2e_options=JOINT_POOL_E2E)
+    r2 = joint_bound(F, Fh, 1.0, diag_steps=10, e2e_steps=40, e2e_options=JOINT_LONG_E2E)
     assert r2.eps <= r0.eps and unscale(r2.eps, F.scale_exp) >= a
     if r2.end_to_end is not None:
         assert r2.eps == r2.end_to_end
@@ -425,16 +425,16 @@ def test_cli_bound_joint_on_a_maxpool_cnn_uses_the_rewritten_lowering(capsys, tm
 
 
 def test_auto_with_time_to_spare_runs_the_rewritten_joint_bound_on_maxpool_cnns():
-    """Statement 12.64 under "auto": with at least JOINT_POOL_MIN_SECONDS of the limit left the joint bound runs on the
+    """Statement 12.64 under "auto": with at least JOINT_LONG_MIN_SECONDS of the limit left the joint bound runs on the
     lowering with ReLU after max pooling (named in its stage), and the certificate is >= a strong attack; under the
     default 10 s it is not run and the reason names the statement."""
-    from probprune.certificates.tight import JOINT_POOL_MIN_SECONDS
+    from probprune.certificates.tight import JOINT_LONG_MIN_SECONDS
 
     m = maxpool_cnn(11, 6, 2, True, True)
     g, gh, F, Fh = _pair(m, (1, 6, 6), 11)
     assert pool_pair_for(g, gh, "auto", 10.0) is None and pool_pair_for(g, gh, "mixed") is None
-    c = certify_chains(F, Fh, "auto", 1.0, time_limit=JOINT_POOL_MIN_SECONDS + 40,
-                       pool_pair=pool_pair_for(g, gh, "auto", JOINT_POOL_MIN_SECONDS + 40))
+    c = certify_chains(F, Fh, "auto", 1.0, time_limit=JOINT_LONG_MIN_SECONDS + 40,
+                       pool_pair=pool_pair_for(g, gh, "auto", JOINT_LONG_MIN_SECONDS + 40))
     assert "joint" in c.components and c.eps == min(c.components.values())
     assert any("Statement 12.64" in s.get("stage", "") for s in c.stages)
     a = pgd_sup_error(g.forward, gh.forward, (1, 6, 6), restarts=128, steps=100, seed=11).value
@@ -442,6 +442,33 @@ def test_auto_with_time_to_spare_runs_the_rewritten_joint_bound_on_maxpool_cnns(
     c10 = certify_chains(F, Fh, "auto", 1.0, time_limit=10.0)
     skipped = next(s for s in c10.stages if s.get("stage") == "skipped components")
     assert "Statement 12.64" in skipped["joint"] and "joint" not in c10.components
+
+
+def test_long_joint_search_on_wide_chains_with_time_to_spare(monkeypatch):
+    """auto with ``joint_long`` (what probprune.certify passes): where auto's end-to-end count is 0 (a wide chain;
+    simulated here by patching the count) and at least JOINT_LONG_MIN_SECONDS are left, the joint bound runs the long
+    float32 search (named in its stage), never above the plain greedy value and >= a strong attack; without
+    ``joint_long`` (the budget's probes) or below the threshold it stays plain."""
+    import probprune.certificates.tight as T
+
+    monkeypatch.setattr(T, "e2e_steps_for", lambda F, cap, *a: 0)
+    monkeypatch.setattr(T, "JOINT_LONG_E2E_STEPS", 30)
+    m = _mlp(4, [5, 12, 12, 3])
+    g, gh, F, Fh = _pair(m, (5,), 4)
+
+    def joint_stage(c):
+        return next(s for s in c.stages if "end_to_end_search" in s)
+
+    plain = certify_chains(F, Fh, "auto", 1.0, time_limit=T.JOINT_LONG_MIN_SECONDS + 40)
+    long = certify_chains(F, Fh, "auto", 1.0, time_limit=T.JOINT_LONG_MIN_SECONDS + 40, joint_long=True)
+    short = certify_chains(F, Fh, "auto", 1.0, time_limit=T.JOINT_LONG_MIN_SECONDS - 5, joint_long=True)
+    assert joint_stage(plain)["end_to_end_search"] == "plain" == joint_stage(short)["end_to_end_search"]
+    js = joint_stage(long)
+    assert js["end_to_end_search"].startswith("long") and js["end_to_end_steps_at_most"] == 30
+    assert long.components["joint"] <= plain.components["joint"]
+    assert long.components["joint"] < plain.components["joint"]  # the search pays on this chain (30 steps)
+    a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=128, steps=100, seed=4).value
+    assert long.eps >= a
 
 
 def test_adam_step_decay_by_count_and_by_time():

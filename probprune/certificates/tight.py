@@ -29,13 +29,19 @@ JOINT_E2E_STEPS = 100  # "auto": at most this many Adam steps on all of the join
 # shape); measured on the budget's residual digits net (q = 0.4): greedy 23.30, + 10 / 40 / 100 steps 19.33 / 16.35 /
 # 14.62 with the ReLU constraints (0.2 / 0.7 / 1.5 s); its uniform budget 0.400 at 40, 0.434 at 100 (5.4 / 10.8 s)
 JOINT_EXPLICIT_E2E_STEPS = 100  # --bound joint: at most this many, within JOINT_EXPLICIT_E2E_WORK
-JOINT_POOL_MIN_SECONDS = 20.0  # "auto" on max-pool chains runs the joint bound on the lowering with ReLU after max
-# pooling (Statement 12.64) only where this much of the time limit is left after its other components: LeNet-5 on
-# digits, q = 0.3 / 0.6 / 0.9, with the default 10 s (about 50 float32 steps of JOINT_POOL_E2E, 8.7 s instead of
+JOINT_LONG_MIN_SECONDS = 20.0  # "auto" runs the joint bound's long end-to-end search (JOINT_LONG_E2E) only where
+# this much of the time limit is left: on max-pool chains on the lowering with ReLU after max pooling (Statement
+# 12.64), after its other components; on chains where the plain count (joint.e2e_steps_for) gives no end-to-end steps
+# (the 8x8 / 28x28 CNNs, LeNet-300-100, residual nets) first, with JOINT_TIME_SHARE of the time left, where the caller
+# asks for it (certify_chains(joint_long=True): probprune.certify, not the budget's probes). LeNet-5 on
+# digits, q = 0.3 / 0.6 / 0.9, with the default 10 s (about 50 float32 steps of JOINT_LONG_E2E, 8.7 s instead of
 # 1.7 s) it gave 13.0 / 8.4 / 13.6x the attack against mixed's 9.3 / 10.9 / 10.6x: one row in three, for 5x the time
-JOINT_POOL_E2E_STEPS = 300  # ... with up to this many end-to-end steps ...
-JOINT_POOL_TIME_SHARE = 0.85  # ... ending at this share of the time left (the proposal's certification follows)
-JOINT_POOL_E2E = E2EOptions(dtype="float32", lr_scale=2.0, lr_end=0.1, recover=True)  # ... searched in
+JOINT_LONG_E2E_STEPS = 300  # ... with up to this many end-to-end steps ...
+JOINT_POOL_TIME_SHARE = 0.85  # ... ending at this share of the time left on max-pool chains (the proposal's
+# certification follows; elsewhere JOINT_TIME_SHARE). Wide chains without max pooling, 60 steps, q = 0.6 (ratio to the
+# attack, from the greedy value auto gives at 10 s): the 8x8 average-pool CNN 2.51 -> 1.95 (x1 constant: 1.90),
+# LeNet-300-100 2.19 -> 2.08 (2.09), in 10-12 s; resnet_bn_digits 10.84 -> 10.38 (10 steps) / 8.18 (100 steps, 102 s)
+JOINT_LONG_E2E = E2EOptions(dtype="float32", lr_scale=2.0, lr_end=0.1, recover=True)  # ... searched in
 # float32 (certified in float64), its Adam step decaying to a tenth and recovering after inadmissible points
 # (joint.E2EOptions); 300 steps, ratio to the attack (PGD) on issue 22's digits CNN at q = 0.4 / 0.3816 and LeNet-5 at
 # q = 0.3 / 0.6 / 0.9: 5.12 / 4.01 and 4.52 / 5.21 / 5.52 (x1 constant, no recovery: 6.80 on the CNN at 0.4; x2
@@ -140,11 +146,11 @@ def pool_pair_for(graph, pruned, method: str = "auto", time_limit: float | None 
                   ) -> tuple[Chain, Chain] | None:
     """The pair lowered with every ReLU whose only consumer is a max pooling moved past it (Statement 12.64), for the
     joint bound on max-pool networks (``certify_chains(pool_pair=...)``); None where the graph has no such ReLU, the
-    method does not use it ("joint" does; "auto" only with ``time_limit`` None or >= JOINT_POOL_MIN_SECONDS) or the
+    method does not use it ("joint" does; "auto" only with ``time_limit`` None or >= JOINT_LONG_MIN_SECONDS) or the
     lowering refuses."""
     from probprune.certificates.lower import lower_graph_pair, relu_pool_pairs
 
-    uses = method == "joint" or (method == "auto" and (time_limit is None or time_limit >= JOINT_POOL_MIN_SECONDS))
+    uses = method == "joint" or (method == "auto" and (time_limit is None or time_limit >= JOINT_LONG_MIN_SECONDS))
     if not uses or not relu_pool_pairs(graph):
         return None
     try:
@@ -160,7 +166,7 @@ def joint_auto_skip(F: Chain, seconds_left: float | None = None) -> str | None:
     the time limit) a recursion predicted to take more than JOINT_TIME_SHARE of the seconds left."""
     if F.lip_blocks:
         return ("not run: max-pool blocks (the joint recursion is loose through pool trees, §12.12; with at least "
-                f"{JOINT_POOL_MIN_SECONDS:g} s of the time limit left it runs on the lowering with ReLU after max "
+                f"{JOINT_LONG_MIN_SECONDS:g} s of the time limit left it runs on the lowering with ReLU after max "
                 "pooling, Statement 12.64)")
     try:  # the width refusal of joint_bound itself
         check_joint_dim(F)
@@ -178,7 +184,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                    time_limit: float | None = AUTO_TIME_LIMIT, sdp_fo: bool | None = None,
                    scalar_if_mixed_fails: bool = False, clock_start: float | None = None,
                    joint: bool | None = None, joint_steps: int | None = None,
-                   joint_e2e: int | None = None,
+                   joint_e2e: int | None = None, joint_long: bool = False,
                    pool_pair: tuple[Chain, Chain] | None = None) -> TightCertificate:
     """Tight certificate for lowered chains (§12.1-§12.4). ``center`` None = the origin (the paper's ball); the
     norm-based methods (composed, pairs) need the origin-centred ball. ``time_limit`` (seconds, "auto" only; None =
@@ -207,10 +213,15 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
     ``joint_steps``: the joint bound's Adam steps per recursion step (None: JOINT_DIAG_STEPS under auto,
     JOINT_EXPLICIT_DIAG_STEPS for ``method="joint"``). ``joint_e2e``: the joint bound's end-to-end steps (Statements
     12.62-12.63; 0: none); None: auto's count under auto (JOINT_E2E_STEPS), the explicit method's otherwise.
+    ``joint_long`` ("auto" only, with ``joint_e2e`` None): on chains without max-pool blocks where auto's count is 0
+    (joint.e2e_steps_for: wide chains) and at least JOINT_LONG_MIN_SECONDS of the time limit are left, the joint
+    bound runs up to JOINT_LONG_E2E_STEPS end-to-end steps of JOINT_LONG_E2E within its JOINT_TIME_SHARE of the time
+    left (their number depends on the machine's speed; every value is a valid bound). probprune.certify passes it;
+    the certified budget's probes do not (their values then do not depend on the time limit's size).
     ``pool_pair``: the same pair lowered with ReLU after max pooling (:func:`pool_pair_for`, Statement 12.64): on
     max-pool chains ``method="joint"`` runs on it instead of F, F_hat (the same error, a tighter recursion); "auto"
-    uses it last, with the rest of the time limit, where at least JOINT_POOL_MIN_SECONDS of it are left (up to
-    JOINT_POOL_E2E_STEPS end-to-end steps, stopped at JOINT_POOL_TIME_SHARE of the time left: the count depends on the
+    uses it last, with the rest of the time limit, where at least JOINT_LONG_MIN_SECONDS of it are left (up to
+    JOINT_LONG_E2E_STEPS end-to-end steps, stopped at JOINT_POOL_TIME_SHARE of the time left: the count depends on the
     machine's speed; every value is a valid bound)."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ProbPruneError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
@@ -353,16 +364,16 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         skipped.pop("mixed_none_np", None)  # internal: only its value is used, below
     joint_info = None
 
-    def joint_on(Fj: Chain, Fhj: Chain, e2e: int, stop):
+    def joint_on(Fj: Chain, Fhj: Chain, e2e: int, stop, long: bool = False):
         """The joint bound (§12.12) on the pair (F, F_hat) itself or on its rewritten lowering (Statement 12.64), in
-        F's power-of-two scale."""
+        F's power-of-two scale; ``long``: the end-to-end search with JOINT_LONG_E2E (always on the rewritten one)."""
         nonlocal joint_info
         rewritten = Fj is not F
         jr = joint_bound(Fj, Fhj, radius, norms=norms if not rewritten else None,
                          diag_steps=joint_steps if joint_steps is not None else
                          (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
                          adam_stop=stop, e2e_steps=e2e, e2e_stop=stop,
-                         e2e_options=JOINT_POOL_E2E if rewritten else None)
+                         e2e_options=JOINT_LONG_E2E if rewritten or long else None)
         v = math.ldexp(jr.eps, Fj.scale_exp - F.scale_exp)  # exact (a power of two) unless it leaves the range
         if jr.eps > 0 and not (0 < v < math.inf):
             raise ProbPruneError("joint bound: rescaling the rewritten lowering's value to F's scale under/overflows; "
@@ -370,6 +381,8 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         comps["joint"] = v
         joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)"
                       + ("" if Fj is F else "; lowered with ReLU after max pooling (Statement 12.64)"),
+                      "end_to_end_steps_at_most": int(e2e),
+                      "end_to_end_search": "long (JOINT_LONG_E2E)" if rewritten or long else "plain",
                       **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
 
     if method == "joint" and not at_origin:
@@ -383,16 +396,20 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         Fj, Fhj = pool_pair if (F.lip_blocks and pool_pair is not None and not auto) else (F, Fhat)
 
         def run_joint():
+            long = False
             if joint_e2e is not None:
                 e2e = max(0, int(joint_e2e))
             elif auto:
                 e2e = e2e_steps_for(F, JOINT_E2E_STEPS)
+                # wide chains: the long search where the caller asks for it and the time limit leaves room
+                long = joint_long and e2e == 0 and left is not None and left >= JOINT_LONG_MIN_SECONDS
+                e2e = JOINT_LONG_E2E_STEPS if long else e2e
             elif Fj is not F:  # the rewritten max-pool lowering (Statement 12.64): its Adam converges slowly
                 e2e = e2e_steps_for(Fj, JOINT_POOL_EXPLICIT_E2E_STEPS, JOINT_POOL_EXPLICIT_E2E_WORK)
             else:
                 e2e = e2e_steps_for(Fj, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
-            joint_on(Fj, Fhj, e2e, stop)
+            joint_on(Fj, Fhj, e2e, stop, long)
         why_not = joint_auto_skip(F, left) if auto else None
         if auto and joint is False:
             skipped["joint"] = "not run: the caller found the mixed bound smaller at its first probe"
@@ -445,9 +462,9 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         guarded("propagate", run_region)
     if auto and at_origin and F.lip_blocks and pool_pair is not None and joint is not False:
         left = None if time_limit is None else wall - time.perf_counter()
-        if left is not None and left < JOINT_POOL_MIN_SECONDS:
+        if left is not None and left < JOINT_LONG_MIN_SECONDS:
             skipped["joint"] = (f"not run: max-pool blocks; on the lowering with ReLU after max pooling (Statement "
-                                f"12.64) it runs with at least {JOINT_POOL_MIN_SECONDS:g} s of the time limit left after "
+                                f"12.64) it runs with at least {JOINT_LONG_MIN_SECONDS:g} s of the time limit left after "
                                 f"the other components, {max(left, 0.0):.1f} s were left")
         elif left is not None and (need := predicted_joint_seconds(pool_pair[0])) > JOINT_TIME_SHARE * left:
             skipped["joint"] = (f"not started on the lowering with ReLU after max pooling (Statement 12.64): predicted "
@@ -455,7 +472,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                                 "of the time limit left")
         else:
             stop = None if left is None else time.perf_counter() + JOINT_POOL_TIME_SHARE * left
-            steps_e2e = JOINT_POOL_E2E_STEPS if joint_e2e is None else max(0, int(joint_e2e))
+            steps_e2e = JOINT_LONG_E2E_STEPS if joint_e2e is None else max(0, int(joint_e2e))
             skipped.pop("joint", None)
             try:
                 guarded("joint", lambda: joint_on(*pool_pair, steps_e2e, stop))
