@@ -448,7 +448,8 @@ def test_long_joint_search_on_wide_chains_with_time_to_spare(monkeypatch):
     """auto with ``joint_long`` (what probprune.certify passes): where auto's end-to-end count is 0 (a wide chain;
     simulated here by patching the count) and at least JOINT_LONG_MIN_SECONDS are left, the joint bound runs the long
     float32 search (named in its stage), never above the plain greedy value and >= a strong attack; without
-    ``joint_long`` (the budget's probes) or below the threshold it stays plain."""
+    ``joint_long`` (the budget's probes) or below the threshold it stays plain. ``--bound joint`` runs it where the
+    float64 count is cut by its work budget."""
     import probprune.certificates.tight as T
 
     monkeypatch.setattr(T, "e2e_steps_for", lambda F, cap, *a: 0)
@@ -469,6 +470,12 @@ def test_long_joint_search_on_wide_chains_with_time_to_spare(monkeypatch):
     assert long.components["joint"] < plain.components["joint"]  # the search pays on this chain (30 steps)
     a = pgd_sup_error(g.forward, gh.forward, (5,), restarts=128, steps=100, seed=4).value
     assert long.eps >= a
+    # --bound joint: where the float64 count is cut by its work budget (5 < JOINT_EXPLICIT_E2E_STEPS), the long search
+    monkeypatch.setattr(T, "e2e_steps_for", lambda F, cap, work: 5 if work == T.JOINT_EXPLICIT_E2E_WORK else 30)
+    ex = certify_chains(F, Fh, "joint", 1.0)
+    js = joint_stage(ex)
+    assert js["end_to_end_search"].startswith("long") and js["end_to_end_steps_at_most"] == 30
+    assert a <= ex.eps <= certify_chains(F, Fh, "joint", 1.0, joint_e2e=0).eps
 
 
 def test_adam_step_decay_by_count_and_by_time():

@@ -48,9 +48,12 @@ JOINT_LONG_E2E = E2EOptions(dtype="float32", lr_scale=2.0, lr_end=0.1, recover=T
 # constant: 5.27 there, 7.07 on LeNet-5 at 0.9; x2 decaying without recovery 4.82 / 4.60, 5.20 at 0.6, 5.40 at 0.9;
 # x1 decaying: 10.4 at 0.4 with 33 inadmissible points, 4.06 with recovery, but 11.4 on LeNet-5 at 0.6). Values
 # move by tens of percent between nearby fractions (the Adam path is not smooth in the masks); each is a bound
-JOINT_POOL_EXPLICIT_E2E_STEPS = 300  # --bound joint on the rewritten lowering: at most this many end-to-end steps,
-JOINT_POOL_EXPLICIT_E2E_WORK = 80_000.0  # ... within this work (joint.e2e_steps_for): 300 on LeNet-5 (work 129) and
-# issue 22's digits CNN (258), 11 on the 16x16 max-pool CNN (6,974); the 300 steps take 30-60 s on the first two
+JOINT_LONG_EXPLICIT_E2E_STEPS = 300  # --bound joint with JOINT_LONG_E2E (on the rewritten lowering of max-pool
+# chains, and on chains where JOINT_EXPLICIT_E2E_WORK allows fewer than JOINT_EXPLICIT_E2E_STEPS float64 steps): at
+# most this many end-to-end steps,
+JOINT_LONG_EXPLICIT_E2E_WORK = 80_000.0  # ... within this work (joint.e2e_steps_for): 300 on LeNet-5 (work 129),
+# issue 22's digits CNN (258), the 8x8 average-pool CNN (92) and LeNet-300-100 (32), 77 on resnet_bn_digits (1,030),
+# 11 on the 16x16 max-pool CNN (6,974); the 300 steps take 30-60 s on the first four
 JOINT_EXPLICIT_E2E_WORK = 3000.0  # --bound joint: the work budget of joint.e2e_steps_for (auto: JOINT_E2E_WORK)
 CERTIFY_AUTO_TIME_LIMIT = 10.0  # probprune.certify(bound="auto") without time_limit: seconds for the whole call
 # (issue 19); also the time the certified budget assumes when it decides whether its search probes the joint bound
@@ -405,9 +408,12 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 long = joint_long and e2e == 0 and left is not None and left >= JOINT_LONG_MIN_SECONDS
                 e2e = JOINT_LONG_E2E_STEPS if long else e2e
             elif Fj is not F:  # the rewritten max-pool lowering (Statement 12.64): its Adam converges slowly
-                e2e = e2e_steps_for(Fj, JOINT_POOL_EXPLICIT_E2E_STEPS, JOINT_POOL_EXPLICIT_E2E_WORK)
+                e2e = e2e_steps_for(Fj, JOINT_LONG_EXPLICIT_E2E_STEPS, JOINT_LONG_EXPLICIT_E2E_WORK)
             else:
                 e2e = e2e_steps_for(Fj, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
+                # the work budget cuts the float64 search short (a wide chain): the long float32 one instead
+                long = e2e < JOINT_EXPLICIT_E2E_STEPS
+                e2e = e2e_steps_for(Fj, JOINT_LONG_EXPLICIT_E2E_STEPS, JOINT_LONG_EXPLICIT_E2E_WORK) if long else e2e
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
             joint_on(Fj, Fhj, e2e, stop, long)
         why_not = joint_auto_skip(F, left) if auto else None

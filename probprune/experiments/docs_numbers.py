@@ -176,6 +176,7 @@ def budget_ratio_network(r: Results, file: str = BUDGET_RATIO) -> str:
 
 # ------------------------------------------------------------------------------------------------ certificates.json
 CERTS = "benchmarks/results/certificates.json"
+CERTS_AUTO30 = "benchmarks/results/certificates_auto30.json"  # bench_auto_limit.py 30: auto with --time-limit 30
 
 
 def cert_summary(r: Results, key: str) -> float:
@@ -458,6 +459,16 @@ def block_glance_table(r: Results) -> str:
         rows.append(f"| `auto` time per certificate, max over the rows (lowering included) | - "
                     f"| **{seconds(cert_summary(r, 'auto_seconds_max'))}** | <= {seconds(ts)}, "
                     f"{target_verdict(cert_summary(r, 'auto_seconds_max'), ts)} | same |")
+    if r.exists(CERTS_AUTO30):  # what a longer time limit buys (same rows and PGD values)
+        s30 = r.get(CERTS_AUTO30, "summary")
+        lim = f"{s30['limit_s']:g}"
+        now, before = s30[f"auto_{lim}s_over_pgd"], s30["auto_10s_over_pgd"]
+        keys = ["overall"] + sorted(k for k in now if k != "overall")
+        rows.append(f"| same with `--time-limit {lim}`, median {' / '.join(keys)} "
+                    f"| {' / '.join(ratio(before[k]) for k in keys)} (10 s) "
+                    f"| **{' / '.join(ratio(now[k]) for k in keys)}** (max {seconds(s30[f'auto_{lim}s_seconds_max'])}) "
+                    f"| <= {s30['targets']['overall']:g}x / {s30['targets']['per_family']:g}x each "
+                    "| `bench_auto_limit.py 30` -> `certificates_auto30.json` |")
     rows += [
         f"| same on l2 balls around test inputs (data region), median | - "
         f"| **{ratio(cert_summary(r, 'region_new_over_pgd_median'))}** | | same |",
