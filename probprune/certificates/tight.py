@@ -414,6 +414,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 # the work budget cuts the float64 search short (a wide chain): the long float32 one instead
                 long = e2e < JOINT_EXPLICIT_E2E_STEPS
                 e2e = e2e_steps_for(Fj, JOINT_LONG_EXPLICIT_E2E_STEPS, JOINT_LONG_EXPLICIT_E2E_WORK) if long else e2e
+                long = long and e2e > 0  # wider still: no end-to-end steps at all (reported as plain)
             stop = None if left is None else time.perf_counter() + JOINT_TIME_SHARE * left
             joint_on(Fj, Fhj, e2e, stop, long)
         why_not = joint_auto_skip(F, left) if auto else None
