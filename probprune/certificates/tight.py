@@ -369,14 +369,14 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
 
     def joint_on(Fj: Chain, Fhj: Chain, e2e: int, stop, long: bool = False):
         """The joint bound (§12.12) on the pair (F, F_hat) itself or on its rewritten lowering (Statement 12.64), in
-        F's power-of-two scale; ``long``: the end-to-end search with JOINT_LONG_E2E (always on the rewritten one)."""
+        F's power-of-two scale; ``long``: the end-to-end search with JOINT_LONG_E2E (the callers choose it, always on
+        the rewritten one)."""
         nonlocal joint_info
-        rewritten = Fj is not F
-        jr = joint_bound(Fj, Fhj, radius, norms=norms if not rewritten else None,
+        jr = joint_bound(Fj, Fhj, radius, norms=norms if Fj is F else None,
                          diag_steps=joint_steps if joint_steps is not None else
                          (JOINT_DIAG_STEPS if auto else JOINT_EXPLICIT_DIAG_STEPS),
                          adam_stop=stop, e2e_steps=e2e, e2e_stop=stop,
-                         e2e_options=JOINT_LONG_E2E if rewritten or long else None)
+                         e2e_options=JOINT_LONG_E2E if long else None)
         v = math.ldexp(jr.eps, Fj.scale_exp - F.scale_exp)  # exact (a power of two) unless it leaves the range
         if jr.eps > 0 and not (0 < v < math.inf):
             raise ProbPruneError("joint bound: rescaling the rewritten lowering's value to F's scale under/overflows; "
@@ -385,7 +385,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         joint_info = {"stage": "joint S-procedure on the coupled chain (whole network, §12.12)"
                       + ("" if Fj is F else "; lowered with ReLU after max pooling (Statement 12.64)"),
                       "end_to_end_steps_at_most": int(e2e),
-                      "end_to_end_search": "long (JOINT_LONG_E2E)" if rewritten or long else "plain",
+                      "end_to_end_search": "long (JOINT_LONG_E2E)" if long else "plain",
                       **{k: v for k, v in jr.__dict__.items() if k != "eps"}}
 
     if method == "joint" and not at_origin:
@@ -399,7 +399,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
         Fj, Fhj = pool_pair if (F.lip_blocks and pool_pair is not None and not auto) else (F, Fhat)
 
         def run_joint():
-            long = False
+            long = Fj is not F  # the rewritten max-pool lowering always searches with JOINT_LONG_E2E
             if joint_e2e is not None:
                 e2e = max(0, int(joint_e2e))
             elif auto:
@@ -407,7 +407,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
                 # wide chains: the long search where the caller asks for it and the time limit leaves room
                 long = joint_long and e2e == 0 and left is not None and left >= JOINT_LONG_MIN_SECONDS
                 e2e = JOINT_LONG_E2E_STEPS if long else e2e
-            elif Fj is not F:  # the rewritten max-pool lowering (Statement 12.64): its Adam converges slowly
+            elif long:  # the rewritten max-pool lowering (Statement 12.64): its Adam converges slowly
                 e2e = e2e_steps_for(Fj, JOINT_LONG_EXPLICIT_E2E_STEPS, JOINT_LONG_EXPLICIT_E2E_WORK)
             else:
                 e2e = e2e_steps_for(Fj, JOINT_EXPLICIT_E2E_STEPS, JOINT_EXPLICIT_E2E_WORK)
@@ -482,7 +482,7 @@ def certify_chains(F: Chain, Fhat: Chain, method: str = "auto", radius: float = 
             steps_e2e = JOINT_LONG_E2E_STEPS if joint_e2e is None else max(0, int(joint_e2e))
             skipped.pop("joint", None)
             try:
-                guarded("joint", lambda: joint_on(*pool_pair, steps_e2e, stop))
+                guarded("joint", lambda: joint_on(*pool_pair, steps_e2e, stop, long=True))
             except ProbPruneError as exc:
                 skipped["joint"] = str(exc)
     sdp_info = None
